@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The bundle (.upk): a POSIX tar stream read strictly in order in one pass with libarchive:
+ * manifest.json, manifest.json.sig, then the payloads in manifest order and nothing else. The reader
+ * verifies the signature before it parses a byte of the manifest as trusted, and hashes every payload
+ * as it streams. The writer produces the same bytes for the same inputs. */
+
+#include "error.h"
+#include "manifest.h"
+#include "signature.h"
+
+#define BUNDLE_MANIFEST_NAME  "manifest.json"
+#define BUNDLE_SIGNATURE_NAME "manifest.json.sig"
+
+typedef struct Bundle Bundle;
+
+/* Where the bundle's bytes come from: a read function returning bytes read, 0 at the end, or -errno. */
+typedef ssize_t (*BundleReadFunc)(void *userdata, void *buf, size_t size);
+
+typedef struct BundleOpenOptions {
+        const char *keyring; /* trusted CAs (PEM); NULL opens UNVERIFIED (only `bundle info` may) */
+        const char *crl;     /* optional */
+} BundleOpenOptions;
+
+/* Read and check manifest.json and manifest.json.sig; verify the signature (when a keyring is given),
+ * then parse the manifest. Nothing else is read yet. */
+int bundle_open_fd(int fd, const BundleOpenOptions *opts, Bundle **ret, UpkErr *err);
+int bundle_open_path(const char *path, const BundleOpenOptions *opts, Bundle **ret, UpkErr *err);
+int bundle_open_func(BundleReadFunc func, void *userdata, const BundleOpenOptions *opts, Bundle **ret,
+                     UpkErr *err);
+Bundle *bundle_free(Bundle *b);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Bundle *, bundle_free);
+
+const Manifest *bundle_get_manifest(const Bundle *b);
+bool bundle_is_verified(const Bundle *b);
+const SignatureSigner *bundle_get_signer(const Bundle *b); /* NULL when unverified */
+/* The exact manifest and signature bytes as stored. */
+void bundle_get_raw(const Bundle *b, const void **ret_manifest, size_t *ret_manifest_size, const void **ret_sig,
+                    size_t *ret_sig_size);
+
+typedef enum BundlePayloadMode {
+        BUNDLE_PAYLOAD_STORED,       /* the bytes as stored in the bundle */
+        BUNDLE_PAYLOAD_DECOMPRESSED, /* decompressed per `compression`, capped at installed_size */
+} BundlePayloadMode;
+
+/* Advance to the next payload: returns 1 and its manifest entry, or 0 when every payload has been read
+ * and the tar stream ended right after the last one. Fails on a missing, extra, misnamed, misordered or
+ * non-regular member, or a member whose size differs from the manifest's. A previous payload that was
+ * not read to its end is read (and checked) first. */
+int bundle_next_payload(Bundle *b, BundlePayloadMode mode, const ManifestPayload **ret, UpkErr *err);
+
+/* The next block of the current payload: returns 1 with a pointer valid until the next call, or 0 at
+ * the payload's end after its size and sha256 (and, decompressed, its installed_size) have checked out. */
+int bundle_read_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err);
+
+/* Read and check everything that is left (all payloads, end of stream). */
+int bundle_verify_rest(Bundle *b, UpkErr *err);
+
+/* Bytes of the bundle consumed so far (for progress). */
+uint64_t bundle_get_position(const Bundle *b);
+
+typedef struct BundleCreateOptions {
+        const char *manifest_path; /* template: size and sha256 are filled in */
+        const char *cert_path;
+        const char *key_path;
+        const char *chain_path;  /* optional */
+        const char *payload_dir; /* where payload files are found; default: the manifest's folder */
+        const char *output_path;
+} BundleCreateOptions;
+
+/* Write a signed bundle; the output is written to a temporary file in the output's folder and renamed
+ * into place only when complete. */
+int bundle_create(const BundleCreateOptions *opts, UpkErr *err);

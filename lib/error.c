@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "error.h"
+
+#include <openssl/err.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+int upk_err(UpkErr *e, UpkErrKind kind, int r, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (r >= 0)
+                r = -EIO;
+        if (!e || e->kind != UPK_ERR_NONE)
+                return r;
+        e->kind = kind;
+        e->code = r;
+        va_start(ap, fmt);
+        vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+int upk_err_prefix(UpkErr *e, const char *fmt, ...)
+{
+        char prefix[UPK_ERR_MSG_MAX], joined[UPK_ERR_MSG_MAX];
+        va_list ap;
+
+        if (!e || e->kind == UPK_ERR_NONE)
+                return e && e->code < 0 ? e->code : -EIO;
+        va_start(ap, fmt);
+        vsnprintf(prefix, sizeof(prefix), fmt, ap);
+        va_end(ap);
+        snprintf(joined, sizeof(joined), "%s: %s", prefix, e->msg);
+        memcpy(e->msg, joined, sizeof(e->msg));
+        return e->code;
+}
+
+void upk_err_clear(UpkErr *e)
+{
+        if (!e)
+                return;
+        e->kind = UPK_ERR_NONE;
+        e->code = 0;
+        e->msg[0] = 0;
+}
+
+void upk_err_append_openssl(UpkErr *e)
+{
+        unsigned long code;
+        size_t n;
+
+        while ((code = ERR_get_error()) != 0) {
+                const char *reason = ERR_reason_error_string(code);
+                if (!e || !reason)
+                        continue;
+                n = strlen(e->msg);
+                if (strstr(e->msg, reason))
+                        continue;
+                snprintf(e->msg + n, sizeof(e->msg) - n, " (%s)", reason);
+        }
+}
+
+static const char *const kind_table[_UPK_ERR_KIND_MAX] = {
+        [UPK_ERR_NONE] = "none",
+        [UPK_ERR_IO] = "io",
+        [UPK_ERR_FORMAT] = "format",
+        [UPK_ERR_MANIFEST] = "manifest",
+        [UPK_ERR_SIGNATURE] = "signature",
+        [UPK_ERR_PAYLOAD] = "payload",
+        [UPK_ERR_COMPATIBLE] = "compatible",
+        [UPK_ERR_DOWNGRADE] = "downgrade",
+        [UPK_ERR_CONFIG] = "config",
+};
+
+const char *upk_err_kind_to_string(UpkErrKind k)
+{
+        if (k < 0 || k >= _UPK_ERR_KIND_MAX)
+                return NULL;
+        return kind_table[k];
+}

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The bundle manifest (manifest.json, format 1): strict parsing with json-c and deterministic
+ * serialisation. See man/upkeep-bundle.5.scd for the schema. */
+
+#include "error.h"
+#include "version.h"
+
+#define MANIFEST_SIZE_MAX         (1024u * 1024u) /* bytes of manifest.json */
+#define MANIFEST_DEPTH_MAX        8               /* JSON nesting */
+#define MANIFEST_PAYLOADS_MAX     64
+#define MANIFEST_ADVISORIES_MAX   256
+#define MANIFEST_STRING_MAX       4096            /* description, summary, url */
+#define MANIFEST_NAME_MAX         64              /* payload name, slot class, handler */
+#define MANIFEST_FILE_MAX         100             /* member names fit a plain ustar name */
+#define MANIFEST_PATH_MAX         4096            /* payload target */
+#define MANIFEST_ADVISORY_MAX     64
+#define MANIFEST_COMPATIBLE_MAX   128
+#define MANIFEST_PAYLOAD_SIZE_MAX (UINT64_C(1) << 46) /* 64 TiB: any size above is an attack */
+
+typedef enum Compression {
+        COMPRESSION_NONE,
+        COMPRESSION_GZIP,
+        COMPRESSION_XZ,
+        COMPRESSION_ZSTD,
+        _COMPRESSION_MAX,
+        _COMPRESSION_INVALID = -EINVAL,
+} Compression;
+
+typedef enum SecurityType {
+        SECURITY_TYPE_SECURITY,
+        SECURITY_TYPE_FEATURE,
+        SECURITY_TYPE_MIXED,
+        _SECURITY_TYPE_MAX,
+        _SECURITY_TYPE_INVALID = -EINVAL,
+} SecurityType;
+
+typedef struct ManifestPayload {
+        char *name;       /* unique id: [A-Za-z0-9._-], at most MANIFEST_NAME_MAX */
+        char *file;       /* tar member name: plain file name, unique, not manifest.json(.sig) */
+        char *handler;    /* raw | archive | file | exec:NAME | plugin name */
+        char *slot_class; /* exactly one of slot_class and target is set */
+        char *target;     /* absolute path */
+        uint64_t size;    /* of the stored bytes */
+        uint8_t sha256[32];
+        bool has_digest; /* false only for templates (bundle create fills size and sha256) */
+        Compression compression;
+        uint64_t installed_size; /* bytes after decompression; == size when not compressed */
+        bool has_installed_size;
+} ManifestPayload;
+
+typedef struct Manifest {
+        int format;
+        char *compatible;
+        char *version_str;
+        Version version;
+        char *min_version_str; /* NULL when absent */
+        Version min_version;
+        char *build;       /* RFC 3339 */
+        char *description; /* NULL when absent */
+        bool has_security;
+        SecurityType security_type;
+        char **advisories;
+        size_t n_advisories;
+        char *security_summary; /* NULL when absent */
+        char *support_end;      /* YYYY-MM-DD, NULL when absent */
+        char *support_url;      /* NULL when absent */
+        bool reboot;
+        ManifestPayload *payloads;
+        size_t n_payloads;
+} Manifest;
+
+typedef enum ManifestParseFlags {
+        /* A template for `bundle create`: size and sha256 may be missing (and are then filled). */
+        MANIFEST_PARSE_TEMPLATE = 1 << 0,
+} ManifestParseFlags;
+
+/* Parse `size` bytes (need not be NUL-terminated). Any schema violation: -EBADMSG with an UpkErr of
+ * kind UPK_ERR_MANIFEST naming the key (as a JSON path like payloads[1].sha256) and the reason. */
+int manifest_parse(const void *data, size_t size, ManifestParseFlags flags, Manifest **ret, UpkErr *err);
+Manifest *manifest_free(Manifest *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manifest *, manifest_free);
+
+/* Serialise to JSON with keys in a fixed order and a final newline; same manifest, same bytes.
+ * Fails with -EINVAL if any payload lacks its digest. */
+int manifest_to_json(const Manifest *m, char **ret, size_t *ret_size);
+
+const char *compression_to_string(Compression c);
+Compression compression_from_string(const char *s);
+const char *security_type_to_string(SecurityType t);
+SecurityType security_type_from_string(const char *s);

@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "util.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+int safe_close(int fd)
+{
+        if (fd >= 0) {
+                int saved = errno;
+                close(fd);
+                errno = saved;
+        }
+        return -EBADF;
+}
+
+int safe_atou64(const char *s, uint64_t *ret)
+{
+        uint64_t v = 0;
+
+        if (isempty(s))
+                return -EINVAL;
+        for (const char *p = s; *p; p++) {
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                unsigned d = (unsigned)(*p - '0');
+                if (v > (UINT64_MAX - d) / 10)
+                        return -ERANGE;
+                v = v * 10 + d;
+        }
+        *ret = v;
+        return 0;
+}
+
+void hex_encode(const uint8_t *data, size_t len, char *ret)
+{
+        static const char digits[] = "0123456789abcdef";
+
+        for (size_t i = 0; i < len; i++) {
+                ret[2 * i] = digits[data[i] >> 4];
+                ret[2 * i + 1] = digits[data[i] & 15];
+        }
+        ret[2 * len] = 0;
+}
+
+static int unhex_char(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        return -EINVAL;
+}
+
+int hex_decode(const char *s, uint8_t *ret, size_t len)
+{
+        if (strlen(s) != 2 * len)
+                return -EINVAL;
+        for (size_t i = 0; i < len; i++) {
+                int hi = unhex_char(s[2 * i]), lo = unhex_char(s[2 * i + 1]);
+                if (hi < 0 || lo < 0)
+                        return -EINVAL;
+                ret[i] = (uint8_t)(hi << 4 | lo);
+        }
+        return 0;
+}
+
+int read_full_fd(int fd, size_t max, char **ret, size_t *ret_size)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0, alloc = 0;
+
+        for (;;) {
+                if (size >= alloc) {
+                        size_t n = alloc ? alloc * 2 : 4096;
+                        if (n > max + 1)
+                                n = max + 1;
+                        if (n <= size)
+                                return -EFBIG;
+                        char *p = realloc(buf, n + 1);
+                        if (!p)
+                                return -ENOMEM;
+                        buf = p;
+                        alloc = n;
+                }
+                ssize_t k = read(fd, buf + size, alloc - size);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                size += (size_t)k;
+                if (size > max)
+                        return -EFBIG;
+        }
+        if (!buf) {
+                buf = malloc(1);
+                if (!buf)
+                        return -ENOMEM;
+        }
+        buf[size] = 0;
+        *ret = TAKE_PTR(buf);
+        if (ret_size)
+                *ret_size = size;
+        return 0;
+}
+
+int read_full_file(const char *path, size_t max, char **ret, size_t *ret_size)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        struct stat st;
+
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
+        if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > max)
+                return -EFBIG;
+        return read_full_fd(fd, max, ret, ret_size);
+}
+
+int loop_write(int fd, const void *buf, size_t len)
+{
+        const uint8_t *p = buf;
+
+        while (len > 0) {
+                ssize_t k = write(fd, p, len);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        return -EIO;
+                p += k;
+                len -= (size_t)k;
+        }
+        return 0;
+}
+
+char *strdup_printf(const char *fmt, ...)
+{
+        va_list ap;
+        char *s;
+        int r;
+
+        va_start(ap, fmt);
+        r = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        return r < 0 ? NULL : s;
+}
+
+bool filename_is_plain(const char *s, size_t max)
+{
+        size_t n;
+
+        if (isempty(s))
+                return false;
+        n = strlen(s);
+        if (n > max)
+                return false;
+        if (streq(s, ".") || streq(s, ".."))
+                return false;
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+                if (*p == '/' || *p < 0x20 || *p == 0x7f)
+                        return false;
+        return true;
+}

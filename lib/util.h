@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Small helpers every module uses: scope cleanup, ownership transfer, checked number parsing,
+ * bounded whole-file reads and full writes. Return convention everywhere: >= 0 success, -errno failure. */
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+#define _unused_      __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _nonnull_(...) __attribute__((nonnull(__VA_ARGS__)))
+#define _warn_unused_result_ __attribute__((warn_unused_result))
+
+#define streq(a, b)      (strcmp((a), (b)) == 0)
+#define strneq(a, b, n)  (strncmp((a), (b), (n)) == 0)
+#define isempty(s)       (!(s) || !(s)[0])
+
+/* Hand a pointer or fd out of a cleanup scope. */
+#define TAKE_PTR(p)                                \
+        ({                                         \
+                __typeof__(p) _tp_ = (p);          \
+                (p) = NULL;                        \
+                _tp_;                              \
+        })
+#define TAKE_FD(fd)                                \
+        ({                                         \
+                int _tf_ = (fd);                   \
+                (fd) = -EBADF;                     \
+                _tf_;                              \
+        })
+
+static inline void freep(void *p)
+{
+        free(*(void **)p);
+}
+#define _cleanup_(f)     __attribute__((cleanup(f)))
+#define _cleanup_free_   _cleanup_(freep)
+
+int safe_close(int fd);
+static inline void closep(int *fd)
+{
+        safe_close(*fd);
+}
+#define _cleanup_close_ _cleanup_(closep)
+
+/* Declare `NAME##p(T **)` calling `func(*p)` when non-NULL, for use with _cleanup_(). */
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)          \
+        static inline void func##p(type *p)              \
+        {                                                \
+                if (*p)                                  \
+                        func(*p);                        \
+        }
+
+/* Checked number parsing: decimal only, no sign, no leading/trailing junk, no overflow. */
+int safe_atou64(const char *s, uint64_t *ret);
+
+/* Lower-case hex. `ret` must hold 2*len+1 bytes. */
+void hex_encode(const uint8_t *data, size_t len, char *ret);
+/* Exactly 2*len lower-case hex digits into len bytes; -EINVAL otherwise. */
+int hex_decode(const char *s, uint8_t *ret, size_t len);
+
+/* Read a whole file of at most `max` bytes (more is -EFBIG). The buffer gets a trailing NUL not
+ * counted in *ret_size. */
+int read_full_file(const char *path, size_t max, char **ret, size_t *ret_size);
+int read_full_fd(int fd, size_t max, char **ret, size_t *ret_size);
+/* Write all bytes, retrying on EINTR and short writes. */
+int loop_write(int fd, const void *buf, size_t len);
+
+/* printf into a new string; NULL on OOM. */
+char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
+
+/* A plain file name: non-empty, at most `max` bytes, no '/', not "." or "..", no control bytes. */
+bool filename_is_plain(const char *s, size_t max);
