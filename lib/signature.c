@@ -406,15 +406,14 @@ static int load_store(const char *keyring_path, const char *crl_path, X509_STORE
         if (crl_path) {
                 STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
                 size_t n_certs, n_crls = 0;
-                int k = 0;
 
                 if (!crls)
                         return upk_err(err, UPK_ERR_SIGNATURE, -ENOMEM, "out of memory");
                 r = load_pem_objects(crl_path, "CRL file", NULL, crls, &n_certs, &n_crls, err);
-                for (int i = 0; r >= 0 && i < sk_X509_CRL_num(crls); i++, k++)
+                for (int i = 0; r >= 0 && i < sk_X509_CRL_num(crls); i++)
                         if (X509_STORE_add_crl(store, sk_X509_CRL_value(crls, i)) != 1) {
                                 r = upk_err(err, UPK_ERR_SIGNATURE, -EBADMSG, "cannot add CRL %d of \"%s\"",
-                                            k + 1, crl_path);
+                                            i + 1, crl_path);
                                 upk_err_append_openssl(err);
                         }
                 sk_X509_CRL_pop_free(crls, X509_CRL_free);
