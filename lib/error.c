@@ -23,7 +23,8 @@ int upk_err(UpkErr *e, UpkErrKind kind, int r, const char *fmt, ...)
 
 int upk_err_prefix(UpkErr *e, const char *fmt, ...)
 {
-        char prefix[UPK_ERR_MSG_MAX], joined[UPK_ERR_MSG_MAX];
+        char prefix[UPK_ERR_MSG_MAX / 2];
+        size_t plen, mlen;
         va_list ap;
 
         if (!e || e->kind == UPK_ERR_NONE)
@@ -31,8 +32,15 @@ int upk_err_prefix(UpkErr *e, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(prefix, sizeof(prefix), fmt, ap);
         va_end(ap);
-        snprintf(joined, sizeof(joined), "%s: %s", prefix, e->msg);
-        memcpy(e->msg, joined, sizeof(e->msg));
+        plen = strlen(prefix);
+        mlen = strnlen(e->msg, sizeof(e->msg) - 1);
+        if (mlen > sizeof(e->msg) - 1 - plen - 2)
+                mlen = sizeof(e->msg) - 1 - plen - 2;
+        memmove(e->msg + plen + 2, e->msg, mlen);
+        e->msg[plen + 2 + mlen] = 0;
+        memcpy(e->msg, prefix, plen);
+        e->msg[plen] = ':';
+        e->msg[plen + 1] = ' ';
         return e->code;
 }
 

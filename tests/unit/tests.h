@@ -59,11 +59,12 @@ void test_write_file(const char *path, const void *data, size_t size);
         } while (0)
 
 /* `expr` returns >= 0; on failure print the UpkErr `e` if given. */
-#define ASSERT_OK_E(expr, e)                                                                         \
-        do {                                                                                         \
-                int _r = (expr);                                                                     \
-                if (_r < 0)                                                                          \
-                        test_fail("%s = %d (%s) %s", #expr, _r, strerror(-_r), (e) ? (e)->msg : ""); \
+#define ASSERT_OK_E(expr, e)                                                                              \
+        do {                                                                                              \
+                const UpkErr *_e = (e);                                                                   \
+                int _r = (expr);                                                                          \
+                if (_r < 0)                                                                               \
+                        test_fail("%s = %d (%s) %s", #expr, _r, strerror(-_r), _e ? _e->msg : "");        \
         } while (0)
 #define ASSERT_OK(expr) ASSERT_OK_E(expr, (UpkErr *)NULL)
 
