@@ -137,6 +137,11 @@ static int next_member(Bundle *b, MemberKind kind, uint64_t *ret_size, UpkErr *e
                 return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
                             "bundle format: the bundle ends after %u member(s); member %u \"%s\" is missing",
                             b->member, b->member + 1, want);
+        if (r < ARCHIVE_WARN && b->member == 0)
+                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG, "bundle format: %s",
+                            b->position == 0 ? "the file is empty, a bundle is a tar archive"
+                                             : "not a tar archive (a bundle is a tar archive starting with "
+                                               "manifest.json)");
         if (r < ARCHIVE_WARN)
                 return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
                             "bundle format: cannot read the header of member %u (expected \"%s\") at byte "
@@ -149,17 +154,17 @@ static int next_member(Bundle *b, MemberKind kind, uint64_t *ret_size, UpkErr *e
         if (!name)
                 return fail(b, err, UPK_ERR_FORMAT, -EBADMSG, "bundle format: member %u has no name",
                             b->member);
+        type = entry_type_name(e);
+        if (type)
+                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                            "bundle format: member %u \"%s\" is %s; only regular files are allowed",
+                            b->member, name, type);
         if (!filename_is_plain(name, MANIFEST_FILE_MAX))
                 return fail(
                         b, err, UPK_ERR_FORMAT, -EBADMSG,
                         "bundle format: member %u name \"%s\" is not a plain file name (no '/', '..', or "
                         "control characters)",
                         b->member, name);
-        type = entry_type_name(e);
-        if (type)
-                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
-                            "bundle format: member %u \"%s\" is %s; only regular files are allowed",
-                            b->member, name, type);
         if (!streq(name, want))
                 return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
                             "bundle format: member %u is \"%s\", expected \"%s\"", b->member, name, want);
@@ -225,8 +230,12 @@ static int bundle_open_internal(Bundle *b, const BundleOpenOptions *opts, UpkErr
                 return upk_err(err, UPK_ERR_IO, -EIO, "libarchive: %s", archive_error_string(b->a));
         r = archive_read_open(b->a, b, NULL, outer_read_cb, NULL);
         if (r != ARCHIVE_OK)
-                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG, "bundle format: not a tar archive: %s",
-                            archive_error_string(b->a) ?: "unknown error");
+                return fail(
+                        b, err, UPK_ERR_FORMAT, -EBADMSG, "bundle format: %s (%s)",
+                        b->position == 0
+                                ? "the file is empty, a bundle is a tar archive"
+                                : "not a tar archive, a bundle is a tar archive starting with manifest.json",
+                        archive_error_string(b->a) ?: "unknown error");
 
         r = read_small_member(b, MEMBER_MANIFEST, MANIFEST_SIZE_MAX, &b->manifest_raw, &b->manifest_size,
                               err);
@@ -489,11 +498,16 @@ static int inner_open(Bundle *b, UpkErr *err)
                             compression_to_string(p->compression));
         if (archive_read_support_format_raw(b->inner) != ARCHIVE_OK ||
             archive_read_open(b->inner, b, NULL, inner_read_cb, NULL) != ARCHIVE_OK ||
-            archive_read_next_header(b->inner, &e) != ARCHIVE_OK)
+            archive_read_next_header(b->inner, &e) != ARCHIVE_OK) {
+                if (b->failed) /* the bundle itself could not be read */
+                        return upk_err(err, UPK_ERR_FORMAT, -EBADMSG,
+                                       "bundle format: cannot read member \"%s\": %s", p->file,
+                                       archive_error_string(b->a) ?: "read error");
                 return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
                             "payload \"%s\": cannot start %s decompression: %s", p->name,
                             compression_to_string(p->compression),
                             archive_error_string(b->inner) ?: "unknown error");
+        }
         if (archive_filter_count(b->inner) < 2 || archive_filter_code(b->inner, 0) != want_code)
                 return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
                             "payload \"%s\": stored bytes are not %s data", p->name,

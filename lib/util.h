@@ -79,3 +79,11 @@ char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
 
 /* A plain file name: non-empty, at most `max` bytes, no '/', not "." or "..", no control bytes. */
 bool filename_is_plain(const char *s, size_t max);
+
+/* Replace DIR/NAME atomically with `size` bytes: write a temporary file in DIR, fsync it, rename it
+ * over NAME, fsync DIR. A crash at any instant leaves either the old or the new content. */
+int write_file_atomic(const char *dir, const char *name, const void *data, size_t size, mode_t mode);
+/* mkdir -p with `mode` for the missing components. */
+int mkdir_p(const char *path, mode_t mode);
+/* CLOCK_REALTIME in µs. */
+uint64_t now_usec(void);

@@ -181,7 +181,7 @@ TEST(truncated_at_every_block_is_rejected)
                         checked++;
                 }
         }
-        ASSERT_TRUE(checked > 1000);
+        ASSERT_TRUE(checked > 500);
 }
 
 static void flip_and_expect(const char *data, size_t size, size_t offset, UpkErrKind kind,
@@ -433,9 +433,9 @@ TEST(not_a_tar_is_rejected)
         UpkErr err = {};
 
         test_write_file("junk.upk", junk, 10000);
-        ASSERT_UPK_ERR(verify_file("junk.upk", &err), &err, -EBADMSG, UPK_ERR_FORMAT, "bundle format");
+        ASSERT_UPK_ERR(verify_file("junk.upk", &err), &err, -EBADMSG, UPK_ERR_FORMAT, "not a tar archive");
         test_write_file("empty.upk", "", 0);
-        ASSERT_UPK_ERR(verify_file("empty.upk", &err), &err, -EBADMSG, UPK_ERR_FORMAT, "manifest.json");
+        ASSERT_UPK_ERR(verify_file("empty.upk", &err), &err, -EBADMSG, UPK_ERR_FORMAT, "the file is empty");
         ASSERT_UPK_ERR(verify_file("missing.upk", &err), &err, -ENOENT, UPK_ERR_IO, "cannot open");
 }
 

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef UPKEEP_HANDLER_H
+#define UPKEEP_HANDLER_H
+
+/* The payload handler interface of upkeep, for plugins.
+ *
+ * A plugin is a shared object in the handlers folder (/usr/lib/upkeep/handlers/NAME.so) that exports
+ * one symbol, `upkeep_handler`, of type `const struct upkeep_handler`. A manifest payload whose
+ * "handler" is NAME is installed through it. upkeep refuses a plugin whose abi_version differs from
+ * the UPKEEP_HANDLER_ABI_VERSION it was built with.
+ *
+ * Life of one payload:
+ *   begin()   once, before the first byte; gets the payload's description;
+ *   write()   for each block of the payload's bytes (decompressed), in order;
+ *   finish()  after the last byte, once the payload's size and sha256 have checked out: make the
+ *             bytes durable (fsync), but do not make them live yet;
+ *   commit()  after every payload of the bundle finished: make them live, if the handler has a
+ *             notion of that (atomic renames, ...);
+ *   rollback() instead of commit() when anything failed or was cancelled after begin(): undo what
+ *             can be undone. Exactly one of commit() and rollback() ends every begun payload, and
+ *             frees the state.
+ * Return 0 on success or a negative errno; on failure write a sentence into msg (msg_size bytes,
+ * always NUL-terminated by the caller's buffer size) naming what failed. Calls are made from one
+ * thread. A handler must not print to stdout. */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define UPKEEP_HANDLER_ABI_VERSION 1u
+
+struct upkeep_payload {
+        uint32_t struct_size;    /* sizeof(struct upkeep_payload) of the caller */
+        const char *name;        /* the payload's name in the manifest */
+        const char *handler;     /* the handler name as written in the manifest */
+        const char *slot_class;  /* NULL for payloads with a target */
+        const char *slot_name;   /* "A" or "B": the slot being written; NULL with a target */
+        const char *destination; /* the slot's device (block device, file or folder), or the target path */
+        uint64_t size;           /* bytes that write() will receive in all */
+        const char *sha256;      /* hex digest of the payload as stored in the bundle */
+        const char *version;     /* the bundle's version */
+        const char *compatible;  /* the bundle's compatible string */
+};
+
+struct upkeep_handler {
+        uint32_t abi_version; /* UPKEEP_HANDLER_ABI_VERSION */
+        const char *name;
+        int (*begin)(const struct upkeep_payload *payload, void **ret_state, char *msg, size_t msg_size);
+        int (*write)(void *state, const void *buf, size_t len, char *msg, size_t msg_size);
+        int (*finish)(void *state, char *msg, size_t msg_size);
+        int (*commit)(void *state, char *msg, size_t msg_size);
+        void (*rollback)(void *state);
+};
+
+#endif
