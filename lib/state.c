@@ -16,6 +16,34 @@ static void json_object_putp(json_object **o)
 }
 #define _cleanup_json_ _cleanup_(json_object_putp)
 
+/* The whole buffer must be one JSON value (whitespace around it allowed), no NUL inside. */
+static json_object *parse_strict(const char *data, size_t size)
+{
+        json_tokener *tok;
+        json_object *o;
+        size_t end;
+
+        if (strlen(data) != size || size > INT32_MAX)
+                return NULL;
+        tok = json_tokener_new_ex(16);
+        if (!tok)
+                return NULL;
+        o = json_tokener_parse_ex(tok, data, (int)size);
+        if (!o || json_tokener_get_error(tok) != json_tokener_success) {
+                json_object_put(o);
+                json_tokener_free(tok);
+                return NULL;
+        }
+        end = json_tokener_get_parse_end(tok);
+        json_tokener_free(tok);
+        for (; end < size; end++)
+                if (!strchr(" \t\r\n", data[end])) {
+                        json_object_put(o);
+                        return NULL;
+                }
+        return o;
+}
+
 static void free_slots(UpkState *s)
 {
         for (size_t i = 0; i < s->n_slots; i++) {
@@ -216,8 +244,8 @@ int state_load(const char *data_dir, UpkState **ret, char **ret_warning)
         if (r == -ENOMEM)
                 return r;
         if (r >= 0) {
-                o = json_tokener_parse(data);
-                if (o && strlen(data) == size) {
+                o = parse_strict(data, size);
+                if (o) {
                         r = state_from_json(o, s);
                         if (r == -ENOMEM)
                                 return r;
@@ -332,9 +360,9 @@ int history_load(const char *data_dir, HistoryEntry **ret, size_t *ret_n, char *
         if (r == -ENOENT)
                 return 0;
         if (r >= 0) {
-                o = json_tokener_parse(data);
+                o = parse_strict(data, size);
                 r = -EBADMSG;
-                if (o && json_object_is_type(o, json_type_array) && strlen(data) == size) {
+                if (o && json_object_is_type(o, json_type_array)) {
                         size_t len = json_object_array_length(o);
                         if (len > HISTORY_MAX)
                                 len = HISTORY_MAX;
