@@ -1,2 +1,1201 @@
-/* placeholder until the module lands */
-#include "util.h"
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "manifest.h"
+
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#define BUILD_TIME_MAX 64                      /* "2026-11-25T10:00:00.123456789+01:00" is 35 */
+#define HANDLER_MAX    (5 + MANIFEST_NAME_MAX) /* "exec:" + NAME */
+#define SHA256_HEX_LEN 64
+#define KEY_PATH_MAX   128                         /* "payloads[63].installed_size" and the like */
+#define QUOTE_MAX      48                          /* bytes of a value repeated in a message */
+#define OBJECTS_MAX    (3 + MANIFEST_PAYLOADS_MAX) /* top level, security, support and the payloads */
+
+static const char *const compression_table[_COMPRESSION_MAX] = {
+        [COMPRESSION_NONE] = "none",
+        [COMPRESSION_GZIP] = "gzip",
+        [COMPRESSION_XZ] = "xz",
+        [COMPRESSION_ZSTD] = "zstd",
+};
+
+const char *compression_to_string(Compression c)
+{
+        if (c < 0 || c >= _COMPRESSION_MAX)
+                return NULL;
+        return compression_table[c];
+}
+
+Compression compression_from_string(const char *s)
+{
+        if (!s)
+                return _COMPRESSION_INVALID;
+        for (int i = 0; i < _COMPRESSION_MAX; i++)
+                if (streq(compression_table[i], s))
+                        return (Compression)i;
+        return _COMPRESSION_INVALID;
+}
+
+static const char *const security_type_table[_SECURITY_TYPE_MAX] = {
+        [SECURITY_TYPE_SECURITY] = "security",
+        [SECURITY_TYPE_FEATURE] = "feature",
+        [SECURITY_TYPE_MIXED] = "mixed",
+};
+
+const char *security_type_to_string(SecurityType t)
+{
+        if (t < 0 || t >= _SECURITY_TYPE_MAX)
+                return NULL;
+        return security_type_table[t];
+}
+
+SecurityType security_type_from_string(const char *s)
+{
+        if (!s)
+                return _SECURITY_TYPE_INVALID;
+        for (int i = 0; i < _SECURITY_TYPE_MAX; i++)
+                if (streq(security_type_table[i], s))
+                        return (SecurityType)i;
+        return _SECURITY_TYPE_INVALID;
+}
+
+Manifest *manifest_free(Manifest *m)
+{
+        if (!m)
+                return NULL;
+        free(m->compatible);
+        free(m->version_str);
+        free(m->min_version_str);
+        free(m->build);
+        free(m->description);
+        for (size_t i = 0; i < m->n_advisories; i++)
+                free(m->advisories[i]);
+        free(m->advisories);
+        free(m->security_summary);
+        free(m->support_end);
+        free(m->support_url);
+        for (size_t i = 0; i < m->n_payloads; i++) {
+                ManifestPayload *p = &m->payloads[i];
+                free(p->name);
+                free(p->file);
+                free(p->handler);
+                free(p->slot_class);
+                free(p->target);
+        }
+        free(m->payloads);
+        free(m);
+        return NULL;
+}
+
+static inline void json_object_putp(json_object **p)
+{
+        if (*p)
+                json_object_put(*p);
+}
+
+static inline void json_tokener_freep(json_tokener **p)
+{
+        if (*p)
+                json_tokener_free(*p);
+}
+
+/* ---- messages ---- */
+
+static int bad(UpkErr *err, const char *fmt, ...) _printf_(2, 3);
+static int bad(UpkErr *err, const char *fmt, ...)
+{
+        char msg[UPK_ERR_MSG_MAX];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        return upk_err(err, UPK_ERR_MANIFEST, -EBADMSG, "manifest: %s", msg);
+}
+
+/* A value from the document, made safe to repeat in a message: printable ASCII only, bounded. */
+static const char *printable(const char *s, char *buf, size_t size)
+{
+        size_t n = 0;
+
+        for (; *s && n + 4 < size; s++, n++) {
+                unsigned char c = (unsigned char)*s;
+                buf[n] = c >= 0x20 && c < 0x7f && c != '"' && c != '\\' ? (char)c : '?';
+        }
+        if (*s) {
+                memcpy(buf + n, "...", 3);
+                n += 3;
+        }
+        buf[n] = 0;
+        return buf;
+}
+
+#define QUOTE(s) printable((s), (char[QUOTE_MAX + 4]){}, QUOTE_MAX + 4)
+
+static const char *key_path(char *buf, size_t size, const char *path, const char *key)
+{
+        snprintf(buf, size, "%s%s%s", path, *path ? "." : "", key);
+        return buf;
+}
+
+static const char *where(const char *path, char *buf, size_t size)
+{
+        if (!*path)
+                return "at top level";
+        snprintf(buf, size, "in %s", path);
+        return buf;
+}
+
+/* ---- character classes and formats ---- */
+
+static bool is_digit(char c)
+{
+        return c >= '0' && c <= '9';
+}
+
+static bool is_json_ws(char c)
+{
+        return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* 1..max characters of a-z 0-9 (and A-Z when `upper`) and the punctuation in `punct`. */
+static bool charset_ok(const char *s, size_t max, bool upper, const char *punct)
+{
+        size_t n = strlen(s);
+
+        if (n == 0 || n > max)
+                return false;
+        for (; *s; s++) {
+                char c = *s;
+                if ((c >= 'a' && c <= 'z') || is_digit(c) || (upper && c >= 'A' && c <= 'Z') ||
+                    strchr(punct, c))
+                        continue;
+                return false;
+        }
+        return true;
+}
+
+static bool parse_digits(const char *s, size_t n, unsigned *ret)
+{
+        unsigned v = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                if (!is_digit(s[i]))
+                        return false; /* also stops at the terminating NUL */
+                v = v * 10 + (unsigned)(s[i] - '0');
+        }
+        *ret = v;
+        return true;
+}
+
+static unsigned days_in_month(unsigned y, unsigned m)
+{
+        static const unsigned days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+        bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+
+        return m == 2 && leap ? 29 : days[m - 1];
+}
+
+/* "YYYY-MM-DD" at the start of s, a real calendar date. */
+static bool date_prefix_valid(const char *s)
+{
+        unsigned y, m, d;
+
+        if (!parse_digits(s, 4, &y) || s[4] != '-' || !parse_digits(s + 5, 2, &m) || s[7] != '-' ||
+            !parse_digits(s + 8, 2, &d))
+                return false;
+        return m >= 1 && m <= 12 && d >= 1 && d <= days_in_month(y, m);
+}
+
+static bool date_valid(const char *s)
+{
+        return date_prefix_valid(s) && s[10] == 0;
+}
+
+/* RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), upper-case T and Z. Second 60 is the
+ * leap second the RFC allows. */
+static bool rfc3339_valid(const char *s)
+{
+        unsigned hh, mm, ss, oh, om;
+
+        if (strnlen(s, BUILD_TIME_MAX + 1) > BUILD_TIME_MAX || !date_prefix_valid(s))
+                return false;
+        s += 10;
+        if (s[0] != 'T' || !parse_digits(s + 1, 2, &hh) || s[3] != ':' || !parse_digits(s + 4, 2, &mm) ||
+            s[6] != ':' || !parse_digits(s + 7, 2, &ss))
+                return false;
+        if (hh > 23 || mm > 59 || ss > 60)
+                return false;
+        s += 9;
+        if (*s == '.') {
+                s++;
+                if (!is_digit(*s))
+                        return false;
+                while (is_digit(*s))
+                        s++;
+        }
+        if (*s == 'Z')
+                return s[1] == 0;
+        if (*s != '+' && *s != '-')
+                return false;
+        if (!parse_digits(s + 1, 2, &oh) || s[3] != ':' || !parse_digits(s + 4, 2, &om) || s[6] != 0)
+                return false;
+        return oh <= 23 && om <= 59;
+}
+
+static bool handler_valid(const char *s)
+{
+        if (streq(s, "raw") || streq(s, "archive") || streq(s, "file"))
+                return true;
+        if (strneq(s, "exec:", 5))
+                return charset_ok(s + 5, MANIFEST_NAME_MAX, true, "._-") && !streq(s + 5, ".") &&
+                       !streq(s + 5, "..");
+        return charset_ok(s, MANIFEST_NAME_MAX, false, "_-"); /* a plugin */
+}
+
+/* Absolute, no ".." component, no control characters. */
+static bool target_valid(const char *s)
+{
+        if (s[0] != '/')
+                return false;
+        for (const char *p = s; *p; p++) {
+                unsigned char c = (unsigned char)*p;
+                if (c < 0x20 || c == 0x7f)
+                        return false;
+                if (p[0] == '/' && p[1] == '.' && p[2] == '.' && (p[3] == '/' || p[3] == 0))
+                        return false;
+        }
+        return true;
+}
+
+static bool advisory_valid(const char *s)
+{
+        size_t n = strlen(s);
+
+        if (n == 0 || n > MANIFEST_ADVISORY_MAX)
+                return false;
+        for (; *s; s++)
+                if (*s <= 0x20 || *s >= 0x7f)
+                        return false;
+        return true;
+}
+
+/* ---- raw text checks json-c does not make ----
+ *
+ * json-c keeps the last of duplicated keys without a word, truncates keys at an escaped NUL, and in strict
+ * mode still takes single-quoted strings and raw control characters inside strings. A small scan over the
+ * text (which json-c has already accepted, so its structure is sound) catches these. Duplicates are found
+ * by counting each object's members in the text (one ':' per member at the object's own level; ':' inside
+ * strings is skipped with the escapes) and comparing with json-c's member count for the same object, the
+ * objects being matched in document order. The first object in document order with a duplicate is the
+ * first whose counts differ, and every object before it was parsed faithfully, so the order still matches
+ * there. Only the first OBJECTS_MAX objects are counted: a document with more cannot pass the schema. */
+
+/* Length of the well-formed UTF-8 sequence (RFC 3629: shortest form, no surrogates, at most U+10FFFF) at
+ * p[0..n), or 0. json-c's own check lets overlong forms through. */
+static size_t utf8_sequence_len(const unsigned char *p, size_t n)
+{
+        unsigned char lo = 0x80, hi = 0xbf;
+        size_t len;
+
+        if (p[0] < 0x80)
+                return 1;
+        if (p[0] >= 0xc2 && p[0] <= 0xdf)
+                len = 2;
+        else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+                len = 3;
+                if (p[0] == 0xe0)
+                        lo = 0xa0; /* overlong */
+                else if (p[0] == 0xed)
+                        hi = 0x9f; /* surrogates */
+        } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+                len = 4;
+                if (p[0] == 0xf0)
+                        lo = 0x90; /* overlong */
+                else if (p[0] == 0xf4)
+                        hi = 0x8f; /* past U+10FFFF */
+        } else
+                return 0;
+        if (n < len || p[1] < lo || p[1] > hi)
+                return 0;
+        for (size_t i = 2; i < len; i++)
+                if (p[i] < 0x80 || p[i] > 0xbf)
+                        return 0;
+        return len;
+}
+
+typedef struct RawObject {
+        json_object *obj;
+        char path[KEY_PATH_MAX];
+        size_t start; /* offset of its '{' */
+        size_t n_keys;
+} RawObject;
+
+static void collect_objects(json_object *v, const char *path, RawObject *objs, size_t *n)
+{
+        char sub[KEY_PATH_MAX];
+
+        if (*n >= OBJECTS_MAX)
+                return;
+        switch (json_object_get_type(v)) {
+        case json_type_object: {
+                RawObject *o = &objs[(*n)++];
+                o->obj = v;
+                snprintf(o->path, sizeof(o->path), "%s", path);
+                json_object_object_foreach(v, key, val)
+                {
+                        key_path(sub, sizeof(sub), path, QUOTE(key));
+                        collect_objects(val, sub, objs, n);
+                }
+                break;
+        }
+        case json_type_array:
+                for (size_t i = 0; i < json_object_array_length(v) && *n < OBJECTS_MAX; i++) {
+                        snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
+                        collect_objects(json_object_array_get_idx(v, i), sub, objs, n);
+                }
+                break;
+        case json_type_null:
+        case json_type_boolean:
+        case json_type_double:
+        case json_type_int:
+        case json_type_string:
+                break;
+        }
+}
+
+/* The string token p[0..len) (quotes included) decoded by json-c; 1 if it is already in `seen`. */
+static int key_seen(const char *p, size_t len, json_object *seen, const char **ret_key,
+                    json_object **ret_obj)
+{
+        _cleanup_(json_tokener_freep) json_tokener *tok = json_tokener_new();
+        _cleanup_(json_object_putp) json_object *k = NULL;
+        const char *key;
+
+        if (!tok)
+                return -ENOMEM;
+        k = json_tokener_parse_ex(tok, p, (int)len);
+        if (!k || !json_object_is_type(k, json_type_string))
+                return -ENOMEM; /* the text already parsed once, so only memory can fail here */
+        key = json_object_get_string(k);
+        if (json_object_object_get_ex(seen, key, NULL)) {
+                *ret_key = key;
+                *ret_obj = TAKE_PTR(k);
+                return 1;
+        }
+        if (json_object_object_add(seen, key, NULL) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+/* Name the first repeated key of the object starting at p[o->start]. Only runs on the error path. */
+static int report_duplicate(const char *p, size_t end, const RawObject *o, UpkErr *err)
+{
+        _cleanup_(json_object_putp) json_object *seen = json_object_new_object();
+        char w[KEY_PATH_MAX + 8];
+        size_t depth = 0;
+
+        if (!seen)
+                return -ENOMEM;
+        for (size_t i = o->start; i < end; i++) {
+                if (p[i] == '"') {
+                        _cleanup_(json_object_putp) json_object *k = NULL;
+                        const char *key;
+                        size_t s = i, j;
+                        int r;
+
+                        for (i++; i < end && p[i] != '"'; i++)
+                                if (p[i] == '\\')
+                                        i++;
+                        for (j = i + 1; j < end && is_json_ws(p[j]); j++)
+                                ;
+                        if (depth != 1 || j >= end || p[j] != ':')
+                                continue; /* a value, or a key of a nested object */
+                        r = key_seen(p + s, i + 1 - s, seen, &key, &k);
+                        if (r < 0)
+                                return r;
+                        if (r > 0)
+                                return bad(err, "duplicate key \"%s\" %s", QUOTE(key),
+                                           where(o->path, w, sizeof(w)));
+                } else if (p[i] == '{' || p[i] == '[')
+                        depth++;
+                else if ((p[i] == '}' || p[i] == ']') && --depth == 0)
+                        break;
+        }
+        return bad(err, "duplicate key %s", where(o->path, w, sizeof(w)));
+}
+
+static int check_raw(const char *p, size_t end, json_object *root, UpkErr *err)
+{
+        RawObject objs[OBJECTS_MAX];
+        struct {
+                bool object;
+                size_t index; /* in objs when object and < n_objs */
+        } stack[MANIFEST_DEPTH_MAX + 1];
+        size_t n_objs = 0, next = 0, first_bad = SIZE_MAX, depth = 0;
+        bool in_string = false, in_key = false, expect_key = false;
+
+        collect_objects(root, "", objs, &n_objs);
+
+        for (size_t i = 0; i < end; i++) {
+                unsigned char c = (unsigned char)p[i];
+
+                if (in_string) {
+                        if (c == '\\') {
+                                if (in_key && i + 5 < end && memcmp(p + i + 1, "u0000", 5) == 0)
+                                        return bad(err, "byte %zu: a key contains a NUL character (\\u0000)",
+                                                   i);
+                                i++; /* the escaped character; \uXXXX digits are harmless */
+                        } else if (c == '"')
+                                in_string = false;
+                        else if (c < 0x20)
+                                return bad(err, "not valid JSON at byte %zu: control character in a string",
+                                           i);
+                        else if (c >= 0x80) {
+                                size_t len = utf8_sequence_len((const unsigned char *)p + i, end - i);
+                                if (len == 0)
+                                        return bad(err, "not valid JSON at byte %zu: invalid UTF-8", i);
+                                i += len - 1;
+                        }
+                        continue;
+                }
+
+                switch (c) {
+                case '"':
+                        in_string = true;
+                        in_key = expect_key;
+                        expect_key = false;
+                        break;
+                case '\'':
+                        return bad(err, "not valid JSON at byte %zu: single-quoted string", i);
+                case '{':
+                case '[':
+                        if (depth >= ELEMENTSOF(stack))
+                                return bad(err, "not valid JSON at byte %zu: nesting too deep", i);
+                        stack[depth].object = c == '{';
+                        stack[depth].index = SIZE_MAX;
+                        if (c == '{') {
+                                stack[depth].index = next++;
+                                if (stack[depth].index < n_objs) {
+                                        objs[stack[depth].index].start = i;
+                                        objs[stack[depth].index].n_keys = 0;
+                                }
+                        }
+                        expect_key = c == '{';
+                        depth++;
+                        break;
+                case ',':
+                        expect_key = depth > 0 && stack[depth - 1].object;
+                        break;
+                case ':':
+                        if (depth > 0 && stack[depth - 1].object && stack[depth - 1].index < n_objs)
+                                objs[stack[depth - 1].index].n_keys++;
+                        break;
+                case '}':
+                case ']':
+                        if (depth == 0)
+                                return bad(err, "not valid JSON at byte %zu: unbalanced '%c'", i, c);
+                        depth--;
+                        if (stack[depth].object && stack[depth].index < n_objs) {
+                                size_t k = stack[depth].index;
+                                if (objs[k].n_keys != (size_t)json_object_object_length(objs[k].obj) &&
+                                    k < first_bad)
+                                        first_bad = k;
+                        }
+                        expect_key = false;
+                        break;
+                default:
+                        break;
+                }
+        }
+        if (first_bad != SIZE_MAX)
+                return report_duplicate(p, end, &objs[first_bad], err);
+        return 0;
+}
+
+/* ---- typed access ---- */
+
+static int check_keys(json_object *obj, const char *path, const char *const *allowed, UpkErr *err)
+{
+        char w[KEY_PATH_MAX + 8];
+
+        json_object_object_foreach(obj, key, val)
+        {
+                bool ok = false;
+                for (const char *const *a = allowed; *a && !ok; a++)
+                        ok = streq(*a, key);
+                if (!ok)
+                        return bad(err, "unknown key \"%s\" %s", QUOTE(key), where(path, w, sizeof(w)));
+        }
+        return 0;
+}
+
+/* 1 and the value when `key` is present, 0 when it is absent and optional. */
+static int lookup(json_object *obj, const char *path, const char *key, bool required, json_object **ret,
+                  UpkErr *err)
+{
+        json_object *v = NULL;
+
+        if (json_object_object_get_ex(obj, key, &v)) {
+                *ret = v;
+                return 1;
+        }
+        if (!required)
+                return 0;
+        if (!*path)
+                return bad(err, "missing required key \"%s\"", key);
+        return bad(err, "%s: missing required key \"%s\"", path, key);
+}
+
+static int get_string(json_object *obj, const char *path, const char *key, bool required, size_t max,
+                      const char **ret, UpkErr *err)
+{
+        char kp[KEY_PATH_MAX];
+        json_object *v = NULL;
+        const char *s;
+        size_t n;
+        int r;
+
+        r = lookup(obj, path, key, required, &v, err);
+        if (r <= 0)
+                return r;
+        key_path(kp, sizeof(kp), path, key);
+        if (!json_object_is_type(v, json_type_string))
+                return bad(err, "%s: expected a string", kp);
+        s = json_object_get_string(v);
+        n = (size_t)json_object_get_string_len(v);
+        if (strlen(s) != n)
+                return bad(err, "%s: contains a NUL character", kp);
+        if (n > max)
+                return bad(err, "%s: longer than %zu bytes", kp, max);
+        *ret = s;
+        return 1;
+}
+
+static int get_dup_string(json_object *obj, const char *path, const char *key, bool required, size_t max,
+                          char **ret, UpkErr *err)
+{
+        const char *s;
+        int r;
+
+        r = get_string(obj, path, key, required, max, &s, err);
+        if (r <= 0)
+                return r;
+        *ret = strdup(s);
+        return *ret ? 1 : -ENOMEM;
+}
+
+static int get_uint(json_object *obj, const char *path, const char *key, bool required, uint64_t max,
+                    uint64_t *ret, UpkErr *err)
+{
+        char kp[KEY_PATH_MAX];
+        json_object *v = NULL;
+        uint64_t u;
+        int r;
+
+        r = lookup(obj, path, key, required, &v, err);
+        if (r <= 0)
+                return r;
+        key_path(kp, sizeof(kp), path, key);
+        /* json-c keeps integers as int64 or, above INT64_MAX, uint64 (saturating past UINT64_MAX, which
+         * is still above any maximum here); fractions and exponents make a double. */
+        if (!json_object_is_type(v, json_type_int))
+                return bad(err, "%s: expected an integer", kp);
+        if (json_object_get_int64(v) < 0)
+                return bad(err, "%s: must not be negative", kp);
+        u = json_object_get_uint64(v);
+        if (u > max)
+                return bad(err, "%s: %" PRIu64 " is larger than the maximum %" PRIu64, kp, u, max);
+        *ret = u;
+        return 1;
+}
+
+static int get_bool(json_object *obj, const char *path, const char *key, bool required, bool *ret,
+                    UpkErr *err)
+{
+        char kp[KEY_PATH_MAX];
+        json_object *v = NULL;
+        int r;
+
+        r = lookup(obj, path, key, required, &v, err);
+        if (r <= 0)
+                return r;
+        if (!json_object_is_type(v, json_type_boolean))
+                return bad(err, "%s: expected a boolean", key_path(kp, sizeof(kp), path, key));
+        *ret = json_object_get_boolean(v);
+        return 1;
+}
+
+static int get_typed(json_object *obj, const char *path, const char *key, bool required, json_type type,
+                     json_object **ret, UpkErr *err)
+{
+        char kp[KEY_PATH_MAX];
+        json_object *v = NULL;
+        int r;
+
+        r = lookup(obj, path, key, required, &v, err);
+        if (r <= 0)
+                return r;
+        if (!json_object_is_type(v, type))
+                return bad(err, "%s: expected %s", key_path(kp, sizeof(kp), path, key),
+                           type == json_type_array ? "an array" : "an object");
+        *ret = v;
+        return 1;
+}
+
+/* ---- schema ---- */
+
+static const char *const top_keys[] = {
+        "format",   "compatible", "version", "min_version", "build", "description",
+        "security", "support",    "reboot",  "payloads",    NULL,
+};
+static const char *const security_keys[] = { "type", "advisories", "summary", NULL };
+static const char *const support_keys[] = { "end", "url", NULL };
+static const char *const payload_keys[] = {
+        "name", "file",   "handler",     "slot_class",     "target",
+        "size", "sha256", "compression", "installed_size", NULL,
+};
+
+static int parse_version(json_object *root, const char *key, bool required, char **ret_str, Version *ret,
+                         UpkErr *err)
+{
+        const char *s;
+        int r;
+
+        r = get_string(root, "", key, required, MANIFEST_STRING_MAX, &s, err);
+        if (r <= 0)
+                return r;
+        if (version_parse(s, ret) < 0)
+                return bad(err, "%s \"%s\": not a semantic version (like 1.2.3 or 1.2.3-rc.1)", key,
+                           QUOTE(s));
+        *ret_str = strdup(s);
+        return *ret_str ? 1 : -ENOMEM;
+}
+
+static int parse_security(json_object *root, Manifest *m, UpkErr *err)
+{
+        json_object *sec, *adv;
+        const char *s;
+        int r;
+
+        r = get_typed(root, "", "security", false, json_type_object, &sec, err);
+        if (r <= 0)
+                return r;
+        r = check_keys(sec, "security", security_keys, err);
+        if (r < 0)
+                return r;
+
+        r = get_string(sec, "security", "type", true, MANIFEST_STRING_MAX, &s, err);
+        if (r < 0)
+                return r;
+        m->security_type = security_type_from_string(s);
+        if (m->security_type < 0)
+                return bad(err, "security.type \"%s\": expected security, feature or mixed", QUOTE(s));
+        m->has_security = true;
+
+        r = get_typed(sec, "security", "advisories", false, json_type_array, &adv, err);
+        if (r < 0)
+                return r;
+        if (r > 0 && json_object_array_length(adv) > 0) {
+                size_t n = json_object_array_length(adv);
+
+                if (n > MANIFEST_ADVISORIES_MAX)
+                        return bad(err, "security.advisories: %zu entries, more than the maximum of %u", n,
+                                   MANIFEST_ADVISORIES_MAX);
+                m->advisories = calloc(n, sizeof(char *));
+                if (!m->advisories)
+                        return -ENOMEM;
+                m->n_advisories = n;
+                for (size_t i = 0; i < n; i++) {
+                        json_object *a = json_object_array_get_idx(adv, i);
+                        if (!json_object_is_type(a, json_type_string))
+                                return bad(err, "security.advisories[%zu]: expected a string", i);
+                        s = json_object_get_string(a);
+                        if (strlen(s) != (size_t)json_object_get_string_len(a))
+                                return bad(err, "security.advisories[%zu]: contains a NUL character", i);
+                        if (!advisory_valid(s))
+                                return bad(
+                                        err,
+                                        "security.advisories[%zu] \"%s\": expected 1 to %u printable ASCII "
+                                        "characters without spaces",
+                                        i, QUOTE(s), MANIFEST_ADVISORY_MAX);
+                        m->advisories[i] = strdup(s);
+                        if (!m->advisories[i])
+                                return -ENOMEM;
+                }
+        }
+
+        r = get_dup_string(sec, "security", "summary", false, MANIFEST_STRING_MAX, &m->security_summary,
+                           err);
+        return r < 0 ? r : 0;
+}
+
+static int parse_support(json_object *root, Manifest *m, UpkErr *err)
+{
+        json_object *sup;
+        int r;
+
+        r = get_typed(root, "", "support", false, json_type_object, &sup, err);
+        if (r <= 0)
+                return r;
+        r = check_keys(sup, "support", support_keys, err);
+        if (r < 0)
+                return r;
+        r = get_dup_string(sup, "support", "end", true, MANIFEST_STRING_MAX, &m->support_end, err);
+        if (r < 0)
+                return r;
+        if (!date_valid(m->support_end))
+                return bad(err, "support.end \"%s\": not a calendar date like 2030-12-31",
+                           QUOTE(m->support_end));
+        r = get_dup_string(sup, "support", "url", false, MANIFEST_STRING_MAX, &m->support_url, err);
+        return r < 0 ? r : 0;
+}
+
+static int parse_payload(json_object *o, const char *path, ManifestParseFlags flags, ManifestPayload *p,
+                         UpkErr *err)
+{
+        bool template = flags & MANIFEST_PARSE_TEMPLATE;
+        const char *s;
+        int r, has_size, has_sha;
+
+        r = check_keys(o, path, payload_keys, err);
+        if (r < 0)
+                return r;
+
+        r = get_dup_string(o, path, "name", true, MANIFEST_NAME_MAX, &p->name, err);
+        if (r < 0)
+                return r;
+        if (!charset_ok(p->name, MANIFEST_NAME_MAX, true, "._-"))
+                return bad(err, "%s.name \"%s\": expected 1 to %u characters of A-Z a-z 0-9 . _ -", path,
+                           QUOTE(p->name), MANIFEST_NAME_MAX);
+
+        r = get_dup_string(o, path, "file", true, MANIFEST_FILE_MAX, &p->file, err);
+        if (r < 0)
+                return r;
+        if (!filename_is_plain(p->file, MANIFEST_FILE_MAX))
+                return bad(err,
+                           "%s.file \"%s\": not a plain file name (no '/', not '.' or '..', no control "
+                           "characters)",
+                           path, QUOTE(p->file));
+        if (streq(p->file, "manifest.json") || streq(p->file, "manifest.json.sig"))
+                return bad(err, "%s.file \"%s\": the name is reserved for the bundle's manifest", path,
+                           QUOTE(p->file));
+
+        r = get_dup_string(o, path, "handler", true, HANDLER_MAX, &p->handler, err);
+        if (r < 0)
+                return r;
+        if (!handler_valid(p->handler))
+                return bad(
+                        err,
+                        "%s.handler \"%s\": expected raw, archive, file, exec:NAME or a plugin name of a-z "
+                        "0-9 _ -",
+                        path, QUOTE(p->handler));
+
+        if (json_object_object_get_ex(o, "slot_class", NULL) ==
+            json_object_object_get_ex(o, "target", NULL)) {
+                if (json_object_object_get_ex(o, "slot_class", NULL))
+                        return bad(err, "%s: both \"slot_class\" and \"target\" are given, use exactly one",
+                                   path);
+                return bad(err, "%s: missing required key \"slot_class\" or \"target\"", path);
+        }
+        r = get_dup_string(o, path, "slot_class", false, MANIFEST_NAME_MAX, &p->slot_class, err);
+        if (r < 0)
+                return r;
+        if (p->slot_class && !charset_ok(p->slot_class, MANIFEST_NAME_MAX, false, "_-"))
+                return bad(err, "%s.slot_class \"%s\": expected 1 to %u characters of a-z 0-9 _ -", path,
+                           QUOTE(p->slot_class), MANIFEST_NAME_MAX);
+        r = get_dup_string(o, path, "target", false, MANIFEST_PATH_MAX, &p->target, err);
+        if (r < 0)
+                return r;
+        if (p->target && !target_valid(p->target))
+                return bad(
+                        err,
+                        "%s.target \"%s\": expected an absolute path without \"..\" components or control "
+                        "characters",
+                        path, QUOTE(p->target));
+
+        /* A template (for `bundle create`) may leave out size and sha256, but not just one of them. */
+        has_size = get_uint(o, path, "size", !template, MANIFEST_PAYLOAD_SIZE_MAX, &p->size, err);
+        if (has_size < 0)
+                return has_size;
+        has_sha = get_string(o, path, "sha256", !template, MANIFEST_STRING_MAX, &s, err);
+        if (has_sha < 0)
+                return has_sha;
+        if (has_sha && (strlen(s) != SHA256_HEX_LEN || hex_decode(s, p->sha256, sizeof(p->sha256)) < 0))
+                return bad(err, "%s.sha256: expected %u lower-case hex digits", path, SHA256_HEX_LEN);
+        if (has_size != has_sha)
+                return bad(err,
+                           "%s: missing required key \"%s\" (a template gives both \"size\" and \"sha256\" "
+                           "or neither)",
+                           path, has_size ? "sha256" : "size");
+        p->has_digest = has_size;
+
+        p->compression = COMPRESSION_NONE;
+        r = get_string(o, path, "compression", false, MANIFEST_STRING_MAX, &s, err);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                p->compression = compression_from_string(s);
+                if (p->compression < 0 || p->compression == COMPRESSION_NONE)
+                        return bad(err, "%s.compression \"%s\": expected zstd, xz or gzip", path, QUOTE(s));
+        }
+
+        r = get_uint(o, path, "installed_size", false, MANIFEST_PAYLOAD_SIZE_MAX, &p->installed_size, err);
+        if (r < 0)
+                return r;
+        p->has_installed_size = r > 0;
+        if (p->compression != COMPRESSION_NONE) {
+                /* The hard cap for decompression: without it a small payload could expand without end. */
+                if (!p->has_installed_size && !template)
+                        return bad(err,
+                                   "%s: missing required key \"installed_size\" (required with compression)",
+                                   path);
+        } else if (p->has_installed_size) {
+                if (p->has_digest && p->installed_size != p->size)
+                        return bad(err,
+                                   "%s.installed_size: %" PRIu64 " differs from size %" PRIu64
+                                   " of an uncompressed payload",
+                                   path, p->installed_size, p->size);
+        } else if (p->has_digest) {
+                p->installed_size = p->size;
+                p->has_installed_size = true;
+        }
+        return 0;
+}
+
+static int parse_payloads(json_object *root, ManifestParseFlags flags, Manifest *m, UpkErr *err)
+{
+        char path[KEY_PATH_MAX];
+        json_object *arr;
+        size_t n;
+        int r;
+
+        r = get_typed(root, "", "payloads", true, json_type_array, &arr, err);
+        if (r < 0)
+                return r;
+        n = json_object_array_length(arr);
+        if (n == 0)
+                return bad(err, "payloads: the list is empty, expected at least one payload");
+        if (n > MANIFEST_PAYLOADS_MAX)
+                return bad(err, "payloads: %zu entries, more than the maximum of %u", n,
+                           MANIFEST_PAYLOADS_MAX);
+
+        m->payloads = calloc(n, sizeof(ManifestPayload));
+        if (!m->payloads)
+                return -ENOMEM;
+        m->n_payloads = n;
+        for (size_t i = 0; i < n; i++) {
+                json_object *o = json_object_array_get_idx(arr, i);
+                ManifestPayload *p = &m->payloads[i];
+
+                snprintf(path, sizeof(path), "payloads[%zu]", i);
+                if (!json_object_is_type(o, json_type_object))
+                        return bad(err, "%s: expected an object", path);
+                r = parse_payload(o, path, flags, p, err);
+                if (r < 0)
+                        return r;
+                for (size_t j = 0; j < i; j++) {
+                        if (streq(m->payloads[j].name, p->name))
+                                return bad(err, "%s.name \"%s\" is used twice", path, QUOTE(p->name));
+                        if (streq(m->payloads[j].file, p->file))
+                                return bad(err, "%s.file \"%s\" is used twice", path, QUOTE(p->file));
+                }
+        }
+        return 0;
+}
+
+static int parse_root(json_object *root, ManifestParseFlags flags, Manifest *m, UpkErr *err)
+{
+        json_object *v = NULL;
+        int r;
+
+        /* The format comes first: a newer format may well have keys this one does not know. */
+        r = lookup(root, "", "format", true, &v, err);
+        if (r < 0)
+                return r;
+        if (!json_object_is_type(v, json_type_int))
+                return bad(err, "format: expected an integer");
+        if (json_object_get_int64(v) < 0)
+                return bad(err, "format: unsupported format %" PRId64, json_object_get_int64(v));
+        if (json_object_get_uint64(v) != 1)
+                return bad(err, "format: unsupported format %" PRIu64, json_object_get_uint64(v));
+        m->format = 1;
+
+        r = check_keys(root, "", top_keys, err);
+        if (r < 0)
+                return r;
+
+        r = get_dup_string(root, "", "compatible", true, MANIFEST_COMPATIBLE_MAX, &m->compatible, err);
+        if (r < 0)
+                return r;
+        if (!charset_ok(m->compatible, MANIFEST_COMPATIBLE_MAX, true, "._+-"))
+                return bad(err, "compatible \"%s\": expected 1 to %u characters of A-Z a-z 0-9 . _ + -",
+                           QUOTE(m->compatible), MANIFEST_COMPATIBLE_MAX);
+
+        r = parse_version(root, "version", true, &m->version_str, &m->version, err);
+        if (r < 0)
+                return r;
+        r = parse_version(root, "min_version", false, &m->min_version_str, &m->min_version, err);
+        if (r < 0)
+                return r;
+
+        r = get_dup_string(root, "", "build", true, MANIFEST_STRING_MAX, &m->build, err);
+        if (r < 0)
+                return r;
+        if (!rfc3339_valid(m->build))
+                return bad(err, "build \"%s\": not an RFC 3339 date and time like 2026-11-25T10:00:00Z",
+                           QUOTE(m->build));
+
+        r = get_dup_string(root, "", "description", false, MANIFEST_STRING_MAX, &m->description, err);
+        if (r < 0)
+                return r;
+
+        r = parse_security(root, m, err);
+        if (r < 0)
+                return r;
+        r = parse_support(root, m, err);
+        if (r < 0)
+                return r;
+
+        m->reboot = true;
+        r = get_bool(root, "", "reboot", false, &m->reboot, err);
+        if (r < 0)
+                return r;
+
+        return parse_payloads(root, flags, m, err);
+}
+
+int manifest_parse(const void *data, size_t size, ManifestParseFlags flags, Manifest **ret, UpkErr *err)
+{
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        _cleanup_(json_object_putp) json_object *root = NULL;
+        _cleanup_(manifest_freep) Manifest *m = NULL;
+        enum json_tokener_error jerr;
+        const char *p = data;
+        size_t i, end;
+        int r;
+
+        if (!p && size > 0)
+                return -EINVAL;
+        if (size > MANIFEST_SIZE_MAX)
+                return bad(err, "%zu bytes, more than the maximum of %u bytes", size, MANIFEST_SIZE_MAX);
+
+        /* json-c takes any value at the top; only an object is a manifest. */
+        for (i = 0; i < size && is_json_ws(p[i]); i++)
+                ;
+        if (i == size)
+                return bad(err, "empty, expected a JSON object");
+        if (p[i] != '{')
+                return bad(err, "the top level is not a JSON object");
+
+        tok = json_tokener_new_ex(MANIFEST_DEPTH_MAX);
+        if (!tok)
+                return -ENOMEM;
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+        root = json_tokener_parse_ex(tok, p, (int)size);
+        jerr = json_tokener_get_error(tok);
+        end = json_tokener_get_parse_end(tok);
+        if (jerr == json_tokener_continue)
+                return bad(err, "not valid JSON at byte %zu: unexpected end of data", size);
+        if (jerr != json_tokener_success)
+                return bad(err, "not valid JSON at byte %zu: %s", end, json_tokener_error_desc(jerr));
+        if (!root)
+                return -ENOMEM; /* json-c 0.16 reports allocation failures as a NULL without an error */
+        /* json-c stops after the object; strict mode rejects most trailing data, but not a NUL byte. */
+        for (i = end; i < size; i++)
+                if (!is_json_ws(p[i]))
+                        return bad(err, "not valid JSON at byte %zu: data after the top-level object", i);
+        if (!json_object_is_type(root, json_type_object))
+                return bad(err, "the top level is not a JSON object");
+
+        r = check_raw(p, end, root, err);
+        if (r < 0)
+                return r;
+
+        m = calloc(1, sizeof(Manifest));
+        if (!m)
+                return -ENOMEM;
+        r = parse_root(root, flags, m, err);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+/* ---- serialisation ---- */
+
+static int add(json_object *obj, const char *key, json_object *v)
+{
+        if (!v)
+                return -ENOMEM;
+        if (json_object_object_add(obj, key, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int append(json_object *arr, json_object *v)
+{
+        if (!v)
+                return -ENOMEM;
+        if (json_object_array_add(arr, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int add_string(json_object *obj, const char *key, const char *s)
+{
+        return add(obj, key, json_object_new_string(s));
+}
+
+static int add_string_opt(json_object *obj, const char *key, const char *s)
+{
+        return s ? add_string(obj, key, s) : 0;
+}
+
+static int payload_to_json(const ManifestPayload *p, json_object **ret)
+{
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        char hex[2 * sizeof(p->sha256) + 1];
+        int r;
+
+        if (!o)
+                return -ENOMEM;
+        hex_encode(p->sha256, sizeof(p->sha256), hex);
+        r = add_string(o, "name", p->name);
+        if (r >= 0)
+                r = add_string(o, "file", p->file);
+        if (r >= 0)
+                r = add_string(o, "handler", p->handler);
+        if (r >= 0)
+                r = add_string_opt(o, "slot_class", p->slot_class);
+        if (r >= 0)
+                r = add_string_opt(o, "target", p->target);
+        if (r >= 0)
+                r = add(o, "size", json_object_new_uint64(p->size));
+        if (r >= 0)
+                r = add_string(o, "sha256", hex);
+        if (r >= 0 && p->compression != COMPRESSION_NONE) {
+                r = add_string(o, "compression", compression_to_string(p->compression));
+                if (r >= 0)
+                        r = add(o, "installed_size", json_object_new_uint64(p->installed_size));
+        }
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+static bool payload_serialisable(const ManifestPayload *p)
+{
+        if (!p->name || !p->file || !p->handler || (p->slot_class == NULL) == (p->target == NULL) ||
+            !p->has_digest)
+                return false;
+        if (!compression_to_string(p->compression))
+                return false;
+        if (p->compression != COMPRESSION_NONE)
+                return p->has_installed_size; /* the reader needs it */
+        return !p->has_installed_size || p->installed_size == p->size;
+}
+
+int manifest_to_json(const Manifest *m, char **ret, size_t *ret_size)
+{
+        _cleanup_(json_object_putp) json_object *root = NULL;
+        const char *s;
+        size_t len;
+        char *buf;
+        int r;
+
+        if (!m || m->format != 1 || !m->compatible || !m->version_str || !m->build || m->n_payloads == 0 ||
+            (m->has_security && !security_type_to_string(m->security_type)))
+                return -EINVAL;
+        for (size_t i = 0; i < m->n_payloads; i++)
+                if (!payload_serialisable(&m->payloads[i]))
+                        return -EINVAL;
+
+        root = json_object_new_object();
+        if (!root)
+                return -ENOMEM;
+        r = add(root, "format", json_object_new_int(m->format));
+        if (r >= 0)
+                r = add_string(root, "compatible", m->compatible);
+        if (r >= 0)
+                r = add_string(root, "version", m->version_str);
+        if (r >= 0)
+                r = add_string_opt(root, "min_version", m->min_version_str);
+        if (r >= 0)
+                r = add_string(root, "build", m->build);
+        if (r >= 0)
+                r = add_string_opt(root, "description", m->description);
+        if (r < 0)
+                return r;
+
+        if (m->has_security) {
+                json_object *sec = json_object_new_object();
+
+                r = add(root, "security", sec);
+                if (r >= 0)
+                        r = add_string(sec, "type", security_type_to_string(m->security_type));
+                if (r >= 0 && m->n_advisories > 0) {
+                        json_object *adv = json_object_new_array();
+
+                        r = add(sec, "advisories", adv);
+                        for (size_t i = 0; r >= 0 && i < m->n_advisories; i++)
+                                r = m->advisories[i] ? append(adv, json_object_new_string(m->advisories[i]))
+                                                     : -EINVAL;
+                }
+                if (r >= 0)
+                        r = add_string_opt(sec, "summary", m->security_summary);
+                if (r < 0)
+                        return r;
+        }
+
+        if (m->support_end) {
+                json_object *sup = json_object_new_object();
+
+                r = add(root, "support", sup);
+                if (r >= 0)
+                        r = add_string(sup, "end", m->support_end);
+                if (r >= 0)
+                        r = add_string_opt(sup, "url", m->support_url);
+                if (r < 0)
+                        return r;
+        }
+
+        r = add(root, "reboot", json_object_new_boolean(m->reboot));
+        if (r >= 0) {
+                json_object *arr = json_object_new_array();
+
+                r = add(root, "payloads", arr);
+                for (size_t i = 0; r >= 0 && i < m->n_payloads; i++) {
+                        json_object *o;
+
+                        r = payload_to_json(&m->payloads[i], &o);
+                        if (r >= 0)
+                                r = append(arr, o);
+                }
+        }
+        if (r < 0)
+                return r;
+
+        s = json_object_to_json_string_length(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE,
+                                              &len);
+        if (!s)
+                return -ENOMEM;
+        buf = malloc(len + 2);
+        if (!buf)
+                return -ENOMEM;
+        memcpy(buf, s, len);
+        buf[len] = '\n';
+        buf[len + 1] = 0;
+
+        *ret = buf;
+        if (ret_size)
+                *ret_size = len + 1;
+        return 0;
+}
