@@ -1,0 +1,334 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* updatectl bundle create|info|verify|extract: the offline bundle commands. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+
+#include "bundle.h"
+#include "cli.h"
+
+enum {
+        ARG_MANIFEST = 0x100,
+        ARG_CERT,
+        ARG_KEY,
+        ARG_CHAIN,
+        ARG_PAYLOAD_DIR,
+        ARG_KEYRING,
+        ARG_CRL,
+        ARG_JSON,
+};
+
+typedef struct BundleArgs {
+        const char *manifest, *cert, *key, *chain, *payload_dir, *output;
+        const char *keyring, *crl;
+        bool json;
+        char **pos;
+        int n_pos;
+} BundleArgs;
+
+/* Parse the options a verb allows (`allowed` lists their ids); positional arguments go to args->pos. */
+static int parse_args(const char *verb, int argc, char *argv[], const int *allowed, BundleArgs *args)
+{
+        static const struct option options[] = {
+                { "manifest", required_argument, NULL, ARG_MANIFEST },
+                { "cert", required_argument, NULL, ARG_CERT },
+                { "key", required_argument, NULL, ARG_KEY },
+                { "chain", required_argument, NULL, ARG_CHAIN },
+                { "payload-dir", required_argument, NULL, ARG_PAYLOAD_DIR },
+                { "output", required_argument, NULL, 'o' },
+                { "keyring", required_argument, NULL, ARG_KEYRING },
+                { "crl", required_argument, NULL, ARG_CRL },
+                { "json", no_argument, NULL, ARG_JSON },
+                {},
+        };
+        int c;
+
+        optind = 0;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "+o:", options, NULL)) >= 0) {
+                bool ok = false;
+                if (c == '?' || c == ':')
+                        return cli_usage_error("bundle %s: unknown option or missing value: %s", verb,
+                                               argv[optind - 1]);
+                for (const int *a = allowed; *a; a++)
+                        ok = ok || *a == c;
+                if (!ok)
+                        return cli_usage_error("bundle %s: option %s does not apply here", verb,
+                                               argv[optind - 1]);
+                switch (c) {
+                case ARG_MANIFEST:
+                        args->manifest = optarg;
+                        break;
+                case ARG_CERT:
+                        args->cert = optarg;
+                        break;
+                case ARG_KEY:
+                        args->key = optarg;
+                        break;
+                case ARG_CHAIN:
+                        args->chain = optarg;
+                        break;
+                case ARG_PAYLOAD_DIR:
+                        args->payload_dir = optarg;
+                        break;
+                case 'o':
+                        args->output = optarg;
+                        break;
+                case ARG_KEYRING:
+                        args->keyring = optarg;
+                        break;
+                case ARG_CRL:
+                        args->crl = optarg;
+                        break;
+                case ARG_JSON:
+                        args->json = true;
+                        break;
+                default:
+                        return cli_usage_error("bundle %s: unexpected option", verb);
+                }
+        }
+        args->pos = argv + optind;
+        args->n_pos = argc - optind;
+        return 0;
+}
+
+static int verb_create(int argc, char *argv[])
+{
+        static const int allowed[] = { ARG_MANIFEST, ARG_CERT, ARG_KEY, ARG_CHAIN, ARG_PAYLOAD_DIR, 'o', 0 };
+        BundleArgs a = {};
+        UpkErr err = {};
+        int r;
+
+        r = parse_args("create", argc, argv, allowed, &a);
+        if (r != 0)
+                return r;
+        if (a.n_pos > 0)
+                return cli_usage_error("bundle create: unexpected argument \"%s\"", a.pos[0]);
+        if (!a.manifest || !a.cert || !a.key || !a.output)
+                return cli_usage_error("bundle create needs --manifest, --cert, --key and -o");
+
+        BundleCreateOptions opts = {
+                .manifest_path = a.manifest,
+                .cert_path = a.cert,
+                .key_path = a.key,
+                .chain_path = a.chain,
+                .payload_dir = a.payload_dir,
+                .output_path = a.output,
+        };
+        r = bundle_create(&opts, &err);
+        if (r < 0)
+                return cli_report(a.output, &err);
+        printf("%s: created\n", a.output);
+        return EXIT_OK;
+}
+
+static void print_size(const char *label, uint64_t v)
+{
+        printf("  %-15s %" PRIu64 " bytes\n", label, v);
+}
+
+static void info_human(const char *path, const Bundle *b)
+{
+        const Manifest *m = bundle_get_manifest(b);
+        const SignatureSigner *s = bundle_get_signer(b);
+
+        printf("Bundle:      %s\n", path);
+        if (s)
+                printf("Signature:   verified; signed by %s\n             issued by %s, serial %s, digest "
+                       "%s\n",
+                       s->subject, s->issuer, s->serial, s->digest);
+        else
+                printf("Signature:   NOT VERIFIED (no keyring given)\n");
+        printf("Format:      %d\n", m->format);
+        printf("Compatible:  %s\n", m->compatible);
+        printf("Version:     %s\n", m->version_str);
+        if (m->min_version_str)
+                printf("Min version: %s\n", m->min_version_str);
+        printf("Build:       %s\n", m->build);
+        if (m->description)
+                printf("Description: %s\n", m->description);
+        if (m->has_security) {
+                printf("Security:    %s", security_type_to_string(m->security_type));
+                for (size_t i = 0; i < m->n_advisories; i++)
+                        printf("%s%s", i == 0 ? " (" : ", ", m->advisories[i]);
+                printf("%s\n", m->n_advisories > 0 ? ")" : "");
+                if (m->security_summary)
+                        printf("             %s\n", m->security_summary);
+        }
+        if (m->support_end)
+                printf("Support end: %s%s%s\n", m->support_end, m->support_url ? " " : "",
+                       m->support_url ?: "");
+        printf("Reboot:      %s\n", m->reboot ? "yes" : "no");
+        printf("Payloads:    %zu\n", m->n_payloads);
+        for (size_t i = 0; i < m->n_payloads; i++) {
+                const ManifestPayload *p = &m->payloads[i];
+                char hex[65];
+                hex_encode(p->sha256, 32, hex);
+                printf("- %s\n", p->name);
+                printf("  %-15s %s\n", "file", p->file);
+                printf("  %-15s %s\n", "handler", p->handler);
+                if (p->slot_class)
+                        printf("  %-15s %s\n", "slot class", p->slot_class);
+                else
+                        printf("  %-15s %s\n", "target", p->target);
+                print_size("size", p->size);
+                printf("  %-15s %s\n", "sha256", hex);
+                if (p->compression != COMPRESSION_NONE) {
+                        printf("  %-15s %s\n", "compression", compression_to_string(p->compression));
+                        print_size("installed size", p->installed_size);
+                }
+        }
+}
+
+static int info_json(const char *path, const Bundle *b)
+{
+        const SignatureSigner *s = bundle_get_signer(b);
+        json_object *o = json_object_new_object(), *manifest;
+        const void *raw;
+        size_t raw_size;
+        int r = 0;
+
+        bundle_get_raw(b, &raw, &raw_size, NULL, NULL);
+        manifest = json_tokener_parse((const char *)raw);
+        if (!o || !manifest) {
+                json_object_put(o);
+                json_object_put(manifest);
+                fprintf(stderr, "%s: out of memory\n", program_name);
+                return EXIT_FAIL;
+        }
+        json_object_object_add(o, "bundle", json_object_new_string(path));
+        json_object_object_add(o, "verified", json_object_new_boolean(s != NULL));
+        if (s) {
+                json_object *so = json_object_new_object();
+                json_object_object_add(so, "subject", json_object_new_string(s->subject));
+                json_object_object_add(so, "issuer", json_object_new_string(s->issuer));
+                json_object_object_add(so, "serial", json_object_new_string(s->serial));
+                json_object_object_add(so, "digest", json_object_new_string(s->digest));
+                json_object_object_add(o, "signer", so);
+        } else
+                json_object_object_add(o, "signer", NULL);
+        json_object_object_add(o, "manifest", manifest);
+        if (puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                                           JSON_C_TO_STRING_NOSLASHESCAPE)) < 0)
+                r = EXIT_FAIL;
+        json_object_put(o);
+        return r;
+}
+
+static int verb_info(int argc, char *argv[])
+{
+        static const int allowed[] = { ARG_KEYRING, ARG_CRL, ARG_JSON, 0 };
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        BundleArgs a = {};
+        UpkErr err = {};
+        int r;
+
+        r = parse_args("info", argc, argv, allowed, &a);
+        if (r != 0)
+                return r;
+        if (a.n_pos != 1)
+                return cli_usage_error("bundle info takes one bundle");
+        if (a.crl && !a.keyring)
+                return cli_usage_error("bundle info: --crl needs --keyring");
+        if (!a.keyring)
+                fprintf(stderr,
+                        "WARNING: no keyring given: the signature was NOT verified; nothing below is "
+                        "authenticated.\n");
+
+        BundleOpenOptions opts = { .keyring = a.keyring, .crl = a.crl };
+        r = bundle_open_path(a.pos[0], &opts, &b, &err);
+        if (r < 0)
+                return cli_report(a.pos[0], &err);
+        if (a.json)
+                return info_json(a.pos[0], b);
+        info_human(a.pos[0], b);
+        return EXIT_OK;
+}
+
+static int open_verified(const char *verb, int argc, char *argv[], int n_pos, BundleArgs *a, Bundle **ret,
+                         UpkErr *err)
+{
+        static const int allowed[] = { ARG_KEYRING, ARG_CRL, 0 };
+        int r;
+
+        r = parse_args(verb, argc, argv, allowed, a);
+        if (r != 0)
+                return r;
+        if (a->n_pos != n_pos)
+                return cli_usage_error("bundle %s takes %s", verb,
+                                       n_pos == 1 ? "one bundle" : "a bundle and a folder");
+        if (!a->keyring)
+                return cli_usage_error("bundle %s needs --keyring (the trusted CA certificates)", verb);
+
+        BundleOpenOptions opts = { .keyring = a->keyring, .crl = a->crl };
+        r = bundle_open_path(a->pos[0], &opts, ret, err);
+        if (r < 0)
+                return cli_report(a->pos[0], err);
+        return 0;
+}
+
+static uint64_t payload_bytes(const Manifest *m)
+{
+        uint64_t total = 0;
+        for (size_t i = 0; i < m->n_payloads; i++)
+                total += m->payloads[i].size;
+        return total;
+}
+
+static int verb_verify(int argc, char *argv[])
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        BundleArgs a = {};
+        UpkErr err = {};
+        int r;
+
+        r = open_verified("verify", argc, argv, 1, &a, &b, &err);
+        if (r != 0)
+                return r;
+        r = bundle_verify_rest(b, &err);
+        if (r < 0)
+                return cli_report(a.pos[0], &err);
+        printf("%s: OK: signed by %s; %zu payload(s), %" PRIu64 " bytes checked\n", a.pos[0],
+               bundle_get_signer(b)->subject, bundle_get_manifest(b)->n_payloads,
+               payload_bytes(bundle_get_manifest(b)));
+        return EXIT_OK;
+}
+
+static int verb_extract(int argc, char *argv[])
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        BundleArgs a = {};
+        UpkErr err = {};
+        int r;
+
+        r = open_verified("extract", argc, argv, 2, &a, &b, &err);
+        if (r != 0)
+                return r;
+        r = bundle_extract(b, a.pos[1], &err);
+        if (r < 0)
+                return cli_report(a.pos[0], &err);
+        printf("%s: OK: signed by %s; %zu payload(s) extracted to %s\n", a.pos[0],
+               bundle_get_signer(b)->subject, bundle_get_manifest(b)->n_payloads, a.pos[1]);
+        return EXIT_OK;
+}
+
+int bundle_main(int argc, char *argv[])
+{
+        static const struct {
+                const char *name;
+                int (*func)(int argc, char *argv[]);
+        } verbs[] = {
+                { "create", verb_create },
+                { "info", verb_info },
+                { "verify", verb_verify },
+                { "extract", verb_extract },
+        };
+
+        if (argc < 2)
+                return cli_usage_error("bundle: no subcommand given (create, info, verify, extract)");
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (streq(argv[1], verbs[i].name))
+                        return verbs[i].func(argc - 1, argv + 1);
+        return cli_usage_error("bundle: unknown subcommand \"%s\" (create, info, verify, extract)", argv[1]);
+}

@@ -1,2 +1,646 @@
-/* placeholder until the module lands */
-#include "util.h"
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "bundle.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+
+#define BUNDLE_READ_BLOCK (1024u * 1024u)
+
+typedef enum MemberKind {
+        MEMBER_MANIFEST,
+        MEMBER_SIGNATURE,
+        MEMBER_PAYLOAD,
+} MemberKind;
+
+struct Bundle {
+        struct archive *a;
+        int fd; /* owned, or -EBADF */
+        BundleReadFunc func;
+        void *userdata;
+        uint8_t *iobuf;
+        uint64_t position;
+
+        char *manifest_raw;
+        size_t manifest_size;
+        uint8_t *sig_raw;
+        size_t sig_size;
+        Manifest *manifest;
+        bool verified;
+        SignatureSigner signer;
+
+        unsigned member; /* members read so far */
+        size_t next_payload;
+        bool failed; /* sticky: nothing is read after an error */
+        bool ended;  /* the stream ended after the last payload */
+
+        /* the payload being read */
+        const ManifestPayload *cur;
+        bool cur_active;
+        bool cur_outer_eof;
+        EVP_MD_CTX *md;
+        uint64_t cur_stored;
+        uint64_t cur_out;
+        struct archive *inner; /* decompressor, when reading decompressed */
+};
+
+static ssize_t fd_read(void *userdata, void *buf, size_t size)
+{
+        int fd = *(int *)userdata;
+
+        for (;;) {
+                ssize_t k = read(fd, buf, size);
+                if (k >= 0)
+                        return k;
+                if (errno != EINTR)
+                        return -errno;
+        }
+}
+
+static la_ssize_t outer_read_cb(struct archive *a, void *client, const void **ret_buf)
+{
+        Bundle *b = client;
+        ssize_t k = b->func(b->userdata, b->iobuf, BUNDLE_READ_BLOCK);
+
+        if (k < 0) {
+                archive_set_error(a, (int)-k, "read error: %s", strerror((int)-k));
+                return -1;
+        }
+        b->position += (uint64_t)k;
+        *ret_buf = b->iobuf;
+        return k;
+}
+
+static int fail(Bundle *b, UpkErr *err, UpkErrKind kind, int r, const char *fmt, ...) _printf_(5, 6);
+static int fail(Bundle *b, UpkErr *err, UpkErrKind kind, int r, const char *fmt, ...)
+{
+        char msg[UPK_ERR_MSG_MAX];
+        va_list ap;
+
+        b->failed = true;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        return upk_err(err, kind, r, "%s", msg);
+}
+
+static const char *member_name_expected(const Bundle *b, MemberKind kind)
+{
+        switch (kind) {
+        case MEMBER_MANIFEST:
+                return BUNDLE_MANIFEST_NAME;
+        case MEMBER_SIGNATURE:
+                return BUNDLE_SIGNATURE_NAME;
+        case MEMBER_PAYLOAD:
+                return b->manifest->payloads[b->next_payload].file;
+        }
+        return NULL;
+}
+
+static const char *entry_type_name(struct archive_entry *e)
+{
+        if (archive_entry_hardlink(e))
+                return "a hard link";
+        switch (archive_entry_filetype(e)) {
+        case AE_IFREG:
+                return NULL;
+        case AE_IFLNK:
+                return "a symbolic link";
+        case AE_IFDIR:
+                return "a directory";
+        case AE_IFCHR:
+                return "a character device";
+        case AE_IFBLK:
+                return "a block device";
+        case AE_IFIFO:
+                return "a FIFO";
+        case AE_IFSOCK:
+                return "a socket";
+        default:
+                return "not a regular file";
+        }
+}
+
+/* Read the next tar header and check it is the member we expect here, a plain regular file. */
+static int next_member(Bundle *b, MemberKind kind, uint64_t *ret_size, UpkErr *err)
+{
+        const char *want = member_name_expected(b, kind), *name, *type;
+        struct archive_entry *e;
+        int r;
+
+        r = archive_read_next_header(b->a, &e);
+        if (r == ARCHIVE_EOF)
+                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                            "bundle format: the bundle ends after %u member(s); member %u \"%s\" is missing",
+                            b->member, b->member + 1, want);
+        if (r < ARCHIVE_WARN)
+                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                            "bundle format: cannot read the header of member %u (expected \"%s\") at byte "
+                            "%llu: %s",
+                            b->member + 1, want, (unsigned long long)b->position,
+                            archive_error_string(b->a) ?: "unknown error");
+        b->member++;
+
+        name = archive_entry_pathname(e);
+        if (!name)
+                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG, "bundle format: member %u has no name",
+                            b->member);
+        if (!filename_is_plain(name, MANIFEST_FILE_MAX))
+                return fail(
+                        b, err, UPK_ERR_FORMAT, -EBADMSG,
+                        "bundle format: member %u name \"%s\" is not a plain file name (no '/', '..', or "
+                        "control characters)",
+                        b->member, name);
+        type = entry_type_name(e);
+        if (type)
+                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                            "bundle format: member %u \"%s\" is %s; only regular files are allowed",
+                            b->member, name, type);
+        if (!streq(name, want))
+                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                            "bundle format: member %u is \"%s\", expected \"%s\"", b->member, name, want);
+        if (archive_entry_sparse_count(e) > 0)
+                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                            "bundle format: member \"%s\" is a sparse file", name);
+        if (!archive_entry_size_is_set(e) || archive_entry_size(e) < 0)
+                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG, "bundle format: member \"%s\" has no size",
+                            name);
+
+        *ret_size = (uint64_t)archive_entry_size(e);
+        return 0;
+}
+
+/* Read a whole small member (manifest or signature) into memory. */
+static int read_small_member(Bundle *b, MemberKind kind, size_t max, char **ret, size_t *ret_size,
+                             UpkErr *err)
+{
+        const char *name = member_name_expected(b, kind);
+        _cleanup_free_ char *buf = NULL;
+        uint64_t size;
+        size_t got = 0;
+        int r;
+
+        r = next_member(b, kind, &size, err);
+        if (r < 0)
+                return r;
+        if (size > max)
+                return fail(b, err, UPK_ERR_FORMAT, -EFBIG,
+                            "bundle format: member \"%s\" is %llu bytes, at most %zu allowed", name,
+                            (unsigned long long)size, max);
+        buf = malloc(size + 1);
+        if (!buf)
+                return fail(b, err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        while (got < size) {
+                la_ssize_t k = archive_read_data(b->a, buf + got, size - got);
+                if (k < 0)
+                        return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                                    "bundle format: cannot read member \"%s\" at byte %llu: %s", name,
+                                    (unsigned long long)b->position,
+                                    archive_error_string(b->a) ?: "unknown error");
+                if (k == 0)
+                        return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                                    "bundle format: member \"%s\" ends after %zu of %llu bytes", name, got,
+                                    (unsigned long long)size);
+                got += (size_t)k;
+        }
+        buf[size] = 0;
+        *ret = TAKE_PTR(buf);
+        *ret_size = (size_t)size;
+        return 0;
+}
+
+static int bundle_open_internal(Bundle *b, const BundleOpenOptions *opts, UpkErr *err)
+{
+        int r;
+
+        b->iobuf = malloc(BUNDLE_READ_BLOCK);
+        b->a = archive_read_new();
+        if (!b->iobuf || !b->a)
+                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        if (archive_read_support_format_tar(b->a) != ARCHIVE_OK)
+                return upk_err(err, UPK_ERR_IO, -EIO, "libarchive: %s", archive_error_string(b->a));
+        r = archive_read_open(b->a, b, NULL, outer_read_cb, NULL);
+        if (r != ARCHIVE_OK)
+                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG, "bundle format: not a tar archive: %s",
+                            archive_error_string(b->a) ?: "unknown error");
+
+        r = read_small_member(b, MEMBER_MANIFEST, MANIFEST_SIZE_MAX, &b->manifest_raw, &b->manifest_size,
+                              err);
+        if (r < 0)
+                return r;
+        r = read_small_member(b, MEMBER_SIGNATURE, SIGNATURE_SIZE_MAX, (char **)&b->sig_raw, &b->sig_size,
+                              err);
+        if (r < 0)
+                return r;
+
+        /* Nothing in the manifest is looked at before its signature checked out. */
+        if (opts && opts->keyring) {
+                r = signature_verify(b->manifest_raw, b->manifest_size, b->sig_raw, b->sig_size,
+                                     opts->keyring, opts->crl, &b->signer, err);
+                if (r < 0) {
+                        b->failed = true;
+                        return upk_err_prefix(err, "signature");
+                }
+                b->verified = true;
+        }
+
+        r = manifest_parse(b->manifest_raw, b->manifest_size, 0, &b->manifest, err);
+        if (r < 0) {
+                b->failed = true;
+                return r;
+        }
+        return 0;
+}
+
+int bundle_open_func(BundleReadFunc func, void *userdata, const BundleOpenOptions *opts, Bundle **ret,
+                     UpkErr *err)
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        int r;
+
+        b = calloc(1, sizeof(*b));
+        if (!b)
+                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        b->fd = -EBADF;
+        b->func = func;
+        b->userdata = userdata;
+        r = bundle_open_internal(b, opts, err);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(b);
+        return 0;
+}
+
+int bundle_open_fd(int fd, const BundleOpenOptions *opts, Bundle **ret, UpkErr *err)
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        int r;
+
+        b = calloc(1, sizeof(*b));
+        if (!b)
+                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        b->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (b->fd < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "cannot duplicate file descriptor: %m");
+        b->func = fd_read;
+        b->userdata = &b->fd;
+        r = bundle_open_internal(b, opts, err);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(b);
+        return 0;
+}
+
+int bundle_open_path(const char *path, const BundleOpenOptions *opts, Bundle **ret, UpkErr *err)
+{
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "cannot open: %m");
+        if (fstat(fd, &st) < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "cannot stat: %m");
+        if (S_ISDIR(st.st_mode))
+                return upk_err(err, UPK_ERR_IO, -EISDIR, "is a directory, not a bundle");
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        return bundle_open_fd(fd, opts, ret, err);
+}
+
+static void payload_reset(Bundle *b)
+{
+        if (b->inner) {
+                archive_read_free(b->inner);
+                b->inner = NULL;
+        }
+        EVP_MD_CTX_free(b->md);
+        b->md = NULL;
+        b->cur = NULL;
+        b->cur_active = false;
+        b->cur_outer_eof = false;
+        b->cur_stored = 0;
+        b->cur_out = 0;
+}
+
+Bundle *bundle_free(Bundle *b)
+{
+        if (!b)
+                return NULL;
+        payload_reset(b);
+        if (b->a)
+                archive_read_free(b->a);
+        safe_close(b->fd);
+        free(b->iobuf);
+        free(b->manifest_raw);
+        free(b->sig_raw);
+        manifest_free(b->manifest);
+        signature_signer_done(&b->signer);
+        free(b);
+        return NULL;
+}
+
+const Manifest *bundle_get_manifest(const Bundle *b)
+{
+        return b->manifest;
+}
+
+bool bundle_is_verified(const Bundle *b)
+{
+        return b->verified;
+}
+
+const SignatureSigner *bundle_get_signer(const Bundle *b)
+{
+        return b->verified ? &b->signer : NULL;
+}
+
+void bundle_get_raw(const Bundle *b, const void **ret_manifest, size_t *ret_manifest_size,
+                    const void **ret_sig, size_t *ret_sig_size)
+{
+        if (ret_manifest)
+                *ret_manifest = b->manifest_raw;
+        if (ret_manifest_size)
+                *ret_manifest_size = b->manifest_size;
+        if (ret_sig)
+                *ret_sig = b->sig_raw;
+        if (ret_sig_size)
+                *ret_sig_size = b->sig_size;
+}
+
+uint64_t bundle_get_position(const Bundle *b)
+{
+        return b->position;
+}
+
+/* The next block of stored bytes of the current member, hashed and counted; 0 at its end. */
+static int outer_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err)
+{
+        const void *buf;
+        size_t len;
+        la_int64_t offset;
+        int r;
+
+        if (b->cur_outer_eof)
+                return 0;
+        r = archive_read_data_block(b->a, &buf, &len, &offset);
+        if (r == ARCHIVE_EOF) {
+                b->cur_outer_eof = true;
+                return 0;
+        }
+        if (r < ARCHIVE_OK)
+                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                            "bundle format: cannot read member \"%s\" after %llu of %llu bytes: %s",
+                            b->cur->file, (unsigned long long)b->cur_stored,
+                            (unsigned long long)b->cur->size, archive_error_string(b->a) ?: "unknown error");
+        if (offset < 0 || (uint64_t)offset != b->cur_stored)
+                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                            "bundle format: member \"%s\" has a hole at byte %llu", b->cur->file,
+                            (unsigned long long)b->cur_stored);
+        if (len > b->cur->size - b->cur_stored)
+                return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
+                            "payload \"%s\": more than the %llu bytes the manifest declares", b->cur->name,
+                            (unsigned long long)b->cur->size);
+        if (EVP_DigestUpdate(b->md, buf, len) != 1)
+                return fail(b, err, UPK_ERR_IO, -EIO, "payload \"%s\": SHA-256 update failed", b->cur->name);
+        b->cur_stored += len;
+        *ret_buf = buf;
+        *ret_len = len;
+        return 1;
+}
+
+/* The stored stream has ended: it must have exactly the declared size and digest. */
+static int check_stored_digest(Bundle *b, UpkErr *err)
+{
+        uint8_t digest[EVP_MAX_MD_SIZE];
+        char want[65], got[65];
+        unsigned n = 0;
+
+        if (b->cur_stored != b->cur->size)
+                return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
+                            "payload \"%s\": %llu bytes read, the manifest declares %llu", b->cur->name,
+                            (unsigned long long)b->cur_stored, (unsigned long long)b->cur->size);
+        if (EVP_DigestFinal_ex(b->md, digest, &n) != 1 || n != 32)
+                return fail(b, err, UPK_ERR_IO, -EIO, "payload \"%s\": SHA-256 finalisation failed",
+                            b->cur->name);
+        if (memcmp(digest, b->cur->sha256, 32) != 0) {
+                hex_encode(b->cur->sha256, 32, want);
+                hex_encode(digest, 32, got);
+                return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
+                            "payload \"%s\": sha256 mismatch (manifest %s, content %s)", b->cur->name, want,
+                            got);
+        }
+        return 0;
+}
+
+static la_ssize_t inner_read_cb(struct archive *inner, void *client, const void **ret_buf)
+{
+        Bundle *b = client;
+        size_t len = 0;
+        int r;
+
+        r = outer_block(b, ret_buf, &len, NULL);
+        if (r < 0) {
+                archive_set_error(inner, EIO, "%s",
+                                  archive_error_string(b->a) ?: "read error in the bundle");
+                return -1;
+        }
+        if (r == 0)
+                return 0;
+        return (la_ssize_t)len;
+}
+
+static int inner_open(Bundle *b, UpkErr *err)
+{
+        const ManifestPayload *p = b->cur;
+        struct archive_entry *e;
+        int want_code, r;
+
+        b->inner = archive_read_new();
+        if (!b->inner)
+                return fail(b, err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        switch (p->compression) {
+        case COMPRESSION_GZIP:
+                r = archive_read_support_filter_gzip(b->inner);
+                want_code = ARCHIVE_FILTER_GZIP;
+                break;
+        case COMPRESSION_XZ:
+                r = archive_read_support_filter_xz(b->inner);
+                want_code = ARCHIVE_FILTER_XZ;
+                break;
+        case COMPRESSION_ZSTD:
+                r = archive_read_support_filter_zstd(b->inner);
+                want_code = ARCHIVE_FILTER_ZSTD;
+                break;
+        case COMPRESSION_NONE:
+        case _COMPRESSION_MAX:
+        case _COMPRESSION_INVALID:
+        default:
+                return fail(b, err, UPK_ERR_IO, -EINVAL, "payload \"%s\": no decompressor for this payload",
+                            p->name);
+        }
+        /* ARCHIVE_WARN would mean an external helper program: refuse, we want it in-process. */
+        if (r != ARCHIVE_OK)
+                return fail(b, err, UPK_ERR_IO, -EOPNOTSUPP,
+                            "payload \"%s\": libarchive has no built-in %s decoder", p->name,
+                            compression_to_string(p->compression));
+        if (archive_read_support_format_raw(b->inner) != ARCHIVE_OK ||
+            archive_read_open(b->inner, b, NULL, inner_read_cb, NULL) != ARCHIVE_OK ||
+            archive_read_next_header(b->inner, &e) != ARCHIVE_OK)
+                return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
+                            "payload \"%s\": cannot start %s decompression: %s", p->name,
+                            compression_to_string(p->compression),
+                            archive_error_string(b->inner) ?: "unknown error");
+        if (archive_filter_count(b->inner) < 2 || archive_filter_code(b->inner, 0) != want_code)
+                return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
+                            "payload \"%s\": stored bytes are not %s data", p->name,
+                            compression_to_string(p->compression));
+        return 0;
+}
+
+int bundle_next_payload(Bundle *b, BundlePayloadMode mode, const ManifestPayload **ret, UpkErr *err)
+{
+        const ManifestPayload *p;
+        struct archive_entry *e;
+        uint64_t size;
+        int r;
+
+        if (b->failed)
+                return upk_err(err, UPK_ERR_IO, -EIO, "the bundle reader stopped at an earlier error");
+        if (b->cur_active) {
+                const void *buf;
+                size_t len;
+                while ((r = bundle_read_block(b, &buf, &len, err)) > 0)
+                        ;
+                if (r < 0)
+                        return r;
+        }
+        if (b->ended)
+                return 0;
+
+        if (b->next_payload >= b->manifest->n_payloads) {
+                r = archive_read_next_header(b->a, &e);
+                if (r == ARCHIVE_EOF) {
+                        b->ended = true;
+                        return 0;
+                }
+                if (r < ARCHIVE_WARN)
+                        return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                                    "bundle format: unreadable data after the last payload at byte %llu: %s",
+                                    (unsigned long long)b->position,
+                                    archive_error_string(b->a) ?: "unknown error");
+                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                            "bundle format: extra member %u \"%s\" after the last payload", b->member + 1,
+                            archive_entry_pathname(e) ?: "(no name)");
+        }
+
+        p = &b->manifest->payloads[b->next_payload];
+        r = next_member(b, MEMBER_PAYLOAD, &size, err);
+        if (r < 0)
+                return r;
+        if (size != p->size)
+                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                            "bundle format: member \"%s\" is %llu bytes, the manifest declares %llu for "
+                            "payload \"%s\"",
+                            p->file, (unsigned long long)size, (unsigned long long)p->size, p->name);
+
+        payload_reset(b);
+        b->cur = p;
+        b->cur_active = true;
+        b->next_payload++;
+        b->md = EVP_MD_CTX_new();
+        if (!b->md || EVP_DigestInit_ex(b->md, EVP_sha256(), NULL) != 1)
+                return fail(b, err, UPK_ERR_IO, -ENOMEM, "cannot set up SHA-256");
+        if (mode == BUNDLE_PAYLOAD_DECOMPRESSED && p->compression != COMPRESSION_NONE) {
+                r = inner_open(b, err);
+                if (r < 0)
+                        return r;
+        }
+        if (ret)
+                *ret = p;
+        return 1;
+}
+
+static int inner_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err)
+{
+        const ManifestPayload *p = b->cur;
+        const void *buf;
+        size_t len;
+        la_int64_t offset;
+        int r;
+
+        for (;;) {
+                r = archive_read_data_block(b->inner, &buf, &len, &offset);
+                if (r == ARCHIVE_EOF)
+                        break;
+                if (r < ARCHIVE_OK) {
+                        /* A damaged bundle shows as a read error of the outer stream: report that. */
+                        if (b->failed)
+                                return upk_err(err, UPK_ERR_FORMAT, -EBADMSG,
+                                               "bundle format: cannot read member \"%s\": %s", p->file,
+                                               archive_error_string(b->a) ?: "read error");
+                        return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
+                                    "payload \"%s\": %s decompression failed after %llu bytes: %s", p->name,
+                                    compression_to_string(p->compression), (unsigned long long)b->cur_out,
+                                    archive_error_string(b->inner) ?: "unknown error");
+                }
+                if (len == 0)
+                        continue;
+                if (len > p->installed_size - b->cur_out)
+                        return fail(b, err, UPK_ERR_PAYLOAD, -EFBIG,
+                                    "payload \"%s\": decompresses to more than installed_size %llu bytes",
+                                    p->name, (unsigned long long)p->installed_size);
+                b->cur_out += len;
+                *ret_buf = buf;
+                *ret_len = len;
+                return 1;
+        }
+        if (b->cur_out != p->installed_size)
+                return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
+                            "payload \"%s\": decompresses to %llu bytes, the manifest declares "
+                            "installed_size %llu",
+                            p->name, (unsigned long long)b->cur_out, (unsigned long long)p->installed_size);
+        /* Whatever follows the compressed stream in the member is still hashed. */
+        while ((r = outer_block(b, &buf, &len, err)) > 0)
+                ;
+        return r;
+}
+
+int bundle_read_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err)
+{
+        int r;
+
+        if (b->failed)
+                return upk_err(err, UPK_ERR_IO, -EIO, "the bundle reader stopped at an earlier error");
+        if (!b->cur_active)
+                return 0;
+        if (b->inner)
+                r = inner_block(b, ret_buf, ret_len, err);
+        else
+                r = outer_block(b, ret_buf, ret_len, err);
+        if (r != 0)
+                return r;
+
+        r = check_stored_digest(b, err);
+        b->cur_active = false;
+        return r;
+}
+
+int bundle_verify_rest(Bundle *b, UpkErr *err)
+{
+        const ManifestPayload *p;
+        const void *buf;
+        size_t len;
+        int r;
+
+        while ((r = bundle_next_payload(b, BUNDLE_PAYLOAD_DECOMPRESSED, &p, err)) > 0) {
+                while ((r = bundle_read_block(b, &buf, &len, err)) > 0)
+                        ;
+                if (r < 0)
+                        return r;
+        }
+        return r;
+}

@@ -13,36 +13,36 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
-#define _unused_      __attribute__((unused))
-#define _printf_(a, b) __attribute__((format(printf, a, b)))
-#define _nonnull_(...) __attribute__((nonnull(__VA_ARGS__)))
+#define ELEMENTSOF(x)        (sizeof(x) / sizeof((x)[0]))
+#define _unused_             __attribute__((unused))
+#define _printf_(a, b)       __attribute__((format(printf, a, b)))
+#define _nonnull_(...)       __attribute__((nonnull(__VA_ARGS__)))
 #define _warn_unused_result_ __attribute__((warn_unused_result))
 
-#define streq(a, b)      (strcmp((a), (b)) == 0)
-#define strneq(a, b, n)  (strncmp((a), (b), (n)) == 0)
-#define isempty(s)       (!(s) || !(s)[0])
+#define streq(a, b)     (strcmp((a), (b)) == 0)
+#define strneq(a, b, n) (strncmp((a), (b), (n)) == 0)
+#define isempty(s)      (!(s) || !(s)[0])
 
 /* Hand a pointer or fd out of a cleanup scope. */
-#define TAKE_PTR(p)                                \
-        ({                                         \
-                __typeof__(p) _tp_ = (p);          \
-                (p) = NULL;                        \
-                _tp_;                              \
+#define TAKE_PTR(p)                       \
+        ({                                \
+                __typeof__(p) _tp_ = (p); \
+                (p) = NULL;               \
+                _tp_;                     \
         })
-#define TAKE_FD(fd)                                \
-        ({                                         \
-                int _tf_ = (fd);                   \
-                (fd) = -EBADF;                     \
-                _tf_;                              \
+#define TAKE_FD(fd)              \
+        ({                       \
+                int _tf_ = (fd); \
+                (fd) = -EBADF;   \
+                _tf_;            \
         })
 
 static inline void freep(void *p)
 {
         free(*(void **)p);
 }
-#define _cleanup_(f)     __attribute__((cleanup(f)))
-#define _cleanup_free_   _cleanup_(freep)
+#define _cleanup_(f)   __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(freep)
 
 int safe_close(int fd);
 static inline void closep(int *fd)
@@ -52,11 +52,11 @@ static inline void closep(int *fd)
 #define _cleanup_close_ _cleanup_(closep)
 
 /* Declare `NAME##p(T **)` calling `func(*p)` when non-NULL, for use with _cleanup_(). */
-#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)          \
-        static inline void func##p(type *p)              \
-        {                                                \
-                if (*p)                                  \
-                        func(*p);                        \
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func) \
+        static inline void func##p(type *p)     \
+        {                                       \
+                if (*p)                         \
+                        func(*p);               \
         }
 
 /* Checked number parsing: decimal only, no sign, no leading/trailing junk, no overflow. */

@@ -1,4 +1,512 @@
-#include "tests.h"
-TEST(placeholder)
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <openssl/evp.h>
+
+#include "bundle-test-util.h"
+
+#define RAW_SIZE 300001u
+#define APP_SIZE 200000u
+
+/* A valid bundle in the current folder: rootfs.img (raw) and app.tar.zst (zstd). */
+typedef struct Fixture {
+        uint8_t *raw, *app, *app_z;
+        size_t app_z_size;
+} Fixture;
+
+static void fixture_make(Fixture *f)
 {
+        static const char template[] =
+                "{ \"format\": 1, \"compatible\": \"acme-gw\", \"version\": \"1.1.0\",\n"
+                "  \"build\": \"2026-11-25T10:00:00Z\",\n"
+                "  \"payloads\": [\n"
+                "    { \"name\": \"rootfs\", \"file\": \"rootfs.img\", \"handler\": \"raw\", "
+                "\"slot_class\": \"rootfs\" },\n"
+                "    { \"name\": \"app\", \"file\": \"app.tar.zst\", \"handler\": \"archive\", "
+                "\"slot_class\": \"appfs\",\n"
+                "      \"compression\": \"zstd\" } ] }\n";
+
+        f->raw = random_bytes(RAW_SIZE, 1);
+        /* compressible: repeat a short random pattern */
+        f->app = malloc(APP_SIZE);
+        for (size_t i = 0; i < APP_SIZE; i++)
+                f->app[i] = (uint8_t)(i % 97 * 7);
+        f->app_z = compress_buffer(COMPRESSION_ZSTD, f->app, APP_SIZE, &f->app_z_size);
+        test_write_file("rootfs.img", f->raw, RAW_SIZE);
+        test_write_file("app.tar.zst", f->app_z, f->app_z_size);
+        test_write_file("manifest.json", template, strlen(template));
+        create_bundle("manifest.json", "b.upk");
+}
+
+static BundleOpenOptions verified = { .keyring = NULL };
+
+static BundleOpenOptions *keyring(void)
+{
+        verified.keyring = test_pki("keyring.pem");
+        return &verified;
+}
+
+static void sha256_hex(const void *data, size_t size, char ret[65])
+{
+        uint8_t d[32];
+        unsigned n;
+        EVP_Digest(data, size, d, &n, EVP_sha256(), NULL);
+        hex_encode(d, 32, ret);
+}
+
+/* Read a payload completely into a buffer; returns the r of the last call. */
+static int read_all(Bundle *b, uint8_t **ret, size_t *ret_size, UpkErr *err)
+{
+        size_t size = 0;
+        uint8_t *out = NULL;
+        const void *buf;
+        size_t len;
+        int r;
+
+        while ((r = bundle_read_block(b, &buf, &len, err)) > 0) {
+                out = realloc(out, size + len);
+                memcpy(out + size, buf, len);
+                size += len;
+        }
+        *ret = out;
+        *ret_size = size;
+        return r;
+}
+
+TEST(open_verified_reads_every_payload)
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        const ManifestPayload *p;
+        _cleanup_free_ uint8_t *got = NULL;
+        size_t got_size;
+        UpkErr err = {};
+        Fixture f;
+
+        fixture_make(&f);
+        ASSERT_OK_E(bundle_open_path("b.upk", keyring(), &b, &err), &err);
+        ASSERT_TRUE(bundle_is_verified(b));
+        ASSERT_TRUE(strstr(bundle_get_signer(b)->subject, "CN="));
+        ASSERT_EQ(bundle_get_manifest(b)->n_payloads, 2);
+
+        ASSERT_EQ(bundle_next_payload(b, BUNDLE_PAYLOAD_DECOMPRESSED, &p, &err), 1);
+        ASSERT_STREQ(p->name, "rootfs");
+        ASSERT_OK_E(read_all(b, &got, &got_size, &err), &err);
+        ASSERT_EQ(got_size, RAW_SIZE);
+        ASSERT_TRUE(memcmp(got, f.raw, RAW_SIZE) == 0);
+        free(TAKE_PTR(got));
+
+        ASSERT_EQ(bundle_next_payload(b, BUNDLE_PAYLOAD_DECOMPRESSED, &p, &err), 1);
+        ASSERT_STREQ(p->name, "app");
+        ASSERT_EQ(p->installed_size, APP_SIZE);
+        ASSERT_OK_E(read_all(b, &got, &got_size, &err), &err);
+        ASSERT_EQ(got_size, APP_SIZE);
+        ASSERT_TRUE(memcmp(got, f.app, APP_SIZE) == 0);
+
+        ASSERT_EQ(bundle_next_payload(b, BUNDLE_PAYLOAD_DECOMPRESSED, &p, &err), 0);
+        ASSERT_TRUE(bundle_get_position(b) > RAW_SIZE);
+}
+
+TEST(stored_mode_gives_the_stored_bytes)
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        const ManifestPayload *p;
+        _cleanup_free_ uint8_t *got = NULL;
+        size_t got_size;
+        UpkErr err = {};
+        Fixture f;
+
+        fixture_make(&f);
+        ASSERT_OK_E(bundle_open_path("b.upk", keyring(), &b, &err), &err);
+        /* skipping a payload still reads and checks it */
+        ASSERT_EQ(bundle_next_payload(b, BUNDLE_PAYLOAD_STORED, &p, &err), 1);
+        ASSERT_EQ(bundle_next_payload(b, BUNDLE_PAYLOAD_STORED, &p, &err), 1);
+        ASSERT_OK_E(read_all(b, &got, &got_size, &err), &err);
+        ASSERT_EQ(got_size, f.app_z_size);
+        ASSERT_TRUE(memcmp(got, f.app_z, got_size) == 0);
+        ASSERT_EQ(bundle_next_payload(b, BUNDLE_PAYLOAD_STORED, &p, &err), 0);
+}
+
+TEST(unverified_open_parses_but_says_so)
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        UpkErr err = {};
+        Fixture f;
+
+        fixture_make(&f);
+        ASSERT_OK_E(bundle_open_path("b.upk", NULL, &b, &err), &err);
+        ASSERT_FALSE(bundle_is_verified(b));
+        ASSERT_TRUE(bundle_get_signer(b) == NULL);
+        ASSERT_STREQ(bundle_get_manifest(b)->version_str, "1.1.0");
+}
+
+static int verify_file(const char *path, UpkErr *err)
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        int r;
+
+        upk_err_clear(err);
+        r = bundle_open_path(path, keyring(), &b, err);
+        if (r < 0)
+                return r;
+        return bundle_verify_rest(b, err);
+}
+
+TEST(truncated_at_every_block_is_rejected)
+{
+        _cleanup_free_ char *data = NULL;
+        size_t size, data_end;
+        UpkErr err = {};
+        Fixture f;
+        unsigned checked = 0;
+
+        fixture_make(&f);
+        data = file_contents("b.upk", &size);
+        /* Where the end-of-archive zero blocks start: cutting there or later loses no member data. */
+        data_end = size;
+        while (data_end > 0 && data[data_end - 1] == 0)
+                data_end--;
+        data_end = (data_end + 511) / 512 * 512;
+
+        for (size_t cut = 0; cut < size; cut += 512) {
+                for (size_t delta = 0; delta < 512; delta += (cut < 4096 ? 100 : 512)) {
+                        if (cut + delta >= size)
+                                break;
+                        test_write_file("t.upk", data, cut + delta);
+                        int r = verify_file("t.upk", &err);
+                        if (cut + delta >= data_end && delta == 0) {
+                                ASSERT_OK_E(r, &err);
+                        } else {
+                                if (r != -EBADMSG || err.kind != UPK_ERR_FORMAT)
+                                        test_fail("cut at %zu: r=%d kind=%s msg=%s", cut + delta, r,
+                                                  upk_err_kind_to_string(err.kind), err.msg);
+                        }
+                        checked++;
+                }
+        }
+        ASSERT_TRUE(checked > 1000);
+}
+
+static void flip_and_expect(const char *data, size_t size, size_t offset, UpkErrKind kind,
+                            const char *substr)
+{
+        _cleanup_free_ char *copy = malloc(size);
+        UpkErr err = {};
+
+        memcpy(copy, data, size);
+        copy[offset] ^= 0x01;
+        test_write_file("flip.upk", copy, size);
+        ASSERT_UPK_ERR(verify_file("flip.upk", &err), &err, -EBADMSG, kind, substr);
+}
+
+TEST(flipped_bytes_are_rejected)
+{
+        _cleanup_free_ char *data = NULL;
+        const char *manifest, *raw;
+        size_t size;
+        Fixture f;
+
+        fixture_make(&f);
+        data = file_contents("b.upk", &size);
+        manifest = memmem(data, size, "\"compatible\"", 12);
+        raw = memmem(data, size, f.raw, 4096);
+        ASSERT_TRUE(manifest && raw);
+
+        flip_and_expect(data, size, (size_t)(manifest - data) + 3, UPK_ERR_SIGNATURE, "signature");
+        flip_and_expect(data, size, (size_t)(raw - data) + 17, UPK_ERR_PAYLOAD, "sha256 mismatch");
+        flip_and_expect(data, size, (size_t)(raw - data) + RAW_SIZE - 1, UPK_ERR_PAYLOAD,
+                        "payload \"rootfs\"");
+        /* inside the compressed payload: either the decoder or the hash objects */
+        {
+                const char *z = memmem(data, size, f.app_z, 64);
+                _cleanup_free_ char *copy = malloc(size);
+                UpkErr err = {};
+                memcpy(copy, data, size);
+                copy[(z - data) + (ptrdiff_t)f.app_z_size / 2] ^= 0x40;
+                test_write_file("flip.upk", copy, size);
+                ASSERT_EQ(verify_file("flip.upk", &err), -EBADMSG);
+                ASSERT_EQ(err.kind, UPK_ERR_PAYLOAD);
+        }
+}
+
+TEST(flipped_signature_is_rejected)
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        _cleanup_free_ char *data = NULL;
+        const void *sig;
+        size_t size, sig_size;
+        UpkErr err = {};
+        Fixture f;
+
+        fixture_make(&f);
+        ASSERT_OK(bundle_open_path("b.upk", NULL, &b, &err));
+        bundle_get_raw(b, NULL, NULL, &sig, &sig_size);
+        data = file_contents("b.upk", &size);
+        const char *at = memmem(data, size, sig, sig_size);
+        ASSERT_TRUE(at);
+        for (size_t off = 0; off < sig_size; off += sig_size / 7 + 1)
+                flip_and_expect(data, size, (size_t)(at - data) + off, UPK_ERR_SIGNATURE, "signature");
+        flip_and_expect(data, size, (size_t)(at - data) + sig_size - 1, UPK_ERR_SIGNATURE, "signature");
+}
+
+/* A signed manifest naming one raw payload `file` with content `data`. */
+static char *manifest_one(const char *file, const void *data, size_t size, const char *extra)
+{
+        char hex[65];
+        sha256_hex(data, size, hex);
+        return strdup_printf(
+                "{ \"format\": 1, \"compatible\": \"acme-gw\", \"version\": \"2.0.0\", "
+                "\"build\": \"2026-11-25T10:00:00Z\", \"payloads\": [ { \"name\": \"p\", \"file\": "
+                "\"%s\", \"handler\": \"raw\", \"slot_class\": \"rootfs\", \"size\": %zu, "
+                "\"sha256\": \"%s\"%s } ] }",
+                file, size, hex, extra ?: "");
+}
+
+static void expect_tar_rejected(const TarMember *members, size_t n, UpkErrKind kind, const char *substr)
+{
+        UpkErr err = {};
+        write_tar("crafted.upk", members, n);
+        ASSERT_UPK_ERR(verify_file("crafted.upk", &err), &err, err.code ?: -EBADMSG, kind, substr);
+        ASSERT_TRUE(err.code < 0);
+}
+
+TEST(member_structure_is_strict)
+{
+        static const char payload[] = "payload bytes";
+        _cleanup_free_ char *m = manifest_one("p.img", payload, sizeof(payload), NULL);
+        _cleanup_free_ uint8_t *sig = NULL;
+        size_t sig_size;
+        UpkErr err = {};
+
+        sign_file(m, strlen(m), &sig, &sig_size);
+        TarMember man = { "manifest.json", m, strlen(m) }, sg = { "manifest.json.sig", sig, sig_size },
+                  pl = { "p.img", payload, sizeof(payload) };
+
+        /* the valid arrangement passes */
+        write_tar("ok.upk", (TarMember[]){ man, sg, pl }, 3);
+        ASSERT_OK_E(verify_file("ok.upk", &err), &err);
+
+        expect_tar_rejected((TarMember[]){ sg, man, pl }, 3, UPK_ERR_FORMAT,
+                            "member 1 is \"manifest.json.sig\", expected \"manifest.json\"");
+        expect_tar_rejected((TarMember[]){ man, pl, sg }, 3, UPK_ERR_FORMAT,
+                            "expected \"manifest.json.sig\"");
+        expect_tar_rejected((TarMember[]){ man, sg }, 2, UPK_ERR_FORMAT, "member 3 \"p.img\" is missing");
+        expect_tar_rejected((TarMember[]){ man }, 1, UPK_ERR_FORMAT, "\"manifest.json.sig\" is missing");
+        expect_tar_rejected((TarMember[]){ man, sg, pl, { "extra", "x", 1 } }, 4, UPK_ERR_FORMAT,
+                            "extra member 4 \"extra\"");
+        expect_tar_rejected((TarMember[]){ man, sg, { "other.img", payload, sizeof(payload) } }, 3,
+                            UPK_ERR_FORMAT, "member 3 is \"other.img\", expected \"p.img\"");
+        expect_tar_rejected((TarMember[]){ man, sg, { "p.img", payload, sizeof(payload) - 1 } }, 3,
+                            UPK_ERR_FORMAT, "the manifest declares 14");
+        expect_tar_rejected((TarMember[]){ man, sg, { "p.img", "payload bytes!!", 16 } }, 3, UPK_ERR_FORMAT,
+                            "is 16 bytes");
+        expect_tar_rejected((TarMember[]){ man, sg, { "p.img", NULL, 0, AE_IFLNK, "/etc/passwd" } }, 3,
+                            UPK_ERR_FORMAT, "is a symbolic link");
+        expect_tar_rejected((TarMember[]){ man, sg, { "p.img", NULL, 0, AE_IFREG, "manifest.json", true } },
+                            3, UPK_ERR_FORMAT, "is a hard link");
+        expect_tar_rejected((TarMember[]){ man, sg, { "p.img", NULL, 0, AE_IFCHR } }, 3, UPK_ERR_FORMAT,
+                            "is a character device");
+        expect_tar_rejected((TarMember[]){ man, sg, { "p.img", NULL, 0, AE_IFDIR } }, 3, UPK_ERR_FORMAT,
+                            "is a directory");
+        expect_tar_rejected((TarMember[]){ man, sg, { "p.img", NULL, 0, AE_IFIFO } }, 3, UPK_ERR_FORMAT,
+                            "is a FIFO");
+        expect_tar_rejected((TarMember[]){ man, sg, { "../p.img", payload, sizeof(payload) } }, 3,
+                            UPK_ERR_FORMAT, "not a plain file name");
+        expect_tar_rejected((TarMember[]){ man, sg, { "/p.img", payload, sizeof(payload) } }, 3,
+                            UPK_ERR_FORMAT, "not a plain file name");
+        expect_tar_rejected((TarMember[]){ man, sg, { "d/p.img", payload, sizeof(payload) } }, 3,
+                            UPK_ERR_FORMAT, "not a plain file name");
+        expect_tar_rejected((TarMember[]){ { "./manifest.json", m, strlen(m) }, sg, pl }, 3, UPK_ERR_FORMAT,
+                            "not a plain file name");
+}
+
+TEST(signature_over_another_manifest_is_rejected)
+{
+        static const char payload[] = "payload bytes";
+        _cleanup_free_ char *m = manifest_one("p.img", payload, sizeof(payload), NULL);
+        _cleanup_free_ char *m2 = manifest_one("p.img", payload, sizeof(payload) - 1, NULL);
+        _cleanup_free_ uint8_t *sig = NULL;
+        size_t sig_size;
+        UpkErr err = {};
+
+        sign_file(m2, strlen(m2), &sig, &sig_size);
+        write_tar("x.upk",
+                  (TarMember[]){ { "manifest.json", m, strlen(m) },
+                                 { "manifest.json.sig", sig, sig_size },
+                                 { "p.img", payload, sizeof(payload) } },
+                  3);
+        ASSERT_UPK_ERR(verify_file("x.upk", &err), &err, -EBADMSG, UPK_ERR_SIGNATURE, "signature: ");
+        write_tar("y.upk",
+                  (TarMember[]){ { "manifest.json", m, strlen(m) },
+                                 { "manifest.json.sig", "", 0 },
+                                 { "p.img", payload, sizeof(payload) } },
+                  3);
+        ASSERT_UPK_ERR(verify_file("y.upk", &err), &err, -EBADMSG, UPK_ERR_SIGNATURE, "signature: ");
+}
+
+TEST(bad_manifest_is_rejected_after_the_signature)
+{
+        static const char payload[] = "payload bytes";
+        _cleanup_free_ char *m = manifest_one("p.img", payload, sizeof(payload), ", \"colour\": \"blue\"");
+        _cleanup_free_ uint8_t *sig = NULL;
+        size_t sig_size;
+        UpkErr err = {};
+
+        sign_file(m, strlen(m), &sig, &sig_size);
+        write_tar("x.upk",
+                  (TarMember[]){ { "manifest.json", m, strlen(m) },
+                                 { "manifest.json.sig", sig, sig_size },
+                                 { "p.img", payload, sizeof(payload) } },
+                  3);
+        ASSERT_UPK_ERR(verify_file("x.upk", &err), &err, -EBADMSG, UPK_ERR_MANIFEST, "colour");
+}
+
+TEST(oversized_members_are_refused_before_reading)
+{
+        _cleanup_free_ char *big = calloc(1, MANIFEST_SIZE_MAX + 1);
+        UpkErr err = {};
+
+        write_tar("x.upk", (TarMember[]){ { "manifest.json", big, MANIFEST_SIZE_MAX + 1 } }, 1);
+        ASSERT_UPK_ERR(verify_file("x.upk", &err), &err, -EFBIG, UPK_ERR_FORMAT, "at most 1048576");
+        write_tar("y.upk",
+                  (TarMember[]){ { "manifest.json", "{}", 2 },
+                                 { "manifest.json.sig", big, SIGNATURE_SIZE_MAX + 1 } },
+                  2);
+        ASSERT_UPK_ERR(verify_file("y.upk", &err), &err, -EFBIG, UPK_ERR_FORMAT,
+                       "\"manifest.json.sig\" is 65537");
+}
+
+static void compressed_case(Compression c, uint64_t declared, UpkErrKind kind, const char *substr)
+{
+        size_t size = 100000, zsize;
+        _cleanup_free_ uint8_t *plain = calloc(1, size);
+        _cleanup_free_ uint8_t *z = compress_buffer(c, plain, size, &zsize);
+        _cleanup_free_ char *extra = strdup_printf(", \"compression\": \"%s\", \"installed_size\": %llu",
+                                                   compression_to_string(c), (unsigned long long)declared);
+        _cleanup_free_ char *m = manifest_one("p.z", z, zsize, extra);
+        _cleanup_free_ uint8_t *sig = NULL;
+        size_t sig_size;
+        UpkErr err = {};
+
+        sign_file(m, strlen(m), &sig, &sig_size);
+        write_tar("z.upk",
+                  (TarMember[]){ { "manifest.json", m, strlen(m) },
+                                 { "manifest.json.sig", sig, sig_size },
+                                 { "p.z", z, zsize } },
+                  3);
+        if (!substr)
+                ASSERT_OK_E(verify_file("z.upk", &err), &err);
+        else
+                ASSERT_UPK_ERR(verify_file("z.upk", &err), &err, err.code, kind, substr);
+}
+
+TEST(compressed_payloads_are_capped_at_installed_size)
+{
+        compressed_case(COMPRESSION_ZSTD, 100000, UPK_ERR_NONE, NULL);
+        compressed_case(COMPRESSION_XZ, 100000, UPK_ERR_NONE, NULL);
+        compressed_case(COMPRESSION_GZIP, 100000, UPK_ERR_NONE, NULL);
+        compressed_case(COMPRESSION_ZSTD, 4096, UPK_ERR_PAYLOAD, "more than installed_size 4096");
+        compressed_case(COMPRESSION_GZIP, 99999, UPK_ERR_PAYLOAD, "more than installed_size 99999");
+        compressed_case(COMPRESSION_XZ, 100001, UPK_ERR_PAYLOAD, "decompresses to 100000 bytes");
+}
+
+TEST(wrong_compression_is_rejected)
+{
+        size_t size = 5000, zsize;
+        _cleanup_free_ uint8_t *plain = calloc(1, size);
+        _cleanup_free_ uint8_t *z = compress_buffer(COMPRESSION_GZIP, plain, size, &zsize);
+        _cleanup_free_ char *m =
+                manifest_one("p.z", z, zsize, ", \"compression\": \"zstd\", \"installed_size\": 5000");
+        _cleanup_free_ uint8_t *sig = NULL;
+        size_t sig_size;
+        UpkErr err = {};
+
+        sign_file(m, strlen(m), &sig, &sig_size);
+        write_tar("z.upk",
+                  (TarMember[]){ { "manifest.json", m, strlen(m) },
+                                 { "manifest.json.sig", sig, sig_size },
+                                 { "p.z", z, zsize } },
+                  3);
+        ASSERT_UPK_ERR(verify_file("z.upk", &err), &err, -EBADMSG, UPK_ERR_PAYLOAD, "not zstd data");
+}
+
+TEST(not_a_tar_is_rejected)
+{
+        _cleanup_free_ uint8_t *junk = random_bytes(10000, 7);
+        UpkErr err = {};
+
+        test_write_file("junk.upk", junk, 10000);
+        ASSERT_UPK_ERR(verify_file("junk.upk", &err), &err, -EBADMSG, UPK_ERR_FORMAT, "bundle format");
+        test_write_file("empty.upk", "", 0);
+        ASSERT_UPK_ERR(verify_file("empty.upk", &err), &err, -EBADMSG, UPK_ERR_FORMAT, "manifest.json");
+        ASSERT_UPK_ERR(verify_file("missing.upk", &err), &err, -ENOENT, UPK_ERR_IO, "cannot open");
+}
+
+TEST(reader_stops_after_an_error)
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        _cleanup_free_ char *data = NULL;
+        const ManifestPayload *p;
+        size_t size;
+        UpkErr err = {};
+        Fixture f;
+
+        fixture_make(&f);
+        data = file_contents("b.upk", &size);
+        char *raw = memmem(data, size, f.raw, 4096);
+        raw[5] ^= 1;
+        test_write_file("c.upk", data, size);
+        ASSERT_OK(bundle_open_path("c.upk", keyring(), &b, &err));
+        ASSERT_EQ(bundle_next_payload(b, BUNDLE_PAYLOAD_DECOMPRESSED, &p, &err), 1);
+        ASSERT_UPK_ERR(bundle_next_payload(b, BUNDLE_PAYLOAD_DECOMPRESSED, &p, &err), &err, -EBADMSG,
+                       UPK_ERR_PAYLOAD, "sha256 mismatch");
+        ASSERT_UPK_ERR(bundle_next_payload(b, BUNDLE_PAYLOAD_DECOMPRESSED, &p, &err), &err, -EIO, UPK_ERR_IO,
+                       "earlier error");
+}
+
+TEST(extract_writes_and_cleans_up)
+{
+        _cleanup_free_ char *data = NULL, *got = NULL;
+        size_t size, got_size;
+        UpkErr err = {};
+        Fixture f;
+
+        fixture_make(&f);
+        {
+                _cleanup_(bundle_freep) Bundle *b = NULL;
+                ASSERT_OK_E(bundle_open_path("b.upk", keyring(), &b, &err), &err);
+                ASSERT_OK_E(bundle_extract(b, "out", &err), &err);
+        }
+        got = file_contents("out/rootfs.img", &got_size);
+        ASSERT_EQ(got_size, RAW_SIZE);
+        ASSERT_TRUE(memcmp(got, f.raw, RAW_SIZE) == 0);
+        free(TAKE_PTR(got));
+        got = file_contents("out/app.tar.zst", &got_size);
+        ASSERT_EQ(got_size, f.app_z_size);
+        ASSERT_EQ(access("out/manifest.json", F_OK), 0);
+        ASSERT_EQ(access("out/manifest.json.sig", F_OK), 0);
+
+        /* a damaged last payload: everything written is removed, and the folder it made */
+        data = file_contents("b.upk", &size);
+        char *z = memmem(data, size, f.app_z, 64);
+        z[f.app_z_size - 1] ^= 1;
+        test_write_file("bad.upk", data, size);
+        {
+                _cleanup_(bundle_freep) Bundle *b = NULL;
+                ASSERT_OK(bundle_open_path("bad.upk", keyring(), &b, &err));
+                ASSERT_UPK_ERR(bundle_extract(b, "out2", &err), &err, -EBADMSG, UPK_ERR_PAYLOAD,
+                               "sha256 mismatch");
+        }
+        ASSERT_EQ(access("out2", F_OK), -1);
+
+        /* an existing folder keeps what it had; an existing file is never replaced */
+        ASSERT_EQ(mkdir("out3", 0755), 0);
+        test_write_file("out3/rootfs.img", "mine", 4);
+        {
+                _cleanup_(bundle_freep) Bundle *b = NULL;
+                ASSERT_OK(bundle_open_path("b.upk", keyring(), &b, &err));
+                ASSERT_UPK_ERR(bundle_extract(b, "out3", &err), &err, -EEXIST, UPK_ERR_IO, "rootfs.img");
+        }
+        free(TAKE_PTR(got));
+        got = file_contents("out3/rootfs.img", &got_size);
+        ASSERT_EQ(got_size, 4);
+        ASSERT_EQ(access("out3/manifest.json", F_OK), -1);
+        ASSERT_EQ(access("out3", F_OK), 0);
 }

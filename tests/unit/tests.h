@@ -28,63 +28,64 @@ void test_write_file(const char *path, const void *data, size_t size);
         }                                                                   \
         static void test_##name(void)
 
-#define test_fail(...)                                                         \
-        do {                                                                   \
+#define test_fail(...)                                                            \
+        do {                                                                      \
                 fprintf(stderr, "%s:%d: assertion failed: ", __FILE__, __LINE__); \
-                fprintf(stderr, __VA_ARGS__);                                  \
-                fputc('\n', stderr);                                           \
-                abort();                                                       \
+                fprintf(stderr, __VA_ARGS__);                                     \
+                fputc('\n', stderr);                                              \
+                abort();                                                          \
         } while (0)
 
-#define ASSERT_TRUE(expr)                                 \
-        do {                                              \
-                if (!(expr))                              \
-                        test_fail("%s", #expr);           \
+#define ASSERT_TRUE(expr)                       \
+        do {                                    \
+                if (!(expr))                    \
+                        test_fail("%s", #expr); \
         } while (0)
 
 #define ASSERT_FALSE(expr) ASSERT_TRUE(!(expr))
 
-#define ASSERT_EQ(a, b)                                                                          \
-        do {                                                                                     \
-                intmax_t _a = (intmax_t)(a), _b = (intmax_t)(b);                                 \
-                if (_a != _b)                                                                    \
-                        test_fail("%s == %s (%jd != %jd)", #a, #b, _a, _b);                      \
+#define ASSERT_EQ(a, b)                                                     \
+        do {                                                                \
+                intmax_t _a = (intmax_t)(a), _b = (intmax_t)(b);            \
+                if (_a != _b)                                               \
+                        test_fail("%s == %s (%jd != %jd)", #a, #b, _a, _b); \
         } while (0)
 
-#define ASSERT_STREQ(a, b)                                                                       \
-        do {                                                                                     \
-                const char *_a = (a), *_b = (b);                                                 \
-                if (!_a || !_b || strcmp(_a, _b) != 0)                                           \
+#define ASSERT_STREQ(a, b)                                                                                \
+        do {                                                                                              \
+                const char *_a = (a), *_b = (b);                                                          \
+                if (!_a || !_b || strcmp(_a, _b) != 0)                                                    \
                         test_fail("%s == %s (\"%s\" != \"%s\")", #a, #b, _a ?: "(null)", _b ?: "(null)"); \
         } while (0)
 
 /* `expr` returns >= 0; on failure print the UpkErr `e` if given. */
-#define ASSERT_OK_E(expr, e)                                                                      \
-        do {                                                                                      \
-                int _r = (expr);                                                                  \
-                if (_r < 0)                                                                       \
+#define ASSERT_OK_E(expr, e)                                                                         \
+        do {                                                                                         \
+                int _r = (expr);                                                                     \
+                if (_r < 0)                                                                          \
                         test_fail("%s = %d (%s) %s", #expr, _r, strerror(-_r), (e) ? (e)->msg : ""); \
         } while (0)
 #define ASSERT_OK(expr) ASSERT_OK_E(expr, (UpkErr *)NULL)
 
 /* `expr` fails with exactly `code` (a negative errno). */
-#define ASSERT_ERR(expr, code)                                                                    \
-        do {                                                                                      \
-                int _r = (expr);                                                                  \
-                if (_r != (code))                                                                 \
+#define ASSERT_ERR(expr, code)                                                                             \
+        do {                                                                                               \
+                int _r = (expr);                                                                           \
+                if (_r != (code))                                                                          \
                         test_fail("%s = %d, expected %d (%s)", #expr, _r, (int)(code), strerror(-(code))); \
         } while (0)
 
 /* `expr` fails with `code`, the UpkErr has `kind`, and its message contains `substr`. */
-#define ASSERT_UPK_ERR(expr, e, code, want_kind, substr)                                          \
-        do {                                                                                      \
-                upk_err_clear(e);                                                                 \
-                int _r = (expr);                                                                  \
-                if (_r != (code))                                                                 \
+#define ASSERT_UPK_ERR(expr, e, code, want_kind, substr)                                                  \
+        do {                                                                                              \
+                upk_err_clear(e);                                                                         \
+                int _r = (expr);                                                                          \
+                if (_r != (code))                                                                         \
                         test_fail("%s = %d, expected %d; message: %s", #expr, _r, (int)(code), (e)->msg); \
-                if ((e)->kind != (want_kind))                                                     \
-                        test_fail("%s: kind %s, expected %s; message: %s", #expr,                 \
-                                  upk_err_kind_to_string((e)->kind), upk_err_kind_to_string(want_kind), (e)->msg); \
-                if (!strstr((e)->msg, (substr)))                                                  \
-                        test_fail("%s: message \"%s\" lacks \"%s\"", #expr, (e)->msg, (substr));  \
+                if ((e)->kind != (want_kind))                                                             \
+                        test_fail("%s: kind %s, expected %s; message: %s", #expr,                         \
+                                  upk_err_kind_to_string((e)->kind), upk_err_kind_to_string(want_kind),   \
+                                  (e)->msg);                                                              \
+                if (!strstr((e)->msg, (substr)))                                                          \
+                        test_fail("%s: message \"%s\" lacks \"%s\"", #expr, (e)->msg, (substr));          \
         } while (0)

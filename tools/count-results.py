@@ -1,0 +1,23 @@
+#!/usr/bin/python3
+"""Count meson's test results (meson-logs/testlog.json, one JSON object a line) over several builds and
+print the one closing line CI reads: "N passed, N failed, N skipped". Exits 1 if anything failed or
+nothing ran."""
+import json
+import sys
+
+passed = failed = skipped = 0
+for path in sys.argv[1:]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            result = json.loads(line).get("result", "")
+            if result in ("OK", "EXPECTEDFAIL"):
+                passed += 1
+            elif result == "SKIP":
+                skipped += 1
+            else:
+                failed += 1
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+sys.exit(1 if failed or passed == 0 else 0)
