@@ -53,7 +53,7 @@ def test_create_info_verify_extract(env):
     # info without a keyring: loud warning, NOT VERIFIED, but the manifest is shown.
     res = assert_ok(env.info(b))
     assert NO_KEYRING_WARNING in res.stderr, describe(res)
-    assert re.search(r"^Signature:   NOT VERIFIED$", res.stdout, re.M), describe(res)
+    assert re.search(r"^Signature:   NOT VERIFIED\b", res.stdout, re.M), describe(res)
     assert "acme-gw" in res.stdout and "1.2.3" in res.stdout, describe(res)
     for p in env.payloads:
         assert p.name in res.stdout and p.file in res.stdout, describe(res)
@@ -244,7 +244,11 @@ def test_truncated(env, member, cut):
         pytest.skip("no such position in this member")
     assert 0 <= offset < members[-1].end
     env.path("t.upk").write_bytes(blob[:offset])
-    env.assert_rejected_everywhere("t.upk", EXIT_FORMAT, FORMAT_REJECT, r"truncat|unexpected end")
+    reason = r"truncat|unexpected end"
+    if cut == "at-start":
+        # A clean cut between members reads as a complete tar stream that lacks members.
+        reason = q(f"ends after {member} member(s)") + "|" + reason
+    env.assert_rejected_everywhere("t.upk", EXIT_FORMAT, FORMAT_REJECT, reason)
 
 
 def test_truncated_after_last_member_is_accepted(env):
@@ -321,7 +325,10 @@ def test_flip_payload(env, index, where):
     off = {"middle": m.data + m.size // 2, "first": m.data, "last": m.data_end - 1}[where]
     f = _flip(env, b, off)
     p = env.payloads[index]
-    env.assert_rejected_everywhere(f, EXIT_PAYLOAD, PAYLOAD_REJECT + q(f'"{p.name}"'), r"sha-?256")
+    # A compressed payload may fail in the decompressor before its hash is complete (verify streams the
+    # stored bytes through both); extract (stored bytes) must see the sha256 mismatch.
+    reason = r"sha-?256" if p.compression is None else r"sha-?256|decompress"
+    env.assert_rejected_everywhere(f, EXIT_PAYLOAD, PAYLOAD_REJECT + q(f'"{p.name}"'), reason)
 
 
 # ======================================================================================================
@@ -768,7 +775,8 @@ def test_member_size_differs(env, index, delta):
     name, data = pl[index]
     pl[index] = (name, data + os.urandom(delta) if delta > 0 else data[:delta])
     b = env.craft(members=[m, s] + pl)
-    env.assert_rejected_everywhere(b, EXIT_FORMAT, FORMAT_REJECT, q(name), r"size")
+    env.assert_rejected_everywhere(b, EXIT_FORMAT, FORMAT_REJECT, q(name),
+                                   rf"size|is {len(pl[index][1])} bytes, the manifest declares {len(data)}")
 
 
 @pytest.mark.parametrize("index", [1, 2, 3], ids=["zstd", "xz", "gzip"])
@@ -858,13 +866,13 @@ def test_oversized_manifest(env):
     big = b" " * (1024 * 1024 + 1)
     m, s, pl = _std_members(env)
     b = env.craft(members=[(MANIFEST, big), s] + pl)
-    env.assert_rejected_everywhere(b, EXIT_FORMAT, FORMAT_REJECT, q(MANIFEST), r"1 ?MiB|too (large|big)|size")
+    env.assert_rejected_everywhere(b, EXIT_FORMAT, FORMAT_REJECT, q(MANIFEST), r"1 ?MiB|too (large|big)|at most 1048576")
 
 
 def test_oversized_signature(env):
     m, s, pl = _std_members(env)
     b = env.craft(members=[m, (SIGNATURE, os.urandom(64 * 1024 + 1))] + pl)
-    env.assert_rejected_everywhere(b, EXIT_FORMAT, FORMAT_REJECT, q(SIGNATURE), r"64 ?KiB|too (large|big)|size")
+    env.assert_rejected_everywhere(b, EXIT_FORMAT, FORMAT_REJECT, q(SIGNATURE), r"64 ?KiB|too (large|big)|at most 65536")
 
 
 # ======================================================================================================
