@@ -1,0 +1,455 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Fixtures and helpers for the `updatectl bundle` integration tests.
+
+Two ways to make bundles:
+  * the real CLI (`Env.create()`), for the happy paths and as the source of well-formed bundles;
+  * an independent crafting path (`tar_member()`, `craft_tar()`, `cms_sign()`, `Env.craft()`) that
+    writes tar streams byte by byte with Python's tarfile headers and signs arbitrary manifest bytes
+    with the `openssl cms` command, so the tests can build bundles the CLI would refuse to create.
+
+Environment (set by tests/integration/meson.build):
+  UPDATECTL        the updatectl binary
+  UPKEEP_TEST_PKI  the folder holding the build-time test PKI (tests/pki/meson.build)
+"""
+
+import copy
+import gzip
+import hashlib
+import json
+import os
+import re
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+# Exit status, from the CLI contract.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_SIGNATURE = 10
+EXIT_MANIFEST = 13
+EXIT_FORMAT = 14
+EXIT_PAYLOAD = 15
+
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.json.sig"
+BLOCK = 512
+
+NO_KEYRING_WARNING = ("WARNING: no keyring given: the signature was NOT verified; "
+                      "nothing below is authenticated.")
+
+RUN_TIMEOUT = 120
+
+
+def _env_path(name):
+    value = os.environ.get(name)
+    if not value:
+        pytest.exit(f"{name} is not set: run these tests through `meson test --suite integration`", 2)
+    return Path(value)
+
+
+UPDATECTL = None
+PKI = None
+
+
+def pytest_configure(config):
+    global UPDATECTL, PKI
+    UPDATECTL = _env_path("UPDATECTL")
+    PKI = _env_path("UPKEEP_TEST_PKI")
+
+
+def pki(name):
+    """A file of the test PKI, e.g. pki("signer.pem")."""
+    path = PKI / name
+    assert path.is_file(), f"test PKI file {path} is missing"
+    return path
+
+
+def cert_subject(name):
+    """The RFC 4514/2253 subject string of a PKI certificate (e.g. "CN=...,O=...")."""
+    cert = x509.load_pem_x509_certificate(pki(name).read_bytes())
+    return cert.subject.rfc4514_string()
+
+
+def cert_cn(name):
+    cert = x509.load_pem_x509_certificate(pki(name).read_bytes())
+    return cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------------
+# Running the CLI
+
+
+def run(*args, cwd=None, timeout=RUN_TIMEOUT):
+    """Run updatectl with `args` (str or Path); returns CompletedProcess with text stdout/stderr."""
+    return subprocess.run([str(UPDATECTL)] + [str(a) for a in args], cwd=cwd, capture_output=True,
+                          text=True, errors="replace", timeout=timeout, check=False)
+
+
+def describe(res):
+    return (f"command: {' '.join(res.args)}\nexit status: {res.returncode}\n"
+            f"stdout:\n{res.stdout}\nstderr:\n{res.stderr}")
+
+
+def assert_ok(res):
+    assert res.returncode == EXIT_OK, describe(res)
+    return res
+
+
+def assert_status(res, status, *patterns):
+    """Exit status `status` and every regex in `patterns` found in stderr (case-insensitive)."""
+    assert res.returncode == status, describe(res)
+    for pattern in patterns:
+        assert re.search(pattern, res.stderr, re.IGNORECASE), \
+            f"stderr does not match /{pattern}/\n" + describe(res)
+    return res
+
+
+def assert_rejected(res, bundle, status, *patterns):
+    """A rejection: exact status, and one line on stderr "updatectl: BUNDLE: <message>" whose message
+    matches every regex in `patterns`. Nothing on stdout that claims success."""
+    assert_status(res, status, *patterns)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, "expected exactly one line on stderr\n" + describe(res)
+    prefix = f"updatectl: {bundle}: "
+    assert lines[0].startswith(prefix), f"stderr does not start with {prefix!r}\n" + describe(res)
+    assert ": OK:" not in res.stdout, describe(res)
+    return res
+
+
+# ------------------------------------------------------------------------------------------------------
+# Payloads and manifests
+
+
+@dataclass
+class Payload:
+    name: str
+    file: str
+    handler: str
+    raw: bytes       # the bytes before compression
+    stored: bytes    # the bytes in the bundle
+    compression: str = None
+    slot_class: str = None
+    target: str = None
+
+
+def _compress(tool, data, tmp):
+    src = tmp / f"compress-input.{tool}"
+    src.write_bytes(data)
+    out = subprocess.run([tool, "-c", "-q", str(src)] if tool != "zstd" else
+                         [tool, "-c", "-q", "-19", str(src)],
+                         capture_output=True, check=True).stdout
+    src.unlink()
+    return out
+
+
+def make_payloads(tmp):
+    """Four payloads: raw random bytes, and random-ish bytes compressed with zstd, xz and gzip."""
+    rnd = os.urandom
+    # Compressible but not trivial: random text in a limited alphabet.
+    def text(n):
+        return bytes(b"abcdefghij\n"[c % 11] for c in rnd(n))
+
+    return [
+        Payload("rootfs", "rootfs.img", "raw", rnd(300 * 1024 + 17), None, slot_class="rootfs"),
+        Payload("app", "app.tar.zst", "archive", text(200 * 1024), None, compression="zstd",
+                target="/opt/app"),
+        Payload("config", "config.xz", "file", text(50 * 1024 + 3), None, compression="xz",
+                target="/etc/acme/config.txt"),
+        Payload("data", "data.gz", "file", text(70 * 1024 + 5), None, compression="gzip",
+                target="/var/lib/acme/data.bin"),
+    ]
+
+
+def manifest_template(payloads):
+    """A valid format-1 manifest template (no size/sha256)."""
+    entries = []
+    for p in payloads:
+        e = {"name": p.name, "file": p.file, "handler": p.handler}
+        if p.slot_class is not None:
+            e["slot_class"] = p.slot_class
+        if p.target is not None:
+            e["target"] = p.target
+        if p.compression is not None:
+            e["compression"] = p.compression
+        entries.append(e)
+    return {
+        "format": 1,
+        "compatible": "acme-gw",
+        "version": "1.2.3",
+        "min_version": "1.0.0",
+        "build": "2024-05-01T12:00:00Z",
+        "description": "integration test bundle",
+        "security": {"type": "security", "advisories": ["CVE-2024-0001"], "summary": "fixes things"},
+        "support": {"end": "2030-12-31", "url": "https://example.com/support"},
+        "reboot": True,
+        "payloads": entries,
+    }
+
+
+def manifest_full(payloads):
+    """The template with size, sha256 and installed_size computed here (independently of the CLI)."""
+    m = manifest_template(payloads)
+    for e, p in zip(m["payloads"], payloads):
+        e["size"] = len(p.stored)
+        e["sha256"] = sha256(p.stored)
+        if p.compression is not None:
+            e["installed_size"] = len(p.raw)
+    return m
+
+
+def manifest_bytes(m):
+    return (json.dumps(m, indent=2) + "\n").encode()
+
+
+# ------------------------------------------------------------------------------------------------------
+# Crafting tar streams and signatures by hand
+
+
+def tar_member(name, data=b"", type=tarfile.REGTYPE, linkname="", mode=0o644, size=None, pax=None,
+               devmajor=0, devminor=0):
+    """One tar member (header(s) + data + padding) in POSIX pax format, mtime 0, uid/gid 0, no names.
+    `size` overrides the size written in the header."""
+    info = tarfile.TarInfo(name)
+    info.type = type
+    info.linkname = linkname
+    info.mode = mode
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.devmajor, info.devminor = devmajor, devminor
+    info.size = len(data) if size is None else size
+    if pax:
+        info.pax_headers = dict(pax)
+    out = info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
+    out += data
+    if len(data) % BLOCK:
+        out += b"\0" * (BLOCK - len(data) % BLOCK)
+    return out
+
+
+def craft_tar(members, end=True):
+    """Concatenate members (bytes from tar_member(), or (name, data) tuples); `end` adds the two zero
+    blocks of the end-of-archive marker."""
+    out = b""
+    for m in members:
+        out += m if isinstance(m, bytes) else tar_member(*m)
+    if end:
+        out += b"\0" * (2 * BLOCK)
+    return out
+
+
+def cms_sign(data, tmp, signer="signer", chain=True, md="sha256", extra=()):
+    """Detached CMS SignedData (DER, no signed attributes) over `data`, made by the openssl command."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    inp = tmp / "cms-input"
+    sig = tmp / "cms-output"
+    inp.write_bytes(data)
+    cmd = ["openssl", "cms", "-sign", "-binary", "-outform", "DER", "-noattr", "-md", md,
+           "-signer", str(pki(f"{signer}.pem")), "-inkey", str(pki(f"{signer}.key")),
+           "-in", str(inp), "-out", str(sig)]
+    if chain:
+        cmd += ["-certfile", str(pki("chain.pem"))]
+    cmd += list(extra)
+    subprocess.run(cmd, check=True, capture_output=True)
+    out = sig.read_bytes()
+    inp.unlink()
+    sig.unlink()
+    return out
+
+
+def cms_verify_ok(data, sig, tmp):
+    """Does `openssl cms -verify` accept `sig` over `data` with the test keyring? (a sanity check)."""
+    (tmp / "v-data").write_bytes(data)
+    (tmp / "v-sig").write_bytes(sig)
+    r = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp / "v-sig"),
+                        "-content", str(tmp / "v-data"), "-CAfile", str(pki("keyring.pem")),
+                        "-purpose", "any", "-out", os.devnull], capture_output=True)
+    return r.returncode == 0
+
+
+@dataclass
+class Member:
+    """Where one logical member sits in a tar stream."""
+    name: str
+    start: int        # first header (pax header included)
+    header: int       # the member's own ustar header
+    data: int         # first data byte
+    size: int
+    end: int          # after the data's padding: the next member's start
+
+    @property
+    def data_end(self):
+        return self.data + self.size
+
+
+def parse_tar(blob):
+    """Walk a tar stream by hand (ustar + pax 'x' headers): returns (members, end_of_members)."""
+    members = []
+    off = 0
+    start = None
+    pax_path = None
+    while off + BLOCK <= len(blob):
+        hdr = blob[off:off + BLOCK]
+        if hdr == b"\0" * BLOCK:
+            break
+        size = int(hdr[124:136].rstrip(b"\0 ").decode() or "0", 8)
+        typ = hdr[156:157]
+        data = off + BLOCK
+        end = data + (size + BLOCK - 1) // BLOCK * BLOCK
+        if start is None:
+            start = off
+        if typ in (b"x", b"g"):
+            for rec in re.finditer(rb"\d+ ([^=]+)=([^\n]*)\n", blob[data:data + size]):
+                if rec.group(1) == b"path":
+                    pax_path = rec.group(2).decode()
+            off = end
+            continue
+        name = pax_path or hdr[0:100].rstrip(b"\0").decode()
+        members.append(Member(name, start, off, data, size, end))
+        start, pax_path = None, None
+        off = end
+    return members, off
+
+
+def read_members(path):
+    """Name → bytes of every member, read with Python's tarfile (for comparing extracted files)."""
+    out = {}
+    with tarfile.open(path, "r:") as t:
+        for info in t:
+            out[info.name] = t.extractfile(info).read() if info.isreg() else None
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------
+# The per-test environment
+
+
+class Env:
+    """Everything one test needs, in its own tmp_path (also the CLI's working directory)."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.payload_dir = tmp / "payloads"
+        self.payload_dir.mkdir()
+        self.payloads = make_payloads(tmp)
+        for p in self.payloads:
+            p.stored = p.raw if p.compression is None else \
+                _compress({"zstd": "zstd", "xz": "xz", "gzip": "gzip"}[p.compression], p.raw, tmp)
+            (self.payload_dir / p.file).write_bytes(p.stored)
+        self.keyring = pki("keyring.pem")
+        self.crl = pki("keyring.crl")
+        self._n = 0
+
+    def path(self, name):
+        return self.tmp / name
+
+    def run(self, *args):
+        return run(*args, cwd=self.tmp)
+
+    # --- the CLI's own bundles
+
+    def write_template(self, m=None, name="manifest.json"):
+        m = manifest_template(self.payloads) if m is None else m
+        path = self.tmp / name
+        path.write_bytes(manifest_bytes(m))
+        return path
+
+    def create_args(self, out="b.upk", signer="signer", chain=True, manifest=None, payload_dir=None):
+        manifest = manifest or self.write_template()
+        args = ["bundle", "create", "--manifest", manifest, "--cert", pki(f"{signer}.pem"),
+                "--key", pki(f"{signer}.key")]
+        if chain:
+            args += ["--chain", pki("chain.pem")]
+        args += ["--payload-dir", payload_dir or self.payload_dir, "-o", out]
+        return args
+
+    def create(self, out="b.upk", **kw):
+        """Create a bundle with the real CLI; returns its name (relative to tmp, the cwd)."""
+        assert_ok(self.run(*self.create_args(out=out, **kw)))
+        assert (self.tmp / out).is_file()
+        return out
+
+    # --- bundles crafted by hand
+
+    def sign(self, data, **kw):
+        self._n += 1
+        return cms_sign(data, self.tmp / f"cms{self._n}", **kw)
+
+    def craft(self, name="c.upk", manifest=None, sig=None, members=None, payloads=None, end=True,
+              signer="signer", chain=True, md="sha256"):
+        """Write a crafted bundle. Defaults: the independently computed full manifest, signed with
+        openssl, then the stored payloads in order. `manifest` may be a dict or bytes; `members`
+        replaces the whole member list; `payloads` replaces only the payload members."""
+        if manifest is None:
+            manifest = manifest_full(self.payloads)
+        mbytes = manifest if isinstance(manifest, bytes) else manifest_bytes(manifest)
+        if sig is None:
+            sig = self.sign(mbytes, signer=signer, chain=chain, md=md)
+        if members is None:
+            if payloads is None:
+                payloads = [(p.file, p.stored) for p in self.payloads]
+            members = [(MANIFEST, mbytes), (SIGNATURE, sig)] + list(payloads)
+        (self.tmp / name).write_bytes(craft_tar(members, end=end))
+        return name
+
+    def full_manifest(self):
+        return copy.deepcopy(manifest_full(self.payloads))
+
+    def verify(self, bundle, *extra):
+        return self.run("bundle", "verify", "--keyring", self.keyring, *extra, bundle)
+
+    def extract(self, bundle, outdir="out", *extra):
+        return self.run("bundle", "extract", "--keyring", self.keyring, *extra, bundle, outdir)
+
+    def info(self, bundle, *extra):
+        return self.run("bundle", "info", *extra, bundle)
+
+    def snapshot(self):
+        """Every path under tmp with its content (files) or None (folders), for leftover checks."""
+        out = {}
+        for root, dirs, files in os.walk(self.tmp):
+            for d in dirs:
+                out[os.path.relpath(os.path.join(root, d), self.tmp)] = None
+            for f in files:
+                p = os.path.join(root, f)
+                out[os.path.relpath(p, self.tmp)] = Path(p).read_bytes() if not os.path.islink(p) \
+                    else ("symlink", os.readlink(p))
+        return out
+
+    def assert_rejected_everywhere(self, bundle, status, *patterns, crl=False):
+        """`verify` and `extract` (into a new folder) both reject the bundle with `status` and a message
+        matching `patterns`; extract leaves nothing behind (no folder, no file anywhere)."""
+        extra = ("--crl", self.crl) if crl else ()
+        before = self.snapshot()
+        res = self.verify(bundle, *extra)
+        assert_rejected(res, bundle, status, *patterns)
+        msg = res.stderr
+        res = self.extract(bundle, "out", *extra)
+        assert_rejected(res, bundle, status, *patterns)
+        assert not (self.tmp / "out").exists(), "extract left its folder behind"
+        assert self.snapshot() == before, "extract left something behind"
+        # An existing empty folder is left empty.
+        (self.tmp / "out2").mkdir()
+        res = self.extract(bundle, "out2", *extra)
+        assert_rejected(res, bundle, status, *patterns)
+        assert list((self.tmp / "out2").iterdir()) == [], "extract left files behind"
+        (self.tmp / "out2").rmdir()
+        return msg
+
+
+@pytest.fixture
+def env(tmp_path):
+    return Env(tmp_path)
+
+
+def gzip_bytes(data):
+    return gzip.compress(data, mtime=0)
