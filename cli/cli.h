@@ -3,18 +3,10 @@
 
 #include "error.h"
 
-/* Exit status, documented in updatectl(1). */
-enum {
-        EXIT_OK = 0,
-        EXIT_FAIL = 1,
-        EXIT_USAGE = 2,
-        EXIT_REJECT_SIGNATURE = 10,
-        EXIT_REJECT_COMPATIBLE = 11,
-        EXIT_REJECT_DOWNGRADE = 12,
-        EXIT_REJECT_MANIFEST = 13,
-        EXIT_REJECT_FORMAT = 14,
-        EXIT_REJECT_PAYLOAD = 15,
-};
+/* Exit status: UPK_EXIT_* from error.h, documented in updatectl(1). */
+#define EXIT_OK    UPK_EXIT_OK
+#define EXIT_FAIL  UPK_EXIT_FAIL
+#define EXIT_USAGE UPK_EXIT_USAGE
 
 extern const char *program_name;
 

@@ -9,41 +9,9 @@ const char *program_name = UPDATECTL_NAME;
 
 int cli_report(const char *what, const UpkErr *e)
 {
-        bool rejected = false;
-        int status = EXIT_FAIL;
+        bool rejected;
+        int status = upk_err_exit_status(e, &rejected);
 
-        switch (e->kind) {
-        case UPK_ERR_SIGNATURE:
-                status = EXIT_REJECT_SIGNATURE;
-                rejected = true;
-                break;
-        case UPK_ERR_COMPATIBLE:
-                status = EXIT_REJECT_COMPATIBLE;
-                rejected = true;
-                break;
-        case UPK_ERR_DOWNGRADE:
-                status = EXIT_REJECT_DOWNGRADE;
-                rejected = true;
-                break;
-        case UPK_ERR_MANIFEST:
-                status = EXIT_REJECT_MANIFEST;
-                rejected = true;
-                break;
-        case UPK_ERR_FORMAT:
-                status = EXIT_REJECT_FORMAT;
-                rejected = true;
-                break;
-        case UPK_ERR_PAYLOAD:
-                status = EXIT_REJECT_PAYLOAD;
-                rejected = true;
-                break;
-        case UPK_ERR_NONE:
-        case UPK_ERR_IO:
-        case UPK_ERR_CONFIG:
-        case _UPK_ERR_KIND_MAX:
-        case _UPK_ERR_KIND_INVALID:
-                break;
-        }
         fprintf(stderr, "%s: %s%s%s%s\n", program_name, what ?: "", what ? ": " : "",
                 rejected ? "rejected: " : "", e->msg[0] ? e->msg : "unknown error");
         return status;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* upkeep.conf and conf.d/*.conf (INI, read with libinih). Later files override earlier keys. Every value
+/* upkeep.conf and conf.d/NAME.conf (INI, read with libinih). Later files override earlier keys. Every value
  * is validated; a bad one fails with UPK_ERR_CONFIG and a message "FILE:LINE: [section] key: reason".
  * Unknown sections and keys are collected as warnings (the daemon logs them) and otherwise ignored. */
 

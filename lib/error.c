@@ -87,3 +87,43 @@ const char *upk_err_kind_to_string(UpkErrKind k)
                 return NULL;
         return kind_table[k];
 }
+
+int upk_err_exit_status(const UpkErr *e, bool *ret_rejected)
+{
+        int status = UPK_EXIT_FAIL;
+        bool rejected = true;
+
+        switch (e->kind) {
+        case UPK_ERR_SIGNATURE:
+                status = UPK_EXIT_REJECT_SIGNATURE;
+                break;
+        case UPK_ERR_COMPATIBLE:
+                status = UPK_EXIT_REJECT_COMPATIBLE;
+                break;
+        case UPK_ERR_DOWNGRADE:
+                status = UPK_EXIT_REJECT_DOWNGRADE;
+                break;
+        case UPK_ERR_MANIFEST:
+                status = UPK_EXIT_REJECT_MANIFEST;
+                break;
+        case UPK_ERR_FORMAT:
+                status = UPK_EXIT_REJECT_FORMAT;
+                break;
+        case UPK_ERR_PAYLOAD:
+                status = UPK_EXIT_REJECT_PAYLOAD;
+                break;
+        case UPK_ERR_CONFIG:
+                status = UPK_EXIT_CONFIG;
+                rejected = false;
+                break;
+        case UPK_ERR_NONE:
+        case UPK_ERR_IO:
+        case _UPK_ERR_KIND_MAX:
+        case _UPK_ERR_KIND_INVALID:
+                rejected = false;
+                break;
+        }
+        if (ret_rejected)
+                *ret_rejected = rejected;
+        return status;
+}

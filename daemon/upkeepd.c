@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* upkeepd: the update agent. Its verbs run one operation in the foreground without the bus: the
+ * installer for factory, rescue and test use, and the boot-time confirmation. */
+#include <getopt.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "install.h"
+
+static const char *arg_config = CONFIG_DEFAULT_PATH;
+static bool arg_allow_downgrade;
+
+static int report_error(const char *what, const UpkErr *e)
+{
+        bool rejected;
+        int status = upk_err_exit_status(e, &rejected);
+
+        fprintf(stderr, "upkeepd: %s%s%s%s\n", what ?: "", what ? ": " : "", rejected ? "rejected: " : "",
+                e->msg[0] ? e->msg : "unknown error");
+        return status;
+}
+
+static int usage_error(const char *msg)
+{
+        fprintf(stderr, "upkeepd: %s\nTry 'upkeepd --help'.\n", msg);
+        return UPK_EXIT_USAGE;
+}
+
+static void help(void)
+{
+        printf("upkeepd — the upkeep update agent\n\n"
+               "upkeepd [--config FILE] install [--allow-downgrade] BUNDLE\n"
+               "                                   install a bundle into the inactive slot, now\n"
+               "upkeepd [--config FILE] confirm    confirm or fail a pending update (at boot)\n"
+               "upkeepd [--config FILE] mark-good  mark the booted slot good and primary\n"
+               "upkeepd [--config FILE] rollback   make the other slot primary again\n\n"
+               "Options:\n"
+               "  -c --config FILE     configuration file (default %s)\n"
+               "     --allow-downgrade install an older version (needs allow-downgrade = yes too)\n"
+               "  -h --help            show this help\n"
+               "     --version         show the version\n\n"
+               "See upkeepd(8).\n",
+               CONFIG_DEFAULT_PATH);
+}
+
+typedef struct Progress {
+        bool tty;
+        int last_percent;
+        InstallPhase last_phase;
+} Progress;
+
+static void on_progress(void *userdata, InstallPhase phase, uint64_t done, uint64_t total)
+{
+        Progress *p = userdata;
+        int percent = total ? (int)(done * 100 / total) : 0;
+
+        if (phase == p->last_phase &&
+            (percent / 10 == p->last_percent / 10 || phase != INSTALL_PHASE_WRITING))
+                return;
+        p->last_phase = phase;
+        p->last_percent = percent;
+        if (phase == INSTALL_PHASE_WRITING)
+                printf("%s: %d%% (%llu of %llu bytes)\n", install_phase_to_string(phase), percent,
+                       (unsigned long long)done, (unsigned long long)total);
+        else
+                printf("%s\n", install_phase_to_string(phase));
+        fflush(stdout);
+}
+
+static int load_config(Config **ret)
+{
+        UpkErr err = {};
+        int r = config_load(arg_config, ret, &err);
+
+        if (r < 0)
+                return report_error(NULL, &err);
+        for (size_t i = 0; i < (*ret)->n_warnings; i++)
+                fprintf(stderr, "upkeepd: warning: %s\n", (*ret)->warnings[i]);
+        return 0;
+}
+
+static int verb_install(const char *bundle)
+{
+        _cleanup_(config_freep) Config *c = NULL;
+        InstallResult res = {};
+        Progress p = { .tty = isatty(STDOUT_FILENO),
+                       .last_percent = -100,
+                       .last_phase = _INSTALL_PHASE_INVALID };
+        InstallOptions o = { .allow_downgrade = arg_allow_downgrade,
+                             .progress = on_progress,
+                             .userdata = &p };
+        UpkErr err = {};
+        int r;
+
+        r = load_config(&c);
+        if (r != 0)
+                return r;
+        r = install_bundle_path(c, bundle, &o, &res, &err);
+        if (r < 0)
+                return report_error(bundle, &err);
+        printf("installed version %s into slot %s; it boots once on the next reboot and must then be "
+               "confirmed\n",
+               res.version, res.slot);
+        install_result_done(&res);
+        return UPK_EXIT_OK;
+}
+
+static int verb_confirm(void)
+{
+        _cleanup_(config_freep) Config *c = NULL;
+        ConfirmResult res = {};
+        UpkErr err = {};
+        int r;
+
+        r = load_config(&c);
+        if (r != 0)
+                return r;
+        r = install_confirm(c, &res, &err);
+        if (r < 0)
+                return report_error("confirm", &err);
+        switch (res.outcome) {
+        case CONFIRM_NOTHING_PENDING:
+                printf("nothing to confirm\n");
+                break;
+        case CONFIRM_GOOD:
+                printf("confirmed version %s on slot %s\n", res.version ?: "(unknown)", res.slot);
+                break;
+        case CONFIRM_FAILED:
+        case CONFIRM_FELL_BACK:
+                printf("update to version %s on slot %s failed: %s\n", res.version ?: "(unknown)", res.slot,
+                       res.reason ?: "");
+                r = UPK_EXIT_FAIL;
+                break;
+        case _CONFIRM_OUTCOME_MAX:
+        case _CONFIRM_OUTCOME_INVALID:
+                break;
+        }
+        confirm_result_done(&res);
+        return r < 0 ? UPK_EXIT_FAIL : r;
+}
+
+static int verb_mark_good(void)
+{
+        _cleanup_(config_freep) Config *c = NULL;
+        UpkErr err = {};
+        int r;
+
+        r = load_config(&c);
+        if (r != 0)
+                return r;
+        r = install_mark_good(c, &err);
+        if (r < 0)
+                return report_error("mark-good", &err);
+        printf("the booted slot is marked good\n");
+        return UPK_EXIT_OK;
+}
+
+static int verb_rollback(void)
+{
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_free_ char *slot = NULL;
+        UpkErr err = {};
+        int r;
+
+        r = load_config(&c);
+        if (r != 0)
+                return r;
+        r = install_rollback(c, &slot, &err);
+        if (r < 0)
+                return report_error("rollback", &err);
+        printf("slot %s is primary again; reboot to start it\n", slot);
+        return UPK_EXIT_OK;
+}
+
+int main(int argc, char *argv[])
+{
+        enum { ARG_VERSION = 0x100, ARG_ALLOW_DOWNGRADE };
+        static const struct option options[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "allow-downgrade", no_argument, NULL, ARG_ALLOW_DOWNGRADE },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                {},
+        };
+        int c;
+
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "c:h", options, NULL)) >= 0) {
+                switch (c) {
+                case 'c':
+                        arg_config = optarg;
+                        break;
+                case ARG_ALLOW_DOWNGRADE:
+                        arg_allow_downgrade = true;
+                        break;
+                case 'h':
+                        help();
+                        return UPK_EXIT_OK;
+                case ARG_VERSION:
+                        printf("upkeep %s\n", PACKAGE_VERSION);
+                        return UPK_EXIT_OK;
+                default:
+                        return usage_error("unknown option or missing value");
+                }
+        }
+        if (optind >= argc)
+                return usage_error("no verb given (install, confirm, mark-good, rollback)");
+        const char *verb = argv[optind];
+        int rest = argc - optind - 1;
+        if (streq(verb, "install")) {
+                if (rest != 1)
+                        return usage_error("install takes one bundle");
+                return verb_install(argv[optind + 1]);
+        }
+        if (rest != 0)
+                return usage_error("this verb takes no arguments");
+        if (streq(verb, "confirm"))
+                return verb_confirm();
+        if (streq(verb, "mark-good"))
+                return verb_mark_good();
+        if (streq(verb, "rollback"))
+                return verb_rollback();
+        return usage_error("unknown verb");
+}

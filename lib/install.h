@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The installer: a signed bundle in, the inactive A/B slot written and activated for one try, or
+ * nothing activated at all. And the other half at the next start: confirm the new system with the
+ * health checks, or record the failure and fall back.
+ *
+ * Order of the install, each step only when the previous one succeeded:
+ *   1. open the bundle: signature, then manifest (bundle.h);
+ *   2. compatible, version (newer than installed, not under the floor, min_version);
+ *   3. booted slot, target slot per class, each payload's handler found and its size fits;
+ *   4. the target marked bad in the boot environment (from here the bootloader never picks it);
+ *   5. every payload streamed through its handler, hashed as it streams, finished (fsync);
+ *   6. every handler committed; the pending update recorded in the state (atomically);
+ *   7. the target set to "try once" in the boot environment.
+ * A power cut anywhere leaves the boot environment pointing at the old slot until step 7, which is a
+ * single write of the boot environment. */
+
+#include "boot.h"
+#include "bundle.h"
+#include "config.h"
+#include "state.h"
+
+typedef enum InstallPhase {
+        INSTALL_PHASE_VERIFYING,
+        INSTALL_PHASE_CHECKING,
+        INSTALL_PHASE_PREPARING,
+        INSTALL_PHASE_WRITING,
+        INSTALL_PHASE_ACTIVATING,
+        INSTALL_PHASE_DONE,
+        _INSTALL_PHASE_MAX,
+        _INSTALL_PHASE_INVALID = -EINVAL,
+} InstallPhase;
+
+typedef struct InstallOptions {
+        bool allow_downgrade; /* the caller asks; the config must allow it too */
+        /* Called at every phase change and after every block written; may be NULL. */
+        void (*progress)(void *userdata, InstallPhase phase, uint64_t done, uint64_t total);
+        /* Polled between blocks; returning true cancels the install (-ECANCELED). May be NULL. */
+        bool (*cancelled)(void *userdata);
+        void *userdata;
+} InstallOptions;
+
+typedef struct InstallResult {
+        char *version; /* the version installed */
+        char *slot;    /* the bootname of the slot now set to try once */
+        bool reboot;   /* the policy wants a reboot now */
+} InstallResult;
+
+void install_result_done(InstallResult *r);
+
+/* The booted slot's bootname: [boot] booted=, else upkeep.slot= on the kernel command line, else
+ * what the boot backend says. */
+int install_find_booted(const Config *c, BootBackend *boot, char **ret, UpkErr *err);
+/* The running system's version: the version the state recorded for the booted slot, else the
+ * version file (VERSION_ID= of an os-release file, or the whole first line of a plain file). */
+int install_current_version(const Config *c, const UpkState *s, const char *booted, char **ret, UpkErr *err);
+
+int install_bundle_path(const Config *c, const char *path, const InstallOptions *o, InstallResult *ret,
+                        UpkErr *err);
+int install_bundle_func(const Config *c, BundleReadFunc func, void *userdata, const InstallOptions *o,
+                        InstallResult *ret, UpkErr *err);
+
+typedef enum ConfirmOutcome {
+        CONFIRM_NOTHING_PENDING, /* no update waited for confirmation */
+        CONFIRM_GOOD,            /* the new system passed its health checks and is now primary */
+        CONFIRM_FAILED,          /* a check failed: the slot is marked bad, the fallback is armed */
+        CONFIRM_FELL_BACK,       /* the device came back up on the old slot: recorded as failed */
+        _CONFIRM_OUTCOME_MAX,
+        _CONFIRM_OUTCOME_INVALID = -EINVAL,
+} ConfirmOutcome;
+
+typedef struct ConfirmResult {
+        ConfirmOutcome outcome;
+        char *version;
+        char *slot;
+        char *reason; /* for FAILED and FELL_BACK */
+        bool reboot;  /* FAILED and the policy wants the reboot back */
+} ConfirmResult;
+
+void confirm_result_done(ConfirmResult *r);
+
+/* At every start: confirm or fail a pending update (runs the health checks when the booted slot is
+ * on its try). Also re-arms a confirmed slot's boot attempts. */
+int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err);
+/* By hand: the booted slot is good (as if the health checks passed). */
+int install_mark_good(const Config *c, UpkErr *err);
+/* By hand: make the other slot primary again (it must not be marked bad); returns its bootname. */
+int install_rollback(const Config *c, char **ret_slot, UpkErr *err);
+
+const char *install_phase_to_string(InstallPhase p);
+const char *confirm_outcome_to_string(ConfirmOutcome o);
