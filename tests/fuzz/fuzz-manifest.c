@@ -31,11 +31,13 @@ static bool manifest_eq(const Manifest *a, const Manifest *b)
         if (a->format != b->format || !str_eq(a->compatible, b->compatible) ||
             !str_eq(a->version_str, b->version_str) || !version_eq(&a->version, &b->version) ||
             !str_eq(a->min_version_str, b->min_version_str) ||
-            (a->min_version_str && !version_eq(&a->min_version, &b->min_version)) || !str_eq(a->build, b->build) ||
-            !str_eq(a->description, b->description) || a->has_security != b->has_security ||
-            (a->has_security && a->security_type != b->security_type) || a->n_advisories != b->n_advisories ||
-            !str_eq(a->security_summary, b->security_summary) || !str_eq(a->support_end, b->support_end) ||
-            !str_eq(a->support_url, b->support_url) || a->reboot != b->reboot || a->n_payloads != b->n_payloads)
+            (a->min_version_str && !version_eq(&a->min_version, &b->min_version)) ||
+            !str_eq(a->build, b->build) || !str_eq(a->description, b->description) ||
+            a->has_security != b->has_security ||
+            (a->has_security && a->security_type != b->security_type) ||
+            a->n_advisories != b->n_advisories || !str_eq(a->security_summary, b->security_summary) ||
+            !str_eq(a->support_end, b->support_end) || !str_eq(a->support_url, b->support_url) ||
+            a->reboot != b->reboot || a->n_payloads != b->n_payloads)
                 return false;
         for (size_t i = 0; i < a->n_advisories; i++)
                 if (!streq(a->advisories[i], b->advisories[i]))
@@ -57,7 +59,8 @@ static void check(const uint8_t *data, size_t size, ManifestParseFlags flags)
         r = manifest_parse(data, size, flags, &m, &err);
         if (r < 0) {
                 /* Schema and syntax errors are -EBADMSG with a message; nothing else but memory. */
-                if (r != -ENOMEM && (r != -EBADMSG || err.kind != UPK_ERR_MANIFEST || !strneq(err.msg, "manifest: ", 10)))
+                if (r != -ENOMEM &&
+                    (r != -EBADMSG || err.kind != UPK_ERR_MANIFEST || !strneq(err.msg, "manifest: ", 10)))
                         abort();
                 return;
         }
