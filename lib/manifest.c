@@ -275,22 +275,11 @@ static bool advisory_valid(const char *s)
 
         if (n == 0 || n > MANIFEST_ADVISORY_MAX)
                 return false;
-        for (; *s; s++)
-                if (*s <= 0x20 || *s >= 0x7f)
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+                if (*p <= 0x20 || *p >= 0x7f)
                         return false;
         return true;
 }
-
-/* ---- raw text checks json-c does not make ----
- *
- * json-c keeps the last of duplicated keys without a word, truncates keys at an escaped NUL, and in strict
- * mode still takes single-quoted strings and raw control characters inside strings. A small scan over the
- * text (which json-c has already accepted, so its structure is sound) catches these. Duplicates are found
- * by counting each object's members in the text (one ':' per member at the object's own level; ':' inside
- * strings is skipped with the escapes) and comparing with json-c's member count for the same object, the
- * objects being matched in document order. The first object in document order with a duplicate is the
- * first whose counts differ, and every object before it was parsed faithfully, so the order still matches
- * there. Only the first OBJECTS_MAX objects are counted: a document with more cannot pass the schema. */
 
 /* Length of the well-formed UTF-8 sequence (RFC 3629: shortest form, no surrogates, at most U+10FFFF) at
  * p[0..n), or 0. json-c's own check lets overlong forms through. */
@@ -324,6 +313,21 @@ static size_t utf8_sequence_len(const unsigned char *p, size_t n)
                         return 0;
         return len;
 }
+
+/* ---- raw text checks json-c does not make ----
+ *
+ * json-c keeps the last of duplicated keys without a word, truncates keys at an escaped NUL, and in strict
+ * mode still takes single-quoted strings, raw control characters inside strings and overlong UTF-8. A small
+ * scan over the text (which json-c has already accepted, so its structure is sound) catches these.
+ *
+ * Duplicates are found by counting each object's members in the text (one ':' per member at the object's
+ * own level; strings are skipped with their escapes, so a ':' or '{' inside one does not count) and
+ * comparing with json-c's member count for the same object, objects being matched in document order. The
+ * first object in document order that has a duplicate is the first whose counts differ: every object
+ * before it was parsed faithfully, so the order still matches up to it. Only the first OBJECTS_MAX objects
+ * are counted, which is enough: a document with more objects cannot pass the schema anyway. The key is
+ * named by decoding that one object's keys with json-c (so escapes like \u0066ormat are compared as
+ * "format"), on the error path only. */
 
 typedef struct RawObject {
         json_object *obj;
