@@ -1,0 +1,365 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""The installer end to end with the real binaries: upkeepd's offline verbs (install, confirm,
+mark-good, rollback), file-backed A/B slots, the file boot backend, and upkeep-bootsim playing the
+bootloader across simulated reboots."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+BUILD = Path(os.environ["UPDATECTL"]).resolve().parent.parent
+UPDATECTL = os.environ["UPDATECTL"]
+UPKEEPD = os.environ.get("UPKEEPD", str(BUILD / "daemon" / "upkeepd"))
+BOOTSIM = os.environ.get("UPKEEP_BOOTSIM", str(BUILD / "tests" / "upkeep-bootsim"))
+PKI = Path(os.environ["UPKEEP_TEST_PKI"])
+
+PAYLOAD_SIZE = 1024 * 1024 + 4321
+
+
+def run(*args, env=None, check=False):
+    full_env = dict(os.environ)
+    full_env.pop("UPKEEP_TEST_CRASH_AT", None)
+    full_env.update(env or {})
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=full_env, timeout=120)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{args} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+class Device:
+    """A device in a folder: config, A/B slot files, boot environment, state."""
+
+    def __init__(self, root: Path, *, slot_size=None, extra_policy="", health_timeout="5s"):
+        self.root = root
+        self.conf = root / "upkeep.conf"
+        self.bootenv = root / "bootenv"
+        self.data = root / "data"
+        self.health = root / "health.d"
+        self.health.mkdir()
+        (root / "handlers").mkdir()
+        self.slot = {"A": root / "slotA.img", "B": root / "slotB.img"}
+        self.slot["A"].write_bytes(b"old system\n" * 1000)
+        self.slot["B"].write_bytes(b"")
+        (root / "os-release").write_text('NAME="Acme"\nVERSION_ID="1.0.0"\n')
+        size_line = f"size = {slot_size}\n" if slot_size else ""
+        self.conf.write_text(f"""[device]
+compatible = acme-gw
+version-file = {root}/os-release
+data-dir = {self.data}
+
+[keyring]
+path = {PKI}/keyring.pem
+
+[boot]
+backend = file
+state-file = {self.bootenv}
+
+[slot.rootfs.A]
+device = {self.slot['A']}
+{size_line}
+[slot.rootfs.B]
+device = {self.slot['B']}
+{size_line}
+[policy]
+reboot = manual
+{extra_policy}
+
+[health]
+dir = {self.health}
+timeout = {health_timeout}
+
+[install]
+handlers-dir = {root}/handlers
+""")
+        # A device that booted slot A once, as from the factory.
+        self.reboot()
+        assert self.booted() == "A"
+
+    def upkeepd(self, *args, env=None):
+        return run(UPKEEPD, "--config", self.conf, *args, env=env)
+
+    def install(self, bundle, *extra, env=None):
+        return self.upkeepd("install", *extra, bundle, env=env)
+
+    def reboot(self):
+        p = run(BOOTSIM, self.bootenv, check=True)
+        return p.stdout.strip()
+
+    def env(self):
+        """The boot environment as a dict."""
+        out = {}
+        for line in self.bootenv.read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                k, _, v = line.partition("=")
+                out[k.strip()] = v.strip().strip('"')
+        return out
+
+    def booted(self):
+        return self.env().get("BOOTED")
+
+    def primary(self):
+        env = self.env()
+        for s in env["BOOT_ORDER"].split():
+            if int(env.get(f"BOOT_{s}_LEFT", "0")) > 0:
+                return s
+        return None
+
+    def state(self):
+        return json.loads((self.data / "state.json").read_text())
+
+    def history(self):
+        return json.loads((self.data / "history.json").read_text())
+
+
+def make_bundle(tmp: Path, version, payload: bytes, *, compatible="acme-gw", min_version=None, name="b"):
+    d = tmp / f"src-{name}-{version}"
+    d.mkdir()
+    (d / "rootfs.img").write_bytes(payload)
+    manifest = {
+        "format": 1, "compatible": compatible, "version": version, "build": "2026-11-25T10:00:00Z",
+        "support": {"end": "2031-12-31"},
+        "payloads": [{"name": "rootfs", "file": "rootfs.img", "handler": "raw", "slot_class": "rootfs"}],
+    }
+    if min_version:
+        manifest["min_version"] = min_version
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp / f"{name}-{version}.upk"
+    run(UPDATECTL, "bundle", "create", "--manifest", d / "manifest.json", "--cert", PKI / "signer.pem",
+        "--key", PKI / "signer.key", "--chain", PKI / "chain.pem", "-o", out, check=True)
+    return out
+
+
+def payload_bytes(seed=1, size=PAYLOAD_SIZE):
+    out = bytearray()
+    block = hashlib.sha256(str(seed).encode()).digest()
+    while len(out) < size:
+        block = hashlib.sha256(block).digest()
+        out += block * 32
+    return bytes(out[:size])
+
+
+@pytest.fixture
+def device(tmp_path):
+    return Device(tmp_path / "dev")
+
+
+def test_install_try_confirm(tmp_path, device):
+    payload = payload_bytes()
+    bundle = make_bundle(tmp_path, "1.1.0", payload)
+    p = device.install(bundle)
+    assert p.returncode == 0, p.stderr
+    assert "installed version 1.1.0 into slot B" in p.stdout
+    assert device.slot["B"].read_bytes() == payload
+    env = device.env()
+    assert env["BOOT_ORDER"].split()[0] == "B" and env["BOOT_B_LEFT"] == "1"
+    assert device.state()["pending"]["version"] == "1.1.0"
+
+    assert device.reboot() == "B"
+    p = device.upkeepd("confirm")
+    assert p.returncode == 0, p.stderr
+    assert "confirmed version 1.1.0 on slot B" in p.stdout
+    state = device.state()
+    assert state["pending"] is None
+    assert state["version_floor"] == "1.1.0"
+    assert state["slots"]["B"] == "1.1.0"
+    # confirmed: B stays primary over many boots (each start re-arms its attempts)
+    for _ in range(5):
+        assert device.reboot() == "B"
+        assert device.upkeepd("confirm").returncode == 0
+    assert [h["operation"] for h in device.history()] == ["install", "confirm"]
+
+
+def test_not_confirmed_falls_back(tmp_path, device):
+    bundle = make_bundle(tmp_path, "1.1.0", payload_bytes())
+    assert device.install(bundle).returncode == 0
+    assert device.reboot() == "B"
+    # the new system never confirms (it hung, or crashed before upkeepd ran)
+    assert device.reboot() == "A"
+    p = device.upkeepd("confirm")
+    assert p.returncode == 1
+    assert "came back up on slot A" in p.stdout
+    assert device.primary() == "A"
+    assert device.state()["pending"] is None
+    last = device.history()[-1]
+    assert last["ok"] is False and "not confirmed" in last["reason"]
+    # and the device keeps booting A
+    assert device.reboot() == "A"
+
+
+def test_failing_health_check_rolls_back(tmp_path, device):
+    check = device.health / "10-network"
+    check.write_text("#!/bin/sh\necho 'gateway unreachable'\nexit 3\n")
+    check.chmod(0o755)
+    bundle = make_bundle(tmp_path, "1.1.0", payload_bytes())
+    assert device.install(bundle).returncode == 0
+    assert device.reboot() == "B"
+    p = device.upkeepd("confirm")
+    assert p.returncode == 1
+    assert "10-network exited with status 3: gateway unreachable" in p.stdout
+    assert device.env()["BOOT_B_LEFT"] == "0"
+    assert device.reboot() == "A"
+    assert "gateway unreachable" in device.history()[-1]["reason"]
+
+
+def test_hanging_health_check_times_out(tmp_path):
+    device = Device(tmp_path / "dev", health_timeout="1s")
+    check = device.health / "20-hang"
+    check.write_text("#!/bin/sh\nsleep 30\n")
+    check.chmod(0o755)
+    assert device.install(make_bundle(tmp_path, "1.1.0", payload_bytes())).returncode == 0
+    device.reboot()
+    p = device.upkeepd("confirm")
+    assert p.returncode == 1 and "timed out after 1 s" in p.stdout
+
+
+def test_mark_good_and_rollback_by_hand(tmp_path, device):
+    assert device.install(make_bundle(tmp_path, "1.1.0", payload_bytes())).returncode == 0
+    assert device.reboot() == "B"
+    assert device.upkeepd("mark-good").returncode == 0
+    assert device.state()["version_floor"] == "1.1.0"
+    assert device.reboot() == "B"
+    p = device.upkeepd("rollback")
+    assert p.returncode == 0, p.stderr
+    assert "slot A is primary again" in p.stdout
+    assert device.reboot() == "A"
+    # A was never marked bad: B can be rolled back to in turn
+    assert device.upkeepd("rollback").returncode == 0
+    assert device.reboot() == "B"
+
+
+def test_rollback_refuses_a_bad_slot(device):
+    p = device.upkeepd("rollback")
+    assert p.returncode == 1
+    assert "slot B is marked bad" in p.stderr
+
+
+def assert_untouched_but_target(device, before):
+    """The booted slot A is still primary and the boot environment differs at most in B's fields."""
+    after = device.env()
+    assert device.primary() == "A"
+    for k, v in before.items():
+        if "_B_" not in k and k != "BOOT_ORDER":
+            assert after.get(k) == v, (k, before, after)
+    assert after["BOOT_ORDER"].split()[0] == "A"
+    assert after.get("BOOT_B_LEFT", "0") == "0"
+    assert "pending" not in (device.data / "state.json").read_text() or device.state()["pending"] is None
+
+
+@pytest.mark.parametrize("case,status,message", [
+    ("incompatible", 11, 'the bundle is for "other-gw", this device is "acme-gw"'),
+    ("same-version", 12, "version 1.0.0 is not newer than the installed version 1.0.0"),
+    ("older", 12, "version 0.9.0 is not newer than the installed version 1.0.0"),
+    ("min-version", 11, "needs at least version 1.0.5 installed, this device runs 1.0.0"),
+    ("too-large", 11, "slot rootfs.B"),
+    ("hash-halfway", 15, 'payload "rootfs": sha256 mismatch'),
+    ("bad-signature", 10, "signature"),
+])
+def test_rejections_leave_the_booted_slot_primary(tmp_path, case, status, message):
+    device = Device(tmp_path / "dev", slot_size="64K" if case == "too-large" else None)
+    payload = payload_bytes()
+    version = {"same-version": "1.0.0", "older": "0.9.0"}.get(case, "1.1.0")
+    bundle = make_bundle(tmp_path, version, payload, compatible="other-gw" if case == "incompatible" else "acme-gw",
+                         min_version="1.0.5" if case == "min-version" else None)
+    if case == "hash-halfway":
+        data = bytearray(bundle.read_bytes())
+        at = data.find(payload[:4096]) + PAYLOAD_SIZE // 2
+        data[at] ^= 0xFF
+        bundle.write_bytes(bytes(data))
+    if case == "bad-signature":
+        data = bytearray(bundle.read_bytes())
+        at = data.find(b'"compatible"')
+        data[at + 3] ^= 0x01
+        bundle.write_bytes(bytes(data))
+    before = device.env()
+    p = device.install(bundle)
+    assert p.returncode == status, (p.returncode, p.stderr)
+    assert message in p.stderr
+    assert_untouched_but_target(device, before)
+    last = device.history()[-1]
+    assert last["operation"] == "install" and last["ok"] is False and message in last["reason"]
+    # and the device still boots its old system
+    assert device.reboot() == "A"
+
+
+def test_replayed_old_version_is_refused(tmp_path, device):
+    assert device.install(make_bundle(tmp_path, "1.2.0", payload_bytes(1))).returncode == 0
+    device.reboot()
+    assert device.upkeepd("confirm").returncode == 0
+    assert device.upkeepd("rollback").returncode == 0
+    assert device.reboot() == "A"
+    # A runs 1.0.0, but 1.2.0 ran here: an older signed bundle is a replay
+    before = device.env()
+    p = device.install(make_bundle(tmp_path, "1.1.0", payload_bytes(2)))
+    assert p.returncode == 12
+    assert "older than 1.2.0, the highest version this device has run" in p.stderr
+    assert device.primary() == "A" and device.env()["BOOT_ORDER"] == before["BOOT_ORDER"]
+
+
+def test_downgrade_needs_config_and_caller(tmp_path):
+    device = Device(tmp_path / "dev", extra_policy="allow-downgrade = yes")
+    bundle = make_bundle(tmp_path, "0.9.0", payload_bytes())
+    p = device.install(bundle)
+    assert p.returncode == 12 and "ask for a downgrade" in p.stderr
+    p = device.install(bundle, "--allow-downgrade")
+    assert p.returncode == 0, p.stderr
+    plain = Device(tmp_path / "dev2")
+    p = plain.install(bundle, "--allow-downgrade")
+    assert p.returncode == 12 and "allow-downgrade = yes" in p.stderr
+
+
+def test_disk_full_while_writing_a_file_slot(tmp_path):
+    device = Device(tmp_path / "dev")
+    small = tmp_path / "small"
+    small.mkdir()
+    # slot B lives on a 256 KiB tmpfs in a private mount namespace: the 1 MiB payload cannot fit
+    text = device.conf.read_text().replace(str(device.slot["B"]), str(small / "slotB.img"))
+    device.conf.write_text(text)
+    bundle = make_bundle(tmp_path, "1.1.0", payload_bytes())
+    before = device.env()
+    script = f'mount -t tmpfs -o size=256k tmpfs {small} && exec "$@"'
+    p = run("unshare", "--mount", "sh", "-c", script, "sh", UPKEEPD, "--config", device.conf, "install", bundle)
+    assert p.returncode == 1, p.stderr
+    assert "No space left on device" in p.stderr or "no space left" in p.stderr
+    assert_untouched_but_target(device, before)
+    assert device.reboot() == "A"
+
+
+CRASH_POINTS = ["opened", "checked", "marked-bad", "payload-finished", "written", "committed", "state-saved",
+                "activated"]
+CRASH_OFFSETS = [0, 1, 511, 512, 4096, 65535, 65536, 100000] + [PAYLOAD_SIZE * k // 45 for k in range(1, 45)] + \
+    [PAYLOAD_SIZE - 1]
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS + [f"write:{n}" for n in sorted(set(CRASH_OFFSETS))])
+def test_power_cut_during_install(tmp_path, point):
+    device = Device(tmp_path / "dev")
+    payload = payload_bytes()
+    bundle = make_bundle(tmp_path, "1.1.0", payload)
+    p = device.install(bundle, env={"UPKEEP_TEST_CRASH_AT": point})
+    assert p.returncode == -signal.SIGKILL, (point, p.returncode, p.stdout, p.stderr)
+
+    # The boot environment never points at a partly written slot...
+    if device.primary() == "B":
+        assert device.slot["B"].read_bytes() == payload, point
+    # ...the state file parses...
+    if (device.data / "state.json").exists():
+        device.state()
+    # ...the device boots, and whatever it boots confirms or falls back cleanly...
+    booted = device.reboot()
+    assert booted in ("A", "B")
+    if booted == "B":
+        assert device.slot["B"].read_bytes() == payload
+    assert device.upkeepd("confirm").returncode in (0, 1)
+    # ...and a fresh install then succeeds and confirms.
+    if booted == "A":
+        p = device.install(bundle)
+        assert p.returncode == 0, (point, p.stderr)
+        assert device.reboot() == "B"
+        assert device.upkeepd("confirm").returncode == 0
+    assert device.slot["B"].read_bytes() == payload
+    assert device.state()["version_floor"] == "1.1.0"
