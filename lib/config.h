@@ -8,8 +8,8 @@
 #include "error.h"
 
 #define CONFIG_FILE_SIZE_MAX (256u * 1024u)
-#define CONFIG_FILES_MAX     64  /* conf.d entries */
-#define CONFIG_SLOTS_MAX     32  /* [slot.*.*] sections */
+#define CONFIG_FILES_MAX     64 /* conf.d entries */
+#define CONFIG_SLOTS_MAX     32 /* [slot.*.*] sections */
 #define CONFIG_WARNINGS_MAX  64
 #define CONFIG_VALUE_MAX     4096
 
@@ -94,12 +94,13 @@ typedef struct Config {
         bool allow_downgrade;                      /* default no */
         char *support_end;                         /* YYYY-MM-DD fallback when no manifest says */
         /* [health] */
-        char *health_dir;            /* default /etc/upkeep/health.d */
+        char *health_dir;             /* default /etc/upkeep/health.d */
         uint64_t health_timeout_usec; /* default 60s per check */
         /* [install] */
         char *handlers_dir; /* default /usr/lib/upkeep/handlers */
 
-        char **warnings; /* "FILE:LINE: unknown key [section] key" */
+        char **warnings; /* "FILE:LINE: unknown key \"k\" in [section], ignored"; at most
+                          * CONFIG_WARNINGS_MAX, then one last "... and N more unknown keys, ignored" */
         size_t n_warnings;
 } Config;
 
@@ -112,8 +113,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Config *, config_free);
 /* The slot NAME ("A" or "B") of CLASS, or NULL. */
 const SlotConfig *config_find_slot(const Config *c, const char *class, const char *name);
 
-/* "6h", "30m", "45s", "1d", "1h30m", or plain seconds. */
+/* "6h", "30m", "45s", "1d", "1h30m" (units d, h, m, s, each at most once, largest first), or plain
+ * seconds. -EINVAL for junk, -ERANGE on overflow. */
 int parse_duration_usec(const char *s, uint64_t *ret);
+/* Bytes: "4096", or a number with one binary suffix K, M, G or T ("64M" = 64 MiB). -EINVAL for junk,
+ * -ERANGE on overflow. */
+int parse_size(const char *s, uint64_t *ret);
 
 const char *boot_backend_type_to_string(BootBackendType t);
 BootBackendType boot_backend_type_from_string(const char *s);
