@@ -131,10 +131,13 @@ def main():
                              dgst_rss=dgst_rss / 1024, ver_t=ver_t, ver_tp=nbytes / MIB / ver_t,
                              ver_rss=ver_rss / 1024))
             bundle.unlink()
+        # For context: what the binary costs before it reads a bundle (libraries, relocations).
+        _, base_rss = best_of([str(updatectl), "--help"], 1)
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
-    print(f"updatectl: {updatectl}   best of {args.runs} runs each, page cache warm")
+    print(f"updatectl: {updatectl}   best of {args.runs} runs each, page cache warm;"
+          f" peak RSS of `updatectl --help`: {base_rss / 1024:.1f} MiB")
     print(f"{'payload':>8} {'bundle':>10} | {'openssl dgst':>12} {'MiB/s':>8} | {'verify':>8} {'MiB/s':>8}"
           f" {'peak RSS':>9} | {'ratio':>6}")
     for r in rows:
