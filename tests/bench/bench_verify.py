@@ -87,10 +87,22 @@ def make_bundle(updatectl, d, size_mib):
     return out
 
 
-def measure(cmd):
-    """Wall time and peak RSS (KiB) of one run of `cmd`; its output is discarded."""
+GNU_TIME = "/usr/bin/time"
+
+
+def measure(cmd, scratch):
+    """Wall time and peak RSS (KiB) of one run of `cmd`; its output is discarded.
+
+    A child forked from this Python process starts with Python's resident set as its high-water mark,
+    and Linux keeps that mark across exec, so os.wait4()'s ru_maxrss of a direct child reports at
+    least Python's own RSS (about 17 MiB here), whatever the child does. GNU time (Debian package
+    `time`) forks the command from its own small process and reports that grandchild's ru_maxrss
+    (from its wait4), which is the command's real peak; it is used when installed, for every command
+    alike. Without it the figure is the polluted os.wait4 one, flagged in the output."""
+    rss_file = scratch / "maxrss"
+    full = [GNU_TIME, "-f", "%M", "-o", str(rss_file), *cmd] if os.access(GNU_TIME, os.X_OK) else list(cmd)
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, rusage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     err = p.stderr.read().decode(errors="replace")
@@ -98,11 +110,13 @@ def measure(cmd):
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         sys.exit(f"bench_verify: {' '.join(cmd)} failed ({p.returncode}): {err.strip()}")
+    if full[0] == GNU_TIME:
+        return wall, int(rss_file.read_text().split()[-1])
     return wall, rusage.ru_maxrss
 
 
-def best_of(cmd, runs):
-    results = [measure(cmd) for _ in range(runs)]
+def best_of(cmd, runs, scratch):
+    results = [measure(cmd, scratch) for _ in range(runs)]
     return min(w for w, _ in results), max(r for _, r in results)
 
 
@@ -124,17 +138,23 @@ def main():
         for size in sizes:
             bundle = make_bundle(updatectl, d, size)
             nbytes = bundle.stat().st_size
-            dgst_t, dgst_rss = best_of(["openssl", "dgst", "-sha256", str(bundle)], args.runs)
+            dgst_t, dgst_rss = best_of(["openssl", "dgst", "-sha256", str(bundle)], args.runs, d)
             ver_t, ver_rss = best_of([str(updatectl), "bundle", "verify", "--keyring", str(d / "root.pem"),
-                                      str(bundle)], args.runs)
+                                      str(bundle)], args.runs, d)
             rows.append(dict(size=size, nbytes=nbytes, dgst_t=dgst_t, dgst_tp=nbytes / MIB / dgst_t,
                              dgst_rss=dgst_rss / 1024, ver_t=ver_t, ver_tp=nbytes / MIB / ver_t,
                              ver_rss=ver_rss / 1024))
             bundle.unlink()
+        # For context: what the binary costs before it reads a bundle (libraries, relocations).
+        _, base_rss = best_of([str(updatectl), "--help"], 1, d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
-    print(f"updatectl: {updatectl}   best of {args.runs} runs each, page cache warm")
+    print(f"updatectl: {updatectl}   best of {args.runs} runs each, page cache warm;"
+          f" peak RSS of `updatectl --help`: {base_rss / 1024:.1f} MiB")
+    if not os.access(GNU_TIME, os.X_OK):
+        print("NOTE: /usr/bin/time (Debian package `time`) is missing: the RSS figures include this Python"
+              " process's resident set, inherited at fork; install it for real figures")
     print(f"{'payload':>8} {'bundle':>10} | {'openssl dgst':>12} {'MiB/s':>8} | {'verify':>8} {'MiB/s':>8}"
           f" {'peak RSS':>9} | {'ratio':>6}")
     for r in rows:

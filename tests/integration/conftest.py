@@ -45,21 +45,14 @@ NO_KEYRING_WARNING = ("WARNING: no keyring given: the signature was NOT verified
 RUN_TIMEOUT = 120
 
 
-def _env_path(name):
-    value = os.environ.get(name)
-    if not value:
-        pytest.exit(f"{name} is not set: run these tests through `meson test --suite integration`", 2)
-    return Path(value)
-
-
-UPDATECTL = None
-PKI = None
+UPDATECTL = Path(os.environ.get("UPDATECTL", "/nonexistent/updatectl"))
+PKI = Path(os.environ.get("UPKEEP_TEST_PKI", "/nonexistent/pki"))
 
 
 def pytest_configure(config):
-    global UPDATECTL, PKI
-    UPDATECTL = _env_path("UPDATECTL")
-    PKI = _env_path("UPKEEP_TEST_PKI")
+    for name in ("UPDATECTL", "UPKEEP_TEST_PKI"):
+        if not os.environ.get(name):
+            pytest.exit(f"{name} is not set: run these tests through `meson test --suite integration`", 2)
 
 
 def pki(name):
@@ -70,13 +63,13 @@ def pki(name):
 
 
 def cert_subject(name):
-    """The RFC 4514/2253 subject string of a PKI certificate (e.g. "CN=...,O=...")."""
-    cert = x509.load_pem_x509_certificate(pki(name).read_bytes())
+    """The RFC 4514/2253 subject string of a PKI certificate `name`.pem (e.g. "CN=...,O=...")."""
+    cert = x509.load_pem_x509_certificate(pki(f"{name}.pem").read_bytes())
     return cert.subject.rfc4514_string()
 
 
 def cert_cn(name):
-    cert = x509.load_pem_x509_certificate(pki(name).read_bytes())
+    cert = x509.load_pem_x509_certificate(pki(f"{name}.pem").read_bytes())
     return cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value
 
 

@@ -247,7 +247,10 @@ def test_truncated(env, member, cut):
     reason = r"truncat|unexpected end"
     if cut == "at-start":
         # A clean cut between members reads as a complete tar stream that lacks members.
-        reason = q(f"ends after {member} member(s)") + "|" + reason
+        reason = (r"file is empty" if member == 0 else q(f"ends after {member} member(s)")) + "|" + reason
+    elif member == 0 and offset < members[0].data:
+        # Less than one header: libarchive cannot even recognise a tar stream.
+        reason = r"not a tar archive|" + reason
     env.assert_rejected_everywhere("t.upk", EXIT_FORMAT, FORMAT_REJECT, reason)
 
 
@@ -327,7 +330,7 @@ def test_flip_payload(env, index, where):
     p = env.payloads[index]
     # A compressed payload may fail in the decompressor before its hash is complete (verify streams the
     # stored bytes through both); extract (stored bytes) must see the sha256 mismatch.
-    reason = r"sha-?256" if p.compression is None else r"sha-?256|decompress"
+    reason = r"sha-?256" if p.compression is None else rf"sha-?256|decompress|not {p.compression} data"
     env.assert_rejected_everywhere(f, EXIT_PAYLOAD, PAYLOAD_REJECT + q(f'"{p.name}"'), reason)
 
 
@@ -386,7 +389,7 @@ def test_signature_from_other_bundle(env):
     other["version"] = "9.9.9"
     sig = env.sign(manifest_bytes(other))
     b = env.craft(sig=sig)
-    env.assert_rejected_everywhere(b, EXIT_SIGNATURE, SIG_REJECT, r"verif|mismatch|digest|fail|bad")
+    env.assert_rejected_everywhere(b, EXIT_SIGNATURE, SIG_REJECT, r"verif|mismatch|does not match|digest|fail|bad")
 
 
 def test_signature_swapped_from_cli_bundle(env):
@@ -461,12 +464,12 @@ def _m_unknown_top(m):
 
 def _m_unknown_payload(m):
     m["payloads"][1]["colour"] = "blue"
-    return r"payloads\[1\]\.colour", r"unknown"
+    return r"payloads\[1\]", r"\bcolour\b", r"unknown"
 
 
 def _m_unknown_security(m):
     m["security"]["colour"] = "blue"
-    return r"security\.colour", r"unknown"
+    return r"\bsecurity\b", r"\bcolour\b", r"unknown"
 
 
 def _m_type_version(m):
@@ -496,12 +499,12 @@ def _m_missing_compatible(m):
 
 def _m_missing_sha256(m):
     del m["payloads"][2]["sha256"]
-    return r"payloads\[2\]\.sha256", r"missing|required"
+    return r"payloads\[2\]", r"\bsha256\b", r"missing|required"
 
 
 def _m_missing_size(m):
     del m["payloads"][0]["size"]
-    return r"payloads\[0\]\.size", r"missing|required"
+    return r"payloads\[0\]", r"\bsize\b", r"missing|required"
 
 
 def _m_bad_version(m):
@@ -521,12 +524,12 @@ def _m_format_2(m):
 
 def _m_duplicate_name(m):
     m["payloads"][1]["name"] = m["payloads"][0]["name"]
-    return r"payloads\[1\]\.name", r"duplicate"
+    return r"payloads\[1\]\.name", r"duplicate|used twice"
 
 
 def _m_duplicate_file(m):
     m["payloads"][1]["file"] = m["payloads"][0]["file"]
-    return r"payloads\[1\]\.file", r"duplicate"
+    return r"payloads\[1\]\.file", r"duplicate|used twice"
 
 
 def _m_sha256_upper(m):
@@ -817,7 +820,7 @@ def test_corrupt_compressed_with_matching_hash(env, index, kind):
     pl[index] = (pl[index][0], stored)
     b = env.craft(manifest=man, payloads=pl)
     env.assert_rejected_everywhere(b, EXIT_PAYLOAD, PAYLOAD_REJECT + q(f'"{env.payloads[index].name}"'),
-                                   r"decompress|corrupt|truncat|invalid|damaged|unexpected end|format")
+                                   r"decompress|corrupt|truncat|invalid|damaged|unexpected end|not (zstd|xz|gzip) data")
 
 
 @pytest.mark.parametrize("index", [1, 2, 3], ids=["zstd", "xz", "gzip"])
