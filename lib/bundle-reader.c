@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 
 #define BUNDLE_READ_BLOCK (1024u * 1024u)
+#define BUNDLE_TRAILER_MAX (1024u * 1024u) /* zero padding after the end-of-archive blocks */
+#define BUNDLE_TEE_MAX    (8u * BUNDLE_READ_BLOCK) /* stored bytes one decompressor step may pull */
 
 typedef enum MemberKind {
         MEMBER_MANIFEST,
@@ -23,6 +25,7 @@ struct Bundle {
         BundleReadFunc func;
         void *userdata;
         uint8_t *iobuf;
+        size_t iobuf_len; /* bytes of the last read, at position - iobuf_len of the source */
         uint64_t position;
 
         char *manifest_raw;
@@ -42,6 +45,12 @@ struct Bundle {
         const ManifestPayload *cur;
         bool cur_active;
         bool cur_outer_eof;
+        bool cur_inner_eof;
+        bool cur_tee; /* stored mode of a compressed payload: decompress too, to check it */
+        uint8_t *tee_buf; /* stored bytes the decompressor pulled, not yet handed out */
+        size_t tee_len, tee_alloc;
+        bool tee_handed; /* tee_buf went out with the last call: start it anew */
+        UpkErr first_err; /* what made the reader stop, repeated to every later call */
         EVP_MD_CTX *md;
         uint64_t cur_stored;
         uint64_t cur_out;
@@ -71,6 +80,7 @@ static la_ssize_t outer_read_cb(struct archive *a, void *client, const void **re
                 return -1;
         }
         b->position += (uint64_t)k;
+        b->iobuf_len = (size_t)k;
         *ret_buf = b->iobuf;
         return k;
 }
@@ -81,11 +91,21 @@ static int fail(Bundle *b, UpkErr *err, UpkErrKind kind, int r, const char *fmt,
         char msg[UPK_ERR_MSG_MAX];
         va_list ap;
 
-        b->failed = true;
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        if (!b->failed)
+                upk_err(&b->first_err, kind, r, "%s", msg);
+        b->failed = true;
         return upk_err(err, kind, r, "%s", msg);
+}
+
+/* After a failure every call repeats it. */
+static int failed_before(const Bundle *b, UpkErr *err)
+{
+        if (b->first_err.kind == UPK_ERR_NONE)
+                return upk_err(err, UPK_ERR_IO, -EIO, "the bundle reader stopped at an earlier error");
+        return upk_err(err, b->first_err.kind, b->first_err.code, "%s", b->first_err.msg);
 }
 
 static const char *member_name_expected(const Bundle *b, MemberKind kind)
@@ -331,6 +351,10 @@ static void payload_reset(Bundle *b)
         b->cur = NULL;
         b->cur_active = false;
         b->cur_outer_eof = false;
+        b->cur_inner_eof = false;
+        b->cur_tee = false;
+        b->tee_len = 0;
+        b->tee_handed = false;
         b->cur_stored = 0;
         b->cur_out = 0;
 }
@@ -344,6 +368,7 @@ Bundle *bundle_free(Bundle *b)
                 archive_read_free(b->a);
         safe_close(b->fd);
         free(b->iobuf);
+        free(b->tee_buf);
         free(b->manifest_raw);
         free(b->sig_raw);
         manifest_free(b->manifest);
@@ -448,22 +473,48 @@ static int check_stored_digest(Bundle *b, UpkErr *err)
 static la_ssize_t inner_read_cb(struct archive *inner, void *client, const void **ret_buf)
 {
         Bundle *b = client;
+        const void *buf;
         size_t len = 0;
         int r;
 
-        r = outer_block(b, ret_buf, &len, NULL);
+        r = outer_block(b, &buf, &len, NULL);
         if (r < 0) {
-                archive_set_error(inner, EIO, "%s",
-                                  archive_error_string(b->a) ?: "read error in the bundle");
+                archive_set_error(inner, EIO, "%s", b->first_err.msg);
                 return -1;
         }
         if (r == 0)
                 return 0;
+        if (b->cur_tee) {
+                /* Keep a copy of what the decompressor consumed, to hand it out as stored bytes. */
+                if (len > BUNDLE_TEE_MAX - b->tee_len) {
+                        fail(b, NULL, UPK_ERR_IO, -ENOBUFS, "payload \"%s\": the decompressor read too far ahead",
+                             b->cur->name);
+                        archive_set_error(inner, ENOBUFS, "%s", b->first_err.msg);
+                        return -1;
+                }
+                if (b->tee_len + len > b->tee_alloc) {
+                        size_t n = b->tee_len + len;
+                        uint8_t *p = realloc(b->tee_buf, n);
+                        if (!p) {
+                                fail(b, NULL, UPK_ERR_IO, -ENOMEM, "out of memory");
+                                archive_set_error(inner, ENOMEM, "out of memory");
+                                return -1;
+                        }
+                        b->tee_buf = p;
+                        b->tee_alloc = n;
+                }
+                memcpy(b->tee_buf + b->tee_len, buf, len);
+                b->tee_len += len;
+        }
+        *ret_buf = buf;
         return (la_ssize_t)len;
 }
 
+static int inner_failure(Bundle *b, UpkErr *err, int code, const char *msg);
+
 static int inner_open(Bundle *b, UpkErr *err)
 {
+        char msg[UPK_ERR_MSG_MAX];
         const ManifestPayload *p = b->cur;
         struct archive_entry *e;
         int want_code, r;
@@ -499,20 +550,52 @@ static int inner_open(Bundle *b, UpkErr *err)
         if (archive_read_support_format_raw(b->inner) != ARCHIVE_OK ||
             archive_read_open(b->inner, b, NULL, inner_read_cb, NULL) != ARCHIVE_OK ||
             archive_read_next_header(b->inner, &e) != ARCHIVE_OK) {
-                if (b->failed) /* the bundle itself could not be read */
-                        return upk_err(err, UPK_ERR_FORMAT, -EBADMSG,
-                                       "bundle format: cannot read member \"%s\": %s", p->file,
-                                       archive_error_string(b->a) ?: "read error");
-                return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
-                            "payload \"%s\": cannot start %s decompression: %s", p->name,
-                            compression_to_string(p->compression),
-                            archive_error_string(b->inner) ?: "unknown error");
+                snprintf(msg, sizeof(msg), "payload \"%s\": cannot start %s decompression: %s", p->name,
+                         compression_to_string(p->compression), archive_error_string(b->inner) ?: "unknown error");
+                return inner_failure(b, err, -EBADMSG, msg);
         }
-        if (archive_filter_count(b->inner) < 2 || archive_filter_code(b->inner, 0) != want_code)
-                return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
-                            "payload \"%s\": stored bytes are not %s data", p->name,
-                            compression_to_string(p->compression));
+        if (archive_filter_count(b->inner) < 2 || archive_filter_code(b->inner, 0) != want_code) {
+                snprintf(msg, sizeof(msg), "payload \"%s\": stored bytes are not %s data", p->name,
+                         compression_to_string(p->compression));
+                return inner_failure(b, err, -EBADMSG, msg);
+        }
         return 0;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (p[i])
+                        return false;
+        return true;
+}
+
+/* After the end-of-archive blocks only zero padding may follow: nothing hides behind the end. */
+static int check_trailer(Bundle *b, UpkErr *err)
+{
+        la_int64_t consumed = archive_filter_bytes(b->a, -1);
+        uint64_t chunk_start = b->position - b->iobuf_len, zeros = 0;
+
+        if (consumed >= 0 && (uint64_t)consumed >= chunk_start && (uint64_t)consumed <= b->position) {
+                size_t off = (size_t)((uint64_t)consumed - chunk_start);
+                if (!all_zero(b->iobuf + off, b->iobuf_len - off))
+                        return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                                    "bundle format: data follows the end of the tar archive at byte %llu",
+                                    (unsigned long long)consumed);
+        }
+        for (;;) {
+                ssize_t k = b->func(b->userdata, b->iobuf, BUNDLE_READ_BLOCK);
+                if (k < 0)
+                        return fail(b, err, UPK_ERR_IO, (int)k, "read error after the end of the tar archive: %s",
+                                    strerror((int)-k));
+                if (k == 0)
+                        return 0;
+                if (!all_zero(b->iobuf, (size_t)k) || (zeros += (uint64_t)k) > BUNDLE_TRAILER_MAX)
+                        return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                                    "bundle format: data follows the end of the tar archive at byte %llu",
+                                    (unsigned long long)b->position);
+                b->position += (uint64_t)k;
+        }
 }
 
 int bundle_next_payload(Bundle *b, BundlePayloadMode mode, const ManifestPayload **ret, UpkErr *err)
@@ -523,7 +606,7 @@ int bundle_next_payload(Bundle *b, BundlePayloadMode mode, const ManifestPayload
         int r;
 
         if (b->failed)
-                return upk_err(err, UPK_ERR_IO, -EIO, "the bundle reader stopped at an earlier error");
+                return failed_before(b, err);
         if (b->cur_active) {
                 const void *buf;
                 size_t len;
@@ -538,6 +621,9 @@ int bundle_next_payload(Bundle *b, BundlePayloadMode mode, const ManifestPayload
         if (b->next_payload >= b->manifest->n_payloads) {
                 r = archive_read_next_header(b->a, &e);
                 if (r == ARCHIVE_EOF) {
+                        r = check_trailer(b, err);
+                        if (r < 0)
+                                return r;
                         b->ended = true;
                         return 0;
                 }
@@ -568,7 +654,9 @@ int bundle_next_payload(Bundle *b, BundlePayloadMode mode, const ManifestPayload
         b->md = EVP_MD_CTX_new();
         if (!b->md || EVP_DigestInit_ex(b->md, EVP_sha256(), NULL) != 1)
                 return fail(b, err, UPK_ERR_IO, -ENOMEM, "cannot set up SHA-256");
-        if (mode == BUNDLE_PAYLOAD_DECOMPRESSED && p->compression != COMPRESSION_NONE) {
+        if (p->compression != COMPRESSION_NONE) {
+                /* Stored mode checks the compressed stream too, handing out the bytes it consumed. */
+                b->cur_tee = mode == BUNDLE_PAYLOAD_STORED;
                 r = inner_open(b, err);
                 if (r < 0)
                         return r;
@@ -578,9 +666,31 @@ int bundle_next_payload(Bundle *b, BundlePayloadMode mode, const ManifestPayload
         return 1;
 }
 
-static int inner_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err)
+/* The decompressor failed or disagreed with the manifest. If the stored bytes do not match their
+ * digest that is the real reason (a damaged bundle); otherwise the signed payload itself is bad. */
+static int inner_failure(Bundle *b, UpkErr *err, int code, const char *msg)
+{
+        const void *buf;
+        size_t len;
+        int r;
+
+        if (b->failed)
+                return failed_before(b, err);
+        while ((r = outer_block(b, &buf, &len, err)) > 0)
+                ;
+        if (r < 0)
+                return r;
+        r = check_stored_digest(b, err);
+        if (r < 0)
+                return r;
+        return fail(b, err, UPK_ERR_PAYLOAD, code, "%s", msg);
+}
+
+/* One step of the decompressor: 1 with a block, 0 at its end with installed_size met. */
+static int inner_step(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err)
 {
         const ManifestPayload *p = b->cur;
+        char msg[UPK_ERR_MSG_MAX];
         const void *buf;
         size_t len;
         la_int64_t offset;
@@ -591,36 +701,76 @@ static int inner_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr 
                 if (r == ARCHIVE_EOF)
                         break;
                 if (r < ARCHIVE_OK) {
-                        /* A damaged bundle shows as a read error of the outer stream: report that. */
-                        if (b->failed)
-                                return upk_err(err, UPK_ERR_FORMAT, -EBADMSG,
-                                               "bundle format: cannot read member \"%s\": %s", p->file,
-                                               archive_error_string(b->a) ?: "read error");
-                        return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
-                                    "payload \"%s\": %s decompression failed after %llu bytes: %s", p->name,
-                                    compression_to_string(p->compression), (unsigned long long)b->cur_out,
-                                    archive_error_string(b->inner) ?: "unknown error");
+                        snprintf(msg, sizeof(msg), "payload \"%s\": %s decompression failed after %llu bytes: %s",
+                                 p->name, compression_to_string(p->compression), (unsigned long long)b->cur_out,
+                                 archive_error_string(b->inner) ?: "unknown error");
+                        return inner_failure(b, err, -EBADMSG, msg);
                 }
                 if (len == 0)
                         continue;
-                if (len > p->installed_size - b->cur_out)
-                        return fail(b, err, UPK_ERR_PAYLOAD, -EFBIG,
-                                    "payload \"%s\": decompresses to more than installed_size %llu bytes",
-                                    p->name, (unsigned long long)p->installed_size);
+                if (len > p->installed_size - b->cur_out) {
+                        snprintf(msg, sizeof(msg), "payload \"%s\": decompresses to more than installed_size %llu bytes",
+                                 p->name, (unsigned long long)p->installed_size);
+                        return inner_failure(b, err, -EFBIG, msg);
+                }
                 b->cur_out += len;
                 *ret_buf = buf;
                 *ret_len = len;
                 return 1;
         }
-        if (b->cur_out != p->installed_size)
-                return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
-                            "payload \"%s\": decompresses to %llu bytes, the manifest declares "
-                            "installed_size %llu",
-                            p->name, (unsigned long long)b->cur_out, (unsigned long long)p->installed_size);
-        /* Whatever follows the compressed stream in the member is still hashed. */
+        if (b->cur_out != p->installed_size) {
+                snprintf(msg, sizeof(msg), "payload \"%s\": decompresses to %llu bytes, the manifest declares installed_size %llu",
+                         p->name, (unsigned long long)b->cur_out, (unsigned long long)p->installed_size);
+                return inner_failure(b, err, -EBADMSG, msg);
+        }
+        b->cur_inner_eof = true;
+        return 0;
+}
+
+/* Decompressed mode: the decompressor's blocks; then whatever follows the compressed stream in the
+ * member is still read and hashed. */
+static int decompressed_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err)
+{
+        const void *buf;
+        size_t len;
+        int r;
+
+        if (!b->cur_inner_eof) {
+                r = inner_step(b, ret_buf, ret_len, err);
+                if (r != 0)
+                        return r;
+        }
         while ((r = outer_block(b, &buf, &len, err)) > 0)
                 ;
         return r;
+}
+
+/* Stored mode of a compressed payload: run the decompressor (discarding its output) and hand out
+ * the stored bytes it consumed; after its end, the rest of the member as it is. */
+static int tee_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err)
+{
+        const void *buf;
+        size_t len;
+        int r;
+
+        if (b->tee_handed) {
+                b->tee_len = 0;
+                b->tee_handed = false;
+        }
+        /* Opening the decompressor already consumed the first bytes. */
+        while (b->tee_len == 0 && !b->cur_inner_eof) {
+                r = inner_step(b, &buf, &len, err);
+                if (r < 0)
+                        return r;
+        }
+        if (b->tee_len > 0) {
+                *ret_buf = b->tee_buf;
+                *ret_len = b->tee_len;
+                b->tee_handed = true;
+                return 1;
+        }
+        b->cur_tee = false; /* the rest is read directly */
+        return outer_block(b, ret_buf, ret_len, err);
 }
 
 int bundle_read_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err)
@@ -628,13 +778,15 @@ int bundle_read_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *
         int r;
 
         if (b->failed)
-                return upk_err(err, UPK_ERR_IO, -EIO, "the bundle reader stopped at an earlier error");
+                return failed_before(b, err);
         if (!b->cur_active)
                 return 0;
-        if (b->inner)
-                r = inner_block(b, ret_buf, ret_len, err);
-        else
+        if (!b->inner)
                 r = outer_block(b, ret_buf, ret_len, err);
+        else if (b->cur_tee)
+                r = tee_block(b, ret_buf, ret_len, err);
+        else
+                r = decompressed_block(b, ret_buf, ret_len, err);
         if (r != 0)
                 return r;
 

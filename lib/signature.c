@@ -134,10 +134,10 @@ static int read_pem_file(const char *path, const char *what, BIO **ret, UpkErr *
 
         r = read_full_file(path, KEYRING_SIZE_MAX, &buf, &size);
         if (r == -EFBIG)
-                return upk_err(err, UPK_ERR_SIGNATURE, r, "%s \"%s\" is larger than %u bytes", what, path,
+                return upk_err(err, UPK_ERR_IO, r, "%s \"%s\" is larger than %u bytes", what, path,
                                KEYRING_SIZE_MAX);
         if (r < 0)
-                return upk_err(err, UPK_ERR_SIGNATURE, r, "cannot read %s \"%s\": %s", what, path,
+                return upk_err(err, UPK_ERR_IO, r, "cannot read %s \"%s\": %s", what, path,
                                strerror(-r));
         /* BIO_new_mem_buf() does not copy: copy, so that `buf` can go. */
         b = BIO_new(BIO_s_mem());
@@ -207,7 +207,7 @@ static int load_certs(const char *path, const char *what, STACK_OF(X509) * *ret,
         if (r < 0)
                 return r;
         if (n_certs == 0)
-                return upk_err(err, UPK_ERR_SIGNATURE, -EBADMSG, "%s \"%s\" contains no certificate", what,
+                return upk_err(err, UPK_ERR_CONFIG, -EBADMSG, "%s \"%s\" contains no certificate", what,
                                path);
         *ret = TAKE_PTR(certs);
         return 0;
@@ -420,7 +420,7 @@ static int load_store(const char *keyring_path, const char *crl_path, X509_STORE
                 if (r < 0)
                         return r;
                 if (n_crls == 0)
-                        return upk_err(err, UPK_ERR_SIGNATURE, -EBADMSG, "CRL file \"%s\" contains no CRL",
+                        return upk_err(err, UPK_ERR_CONFIG, -EBADMSG, "CRL file \"%s\" contains no CRL",
                                        crl_path);
                 vflags |= X509_V_FLAG_CRL_CHECK;
         }

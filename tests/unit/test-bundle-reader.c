@@ -457,8 +457,9 @@ TEST(reader_stops_after_an_error)
         ASSERT_EQ(bundle_next_payload(b, BUNDLE_PAYLOAD_DECOMPRESSED, &p, &err), 1);
         ASSERT_UPK_ERR(bundle_next_payload(b, BUNDLE_PAYLOAD_DECOMPRESSED, &p, &err), &err, -EBADMSG,
                        UPK_ERR_PAYLOAD, "sha256 mismatch");
-        ASSERT_UPK_ERR(bundle_next_payload(b, BUNDLE_PAYLOAD_DECOMPRESSED, &p, &err), &err, -EIO, UPK_ERR_IO,
-                       "earlier error");
+        /* every later call repeats the first error */
+        ASSERT_UPK_ERR(bundle_next_payload(b, BUNDLE_PAYLOAD_DECOMPRESSED, &p, &err), &err, -EBADMSG,
+                       UPK_ERR_PAYLOAD, "sha256 mismatch");
 }
 
 TEST(extract_writes_and_cleans_up)
@@ -509,4 +510,29 @@ TEST(extract_writes_and_cleans_up)
         ASSERT_EQ(got_size, 4);
         ASSERT_EQ(access("out3/manifest.json", F_OK), -1);
         ASSERT_EQ(access("out3", F_OK), 0);
+}
+
+TEST(nothing_may_follow_the_end_of_the_archive)
+{
+        _cleanup_free_ char *data = NULL, *more = NULL;
+        size_t size;
+        UpkErr err = {};
+        Fixture f;
+
+        fixture_make(&f);
+        data = file_contents("b.upk", &size);
+        more = malloc(size + 4096);
+        memcpy(more, data, size);
+        /* zero padding is what tar writers add: fine */
+        memset(more + size, 0, 4096);
+        test_write_file("pad.upk", more, size + 4096);
+        ASSERT_OK_E(verify_file("pad.upk", &err), &err);
+        /* anything else behind the end, even a whole second archive, is not */
+        memcpy(more + size, data, 4096);
+        test_write_file("more.upk", more, size + 4096);
+        ASSERT_UPK_ERR(verify_file("more.upk", &err), &err, -EBADMSG, UPK_ERR_FORMAT, "data follows the end");
+        memset(more + size, 0, 4096);
+        more[size + 4095] = 1;
+        test_write_file("late.upk", more, size + 4096);
+        ASSERT_UPK_ERR(verify_file("late.upk", &err), &err, -EBADMSG, UPK_ERR_FORMAT, "data follows the end");
 }

@@ -497,10 +497,10 @@ TEST(keyring_missing)
 
         ASSERT_UPK_ERR(
                 signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, "nonexistent.pem", NULL, NULL, e),
-                e, -ENOENT, UPK_ERR_SIGNATURE, "cannot read keyring \"nonexistent.pem\"");
+                e, -ENOENT, UPK_ERR_IO, "cannot read keyring \"nonexistent.pem\"");
         ASSERT_UPK_ERR(signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, test_pki("keyring.pem"),
                                         "none.crl", NULL, e),
-                       e, -ENOENT, UPK_ERR_SIGNATURE, "cannot read CRL file \"none.crl\"");
+                       e, -ENOENT, UPK_ERR_IO, "cannot read CRL file \"none.crl\"");
         sig_done(&s);
 }
 
@@ -512,17 +512,17 @@ TEST(keyring_without_certificate)
 
         test_write_file("empty.pem", "", 0);
         ASSERT_UPK_ERR(signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, "empty.pem", NULL, NULL, e),
-                       e, -EBADMSG, UPK_ERR_SIGNATURE, "keyring \"empty.pem\" contains no certificate");
+                       e, -EBADMSG, UPK_ERR_CONFIG, "keyring \"empty.pem\" contains no certificate");
         test_write_file("text.pem", text, sizeof(text) - 1);
         ASSERT_UPK_ERR(signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, "text.pem", NULL, NULL, e),
-                       e, -EBADMSG, UPK_ERR_SIGNATURE, "keyring \"text.pem\" contains no certificate");
+                       e, -EBADMSG, UPK_ERR_CONFIG, "keyring \"text.pem\" contains no certificate");
         /* A key is not a certificate either; nor is a CRL file without a CRL. */
         ASSERT_UPK_ERR(signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, test_pki("root.key"), NULL,
                                         NULL, e),
-                       e, -EBADMSG, UPK_ERR_SIGNATURE, "contains no certificate");
+                       e, -EBADMSG, UPK_ERR_CONFIG, "contains no certificate");
         ASSERT_UPK_ERR(signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, test_pki("keyring.pem"),
                                         test_pki("keyring.pem"), NULL, e),
-                       e, -EBADMSG, UPK_ERR_SIGNATURE, "contains no CRL");
+                       e, -EBADMSG, UPK_ERR_CONFIG, "contains no CRL");
         ASSERT_EQ(ERR_peek_error(), 0);
         sig_done(&s);
 }
@@ -561,10 +561,10 @@ TEST(sign_missing_files)
 
         ASSERT_UPK_ERR(signature_sign(manifest, MANIFEST_SIZE, "missing.pem", test_pki("signer.key"), NULL,
                                       &der, &size, e),
-                       e, -ENOENT, UPK_ERR_SIGNATURE, "cannot read certificate \"missing.pem\"");
+                       e, -ENOENT, UPK_ERR_IO, "cannot read certificate \"missing.pem\"");
         ASSERT_UPK_ERR(signature_sign(manifest, MANIFEST_SIZE, test_pki("signer.pem"), "missing.key", NULL,
                                       &der, &size, e),
-                       e, -ENOENT, UPK_ERR_SIGNATURE, "cannot read private key \"missing.key\"");
+                       e, -ENOENT, UPK_ERR_IO, "cannot read private key \"missing.key\"");
         ASSERT_UPK_ERR(signature_sign(manifest, MANIFEST_SIZE, test_pki("signer.pem"),
                                       test_pki("signer.pem"), NULL, &der, &size, e),
                        e, -EBADMSG, UPK_ERR_SIGNATURE, "is not an unencrypted PEM private key");
