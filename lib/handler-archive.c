@@ -65,14 +65,16 @@ static int remove_contents(int dfd, dev_t dev, unsigned depth, const char *where
                 de = readdir(d);
                 if (!de) {
                         if (errno != 0)
-                                r = handler_msg(msg, msg_size, -errno, "cannot read the folder %s: %m", where);
+                                r = handler_msg(msg, msg_size, -errno, "cannot read the folder %s: %m",
+                                                where);
                         break;
                 }
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))
                         continue;
                 /* Never follow a link: a symbolic link is removed, not what it points to. */
                 if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                        r = handler_msg(msg, msg_size, -errno, "cannot access %s in %s: %m", de->d_name, where);
+                        r = handler_msg(msg, msg_size, -errno, "cannot access %s in %s: %m", de->d_name,
+                                        where);
                         break;
                 }
                 if (S_ISDIR(st.st_mode)) {
@@ -89,8 +91,8 @@ static int remove_contents(int dfd, dev_t dev, unsigned depth, const char *where
                         }
                         int sub = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                         if (sub < 0) {
-                                r = handler_msg(msg, msg_size, -errno, "cannot open %s in %s: %m", de->d_name,
-                                                where);
+                                r = handler_msg(msg, msg_size, -errno, "cannot open %s in %s: %m",
+                                                de->d_name, where);
                                 break;
                         }
                         r = remove_contents(sub, dev, depth + 1, where, msg, msg_size);
@@ -99,7 +101,8 @@ static int remove_contents(int dfd, dev_t dev, unsigned depth, const char *where
                                 break;
                 }
                 if (unlinkat(dfd, de->d_name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0)
-                        r = handler_msg(msg, msg_size, -errno, "cannot remove %s in %s: %m", de->d_name, where);
+                        r = handler_msg(msg, msg_size, -errno, "cannot remove %s in %s: %m", de->d_name,
+                                        where);
         }
         closedir(d);
         return r;
@@ -163,6 +166,35 @@ static int archive_fail(struct archive *a, int fallback, char *msg, size_t msg_s
                            archive_error_string(a) ?: "unknown error");
 }
 
+/* Not archive_read_extract2(): it turns a refused header into a warning. */
+static int extract_entry(struct archive *a, struct archive *disk, struct archive_entry *entry,
+                         const char *name, char *msg, size_t msg_size)
+{
+        char what[256];
+        int r;
+
+        snprintf(what, sizeof(what), "cannot extract \"%.200s\"", name);
+        r = archive_write_header(disk, entry);
+        if (r < ARCHIVE_WARN) /* also the refusal to extract through a symbolic link */
+                return archive_fail(disk, -EPERM, msg, msg_size, what);
+        for (;;) {
+                const void *block;
+                size_t len;
+                la_int64_t offset;
+
+                r = archive_read_data_block(a, &block, &len, &offset);
+                if (r == ARCHIVE_EOF)
+                        break;
+                if (r < ARCHIVE_WARN)
+                        return archive_fail(a, -EBADMSG, msg, msg_size, what);
+                if (archive_write_data_block(disk, block, len, offset) < ARCHIVE_WARN)
+                        return archive_fail(disk, -EIO, msg, msg_size, what);
+        }
+        if (archive_write_finish_entry(disk) < ARCHIVE_WARN)
+                return archive_fail(disk, -EIO, msg, msg_size, what);
+        return 0;
+}
+
 static int prefix_path(const char *dest, const char *member, char **ret)
 {
         char *p = strdup_printf("%s/%s", dest, member);
@@ -222,8 +254,8 @@ static int extract(Archive *s, char *msg, size_t msg_size)
                 if (hl) {
                         if (!member_path_ok(hl)) {
                                 r = handler_msg(msg, msg_size, -EBADMSG,
-                                                "archive member \"%.200s\" links to \"%.200s\" outside %s", name,
-                                                hl, s->dest);
+                                                "archive member \"%.200s\" links to \"%.200s\" outside %s",
+                                                name, hl, s->dest);
                                 goto out;
                         }
                         r = prefix_path(s->dest, hl, &link);
@@ -235,14 +267,9 @@ static int extract(Archive *s, char *msg, size_t msg_size)
                 if (r < 0)
                         goto out;
                 archive_entry_copy_pathname(entry, full);
-                r = archive_read_extract2(a, entry, disk);
-                if (r < ARCHIVE_WARN) {
-                        char what[256];
-                        snprintf(what, sizeof(what), "cannot extract \"%.200s\"", name);
-                        r = archive_fail(a, -EIO, msg, msg_size, what);
+                r = extract_entry(a, disk, entry, name, msg, msg_size);
+                if (r < 0)
                         goto out;
-                }
-                r = 0;
         }
         /* Folder modes and times are set last. */
         if (archive_write_close(disk) != ARCHIVE_OK)
@@ -322,7 +349,8 @@ static int prepare_device(Archive *s, char *msg, size_t msg_size)
         char *argv[] = { (char *)mkfs, (char *)"-F", (char *)"-q", s->device, NULL };
         r = handler_run(argv, envp, handler_timeout_ms(), out, sizeof(out), &status);
         if (r < 0)
-                return handler_msg(msg, msg_size, r, "cannot run %s on %s: %s", mkfs, s->device, strerror(-r));
+                return handler_msg(msg, msg_size, r, "cannot run %s on %s: %s", mkfs, s->device,
+                                   strerror(-r));
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 handler_describe_status(status, how, sizeof(how));
                 return handler_msg(msg, msg_size, -EIO, "%s %s %s: %.300s", mkfs, s->device, how, out);
@@ -410,7 +438,8 @@ static int thread_result(Archive *s, char *msg, size_t msg_size)
 {
         if (s->result >= 0)
                 return 0;
-        return handler_msg(msg, msg_size, s->result, "%s", s->result_msg[0] ? s->result_msg : strerror(-s->result));
+        return handler_msg(msg, msg_size, s->result, "%s",
+                           s->result_msg[0] ? s->result_msg : strerror(-s->result));
 }
 
 static int archive_write(void *state, const void *buf, size_t len, char *msg, size_t msg_size)

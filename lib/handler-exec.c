@@ -291,8 +291,9 @@ static int step_error(Exec *s, int r, const char *step, int status, char *msg, s
 
         tail_string(&s->out, out, sizeof(out));
         if (r == -ETIME)
-                return handler_msg(msg, msg_size, r, "%s %s did not end within %" PRIu64 " ms and was killed%s%s",
-                                   s->program, step, s->timeout_ms, out[0] ? ": " : "", out);
+                return handler_msg(msg, msg_size, r,
+                                   "%s %s did not end within %" PRIu64 " ms and was killed%s%s", s->program,
+                                   step, s->timeout_ms, out[0] ? ": " : "", out);
         if (r < 0)
                 return handler_msg(msg, msg_size, r, "%s %s: %s", s->program, step, strerror(-r));
         handler_describe_status(status, how, sizeof(how));
@@ -380,14 +381,16 @@ static int exec_write(void *state, const void *buf, size_t len, char *msg, size_
                         { .fd = s->in_fd, .events = POLLOUT },
                         { .fd = s->out_fd, .events = POLLIN },
                 };
-                int n = poll(pfd, s->out_fd >= 0 ? 2 : 1, s->timeout_ms > INT32_MAX ? INT32_MAX : (int)s->timeout_ms);
+                int n = poll(pfd, s->out_fd >= 0 ? 2 : 1,
+                             s->timeout_ms > INT32_MAX ? INT32_MAX : (int)s->timeout_ms);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)
                         return handler_msg(msg, msg_size, -errno, "cannot poll %s: %m", s->program);
                 if (n == 0)
-                        return handler_msg(msg, msg_size, -ETIME, "%s install read no input for %" PRIu64 " ms",
-                                           s->program, s->timeout_ms);
+                        return handler_msg(msg, msg_size, -ETIME,
+                                           "%s install read no input for %" PRIu64 " ms", s->program,
+                                           s->timeout_ms);
                 if (s->out_fd >= 0 && pfd[1].revents) {
                         drain_output(s);
                         if (pfd[1].revents & (POLLHUP | POLLERR) && !(pfd[1].revents & POLLIN))
@@ -395,7 +398,8 @@ static int exec_write(void *state, const void *buf, size_t len, char *msg, size_
                 }
                 if (!pfd[0].revents)
                         continue;
-                ssize_t k = handler_write_nosigpipe(s->in_fd, p, len < EXEC_WRITE_CHUNK ? len : EXEC_WRITE_CHUNK);
+                ssize_t k = handler_write_nosigpipe(s->in_fd, p,
+                                                    len < EXEC_WRITE_CHUNK ? len : EXEC_WRITE_CHUNK);
                 if (k == -EAGAIN || k == -EINTR)
                         continue;
                 if (k == -EPIPE)

@@ -42,7 +42,8 @@ static int file_begin_state(File *s, const char *target, char *msg, size_t msg_s
                 return -ENOMEM;
         slash = strrchr(target, '/');
         if (target[0] != '/' || !slash || !filename_is_plain(slash + 1, 255))
-                return handler_msg(msg, msg_size, -EINVAL, "target %s is not an absolute path to a file", target);
+                return handler_msg(msg, msg_size, -EINVAL, "target %s is not an absolute path to a file",
+                                   target);
         s->dir = slash == target ? strdup("/") : strndup(target, (size_t)(slash - target));
         s->base = strdup(slash + 1);
         if (!s->dir || !s->base)
@@ -66,7 +67,8 @@ static int file_begin_state(File *s, const char *target, char *msg, size_t msg_s
                 return -ENOMEM;
         s->fd = mkostemp(tmp_path, O_CLOEXEC);
         if (s->fd < 0)
-                return handler_msg(msg, msg_size, -errno, "cannot create a temporary file in %s: %m", s->dir);
+                return handler_msg(msg, msg_size, -errno, "cannot create a temporary file in %s: %m",
+                                   s->dir);
         s->tmp = strdup(strrchr(tmp_path, '/') + 1);
         if (!s->tmp) {
                 (void)unlink(tmp_path);

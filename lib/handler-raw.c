@@ -38,8 +38,9 @@ static int raw_open_block(Raw *s, uint64_t size, char *msg, size_t msg_size)
         if (ioctl(s->fd, BLKGETSIZE64, &dev_size) < 0)
                 return handler_msg(msg, msg_size, -errno, "cannot read the size of %s: %m", s->dest);
         if (size != UPKEEP_PAYLOAD_SIZE_UNKNOWN && size > dev_size)
-                return handler_msg(msg, msg_size, -EFBIG, "%" PRIu64 " bytes do not fit %s (%" PRIu64 " bytes)",
-                                   size, s->dest, dev_size);
+                return handler_msg(msg, msg_size, -EFBIG,
+                                   "%" PRIu64 " bytes do not fit %s (%" PRIu64 " bytes)", size, s->dest,
+                                   dev_size);
         return 0;
 }
 
@@ -84,8 +85,8 @@ static int raw_begin(const struct upkeep_payload *p, void **ret_state, char *msg
                 }
         } else {
                 raw_free(s);
-                return handler_msg(msg, msg_size, -ENOTBLK, "%s is neither a block device nor a regular file",
-                                   p->destination);
+                return handler_msg(msg, msg_size, -ENOTBLK,
+                                   "%s is neither a block device nor a regular file", p->destination);
         }
         *ret_state = s;
         return 0;
@@ -115,8 +116,8 @@ static int raw_finish(void *state, char *msg, size_t msg_size)
                                    s->dest, s->written);
         if (fsync(s->fd) < 0) {
                 if (errno == ENOSPC)
-                        return handler_msg(msg, msg_size, -ENOSPC, "%s: no space left after %" PRIu64 " bytes",
-                                           s->dest, s->written);
+                        return handler_msg(msg, msg_size, -ENOSPC,
+                                           "%s: no space left after %" PRIu64 " bytes", s->dest, s->written);
                 return handler_msg(msg, msg_size, -errno, "cannot sync %s: %m", s->dest);
         }
         if (close(TAKE_FD(s->fd)) < 0)

@@ -21,10 +21,8 @@ typedef enum HandlerPhase {
 } HandlerPhase;
 
 static const char *const phase_table[_HANDLER_PHASE_MAX] = {
-        [HANDLER_PHASE_READY] = "not begun",
-        [HANDLER_PHASE_WRITING] = "being written",
-        [HANDLER_PHASE_FINISHED] = "finished",
-        [HANDLER_PHASE_FAILED] = "failed",
+        [HANDLER_PHASE_READY] = "not begun",   [HANDLER_PHASE_WRITING] = "being written",
+        [HANDLER_PHASE_FINISHED] = "finished", [HANDLER_PHASE_FAILED] = "failed",
         [HANDLER_PHASE_DONE] = "done",
 };
 
@@ -93,7 +91,8 @@ static int open_plugin(Handler *h, const char *dir, UpkErr *err)
 
         if (!filename_is_plain(h->name, MANIFEST_NAME_MAX) || strchr(h->name, ':'))
                 return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
-                               "handler \"%s\" is not raw, archive, file, exec:NAME or a plugin name", h->name);
+                               "handler \"%s\" is not raw, archive, file, exec:NAME or a plugin name",
+                               h->name);
         path = strdup_printf("%s/%s.so", dir, h->name);
         if (!path)
                 return upk_err(err, UPK_ERR_CONFIG, -ENOMEM, "out of memory");
@@ -101,7 +100,8 @@ static int open_plugin(Handler *h, const char *dir, UpkErr *err)
         if (stat(path, &st) < 0)
                 return upk_err(err, UPK_ERR_CONFIG, -errno, "handler plugin %s: %m", path);
         if (!S_ISREG(st.st_mode))
-                return upk_err(err, UPK_ERR_CONFIG, -EACCES, "handler plugin %s is not a regular file", path);
+                return upk_err(err, UPK_ERR_CONFIG, -EACCES, "handler plugin %s is not a regular file",
+                               path);
 
         (void)dlerror();
         h->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -243,7 +243,8 @@ int handler_write(Handler *h, const void *buf, size_t len, UpkErr *err)
                 return 0;
         if (h->size != UPKEEP_PAYLOAD_SIZE_UNKNOWN && (len > h->size || h->written > h->size - len)) {
                 h->phase = HANDLER_PHASE_FAILED;
-                snprintf(msg, sizeof(msg), "more than the %" PRIu64 " bytes the manifest announces", h->size);
+                snprintf(msg, sizeof(msg), "more than the %" PRIu64 " bytes the manifest announces",
+                         h->size);
                 return step_failed(h, -EFBIG, msg, err);
         }
         r = h->ops->write(h->state, buf, len, msg, sizeof(msg));
