@@ -146,12 +146,15 @@ static la_ssize_t feed_read(struct archive *a, void *userdata, const void **ret_
                 archive_set_error(a, ECANCELED, "the install was cancelled");
                 return -1;
         }
+        /* in_len == 0 here means eof: return 0 */
         n = s->in_len < sizeof(s->buf) ? s->in_len : sizeof(s->buf);
-        memcpy(s->buf, s->in, n);
-        s->in += n;
-        s->in_len -= n;
-        if (s->in_len == 0)
-                pthread_cond_broadcast(&s->cond);
+        if (n > 0) {
+                memcpy(s->buf, s->in, n);
+                s->in += n;
+                s->in_len -= n;
+                if (s->in_len == 0)
+                        pthread_cond_broadcast(&s->cond);
+        }
         pthread_mutex_unlock(&s->lock);
         *ret_buf = s->buf;
         return (la_ssize_t)n;

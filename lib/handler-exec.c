@@ -260,7 +260,7 @@ static int build_env(Exec *s, const struct upkeep_payload *p)
 
         snprintf(size, sizeof(size), "%" PRIu64, p->size);
         r = r ?: env_add(s, &n, "UPKEEP_PHASE", "install");
-        r = r ?: env_add(s, &n, "PATH", HANDLER_PATH_ENV + 5);
+        r = r ?: env_add(s, &n, "PATH", HANDLER_PATH);
         r = r ?: env_add(s, &n, "UPKEEP_PAYLOAD_NAME", p->name);
         r = r ?: env_add(s, &n, "UPKEEP_HANDLER", p->handler);
         r = r ?: env_add(s, &n, "UPKEEP_SLOT_CLASS", p->slot_class);
