@@ -11,7 +11,8 @@
 #define HANDLER_OUTPUT_MAX         4096u               /* bytes of a program's output kept for messages */
 #define HANDLER_TIMEOUT_MS_DEFAULT (10u * 60u * 1000u) /* exec handler steps, mkfs */
 #define HANDLER_TIMEOUT_MS_MAX     (24u * 3600u * 1000u)
-#define HANDLER_PATH_ENV           "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+#define HANDLER_PATH               "/usr/sbin:/usr/bin:/sbin:/bin" /* PATH for the programs we run */
+#define HANDLER_PATH_ENV           "PATH=" HANDLER_PATH
 
 extern const struct upkeep_handler handler_raw_ops;
 extern const struct upkeep_handler handler_archive_ops;
