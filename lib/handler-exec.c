@@ -362,7 +362,8 @@ static int exec_stopped_reading(Exec *s, char *msg, size_t msg_size)
         int status, r;
 
         s->in_fd = safe_close(s->in_fd);
-        r = collect(s->pid, TAKE_FD(s->out_fd), now_ms() + s->timeout_ms, &s->out, &status);
+        r = collect(s->pid, s->out_fd, now_ms() + s->timeout_ms, &s->out, &status);
+        s->out_fd = safe_close(s->out_fd);
         s->pid = 0;
         snprintf(step, sizeof(step), "install stopped reading its input after %" PRIu64 " bytes and",
                  s->written);

@@ -60,7 +60,8 @@ static int sample_begin(const struct upkeep_payload *p, void **ret_state, char *
 
         /* Fields added by a later upkeep come after the ones this plugin knows. */
         if (p->struct_size < sizeof(*p)) {
-                snprintf(msg, msg_size, "payload description too short (%u bytes)", (unsigned)p->struct_size);
+                snprintf(msg, msg_size, "payload description too short (%u bytes)",
+                         (unsigned)p->struct_size);
                 return -EINVAL;
         }
         s = calloc(1, sizeof(*s));
@@ -96,8 +97,8 @@ static int sample_write(void *state, const void *buf, size_t len, char *msg, siz
                 if (k < 0 && errno == EINTR)
                         continue;
                 if (k <= 0) {
-                        snprintf(msg, msg_size, "cannot write %s after %" PRIu64 " bytes: %s", s->part, s->bytes,
-                                 k < 0 ? strerror(errno) : "short write");
+                        snprintf(msg, msg_size, "cannot write %s after %" PRIu64 " bytes: %s", s->part,
+                                 s->bytes, k < 0 ? strerror(errno) : "short write");
                         return k < 0 ? -errno : -EIO;
                 }
                 b += k;

@@ -98,6 +98,11 @@ static size_t count_prefixed(const char *dir, const char *prefix)
         return n;
 }
 
+static size_t count_fds(void)
+{
+        return count_prefixed("/proc/self/fd", "");
+}
+
 /* ---- opening ---- */
 
 TEST(open_builtin_and_refusals)
@@ -588,6 +593,8 @@ TEST(archive_rollback_mid_stream_joins)
         UpkErr err = {};
         size_t size;
 
+        size_t fds = count_fds();
+
         ASSERT_OK(mkdir("slot", 0755));
         tar = make_tar(tree, ELEMENTSOF(tree), false, &size);
         p = payload("archive", "slot", size);
@@ -596,6 +603,7 @@ TEST(archive_rollback_mid_stream_joins)
         ASSERT_OK_E(handler_write(h, tar, size / 2, &err), &err);
         h = handler_free(h); /* rolls back: cancels and joins the thread */
         ASSERT_TRUE(h == NULL);
+        ASSERT_EQ(count_fds(), fds);
 }
 
 TEST(archive_refuses_a_plain_file)
@@ -799,6 +807,7 @@ TEST(exec_that_stops_reading_is_no_sigpipe)
         _cleanup_(handler_freep) Handler *h = NULL;
         _cleanup_free_ uint8_t *data = pattern(4 * 1024 * 1024, 6);
         struct upkeep_payload p = payload("exec:quit", "/nowhere", 4 * 1024 * 1024);
+        size_t fds = count_fds();
         UpkErr err = {};
 
         script("quit",
@@ -807,6 +816,8 @@ TEST(exec_that_stops_reading_is_no_sigpipe)
         ASSERT_UPK_ERR(install(h, &p, data, 4 * 1024 * 1024, 256 * 1024, &err), &err, -EPROTO, UPK_ERR_IO,
                        "install stopped reading its input after ");
         ASSERT_TRUE(strstr(err.msg, "bytes and exited with status 4: no thanks"));
+        h = handler_free(h);
+        ASSERT_EQ(count_fds(), fds);
 }
 
 TEST(exec_timeout_kills)
@@ -833,6 +844,8 @@ TEST(exec_rollback_kills_a_running_install)
         uint64_t t0;
         UpkErr err = {};
 
+        size_t fds = count_fds();
+
         script("hang", "echo \"$1\" >> calls.log\n[ \"$1\" = install ] || exit 0\nsleep 30\n");
         ASSERT_OK(handler_open("exec:hang", ".", &h, &err));
         ASSERT_OK(handler_begin(h, &p, &err));
@@ -840,6 +853,7 @@ TEST(exec_rollback_kills_a_running_install)
         t0 = now_usec();
         h = handler_free(h);
         ASSERT_TRUE(now_usec() - t0 < 5u * 1000u * 1000u);
+        ASSERT_EQ(count_fds(), fds);
         /* the install had begun: the log shows it unless it was killed first; rollback always runs */
         calls = contents("calls.log", NULL);
         ASSERT_TRUE(strstr(calls, "rollback\n"));
