@@ -1,2 +1,526 @@
-/* placeholder until the module lands */
-#include "util.h"
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* archive: a tar stream (compressed or not; libarchive recognises the filter) unpacked into the slot.
+ * A folder slot is emptied and filled; a block device slot gets a fresh ext4 file system, mounted on a
+ * private folder while it is filled.
+ *
+ * libarchive pulls its input while the handler is pushed blocks by write(), so the extraction runs in a
+ * thread: write() hands its block over and waits until the thread's read callback has copied all of
+ * it. Errors from either side reach the other; finish() and rollback() always join the thread. */
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "handler-internal.h"
+
+#define ARCHIVE_BLOCK_SIZE  (64u * 1024u)
+#define ARCHIVE_DEPTH_MAX   256u  /* folder nesting when the old contents are removed */
+#define ARCHIVE_MEMBER_MAX  4096u /* bytes of a member's path */
+#define ARCHIVE_MKFS_FSTYPE "ext4"
+
+typedef struct Archive {
+        char *dest;      /* the folder extracted into: the slot, or the mount point of a device slot */
+        char *device;    /* a device slot's block device, else NULL */
+        char *mount_dir; /* our mount point, NULL when nothing is mounted */
+
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        pthread_t thread;
+        bool thread_started;
+        /* Guarded by lock: */
+        const uint8_t *in; /* the block write() hands over */
+        size_t in_len;
+        bool eof, cancel, done;
+        int result;
+        char result_msg[HANDLER_MSG_MAX];
+
+        uint8_t buf[ARCHIVE_BLOCK_SIZE]; /* owned by the thread */
+} Archive;
+
+static int remove_contents(int dfd, dev_t dev, unsigned depth, const char *where, char *msg, size_t msg_size)
+{
+        DIR *d;
+        struct dirent *de;
+        int fd, r = 0;
+
+        fd = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return handler_msg(msg, msg_size, -errno, "cannot empty %s: %m", where);
+        d = fdopendir(fd);
+        if (!d) {
+                r = -errno;
+                safe_close(fd);
+                return handler_msg(msg, msg_size, r, "cannot read the folder %s: %s", where, strerror(-r));
+        }
+        while (r >= 0) {
+                struct stat st;
+                errno = 0;
+                de = readdir(d);
+                if (!de) {
+                        if (errno != 0)
+                                r = handler_msg(msg, msg_size, -errno, "cannot read the folder %s: %m",
+                                                where);
+                        break;
+                }
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                /* Never follow a link: a symbolic link is removed, not what it points to. */
+                if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        r = handler_msg(msg, msg_size, -errno, "cannot access %s in %s: %m", de->d_name,
+                                        where);
+                        break;
+                }
+                if (S_ISDIR(st.st_mode)) {
+                        if (st.st_dev != dev) {
+                                r = handler_msg(msg, msg_size, -EBUSY,
+                                                "%s in %s is a mount point; unmount it before an install",
+                                                de->d_name, where);
+                                break;
+                        }
+                        if (depth >= ARCHIVE_DEPTH_MAX) {
+                                r = handler_msg(msg, msg_size, -ELOOP, "folders in %s nest deeper than %u",
+                                                where, ARCHIVE_DEPTH_MAX);
+                                break;
+                        }
+                        int sub = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (sub < 0) {
+                                r = handler_msg(msg, msg_size, -errno, "cannot open %s in %s: %m",
+                                                de->d_name, where);
+                                break;
+                        }
+                        r = remove_contents(sub, dev, depth + 1, where, msg, msg_size);
+                        safe_close(sub);
+                        if (r < 0)
+                                break;
+                }
+                if (unlinkat(dfd, de->d_name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0)
+                        r = handler_msg(msg, msg_size, -errno, "cannot remove %s in %s: %m", de->d_name,
+                                        where);
+        }
+        closedir(d);
+        return r;
+}
+
+static int empty_folder(const char *path, char *msg, size_t msg_size)
+{
+        _cleanup_close_ int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        struct stat st;
+
+        if (dfd < 0 || fstat(dfd, &st) < 0)
+                return handler_msg(msg, msg_size, -errno, "cannot open the folder %s: %m", path);
+        return remove_contents(dfd, st.st_dev, 0, path, msg, msg_size);
+}
+
+/* A member path stays inside the slot: relative, no ".." component. */
+static bool member_path_ok(const char *p)
+{
+        if (isempty(p) || p[0] == '/' || strlen(p) > ARCHIVE_MEMBER_MAX)
+                return false;
+        for (const char *c = p; *c;) {
+                size_t n = strcspn(c, "/");
+                if (n == 2 && c[0] == '.' && c[1] == '.')
+                        return false;
+                c += n;
+                c += strspn(c, "/");
+        }
+        return true;
+}
+
+static la_ssize_t feed_read(struct archive *a, void *userdata, const void **ret_buf)
+{
+        Archive *s = userdata;
+        size_t n;
+
+        pthread_mutex_lock(&s->lock);
+        while (s->in_len == 0 && !s->eof && !s->cancel)
+                pthread_cond_wait(&s->cond, &s->lock);
+        if (s->cancel) {
+                pthread_mutex_unlock(&s->lock);
+                archive_set_error(a, ECANCELED, "the install was cancelled");
+                return -1;
+        }
+        /* in_len == 0 here means eof: return 0 */
+        n = s->in_len < sizeof(s->buf) ? s->in_len : sizeof(s->buf);
+        if (n > 0) {
+                memcpy(s->buf, s->in, n);
+                s->in += n;
+                s->in_len -= n;
+                if (s->in_len == 0)
+                        pthread_cond_broadcast(&s->cond);
+        }
+        pthread_mutex_unlock(&s->lock);
+        *ret_buf = s->buf;
+        return (la_ssize_t)n;
+}
+
+/* "WHAT: libarchive's reason", with libarchive's errno where it has one. */
+static int archive_fail(struct archive *a, int fallback, char *msg, size_t msg_size, const char *what)
+{
+        int e = archive_errno(a);
+
+        return handler_msg(msg, msg_size, e > 0 ? -e : fallback, "%s: %s", what,
+                           archive_error_string(a) ?: "unknown error");
+}
+
+/* Not archive_read_extract2(): it turns a refused header into a warning. */
+static int extract_entry(struct archive *a, struct archive *disk, struct archive_entry *entry,
+                         const char *name, char *msg, size_t msg_size)
+{
+        char what[256];
+        int r;
+
+        snprintf(what, sizeof(what), "cannot extract \"%.200s\"", name);
+        r = archive_write_header(disk, entry);
+        if (r < ARCHIVE_WARN) /* also the refusal to extract through a symbolic link */
+                return archive_fail(disk, -EPERM, msg, msg_size, what);
+        for (;;) {
+                const void *block;
+                size_t len;
+                la_int64_t offset;
+
+                r = archive_read_data_block(a, &block, &len, &offset);
+                if (r == ARCHIVE_EOF)
+                        break;
+                if (r < ARCHIVE_WARN)
+                        return archive_fail(a, -EBADMSG, msg, msg_size, what);
+                if (archive_write_data_block(disk, block, len, offset) < ARCHIVE_WARN)
+                        return archive_fail(disk, -EIO, msg, msg_size, what);
+        }
+        if (archive_write_finish_entry(disk) < ARCHIVE_WARN)
+                return archive_fail(disk, -EIO, msg, msg_size, what);
+        return 0;
+}
+
+static int prefix_path(const char *dest, const char *member, char **ret)
+{
+        char *p = strdup_printf("%s/%s", dest, member);
+
+        if (!p)
+                return -ENOMEM;
+        *ret = p;
+        return 0;
+}
+
+static int extract(Archive *s, char *msg, size_t msg_size)
+{
+        struct archive *a = archive_read_new(), *disk = archive_write_disk_new();
+        struct archive_entry *entry;
+        int flags, r = 0;
+
+        if (!a || !disk) {
+                r = -ENOMEM;
+                goto out;
+        }
+        flags = ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_PERM |
+                ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR;
+        if (geteuid() == 0)
+                flags |= ARCHIVE_EXTRACT_OWNER; /* numeric ids: no lookup in this system's user database */
+        archive_write_disk_set_options(disk, flags);
+        archive_read_support_filter_all(a);
+        archive_read_support_format_tar(a);
+        if (archive_read_open(a, s, NULL, feed_read, NULL) != ARCHIVE_OK) {
+                r = archive_fail(a, -EBADMSG, msg, msg_size, "cannot read the archive");
+                goto out;
+        }
+
+        for (;;) {
+                _cleanup_free_ char *name = NULL, *full = NULL, *link = NULL;
+                const char *hl;
+
+                r = archive_read_next_header(a, &entry);
+                if (r == ARCHIVE_EOF) {
+                        r = 0;
+                        break;
+                }
+                if (r < ARCHIVE_WARN) {
+                        r = archive_fail(a, -EBADMSG, msg, msg_size, "cannot read the archive");
+                        goto out;
+                }
+                name = strdup(archive_entry_pathname(entry) ?: "");
+                if (!name) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                if (!member_path_ok(name)) {
+                        r = handler_msg(msg, msg_size, -EBADMSG,
+                                        "archive member \"%.200s\" would land outside %s", name, s->dest);
+                        goto out;
+                }
+                hl = archive_entry_hardlink(entry);
+                if (hl) {
+                        if (!member_path_ok(hl)) {
+                                r = handler_msg(msg, msg_size, -EBADMSG,
+                                                "archive member \"%.200s\" links to \"%.200s\" outside %s",
+                                                name, hl, s->dest);
+                                goto out;
+                        }
+                        r = prefix_path(s->dest, hl, &link);
+                        if (r < 0)
+                                goto out;
+                        archive_entry_copy_hardlink(entry, link);
+                }
+                r = prefix_path(s->dest, name, &full);
+                if (r < 0)
+                        goto out;
+                archive_entry_copy_pathname(entry, full);
+                r = extract_entry(a, disk, entry, name, msg, msg_size);
+                if (r < 0)
+                        goto out;
+        }
+        /* Folder modes and times are set last. */
+        if (archive_write_close(disk) != ARCHIVE_OK)
+                r = archive_fail(disk, -EIO, msg, msg_size, "cannot complete the extraction");
+out:
+        archive_read_free(a);
+        archive_write_free(disk);
+        return r;
+}
+
+static void *extract_thread(void *userdata)
+{
+        Archive *s = userdata;
+        char msg[HANDLER_MSG_MAX] = "";
+        int r = extract(s, msg, sizeof(msg));
+
+        pthread_mutex_lock(&s->lock);
+        s->result = r;
+        memcpy(s->result_msg, msg, sizeof(msg));
+        s->done = true;
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        return NULL;
+}
+
+static void stop_thread(Archive *s)
+{
+        if (!s->thread_started)
+                return;
+        pthread_mutex_lock(&s->lock);
+        s->cancel = true;
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->thread, NULL);
+        s->thread_started = false;
+}
+
+static void archive_state_free(Archive *s)
+{
+        if (!s)
+                return;
+        stop_thread(s);
+        if (s->mount_dir) {
+                (void)umount2(s->mount_dir, MNT_DETACH);
+                (void)rmdir(s->mount_dir);
+        }
+        pthread_cond_destroy(&s->cond);
+        pthread_mutex_destroy(&s->lock);
+        free(s->mount_dir);
+        free(s->device);
+        free(s->dest);
+        free(s);
+}
+
+static const char *find_mkfs(void)
+{
+        static const char *const paths[] = { "/usr/sbin/mkfs." ARCHIVE_MKFS_FSTYPE,
+                                             "/sbin/mkfs." ARCHIVE_MKFS_FSTYPE };
+
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++)
+                if (access(paths[i], X_OK) == 0)
+                        return paths[i];
+        return NULL;
+}
+
+/* A device slot: a fresh file system, mounted on a private folder that becomes dest. */
+static int prepare_device(Archive *s, char *msg, size_t msg_size)
+{
+        char *envp[] = { (char *)HANDLER_PATH_ENV, NULL };
+        char out[HANDLER_OUTPUT_MAX], how[64];
+        const char *mkfs = find_mkfs(), *base;
+        int status, r;
+
+        if (!mkfs)
+                return handler_msg(msg, msg_size, -ENOENT, "mkfs.%s is not installed; it is needed for %s",
+                                   ARCHIVE_MKFS_FSTYPE, s->device);
+        char *argv[] = { (char *)mkfs, (char *)"-F", (char *)"-q", s->device, NULL };
+        r = handler_run(argv, envp, handler_timeout_ms(), out, sizeof(out), &status);
+        if (r < 0)
+                return handler_msg(msg, msg_size, r, "cannot run %s on %s: %s", mkfs, s->device,
+                                   strerror(-r));
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                handler_describe_status(status, how, sizeof(how));
+                return handler_msg(msg, msg_size, -EIO, "%s %s %s: %.300s", mkfs, s->device, how, out);
+        }
+
+        base = secure_getenv("RUNTIME_DIRECTORY");
+        if (isempty(base) || strchr(base, ':'))
+                base = "/tmp";
+        s->dest = strdup_printf("%s/upkeep-slot.XXXXXX", base);
+        if (!s->dest)
+                return -ENOMEM;
+        if (!mkdtemp(s->dest))
+                return handler_msg(msg, msg_size, -errno, "cannot create a mount point in %s: %m", base);
+        if (mount(s->device, s->dest, ARCHIVE_MKFS_FSTYPE, MS_NOSUID | MS_NODEV, NULL) < 0) {
+                r = handler_msg(msg, msg_size, -errno, "cannot mount %s on %s: %m", s->device, s->dest);
+                (void)rmdir(s->dest);
+                return r;
+        }
+        s->mount_dir = strdup(s->dest);
+        if (!s->mount_dir) {
+                (void)umount2(s->dest, MNT_DETACH);
+                (void)rmdir(s->dest);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int archive_begin_state(Archive *s, const char *destination, char *msg, size_t msg_size)
+{
+        sigset_t all, old;
+        struct stat st;
+        int r;
+
+        if (stat(destination, &st) < 0)
+                return handler_msg(msg, msg_size, -errno, "cannot access %s: %m", destination);
+        if (S_ISDIR(st.st_mode)) {
+                /* No link in the path to dest: libarchive refuses to extract through one. */
+                s->dest = realpath(destination, NULL);
+                if (!s->dest)
+                        return handler_msg(msg, msg_size, -errno, "cannot resolve %s: %m", destination);
+                r = empty_folder(s->dest, msg, msg_size);
+                if (r < 0)
+                        return r;
+        } else if (S_ISBLK(st.st_mode)) {
+                s->device = strdup(destination);
+                if (!s->device)
+                        return -ENOMEM;
+                r = prepare_device(s, msg, msg_size);
+                if (r < 0)
+                        return r;
+        } else
+                return handler_msg(msg, msg_size, -ENOTDIR, "%s is neither a folder nor a block device",
+                                   destination);
+
+        /* The thread takes no signals: they stay with the threads that expect them. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        r = -pthread_create(&s->thread, NULL, extract_thread, s);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r < 0)
+                return handler_msg(msg, msg_size, r, "cannot start the extraction: %s", strerror(-r));
+        s->thread_started = true;
+        return 0;
+}
+
+static int archive_begin(const struct upkeep_payload *p, void **ret_state, char *msg, size_t msg_size)
+{
+        Archive *s = calloc(1, sizeof(*s));
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        pthread_mutex_init(&s->lock, NULL);
+        pthread_cond_init(&s->cond, NULL);
+        r = archive_begin_state(s, p->destination, msg, msg_size);
+        if (r < 0) {
+                archive_state_free(s);
+                return r;
+        }
+        *ret_state = s;
+        return 0;
+}
+
+static int thread_result(Archive *s, char *msg, size_t msg_size)
+{
+        if (s->result >= 0)
+                return 0;
+        return handler_msg(msg, msg_size, s->result, "%s",
+                           s->result_msg[0] ? s->result_msg : strerror(-s->result));
+}
+
+static int archive_write(void *state, const void *buf, size_t len, char *msg, size_t msg_size)
+{
+        Archive *s = state;
+        int r = 0;
+
+        pthread_mutex_lock(&s->lock);
+        if (!s->done) {
+                s->in = buf;
+                s->in_len = len;
+                pthread_cond_broadcast(&s->cond);
+                while (s->in_len > 0 && !s->done)
+                        pthread_cond_wait(&s->cond, &s->lock);
+                s->in = NULL;
+                s->in_len = 0;
+        }
+        /* Done early: an error, or the end of the archive (the bytes after it are padding). */
+        if (s->done)
+                r = thread_result(s, msg, msg_size);
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+static int archive_finish(void *state, char *msg, size_t msg_size)
+{
+        Archive *s = state;
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        pthread_mutex_lock(&s->lock);
+        s->eof = true;
+        pthread_cond_broadcast(&s->cond);
+        while (!s->done)
+                pthread_cond_wait(&s->cond, &s->lock);
+        r = thread_result(s, msg, msg_size);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->thread, NULL);
+        s->thread_started = false;
+        if (r < 0)
+                return r;
+
+        fd = open(s->dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return handler_msg(msg, msg_size, -errno, "cannot open %s: %m", s->dest);
+        if (syncfs(fd) < 0)
+                return handler_msg(msg, msg_size, -errno, "cannot sync %s: %m", s->dest);
+        fd = safe_close(fd);
+        if (s->mount_dir) {
+                if (umount(s->mount_dir) < 0)
+                        return handler_msg(msg, msg_size, -errno, "cannot unmount %s from %s: %m", s->device,
+                                           s->mount_dir);
+                (void)rmdir(s->mount_dir);
+                free(s->mount_dir);
+                s->mount_dir = NULL;
+        }
+        return 0;
+}
+
+static int archive_commit(void *state, char *msg, size_t msg_size)
+{
+        /* The files are in place since finish(); the installer switches the boot slot. */
+        archive_state_free(state);
+        return 0;
+}
+
+static void archive_rollback(void *state)
+{
+        /* Stop and join the extraction and unmount; the installer marks the slot bad. */
+        archive_state_free(state);
+}
+
+const struct upkeep_handler handler_archive_ops = {
+        .abi_version = UPKEEP_HANDLER_ABI_VERSION,
+        .name = "archive",
+        .begin = archive_begin,
+        .write = archive_write,
+        .finish = archive_finish,
+        .commit = archive_commit,
+        .rollback = archive_rollback,
+};

@@ -6,27 +6,39 @@
  *
  * A plugin is a shared object in the handlers folder (/usr/lib/upkeep/handlers/NAME.so) that exports
  * one symbol, `upkeep_handler`, of type `const struct upkeep_handler`. A manifest payload whose
- * "handler" is NAME is installed through it. upkeep refuses a plugin whose abi_version differs from
- * the UPKEEP_HANDLER_ABI_VERSION it was built with.
+ * "handler" is NAME is installed through it. upkeep loads it with dlopen(RTLD_NOW | RTLD_LOCAL) and
+ * refuses a plugin whose abi_version differs from the UPKEEP_HANDLER_ABI_VERSION it was built with, or
+ * whose table lacks any of the five functions.
  *
  * Life of one payload:
- *   begin()   once, before the first byte; gets the payload's description;
- *   write()   for each block of the payload's bytes (decompressed), in order;
+ *   begin()   once, before the first byte; gets the payload's description. The payload and its
+ *             strings live only for the duration of the call: copy what you need. A begin() that
+ *             fails must leave nothing behind; neither commit() nor rollback() follows it;
+ *   write()   for each block of the payload's bytes (decompressed), in order; the blocks add up to
+ *             `size` bytes (upkeep refuses more before calling write());
  *   finish()  after the last byte, once the payload's size and sha256 have checked out: make the
  *             bytes durable (fsync), but do not make them live yet;
  *   commit()  after every payload of the bundle finished: make them live, if the handler has a
  *             notion of that (atomic renames, ...);
- *   rollback() instead of commit() when anything failed or was cancelled after begin(): undo what
- *             can be undone. Exactly one of commit() and rollback() ends every begun payload, and
- *             frees the state.
- * Return 0 on success or a negative errno; on failure write a sentence into msg (msg_size bytes,
- * always NUL-terminated by the caller's buffer size) naming what failed. Calls are made from one
- * thread. A handler must not print to stdout. */
+ *   rollback() instead of commit() when anything failed or was cancelled after begin(), also after a
+ *             failed write() or finish(): undo what can be undone.
+ * Exactly one of commit() and rollback() ends every begun payload, and frees the state: commit()
+ * frees it whether it succeeds or fails, and is never followed by rollback().
+ *
+ * Return 0 on success or a negative errno; on failure write a sentence into msg (msg_size bytes; keep
+ * it NUL-terminated, snprintf does) naming what failed. upkeep prefixes it with the payload's and the
+ * handler's names. Calls are made from one thread, but not necessarily the thread that loaded the
+ * plugin. A handler must not print to stdout, must not change process-wide state (signal dispositions,
+ * the current folder, the umask) and must not block for long outside write(), finish() and commit(). */
 
 #include <stddef.h>
 #include <stdint.h>
 
 #define UPKEEP_HANDLER_ABI_VERSION 1u
+
+/* The value of upkeep_payload.size when the payload is compressed and its manifest entry gives no
+ * installed_size: the number of bytes is known only at the end. */
+#define UPKEEP_PAYLOAD_SIZE_UNKNOWN UINT64_MAX
 
 struct upkeep_payload {
         uint32_t struct_size;    /* sizeof(struct upkeep_payload) of the caller */
@@ -35,7 +47,7 @@ struct upkeep_payload {
         const char *slot_class;  /* NULL for payloads with a target */
         const char *slot_name;   /* "A" or "B": the slot being written; NULL with a target */
         const char *destination; /* the slot's device (block device, file or folder), or the target path */
-        uint64_t size;           /* bytes that write() will receive in all */
+        uint64_t size;           /* bytes that write() will receive in all, or UPKEEP_PAYLOAD_SIZE_UNKNOWN */
         const char *sha256;      /* hex digest of the payload as stored in the bundle */
         const char *version;     /* the bundle's version */
         const char *compatible;  /* the bundle's compatible string */

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Shared by handler.c and the built-in handlers; not for other modules. */
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include "handler.h"
+
+#define HANDLER_OUTPUT_MAX         4096u               /* bytes of a program's output kept for messages */
+#define HANDLER_TIMEOUT_MS_DEFAULT (10u * 60u * 1000u) /* exec handler steps, mkfs */
+#define HANDLER_TIMEOUT_MS_MAX     (24u * 3600u * 1000u)
+#define HANDLER_PATH               "/usr/sbin:/usr/bin:/sbin:/bin" /* PATH for the programs we run */
+#define HANDLER_PATH_ENV           "PATH=" HANDLER_PATH
+
+extern const struct upkeep_handler handler_raw_ops;
+extern const struct upkeep_handler handler_archive_ops;
+extern const struct upkeep_handler handler_file_ops;
+/* exec:NAME: begin() needs the program's path, so it has its own entry point; the table's begin fails. */
+extern const struct upkeep_handler handler_exec_ops;
+int handler_exec_begin(const char *program, const struct upkeep_payload *p, void **ret_state, char *msg,
+                       size_t msg_size);
+
+/* snprintf into msg and return r (negative). */
+int handler_msg(char *msg, size_t msg_size, int r, const char *fmt, ...) _printf_(4, 5);
+
+/* The timeout for programs the handlers run: UPKEEP_HANDLER_TIMEOUT_MS or the default. */
+uint64_t handler_timeout_ms(void);
+
+/* Run argv[0] (a path) with `envp`, stdin from /dev/null, stdout and stderr captured (the last
+ * HANDLER_OUTPUT_MAX bytes, NUL-terminated, trailing white space removed, in `out`). Returns 0 with the
+ * wait status in *ret_status, -ETIME when it outlived timeout_ms (it is then killed), or -errno. */
+int handler_run(char *const argv[], char *const envp[], uint64_t timeout_ms, char *out, size_t out_size,
+                int *ret_status);
+
+/* Describe a wait status: "exited with status 3", "was killed by signal KILL". */
+void handler_describe_status(int status, char *buf, size_t size);
+
+/* Write to a pipe without SIGPIPE: the signal is blocked in this thread for the call and a SIGPIPE it
+ * caused is consumed; the write fails with -EPIPE instead. Returns bytes written or -errno. */
+ssize_t handler_write_nosigpipe(int fd, const void *buf, size_t len);
