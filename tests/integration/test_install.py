@@ -40,6 +40,7 @@ class Device:
         self.bootenv = root / "bootenv"
         self.data = root / "data"
         self.health = root / "health.d"
+        root.mkdir(parents=True, exist_ok=True)
         self.health.mkdir()
         (root / "handlers").mkdir()
         self.slot = {"A": root / "slotA.img", "B": root / "slotB.img"}
@@ -247,7 +248,8 @@ def assert_untouched_but_target(device, before):
             assert after.get(k) == v, (k, before, after)
     assert after["BOOT_ORDER"].split()[0] == "A"
     assert after.get("BOOT_B_LEFT", "0") == "0"
-    assert "pending" not in (device.data / "state.json").read_text() or device.state()["pending"] is None
+    if (device.data / "state.json").exists():
+        assert device.state()["pending"] is None
 
 
 @pytest.mark.parametrize("case,status,message", [
