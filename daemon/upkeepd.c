@@ -7,9 +7,52 @@
 
 #include "config.h"
 #include "install.h"
+#include "log.h"
+#include "process.h"
+
+#define REBOOT_TIMEOUT_USEC (60 * 1000000ULL)
 
 static const char *arg_config = CONFIG_DEFAULT_PATH;
 static bool arg_allow_downgrade;
+static bool arg_no_reboot;
+
+/* [policy] reboot = auto: ask systemd to reboot (the first systemctl in PATH). */
+static int do_reboot(const char *why)
+{
+        const char *path = getenv("PATH") ?: "/usr/sbin:/usr/bin:/sbin:/bin";
+        ProcessResult res = {};
+        char how[128];
+        int r;
+
+        if (arg_no_reboot) {
+                printf("not rebooting (--no-reboot): reboot to %s\n", why);
+                return 0;
+        }
+        for (const char *p = path; *p;) {
+                size_t len = strcspn(p, ":");
+                _cleanup_free_ char *exe = strdup_printf("%.*s/systemctl", (int)len, p);
+
+                p += len;
+                p += *p == ':';
+                if (!exe || access(exe, X_OK) < 0)
+                        continue;
+                char *argv[] = { exe, (char *)"reboot", NULL };
+                printf("rebooting to %s\n", why);
+                fflush(stdout);
+                r = process_run(argv, NULL, REBOOT_TIMEOUT_USEC, 4096, &res);
+                if (r < 0)
+                        return r;
+                if (res.exit_status != 0) {
+                        process_result_describe(&res, REBOOT_TIMEOUT_USEC, how, sizeof(how));
+                        fprintf(stderr, "upkeepd: systemctl reboot %s: %s\n", how, res.output);
+                        r = -EIO;
+                }
+                process_result_done(&res);
+                return r;
+        }
+        fprintf(stderr, "upkeepd: cannot reboot: no systemctl in PATH; reboot by hand to %s\n", why);
+        return -ENOENT;
+}
 
 static int report_error(const char *what, const UpkErr *e)
 {
@@ -38,6 +81,7 @@ static void help(void)
                "Options:\n"
                "  -c --config FILE     configuration file (default %s)\n"
                "     --allow-downgrade install an older version (needs allow-downgrade = yes too)\n"
+               "     --no-reboot       do not reboot even when [policy] reboot = auto\n"
                "  -h --help            show this help\n"
                "     --version         show the version\n\n"
                "See upkeepd(8).\n",
@@ -102,8 +146,12 @@ static int verb_install(const char *bundle)
         printf("installed version %s into slot %s; it boots once on the next reboot and must then be "
                "confirmed\n",
                res.version, res.slot);
+        if (res.reboot) {
+                _cleanup_free_ char *why = strdup_printf("start version %s", res.version);
+                r = do_reboot(why ?: "start the new version");
+        }
         install_result_done(&res);
-        return UPK_EXIT_OK;
+        return r < 0 ? UPK_EXIT_FAIL : UPK_EXIT_OK;
 }
 
 static int verb_confirm(void)
@@ -130,6 +178,8 @@ static int verb_confirm(void)
         case CONFIRM_FELL_BACK:
                 printf("update to version %s on slot %s failed: %s\n", res.version ?: "(unknown)", res.slot,
                        res.reason ?: "");
+                if (res.reboot)
+                        (void)do_reboot("go back to the previous slot");
                 r = UPK_EXIT_FAIL;
                 break;
         case _CONFIRM_OUTCOME_MAX:
@@ -169,22 +219,40 @@ static int verb_rollback(void)
         r = install_rollback(c, &slot, &err);
         if (r < 0)
                 return report_error("rollback", &err);
-        printf("slot %s is primary again; reboot to start it\n", slot);
-        return UPK_EXIT_OK;
+        printf("slot %s is primary again\n", slot);
+        if (c->reboot == REBOOT_AUTO) {
+                _cleanup_free_ char *why = strdup_printf("start slot %s", slot);
+                r = do_reboot(why ?: "start the other slot");
+        }
+        return r < 0 ? UPK_EXIT_FAIL : UPK_EXIT_OK;
+}
+
+static void log_stderr(LogLevel level, const char *message, void *userdata)
+{
+        static const char *const prefix[_LOG_LEVEL_MAX] = {
+                [LOG_LEVEL_ERROR] = "error: ",
+                [LOG_LEVEL_WARNING] = "warning: ",
+                [LOG_LEVEL_NOTICE] = "",
+                [LOG_LEVEL_INFO] = "",
+        };
+        fprintf(stderr, "upkeepd: %s%s\n", level >= 0 && level < _LOG_LEVEL_MAX ? prefix[level] : "",
+                message);
 }
 
 int main(int argc, char *argv[])
 {
-        enum { ARG_VERSION = 0x100, ARG_ALLOW_DOWNGRADE };
+        enum { ARG_VERSION = 0x100, ARG_ALLOW_DOWNGRADE, ARG_NO_REBOOT };
         static const struct option options[] = {
                 { "config", required_argument, NULL, 'c' },
                 { "allow-downgrade", no_argument, NULL, ARG_ALLOW_DOWNGRADE },
+                { "no-reboot", no_argument, NULL, ARG_NO_REBOOT },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
         };
         int c;
 
+        upk_log_set_func(log_stderr, NULL);
         opterr = 0;
         while ((c = getopt_long(argc, argv, "c:h", options, NULL)) >= 0) {
                 switch (c) {
@@ -193,6 +261,9 @@ int main(int argc, char *argv[])
                         break;
                 case ARG_ALLOW_DOWNGRADE:
                         arg_allow_downgrade = true;
+                        break;
+                case ARG_NO_REBOOT:
+                        arg_no_reboot = true;
                         break;
                 case 'h':
                         help();

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "handler.h"
+#include "log.h"
 #include "process.h"
 #include "version.h"
 
@@ -505,6 +506,8 @@ static int install_common(const Config *c, Bundle *b, const InstallOptions *o, I
 
         crash_point("opened");
         r = state_load(c->data_dir, &j.state, &warning);
+        if (warning)
+                upk_log(LOG_LEVEL_WARNING, "%s", warning);
         if (r < 0) {
                 r = upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %s", c->data_dir,
                             strerror(-r));
@@ -660,6 +663,8 @@ int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
 
         *ret = (ConfirmResult){ .outcome = CONFIRM_NOTHING_PENDING };
         r = state_load(c->data_dir, &s, &warning);
+        if (warning)
+                upk_log(LOG_LEVEL_WARNING, "%s", warning);
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %s", c->data_dir,
                                strerror(-r));
@@ -750,6 +755,8 @@ int install_mark_good(const Config *c, UpkErr *err)
         int r;
 
         r = state_load(c->data_dir, &s, &warning);
+        if (warning)
+                upk_log(LOG_LEVEL_WARNING, "%s", warning);
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %s", c->data_dir,
                                strerror(-r));
@@ -773,6 +780,8 @@ int install_rollback(const Config *c, char **ret_slot, UpkErr *err)
         int r;
 
         r = state_load(c->data_dir, &s, &warning);
+        if (warning)
+                upk_log(LOG_LEVEL_WARNING, "%s", warning);
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %s", c->data_dir,
                                strerror(-r));

@@ -365,3 +365,62 @@ def test_power_cut_during_install(tmp_path, point):
         assert device.upkeepd("confirm").returncode == 0
     assert device.slot["B"].read_bytes() == payload
     assert device.state()["version_floor"] == "1.1.0"
+
+
+def fake_systemctl(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "systemctl.log"
+    exe = bindir / "systemctl"
+    exe.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\n")
+    exe.chmod(0o755)
+    return {"PATH": f"{bindir}:{os.environ['PATH']}"}, log
+
+
+def test_reboot_policy_auto(tmp_path):
+    device = Device(tmp_path / "dev", extra_policy="reboot = auto")
+    env, log = fake_systemctl(tmp_path)
+    bundle = make_bundle(tmp_path, "1.1.0", payload_bytes())
+    p = device.install(bundle, "--no-reboot", env=env)
+    assert p.returncode == 0 and "not rebooting (--no-reboot)" in p.stdout
+    assert not log.exists()
+    p = device.install(make_bundle(tmp_path, "1.2.0", payload_bytes(3)), env=env)
+    assert p.returncode == 0, p.stderr
+    assert "rebooting to start version 1.2.0" in p.stdout
+    assert log.read_text() == "reboot\n"
+    # a failed confirmation reboots back
+    check = device.health / "10-fail"
+    check.write_text("#!/bin/sh\nexit 1\n")
+    check.chmod(0o755)
+    assert device.reboot() == "B"
+    p = device.upkeepd("confirm", env=env)
+    assert p.returncode == 1 and "rebooting to go back to the previous slot" in p.stdout
+    assert log.read_text() == "reboot\nreboot\n"
+
+
+def test_corrupt_state_is_recovered_from(tmp_path, device):
+    device.data.mkdir(exist_ok=True)
+    (device.data / "state.json").write_text("{ not json")
+    p = device.install(make_bundle(tmp_path, "1.1.0", payload_bytes()))
+    assert p.returncode == 0, p.stderr
+    assert "state.json: corrupt; starting from an empty state" in p.stderr
+    assert (device.data / "state.json.corrupt").read_text() == "{ not json"
+    assert device.state()["pending"]["version"] == "1.1.0"
+
+
+@pytest.mark.parametrize("point", ["confirm-checked", "confirm-marked-good"])
+def test_power_cut_during_confirmation(tmp_path, device, point):
+    payload = payload_bytes()
+    assert device.install(make_bundle(tmp_path, "1.1.0", payload)).returncode == 0
+    assert device.reboot() == "B"
+    p = device.upkeepd("confirm", env={"UPKEEP_TEST_CRASH_AT": point})
+    assert p.returncode == -signal.SIGKILL
+    device.state()
+    # the next start (on whatever boots) settles it: B confirmed, or back on A with the failure recorded
+    booted = device.reboot()
+    p = device.upkeepd("confirm")
+    assert p.returncode in (0, 1)
+    if booted == "B":
+        assert device.primary() == "B" and device.state()["pending"] is None
+    else:
+        assert device.primary() == "A"
