@@ -76,4 +76,4 @@ int bundle_create(const BundleCreateOptions *opts, UpkErr *err);
 /* Verify the rest of an opened bundle while writing manifest.json, manifest.json.sig and each payload's
  * stored bytes into `dir` (created when missing; existing files are never replaced, nothing is written
  * outside it). On any failure everything it wrote, and `dir` if it made it, is removed. */
-int bundle_extract(Bundle *b, const char *dir, UpkErr *err);
+int bundle_extract(Bundle *b, const char *dir, UpkErr *err) _nonnull_(1, 2);
