@@ -13,6 +13,7 @@
 #include "log.h"
 #include "process.h"
 #include "version.h"
+#include "writer.h"
 
 #define CMDLINE_SIZE_MAX      (64u * 1024u)
 #define VERSION_FILE_SIZE_MAX (64u * 1024u)
@@ -364,12 +365,18 @@ static int plan(Job *j, UpkErr *err)
 
 static int write_payloads(Job *j, UpkErr *err)
 {
+        _cleanup_(writer_freep) Writer *w = NULL;
         uint64_t crash_at = 0;
-        bool crash = crash_write_at(&crash_at);
         const ManifestPayload *p;
         char hex[65];
         size_t i = 0;
         int r;
+
+        r = writer_new(&w);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_IO, r, "cannot start the writer thread: %s", strerror(-r));
+        if (crash_write_at(&crash_at))
+                writer_crash_after(w, crash_at);
 
         while ((r = bundle_next_payload(j->bundle, BUNDLE_PAYLOAD_DECOMPRESSED, &p, err)) > 0) {
                 const SlotConfig *s = j->slots[i];
@@ -393,28 +400,31 @@ static int write_payloads(Job *j, UpkErr *err)
                 r = handler_begin(h, &info, err);
                 if (r < 0)
                         return r;
+                writer_set_handler(w, h);
+                /* Reading and hashing here overlaps with writing in the writer thread. */
                 while ((r = bundle_read_block(j->bundle, &buf, &len, err)) > 0) {
                         if (j->o && j->o->cancelled && j->o->cancelled(j->o->userdata))
                                 return upk_err(err, UPK_ERR_IO, -ECANCELED, "cancelled");
-                        if (crash && j->done + len >= crash_at) {
-                                (void)handler_write(h, buf, (size_t)(crash_at - j->done), NULL);
-                                raise(SIGKILL);
-                        }
-                        r = handler_write(h, buf, len, err);
+                        r = writer_push(w, buf, len, err);
                         if (r < 0)
                                 return r;
-                        j->done += len;
-                        report(j->o, INSTALL_PHASE_WRITING, j->done, j->total);
+                        report(j->o, INSTALL_PHASE_WRITING, writer_written(w), j->total);
                 }
                 if (r < 0)
                         return r;
-                /* The payload's size and digest checked out: make it durable. */
+                r = writer_drain(w, err);
+                if (r < 0)
+                        return r;
+                /* The payload's size and digest checked out, and every byte reached the handler: make
+                 * it durable. */
                 r = handler_finish(h, err);
                 if (r < 0)
                         return r;
                 crash_point("payload-finished");
                 i++;
         }
+        if (r >= 0)
+                j->done = writer_written(w);
         return r;
 }
 

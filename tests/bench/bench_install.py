@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Benchmark (not a test): installing a bundle with one raw payload into a file slot, against the two
+things it must at least do, measured in the same run on the same payload:
+  (a) hash the payload: `openssl dgst -sha256 PAYLOAD`
+  (b) copy the payload to a slot file and fsync it: `dd if=PAYLOAD of=SLOT bs=1M conv=fsync`
+Goals from the installer issue:
+  install time <= 1.3 x max(a, b)
+  peak RSS of the install < 16 MiB and not growing with the payload (64 MiB vs 256 MiB)
+
+usage: /usr/bin/python3 tests/bench/bench_install.py BUILD_DIR [--sizes 64,256] [--runs 3]
+
+The install is `upkeepd --config C install B.upk` (the same code the daemon runs), into a fresh
+device folder each run (file-backed A/B slots, the file boot backend). Peak RSS comes from
+/usr/bin/time -f %M (Debian package `time`). Everything lives in a temporary folder removed at the end."""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MIB = 1024 * 1024
+SOURCE = Path(__file__).resolve().parents[2]
+
+
+def timed(cmd, **kw):
+    """Wall time and peak RSS (KiB, via /usr/bin/time) of one run."""
+    t0 = time.monotonic()
+    p = subprocess.run(["/usr/bin/time", "-f", "%M", *map(str, cmd)], capture_output=True, text=True, **kw)
+    wall = time.monotonic() - t0
+    if p.returncode != 0:
+        sys.exit(f"bench_install: {cmd} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    rss_kib = int(p.stderr.strip().splitlines()[-1])
+    return wall, rss_kib
+
+
+def make_pki(d):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gen_pki", SOURCE / "tests" / "pki" / "gen-pki.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.generate(str(d))
+
+
+def make_device(root, pki):
+    root.mkdir()
+    (root / "os-release").write_text("VERSION_ID=1.0.0\n")
+    (root / "slotA.img").write_bytes(b"")
+    (root / "slotB.img").write_bytes(b"")
+    (root / "bootenv").write_text('BOOT_ORDER="A B"\nBOOT_A_LEFT=3\nBOOT_B_LEFT=0\nBOOTED=A\n')
+    conf = root / "upkeep.conf"
+    conf.write_text(f"""[device]
+compatible = bench
+version-file = {root}/os-release
+data-dir = {root}/data
+[keyring]
+path = {pki}/keyring.pem
+[boot]
+backend = file
+state-file = {root}/bootenv
+[slot.rootfs.A]
+device = {root}/slotA.img
+[slot.rootfs.B]
+device = {root}/slotB.img
+[policy]
+reboot = manual
+[health]
+dir = {root}/health.d
+""")
+    return conf
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build_dir", type=Path)
+    ap.add_argument("--sizes", default="64,256")
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    build = args.build_dir.resolve()
+    updatectl, upkeepd = build / "cli" / "updatectl", build / "daemon" / "upkeepd"
+    for exe in (updatectl, upkeepd):
+        if not os.access(exe, os.X_OK):
+            sys.exit(f"bench_install: {exe} is missing (ninja -C {build})")
+    if not os.access("/usr/bin/time", os.X_OK):
+        sys.exit("bench_install: needs /usr/bin/time (apt-get install time)")
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="upkeep-bench-", dir="/var/tmp") as tmp:
+        tmp = Path(tmp)
+        pki = tmp / "pki"
+        pki.mkdir()
+        make_pki(pki)
+        for size in [int(s) for s in args.sizes.split(",")]:
+            src = tmp / f"src{size}"
+            src.mkdir()
+            payload = src / "rootfs.img"
+            with open(payload, "wb") as f:
+                for _ in range(size):
+                    f.write(os.urandom(MIB))
+            (src / "manifest.json").write_text(json.dumps({
+                "format": 1, "compatible": "bench", "version": "2.0.0", "build": "2026-11-25T00:00:00Z",
+                "payloads": [{"name": "rootfs", "file": "rootfs.img", "handler": "raw", "slot_class": "rootfs"}]}))
+            bundle = tmp / f"b{size}.upk"
+            subprocess.run([updatectl, "bundle", "create", "--manifest", src / "manifest.json", "--cert",
+                            pki / "signer.pem", "--key", pki / "signer.key", "--chain", pki / "chain.pem",
+                            "-o", bundle], check=True, capture_output=True)
+            best = {"dgst": 1e9, "copy": 1e9, "install": 1e9, "rss": 0}
+            for run in range(args.runs):
+                best["dgst"] = min(best["dgst"], timed(["openssl", "dgst", "-sha256", payload])[0])
+                slot = tmp / "copy-slot.img"
+                best["copy"] = min(best["copy"], timed(["dd", f"if={payload}", f"of={slot}", "bs=1M", "conv=fsync",
+                                                        "status=none"])[0])
+                slot.unlink()
+                dev = tmp / f"dev{size}-{run}"
+                conf = make_device(dev, pki)
+                wall, rss = timed([upkeepd, "--config", conf, "install", bundle])
+                best["install"] = min(best["install"], wall)
+                best["rss"] = max(best["rss"], rss)
+                subprocess.run(["rm", "-rf", dev], check=True)
+            results[size] = best
+            payload.unlink()
+            bundle.unlink()
+
+    print(f"upkeepd: {upkeepd}   best of {args.runs} runs each (page cache warm)")
+    print(f"{'payload':>8} | {'sha256 (a)':>10} | {'copy+fsync (b)':>14} | {'install':>8} | {'ratio':>6} | peak RSS")
+    ok = True
+    for size, b in results.items():
+        ratio = b["install"] / max(b["dgst"], b["copy"])
+        ok = ok and ratio <= 1.3
+        print(f"{size:>5} MiB | {b['dgst']:>8.3f} s | {b['copy']:>12.3f} s | {b['install']:>6.3f} s | {ratio:>6.2f} | "
+              f"{b['rss'] / 1024:.1f} MiB")
+    rss = [b["rss"] / 1024 for b in results.values()]
+    print(f"install time / max(sha256, copy+fsync): goal <= 1.30: {'ok' if ok else 'MISSED'}")
+    grow = max(rss) - min(rss)
+    print(f"peak RSS {', '.join(f'{r:.1f}' for r in rss)} MiB: goal < 16 MiB, not growing "
+          f"(difference {grow:.1f} MiB): {'ok' if max(rss) < 16 and grow < 1 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
