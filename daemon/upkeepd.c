@@ -16,42 +16,36 @@ static const char *arg_config = CONFIG_DEFAULT_PATH;
 static bool arg_allow_downgrade;
 static bool arg_no_reboot;
 
-/* [policy] reboot = auto: ask systemd to reboot (the first systemctl in PATH). */
+/* [policy] reboot = auto: ask systemd to reboot (systemctl from PATH). */
 static int do_reboot(const char *why)
 {
-        const char *path = getenv("PATH") ?: "/usr/sbin:/usr/bin:/sbin:/bin";
-        ProcessResult res = {};
-        char how[128];
+        static const char *const argv[] = { "systemctl", "reboot", NULL };
+        _cleanup_free_ char *errtext = NULL;
+        UpkErr err = {};
         int r;
 
         if (arg_no_reboot) {
                 printf("not rebooting (--no-reboot): reboot to %s\n", why);
                 return 0;
         }
-        for (const char *p = path; *p;) {
-                size_t len = strcspn(p, ":");
-                _cleanup_free_ char *exe = strdup_printf("%.*s/systemctl", (int)len, p);
-
-                p += len;
-                p += *p == ':';
-                if (!exe || access(exe, X_OK) < 0)
-                        continue;
-                char *argv[] = { exe, (char *)"reboot", NULL };
-                printf("rebooting to %s\n", why);
-                fflush(stdout);
-                r = process_run(argv, NULL, REBOOT_TIMEOUT_USEC, 4096, &res);
-                if (r < 0)
-                        return r;
-                if (res.exit_status != 0) {
-                        process_result_describe(&res, REBOOT_TIMEOUT_USEC, how, sizeof(how));
-                        fprintf(stderr, "upkeepd: systemctl reboot %s: %s\n", how, res.output);
-                        r = -EIO;
-                }
-                process_result_done(&res);
+        printf("rebooting to %s\n", why);
+        fflush(stdout);
+        r = process_run(&(ProcessRun){ .argv = argv,
+                                       .search_path = true,
+                                       .output_max = 64 * 1024,
+                                       .timeout_usec = REBOOT_TIMEOUT_USEC,
+                                       .what = "systemctl reboot" },
+                        NULL, &errtext, &err);
+        if (r < 0) {
+                fprintf(stderr, "upkeepd: cannot reboot: %s; reboot by hand to %s\n", err.msg, why);
                 return r;
         }
-        fprintf(stderr, "upkeepd: cannot reboot: no systemctl in PATH; reboot by hand to %s\n", why);
-        return -ENOENT;
+        if (r != 0) {
+                fprintf(stderr, "upkeepd: systemctl reboot exited with status %d: %s\n", r,
+                        process_output_summary(errtext));
+                return -EIO;
+        }
+        return 0;
 }
 
 static int report_error(const char *what, const UpkErr *e)

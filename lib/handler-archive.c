@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 
 #include "handler-internal.h"
+#include "process.h"
 
 #define ARCHIVE_BLOCK_SIZE  (64u * 1024u)
 #define ARCHIVE_DEPTH_MAX   256u  /* folder nesting when the old contents are removed */
@@ -342,22 +343,27 @@ static const char *find_mkfs(void)
 static int prepare_device(Archive *s, char *msg, size_t msg_size)
 {
         char *envp[] = { (char *)HANDLER_PATH_ENV, NULL };
-        char out[HANDLER_OUTPUT_MAX], how[64];
+        _cleanup_free_ char *out = NULL, *errtext = NULL;
         const char *mkfs = find_mkfs(), *base;
-        int status, r;
+        UpkErr e = {};
+        int r;
 
         if (!mkfs)
                 return handler_msg(msg, msg_size, -ENOENT, "mkfs.%s is not installed; it is needed for %s",
                                    ARCHIVE_MKFS_FSTYPE, s->device);
-        char *argv[] = { (char *)mkfs, (char *)"-F", (char *)"-q", s->device, NULL };
-        r = handler_run(argv, envp, handler_timeout_ms(), out, sizeof(out), &status);
+        const char *argv[] = { mkfs, "-F", "-q", s->device, NULL };
+        r = process_run(&(ProcessRun){ .argv = argv,
+                                       .envp = envp,
+                                       .output_max = HANDLER_STEP_OUTPUT_MAX,
+                                       .timeout_usec = handler_timeout_ms() * 1000u,
+                                       .what = mkfs },
+                        &out, &errtext, &e);
         if (r < 0)
-                return handler_msg(msg, msg_size, r, "cannot run %s on %s: %s", mkfs, s->device,
-                                   strerror(-r));
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                handler_describe_status(status, how, sizeof(how));
-                return handler_msg(msg, msg_size, -EIO, "%s %s %s: %.300s", mkfs, s->device, how, out);
-        }
+                return handler_msg(msg, msg_size, r, "%s", e.msg);
+        if (r != 0)
+                return handler_msg(
+                        msg, msg_size, -EIO, "%s %s exited with status %d: %s", mkfs, s->device, r,
+                        !isempty(errtext) ? process_output_summary(errtext) : process_output_summary(out));
 
         base = secure_getenv("RUNTIME_DIRECTORY");
         if (isempty(base) || strchr(base, ':'))
