@@ -396,6 +396,7 @@ static int write_payloads(Job *j, UpkErr *err)
                         .sha256 = hex,
                         .version = j->m->version_str,
                         .compatible = j->m->compatible,
+                        .fstype = s ? s->fstype : NULL,
                 };
                 r = handler_begin(h, &info, err);
                 if (r < 0)
