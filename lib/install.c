@@ -65,7 +65,7 @@ static size_t slot_bootnames(const Config *c, char **names, size_t max)
         return n;
 }
 
-static int open_boot(const Config *c, BootBackend **ret, UpkErr *err)
+int install_open_boot(const Config *c, BootBackend **ret, UpkErr *err)
 {
         char *names[BOOT_SLOTS_MAX];
         size_t n = slot_bootnames(c, names, ELEMENTSOF(names));
@@ -513,7 +513,7 @@ static int install_common(const Config *c, Bundle *b, const InstallOptions *o, I
                             strerror(-r));
                 goto out;
         }
-        r = open_boot(c, &j.boot, err);
+        r = install_open_boot(c, &j.boot, err);
         if (r >= 0)
                 r = install_find_booted(c, j.boot, &j.booted, err);
         if (r >= 0)
@@ -668,7 +668,7 @@ int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %s", c->data_dir,
                                strerror(-r));
-        r = open_boot(c, &boot, err);
+        r = install_open_boot(c, &boot, err);
         if (r < 0)
                 return r;
         r = install_find_booted(c, boot, &booted, err);
@@ -760,7 +760,7 @@ int install_mark_good(const Config *c, UpkErr *err)
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %s", c->data_dir,
                                strerror(-r));
-        r = open_boot(c, &boot, err);
+        r = install_open_boot(c, &boot, err);
         if (r >= 0)
                 r = install_find_booted(c, boot, &booted, err);
         if (r < 0)
@@ -785,7 +785,7 @@ int install_rollback(const Config *c, char **ret_slot, UpkErr *err)
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %s", c->data_dir,
                                strerror(-r));
-        r = open_boot(c, &boot, err);
+        r = install_open_boot(c, &boot, err);
         if (r >= 0)
                 r = install_find_booted(c, boot, &booted, err);
         if (r < 0)
