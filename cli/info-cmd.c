@@ -313,8 +313,10 @@ static void support_print(json_object *o)
         printf("%17s: %s\n", "Update source", get_str(o, "update-source") ?: "unknown");
         printf("%17s: %s\n", "Last check", format_when(when, sizeof(when), last_check));
         if (install_time > 0) {
-                snprintf(buf, sizeof(buf), "%s%s%s, %s", isempty(version) ? "" : "version ", version ?: "",
-                         isempty(version) ? "" : " ", ok ? "succeeded" : "failed");
+                if (isempty(version))
+                        snprintf(buf, sizeof(buf), "%s", ok ? "succeeded" : "failed");
+                else
+                        snprintf(buf, sizeof(buf), "version %s, %s", version, ok ? "succeeded" : "failed");
                 printf("%17s: %s %s\n", "Last install", format_when(when, sizeof(when), install_time), buf);
         } else
                 printf("%17s: %s\n", "Last install", "none");
