@@ -109,6 +109,8 @@ static void show_progress(Follow *f)
 
                 if (!phase_changed && f->drawn && now - f->last_draw < REDRAW_USEC)
                         return;
+                if (isempty(p->phase) && p->progress_total == 0)
+                        return; /* nothing to show yet */
                 format_progress(line, sizeof(line), cols > 1 ? cols - 1 : 1, p->phase, p->progress_done,
                                 p->progress_total, f->rate);
                 printf("\r%s", line);
