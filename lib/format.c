@@ -148,7 +148,7 @@ char *format_progress(char *buf, size_t size, unsigned width, const char *phase,
                 snprintf(pct, sizeof(pct), " %3u%%", p >= 100.0 ? 100u : (unsigned)p);
                 snprintf(sizes, sizeof(sizes), "  %s / %s", format_bytes(b1, sizeof(b1), done),
                          format_bytes(b2, sizeof(b2), total));
-        } else
+        } else if (done > 0)
                 snprintf(sizes, sizeof(sizes), "%s%s", head[0] ? "  " : "",
                          format_bytes(b1, sizeof(b1), done));
         if (with_rate)

@@ -39,7 +39,8 @@ int date_days_from(const char *date, uint64_t now_usec, int64_t *ret_days);
 /* One line of a progress bar, exactly `width` columns wide (padded with spaces, so that it covers a
  * longer line drawn before it when redrawn after '\r'):
  *     "writing   [#########-----------]  45%  12.3 MiB / 27.0 MiB  3.2 MiB/s"
- * `phase` may be empty; `total` 0 means unknown (no bar, no percentage); `rate` 0 is left out. The
+ * `phase` may be empty; `total` 0 means unknown (no bar, no percentage, and the bytes done only when
+ * there are some); `rate` 0 is left out. The
  * parts that do not fit are dropped from the right (rate, then sizes); the bar takes the rest, from 10
  * to FORMAT_PROGRESS_BAR_MAX columns, and is left out when even 10 do not fit. `width` is capped to
  * FORMAT_PROGRESS_MAX - 1; `size` must be larger than the width. */

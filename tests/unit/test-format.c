@@ -158,5 +158,7 @@ TEST(progress_edges)
         format_progress(buf, sizeof(buf), 40, "verifying", 2048, 0, 1024);
         ASSERT_STREQ(buf, "verifying   2.0 KiB  1.0 KiB/s          ");
         format_progress(buf, sizeof(buf), 20, "", 0, 0, 0);
-        ASSERT_STREQ(buf, "0 B                 ");
+        ASSERT_STREQ(buf, "                    ");
+        format_progress(buf, sizeof(buf), 20, "verifying", 0, 0, 0);
+        ASSERT_STREQ(buf, "verifying           ");
 }
