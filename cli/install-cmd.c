@@ -151,6 +151,23 @@ static void print_stamp(void)
         printf("%s.%03ld ", buf, ts.tv_nsec / 1000000);
 }
 
+/* Print `s` on one line: control characters (and with `quoted`, '"' and '\\') escaped C-style. */
+static void print_escaped(const char *s, bool quoted)
+{
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+                if (*p == '\n')
+                        fputs("\\n", stdout);
+                else if (*p == '\t')
+                        fputs("\\t", stdout);
+                else if (*p < 0x20 || *p == 0x7f)
+                        printf("\\x%02x", *p);
+                else if (quoted && (*p == '"' || *p == '\\'))
+                        printf("\\%c", *p);
+                else
+                        putchar(*p);
+        }
+}
+
 static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
 {
         Follow *f = userdata;
@@ -175,7 +192,9 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
                 _cleanup_free_ char *value = update_props_describe(&f->props, *name);
 
                 print_stamp();
-                printf("%s=%s\n", *name, value ?: "?");
+                printf("%s=", *name);
+                print_escaped(value ?: "?", false);
+                putchar('\n');
         }
         fflush(stdout);
         return 0;
@@ -195,10 +214,11 @@ static int on_finished(sd_bus_message *m, void *userdata, sd_bus_error *ret_erro
         if (f->monitor) {
                 print_stamp();
                 if (ok)
-                        printf("Finished ok=yes message=\"%s\"\n", message);
+                        printf("Finished ok=yes message=\"");
                 else
-                        printf("Finished ok=no error=%s message=\"%s\"\n", isempty(error) ? "-" : error,
-                               message);
+                        printf("Finished ok=no error=%s message=\"", isempty(error) ? "-" : error);
+                print_escaped(message, true);
+                printf("\"\n");
                 fflush(stdout);
                 return 0;
         }

@@ -556,6 +556,8 @@ def test_monitor_prints_changes_and_finished(tmp_path, daemon):
     assert "Finished ok=yes message=\"installed version 2.0.0 into slot B\"" in body, out
     assert any(re.fullmatch(r'Finished ok=no error=io\.upkeep\.Update1\.Error\.Signature message="rejected: '
                             r'signature: .+"', line) for line in body), out
+    # Quotes inside the message are escaped, so the line stays parseable.
+    assert 'signer certificate \\"CN=upkeep test other-signer,' in out, out
     assert any(re.fullmatch(r"Progress=\d+/\d+", line) for line in body), out
     assert body.index("State=installing") < body.index("Finished ok=yes message=\"installed version 2.0.0 into "
                                                        "slot B\"")
