@@ -52,6 +52,10 @@ int process_run(char *const argv[], char *const envp[], uint64_t timeout_usec, s
                     dup2(pipefd[1], STDERR_FILENO) < 0)
                         _exit(127);
                 signal(SIGPIPE, SIG_DFL);
+                /* The daemon blocks SIGTERM and SIGINT for its signalfd: the program starts with none. */
+                sigset_t none;
+                sigemptyset(&none);
+                (void)sigprocmask(SIG_SETMASK, &none, NULL);
                 execve(argv[0], argv, envp ?: default_env);
                 dprintf(STDERR_FILENO, "cannot execute %s: %m\n", argv[0]);
                 _exit(127);

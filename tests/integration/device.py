@@ -113,14 +113,15 @@ handlers-dir = {root}/handlers
         return json.loads((self.data / "history.json").read_text())
 
 
-def make_bundle(tmp: Path, version, payload: bytes, *, compatible="acme-gw", min_version=None, name="b"):
+def make_bundle(tmp: Path, version, payload: bytes, *, compatible="acme-gw", min_version=None, name="b",
+                handler="raw"):
     d = tmp / f"src-{name}-{version}"
     d.mkdir()
     (d / "rootfs.img").write_bytes(payload)
     manifest = {
         "format": 1, "compatible": compatible, "version": version, "build": "2026-11-25T10:00:00Z",
         "support": {"end": "2031-12-31"},
-        "payloads": [{"name": "rootfs", "file": "rootfs.img", "handler": "raw", "slot_class": "rootfs"}],
+        "payloads": [{"name": "rootfs", "file": "rootfs.img", "handler": handler, "slot_class": "rootfs"}],
     }
     if min_version:
         manifest["min_version"] = min_version
