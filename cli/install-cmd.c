@@ -263,6 +263,16 @@ static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error
         return 0;
 }
 
+static int on_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        Follow *f = userdata;
+
+        clear_bar(f);
+        fprintf(stderr, "%s: the connection to the system bus was lost\n", program_name);
+        sd_event_exit(f->event, EXIT_FAIL);
+        return 0;
+}
+
 static int on_install_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
 {
         Follow *f = userdata;
@@ -313,6 +323,11 @@ static int follow_setup(Follow *f, sd_bus *bus)
         if (r < 0)
                 return r;
         r = sd_bus_attach_event(bus, f->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return r;
+        /* sd-bus delivers a lost connection as this local signal. */
+        r = sd_bus_match_signal(bus, NULL, NULL, "/org/freedesktop/DBus/Local", "org.freedesktop.DBus.Local",
+                                "Disconnected", on_disconnected, f);
         if (r < 0)
                 return r;
         /* Matches are in place before the first call, so nothing in between is missed. */

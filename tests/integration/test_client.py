@@ -685,3 +685,20 @@ def test_bash_completion(tmp_path):
     assert complete(["updatectl", "bundle", "verify", "--"], tmp_path) == ["--crl", "--keyring"]
     assert complete(["updatectl", "bundle", "create", "--payload-dir", ""], tmp_path) == ["out"]
     assert complete(["updatectl", "bundle", "extract", "--keyring", "k.pem", "b.upk", ""], tmp_path) == ["out"]
+
+
+def test_monitor_without_daemon_and_bus_lost(bus):
+    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=bus.address)
+    mon = subprocess.Popen([UPDATECTL, "monitor"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=env)
+    try:
+        line = mon.stdout.readline()
+        assert re.fullmatch(STAMP + r"the update daemon is not running; waiting for it\n", line), line
+        bus.proc.terminate()
+        bus.proc.wait(timeout=TIMEOUT)
+        out, err = mon.communicate(timeout=TIMEOUT)
+    finally:
+        if mon.poll() is None:
+            mon.kill()
+    assert mon.returncode == EXIT_FAIL
+    assert err == "updatectl: the connection to the system bus was lost\n"
