@@ -330,6 +330,21 @@ def test_second_install_while_busy(tmp_path, daemon):
     first = daemon.popen("install", slow)
     try:
         daemon.wait_state("installing")
+        # Status during the install: the phase and the progress, answered at once.
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            s = daemon.status()
+            if s["phase"] == "writing" and 0 < s["progress"]["done"] < s["progress"]["total"]:
+                break
+            time.sleep(0.02)
+        else:
+            raise AssertionError(f"no progress while writing: {s}")
+        t0 = time.monotonic()
+        p = daemon.ok("status")
+        assert time.monotonic() - t0 < 2
+        assert re.search(r"^ +State: installing$", p.stdout, re.M), describe(p)
+        assert re.search(r"^ +Phase: writing$", p.stdout, re.M), describe(p)
+        assert re.search(r"^ +Progress: \d+% \([\d.]+ (B|KiB|MiB) of 4\.0 MiB\)$", p.stdout, re.M), describe(p)
         p = daemon.ctl("install", "--no-block", slow)
         assert p.returncode == EXIT_FAIL, describe(p)
         assert p.stderr == "updatectl: the daemon is busy (installing); try again when it is done\n", describe(p)
