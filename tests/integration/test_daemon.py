@@ -50,6 +50,9 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
   </policy>
   <policy user="root">
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
+    <!-- the stand-in polkit of test_polkit_decides_for_non_root -->
+    <allow own="org.freedesktop.PolicyKit1"/>
+    <allow send_destination="org.freedesktop.PolicyKit1"/>
   </policy>
   <include>{policy}</include>
 </busconfig>
@@ -65,6 +68,7 @@ while sys.stdin.buffer.read(65536):
 esac
 """
 SLOW_SIZE = 8 * 1024 * 1024
+FAKE_POLKIT = Path(__file__).resolve().parent / "fake-polkit.py"
 
 
 def stop_group(proc, sig=signal.SIGTERM, timeout=10):
@@ -444,6 +448,46 @@ def test_non_root_is_refused_but_may_read(tmp_path, bus, monitor, device, servic
     # the bus policy itself: nobody may not own the name, nor Set properties
     p = bus.busctl("set-property", NAME, PATH, IFACE, "AutoUpdate", "b", "false", user="nobody")
     assert p.returncode != 0
+
+
+@pytest.mark.parametrize("answer", ["yes", "no", "challenge"])
+def test_polkit_decides_for_non_root(tmp_path, bus, monitor, device, service, answer):
+    log = tmp_path / "polkit.log"
+    polkit = subprocess.Popen(["/usr/bin/python3", str(FAKE_POLKIT), bus.address, answer, "700", str(log)],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert polkit.stdout.readline().strip() == "ready"
+        service()
+        # SetAutoUpdate as nobody, in the background: polkit takes 0.7 s to answer...
+        call = subprocess.Popen(AS_NOBODY + ["busctl", f"--address={bus.address}", "call", NAME, PATH, IFACE,
+                                             "SetAutoUpdate", "b", "false"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 10
+        while not log.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # ...and meanwhile the daemon answers others
+        assert call.poll() is None
+        assert bus.get("State") == "idle" and bus.get("AutoUpdate") is True
+        call.wait(timeout=30)
+        query = json.loads(log.read_text().splitlines()[0])
+        assert query["kind"] == "system-bus-name" and query["action"] == "io.upkeep.manage"
+        assert query["name"].startswith(":1.")
+        assert query["flags"] == 1  # busctl allows interactive authorization
+        if answer == "yes":
+            assert call.returncode == 0, call.stderr
+            assert bus.get("AutoUpdate") is False
+            # a method body's own error still reaches the caller after the deferred reply
+            p = bus.call("Cancel", user="nobody", check=False)
+            assert p.returncode != 0
+            monitor.error_reply("io.upkeep.Update1.Error.NotRunning")
+        else:
+            assert call.returncode != 0
+            assert bus.get("AutoUpdate") is True
+            name = "org.freedesktop.DBus.Error.AccessDenied" if answer == "no" else \
+                "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
+            monitor.error_reply(name)
+    finally:
+        stop_group(polkit)
 
 
 @pytest.mark.parametrize("case,name,message", [
