@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "format.h"
+#include "support.h"
 
 #define SEC_PER_DAY INT64_C(86400)
 
@@ -77,51 +78,14 @@ char *format_timestamp(char *buf, size_t size, uint64_t usec)
         return buf;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (the civil-from-days inverse). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-        int64_t era, yoe, doy, doe;
-
-        y -= m <= 2;
-        era = (y >= 0 ? y : y - 399) / 400;
-        yoe = y - era * 400;
-        doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-        doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        return era * 146097 + doe - 719468;
-}
-
-static int parse_fixed_digits(const char *s, size_t n, unsigned *ret)
-{
-        unsigned v = 0;
-
-        for (size_t i = 0; i < n; i++) {
-                if (s[i] < '0' || s[i] > '9')
-                        return -EINVAL;
-                v = v * 10 + (unsigned)(s[i] - '0');
-        }
-        *ret = v;
-        return 0;
-}
-
 int date_days_from(const char *date, uint64_t now_usec, int64_t *ret_days)
 {
-        static const unsigned mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-        unsigned y, m, d, max;
-        bool leap;
+        int64_t days;
+        int r = support_parse_date(date, &days);
 
-        if (!date || strlen(date) != 10 || date[4] != '-' || date[7] != '-')
-                return -EINVAL;
-        if (parse_fixed_digits(date, 4, &y) < 0 || parse_fixed_digits(date + 5, 2, &m) < 0 ||
-            parse_fixed_digits(date + 8, 2, &d) < 0)
-                return -EINVAL;
-        if (m < 1 || m > 12)
-                return -EINVAL;
-        leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-        max = mdays[m - 1] + (m == 2 && leap);
-        if (d < 1 || d > max)
-                return -EINVAL;
-
-        *ret_days = days_from_civil(y, m, d) - (int64_t)(now_usec / USEC_PER_SEC / SEC_PER_DAY);
+        if (r < 0)
+                return r;
+        *ret_days = days - (int64_t)(now_usec / USEC_PER_SEC / SEC_PER_DAY);
         return 0;
 }
 
