@@ -96,12 +96,15 @@ int fetch_parse_content_range(const char *s, uint64_t *ret_start, uint64_t *ret_
                 if (i == 2 && *p == '*' && p[1] == 0)
                         break;
                 while (*p >= '0' && *p <= '9') {
-                        if (n > (UINT64_MAX - 9) / 10)
+                        const unsigned d = (unsigned)(*p - '0');
+
+                        if (n > (UINT64_MAX - d) / 10)
                                 return -EINVAL;
-                        n = n * 10 + (uint64_t)(*p - '0');
+                        n = n * 10 + d;
                         p++;
                 }
-                if (p == start || p - start > 20 || *p != sep)
+                /* UINT64_MAX stands for an unknown total: no real size is that large. */
+                if (p == start || *p != sep || n == UINT64_MAX)
                         return -EINVAL;
                 v[i] = n;
                 if (sep)
