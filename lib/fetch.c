@@ -518,6 +518,7 @@ static size_t on_curl_write(char *ptr, size_t size, size_t nmemb, void *userdata
                 }
                 if (r == FETCH_DATA_PAUSE) {
                         f->paused = true;
+                        f->stats.pauses++;
                         return CURL_WRITEFUNC_PAUSE;
                 }
         }
@@ -851,6 +852,7 @@ void fetch_pause(Fetch *f)
         if (f->paused)
                 return;
         f->paused = true;
+        f->stats.pauses++;
         /* Outside the data callback stop reading the socket right away; inside it the next call returns
          * CURL_WRITEFUNC_PAUSE. */
         if (!f->in_data_cb && f->in_multi)
@@ -999,6 +1001,7 @@ struct FetchStream {
         size_t wanted;               /* ... for a block of this size */
         bool wake_pending;           /* the reader has written to the eventfd */
         bool reader_waiting;
+        size_t reader_want; /* the waiting reader is woken once this many bytes are there */
         bool finished, cancelled;
         int r;
         UpkErr err;
@@ -1032,7 +1035,7 @@ static int stream_data(Fetch *f, const void *buf, size_t size, uint64_t offset, 
         memcpy(s->ring + tail, buf, first);
         memcpy(s->ring, (const uint8_t *)buf + first, size - first);
         s->fill += size;
-        wake = s->reader_waiting;
+        wake = s->reader_waiting && s->fill >= s->reader_want;
         pthread_mutex_unlock(&s->lock);
         if (wake)
                 pthread_cond_signal(&s->cond);
@@ -1162,7 +1165,10 @@ ssize_t fetch_stream_read(void *userdata, void *buf, size_t size)
         if (size == 0)
                 return 0;
         pthread_mutex_lock(&s->lock);
-        while (s->fill == 0 && !s->finished && !s->cancelled) {
+        /* Wait for a batch rather than for every block the network brings: fewer wake-ups. A paused
+         * transfer (buffer full) always has more than a batch. */
+        s->reader_want = size < s->capacity / 4 ? size : s->capacity / 4;
+        while (s->fill < s->reader_want && !s->finished && !s->cancelled) {
                 s->reader_waiting = true;
                 pthread_cond_wait(&s->cond, &s->lock);
                 s->reader_waiting = false;

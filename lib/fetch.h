@@ -115,6 +115,7 @@ typedef struct FetchStats {
         unsigned attempts;  /* requests made (1 + retries) */
         unsigned retries;
         unsigned ignored_ranges; /* 200 answers to ranged requests */
+        unsigned pauses;         /* times delivery was paused (fetch_pause(), FETCH_DATA_PAUSE) */
         long http_status;        /* of the last response, 0 if none */
         size_t n_resumes;        /* ranged requests made; offsets of the first FETCH_STATS_RESUMES_MAX */
         uint64_t resume_offsets[FETCH_STATS_RESUMES_MAX];

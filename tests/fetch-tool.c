@@ -10,11 +10,13 @@
  * --slow-consumer: the consumer pauses delivery after each block and resumes it 2 ms later (half the
  *   time by returning FETCH_DATA_PAUSE, half by calling fetch_pause() after consuming).
  * --stream: through a FetchStream and a reader thread calling fetch_stream_read(), as the installer
- *   does; with --slow-consumer the reader sleeps 2 ms per read.
+ *   does; with --slow-consumer the reader sleeps 2 ms per read
+ *   (of up to 1 MiB, the bundle reader's block).
  * --memory: fetch_to_memory() (no loop of our own), then write OUT.
  *
  * Prints one JSON line on stdout: {"ok":..., "bytes":..., "received":..., "attempts":..., "retries":...,
- * "resumed_from":[...], "ignored_ranges":..., "http_status":..., "pauses":..., and on failure "error",
+ * "resumed_from":[...], "ignored_ranges":..., "http_status":..., "pauses":..., "total":..., and on failure
+ * "error",
  * "code", "kind"}. Exit status 0 on success, 1 on a failed fetch, 2 on bad usage. */
 
 #include <fcntl.h>
@@ -29,14 +31,13 @@
 #include "fetch.h"
 
 #define SLOW_DELAY_USEC 2000u
-#define READ_BLOCK      (64u * 1024u)
+#define READ_BLOCK      (1024u * 1024u) /* as the bundle reader */
 
 typedef struct Tool {
         sd_event *event;
         Fetch *fetch;
         int out_fd;
         bool slow;
-        unsigned pauses;
         bool pause_by_return; /* alternates */
         sd_event_source *resume_timer;
         int r;
@@ -72,7 +73,6 @@ static int on_data(Fetch *f, const void *buf, size_t size, uint64_t offset, void
         if (t->slow && !t->resume_timer) {
                 t->pause_by_return = !t->pause_by_return;
                 if (t->pause_by_return) {
-                        t->pauses++;
                         r = schedule_resume(t);
                         if (r < 0)
                                 return upk_err(err, UPK_ERR_IO, r, "timer: %s", strerror(-r));
@@ -83,7 +83,6 @@ static int on_data(Fetch *f, const void *buf, size_t size, uint64_t offset, void
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "writing at byte %" PRIu64 ": %s", offset, strerror(-r));
         if (t->slow && !t->resume_timer) {
-                t->pauses++;
                 fetch_pause(f);
                 r = schedule_resume(t);
                 if (r < 0)
@@ -149,21 +148,21 @@ static int on_reader_done(sd_event_source *s, int fd, uint32_t revents, void *us
         return 0;
 }
 
-static void print_summary(const FetchStats *st, uint64_t bytes, unsigned pauses, int r, const UpkErr *err)
+static void print_summary(const FetchStats *st, uint64_t bytes, int r, const UpkErr *err)
 {
         printf("{\"ok\": %s, \"bytes\": %" PRIu64, r >= 0 ? "true" : "false", bytes);
         if (st) {
                 printf(", \"received\": %" PRIu64
                        ", \"attempts\": %u, \"retries\": %u, \"ignored_ranges\": %u, "
-                       "\"http_status\": %ld, \"resumed_from\": [",
-                       st->received, st->attempts, st->retries, st->ignored_ranges, st->http_status);
+                       "\"http_status\": %ld, \"pauses\": %u, \"resumed_from\": [",
+                       st->received, st->attempts, st->retries, st->ignored_ranges, st->http_status,
+                       st->pauses);
                 for (size_t i = 0; i < st->n_resumes && i < FETCH_STATS_RESUMES_MAX; i++)
                         printf("%s%" PRIu64, i ? ", " : "", st->resume_offsets[i]);
                 printf("]");
                 if (st->total != UINT64_MAX)
                         printf(", \"total\": %" PRIu64, st->total);
         }
-        printf(", \"pauses\": %u", pauses);
         if (r < 0) {
                 printf(", \"code\": %d, \"kind\": \"%s\", \"error\": \"", r,
                        upk_err_kind_to_string(err->kind) ?: "?");
@@ -327,7 +326,7 @@ int main(int argc, char **argv)
                                     &buf, &size, &err);
                 if (r >= 0)
                         r = loop_write(out_fd, buf, size);
-                print_summary(NULL, r >= 0 ? size : 0, 0, r, &err);
+                print_summary(NULL, r >= 0 ? size : 0, r, &err);
                 if (r < 0)
                         fprintf(stderr, "upkeep-fetch: %s\n", err.msg);
                 return r < 0 ? 1 : 0;
@@ -375,7 +374,7 @@ int main(int argc, char **argv)
                 {
                         Fetch *f = fetch_stream_get_fetch(t.stream);
 
-                        print_summary(f ? fetch_get_stats(f) : NULL, t.read_bytes, 0, r, &err);
+                        print_summary(f ? fetch_get_stats(f) : NULL, t.read_bytes, r, &err);
                 }
                 t.stream = fetch_stream_free(t.stream);
                 if (r < 0)
@@ -394,14 +393,14 @@ int main(int argc, char **argv)
         {
                 const FetchStats *st = fetch_get_stats(t.fetch);
 
-                print_summary(st, st->delivered, t.pauses, r, &err);
+                print_summary(st, st->delivered, r, &err);
         }
         t.fetch = fetch_free(t.fetch);
         if (r < 0)
                 fprintf(stderr, "upkeep-fetch: %s\n", err.msg);
         return r < 0 ? 1 : 0;
 fail:
-        print_summary(NULL, 0, 0, r, &err);
+        print_summary(NULL, 0, r, &err);
         fprintf(stderr, "upkeep-fetch: %s\n", err.msg);
         return 1;
 }

@@ -532,6 +532,7 @@ def test_stream_slow_reader_small_buffer(serve, blob, tmp_path):
     r = fetch(srv.url("/blob.bin"), tmp_path, "--stream", "--slow-consumer", "--stream-buffer", 256 * 1024,
               *FAST)
     assert_ok(r, blob)
+    assert r.s["pauses"] >= 4, r
     assert r.s["resumed_from"] == [2 * SIZE // 3], r
 
 
