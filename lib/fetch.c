@@ -1002,6 +1002,8 @@ struct FetchStream {
         bool wake_pending;           /* the reader has written to the eventfd */
         bool reader_waiting;
         size_t reader_want; /* the waiting reader is woken once this many bytes are there */
+        uint8_t *dst;       /* the waiting reader's buffer, while the ring is empty */
+        size_t dst_size, dst_fill;
         bool finished, cancelled;
         int r;
         UpkErr err;
@@ -1010,6 +1012,7 @@ struct FetchStream {
 static int stream_data(Fetch *f, const void *buf, size_t size, uint64_t offset, void *userdata, UpkErr *err)
 {
         FetchStream *s = userdata;
+        const uint8_t *p = buf;
         size_t tail, first;
         bool wake;
 
@@ -1030,12 +1033,22 @@ static int stream_data(Fetch *f, const void *buf, size_t size, uint64_t offset, 
                 pthread_mutex_unlock(&s->lock);
                 return FETCH_DATA_PAUSE;
         }
+        /* A reader waits with its own buffer and nothing is queued before: copy straight into it. What
+         * does not fit goes to the (empty, so large enough) ring, and is read after it. */
+        if (s->dst && s->fill == 0 && s->dst_fill < s->dst_size) {
+                size_t n = s->dst_size - s->dst_fill < size ? s->dst_size - s->dst_fill : size;
+
+                memcpy(s->dst + s->dst_fill, p, n);
+                s->dst_fill += n;
+                p += n;
+                size -= n;
+        }
         tail = (s->head + s->fill) % s->capacity;
         first = s->capacity - tail < size ? s->capacity - tail : size;
-        memcpy(s->ring + tail, buf, first);
-        memcpy(s->ring, (const uint8_t *)buf + first, size - first);
+        memcpy(s->ring + tail, p, first);
+        memcpy(s->ring, p + first, size - first);
         s->fill += size;
-        wake = s->reader_waiting && s->fill >= s->reader_want;
+        wake = s->reader_waiting && s->dst_fill + s->fill >= s->reader_want;
         pthread_mutex_unlock(&s->lock);
         if (wake)
                 pthread_cond_signal(&s->cond);
@@ -1158,7 +1171,7 @@ FetchStream *fetch_stream_free(FetchStream *s)
 ssize_t fetch_stream_read(void *userdata, void *buf, size_t size)
 {
         FetchStream *s = userdata;
-        size_t n, first;
+        size_t n, first, got;
         bool kick = false;
         ssize_t ret;
 
@@ -1166,35 +1179,42 @@ ssize_t fetch_stream_read(void *userdata, void *buf, size_t size)
                 return 0;
         pthread_mutex_lock(&s->lock);
         /* Wait for a batch rather than for every block the network brings: fewer wake-ups. A paused
-         * transfer (buffer full) always has more than a batch. */
+         * transfer (buffer full) always has more than a batch. While the ring is empty, the loop copies
+         * straight into `buf`. */
         s->reader_want = size < s->capacity / 4 ? size : s->capacity / 4;
-        while (s->fill < s->reader_want && !s->finished && !s->cancelled) {
+        if (s->fill == 0) {
+                s->dst = buf;
+                s->dst_size = size;
+                s->dst_fill = 0;
+        }
+        while (s->dst_fill + s->fill < s->reader_want && !s->finished && !s->cancelled) {
                 s->reader_waiting = true;
                 pthread_cond_wait(&s->cond, &s->lock);
                 s->reader_waiting = false;
         }
+        got = s->dst_fill;
+        s->dst = NULL;
+        s->dst_size = s->dst_fill = 0;
         if (s->cancelled) {
                 ret = -ECANCELED;
                 goto out;
         }
-        if (s->fill == 0) {
-                ret = s->r; /* 0 at the end */
-                goto out;
-        }
-        n = size < s->fill ? size : s->fill;
+        /* The ring's bytes come after those copied directly. */
+        n = size - got < s->fill ? size - got : s->fill;
         first = s->capacity - s->head < n ? s->capacity - s->head : n;
-        memcpy(buf, s->ring + s->head, first);
-        memcpy((uint8_t *)buf + first, s->ring, n - first);
+        memcpy((uint8_t *)buf + got, s->ring + s->head, first);
+        memcpy((uint8_t *)buf + got + first, s->ring, n - first);
         s->head = (s->head + n) % s->capacity;
         s->fill -= n;
         if (s->fill == 0)
                 s->head = 0;
+        got += n;
         /* Wake the loop once when a paused transfer can go on. */
         if (s->full_paused && !s->wake_pending && stream_has_room(s)) {
                 s->wake_pending = true;
                 kick = true;
         }
-        ret = (ssize_t)n;
+        ret = got > 0 ? (ssize_t)got : s->r; /* s->r: 0 at the end */
 out:
         pthread_mutex_unlock(&s->lock);
         if (kick)
