@@ -393,14 +393,21 @@ int install_main(int argc, char *argv[], CliArgs *args)
         _cleanup_free_ char *source = NULL;
         int r;
 
-        r = cli_parse_verb(argc, argv, CLI_OPT_NO_BLOCK | CLI_OPT_ALLOW_DOWNGRADE, 1, 1, args);
+        r = cli_parse_verb(argc, argv, CLI_OPT_NO_BLOCK | CLI_OPT_ALLOW_DOWNGRADE, 0, 1, args);
         if (r != 0)
                 return r;
-        if (isempty(args->pos[0]))
+        if (args->n_pos == 0)
+                /* "" asks for the update the daemon's source offers (AvailableVersion). */
+                source = strdup("");
+        else if (isempty(args->pos[0]))
                 return cli_usage_error("install: the bundle path is empty");
-        r = make_source(args->pos[0], &source);
-        if (r < 0)
-                return client_report(args->pos[0], r, NULL);
+        else {
+                r = make_source(args->pos[0], &source);
+                if (r < 0)
+                        return client_report(args->pos[0], r, NULL);
+        }
+        if (!source)
+                return client_report(NULL, -ENOMEM, NULL);
 
         r = client_connect(&bus);
         if (r != 0)
@@ -416,8 +423,8 @@ int install_main(int argc, char *argv[], CliArgs *args)
                 r = sd_bus_call(bus, m, 0, &error, NULL);
                 if (r < 0)
                         return client_report(NULL, r, &error);
-                printf("installing %s; follow it with \"%s monitor\" or \"%s status\"\n", source,
-                       program_name, program_name);
+                printf("installing %s; follow it with \"%s monitor\" or \"%s status\"\n",
+                       isempty(source) ? "the available update" : source, program_name, program_name);
                 return EXIT_OK;
         }
 

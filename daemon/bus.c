@@ -33,6 +33,7 @@ const char *bus_error_name(const UpkErr *e)
                 return BUS_ERROR_CONFIG;
         case UPK_ERR_NONE:
         case UPK_ERR_IO:
+        case UPK_ERR_NETWORK:
         case _UPK_ERR_KIND_MAX:
         case _UPK_ERR_KIND_INVALID:
                 break;
@@ -86,14 +87,10 @@ static int property_get_progress(sd_bus *bus, const char *path, const char *inte
 
 /* ---- acting methods: the body runs once polkit_authorize() let the caller through ---- */
 
+/* Answered when the check ends (manager.c). */
 static int do_check(sd_bus_message *msg, Manager *m, sd_bus_error *error)
 {
-        if (m->config->source_type == SOURCE_NONE)
-                return sd_bus_error_set(error, BUS_ERROR_NO_SOURCE,
-                                        "no update source is configured ([source] type = none)");
-        return sd_bus_error_setf(error, SD_BUS_ERROR_NOT_SUPPORTED,
-                                 "checking the update source ([source] type = %s) is not supported yet",
-                                 source_type_to_string(m->config->source_type));
+        return manager_check(m, msg, error);
 }
 
 static int do_install(sd_bus_message *msg, Manager *m, sd_bus_error *error)

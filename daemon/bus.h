@@ -16,6 +16,7 @@
 #define BUS_ERROR_NOT_RUNNING    "io.upkeep.Update1.Error.NotRunning"
 #define BUS_ERROR_NO_SOURCE      "io.upkeep.Update1.Error.NoSource"
 #define BUS_ERROR_CANCELLED      "io.upkeep.Update1.Error.Cancelled"
+#define BUS_ERROR_NO_UPDATE      "io.upkeep.Update1.Error.NoUpdate"
 
 #define BUS_ACCESS_DENIED_MESSAGE \
         "updates can only be managed by root or with the polkit action io.upkeep.manage"

@@ -11,7 +11,12 @@ struct Job {
         JobKind kind;
         const Config *config;
         char *path;
+        BundleReadFunc read;
+        void *read_userdata;
         bool allow_downgrade;
+        Source *update_source;
+        char *current_version;
+        bool want_manifest;
         JobNotifyFunc notify;
         void *userdata;
         int efd;
@@ -29,6 +34,7 @@ struct Job {
         UpkErr err;
         InstallResult install;
         ConfirmResult confirm;
+        Offer *offer;
 };
 
 static uint64_t monotonic_usec(void)
@@ -82,15 +88,22 @@ static void *job_thread(void *userdata)
                              .userdata = j };
         InstallResult install = {};
         ConfirmResult confirm = {};
+        Offer *offer = NULL;
         UpkErr err = {};
         int r = -EINVAL;
 
         switch (j->kind) {
         case JOB_INSTALL:
-                r = install_bundle_path(j->config, j->path, &o, &install, &err);
+                if (j->read)
+                        r = install_bundle_func(j->config, j->read, j->read_userdata, &o, &install, &err);
+                else
+                        r = install_bundle_path(j->config, j->path, &o, &install, &err);
                 break;
         case JOB_CONFIRM:
                 r = install_confirm(j->config, &confirm, &err);
+                break;
+        case JOB_CHECK:
+                r = source_check(j->update_source, j->current_version, j->want_manifest, &offer, &err);
                 break;
         case _JOB_KIND_MAX:
         case _JOB_KIND_INVALID:
@@ -102,6 +115,7 @@ static void *job_thread(void *userdata)
         j->err = err;
         j->install = install;
         j->confirm = confirm;
+        j->offer = offer;
         j->snap.finished = true;
         pthread_mutex_unlock(&j->lock);
         job_wake(j);
@@ -119,8 +133,8 @@ static int on_eventfd(sd_event_source *s, int fd, uint32_t revents, void *userda
         return 0;
 }
 
-int job_start(sd_event *e, const Config *c, JobKind kind, const char *path, bool allow_downgrade,
-              JobNotifyFunc notify, void *userdata, Job **ret)
+int job_start(sd_event *e, const Config *c, const JobParams *p, JobNotifyFunc notify, void *userdata,
+              Job **ret)
 {
         _cleanup_(job_freep) Job *j = NULL;
         int r;
@@ -129,9 +143,13 @@ int job_start(sd_event *e, const Config *c, JobKind kind, const char *path, bool
         if (!j)
                 return -ENOMEM;
         pthread_mutex_init(&j->lock, NULL);
-        j->kind = kind;
+        j->kind = p->kind;
         j->config = c;
-        j->allow_downgrade = allow_downgrade;
+        j->allow_downgrade = p->allow_downgrade;
+        j->read = p->read;
+        j->read_userdata = p->read_userdata;
+        j->update_source = p->source;
+        j->want_manifest = p->want_manifest;
         j->notify = notify;
         j->userdata = userdata;
         j->snap.phase = _INSTALL_PHASE_INVALID;
@@ -139,9 +157,14 @@ int job_start(sd_event *e, const Config *c, JobKind kind, const char *path, bool
         j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (j->efd < 0)
                 return -errno;
-        if (path) {
-                j->path = strdup(path);
+        if (p->path) {
+                j->path = strdup(p->path);
                 if (!j->path)
+                        return -ENOMEM;
+        }
+        if (p->current_version) {
+                j->current_version = strdup(p->current_version);
+                if (!j->current_version)
                         return -ENOMEM;
         }
         r = sd_event_add_io(e, &j->source, j->efd, EPOLLIN, on_eventfd, j);
@@ -186,7 +209,7 @@ static void job_wait(Job *j)
         }
 }
 
-int job_join(Job *j, InstallResult *ret_install, ConfirmResult *ret_confirm, UpkErr *ret_err)
+int job_join(Job *j, InstallResult *ret_install, ConfirmResult *ret_confirm, Offer **ret_offer, UpkErr *ret_err)
 {
         job_wait(j);
         if (ret_install) {
@@ -197,6 +220,8 @@ int job_join(Job *j, InstallResult *ret_install, ConfirmResult *ret_confirm, Upk
                 *ret_confirm = j->confirm;
                 j->confirm = (ConfirmResult){};
         }
+        if (ret_offer)
+                *ret_offer = TAKE_PTR(j->offer);
         if (ret_err)
                 *ret_err = j->err;
         return j->result;
@@ -212,8 +237,10 @@ Job *job_free(Job *j)
         safe_close(j->efd);
         install_result_done(&j->install);
         confirm_result_done(&j->confirm);
+        offer_free(j->offer);
         pthread_mutex_destroy(&j->lock);
         free(j->path);
+        free(j->current_version);
         free(j);
         return NULL;
 }

@@ -10,12 +10,14 @@
 #include <systemd/sd-event.h>
 
 #include "install.h"
+#include "source.h"
 
 #define JOB_WAKE_INTERVAL_USEC (100 * 1000ULL) /* at most ~10 progress updates a second */
 
 typedef enum JobKind {
-        JOB_INSTALL,
+        JOB_INSTALL, /* from a file (path) or a stream (read, read_userdata) */
         JOB_CONFIRM,
+        JOB_CHECK, /* source_check() */
         _JOB_KIND_MAX,
         _JOB_KIND_INVALID = -EINVAL,
 } JobKind;
@@ -31,15 +33,27 @@ typedef struct JobSnapshot {
         bool finished;
 } JobSnapshot;
 
-int job_start(sd_event *e, const Config *c, JobKind kind, const char *path, bool allow_downgrade,
-              JobNotifyFunc notify, void *userdata, Job **ret);
+typedef struct JobParams {
+        JobKind kind;
+        const char *path; /* JOB_INSTALL from a file */
+        BundleReadFunc read; /* JOB_INSTALL from a stream; the reader's data must outlive the job */
+        void *read_userdata;
+        bool allow_downgrade;
+        Source *source; /* JOB_CHECK: used by the worker only while the job runs */
+        const char *current_version;
+        bool want_manifest;
+} JobParams;
+
+int job_start(sd_event *e, const Config *c, const JobParams *p, JobNotifyFunc notify, void *userdata,
+              Job **ret);
 void job_cancel(Job *j);
 bool job_is_cancelled(Job *j);
 JobKind job_kind(Job *j);
 void job_snapshot(Job *j, JobSnapshot *ret);
-/* Once finished: join the worker and hand out its result. `ret_install` / `ret_confirm` (by kind) are
- * filled whatever the result (the caller calls their _done()); returns the operation's return value. */
-int job_join(Job *j, InstallResult *ret_install, ConfirmResult *ret_confirm, UpkErr *ret_err);
+/* Once finished: join the worker and hand out its result. `ret_install` / `ret_confirm` / `ret_offer` (by
+ * kind) are filled whatever the result (the caller calls their _done() or frees); returns the
+ * operation's return value. */
+int job_join(Job *j, InstallResult *ret_install, ConfirmResult *ret_confirm, Offer **ret_offer, UpkErr *ret_err);
 /* Cancels a running job, waits for the worker and frees everything. */
 Job *job_free(Job *j);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Job *, job_free);

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <malloc.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/random.h>
 #include <systemd/sd-daemon.h>
 
 #include "boot.h"
@@ -177,11 +179,24 @@ static void finish_install(Manager *m)
         bool cancelled = job_is_cancelled(m->job);
         int r;
 
-        r = job_join(m->job, &res, NULL, &err);
+        r = job_join(m->job, &res, NULL, NULL, &err);
         m->job = job_free(m->job);
+        if (m->stream) {
+                UpkErr serr;
+
+                /* The download's own failure says more than the installer's "read error". */
+                source_stream_get_error(m->stream, &serr);
+                if (r < 0 && serr.kind != UPK_ERR_NONE && !(cancelled && r == -ECANCELED))
+                        err = serr;
+                m->stream = source_stream_free(m->stream);
+        }
         manager_set_progress(m, 0, 0);
         manager_set_phase(m, "");
         if (r >= 0) {
+                /* What was offered is installed now: nothing more is available until the next check. */
+                m->offer = offer_free(m->offer);
+                if (set_string(&m->available_version, ""))
+                        bus_emit_changed(m, "AvailableVersion", NULL);
                 _cleanup_free_ char *msg =
                         strdup_printf("installed version %s into slot %s", res.version, res.slot);
                 log_fields(LOG_LEVEL_NOTICE,
@@ -228,7 +243,7 @@ static void finish_confirm(Manager *m)
         UpkErr err = {};
         int r;
 
-        r = job_join(m->job, NULL, &res, &err);
+        r = job_join(m->job, NULL, &res, NULL, &err);
         m->job = job_free(m->job);
         manager_set_phase(m, "");
         if (r < 0) {
@@ -273,12 +288,18 @@ static void finish_confirm(Manager *m)
         notify_status(m);
 }
 
+static void finish_check(Manager *m);
+static int start_check(Manager *m);
+
 static void on_job(Job *j, void *userdata)
 {
         Manager *m = userdata;
         JobSnapshot snap;
 
         job_snapshot(j, &snap);
+        if (job_kind(j) == JOB_INSTALL && m->stream && !snap.finished)
+                manager_set_state(m, source_stream_transferring(m->stream) ? MANAGER_DOWNLOADING
+                                                                           : MANAGER_INSTALLING);
         if (job_kind(j) == JOB_INSTALL && snap.phase >= 0) {
                 const char *phase = install_phase_to_string(snap.phase);
                 if (!streq(m->phase, phase))
@@ -288,45 +309,106 @@ static void on_job(Job *j, void *userdata)
         }
         if (!snap.finished)
                 return;
-        if (job_kind(j) == JOB_INSTALL)
+        switch (job_kind(j)) {
+        case JOB_INSTALL:
                 finish_install(m);
-        else
+                break;
+        case JOB_CONFIRM:
                 finish_confirm(m);
+                break;
+        case JOB_CHECK:
+                finish_check(m);
+                break;
+        case _JOB_KIND_MAX:
+        case _JOB_KIND_INVALID:
+                break;
+        }
         /* The worker's arena and the bundle's buffers go back to the system. */
         (void)malloc_trim(0);
-        if (m->exiting)
+        if (m->exiting) {
                 (void)sd_event_exit(m->event, 0);
+                return;
+        }
+        if (!m->job && m->check_due)
+                (void)start_check(m);
+}
+
+static int start_install(Manager *m, const char *what, const JobParams *p, bool automatic,
+                         sd_bus_error *error)
+{
+        int r;
+
+        free(m->job_source);
+        m->job_source = strdup(what);
+        if (!m->job_source)
+                return -ENOMEM;
+        r = job_start(m->event, m->config, p, on_job, m, &m->job);
+        if (r < 0) {
+                m->stream = source_stream_free(m->stream);
+                return sd_bus_error_set_errnof(error, r, "cannot start the install: %s", strerror(-r));
+        }
+        m->job_automatic = automatic;
+        log_fields(LOG_LEVEL_NOTICE, NULL, "%sinstalling %s%s", automatic ? "automatically " : "", what,
+                   p->allow_downgrade ? " (downgrade allowed)" : "");
+        manager_set_last_error(m, "");
+        manager_set_progress(m, 0, 0);
+        manager_set_phase(m, "");
+        manager_set_state(m, m->stream ? MANAGER_DOWNLOADING : MANAGER_INSTALLING);
+        return 0;
+}
+
+/* The offered update: streamed from the repository (tuf), or a file (local). */
+static int install_offer(Manager *m, bool allow_downgrade, bool automatic, sd_bus_error *error)
+{
+        JobParams p = { .kind = JOB_INSTALL, .allow_downgrade = allow_downgrade };
+        _cleanup_free_ char *what = NULL;
+        UpkErr err = {};
+        int r;
+
+        if (m->offer->target) {
+                r = source_stream_open_offer(m->fetch_engine, m->config, m->offer, &m->stream, &err);
+                if (r < 0)
+                        return bus_error_set_upk(error, &err);
+                p.read = source_stream_read;
+                p.read_userdata = m->stream;
+        } else
+                p.path = m->offer->location;
+        what = strdup_printf("version %s from %s", m->offer->version, m->offer->location);
+        if (!what)
+                return -ENOMEM;
+        return start_install(m, what, &p, automatic, error);
 }
 
 int manager_install(Manager *m, const char *source, bool allow_downgrade, sd_bus_error *error)
 {
+        JobParams p = { .kind = JOB_INSTALL, .allow_downgrade = allow_downgrade };
+        UpkErr err = {};
         int r;
 
         if (manager_busy(m))
                 return sd_bus_error_setf(error, BUS_ERROR_BUSY,
                                          "the daemon is busy (%s); try again when it is done",
                                          manager_state_to_string(m->state));
-        if (strneq(source, "http://", 7) || strneq(source, "https://", 8))
-                return sd_bus_error_set(error, SD_BUS_ERROR_NOT_SUPPORTED,
-                                        "installing from a URL is not supported yet");
+        if (isempty(source)) {
+                if (!m->offer)
+                        return sd_bus_error_set(error, BUS_ERROR_NO_UPDATE,
+                                                "no update is available (check first: \"updatectl check\")");
+                return install_offer(m, allow_downgrade, false, error);
+        }
+        if (strneq(source, "http://", 7) || strneq(source, "https://", 8)) {
+                r = source_stream_open_url(m->fetch_engine, m->config, source, &m->stream, &err);
+                if (r < 0)
+                        return bus_error_set_upk(error, &err);
+                p.read = source_stream_read;
+                p.read_userdata = m->stream;
+                return start_install(m, source, &p, false, error);
+        }
         if (source[0] != '/')
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "the bundle must be given by its absolute path, not \"%s\"",
                                          source);
-        free(m->job_source);
-        m->job_source = strdup(source);
-        if (!m->job_source)
-                return -ENOMEM;
-        r = job_start(m->event, m->config, JOB_INSTALL, source, allow_downgrade, on_job, m, &m->job);
-        if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "cannot start the install: %s", strerror(-r));
-        log_fields(LOG_LEVEL_NOTICE, NULL, "installing %s%s", source,
-                   allow_downgrade ? " (downgrade allowed)" : "");
-        manager_set_last_error(m, "");
-        manager_set_progress(m, 0, 0);
-        manager_set_phase(m, "");
-        manager_set_state(m, MANAGER_INSTALLING);
-        return 0;
+        p.path = source;
+        return start_install(m, source, &p, false, error);
 }
 
 int manager_cancel(Manager *m, sd_bus_error *error)
@@ -336,6 +418,281 @@ int manager_cancel(Manager *m, sd_bus_error *error)
         log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .phase = m->phase }, "cancelling the install of %s",
                    m->job_source);
         job_cancel(m->job);
+        if (m->stream)
+                source_stream_cancel(m->stream); /* a reader waiting for bytes wakes up */
+        return 0;
+}
+
+/* ---- checks and the policy ---- */
+
+static uint64_t random_u64(void)
+{
+        uint64_t x = 0;
+
+        if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != (ssize_t)sizeof(x))
+                x = now_usec() ^ ((uint64_t)getpid() << 32);
+        return x;
+}
+
+/* A test may shorten the timer: UPKEEP_TEST_<NAME>_SEC (whole seconds). */
+static bool test_override_usec(const char *name, uint64_t *ret)
+{
+        const char *v = secure_getenv(name);
+        uint64_t sec;
+
+        if (!v || safe_atou64(v, &sec) < 0 || sec > 30ULL * 24 * 3600)
+                return false;
+        *ret = sec * USEC_PER_SEC;
+        return true;
+}
+
+static void manager_setup_schedule(Manager *m)
+{
+        uint64_t v;
+
+        schedule_init(&m->schedule, m->config->poll_interval_usec, m->config->jitter_usec);
+        if (test_override_usec("UPKEEP_TEST_FIRST_CHECK_SEC", &v))
+                m->schedule.first_min_usec = m->schedule.first_max_usec = v;
+        if (test_override_usec("UPKEEP_TEST_POLL_INTERVAL_SEC", &v) && v > 0) {
+                m->schedule.interval_usec = v;
+                if (m->schedule.jitter_usec > v)
+                        m->schedule.jitter_usec = v;
+        }
+        if (test_override_usec("UPKEEP_TEST_BACKOFF_SEC", &v) && v > 0)
+                m->schedule.backoff_min_usec = v;
+}
+
+static int on_check_timer(sd_event_source *source, uint64_t usec, void *userdata)
+{
+        Manager *m = userdata;
+
+        if (m->job) {
+                m->check_due = true; /* when the running job ends */
+                return 0;
+        }
+        (void)start_check(m);
+        return 0;
+}
+
+static void arm_timer(Manager *m, sd_event_source **source, uint64_t delay, sd_event_time_handler_t cb,
+                      const char *what)
+{
+        int r;
+
+        if (*source) {
+                r = sd_event_source_set_time_relative(*source, delay);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(*source, SD_EVENT_ONESHOT);
+        } else {
+                r = sd_event_add_time_relative(m->event, source, CLOCK_BOOTTIME, delay, 100 * USEC_PER_MSEC, cb,
+                                               m);
+                if (r >= 0)
+                        (void)sd_event_source_set_description(*source, what);
+        }
+        if (r < 0)
+                log_msg(LOG_LEVEL_ERROR, "cannot arm the %s timer: %s", what, strerror(-r));
+}
+
+static void schedule_check(Manager *m, uint64_t delay)
+{
+        char buf[FORMAT_TIMESPAN_MAX];
+
+        arm_timer(m, &m->check_timer, delay, on_check_timer, "check");
+        log_msg(LOG_LEVEL_INFO, "next check in %s", format_timespan(buf, sizeof(buf), delay));
+}
+
+static int on_hold_timer(sd_event_source *source, uint64_t usec, void *userdata);
+
+/* After a check, or when a hold ends: install the offered update if the policy allows it now. */
+static void maybe_auto_install(Manager *m)
+{
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(state_freep) UpkState *s = NULL;
+        const Config *c = m->config;
+        AutoInputs in;
+        AutoDecision d;
+        uint64_t retry = 0;
+        int r;
+
+        if (!m->offer || m->job || m->exiting || m->state == MANAGER_PENDING_REBOOT)
+                return;
+        if (state_load(c->data_dir, &s, NULL) < 0)
+                s = NULL;
+        in = (AutoInputs){
+                .policy = c->auto_install,
+                .auto_update = s ? s->auto_update : true,
+                .has_security = m->offer->has_manifest && m->offer->has_security,
+                .security = m->offer->security,
+                .now_usec = now_usec(),
+                .postpone_until = s ? s->postpone_until : 0,
+                .has_window = c->has_maintenance_window,
+                .window_start_min = c->window_start_min,
+                .window_end_min = c->window_end_min,
+        };
+        auto_inputs_set_local_time(&in, (time_t)(in.now_usec / USEC_PER_SEC));
+        d = auto_decide(&in, &retry);
+        if (d != AUTO_DECISION_INSTALL) {
+                char buf[FORMAT_TIMESPAN_MAX];
+
+                if (retry > 0) {
+                        arm_timer(m, &m->hold_timer, retry, on_hold_timer, "hold");
+                        log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .version = m->offer->version },
+                                   "update %s %s; asking again in %s (\"updatectl install\" installs it now)",
+                                   m->offer->version, auto_decision_to_string(d),
+                                   format_timespan(buf, sizeof(buf), retry));
+                } else
+                        log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .version = m->offer->version },
+                                   "update %s %s (\"updatectl install\" installs it)", m->offer->version,
+                                   auto_decision_to_string(d));
+                return;
+        }
+        r = install_offer(m, false, true, &error);
+        if (r < 0) {
+                log_fields(LOG_LEVEL_ERROR, &(LogFields){ .version = m->offer->version },
+                           "cannot start the automatic install of %s: %s", m->offer->version,
+                           error.message ?: strerror(-r));
+                manager_set_last_error(m, error.message ?: strerror(-r));
+                manager_set_state(m, MANAGER_ERROR);
+        }
+}
+
+static int on_hold_timer(sd_event_source *source, uint64_t usec, void *userdata)
+{
+        Manager *m = userdata;
+
+        maybe_auto_install(m);
+        return 0;
+}
+
+static int start_check(Manager *m)
+{
+        JobParams p = { .kind = JOB_CHECK, .source = m->source };
+        _cleanup_(state_freep) UpkState *s = NULL;
+        int r;
+
+        m->check_due = false;
+        manager_refresh(m);
+        if (state_load(m->config->data_dir, &s, NULL) < 0)
+                s = NULL;
+        p.current_version = isempty(m->current_version) ? NULL : m->current_version;
+        /* The security policy decides by the bundle's signed manifest: read its first bytes too. */
+        p.want_manifest = m->config->auto_install == AUTO_INSTALL_SECURITY && (!s || s->auto_update);
+        r = job_start(m->event, m->config, &p, on_job, m, &m->job);
+        if (r < 0) {
+                log_msg(LOG_LEVEL_ERROR, "cannot start the check: %s", strerror(-r));
+                schedule_check(m, schedule_after_check(&m->schedule, false, random_u64()));
+                return r;
+        }
+        m->state_before_check = m->state;
+        log_fields(LOG_LEVEL_INFO, NULL, "checking %s for updates",
+                   source_type_to_string(source_get_type(m->source)));
+        manager_set_state(m, MANAGER_CHECKING);
+        return 0;
+}
+
+static void reply_check_calls(Manager *m, const char *available, const UpkErr *err)
+{
+        for (size_t i = 0; i < m->n_check_calls; i++) {
+                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+                if (err) {
+                        (void)bus_error_set_upk(&error, err);
+                        (void)sd_bus_reply_method_error(m->check_calls[i], &error);
+                } else
+                        (void)sd_bus_reply_method_return(m->check_calls[i], "s", available);
+                m->check_calls[i] = sd_bus_message_unref(m->check_calls[i]);
+        }
+        m->n_check_calls = 0;
+}
+
+static void save_last_check(Manager *m, uint64_t when)
+{
+        _cleanup_(state_freep) UpkState *s = NULL;
+        UpkErr err = {};
+
+        if (state_load(m->config->data_dir, &s, NULL) < 0)
+                return;
+        s->last_check = when;
+        if (state_save(m->config->data_dir, s, &err) < 0)
+                log_msg(LOG_LEVEL_WARNING, "cannot save the time of the check: %s", err.msg);
+        manager_refresh(m);
+}
+
+static void finish_check(Manager *m)
+{
+        _cleanup_(offer_freep) Offer *offer = NULL;
+        ManagerState back = m->state_before_check == MANAGER_PENDING_REBOOT ? MANAGER_PENDING_REBOOT
+                                                                            : MANAGER_IDLE;
+        char buf[FORMAT_TIMESPAN_MAX];
+        UpkErr err = {};
+        uint64_t delay;
+        int r;
+
+        r = job_join(m->job, NULL, NULL, &offer, &err);
+        m->job = job_free(m->job);
+        if (r < 0) {
+                _cleanup_free_ char *msg = strdup_printf("check failed: %s", err.msg[0] ? err.msg : strerror(-r));
+
+                delay = schedule_after_check(&m->schedule, false, random_u64());
+                log_msg(LOG_LEVEL_ERROR, "%s; retrying in %s", msg ?: "check failed",
+                        format_timespan(buf, sizeof(buf), delay));
+                manager_set_last_error(m, err.msg[0] ? err.msg : strerror(-r));
+                manager_set_state(m, back == MANAGER_PENDING_REBOOT ? back : MANAGER_ERROR);
+                reply_check_calls(m, NULL, &err);
+                bus_emit_finished(m, false, msg ?: "check failed", bus_error_name(&err));
+                arm_timer(m, &m->check_timer, delay, on_check_timer, "check");
+                return;
+        }
+
+        save_last_check(m, now_usec());
+        manager_set_last_error(m, "");
+        if (!offer || !offer_same(offer, m->offer))
+                m->hold_timer = sd_event_source_disable_unref(m->hold_timer);
+        offer_free(m->offer);
+        m->offer = TAKE_PTR(offer);
+        if (set_string(&m->available_version, m->offer ? m->offer->version : ""))
+                bus_emit_changed(m, "AvailableVersion", NULL);
+        manager_set_state(m, back);
+
+        _cleanup_free_ char *msg = m->offer ? strdup_printf("update %s available", m->offer->version)
+                                            : strdup("up to date");
+        if (m->offer)
+                log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .version = m->offer->version },
+                           "update %s available (%s, %" PRIu64 " bytes%s%s)", m->offer->version, m->offer->name,
+                           m->offer->length, m->offer->has_manifest && m->offer->has_security ? ", " : "",
+                           m->offer->has_manifest && m->offer->has_security
+                                   ? security_type_to_string(m->offer->security)
+                                   : "");
+        else
+                log_msg(LOG_LEVEL_INFO, "up to date (%s)", m->current_version);
+        reply_check_calls(m, m->offer ? m->offer->version : "", NULL);
+        bus_emit_finished(m, true, msg ?: "checked", "");
+
+        delay = schedule_after_check(&m->schedule, true, random_u64());
+        arm_timer(m, &m->check_timer, delay, on_check_timer, "check");
+        log_msg(LOG_LEVEL_INFO, "next check in %s", format_timespan(buf, sizeof(buf), delay));
+        maybe_auto_install(m);
+}
+
+int manager_check(Manager *m, sd_bus_message *call, sd_bus_error *error)
+{
+        int r;
+
+        if (source_get_type(m->source) == SOURCE_NONE)
+                return sd_bus_error_set(error, BUS_ERROR_NO_SOURCE,
+                                        "no update source is configured ([source] type = none)");
+        if (m->job && job_kind(m->job) != JOB_CHECK)
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY, "the daemon is busy (%s); try again when it is done",
+                                         manager_state_to_string(m->state));
+        if (m->n_check_calls >= CHECK_CALLS_MAX)
+                return sd_bus_error_set(error, BUS_ERROR_BUSY, "too many callers wait for this check");
+        if (!m->job) {
+                r = start_check(m);
+                if (r < 0)
+                        return sd_bus_error_set_errnof(error, r, "cannot start the check: %s", strerror(-r));
+        }
+        if (call)
+                m->check_calls[m->n_check_calls++] = sd_bus_message_ref(call);
         return 0;
 }
 
@@ -391,8 +748,8 @@ static int update_state(Manager *m, uint64_t postpone_until, int auto_update, sd
         UpkErr err = {};
         int r;
 
-        /* The installer writes the state too: one writer at a time. */
-        if (manager_busy(m))
+        /* The installer writes the state too: one writer at a time (a check writes it only from here). */
+        if (m->job && job_kind(m->job) != JOB_CHECK)
                 return refuse_busy(m, error);
         r = state_load(m->config->data_dir, &s, &warning);
         if (warning)
@@ -408,6 +765,9 @@ static int update_state(Manager *m, uint64_t postpone_until, int auto_update, sd
         if (r < 0)
                 return bus_error_set_upk(error, &err);
         manager_refresh(m);
+        /* A held update may be allowed now (switched on, postponement lifted), or held longer. */
+        m->hold_timer = sd_event_source_disable_unref(m->hold_timer);
+        maybe_auto_install(m);
         return 0;
 }
 
@@ -498,6 +858,13 @@ int manager_new(const char *config_path, bool no_reboot, Manager **ret, UpkErr *
         r = sd_event_set_watchdog(m->event, true);
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot enable the watchdog: %s", strerror(-r));
+        r = source_new(m->config, &m->source, err);
+        if (r < 0)
+                return r;
+        r = fetch_engine_new(m->event, &m->fetch_engine, err);
+        if (r < 0)
+                return r;
+        manager_setup_schedule(m);
         *ret = TAKE_PTR(m);
         return 0;
 }
@@ -534,6 +901,9 @@ int manager_start(Manager *m)
         if (r < 0)
                 return r;
 
+        if (source_get_type(m->source) != SOURCE_NONE)
+                schedule_check(m, schedule_first_delay(&m->schedule, random_u64()));
+
         if (reboot_pending(m)) {
                 log_msg(LOG_LEVEL_INFO, "an installed update waits for the reboot; nothing to confirm yet");
                 manager_set_state(m, MANAGER_PENDING_REBOOT);
@@ -541,7 +911,7 @@ int manager_start(Manager *m)
                 notify_status(m);
                 return 0;
         }
-        r = job_start(m->event, m->config, JOB_CONFIRM, NULL, false, on_job, m, &m->job);
+        r = job_start(m->event, m->config, &(JobParams){ .kind = JOB_CONFIRM }, on_job, m, &m->job);
         if (r < 0) {
                 log_msg(LOG_LEVEL_ERROR, "cannot start the confirmation: %s", strerror(-r));
                 return r;
@@ -561,7 +931,16 @@ Manager *manager_free(Manager *m)
         if (!m)
                 return NULL;
         polkit_cancel_all(m);
+        if (m->stream)
+                source_stream_cancel(m->stream);
         m->job = job_free(m->job);
+        m->stream = source_stream_free(m->stream);
+        reply_check_calls(m, NULL, &(UpkErr){ .kind = UPK_ERR_IO, .code = -ESHUTDOWN, .msg = "the daemon is stopping" });
+        sd_event_source_disable_unref(m->check_timer);
+        sd_event_source_disable_unref(m->hold_timer);
+        offer_free(m->offer);
+        fetch_engine_free(m->fetch_engine);
+        source_free(m->source);
         sd_event_source_disable_unref(m->support_timer);
         sd_bus_flush_close_unref(m->bus);
         sd_event_unref(m->event);

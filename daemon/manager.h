@@ -7,19 +7,28 @@
  *   start:   confirming (install_confirm in the worker) → idle | error
  *            (or pending-reboot when an install waits for its reboot: nothing to confirm yet)
  *   Install: idle | error | pending-reboot → installing → pending-reboot | error
- *   Check:   idle → checking → idle (no source can be checked yet: refused before it starts) */
+ *            (downloading instead of installing while the bundle's bytes come from the network)
+ *   Check:   idle | error | pending-reboot → checking → idle (or back to pending-reboot) | error;
+ *            then, per policy (schedule.h), an automatic install of the offered update.
+ * Checks run on a timer (first soon after the start, then every poll interval plus jitter, backing off
+ * after failures) and on the Check method. Tests may shorten the timer with UPKEEP_TEST_FIRST_CHECK_SEC,
+ * UPKEEP_TEST_POLL_INTERVAL_SEC and UPKEEP_TEST_BACKOFF_SEC (read with secure_getenv). */
 
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "fetch.h"
 #include "job.h"
+#include "schedule.h"
+#include "source.h"
 
 #define UPKEEP_BUS_NAME      "io.upkeep.Update1"
 #define UPKEEP_BUS_PATH      "/io/upkeep/Update1"
 #define UPKEEP_BUS_INTERFACE "io.upkeep.Update1"
 
 #define SUPPORT_WARNING_INTERVAL_USEC (24ULL * 3600 * 1000000) /* the "support ended" warning: daily */
+#define CHECK_CALLS_MAX               64 /* Check calls waiting for the same running check */
 
 typedef enum ManagerState {
         MANAGER_IDLE,
@@ -56,6 +65,19 @@ typedef struct Manager {
 
         Job *job;
         char *job_source; /* the bundle being installed */
+        bool job_automatic;    /* the install was started by the policy, not by a caller */
+        SourceStream *stream;  /* the running install's download, if any */
+        ManagerState state_before_check;
+
+        Source *source;
+        FetchEngine *fetch_engine;
+        Schedule schedule;
+        sd_event_source *check_timer; /* the next scheduled check */
+        sd_event_source *hold_timer;  /* a held update: decide again when the hold ends */
+        bool check_due;               /* the timer fired while another job ran */
+        Offer *offer;                 /* the update the source offers (AvailableVersion) */
+        sd_bus_message *check_calls[CHECK_CALLS_MAX]; /* Check calls answered when the check ends */
+        size_t n_check_calls;
         bool exiting;     /* SIGTERM came: exit once the job is gone */
         sd_event_source *support_timer;
         AuthQuery *auth_queries; /* polkit checks in flight (polkit.c) */
@@ -70,7 +92,11 @@ int manager_start(Manager *m);
 int manager_run(Manager *m);
 
 /* The bus-facing operations (access was checked by the caller). They return -errno and fill `error`. */
+/* `source`: an absolute path, an http(s) URL, or "" for the offered update (AvailableVersion). */
 int manager_install(Manager *m, const char *source, bool allow_downgrade, sd_bus_error *error);
+/* Start a check (or join the running one); `call` is answered with the available version when it ends.
+ * Returns 0, or -errno with `error` set (no source, busy). */
+int manager_check(Manager *m, sd_bus_message *call, sd_bus_error *error);
 int manager_cancel(Manager *m, sd_bus_error *error);
 int manager_rollback(Manager *m, char **ret_slot, sd_bus_error *error);
 int manager_mark_good(Manager *m, sd_bus_error *error);

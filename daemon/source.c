@@ -1,0 +1,559 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bundle.h"
+#include "source.h"
+#include "version.h"
+
+/* Metadata downloads give up sooner than bundle downloads: the next check comes anyway. */
+#define METADATA_RETRIES          2
+#define METADATA_BACKOFF_MSEC     500
+#define METADATA_BACKOFF_MAX_MSEC 2000
+
+struct Source {
+        const Config *config;
+        SourceType type;
+        char *tuf_dir;      /* DATA_DIR/tuf */
+        char *metadata_url; /* tuf */
+        char *targets_url;
+};
+
+Offer *offer_free(Offer *o)
+{
+        if (!o)
+                return NULL;
+        free(o->version);
+        free(o->name);
+        free(o->location);
+        tuf_target_free(o->target);
+        free(o);
+        return NULL;
+}
+
+bool offer_same(const Offer *a, const Offer *b)
+{
+        if (!a || !b)
+                return a == b;
+        return streq(a->name, b->name) && streq(a->location, b->location) && a->length == b->length &&
+               streq(a->version, b->version);
+}
+
+Source *source_free(Source *s)
+{
+        if (!s)
+                return NULL;
+        free(s->tuf_dir);
+        free(s->metadata_url);
+        free(s->targets_url);
+        free(s);
+        return NULL;
+}
+
+SourceType source_get_type(const Source *s)
+{
+        return s->type;
+}
+
+/* BASE + "/" + NAME, without doubling the slash. */
+static char *url_join(const char *base, const char *name)
+{
+        size_t n = strlen(base);
+        return strdup_printf("%s%s%s", base, n > 0 && base[n - 1] == '/' ? "" : "/", name);
+}
+
+static int source_setup_tuf(Source *s, UpkErr *err)
+{
+        const Config *c = s->config;
+        _cleanup_free_ char *trusted = NULL;
+
+        if (!c->source_url && (!c->source_metadata_url || !c->source_targets_url))
+                return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
+                               "[source] url: required for type = tuf (or both metadata-url and targets-url)");
+        s->metadata_url = c->source_metadata_url ? strdup(c->source_metadata_url)
+                                                 : url_join(c->source_url, "metadata");
+        s->targets_url = c->source_targets_url ? strdup(c->source_targets_url)
+                                               : url_join(c->source_url, "targets");
+        s->tuf_dir = strdup_printf("%s/%s", c->data_dir, SOURCE_TUF_DIR);
+        if (!s->metadata_url || !s->targets_url || !s->tuf_dir)
+                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        trusted = strdup_printf("%s/root.json", s->tuf_dir);
+        if (!trusted)
+                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        if (!c->source_root && access(trusted, F_OK) < 0)
+                return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
+                               "[source] root: required for type = tuf: the trusted root.json of the "
+                               "repository (%s does not exist yet)",
+                               trusted);
+        if (c->source_root && access(c->source_root, R_OK) < 0 && access(trusted, F_OK) < 0)
+                return upk_err(err, UPK_ERR_CONFIG, -errno, "[source] root: cannot read %s: %m",
+                               c->source_root);
+        return 0;
+}
+
+int source_new(const Config *c, Source **ret, UpkErr *err)
+{
+        _cleanup_(source_freep) Source *s = NULL;
+        int r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        s->config = c;
+        s->type = c->source_type;
+        switch (s->type) {
+        case SOURCE_NONE:
+                break;
+        case SOURCE_TUF:
+                r = source_setup_tuf(s, err);
+                if (r < 0)
+                        return r;
+                break;
+        case SOURCE_LOCAL:
+                if (!c->source_dir)
+                        return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
+                                       "[source] dir: required for type = local (the folder of bundles)");
+                break;
+        case SOURCE_HAWKBIT:
+                return upk_err(err, UPK_ERR_CONFIG, -EOPNOTSUPP,
+                               "[source] type = hawkbit is not supported yet; use tuf, local or none");
+        case _SOURCE_MAX:
+        case _SOURCE_INVALID:
+                return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "[source] type: unknown");
+        }
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+/* ---- the signed manifest of a bundle ---- */
+
+static void offer_take_manifest(Offer *o, const Manifest *m)
+{
+        o->has_manifest = true;
+        o->has_security = m->has_security;
+        o->security = m->security_type;
+}
+
+typedef struct MemReader {
+        const uint8_t *data;
+        size_t size, pos;
+        bool complete; /* no more bytes will come */
+        bool starved;  /* asked beyond the end while more could come */
+} MemReader;
+
+static ssize_t mem_read(void *userdata, void *buf, size_t size)
+{
+        MemReader *m = userdata;
+        size_t n = m->size - m->pos;
+
+        if (n == 0) {
+                if (m->complete)
+                        return 0;
+                m->starved = true;
+                return -EAGAIN;
+        }
+        if (n > size)
+                n = size;
+        memcpy(buf, m->data + m->pos, n);
+        m->pos += n;
+        return (ssize_t)n;
+}
+
+typedef struct HeadFetch {
+        sd_event *event;
+        const Config *config;
+        uint8_t *buf;
+        size_t size;
+        uint64_t total;
+        bool decided;
+        int result;
+        UpkErr err;
+        Offer *offer;
+} HeadFetch;
+
+/* Try to open the bundle from the bytes so far: 1 decided (result in h), 0 needs more. */
+static int head_try(HeadFetch *h, bool complete)
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        MemReader m = { .data = h->buf, .size = h->size, .complete = complete };
+        UpkErr e = {};
+        int r;
+
+        r = bundle_open_func(mem_read, &m,
+                             &(BundleOpenOptions){ .keyring = h->config->keyring, .crl = h->config->crl }, &b,
+                             &e);
+        if (r < 0 && m.starved && !complete && h->size < SOURCE_HEAD_MAX)
+                return 0;
+        h->decided = true;
+        h->result = r;
+        if (r < 0) {
+                h->err = e;
+                return 1;
+        }
+        offer_take_manifest(h->offer, bundle_get_manifest(b));
+        return 1;
+}
+
+static int head_data(Fetch *f, const void *buf, size_t size, uint64_t offset, void *userdata, UpkErr *err)
+{
+        HeadFetch *h = userdata;
+        size_t n = size;
+        uint8_t *p;
+
+        if (h->decided)
+                return -ECANCELED;
+        if (n > SOURCE_HEAD_MAX - h->size)
+                n = SOURCE_HEAD_MAX - h->size;
+        p = realloc(h->buf, h->size + n + 1);
+        if (!p)
+                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        h->buf = p;
+        memcpy(h->buf + h->size, buf, n);
+        h->size += n;
+        if (head_try(h, h->total > 0 && h->size >= h->total) > 0)
+                return upk_err(err, UPK_ERR_IO, -ECANCELED, "enough bytes of the bundle were read");
+        return FETCH_DATA_CONTINUE;
+}
+
+static void head_done(Fetch *f, int r, const UpkErr *err, void *userdata)
+{
+        HeadFetch *h = userdata;
+
+        if (!h->decided) {
+                if (r >= 0)
+                        (void)head_try(h, true);
+                else {
+                        h->decided = true;
+                        h->result = r;
+                        if (err)
+                                h->err = *err;
+                }
+        }
+        (void)sd_event_exit(h->event, 0);
+}
+
+/* The first bytes of a TUF target, until the bundle's signature and manifest have been read. */
+static int tuf_read_head(Source *s, Offer *o, const FetchOptions *fo, UpkErr *err)
+{
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        _cleanup_(fetch_engine_freep) FetchEngine *e = NULL;
+        _cleanup_(fetch_freep) Fetch *f = NULL;
+        HeadFetch h = { .config = s->config, .total = o->length, .offer = o };
+        int r;
+
+        r = sd_event_new(&event);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_IO, r, "cannot create an event loop: %s", strerror(-r));
+        h.event = event;
+        r = fetch_engine_new(event, &e, err);
+        if (r < 0)
+                return r;
+        r = fetch_new(e, o->location, o->length ?: SOURCE_URL_BUNDLE_MAX, fo, head_data, head_done, &h, &f,
+                      err);
+        if (r < 0)
+                return r;
+        r = sd_event_loop(event);
+        f = fetch_free(f);
+        free(h.buf);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_IO, r, "%s: event loop failed: %s", o->location, strerror(-r));
+        if (h.result < 0) {
+                if (err && err->kind == UPK_ERR_NONE)
+                        *err = h.err;
+                return upk_err_prefix(err, "the manifest of %s", o->name);
+        }
+        return 0;
+}
+
+/* ---- tuf ---- */
+
+static int tuf_fetch(void *userdata, const char *url, uint64_t max_length, uint8_t **ret_data, size_t *ret_size,
+                     UpkErr *err)
+{
+        const FetchOptions *fo = userdata;
+        char *data = NULL;
+        size_t size = 0;
+        UpkErr e = {};
+        int r;
+
+        r = fetch_to_memory(url, max_length, fo, &data, &size, &e);
+        if (r == -ENOENT || r == -EACCES)
+                return -ENOENT; /* not there (S3 and others answer 403): the end of the root rotations */
+        if (r < 0) {
+                if (err && err->kind == UPK_ERR_NONE)
+                        *err = e;
+                return r;
+        }
+        *ret_data = (uint8_t *)data;
+        *ret_size = size;
+        return 0;
+}
+
+static void metadata_fetch_options(const Config *c, FetchOptions *fo)
+{
+        *fo = (FetchOptions){
+                .retries = METADATA_RETRIES,
+                .backoff_msec = METADATA_BACKOFF_MSEC,
+                .backoff_max_msec = METADATA_BACKOFF_MAX_MSEC,
+        };
+        fetch_options_from_config(fo, c);
+}
+
+static int tuf_check(Source *s, const char *current_version, bool want_manifest, Offer **ret, UpkErr *err)
+{
+        _cleanup_(tuf_client_freep) TufClient *client = NULL;
+        _cleanup_(tuf_target_freep) TufTarget *t = NULL;
+        _cleanup_(offer_freep) Offer *o = NULL;
+        FetchOptions fo;
+        int r;
+
+        metadata_fetch_options(s->config, &fo);
+        r = mkdir_p(s->tuf_dir, 0755);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_IO, r, "cannot create %s: %s", s->tuf_dir, strerror(-r));
+        r = tuf_client_new(&(TufOptions){ .metadata_dir = s->tuf_dir,
+                                          .metadata_url = s->metadata_url,
+                                          .targets_url = s->targets_url,
+                                          .bootstrap_root = s->config->source_root,
+                                          .fetch = tuf_fetch,
+                                          .userdata = &fo },
+                           &client, err);
+        if (r < 0)
+                return r;
+        r = tuf_refresh(client, err);
+        if (r < 0)
+                return r;
+        r = tuf_find_offer(client, s->config->compatible, current_version, &t, err);
+        if (r < 0)
+                return r;
+        if (!t) {
+                *ret = NULL;
+                return 0;
+        }
+        o = calloc(1, sizeof(*o));
+        if (!o)
+                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        o->version = strdup(t->version);
+        o->name = strdup(t->path);
+        o->location = strdup(t->url);
+        if (!o->version || !o->name || !o->location)
+                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        o->length = t->length;
+        o->target = TAKE_PTR(t);
+        if (want_manifest) {
+                fo.retries = 0; /* defaults for the bundle's bytes */
+                fo.backoff_msec = fo.backoff_max_msec = 0;
+                r = tuf_read_head(s, o, &fo, err);
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+/* ---- local ---- */
+
+static int local_check(Source *s, const char *current_version, Offer **ret, UpkErr *err)
+{
+        const Config *c = s->config;
+        _cleanup_(offer_freep) Offer *best = NULL;
+        _cleanup_(bundle_freep) Bundle *best_bundle = NULL;
+        struct dirent *de;
+        unsigned seen = 0;
+        DIR *d;
+
+        d = opendir(c->source_dir);
+        if (!d)
+                return upk_err(err, UPK_ERR_IO, -errno, "[source] dir: cannot read %s: %m", c->source_dir);
+        while ((de = readdir(d)) && seen < SOURCE_LOCAL_BUNDLES_MAX) {
+                _cleanup_(bundle_freep) Bundle *b = NULL;
+                _cleanup_free_ char *path = NULL;
+                const Manifest *m;
+                size_t n = strlen(de->d_name);
+                int cmp = 1;
+
+                if (de->d_name[0] == '.' || n < 5 || !streq(de->d_name + n - 4, ".upk"))
+                        continue;
+                seen++;
+                path = strdup_printf("%s/%s", c->source_dir, de->d_name);
+                if (!path) {
+                        closedir(d);
+                        return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                }
+                /* Unsigned, broken or foreign bundles are not offered; the installer would refuse them. */
+                if (bundle_open_path(path, &(BundleOpenOptions){ .keyring = c->keyring, .crl = c->crl }, &b,
+                                     NULL) < 0)
+                        continue;
+                m = bundle_get_manifest(b);
+                if (!streq(m->compatible, c->compatible))
+                        continue;
+                if (current_version &&
+                    (version_compare_strings(m->version_str, current_version, &cmp) < 0 || cmp <= 0))
+                        continue;
+                if (best && (version_compare_strings(m->version_str, best->version, &cmp) < 0 || cmp <= 0))
+                        continue;
+                offer_free(best);
+                best = calloc(1, sizeof(*best));
+                if (!best || !(best->version = strdup(m->version_str)) || !(best->name = strdup(de->d_name))) {
+                        closedir(d);
+                        return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                }
+                best->location = TAKE_PTR(path);
+                offer_take_manifest(best, m);
+        }
+        closedir(d);
+        if (best) {
+                struct stat st;
+                if (stat(best->location, &st) >= 0)
+                        best->length = (uint64_t)st.st_size;
+        }
+        *ret = TAKE_PTR(best);
+        return 0;
+}
+
+int source_check(Source *s, const char *current_version, bool want_manifest, Offer **ret, UpkErr *err)
+{
+        switch (s->type) {
+        case SOURCE_TUF:
+                return tuf_check(s, current_version, want_manifest, ret, err);
+        case SOURCE_LOCAL:
+                return local_check(s, current_version, ret, err);
+        case SOURCE_NONE:
+        case SOURCE_HAWKBIT:
+        case _SOURCE_MAX:
+        case _SOURCE_INVALID:
+                break;
+        }
+        return upk_err(err, UPK_ERR_CONFIG, -EOPNOTSUPP, "no update source is configured ([source] type = none)");
+}
+
+/* ---- streams ---- */
+
+struct SourceStream {
+        FetchStream *fetch;
+        TufHasher *hasher; /* tuf: NULL for a plain URL */
+        char *name;        /* for messages */
+        /* worker side */
+        bool failed;
+        UpkErr err;
+};
+
+SourceStream *source_stream_free(SourceStream *s)
+{
+        if (!s)
+                return NULL;
+        fetch_stream_free(s->fetch);
+        tuf_hasher_free(s->hasher);
+        free(s->name);
+        free(s);
+        return NULL;
+}
+
+static int stream_open(FetchEngine *e, const Config *c, const char *url, uint64_t max, const char *name,
+                       SourceStream **ret, UpkErr *err)
+{
+        _cleanup_(source_stream_freep) SourceStream *s = NULL;
+        FetchOptions fo = {};
+        int r;
+
+        fetch_options_from_config(&fo, c);
+        s = calloc(1, sizeof(*s));
+        if (!s || !(s->name = strdup(name)))
+                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        r = fetch_stream_new(e, url, max, &fo, 0, &s->fetch, err);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+int source_stream_open_offer(FetchEngine *e, const Config *c, const Offer *o, SourceStream **ret, UpkErr *err)
+{
+        _cleanup_(source_stream_freep) SourceStream *s = NULL;
+        int r;
+
+        if (!o->target)
+                return upk_err(err, UPK_ERR_IO, -EINVAL, "%s: not a download", o->name);
+        r = stream_open(e, c, o->location, o->length ?: 1, o->name, &s, err);
+        if (r < 0)
+                return r;
+        r = tuf_hasher_new(o->target, &s->hasher, err);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+int source_stream_open_url(FetchEngine *e, const Config *c, const char *url, SourceStream **ret, UpkErr *err)
+{
+        return stream_open(e, c, url, SOURCE_URL_BUNDLE_MAX, url, ret, err);
+}
+
+static ssize_t stream_fail(SourceStream *s, int r)
+{
+        s->failed = true;
+        if (s->err.code == 0)
+                s->err.code = r;
+        fetch_stream_cancel(s->fetch);
+        return r;
+}
+
+ssize_t source_stream_read(void *userdata, void *buf, size_t size)
+{
+        SourceStream *s = userdata;
+        ssize_t n;
+        int r;
+
+        if (s->failed)
+                return s->err.code ?: -EIO;
+        n = fetch_stream_read(s->fetch, buf, size);
+        if (n < 0) {
+                fetch_stream_get_error(s->fetch, &s->err);
+                if (s->err.kind == UPK_ERR_NONE)
+                        (void)upk_err(&s->err, UPK_ERR_NETWORK, (int)n, "%s: download failed: %s", s->name,
+                                      strerror((int)-n));
+                return stream_fail(s, (int)n);
+        }
+        if (!s->hasher)
+                return n;
+        if (n > 0)
+                r = tuf_hasher_update(s->hasher, buf, (size_t)n, &s->err);
+        else
+                r = tuf_hasher_finish(s->hasher, &s->err);
+        if (r < 0) {
+                (void)upk_err_prefix(&s->err, "%s", s->name);
+                return stream_fail(s, r);
+        }
+        return n;
+}
+
+void source_stream_get_error(SourceStream *s, UpkErr *ret)
+{
+        if (s->failed && s->err.kind != UPK_ERR_NONE)
+                *ret = s->err;
+        else
+                *ret = (UpkErr){};
+}
+
+bool source_stream_transferring(SourceStream *s)
+{
+        return !fetch_stream_is_finished(s->fetch);
+}
+
+void source_stream_progress(SourceStream *s, uint64_t *ret_done, uint64_t *ret_total)
+{
+        Fetch *f = fetch_stream_get_fetch(s->fetch);
+        const FetchStats *st = f ? fetch_get_stats(f) : NULL;
+
+        *ret_done = st ? st->delivered : 0;
+        *ret_total = st && st->total != UINT64_MAX ? st->total : 0;
+}
+
+void source_stream_cancel(SourceStream *s)
+{
+        fetch_stream_cancel(s->fetch);
+}

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Where updates come from ([source] type, upkeep.conf(5)), behind one interface:
+ *   check:  source_check() → an Offer (the newest bundle for this device above the running version) or
+ *           none; blocking, run in the job's worker thread;
+ *   fetch:  source_stream_open_offer() → a byte stream for the installer (BundleReadFunc), opened in the
+ *           loop thread, read in the worker thread.
+ * Types: `tuf` (a TUF repository over HTTP(S): the refresh of lib/tuf.c with downloads by lib/fetch.c;
+ * trusted metadata under DATA_DIR/tuf/; the target streamed with its length and hashes checked as it
+ * streams), `local` (a folder of bundles: each one's signed manifest read with the keyring), `none`.
+ * `hawkbit` is refused at the start (not supported yet).
+ *
+ * Threads: a Source is used by one thread at a time (the manager runs one job at a time). */
+
+#include "config.h"
+#include "fetch.h"
+#include "manifest.h"
+#include "tuf.h"
+
+#define SOURCE_LOCAL_BUNDLES_MAX 1024                    /* *.upk files looked at in a local folder */
+#define SOURCE_HEAD_MAX          (MANIFEST_SIZE_MAX + SIGNATURE_SIZE_MAX + 64u * 1024u)
+#define SOURCE_URL_BUNDLE_MAX    (UINT64_C(1) << 46) /* a bundle from a URL: no length is known */
+#define SOURCE_TUF_DIR           "tuf"               /* under the data dir */
+
+typedef struct Offer {
+        char *version;
+        char *name;      /* the TUF target path, or the file name in the local folder */
+        char *location;  /* the URL (tuf) or the absolute path (local) of the bundle */
+        uint64_t length; /* bytes, 0 when unknown */
+        TufTarget *target; /* tuf: the length and hashes the bytes must match */
+        bool has_manifest; /* the bundle's signed manifest was read (local: always; tuf: on request) */
+        bool has_security;
+        SecurityType security;
+} Offer;
+
+Offer *offer_free(Offer *o);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Offer *, offer_free);
+/* The same bundle (same name, length and location)? */
+bool offer_same(const Offer *a, const Offer *b);
+
+typedef struct Source Source;
+
+/* Checks the [source] keys: tuf needs url (or metadata-url and targets-url) and a trusted root
+ * ([source] root, or DATA_DIR/tuf/root.json from an earlier run); local needs dir; hawkbit is not
+ * supported yet. UPK_ERR_CONFIG naming the key. */
+int source_new(const Config *c, Source **ret, UpkErr *err);
+Source *source_free(Source *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Source *, source_free);
+SourceType source_get_type(const Source *s);
+
+/* Worker thread: ask the source. 0 with *ret NULL: nothing newer. `want_manifest`: read the offered
+ * bundle's signed manifest too (its first bytes only), for the security policy. */
+int source_check(Source *s, const char *current_version, bool want_manifest, Offer **ret, UpkErr *err);
+
+typedef struct SourceStream SourceStream;
+
+/* Loop thread: the bytes of a tuf offer (capped at the target's length, hashes checked at the end,
+ * before the installer activates anything) or of an http(s) URL. */
+int source_stream_open_offer(FetchEngine *e, const Config *c, const Offer *o, SourceStream **ret, UpkErr *err);
+int source_stream_open_url(FetchEngine *e, const Config *c, const char *url, SourceStream **ret, UpkErr *err);
+/* Worker thread: BundleReadFunc. */
+ssize_t source_stream_read(void *userdata, void *buf, size_t size);
+/* Why the stream failed (kind UPK_ERR_NONE: it did not); once the worker is done with it. */
+void source_stream_get_error(SourceStream *s, UpkErr *ret);
+/* Loop thread: is the transfer still running? Bytes received and the total (0 unknown). */
+bool source_stream_transferring(SourceStream *s);
+void source_stream_progress(SourceStream *s, uint64_t *ret_done, uint64_t *ret_total);
+/* Any thread: stop the transfer; the reader gets -ECANCELED. */
+void source_stream_cancel(SourceStream *s);
+/* Loop thread, once the worker no longer reads. */
+SourceStream *source_stream_free(SourceStream *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(SourceStream *, source_stream_free);
