@@ -87,10 +87,11 @@ static int property_get_progress(sd_bus *bus, const char *path, const char *inte
 
 /* ---- acting methods: the body runs once polkit_authorize() let the caller through ---- */
 
-/* Answered when the check ends (manager.c). */
+/* Answered when the check ends (manager.c); 1 tells sd-bus the call is taken care of. */
 static int do_check(sd_bus_message *msg, Manager *m, sd_bus_error *error)
 {
-        return manager_check(m, msg, error);
+        int r = manager_check(m, msg, error);
+        return r < 0 ? r : 1;
 }
 
 static int do_install(sd_bus_message *msg, Manager *m, sd_bus_error *error)

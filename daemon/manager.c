@@ -333,7 +333,8 @@ static void on_job(Job *j, void *userdata)
                 (void)start_check(m);
 }
 
-static int start_install(Manager *m, const char *what, const JobParams *p, bool automatic,
+/* `what` names the bundle in the log: its path or URL; `version` the offered version, if known. */
+static int start_install(Manager *m, const char *what, const char *version, const JobParams *p, bool automatic,
                          sd_bus_error *error)
 {
         int r;
@@ -348,8 +349,9 @@ static int start_install(Manager *m, const char *what, const JobParams *p, bool 
                 return sd_bus_error_set_errnof(error, r, "cannot start the install: %s", strerror(-r));
         }
         m->job_automatic = automatic;
-        log_fields(LOG_LEVEL_NOTICE, NULL, "%sinstalling %s%s", automatic ? "automatically " : "", what,
-                   p->allow_downgrade ? " (downgrade allowed)" : "");
+        log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .version = version }, "%sinstalling %s%s%s%s%s",
+                   automatic ? "automatically " : "", version ? "version " : "", version ?: "",
+                   version ? " from " : "", what, p->allow_downgrade ? " (downgrade allowed)" : "");
         manager_set_last_error(m, "");
         manager_set_progress(m, 0, 0);
         manager_set_phase(m, "");
@@ -361,7 +363,6 @@ static int start_install(Manager *m, const char *what, const JobParams *p, bool 
 static int install_offer(Manager *m, bool allow_downgrade, bool automatic, sd_bus_error *error)
 {
         JobParams p = { .kind = JOB_INSTALL, .allow_downgrade = allow_downgrade };
-        _cleanup_free_ char *what = NULL;
         UpkErr err = {};
         int r;
 
@@ -373,10 +374,7 @@ static int install_offer(Manager *m, bool allow_downgrade, bool automatic, sd_bu
                 p.read_userdata = m->stream;
         } else
                 p.path = m->offer->location;
-        what = strdup_printf("version %s from %s", m->offer->version, m->offer->location);
-        if (!what)
-                return -ENOMEM;
-        return start_install(m, what, &p, automatic, error);
+        return start_install(m, m->offer->location, m->offer->version, &p, automatic, error);
 }
 
 int manager_install(Manager *m, const char *source, bool allow_downgrade, sd_bus_error *error)
@@ -401,14 +399,14 @@ int manager_install(Manager *m, const char *source, bool allow_downgrade, sd_bus
                         return bus_error_set_upk(error, &err);
                 p.read = source_stream_read;
                 p.read_userdata = m->stream;
-                return start_install(m, source, &p, false, error);
+                return start_install(m, source, NULL, &p, false, error);
         }
         if (source[0] != '/')
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "the bundle must be given by its absolute path, not \"%s\"",
                                          source);
         p.path = source;
-        return start_install(m, source, &p, false, error);
+        return start_install(m, source, NULL, &p, false, error);
 }
 
 int manager_cancel(Manager *m, sd_bus_error *error)
@@ -774,9 +772,11 @@ static int update_state(Manager *m, uint64_t postpone_until, int auto_update, sd
 int manager_postpone(Manager *m, uint64_t until, sd_bus_error *error)
 {
         int r = update_state(m, until, -1, error);
-        if (r >= 0)
-                log_msg(LOG_LEVEL_NOTICE, "automatic installs postponed until %llu µs after the epoch",
-                        (unsigned long long)until);
+        if (r >= 0) {
+                char when[FORMAT_TIMESTAMP_MAX];
+                log_msg(LOG_LEVEL_NOTICE, "automatic installs postponed until %s",
+                        format_timestamp(when, sizeof(when), until));
+        }
         return r;
 }
 
