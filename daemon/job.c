@@ -209,7 +209,8 @@ static void job_wait(Job *j)
         }
 }
 
-int job_join(Job *j, InstallResult *ret_install, ConfirmResult *ret_confirm, Offer **ret_offer, UpkErr *ret_err)
+int job_join(Job *j, InstallResult *ret_install, ConfirmResult *ret_confirm, Offer **ret_offer,
+             UpkErr *ret_err)
 {
         job_wait(j);
         if (ret_install) {

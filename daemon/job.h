@@ -35,7 +35,7 @@ typedef struct JobSnapshot {
 
 typedef struct JobParams {
         JobKind kind;
-        const char *path; /* JOB_INSTALL from a file */
+        const char *path;    /* JOB_INSTALL from a file */
         BundleReadFunc read; /* JOB_INSTALL from a stream; the reader's data must outlive the job */
         void *read_userdata;
         bool allow_downgrade;
@@ -53,7 +53,8 @@ void job_snapshot(Job *j, JobSnapshot *ret);
 /* Once finished: join the worker and hand out its result. `ret_install` / `ret_confirm` / `ret_offer` (by
  * kind) are filled whatever the result (the caller calls their _done() or frees); returns the
  * operation's return value. */
-int job_join(Job *j, InstallResult *ret_install, ConfirmResult *ret_confirm, Offer **ret_offer, UpkErr *ret_err);
+int job_join(Job *j, InstallResult *ret_install, ConfirmResult *ret_confirm, Offer **ret_offer,
+             UpkErr *ret_err);
 /* Cancels a running job, waits for the worker and frees everything. */
 Job *job_free(Job *j);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Job *, job_free);

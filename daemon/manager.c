@@ -334,8 +334,8 @@ static void on_job(Job *j, void *userdata)
 }
 
 /* `what` names the bundle in the log: its path or URL; `version` the offered version, if known. */
-static int start_install(Manager *m, const char *what, const char *version, const JobParams *p, bool automatic,
-                         sd_bus_error *error)
+static int start_install(Manager *m, const char *what, const char *version, const JobParams *p,
+                         bool automatic, sd_bus_error *error)
 {
         int r;
 
@@ -482,8 +482,8 @@ static void arm_timer(Manager *m, sd_event_source **source, uint64_t delay, sd_e
                 if (r >= 0)
                         r = sd_event_source_set_enabled(*source, SD_EVENT_ONESHOT);
         } else {
-                r = sd_event_add_time_relative(m->event, source, CLOCK_BOOTTIME, delay, 100 * USEC_PER_MSEC, cb,
-                                               m);
+                r = sd_event_add_time_relative(m->event, source, CLOCK_BOOTTIME, delay, 100 * USEC_PER_MSEC,
+                                               cb, m);
                 if (r >= 0)
                         (void)sd_event_source_set_description(*source, what);
         }
@@ -534,10 +534,11 @@ static void maybe_auto_install(Manager *m)
 
                 if (retry > 0) {
                         arm_timer(m, &m->hold_timer, retry, on_hold_timer, "hold");
-                        log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .version = m->offer->version },
-                                   "update %s %s; asking again in %s (\"updatectl install\" installs it now)",
-                                   m->offer->version, auto_decision_to_string(d),
-                                   format_timespan(buf, sizeof(buf), retry));
+                        log_fields(
+                                LOG_LEVEL_NOTICE, &(LogFields){ .version = m->offer->version },
+                                "update %s %s; asking again in %s (\"updatectl install\" installs it now)",
+                                m->offer->version, auto_decision_to_string(d),
+                                format_timespan(buf, sizeof(buf), retry));
                 } else
                         log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .version = m->offer->version },
                                    "update %s %s (\"updatectl install\" installs it)", m->offer->version,
@@ -619,8 +620,8 @@ static void save_last_check(Manager *m, uint64_t when)
 static void finish_check(Manager *m)
 {
         _cleanup_(offer_freep) Offer *offer = NULL;
-        ManagerState back = m->state_before_check == MANAGER_PENDING_REBOOT ? MANAGER_PENDING_REBOOT
-                                                                            : MANAGER_IDLE;
+        ManagerState back =
+                m->state_before_check == MANAGER_PENDING_REBOOT ? MANAGER_PENDING_REBOOT : MANAGER_IDLE;
         char buf[FORMAT_TIMESPAN_MAX];
         UpkErr err = {};
         uint64_t delay;
@@ -629,7 +630,8 @@ static void finish_check(Manager *m)
         r = job_join(m->job, NULL, NULL, &offer, &err);
         m->job = job_free(m->job);
         if (r < 0) {
-                _cleanup_free_ char *msg = strdup_printf("check failed: %s", err.msg[0] ? err.msg : strerror(-r));
+                _cleanup_free_ char *msg =
+                        strdup_printf("check failed: %s", err.msg[0] ? err.msg : strerror(-r));
 
                 delay = schedule_after_check(&m->schedule, false, random_u64());
                 log_msg(LOG_LEVEL_ERROR, "%s; retrying in %s", msg ?: "check failed",
@@ -652,12 +654,13 @@ static void finish_check(Manager *m)
                 bus_emit_changed(m, "AvailableVersion", NULL);
         manager_set_state(m, back);
 
-        _cleanup_free_ char *msg = m->offer ? strdup_printf("update %s available", m->offer->version)
-                                            : strdup("up to date");
+        _cleanup_free_ char *msg =
+                m->offer ? strdup_printf("update %s available", m->offer->version) : strdup("up to date");
         if (m->offer)
                 log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .version = m->offer->version },
-                           "update %s available (%s, %" PRIu64 " bytes%s%s)", m->offer->version, m->offer->name,
-                           m->offer->length, m->offer->has_manifest && m->offer->has_security ? ", " : "",
+                           "update %s available (%s, %" PRIu64 " bytes%s%s)", m->offer->version,
+                           m->offer->name, m->offer->length,
+                           m->offer->has_manifest && m->offer->has_security ? ", " : "",
                            m->offer->has_manifest && m->offer->has_security
                                    ? security_type_to_string(m->offer->security)
                                    : "");
@@ -680,7 +683,8 @@ int manager_check(Manager *m, sd_bus_message *call, sd_bus_error *error)
                 return sd_bus_error_set(error, BUS_ERROR_NO_SOURCE,
                                         "no update source is configured ([source] type = none)");
         if (m->job && job_kind(m->job) != JOB_CHECK)
-                return sd_bus_error_setf(error, BUS_ERROR_BUSY, "the daemon is busy (%s); try again when it is done",
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY,
+                                         "the daemon is busy (%s); try again when it is done",
                                          manager_state_to_string(m->state));
         if (m->n_check_calls >= CHECK_CALLS_MAX)
                 return sd_bus_error_set(error, BUS_ERROR_BUSY, "too many callers wait for this check");
@@ -935,7 +939,9 @@ Manager *manager_free(Manager *m)
                 source_stream_cancel(m->stream);
         m->job = job_free(m->job);
         m->stream = source_stream_free(m->stream);
-        reply_check_calls(m, NULL, &(UpkErr){ .kind = UPK_ERR_IO, .code = -ESHUTDOWN, .msg = "the daemon is stopping" });
+        reply_check_calls(
+                m, NULL,
+                &(UpkErr){ .kind = UPK_ERR_IO, .code = -ESHUTDOWN, .msg = "the daemon is stopping" });
         sd_event_source_disable_unref(m->check_timer);
         sd_event_source_disable_unref(m->hold_timer);
         offer_free(m->offer);

@@ -64,21 +64,21 @@ typedef struct Manager {
         char *support_end;
 
         Job *job;
-        char *job_source; /* the bundle being installed */
-        bool job_automatic;    /* the install was started by the policy, not by a caller */
-        SourceStream *stream;  /* the running install's download, if any */
+        char *job_source;     /* the bundle being installed */
+        bool job_automatic;   /* the install was started by the policy, not by a caller */
+        SourceStream *stream; /* the running install's download, if any */
         ManagerState state_before_check;
 
         Source *source;
         FetchEngine *fetch_engine;
         Schedule schedule;
-        sd_event_source *check_timer; /* the next scheduled check */
-        sd_event_source *hold_timer;  /* a held update: decide again when the hold ends */
-        bool check_due;               /* the timer fired while another job ran */
-        Offer *offer;                 /* the update the source offers (AvailableVersion) */
+        sd_event_source *check_timer;                 /* the next scheduled check */
+        sd_event_source *hold_timer;                  /* a held update: decide again when the hold ends */
+        bool check_due;                               /* the timer fired while another job ran */
+        Offer *offer;                                 /* the update the source offers (AvailableVersion) */
         sd_bus_message *check_calls[CHECK_CALLS_MAX]; /* Check calls answered when the check ends */
         size_t n_check_calls;
-        bool exiting;     /* SIGTERM came: exit once the job is gone */
+        bool exiting; /* SIGTERM came: exit once the job is gone */
         sd_event_source *support_timer;
         AuthQuery *auth_queries; /* polkit checks in flight (polkit.c) */
 } Manager;

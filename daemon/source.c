@@ -72,12 +72,13 @@ static int source_setup_tuf(Source *s, UpkErr *err)
         _cleanup_free_ char *trusted = NULL;
 
         if (!c->source_url && (!c->source_metadata_url || !c->source_targets_url))
-                return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
-                               "[source] url: required for type = tuf (or both metadata-url and targets-url)");
+                return upk_err(
+                        err, UPK_ERR_CONFIG, -EINVAL,
+                        "[source] url: required for type = tuf (or both metadata-url and targets-url)");
         s->metadata_url = c->source_metadata_url ? strdup(c->source_metadata_url)
                                                  : url_join(c->source_url, "metadata");
-        s->targets_url = c->source_targets_url ? strdup(c->source_targets_url)
-                                               : url_join(c->source_url, "targets");
+        s->targets_url =
+                c->source_targets_url ? strdup(c->source_targets_url) : url_join(c->source_url, "targets");
         s->tuf_dir = strdup_printf("%s/%s", c->data_dir, SOURCE_TUF_DIR);
         if (!s->metadata_url || !s->targets_url || !s->tuf_dir)
                 return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
@@ -184,8 +185,8 @@ static int head_try(HeadFetch *h, bool complete)
         int r;
 
         r = bundle_open_func(mem_read, &m,
-                             &(BundleOpenOptions){ .keyring = h->config->keyring, .crl = h->config->crl }, &b,
-                             &e);
+                             &(BundleOpenOptions){ .keyring = h->config->keyring, .crl = h->config->crl },
+                             &b, &e);
         if (r < 0 && m.starved && !complete && h->size < SOURCE_HEAD_MAX)
                 return 0;
         h->decided = true;
@@ -271,8 +272,8 @@ static int tuf_read_head(Source *s, Offer *o, const FetchOptions *fo, UpkErr *er
 
 /* ---- tuf ---- */
 
-static int tuf_fetch(void *userdata, const char *url, uint64_t max_length, uint8_t **ret_data, size_t *ret_size,
-                     UpkErr *err)
+static int tuf_fetch(void *userdata, const char *url, uint64_t max_length, uint8_t **ret_data,
+                     size_t *ret_size, UpkErr *err)
 {
         const FetchOptions *fo = userdata;
         char *data = NULL;
@@ -398,7 +399,8 @@ static int local_check(Source *s, const char *current_version, Offer **ret, UpkE
                         continue;
                 offer_free(best);
                 best = calloc(1, sizeof(*best));
-                if (!best || !(best->version = strdup(m->version_str)) || !(best->name = strdup(de->d_name))) {
+                if (!best || !(best->version = strdup(m->version_str)) ||
+                    !(best->name = strdup(de->d_name))) {
                         closedir(d);
                         return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
                 }
@@ -428,7 +430,8 @@ int source_check(Source *s, const char *current_version, bool want_manifest, Off
         case _SOURCE_INVALID:
                 break;
         }
-        return upk_err(err, UPK_ERR_CONFIG, -EOPNOTSUPP, "no update source is configured ([source] type = none)");
+        return upk_err(err, UPK_ERR_CONFIG, -EOPNOTSUPP,
+                       "no update source is configured ([source] type = none)");
 }
 
 /* ---- streams ---- */
@@ -471,7 +474,8 @@ static int stream_open(FetchEngine *e, const Config *c, const char *url, uint64_
         return 0;
 }
 
-int source_stream_open_offer(FetchEngine *e, const Config *c, const Offer *o, SourceStream **ret, UpkErr *err)
+int source_stream_open_offer(FetchEngine *e, const Config *c, const Offer *o, SourceStream **ret,
+                             UpkErr *err)
 {
         _cleanup_(source_stream_freep) SourceStream *s = NULL;
         int r;
@@ -524,10 +528,8 @@ ssize_t source_stream_read(void *userdata, void *buf, size_t size)
                 r = tuf_hasher_update(s->hasher, buf, (size_t)n, &s->err);
         else
                 r = tuf_hasher_finish(s->hasher, &s->err);
-        if (r < 0) {
-                (void)upk_err_prefix(&s->err, "%s", s->name);
-                return stream_fail(s, r);
-        }
+        if (r < 0)
+                return stream_fail(s, r); /* the message names the target */
         return n;
 }
 

@@ -18,16 +18,16 @@
 #include "manifest.h"
 #include "tuf.h"
 
-#define SOURCE_LOCAL_BUNDLES_MAX 1024                    /* *.upk files looked at in a local folder */
+#define SOURCE_LOCAL_BUNDLES_MAX 1024 /* *.upk files looked at in a local folder */
 #define SOURCE_HEAD_MAX          (MANIFEST_SIZE_MAX + SIGNATURE_SIZE_MAX + 64u * 1024u)
 #define SOURCE_URL_BUNDLE_MAX    (UINT64_C(1) << 46) /* a bundle from a URL: no length is known */
 #define SOURCE_TUF_DIR           "tuf"               /* under the data dir */
 
 typedef struct Offer {
         char *version;
-        char *name;      /* the TUF target path, or the file name in the local folder */
-        char *location;  /* the URL (tuf) or the absolute path (local) of the bundle */
-        uint64_t length; /* bytes, 0 when unknown */
+        char *name;        /* the TUF target path, or the file name in the local folder */
+        char *location;    /* the URL (tuf) or the absolute path (local) of the bundle */
+        uint64_t length;   /* bytes, 0 when unknown */
         TufTarget *target; /* tuf: the length and hashes the bytes must match */
         bool has_manifest; /* the bundle's signed manifest was read (local: always; tuf: on request) */
         bool has_security;
@@ -57,8 +57,10 @@ typedef struct SourceStream SourceStream;
 
 /* Loop thread: the bytes of a tuf offer (capped at the target's length, hashes checked at the end,
  * before the installer activates anything) or of an http(s) URL. */
-int source_stream_open_offer(FetchEngine *e, const Config *c, const Offer *o, SourceStream **ret, UpkErr *err);
-int source_stream_open_url(FetchEngine *e, const Config *c, const char *url, SourceStream **ret, UpkErr *err);
+int source_stream_open_offer(FetchEngine *e, const Config *c, const Offer *o, SourceStream **ret,
+                             UpkErr *err);
+int source_stream_open_url(FetchEngine *e, const Config *c, const char *url, SourceStream **ret,
+                           UpkErr *err);
 /* Worker thread: BundleReadFunc. */
 ssize_t source_stream_read(void *userdata, void *buf, size_t size);
 /* Why the stream failed (kind UPK_ERR_NONE: it did not); once the worker is done with it. */
