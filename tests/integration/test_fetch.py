@@ -79,6 +79,8 @@ class Result:
         self.stderr = proc.stderr
         self.elapsed = elapsed
         self.out = out
+        # Under -Db_sanitize the tool's own exit status may be the sanitizer's: look for its report.
+        assert "Sanitizer" not in proc.stderr and "runtime error:" not in proc.stderr, proc.stderr
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         assert lines, f"no summary on stdout\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
         self.s = json.loads(lines[-1])
