@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* upkeepd: the update agent. Its verbs run one operation in the foreground without the bus: the
- * installer for factory, rescue and test use, and the boot-time confirmation. */
+/* upkeepd: the update agent. Without a verb it is the service (manager.c: the io.upkeep.Update1 bus
+ * service, upkeepd(8)). Its verbs run one operation in the foreground without the bus: the installer for
+ * factory, rescue and test use, and the boot-time confirmation. */
 #include <getopt.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -8,50 +9,28 @@
 #include "config.h"
 #include "install.h"
 #include "log.h"
-#include "process.h"
-
-#define REBOOT_TIMEOUT_USEC (60 * 1000000ULL)
+#include "logging.h"
+#include "manager.h"
+#include "reboot.h"
 
 static const char *arg_config = CONFIG_DEFAULT_PATH;
 static bool arg_allow_downgrade;
 static bool arg_no_reboot;
 
-/* [policy] reboot = auto: ask systemd to reboot (the first systemctl in PATH). */
+/* The verbs' voice: what they do on stdout, failures on stderr. */
+static void verb_say(LogLevel level, const char *message, void *userdata)
+{
+        if (level == LOG_LEVEL_ERROR) {
+                fprintf(stderr, "upkeepd: %s\n", message);
+                return;
+        }
+        printf("%s\n", message);
+        fflush(stdout);
+}
+
 static int do_reboot(const char *why)
 {
-        const char *path = getenv("PATH") ?: "/usr/sbin:/usr/bin:/sbin:/bin";
-        ProcessResult res = {};
-        char how[128];
-        int r;
-
-        if (arg_no_reboot) {
-                printf("not rebooting (--no-reboot): reboot to %s\n", why);
-                return 0;
-        }
-        for (const char *p = path; *p;) {
-                size_t len = strcspn(p, ":");
-                _cleanup_free_ char *exe = strdup_printf("%.*s/systemctl", (int)len, p);
-
-                p += len;
-                p += *p == ':';
-                if (!exe || access(exe, X_OK) < 0)
-                        continue;
-                char *argv[] = { exe, (char *)"reboot", NULL };
-                printf("rebooting to %s\n", why);
-                fflush(stdout);
-                r = process_run(argv, NULL, REBOOT_TIMEOUT_USEC, 4096, &res);
-                if (r < 0)
-                        return r;
-                if (res.exit_status != 0) {
-                        process_result_describe(&res, REBOOT_TIMEOUT_USEC, how, sizeof(how));
-                        fprintf(stderr, "upkeepd: systemctl reboot %s: %s\n", how, res.output);
-                        r = -EIO;
-                }
-                process_result_done(&res);
-                return r;
-        }
-        fprintf(stderr, "upkeepd: cannot reboot: no systemctl in PATH; reboot by hand to %s\n", why);
-        return -ENOENT;
+        return reboot_system(why, arg_no_reboot, verb_say, NULL);
 }
 
 static int report_error(const char *what, const UpkErr *e)
@@ -73,6 +52,8 @@ static int usage_error(const char *msg)
 static void help(void)
 {
         printf("upkeepd — the upkeep update agent\n\n"
+               "upkeepd [--config FILE] [--no-reboot]\n"
+               "                                   run the service io.upkeep.Update1 on the system bus\n"
                "upkeepd [--config FILE] install [--allow-downgrade] BUNDLE\n"
                "                                   install a bundle into the inactive slot, now\n"
                "upkeepd [--config FILE] confirm    confirm or fail a pending update (at boot)\n"
@@ -239,6 +220,29 @@ static void log_stderr(LogLevel level, const char *message, void *userdata)
                 message);
 }
 
+/* No verb: the bus service, until SIGTERM. */
+static int run_service(void)
+{
+        _cleanup_(manager_freep) Manager *m = NULL;
+        UpkErr err = {};
+        int r;
+
+        log_open();
+        upk_log_set_func(log_hook, NULL);
+        r = manager_new(arg_config, arg_no_reboot, &m, &err);
+        if (r < 0)
+                return report_error(NULL, &err);
+        r = manager_start(m);
+        if (r >= 0)
+                r = manager_run(m);
+        if (r < 0) {
+                log_msg(LOG_LEVEL_ERROR, "the service stopped: %s", strerror(-r));
+                return UPK_EXIT_FAIL;
+        }
+        log_msg(LOG_LEVEL_INFO, "stopped");
+        return UPK_EXIT_OK;
+}
+
 int main(int argc, char *argv[])
 {
         enum { ARG_VERSION = 0x100, ARG_ALLOW_DOWNGRADE, ARG_NO_REBOOT };
@@ -276,7 +280,7 @@ int main(int argc, char *argv[])
                 }
         }
         if (optind >= argc)
-                return usage_error("no verb given (install, confirm, mark-good, rollback)");
+                return run_service();
         const char *verb = argv[optind];
         int rest = argc - optind - 1;
         if (streq(verb, "install")) {

@@ -32,16 +32,16 @@ static int run_editenv(BootBackend *b, const char *file, const char *const *args
         for (size_t i = 0; args[i]; i++)
                 argv[n++] = args[i];
         argv[n] = NULL;
-        r = boot_run(&(BootRun){ .argv = argv,
-                                 .search_path = true,
-                                 .output_max = BOOT_TOOL_OUTPUT_MAX,
-                                 .timeout_usec = b->timeout_usec,
-                                 .what = "grub backend: grub-editenv" },
-                     &out, &errtext, err);
+        r = process_run(&(ProcessRun){ .argv = argv,
+                                       .search_path = true,
+                                       .output_max = BOOT_TOOL_OUTPUT_MAX,
+                                       .timeout_usec = b->timeout_usec,
+                                       .what = "grub backend: grub-editenv" },
+                        &out, &errtext, err);
         if (r > 0)
                 r = upk_err(err, UPK_ERR_IO, -EIO,
                             "grub backend: grub-editenv %s %s failed with status %d: %s", file, args[0], r,
-                            boot_stderr_summary(errtext));
+                            process_output_summary(errtext));
         if (r < 0)
                 return r;
         if (ret_out)
@@ -234,7 +234,7 @@ static int grub_init(BootBackend *b, const Config *c, UpkErr *err)
         const char *slash = strrchr(path, '/');
         struct stat st;
 
-        if (!boot_find_program("grub-editenv"))
+        if (!process_find_program("grub-editenv"))
                 return upk_err(err, UPK_ERR_CONFIG, -ENOENT,
                                "[boot] backend = grub needs grub-editenv (grub-common): not found in PATH");
         if (slash && !slash[1])

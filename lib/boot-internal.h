@@ -7,12 +7,12 @@
 #include <sys/types.h>
 
 #include "boot.h"
+#include "process.h"
 
 #define BOOT_TIMEOUT_USEC_DEFAULT (10u * 1000u * 1000u)
 #define BOOT_TIMEOUT_MS_MAX       600000u
 #define BOOT_TOOL_OUTPUT_MAX      (64u * 1024u) /* fw_printenv, grub-editenv */
 #define BOOT_SCRIPT_OUTPUT_MAX    (4u * 1024u)  /* the script backend's program */
-#define BOOT_STDERR_MAX           (4u * 1024u)  /* kept for the error message */
 #define BOOT_STATE_FILE_MAX       (64u * 1024u) /* the file backend's state file */
 #define BOOT_VALUE_MAX            1024u         /* one variable's value */
 #define BOOT_KEY_MAX              80u           /* one variable's name */
@@ -93,24 +93,3 @@ typedef struct BootKV {
 } BootKV;
 int boot_vars_to_kv(const BootVars *v, bool with_booted, BootKV **ret, size_t *ret_n);
 void boot_kv_free(BootKV *kv, size_t n);
-
-/* Run a program: argv[0] is searched in PATH when `search_path`. `envp` NULL means the caller's
- * environment. `input` (may be NULL) is fed to its stdin, else stdin is /dev/null. stdout is captured
- * up to `output_max` bytes (more: killed, -EFBIG), stderr up to BOOT_STDERR_MAX (the rest dropped).
- * After `timeout_usec` the whole process group is killed (-ETIME). Returns the exit status (0..255);
- * `what` names the program in messages. */
-typedef struct BootRun {
-        const char *const *argv;
-        bool search_path;
-        char *const *envp;
-        const char *input;
-        size_t input_size;
-        size_t output_max;
-        uint64_t timeout_usec;
-        const char *what;
-} BootRun;
-int boot_run(const BootRun *r, char **ret_stdout, char **ret_stderr, UpkErr *err);
-/* stderr text flattened to one line for a message ("" when none). In place. */
-const char *boot_stderr_summary(char *s);
-/* Whether an executable `name` is found in PATH (or is an executable path itself). */
-bool boot_find_program(const char *name);

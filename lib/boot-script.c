@@ -95,18 +95,18 @@ static int run_script(BootBackend *b, const char *verb, const char *slot, const 
                 strv_free(env);
                 return -ENOMEM;
         }
-        r = boot_run(&(BootRun){ .argv = argv,
-                                 .envp = env,
-                                 .output_max = BOOT_SCRIPT_OUTPUT_MAX,
-                                 .timeout_usec = b->timeout_usec,
-                                 .what = what },
-                     &out, &errtext, err);
+        r = process_run(&(ProcessRun){ .argv = argv,
+                                       .envp = env,
+                                       .output_max = BOOT_SCRIPT_OUTPUT_MAX,
+                                       .timeout_usec = b->timeout_usec,
+                                       .what = what },
+                        &out, &errtext, err);
         strv_free(env);
         if (r < 0)
                 return r;
         if (r != 0 && !(r == SCRIPT_EXIT_UNKNOWN && streq(verb, "get-current")))
                 return upk_err(err, UPK_ERR_IO, -EIO, "%s: exited with status %d%s%s", what, r,
-                               isempty(errtext) ? "" : ": ", boot_stderr_summary(errtext));
+                               isempty(errtext) ? "" : ": ", process_output_summary(errtext));
         if (ret_out)
                 *ret_out = TAKE_PTR(out);
         return r;

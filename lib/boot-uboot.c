@@ -59,16 +59,16 @@ static int uboot_read(BootBackend *b, UbootEnv *e, UpkErr *err)
         for (size_t i = 0; i < e->n; i++)
                 argv[n++] = e->keys[i];
         argv[n] = NULL;
-        r = boot_run(&(BootRun){ .argv = argv,
-                                 .search_path = true,
-                                 .output_max = BOOT_TOOL_OUTPUT_MAX,
-                                 .timeout_usec = b->timeout_usec,
-                                 .what = "uboot backend: fw_printenv" },
-                     &out, &errtext, err);
+        r = process_run(&(ProcessRun){ .argv = argv,
+                                       .search_path = true,
+                                       .output_max = BOOT_TOOL_OUTPUT_MAX,
+                                       .timeout_usec = b->timeout_usec,
+                                       .what = "uboot backend: fw_printenv" },
+                        &out, &errtext, err);
         if (r > 0)
-                r = upk_err(err, UPK_ERR_IO, -EIO,
-                            "uboot backend: fw_printenv%s%s failed with status %d: %s",
-                            b->path ? " -c " : "", b->path ? b->path : "", r, boot_stderr_summary(errtext));
+                r = upk_err(
+                        err, UPK_ERR_IO, -EIO, "uboot backend: fw_printenv%s%s failed with status %d: %s",
+                        b->path ? " -c " : "", b->path ? b->path : "", r, process_output_summary(errtext));
         if (r < 0) {
                 uboot_env_done(e);
                 return r;
@@ -182,17 +182,18 @@ static int uboot_store(BootBackend *b, const UbootEnv *old, const BootVars *v, U
         argv[n++] = "-s";
         argv[n++] = "-";
         argv[n] = NULL;
-        r = boot_run(&(BootRun){ .argv = argv,
-                                 .search_path = true,
-                                 .input = script,
-                                 .input_size = size,
-                                 .output_max = BOOT_TOOL_OUTPUT_MAX,
-                                 .timeout_usec = b->timeout_usec,
-                                 .what = "uboot backend: fw_setenv" },
-                     NULL, &errtext, err);
+        r = process_run(&(ProcessRun){ .argv = argv,
+                                       .search_path = true,
+                                       .input = script,
+                                       .input_size = size,
+                                       .output_max = BOOT_TOOL_OUTPUT_MAX,
+                                       .timeout_usec = b->timeout_usec,
+                                       .what = "uboot backend: fw_setenv" },
+                        NULL, &errtext, err);
         if (r > 0)
                 r = upk_err(err, UPK_ERR_IO, -EIO, "uboot backend: fw_setenv%s%s failed with status %d: %s",
-                            b->path ? " -c " : "", b->path ? b->path : "", r, boot_stderr_summary(errtext));
+                            b->path ? " -c " : "", b->path ? b->path : "", r,
+                            process_output_summary(errtext));
         if (r < 0) {
                 boot_kv_free(kv, n_kv);
                 return r;
@@ -219,7 +220,7 @@ static int uboot_store(BootBackend *b, const UbootEnv *old, const BootVars *v, U
 
 static int uboot_init(BootBackend *b, const Config *c, UpkErr *err)
 {
-        if (!boot_find_program("fw_printenv") || !boot_find_program("fw_setenv"))
+        if (!process_find_program("fw_printenv") || !process_find_program("fw_setenv"))
                 return upk_err(err, UPK_ERR_CONFIG, -ENOENT,
                                "[boot] backend = uboot needs fw_printenv and fw_setenv (libubootenv-tool): "
                                "not found "

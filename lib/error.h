@@ -46,6 +46,7 @@ enum {
         UPK_EXIT_OK = 0,
         UPK_EXIT_FAIL = 1,
         UPK_EXIT_USAGE = 2,
+        UPK_EXIT_ACCESS_DENIED = 4, /* the daemon refused the caller: not root, no polkit grant */
         UPK_EXIT_REJECT_SIGNATURE = 10,
         UPK_EXIT_REJECT_COMPATIBLE = 11,
         UPK_EXIT_REJECT_DOWNGRADE = 12,

@@ -19,16 +19,28 @@
 #include <sys/wait.h>
 
 #include "handler-internal.h"
+#include "process.h"
 
-#define ARCHIVE_BLOCK_SIZE  (64u * 1024u)
-#define ARCHIVE_DEPTH_MAX   256u  /* folder nesting when the old contents are removed */
-#define ARCHIVE_MEMBER_MAX  4096u /* bytes of a member's path */
-#define ARCHIVE_MKFS_FSTYPE "ext4"
+#define ARCHIVE_BLOCK_SIZE     (64u * 1024u)
+#define ARCHIVE_DEPTH_MAX      256u  /* folder nesting when the old contents are removed */
+#define ARCHIVE_MEMBER_MAX     4096u /* bytes of a member's path */
+#define ARCHIVE_DEFAULT_FSTYPE "ext4"
+
+/* The file systems archive can make on a block slot, with the mkfs options that make it quietly
+ * over whatever was there. */
+static const struct {
+        const char *fstype;
+        const char *force, *quiet;
+} mkfs_table[] = {
+        { "ext2", "-F", "-q" }, { "ext3", "-F", "-q" },  { "ext4", "-F", "-q" },
+        { "xfs", "-f", "-q" },  { "btrfs", "-f", "-q" }, { "vfat", NULL, NULL },
+};
 
 typedef struct Archive {
         char *dest;      /* the folder extracted into: the slot, or the mount point of a device slot */
         char *device;    /* a device slot's block device, else NULL */
         char *mount_dir; /* our mount point, NULL when nothing is mounted */
+        size_t fs;       /* index into mkfs_table */
 
         pthread_mutex_t lock;
         pthread_cond_t cond;
@@ -327,14 +339,16 @@ static void archive_state_free(Archive *s)
         free(s);
 }
 
-static const char *find_mkfs(void)
+/* mkfs.FSTYPE in the usual places; `buf` holds the path. */
+static const char *find_mkfs(const char *fstype, char *buf, size_t size)
 {
-        static const char *const paths[] = { "/usr/sbin/mkfs." ARCHIVE_MKFS_FSTYPE,
-                                             "/sbin/mkfs." ARCHIVE_MKFS_FSTYPE };
+        static const char *const dirs[] = { "/usr/sbin", "/sbin" };
 
-        for (size_t i = 0; i < ELEMENTSOF(paths); i++)
-                if (access(paths[i], X_OK) == 0)
-                        return paths[i];
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                snprintf(buf, size, "%s/mkfs.%s", dirs[i], fstype);
+                if (access(buf, X_OK) == 0)
+                        return buf;
+        }
         return NULL;
 }
 
@@ -342,22 +356,37 @@ static const char *find_mkfs(void)
 static int prepare_device(Archive *s, char *msg, size_t msg_size)
 {
         char *envp[] = { (char *)HANDLER_PATH_ENV, NULL };
-        char out[HANDLER_OUTPUT_MAX], how[64];
-        const char *mkfs = find_mkfs(), *base;
-        int status, r;
+        _cleanup_free_ char *out = NULL, *errtext = NULL;
+        const char *fstype = mkfs_table[s->fs].fstype, *base;
+        char mkfs_path[64];
+        const char *mkfs = find_mkfs(fstype, mkfs_path, sizeof(mkfs_path));
+        UpkErr e = {};
+        int r;
 
         if (!mkfs)
                 return handler_msg(msg, msg_size, -ENOENT, "mkfs.%s is not installed; it is needed for %s",
-                                   ARCHIVE_MKFS_FSTYPE, s->device);
-        char *argv[] = { (char *)mkfs, (char *)"-F", (char *)"-q", s->device, NULL };
-        r = handler_run(argv, envp, handler_timeout_ms(), out, sizeof(out), &status);
+                                   fstype, s->device);
+        const char *argv[5];
+        size_t n = 0;
+        argv[n++] = mkfs;
+        if (mkfs_table[s->fs].force)
+                argv[n++] = mkfs_table[s->fs].force;
+        if (mkfs_table[s->fs].quiet)
+                argv[n++] = mkfs_table[s->fs].quiet;
+        argv[n++] = s->device;
+        argv[n] = NULL;
+        r = process_run(&(ProcessRun){ .argv = argv,
+                                       .envp = envp,
+                                       .output_max = HANDLER_STEP_OUTPUT_MAX,
+                                       .timeout_usec = handler_timeout_ms() * 1000u,
+                                       .what = mkfs },
+                        &out, &errtext, &e);
         if (r < 0)
-                return handler_msg(msg, msg_size, r, "cannot run %s on %s: %s", mkfs, s->device,
-                                   strerror(-r));
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                handler_describe_status(status, how, sizeof(how));
-                return handler_msg(msg, msg_size, -EIO, "%s %s %s: %.300s", mkfs, s->device, how, out);
-        }
+                return handler_msg(msg, msg_size, r, "%s", e.msg);
+        if (r != 0)
+                return handler_msg(
+                        msg, msg_size, -EIO, "%s %s exited with status %d: %s", mkfs, s->device, r,
+                        !isempty(errtext) ? process_output_summary(errtext) : process_output_summary(out));
 
         base = secure_getenv("RUNTIME_DIRECTORY");
         if (isempty(base) || strchr(base, ':'))
@@ -367,7 +396,7 @@ static int prepare_device(Archive *s, char *msg, size_t msg_size)
                 return -ENOMEM;
         if (!mkdtemp(s->dest))
                 return handler_msg(msg, msg_size, -errno, "cannot create a mount point in %s: %m", base);
-        if (mount(s->device, s->dest, ARCHIVE_MKFS_FSTYPE, MS_NOSUID | MS_NODEV, NULL) < 0) {
+        if (mount(s->device, s->dest, fstype, MS_NOSUID | MS_NODEV, NULL) < 0) {
                 r = handler_msg(msg, msg_size, -errno, "cannot mount %s on %s: %m", s->device, s->dest);
                 (void)rmdir(s->dest);
                 return r;
@@ -381,7 +410,8 @@ static int prepare_device(Archive *s, char *msg, size_t msg_size)
         return 0;
 }
 
-static int archive_begin_state(Archive *s, const char *destination, char *msg, size_t msg_size)
+static int archive_begin_state(Archive *s, const struct upkeep_payload *p, const char *destination,
+                               char *msg, size_t msg_size)
 {
         sigset_t all, old;
         struct stat st;
@@ -398,6 +428,20 @@ static int archive_begin_state(Archive *s, const char *destination, char *msg, s
                 if (r < 0)
                         return r;
         } else if (S_ISBLK(st.st_mode)) {
+                const char *fstype =
+                        p->struct_size >= offsetof(struct upkeep_payload, fstype) + sizeof(p->fstype) &&
+                                        p->fstype
+                                ? p->fstype
+                                : ARCHIVE_DEFAULT_FSTYPE;
+                for (s->fs = 0; s->fs < ELEMENTSOF(mkfs_table); s->fs++)
+                        if (streq(mkfs_table[s->fs].fstype, fstype))
+                                break;
+                if (s->fs == ELEMENTSOF(mkfs_table))
+                        return handler_msg(
+                                msg, msg_size, -EOPNOTSUPP,
+                                "cannot make a \"%s\" file system on %s (ext2, ext3, ext4, xfs, btrfs or "
+                                "vfat)",
+                                fstype, destination);
                 s->device = strdup(destination);
                 if (!s->device)
                         return -ENOMEM;
@@ -428,7 +472,7 @@ static int archive_begin(const struct upkeep_payload *p, void **ret_state, char 
                 return -ENOMEM;
         pthread_mutex_init(&s->lock, NULL);
         pthread_cond_init(&s->cond, NULL);
-        r = archive_begin_state(s, p->destination, msg, msg_size);
+        r = archive_begin_state(s, p, p->destination, msg, msg_size);
         if (r < 0) {
                 archive_state_free(s);
                 return r;

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "handler-internal.h"
+#include "process.h"
 
 #define EXEC_ENV_MAX     16
 #define EXEC_MSG_TAIL    320 /* bytes of output quoted in a message */
@@ -183,34 +184,6 @@ static int collect(pid_t pid, int out_fd, uint64_t deadline, Tail *t, int *ret_s
                 }
                 (void)nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
         }
-        *ret_status = status;
-        return 0;
-}
-
-int handler_run(char *const argv[], char *const envp[], uint64_t timeout_ms, char *out, size_t out_size,
-                int *ret_status)
-{
-        _cleanup_close_ int null_fd = -EBADF, rd = -EBADF, wr = -EBADF;
-        Tail t = {};
-        int p[2], status, r;
-        pid_t pid;
-
-        null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (null_fd < 0)
-                return -errno;
-        if (pipe2(p, O_CLOEXEC) < 0)
-                return -errno;
-        rd = p[0];
-        wr = p[1];
-        r = spawn(argv, envp, null_fd, wr, &pid);
-        if (r < 0)
-                return r;
-        wr = safe_close(wr);
-        r = collect(pid, rd, now_ms() + timeout_ms, &t, &status);
-        if (out && out_size > 0)
-                tail_string(&t, out, out_size);
-        if (r < 0)
-                return r;
         *ret_status = status;
         return 0;
 }
@@ -431,18 +404,28 @@ static int exec_finish(void *state, char *msg, size_t msg_size)
 
 static int run_step(Exec *s, const char *step, char *msg, size_t msg_size)
 {
-        char *argv[] = { s->program, (char *)step, NULL };
-        char out[HANDLER_OUTPUT_MAX];
-        int status, r;
+        const char *argv[] = { s->program, step, NULL };
+        _cleanup_free_ char *out = NULL, *errtext = NULL, *what = strdup_printf("%s %s", s->program, step);
+        UpkErr e = {};
+        int r;
 
         r = set_phase(s, step);
         if (r < 0)
                 return r;
-        r = handler_run(argv, s->env, s->timeout_ms, out, sizeof(out), &status);
-        s->out.len = 0;
-        tail_add(&s->out, out, strlen(out));
-        if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                return step_error(s, r, step, status, msg, msg_size);
+        r = process_run(&(ProcessRun){ .argv = argv,
+                                       .envp = s->env,
+                                       .output_max = HANDLER_STEP_OUTPUT_MAX,
+                                       .timeout_usec = s->timeout_ms * 1000u,
+                                       .what = what ?: s->program },
+                        &out, &errtext, &e);
+        if (r < 0)
+                return handler_msg(msg, msg_size, r, "%s", e.msg);
+        if (r != 0) {
+                const char *detail =
+                        !isempty(errtext) ? process_output_summary(errtext) : process_output_summary(out);
+                return handler_msg(msg, msg_size, -EPROTO, "%s %s exited with status %d%s%s", s->program,
+                                   step, r, detail[0] ? ": " : "", detail);
+        }
         return 0;
 }
 

@@ -8,6 +8,7 @@
 
 #include "handler.h"
 
+#define HANDLER_STEP_OUTPUT_MAX    (1024u * 1024u)     /* output of commit/rollback/mkfs; more: killed */
 #define HANDLER_OUTPUT_MAX         4096u               /* bytes of a program's output kept for messages */
 #define HANDLER_TIMEOUT_MS_DEFAULT (10u * 60u * 1000u) /* exec handler steps, mkfs */
 #define HANDLER_TIMEOUT_MS_MAX     (24u * 3600u * 1000u)
@@ -27,12 +28,6 @@ int handler_msg(char *msg, size_t msg_size, int r, const char *fmt, ...) _printf
 
 /* The timeout for programs the handlers run: UPKEEP_HANDLER_TIMEOUT_MS or the default. */
 uint64_t handler_timeout_ms(void);
-
-/* Run argv[0] (a path) with `envp`, stdin from /dev/null, stdout and stderr captured (the last
- * HANDLER_OUTPUT_MAX bytes, NUL-terminated, trailing white space removed, in `out`). Returns 0 with the
- * wait status in *ret_status, -ETIME when it outlived timeout_ms (it is then killed), or -errno. */
-int handler_run(char *const argv[], char *const envp[], uint64_t timeout_ms, char *out, size_t out_size,
-                int *ret_status);
 
 /* Describe a wait status: "exited with status 3", "was killed by signal KILL". */
 void handler_describe_status(int status, char *buf, size_t size);

@@ -18,7 +18,7 @@
 #define CMDLINE_SIZE_MAX      (64u * 1024u)
 #define VERSION_FILE_SIZE_MAX (64u * 1024u)
 #define HEALTH_CHECKS_MAX     64
-#define HEALTH_OUTPUT_MAX     2048
+#define HEALTH_OUTPUT_MAX     (64u * 1024u)
 
 /* Crash-consistency tests kill the installer at named points: UPKEEP_TEST_CRASH_AT=POINT, or
  * write:N to die after exactly N payload bytes went to the handlers. Only the environment of the
@@ -66,7 +66,7 @@ static size_t slot_bootnames(const Config *c, char **names, size_t max)
         return n;
 }
 
-static int open_boot(const Config *c, BootBackend **ret, UpkErr *err)
+int install_open_boot(const Config *c, BootBackend **ret, UpkErr *err)
 {
         char *names[BOOT_SLOTS_MAX];
         size_t n = slot_bootnames(c, names, ELEMENTSOF(names));
@@ -396,6 +396,7 @@ static int write_payloads(Job *j, UpkErr *err)
                         .sha256 = hex,
                         .version = j->m->version_str,
                         .compatible = j->m->compatible,
+                        .fstype = s ? s->fstype : NULL,
                 };
                 r = handler_begin(h, &info, err);
                 if (r < 0)
@@ -523,7 +524,7 @@ static int install_common(const Config *c, Bundle *b, const InstallOptions *o, I
                             strerror(-r));
                 goto out;
         }
-        r = open_boot(c, &j.boot, err);
+        r = install_open_boot(c, &j.boot, err);
         if (r >= 0)
                 r = install_find_booted(c, j.boot, &j.booted, err);
         if (r >= 0)
@@ -596,40 +597,39 @@ static int run_health_checks(const Config *c, const char *version, const char *s
         n = scandir(c->health_dir, &list, filter_health, alphasort);
         if (n < 0)
                 return errno == ENOENT ? 0 : -errno;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n && i < HEALTH_CHECKS_MAX && r == 0; i++) {
                 _cleanup_free_ char *path = strdup_printf("%s/%s", c->health_dir, list[i]->d_name);
                 _cleanup_free_ char *env_version = strdup_printf("UPKEEP_VERSION=%s", version ?: "");
                 _cleanup_free_ char *env_slot = strdup_printf("UPKEEP_SLOT=%s", slot);
-                ProcessResult res = {};
+                _cleanup_free_ char *out = NULL, *errtext = NULL, *what = NULL;
+                UpkErr e = {};
                 struct stat st;
-                char how[128];
 
-                if (r != 0 || i >= HEALTH_CHECKS_MAX)
-                        continue;
                 if (!path || !env_version || !env_slot) {
                         r = -ENOMEM;
-                        continue;
+                        break;
                 }
                 if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || access(path, X_OK) < 0)
                         continue;
-                char *argv[] = { path, NULL };
+                what = strdup_printf("health check %s", path);
+                const char *argv[] = { path, NULL };
                 char *envp[] = { (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", env_version, env_slot, NULL };
-                r = process_run(argv, envp, c->health_timeout_usec, HEALTH_OUTPUT_MAX, &res);
-                if (r < 0) {
-                        *ret_reason = strdup_printf("health check %s could not run: %s", path, strerror(-r));
-                        r = 1;
-                        continue;
+                int status = process_run(&(ProcessRun){ .argv = argv,
+                                                        .envp = envp,
+                                                        .output_max = HEALTH_OUTPUT_MAX,
+                                                        .timeout_usec = c->health_timeout_usec,
+                                                        .what = what ?: path },
+                                         &out, &errtext, &e);
+                if (status < 0)
+                        *ret_reason = strdup(e.msg);
+                else if (status != 0) {
+                        const char *detail = !isempty(errtext) ? process_output_summary(errtext)
+                                                               : process_output_summary(out);
+                        *ret_reason = strdup_printf("health check %s exited with status %d%s%s", path,
+                                                    status, detail[0] ? ": " : "", detail);
                 }
-                if (res.timed_out || res.exit_status != 0) {
-                        process_result_describe(&res, c->health_timeout_usec, how, sizeof(how));
-                        size_t len = res.output_size;
-                        while (len > 0 && (res.output[len - 1] == '\n' || res.output[len - 1] == ' '))
-                                res.output[--len] = 0;
-                        *ret_reason = strdup_printf("health check %s %s%s%s", path, how, len ? ": " : "",
-                                                    len ? res.output : "");
+                if (status != 0)
                         r = 1;
-                }
-                process_result_done(&res);
         }
         for (int i = 0; i < n; i++)
                 free(list[i]);
@@ -678,7 +678,7 @@ int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %s", c->data_dir,
                                strerror(-r));
-        r = open_boot(c, &boot, err);
+        r = install_open_boot(c, &boot, err);
         if (r < 0)
                 return r;
         r = install_find_booted(c, boot, &booted, err);
@@ -770,7 +770,7 @@ int install_mark_good(const Config *c, UpkErr *err)
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %s", c->data_dir,
                                strerror(-r));
-        r = open_boot(c, &boot, err);
+        r = install_open_boot(c, &boot, err);
         if (r >= 0)
                 r = install_find_booted(c, boot, &booted, err);
         if (r < 0)
@@ -795,7 +795,7 @@ int install_rollback(const Config *c, char **ret_slot, UpkErr *err)
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %s", c->data_dir,
                                strerror(-r));
-        r = open_boot(c, &boot, err);
+        r = install_open_boot(c, &boot, err);
         if (r >= 0)
                 r = install_find_booted(c, boot, &booted, err);
         if (r < 0)

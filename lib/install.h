@@ -49,6 +49,8 @@ typedef struct InstallResult {
 
 void install_result_done(InstallResult *r);
 
+/* The boot backend over the configured slots' bootnames (UPK_ERR_CONFIG when none is configured). */
+int install_open_boot(const Config *c, BootBackend **ret, UpkErr *err);
 /* The booted slot's bootname: [boot] booted=, else upkeep.slot= on the kernel command line, else
  * what the boot backend says. */
 int install_find_booted(const Config *c, BootBackend *boot, char **ret, UpkErr *err);

@@ -2,9 +2,13 @@
 #include "process.h"
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -15,116 +19,259 @@ static uint64_t mono_usec(void)
         return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-void process_result_done(ProcessResult *r)
+/* Keep our pipe ends off fds 0..2, so dup2 in the child always does something. */
+static int fd_above_stdio(int fd)
 {
-        free(r->output);
-        r->output = NULL;
-        r->output_size = 0;
+        int nfd;
+
+        if (fd < 0 || fd > 2)
+                return fd;
+        nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        safe_close(fd);
+        return nfd < 0 ? -errno : nfd;
 }
 
-int process_run(char *const argv[], char *const envp[], uint64_t timeout_usec, size_t output_max,
-                ProcessResult *ret)
+static int append(char **buf, size_t *size, const char *data, size_t n, size_t max, bool truncate)
 {
-        static char *const default_env[] = { (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
-        _cleanup_free_ char *out = NULL;
-        int pipefd[2], status = 0;
-        uint64_t deadline;
-        size_t size = 0;
-        bool timed_out = false, eof = false;
-        pid_t pid;
+        char *p;
 
-        out = malloc(output_max + 1);
-        if (!out)
+        if (*size + n > max) {
+                if (!truncate)
+                        return -EFBIG;
+                n = max - *size;
+        }
+        p = realloc(*buf, *size + n + 1);
+        if (!p)
                 return -ENOMEM;
-        if (pipe2(pipefd, O_CLOEXEC) < 0)
-                return -errno;
-        pid = fork();
-        if (pid < 0) {
-                int r = -errno;
-                close(pipefd[0]);
-                close(pipefd[1]);
-                return r;
-        }
-        if (pid == 0) {
-                int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                (void)setpgid(0, 0);
-                if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(pipefd[1], STDOUT_FILENO) < 0 ||
-                    dup2(pipefd[1], STDERR_FILENO) < 0)
-                        _exit(127);
-                signal(SIGPIPE, SIG_DFL);
-                execve(argv[0], argv, envp ?: default_env);
-                dprintf(STDERR_FILENO, "cannot execute %s: %m\n", argv[0]);
-                _exit(127);
-        }
-        close(pipefd[1]);
-        deadline = mono_usec() + timeout_usec;
-        while (!eof) {
-                uint64_t now = mono_usec();
-                struct pollfd p = { .fd = pipefd[0], .events = POLLIN };
-                if (now >= deadline) {
-                        timed_out = true;
-                        break;
-                }
-                int k = poll(&p, 1, (int)((deadline - now + 999) / 1000));
-                if (k < 0 && errno != EINTR)
-                        break;
-                if (k <= 0)
-                        continue;
-                char buf[4096];
-                ssize_t n = read(pipefd[0], buf, sizeof(buf));
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0) {
-                        eof = true;
-                        break;
-                }
-                size_t keep = (size_t)n;
-                if (keep > output_max - size)
-                        keep = output_max - size;
-                memcpy(out + size, buf, keep);
-                size += keep;
-        }
-        close(pipefd[0]);
-        if (timed_out) {
-                (void)kill(-pid, SIGKILL);
-                (void)kill(pid, SIGKILL);
-        }
-        /* The pipe closed: the program ended or closed its outputs; wait until the deadline. */
-        for (;;) {
-                pid_t w = waitpid(pid, &status, timed_out ? 0 : WNOHANG);
-                if (w == pid)
-                        break;
-                if (w < 0 && errno != EINTR)
-                        return -errno;
-                if (w == 0) {
-                        if (mono_usec() >= deadline) {
-                                timed_out = true;
-                                (void)kill(-pid, SIGKILL);
-                                (void)kill(pid, SIGKILL);
-                                continue;
-                        }
-                        struct timespec ts = { 0, 5 * 1000 * 1000 };
-                        nanosleep(&ts, NULL);
-                }
-        }
-        out[size] = 0;
-        *ret = (ProcessResult){
-                .exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                .signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0,
-                .timed_out = timed_out,
-                .output = TAKE_PTR(out),
-                .output_size = size,
-        };
+        memcpy(p + *size, data, n);
+        *size += n;
+        p[*size] = 0;
+        *buf = p;
         return 0;
 }
 
-void process_result_describe(const ProcessResult *r, uint64_t timeout_usec, char *buf, size_t size)
+static void kill_and_reap(pid_t pid)
 {
-        if (r->timed_out)
-                snprintf(buf, size, "timed out after %llu s and was killed",
-                         (unsigned long long)(timeout_usec / 1000000u));
-        else if (r->signal)
-                snprintf(buf, size, "was killed by signal %d (%s)", r->signal, strsignal(r->signal));
-        else
-                snprintf(buf, size, "exited with status %d", r->exit_status);
+        (void)kill(-pid, SIGKILL);
+        (void)kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+}
+
+int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkErr *err)
+{
+        _cleanup_close_ int in_w = -EBADF, in_r = -EBADF, out_r = -EBADF, out_w = -EBADF, err_r = -EBADF,
+                            err_w = -EBADF;
+        _cleanup_free_ char *out = NULL, *errbuf = NULL;
+        size_t out_size = 0, err_size = 0, in_done = 0;
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
+        uint64_t deadline;
+        sigset_t none, all;
+        int fds[2], status, k;
+        pid_t pid;
+
+        if (r->input) {
+                if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
+                        return upk_err(err, UPK_ERR_IO, -errno, "%s: cannot create a socket pair: %m",
+                                       r->what);
+                in_r = fd_above_stdio(fds[0]);
+                in_w = fd_above_stdio(fds[1]);
+        } else {
+                in_r = fd_above_stdio(open("/dev/null", O_RDONLY | O_CLOEXEC));
+        }
+        if (in_r < 0 || (r->input && in_w < 0))
+                return upk_err(err, UPK_ERR_IO, -EMFILE, "%s: cannot set up standard input", r->what);
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "%s: cannot create a pipe: %m", r->what);
+        out_r = fd_above_stdio(fds[0]);
+        out_w = fd_above_stdio(fds[1]);
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "%s: cannot create a pipe: %m", r->what);
+        err_r = fd_above_stdio(fds[0]);
+        err_w = fd_above_stdio(fds[1]);
+        if (out_r < 0 || out_w < 0 || err_r < 0 || err_w < 0)
+                return upk_err(err, UPK_ERR_IO, -EMFILE, "%s: cannot set up pipes", r->what);
+
+        sigemptyset(&none);
+        sigfillset(&all);
+        sigdelset(&all, SIGKILL);
+        sigdelset(&all, SIGSTOP);
+        if (posix_spawn_file_actions_init(&fa) != 0)
+                return -ENOMEM;
+        if (posix_spawnattr_init(&attr) != 0) {
+                posix_spawn_file_actions_destroy(&fa);
+                return -ENOMEM;
+        }
+        k = posix_spawn_file_actions_adddup2(&fa, in_r, STDIN_FILENO);
+        if (k == 0)
+                k = posix_spawn_file_actions_adddup2(&fa, out_w, STDOUT_FILENO);
+        if (k == 0)
+                k = posix_spawn_file_actions_adddup2(&fa, err_w, STDERR_FILENO);
+        if (k == 0)
+                k = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                                            POSIX_SPAWN_SETSIGDEF);
+        if (k == 0)
+                k = posix_spawnattr_setpgroup(&attr, 0);
+        if (k == 0)
+                k = posix_spawnattr_setsigmask(&attr, &none);
+        if (k == 0)
+                k = posix_spawnattr_setsigdefault(&attr, &all);
+        if (k == 0)
+                k = (r->search_path ? posix_spawnp : posix_spawn)(
+                        &pid, r->argv[0], &fa, &attr, (char *const *)r->argv, r->envp ? r->envp : environ);
+        posix_spawn_file_actions_destroy(&fa);
+        posix_spawnattr_destroy(&attr);
+        if (k == ENOENT)
+                return upk_err(err, UPK_ERR_CONFIG, -ENOENT, "%s: %s not found%s", r->what, r->argv[0],
+                               r->search_path ? " in PATH" : "");
+        if (k != 0)
+                return upk_err(err, UPK_ERR_IO, -k, "%s: cannot run %s: %s", r->what, r->argv[0],
+                               strerror(k));
+
+        in_r = safe_close(in_r);
+        out_w = safe_close(out_w);
+        err_w = safe_close(err_w);
+        if (in_w >= 0 && r->input_size == 0) {
+                (void)shutdown(in_w, SHUT_WR);
+                in_w = safe_close(in_w);
+        }
+
+        deadline = mono_usec() + r->timeout_usec;
+        while (out_r >= 0 || err_r >= 0 || in_w >= 0) {
+                struct pollfd p[3] = {
+                        { .fd = out_r, .events = POLLIN },
+                        { .fd = err_r, .events = POLLIN },
+                        { .fd = in_w, .events = POLLOUT },
+                };
+                uint64_t now = mono_usec();
+                char buf[4096];
+                ssize_t n;
+
+                if (now >= deadline) {
+                        kill_and_reap(pid);
+                        return upk_err(err, UPK_ERR_IO, -ETIME,
+                                       "%s: did not finish within %" PRIu64 " ms; killed", r->what,
+                                       r->timeout_usec / 1000u);
+                }
+                k = poll(p, 3, (int)((deadline - now + 999) / 1000));
+                if (k < 0 && errno != EINTR) {
+                        k = -errno;
+                        kill_and_reap(pid);
+                        return upk_err(err, UPK_ERR_IO, k, "%s: poll failed: %s", r->what, strerror(-k));
+                }
+                if (k <= 0)
+                        continue;
+                if (p[0].revents) {
+                        n = read(out_r, buf, sizeof(buf));
+                        if (n < 0 && errno != EINTR && errno != EAGAIN) {
+                                out_r = safe_close(out_r);
+                        } else if (n == 0) {
+                                out_r = safe_close(out_r);
+                        } else if (n > 0) {
+                                k = append(&out, &out_size, buf, (size_t)n, r->output_max, false);
+                                if (k < 0) {
+                                        kill_and_reap(pid);
+                                        return upk_err(err, UPK_ERR_IO, k,
+                                                       "%s: printed more than %zu bytes; killed", r->what,
+                                                       r->output_max);
+                                }
+                        }
+                }
+                if (p[1].revents) {
+                        n = read(err_r, buf, sizeof(buf));
+                        if (n <= 0 && !(n < 0 && (errno == EINTR || errno == EAGAIN)))
+                                err_r = safe_close(err_r);
+                        else if (n > 0 &&
+                                 append(&errbuf, &err_size, buf, (size_t)n, PROCESS_STDERR_MAX, true) < 0) {
+                                kill_and_reap(pid);
+                                return -ENOMEM;
+                        }
+                }
+                if (p[2].revents) {
+                        n = send(in_w, r->input + in_done, r->input_size - in_done,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+                        if (n < 0 && errno != EINTR && errno != EAGAIN)
+                                in_w = safe_close(in_w); /* it stopped reading; its exit status tells */
+                        else if (n > 0 && (in_done += (size_t)n) == r->input_size) {
+                                (void)shutdown(in_w, SHUT_WR);
+                                in_w = safe_close(in_w);
+                        }
+                }
+        }
+
+        /* Output closed; wait for the exit, still within the deadline. */
+        for (;;) {
+                pid_t w = waitpid(pid, &status, WNOHANG);
+                if (w == pid)
+                        break;
+                if (w < 0 && errno != EINTR) {
+                        k = -errno;
+                        kill_and_reap(pid);
+                        return upk_err(err, UPK_ERR_IO, k, "%s: waitpid failed: %s", r->what, strerror(-k));
+                }
+                if (mono_usec() >= deadline) {
+                        kill_and_reap(pid);
+                        return upk_err(err, UPK_ERR_IO, -ETIME,
+                                       "%s: did not finish within %" PRIu64 " ms; killed", r->what,
+                                       r->timeout_usec / 1000u);
+                }
+                (void)nanosleep(&(struct timespec){ .tv_nsec = 2 * 1000 * 1000 }, NULL);
+        }
+        if (WIFSIGNALED(status))
+                return upk_err(err, UPK_ERR_IO, -EIO, "%s: killed by signal %d", r->what, WTERMSIG(status));
+        if (!WIFEXITED(status))
+                return upk_err(err, UPK_ERR_IO, -EIO, "%s: ended abnormally", r->what);
+
+        if (!out && !(out = strdup("")))
+                return -ENOMEM;
+        if (!errbuf && !(errbuf = strdup("")))
+                return -ENOMEM;
+        if (ret_stdout)
+                *ret_stdout = TAKE_PTR(out);
+        if (ret_stderr)
+                *ret_stderr = TAKE_PTR(errbuf);
+        return WEXITSTATUS(status);
+}
+
+const char *process_output_summary(char *s)
+{
+        size_t n;
+
+        if (!s)
+                return "";
+        for (char *p = s; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = ' ';
+        n = strlen(s);
+        while (n > 0 && s[n - 1] == ' ')
+                s[--n] = 0;
+        while (*s == ' ')
+                s++;
+        if (strlen(s) > 400)
+                s[400] = 0;
+        return s;
+}
+
+bool process_find_program(const char *name)
+{
+        const char *p;
+
+        if (strchr(name, '/'))
+                return access(name, X_OK) >= 0;
+        p = getenv("PATH");
+        if (!p)
+                p = "/usr/local/bin:/usr/bin:/bin";
+        for (;;) {
+                size_t len = strcspn(p, ":");
+                _cleanup_free_ char *full = strdup_printf("%.*s/%s", (int)len, p, name);
+                struct stat st;
+
+                if (len > 0 && full && stat(full, &st) >= 0 && S_ISREG(st.st_mode) &&
+                    access(full, X_OK) >= 0)
+                        return true;
+                if (!p[len])
+                        return false;
+                p += len + 1;
+        }
 }

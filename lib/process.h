@@ -1,25 +1,33 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* Run a program without a shell: argv as given, an environment, optional bytes on stdin, stdout and
- * stderr captured together up to a limit, killed (SIGKILL to its process group) after a timeout. */
+/* The one way upkeep runs another program: no shell, argv as given (argv[0] searched in PATH when
+ * asked), in its own process group, optional bytes on its stdin, stdout and stderr captured apart,
+ * and the whole group killed when the timeout passes. Used by the boot backends, the health checks
+ * and the reboot. */
 
 #include "error.h"
 
-#define PROCESS_OUTPUT_MAX (64u * 1024u)
+#define PROCESS_STDERR_MAX (4u * 1024u) /* stderr kept for messages; the rest is dropped */
 
-typedef struct ProcessResult {
-        int exit_status; /* 0..255 when it exited; -1 when killed by a signal */
-        int signal;      /* the signal that ended it, 0 if none */
-        bool timed_out;
-        char *output; /* stdout+stderr, at most output_max bytes, NUL-terminated */
-        size_t output_size;
-} ProcessResult;
+typedef struct ProcessRun {
+        const char *const *argv;
+        bool search_path;  /* argv[0] is looked up in PATH */
+        char *const *envp; /* NULL: the caller's environment */
+        const char *input; /* fed to stdin (may be NULL: stdin is /dev/null) */
+        size_t input_size;
+        size_t output_max; /* stdout beyond this: the program is killed (-EFBIG) */
+        uint64_t timeout_usec;
+        const char *what; /* names the program in messages */
+} ProcessRun;
 
-/* `envp` may be NULL (a minimal PATH is used). Returns 0 when the program ran (whatever its exit
- * status), -errno when it could not be started or waited for. */
-int process_run(char *const argv[], char *const envp[], uint64_t timeout_usec, size_t output_max,
-                ProcessResult *ret);
-void process_result_done(ProcessResult *r);
-/* "exited with status 3", "was killed by signal 9", "timed out after 10 s". */
-void process_result_describe(const ProcessResult *r, uint64_t timeout_usec, char *buf, size_t size);
+/* Returns the exit status (0..255) with stdout and stderr (NUL-terminated, never NULL on success) in
+ * *ret_stdout / *ret_stderr (each may be NULL). Fails with an UpkErr when it cannot be started
+ * (-ENOENT: not found, kind UPK_ERR_CONFIG), did not finish in time (-ETIME: "WHAT: did not finish
+ * within N ms; killed"), was killed by a signal (-EIO) or printed too much (-EFBIG). */
+int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkErr *err);
+/* Output flattened to one line for a message (control characters to spaces, trimmed, at most 400
+ * bytes). In place; "" for NULL. */
+const char *process_output_summary(char *s);
+/* Whether `name` is an executable in PATH (or, containing '/', an executable path). */
+bool process_find_program(const char *name);

@@ -386,7 +386,8 @@ static uint8_t *make_tar(const TarEntry *e, size_t n, bool gzip, size_t *ret_siz
         return buf;
 }
 
-static int install_tar(const char *dest, const TarEntry *e, size_t n, bool gzip, size_t chunk, UpkErr *err)
+static int install_tar_fs(const char *dest, const char *fstype, const TarEntry *e, size_t n, bool gzip,
+                          size_t chunk, UpkErr *err)
 {
         _cleanup_(handler_freep) Handler *h = NULL;
         _cleanup_free_ uint8_t *tar = NULL;
@@ -396,11 +397,17 @@ static int install_tar(const char *dest, const TarEntry *e, size_t n, bool gzip,
 
         tar = make_tar(e, n, gzip, &size);
         p = payload("archive", dest, size);
+        p.fstype = fstype;
         ASSERT_OK(handler_open("archive", ".", &h, err));
         r = install(h, &p, tar, size, chunk, err);
         if (r >= 0)
                 r = handler_commit(h, err);
         return r;
+}
+
+static int install_tar(const char *dest, const TarEntry *e, size_t n, bool gzip, size_t chunk, UpkErr *err)
+{
+        return install_tar_fs(dest, NULL, e, n, gzip, chunk, err);
 }
 
 static const TarEntry tree[] = {
@@ -645,6 +652,15 @@ TEST(archive_block_device_gets_a_file_system)
         ASSERT_OK(mount(dev, "mnt", "ext4", MS_RDONLY, NULL));
         check_tree("mnt");
         ASSERT_OK(umount("mnt"));
+
+        /* [slot.*] fstype= chooses the file system */
+        ASSERT_OK_E(install_tar_fs(dev, "ext2", tree, ELEMENTSOF(tree), false, 3000, &err), &err);
+        ASSERT_OK(mount(dev, "mnt", "ext2", MS_RDONLY, NULL));
+        check_tree("mnt");
+        ASSERT_OK(umount("mnt"));
+        upk_err_clear(&err);
+        ASSERT_EQ(install_tar_fs(dev, "zfs", tree, ELEMENTSOF(tree), false, 3000, &err), -EOPNOTSUPP);
+        ASSERT_TRUE(strstr(err.msg, "cannot make a \"zfs\" file system"));
 }
 
 /* ---- file ---- */

@@ -51,6 +51,9 @@ struct upkeep_payload {
         const char *sha256;      /* hex digest of the payload as stored in the bundle */
         const char *version;     /* the bundle's version */
         const char *compatible;  /* the bundle's compatible string */
+        /* Added later in ABI version 1: read it only when struct_size covers it. */
+        const char *fstype; /* the slot's file system type ([slot.*] fstype=) for handlers that make
+                             * one, NULL when not configured */
 };
 
 struct upkeep_handler {

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/uio.h>
+#include <syslog.h>
+#include <systemd/sd-journal.h>
+
+#include "logging.h"
+
+#define JOURNAL_SOCKET "/run/systemd/journal/socket"
+#define LOG_LINE_MAX   2048
+
+static bool use_journal;
+
+void log_open(void)
+{
+        use_journal = access(JOURNAL_SOCKET, W_OK) >= 0;
+}
+
+static int level_to_priority(LogLevel level)
+{
+        switch (level) {
+        case LOG_LEVEL_ERROR:
+                return LOG_ERR;
+        case LOG_LEVEL_WARNING:
+                return LOG_WARNING;
+        case LOG_LEVEL_NOTICE:
+                return LOG_NOTICE;
+        case LOG_LEVEL_INFO:
+                return LOG_INFO;
+        case _LOG_LEVEL_MAX:
+        case _LOG_LEVEL_INVALID:
+                break;
+        }
+        return LOG_INFO;
+}
+
+static void log_journal(LogLevel level, const LogFields *f, const char *msg)
+{
+        char buf[6][LOG_LINE_MAX + 32];
+        struct iovec iov[6];
+        size_t n = 0;
+
+#define FIELD(...)                                                                                        \
+        do {                                                                                              \
+                int _l = snprintf(buf[n], sizeof(buf[n]), __VA_ARGS__);                                   \
+                iov[n] = (struct iovec){ buf[n],                                                          \
+                                         (size_t)_l < sizeof(buf[n]) ? (size_t)_l : sizeof(buf[n]) - 1 }; \
+                n++;                                                                                      \
+        } while (0)
+        FIELD("MESSAGE=%s", msg);
+        FIELD("PRIORITY=%d", level_to_priority(level));
+        FIELD("SYSLOG_IDENTIFIER=upkeepd");
+        if (f && f->phase)
+                FIELD("UPKEEP_PHASE=%s", f->phase);
+        if (f && f->version)
+                FIELD("UPKEEP_VERSION=%s", f->version);
+        if (f && f->slot)
+                FIELD("UPKEEP_SLOT=%s", f->slot);
+#undef FIELD
+        if (sd_journal_sendv(iov, (int)n) < 0)
+                fprintf(stderr, "upkeepd: %s\n", msg);
+}
+
+static void log_stderr(LogLevel level, const LogFields *f, const char *msg)
+{
+        const char *prefix = level == LOG_LEVEL_ERROR     ? "error: "
+                             : level == LOG_LEVEL_WARNING ? "warning: "
+                                                          : "";
+        char fields[LOG_LINE_MAX] = "";
+
+        if (f && (f->phase || f->version || f->slot))
+                snprintf(fields, sizeof(fields), " [%s%s%s%s%s%s]", f->phase ? "UPKEEP_PHASE=" : "",
+                         f->phase ?: "",
+                         f->version ? (f->phase ? " UPKEEP_VERSION=" : "UPKEEP_VERSION=") : "",
+                         f->version ?: "",
+                         f->slot ? (f->phase || f->version ? " UPKEEP_SLOT=" : "UPKEEP_SLOT=") : "",
+                         f->slot ?: "");
+        /* One write per line, so that lines from two threads do not mix. */
+        fprintf(stderr, "upkeepd: %s%s%s\n", prefix, msg, fields);
+}
+
+void log_fields(LogLevel level, const LogFields *f, const char *fmt, ...)
+{
+        char msg[LOG_LINE_MAX];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (use_journal)
+                log_journal(level, f, msg);
+        else
+                log_stderr(level, f, msg);
+}
+
+void log_hook(LogLevel level, const char *message, void *userdata)
+{
+        log_fields(level, NULL, "%s", message);
+}

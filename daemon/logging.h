@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The service's log: the journal with structured fields (UPKEEP_PHASE=, UPKEEP_VERSION=, UPKEEP_SLOT=)
+ * when /run/systemd/journal/socket exists, else one line per message on stderr:
+ *   upkeepd: [warning: ]MESSAGE [UPKEEP_PHASE=... UPKEEP_VERSION=... UPKEEP_SLOT=...]
+ * Thread-safe (the library's log hook may fire in the worker). */
+
+#include "log.h"
+
+typedef struct LogFields {
+        const char *phase; /* NULL: no field */
+        const char *version;
+        const char *slot;
+} LogFields;
+
+void log_open(void);
+void log_fields(LogLevel level, const LogFields *f, const char *fmt, ...) _printf_(3, 4);
+#define log_msg(level, ...) log_fields(level, NULL, __VA_ARGS__)
+/* For upk_log_set_func(). */
+void log_hook(LogLevel level, const char *message, void *userdata);

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The service: its state machine, the properties the bus serves (fields read by offsetof in bus.c; only
+ * the event loop's thread touches them), and the one job that may run at a time (job.h).
+ *
+ *   start:   confirming (install_confirm in the worker) → idle | error
+ *            (or pending-reboot when an install waits for its reboot: nothing to confirm yet)
+ *   Install: idle | error | pending-reboot → installing → pending-reboot | error
+ *   Check:   idle → checking → idle (no source can be checked yet: refused before it starts) */
+
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "job.h"
+
+#define UPKEEP_BUS_NAME      "io.upkeep.Update1"
+#define UPKEEP_BUS_PATH      "/io/upkeep/Update1"
+#define UPKEEP_BUS_INTERFACE "io.upkeep.Update1"
+
+#define SUPPORT_WARNING_INTERVAL_USEC (24ULL * 3600 * 1000000) /* the "support ended" warning: daily */
+
+typedef enum ManagerState {
+        MANAGER_IDLE,
+        MANAGER_CHECKING,
+        MANAGER_DOWNLOADING,
+        MANAGER_INSTALLING,
+        MANAGER_PENDING_REBOOT,
+        MANAGER_CONFIRMING,
+        MANAGER_ERROR,
+        _MANAGER_STATE_MAX,
+        _MANAGER_STATE_INVALID = -EINVAL,
+} ManagerState;
+
+typedef struct AuthQuery AuthQuery;
+
+typedef struct Manager {
+        sd_event *event;
+        sd_bus *bus;
+        Config *config;
+        bool no_reboot;
+
+        /* Properties (upkeep-dbus(7)). Strings are never NULL once manager_start() ran. */
+        ManagerState state;
+        char *phase;
+        uint64_t progress_done, progress_total;
+        char *current_version;
+        char *available_version;
+        char *compatible;
+        char *booted_slot;
+        uint64_t last_check;
+        char *last_error;
+        int auto_update; /* sd-bus booleans are int */
+        char *support_end;
+
+        Job *job;
+        char *job_source; /* the bundle being installed */
+        bool exiting;     /* SIGTERM came: exit once the job is gone */
+        sd_event_source *support_timer;
+        AuthQuery *auth_queries; /* polkit checks in flight (polkit.c) */
+} Manager;
+
+int manager_new(const char *config_path, bool no_reboot, Manager **ret, UpkErr *err);
+Manager *manager_free(Manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+
+/* Connect the bus, take the name, start the confirmation; READY=1 follows when it is done. */
+int manager_start(Manager *m);
+int manager_run(Manager *m);
+
+/* The bus-facing operations (access was checked by the caller). They return -errno and fill `error`. */
+int manager_install(Manager *m, const char *source, bool allow_downgrade, sd_bus_error *error);
+int manager_cancel(Manager *m, sd_bus_error *error);
+int manager_rollback(Manager *m, char **ret_slot, sd_bus_error *error);
+int manager_mark_good(Manager *m, sd_bus_error *error);
+int manager_postpone(Manager *m, uint64_t until, sd_bus_error *error);
+int manager_set_auto_update(Manager *m, bool enable, sd_bus_error *error);
+/* Is the manager busy with a job (install or confirmation)? Then state-changing calls are refused. */
+bool manager_busy(Manager *m);
+
+/* Re-read the state and boot environment: CurrentVersion, BootedSlot, SupportEnd, AutoUpdate,
+ * LastCheck; emits PropertiesChanged for those that changed. */
+void manager_refresh(Manager *m);
+
+const char *manager_state_to_string(ManagerState s);
+ManagerState manager_state_from_string(const char *s);
