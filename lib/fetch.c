@@ -157,10 +157,9 @@ static int curl_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, v
         int r;
 
         if (what == CURL_POLL_REMOVE) {
-                if (src) {
-                        sd_event_source_disable_unref(src);
-                        curl_multi_assign(e->multi, fd, NULL);
-                }
+                /* curl forgets the socket (and its pointer) itself; this also runs from
+                 * curl_multi_cleanup(), where the multi handle must not be used any more. */
+                sd_event_source_disable_unref(src);
                 return 0;
         }
         if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
