@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "manifest.h"
 
+#include "json-util.h"
+
 #include <inttypes.h>
-#include <json-c/json.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -10,7 +11,6 @@
 #define HANDLER_MAX    (5 + MANIFEST_NAME_MAX) /* "exec:" + NAME */
 #define SHA256_HEX_LEN 64
 #define KEY_PATH_MAX   128                         /* "payloads[63].installed_size" and the like */
-#define QUOTE_MAX      48                          /* bytes of a value repeated in a message */
 #define OBJECTS_MAX    (3 + MANIFEST_PAYLOADS_MAX) /* top level, security, support and the payloads */
 
 static const char *const compression_table[_COMPRESSION_MAX] = {
@@ -88,18 +88,6 @@ Manifest *manifest_free(Manifest *m)
         return NULL;
 }
 
-static inline void json_object_putp(json_object **p)
-{
-        if (*p)
-                json_object_put(*p);
-}
-
-static inline void json_tokener_freep(json_tokener **p)
-{
-        if (*p)
-                json_tokener_free(*p);
-}
-
 /* ---- messages ---- */
 
 static int bad(UpkErr *err, const char *fmt, ...) _printf_(2, 3);
@@ -113,25 +101,6 @@ static int bad(UpkErr *err, const char *fmt, ...)
         va_end(ap);
         return upk_err(err, UPK_ERR_MANIFEST, -EBADMSG, "manifest: %s", msg);
 }
-
-/* A value from the document, made safe to repeat in a message: printable ASCII only, bounded. */
-static const char *printable(const char *s, char *buf, size_t size)
-{
-        size_t n = 0;
-
-        for (; *s && n + 4 < size; s++, n++) {
-                unsigned char c = (unsigned char)*s;
-                buf[n] = c >= 0x20 && c < 0x7f && c != '"' && c != '\\' ? (char)c : '?';
-        }
-        if (*s) {
-                memcpy(buf + n, "...", 3);
-                n += 3;
-        }
-        buf[n] = 0;
-        return buf;
-}
-
-#define QUOTE(s) printable((s), (char[QUOTE_MAX + 4]){}, QUOTE_MAX + 4)
 
 static const char *key_path(char *buf, size_t size, const char *path, const char *key)
 {
@@ -152,11 +121,6 @@ static const char *where(const char *path, char *buf, size_t size)
 static bool is_digit(char c)
 {
         return c >= '0' && c <= '9';
-}
-
-static bool is_json_ws(char c)
-{
-        return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
 /* 1..max characters of a-z 0-9 (and A-Z when `upper`) and the punctuation in `punct`. */
@@ -281,243 +245,6 @@ static bool advisory_valid(const char *s)
         return true;
 }
 
-/* Length of the well-formed UTF-8 sequence (RFC 3629: shortest form, no surrogates, at most U+10FFFF) at
- * p[0..n), or 0. json-c's own check lets overlong forms through. */
-static size_t utf8_sequence_len(const unsigned char *p, size_t n)
-{
-        unsigned char lo = 0x80, hi = 0xbf;
-        size_t len;
-
-        if (p[0] < 0x80)
-                return 1;
-        if (p[0] >= 0xc2 && p[0] <= 0xdf)
-                len = 2;
-        else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-                len = 3;
-                if (p[0] == 0xe0)
-                        lo = 0xa0; /* overlong */
-                else if (p[0] == 0xed)
-                        hi = 0x9f; /* surrogates */
-        } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-                len = 4;
-                if (p[0] == 0xf0)
-                        lo = 0x90; /* overlong */
-                else if (p[0] == 0xf4)
-                        hi = 0x8f; /* past U+10FFFF */
-        } else
-                return 0;
-        if (n < len || p[1] < lo || p[1] > hi)
-                return 0;
-        for (size_t i = 2; i < len; i++)
-                if (p[i] < 0x80 || p[i] > 0xbf)
-                        return 0;
-        return len;
-}
-
-/* ---- raw text checks json-c does not make ----
- *
- * json-c keeps the last of duplicated keys without a word, truncates keys at an escaped NUL, and in strict
- * mode still takes single-quoted strings, raw control characters inside strings and overlong UTF-8. A small
- * scan over the text (which json-c has already accepted, so its structure is sound) catches these.
- *
- * Duplicates are found by counting each object's members in the text (one ':' per member at the object's
- * own level; strings are skipped with their escapes, so a ':' or '{' inside one does not count) and
- * comparing with json-c's member count for the same object, objects being matched in document order. The
- * first object in document order that has a duplicate is the first whose counts differ: every object
- * before it was parsed faithfully, so the order still matches up to it. Only the first OBJECTS_MAX objects
- * are counted, which is enough: a document with more objects cannot pass the schema anyway. The key is
- * named by decoding that one object's keys with json-c (so escapes like \u0066ormat are compared as
- * "format"), on the error path only. */
-
-typedef struct RawObject {
-        json_object *obj;
-        char path[KEY_PATH_MAX];
-        size_t start; /* offset of its '{' */
-        size_t n_keys;
-} RawObject;
-
-static void collect_objects(json_object *v, const char *path, RawObject *objs, size_t *n)
-{
-        char sub[KEY_PATH_MAX];
-
-        if (*n >= OBJECTS_MAX)
-                return;
-        switch (json_object_get_type(v)) {
-        case json_type_object: {
-                RawObject *o = &objs[(*n)++];
-                o->obj = v;
-                snprintf(o->path, sizeof(o->path), "%s", path);
-                json_object_object_foreach(v, key, val)
-                {
-                        key_path(sub, sizeof(sub), path, QUOTE(key));
-                        collect_objects(val, sub, objs, n);
-                }
-                break;
-        }
-        case json_type_array:
-                for (size_t i = 0; i < json_object_array_length(v) && *n < OBJECTS_MAX; i++) {
-                        snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
-                        collect_objects(json_object_array_get_idx(v, i), sub, objs, n);
-                }
-                break;
-        case json_type_null:
-        case json_type_boolean:
-        case json_type_double:
-        case json_type_int:
-        case json_type_string:
-                break;
-        }
-}
-
-/* The string token p[0..len) (quotes included) decoded by json-c; 1 if it is already in `seen`. */
-static int key_seen(const char *p, size_t len, json_object *seen, const char **ret_key,
-                    json_object **ret_obj)
-{
-        _cleanup_(json_tokener_freep) json_tokener *tok = json_tokener_new();
-        _cleanup_(json_object_putp) json_object *k = NULL;
-        const char *key;
-
-        if (!tok)
-                return -ENOMEM;
-        k = json_tokener_parse_ex(tok, p, (int)len);
-        if (!k || !json_object_is_type(k, json_type_string))
-                return -ENOMEM; /* the text already parsed once, so only memory can fail here */
-        key = json_object_get_string(k);
-        if (json_object_object_get_ex(seen, key, NULL)) {
-                *ret_key = key;
-                *ret_obj = TAKE_PTR(k);
-                return 1;
-        }
-        if (json_object_object_add(seen, key, NULL) < 0)
-                return -ENOMEM;
-        return 0;
-}
-
-/* Name the first repeated key of the object starting at p[o->start]. Only runs on the error path. */
-static int report_duplicate(const char *p, size_t end, const RawObject *o, UpkErr *err)
-{
-        _cleanup_(json_object_putp) json_object *seen = json_object_new_object();
-        char w[KEY_PATH_MAX + 8];
-        size_t depth = 0;
-
-        if (!seen)
-                return -ENOMEM;
-        for (size_t i = o->start; i < end; i++) {
-                if (p[i] == '"') {
-                        _cleanup_(json_object_putp) json_object *k = NULL;
-                        const char *key;
-                        size_t s = i, j;
-                        int r;
-
-                        for (i++; i < end && p[i] != '"'; i++)
-                                if (p[i] == '\\')
-                                        i++;
-                        for (j = i + 1; j < end && is_json_ws(p[j]); j++)
-                                ;
-                        if (depth != 1 || j >= end || p[j] != ':')
-                                continue; /* a value, or a key of a nested object */
-                        r = key_seen(p + s, i + 1 - s, seen, &key, &k);
-                        if (r < 0)
-                                return r;
-                        if (r > 0)
-                                return bad(err, "duplicate key \"%s\" %s", QUOTE(key),
-                                           where(o->path, w, sizeof(w)));
-                } else if (p[i] == '{' || p[i] == '[')
-                        depth++;
-                else if ((p[i] == '}' || p[i] == ']') && --depth == 0)
-                        break;
-        }
-        return bad(err, "duplicate key %s", where(o->path, w, sizeof(w)));
-}
-
-static int check_raw(const char *p, size_t end, json_object *root, UpkErr *err)
-{
-        RawObject objs[OBJECTS_MAX];
-        struct {
-                bool object;
-                size_t index; /* in objs when object and < n_objs */
-        } stack[MANIFEST_DEPTH_MAX + 1];
-        size_t n_objs = 0, next = 0, first_bad = SIZE_MAX, depth = 0;
-        bool in_string = false, in_key = false, expect_key = false;
-
-        collect_objects(root, "", objs, &n_objs);
-
-        for (size_t i = 0; i < end; i++) {
-                unsigned char c = (unsigned char)p[i];
-
-                if (in_string) {
-                        if (c == '\\') {
-                                if (in_key && i + 5 < end && memcmp(p + i + 1, "u0000", 5) == 0)
-                                        return bad(err, "byte %zu: a key contains a NUL character (\\u0000)",
-                                                   i);
-                                i++; /* the escaped character; \uXXXX digits are harmless */
-                        } else if (c == '"')
-                                in_string = false;
-                        else if (c < 0x20)
-                                return bad(err, "not valid JSON at byte %zu: control character in a string",
-                                           i);
-                        else if (c >= 0x80) {
-                                size_t len = utf8_sequence_len((const unsigned char *)p + i, end - i);
-                                if (len == 0)
-                                        return bad(err, "not valid JSON at byte %zu: invalid UTF-8", i);
-                                i += len - 1;
-                        }
-                        continue;
-                }
-
-                switch (c) {
-                case '"':
-                        in_string = true;
-                        in_key = expect_key;
-                        expect_key = false;
-                        break;
-                case '\'':
-                        return bad(err, "not valid JSON at byte %zu: single-quoted string", i);
-                case '{':
-                case '[':
-                        if (depth >= ELEMENTSOF(stack))
-                                return bad(err, "not valid JSON at byte %zu: nesting too deep", i);
-                        stack[depth].object = c == '{';
-                        stack[depth].index = SIZE_MAX;
-                        if (c == '{') {
-                                stack[depth].index = next++;
-                                if (stack[depth].index < n_objs) {
-                                        objs[stack[depth].index].start = i;
-                                        objs[stack[depth].index].n_keys = 0;
-                                }
-                        }
-                        expect_key = c == '{';
-                        depth++;
-                        break;
-                case ',':
-                        expect_key = depth > 0 && stack[depth - 1].object;
-                        break;
-                case ':':
-                        if (depth > 0 && stack[depth - 1].object && stack[depth - 1].index < n_objs)
-                                objs[stack[depth - 1].index].n_keys++;
-                        break;
-                case '}':
-                case ']':
-                        if (depth == 0)
-                                return bad(err, "not valid JSON at byte %zu: unbalanced '%c'", i, c);
-                        depth--;
-                        if (stack[depth].object && stack[depth].index < n_objs) {
-                                size_t k = stack[depth].index;
-                                if (objs[k].n_keys != (size_t)json_object_object_length(objs[k].obj) &&
-                                    k < first_bad)
-                                        first_bad = k;
-                        }
-                        expect_key = false;
-                        break;
-                default:
-                        break;
-                }
-        }
-        if (first_bad != SIZE_MAX)
-                return report_duplicate(p, end, &objs[first_bad], err);
-        return 0;
-}
-
 /* ---- typed access ---- */
 
 static int check_keys(json_object *obj, const char *path, const char *const *allowed, UpkErr *err)
@@ -530,7 +257,7 @@ static int check_keys(json_object *obj, const char *path, const char *const *all
                 for (const char *const *a = allowed; *a && !ok; a++)
                         ok = streq(*a, key);
                 if (!ok)
-                        return bad(err, "unknown key \"%s\" %s", QUOTE(key), where(path, w, sizeof(w)));
+                        return bad(err, "unknown key \"%s\" %s", JSON_QUOTE(key), where(path, w, sizeof(w)));
         }
         return 0;
 }
@@ -672,7 +399,7 @@ static int parse_version(json_object *root, const char *key, bool required, char
                 return r;
         if (version_parse(s, ret) < 0)
                 return bad(err, "%s \"%s\": not a semantic version (like 1.2.3 or 1.2.3-rc.1)", key,
-                           QUOTE(s));
+                           JSON_QUOTE(s));
         *ret_str = strdup(s);
         return *ret_str ? 1 : -ENOMEM;
 }
@@ -695,7 +422,7 @@ static int parse_security(json_object *root, Manifest *m, UpkErr *err)
                 return r;
         m->security_type = security_type_from_string(s);
         if (m->security_type < 0)
-                return bad(err, "security.type \"%s\": expected security, feature or mixed", QUOTE(s));
+                return bad(err, "security.type \"%s\": expected security, feature or mixed", JSON_QUOTE(s));
         m->has_security = true;
 
         r = get_typed(sec, "security", "advisories", false, json_type_array, &adv, err);
@@ -723,7 +450,7 @@ static int parse_security(json_object *root, Manifest *m, UpkErr *err)
                                         err,
                                         "security.advisories[%zu] \"%s\": expected 1 to %u printable ASCII "
                                         "characters without spaces",
-                                        i, QUOTE(s), MANIFEST_ADVISORY_MAX);
+                                        i, JSON_QUOTE(s), MANIFEST_ADVISORY_MAX);
                         m->advisories[i] = strdup(s);
                         if (!m->advisories[i])
                                 return -ENOMEM;
@@ -751,7 +478,7 @@ static int parse_support(json_object *root, Manifest *m, UpkErr *err)
                 return r;
         if (!date_valid(m->support_end))
                 return bad(err, "support.end \"%s\": not a calendar date like 2030-12-31",
-                           QUOTE(m->support_end));
+                           JSON_QUOTE(m->support_end));
         r = get_dup_string(sup, "support", "url", false, MANIFEST_STRING_MAX, &m->support_url, err);
         return r < 0 ? r : 0;
 }
@@ -772,7 +499,7 @@ static int parse_payload(json_object *o, const char *path, ManifestParseFlags fl
                 return r;
         if (!charset_ok(p->name, MANIFEST_NAME_MAX, true, "._-"))
                 return bad(err, "%s.name \"%s\": expected 1 to %u characters of A-Z a-z 0-9 . _ -", path,
-                           QUOTE(p->name), MANIFEST_NAME_MAX);
+                           JSON_QUOTE(p->name), MANIFEST_NAME_MAX);
 
         r = get_dup_string(o, path, "file", true, MANIFEST_FILE_MAX, &p->file, err);
         if (r < 0)
@@ -781,10 +508,10 @@ static int parse_payload(json_object *o, const char *path, ManifestParseFlags fl
                 return bad(err,
                            "%s.file \"%s\": not a plain file name (no '/', not '.' or '..', no control "
                            "characters)",
-                           path, QUOTE(p->file));
+                           path, JSON_QUOTE(p->file));
         if (streq(p->file, "manifest.json") || streq(p->file, "manifest.json.sig"))
                 return bad(err, "%s.file \"%s\": the name is reserved for the bundle's manifest", path,
-                           QUOTE(p->file));
+                           JSON_QUOTE(p->file));
 
         r = get_dup_string(o, path, "handler", true, HANDLER_MAX, &p->handler, err);
         if (r < 0)
@@ -794,7 +521,7 @@ static int parse_payload(json_object *o, const char *path, ManifestParseFlags fl
                         err,
                         "%s.handler \"%s\": expected raw, archive, file, exec:NAME or a plugin name of a-z "
                         "0-9 _ -",
-                        path, QUOTE(p->handler));
+                        path, JSON_QUOTE(p->handler));
 
         if (json_object_object_get_ex(o, "slot_class", NULL) ==
             json_object_object_get_ex(o, "target", NULL)) {
@@ -808,7 +535,7 @@ static int parse_payload(json_object *o, const char *path, ManifestParseFlags fl
                 return r;
         if (p->slot_class && !charset_ok(p->slot_class, MANIFEST_NAME_MAX, false, "_-"))
                 return bad(err, "%s.slot_class \"%s\": expected 1 to %u characters of a-z 0-9 _ -", path,
-                           QUOTE(p->slot_class), MANIFEST_NAME_MAX);
+                           JSON_QUOTE(p->slot_class), MANIFEST_NAME_MAX);
         r = get_dup_string(o, path, "target", false, MANIFEST_PATH_MAX, &p->target, err);
         if (r < 0)
                 return r;
@@ -817,7 +544,7 @@ static int parse_payload(json_object *o, const char *path, ManifestParseFlags fl
                         err,
                         "%s.target \"%s\": expected an absolute path without \"..\" components or control "
                         "characters",
-                        path, QUOTE(p->target));
+                        path, JSON_QUOTE(p->target));
 
         /* A template (for `bundle create`) may leave out size and sha256, but not just one of them. */
         has_size = get_uint(o, path, "size", !template, MANIFEST_PAYLOAD_SIZE_MAX, &p->size, err);
@@ -842,7 +569,8 @@ static int parse_payload(json_object *o, const char *path, ManifestParseFlags fl
         if (r > 0) {
                 p->compression = compression_from_string(s);
                 if (p->compression < 0 || p->compression == COMPRESSION_NONE)
-                        return bad(err, "%s.compression \"%s\": expected zstd, xz or gzip", path, QUOTE(s));
+                        return bad(err, "%s.compression \"%s\": expected zstd, xz or gzip", path,
+                                   JSON_QUOTE(s));
         }
 
         r = get_uint(o, path, "installed_size", false, MANIFEST_PAYLOAD_SIZE_MAX, &p->installed_size, err);
@@ -901,9 +629,9 @@ static int parse_payloads(json_object *root, ManifestParseFlags flags, Manifest 
                         return r;
                 for (size_t j = 0; j < i; j++) {
                         if (streq(m->payloads[j].name, p->name))
-                                return bad(err, "%s.name \"%s\" is used twice", path, QUOTE(p->name));
+                                return bad(err, "%s.name \"%s\" is used twice", path, JSON_QUOTE(p->name));
                         if (streq(m->payloads[j].file, p->file))
-                                return bad(err, "%s.file \"%s\" is used twice", path, QUOTE(p->file));
+                                return bad(err, "%s.file \"%s\" is used twice", path, JSON_QUOTE(p->file));
                 }
         }
         return 0;
@@ -935,7 +663,7 @@ static int parse_root(json_object *root, ManifestParseFlags flags, Manifest *m, 
                 return r;
         if (!charset_ok(m->compatible, MANIFEST_COMPATIBLE_MAX, true, "._+-"))
                 return bad(err, "compatible \"%s\": expected 1 to %u characters of A-Z a-z 0-9 . _ + -",
-                           QUOTE(m->compatible), MANIFEST_COMPATIBLE_MAX);
+                           JSON_QUOTE(m->compatible), MANIFEST_COMPATIBLE_MAX);
 
         r = parse_version(root, "version", true, &m->version_str, &m->version, err);
         if (r < 0)
@@ -949,7 +677,7 @@ static int parse_root(json_object *root, ManifestParseFlags flags, Manifest *m, 
                 return r;
         if (!rfc3339_valid(m->build))
                 return bad(err, "build \"%s\": not an RFC 3339 date and time like 2026-11-25T10:00:00Z",
-                           QUOTE(m->build));
+                           JSON_QUOTE(m->build));
 
         r = get_dup_string(root, "", "description", false, MANIFEST_STRING_MAX, &m->description, err);
         if (r < 0)
@@ -972,48 +700,22 @@ static int parse_root(json_object *root, ManifestParseFlags flags, Manifest *m, 
 
 int manifest_parse(const void *data, size_t size, ManifestParseFlags flags, Manifest **ret, UpkErr *err)
 {
-        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        static const JsonStrictOptions json_options = {
+                .what = "manifest",
+                .kind = UPK_ERR_MANIFEST,
+                .depth_max = MANIFEST_DEPTH_MAX,
+                .objects_max = OBJECTS_MAX, /* a document with more objects cannot pass the schema anyway */
+        };
         _cleanup_(json_object_putp) json_object *root = NULL;
         _cleanup_(manifest_freep) Manifest *m = NULL;
-        enum json_tokener_error jerr;
-        const char *p = data;
-        size_t i, end;
         int r;
 
-        if (!p && size > 0)
+        if (!data && size > 0)
                 return -EINVAL;
         if (size > MANIFEST_SIZE_MAX)
                 return bad(err, "%zu bytes, more than the maximum of %u bytes", size, MANIFEST_SIZE_MAX);
 
-        /* json-c takes any value at the top; only an object is a manifest. */
-        for (i = 0; i < size && is_json_ws(p[i]); i++)
-                ;
-        if (i == size)
-                return bad(err, "empty, expected a JSON object");
-        if (p[i] != '{')
-                return bad(err, "the top level is not a JSON object");
-
-        tok = json_tokener_new_ex(MANIFEST_DEPTH_MAX);
-        if (!tok)
-                return -ENOMEM;
-        json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-        root = json_tokener_parse_ex(tok, p, (int)size);
-        jerr = json_tokener_get_error(tok);
-        end = json_tokener_get_parse_end(tok);
-        if (jerr == json_tokener_continue)
-                return bad(err, "not valid JSON at byte %zu: unexpected end of data", size);
-        if (jerr != json_tokener_success)
-                return bad(err, "not valid JSON at byte %zu: %s", end, json_tokener_error_desc(jerr));
-        if (!root)
-                return -ENOMEM; /* json-c 0.16 reports allocation failures as a NULL without an error */
-        /* json-c stops after the object; strict mode rejects most trailing data, but not a NUL byte. */
-        for (i = end; i < size; i++)
-                if (!is_json_ws(p[i]))
-                        return bad(err, "not valid JSON at byte %zu: data after the top-level object", i);
-        if (!json_object_is_type(root, json_type_object))
-                return bad(err, "the top level is not a JSON object");
-
-        r = check_raw(p, end, root, err);
+        r = json_parse_strict(data, size, &json_options, &root, err);
         if (r < 0)
                 return r;
 

@@ -1,0 +1,827 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "tuf-metadata.h"
+
+#include <fnmatch.h>
+#include <inttypes.h>
+#include <openssl/sha.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "json-util.h"
+#include "tuf-json.h"
+
+#define PATH_MAX_LEN JSON_KEY_PATH_MAX
+
+static const char *const role_type_table[_TUF_ROLE_TYPE_MAX] = {
+        [TUF_ROLE_ROOT] = "root",
+        [TUF_ROLE_TIMESTAMP] = "timestamp",
+        [TUF_ROLE_SNAPSHOT] = "snapshot",
+        [TUF_ROLE_TARGETS] = "targets",
+};
+
+const char *tuf_role_type_to_string(TufRoleType t)
+{
+        if (t < 0 || t >= _TUF_ROLE_TYPE_MAX)
+                return NULL;
+        return role_type_table[t];
+}
+
+typedef struct Ctx {
+        const char *role;
+        UpkErr *err;
+} Ctx;
+
+static int bad(const Ctx *c, const char *fmt, ...) _printf_(2, 3);
+static int bad(const Ctx *c, const char *fmt, ...)
+{
+        char msg[UPK_ERR_MSG_MAX];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        return upk_err(c->err, UPK_ERR_FORMAT, -EBADMSG, "%s: %s", JSON_QUOTE(c->role), msg);
+}
+
+/* ---- freeing ---- */
+
+static void strv_free(char **v, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
+static void hashes_free(TufHash *h, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                free(h[i].algorithm);
+                free(h[i].hex);
+        }
+        free(h);
+}
+
+static void role_done(TufRole *r)
+{
+        free(r->name);
+        strv_free(r->keyids, r->n_keyids);
+        strv_free(r->paths, r->n_paths);
+        strv_free(r->prefixes, r->n_prefixes);
+}
+
+TufMetadata *tuf_metadata_free(TufMetadata *m)
+{
+        if (!m)
+                return NULL;
+        free(m->role_name);
+        free(m->signed_bytes);
+        for (size_t i = 0; i < m->n_signatures; i++) {
+                free(m->signatures[i].keyid);
+                free(m->signatures[i].sig);
+        }
+        free(m->signatures);
+        for (size_t i = 0; i < m->n_keys; i++)
+                tuf_key_free(m->keys[i]);
+        free(m->keys);
+        for (size_t i = 0; i < m->n_roles; i++)
+                role_done(&m->roles[i]);
+        free(m->roles);
+        for (size_t i = 0; i < m->n_meta; i++) {
+                free(m->meta[i].name);
+                hashes_free(m->meta[i].hashes, m->meta[i].n_hashes);
+        }
+        free(m->meta);
+        for (size_t i = 0; i < m->n_targets; i++) {
+                free(m->targets[i].path);
+                hashes_free(m->targets[i].hashes, m->targets[i].n_hashes);
+        }
+        free(m->targets);
+        if (m->doc)
+                json_object_put(m->doc);
+        free(m);
+        return NULL;
+}
+
+/* ---- typed access ---- */
+
+static int get(const Ctx *c, json_object *o, const char *path, const char *key, json_type type,
+               bool required, json_object **ret)
+{
+        static const char *const type_names[] = {
+                [json_type_null] = "null",        [json_type_boolean] = "a boolean",
+                [json_type_double] = "a number",  [json_type_int] = "an integer",
+                [json_type_object] = "an object", [json_type_array] = "an array",
+                [json_type_string] = "a string",
+        };
+        json_object *v;
+
+        if (!json_object_object_get_ex(o, key, &v)) {
+                if (required)
+                        return bad(c, "%s.%s: missing", path, key);
+                return 0;
+        }
+        if (!json_object_is_type(v, type))
+                return bad(c, "%s.%s: expected %s", path, key, type_names[type]);
+        if (type == json_type_string &&
+            strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v))
+                return bad(c, "%s.%s: contains a NUL character", path, key);
+        *ret = v;
+        return 1;
+}
+
+static int get_uint(const Ctx *c, json_object *o, const char *path, const char *key, bool required,
+                    uint64_t max, uint64_t *ret)
+{
+        json_object *v;
+        int r;
+
+        r = get(c, o, path, key, json_type_int, required, &v);
+        if (r <= 0)
+                return r;
+        if (json_object_get_int64(v) < 0)
+                return bad(c, "%s.%s: must not be negative", path, key);
+        if (json_object_get_uint64(v) > max)
+                return bad(c, "%s.%s: %" PRIu64 " is above the maximum %" PRIu64, path, key,
+                           json_object_get_uint64(v), max);
+        *ret = json_object_get_uint64(v);
+        return 1;
+}
+
+static int dup_strv(const Ctx *c, json_object *arr, const char *path, size_t max, size_t len_max,
+                    char ***ret, size_t *ret_n)
+{
+        size_t n = json_object_array_length(arr);
+        char **v;
+
+        if (n > max)
+                return bad(c, "%s: more than %zu entries", path, max);
+        v = calloc(n ?: 1, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_object *e = json_object_array_get_idx(arr, i);
+                const char *s;
+                if (!json_object_is_type(e, json_type_string) ||
+                    strlen(json_object_get_string(e)) != (size_t)json_object_get_string_len(e)) {
+                        strv_free(v, i);
+                        return bad(c, "%s[%zu]: expected a string", path, i);
+                }
+                s = json_object_get_string(e);
+                if (strlen(s) > len_max) {
+                        strv_free(v, i);
+                        return bad(c, "%s[%zu]: longer than %zu bytes", path, i, len_max);
+                }
+                v[i] = strdup(s);
+                if (!v[i]) {
+                        strv_free(v, i);
+                        return -ENOMEM;
+                }
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+/* ---- common fields ---- */
+
+static bool parse_digits(const char *s, size_t n, int *ret)
+{
+        int v = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] < '0' || s[i] > '9')
+                        return false;
+                v = v * 10 + (s[i] - '0');
+        }
+        *ret = v;
+        return true;
+}
+
+/* "YYYY-MM-DDTHH:MM:SSZ" into seconds since the epoch (UTC). */
+static int parse_expires(const char *s, time_t *ret)
+{
+        struct tm tm = {};
+        int y, mo, d, h, mi, se;
+        time_t t;
+
+        if (strlen(s) != 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
+            s[19] != 'Z')
+                return -EINVAL;
+        if (!parse_digits(s, 4, &y) || !parse_digits(s + 5, 2, &mo) || !parse_digits(s + 8, 2, &d) ||
+            !parse_digits(s + 11, 2, &h) || !parse_digits(s + 14, 2, &mi) || !parse_digits(s + 17, 2, &se))
+                return -EINVAL;
+        if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 59)
+                return -EINVAL;
+        tm.tm_year = y - 1900;
+        tm.tm_mon = mo - 1;
+        tm.tm_mday = d;
+        tm.tm_hour = h;
+        tm.tm_min = mi;
+        tm.tm_sec = se;
+        t = timegm(&tm);
+        if (tm.tm_mday != d) /* 31 April and the like wrap around */
+                return -EINVAL;
+        *ret = t;
+        return 0;
+}
+
+/* Semver-like "1.0.31" or "1.0": all digits, major 1 (python-tuf accepts X.Y and X.Y.Z). */
+static bool spec_version_ok(const char *s)
+{
+        size_t parts = 0;
+        const char *p = s;
+
+        for (;;) {
+                size_t n = strspn(p, "0123456789");
+                if (n == 0)
+                        return false;
+                parts++;
+                p += n;
+                if (*p == 0)
+                        break;
+                if (*p != '.')
+                        return false;
+                p++;
+        }
+        return (parts == 2 || parts == 3) && strspn(s, "0123456789") == 1 && s[0] == '1';
+}
+
+static int parse_hashes(const Ctx *c, json_object *o, const char *path, TufHash **ret, size_t *ret_n)
+{
+        size_t n = (size_t)json_object_object_length(o), i = 0;
+        TufHash *h;
+
+        if (n == 0)
+                return bad(c, "%s: must not be empty", path);
+        if (n > TUF_HASHES_MAX)
+                return bad(c, "%s: more than %d hashes", path, TUF_HASHES_MAX);
+        h = calloc(n, sizeof(TufHash));
+        if (!h)
+                return -ENOMEM;
+        json_object_object_foreach(o, algo, v)
+        {
+                if (!json_object_is_type(v, json_type_string) ||
+                    (size_t)json_object_get_string_len(v) > TUF_HASH_HEX_MAX ||
+                    strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v)) {
+                        hashes_free(h, i);
+                        return bad(c, "%s.%s: expected a hex string", path, JSON_QUOTE(algo));
+                }
+                h[i].algorithm = strdup(algo);
+                h[i].hex = strdup(json_object_get_string(v));
+                i++;
+                if (!h[i - 1].algorithm || !h[i - 1].hex) {
+                        hashes_free(h, i);
+                        return -ENOMEM;
+                }
+        }
+        *ret = h;
+        *ret_n = n;
+        return 0;
+}
+
+static int parse_keys(const Ctx *c, json_object *o, const char *path, TufMetadata *m)
+{
+        size_t n = (size_t)json_object_object_length(o);
+        char kp[PATH_MAX_LEN];
+
+        if (n > TUF_KEYS_MAX)
+                return bad(c, "%s: more than %d keys", path, TUF_KEYS_MAX);
+        m->keys = calloc(n ?: 1, sizeof(TufKey *));
+        if (!m->keys)
+                return -ENOMEM;
+        json_object_object_foreach(o, keyid, v)
+        {
+                int r;
+                snprintf(kp, sizeof(kp), "%s: %s.%s", JSON_QUOTE(c->role), path, JSON_QUOTE(keyid));
+                r = tuf_key_from_json(keyid, v, kp, &m->keys[m->n_keys], c->err);
+                if (r < 0)
+                        return r;
+                m->n_keys++;
+        }
+        return 0;
+}
+
+static int parse_role_keys(const Ctx *c, json_object *o, const char *path, TufRole *role)
+{
+        json_object *keyids = NULL;
+        uint64_t threshold = 0;
+        char kp[PATH_MAX_LEN];
+        int r;
+
+        r = get(c, o, path, "keyids", json_type_array, true, &keyids);
+        if (r < 0)
+                return r;
+        snprintf(kp, sizeof(kp), "%s.keyids", path);
+        r = dup_strv(c, keyids, kp, TUF_KEYIDS_MAX, TUF_KEYID_MAX, &role->keyids, &role->n_keyids);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < role->n_keyids; i++)
+                for (size_t j = 0; j < i; j++)
+                        if (streq(role->keyids[i], role->keyids[j]))
+                                return bad(c, "%s: keyid %s is listed twice", kp,
+                                           JSON_QUOTE(role->keyids[i]));
+        r = get_uint(c, o, path, "threshold", true, TUF_THRESHOLD_MAX, &threshold);
+        if (r < 0)
+                return r;
+        if (threshold < 1)
+                return bad(c, "%s.threshold: must be at least 1", path);
+        role->threshold = threshold;
+        return 0;
+}
+
+/* ---- the roles ---- */
+
+static int parse_root(const Ctx *c, json_object *s, TufMetadata *m)
+{
+        static const char *const top[] = { "root", "timestamp", "snapshot", "targets" };
+        json_object *keys = NULL, *roles = NULL, *cs = NULL;
+        char kp[PATH_MAX_LEN];
+        int r;
+
+        r = get(c, s, "signed", "consistent_snapshot", json_type_boolean, false, &cs);
+        if (r < 0)
+                return r;
+        m->consistent_snapshot = r > 0 && json_object_get_boolean(cs);
+        r = get(c, s, "signed", "keys", json_type_object, true, &keys);
+        if (r < 0)
+                return r;
+        r = parse_keys(c, keys, "signed.keys", m);
+        if (r < 0)
+                return r;
+        r = get(c, s, "signed", "roles", json_type_object, true, &roles);
+        if (r < 0)
+                return r;
+        m->roles = calloc(ELEMENTSOF(top), sizeof(TufRole));
+        if (!m->roles)
+                return -ENOMEM;
+        for (size_t i = 0; i < ELEMENTSOF(top); i++) {
+                json_object *ro = NULL;
+                r = get(c, roles, "signed.roles", top[i], json_type_object, true, &ro);
+                if (r < 0)
+                        return r;
+                m->roles[i].name = strdup(top[i]);
+                m->n_roles++;
+                if (!m->roles[i].name)
+                        return -ENOMEM;
+                snprintf(kp, sizeof(kp), "signed.roles.%s", top[i]);
+                r = parse_role_keys(c, ro, kp, &m->roles[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int parse_meta(const Ctx *c, json_object *s, TufMetadata *m)
+{
+        json_object *meta = NULL;
+        char kp[PATH_MAX_LEN];
+        size_t n;
+        int r;
+
+        r = get(c, s, "signed", "meta", json_type_object, true, &meta);
+        if (r < 0)
+                return r;
+        n = (size_t)json_object_object_length(meta);
+        m->meta = calloc(n ?: 1, sizeof(TufMetaFile));
+        if (!m->meta)
+                return -ENOMEM;
+        json_object_object_foreach(meta, name, v)
+        {
+                TufMetaFile *f = &m->meta[m->n_meta++];
+                json_object *hashes = NULL;
+
+                snprintf(kp, sizeof(kp), "signed.meta.%s", JSON_QUOTE(name));
+                f->name = strdup(name);
+                if (!f->name)
+                        return -ENOMEM;
+                if (!json_object_is_type(v, json_type_object))
+                        return bad(c, "%s: expected an object", kp);
+                r = get_uint(c, v, kp, "version", true, TUF_VERSION_MAX, &f->version);
+                if (r < 0)
+                        return r;
+                if (f->version < 1)
+                        return bad(c, "%s.version: must be at least 1", kp);
+                r = get_uint(c, v, kp, "length", false, TUF_LENGTH_MAX, &f->length);
+                if (r < 0)
+                        return r;
+                f->has_length = r > 0;
+                r = get(c, v, kp, "hashes", json_type_object, false, &hashes);
+                if (r < 0)
+                        return r;
+                if (r > 0) {
+                        snprintf(kp, sizeof(kp), "signed.meta.%s.hashes", JSON_QUOTE(name));
+                        r = parse_hashes(c, hashes, kp, &f->hashes, &f->n_hashes);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        if (m->type == TUF_ROLE_TIMESTAMP && !tuf_metadata_find_meta(m, "snapshot.json"))
+                return bad(c, "signed.meta: no entry for snapshot.json");
+        return 0;
+}
+
+static bool hex_prefix_ok(const char *s)
+{
+        return *s && strspn(s, "0123456789abcdef") == strlen(s) && strlen(s) <= 64;
+}
+
+static int parse_delegations(const Ctx *c, json_object *d, TufMetadata *m)
+{
+        json_object *keys = NULL, *roles = NULL;
+        char kp[PATH_MAX_LEN];
+        size_t n;
+        int r;
+
+        m->has_delegations = true;
+        r = get(c, d, "signed.delegations", "keys", json_type_object, true, &keys);
+        if (r < 0)
+                return r;
+        r = parse_keys(c, keys, "signed.delegations.keys", m);
+        if (r < 0)
+                return r;
+        if (json_object_object_get_ex(d, "succinct_roles", NULL))
+                return bad(c, "signed.delegations.succinct_roles: not supported (TAP 15)");
+        r = get(c, d, "signed.delegations", "roles", json_type_array, true, &roles);
+        if (r < 0)
+                return r;
+        n = json_object_array_length(roles);
+        if (n > TUF_DELEGATIONS_MAX)
+                return bad(c, "signed.delegations.roles: more than %d roles", TUF_DELEGATIONS_MAX);
+        m->roles = calloc(n ?: 1, sizeof(TufRole));
+        if (!m->roles)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_object *o = json_object_array_get_idx(roles, i), *name = NULL, *term = NULL,
+                            *paths = NULL, *prefixes = NULL;
+                TufRole *role = &m->roles[m->n_roles++];
+                const char *nm;
+
+                snprintf(kp, sizeof(kp), "signed.delegations.roles[%zu]", i);
+                if (!json_object_is_type(o, json_type_object))
+                        return bad(c, "%s: expected an object", kp);
+                r = get(c, o, kp, "name", json_type_string, true, &name);
+                if (r < 0)
+                        return r;
+                nm = json_object_get_string(name);
+                if (!*nm || strlen(nm) > TUF_ROLE_NAME_MAX)
+                        return bad(c, "%s.name: must have 1 to %d bytes", kp, TUF_ROLE_NAME_MAX);
+                for (size_t t = 0; t < _TUF_ROLE_TYPE_MAX; t++)
+                        if (streq(nm, role_type_table[t]))
+                                return bad(c, "%s.name: \"%s\" is a top-level role", kp, nm);
+                for (size_t j = 0; j + 1 < m->n_roles; j++)
+                        if (streq(m->roles[j].name, nm))
+                                return bad(c, "%s.name: \"%s\" is delegated twice", kp, JSON_QUOTE(nm));
+                role->name = strdup(nm);
+                if (!role->name)
+                        return -ENOMEM;
+                r = parse_role_keys(c, o, kp, role);
+                if (r < 0)
+                        return r;
+                r = get(c, o, kp, "terminating", json_type_boolean, true, &term);
+                if (r < 0)
+                        return r;
+                role->terminating = json_object_get_boolean(term);
+                r = get(c, o, kp, "paths", json_type_array, false, &paths);
+                if (r < 0)
+                        return r;
+                r = get(c, o, kp, "path_hash_prefixes", json_type_array, false, &prefixes);
+                if (r < 0)
+                        return r;
+                if (!!paths == !!prefixes)
+                        return bad(c, "%s: exactly one of paths and path_hash_prefixes must be given", kp);
+                if (paths) {
+                        char pp[PATH_MAX_LEN + 32];
+                        snprintf(pp, sizeof(pp), "%s.paths", kp);
+                        r = dup_strv(c, paths, pp, TUF_PATTERNS_MAX, TUF_TARGET_PATH_MAX, &role->paths,
+                                     &role->n_paths);
+                } else {
+                        char pp[PATH_MAX_LEN + 32];
+                        snprintf(pp, sizeof(pp), "%s.path_hash_prefixes", kp);
+                        r = dup_strv(c, prefixes, pp, TUF_PATTERNS_MAX, 64, &role->prefixes,
+                                     &role->n_prefixes);
+                        for (size_t j = 0; r >= 0 && j < role->n_prefixes; j++)
+                                if (!hex_prefix_ok(role->prefixes[j]))
+                                        r = bad(c, "%s[%zu]: expected lower-case hex digits", pp, j);
+                }
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int parse_targets(const Ctx *c, json_object *s, TufMetadata *m)
+{
+        json_object *targets = NULL, *deleg = NULL;
+        char kp[PATH_MAX_LEN];
+        size_t n;
+        int r;
+
+        r = get(c, s, "signed", "targets", json_type_object, true, &targets);
+        if (r < 0)
+                return r;
+        n = (size_t)json_object_object_length(targets);
+        m->targets = calloc(n ?: 1, sizeof(TufTargetFile));
+        if (!m->targets)
+                return -ENOMEM;
+        json_object_object_foreach(targets, path, v)
+        {
+                TufTargetFile *t = &m->targets[m->n_targets++];
+                json_object *hashes = NULL, *custom = NULL;
+
+                snprintf(kp, sizeof(kp), "signed.targets.%s", JSON_QUOTE(path));
+                t->path = strdup(path);
+                if (!t->path)
+                        return -ENOMEM;
+                if (strlen(path) > TUF_TARGET_PATH_MAX)
+                        return bad(c, "%s: the path is longer than %d bytes", kp, TUF_TARGET_PATH_MAX);
+                if (!json_object_is_type(v, json_type_object))
+                        return bad(c, "%s: expected an object", kp);
+                r = get_uint(c, v, kp, "length", true, TUF_LENGTH_MAX, &t->length);
+                if (r < 0)
+                        return r;
+                r = get(c, v, kp, "hashes", json_type_object, true, &hashes);
+                if (r < 0)
+                        return r;
+                snprintf(kp, sizeof(kp), "signed.targets.%s.hashes", JSON_QUOTE(path));
+                r = parse_hashes(c, hashes, kp, &t->hashes, &t->n_hashes);
+                if (r < 0)
+                        return r;
+                if (json_object_object_get_ex(v, "custom", &custom))
+                        t->custom = custom;
+        }
+        r = get(c, s, "signed", "delegations", json_type_object, false, &deleg);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                return parse_delegations(c, deleg, m);
+        return 0;
+}
+
+int tuf_metadata_parse(const void *data, size_t size, TufRoleType type, const char *role_name,
+                       TufMetadata **ret, UpkErr *err)
+{
+        _cleanup_(tuf_metadata_freep) TufMetadata *m = NULL;
+        json_object *sigs = NULL, *s = NULL, *v = NULL;
+        const char *name = role_name ?: tuf_role_type_to_string(type);
+        JsonStrictOptions jo = {
+                .what = name,
+                .kind = UPK_ERR_FORMAT,
+                .depth_max = TUF_DEPTH_MAX,
+        };
+        Ctx c = { .role = name, .err = err };
+        size_t n;
+        int r;
+
+        m = calloc(1, sizeof(TufMetadata));
+        if (!m)
+                return -ENOMEM;
+        m->type = type;
+        m->role_name = strdup(name);
+        if (!m->role_name)
+                return -ENOMEM;
+        r = json_parse_strict(data, size, &jo, &m->doc, err);
+        if (r < 0)
+                return r;
+
+        r = get(&c, m->doc, "metadata", "signed", json_type_object, true, &s);
+        if (r < 0)
+                return r;
+        r = get(&c, m->doc, "metadata", "signatures", json_type_array, true, &sigs);
+        if (r < 0)
+                return r;
+        n = json_object_array_length(sigs);
+        if (n > TUF_SIGNATURES_MAX)
+                return bad(&c, "signatures: more than %d", TUF_SIGNATURES_MAX);
+        m->signatures = calloc(n ?: 1, sizeof(TufSignature));
+        if (!m->signatures)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_object *o = json_object_array_get_idx(sigs, i), *keyid = NULL, *sig = NULL;
+                char kp[PATH_MAX_LEN];
+
+                snprintf(kp, sizeof(kp), "signatures[%zu]", i);
+                if (!json_object_is_type(o, json_type_object))
+                        return bad(&c, "%s: expected an object", kp);
+                r = get(&c, o, kp, "keyid", json_type_string, true, &keyid);
+                if (r < 0)
+                        return r;
+                r = get(&c, o, kp, "sig", json_type_string, true, &sig);
+                if (r < 0)
+                        return r;
+                for (size_t j = 0; j < m->n_signatures; j++)
+                        if (streq(m->signatures[j].keyid, json_object_get_string(keyid)))
+                                return upk_err(err, UPK_ERR_SIGNATURE, -EPERM,
+                                               "%s: more than one signature with keyid %s", JSON_QUOTE(name),
+                                               JSON_QUOTE(json_object_get_string(keyid)));
+                m->signatures[i].keyid = strdup(json_object_get_string(keyid));
+                m->signatures[i].sig = strdup(json_object_get_string(sig));
+                m->n_signatures++;
+                if (!m->signatures[i].keyid || !m->signatures[i].sig)
+                        return -ENOMEM;
+        }
+
+        r = tuf_canonical_json(s, &m->signed_bytes, &m->signed_size);
+        if (r == -EDOM || r == -ELOOP)
+                return bad(&c, "signed: has no canonical form (a number that is not an integer)");
+        if (r < 0)
+                return r;
+
+        r = get(&c, s, "signed", "_type", json_type_string, true, &v);
+        if (r < 0)
+                return r;
+        if (!streq(json_object_get_string(v), tuf_role_type_to_string(type)))
+                return bad(&c, "signed._type: expected \"%s\", got \"%s\"", tuf_role_type_to_string(type),
+                           JSON_QUOTE(json_object_get_string(v)));
+        r = get(&c, s, "signed", "spec_version", json_type_string, true, &v);
+        if (r < 0)
+                return r;
+        if (!spec_version_ok(json_object_get_string(v)))
+                return bad(&c, "signed.spec_version: \"%s\" is not a supported 1.x version",
+                           JSON_QUOTE(json_object_get_string(v)));
+        r = get_uint(&c, s, "signed", "version", true, TUF_VERSION_MAX, &m->version);
+        if (r < 0)
+                return r;
+        if (m->version < 1)
+                return bad(&c, "signed.version: must be at least 1");
+        r = get(&c, s, "signed", "expires", json_type_string, true, &v);
+        if (r < 0)
+                return r;
+        if (parse_expires(json_object_get_string(v), &m->expires) < 0)
+                return bad(&c, "signed.expires: \"%s\" is not of the form YYYY-MM-DDTHH:MM:SSZ",
+                           JSON_QUOTE(json_object_get_string(v)));
+        snprintf(m->expires_str, sizeof(m->expires_str), "%s", json_object_get_string(v));
+
+        switch (type) {
+        case TUF_ROLE_ROOT:
+                r = parse_root(&c, s, m);
+                break;
+        case TUF_ROLE_TIMESTAMP:
+        case TUF_ROLE_SNAPSHOT:
+                r = parse_meta(&c, s, m);
+                break;
+        case TUF_ROLE_TARGETS:
+                r = parse_targets(&c, s, m);
+                break;
+        case _TUF_ROLE_TYPE_MAX:
+        case _TUF_ROLE_TYPE_INVALID:
+                return -EINVAL;
+        }
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+/* ---- lookups ---- */
+
+const TufRole *tuf_metadata_find_role(const TufMetadata *delegator, const char *name)
+{
+        for (size_t i = 0; i < delegator->n_roles; i++)
+                if (streq(delegator->roles[i].name, name))
+                        return &delegator->roles[i];
+        return NULL;
+}
+
+const TufKey *tuf_metadata_find_key(const TufMetadata *delegator, const char *keyid)
+{
+        for (size_t i = 0; i < delegator->n_keys; i++)
+                if (streq(delegator->keys[i]->keyid, keyid))
+                        return delegator->keys[i];
+        return NULL;
+}
+
+const TufMetaFile *tuf_metadata_find_meta(const TufMetadata *m, const char *name)
+{
+        for (size_t i = 0; i < m->n_meta; i++)
+                if (streq(m->meta[i].name, name))
+                        return &m->meta[i];
+        return NULL;
+}
+
+const TufTargetFile *tuf_metadata_find_target(const TufMetadata *m, const char *path)
+{
+        for (size_t i = 0; i < m->n_targets; i++)
+                if (streq(m->targets[i].path, path))
+                        return &m->targets[i];
+        return NULL;
+}
+
+/* ---- signatures ---- */
+
+int tuf_metadata_count_valid(const TufMetadata *delegator, const TufMetadata *md, size_t *ret_valid,
+                             uint64_t *ret_threshold)
+{
+        const TufRole *role = tuf_metadata_find_role(delegator, md->role_name);
+        size_t valid = 0;
+
+        if (!role)
+                return -ENOENT;
+        /* Each keyid of the role counts once, with the first signature that carries it (keyids in a role
+         * and in "signatures" are unique already). */
+        for (size_t i = 0; i < role->n_keyids; i++) {
+                const TufKey *k = tuf_metadata_find_key(delegator, role->keyids[i]);
+                if (!k)
+                        continue;
+                for (size_t j = 0; j < md->n_signatures; j++) {
+                        int r;
+                        if (!streq(md->signatures[j].keyid, role->keyids[i]))
+                                continue;
+                        r = tuf_key_verify(k, md->signatures[j].sig, md->signed_bytes, md->signed_size);
+                        if (r < 0)
+                                return r;
+                        if (r > 0) {
+                                valid++;
+                                break;
+                        }
+                }
+        }
+        *ret_valid = valid;
+        *ret_threshold = role->threshold;
+        return 0;
+}
+
+int tuf_metadata_verify(const TufMetadata *delegator, const TufMetadata *md, UpkErr *err)
+{
+        uint64_t threshold = 0;
+        size_t valid = 0;
+        int r;
+
+        r = tuf_metadata_count_valid(delegator, md, &valid, &threshold);
+        if (r == -ENOENT)
+                return upk_err(err, UPK_ERR_SIGNATURE, -ENOENT, "%s: not a role delegated by %s",
+                               JSON_QUOTE(md->role_name), JSON_QUOTE(delegator->role_name));
+        if (r < 0)
+                return r;
+        if (valid < threshold)
+                return upk_err(err, UPK_ERR_SIGNATURE, -EPERM,
+                               "%s: signature threshold not met: %zu of %" PRIu64 " valid signatures",
+                               JSON_QUOTE(md->role_name), valid, threshold);
+        return 0;
+}
+
+bool tuf_metadata_expired(const TufMetadata *m, time_t now)
+{
+        return now >= m->expires;
+}
+
+/* ---- delegated paths ---- */
+
+bool tuf_path_pattern_match(const char *pattern, const char *path)
+{
+        return fnmatch(pattern, path, FNM_NOESCAPE) == 0;
+}
+
+static size_t count_segments(const char *s)
+{
+        size_t n = 1;
+
+        for (; *s; s++)
+                n += *s == '/';
+        return n;
+}
+
+/* python-tuf's rule: as many segments in the pattern as in the path, each matched by fnmatch, so a '*'
+ * never reaches over a '/'. */
+static bool path_in_pattern(const char *path, const char *pattern)
+{
+        if (count_segments(path) != count_segments(pattern))
+                return false;
+        while (true) {
+                size_t lp = strcspn(path, "/"), lq = strcspn(pattern, "/");
+                char seg[TUF_TARGET_PATH_MAX + 1], pat[TUF_TARGET_PATH_MAX + 1];
+
+                if (lp > TUF_TARGET_PATH_MAX || lq > TUF_TARGET_PATH_MAX)
+                        return false;
+                memcpy(seg, path, lp);
+                seg[lp] = 0;
+                memcpy(pat, pattern, lq);
+                pat[lq] = 0;
+                if (!tuf_path_pattern_match(pat, seg))
+                        return false;
+                if (!path[lp])
+                        return true;
+                path += lp + 1;
+                pattern += lq + 1;
+        }
+}
+
+bool tuf_role_matches_path(const TufRole *r, const char *path)
+{
+        if (r->paths) {
+                for (size_t i = 0; i < r->n_paths; i++)
+                        if (path_in_pattern(path, r->paths[i]))
+                                return true;
+                return false;
+        }
+        if (r->prefixes) {
+                uint8_t digest[SHA256_DIGEST_LENGTH];
+                char hex[2 * SHA256_DIGEST_LENGTH + 1];
+
+                SHA256((const uint8_t *)path, strlen(path), digest);
+                hex_encode(digest, sizeof(digest), hex);
+                for (size_t i = 0; i < r->n_prefixes; i++)
+                        if (strneq(hex, r->prefixes[i], strlen(r->prefixes[i])))
+                                return true;
+        }
+        return false;
+}
