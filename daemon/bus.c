@@ -33,6 +33,7 @@ const char *bus_error_name(const UpkErr *e)
                 return BUS_ERROR_CONFIG;
         case UPK_ERR_NONE:
         case UPK_ERR_IO:
+        case UPK_ERR_NETWORK:
         case _UPK_ERR_KIND_MAX:
         case _UPK_ERR_KIND_INVALID:
                 break;

@@ -79,6 +79,7 @@ static const char *const kind_table[_UPK_ERR_KIND_MAX] = {
         [UPK_ERR_COMPATIBLE] = "compatible",
         [UPK_ERR_DOWNGRADE] = "downgrade",
         [UPK_ERR_CONFIG] = "config",
+        [UPK_ERR_NETWORK] = "network",
 };
 
 const char *upk_err_kind_to_string(UpkErrKind k)
@@ -118,6 +119,7 @@ int upk_err_exit_status(const UpkErr *e, bool *ret_rejected)
                 break;
         case UPK_ERR_NONE:
         case UPK_ERR_IO:
+        case UPK_ERR_NETWORK:
         case _UPK_ERR_KIND_MAX:
         case _UPK_ERR_KIND_INVALID:
                 rejected = false;

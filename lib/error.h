@@ -17,6 +17,7 @@ typedef enum UpkErrKind {
         UPK_ERR_COMPATIBLE, /* the bundle is for another device */
         UPK_ERR_DOWNGRADE,  /* the bundle's version is not acceptable here */
         UPK_ERR_CONFIG,     /* a configuration value is wrong */
+        UPK_ERR_NETWORK,    /* a download failed: transport, TLS, HTTP status, length */
         _UPK_ERR_KIND_MAX,
         _UPK_ERR_KIND_INVALID = -EINVAL,
 } UpkErrKind;

@@ -1,0 +1,406 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* upkeep-fetch: drives lib/fetch from the command line for the integration tests and the benchmark.
+ *
+ *   upkeep-fetch URL OUT [--max-length N] [--ca F] [--client-cert F --client-key F] [--proxy P]
+ *                [--retries N] [--no-retry] [--backoff-ms N] [--connect-timeout S]
+ *                [--low-speed-time S] [--low-speed-limit B] [--slow-consumer] [--stream]
+ *                [--stream-buffer N] [--memory]
+ *
+ * Default mode: a Fetch on an sd_event loop writes the body to OUT from its data callback.
+ * --slow-consumer: the consumer pauses delivery after each block and resumes it 2 ms later (half the
+ *   time by returning FETCH_DATA_PAUSE, half by calling fetch_pause() after consuming).
+ * --stream: through a FetchStream and a reader thread calling fetch_stream_read(), as the installer
+ *   does; with --slow-consumer the reader sleeps 2 ms per read
+ *   (of up to 1 MiB, the bundle reader's block).
+ * --memory: fetch_to_memory() (no loop of our own), then write OUT.
+ *
+ * Prints one JSON line on stdout: {"ok":..., "bytes":..., "received":..., "attempts":..., "retries":...,
+ * "resumed_from":[...], "ignored_ranges":..., "http_status":..., "pauses":..., "total":..., and on failure
+ * "error",
+ * "code", "kind"}. Exit status 0 on success, 1 on a failed fetch, 2 on bad usage. */
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+
+#include "fetch.h"
+
+#define SLOW_DELAY_USEC 2000u
+#define READ_BLOCK      (1024u * 1024u) /* as the bundle reader */
+
+typedef struct Tool {
+        sd_event *event;
+        Fetch *fetch;
+        int out_fd;
+        bool slow;
+        bool pause_by_return; /* alternates */
+        sd_event_source *resume_timer;
+        int r;
+        UpkErr err;
+        /* stream mode */
+        FetchStream *stream;
+        int done_fd;
+        uint64_t read_bytes;
+        int read_r;
+        UpkErr read_err;
+} Tool;
+
+static int on_resume(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        Tool *t = userdata;
+
+        t->resume_timer = sd_event_source_disable_unref(t->resume_timer);
+        fetch_resume(t->fetch);
+        return 0;
+}
+
+static int schedule_resume(Tool *t)
+{
+        return sd_event_add_time_relative(t->event, &t->resume_timer, CLOCK_MONOTONIC, SLOW_DELAY_USEC, 1,
+                                          on_resume, t);
+}
+
+static int on_data(Fetch *f, const void *buf, size_t size, uint64_t offset, void *userdata, UpkErr *err)
+{
+        Tool *t = userdata;
+        int r;
+
+        if (t->slow && !t->resume_timer) {
+                t->pause_by_return = !t->pause_by_return;
+                if (t->pause_by_return) {
+                        r = schedule_resume(t);
+                        if (r < 0)
+                                return upk_err(err, UPK_ERR_IO, r, "timer: %s", strerror(-r));
+                        return FETCH_DATA_PAUSE;
+                }
+        }
+        r = loop_write(t->out_fd, buf, size);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_IO, r, "writing at byte %" PRIu64 ": %s", offset, strerror(-r));
+        if (t->slow && !t->resume_timer) {
+                fetch_pause(f);
+                r = schedule_resume(t);
+                if (r < 0)
+                        return upk_err(err, UPK_ERR_IO, r, "timer: %s", strerror(-r));
+        }
+        return FETCH_DATA_CONTINUE;
+}
+
+static void on_done(Fetch *f, int r, const UpkErr *err, void *userdata)
+{
+        Tool *t = userdata;
+
+        t->r = r;
+        if (r < 0 && err)
+                t->err = *err;
+        t->resume_timer = sd_event_source_disable_unref(t->resume_timer);
+        sd_event_exit(t->event, 0);
+}
+
+static void *reader_thread(void *userdata)
+{
+        Tool *t = userdata;
+        const uint64_t one = 1;
+        _cleanup_free_ uint8_t *buf = malloc(READ_BLOCK);
+        ssize_t n;
+
+        if (!buf) {
+                t->read_r = upk_err(&t->read_err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                goto out;
+        }
+        for (;;) {
+                n = fetch_stream_read(t->stream, buf, READ_BLOCK);
+                if (n == 0)
+                        break;
+                if (n < 0) {
+                        t->read_r = (int)n;
+                        fetch_stream_get_error(t->stream, &t->read_err);
+                        break;
+                }
+                t->read_bytes += (uint64_t)n;
+                if (loop_write(t->out_fd, buf, (size_t)n) < 0) {
+                        t->read_r = upk_err(&t->read_err, UPK_ERR_IO, -errno, "write: %s", strerror(errno));
+                        fetch_stream_cancel(t->stream);
+                        break;
+                }
+                if (t->slow) {
+                        struct timespec ts = { 0, SLOW_DELAY_USEC * 1000 };
+
+                        nanosleep(&ts, NULL);
+                }
+        }
+out:
+        if (write(t->done_fd, &one, sizeof(one)) < 0)
+                abort();
+        return NULL;
+}
+
+static int on_reader_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        Tool *t = userdata;
+
+        sd_event_exit(t->event, 0);
+        return 0;
+}
+
+static void print_summary(const FetchStats *st, uint64_t bytes, int r, const UpkErr *err)
+{
+        printf("{\"ok\": %s, \"bytes\": %" PRIu64, r >= 0 ? "true" : "false", bytes);
+        if (st) {
+                printf(", \"received\": %" PRIu64
+                       ", \"attempts\": %u, \"retries\": %u, \"ignored_ranges\": %u, "
+                       "\"http_status\": %ld, \"pauses\": %u, \"resumed_from\": [",
+                       st->received, st->attempts, st->retries, st->ignored_ranges, st->http_status,
+                       st->pauses);
+                for (size_t i = 0; i < st->n_resumes && i < FETCH_STATS_RESUMES_MAX; i++)
+                        printf("%s%" PRIu64, i ? ", " : "", st->resume_offsets[i]);
+                printf("]");
+                if (st->total != UINT64_MAX)
+                        printf(", \"total\": %" PRIu64, st->total);
+        }
+        if (r < 0) {
+                printf(", \"code\": %d, \"kind\": \"%s\", \"error\": \"", r,
+                       upk_err_kind_to_string(err->kind) ?: "?");
+                for (const char *p = err->msg; *p; p++) {
+                        if (*p == '"' || *p == '\\')
+                                printf("\\%c", *p);
+                        else if ((unsigned char)*p < 0x20)
+                                printf("\\u%04x", (unsigned char)*p);
+                        else
+                                putchar(*p);
+                }
+                printf("\"");
+        }
+        printf("}\n");
+        fflush(stdout);
+}
+
+static int parse_u(const char *s, const char *opt, uint64_t max, uint64_t *ret)
+{
+        uint64_t v;
+
+        if (safe_atou64(s, &v) < 0 || v > max) {
+                fprintf(stderr, "upkeep-fetch: %s: bad number \"%s\"\n", opt, s);
+                return -EINVAL;
+        }
+        *ret = v;
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        enum {
+                ARG_MAX_LENGTH = 0x100,
+                ARG_CA,
+                ARG_CLIENT_CERT,
+                ARG_CLIENT_KEY,
+                ARG_PROXY,
+                ARG_RETRIES,
+                ARG_NO_RETRY,
+                ARG_BACKOFF_MS,
+                ARG_CONNECT_TIMEOUT,
+                ARG_LOW_SPEED_TIME,
+                ARG_LOW_SPEED_LIMIT,
+                ARG_SLOW,
+                ARG_STREAM,
+                ARG_STREAM_BUFFER,
+                ARG_MEMORY,
+        };
+        static const struct option options[] = {
+                { "max-length", required_argument, NULL, ARG_MAX_LENGTH },
+                { "ca", required_argument, NULL, ARG_CA },
+                { "client-cert", required_argument, NULL, ARG_CLIENT_CERT },
+                { "client-key", required_argument, NULL, ARG_CLIENT_KEY },
+                { "proxy", required_argument, NULL, ARG_PROXY },
+                { "retries", required_argument, NULL, ARG_RETRIES },
+                { "no-retry", no_argument, NULL, ARG_NO_RETRY },
+                { "backoff-ms", required_argument, NULL, ARG_BACKOFF_MS },
+                { "connect-timeout", required_argument, NULL, ARG_CONNECT_TIMEOUT },
+                { "low-speed-time", required_argument, NULL, ARG_LOW_SPEED_TIME },
+                { "low-speed-limit", required_argument, NULL, ARG_LOW_SPEED_LIMIT },
+                { "slow-consumer", no_argument, NULL, ARG_SLOW },
+                { "stream", no_argument, NULL, ARG_STREAM },
+                { "stream-buffer", required_argument, NULL, ARG_STREAM_BUFFER },
+                { "memory", no_argument, NULL, ARG_MEMORY },
+                {},
+        };
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        _cleanup_(fetch_engine_freep) FetchEngine *engine = NULL;
+        _cleanup_close_ int out_fd = -EBADF, done_fd = -EBADF;
+        FetchOptions opts = { 0 };
+        uint64_t max_length = UINT64_MAX / 2, v, stream_buffer = 0;
+        bool stream = false, memory = false;
+        Tool t = { .done_fd = -EBADF };
+        UpkErr err = { 0 };
+        const char *url, *out;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
+                switch (c) {
+                case ARG_MAX_LENGTH:
+                        if (parse_u(optarg, "--max-length", UINT64_MAX, &max_length) < 0)
+                                return 2;
+                        break;
+                case ARG_CA:
+                        opts.ca_file = optarg;
+                        break;
+                case ARG_CLIENT_CERT:
+                        opts.client_cert = optarg;
+                        break;
+                case ARG_CLIENT_KEY:
+                        opts.client_key = optarg;
+                        break;
+                case ARG_PROXY:
+                        opts.proxy = optarg;
+                        break;
+                case ARG_RETRIES:
+                        if (parse_u(optarg, "--retries", 1000, &v) < 0)
+                                return 2;
+                        opts.retries = (unsigned)v;
+                        opts.no_retry = v == 0;
+                        break;
+                case ARG_NO_RETRY:
+                        opts.no_retry = true;
+                        break;
+                case ARG_BACKOFF_MS:
+                        if (parse_u(optarg, "--backoff-ms", 3600000, &v) < 0)
+                                return 2;
+                        opts.backoff_msec = (unsigned)v;
+                        break;
+                case ARG_CONNECT_TIMEOUT:
+                        if (parse_u(optarg, "--connect-timeout", 3600, &v) < 0)
+                                return 2;
+                        opts.connect_timeout_sec = (unsigned)v;
+                        break;
+                case ARG_LOW_SPEED_TIME:
+                        if (parse_u(optarg, "--low-speed-time", 3600, &v) < 0)
+                                return 2;
+                        opts.low_speed_time_sec = (unsigned)v;
+                        break;
+                case ARG_LOW_SPEED_LIMIT:
+                        if (parse_u(optarg, "--low-speed-limit", 1u << 30, &v) < 0)
+                                return 2;
+                        opts.low_speed_limit = (unsigned)v;
+                        break;
+                case ARG_SLOW:
+                        t.slow = true;
+                        break;
+                case ARG_STREAM:
+                        stream = true;
+                        break;
+                case ARG_STREAM_BUFFER:
+                        if (parse_u(optarg, "--stream-buffer", FETCH_STREAM_BUFFER_MAX, &stream_buffer) < 0)
+                                return 2;
+                        break;
+                case ARG_MEMORY:
+                        memory = true;
+                        break;
+                default:
+                        return 2;
+                }
+        }
+        if (argc - optind != 2) {
+                fprintf(stderr, "usage: upkeep-fetch URL OUT [options]\n");
+                return 2;
+        }
+        url = argv[optind];
+        out = argv[optind + 1];
+
+        out_fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (out_fd < 0) {
+                fprintf(stderr, "upkeep-fetch: %s: %m\n", out);
+                return 1;
+        }
+        t.out_fd = out_fd;
+
+        if (memory) {
+                _cleanup_free_ char *buf = NULL;
+                size_t size = 0;
+
+                r = fetch_to_memory(url, max_length == UINT64_MAX / 2 ? FETCH_MEMORY_MAX : max_length, &opts,
+                                    &buf, &size, &err);
+                if (r >= 0)
+                        r = loop_write(out_fd, buf, size);
+                print_summary(NULL, r >= 0 ? size : 0, r, &err);
+                if (r < 0)
+                        fprintf(stderr, "upkeep-fetch: %s\n", err.msg);
+                return r < 0 ? 1 : 0;
+        }
+
+        r = sd_event_new(&event);
+        if (r < 0) {
+                fprintf(stderr, "upkeep-fetch: sd_event_new: %s\n", strerror(-r));
+                return 1;
+        }
+        t.event = event;
+        r = fetch_engine_new(event, &engine, &err);
+        if (r < 0)
+                goto fail;
+
+        if (stream) {
+                pthread_t thread;
+
+                done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                if (done_fd < 0) {
+                        r = upk_err(&err, UPK_ERR_IO, -errno, "eventfd: %m");
+                        goto fail;
+                }
+                t.done_fd = done_fd;
+                r = sd_event_add_io(event, NULL, done_fd, EPOLLIN, on_reader_done, &t);
+                if (r < 0) {
+                        upk_err(&err, UPK_ERR_IO, r, "sd_event_add_io: %s", strerror(-r));
+                        goto fail;
+                }
+                r = fetch_stream_new(engine, url, max_length, &opts, (size_t)stream_buffer, &t.stream, &err);
+                if (r < 0)
+                        goto fail;
+                r = pthread_create(&thread, NULL, reader_thread, &t);
+                if (r != 0) {
+                        r = upk_err(&err, UPK_ERR_IO, -r, "pthread_create: %s", strerror(r));
+                        t.stream = fetch_stream_free(t.stream);
+                        goto fail;
+                }
+                r = sd_event_loop(event);
+                pthread_join(thread, NULL);
+                if (r >= 0)
+                        r = t.read_r;
+                if (r < 0 && t.read_err.kind != UPK_ERR_NONE)
+                        err = t.read_err;
+                {
+                        Fetch *f = fetch_stream_get_fetch(t.stream);
+
+                        print_summary(f ? fetch_get_stats(f) : NULL, t.read_bytes, r, &err);
+                }
+                t.stream = fetch_stream_free(t.stream);
+                if (r < 0)
+                        fprintf(stderr, "upkeep-fetch: %s\n", err.msg);
+                return r < 0 ? 1 : 0;
+        }
+
+        r = fetch_new(engine, url, max_length, &opts, on_data, on_done, &t, &t.fetch, &err);
+        if (r < 0)
+                goto fail;
+        r = sd_event_loop(event);
+        if (r >= 0)
+                r = t.r;
+        if (r < 0 && t.err.kind != UPK_ERR_NONE)
+                err = t.err;
+        {
+                const FetchStats *st = fetch_get_stats(t.fetch);
+
+                print_summary(st, st->delivered, r, &err);
+        }
+        t.fetch = fetch_free(t.fetch);
+        if (r < 0)
+                fprintf(stderr, "upkeep-fetch: %s\n", err.msg);
+        return r < 0 ? 1 : 0;
+fail:
+        print_summary(NULL, 0, r, &err);
+        fprintf(stderr, "upkeep-fetch: %s\n", err.msg);
+        return 1;
+}
