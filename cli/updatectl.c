@@ -139,6 +139,7 @@ int main(int argc, char *argv[])
                 const char *name;
                 verb_func_t func;
         } verbs[] = {
+#if HAVE_DAEMON
                 { "status", status_main },       { "check", check_main },
                 { "install", install_main },     { "cancel", manage_main },
                 { "rollback", manage_main },     { "mark-good", manage_main },
@@ -146,6 +147,8 @@ int main(int argc, char *argv[])
                 { "monitor", monitor_main },     { "support", support_main },
                 { "postpone", postpone_main },   { "enable", auto_update_main },
                 { "disable", auto_update_main },
+#endif
+                { NULL, NULL },
         };
         CliArgs args = {};
         char *status_argv[] = { (char *)"status", NULL };
@@ -173,8 +176,14 @@ int main(int argc, char *argv[])
                         return cli_usage_error("unknown option %s", argv[optind - 1]);
                 }
         }
-        if (optind >= argc) /* no verb: status */
+        if (optind >= argc) { /* no verb: status */
+#if HAVE_DAEMON
                 return status_main(1, status_argv, &args);
+#else
+                (void)status_argv;
+                return cli_usage_error("no command given (this build has only the bundle commands)");
+#endif
+        }
         if (streq(argv[optind], "bundle")) {
                 if (args.given)
                         return cli_usage_error("bundle: global options do not apply; give them after the "
@@ -185,8 +194,9 @@ int main(int argc, char *argv[])
                 help();
                 return EXIT_OK;
         }
-        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+        for (size_t i = 0; verbs[i].name; i++)
                 if (streq(argv[optind], verbs[i].name))
                         return verbs[i].func(argc - optind, argv + optind, &args);
-        return cli_usage_error("unknown command \"%s\"", argv[optind]);
+        return cli_usage_error("unknown command \"%s\"%s", argv[optind],
+                               HAVE_DAEMON ? "" : " (this build has only the bundle commands: -Ddaemon=false)");
 }

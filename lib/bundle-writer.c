@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "abi-time.h"
+
 #define WRITE_CHUNK (1024u * 1024u)
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_MD_CTX *, EVP_MD_CTX_free);
@@ -210,7 +212,11 @@ static int write_member(struct archive *a, const char *name, uint64_t size, UpkE
         archive_entry_set_filetype(e, AE_IFREG);
         archive_entry_set_perm(e, 0644);
         archive_entry_set_size(e, (la_int64_t)size);
-        archive_entry_set_mtime(e, 0, 0);
+        r = upk_archive_entry_set_mtime(e, 0);
+        if (r < 0) {
+                archive_entry_free(e);
+                return upk_err(err, UPK_ERR_IO, r, "cannot set the time of \"%s\"", name);
+        }
         archive_entry_set_uid(e, 0);
         archive_entry_set_gid(e, 0);
         r = archive_write_header(a, e);

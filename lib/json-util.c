@@ -159,7 +159,7 @@ static bool find_path(json_object *v, json_object *target, const char *path, cha
                 return true;
         }
         switch (json_object_get_type(v)) {
-        case json_type_object:
+        case json_type_object: {
                 json_object_object_foreach(v, key, val)
                 {
                         snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? "." : "", JSON_QUOTE(key));
@@ -167,6 +167,7 @@ static bool find_path(json_object *v, json_object *target, const char *path, cha
                                 return true;
                 }
                 break;
+        }
         case json_type_array:
                 for (size_t i = 0; i < json_object_array_length(v); i++) {
                         snprintf(sub, sizeof(sub), "%s[%zu]", path, i);

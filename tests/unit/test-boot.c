@@ -748,6 +748,12 @@ TEST(uboot_missing_tools)
         BootBackend *b = NULL;
         UpkErr e = {};
 
+        /* glibc's posix_spawn() learns of a failed execve() from the child through the memory that
+         * CLONE_VM|CLONE_VFORK shares; qemu-user runs that clone as a plain fork, so a missing program shows
+         * up as exit status 127 instead of ENOENT there. Real devices run no emulator. */
+        if (test_emulated())
+                test_skip("under qemu-user, posix_spawn() cannot report a missing program (vfork runs as "
+                          "fork)");
         uboot_setup(c);
         b = backend(c);
         ASSERT_OK(setenv("PATH", "/nonexistent", 1));
@@ -766,6 +772,9 @@ TEST(grub_missing_tool)
         BootBackend *b = NULL;
         UpkErr e = {};
 
+        if (test_emulated()) /* see uboot_missing_tools */
+                test_skip("under qemu-user, posix_spawn() cannot report a missing program (vfork runs as "
+                          "fork)");
         grub_setup(c);
         b = backend(c);
         ASSERT_OK(setenv("PATH", "/nonexistent", 1));

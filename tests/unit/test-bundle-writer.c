@@ -46,6 +46,48 @@ TEST(same_inputs_give_the_same_bytes)
         ASSERT_EQ(access("a.upk.XXXXXX", F_OK), -1);
 }
 
+/* An octal number field of a ustar header; the test fails on anything else in it. */
+static uint64_t tar_field(const char *header, size_t offset, size_t len)
+{
+        char field[16] = "", *end;
+        uint64_t v;
+
+        ASSERT_TRUE(len < sizeof(field));
+        memcpy(field, header + offset, len);
+        errno = 0;
+        v = strtoull(field, &end, 8);
+        ASSERT_TRUE(errno == 0 && end != field && (*end == 0 || *end == ' '));
+        return v;
+}
+
+/* Every member's ustar header has the fixed metadata: mtime 0, owner 0/0, mode 0644. This also catches a
+ * time_t that reaches libarchive in the wrong registers on 32-bit ARM (see lib/abi-time.h): there the
+ * mtime came out as whatever was in the register. */
+TEST(members_have_fixed_metadata)
+{
+        _cleanup_free_ char *a = NULL;
+        size_t an, off = 0, members = 0;
+        UpkErr err = {};
+
+        payload_file("rootfs.img", 1000, 5);
+        test_write_file("m.json", template_raw, strlen(template_raw));
+        ASSERT_OK_E(create("m.json", NULL, "a.upk", &err), &err);
+        a = file_contents("a.upk", &an);
+        while (off + 512 <= an && a[off] != 0) {
+                const char *h = a + off;
+                uint64_t size = tar_field(h, 124, 12);
+
+                ASSERT_TRUE(memcmp(h + 257, "ustar", 5) == 0);
+                ASSERT_EQ(tar_field(h, 100, 8), 0644); /* mode */
+                ASSERT_EQ(tar_field(h, 108, 8), 0);    /* uid */
+                ASSERT_EQ(tar_field(h, 116, 8), 0);    /* gid */
+                ASSERT_EQ(tar_field(h, 136, 12), 0);   /* mtime */
+                off += 512 + (size_t)((size + 511) / 512 * 512);
+                members++;
+        }
+        ASSERT_EQ(members, 3);
+}
+
 TEST(created_manifest_has_size_and_digest)
 {
         _cleanup_(bundle_freep) Bundle *b = NULL;

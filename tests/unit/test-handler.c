@@ -12,6 +12,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 
+#include "abi-time.h"
 #include "tests.h"
 
 #define SHA "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -348,7 +349,7 @@ static uint8_t *make_tar(const TarEntry *e, size_t n, bool gzip, size_t *ret_siz
         for (size_t i = 0; i < n; i++) {
                 struct archive_entry *x = archive_entry_new();
                 archive_entry_set_pathname(x, e[i].name);
-                archive_entry_set_mtime(x, 1700000000, 0);
+                ASSERT_OK(upk_archive_entry_set_mtime(x, 1700000000));
                 archive_entry_set_uid(x, 0);
                 archive_entry_set_gid(x, 0);
                 switch (e[i].type) {

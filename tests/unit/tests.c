@@ -57,6 +57,20 @@ void test_write_file(const char *path, const void *data, size_t size)
                 test_fail("cannot write %s: %m", path);
 }
 
+#define EXIT_TEST_SKIPPED 77
+
+void test_skip(const char *reason)
+{
+        fprintf(stderr, "skipped: %s\n", reason);
+        fflush(stdout);
+        _exit(EXIT_TEST_SKIPPED);
+}
+
+bool test_emulated(void)
+{
+        return !isempty(getenv("UPKEEP_TEST_EMULATED"));
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
         (void)st;
@@ -65,6 +79,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
         return remove(path);
 }
 
+/* 0 passed, 1 failed, 2 skipped. */
 static int run_one(size_t i)
 {
         char tmp[] = "/tmp/upkeep-test-XXXXXX";
@@ -92,12 +107,14 @@ static int run_one(size_t i)
                 if (errno != EINTR)
                         return 1;
         nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_TEST_SKIPPED)
+                return 2;
         return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
 }
 
 int main(int argc, char *argv[])
 {
-        unsigned failed = 0, ran = 0;
+        unsigned failed = 0, skipped = 0, ran = 0;
 
         if (argc == 2 && streq(argv[1], "--list")) {
                 for (size_t i = 0; i < n_tests; i++)
@@ -113,13 +130,19 @@ int main(int argc, char *argv[])
                         continue;
                 ran++;
                 int r = run_one(i);
-                printf("%s %s\n", r == 0 ? "ok  " : "FAIL", tests[i].name);
-                failed += r != 0;
+                printf("%s %s\n", r == 0 ? "ok  " : r == 2 ? "skip" : "FAIL", tests[i].name);
+                failed += r == 1;
+                skipped += r == 2;
         }
-        printf("%u of %u cases passed\n", ran - failed, ran);
+        printf("%u of %u cases passed", ran - failed - skipped, ran);
+        if (skipped > 0)
+                printf(", %u skipped", skipped);
+        printf("\n");
         if (ran == 0) {
                 fprintf(stderr, "no test case matched\n");
                 return EXIT_FAILURE;
         }
-        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+        if (failed)
+                return EXIT_FAILURE;
+        return skipped == ran ? EXIT_TEST_SKIPPED : EXIT_SUCCESS;
 }

@@ -6,6 +6,7 @@
  * file, line and values, and fail the case. `test-foo --list` and `test-foo NAME...` select cases. */
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,12 @@ const char *test_pki(const char *name);
 const char *test_data(const char *name);
 /* Write `size` bytes to a file in the current folder. */
 void test_write_file(const char *path, const void *data, size_t size);
+/* Skip the running case, printing why. Only for an environment that cannot give a case what it needs;
+ * the program exits 77 (meson's SKIP) when every case it ran was skipped. */
+__attribute__((noreturn)) void test_skip(const char *reason);
+/* True when the tests run under user-mode emulation (qemu-user, a cross build's exe_wrapper): meson sets
+ * UPKEEP_TEST_EMULATED in cross builds. */
+bool test_emulated(void);
 
 #define TEST(name)                                                          \
         static void test_##name(void);                                      \

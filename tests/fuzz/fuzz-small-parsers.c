@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Fuzz the small parsers of values that come from outside: semantic versions (manifests, TUF custom
+ * data, version files), durations and sizes (config, updatectl postpone), HTTP Content-Range (servers),
+ * and the support date (manifests, config). The first byte picks the parser; the rest is the text. */
+#include "config.h"
+#if HAVE_DAEMON
+#include "fetch.h"
+#endif
+#include "fuzz.h"
+#include "support.h"
+#include "version.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+        char text[512];
+        uint64_t a, b, c;
+        int64_t days;
+        Version v, w;
+
+        if (size < 1 || size > sizeof(text))
+                return 0;
+        memcpy(text, data + 1, size - 1);
+        text[size - 1] = 0;
+        switch (data[0] % 5) {
+        case 0:
+                if (version_parse(text, &v) >= 0) {
+                        if (version_compare(&v, &v) != 0)
+                                abort();
+                        int x, y;
+                        if (version_parse("1.0.0", &w) < 0)
+                                abort();
+                        x = version_compare(&v, &w);
+                        y = version_compare(&w, &v);
+                        if ((x > 0) != (y < 0) || (x == 0) != (y == 0))
+                                abort(); /* precedence is antisymmetric */
+                }
+                break;
+        case 1:
+                (void)parse_duration_usec(text, &a);
+                break;
+        case 2:
+                (void)parse_size(text, &a);
+                break;
+        case 3:
+#if HAVE_DAEMON
+                if (fetch_parse_content_range(text, &a, &b, &c) >= 0 && a > b)
+                        abort();
+#else
+                (void)b;
+                (void)c;
+#endif
+                break;
+        case 4:
+                (void)support_parse_date(text, &days);
+                break;
+        }
+        return 0;
+}
