@@ -140,12 +140,18 @@ int main(int argc, char *argv[])
                 verb_func_t func;
         } verbs[] = {
 #if HAVE_DAEMON
-                { "status", status_main },       { "check", check_main },
-                { "install", install_main },     { "cancel", manage_main },
-                { "rollback", manage_main },     { "mark-good", manage_main },
-                { "history", history_main },     { "slots", slots_main },
-                { "monitor", monitor_main },     { "support", support_main },
-                { "postpone", postpone_main },   { "enable", auto_update_main },
+                { "status", status_main },
+                { "check", check_main },
+                { "install", install_main },
+                { "cancel", manage_main },
+                { "rollback", manage_main },
+                { "mark-good", manage_main },
+                { "history", history_main },
+                { "slots", slots_main },
+                { "monitor", monitor_main },
+                { "support", support_main },
+                { "postpone", postpone_main },
+                { "enable", auto_update_main },
                 { "disable", auto_update_main },
 #endif
                 { NULL, NULL },
@@ -198,5 +204,6 @@ int main(int argc, char *argv[])
                 if (streq(argv[optind], verbs[i].name))
                         return verbs[i].func(argc - optind, argv + optind, &args);
         return cli_usage_error("unknown command \"%s\"%s", argv[optind],
-                               HAVE_DAEMON ? "" : " (this build has only the bundle commands: -Ddaemon=false)");
+                               HAVE_DAEMON ? ""
+                                           : " (this build has only the bundle commands: -Ddaemon=false)");
 }
