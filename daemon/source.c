@@ -362,7 +362,6 @@ static int local_check(Source *s, const char *current_version, Offer **ret, UpkE
 {
         const Config *c = s->config;
         _cleanup_(offer_freep) Offer *best = NULL;
-        _cleanup_(bundle_freep) Bundle *best_bundle = NULL;
         struct dirent *de;
         unsigned seen = 0;
         DIR *d;

@@ -52,11 +52,11 @@ static inline void closep(int *fd)
 #define _cleanup_close_ _cleanup_(closep)
 
 /* Declare `NAME##p(T **)` calling `func(*p)` when non-NULL, for use with _cleanup_(). */
-#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func) \
-        static inline void func##p(type *p)     \
-        {                                       \
-                if (*p)                         \
-                        func(*p);               \
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)      \
+        _unused_ static inline void func##p(type *p) \
+        {                                            \
+                if (*p)                              \
+                        func(*p);                    \
         }
 
 /* Checked number parsing: decimal only, no sign, no leading/trailing junk, no overflow. */

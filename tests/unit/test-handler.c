@@ -428,7 +428,7 @@ static const TarEntry tree[] = {
 
 static void check_tree(const char *root)
 {
-        _cleanup_free_ char *hostname = NULL, *tool = NULL, *target = NULL;
+        _cleanup_free_ char *hostname = NULL, *tool = NULL;
         _cleanup_free_ char *a = strdup_printf("%s/etc/hostname", root),
                             *b = strdup_printf("%s/usr/bin/tool", root);
         _cleanup_free_ char *c = strdup_printf("%s/usr/bin/alias", root),
@@ -629,7 +629,6 @@ TEST(archive_refuses_a_plain_file)
 TEST(archive_block_device_gets_a_file_system)
 {
         _cleanup_close_ int loop_fd = -EBADF;
-        _cleanup_free_ char *got = NULL;
         char dev[64];
         UpkErr err = {};
         int r;

@@ -979,7 +979,7 @@ TEST(template_mode)
         m->payloads[1].has_installed_size = true;
         ASSERT_OK(manifest_to_json(m, &json, &size));
 
-        _cleanup_free_ char *owned = json;
+        _unused_ _cleanup_free_ char *owned = json;
         _cleanup_(manifest_freep) Manifest *full = parse_ok(json, size, 0);
         assert_manifest_eq(m, full);
 }
