@@ -30,7 +30,9 @@ Offer *offer_free(Offer *o)
         free(o->version);
         free(o->name);
         free(o->location);
+#if HAVE_TUF
         tuf_target_free(o->target);
+#endif
         free(o);
         return NULL;
 }
@@ -59,13 +61,16 @@ SourceType source_get_type(const Source *s)
         return s->type;
 }
 
+#if HAVE_TUF
 /* BASE + "/" + NAME, without doubling the slash. */
 static char *url_join(const char *base, const char *name)
 {
         size_t n = strlen(base);
         return strdup_printf("%s%s%s", base, n > 0 && base[n - 1] == '/' ? "" : "/", name);
 }
+#endif
 
+#if HAVE_TUF
 static int source_setup_tuf(Source *s, UpkErr *err)
 {
         const Config *c = s->config;
@@ -95,6 +100,13 @@ static int source_setup_tuf(Source *s, UpkErr *err)
                                c->source_root);
         return 0;
 }
+#else
+static int source_setup_tuf(Source *s, UpkErr *err)
+{
+        return upk_err(err, UPK_ERR_CONFIG, -EOPNOTSUPP,
+                       "[source] type = tuf: this upkeepd was built without TUF support (-Dtuf=false)");
+}
+#endif
 
 int source_new(const Config *c, Source **ret, UpkErr *err)
 {
@@ -139,6 +151,7 @@ static void offer_take_manifest(Offer *o, const Manifest *m)
         o->security = m->security_type;
 }
 
+#if HAVE_TUF
 typedef struct MemReader {
         const uint8_t *data;
         size_t size, pos;
@@ -358,6 +371,8 @@ static int tuf_check(Source *s, const char *current_version, bool want_manifest,
 
 /* ---- local ---- */
 
+#endif
+
 static int local_check(Source *s, const char *current_version, Offer **ret, UpkErr *err)
 {
         const Config *c = s->config;
@@ -420,7 +435,11 @@ int source_check(Source *s, const char *current_version, bool want_manifest, Off
 {
         switch (s->type) {
         case SOURCE_TUF:
+#if HAVE_TUF
                 return tuf_check(s, current_version, want_manifest, ret, err);
+#else
+                return upk_err(err, UPK_ERR_CONFIG, -EOPNOTSUPP, "built without TUF support");
+#endif
         case SOURCE_LOCAL:
                 return local_check(s, current_version, ret, err);
         case SOURCE_NONE:
@@ -449,7 +468,9 @@ SourceStream *source_stream_free(SourceStream *s)
         if (!s)
                 return NULL;
         fetch_stream_free(s->fetch);
+#if HAVE_TUF
         tuf_hasher_free(s->hasher);
+#endif
         free(s->name);
         free(s);
         return NULL;
@@ -484,9 +505,11 @@ int source_stream_open_offer(FetchEngine *e, const Config *c, const Offer *o, So
         r = stream_open(e, c, o->location, o->length ?: 1, o->name, &s, err);
         if (r < 0)
                 return r;
+#if HAVE_TUF
         r = tuf_hasher_new(o->target, &s->hasher, err);
         if (r < 0)
                 return r;
+#endif
         *ret = TAKE_PTR(s);
         return 0;
 }
@@ -523,12 +546,16 @@ ssize_t source_stream_read(void *userdata, void *buf, size_t size)
         }
         if (!s->hasher)
                 return n;
+#if HAVE_TUF
         if (n > 0)
                 r = tuf_hasher_update(s->hasher, buf, (size_t)n, &s->err);
         else
                 r = tuf_hasher_finish(s->hasher, &s->err);
         if (r < 0)
                 return stream_fail(s, r); /* the message names the target */
+#else
+        (void)r;
+#endif
         return n;
 }
 

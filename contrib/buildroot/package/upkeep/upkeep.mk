@@ -15,8 +15,14 @@ UPKEEP_CONF_OPTS = \
 	-Dman=disabled \
 	-Dupdatectl-name=$(call qstrip,$(BR2_PACKAGE_UPKEEP_UPDATECTL_NAME))
 
+ifeq ($(BR2_PACKAGE_UPKEEP_TUF),y)
+UPKEEP_CONF_OPTS += -Dtuf=true
+else
+UPKEEP_CONF_OPTS += -Dtuf=false
+endif
+
 HOST_UPKEEP_DEPENDENCIES = host-pkgconf host-openssl host-json-c host-libarchive host-inih
-HOST_UPKEEP_CONF_OPTS = -Ddaemon=false -Dtests=false -Dman=disabled
+HOST_UPKEEP_CONF_OPTS = -Ddaemon=false -Dtuf=false -Dtests=false -Dman=disabled
 
 UPKEEP_CONFIG = $(call qstrip,$(BR2_PACKAGE_UPKEEP_CONFIG))
 UPKEEP_KEYRING = $(call qstrip,$(BR2_PACKAGE_UPKEEP_KEYRING))

@@ -19,10 +19,12 @@ DEPENDS:append:class-target = " systemd curl"
 
 inherit meson pkgconfig systemd
 
-# man: the man pages (needs scdoc-native, from meta-oe). The update sources (TUF, hawkBit) get their
-# options when they land.
-PACKAGECONFIG ??= ""
+# man: the man pages (needs scdoc-native, from meta-oe). tuf: the TUF repository update source
+# ([source] type = tuf); leave it out for images that install from a local folder or by hand only.
+PACKAGECONFIG ??= "tuf"
+PACKAGECONFIG:class-native ??= ""
 PACKAGECONFIG[man] = "-Dman=enabled,-Dman=disabled,scdoc-native"
+PACKAGECONFIG[tuf] = "-Dtuf=true,-Dtuf=false"
 
 # systemd 257 and later ship their own updatectl: set another name for upkeep's then.
 UPKEEP_UPDATECTL_NAME ?= "updatectl"
