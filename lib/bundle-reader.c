@@ -9,7 +9,7 @@
 #include <openssl/evp.h>
 #include <sys/stat.h>
 
-#define BUNDLE_READ_BLOCK (1024u * 1024u)
+#define BUNDLE_READ_BLOCK (512u * 1024u)
 #define BUNDLE_TRAILER_MAX (1024u * 1024u) /* zero padding after the end-of-archive blocks */
 #define BUNDLE_TEE_MAX    (8u * BUNDLE_READ_BLOCK) /* stored bytes one decompressor step may pull */
 

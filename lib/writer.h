@@ -12,7 +12,7 @@
 #include "handler.h"
 
 #define WRITER_SLOTS     4
-#define WRITER_SLOT_SIZE (512u * 1024u)
+#define WRITER_SLOT_SIZE (256u * 1024u)
 
 typedef struct Writer Writer;
 
