@@ -9,9 +9,9 @@
 #include <openssl/evp.h>
 #include <sys/stat.h>
 
-#define BUNDLE_READ_BLOCK (512u * 1024u)
-#define BUNDLE_TRAILER_MAX (1024u * 1024u) /* zero padding after the end-of-archive blocks */
-#define BUNDLE_TEE_MAX    (8u * BUNDLE_READ_BLOCK) /* stored bytes one decompressor step may pull */
+#define BUNDLE_READ_BLOCK  (512u * 1024u)
+#define BUNDLE_TRAILER_MAX (1024u * 1024u)          /* zero padding after the end-of-archive blocks */
+#define BUNDLE_TEE_MAX     (8u * BUNDLE_READ_BLOCK) /* stored bytes one decompressor step may pull */
 
 typedef enum MemberKind {
         MEMBER_MANIFEST,
@@ -46,11 +46,14 @@ struct Bundle {
         bool cur_active;
         bool cur_outer_eof;
         bool cur_inner_eof;
-        bool cur_tee; /* stored mode of a compressed payload: decompress too, to check it */
+        bool cur_tee;     /* stored mode of a compressed payload: decompress too, to check it */
         uint8_t *tee_buf; /* stored bytes the decompressor pulled, not yet handed out */
         size_t tee_len, tee_alloc;
-        bool tee_handed; /* tee_buf went out with the last call: start it anew */
-        UpkErr first_err; /* what made the reader stop, repeated to every later call */
+        bool tee_handed;         /* tee_buf went out with the last call: start it anew */
+        UpkErr first_err;        /* what made the reader stop, repeated to every later call */
+        bool defer_hash;         /* see bundle_set_deferred_hashing() */
+        const void *pending_buf; /* the block handed out last, not hashed yet */
+        size_t pending_len;
         EVP_MD_CTX *md;
         uint64_t cur_stored;
         uint64_t cur_out;
@@ -353,6 +356,8 @@ static void payload_reset(Bundle *b)
         b->cur_outer_eof = false;
         b->cur_inner_eof = false;
         b->cur_tee = false;
+        b->pending_buf = NULL;
+        b->pending_len = 0;
         b->tee_len = 0;
         b->tee_handed = false;
         b->cur_stored = 0;
@@ -411,6 +416,22 @@ uint64_t bundle_get_position(const Bundle *b)
 }
 
 /* The next block of stored bytes of the current member, hashed and counted; 0 at its end. */
+int bundle_hash_pending(Bundle *b, UpkErr *err)
+{
+        if (!b->pending_buf)
+                return 0;
+        if (EVP_DigestUpdate(b->md, b->pending_buf, b->pending_len) != 1)
+                return fail(b, err, UPK_ERR_IO, -EIO, "payload \"%s\": SHA-256 update failed", b->cur->name);
+        b->pending_buf = NULL;
+        b->pending_len = 0;
+        return 0;
+}
+
+void bundle_set_deferred_hashing(Bundle *b, bool defer)
+{
+        b->defer_hash = defer;
+}
+
 static int outer_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err)
 {
         const void *buf;
@@ -418,6 +439,10 @@ static int outer_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr 
         la_int64_t offset;
         int r;
 
+        /* The block handed out last is hashed before its buffer can go. */
+        r = bundle_hash_pending(b, err);
+        if (r < 0)
+                return r;
         if (b->cur_outer_eof)
                 return 0;
         r = archive_read_data_block(b->a, &buf, &len, &offset);
@@ -438,7 +463,10 @@ static int outer_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr 
                 return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
                             "payload \"%s\": more than the %llu bytes the manifest declares", b->cur->name,
                             (unsigned long long)b->cur->size);
-        if (EVP_DigestUpdate(b->md, buf, len) != 1)
+        if (b->defer_hash && !b->inner) {
+                b->pending_buf = buf;
+                b->pending_len = len;
+        } else if (EVP_DigestUpdate(b->md, buf, len) != 1)
                 return fail(b, err, UPK_ERR_IO, -EIO, "payload \"%s\": SHA-256 update failed", b->cur->name);
         b->cur_stored += len;
         *ret_buf = buf;
@@ -452,6 +480,11 @@ static int check_stored_digest(Bundle *b, UpkErr *err)
         uint8_t digest[EVP_MAX_MD_SIZE];
         char want[65], got[65];
         unsigned n = 0;
+        int r;
+
+        r = bundle_hash_pending(b, err);
+        if (r < 0)
+                return r;
 
         if (b->cur_stored != b->cur->size)
                 return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
@@ -487,8 +520,8 @@ static la_ssize_t inner_read_cb(struct archive *inner, void *client, const void 
         if (b->cur_tee) {
                 /* Keep a copy of what the decompressor consumed, to hand it out as stored bytes. */
                 if (len > BUNDLE_TEE_MAX - b->tee_len) {
-                        fail(b, NULL, UPK_ERR_IO, -ENOBUFS, "payload \"%s\": the decompressor read too far ahead",
-                             b->cur->name);
+                        fail(b, NULL, UPK_ERR_IO, -ENOBUFS,
+                             "payload \"%s\": the decompressor read too far ahead", b->cur->name);
                         archive_set_error(inner, ENOBUFS, "%s", b->first_err.msg);
                         return -1;
                 }
@@ -551,7 +584,8 @@ static int inner_open(Bundle *b, UpkErr *err)
             archive_read_open(b->inner, b, NULL, inner_read_cb, NULL) != ARCHIVE_OK ||
             archive_read_next_header(b->inner, &e) != ARCHIVE_OK) {
                 snprintf(msg, sizeof(msg), "payload \"%s\": cannot start %s decompression: %s", p->name,
-                         compression_to_string(p->compression), archive_error_string(b->inner) ?: "unknown error");
+                         compression_to_string(p->compression),
+                         archive_error_string(b->inner) ?: "unknown error");
                 return inner_failure(b, err, -EBADMSG, msg);
         }
         if (archive_filter_count(b->inner) < 2 || archive_filter_code(b->inner, 0) != want_code) {
@@ -586,8 +620,8 @@ static int check_trailer(Bundle *b, UpkErr *err)
         for (;;) {
                 ssize_t k = b->func(b->userdata, b->iobuf, BUNDLE_READ_BLOCK);
                 if (k < 0)
-                        return fail(b, err, UPK_ERR_IO, (int)k, "read error after the end of the tar archive: %s",
-                                    strerror((int)-k));
+                        return fail(b, err, UPK_ERR_IO, (int)k,
+                                    "read error after the end of the tar archive: %s", strerror((int)-k));
                 if (k == 0)
                         return 0;
                 if (!all_zero(b->iobuf, (size_t)k) || (zeros += (uint64_t)k) > BUNDLE_TRAILER_MAX)
@@ -701,15 +735,17 @@ static int inner_step(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *
                 if (r == ARCHIVE_EOF)
                         break;
                 if (r < ARCHIVE_OK) {
-                        snprintf(msg, sizeof(msg), "payload \"%s\": %s decompression failed after %llu bytes: %s",
-                                 p->name, compression_to_string(p->compression), (unsigned long long)b->cur_out,
+                        snprintf(msg, sizeof(msg),
+                                 "payload \"%s\": %s decompression failed after %llu bytes: %s", p->name,
+                                 compression_to_string(p->compression), (unsigned long long)b->cur_out,
                                  archive_error_string(b->inner) ?: "unknown error");
                         return inner_failure(b, err, -EBADMSG, msg);
                 }
                 if (len == 0)
                         continue;
                 if (len > p->installed_size - b->cur_out) {
-                        snprintf(msg, sizeof(msg), "payload \"%s\": decompresses to more than installed_size %llu bytes",
+                        snprintf(msg, sizeof(msg),
+                                 "payload \"%s\": decompresses to more than installed_size %llu bytes",
                                  p->name, (unsigned long long)p->installed_size);
                         return inner_failure(b, err, -EFBIG, msg);
                 }
@@ -719,7 +755,9 @@ static int inner_step(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *
                 return 1;
         }
         if (b->cur_out != p->installed_size) {
-                snprintf(msg, sizeof(msg), "payload \"%s\": decompresses to %llu bytes, the manifest declares installed_size %llu",
+                snprintf(msg, sizeof(msg),
+                         "payload \"%s\": decompresses to %llu bytes, the manifest declares installed_size "
+                         "%llu",
                          p->name, (unsigned long long)b->cur_out, (unsigned long long)p->installed_size);
                 return inner_failure(b, err, -EBADMSG, msg);
         }

@@ -36,8 +36,8 @@ const Manifest *bundle_get_manifest(const Bundle *b);
 bool bundle_is_verified(const Bundle *b);
 const SignatureSigner *bundle_get_signer(const Bundle *b); /* NULL when unverified */
 /* The exact manifest and signature bytes as stored. */
-void bundle_get_raw(const Bundle *b, const void **ret_manifest, size_t *ret_manifest_size, const void **ret_sig,
-                    size_t *ret_sig_size);
+void bundle_get_raw(const Bundle *b, const void **ret_manifest, size_t *ret_manifest_size,
+                    const void **ret_sig, size_t *ret_sig_size);
 
 typedef enum BundlePayloadMode {
         BUNDLE_PAYLOAD_STORED,       /* the bytes as stored in the bundle */
@@ -53,6 +53,13 @@ int bundle_next_payload(Bundle *b, BundlePayloadMode mode, const ManifestPayload
 /* The next block of the current payload: returns 1 with a pointer valid until the next call, or 0 at
  * the payload's end after its size and sha256 (and, decompressed, its installed_size) have checked out. */
 int bundle_read_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err);
+
+/* Deferred hashing, for a caller that overlaps hashing with its own use of a block: each stored block
+ * of an uncompressed payload is hashed not inside bundle_read_block() but by bundle_hash_pending(),
+ * which the caller may call while it works on the block in another thread (the buffer is only read
+ * on both sides), and which the next read and the end-of-payload check call anyway. */
+void bundle_set_deferred_hashing(Bundle *b, bool defer);
+int bundle_hash_pending(Bundle *b, UpkErr *err);
 
 /* Read and check everything that is left (all payloads, end of stream). */
 int bundle_verify_rest(Bundle *b, UpkErr *err);

@@ -375,6 +375,7 @@ static int write_payloads(Job *j, UpkErr *err)
         r = writer_new(&w);
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot start the writer thread: %s", strerror(-r));
+        bundle_set_deferred_hashing(j->bundle, true);
         if (crash_write_at(&crash_at))
                 writer_crash_after(w, crash_at);
 
@@ -402,13 +403,20 @@ static int write_payloads(Job *j, UpkErr *err)
                 if (r < 0)
                         return r;
                 writer_set_handler(w, h);
-                /* Reading and hashing here overlaps with writing in the writer thread. */
+                /* The writer thread copies each block while this thread hashes it, and writes while
+                 * this thread reads the next. */
                 while ((r = bundle_read_block(j->bundle, &buf, &len, err)) > 0) {
                         if (j->o && j->o->cancelled && j->o->cancelled(j->o->userdata))
                                 return upk_err(err, UPK_ERR_IO, -ECANCELED, "cancelled");
-                        r = writer_push(w, buf, len, err);
+                        r = writer_lend(w, buf, len, err);
                         if (r < 0)
                                 return r;
+                        r = bundle_hash_pending(j->bundle, err);
+                        int k = writer_release(w, err);
+                        if (r < 0)
+                                return r;
+                        if (k < 0)
+                                return k;
                         report(j->o, INSTALL_PHASE_WRITING, writer_written(w), j->total);
                 }
                 if (r < 0)

@@ -530,9 +530,53 @@ TEST(nothing_may_follow_the_end_of_the_archive)
         /* anything else behind the end, even a whole second archive, is not */
         memcpy(more + size, data, 4096);
         test_write_file("more.upk", more, size + 4096);
-        ASSERT_UPK_ERR(verify_file("more.upk", &err), &err, -EBADMSG, UPK_ERR_FORMAT, "data follows the end");
+        ASSERT_UPK_ERR(verify_file("more.upk", &err), &err, -EBADMSG, UPK_ERR_FORMAT,
+                       "data follows the end");
         memset(more + size, 0, 4096);
         more[size + 4095] = 1;
         test_write_file("late.upk", more, size + 4096);
-        ASSERT_UPK_ERR(verify_file("late.upk", &err), &err, -EBADMSG, UPK_ERR_FORMAT, "data follows the end");
+        ASSERT_UPK_ERR(verify_file("late.upk", &err), &err, -EBADMSG, UPK_ERR_FORMAT,
+                       "data follows the end");
+}
+
+static int read_deferred(const char *path, bool explicit_hash, UpkErr *err)
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        const ManifestPayload *p;
+        const void *buf;
+        size_t len;
+        int r;
+
+        r = bundle_open_path(path, keyring(), &b, err);
+        if (r < 0)
+                return r;
+        bundle_set_deferred_hashing(b, true);
+        while ((r = bundle_next_payload(b, BUNDLE_PAYLOAD_DECOMPRESSED, &p, err)) > 0) {
+                while ((r = bundle_read_block(b, &buf, &len, err)) > 0)
+                        if (explicit_hash && (r = bundle_hash_pending(b, err)) < 0)
+                                return r;
+                if (r < 0)
+                        return r;
+        }
+        return r;
+}
+
+TEST(deferred_hashing_checks_the_same_bytes)
+{
+        _cleanup_free_ char *data = NULL;
+        size_t size;
+        UpkErr err = {};
+        Fixture f;
+
+        fixture_make(&f);
+        ASSERT_OK_E(read_deferred("b.upk", true, &err), &err);
+        ASSERT_OK_E(read_deferred("b.upk", false, &err), &err);
+        data = file_contents("b.upk", &size);
+        char *raw = memmem(data, size, f.raw, 4096);
+        raw[RAW_SIZE / 2] ^= 1;
+        test_write_file("c.upk", data, size);
+        ASSERT_UPK_ERR(read_deferred("c.upk", true, &err), &err, -EBADMSG, UPK_ERR_PAYLOAD,
+                       "sha256 mismatch");
+        ASSERT_UPK_ERR(read_deferred("c.upk", false, &err), &err, -EBADMSG, UPK_ERR_PAYLOAD,
+                       "sha256 mismatch");
 }

@@ -38,12 +38,13 @@ TEST(blocks_arrive_in_order_and_whole)
         struct upkeep_payload p = payload(dest, n);
         ASSERT_OK_E(handler_begin(h, &p, &err), &err);
         writer_set_handler(w, h);
-        /* uneven pieces, some larger than a queue slot */
+        /* uneven pieces, each lent to the thread and waited for */
         for (size_t off = 0, k = 1; off < n; k = k * 7 % 1000003) {
-                size_t len = (k * 4099) % (WRITER_SLOT_SIZE * 2) + 1;
+                size_t len = (k * 4099) % (1024 * 1024) + 1;
                 if (len > n - off)
                         len = n - off;
-                ASSERT_OK_E(writer_push(w, data + off, len, &err), &err);
+                ASSERT_OK_E(writer_lend(w, data + off, len, &err), &err);
+                ASSERT_OK_E(writer_release(w, &err), &err);
                 off += len;
         }
         ASSERT_OK_E(writer_drain(w, &err), &err);
@@ -59,7 +60,7 @@ TEST(a_handler_error_reaches_the_pusher)
 {
         _cleanup_(writer_freep) Writer *w = NULL;
         _cleanup_(handler_freep) Handler *h = NULL;
-        _cleanup_free_ uint8_t *data = calloc(1, WRITER_SLOT_SIZE);
+        _cleanup_free_ uint8_t *data = calloc(1, 256 * 1024);
         _cleanup_free_ char *dir = realpath(".", NULL);
         UpkErr err = {};
         int r = 0;
@@ -75,21 +76,25 @@ TEST(a_handler_error_reaches_the_pusher)
         ASSERT_OK_E(handler_begin(h, &p, &err), &err);
         ASSERT_OK(writer_new(&w));
         writer_set_handler(w, h);
-        for (unsigned i = 0; i < 4096 && r >= 0; i++)
-                r = writer_push(w, data, WRITER_SLOT_SIZE, &err);
+        for (unsigned i = 0; i < 4096 && r >= 0; i++) {
+                r = writer_lend(w, data, 256 * 1024, &err);
+                if (r >= 0)
+                        r = writer_release(w, &err);
+        }
         if (r >= 0)
                 r = writer_drain(w, &err);
         ASSERT_TRUE(r < 0);
         ASSERT_TRUE(strstr(err.msg, "quits"));
-        /* the error stays */
+        /* the error stays, and nothing more is written */
         UpkErr again = {};
+        ASSERT_EQ(writer_lend(w, data, 10, &again), r);
         ASSERT_EQ(writer_drain(w, &again), r);
 }
 
 TEST(free_with_queued_blocks_does_not_hang)
 {
         _cleanup_(handler_freep) Handler *h = NULL;
-        _cleanup_free_ uint8_t *data = calloc(1, WRITER_SLOT_SIZE);
+        _cleanup_free_ uint8_t *data = calloc(1, 1024 * 1024);
         _cleanup_free_ char *dir = realpath(".", NULL);
         _cleanup_free_ char *dest = strdup_printf("%s/slot.img", dir);
         Writer *w = NULL;
@@ -100,8 +105,10 @@ TEST(free_with_queued_blocks_does_not_hang)
         ASSERT_OK_E(handler_begin(h, &p, &err), &err);
         ASSERT_OK(writer_new(&w));
         writer_set_handler(w, h);
-        for (unsigned i = 0; i < WRITER_SLOTS + 2; i++)
-                ASSERT_OK(writer_push(w, data, WRITER_SLOT_SIZE, &err));
-        writer_free(w);
+        for (unsigned i = 0; i < WRITER_SLOTS + 2; i++) {
+                ASSERT_OK(writer_lend(w, data, 1024 * 1024, &err));
+                ASSERT_OK(writer_release(w, &err));
+        }
+        writer_free(w); /* drops what is queued; finishes the slot being written */
         handler_rollback(h);
 }
