@@ -11,10 +11,10 @@
 #define MANIFEST_DEPTH_MAX        8               /* JSON nesting */
 #define MANIFEST_PAYLOADS_MAX     64
 #define MANIFEST_ADVISORIES_MAX   256
-#define MANIFEST_STRING_MAX       4096            /* description, summary, url */
-#define MANIFEST_NAME_MAX         64              /* payload name, slot class, handler */
-#define MANIFEST_FILE_MAX         100             /* member names fit a plain ustar name */
-#define MANIFEST_PATH_MAX         4096            /* payload target */
+#define MANIFEST_STRING_MAX       4096 /* description, summary, url */
+#define MANIFEST_NAME_MAX         64   /* payload name, slot class, handler */
+#define MANIFEST_FILE_MAX         100  /* member names fit a plain ustar name */
+#define MANIFEST_PATH_MAX         4096 /* payload target */
 #define MANIFEST_ADVISORY_MAX     64
 #define MANIFEST_COMPATIBLE_MAX   128
 #define MANIFEST_PAYLOAD_SIZE_MAX (UINT64_C(1) << 46) /* 64 TiB: any size above is an attack */

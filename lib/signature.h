@@ -14,8 +14,8 @@
 typedef struct SignatureSigner {
         char *subject; /* one-line RFC 2253 subject of the signer certificate */
         char *issuer;
-        char *serial;  /* hex */
-        char *digest;  /* the signature digest algorithm, e.g. "sha256" */
+        char *serial; /* hex */
+        char *digest; /* the signature digest algorithm, e.g. "sha256" */
 } SignatureSigner;
 
 void signature_signer_done(SignatureSigner *s);
@@ -30,4 +30,5 @@ int signature_sign(const void *data, size_t size, const char *cert_path, const c
  * Failure: -EBADMSG (or -ENOENT/-EIO for unreadable keyring files) with kind UPK_ERR_SIGNATURE and a
  * message naming the reason (e.g. "signer certificate has expired"). `ret_signer` may be NULL. */
 int signature_verify(const void *data, size_t size, const uint8_t *der, size_t der_size,
-                     const char *keyring_path, const char *crl_path, SignatureSigner *ret_signer, UpkErr *err);
+                     const char *keyring_path, const char *crl_path, SignatureSigner *ret_signer,
+                     UpkErr *err);

@@ -38,12 +38,12 @@ typedef struct UpkState {
 } UpkState;
 
 typedef struct HistoryEntry {
-        uint64_t time;     /* CLOCK_REALTIME µs */
-        char *operation;   /* install, confirm, rollback, mark-good, ... */
-        char *version;     /* may be NULL */
-        char *slot;        /* may be NULL */
+        uint64_t time;   /* CLOCK_REALTIME µs */
+        char *operation; /* install, confirm, rollback, mark-good, ... */
+        char *version;   /* may be NULL */
+        char *slot;      /* may be NULL */
         bool ok;
-        char *reason;      /* may be NULL */
+        char *reason; /* may be NULL */
 } HistoryEntry;
 
 int state_load(const char *data_dir, UpkState **ret, char **ret_warning);

@@ -66,12 +66,12 @@ bool test_emulated(void);
         } while (0)
 
 /* `expr` returns >= 0; on failure print the UpkErr `e` if given. */
-#define ASSERT_OK_E(expr, e)                                                                              \
-        do {                                                                                              \
-                const UpkErr *_e = (e);                                                                   \
-                int _r = (expr);                                                                          \
-                if (_r < 0)                                                                               \
-                        test_fail("%s = %d (%s) %s", #expr, _r, strerror(-_r), _e ? _e->msg : "");        \
+#define ASSERT_OK_E(expr, e)                                                                       \
+        do {                                                                                       \
+                const UpkErr *_e = (e);                                                            \
+                int _r = (expr);                                                                   \
+                if (_r < 0)                                                                        \
+                        test_fail("%s = %d (%s) %s", #expr, _r, strerror(-_r), _e ? _e->msg : ""); \
         } while (0)
 #define ASSERT_OK(expr) ASSERT_OK_E(expr, (UpkErr *)NULL)
 
