@@ -18,7 +18,7 @@
 #define CMDLINE_SIZE_MAX      (64u * 1024u)
 #define VERSION_FILE_SIZE_MAX (64u * 1024u)
 #define HEALTH_CHECKS_MAX     64
-#define HEALTH_OUTPUT_MAX     (64u * 1024u)
+#define HEALTH_OUTPUT_MAX     (1024u * 1024u) /* a check printing more than this is killed and fails */
 
 /* Crash-consistency tests kill the installer at named points: UPKEEP_TEST_CRASH_AT=POINT, or
  * write:N to die after exactly N payload bytes went to the handlers. Only the environment of the
