@@ -76,6 +76,20 @@ int install_open_boot(const Config *c, BootBackend **ret, UpkErr *err)
         return boot_backend_new(c, names, n, ret, err);
 }
 
+int install_parse_cmdline_slot(char *text, char **ret)
+{
+        for (char *p = text; *p;) {
+                size_t len = strcspn(p, " \t\n");
+                if (len > 12 && strneq(p, "upkeep.slot=", 12)) {
+                        *ret = strndup(p + 12, len - 12);
+                        return *ret ? 1 : -ENOMEM;
+                }
+                p += len;
+                p += strspn(p, " \t\n");
+        }
+        return 0;
+}
+
 static int cmdline_slot(char **ret)
 {
         const char *path = secure_getenv("UPKEEP_PROC_CMDLINE") ?: "/proc/cmdline";
@@ -86,16 +100,7 @@ static int cmdline_slot(char **ret)
         r = read_full_file(path, CMDLINE_SIZE_MAX, &data, &size);
         if (r < 0)
                 return r;
-        for (char *p = data; *p;) {
-                size_t len = strcspn(p, " \t\n");
-                if (len > 12 && strneq(p, "upkeep.slot=", 12)) {
-                        *ret = strndup(p + 12, len - 12);
-                        return *ret ? 1 : -ENOMEM;
-                }
-                p += len;
-                p += strspn(p, " \t\n");
-        }
-        return 0;
+        return install_parse_cmdline_slot(data, ret);
 }
 
 int install_find_booted(const Config *c, BootBackend *boot, char **ret, UpkErr *err)
@@ -137,19 +142,12 @@ int install_find_booted(const Config *c, BootBackend *boot, char **ret, UpkErr *
 }
 
 /* VERSION_ID= of an os-release file, or the first line of a plain version file. */
-static int read_version_file(const char *path, char **ret, UpkErr *err)
+int install_parse_version_file(char *text, const char *path, char **ret, UpkErr *err)
 {
-        _cleanup_free_ char *data = NULL;
-        size_t size;
-        Version v;
-        int r;
-
-        r = read_full_file(path, VERSION_FILE_SIZE_MAX, &data, &size);
-        if (r < 0)
-                return upk_err(err, UPK_ERR_CONFIG, r, "version file %s: cannot read: %s", path,
-                               strerror(-r));
         const char *value = NULL;
-        for (char *line = data, *next; line && *line; line = next) {
+        Version v;
+
+        for (char *line = text, *next; line && *line; line = next) {
                 next = strchr(line, '\n');
                 if (next)
                         *next++ = 0;
@@ -177,6 +175,19 @@ static int read_version_file(const char *path, char **ret, UpkErr *err)
                                "version file %s: \"%s\" is not a semantic version", path, s);
         *ret = TAKE_PTR(s);
         return 0;
+}
+
+static int read_version_file(const char *path, char **ret, UpkErr *err)
+{
+        _cleanup_free_ char *data = NULL;
+        size_t size;
+        int r;
+
+        r = read_full_file(path, VERSION_FILE_SIZE_MAX, &data, &size);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_CONFIG, r, "version file %s: cannot read: %s", path,
+                               strerror(-r));
+        return install_parse_version_file(data, path, ret, err);
 }
 
 int install_current_version(const Config *c, const UpkState *s, const char *booted, char **ret, UpkErr *err)

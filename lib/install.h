@@ -58,6 +58,11 @@ int install_find_booted(const Config *c, BootBackend *boot, char **ret, UpkErr *
  * version file (VERSION_ID= of an os-release file, or the whole first line of a plain file). */
 int install_current_version(const Config *c, const UpkState *s, const char *booted, char **ret, UpkErr *err);
 
+/* The parsers behind those two, on text already read (changed in place): upkeep.slot= of a kernel
+ * command line (1 and the value, 0 when absent), and the version of an os-release or plain version file. */
+int install_parse_cmdline_slot(char *text, char **ret);
+int install_parse_version_file(char *text, const char *path, char **ret, UpkErr *err);
+
 int install_bundle_path(const Config *c, const char *path, const InstallOptions *o, InstallResult *ret,
                         UpkErr *err);
 int install_bundle_func(const Config *c, BundleReadFunc func, void *userdata, const InstallOptions *o,

@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Fuzz the small parsers of values that come from outside: semantic versions (manifests, TUF custom
  * data, version files), durations and sizes (config, updatectl postpone), HTTP Content-Range (servers),
- * and the support date (manifests, config). The first byte picks the parser; the rest is the text. */
+ * the support date (manifests, config), upkeep.slot= on the kernel command line and os-release's
+ * VERSION_ID. The first byte picks the parser; the rest is the text. */
 #include "config.h"
 #if HAVE_DAEMON
 #include "fetch.h"
 #endif
 #include "fuzz.h"
+#include "install.h"
 #include "support.h"
 #include "version.h"
 
@@ -21,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 return 0;
         memcpy(text, data + 1, size - 1);
         text[size - 1] = 0;
-        switch (data[0] % 5) {
+        switch (data[0] % 7) {
         case 0:
                 if (version_parse(text, &v) >= 0) {
                         if (version_compare(&v, &v) != 0)
@@ -53,6 +55,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 4:
                 (void)support_parse_date(text, &days);
                 break;
+        case 5: {
+                _cleanup_free_ char *slot = NULL;
+                if (install_parse_cmdline_slot(text, &slot) > 0 &&
+                    (!slot || !slot[0] || strpbrk(slot, " \t\n")))
+                        abort();
+                break;
+        }
+        case 6: {
+                _cleanup_free_ char *version = NULL;
+                UpkErr err = {};
+                if (install_parse_version_file(text, "fuzz", &version, &err) >= 0) {
+                        if (version_parse(version, &v) < 0)
+                                abort(); /* what it returns is a semantic version */
+                } else if (!err.msg[0])
+                        abort();
+                break;
+        }
         }
         return 0;
 }
