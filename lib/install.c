@@ -6,6 +6,7 @@
 #include <linux/fs.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 
@@ -527,22 +528,53 @@ fail:
         return r;
 }
 
+/* Every operation that changes the state or the boot environment holds DATA_DIR/lock, so that the
+ * offline verbs and the daemon never act at once; then it loads the state (a corrupt one is logged and
+ * recovered from). The lock goes with the returned fd (close it to release). */
+static int begin_operation(const Config *c, int *ret_lock, UpkState **ret_state, UpkErr *err)
+{
+        _cleanup_free_ char *path = strdup_printf("%s/lock", c->data_dir), *warning = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        if (!path)
+                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        r = mkdir_p(c->data_dir, 0755);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_IO, r, "cannot create %s: %s", c->data_dir, strerror(-r));
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "cannot open %s: %m", path);
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno == EWOULDBLOCK)
+                        return upk_err(
+                                err, UPK_ERR_IO, -EBUSY,
+                                "another upkeep operation is running on %s (upkeepd, or an upkeepd verb); "
+                                "try again when it has finished",
+                                c->data_dir);
+                return upk_err(err, UPK_ERR_IO, -errno, "cannot lock %s: %m", path);
+        }
+        r = state_load(c->data_dir, ret_state, &warning);
+        if (warning)
+                upk_log(LOG_LEVEL_WARNING, "%s", warning);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %s", c->data_dir,
+                               strerror(-r));
+        *ret_lock = TAKE_FD(fd);
+        return 0;
+}
+
 static int install_common(const Config *c, Bundle *b, const InstallOptions *o, InstallResult *ret,
                           UpkErr *err)
 {
-        _cleanup_free_ char *warning = NULL;
+        _cleanup_close_ int lock = -EBADF;
         Job j = { .c = c, .o = o, .bundle = b, .m = bundle_get_manifest(b) };
         int r;
 
         crash_point("opened");
-        r = state_load(c->data_dir, &j.state, &warning);
-        if (warning)
-                upk_log(LOG_LEVEL_WARNING, "%s", warning);
-        if (r < 0) {
-                r = upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %s", c->data_dir,
-                            strerror(-r));
+        r = begin_operation(c, &lock, &j.state, err);
+        if (r < 0)
                 goto out;
-        }
         r = install_open_boot(c, &j.boot, err);
         if (r >= 0)
                 r = install_find_booted(c, j.boot, &j.booted, err);
@@ -686,17 +718,15 @@ int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
 {
         _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
         _cleanup_(state_freep) UpkState *s = NULL;
-        _cleanup_free_ char *booted = NULL, *warning = NULL, *primary = NULL, *reason = NULL;
+        _cleanup_close_ int lock = -EBADF;
+        _cleanup_free_ char *booted = NULL, *primary = NULL, *reason = NULL;
         SlotState st;
         int r;
 
         *ret = (ConfirmResult){ .outcome = CONFIRM_NOTHING_PENDING };
-        r = state_load(c->data_dir, &s, &warning);
-        if (warning)
-                upk_log(LOG_LEVEL_WARNING, "%s", warning);
+        r = begin_operation(c, &lock, &s, err);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %s", c->data_dir,
-                               strerror(-r));
+                return r;
         r = install_open_boot(c, &boot, err);
         if (r < 0)
                 return r;
@@ -780,15 +810,13 @@ int install_mark_good(const Config *c, UpkErr *err)
 {
         _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
         _cleanup_(state_freep) UpkState *s = NULL;
-        _cleanup_free_ char *booted = NULL, *warning = NULL;
+        _cleanup_close_ int lock = -EBADF;
+        _cleanup_free_ char *booted = NULL;
         int r;
 
-        r = state_load(c->data_dir, &s, &warning);
-        if (warning)
-                upk_log(LOG_LEVEL_WARNING, "%s", warning);
+        r = begin_operation(c, &lock, &s, err);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %s", c->data_dir,
-                               strerror(-r));
+                return r;
         r = install_open_boot(c, &boot, err);
         if (r >= 0)
                 r = install_find_booted(c, boot, &booted, err);
@@ -801,19 +829,17 @@ int install_rollback(const Config *c, char **ret_slot, UpkErr *err)
 {
         _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
         _cleanup_(state_freep) UpkState *s = NULL;
-        _cleanup_free_ char *booted = NULL, *warning = NULL;
+        _cleanup_close_ int lock = -EBADF;
+        _cleanup_free_ char *booted = NULL;
         const char *other = NULL;
         char *names[BOOT_SLOTS_MAX];
         size_t n = slot_bootnames(c, names, ELEMENTSOF(names));
         SlotState st;
         int r;
 
-        r = state_load(c->data_dir, &s, &warning);
-        if (warning)
-                upk_log(LOG_LEVEL_WARNING, "%s", warning);
+        r = begin_operation(c, &lock, &s, err);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %s", c->data_dir,
-                               strerror(-r));
+                return r;
         r = install_open_boot(c, &boot, err);
         if (r >= 0)
                 r = install_find_booted(c, boot, &booted, err);

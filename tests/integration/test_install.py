@@ -291,3 +291,19 @@ def test_power_cut_during_confirmation(tmp_path, device, point):
         assert device.primary() == "B" and device.state()["pending"] is None
     else:
         assert device.primary() == "A"
+
+
+def test_one_operation_at_a_time(tmp_path, device):
+    import fcntl
+    bundle = make_bundle(tmp_path, "1.1.0", payload_bytes())
+    device.data.mkdir(exist_ok=True)
+    before = device.env()
+    with open(device.data / "lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # as a running upkeepd operation holds it
+        for args in (("install", bundle), ("confirm",), ("mark-good",), ("rollback",)):
+            p = device.upkeepd(*args)
+            assert p.returncode == 1, (args, p.stdout, p.stderr)
+            assert "another upkeep operation is running" in p.stderr, p.stderr
+    assert device.env() == before
+    p = device.install(bundle)
+    assert p.returncode == 0, p.stderr
