@@ -291,106 +291,49 @@ static int file_load(BootBackend *b, KvFile *f, BootVars *v, UpkErr *err)
         return r;
 }
 
-typedef enum { OP_BAD, OP_TRY, OP_GOOD } FileOp;
-
-static int file_update(BootBackend *b, size_t slot, FileOp op, UpkErr *err)
+static int file_vars_load(BootBackend *b, void **ret_ctx, BootVars *v, UpkErr *err)
 {
-        KvFile f;
-        BootVars v;
+        KvFile *f = malloc(sizeof(*f));
         int r;
 
-        r = file_load(b, &f, &v, err);
-        if (r < 0)
+        if (!f)
+                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        r = file_load(b, f, v, err);
+        if (r < 0) {
+                free(f);
                 return r;
-        switch (op) {
-        case OP_BAD:
-                boot_vars_mark_bad(&v, slot);
-                break;
-        case OP_TRY:
-                boot_vars_set_try(&v, slot);
-                break;
-        case OP_GOOD:
-                boot_vars_mark_good(&v, slot, b->attempts);
-                break;
         }
-        r = store_vars(&f, &v, false, err);
-        kv_file_done(&f);
-        return r;
-}
-
-static int file_mark_bad(BootBackend *b, size_t slot, UpkErr *err)
-{
-        return file_update(b, slot, OP_BAD, err);
-}
-
-static int file_set_try(BootBackend *b, size_t slot, UpkErr *err)
-{
-        return file_update(b, slot, OP_TRY, err);
-}
-
-static int file_mark_good(BootBackend *b, size_t slot, UpkErr *err)
-{
-        return file_update(b, slot, OP_GOOD, err);
-}
-
-static int file_get_primary(BootBackend *b, size_t *ret, UpkErr *err)
-{
-        KvFile f;
-        BootVars v;
-        ssize_t i;
-        int r;
-
-        r = file_load(b, &f, &v, err);
-        if (r < 0)
-                return r;
-        kv_file_done(&f);
-        i = boot_vars_primary(&v);
-        if (i < 0)
-                return upk_err(err, UPK_ERR_IO, -ENOENT,
-                               "%s: no bootable slot: no slot in BOOT_ORDER has attempts left", b->path);
-        *ret = (size_t)i;
+        *ret_ctx = f;
         return 0;
 }
 
-static int file_get_state(BootBackend *b, size_t slot, SlotState *ret, UpkErr *err)
+static int file_vars_store(BootBackend *b, void *ctx, const BootVars *v, UpkErr *err)
 {
-        KvFile f;
-        BootVars v;
-        int r;
-
-        r = file_load(b, &f, &v, err);
-        if (r < 0)
-                return r;
-        kv_file_done(&f);
-        *ret = boot_vars_state(&v, slot);
-        return 0;
+        return store_vars(ctx, v, false, err);
 }
 
-static int file_get_current(BootBackend *b, size_t *ret, UpkErr *err)
+static void file_vars_free(void *ctx)
 {
-        KvFile f;
-        BootVars v;
-        int r;
-
-        r = file_load(b, &f, &v, err);
-        if (r < 0)
-                return r;
-        kv_file_done(&f);
-        if (v.booted < 0)
-                return upk_err(err, UPK_ERR_IO, -ENODATA,
-                               "%s: no BOOTED= entry: nothing has booted through it yet", b->path);
-        *ret = (size_t)v.booted;
-        return 0;
+        kv_file_done(ctx);
+        free(ctx);
 }
+
+static const BootVarsStore file_vars = {
+        .load = file_vars_load,
+        .store = file_vars_store,
+        .free_ctx = file_vars_free,
+        .no_booted = "no BOOTED= entry: nothing has booted through it yet",
+};
 
 const BootOps boot_file_ops = {
         .init = file_init,
-        .mark_bad = file_mark_bad,
-        .set_try = file_set_try,
-        .mark_good = file_mark_good,
-        .get_primary = file_get_primary,
-        .get_state = file_get_state,
-        .get_current = file_get_current,
+        .vars = &file_vars,
+        .mark_bad = boot_vars_op_mark_bad,
+        .set_try = boot_vars_op_set_try,
+        .mark_good = boot_vars_op_mark_good,
+        .get_primary = boot_vars_op_get_primary,
+        .get_state = boot_vars_op_get_state,
+        .get_current = boot_vars_op_get_current,
 };
 
 int boot_file_simulate_boot(const char *state_file, char **ret_booted, UpkErr *err)

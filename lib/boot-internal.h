@@ -18,8 +18,12 @@
 #define BOOT_KEY_MAX              80u           /* one variable's name */
 #define BOOT_ATTEMPTS_DEFAULT     3u
 
+typedef struct BootVarsStore BootVarsStore;
+
 typedef struct BootOps {
         int (*init)(BootBackend *b, const Config *c, UpkErr *err);
+        const BootVarsStore
+                *vars; /* file, uboot: where the BootVars live; the operations are boot_vars_op_* */
         int (*mark_bad)(BootBackend *b, size_t slot, UpkErr *err);
         int (*set_try)(BootBackend *b, size_t slot, UpkErr *err);
         int (*mark_good)(BootBackend *b, size_t slot, UpkErr *err);
@@ -83,6 +87,24 @@ ssize_t boot_vars_primary(const BootVars *v);
 SlotState boot_vars_state(const BootVars *v, size_t slot);
 /* Play the bootloader once; returns the booted index or -ENOENT (empty order). */
 ssize_t boot_vars_boot(BootVars *v);
+
+/* Where a backend keeps the BootVars variables (the file backend's state file, the U-Boot environment).
+ * `load` reads them, keeping what `store` needs in a context it allocates; `store` writes `v` back;
+ * `free_ctx` drops the context. On top of it, the operations are the shared boot_vars_op_* below. */
+struct BootVarsStore {
+        int (*load)(BootBackend *b, void **ret_ctx, BootVars *v, UpkErr *err);
+        int (*store)(BootBackend *b, void *ctx, const BootVars *v, UpkErr *err);
+        void (*free_ctx)(void *ctx);
+        const char *where;     /* names the store in messages; NULL: the backend's path */
+        const char *no_booted; /* why get_current cannot tell, when nothing recorded BOOTED */
+};
+
+int boot_vars_op_mark_bad(BootBackend *b, size_t slot, UpkErr *err);
+int boot_vars_op_set_try(BootBackend *b, size_t slot, UpkErr *err);
+int boot_vars_op_mark_good(BootBackend *b, size_t slot, UpkErr *err);
+int boot_vars_op_get_primary(BootBackend *b, size_t *ret, UpkErr *err);
+int boot_vars_op_get_state(BootBackend *b, size_t slot, SlotState *ret, UpkErr *err);
+int boot_vars_op_get_current(BootBackend *b, size_t *ret, UpkErr *err);
 
 /* The variables as KEY/VALUE pairs to store: BOOT_ORDER, then BOOT_<S>_LEFT and BOOT_<S>_TRY per slot
  * (a TRY of 0 is NULL: remove/unset), then BOOTED when known and `with_booted`. Strings are owned by the

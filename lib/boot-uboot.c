@@ -236,106 +236,48 @@ static int uboot_init(BootBackend *b, const Config *c, UpkErr *err)
         return 0;
 }
 
-typedef enum { OP_BAD, OP_TRY, OP_GOOD } UbootOp;
-
-static int uboot_update(BootBackend *b, size_t slot, UbootOp op, UpkErr *err)
+static int uboot_vars_load(BootBackend *b, void **ret_ctx, BootVars *v, UpkErr *err)
 {
-        UbootEnv e;
-        BootVars v;
+        UbootEnv *e = malloc(sizeof(*e));
         int r;
 
-        r = uboot_load(b, &e, &v, err);
-        if (r < 0)
+        if (!e)
+                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        r = uboot_load(b, e, v, err);
+        if (r < 0) {
+                free(e);
                 return r;
-        switch (op) {
-        case OP_BAD:
-                boot_vars_mark_bad(&v, slot);
-                break;
-        case OP_TRY:
-                boot_vars_set_try(&v, slot);
-                break;
-        case OP_GOOD:
-                boot_vars_mark_good(&v, slot, b->attempts);
-                break;
         }
-        r = uboot_store(b, &e, &v, err);
-        uboot_env_done(&e);
-        return r;
-}
-
-static int uboot_mark_bad(BootBackend *b, size_t slot, UpkErr *err)
-{
-        return uboot_update(b, slot, OP_BAD, err);
-}
-
-static int uboot_set_try(BootBackend *b, size_t slot, UpkErr *err)
-{
-        return uboot_update(b, slot, OP_TRY, err);
-}
-
-static int uboot_mark_good(BootBackend *b, size_t slot, UpkErr *err)
-{
-        return uboot_update(b, slot, OP_GOOD, err);
-}
-
-static int uboot_get_primary(BootBackend *b, size_t *ret, UpkErr *err)
-{
-        UbootEnv e;
-        BootVars v;
-        ssize_t i;
-        int r;
-
-        r = uboot_load(b, &e, &v, err);
-        if (r < 0)
-                return r;
-        uboot_env_done(&e);
-        i = boot_vars_primary(&v);
-        if (i < 0)
-                return upk_err(
-                        err, UPK_ERR_IO, -ENOENT,
-                        "U-Boot environment: no bootable slot: no slot in BOOT_ORDER has attempts left");
-        *ret = (size_t)i;
+        *ret_ctx = e;
         return 0;
 }
 
-static int uboot_get_state(BootBackend *b, size_t slot, SlotState *ret, UpkErr *err)
+static int uboot_vars_store(BootBackend *b, void *ctx, const BootVars *v, UpkErr *err)
 {
-        UbootEnv e;
-        BootVars v;
-        int r;
-
-        r = uboot_load(b, &e, &v, err);
-        if (r < 0)
-                return r;
-        uboot_env_done(&e);
-        *ret = boot_vars_state(&v, slot);
-        return 0;
+        return uboot_store(b, ctx, v, err);
 }
 
-static int uboot_get_current(BootBackend *b, size_t *ret, UpkErr *err)
+static void uboot_vars_free(void *ctx)
 {
-        UbootEnv e;
-        BootVars v;
-        int r;
-
-        r = uboot_load(b, &e, &v, err);
-        if (r < 0)
-                return r;
-        uboot_env_done(&e);
-        if (v.booted < 0)
-                return upk_err(
-                        err, UPK_ERR_IO, -ENODATA,
-                        "U-Boot environment: no BOOTED variable (the boot script does not record the slot)");
-        *ret = (size_t)v.booted;
-        return 0;
+        uboot_env_done(ctx);
+        free(ctx);
 }
+
+static const BootVarsStore uboot_vars = {
+        .load = uboot_vars_load,
+        .store = uboot_vars_store,
+        .free_ctx = uboot_vars_free,
+        .where = "U-Boot environment",
+        .no_booted = "no BOOTED variable (the boot script does not record the slot)",
+};
 
 const BootOps boot_uboot_ops = {
         .init = uboot_init,
-        .mark_bad = uboot_mark_bad,
-        .set_try = uboot_set_try,
-        .mark_good = uboot_mark_good,
-        .get_primary = uboot_get_primary,
-        .get_state = uboot_get_state,
-        .get_current = uboot_get_current,
+        .vars = &uboot_vars,
+        .mark_bad = boot_vars_op_mark_bad,
+        .set_try = boot_vars_op_set_try,
+        .mark_good = boot_vars_op_mark_good,
+        .get_primary = boot_vars_op_get_primary,
+        .get_state = boot_vars_op_get_state,
+        .get_current = boot_vars_op_get_current,
 };

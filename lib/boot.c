@@ -240,6 +240,115 @@ int boot_get_current(BootBackend *b, char **ret, UpkErr *err)
         return slot_name_out(b, i, ret);
 }
 
+/* ---- the operations of the backends that keep BootVars (file, uboot) ---- */
+
+typedef enum VarsOp {
+        VARS_OP_BAD,
+        VARS_OP_TRY,
+        VARS_OP_GOOD,
+} VarsOp;
+
+static const char *vars_where(const BootBackend *b)
+{
+        return b->ops->vars->where ?: b->path;
+}
+
+static int vars_update(BootBackend *b, size_t slot, VarsOp op, UpkErr *err)
+{
+        const BootVarsStore *io = b->ops->vars;
+        void *ctx = NULL;
+        BootVars v;
+        int r;
+
+        r = io->load(b, &ctx, &v, err);
+        if (r < 0)
+                return r;
+        switch (op) {
+        case VARS_OP_BAD:
+                boot_vars_mark_bad(&v, slot);
+                break;
+        case VARS_OP_TRY:
+                boot_vars_set_try(&v, slot);
+                break;
+        case VARS_OP_GOOD:
+                boot_vars_mark_good(&v, slot, b->attempts);
+                break;
+        }
+        r = io->store(b, ctx, &v, err);
+        io->free_ctx(ctx);
+        return r;
+}
+
+/* Read only: the context goes at once. */
+static int vars_read(BootBackend *b, BootVars *v, UpkErr *err)
+{
+        void *ctx = NULL;
+        int r = b->ops->vars->load(b, &ctx, v, err);
+
+        if (r >= 0)
+                b->ops->vars->free_ctx(ctx);
+        return r;
+}
+
+int boot_vars_op_mark_bad(BootBackend *b, size_t slot, UpkErr *err)
+{
+        return vars_update(b, slot, VARS_OP_BAD, err);
+}
+
+int boot_vars_op_set_try(BootBackend *b, size_t slot, UpkErr *err)
+{
+        return vars_update(b, slot, VARS_OP_TRY, err);
+}
+
+int boot_vars_op_mark_good(BootBackend *b, size_t slot, UpkErr *err)
+{
+        return vars_update(b, slot, VARS_OP_GOOD, err);
+}
+
+int boot_vars_op_get_primary(BootBackend *b, size_t *ret, UpkErr *err)
+{
+        BootVars v;
+        ssize_t i;
+        int r;
+
+        r = vars_read(b, &v, err);
+        if (r < 0)
+                return r;
+        i = boot_vars_primary(&v);
+        if (i < 0)
+                return upk_err(err, UPK_ERR_IO, -ENOENT,
+                               "%s: no bootable slot: no slot in BOOT_ORDER has attempts left",
+                               vars_where(b));
+        *ret = (size_t)i;
+        return 0;
+}
+
+int boot_vars_op_get_state(BootBackend *b, size_t slot, SlotState *ret, UpkErr *err)
+{
+        BootVars v;
+        int r;
+
+        r = vars_read(b, &v, err);
+        if (r < 0)
+                return r;
+        *ret = boot_vars_state(&v, slot);
+        return 0;
+}
+
+int boot_vars_op_get_current(BootBackend *b, size_t *ret, UpkErr *err)
+{
+        BootVars v;
+        int r;
+
+        r = vars_read(b, &v, err);
+        if (r < 0)
+                return r;
+        if (v.booted < 0)
+                return upk_err(err, UPK_ERR_IO, -ENODATA, "%s: %s", vars_where(b), b->ops->vars->no_booted);
+        *ret = (size_t)v.booted;
+        return 0;
+}
+
 /* ---- slot order ---- */
 
 int boot_order_parse(const char *s, char *const *slots, size_t n_slots, size_t *ret_order, size_t *ret_n,
