@@ -75,10 +75,29 @@ static int json_add_string(json_object *o, const char *key, const char *value)
         return 0;
 }
 
+/* The common start of history, slots and support: the options (--json only), the bus, one call without
+ * arguments. 0 with the reply, or the exit status to return. */
+static int fetch_reply(int argc, char *argv[], CliArgs *args, const char *method, sd_bus **ret_bus,
+                       sd_bus_message **ret_reply)
+{
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = cli_parse_verb(argc, argv, CLI_OPT_JSON, 0, 0, args);
+        if (r != 0)
+                return r;
+        r = client_connect(ret_bus);
+        if (r != 0)
+                return r;
+        r = client_call(*ret_bus, method, &error, ret_reply, NULL);
+        if (r < 0)
+                return client_report(NULL, r, &error);
+        return 0;
+}
+
 int history_main(int argc, char *argv[], CliArgs *args)
 {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(json_object_putp) json_object *array = NULL;
         _cleanup_(table_done) Table t = { .n_columns = 6 };
@@ -86,15 +105,9 @@ int history_main(int argc, char *argv[], CliArgs *args)
         size_t n = 0;
         int r;
 
-        r = cli_parse_verb(argc, argv, CLI_OPT_JSON, 0, 0, args);
+        r = fetch_reply(argc, argv, args, "GetHistory", &bus, &reply);
         if (r != 0)
                 return r;
-        r = client_connect(&bus);
-        if (r != 0)
-                return r;
-        r = client_call(bus, "GetHistory", &error, &reply, NULL);
-        if (r < 0)
-                return client_report(NULL, r, &error);
 
         array = json_object_new_array();
         if (!array || table_add(&t, header) < 0)
@@ -162,15 +175,9 @@ int slots_main(int argc, char *argv[], CliArgs *args)
         size_t n = 0;
         int r;
 
-        r = cli_parse_verb(argc, argv, CLI_OPT_JSON, 0, 0, args);
+        r = fetch_reply(argc, argv, args, "GetSlots", &bus, &reply);
         if (r != 0)
                 return r;
-        r = client_connect(&bus);
-        if (r != 0)
-                return r;
-        r = client_call(bus, "GetSlots", &error, &reply, NULL);
-        if (r < 0)
-                return client_report(NULL, r, &error);
         r = sd_bus_get_property_string(bus, UPDATE_BUS_NAME, UPDATE_BUS_PATH, UPDATE_BUS_INTERFACE,
                                        "BootedSlot", &error, &booted);
         if (r < 0)
@@ -331,20 +338,13 @@ static void support_print(json_object *o)
 int support_main(int argc, char *argv[], CliArgs *args)
 {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(json_object_putp) json_object *o = NULL;
         int r;
 
-        r = cli_parse_verb(argc, argv, CLI_OPT_JSON, 0, 0, args);
+        r = fetch_reply(argc, argv, args, "GetCapability", &bus, &reply);
         if (r != 0)
                 return r;
-        r = client_connect(&bus);
-        if (r != 0)
-                return r;
-        r = client_call(bus, "GetCapability", &error, &reply, NULL);
-        if (r < 0)
-                return client_report(NULL, r, &error);
 
         o = json_object_new_object();
         if (!o)
