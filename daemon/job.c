@@ -11,8 +11,8 @@ struct Job {
         JobKind kind;
         const Config *config;
         char *path;
-        BundleReadFunc read;
-        void *read_userdata;
+        BundleNextFunc next;
+        void *next_userdata;
         bool allow_downgrade;
         Source *update_source;
         char *current_version;
@@ -94,8 +94,8 @@ static void *job_thread(void *userdata)
 
         switch (j->kind) {
         case JOB_INSTALL:
-                if (j->read)
-                        r = install_bundle_func(j->config, j->read, j->read_userdata, &o, &install, &err);
+                if (j->next)
+                        r = install_bundle_next(j->config, j->next, j->next_userdata, &o, &install, &err);
                 else
                         r = install_bundle_path(j->config, j->path, &o, &install, &err);
                 break;
@@ -146,8 +146,8 @@ int job_start(sd_event *e, const Config *c, const JobParams *p, JobNotifyFunc no
         j->kind = p->kind;
         j->config = c;
         j->allow_downgrade = p->allow_downgrade;
-        j->read = p->read;
-        j->read_userdata = p->read_userdata;
+        j->next = p->next;
+        j->next_userdata = p->next_userdata;
         j->update_source = p->source;
         j->want_manifest = p->want_manifest;
         j->notify = notify;

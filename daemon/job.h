@@ -36,8 +36,8 @@ typedef struct JobSnapshot {
 typedef struct JobParams {
         JobKind kind;
         const char *path;    /* JOB_INSTALL from a file */
-        BundleReadFunc read; /* JOB_INSTALL from a stream; the reader's data must outlive the job */
-        void *read_userdata;
+        BundleNextFunc next; /* JOB_INSTALL from a stream; its userdata must outlive the job */
+        void *next_userdata;
         bool allow_downgrade;
         Source *source; /* JOB_CHECK: used by the worker only while the job runs */
         const char *current_version;

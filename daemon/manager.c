@@ -370,8 +370,8 @@ static int install_offer(Manager *m, bool allow_downgrade, bool automatic, sd_bu
                 r = source_stream_open_offer(m->fetch_engine, m->config, m->offer, &m->stream, &err);
                 if (r < 0)
                         return bus_error_set_upk(error, &err);
-                p.read = source_stream_read;
-                p.read_userdata = m->stream;
+                p.next = source_stream_next;
+                p.next_userdata = m->stream;
         } else
                 p.path = m->offer->location;
         return start_install(m, m->offer->location, m->offer->version, &p, automatic, error);
@@ -397,8 +397,8 @@ int manager_install(Manager *m, const char *source, bool allow_downgrade, sd_bus
                 r = source_stream_open_url(m->fetch_engine, m->config, source, &m->stream, &err);
                 if (r < 0)
                         return bus_error_set_upk(error, &err);
-                p.read = source_stream_read;
-                p.read_userdata = m->stream;
+                p.next = source_stream_next;
+                p.next_userdata = m->stream;
                 return start_install(m, source, NULL, &p, false, error);
         }
         if (source[0] != '/')

@@ -456,7 +456,7 @@ int source_check(Source *s, const char *current_version, bool want_manifest, Off
 
 struct SourceStream {
         FetchStream *fetch;
-        TufHasher *hasher; /* tuf: NULL for a plain URL */
+        TufHasher *hasher; /* tuf: NULL for a plain URL; used by the loop thread */
         char *name;        /* for messages */
         /* worker side */
         bool failed;
@@ -467,7 +467,7 @@ SourceStream *source_stream_free(SourceStream *s)
 {
         if (!s)
                 return NULL;
-        fetch_stream_free(s->fetch);
+        fetch_stream_free(s->fetch); /* first: the check uses the hasher */
 #if HAVE_TUF
         tuf_hasher_free(s->hasher);
 #endif
@@ -494,6 +494,19 @@ static int stream_open(FetchEngine *e, const Config *c, const char *url, uint64_
         return 0;
 }
 
+#if HAVE_TUF
+/* Loop thread: the target's length and hashes, computed as the bytes arrive (so on the other core than
+ * the installer's payload hashing), checked at the end before the installer sees the end. */
+static int check_target(const void *data, size_t size, void *userdata, UpkErr *err)
+{
+        SourceStream *s = userdata;
+
+        if (data)
+                return tuf_hasher_update(s->hasher, data, size, err);
+        return tuf_hasher_finish(s->hasher, err); /* the message names the target */
+}
+#endif
+
 int source_stream_open_offer(FetchEngine *e, const Config *c, const Offer *o, SourceStream **ret,
                              UpkErr *err)
 {
@@ -509,6 +522,7 @@ int source_stream_open_offer(FetchEngine *e, const Config *c, const Offer *o, So
         r = tuf_hasher_new(o->target, &s->hasher, err);
         if (r < 0)
                 return r;
+        fetch_stream_set_check(s->fetch, check_target, s);
 #endif
         *ret = TAKE_PTR(s);
         return 0;
@@ -519,43 +533,24 @@ int source_stream_open_url(FetchEngine *e, const Config *c, const char *url, Sou
         return stream_open(e, c, url, SOURCE_URL_BUNDLE_MAX, url, ret, err);
 }
 
-static ssize_t stream_fail(SourceStream *s, int r)
-{
-        s->failed = true;
-        if (s->err.code == 0)
-                s->err.code = r;
-        fetch_stream_cancel(s->fetch);
-        return r;
-}
-
-ssize_t source_stream_read(void *userdata, void *buf, size_t size)
+ssize_t source_stream_next(void *userdata, const void **ret_buf)
 {
         SourceStream *s = userdata;
         ssize_t n;
-        int r;
 
         if (s->failed)
                 return s->err.code ?: -EIO;
-        n = fetch_stream_read(s->fetch, buf, size);
+        n = fetch_stream_next(s->fetch, ret_buf);
         if (n < 0) {
                 fetch_stream_get_error(s->fetch, &s->err);
                 if (s->err.kind == UPK_ERR_NONE)
                         (void)upk_err(&s->err, UPK_ERR_NETWORK, (int)n, "%s: download failed: %s", s->name,
                                       strerror((int)-n));
-                return stream_fail(s, (int)n);
+                s->failed = true;
+                if (s->err.code == 0)
+                        s->err.code = (int)n;
+                fetch_stream_cancel(s->fetch);
         }
-        if (!s->hasher)
-                return n;
-#if HAVE_TUF
-        if (n > 0)
-                r = tuf_hasher_update(s->hasher, buf, (size_t)n, &s->err);
-        else
-                r = tuf_hasher_finish(s->hasher, &s->err);
-        if (r < 0)
-                return stream_fail(s, r); /* the message names the target */
-#else
-        (void)r;
-#endif
         return n;
 }
 

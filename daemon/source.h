@@ -4,7 +4,7 @@
 /* Where updates come from ([source] type, upkeep.conf(5)), behind one interface:
  *   check:  source_check() → an Offer (the newest bundle for this device above the running version) or
  *           none; blocking, run in the job's worker thread;
- *   fetch:  source_stream_open_offer() → a byte stream for the installer (BundleReadFunc), opened in the
+ *   fetch:  source_stream_open_offer() → a byte stream for the installer (BundleNextFunc), opened in the
  *           loop thread, read in the worker thread.
  * Types: `tuf` (a TUF repository over HTTP(S): the refresh of lib/tuf.c with downloads by lib/fetch.c;
  * trusted metadata under DATA_DIR/tuf/; the target streamed with its length and hashes checked as it
@@ -61,8 +61,8 @@ int source_stream_open_offer(FetchEngine *e, const Config *c, const Offer *o, So
                              UpkErr *err);
 int source_stream_open_url(FetchEngine *e, const Config *c, const char *url, SourceStream **ret,
                            UpkErr *err);
-/* Worker thread: BundleReadFunc. */
-ssize_t source_stream_read(void *userdata, void *buf, size_t size);
+/* Worker thread: BundleNextFunc. */
+ssize_t source_stream_next(void *userdata, const void **ret_buf);
 /* Why the stream failed (kind UPK_ERR_NONE: it did not); once the worker is done with it. */
 void source_stream_get_error(SourceStream *s, UpkErr *ret);
 /* Loop thread: is the transfer still running? Bytes received and the total (0 unknown). */

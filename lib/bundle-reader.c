@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "bundle.h"
+#include "readahead.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -21,11 +22,15 @@ typedef enum MemberKind {
 
 struct Bundle {
         struct archive *a;
-        int fd; /* owned, or -EBADF */
-        BundleReadFunc func;
+        int fd;              /* owned, or -EBADF */
+        ReadAhead *ra;       /* reads fd */
+        BundleReadFunc func; /* or: */
+        BundleNextFunc next;
         void *userdata;
-        uint8_t *iobuf;
-        size_t iobuf_len; /* bytes of the last read, at position - iobuf_len of the source */
+        uint8_t *iobuf;       /* for `func` */
+        int source_r;         /* -errno once the source failed */
+        const uint8_t *chunk; /* the bytes of the last read ... */
+        size_t chunk_len;     /* ... at position - chunk_len of the source */
         uint64_t position;
 
         char *manifest_raw;
@@ -73,18 +78,46 @@ static ssize_t fd_read(void *userdata, void *buf, size_t size)
         }
 }
 
+/* The source's next bytes: in place, or read into iobuf. */
+static ssize_t source_pull(Bundle *b, const uint8_t **ret_buf)
+{
+        const void *buf = NULL;
+        ssize_t k;
+
+        if (b->next)
+                k = b->next(b->userdata, &buf);
+        else {
+                k = b->func(b->userdata, b->iobuf, BUNDLE_READ_BLOCK);
+                buf = b->iobuf;
+        }
+        if (k > 0) {
+                b->position += (uint64_t)k;
+                b->chunk = buf;
+                b->chunk_len = (size_t)k;
+                *ret_buf = buf;
+        } else {
+                /* The end or an error: the previous bytes were given back. */
+                if (k < 0 && b->source_r == 0)
+                        b->source_r = (int)k;
+                b->chunk = NULL;
+                b->chunk_len = 0;
+        }
+        return k;
+}
+
 static la_ssize_t outer_read_cb(struct archive *a, void *client, const void **ret_buf)
 {
         Bundle *b = client;
-        ssize_t k = b->func(b->userdata, b->iobuf, BUNDLE_READ_BLOCK);
+        const uint8_t *buf = NULL;
+        ssize_t k;
 
+        /* libarchive is done with the previous block: it copies what it still needs. */
+        k = source_pull(b, &buf);
         if (k < 0) {
                 archive_set_error(a, (int)-k, "read error: %s", strerror((int)-k));
                 return -1;
         }
-        b->position += (uint64_t)k;
-        b->iobuf_len = (size_t)k;
-        *ret_buf = b->iobuf;
+        *ret_buf = buf;
         return k;
 }
 
@@ -97,6 +130,13 @@ static int fail(Bundle *b, UpkErr *err, UpkErrKind kind, int r, const char *fmt,
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        /* Whatever libarchive made of it, a failed source is a read error, not a bad bundle. */
+        if (b->source_r < 0) {
+                kind = UPK_ERR_IO;
+                r = b->source_r;
+                snprintf(msg, sizeof(msg), "read error at byte %llu of the bundle: %s",
+                         (unsigned long long)b->position, strerror(-r));
+        }
         if (!b->failed)
                 upk_err(&b->first_err, kind, r, "%s", msg);
         b->failed = true;
@@ -245,9 +285,10 @@ static int bundle_open_internal(Bundle *b, const BundleOpenOptions *opts, UpkErr
 {
         int r;
 
-        b->iobuf = malloc(BUNDLE_READ_BLOCK);
+        if (!b->next)
+                b->iobuf = malloc(BUNDLE_READ_BLOCK);
         b->a = archive_read_new();
-        if (!b->iobuf || !b->a)
+        if ((!b->next && !b->iobuf) || !b->a)
                 return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
         if (archive_read_support_format_tar(b->a) != ARCHIVE_OK)
                 return upk_err(err, UPK_ERR_IO, -EIO, "libarchive: %s", archive_error_string(b->a));
@@ -288,8 +329,8 @@ static int bundle_open_internal(Bundle *b, const BundleOpenOptions *opts, UpkErr
         return 0;
 }
 
-int bundle_open_func(BundleReadFunc func, void *userdata, const BundleOpenOptions *opts, Bundle **ret,
-                     UpkErr *err)
+static int bundle_open_source(BundleReadFunc func, BundleNextFunc next, void *userdata,
+                              const BundleOpenOptions *opts, Bundle **ret, UpkErr *err)
 {
         _cleanup_(bundle_freep) Bundle *b = NULL;
         int r;
@@ -299,6 +340,7 @@ int bundle_open_func(BundleReadFunc func, void *userdata, const BundleOpenOption
                 return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
         b->fd = -EBADF;
         b->func = func;
+        b->next = next;
         b->userdata = userdata;
         r = bundle_open_internal(b, opts, err);
         if (r < 0)
@@ -307,9 +349,22 @@ int bundle_open_func(BundleReadFunc func, void *userdata, const BundleOpenOption
         return 0;
 }
 
+int bundle_open_func(BundleReadFunc func, void *userdata, const BundleOpenOptions *opts, Bundle **ret,
+                     UpkErr *err)
+{
+        return bundle_open_source(func, NULL, userdata, opts, ret, err);
+}
+
+int bundle_open_next(BundleNextFunc next, void *userdata, const BundleOpenOptions *opts, Bundle **ret,
+                     UpkErr *err)
+{
+        return bundle_open_source(NULL, next, userdata, opts, ret, err);
+}
+
 int bundle_open_fd(int fd, const BundleOpenOptions *opts, Bundle **ret, UpkErr *err)
 {
         _cleanup_(bundle_freep) Bundle *b = NULL;
+        struct stat st;
         int r;
 
         b = calloc(1, sizeof(*b));
@@ -318,8 +373,21 @@ int bundle_open_fd(int fd, const BundleOpenOptions *opts, Bundle **ret, UpkErr *
         b->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (b->fd < 0)
                 return upk_err(err, UPK_ERR_IO, -errno, "cannot duplicate file descriptor: %m");
-        b->func = fd_read;
-        b->userdata = &b->fd;
+        if (fstat(b->fd, &st) < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "cannot stat: %m");
+        if (S_ISREG(st.st_mode)) {
+                /* The reads run in a thread of their own, ahead of the hashing. (Only from a file: a
+                 * read there always returns, so the thread can always be stopped.) */
+                r = readahead_new(b->fd, &b->ra);
+                if (r < 0)
+                        return upk_err(err, UPK_ERR_IO, r, "cannot start the read-ahead thread: %s",
+                                       strerror(-r));
+                b->next = readahead_next;
+                b->userdata = b->ra;
+        } else {
+                b->func = fd_read;
+                b->userdata = &b->fd;
+        }
         r = bundle_open_internal(b, opts, err);
         if (r < 0)
                 return r;
@@ -371,6 +439,7 @@ Bundle *bundle_free(Bundle *b)
         payload_reset(b);
         if (b->a)
                 archive_read_free(b->a);
+        readahead_free(b->ra); /* before its fd */
         safe_close(b->fd);
         free(b->iobuf);
         free(b->tee_buf);
@@ -608,27 +677,29 @@ static bool all_zero(const uint8_t *p, size_t n)
 static int check_trailer(Bundle *b, UpkErr *err)
 {
         la_int64_t consumed = archive_filter_bytes(b->a, -1);
-        uint64_t chunk_start = b->position - b->iobuf_len, zeros = 0;
+        uint64_t chunk_start = b->position - b->chunk_len, zeros = 0;
 
         if (consumed >= 0 && (uint64_t)consumed >= chunk_start && (uint64_t)consumed <= b->position) {
                 size_t off = (size_t)((uint64_t)consumed - chunk_start);
-                if (!all_zero(b->iobuf + off, b->iobuf_len - off))
+                if (!all_zero(b->chunk + off, b->chunk_len - off))
                         return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
                                     "bundle format: data follows the end of the tar archive at byte %llu",
                                     (unsigned long long)consumed);
         }
         for (;;) {
-                ssize_t k = b->func(b->userdata, b->iobuf, BUNDLE_READ_BLOCK);
+                uint64_t at = b->position;
+                const uint8_t *buf;
+                ssize_t k = source_pull(b, &buf);
+
                 if (k < 0)
                         return fail(b, err, UPK_ERR_IO, (int)k,
                                     "read error after the end of the tar archive: %s", strerror((int)-k));
                 if (k == 0)
                         return 0;
-                if (!all_zero(b->iobuf, (size_t)k) || (zeros += (uint64_t)k) > BUNDLE_TRAILER_MAX)
+                if (!all_zero(buf, (size_t)k) || (zeros += (uint64_t)k) > BUNDLE_TRAILER_MAX)
                         return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
                                     "bundle format: data follows the end of the tar archive at byte %llu",
-                                    (unsigned long long)b->position);
-                b->position += (uint64_t)k;
+                                    (unsigned long long)at);
         }
 }
 

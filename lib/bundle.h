@@ -17,6 +17,9 @@ typedef struct Bundle Bundle;
 
 /* Where the bundle's bytes come from: a read function returning bytes read, 0 at the end, or -errno. */
 typedef ssize_t (*BundleReadFunc)(void *userdata, void *buf, size_t size);
+/* Or, without a copy: the next bytes in place (*ret_buf), valid and unchanged until the following call,
+ * which gives them back; returns their count, 0 at the end, or -errno. */
+typedef ssize_t (*BundleNextFunc)(void *userdata, const void **ret_buf);
 
 typedef struct BundleOpenOptions {
         const char *keyring; /* trusted CAs (PEM); NULL opens UNVERIFIED (only `bundle info` may) */
@@ -28,6 +31,8 @@ typedef struct BundleOpenOptions {
 int bundle_open_fd(int fd, const BundleOpenOptions *opts, Bundle **ret, UpkErr *err);
 int bundle_open_path(const char *path, const BundleOpenOptions *opts, Bundle **ret, UpkErr *err);
 int bundle_open_func(BundleReadFunc func, void *userdata, const BundleOpenOptions *opts, Bundle **ret,
+                     UpkErr *err);
+int bundle_open_next(BundleNextFunc next, void *userdata, const BundleOpenOptions *opts, Bundle **ret,
                      UpkErr *err);
 Bundle *bundle_free(Bundle *b);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Bundle *, bundle_free);

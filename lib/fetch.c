@@ -990,19 +990,20 @@ struct FetchStream {
         Fetch *fetch;
         sd_event_source *wake_source;
         int wake_fd;
+        FetchStreamCheckFunc check; /* loop thread only */
+        void *check_userdata;
 
         pthread_mutex_t lock;
         pthread_cond_t cond;
         /* guarded by lock */
         uint8_t *ring;
         size_t capacity, head, fill; /* bytes [head, head + fill) mod capacity */
+        size_t held;                 /* bytes at head that fetch_stream_next() lent out */
         bool full_paused;            /* the loop paused the fetch for want of space ... */
         size_t wanted;               /* ... for a block of this size */
         bool wake_pending;           /* the reader has written to the eventfd */
         bool reader_waiting;
         size_t reader_want; /* the waiting reader is woken once this many bytes are there */
-        uint8_t *dst;       /* the waiting reader's buffer, while the ring is empty */
-        size_t dst_size, dst_fill;
         bool finished, cancelled;
         int r;
         UpkErr err;
@@ -1011,9 +1012,9 @@ struct FetchStream {
 static int stream_data(Fetch *f, const void *buf, size_t size, uint64_t offset, void *userdata, UpkErr *err)
 {
         FetchStream *s = userdata;
-        const uint8_t *p = buf;
         size_t tail, first;
         bool wake;
+        int r;
 
         pthread_mutex_lock(&s->lock);
         if (s->cancelled) {
@@ -1032,22 +1033,26 @@ static int stream_data(Fetch *f, const void *buf, size_t size, uint64_t offset, 
                 pthread_mutex_unlock(&s->lock);
                 return FETCH_DATA_PAUSE;
         }
-        /* A reader waits with its own buffer and nothing is queued before: copy straight into it. What
-         * does not fit goes to the (empty, so large enough) ring, and is read after it. */
-        if (s->dst && s->fill == 0 && s->dst_fill < s->dst_size) {
-                size_t n = s->dst_size - s->dst_fill < size ? s->dst_size - s->dst_fill : size;
+        pthread_mutex_unlock(&s->lock);
 
-                memcpy(s->dst + s->dst_fill, p, n);
-                s->dst_fill += n;
-                p += n;
-                size -= n;
+        /* The check sees each byte once, in order: a paused block comes back whole. */
+        if (s->check) {
+                r = s->check(buf, size, s->check_userdata, err);
+                if (r < 0)
+                        return r;
         }
+        /* Only this thread adds to the ring, and the reader never touches [head + fill, ...): copy
+         * without the lock. */
+        pthread_mutex_lock(&s->lock);
         tail = (s->head + s->fill) % s->capacity;
+        pthread_mutex_unlock(&s->lock);
         first = s->capacity - tail < size ? s->capacity - tail : size;
-        memcpy(s->ring + tail, p, first);
-        memcpy(s->ring, p + first, size - first);
+        memcpy(s->ring + tail, buf, first);
+        memcpy(s->ring, (const uint8_t *)buf + first, size - first);
+
+        pthread_mutex_lock(&s->lock);
         s->fill += size;
-        wake = s->reader_waiting && s->dst_fill + s->fill >= s->reader_want;
+        wake = s->reader_waiting && s->fill >= s->reader_want;
         pthread_mutex_unlock(&s->lock);
         if (wake)
                 pthread_cond_signal(&s->cond);
@@ -1057,7 +1062,13 @@ static int stream_data(Fetch *f, const void *buf, size_t size, uint64_t offset, 
 static void stream_done(Fetch *f, int r, const UpkErr *err, void *userdata)
 {
         FetchStream *s = userdata;
+        UpkErr check_err = {};
 
+        /* The body is complete: the check has the last word before the reader sees the end. */
+        if (r >= 0 && s->check && s->check(NULL, 0, s->check_userdata, &check_err) < 0) {
+                r = check_err.code < 0 ? check_err.code : -EBADMSG;
+                err = &check_err;
+        }
         pthread_mutex_lock(&s->lock);
         s->finished = true;
         if (r < 0 && s->r == 0) {
@@ -1167,58 +1178,92 @@ FetchStream *fetch_stream_free(FetchStream *s)
         return NULL;
 }
 
+/* Reader side, with the lock held: the first `n` bytes at head are done with. */
+static void stream_release(FetchStream *s, size_t n, bool *ret_kick)
+{
+        s->head = (s->head + n) % s->capacity;
+        s->fill -= n;
+        /* Wake the loop once when a paused transfer can go on. */
+        if (s->full_paused && !s->wake_pending && stream_has_room(s)) {
+                s->wake_pending = true;
+                *ret_kick = true;
+        }
+}
+
+/* Reader side, with the lock held: give back what the last fetch_stream_next() lent, then wait until a
+ * batch is there (rather than for every block the network brings: fewer wake-ups; a paused transfer
+ * always has more than a batch), the body ended or the stream was cancelled. Returns the bytes there,
+ * or 0 at the end, or -errno; *ret_kick tells the caller to wake the loop once unlocked. */
+static ssize_t stream_wait(FetchStream *s, size_t want, bool *ret_kick)
+{
+        stream_release(s, s->held, ret_kick);
+        s->held = 0;
+        s->reader_want = want < s->capacity / 4 ? want : s->capacity / 4;
+        while (s->fill < s->reader_want && !s->finished && !s->cancelled) {
+                s->reader_waiting = true;
+                pthread_cond_wait(&s->cond, &s->lock);
+                s->reader_waiting = false;
+        }
+        if (s->cancelled)
+                return -ECANCELED;
+        return s->fill > 0 ? (ssize_t)s->fill : s->r; /* s->r: 0 at the end */
+}
+
 ssize_t fetch_stream_read(void *userdata, void *buf, size_t size)
 {
         FetchStream *s = userdata;
-        size_t n, first, got;
         bool kick = false;
         ssize_t ret;
 
         if (size == 0)
                 return 0;
         pthread_mutex_lock(&s->lock);
-        /* Wait for a batch rather than for every block the network brings: fewer wake-ups. A paused
-         * transfer (buffer full) always has more than a batch. While the ring is empty, the loop copies
-         * straight into `buf`. */
-        s->reader_want = size < s->capacity / 4 ? size : s->capacity / 4;
-        if (s->fill == 0) {
-                s->dst = buf;
-                s->dst_size = size;
-                s->dst_fill = 0;
+        ret = stream_wait(s, size, &kick);
+        if (ret > 0) {
+                /* The bytes at head stay put while the lock is held: the loop only appends. */
+                size_t n = size < (size_t)ret ? size : (size_t)ret;
+                size_t first = s->capacity - s->head < n ? s->capacity - s->head : n;
+
+                memcpy(buf, s->ring + s->head, first);
+                memcpy((uint8_t *)buf + first, s->ring, n - first);
+                stream_release(s, n, &kick);
+                ret = (ssize_t)n;
         }
-        while (s->dst_fill + s->fill < s->reader_want && !s->finished && !s->cancelled) {
-                s->reader_waiting = true;
-                pthread_cond_wait(&s->cond, &s->lock);
-                s->reader_waiting = false;
-        }
-        got = s->dst_fill;
-        s->dst = NULL;
-        s->dst_size = s->dst_fill = 0;
-        if (s->cancelled) {
-                ret = -ECANCELED;
-                goto out;
-        }
-        /* The ring's bytes come after those copied directly. */
-        n = size - got < s->fill ? size - got : s->fill;
-        first = s->capacity - s->head < n ? s->capacity - s->head : n;
-        memcpy((uint8_t *)buf + got, s->ring + s->head, first);
-        memcpy((uint8_t *)buf + got + first, s->ring, n - first);
-        s->head = (s->head + n) % s->capacity;
-        s->fill -= n;
-        if (s->fill == 0)
-                s->head = 0;
-        got += n;
-        /* Wake the loop once when a paused transfer can go on. */
-        if (s->full_paused && !s->wake_pending && stream_has_room(s)) {
-                s->wake_pending = true;
-                kick = true;
-        }
-        ret = got > 0 ? (ssize_t)got : s->r; /* s->r: 0 at the end */
-out:
         pthread_mutex_unlock(&s->lock);
         if (kick)
                 stream_kick(s);
         return ret;
+}
+
+ssize_t fetch_stream_next(void *userdata, const void **ret_buf)
+{
+        FetchStream *s = userdata;
+        bool kick = false;
+        ssize_t ret;
+
+        pthread_mutex_lock(&s->lock);
+        ret = stream_wait(s, s->capacity, &kick);
+        if (ret > 0) {
+                /* One contiguous piece, and at most a quarter of the ring, so that the loop always has
+                 * room to go on while the reader works on it. */
+                size_t n = s->capacity - s->head < (size_t)ret ? s->capacity - s->head : (size_t)ret;
+
+                if (n > s->capacity / 4)
+                        n = s->capacity / 4;
+                s->held = n;
+                *ret_buf = s->ring + s->head;
+                ret = (ssize_t)n;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (kick)
+                stream_kick(s);
+        return ret;
+}
+
+void fetch_stream_set_check(FetchStream *s, FetchStreamCheckFunc check, void *userdata)
+{
+        s->check = check;
+        s->check_userdata = userdata;
 }
 
 void fetch_stream_get_error(FetchStream *s, UpkErr *ret)

@@ -131,13 +131,15 @@ void *fetch_get_userdata(const Fetch *f);
 int fetch_to_memory(const char *url, uint64_t max_length, const FetchOptions *opts, char **ret,
                     size_t *ret_size, UpkErr *err);
 
-/* FetchStream: a fetch whose bytes a worker thread pulls with a blocking read, e.g. the installer via
- * bundle_open_func(fetch_stream_read, stream, ...). The loop side fills a bounded ring buffer and pauses
+/* FetchStream: a fetch whose bytes a worker thread pulls, e.g. the installer via
+ * bundle_open_next(fetch_stream_next, stream, ...). The loop side fills a bounded ring buffer and pauses
  * the transfer while it is full; the reader wakes the loop (an eventfd) when it has drained it enough.
  *
- *   loop thread:   fetch_stream_new() ... (worker runs) ... fetch_stream_free() once the worker is done
- *   worker thread: fetch_stream_read() until 0 or < 0; on < 0 fetch_stream_get_error() says why
- *   any thread:    fetch_stream_cancel(): the transfer stops, fetch_stream_read() returns -ECANCELED */
+ *   loop thread:   fetch_stream_new(), fetch_stream_set_check() ... (worker runs) ... fetch_stream_free()
+ *                  once the worker is done
+ *   worker thread: fetch_stream_next() or fetch_stream_read() until 0 or < 0; on < 0
+ *                  fetch_stream_get_error() says why
+ *   any thread:    fetch_stream_cancel(): the transfer stops, the reader gets -ECANCELED */
 typedef struct FetchStream FetchStream;
 
 /* buffer_size 0: FETCH_STREAM_BUFFER_DEFAULT; otherwise within [FETCH_STREAM_BUFFER_MIN, _MAX]. */
@@ -147,10 +149,21 @@ int fetch_stream_new(FetchEngine *e, const char *url, uint64_t max_length, const
 FetchStream *fetch_stream_free(FetchStream *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(FetchStream *, fetch_stream_free);
 
-/* BundleReadFunc-compatible: blocks until bytes are available (returns up to `size`), the body ended
- * and everything was read (0), or the fetch failed or was cancelled (-errno; bytes received before the
- * failure are returned first). Then keeps returning the same. One reader thread at a time. */
+/* A check on the loop thread that sees every byte of the body once and in order, as it arrives
+ * (resumed downloads included), then the end (`data` NULL, `size` 0) before the reader is told. A
+ * negative return (with `err` set) fails the stream for good: e.g. the length and hashes a TUF target
+ * promises, computed while the bytes stream in and on the other core than the installer's own. */
+typedef int (*FetchStreamCheckFunc)(const void *data, size_t size, void *userdata, UpkErr *err);
+/* Before the loop runs the transfer; `userdata` must outlive the stream. */
+void fetch_stream_set_check(FetchStream *s, FetchStreamCheckFunc check, void *userdata);
+
+/* Blocks until bytes are available and copies up to `size` of them, or the body ended and everything was
+ * read (0), or the fetch failed or was cancelled (-errno; bytes received before the failure are returned
+ * first). Then keeps returning the same. One reader thread at a time. */
 ssize_t fetch_stream_read(void *userdata, void *buf, size_t size);
+/* BundleNextFunc-compatible, the same without a copy: *ret_buf points into the ring and stays valid
+ * (and unchanged) until the next call, which gives those bytes back. */
+ssize_t fetch_stream_next(void *userdata, const void **ret_buf);
 /* The error behind a negative fetch_stream_read(): copies it into `ret` (kind UPK_ERR_NONE if none). */
 void fetch_stream_get_error(FetchStream *s, UpkErr *ret);
 void fetch_stream_cancel(FetchStream *s);

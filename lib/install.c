@@ -617,7 +617,7 @@ int install_bundle_path(const Config *c, const char *path, const InstallOptions 
         return install_common(c, b, o, ret, err);
 }
 
-int install_bundle_func(const Config *c, BundleReadFunc func, void *userdata, const InstallOptions *o,
+int install_bundle_next(const Config *c, BundleNextFunc next, void *userdata, const InstallOptions *o,
                         InstallResult *ret, UpkErr *err)
 {
         _cleanup_(bundle_freep) Bundle *b = NULL;
@@ -625,7 +625,7 @@ int install_bundle_func(const Config *c, BundleReadFunc func, void *userdata, co
         int r;
 
         report(o, INSTALL_PHASE_VERIFYING, 0, 0);
-        r = bundle_open_func(func, userdata, &opts, &b, err);
+        r = bundle_open_next(next, userdata, &opts, &b, err);
         if (r < 0) {
                 history_record(c, "install", NULL, NULL, false, err ? err->msg : strerror(-r));
                 return r;

@@ -65,7 +65,7 @@ int install_parse_version_file(char *text, const char *path, char **ret, UpkErr 
 
 int install_bundle_path(const Config *c, const char *path, const InstallOptions *o, InstallResult *ret,
                         UpkErr *err);
-int install_bundle_func(const Config *c, BundleReadFunc func, void *userdata, const InstallOptions *o,
+int install_bundle_next(const Config *c, BundleNextFunc next, void *userdata, const InstallOptions *o,
                         InstallResult *ret, UpkErr *err);
 
 typedef enum ConfirmOutcome {

@@ -4,14 +4,16 @@
  *   upkeep-fetch URL OUT [--max-length N] [--ca F] [--client-cert F --client-key F] [--proxy P]
  *                [--retries N] [--no-retry] [--backoff-ms N] [--connect-timeout S]
  *                [--low-speed-time S] [--low-speed-limit B] [--slow-consumer] [--stream]
- *                [--stream-buffer N] [--memory]
+ *                [--stream-copy] [--stream-buffer N] [--check-sha256 HEX] [--memory]
  *
  * Default mode: a Fetch on an sd_event loop writes the body to OUT from its data callback.
  * --slow-consumer: the consumer pauses delivery after each block and resumes it 2 ms later (half the
  *   time by returning FETCH_DATA_PAUSE, half by calling fetch_pause() after consuming).
- * --stream: through a FetchStream and a reader thread calling fetch_stream_read(), as the installer
- *   does; with --slow-consumer the reader sleeps 2 ms per read
- *   (of up to 1 MiB, the bundle reader's block).
+ * --stream: through a FetchStream and a reader thread calling fetch_stream_next() (in place), as the
+ *   installer does; --stream-copy: fetch_stream_read() into a 1 MiB buffer instead. With
+ *   --slow-consumer the reader sleeps 2 ms per block.
+ * --check-sha256 HEX (with a stream): a check on the loop thread hashes the body as it arrives and fails
+ *   the stream at the end unless its SHA-256 is HEX ("check: ..." messages).
  * --memory: fetch_to_memory() (no loop of our own), then write OUT.
  *
  * Prints one JSON line on stdout: {"ok":..., "bytes":..., "received":..., "attempts":..., "retries":...,
@@ -27,6 +29,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
+
+#include <openssl/evp.h>
 
 #include "fetch.h"
 
@@ -45,10 +49,37 @@ typedef struct Tool {
         /* stream mode */
         FetchStream *stream;
         int done_fd;
+        bool copy;
         uint64_t read_bytes;
         int read_r;
         UpkErr read_err;
+        /* --check-sha256 */
+        EVP_MD_CTX *md;
+        const char *want_sha256;
+        uint64_t checked;
 } Tool;
+
+static int check_sha256(const void *data, size_t size, void *userdata, UpkErr *err)
+{
+        Tool *t = userdata;
+        uint8_t digest[32];
+        char hex[65];
+        unsigned n = 0;
+
+        if (data) {
+                t->checked += size;
+                if (EVP_DigestUpdate(t->md, data, size) != 1)
+                        return upk_err(err, UPK_ERR_IO, -EIO, "check: SHA-256 update failed");
+                return 0;
+        }
+        if (EVP_DigestFinal_ex(t->md, digest, &n) != 1 || n != 32)
+                return upk_err(err, UPK_ERR_IO, -EIO, "check: SHA-256 finalisation failed");
+        hex_encode(digest, 32, hex);
+        if (strcmp(hex, t->want_sha256) != 0)
+                return upk_err(err, UPK_ERR_PAYLOAD, -EBADMSG,
+                               "check: sha256 mismatch after %" PRIu64 " bytes (got %s)", t->checked, hex);
+        return 0;
+}
 
 static int on_resume(sd_event_source *s, uint64_t usec, void *userdata)
 {
@@ -107,6 +138,7 @@ static void *reader_thread(void *userdata)
         Tool *t = userdata;
         const uint64_t one = 1;
         _cleanup_free_ uint8_t *buf = malloc(READ_BLOCK);
+        const void *p;
         ssize_t n;
 
         if (!buf) {
@@ -114,7 +146,11 @@ static void *reader_thread(void *userdata)
                 goto out;
         }
         for (;;) {
-                n = fetch_stream_read(t->stream, buf, READ_BLOCK);
+                if (t->copy) {
+                        n = fetch_stream_read(t->stream, buf, READ_BLOCK);
+                        p = buf;
+                } else
+                        n = fetch_stream_next(t->stream, &p);
                 if (n == 0)
                         break;
                 if (n < 0) {
@@ -123,7 +159,7 @@ static void *reader_thread(void *userdata)
                         break;
                 }
                 t->read_bytes += (uint64_t)n;
-                if (loop_write(t->out_fd, buf, (size_t)n) < 0) {
+                if (loop_write(t->out_fd, p, (size_t)n) < 0) {
                         t->read_r = upk_err(&t->read_err, UPK_ERR_IO, -errno, "write: %s", strerror(errno));
                         fetch_stream_cancel(t->stream);
                         break;
@@ -208,7 +244,9 @@ int main(int argc, char **argv)
                 ARG_LOW_SPEED_LIMIT,
                 ARG_SLOW,
                 ARG_STREAM,
+                ARG_STREAM_COPY,
                 ARG_STREAM_BUFFER,
+                ARG_CHECK_SHA256,
                 ARG_MEMORY,
         };
         static const struct option options[] = {
@@ -225,7 +263,9 @@ int main(int argc, char **argv)
                 { "low-speed-limit", required_argument, NULL, ARG_LOW_SPEED_LIMIT },
                 { "slow-consumer", no_argument, NULL, ARG_SLOW },
                 { "stream", no_argument, NULL, ARG_STREAM },
+                { "stream-copy", no_argument, NULL, ARG_STREAM_COPY },
                 { "stream-buffer", required_argument, NULL, ARG_STREAM_BUFFER },
+                { "check-sha256", required_argument, NULL, ARG_CHECK_SHA256 },
                 { "memory", no_argument, NULL, ARG_MEMORY },
                 {},
         };
@@ -293,6 +333,17 @@ int main(int argc, char **argv)
                 case ARG_STREAM:
                         stream = true;
                         break;
+                case ARG_STREAM_COPY:
+                        stream = true;
+                        t.copy = true;
+                        break;
+                case ARG_CHECK_SHA256:
+                        if (strlen(optarg) != 64) {
+                                fprintf(stderr, "upkeep-fetch: --check-sha256: 64 hex digits\n");
+                                return 2;
+                        }
+                        t.want_sha256 = optarg;
+                        break;
                 case ARG_STREAM_BUFFER:
                         if (parse_u(optarg, "--stream-buffer", FETCH_STREAM_BUFFER_MAX, &stream_buffer) < 0)
                                 return 2;
@@ -359,6 +410,14 @@ int main(int argc, char **argv)
                 r = fetch_stream_new(engine, url, max_length, &opts, (size_t)stream_buffer, &t.stream, &err);
                 if (r < 0)
                         goto fail;
+                if (t.want_sha256) {
+                        t.md = EVP_MD_CTX_new();
+                        if (!t.md || EVP_DigestInit_ex(t.md, EVP_sha256(), NULL) != 1) {
+                                r = upk_err(&err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                                goto fail;
+                        }
+                        fetch_stream_set_check(t.stream, check_sha256, &t);
+                }
                 r = pthread_create(&thread, NULL, reader_thread, &t);
                 if (r != 0) {
                         r = upk_err(&err, UPK_ERR_IO, -r, "pthread_create: %s", strerror(r));
@@ -377,6 +436,7 @@ int main(int argc, char **argv)
                         print_summary(f ? fetch_get_stats(f) : NULL, t.read_bytes, r, &err);
                 }
                 t.stream = fetch_stream_free(t.stream);
+                EVP_MD_CTX_free(t.md);
                 if (r < 0)
                         fprintf(stderr, "upkeep-fetch: %s\n", err.msg);
                 return r < 0 ? 1 : 0;
@@ -400,6 +460,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "upkeep-fetch: %s\n", err.msg);
         return r < 0 ? 1 : 0;
 fail:
+        EVP_MD_CTX_free(t.md);
         print_summary(NULL, 0, r, &err);
         fprintf(stderr, "upkeep-fetch: %s\n", err.msg);
         return 1;

@@ -27,6 +27,8 @@ def main():
     ap.add_argument("build_dir", type=Path)
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--device-dir", type=Path, default=None,
+                    help="where the A/B slot files live (default: next to the served bundle, on /var/tmp)")
     args = ap.parse_args()
     build = args.build_dir.resolve()
     os.environ["UPDATECTL"] = str(build / "cli" / "updatectl")
@@ -54,7 +56,7 @@ def main():
                 subprocess.run(["curl", "-sf", "-o", "/dev/null", url], check=True)
                 results["curl"].append(time.monotonic() - t0)
                 for kind, source in (("url", url), ("file", str(served / "big.upk"))):
-                    dev = Device(tmp / f"dev-{kind}-{run}")
+                    dev = Device((args.device_dir or tmp) / f"upkeep-bench-dev-{kind}-{run}")
                     d = Daemon(dev, bus, tmp / f"log-{kind}-{run}")
                     d.start()
                     try:

@@ -5,6 +5,7 @@ or botch Range, TLS verification (CA, host name, client certificates), flow cont
 and the FetchStream adapter a worker thread reads from."""
 
 import errno
+import hashlib
 import json
 import os
 import socket
@@ -544,6 +545,39 @@ def test_stream(serve, blob, tmp_path):
     r = fetch(srv.url("/blob.bin"), tmp_path, "--stream")
     assert_ok(r, blob)
     assert r.s["attempts"] == 1
+
+
+def test_stream_copy(serve, blob, tmp_path):
+    """fetch_stream_read(): the same bytes, copied out in blocks, also through a cut."""
+    srv = serve()
+    srv.plan("/blob.bin", cut_at=SIZE // 3)
+    r = fetch(srv.url("/blob.bin"), tmp_path, "--stream-copy", "--stream-buffer", 256 * 1024, *FAST)
+    assert_ok(r, blob)
+    assert r.s["resumed_from"] == [SIZE // 3], r
+
+
+def test_stream_check_sees_every_byte_once(serve, blob, tmp_path):
+    """The loop-side check hashes the body as it arrives: through a cut and a resume, and while the
+    reader is slow (paused transfers deliver their held block again), it sees each byte exactly once."""
+    srv = serve()
+    srv.plan("/blob.bin", cut_at=SIZE // 2)
+    digest = hashlib.sha256(blob).hexdigest()
+    r = fetch(srv.url("/blob.bin"), tmp_path, "--stream", "--check-sha256", digest, "--slow-consumer",
+              "--stream-buffer", 256 * 1024, *FAST)
+    assert_ok(r, blob)
+    assert r.s["resumed_from"] == [SIZE // 2], r
+    assert r.s["pauses"] >= 4, r
+
+
+def test_stream_check_failure_ends_stream(serve, blob, tmp_path):
+    """A check that fails at the end fails the stream with its own error: the reader never sees a clean
+    end of the body, though it did get every byte."""
+    srv = serve()
+    wrong = hashlib.sha256(b"something else").hexdigest()
+    r = fetch(srv.url("/blob.bin"), tmp_path, "--stream", "--check-sha256", wrong)
+    assert_fail(r, errno.EBADMSG, "payload", f"check: sha256 mismatch after {SIZE} bytes")
+    assert r.s["bytes"] == SIZE, r
+    assert srv.stats("/blob.bin")["requests"] == 1  # not retried
 
 
 def test_stream_resumes_mid_stream(serve, blob, tmp_path):

@@ -580,3 +580,128 @@ TEST(deferred_hashing_checks_the_same_bytes)
         ASSERT_UPK_ERR(read_deferred("c.upk", false, &err), &err, -EBADMSG, UPK_ERR_PAYLOAD,
                        "sha256 mismatch");
 }
+
+/* A source in memory that hands out pieces of awkward sizes, in place (next) or copied (read), and can
+ * fail at a given offset. In place, each piece it gave before is scribbled over when the next is asked
+ * for: a reader that kept using a given-back piece would read garbage and fail its hash check. */
+typedef struct Pieces {
+        const uint8_t *data;
+        size_t size, off;
+        unsigned turn;
+        size_t fail_at; /* SIZE_MAX: never */
+        uint8_t *piece; /* the copy lent out last */
+        size_t piece_len;
+} Pieces;
+
+static size_t piece_size(Pieces *s)
+{
+        static const size_t sizes[] = { 1, 511, 513, 4096, 65537, 3, 300000, 512, 17 };
+        size_t n = sizes[s->turn++ % ELEMENTSOF(sizes)];
+
+        if (n > s->size - s->off)
+                n = s->size - s->off;
+        if (s->fail_at != SIZE_MAX && s->off < s->fail_at && n > s->fail_at - s->off)
+                n = s->fail_at - s->off;
+        return n;
+}
+
+static ssize_t pieces_next(void *userdata, const void **ret_buf)
+{
+        Pieces *s = userdata;
+        size_t n;
+
+        if (s->piece) {
+                memset(s->piece, 0xa5, s->piece_len);
+                free(s->piece);
+                s->piece = NULL;
+        }
+        if (s->off == s->fail_at)
+                return -EIO;
+        n = piece_size(s);
+        if (n == 0)
+                return 0;
+        s->piece = malloc(n);
+        s->piece_len = n;
+        ASSERT_TRUE(s->piece);
+        memcpy(s->piece, s->data + s->off, n);
+        s->off += n;
+        *ret_buf = s->piece;
+        return (ssize_t)n;
+}
+
+static ssize_t pieces_read(void *userdata, void *buf, size_t size)
+{
+        Pieces *s = userdata;
+        size_t n;
+
+        if (s->off == s->fail_at)
+                return -EIO;
+        n = piece_size(s);
+        if (n > size)
+                n = size;
+        memcpy(buf, s->data + s->off, n);
+        s->off += n;
+        return (ssize_t)n;
+}
+
+static int verify_pieces(Pieces *s, bool in_place, UpkErr *err)
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        int r;
+
+        upk_err_clear(err);
+        if (in_place)
+                r = bundle_open_next(pieces_next, s, keyring(), &b, err);
+        else
+                r = bundle_open_func(pieces_read, s, keyring(), &b, err);
+        if (r >= 0) {
+                bundle_set_deferred_hashing(b, true);
+                r = bundle_verify_rest(b, err);
+        }
+        free(s->piece);
+        return r;
+}
+
+TEST(sources_in_pieces_in_place_or_copied)
+{
+        _cleanup_free_ char *data = NULL, *more = NULL;
+        char where[64];
+        size_t size;
+        UpkErr err = {};
+        Fixture f;
+
+        fixture_make(&f);
+        data = file_contents("b.upk", &size);
+        more = calloc(1, size + 4096);
+        memcpy(more, data, size);
+        for (int in_place = 0; in_place <= 1; in_place++) {
+                Pieces s = { .data = (uint8_t *)data, .size = size, .fail_at = SIZE_MAX };
+
+                ASSERT_OK_E(verify_pieces(&s, in_place, &err), &err);
+                ASSERT_EQ(s.off, size);
+
+                /* zero padding behind the end is read to the end; anything else is refused */
+                s = (Pieces){ .data = (uint8_t *)more, .size = size + 4096, .fail_at = SIZE_MAX };
+                ASSERT_OK_E(verify_pieces(&s, in_place, &err), &err);
+                ASSERT_EQ(s.off, size + 4096);
+                more[size + 4000] = 1;
+                s = (Pieces){ .data = (uint8_t *)more, .size = size + 4096, .fail_at = SIZE_MAX };
+                ASSERT_UPK_ERR(verify_pieces(&s, in_place, &err), &err, -EBADMSG, UPK_ERR_FORMAT,
+                               "data follows the end");
+                more[size + 4000] = 0;
+
+                /* a source that fails, in the header, in a payload or after the end: a read error that
+                 * says where, not a bad bundle */
+                s = (Pieces){ .data = (uint8_t *)data, .size = size, .fail_at = 100 };
+                ASSERT_UPK_ERR(verify_pieces(&s, in_place, &err), &err, -EIO, UPK_ERR_IO,
+                               "read error at byte 100 of the bundle: Input/output error");
+                s = (Pieces){ .data = (uint8_t *)data, .size = size, .fail_at = size / 2 };
+                ASSERT_UPK_ERR(verify_pieces(&s, in_place, &err), &err, -EIO, UPK_ERR_IO,
+                               "read error at byte");
+                snprintf(where, sizeof(where), "byte %zu ", size / 2);
+                ASSERT_TRUE(strstr(err.msg, where));
+                s = (Pieces){ .data = (uint8_t *)more, .size = size + 4096, .fail_at = size + 1024 };
+                ASSERT_UPK_ERR(verify_pieces(&s, in_place, &err), &err, -EIO, UPK_ERR_IO,
+                               "read error at byte");
+        }
+}
