@@ -35,6 +35,24 @@ static int level_to_priority(LogLevel level)
         return LOG_INFO;
 }
 
+static void log_stderr(LogLevel level, const LogFields *f, const char *msg)
+{
+        const char *prefix = level == LOG_LEVEL_ERROR     ? "error: "
+                             : level == LOG_LEVEL_WARNING ? "warning: "
+                                                          : "";
+        char fields[LOG_LINE_MAX] = "";
+
+        if (f && (f->phase || f->version || f->slot))
+                snprintf(fields, sizeof(fields), " [%s%s%s%s%s%s]", f->phase ? "UPKEEP_PHASE=" : "",
+                         f->phase ?: "",
+                         f->version ? (f->phase ? " UPKEEP_VERSION=" : "UPKEEP_VERSION=") : "",
+                         f->version ?: "",
+                         f->slot ? (f->phase || f->version ? " UPKEEP_SLOT=" : "UPKEEP_SLOT=") : "",
+                         f->slot ?: "");
+        /* One write per line, so that lines from two threads do not mix. */
+        fprintf(stderr, "upkeepd: %s%s%s\n", prefix, msg, fields);
+}
+
 static void log_journal(LogLevel level, const LogFields *f, const char *msg)
 {
         char buf[6][LOG_LINE_MAX + 32];
@@ -58,26 +76,9 @@ static void log_journal(LogLevel level, const LogFields *f, const char *msg)
         if (f && f->slot)
                 FIELD("UPKEEP_SLOT=%s", f->slot);
 #undef FIELD
+        /* journald went away or refused it: the line goes to stderr, with its level and fields. */
         if (sd_journal_sendv(iov, (int)n) < 0)
-                fprintf(stderr, "upkeepd: %s\n", msg);
-}
-
-static void log_stderr(LogLevel level, const LogFields *f, const char *msg)
-{
-        const char *prefix = level == LOG_LEVEL_ERROR     ? "error: "
-                             : level == LOG_LEVEL_WARNING ? "warning: "
-                                                          : "";
-        char fields[LOG_LINE_MAX] = "";
-
-        if (f && (f->phase || f->version || f->slot))
-                snprintf(fields, sizeof(fields), " [%s%s%s%s%s%s]", f->phase ? "UPKEEP_PHASE=" : "",
-                         f->phase ?: "",
-                         f->version ? (f->phase ? " UPKEEP_VERSION=" : "UPKEEP_VERSION=") : "",
-                         f->version ?: "",
-                         f->slot ? (f->phase || f->version ? " UPKEEP_SLOT=" : "UPKEEP_SLOT=") : "",
-                         f->slot ?: "");
-        /* One write per line, so that lines from two threads do not mix. */
-        fprintf(stderr, "upkeepd: %s%s%s\n", prefix, msg, fields);
+                log_stderr(level, f, msg);
 }
 
 void log_fields(LogLevel level, const LogFields *f, const char *fmt, ...)

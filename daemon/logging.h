@@ -2,8 +2,9 @@
 #pragma once
 
 /* The service's log: the journal with structured fields (UPKEEP_PHASE=, UPKEEP_VERSION=, UPKEEP_SLOT=)
- * when /run/systemd/journal/socket exists, else one line per message on stderr:
- *   upkeepd: [warning: ]MESSAGE [UPKEEP_PHASE=... UPKEEP_VERSION=... UPKEEP_SLOT=...]
+ * when /run/systemd/journal/socket is writable at log_open(), else one line per message on stderr:
+ *   upkeepd: [error: |warning: ]MESSAGE [UPKEEP_PHASE=... UPKEEP_VERSION=... UPKEEP_SLOT=...]
+ * A message the journal does not take (journald stopped) goes to stderr in that format too.
  * Thread-safe (the library's log hook may fire in the worker). */
 
 #include "log.h"
