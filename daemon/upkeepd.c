@@ -65,8 +65,15 @@ static void help(void)
                "     --no-reboot       do not reboot even when [policy] reboot = auto\n"
                "  -h --help            show this help\n"
                "     --version         show the version\n\n"
+               "Defaults of this build (--config changes the first, the configuration the others):\n"
+               "  configuration          %s\n"
+               "  [device] data-dir      %s\n"
+               "  [keyring] path         %s\n"
+               "  [health] dir           %s\n"
+               "  [install] handlers-dir %s\n\n"
                "See upkeepd(8).\n",
-               CONFIG_DEFAULT_PATH);
+               CONFIG_DEFAULT_PATH, CONFIG_DEFAULT_PATH, CONFIG_DEFAULT_DATA_DIR, CONFIG_DEFAULT_KEYRING,
+               CONFIG_DEFAULT_HEALTH_DIR, CONFIG_DEFAULT_HANDLERS_DIR);
 }
 
 typedef struct Progress {

@@ -13,11 +13,14 @@
 #define CONFIG_WARNINGS_MAX  64
 #define CONFIG_VALUE_MAX     4096
 
-#define CONFIG_DEFAULT_PATH         "/etc/upkeep/upkeep.conf"
-#define CONFIG_DEFAULT_DATA_DIR     "/var/lib/upkeep"
-#define CONFIG_DEFAULT_KEYRING      "/etc/upkeep/keyring.pem"
-#define CONFIG_DEFAULT_HEALTH_DIR   "/etc/upkeep/health.d"
-#define CONFIG_DEFAULT_HANDLERS_DIR "/usr/lib/upkeep/handlers"
+/* UPK_CONF_DIR, UPK_STATE_DIR and UPK_HANDLERS_DIR come from the build's directory options (meson.build):
+ * /etc/upkeep, /var/lib/upkeep and /usr/lib/upkeep/handlers with --prefix=/usr. The comments below name
+ * that layout. */
+#define CONFIG_DEFAULT_PATH         UPK_CONF_DIR "/upkeep.conf"
+#define CONFIG_DEFAULT_DATA_DIR     UPK_STATE_DIR
+#define CONFIG_DEFAULT_KEYRING      UPK_CONF_DIR "/keyring.pem"
+#define CONFIG_DEFAULT_HEALTH_DIR   UPK_CONF_DIR "/health.d"
+#define CONFIG_DEFAULT_HANDLERS_DIR UPK_HANDLERS_DIR
 
 typedef enum BootBackendType {
         BOOT_BACKEND_FILE,

@@ -136,7 +136,7 @@ int handler_open(const char *name, const char *handlers_dir, Handler **ret, UpkE
         if (isempty(name))
                 return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "empty handler name");
         if (isempty(handlers_dir))
-                handlers_dir = "/usr/lib/upkeep/handlers";
+                handlers_dir = UPK_HANDLERS_DIR;
 
         h = calloc(1, sizeof(*h));
         if (!h)

@@ -15,9 +15,10 @@ typedef struct Handler Handler;
 
 /* Find the handler for a manifest "handler" value: raw, archive, file, exec:NAME (the executable
  * HANDLERS_DIR/NAME, NAME a plain file name) or a plugin HANDLERS_DIR/NAME.so (dlopen'ed here, so only
- * call this for a manifest whose signature verified). handlers_dir NULL means
- * /usr/lib/upkeep/handlers. A missing program or plugin, a plugin with another ABI version or an
- * incomplete table fails (UPK_ERR_CONFIG) with a message naming the file and the reason. */
+ * call this for a manifest whose signature verified). handlers_dir NULL means the build's
+ * UPK_HANDLERS_DIR (/usr/lib/upkeep/handlers with --prefix=/usr). A missing program or plugin, a plugin
+ * with another ABI version or an incomplete table fails (UPK_ERR_CONFIG) with a message naming the file
+ * and the reason. */
 int handler_open(const char *name, const char *handlers_dir, Handler **ret, UpkErr *err);
 /* Frees; a begun payload that saw neither commit nor rollback is rolled back first. */
 Handler *handler_free(Handler *h);

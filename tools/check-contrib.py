@@ -12,6 +12,7 @@
 
 Usage: check-contrib.py
 """
+import hashlib
 import importlib.util
 import pathlib
 import re
@@ -113,14 +114,27 @@ def check_yocto():
             problem(f"{recipe.relative_to(ROOT)}: no {needed}")
     if not re.search(r"^inherit meson pkgconfig systemd$", recipe_text, re.M):
         problem(f"{recipe.relative_to(ROOT)}: does not inherit meson pkgconfig systemd")
-    # The LIC_FILES_CHKSUM md5 matches the source.
-    m = re.search(r'file://([^;]+);beginline=(\d+);endline=(\d+);md5=(\w+)', recipe_text)
-    if m:
-        import hashlib
-        lines = (ROOT / m.group(1)).read_text(encoding="utf-8").splitlines(keepends=True)
-        got = hashlib.md5("".join(lines[int(m.group(2)) - 1:int(m.group(3))]).encode()).hexdigest()
-        if got != m.group(4):
-            problem(f"{recipe.relative_to(ROOT)}: LIC_FILES_CHKSUM md5 {m.group(4)}, the file gives {got}")
+    # Every LIC_FILES_CHKSUM md5 matches the source (the whole file, or its lines beginline..endline).
+    chksum = re.search(r'^LIC_FILES_CHKSUM\s*=\s*"(.*?)"', recipe_text, re.S | re.M)
+    entries = chksum.group(1).replace("\\\n", " ").split() if chksum else []
+    if not entries:
+        problem(f"{recipe.relative_to(ROOT)}: LIC_FILES_CHKSUM names no file")
+    for entry in entries:
+        name, *params = entry.split(";")
+        params = dict(p.split("=", 1) for p in params if "=" in p)
+        if not name.startswith("file://") or "md5" not in params:
+            problem(f"{recipe.relative_to(ROOT)}: LIC_FILES_CHKSUM entry without file:// or md5: {entry}")
+            continue
+        path = ROOT / name[len("file://"):]
+        if not path.is_file():
+            problem(f"{recipe.relative_to(ROOT)}: LIC_FILES_CHKSUM names {name}, which the repository lacks")
+            continue
+        lines = path.read_bytes().splitlines(keepends=True)
+        first, last = int(params.get("beginline", 1)), int(params.get("endline", len(lines)))
+        got = hashlib.md5(b"".join(lines[first - 1:last])).hexdigest()
+        if got != params["md5"]:
+            problem(f"{recipe.relative_to(ROOT)}: LIC_FILES_CHKSUM md5 {params['md5']} for {name}, "
+                    f"the file gives {got}")
     # Every UPKEEP_BUNDLE_* the class reads has a default in the class.
     assigned = set(re.findall(r"^(UPKEEP_BUNDLE_\w+)\s*\??\??=", class_text, re.M))
     for used in sorted(set(re.findall(r"(UPKEEP_BUNDLE_\w+)", class_text)) - assigned):
@@ -192,6 +206,25 @@ def check_buildroot():
                 f"{values.get('UPKEEP_CONF_OPTS')}")
     if "-Ddaemon=false" not in values.get("HOST_UPKEEP_CONF_OPTS", ""):
         problem(f"{mk.relative_to(ROOT)}: the host package builds the daemon")
+    # The license files are in the repository; a hash file, if there is one, has their right sha256.
+    license_files = values.get("UPKEEP_LICENSE_FILES", "").split()
+    if not license_files:
+        problem(f"{mk.relative_to(ROOT)}: UPKEEP_LICENSE_FILES is empty or missing")
+    hashes = {}
+    hash_file = BUILDROOT / "upkeep.hash"
+    if hash_file.exists():
+        for line in hash_file.read_text(encoding="utf-8").splitlines():
+            f = line.split()
+            if len(f) == 3 and f[0] == "sha256":
+                hashes[f[2]] = f[1]
+    for name in license_files:
+        path = ROOT / name
+        if not path.is_file():
+            problem(f"{mk.relative_to(ROOT)}: UPKEEP_LICENSE_FILES names {name}, which the repository lacks")
+        elif name in hashes and hashes[name] != hashlib.sha256(path.read_bytes()).hexdigest():
+            problem(f"{hash_file.relative_to(ROOT)}: the sha256 of {name} is not the file's")
+        elif hash_file.exists() and name not in hashes:
+            problem(f"{hash_file.relative_to(ROOT)}: no sha256 for the license file {name}")
     installs = re.findall(r"^install -D -m 0644 (\S+) /TARGET(/\S+)$", r.stdout, re.M)
     if len(installs) != 3:
         problem(f"{mk.relative_to(ROOT)}: the install hook gives {len(installs)} install commands, expected 3:\n"

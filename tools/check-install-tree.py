@@ -11,6 +11,12 @@ The README block lists paths for --prefix=/usr --sysconfdir=/etc. A line may end
 empty. For the build's own prefix, /usr/ is read as PREFIX/ and /etc/ as its sysconfdir; updatectl follows
 the updatectl-name option. Every installed file, link and empty folder must be listed, and every listed one
 installed. Executables must be executable, everything else not.
+
+With the daemon, the defaults compiled into upkeepd (its --help lists them; lib/config.h, from meson's
+directory options) must match the install: the configuration file is the installed upkeep.conf, the keyring
+and health.d sit beside it, the handlers folder is the installed one, the data directory is
+LOCALSTATEDIR/lib/upkeep and is the one the installed tmpfiles.d entry makes and the unit may write; the
+installed sample upkeep.conf shows the same defaults.
 """
 import json
 import os
@@ -86,6 +92,74 @@ def expected_paths(entries, opts, enabled):
     return want
 
 
+def abs_dir(opts, name):
+    d = opts[name]
+    return d if d.startswith("/") else opts["prefix"].rstrip("/") + "/" + d
+
+
+def compiled_defaults(upkeepd):
+    """{"configuration": path, "[device] data-dir": path, ...} from the "Defaults of this build" block of
+    `upkeepd --help`."""
+    r = subprocess.run([upkeepd, "--help"], capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise SystemExit(f"{upkeepd} --help exited with {r.returncode}: {r.stderr}")
+    lines = r.stdout.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Defaults of this build")), None)
+    if start is None:
+        raise SystemExit(f"{upkeepd} --help: no \"Defaults of this build\" block:\n{r.stdout}")
+    out = {}
+    for line in lines[start + 1:]:
+        m = re.match(r"^  (configuration|\[\w+\] [\w-]+)\s+(/\S*)$", line)
+        if not m:
+            break
+        out[m.group(1)] = m.group(2)
+    return out
+
+
+def check_defaults(destdir, want, opts):
+    """Problems with the compiled-in defaults against the installed tree (the daemon build only)."""
+    def installed(suffix):
+        found = [p for p in want if p.endswith(suffix)]
+        return found[0] if len(found) == 1 else None
+
+    problems = []
+    upkeepd, conf = installed("/sbin/upkeepd"), installed("/upkeep/upkeep.conf")
+    unit, tmpfiles = installed("/upkeepd.service"), installed("/tmpfiles.d/upkeep.conf")
+    handlers = installed("/upkeep/handlers/")
+    if not all((upkeepd, conf, unit, tmpfiles, handlers)):
+        return ["cannot find upkeepd, upkeep.conf, upkeepd.service, tmpfiles.d/upkeep.conf and the handlers "
+                "folder among the expected paths"]
+    got = compiled_defaults(destdir + upkeepd)
+    etc = os.path.dirname(conf)
+    data = abs_dir(opts, "localstatedir").rstrip("/") + "/lib/upkeep"
+    expect = {
+        "configuration": conf,
+        "[device] data-dir": data,
+        "[keyring] path": etc + "/keyring.pem",
+        "[health] dir": etc + "/health.d",
+        "[install] handlers-dir": handlers.rstrip("/"),
+    }
+    for key, path in expect.items():
+        if got.get(key) != path:
+            problems.append(f"upkeepd --help: the default {key} is {got.get(key)}, "
+                            f"the install layout gives {path}")
+    # The installed sample configuration shows the same defaults (commented out).
+    sample = pathlib.Path(destdir + conf).read_text(encoding="utf-8").splitlines()
+    for key, path in list(expect.items())[1:]:
+        line = f"#{key.split()[1]} = {path}"
+        if line not in sample:
+            problems.append(f"{conf}: no line \"{line}\"")
+    tmpfiles_text = pathlib.Path(destdir + tmpfiles).read_text(encoding="utf-8")
+    if not re.search(r"^d " + re.escape(data) + r" ", tmpfiles_text, re.M):
+        problems.append(f"{tmpfiles}: does not make the data directory {data}")
+    unit_text = pathlib.Path(destdir + unit).read_text(encoding="utf-8")
+    writable = "StateDirectory=upkeep" if data == "/var/lib/upkeep" else f"ReadWritePaths={data}"
+    if not re.search(r"^" + re.escape(writable) + r"$", unit_text, re.M):
+        problems.append(f"{unit}: no line {writable} for the data directory")
+    print("check-install-tree: compiled-in defaults: " + ", ".join(f"{k} {v}" for k, v in got.items()))
+    return problems
+
+
 def installed_paths(destdir):
     """{path: st_mode} for every file and link, and every folder that has nothing in it (as "path/")."""
     got = {}
@@ -120,6 +194,8 @@ def main():
             print("check-install-tree: meson install failed", file=sys.stderr)
             return 1
         got = installed_paths(destdir)
+        if enabled["daemon"] and not (set(want) - set(got)):
+            problems += check_defaults(destdir, want, opts)
     for path in sorted(set(want) - set(got)):
         problems.append(f"listed in README.md but not installed: {path}")
     for path in sorted(set(got) - set(want)):

@@ -171,7 +171,7 @@ TEST(defaults)
         ASSERT_STREQ(c->keyring, CONFIG_DEFAULT_KEYRING);
         ASSERT_TRUE(c->crl == NULL);
         ASSERT_EQ(c->boot_backend, BOOT_BACKEND_FILE);
-        ASSERT_STREQ(c->boot_state_file, "/var/lib/upkeep/bootenv");
+        ASSERT_STREQ(c->boot_state_file, CONFIG_DEFAULT_DATA_DIR "/bootenv");
         ASSERT_TRUE(c->boot_booted == NULL);
         ASSERT_TRUE(c->boot_script == NULL);
         ASSERT_STREQ(c->boot_grubenv, "/boot/grub/grubenv");
