@@ -11,8 +11,8 @@
 
 #include "util.h"
 
-#define READAHEAD_BLOCKS     4
-#define READAHEAD_BLOCK_SIZE (128u * 1024u)
+#define READAHEAD_BLOCKS     3
+#define READAHEAD_BLOCK_SIZE (256u * 1024u)
 
 typedef struct ReadAhead ReadAhead;
 

@@ -13,7 +13,7 @@
 #include "error.h"
 #include "handler.h"
 
-#define WRITER_SLOTS     4
+#define WRITER_SLOTS     3
 #define WRITER_SLOT_SIZE (256u * 1024u)
 
 typedef struct Writer Writer;
