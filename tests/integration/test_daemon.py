@@ -372,6 +372,40 @@ def test_full_install_reboot_and_confirm(tmp_path, bus, monitor, device, service
     assert device.reboot() == "B"
 
 
+def thread_nices(pid):
+    """{tid: nice} of every thread of a process (field 19 of /proc/PID/task/TID/stat)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue  # the thread ended meanwhile
+        out[int(task.name)] = int(fields[16])
+    return out
+
+
+def test_worker_threads_yield_to_the_event_loop(tmp_path, bus, monitor, device, service):
+    """During an install the worker thread (and the writer it starts) run 10 nice levels below the
+    event loop, which keeps the process's own priority: the bus comes first."""
+    s = service()
+    pid = s.proc.pid
+    assert set(thread_nices(pid).values()) == {0}
+    install(bus, slow_bundle(tmp_path, device))
+    wait_writing(bus)
+    nices = thread_nices(pid)
+    assert nices[pid] == 0, nices  # the main thread runs the event loop
+    assert sorted(v for t, v in nices.items() if t != pid)[-2:] == [10, 10], nices  # worker and writer
+    bus.call("Cancel")
+    monitor.finished()
+    # the next worker starts from the loop's priority again, not from the last worker's
+    (tmp_path / "again").mkdir()
+    install(bus, slow_bundle(tmp_path / "again", device, version="1.2.0"))
+    wait_writing(bus)
+    assert max(thread_nices(pid).values()) == 10
+    bus.call("Cancel")
+    monitor.finished()
+
+
 def test_cancel_in_the_middle_then_install_again(tmp_path, bus, monitor, device, service):
     service()
     install(bus, slow_bundle(tmp_path, device))
