@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from device import PAYLOAD_SIZE, UPKEEPD, Device, make_bundle, payload_bytes
-from test_daemon import IFACE, NAME, PATH, Bus, Monitor, install
+from test_daemon import IFACE, NAME, PATH, bus, install, monitor  # noqa: F401 (bus, monitor: fixtures)
 
 DRIVER = Path(__file__).resolve().parent / "journal-ns.py"
 UNSHARE = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc",
@@ -140,20 +140,6 @@ def entry(priority, message, **upkeep):
     e = {"MESSAGE": message, "PRIORITY": priority, "SYSLOG_IDENTIFIER": "upkeepd"}
     e.update({f"UPKEEP_{k.upper()}": v for k, v in upkeep.items()})
     return e
-
-
-@pytest.fixture
-def bus():
-    b = Bus()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def monitor(bus):
-    m = Monitor(bus)
-    yield m
-    m.stop()
 
 
 def test_journal_fields_and_fallback(tmp_path, bus, monitor):
