@@ -456,7 +456,7 @@ int source_check(Source *s, const char *current_version, bool want_manifest, Off
 
 struct SourceStream {
         FetchStream *fetch;
-        TufHasher *hasher; /* tuf: NULL for a plain URL; used by the loop thread */
+        TufHasher *hasher; /* tuf: NULL for a plain URL; used by the stream's check thread */
         char *name;        /* for messages */
         /* worker side */
         bool failed;
@@ -495,8 +495,8 @@ static int stream_open(FetchEngine *e, const Config *c, const char *url, uint64_
 }
 
 #if HAVE_TUF
-/* Loop thread: the target's length and hashes, computed as the bytes arrive (so on the other core than
- * the installer's payload hashing), checked at the end before the installer sees the end. */
+/* The stream's check thread: the target's length and hashes, computed as the bytes arrive (beside the
+ * installer's payload hashing, on the other core), checked at the end before the installer sees it. */
 static int check_target(const void *data, size_t size, void *userdata, UpkErr *err)
 {
         SourceStream *s = userdata;
@@ -522,7 +522,9 @@ int source_stream_open_offer(FetchEngine *e, const Config *c, const Offer *o, So
         r = tuf_hasher_new(o->target, &s->hasher, err);
         if (r < 0)
                 return r;
-        fetch_stream_set_check(s->fetch, check_target, s);
+        r = fetch_stream_set_check(s->fetch, check_target, s, err);
+        if (r < 0)
+                return r;
 #endif
         *ret = TAKE_PTR(s);
         return 0;

@@ -9,6 +9,8 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <assert.h>
 
 #include "config.h"
 
@@ -984,140 +986,55 @@ int fetch_to_memory(const char *url, uint64_t max_length, const FetchOptions *op
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
-/* FetchStream: ring buffer between the loop and a reader thread */
+/* FetchStream: a ring buffer that the loop appends to, and that the reader thread and, when there is a
+ * check, the check's thread consume in place, each at its own pace. Positions count bytes of the body;
+ * the ring holds [base, in), base being where the slower consumer is. */
+
+#define STREAM_CHECK_NICE_INCREMENT 10
 
 struct FetchStream {
         Fetch *fetch;
         sd_event_source *wake_source;
         int wake_fd;
-        FetchStreamCheckFunc check; /* loop thread only */
+        FetchStreamCheckFunc check;
         void *check_userdata;
+        pthread_t check_thread;
+        bool check_started;
 
         pthread_mutex_t lock;
         pthread_cond_t cond;
         /* guarded by lock */
         uint8_t *ring;
-        size_t capacity, head, fill; /* bytes [head, head + fill) mod capacity */
-        size_t held;                 /* bytes at head that fetch_stream_next() lent out */
-        bool full_paused;            /* the loop paused the fetch for want of space ... */
-        size_t wanted;               /* ... for a block of this size */
-        bool wake_pending;           /* the reader has written to the eventfd */
+        size_t capacity;
+        uint64_t in;        /* bytes the loop appended */
+        uint64_t read_pos;  /* bytes the reader is done with */
+        size_t held;        /* bytes after read_pos that fetch_stream_next() lent out */
+        uint64_t check_pos; /* bytes the check has seen */
+        bool check_ended;   /* the check saw the end, failed or stopped */
+        bool full_paused;   /* the loop paused the fetch for want of space ... */
+        size_t wanted;      /* ... for a block of this size */
+        bool wake_pending;  /* a consumer has written to the eventfd */
         bool reader_waiting;
         size_t reader_want; /* the waiting reader is woken once this many bytes are there */
-        bool finished, cancelled;
-        int r;
+        bool check_waiting; /* the check's thread is woken once a batch is there, or at the end */
+        bool finished;      /* the transfer ended (done, failed or cancelled) */
+        bool cancelled, quit;
+        int r; /* the transfer's or the check's failure */
         UpkErr err;
 };
 
-static int stream_data(Fetch *f, const void *buf, size_t size, uint64_t offset, void *userdata, UpkErr *err)
+static uint64_t stream_base(const FetchStream *s)
 {
-        FetchStream *s = userdata;
-        size_t tail, first;
-        bool wake;
-        int r;
-
-        pthread_mutex_lock(&s->lock);
-        if (s->cancelled) {
-                pthread_mutex_unlock(&s->lock);
-                return upk_err(err, UPK_ERR_NETWORK, -ECANCELED, "%s: download cancelled", fetch_get_url(f));
-        }
-        if (size > s->capacity) {
-                pthread_mutex_unlock(&s->lock);
-                return upk_err(err, UPK_ERR_IO, -ENOBUFS,
-                               "%s: a block of %zu bytes exceeds the %zu byte buffer", fetch_get_url(f),
-                               size, s->capacity);
-        }
-        if (s->capacity - s->fill < size) {
-                s->full_paused = true;
-                s->wanted = size;
-                pthread_mutex_unlock(&s->lock);
-                return FETCH_DATA_PAUSE;
-        }
-        pthread_mutex_unlock(&s->lock);
-
-        /* The check sees each byte once, in order: a paused block comes back whole. */
-        if (s->check) {
-                r = s->check(buf, size, s->check_userdata, err);
-                if (r < 0)
-                        return r;
-        }
-        /* Only this thread adds to the ring, and the reader never touches [head + fill, ...): copy
-         * without the lock. */
-        pthread_mutex_lock(&s->lock);
-        tail = (s->head + s->fill) % s->capacity;
-        pthread_mutex_unlock(&s->lock);
-        first = s->capacity - tail < size ? s->capacity - tail : size;
-        memcpy(s->ring + tail, buf, first);
-        memcpy(s->ring, (const uint8_t *)buf + first, size - first);
-
-        pthread_mutex_lock(&s->lock);
-        s->fill += size;
-        wake = s->reader_waiting && s->fill >= s->reader_want;
-        pthread_mutex_unlock(&s->lock);
-        if (wake)
-                pthread_cond_signal(&s->cond);
-        return FETCH_DATA_CONTINUE;
-}
-
-static void stream_done(Fetch *f, int r, const UpkErr *err, void *userdata)
-{
-        FetchStream *s = userdata;
-        UpkErr check_err = {};
-
-        /* The body is complete: the check has the last word before the reader sees the end. */
-        if (r >= 0 && s->check && s->check(NULL, 0, s->check_userdata, &check_err) < 0) {
-                r = check_err.code < 0 ? check_err.code : -EBADMSG;
-                err = &check_err;
-        }
-        pthread_mutex_lock(&s->lock);
-        s->finished = true;
-        if (r < 0 && s->r == 0) {
-                s->r = r;
-                if (err)
-                        s->err = *err;
-                else
-                        upk_err(&s->err, UPK_ERR_NETWORK, r, "%s: download failed", fetch_get_url(f));
-        }
-        pthread_mutex_unlock(&s->lock);
-        pthread_cond_broadcast(&s->cond);
+        return s->check && s->check_pos < s->read_pos ? s->check_pos : s->read_pos;
 }
 
 /* Enough room to resume a paused transfer: the refused block, and at least half the buffer (so that the
  * loop is not woken for every block). */
 static bool stream_has_room(const FetchStream *s)
 {
-        size_t room = s->capacity - s->fill;
+        size_t room = s->capacity - (size_t)(s->in - stream_base(s));
 
         return room >= s->wanted && room >= s->capacity / 2;
-}
-
-static int on_stream_wake(sd_event_source *src, int fd, uint32_t revents, void *userdata)
-{
-        FetchStream *s = userdata;
-        uint64_t v;
-        bool cancel, resume = false;
-
-        /* Nonblocking; a spurious wake-up reads nothing, which is fine. */
-        if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-                return 0;
-        pthread_mutex_lock(&s->lock);
-        cancel = s->cancelled;
-        s->wake_pending = false;
-        if (!cancel && s->full_paused && stream_has_room(s)) {
-                s->full_paused = false;
-                resume = true;
-        }
-        pthread_mutex_unlock(&s->lock);
-
-        if (cancel) {
-                s->fetch = fetch_free(s->fetch);
-                s->wake_source = sd_event_source_disable_unref(s->wake_source);
-                pthread_mutex_lock(&s->lock);
-                s->finished = true;
-                pthread_mutex_unlock(&s->lock);
-        } else if (resume && s->fetch)
-                fetch_resume(s->fetch);
-        return 0;
 }
 
 static void stream_kick(FetchStream *s)
@@ -1127,6 +1044,124 @@ static void stream_kick(FetchStream *s)
         /* Cannot block: an eventfd counter only overflows after 2^64-2 writes. */
         if (write(s->wake_fd, &one, sizeof(one)) < 0)
                 return;
+}
+
+/* With the lock held, after a consumer moved on: wake the loop (once) when a paused transfer can go
+ * on, or when the check failed and the transfer must stop. Drops the lock for the write, so the
+ * caller re-checks what it waits for. */
+static void stream_moved_on(FetchStream *s)
+{
+        if (s->wake_pending || !((s->full_paused && stream_has_room(s)) || (s->r < 0 && !s->finished)))
+                return;
+        s->wake_pending = true;
+        pthread_mutex_unlock(&s->lock);
+        stream_kick(s);
+        pthread_mutex_lock(&s->lock);
+}
+
+/* With the lock held: the stream fails for good with `r` and `err` (the first failure stays). */
+static void stream_fail(FetchStream *s, int r, const UpkErr *err, const char *what)
+{
+        if (s->r < 0)
+                return;
+        s->r = r < 0 ? r : -EIO;
+        if (err && err->kind != UPK_ERR_NONE)
+                s->err = *err;
+        else
+                upk_err(&s->err, UPK_ERR_NETWORK, s->r, "%s failed", what);
+}
+
+static int stream_data(Fetch *f, const void *buf, size_t size, uint64_t offset, void *userdata, UpkErr *err)
+{
+        FetchStream *s = userdata;
+        size_t tail, first;
+        bool wake;
+
+        pthread_mutex_lock(&s->lock);
+        if (s->cancelled || s->r < 0) {
+                /* cancelled, or the check failed: the transfer is of no use any more */
+                int r = s->cancelled ? -ECANCELED : s->r;
+                UpkErr e = s->err;
+
+                pthread_mutex_unlock(&s->lock);
+                if (r == -ECANCELED)
+                        return upk_err(err, UPK_ERR_NETWORK, r, "%s: download cancelled", fetch_get_url(f));
+                *err = e;
+                return r;
+        }
+        if (size > s->capacity) {
+                pthread_mutex_unlock(&s->lock);
+                return upk_err(err, UPK_ERR_IO, -ENOBUFS,
+                               "%s: a block of %zu bytes exceeds the %zu byte buffer", fetch_get_url(f),
+                               size, s->capacity);
+        }
+        if (s->capacity - (size_t)(s->in - stream_base(s)) < size) {
+                s->full_paused = true;
+                s->wanted = size;
+                pthread_mutex_unlock(&s->lock);
+                return FETCH_DATA_PAUSE;
+        }
+        tail = (size_t)(s->in % s->capacity);
+        pthread_mutex_unlock(&s->lock);
+
+        /* Only this thread appends, and the consumers never touch [in, base + capacity): copy without
+         * the lock. */
+        first = s->capacity - tail < size ? s->capacity - tail : size;
+        memcpy(s->ring + tail, buf, first);
+        memcpy(s->ring, (const uint8_t *)buf + first, size - first);
+
+        pthread_mutex_lock(&s->lock);
+        s->in += size;
+        /* Wake a consumer for a batch rather than for every block the network brings. */
+        wake = (s->reader_waiting && s->in - s->read_pos >= s->reader_want) ||
+               (s->check_waiting && s->in - s->check_pos >= s->capacity / 4);
+        pthread_mutex_unlock(&s->lock);
+        if (wake)
+                pthread_cond_broadcast(&s->cond);
+        return FETCH_DATA_CONTINUE;
+}
+
+static void stream_done(Fetch *f, int r, const UpkErr *err, void *userdata)
+{
+        FetchStream *s = userdata;
+
+        pthread_mutex_lock(&s->lock);
+        s->finished = true;
+        if (r < 0)
+                stream_fail(s, r, err, "download");
+        pthread_mutex_unlock(&s->lock);
+        pthread_cond_broadcast(&s->cond);
+}
+
+static int on_stream_wake(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+{
+        FetchStream *s = userdata;
+        uint64_t v;
+        bool stop, resume = false;
+
+        /* Nonblocking; a spurious wake-up reads nothing, which is fine. */
+        if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                return 0;
+        pthread_mutex_lock(&s->lock);
+        /* Cancelled, or the check failed while the transfer runs: stop it. */
+        stop = s->cancelled || (s->r < 0 && !s->finished);
+        s->wake_pending = false;
+        if (!stop && s->full_paused && stream_has_room(s)) {
+                s->full_paused = false;
+                resume = true;
+        }
+        pthread_mutex_unlock(&s->lock);
+
+        if (stop) {
+                s->fetch = fetch_free(s->fetch);
+                s->wake_source = sd_event_source_disable_unref(s->wake_source);
+                pthread_mutex_lock(&s->lock);
+                s->finished = true;
+                pthread_mutex_unlock(&s->lock);
+                pthread_cond_broadcast(&s->cond);
+        } else if (resume && s->fetch)
+                fetch_resume(s->fetch);
+        return 0;
 }
 
 int fetch_stream_new(FetchEngine *e, const char *url, uint64_t max_length, const FetchOptions *opts,
@@ -1169,6 +1204,13 @@ FetchStream *fetch_stream_free(FetchStream *s)
         if (!s)
                 return NULL;
         fetch_free(s->fetch);
+        if (s->check_started) {
+                pthread_mutex_lock(&s->lock);
+                s->quit = true;
+                pthread_mutex_unlock(&s->lock);
+                pthread_cond_broadcast(&s->cond);
+                pthread_join(s->check_thread, NULL); /* at most one check call away */
+        }
         sd_event_source_disable_unref(s->wake_source);
         safe_close(s->wake_fd);
         pthread_cond_destroy(&s->cond);
@@ -1178,92 +1220,146 @@ FetchStream *fetch_stream_free(FetchStream *s)
         return NULL;
 }
 
-/* Reader side, with the lock held: the first `n` bytes at head are done with. */
-static void stream_release(FetchStream *s, size_t n, bool *ret_kick)
+/* The check's thread: every byte in order as the loop appends it, then the end. */
+static void *stream_check_thread(void *userdata)
 {
-        s->head = (s->head + n) % s->capacity;
-        s->fill -= n;
-        /* Wake the loop once when a paused transfer can go on. */
-        if (s->full_paused && !s->wake_pending && stream_has_room(s)) {
-                s->wake_pending = true;
-                *ret_kick = true;
+        FetchStream *s = userdata;
+        UpkErr e = {};
+        int r;
+
+        /* Background work beside the event loop: yield the CPU to it. Best effort. */
+        errno = 0;
+        int nice_now = getpriority(PRIO_PROCESS, (id_t)gettid());
+        if (errno == 0)
+                (void)setpriority(PRIO_PROCESS, (id_t)gettid(), nice_now + STREAM_CHECK_NICE_INCREMENT);
+
+        pthread_mutex_lock(&s->lock);
+        for (;;) {
+                while (!s->quit && !s->cancelled && s->r == 0 && !s->finished &&
+                       s->in - s->check_pos < s->capacity / 4) {
+                        s->check_waiting = true;
+                        pthread_cond_wait(&s->cond, &s->lock);
+                        s->check_waiting = false;
+                }
+                if (s->quit || s->cancelled || s->r < 0)
+                        break;
+                if (s->check_pos < s->in) {
+                        size_t off = (size_t)(s->check_pos % s->capacity);
+                        size_t n = s->in - s->check_pos < s->capacity - off ? (size_t)(s->in - s->check_pos)
+                                                                            : s->capacity - off;
+
+                        /* [check_pos, in) stays put until check_pos moves: check without the lock. */
+                        pthread_mutex_unlock(&s->lock);
+                        r = s->check(s->ring + off, n, s->check_userdata, &e);
+                        pthread_mutex_lock(&s->lock);
+                        s->check_pos += n;
+                        if (r < 0)
+                                stream_fail(s, r, &e, "the download's check");
+                        stream_moved_on(s);
+                        continue;
+                }
+                /* The transfer is complete and every byte was seen: the end. */
+                pthread_mutex_unlock(&s->lock);
+                r = s->check(NULL, 0, s->check_userdata, &e);
+                pthread_mutex_lock(&s->lock);
+                if (r < 0)
+                        stream_fail(s, r, &e, "the download's check");
+                break;
         }
+        s->check_ended = true;
+        pthread_mutex_unlock(&s->lock);
+        pthread_cond_broadcast(&s->cond);
+        return NULL;
+}
+
+int fetch_stream_set_check(FetchStream *s, FetchStreamCheckFunc check, void *userdata, UpkErr *err)
+{
+        int r;
+
+        assert(!s->check && s->in == 0);
+        s->check = check;
+        s->check_userdata = userdata;
+        r = pthread_create(&s->check_thread, NULL, stream_check_thread, s);
+        if (r != 0) {
+                s->check = NULL;
+                return upk_err(err, UPK_ERR_IO, -r, "cannot start the download's check thread: %s",
+                               strerror(r));
+        }
+        s->check_started = true;
+        return 0;
 }
 
 /* Reader side, with the lock held: give back what the last fetch_stream_next() lent, then wait until a
  * batch is there (rather than for every block the network brings: fewer wake-ups; a paused transfer
- * always has more than a batch), the body ended or the stream was cancelled. Returns the bytes there,
- * or 0 at the end, or -errno; *ret_kick tells the caller to wake the loop once unlocked. */
-static ssize_t stream_wait(FetchStream *s, size_t want, bool *ret_kick)
+ * always has more than a batch), the body ended (and the check, if any, has seen the end) or the
+ * stream failed or was cancelled. Returns the bytes there, or 0 at the end, or -errno. */
+static ssize_t stream_wait(FetchStream *s, size_t want)
 {
-        stream_release(s, s->held, ret_kick);
+        s->read_pos += s->held;
         s->held = 0;
+        stream_moved_on(s);
         s->reader_want = want < s->capacity / 4 ? want : s->capacity / 4;
-        while (s->fill < s->reader_want && !s->finished && !s->cancelled) {
+        for (;;) {
+                uint64_t avail = s->in - s->read_pos;
+
+                if (s->cancelled)
+                        return -ECANCELED;
+                if (avail >= s->reader_want || (avail > 0 && (s->finished || s->r < 0)))
+                        return (ssize_t)avail;
+                if (avail == 0 && (s->r < 0 || (s->finished && (!s->check || s->check_ended))))
+                        return s->r; /* 0 at the end */
                 s->reader_waiting = true;
                 pthread_cond_wait(&s->cond, &s->lock);
                 s->reader_waiting = false;
         }
-        if (s->cancelled)
-                return -ECANCELED;
-        return s->fill > 0 ? (ssize_t)s->fill : s->r; /* s->r: 0 at the end */
 }
 
 ssize_t fetch_stream_read(void *userdata, void *buf, size_t size)
 {
         FetchStream *s = userdata;
-        bool kick = false;
         ssize_t ret;
 
         if (size == 0)
                 return 0;
         pthread_mutex_lock(&s->lock);
-        ret = stream_wait(s, size, &kick);
+        ret = stream_wait(s, size);
         if (ret > 0) {
-                /* The bytes at head stay put while the lock is held: the loop only appends. */
+                /* The bytes after read_pos stay put while the lock is held: the loop only appends. */
                 size_t n = size < (size_t)ret ? size : (size_t)ret;
-                size_t first = s->capacity - s->head < n ? s->capacity - s->head : n;
+                size_t off = (size_t)(s->read_pos % s->capacity);
+                size_t first = s->capacity - off < n ? s->capacity - off : n;
 
-                memcpy(buf, s->ring + s->head, first);
+                memcpy(buf, s->ring + off, first);
                 memcpy((uint8_t *)buf + first, s->ring, n - first);
-                stream_release(s, n, &kick);
+                s->read_pos += n;
+                stream_moved_on(s);
                 ret = (ssize_t)n;
         }
         pthread_mutex_unlock(&s->lock);
-        if (kick)
-                stream_kick(s);
         return ret;
 }
 
 ssize_t fetch_stream_next(void *userdata, const void **ret_buf)
 {
         FetchStream *s = userdata;
-        bool kick = false;
         ssize_t ret;
 
         pthread_mutex_lock(&s->lock);
-        ret = stream_wait(s, s->capacity, &kick);
+        ret = stream_wait(s, s->capacity);
         if (ret > 0) {
                 /* One contiguous piece, and at most a quarter of the ring, so that the loop always has
                  * room to go on while the reader works on it. */
-                size_t n = s->capacity - s->head < (size_t)ret ? s->capacity - s->head : (size_t)ret;
+                size_t off = (size_t)(s->read_pos % s->capacity);
+                size_t n = s->capacity - off < (size_t)ret ? s->capacity - off : (size_t)ret;
 
                 if (n > s->capacity / 4)
                         n = s->capacity / 4;
                 s->held = n;
-                *ret_buf = s->ring + s->head;
+                *ret_buf = s->ring + off;
                 ret = (ssize_t)n;
         }
         pthread_mutex_unlock(&s->lock);
-        if (kick)
-                stream_kick(s);
         return ret;
-}
-
-void fetch_stream_set_check(FetchStream *s, FetchStreamCheckFunc check, void *userdata)
-{
-        s->check = check;
-        s->check_userdata = userdata;
 }
 
 void fetch_stream_get_error(FetchStream *s, UpkErr *ret)

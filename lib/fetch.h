@@ -136,7 +136,7 @@ int fetch_to_memory(const char *url, uint64_t max_length, const FetchOptions *op
  * the transfer while it is full; the reader wakes the loop (an eventfd) when it has drained it enough.
  *
  *   loop thread:   fetch_stream_new(), fetch_stream_set_check() ... (worker runs) ... fetch_stream_free()
- *                  once the worker is done
+ *                  once the worker is done (it also stops the check's thread)
  *   worker thread: fetch_stream_next() or fetch_stream_read() until 0 or < 0; on < 0
  *                  fetch_stream_get_error() says why
  *   any thread:    fetch_stream_cancel(): the transfer stops, the reader gets -ECANCELED */
@@ -149,13 +149,14 @@ int fetch_stream_new(FetchEngine *e, const char *url, uint64_t max_length, const
 FetchStream *fetch_stream_free(FetchStream *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(FetchStream *, fetch_stream_free);
 
-/* A check on the loop thread that sees every byte of the body once and in order, as it arrives
- * (resumed downloads included), then the end (`data` NULL, `size` 0) before the reader is told. A
- * negative return (with `err` set) fails the stream for good: e.g. the length and hashes a TUF target
- * promises, computed while the bytes stream in and on the other core than the installer's own. */
+/* A check that sees every byte of the body once and in order, in place, then the end (`data` NULL,
+ * `size` 0) before the reader is told of it; e.g. the length and hashes a TUF target promises. It runs
+ * on a thread of its own (10 nice levels below the one that set it), beside the reader: the ring's
+ * bytes are given back when both are done with them. A negative return (with `err` set) fails the
+ * stream for good: the transfer stops and the reader gets the error (after the bytes it has not read
+ * yet). Set it before the loop runs the transfer; `userdata` must outlive the stream. */
 typedef int (*FetchStreamCheckFunc)(const void *data, size_t size, void *userdata, UpkErr *err);
-/* Before the loop runs the transfer; `userdata` must outlive the stream. */
-void fetch_stream_set_check(FetchStream *s, FetchStreamCheckFunc check, void *userdata);
+int fetch_stream_set_check(FetchStream *s, FetchStreamCheckFunc check, void *userdata, UpkErr *err);
 
 /* Blocks until bytes are available and copies up to `size` of them, or the body ended and everything was
  * read (0), or the fetch failed or was cancelled (-errno; bytes received before the failure are returned

@@ -4,7 +4,8 @@
  *   upkeep-fetch URL OUT [--max-length N] [--ca F] [--client-cert F --client-key F] [--proxy P]
  *                [--retries N] [--no-retry] [--backoff-ms N] [--connect-timeout S]
  *                [--low-speed-time S] [--low-speed-limit B] [--slow-consumer] [--stream]
- *                [--stream-copy] [--stream-buffer N] [--check-sha256 HEX] [--memory]
+ *                [--stream-copy] [--stream-buffer N] [--check-sha256 HEX [--check-fail-after N]]
+ *                [--memory]
  *
  * Default mode: a Fetch on an sd_event loop writes the body to OUT from its data callback.
  * --slow-consumer: the consumer pauses delivery after each block and resumes it 2 ms later (half the
@@ -12,8 +13,9 @@
  * --stream: through a FetchStream and a reader thread calling fetch_stream_next() (in place), as the
  *   installer does; --stream-copy: fetch_stream_read() into a 1 MiB buffer instead. With
  *   --slow-consumer the reader sleeps 2 ms per block.
- * --check-sha256 HEX (with a stream): a check on the loop thread hashes the body as it arrives and fails
- *   the stream at the end unless its SHA-256 is HEX ("check: ..." messages).
+ * --check-sha256 HEX (with a stream): the stream's check hashes the body as it arrives and fails the
+ *   stream at the end unless its SHA-256 is HEX ("check: ..." messages). --check-fail-after N: it fails
+ *   once it has seen N bytes or more.
  * --memory: fetch_to_memory() (no loop of our own), then write OUT.
  *
  * Prints one JSON line on stdout: {"ok":..., "bytes":..., "received":..., "attempts":..., "retries":...,
@@ -57,6 +59,7 @@ typedef struct Tool {
         EVP_MD_CTX *md;
         const char *want_sha256;
         uint64_t checked;
+        uint64_t check_fail_after; /* 0: never */
 } Tool;
 
 static int check_sha256(const void *data, size_t size, void *userdata, UpkErr *err)
@@ -68,6 +71,9 @@ static int check_sha256(const void *data, size_t size, void *userdata, UpkErr *e
 
         if (data) {
                 t->checked += size;
+                if (t->check_fail_after && t->checked >= t->check_fail_after)
+                        return upk_err(err, UPK_ERR_PAYLOAD, -EBADMSG,
+                                       "check: refused after %" PRIu64 " bytes", t->checked);
                 if (EVP_DigestUpdate(t->md, data, size) != 1)
                         return upk_err(err, UPK_ERR_IO, -EIO, "check: SHA-256 update failed");
                 return 0;
@@ -247,6 +253,7 @@ int main(int argc, char **argv)
                 ARG_STREAM_COPY,
                 ARG_STREAM_BUFFER,
                 ARG_CHECK_SHA256,
+                ARG_CHECK_FAIL_AFTER,
                 ARG_MEMORY,
         };
         static const struct option options[] = {
@@ -266,6 +273,7 @@ int main(int argc, char **argv)
                 { "stream-copy", no_argument, NULL, ARG_STREAM_COPY },
                 { "stream-buffer", required_argument, NULL, ARG_STREAM_BUFFER },
                 { "check-sha256", required_argument, NULL, ARG_CHECK_SHA256 },
+                { "check-fail-after", required_argument, NULL, ARG_CHECK_FAIL_AFTER },
                 { "memory", no_argument, NULL, ARG_MEMORY },
                 {},
         };
@@ -344,6 +352,11 @@ int main(int argc, char **argv)
                         }
                         t.want_sha256 = optarg;
                         break;
+                case ARG_CHECK_FAIL_AFTER:
+                        if (parse_u(optarg, "--check-fail-after", UINT64_MAX, &t.check_fail_after) < 0 ||
+                            t.check_fail_after == 0)
+                                return 2;
+                        break;
                 case ARG_STREAM_BUFFER:
                         if (parse_u(optarg, "--stream-buffer", FETCH_STREAM_BUFFER_MAX, &stream_buffer) < 0)
                                 return 2;
@@ -416,7 +429,9 @@ int main(int argc, char **argv)
                                 r = upk_err(&err, UPK_ERR_IO, -ENOMEM, "out of memory");
                                 goto fail;
                         }
-                        fetch_stream_set_check(t.stream, check_sha256, &t);
+                        r = fetch_stream_set_check(t.stream, check_sha256, &t, &err);
+                        if (r < 0)
+                                goto fail;
                 }
                 r = pthread_create(&thread, NULL, reader_thread, &t);
                 if (r != 0) {

@@ -580,6 +580,18 @@ def test_stream_check_failure_ends_stream(serve, blob, tmp_path):
     assert srv.stats("/blob.bin")["requests"] == 1  # not retried
 
 
+def test_stream_check_failure_midway_stops_the_transfer(serve, blob, tmp_path):
+    """A check that fails in the middle fails the stream at once and stops the transfer: the reader
+    gets the check's error, and the server is not asked for the rest."""
+    srv = serve()
+    digest = hashlib.sha256(blob).hexdigest()
+    r = fetch(srv.url("/blob.bin"), tmp_path, "--stream", "--check-sha256", digest, "--check-fail-after", MIB,
+              "--slow-consumer", "--stream-buffer", 256 * 1024)
+    assert_fail(r, errno.EBADMSG, "payload", "check: refused after")
+    assert MIB <= r.s["bytes"] < SIZE, r
+    assert srv.stats("/blob.bin")["requests"] == 1  # not retried
+
+
 def test_stream_resumes_mid_stream(serve, blob, tmp_path):
     srv = serve()
     half = SIZE // 2
