@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <openssl/evp.h>
+#include <pthread.h>
 
 #include "bundle-test-util.h"
 
@@ -704,4 +705,69 @@ TEST(sources_in_pieces_in_place_or_copied)
                 ASSERT_UPK_ERR(verify_pieces(&s, in_place, &err), &err, -EIO, UPK_ERR_IO,
                                "read error at byte");
         }
+}
+
+typedef struct PipeFeed {
+        int fd;
+        const char *data;
+        size_t size;
+} PipeFeed;
+
+static void *feed_pipe(void *userdata)
+{
+        PipeFeed *p = userdata;
+
+        (void)loop_write(p->fd, p->data, p->size);
+        close(p->fd);
+        return NULL;
+}
+
+TEST(a_refused_bundle_on_an_open_pipe_returns_at_once)
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        _cleanup_free_ char *data = NULL;
+        UpkErr err = {};
+        int fds[2];
+        size_t size;
+        Fixture f;
+
+        /* The writer sends the members up to the signature, with the manifest changed, and keeps the
+         * pipe open. The reader must refuse and return: nothing may wait for the rest. */
+        fixture_make(&f);
+        data = file_contents("b.upk", &size);
+        ASSERT_TRUE(size > 65536);
+        data[600] ^= 0x01; /* in manifest.json, the first member */
+        ASSERT_OK(pipe2(fds, O_CLOEXEC));
+        ASSERT_OK(loop_write(fds[1], data, 65536));
+        alarm(10);
+        ASSERT_UPK_ERR(bundle_open_fd(fds[0], keyring(), &b, &err), &err, -EBADMSG, UPK_ERR_SIGNATURE,
+                       "signature");
+        alarm(0);
+        close(fds[0]);
+        close(fds[1]);
+}
+
+TEST(open_fd_reads_a_pipe_too)
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        _cleanup_free_ char *data = NULL;
+        UpkErr err = {};
+        PipeFeed feed;
+        pthread_t t;
+        int fds[2];
+        size_t size;
+        Fixture f;
+
+        /* Not a regular file: read directly, without the read-ahead thread (whose read could wait
+         * forever on a pipe). */
+        fixture_make(&f);
+        data = file_contents("b.upk", &size);
+        ASSERT_OK(pipe2(fds, O_CLOEXEC));
+        feed = (PipeFeed){ .fd = fds[1], .data = data, .size = size };
+        ASSERT_EQ(pthread_create(&t, NULL, feed_pipe, &feed), 0);
+        ASSERT_OK_E(bundle_open_fd(fds[0], keyring(), &b, &err), &err);
+        close(fds[0]); /* bundle_open_fd() keeps its own */
+        ASSERT_OK_E(bundle_verify_rest(b, &err), &err);
+        ASSERT_EQ(pthread_join(t, NULL), 0);
+        ASSERT_EQ(bundle_get_position(b), size);
 }
