@@ -2,7 +2,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include "job.h"
@@ -96,12 +95,8 @@ static void *job_thread(void *userdata)
         int r = -EINVAL;
 
         /* The bus comes first: this thread, and the threads it starts (the installer's writer and
-         * read-ahead), yield the CPU to the event loop whenever it has something to do. (Linux keeps a
-         * nice value per thread; new threads inherit it.) Best effort. */
-        errno = 0;
-        int nice_now = getpriority(PRIO_PROCESS, (id_t)gettid());
-        if (errno == 0)
-                (void)setpriority(PRIO_PROCESS, (id_t)gettid(), nice_now + JOB_NICE_INCREMENT);
+         * read-ahead), yield the CPU to the event loop whenever it has something to do. */
+        thread_lower_priority(JOB_NICE_INCREMENT);
 
         switch (j->kind) {
         case JOB_INSTALL:

@@ -9,7 +9,6 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <assert.h>
 
 #include "config.h"
@@ -1227,11 +1226,8 @@ static void *stream_check_thread(void *userdata)
         UpkErr e = {};
         int r;
 
-        /* Background work beside the event loop: yield the CPU to it. Best effort. */
-        errno = 0;
-        int nice_now = getpriority(PRIO_PROCESS, (id_t)gettid());
-        if (errno == 0)
-                (void)setpriority(PRIO_PROCESS, (id_t)gettid(), nice_now + STREAM_CHECK_NICE_INCREMENT);
+        /* Background work beside the event loop: yield the CPU to it. */
+        thread_lower_priority(STREAM_CHECK_NICE_INCREMENT);
 
         pthread_mutex_lock(&s->lock);
         for (;;) {

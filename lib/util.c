@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -230,4 +231,14 @@ uint64_t now_usec(void)
 
         clock_gettime(CLOCK_REALTIME, &ts);
         return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void thread_lower_priority(int increment)
+{
+        int now;
+
+        errno = 0;
+        now = getpriority(PRIO_PROCESS, 0);
+        if (errno == 0)
+                (void)setpriority(PRIO_PROCESS, 0, now + increment);
 }

@@ -87,3 +87,7 @@ int write_file_atomic(const char *dir, const char *name, const void *data, size_
 int mkdir_p(const char *path, mode_t mode);
 /* CLOCK_REALTIME in µs. */
 uint64_t now_usec(void);
+/* Lower the calling thread's priority by `increment` nice levels, for background work beside an event
+ * loop; threads it starts afterwards inherit it. (On Linux the nice value is per thread, and
+ * setpriority(PRIO_PROCESS, 0, ...) is the calling thread's.) Best effort: failures are ignored. */
+void thread_lower_priority(int increment);

@@ -1,4 +1,99 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
 #include "tests.h"
-TEST(placeholder)
+
+TEST(the_first_error_wins)
 {
+        UpkErr e = {};
+
+        ASSERT_EQ(upk_err(&e, UPK_ERR_PAYLOAD, -EBADMSG, "payload \"%s\": sha256 mismatch", "rootfs"),
+                  -EBADMSG);
+        ASSERT_EQ(upk_err(&e, UPK_ERR_IO, -ENOSPC, "later"), -ENOSPC); /* returned, not recorded */
+        ASSERT_EQ(e.kind, UPK_ERR_PAYLOAD);
+        ASSERT_EQ(e.code, -EBADMSG);
+        ASSERT_STREQ(e.msg, "payload \"rootfs\": sha256 mismatch");
+        /* a non-negative code is not an error code: it becomes -EIO */
+        upk_err_clear(&e);
+        ASSERT_EQ(upk_err(&e, UPK_ERR_IO, 0, "odd"), -EIO);
+        ASSERT_EQ(e.code, -EIO);
+        /* no UpkErr to fill: still returns the code */
+        ASSERT_EQ(upk_err(NULL, UPK_ERR_IO, -EPERM, "x"), -EPERM);
+        upk_err_clear(NULL);
+}
+
+TEST(prefix_adds_context_and_never_overflows)
+{
+        UpkErr e = {};
+        char long_prefix[700];
+
+        ASSERT_EQ(upk_err_prefix(&e, "nothing to prefix"), -EIO);
+        ASSERT_STREQ(e.msg, "");
+        upk_err(&e, UPK_ERR_CONFIG, -EINVAL, "bad value");
+        ASSERT_EQ(upk_err_prefix(&e, "[slot.%s]", "rootfs.A"), -EINVAL);
+        ASSERT_STREQ(e.msg, "[slot.rootfs.A]: bad value");
+
+        /* a message at the limit and a long prefix: cut, terminated, the prefix kept */
+        upk_err_clear(&e);
+        memset(e.msg, 'm', sizeof(e.msg) - 1);
+        e.msg[sizeof(e.msg) - 1] = 0;
+        e.kind = UPK_ERR_IO;
+        e.code = -EIO;
+        memset(long_prefix, 'p', sizeof(long_prefix) - 1);
+        long_prefix[sizeof(long_prefix) - 1] = 0;
+        ASSERT_EQ(upk_err_prefix(&e, "%s", long_prefix), -EIO);
+        ASSERT_EQ(strlen(e.msg), sizeof(e.msg) - 1);
+        ASSERT_EQ(strspn(e.msg, "p"), UPK_ERR_MSG_MAX / 2 - 1);
+        ASSERT_TRUE(strncmp(e.msg + UPK_ERR_MSG_MAX / 2 - 1, ": mmm", 5) == 0);
+}
+
+TEST(kinds_and_exit_statuses)
+{
+        static const struct {
+                UpkErrKind kind;
+                const char *name;
+                int status;
+                bool rejected;
+        } table[] = {
+                { UPK_ERR_IO, "io", UPK_EXIT_FAIL, false },
+                { UPK_ERR_FORMAT, "format", UPK_EXIT_REJECT_FORMAT, true },
+                { UPK_ERR_MANIFEST, "manifest", UPK_EXIT_REJECT_MANIFEST, true },
+                { UPK_ERR_SIGNATURE, "signature", UPK_EXIT_REJECT_SIGNATURE, true },
+                { UPK_ERR_PAYLOAD, "payload", UPK_EXIT_REJECT_PAYLOAD, true },
+                { UPK_ERR_COMPATIBLE, "compatible", UPK_EXIT_REJECT_COMPATIBLE, true },
+                { UPK_ERR_DOWNGRADE, "downgrade", UPK_EXIT_REJECT_DOWNGRADE, true },
+                { UPK_ERR_CONFIG, "config", UPK_EXIT_CONFIG, false },
+                { UPK_ERR_NETWORK, "network", UPK_EXIT_FAIL, false },
+        };
+
+        ASSERT_EQ(ELEMENTSOF(table), _UPK_ERR_KIND_MAX - 1);
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                UpkErr e = { .kind = table[i].kind, .code = -EIO };
+                bool rejected = !table[i].rejected;
+
+                ASSERT_STREQ(upk_err_kind_to_string(table[i].kind), table[i].name);
+                ASSERT_EQ(upk_err_exit_status(&e, &rejected), table[i].status);
+                ASSERT_EQ(rejected, table[i].rejected);
+        }
+        ASSERT_STREQ(upk_err_kind_to_string(UPK_ERR_NONE), "none");
+        ASSERT_TRUE(upk_err_kind_to_string(_UPK_ERR_KIND_MAX) == NULL);
+        ASSERT_TRUE(upk_err_kind_to_string(_UPK_ERR_KIND_INVALID) == NULL);
+}
+
+TEST(openssl_reasons_are_appended_once)
+{
+        UpkErr e = {};
+
+        upk_err(&e, UPK_ERR_SIGNATURE, -EBADMSG, "signature");
+        /* queue the same OpenSSL error twice */
+        ERR_raise(ERR_LIB_EVP, EVP_R_UNSUPPORTED_ALGORITHM);
+        ERR_raise(ERR_LIB_EVP, EVP_R_UNSUPPORTED_ALGORITHM);
+        upk_err_append_openssl(&e);
+        ASSERT_STREQ(e.msg, "signature (unsupported algorithm)");
+        ASSERT_EQ(ERR_peek_error(), 0); /* the queue is cleared */
+        /* without an UpkErr the queue is still cleared */
+        ERR_raise(ERR_LIB_EVP, EVP_R_UNSUPPORTED_ALGORITHM);
+        upk_err_append_openssl(NULL);
+        ASSERT_EQ(ERR_peek_error(), 0);
 }

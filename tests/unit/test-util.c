@@ -1,4 +1,35 @@
+#include <pthread.h>
+#include <sys/resource.h>
+
 #include "tests.h"
-TEST(placeholder)
+
+static void *read_nice(void *userdata)
 {
+        *(int *)userdata = getpriority(PRIO_PROCESS, 0);
+        return NULL;
+}
+
+static void *lower_then_start(void *userdata)
+{
+        int *nices = userdata;
+        pthread_t t;
+
+        thread_lower_priority(5);
+        nices[0] = getpriority(PRIO_PROCESS, 0);
+        ASSERT_EQ(pthread_create(&t, NULL, read_nice, &nices[1]), 0);
+        ASSERT_EQ(pthread_join(t, NULL), 0);
+        return NULL;
+}
+
+TEST(thread_lower_priority_is_per_thread_and_inherited)
+{
+        int before = getpriority(PRIO_PROCESS, 0), nices[2] = { -100, -100 };
+        pthread_t t;
+
+        ASSERT_TRUE(before <= 14);
+        ASSERT_EQ(pthread_create(&t, NULL, lower_then_start, nices), 0);
+        ASSERT_EQ(pthread_join(t, NULL), 0);
+        ASSERT_EQ(nices[0], before + 5);                 /* the thread itself */
+        ASSERT_EQ(nices[1], before + 5);                 /* a thread it started */
+        ASSERT_EQ(getpriority(PRIO_PROCESS, 0), before); /* not the others */
 }
