@@ -389,19 +389,21 @@ def test_worker_threads_yield_to_the_event_loop(tmp_path, bus, monitor, device, 
     event loop, which keeps the process's own priority: the bus comes first."""
     s = service()
     pid = s.proc.pid
-    assert set(thread_nices(pid).values()) == {0}
+    base = thread_nices(pid)[pid]  # what the test runner gave it: 0, unless it runs niced itself
+    worker = min(base + 10, 19)
+    assert set(thread_nices(pid).values()) == {base}
     install(bus, slow_bundle(tmp_path, device))
     wait_writing(bus)
     nices = thread_nices(pid)
-    assert nices[pid] == 0, nices  # the main thread runs the event loop
-    assert sorted(v for t, v in nices.items() if t != pid)[-2:] == [10, 10], nices  # worker and writer
+    assert nices[pid] == base, nices  # the main thread runs the event loop
+    assert sorted(v for t, v in nices.items() if t != pid)[-2:] == [worker, worker], nices  # worker, writer
     bus.call("Cancel")
     monitor.finished()
     # the next worker starts from the loop's priority again, not from the last worker's
     (tmp_path / "again").mkdir()
     install(bus, slow_bundle(tmp_path / "again", device, version="1.2.0"))
     wait_writing(bus)
-    assert max(thread_nices(pid).values()) == 10
+    assert max(thread_nices(pid).values()) == worker
     bus.call("Cancel")
     monitor.finished()
 
