@@ -23,18 +23,7 @@ static const char *const manager_state_table[_MANAGER_STATE_MAX] = {
         [MANAGER_ERROR] = "error",
 };
 
-const char *manager_state_to_string(ManagerState s)
-{
-        return s >= 0 && s < _MANAGER_STATE_MAX ? manager_state_table[s] : NULL;
-}
-
-ManagerState manager_state_from_string(const char *s)
-{
-        for (int i = 0; s && i < _MANAGER_STATE_MAX; i++)
-                if (streq(manager_state_table[i], s))
-                        return (ManagerState)i;
-        return _MANAGER_STATE_INVALID;
-}
+DEFINE_STRING_TABLE(manager_state, ManagerState, manager_state_table)
 
 /* Replace *field with a copy of `value` (NULL: ""); true when it changed. */
 static bool set_string(char **field, const char *value)

@@ -20,22 +20,7 @@ static const char *const slot_state_table[_SLOT_STATE_MAX] = {
         [SLOT_STATE_BAD] = "bad",
 };
 
-const char *slot_state_to_string(SlotState s)
-{
-        if (s < 0 || s >= _SLOT_STATE_MAX)
-                return NULL;
-        return slot_state_table[s];
-}
-
-SlotState slot_state_from_string(const char *s)
-{
-        if (!s)
-                return _SLOT_STATE_INVALID;
-        for (size_t i = 0; i < ELEMENTSOF(slot_state_table); i++)
-                if (streq(s, slot_state_table[i]))
-                        return (SlotState)i;
-        return _SLOT_STATE_INVALID;
-}
+DEFINE_STRING_TABLE(slot_state, SlotState, slot_state_table)
 
 static const BootOps *const ops_table[_BOOT_BACKEND_MAX] = {
         [BOOT_BACKEND_FILE] = &boot_file_ops,

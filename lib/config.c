@@ -62,92 +62,10 @@ static const char *const reboot_policy_table[_REBOOT_MAX] = {
         [REBOOT_MANUAL] = "manual",
 };
 
-static int table_lookup(const char *const *table, size_t n, const char *s)
-{
-        if (!s)
-                return -EINVAL;
-        for (size_t i = 0; i < n; i++)
-                if (table[i] && streq(table[i], s))
-                        return (int)i;
-        return -EINVAL;
-}
-
-const char *boot_backend_type_to_string(BootBackendType t)
-{
-        switch (t) {
-        case BOOT_BACKEND_FILE:
-        case BOOT_BACKEND_UBOOT:
-        case BOOT_BACKEND_GRUB:
-        case BOOT_BACKEND_SCRIPT:
-                return boot_backend_table[t];
-        case _BOOT_BACKEND_MAX:
-        case _BOOT_BACKEND_INVALID:
-                break;
-        }
-        return NULL;
-}
-
-BootBackendType boot_backend_type_from_string(const char *s)
-{
-        return (BootBackendType)table_lookup(boot_backend_table, ELEMENTSOF(boot_backend_table), s);
-}
-
-const char *source_type_to_string(SourceType t)
-{
-        switch (t) {
-        case SOURCE_NONE:
-        case SOURCE_TUF:
-        case SOURCE_HAWKBIT:
-        case SOURCE_LOCAL:
-                return source_type_table[t];
-        case _SOURCE_MAX:
-        case _SOURCE_INVALID:
-                break;
-        }
-        return NULL;
-}
-
-SourceType source_type_from_string(const char *s)
-{
-        return (SourceType)table_lookup(source_type_table, ELEMENTSOF(source_type_table), s);
-}
-
-const char *auto_install_to_string(AutoInstall a)
-{
-        switch (a) {
-        case AUTO_INSTALL_ALL:
-        case AUTO_INSTALL_SECURITY:
-        case AUTO_INSTALL_NONE:
-                return auto_install_table[a];
-        case _AUTO_INSTALL_MAX:
-        case _AUTO_INSTALL_INVALID:
-                break;
-        }
-        return NULL;
-}
-
-AutoInstall auto_install_from_string(const char *s)
-{
-        return (AutoInstall)table_lookup(auto_install_table, ELEMENTSOF(auto_install_table), s);
-}
-
-const char *reboot_policy_to_string(RebootPolicy r)
-{
-        switch (r) {
-        case REBOOT_AUTO:
-        case REBOOT_MANUAL:
-                return reboot_policy_table[r];
-        case _REBOOT_MAX:
-        case _REBOOT_INVALID:
-                break;
-        }
-        return NULL;
-}
-
-RebootPolicy reboot_policy_from_string(const char *s)
-{
-        return (RebootPolicy)table_lookup(reboot_policy_table, ELEMENTSOF(reboot_policy_table), s);
-}
+DEFINE_STRING_TABLE(boot_backend_type, BootBackendType, boot_backend_table)
+DEFINE_STRING_TABLE(source_type, SourceType, source_type_table)
+DEFINE_STRING_TABLE(auto_install, AutoInstall, auto_install_table)
+DEFINE_STRING_TABLE(reboot_policy, RebootPolicy, reboot_policy_table)
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Number parsing */

@@ -82,12 +82,7 @@ static const char *const kind_table[_UPK_ERR_KIND_MAX] = {
         [UPK_ERR_NETWORK] = "network",
 };
 
-const char *upk_err_kind_to_string(UpkErrKind k)
-{
-        if (k < 0 || k >= _UPK_ERR_KIND_MAX)
-                return NULL;
-        return kind_table[k];
-}
+DEFINE_STRING_TABLE_TO_STRING(upk_err_kind, UpkErrKind, kind_table)
 
 int upk_err_exit_status(const UpkErr *e, bool *ret_rejected)
 {

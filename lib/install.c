@@ -879,10 +879,7 @@ static const char *const phase_table[_INSTALL_PHASE_MAX] = {
         [INSTALL_PHASE_ACTIVATING] = "activating", [INSTALL_PHASE_DONE] = "done",
 };
 
-const char *install_phase_to_string(InstallPhase p)
-{
-        return p >= 0 && p < _INSTALL_PHASE_MAX ? phase_table[p] : NULL;
-}
+DEFINE_STRING_TABLE_TO_STRING(install_phase, InstallPhase, phase_table)
 
 static const char *const outcome_table[_CONFIRM_OUTCOME_MAX] = {
         [CONFIRM_NOTHING_PENDING] = "nothing-pending",
@@ -891,7 +888,4 @@ static const char *const outcome_table[_CONFIRM_OUTCOME_MAX] = {
         [CONFIRM_FELL_BACK] = "fell-back",
 };
 
-const char *confirm_outcome_to_string(ConfirmOutcome o)
-{
-        return o >= 0 && o < _CONFIRM_OUTCOME_MAX ? outcome_table[o] : NULL;
-}
+DEFINE_STRING_TABLE_TO_STRING(confirm_outcome, ConfirmOutcome, outcome_table)

@@ -20,22 +20,7 @@ static const char *const compression_table[_COMPRESSION_MAX] = {
         [COMPRESSION_ZSTD] = "zstd",
 };
 
-const char *compression_to_string(Compression c)
-{
-        if (c < 0 || c >= _COMPRESSION_MAX)
-                return NULL;
-        return compression_table[c];
-}
-
-Compression compression_from_string(const char *s)
-{
-        if (!s)
-                return _COMPRESSION_INVALID;
-        for (int i = 0; i < _COMPRESSION_MAX; i++)
-                if (streq(compression_table[i], s))
-                        return (Compression)i;
-        return _COMPRESSION_INVALID;
-}
+DEFINE_STRING_TABLE(compression, Compression, compression_table)
 
 static const char *const security_type_table[_SECURITY_TYPE_MAX] = {
         [SECURITY_TYPE_SECURITY] = "security",
@@ -43,22 +28,7 @@ static const char *const security_type_table[_SECURITY_TYPE_MAX] = {
         [SECURITY_TYPE_MIXED] = "mixed",
 };
 
-const char *security_type_to_string(SecurityType t)
-{
-        if (t < 0 || t >= _SECURITY_TYPE_MAX)
-                return NULL;
-        return security_type_table[t];
-}
-
-SecurityType security_type_from_string(const char *s)
-{
-        if (!s)
-                return _SECURITY_TYPE_INVALID;
-        for (int i = 0; i < _SECURITY_TYPE_MAX; i++)
-                if (streq(security_type_table[i], s))
-                        return (SecurityType)i;
-        return _SECURITY_TYPE_INVALID;
-}
+DEFINE_STRING_TABLE(security_type, SecurityType, security_type_table)
 
 Manifest *manifest_free(Manifest *m)
 {

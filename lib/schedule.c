@@ -71,10 +71,7 @@ static const char *const auto_decision_table[_AUTO_DECISION_MAX] = {
         [AUTO_DECISION_HOLD_WINDOW] = "held: outside the maintenance window",
 };
 
-const char *auto_decision_to_string(AutoDecision d)
-{
-        return d >= 0 && d < _AUTO_DECISION_MAX ? auto_decision_table[d] : NULL;
-}
+DEFINE_STRING_TABLE_TO_STRING(auto_decision, AutoDecision, auto_decision_table)
 
 AutoDecision auto_decide(const AutoInputs *in, uint64_t *ret_retry_usec)
 {

@@ -9,10 +9,7 @@ static const char *const support_source_table[_SUPPORT_SOURCE_MAX] = {
         [SUPPORT_SOURCE_UNKNOWN] = "unknown",
 };
 
-const char *support_source_to_string(SupportSource s)
-{
-        return s >= 0 && s < _SUPPORT_SOURCE_MAX ? support_source_table[s] : NULL;
-}
+DEFINE_STRING_TABLE_TO_STRING(support_source, SupportSource, support_source_table)
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
 static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)

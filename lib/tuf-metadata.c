@@ -19,12 +19,7 @@ static const char *const role_type_table[_TUF_ROLE_TYPE_MAX] = {
         [TUF_ROLE_TARGETS] = "targets",
 };
 
-const char *tuf_role_type_to_string(TufRoleType t)
-{
-        if (t < 0 || t >= _TUF_ROLE_TYPE_MAX)
-                return NULL;
-        return role_type_table[t];
-}
+DEFINE_STRING_TABLE_TO_STRING(tuf_role_type, TufRoleType, role_type_table)
 
 typedef struct Ctx {
         const char *role;

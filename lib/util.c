@@ -242,3 +242,18 @@ void thread_lower_priority(int increment)
         if (errno == 0)
                 (void)setpriority(PRIO_PROCESS, 0, now + increment);
 }
+
+const char *string_table_get(const char *const *table, size_t n, int i)
+{
+        return i >= 0 && (size_t)i < n ? table[i] : NULL;
+}
+
+int string_table_lookup(const char *const *table, size_t n, const char *s)
+{
+        if (!s)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++)
+                if (table[i] && streq(table[i], s))
+                        return (int)i;
+        return -EINVAL;
+}

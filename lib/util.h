@@ -91,3 +91,23 @@ uint64_t now_usec(void);
  * loop; threads it starts afterwards inherit it. (On Linux the nice value is per thread, and
  * setpriority(PRIO_PROCESS, 0, ...) is the calling thread's.) Best effort: failures are ignored. */
 void thread_lower_priority(int increment);
+
+/* Enum names kept in a table indexed by the enum: entry `i`, NULL when out of range (or a hole); and the
+ * index of the name `s`, -EINVAL when it is NULL or no entry. The macros define NAME_to_string(TYPE)
+ * and TYPE NAME_from_string(const char *) over such a table (enums whose invalid value is -EINVAL). */
+const char *string_table_get(const char *const *table, size_t n, int i);
+int string_table_lookup(const char *const *table, size_t n, const char *s);
+
+#define DEFINE_STRING_TABLE_TO_STRING(name, type, table)                   \
+        const char *name##_to_string(type v)                               \
+        {                                                                  \
+                return string_table_get(table, ELEMENTSOF(table), (int)v); \
+        }
+#define DEFINE_STRING_TABLE_FROM_STRING(name, type, table)                     \
+        type name##_from_string(const char *s)                                 \
+        {                                                                      \
+                return (type)string_table_lookup(table, ELEMENTSOF(table), s); \
+        }
+#define DEFINE_STRING_TABLE(name, type, table)           \
+        DEFINE_STRING_TABLE_TO_STRING(name, type, table) \
+        DEFINE_STRING_TABLE_FROM_STRING(name, type, table)

@@ -33,3 +33,20 @@ TEST(thread_lower_priority_is_per_thread_and_inherited)
         ASSERT_EQ(nices[1], before + 5);                 /* a thread it started */
         ASSERT_EQ(getpriority(PRIO_PROCESS, 0), before); /* not the others */
 }
+
+TEST(string_tables)
+{
+        static const char *const table[4] = { [0] = "zero", [1] = "one", [3] = "three" }; /* a hole at 2 */
+
+        ASSERT_STREQ(string_table_get(table, ELEMENTSOF(table), 0), "zero");
+        ASSERT_STREQ(string_table_get(table, ELEMENTSOF(table), 3), "three");
+        ASSERT_TRUE(string_table_get(table, ELEMENTSOF(table), 2) == NULL);
+        ASSERT_TRUE(string_table_get(table, ELEMENTSOF(table), 4) == NULL);
+        ASSERT_TRUE(string_table_get(table, ELEMENTSOF(table), -EINVAL) == NULL);
+        ASSERT_EQ(string_table_lookup(table, ELEMENTSOF(table), "one"), 1);
+        ASSERT_EQ(string_table_lookup(table, ELEMENTSOF(table), "three"), 3);
+        ASSERT_EQ(string_table_lookup(table, ELEMENTSOF(table), "two"), -EINVAL);
+        ASSERT_EQ(string_table_lookup(table, ELEMENTSOF(table), "One"), -EINVAL);
+        ASSERT_EQ(string_table_lookup(table, ELEMENTSOF(table), ""), -EINVAL);
+        ASSERT_EQ(string_table_lookup(table, ELEMENTSOF(table), NULL), -EINVAL);
+}
