@@ -414,53 +414,32 @@ static int parse_date(const char *v, void *dst, const char **reason)
         return set_string(dst, v);
 }
 
-static int parse_backend(const char *v, void *dst, const char **reason)
+/* An enum key: its names are the string table's. The fields are enums with -EINVAL among their values,
+ * so int-sized and signed. */
+static int parse_enum(const char *const *table, size_t n, const char *choices, const char *v, void *dst,
+                      const char **reason)
 {
-        BootBackendType t = boot_backend_type_from_string(v);
+        int i = string_table_lookup(table, n, v);
 
-        if (t < 0) {
-                *reason = "must be file, uboot, grub or script";
+        if (i < 0) {
+                *reason = choices;
                 return -EINVAL;
         }
-        *(BootBackendType *)dst = t;
+        *(int *)dst = i;
         return 0;
 }
 
-static int parse_source_type(const char *v, void *dst, const char **reason)
-{
-        SourceType t = source_type_from_string(v);
-
-        if (t < 0) {
-                *reason = "must be none, tuf, hawkbit or local";
-                return -EINVAL;
+#define DEFINE_ENUM_PARSER(fn, type, table, choices)                                  \
+        _Static_assert(sizeof(type) == sizeof(int), #type " must be int-sized");      \
+        static int fn(const char *v, void *dst, const char **reason)                  \
+        {                                                                             \
+                return parse_enum(table, ELEMENTSOF(table), choices, v, dst, reason); \
         }
-        *(SourceType *)dst = t;
-        return 0;
-}
 
-static int parse_auto_install(const char *v, void *dst, const char **reason)
-{
-        AutoInstall a = auto_install_from_string(v);
-
-        if (a < 0) {
-                *reason = "must be all, security or none";
-                return -EINVAL;
-        }
-        *(AutoInstall *)dst = a;
-        return 0;
-}
-
-static int parse_reboot(const char *v, void *dst, const char **reason)
-{
-        RebootPolicy p = reboot_policy_from_string(v);
-
-        if (p < 0) {
-                *reason = "must be auto or manual";
-                return -EINVAL;
-        }
-        *(RebootPolicy *)dst = p;
-        return 0;
-}
+DEFINE_ENUM_PARSER(parse_backend, BootBackendType, boot_backend_table, "must be file, uboot, grub or script")
+DEFINE_ENUM_PARSER(parse_source_type, SourceType, source_type_table, "must be none, tuf, hawkbit or local")
+DEFINE_ENUM_PARSER(parse_auto_install, AutoInstall, auto_install_table, "must be all, security or none")
+DEFINE_ENUM_PARSER(parse_reboot, RebootPolicy, reboot_policy_table, "must be auto or manual")
 
 static int parse_attempts(const char *v, void *dst, const char **reason)
 {
