@@ -3,7 +3,7 @@
 #include <stdio.h>
 
 #include "cli.h"
-#include "config.h"
+#include "conf.h"
 #include "format.h"
 
 int check_main(int argc, char *argv[], CliArgs *args)

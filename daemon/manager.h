@@ -17,7 +17,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
-#include "config.h"
+#include "conf.h"
 #include "fetch.h"
 #include "job.h"
 #include "schedule.h"

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "conf.h"
 #include "install.h"
 #include "log.h"
 #include "logging.h"

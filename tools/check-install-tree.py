@@ -12,7 +12,7 @@ empty. For the build's own prefix, /usr/ is read as PREFIX/ and /etc/ as its sys
 the updatectl-name option. Every installed file, link and empty folder must be listed, and every listed one
 installed. Executables must be executable, everything else not.
 
-With the daemon, the defaults compiled into upkeepd (its --help lists them; lib/config.h, from meson's
+With the daemon, the defaults compiled into upkeepd (its --help lists them; lib/conf/conf.h, from meson's
 directory options) must match the install: the configuration file is the installed upkeep.conf, the keyring
 and health.d sit beside it, the handlers folder is the installed one, the data directory is
 LOCALSTATEDIR/lib/upkeep and is the one the installed tmpfiles.d entry makes and the unit may write; the

@@ -1,10 +1,10 @@
 #!/usr/bin/python3
 """Fail when upkeep's C code calls a library function that has a time_t (or a struct with one) in its
-signature anywhere but lib/abi-time.c.
+signature anywhere but lib/base/abi-time.c.
 
 upkeep compiles its own code with a 64-bit time_t (-D_TIME_BITS=64). On 32-bit targets whose libraries still
 use a 32-bit time_t (Debian 12 armhf, Buildroot without BR2_TIME_BITS_64), such a call passes the value in
-the wrong registers: the build gives no warning and the result is garbage. lib/abi-time.c is compiled with
+the wrong registers: the build gives no warning and the result is garbage. lib/base/abi-time.c is compiled with
 the libraries' own time_t; wrap the call there.
 
 Usage: check-time-abi.py SOURCE_ROOT        check lib/, cli/, daemon/ and tests/
@@ -32,7 +32,7 @@ TIME_T_APIS = [
     # libcurl
     "curl_getdate",
 ]
-ALLOWED = {"lib/abi-time.c"}
+ALLOWED = {"lib/base/abi-time.c"}
 PATTERN = re.compile(r"\b(" + "|".join(map(re.escape, TIME_T_APIS)) + r")\s*\(")
 COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
 
@@ -43,7 +43,7 @@ def check(path, name):
     for lineno, line in enumerate(text.splitlines(), 1):
         for m in PATTERN.finditer(line):
             bad.append(f"{name}:{lineno}: {m.group(1)}() takes or returns a time_t: call it through "
-                       "lib/abi-time.c (see lib/abi-time.h)")
+                       "lib/base/abi-time.c (see lib/base/abi-time.h)")
     return bad
 
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Fuzz the configuration parser (libinih through our line reader and validation). */
-#include "config.h"
+#include "conf.h"
 #include "fuzz-util.h"
 #include "fuzz.h"
 

@@ -3,13 +3,14 @@
  * data, version files), durations and sizes (config, updatectl postpone), HTTP Content-Range (servers),
  * the support date (manifests, config), upkeep.slot= on the kernel command line and os-release's
  * VERSION_ID. The first byte picks the parser; the rest is the text. */
-#include "config.h"
+#include "conf.h"
 #if HAVE_DAEMON
 #include "fetch.h"
 #endif
 #include "fuzz.h"
 #include "install.h"
 #include "support.h"
+#include "time-util.h"
 #include "version.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -53,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #endif
                 break;
         case 4:
-                (void)support_parse_date(text, &days);
+                (void)date_parse_days(text, &days);
                 break;
         case 5: {
                 _cleanup_free_ char *slot = NULL;

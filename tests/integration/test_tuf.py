@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""The TUF client (lib/tuf.c) against repositories built by tufrepo.py and served by a local HTTP server:
+"""The TUF client (lib/tuf/tuf.c) against repositories built by tufrepo.py and served by a local HTTP server:
 each attack the TUF specification names, root rotation, fast-forward recovery, and the offer rules.
 
 The client is upkeep-tuf-client (tests/tuf-client), the tuf-conformance protocol plus an `offer` command.

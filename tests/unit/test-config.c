@@ -3,7 +3,7 @@
 
 #include <sys/stat.h>
 
-#include "config.h"
+#include "conf.h"
 
 #define MIN_USEC  (60ull * 1000000ull)
 #define HOUR_USEC (60ull * MIN_USEC)

@@ -20,7 +20,7 @@ static Config *make_config(const char *support_end)
 static int64_t day(const char *s)
 {
         int64_t d = 0;
-        ASSERT_OK(support_parse_date(s, &d));
+        ASSERT_OK(date_parse_days(s, &d));
         return d;
 }
 
@@ -28,19 +28,19 @@ TEST(parse_date)
 {
         int64_t d = -1;
 
-        ASSERT_OK(support_parse_date("1970-01-01", &d));
+        ASSERT_OK(date_parse_days("1970-01-01", &d));
         ASSERT_EQ(d, 0);
-        ASSERT_OK(support_parse_date("2000-03-01", &d));
+        ASSERT_OK(date_parse_days("2000-03-01", &d));
         ASSERT_EQ(d, 11017);
-        ASSERT_OK(support_parse_date("2024-02-29", &d));
+        ASSERT_OK(date_parse_days("2024-02-29", &d));
         ASSERT_EQ(d, 19782);
         ASSERT_EQ(day("2031-12-31") - day("2031-01-01"), 364);
         static const char *const bad[] = { "2023-02-29", "2024-13-01",  "2024-00-10", "2024-1-01",
                                            "2024/01/01", "2024-01-01 ", "1969-12-31", "",
                                            "20240101xx", "2024-04-31" };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
-                ASSERT_ERR(support_parse_date(bad[i], &d), -EINVAL);
-        ASSERT_ERR(support_parse_date(NULL, &d), -EINVAL);
+                ASSERT_ERR(date_parse_days(bad[i], &d), -EINVAL);
+        ASSERT_ERR(date_parse_days(NULL, &d), -EINVAL);
 }
 
 TEST(manifest_wins_over_config)

@@ -7,7 +7,7 @@ SECTION = "admin"
 LICENSE = "LGPL-2.1-or-later"
 # The license text, and the SPDX line of the sources that says "or later".
 LIC_FILES_CHKSUM = "file://COPYING;md5=4fbd65380cdd255951079008b364516c \
-                    file://lib/util.h;beginline=1;endline=1;md5=14007449932ed169474d694e94140b49"
+                    file://lib/base/util.h;beginline=1;endline=1;md5=14007449932ed169474d694e94140b49"
 
 # Point these at your upkeep repository and the release you ship.
 UPKEEP_GIT_URI ?= "git://git.example.org/upkeep.git;protocol=https;branch=main"

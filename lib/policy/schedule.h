@@ -13,7 +13,7 @@
 
 #include <time.h>
 
-#include "config.h"
+#include "conf.h"
 #include "format.h"
 #include "manifest.h"
 

@@ -4,7 +4,7 @@
 #include <time.h>
 
 #include "format.h"
-#include "support.h"
+#include "time-util.h"
 
 #define SEC_PER_DAY INT64_C(86400)
 
@@ -81,7 +81,7 @@ char *format_timestamp(char *buf, size_t size, uint64_t usec)
 int date_days_from(const char *date, uint64_t now_usec, int64_t *ret_days)
 {
         int64_t days;
-        int r = support_parse_date(date, &days);
+        int r = date_parse_days(date, &days);
 
         if (r < 0)
                 return r;

@@ -22,6 +22,9 @@
 #define CONFIG_DEFAULT_HEALTH_DIR   UPK_CONF_DIR "/health.d"
 #define CONFIG_DEFAULT_HANDLERS_DIR UPK_HANDLERS_DIR
 
+/* The most boot attempts [boot] attempts may give a slot (the boot backends check it again). */
+#define BOOT_ATTEMPTS_MAX 16
+
 typedef enum BootBackendType {
         BOOT_BACKEND_FILE,
         BOOT_BACKEND_UBOOT,

@@ -11,7 +11,7 @@
 #include <sys/eventfd.h>
 #include <assert.h>
 
-#include "config.h"
+#include "conf.h"
 
 /* Body bytes curl hands us per write callback at most (its receive buffer). */
 #define FETCH_CURL_BUFFER_SIZE (128 * 1024L)

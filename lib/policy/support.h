@@ -6,10 +6,11 @@
  * state and the history; "today" is a parameter so that tests can move the calendar. The daemon serves it
  * as GetCapability (upkeep-dbus(7)). */
 
-#include "config.h"
+#include "conf.h"
 #include "state.h"
+#include "time-util.h"
 
-#define SUPPORT_DATE_LEN 10 /* YYYY-MM-DD */
+#define SUPPORT_DATE_LEN DATE_LEN
 
 typedef enum SupportSource {
         SUPPORT_SOURCE_MANIFEST, /* the newest installed manifest's support.end */
@@ -42,8 +43,6 @@ int support_capability(const Config *c, const UpkState *s, const HistoryEntry *h
                        int64_t today, Capability *ret);
 void capability_done(Capability *cap);
 
-/* A strict YYYY-MM-DD calendar date into days since 1970-01-01; -EINVAL otherwise. */
-int support_parse_date(const char *s, int64_t *ret_days);
 /* Today (UTC) in days since 1970-01-01. */
 int64_t support_today(void);
 /* The journal's warning past the end: "security support for this device ended on D (N days ago): ...".

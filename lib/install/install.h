@@ -18,7 +18,7 @@
 
 #include "boot.h"
 #include "bundle.h"
-#include "config.h"
+#include "conf.h"
 #include "state.h"
 
 typedef enum InstallPhase {

@@ -13,7 +13,7 @@
  *
  * Threads: a Source is used by one thread at a time (the manager runs one job at a time). */
 
-#include "config.h"
+#include "conf.h"
 #include "fetch.h"
 #include "manifest.h"
 #include "tuf.h"

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include "config.h"
+#include "conf.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-#include "boot.h"
 
 /* How the text reaches libinih. libinih's behaviour depends on how it was built (inline comment
  * characters, multi-line values, the line length, whether the handler gets the line number), and

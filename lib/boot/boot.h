@@ -60,12 +60,11 @@
  *         UPKEEP_BOOT_STATE_FILE in its environment; stdout is limited to 4 KiB.
  *         contrib/boot-script-example.sh implements the file backend's semantics. */
 
-#include "config.h"
+#include "conf.h"
 #include "error.h"
 
 #define BOOT_SLOT_NAME_MAX 64
 #define BOOT_SLOTS_MAX     8
-#define BOOT_ATTEMPTS_MAX  16
 
 typedef enum SlotState {
         SLOT_STATE_GOOD, /* bootable with attempts left, confirmed */
