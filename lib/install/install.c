@@ -1,264 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "install.h"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <linux/fs.h>
-#include <signal.h>
-#include <stdio.h>
-#include <sys/file.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
-
 #include "handler.h"
-#include "log.h"
-#include "process.h"
+#include "install-internal.h"
 #include "version.h"
 #include "writer.h"
-
-#define CMDLINE_SIZE_MAX      (64u * 1024u)
-#define VERSION_FILE_SIZE_MAX (64u * 1024u)
-#define HEALTH_CHECKS_MAX     64
-#define HEALTH_OUTPUT_MAX     (1024u * 1024u) /* a check printing more than this is killed and fails */
-
-/* Crash-consistency tests kill the installer at named points: UPKEEP_TEST_CRASH_AT=POINT, or
- * write:N to die after exactly N payload bytes went to the handlers. Only the environment of the
- * process that runs the installer can ask for it. */
-static void crash_point(const char *name)
-{
-        const char *want = secure_getenv("UPKEEP_TEST_CRASH_AT");
-        if (want && streq(want, name))
-                raise(SIGKILL);
-}
-
-static bool crash_write_at(uint64_t *ret)
-{
-        const char *want = secure_getenv("UPKEEP_TEST_CRASH_AT");
-        return want && strneq(want, "write:", 6) && safe_atou64(want + 6, ret) >= 0;
-}
 
 void install_result_done(InstallResult *r)
 {
         free(r->version);
         free(r->slot);
         *r = (InstallResult){};
-}
-
-void confirm_result_done(ConfirmResult *r)
-{
-        free(r->version);
-        free(r->slot);
-        free(r->reason);
-        *r = (ConfirmResult){};
-}
-
-/* The distinct bootnames of the configured slots, in order of appearance. */
-static size_t slot_bootnames(const Config *c, char **names, size_t max)
-{
-        size_t n = 0;
-
-        for (size_t i = 0; i < c->n_slots; i++) {
-                bool seen = false;
-                for (size_t j = 0; j < n; j++)
-                        seen = seen || streq(names[j], c->slots[i].bootname);
-                if (!seen && n < max)
-                        names[n++] = c->slots[i].bootname;
-        }
-        return n;
-}
-
-int install_open_boot(const Config *c, BootBackend **ret, UpkErr *err)
-{
-        char *names[BOOT_SLOTS_MAX];
-        size_t n = slot_bootnames(c, names, ELEMENTSOF(names));
-
-        if (n == 0)
-                return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "no [slot.CLASS.A|B] sections are configured");
-        return boot_backend_new(c, names, n, ret, err);
-}
-
-int install_parse_cmdline_slot(char *text, char **ret)
-{
-        for (char *p = text; *p;) {
-                size_t len = strcspn(p, " \t\n");
-                if (len > 12 && strneq(p, "upkeep.slot=", 12)) {
-                        *ret = strndup(p + 12, len - 12);
-                        return *ret ? 1 : -ENOMEM;
-                }
-                p += len;
-                p += strspn(p, " \t\n");
-        }
-        return 0;
-}
-
-static int cmdline_slot(char **ret)
-{
-        const char *path = secure_getenv("UPKEEP_PROC_CMDLINE") ?: "/proc/cmdline";
-        _cleanup_free_ char *data = NULL;
-        size_t size;
-        int r;
-
-        r = read_full_file(path, CMDLINE_SIZE_MAX, &data, &size);
-        if (r < 0)
-                return r;
-        return install_parse_cmdline_slot(data, ret);
-}
-
-int install_find_booted(const Config *c, BootBackend *boot, char **ret, UpkErr *err)
-{
-        char *names[BOOT_SLOTS_MAX], *s = NULL;
-        size_t n = slot_bootnames(c, names, ELEMENTSOF(names));
-        const char *how;
-        int r;
-
-        if (c->boot_booted) {
-                s = strdup(c->boot_booted);
-                how = "[boot] booted=";
-        } else if ((r = cmdline_slot(&s)) > 0)
-                how = "upkeep.slot= on the kernel command line";
-        else {
-                r = boot_get_current(boot, &s, err);
-                if (r == -ENODATA) {
-                        upk_err_clear(err);
-                        return upk_err(err, UPK_ERR_CONFIG, -ENODATA,
-                                       "cannot tell which slot is booted: set [boot] booted=, or "
-                                       "upkeep.slot= on the "
-                                       "kernel command line");
-                }
-                if (r < 0)
-                        return r;
-                how = "the boot backend";
-        }
-        if (!s)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
-        for (size_t i = 0; i < n; i++)
-                if (streq(names[i], s)) {
-                        *ret = s;
-                        return 0;
-                }
-        r = upk_err(err, UPK_ERR_CONFIG, -EINVAL, "%s names slot \"%s\", which is not a configured bootname",
-                    how, s);
-        free(s);
-        return r;
-}
-
-/* VERSION_ID= of an os-release file, or the first line of a plain version file. */
-int install_parse_version_file(char *text, const char *path, char **ret, UpkErr *err)
-{
-        const char *value = NULL;
-        Version v;
-
-        for (char *line = text, *next; line && *line; line = next) {
-                next = strchr(line, '\n');
-                if (next)
-                        *next++ = 0;
-                if (strneq(line, "VERSION_ID=", 11)) {
-                        value = line + 11;
-                        break;
-                }
-                if (!value && !strchr(line, '='))
-                        value = line;
-        }
-        if (!value)
-                return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "version file %s: no VERSION_ID= line", path);
-        _cleanup_free_ char *s = strdup(value);
-        if (!s)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
-        size_t len = strlen(s);
-        while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\r' || s[len - 1] == '\t'))
-                s[--len] = 0;
-        if (len >= 2 && (s[0] == '"' || s[0] == '\'') && s[len - 1] == s[0]) {
-                memmove(s, s + 1, len - 2);
-                s[len - 2] = 0;
-        }
-        if (version_parse(s, &v) < 0)
-                return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
-                               "version file %s: \"%s\" is not a semantic version", path, s);
-        *ret = TAKE_PTR(s);
-        return 0;
-}
-
-static int read_version_file(const char *path, char **ret, UpkErr *err)
-{
-        _cleanup_free_ char *data = NULL;
-        size_t size;
-        int r;
-
-        r = read_full_file(path, VERSION_FILE_SIZE_MAX, &data, &size);
-        if (r < 0)
-                return upk_err(err, UPK_ERR_CONFIG, r, "version file %s: cannot read: %s", path,
-                               strerror(-r));
-        return install_parse_version_file(data, path, ret, err);
-}
-
-int install_current_version(const Config *c, const UpkState *s, const char *booted, char **ret, UpkErr *err)
-{
-        const char *v = booted ? state_slot_version(s, booted) : NULL;
-
-        if (v) {
-                *ret = strdup(v);
-                return *ret ? 0 : upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
-        }
-        return read_version_file(c->version_file, ret, err);
-}
-
-static const SlotConfig *other_slot(const Config *c, const char *class, const char *booted)
-{
-        const SlotConfig *a = config_find_slot(c, class, "A"), *b = config_find_slot(c, class, "B");
-
-        if (!a || !b)
-                return NULL;
-        if (streq(a->bootname, booted))
-                return b;
-        if (streq(b->bootname, booted))
-                return a;
-        return NULL;
-}
-
-/* Bytes a slot can take: the configured size=, a block device's size, else no limit (UINT64_MAX). */
-static int slot_capacity(const SlotConfig *s, uint64_t *ret, UpkErr *err)
-{
-        _cleanup_close_ int fd = -EBADF;
-        struct stat st;
-        uint64_t size;
-
-        if (s->size > 0) {
-                *ret = s->size;
-                return 0;
-        }
-        if (stat(s->device, &st) < 0) {
-                if (errno == ENOENT) {
-                        *ret = UINT64_MAX;
-                        return 0;
-                }
-                return upk_err(err, UPK_ERR_IO, -errno, "slot %s.%s: cannot stat %s: %m", s->class, s->name,
-                               s->device);
-        }
-        if (!S_ISBLK(st.st_mode)) {
-                *ret = UINT64_MAX;
-                return 0;
-        }
-        fd = open(s->device, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || ioctl(fd, BLKGETSIZE64, &size) < 0)
-                return upk_err(err, UPK_ERR_IO, -errno, "slot %s.%s: cannot read the size of %s: %m",
-                               s->class, s->name, s->device);
-        *ret = size;
-        return 0;
-}
-
-static void history_record(const Config *c, const char *op, const char *version, const char *slot, bool ok,
-                           const char *reason)
-{
-        HistoryEntry e = {
-                .time = now_usec(),
-                .operation = (char *)op,
-                .version = (char *)version,
-                .slot = (char *)slot,
-                .ok = ok,
-                .reason = (char *)reason,
-        };
-        /* The history is for people; failing to write it must not fail an install. */
-        (void)history_append(c->data_dir, &e, NULL);
 }
 
 static void report(const InstallOptions *o, InstallPhase phase, uint64_t done, uint64_t total)
@@ -340,7 +92,7 @@ static int plan(Job *j, UpkErr *err)
         for (size_t i = 0; i < m->n_payloads; i++) {
                 const ManifestPayload *p = &m->payloads[i];
                 if (p->slot_class) {
-                        const SlotConfig *s = other_slot(j->c, p->slot_class, j->booted);
+                        const SlotConfig *s = install_other_slot(j->c, p->slot_class, j->booted);
                         uint64_t cap = UINT64_MAX;
                         if (!s)
                                 return upk_err(err, UPK_ERR_COMPATIBLE, -ENOENT,
@@ -352,7 +104,7 @@ static int plan(Job *j, UpkErr *err)
                                 return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
                                                "slot classes disagree on the target slot");
                         j->target = s->bootname;
-                        r = slot_capacity(s, &cap, err);
+                        r = install_slot_capacity(s, &cap, err);
                         if (r < 0)
                                 return r;
                         if (p->installed_size > cap)
@@ -388,7 +140,7 @@ static int write_payloads(Job *j, UpkErr *err)
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot start the writer thread: %s", strerror(-r));
         bundle_set_deferred_hashing(j->bundle, true);
-        if (crash_write_at(&crash_at))
+        if (install_crash_write_at(&crash_at))
                 writer_crash_after(w, crash_at);
 
         while ((r = bundle_next_payload(j->bundle, BUNDLE_PAYLOAD_DECOMPRESSED, &p, err)) > 0) {
@@ -441,7 +193,7 @@ static int write_payloads(Job *j, UpkErr *err)
                 r = handler_finish(h, err);
                 if (r < 0)
                         return r;
-                crash_point("payload-finished");
+                install_crash_point("payload-finished");
                 i++;
         }
         if (r >= 0)
@@ -458,7 +210,7 @@ static int install_job(Job *j, UpkErr *err)
         r = plan(j, err);
         if (r < 0)
                 return r;
-        crash_point("checked");
+        install_crash_point("checked");
 
         /* From here on the bootloader must never pick the target until it is complete. */
         report(j->o, INSTALL_PHASE_PREPARING, 0, j->total);
@@ -471,13 +223,13 @@ static int install_job(Job *j, UpkErr *err)
         r = boot_mark_bad(j->boot, j->target, err);
         if (r < 0)
                 return r;
-        crash_point("marked-bad");
+        install_crash_point("marked-bad");
 
         report(j->o, INSTALL_PHASE_WRITING, 0, j->total);
         r = write_payloads(j, err);
         if (r < 0)
                 goto fail;
-        crash_point("written");
+        install_crash_point("written");
 
         report(j->o, INSTALL_PHASE_ACTIVATING, j->done, j->total);
         for (size_t i = 0; i < j->m->n_payloads; i++) {
@@ -485,7 +237,7 @@ static int install_job(Job *j, UpkErr *err)
                 if (r < 0)
                         goto fail;
         }
-        crash_point("committed");
+        install_crash_point("committed");
 
         r = state_set_slot_version(j->state, j->target, j->m->version_str);
         if (r >= 0) {
@@ -507,13 +259,13 @@ static int install_job(Job *j, UpkErr *err)
         r = state_save(j->c->data_dir, j->state, err);
         if (r < 0)
                 goto fail;
-        crash_point("state-saved");
+        install_crash_point("state-saved");
 
         /* The one write that makes the new slot bootable, for one try. */
         r = boot_set_try(j->boot, j->target, err);
         if (r < 0)
                 goto fail_pending;
-        crash_point("activated");
+        install_crash_point("activated");
         report(j->o, INSTALL_PHASE_DONE, j->done, j->total);
         return 0;
 
@@ -528,42 +280,6 @@ fail:
         return r;
 }
 
-/* Every operation that changes the state or the boot environment holds DATA_DIR/lock, so that the
- * offline verbs and the daemon never act at once; then it loads the state (a corrupt one is logged and
- * recovered from). The lock goes with the returned fd (close it to release). */
-static int begin_operation(const Config *c, int *ret_lock, UpkState **ret_state, UpkErr *err)
-{
-        _cleanup_free_ char *path = strdup_printf("%s/lock", c->data_dir), *warning = NULL;
-        _cleanup_close_ int fd = -EBADF;
-        int r;
-
-        if (!path)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
-        r = mkdir_p(c->data_dir, 0755);
-        if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot create %s: %s", c->data_dir, strerror(-r));
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0)
-                return upk_err(err, UPK_ERR_IO, -errno, "cannot open %s: %m", path);
-        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-                if (errno == EWOULDBLOCK)
-                        return upk_err(
-                                err, UPK_ERR_IO, -EBUSY,
-                                "another upkeep operation is running on %s (upkeepd, or an upkeepd verb); "
-                                "try again when it has finished",
-                                c->data_dir);
-                return upk_err(err, UPK_ERR_IO, -errno, "cannot lock %s: %m", path);
-        }
-        r = state_load(c->data_dir, ret_state, &warning);
-        if (warning)
-                upk_log(LOG_LEVEL_WARNING, "%s", warning);
-        if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %s", c->data_dir,
-                               strerror(-r));
-        *ret_lock = TAKE_FD(fd);
-        return 0;
-}
-
 static int install_common(const Config *c, Bundle *b, const InstallOptions *o, InstallResult *ret,
                           UpkErr *err)
 {
@@ -571,8 +287,8 @@ static int install_common(const Config *c, Bundle *b, const InstallOptions *o, I
         Job j = { .c = c, .o = o, .bundle = b, .m = bundle_get_manifest(b) };
         int r;
 
-        crash_point("opened");
-        r = begin_operation(c, &lock, &j.state, err);
+        install_crash_point("opened");
+        r = install_begin_operation(c, &lock, &j.state, err);
         if (r < 0)
                 goto out;
         r = install_open_boot(c, &j.boot, err);
@@ -583,11 +299,11 @@ static int install_common(const Config *c, Bundle *b, const InstallOptions *o, I
         if (r >= 0)
                 r = install_job(&j, err);
         if (r < 0) {
-                history_record(c, "install", j.m->version_str, j.target, false,
-                               err ? err->msg : strerror(-r));
+                install_history_record(c, "install", j.m->version_str, j.target, false,
+                                       err ? err->msg : strerror(-r));
                 goto out;
         }
-        history_record(c, "install", j.m->version_str, j.target, true, NULL);
+        install_history_record(c, "install", j.m->version_str, j.target, true, NULL);
         ret->version = strdup(j.m->version_str);
         ret->slot = strdup(j.target);
         ret->reboot = c->reboot == REBOOT_AUTO;
@@ -611,7 +327,7 @@ int install_bundle_path(const Config *c, const char *path, const InstallOptions 
         report(o, INSTALL_PHASE_VERIFYING, 0, 0);
         r = bundle_open_path(path, &opts, &b, err);
         if (r < 0) {
-                history_record(c, "install", NULL, NULL, false, err ? err->msg : strerror(-r));
+                install_history_record(c, "install", NULL, NULL, false, err ? err->msg : strerror(-r));
                 return r;
         }
         return install_common(c, b, o, ret, err);
@@ -627,250 +343,10 @@ int install_bundle_next(const Config *c, BundleNextFunc next, void *userdata, co
         report(o, INSTALL_PHASE_VERIFYING, 0, 0);
         r = bundle_open_next(next, userdata, &opts, &b, err);
         if (r < 0) {
-                history_record(c, "install", NULL, NULL, false, err ? err->msg : strerror(-r));
+                install_history_record(c, "install", NULL, NULL, false, err ? err->msg : strerror(-r));
                 return r;
         }
         return install_common(c, b, o, ret, err);
-}
-
-static int filter_health(const struct dirent *d)
-{
-        return d->d_name[0] != '.';
-}
-
-/* Run every executable in the health folder in name order; the first failure is the reason. */
-static int run_health_checks(const Config *c, const char *version, const char *slot, char **ret_reason)
-{
-        struct dirent **list = NULL;
-        int n, r = 0;
-
-        *ret_reason = NULL;
-        n = scandir(c->health_dir, &list, filter_health, alphasort);
-        if (n < 0)
-                return errno == ENOENT ? 0 : -errno;
-        for (int i = 0; i < n && i < HEALTH_CHECKS_MAX && r == 0; i++) {
-                _cleanup_free_ char *path = strdup_printf("%s/%s", c->health_dir, list[i]->d_name);
-                _cleanup_free_ char *env_version = strdup_printf("UPKEEP_VERSION=%s", version ?: "");
-                _cleanup_free_ char *env_slot = strdup_printf("UPKEEP_SLOT=%s", slot);
-                _cleanup_free_ char *out = NULL, *errtext = NULL, *what = NULL;
-                UpkErr e = {};
-                struct stat st;
-
-                if (!path || !env_version || !env_slot) {
-                        r = -ENOMEM;
-                        break;
-                }
-                if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || access(path, X_OK) < 0)
-                        continue;
-                what = strdup_printf("health check %s", path);
-                const char *argv[] = { path, NULL };
-                char *envp[] = { (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", env_version, env_slot, NULL };
-                int status = process_run(&(ProcessRun){ .argv = argv,
-                                                        .envp = envp,
-                                                        .output_max = HEALTH_OUTPUT_MAX,
-                                                        .timeout_usec = c->health_timeout_usec,
-                                                        .what = what ?: path },
-                                         &out, &errtext, &e);
-                if (status < 0)
-                        *ret_reason = strdup(e.msg);
-                else if (status != 0) {
-                        const char *detail = !isempty(errtext) ? process_output_summary(errtext)
-                                                               : process_output_summary(out);
-                        *ret_reason = strdup_printf("health check %s exited with status %d%s%s", path,
-                                                    status, detail[0] ? ": " : "", detail);
-                }
-                if (status != 0)
-                        r = 1;
-        }
-        for (int i = 0; i < n; i++)
-                free(list[i]);
-        free(list);
-        return r;
-}
-
-/* The slot is confirmed: good and primary, its version the floor. */
-static int confirm_slot(const Config *c, BootBackend *boot, UpkState *s, const char *slot, const char *op,
-                        UpkErr *err)
-{
-        const char *version = state_slot_version(s, slot);
-        Version v, floor;
-        int r;
-
-        r = boot_mark_good(boot, slot, err);
-        if (r < 0)
-                return r;
-        crash_point("confirm-marked-good");
-        if (version && version_parse(version, &v) >= 0 &&
-            (!s->version_floor || version_parse(s->version_floor, &floor) < 0 ||
-             version_compare(&v, &floor) > 0)) {
-                free(s->version_floor);
-                s->version_floor = strdup(version);
-        }
-        state_clear_pending(s);
-        r = state_save(c->data_dir, s, err);
-        if (r < 0)
-                return r;
-        history_record(c, op, version, slot, true, NULL);
-        return 0;
-}
-
-int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
-{
-        _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
-        _cleanup_(state_freep) UpkState *s = NULL;
-        _cleanup_close_ int lock = -EBADF;
-        _cleanup_free_ char *booted = NULL, *primary = NULL, *reason = NULL;
-        SlotState st;
-        int r;
-
-        *ret = (ConfirmResult){ .outcome = CONFIRM_NOTHING_PENDING };
-        r = begin_operation(c, &lock, &s, err);
-        if (r < 0)
-                return r;
-        r = install_open_boot(c, &boot, err);
-        if (r < 0)
-                return r;
-        r = install_find_booted(c, boot, &booted, err);
-        if (r < 0)
-                return r;
-        r = boot_get_state(boot, booted, &st, err);
-        if (r < 0)
-                return r;
-
-        if (st == SLOT_STATE_TRY) {
-                /* The new system is up on its one try: it stays only if it is healthy. */
-                const char *version = state_slot_version(s, booted);
-                r = run_health_checks(c, version, booted, &reason);
-                if (r < 0)
-                        return upk_err(err, UPK_ERR_IO, r, "cannot run the health checks in %s: %s",
-                                       c->health_dir, strerror(-r));
-                crash_point("confirm-checked");
-                ret->version = version ? strdup(version) : NULL;
-                ret->slot = strdup(booted);
-                if (r == 0) {
-                        r = confirm_slot(c, boot, s, booted, "confirm", err);
-                        if (r < 0)
-                                return r;
-                        ret->outcome = CONFIRM_GOOD;
-                        return 0;
-                }
-                r = boot_mark_bad(boot, booted, err);
-                if (r < 0)
-                        return r;
-                history_record(c, "confirm", version, booted, false, reason);
-                state_clear_pending(s);
-                r = state_save(c->data_dir, s, err);
-                if (r < 0)
-                        return r;
-                ret->outcome = CONFIRM_FAILED;
-                ret->reason = TAKE_PTR(reason);
-                ret->reboot = c->reboot == REBOOT_AUTO;
-                return 0;
-        }
-
-        if (s->pending && !streq(s->pending_slot, booted)) {
-                /* The bootloader came back to the old slot: the new one did not confirm in time, or the
-                 * install never got to activate it. */
-                ret->outcome = CONFIRM_FELL_BACK;
-                ret->version = s->pending_version ? strdup(s->pending_version) : NULL;
-                ret->slot = strdup(s->pending_slot);
-                ret->reason = strdup_printf(
-                        "version %s on slot %s was not confirmed: the system came back up on slot %s",
-                        s->pending_version, s->pending_slot, booted);
-                r = boot_mark_bad(boot, s->pending_slot, err);
-                if (r < 0)
-                        return r;
-                history_record(c, "confirm", s->pending_version, s->pending_slot, false, ret->reason);
-                state_clear_pending(s);
-                r = state_save(c->data_dir, s, err);
-                return r < 0 ? r : 0;
-        }
-
-        if (s->pending) {
-                /* Booted the pending slot and it is already good (marked by hand): just record it. */
-                r = confirm_slot(c, boot, s, booted, "confirm", err);
-                if (r < 0)
-                        return r;
-                ret->outcome = CONFIRM_GOOD;
-                ret->version = state_slot_version(s, booted) ? strdup(state_slot_version(s, booted)) : NULL;
-                ret->slot = strdup(booted);
-                return 0;
-        }
-
-        /* Nothing pending: re-arm the boot attempts of a good primary, as a bootcount reset would. */
-        if (st == SLOT_STATE_GOOD && boot_get_primary(boot, &primary, NULL) >= 0 && streq(primary, booted)) {
-                r = boot_mark_good(boot, booted, err);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
-int install_mark_good(const Config *c, UpkErr *err)
-{
-        _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
-        _cleanup_(state_freep) UpkState *s = NULL;
-        _cleanup_close_ int lock = -EBADF;
-        _cleanup_free_ char *booted = NULL;
-        int r;
-
-        r = begin_operation(c, &lock, &s, err);
-        if (r < 0)
-                return r;
-        r = install_open_boot(c, &boot, err);
-        if (r >= 0)
-                r = install_find_booted(c, boot, &booted, err);
-        if (r < 0)
-                return r;
-        return confirm_slot(c, boot, s, booted, "mark-good", err);
-}
-
-int install_rollback(const Config *c, char **ret_slot, UpkErr *err)
-{
-        _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
-        _cleanup_(state_freep) UpkState *s = NULL;
-        _cleanup_close_ int lock = -EBADF;
-        _cleanup_free_ char *booted = NULL;
-        const char *other = NULL;
-        char *names[BOOT_SLOTS_MAX];
-        size_t n = slot_bootnames(c, names, ELEMENTSOF(names));
-        SlotState st;
-        int r;
-
-        r = begin_operation(c, &lock, &s, err);
-        if (r < 0)
-                return r;
-        r = install_open_boot(c, &boot, err);
-        if (r >= 0)
-                r = install_find_booted(c, boot, &booted, err);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++)
-                if (!streq(names[i], booted))
-                        other = names[i];
-        if (!other || n != 2)
-                return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "rollback needs exactly two slots (A and B)");
-        r = boot_get_state(boot, other, &st, err);
-        if (r < 0)
-                return r;
-        if (st == SLOT_STATE_BAD)
-                return upk_err(err, UPK_ERR_IO, -ENOENT,
-                               "slot %s is marked bad (never installed, or its update failed): there is "
-                               "nothing to roll "
-                               "back to",
-                               other);
-        r = boot_mark_good(boot, other, err);
-        if (r < 0)
-                return r;
-        if (s->pending) {
-                state_clear_pending(s);
-                r = state_save(c->data_dir, s, err);
-                if (r < 0)
-                        return r;
-        }
-        history_record(c, "rollback", state_slot_version(s, other), other, true, NULL);
-        *ret_slot = strdup(other);
-        return *ret_slot ? 0 : upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
 }
 
 static const char *const phase_table[_INSTALL_PHASE_MAX] = {
@@ -880,12 +356,3 @@ static const char *const phase_table[_INSTALL_PHASE_MAX] = {
 };
 
 DEFINE_STRING_TABLE_TO_STRING(install_phase, InstallPhase, phase_table)
-
-static const char *const outcome_table[_CONFIRM_OUTCOME_MAX] = {
-        [CONFIRM_NOTHING_PENDING] = "nothing-pending",
-        [CONFIRM_GOOD] = "good",
-        [CONFIRM_FAILED] = "failed",
-        [CONFIRM_FELL_BACK] = "fell-back",
-};
-
-DEFINE_STRING_TABLE_TO_STRING(confirm_outcome, ConfirmOutcome, outcome_table)

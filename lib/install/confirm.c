@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The other half of an install, at the next start: the health checks, the confirmation or the
+ * failure of a pending update; and by hand, mark-good and rollback. */
+
+#include "install.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "install-internal.h"
+#include "process.h"
+#include "version.h"
+
+#define HEALTH_CHECKS_MAX 64
+#define HEALTH_OUTPUT_MAX (1024u * 1024u) /* a check printing more than this is killed and fails */
+
+void confirm_result_done(ConfirmResult *r)
+{
+        free(r->version);
+        free(r->slot);
+        free(r->reason);
+        *r = (ConfirmResult){};
+}
+
+static int filter_health(const struct dirent *d)
+{
+        return d->d_name[0] != '.';
+}
+
+/* Run every executable in the health folder in name order; the first failure is the reason. */
+static int run_health_checks(const Config *c, const char *version, const char *slot, char **ret_reason)
+{
+        struct dirent **list = NULL;
+        int n, r = 0;
+
+        *ret_reason = NULL;
+        n = scandir(c->health_dir, &list, filter_health, alphasort);
+        if (n < 0)
+                return errno == ENOENT ? 0 : -errno;
+        for (int i = 0; i < n && i < HEALTH_CHECKS_MAX && r == 0; i++) {
+                _cleanup_free_ char *path = strdup_printf("%s/%s", c->health_dir, list[i]->d_name);
+                _cleanup_free_ char *env_version = strdup_printf("UPKEEP_VERSION=%s", version ?: "");
+                _cleanup_free_ char *env_slot = strdup_printf("UPKEEP_SLOT=%s", slot);
+                _cleanup_free_ char *out = NULL, *errtext = NULL, *what = NULL;
+                UpkErr e = {};
+                struct stat st;
+
+                if (!path || !env_version || !env_slot) {
+                        r = -ENOMEM;
+                        break;
+                }
+                if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || access(path, X_OK) < 0)
+                        continue;
+                what = strdup_printf("health check %s", path);
+                const char *argv[] = { path, NULL };
+                char *envp[] = { (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", env_version, env_slot, NULL };
+                int status = process_run(&(ProcessRun){ .argv = argv,
+                                                        .envp = envp,
+                                                        .output_max = HEALTH_OUTPUT_MAX,
+                                                        .timeout_usec = c->health_timeout_usec,
+                                                        .what = what ?: path },
+                                         &out, &errtext, &e);
+                if (status < 0)
+                        *ret_reason = strdup(e.msg);
+                else if (status != 0) {
+                        const char *detail = !isempty(errtext) ? process_output_summary(errtext)
+                                                               : process_output_summary(out);
+                        *ret_reason = strdup_printf("health check %s exited with status %d%s%s", path,
+                                                    status, detail[0] ? ": " : "", detail);
+                }
+                if (status != 0)
+                        r = 1;
+        }
+        for (int i = 0; i < n; i++)
+                free(list[i]);
+        free(list);
+        return r;
+}
+
+/* The slot is confirmed: good and primary, its version the floor. */
+static int confirm_slot(const Config *c, BootBackend *boot, UpkState *s, const char *slot, const char *op,
+                        UpkErr *err)
+{
+        const char *version = state_slot_version(s, slot);
+        Version v, floor;
+        int r;
+
+        r = boot_mark_good(boot, slot, err);
+        if (r < 0)
+                return r;
+        install_crash_point("confirm-marked-good");
+        if (version && version_parse(version, &v) >= 0 &&
+            (!s->version_floor || version_parse(s->version_floor, &floor) < 0 ||
+             version_compare(&v, &floor) > 0)) {
+                free(s->version_floor);
+                s->version_floor = strdup(version);
+        }
+        state_clear_pending(s);
+        r = state_save(c->data_dir, s, err);
+        if (r < 0)
+                return r;
+        install_history_record(c, op, version, slot, true, NULL);
+        return 0;
+}
+
+int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
+{
+        _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
+        _cleanup_(state_freep) UpkState *s = NULL;
+        _cleanup_close_ int lock = -EBADF;
+        _cleanup_free_ char *booted = NULL, *primary = NULL, *reason = NULL;
+        SlotState st;
+        int r;
+
+        *ret = (ConfirmResult){ .outcome = CONFIRM_NOTHING_PENDING };
+        r = install_begin_operation(c, &lock, &s, err);
+        if (r < 0)
+                return r;
+        r = install_open_boot(c, &boot, err);
+        if (r < 0)
+                return r;
+        r = install_find_booted(c, boot, &booted, err);
+        if (r < 0)
+                return r;
+        r = boot_get_state(boot, booted, &st, err);
+        if (r < 0)
+                return r;
+
+        if (st == SLOT_STATE_TRY) {
+                /* The new system is up on its one try: it stays only if it is healthy. */
+                const char *version = state_slot_version(s, booted);
+                r = run_health_checks(c, version, booted, &reason);
+                if (r < 0)
+                        return upk_err(err, UPK_ERR_IO, r, "cannot run the health checks in %s: %s",
+                                       c->health_dir, strerror(-r));
+                install_crash_point("confirm-checked");
+                ret->version = version ? strdup(version) : NULL;
+                ret->slot = strdup(booted);
+                if (r == 0) {
+                        r = confirm_slot(c, boot, s, booted, "confirm", err);
+                        if (r < 0)
+                                return r;
+                        ret->outcome = CONFIRM_GOOD;
+                        return 0;
+                }
+                r = boot_mark_bad(boot, booted, err);
+                if (r < 0)
+                        return r;
+                install_history_record(c, "confirm", version, booted, false, reason);
+                state_clear_pending(s);
+                r = state_save(c->data_dir, s, err);
+                if (r < 0)
+                        return r;
+                ret->outcome = CONFIRM_FAILED;
+                ret->reason = TAKE_PTR(reason);
+                ret->reboot = c->reboot == REBOOT_AUTO;
+                return 0;
+        }
+
+        if (s->pending && !streq(s->pending_slot, booted)) {
+                /* The bootloader came back to the old slot: the new one did not confirm in time, or the
+                 * install never got to activate it. */
+                ret->outcome = CONFIRM_FELL_BACK;
+                ret->version = s->pending_version ? strdup(s->pending_version) : NULL;
+                ret->slot = strdup(s->pending_slot);
+                ret->reason = strdup_printf(
+                        "version %s on slot %s was not confirmed: the system came back up on slot %s",
+                        s->pending_version, s->pending_slot, booted);
+                r = boot_mark_bad(boot, s->pending_slot, err);
+                if (r < 0)
+                        return r;
+                install_history_record(c, "confirm", s->pending_version, s->pending_slot, false,
+                                       ret->reason);
+                state_clear_pending(s);
+                r = state_save(c->data_dir, s, err);
+                return r < 0 ? r : 0;
+        }
+
+        if (s->pending) {
+                /* Booted the pending slot and it is already good (marked by hand): just record it. */
+                r = confirm_slot(c, boot, s, booted, "confirm", err);
+                if (r < 0)
+                        return r;
+                ret->outcome = CONFIRM_GOOD;
+                ret->version = state_slot_version(s, booted) ? strdup(state_slot_version(s, booted)) : NULL;
+                ret->slot = strdup(booted);
+                return 0;
+        }
+
+        /* Nothing pending: re-arm the boot attempts of a good primary, as a bootcount reset would. */
+        if (st == SLOT_STATE_GOOD && boot_get_primary(boot, &primary, NULL) >= 0 && streq(primary, booted)) {
+                r = boot_mark_good(boot, booted, err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int install_mark_good(const Config *c, UpkErr *err)
+{
+        _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
+        _cleanup_(state_freep) UpkState *s = NULL;
+        _cleanup_close_ int lock = -EBADF;
+        _cleanup_free_ char *booted = NULL;
+        int r;
+
+        r = install_begin_operation(c, &lock, &s, err);
+        if (r < 0)
+                return r;
+        r = install_open_boot(c, &boot, err);
+        if (r >= 0)
+                r = install_find_booted(c, boot, &booted, err);
+        if (r < 0)
+                return r;
+        return confirm_slot(c, boot, s, booted, "mark-good", err);
+}
+
+int install_rollback(const Config *c, char **ret_slot, UpkErr *err)
+{
+        _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
+        _cleanup_(state_freep) UpkState *s = NULL;
+        _cleanup_close_ int lock = -EBADF;
+        _cleanup_free_ char *booted = NULL;
+        const char *other = NULL;
+        char *names[BOOT_SLOTS_MAX];
+        size_t n = install_slot_bootnames(c, names, ELEMENTSOF(names));
+        SlotState st;
+        int r;
+
+        r = install_begin_operation(c, &lock, &s, err);
+        if (r < 0)
+                return r;
+        r = install_open_boot(c, &boot, err);
+        if (r >= 0)
+                r = install_find_booted(c, boot, &booted, err);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++)
+                if (!streq(names[i], booted))
+                        other = names[i];
+        if (!other || n != 2)
+                return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "rollback needs exactly two slots (A and B)");
+        r = boot_get_state(boot, other, &st, err);
+        if (r < 0)
+                return r;
+        if (st == SLOT_STATE_BAD)
+                return upk_err(err, UPK_ERR_IO, -ENOENT,
+                               "slot %s is marked bad (never installed, or its update failed): there is "
+                               "nothing to roll "
+                               "back to",
+                               other);
+        r = boot_mark_good(boot, other, err);
+        if (r < 0)
+                return r;
+        if (s->pending) {
+                state_clear_pending(s);
+                r = state_save(c->data_dir, s, err);
+                if (r < 0)
+                        return r;
+        }
+        install_history_record(c, "rollback", state_slot_version(s, other), other, true, NULL);
+        *ret_slot = strdup(other);
+        return *ret_slot ? 0 : upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+}
+
+static const char *const outcome_table[_CONFIRM_OUTCOME_MAX] = {
+        [CONFIRM_NOTHING_PENDING] = "nothing-pending",
+        [CONFIRM_GOOD] = "good",
+        [CONFIRM_FAILED] = "failed",
+        [CONFIRM_FELL_BACK] = "fell-back",
+};
+
+DEFINE_STRING_TABLE_TO_STRING(confirm_outcome, ConfirmOutcome, outcome_table)

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Private to lib/install: what the installer's files share. slot.c knows the slots (the configured
+ * bootnames, the booted one, the other one of a class, how much a slot holds); operation.c holds what
+ * every operation does around its work (the lock and the state, the history line) and the test hook
+ * that kills the installer at named points; install.c and confirm.c use both. */
+
+#include "install.h"
+
+/* slot.c */
+size_t install_slot_bootnames(const Config *c, char **names, size_t max);
+const SlotConfig *install_other_slot(const Config *c, const char *class, const char *booted);
+int install_slot_capacity(const SlotConfig *s, uint64_t *ret, UpkErr *err);
+
+/* operation.c */
+void install_crash_point(const char *name);
+bool install_crash_write_at(uint64_t *ret);
+void install_history_record(const Config *c, const char *op, const char *version, const char *slot, bool ok,
+                            const char *reason);
+int install_begin_operation(const Config *c, int *ret_lock, UpkState **ret_state, UpkErr *err);

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Private to lib/net: the engine and the fetch objects, which fetch-engine.c (libcurl's multi handle
+ * on sd-event), fetch.c (one transfer with retry and resume) and fetch-stream.c (the ring a worker
+ * thread reads) share. */
+
+#include <curl/curl.h>
+
+#include "fetch.h"
+
+typedef enum FetchState {
+        FETCH_RUNNING, /* an attempt is in the multi handle */
+        FETCH_WAITING, /* backoff before the next attempt */
+        FETCH_FINISHED,
+} FetchState;
+
+struct FetchEngine {
+        sd_event *event;
+        CURLM *multi;
+        sd_event_source *timer;
+        Fetch *fetches; /* doubly linked through Fetch.prev/next */
+};
+
+struct Fetch {
+        FetchEngine *engine;
+        Fetch *prev, *next;
+        CURL *easy;
+        char *url;
+        uint64_t max_length;
+        FetchDataFunc data_cb;
+        FetchDoneFunc done_cb;
+        void *userdata;
+
+        /* copied options */
+        char *ca_file, *client_cert, *client_key, *proxy;
+        unsigned connect_timeout_sec, low_speed_limit, low_speed_time_sec, retries;
+        bool no_retry;
+        uint64_t backoff_msec, backoff_max_msec;
+
+        FetchState state;
+        bool paused, in_data_cb, in_multi;
+        sd_event_source *retry_timer;
+        uint64_t offset; /* bytes delivered = the next byte wanted */
+        unsigned streak; /* consecutive failed attempts, reset by an attempt that made progress */
+
+        /* the current attempt */
+        uint64_t attempt_offset; /* where it started */
+        uint64_t skip;           /* bytes still to drop (a 200 answer to a ranged request) */
+        bool checked;            /* response status and headers looked at */
+        int attempt_r;           /* an error found by our callbacks, or 0 */
+        bool attempt_retriable;
+        UpkErr attempt_err;
+        char range[32];
+        char errbuf[CURL_ERROR_SIZE];
+
+        FetchStats stats;
+};
+
+/* fetch.c: take the fetch off the engine's multi handle and stop its retry timer. */
+void fetch_detach(Fetch *f);
+/* fetch.c: the current attempt ended with curl's `code` (the engine saw it finish). */
+void fetch_attempt_done(Fetch *f, CURLcode code);
