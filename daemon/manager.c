@@ -421,6 +421,7 @@ static uint64_t random_u64(void)
         return x;
 }
 
+#if HAVE_TEST_HOOKS
 /* A test may shorten the timer: UPKEEP_TEST_<NAME>_SEC (whole seconds). */
 static bool test_override_usec(const char *name, uint64_t *ret)
 {
@@ -432,12 +433,14 @@ static bool test_override_usec(const char *name, uint64_t *ret)
         *ret = sec * USEC_PER_SEC;
         return true;
 }
+#endif
 
 static void manager_setup_schedule(Manager *m)
 {
+        schedule_init(&m->schedule, m->config->poll_interval_usec, m->config->jitter_usec);
+#if HAVE_TEST_HOOKS
         uint64_t v;
 
-        schedule_init(&m->schedule, m->config->poll_interval_usec, m->config->jitter_usec);
         if (test_override_usec("UPKEEP_TEST_FIRST_CHECK_SEC", &v))
                 m->schedule.first_min_usec = m->schedule.first_max_usec = v;
         if (test_override_usec("UPKEEP_TEST_POLL_INTERVAL_SEC", &v) && v > 0) {
@@ -447,6 +450,7 @@ static void manager_setup_schedule(Manager *m)
         }
         if (test_override_usec("UPKEEP_TEST_BACKOFF_SEC", &v) && v > 0)
                 m->schedule.backoff_min_usec = v;
+#endif
 }
 
 static int on_check_timer(sd_event_source *source, uint64_t usec, void *userdata)

@@ -11,8 +11,9 @@
  *   Check:   idle | error | pending-reboot → checking → idle (or back to pending-reboot) | error;
  *            then, per policy (schedule.h), an automatic install of the offered update.
  * Checks run on a timer (first soon after the start, then every poll interval plus jitter, backing off
- * after failures) and on the Check method. Tests may shorten the timer with UPKEEP_TEST_FIRST_CHECK_SEC,
- * UPKEEP_TEST_POLL_INTERVAL_SEC and UPKEEP_TEST_BACKOFF_SEC (read with secure_getenv). */
+ * after failures) and on the Check method. In a test build (HAVE_TEST_HOOKS, tests/README) tests may shorten
+ * the timer with UPKEEP_TEST_FIRST_CHECK_SEC, UPKEEP_TEST_POLL_INTERVAL_SEC and UPKEEP_TEST_BACKOFF_SEC
+ * (read with secure_getenv). */
 
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>

@@ -60,14 +60,16 @@ int boot_slot_index(char *const *slots, size_t n_slots, const char *name)
         return -ENOENT;
 }
 
-/* The timeout for programs: UPKEEP_BOOT_TIMEOUT_MS (1..600000) when set, for tests; else 10 s. */
+/* The timeout for programs: 10 s; in a test build UPKEEP_TEST_BOOT_TIMEOUT_MS (1..600000) when set. */
 static uint64_t boot_timeout_usec(void)
 {
-        const char *s = secure_getenv("UPKEEP_BOOT_TIMEOUT_MS");
+#if HAVE_TEST_HOOKS
+        const char *s = secure_getenv("UPKEEP_TEST_BOOT_TIMEOUT_MS");
         uint64_t ms;
 
         if (s && safe_atou64(s, &ms) >= 0 && ms > 0 && ms <= BOOT_TIMEOUT_MS_MAX)
                 return ms * 1000u;
+#endif
         return BOOT_TIMEOUT_USEC_DEFAULT;
 }
 

@@ -24,8 +24,9 @@
  * slots given to boot_backend_new(), the first slot good with full attempts, the others bad (0 left).
  * Malformed values fail with -EBADMSG/UPK_ERR_CONFIG naming the file and line or the variable.
  * Programs (fw_*, grub-editenv, the script) run without a shell, in their own process group, with
- * a timeout of 10 s (UPKEEP_BOOT_TIMEOUT_MS overrides it, for tests) after which the group is killed
- * (-ETIME); a missing program is -ENOENT/UPK_ERR_CONFIG, a failing one -EIO/UPK_ERR_IO with its stderr.
+ * a timeout of 10 s (in a test build UPKEEP_TEST_BOOT_TIMEOUT_MS may shorten it) after which the group
+ * is killed (-ETIME); a missing program is -ENOENT/UPK_ERR_CONFIG, a failing one -EIO/UPK_ERR_IO with
+ * its stderr.
  *
  * file:   a plain KEY=VALUE file: BOOT_ORDER="A B" (quotes optional), BOOT_<S>_LEFT=N (0..16),
  *         BOOT_<S>_TRY=1 (the try marker; absent or 0 otherwise), BOOTED=<S> (written by the simulated

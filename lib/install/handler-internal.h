@@ -26,7 +26,8 @@ int handler_exec_begin(const char *program, const struct upkeep_payload *p, void
 /* snprintf into msg and return r (negative). */
 int handler_msg(char *msg, size_t msg_size, int r, const char *fmt, ...) _printf_(4, 5);
 
-/* The timeout for programs the handlers run: UPKEEP_HANDLER_TIMEOUT_MS or the default. */
+/* The timeout for programs the handlers run: the default, or in a test build
+ * UPKEEP_TEST_HANDLER_TIMEOUT_MS. */
 uint64_t handler_timeout_ms(void);
 
 /* Describe a wait status: "exited with status 3", "was killed by signal KILL". */

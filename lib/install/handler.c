@@ -51,11 +51,13 @@ int handler_msg(char *msg, size_t msg_size, int r, const char *fmt, ...)
 
 uint64_t handler_timeout_ms(void)
 {
-        const char *e = secure_getenv("UPKEEP_HANDLER_TIMEOUT_MS");
+#if HAVE_TEST_HOOKS
+        const char *e = secure_getenv("UPKEEP_TEST_HANDLER_TIMEOUT_MS");
         uint64_t v;
 
         if (e && safe_atou64(e, &v) >= 0 && v > 0 && v <= HANDLER_TIMEOUT_MS_MAX)
                 return v;
+#endif
         return HANDLER_TIMEOUT_MS_DEFAULT;
 }
 

@@ -13,18 +13,25 @@
 
 /* Crash-consistency tests kill the installer at named points: UPKEEP_TEST_CRASH_AT=POINT, or
  * write:N to die after exactly N payload bytes went to the handlers. Only the environment of the
- * process that runs the installer can ask for it. */
+ * process that runs the installer can ask for it, and only in a test build (tests/README.md); elsewhere
+ * these do nothing. */
 void install_crash_point(const char *name)
 {
+#if HAVE_TEST_HOOKS
         const char *want = secure_getenv("UPKEEP_TEST_CRASH_AT");
         if (want && streq(want, name))
                 raise(SIGKILL);
+#endif
 }
 
 bool install_crash_write_at(uint64_t *ret)
 {
+#if HAVE_TEST_HOOKS
         const char *want = secure_getenv("UPKEEP_TEST_CRASH_AT");
         return want && strneq(want, "write:", 6) && safe_atou64(want + 6, ret) >= 0;
+#else
+        return false;
+#endif
 }
 
 void install_history_record(const Config *c, const char *op, const char *version, const char *slot, bool ok,

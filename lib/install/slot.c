@@ -56,7 +56,10 @@ int install_parse_cmdline_slot(char *text, char **ret)
 
 static int cmdline_slot(char **ret)
 {
-        const char *path = secure_getenv("UPKEEP_PROC_CMDLINE") ?: "/proc/cmdline";
+        const char *path = "/proc/cmdline";
+#if HAVE_TEST_HOOKS
+        path = secure_getenv("UPKEEP_TEST_PROC_CMDLINE") ?: path;
+#endif
         _cleanup_free_ char *data = NULL;
         size_t size;
         int r;

@@ -976,7 +976,7 @@ TEST(script_timeout_kills_the_group)
         BootBackend *b;
         UpkErr e = {};
 
-        ASSERT_OK(setenv("UPKEEP_BOOT_TIMEOUT_MS", "300", 1));
+        ASSERT_OK(setenv("UPKEEP_TEST_BOOT_TIMEOUT_MS", "300", 1));
         /* the child keeps stdout open: only killing the whole group ends it */
         b = script_backend(c, "sleep 30 &\necho $! > sleep.pid\nwait\n");
         clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -843,7 +843,7 @@ TEST(exec_timeout_kills)
         uint64_t t0;
         UpkErr err = {};
 
-        ASSERT_OK(setenv("UPKEEP_HANDLER_TIMEOUT_MS", "300", 1));
+        ASSERT_OK(setenv("UPKEEP_TEST_HANDLER_TIMEOUT_MS", "300", 1));
         script("slow", "[ \"$1\" = install ] || exit 0\ncat > /dev/null; echo waiting; sleep 20\n");
         ASSERT_OK(handler_open("exec:slow", ".", &h, &err));
         t0 = now_usec();
