@@ -7,6 +7,7 @@
 
 #include "bundle.h"
 #include "cli.h"
+#include "hexdecoct.h"
 
 enum {
         ARG_MANIFEST = 0x100,

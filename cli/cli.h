@@ -5,6 +5,8 @@
 #include <systemd/sd-bus.h>
 
 #include "error.h"
+#include "json-util.h"
+#include "strv.h"
 
 /* Exit status: UPK_EXIT_* from error.h, documented in updatectl(1). */
 #define EXIT_OK     UPK_EXIT_OK
@@ -95,10 +97,8 @@ int cli_print_json(json_object *o);
 char *format_when(char *buf, size_t size, uint64_t usec);
 #define FORMAT_WHEN_MAX 128
 
-/* sd-bus.h brings sd_bus_flush_close_unrefp() and sd_bus_message_unrefp(). */
-DEFINE_TRIVIAL_CLEANUP_FUNC(json_object *, json_object_put);
-void strv_free(char **l);
-DEFINE_TRIVIAL_CLEANUP_FUNC(char **, strv_free);
+/* sd-bus.h brings sd_bus_flush_close_unrefp() and sd_bus_message_unrefp(); json-util.h
+ * json_object_putp() and strv.h strv_freep(). */
 
 /* The verbs. */
 int bundle_main(int argc, char *argv[]);

@@ -7,15 +7,6 @@
 #include "cli.h"
 #include "format.h"
 
-void strv_free(char **l)
-{
-        if (!l)
-                return;
-        for (char **p = l; *p; p++)
-                free(*p);
-        free(l);
-}
-
 void update_props_done(UpdateProps *p)
 {
         free(p->state);

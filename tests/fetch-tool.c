@@ -35,6 +35,7 @@
 #include <openssl/evp.h>
 
 #include "fetch.h"
+#include "hexdecoct.h"
 
 #define SLOW_DELAY_USEC 2000u
 #define READ_BLOCK      (1024u * 1024u) /* as the bundle reader */

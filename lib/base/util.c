@@ -36,39 +36,6 @@ int safe_atou64(const char *s, uint64_t *ret)
         return 0;
 }
 
-void hex_encode(const uint8_t *data, size_t len, char *ret)
-{
-        static const char digits[] = "0123456789abcdef";
-
-        for (size_t i = 0; i < len; i++) {
-                ret[2 * i] = digits[data[i] >> 4];
-                ret[2 * i + 1] = digits[data[i] & 15];
-        }
-        ret[2 * len] = 0;
-}
-
-static int unhex_char(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        return -EINVAL;
-}
-
-int hex_decode(const char *s, uint8_t *ret, size_t len)
-{
-        if (strlen(s) != 2 * len)
-                return -EINVAL;
-        for (size_t i = 0; i < len; i++) {
-                int hi = unhex_char(s[2 * i]), lo = unhex_char(s[2 * i + 1]);
-                if (hi < 0 || lo < 0)
-                        return -EINVAL;
-                ret[i] = (uint8_t)(hi << 4 | lo);
-        }
-        return 0;
-}
-
 int read_full_fd(int fd, size_t max, char **ret, size_t *ret_size)
 {
         _cleanup_free_ char *buf = NULL;

@@ -62,11 +62,6 @@ static inline void closep(int *fd)
 /* Checked number parsing: decimal only, no sign, no leading/trailing junk, no overflow. */
 int safe_atou64(const char *s, uint64_t *ret);
 
-/* Lower-case hex. `ret` must hold 2*len+1 bytes. */
-void hex_encode(const uint8_t *data, size_t len, char *ret);
-/* Exactly 2*len lower-case hex digits into len bytes; -EINVAL otherwise. */
-int hex_decode(const char *s, uint8_t *ret, size_t len);
-
 /* Read a whole file of at most `max` bytes (more is -EFBIG). The buffer gets a trailing NUL not
  * counted in *ret_size. */
 int read_full_file(const char *path, size_t max, char **ret, size_t *ret_size);

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "boot-internal.h"
+#include "path-util.h"
 
 typedef struct KvLine {
         char *key;   /* NULL: a blank or comment line, kept verbatim in `value` */
@@ -181,7 +182,7 @@ static int kv_set(KvFile *f, const char *key, const char *value)
 static int kv_store(KvFile *f, UpkErr *err)
 {
         _cleanup_free_ char *buf = NULL, *dir = NULL;
-        const char *slash = strrchr(f->path, '/'), *name;
+        const char *name = path_basename(f->path);
         size_t size = 0, alloc = 0;
         int r, k;
 
@@ -211,13 +212,7 @@ static int kv_store(KvFile *f, UpkErr *err)
                 return upk_err(err, UPK_ERR_IO, -EFBIG, "%s: would grow beyond %u bytes", f->path,
                                BOOT_STATE_FILE_MAX);
 
-        if (slash) {
-                dir = strndup(f->path, slash == f->path ? 1 : (size_t)(slash - f->path));
-                name = slash + 1;
-        } else {
-                dir = strdup(".");
-                name = f->path;
-        }
+        dir = path_dirname(f->path);
         if (!dir)
                 return -ENOMEM;
         r = write_file_atomic(dir, name, buf ? buf : "", size, 0644);
@@ -267,9 +262,7 @@ static int file_init(BootBackend *b, const Config *c, UpkErr *err)
         if (slash && !slash[1])
                 return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
                                "[boot] state-file: %s names a folder, not a file", c->boot_state_file);
-        dir = slash ? strndup(c->boot_state_file,
-                              slash == c->boot_state_file ? 1 : (size_t)(slash - c->boot_state_file))
-                    : strdup(".");
+        dir = path_dirname(c->boot_state_file);
         if (!dir)
                 return -ENOMEM;
         if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))

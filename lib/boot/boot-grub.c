@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "boot-internal.h"
+#include "path-util.h"
 
 typedef struct GrubVars {
         size_t order[BOOT_SLOTS_MAX];
@@ -153,12 +154,11 @@ static int grub_store(BootBackend *b, const GrubVars *v, UpkErr *err)
         char *owned[1 + 3 * BOOT_SLOTS_MAX] = {};
         _cleanup_free_ char *dir = NULL, *tmp = NULL, *data = NULL, *order = NULL;
         _cleanup_close_ int fd = -EBADF, dfd = -EBADF;
-        const char *slash = strrchr(b->path, '/');
         size_t n = 0, n_owned = 0, size = 0;
         bool exists;
         int r;
 
-        dir = slash ? strndup(b->path, slash == b->path ? 1 : (size_t)(slash - b->path)) : strdup(".");
+        dir = path_dirname(b->path);
         if (!dir)
                 return -ENOMEM;
         tmp = strdup_printf("%s/.#upkeep-grubenv.XXXXXX", dir);
@@ -240,7 +240,7 @@ static int grub_init(BootBackend *b, const Config *c, UpkErr *err)
         if (slash && !slash[1])
                 return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "[boot] grubenv: %s names a folder, not a file",
                                path);
-        dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+        dir = path_dirname(path);
         if (!dir)
                 return -ENOMEM;
         if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))

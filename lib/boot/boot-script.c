@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "boot-internal.h"
+#include "strv.h"
 
 #define SCRIPT_EXIT_UNKNOWN 3 /* get-current: the booted slot is not known */
 #define SCRIPT_ENV_MAX      4096
@@ -35,13 +36,6 @@ static int script_init(BootBackend *b, const Config *c, UpkErr *err)
                         return -ENOMEM;
         }
         return 0;
-}
-
-static void strv_free(char **v)
-{
-        for (char **p = v; p && *p; p++)
-                free(*p);
-        free(v);
 }
 
 /* The caller's environment without UPKEEP_BOOT_*, plus UPKEEP_BOOT_SLOTS, UPKEEP_BOOT_ATTEMPTS and, when

@@ -2,6 +2,8 @@
 #include "bundle.h"
 #include "readahead.h"
 
+#include "hexdecoct.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>

@@ -1,31 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "bundle.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <fcntl.h>
-#include <libgen.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
 #include "abi-time.h"
+#include "archive-util.h"
+#include "hexdecoct.h"
+#include "openssl-util.h"
+#include "path-util.h"
 
 #define WRITE_CHUNK (1024u * 1024u)
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_MD_CTX *, EVP_MD_CTX_free);
-
-static void archive_read_freep(struct archive **a)
-{
-        if (*a)
-                archive_read_free(*a);
-}
-
-static void archive_write_freep(struct archive **a)
-{
-        if (*a)
-                archive_write_free(*a);
-}
 
 static int open_payload(const char *dir, const ManifestPayload *p, uint64_t *ret_size, UpkErr *err)
 {
@@ -94,7 +80,7 @@ static int stream_payload(int fd, const ManifestPayload *p, uint64_t size, struc
 /* Decompress a payload file to learn its installed size and prove it is the declared compression. */
 static int measure_decompressed(int fd, const ManifestPayload *p, uint64_t *ret_size, UpkErr *err)
 {
-        __attribute__((cleanup(archive_read_freep))) struct archive *a = archive_read_new();
+        _cleanup_(archive_read_freep) struct archive *a = archive_read_new();
         struct archive_entry *e;
         uint64_t total = 0;
         int want, r;
@@ -241,7 +227,7 @@ static int write_small(struct archive *a, const char *name, const void *data, si
 static int write_bundle(int fd, const Manifest *m, const char *dir, const char *json, size_t json_size,
                         const uint8_t *sig, size_t sig_size, UpkErr *err)
 {
-        __attribute__((cleanup(archive_write_freep))) struct archive *a = archive_write_new();
+        _cleanup_(archive_write_freep) struct archive *a = archive_write_new();
         int r;
 
         if (!a)
@@ -289,10 +275,10 @@ static int write_bundle(int fd, const Manifest *m, const char *dir, const char *
 int bundle_create(const BundleCreateOptions *opts, UpkErr *err)
 {
         _cleanup_(manifest_freep) Manifest *m = NULL;
-        _cleanup_free_ char *template = NULL, *json = NULL, *dir_copy = NULL, *out_copy = NULL, *tmp = NULL;
+        _cleanup_free_ char *template = NULL, *json = NULL, *dir_copy = NULL, *outdir = NULL, *tmp = NULL;
         _cleanup_free_ uint8_t *sig = NULL;
         _cleanup_close_ int fd = -EBADF, dfd = -EBADF;
-        const char *dir, *outdir;
+        const char *dir;
         size_t template_size, json_size, sig_size;
         int r;
 
@@ -309,10 +295,10 @@ int bundle_create(const BundleCreateOptions *opts, UpkErr *err)
         if (opts->payload_dir)
                 dir = opts->payload_dir;
         else {
-                dir_copy = strdup(opts->manifest_path);
+                dir_copy = path_dirname(opts->manifest_path);
                 if (!dir_copy)
                         return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
-                dir = dirname(dir_copy);
+                dir = dir_copy;
         }
         for (size_t i = 0; i < m->n_payloads; i++) {
                 r = fill_payload(dir, &m->payloads[i], err);
@@ -335,10 +321,9 @@ int bundle_create(const BundleCreateOptions *opts, UpkErr *err)
         if (r < 0)
                 return upk_err_prefix(err, "signing");
 
-        out_copy = strdup(opts->output_path);
-        if (!out_copy)
+        outdir = path_dirname(opts->output_path);
+        if (!outdir)
                 return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
-        outdir = dirname(out_copy);
         tmp = strdup_printf("%s.XXXXXX", opts->output_path);
         if (!tmp)
                 return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "manifest.h"
 
+#include "hexdecoct.h"
 #include "json-util.h"
 
 #include <inttypes.h>

@@ -13,6 +13,8 @@
 #include <openssl/x509v3.h>
 #include <stdio.h>
 
+#include "openssl-util.h"
+
 /* The signed content is a manifest (at most 1 MiB); anything far larger is a caller's mistake. It also
  * keeps the length inside the int that OpenSSL's memory BIOs take. */
 #define SIGNATURE_DATA_SIZE_MAX (16u * 1024u * 1024u)
@@ -28,31 +30,6 @@
  * digestAlgorithm is SHA-512, signatureAlgorithm id-Ed25519 without parameters, and the signature is
  * PureEdDSA over the content itself. So for Ed25519 keys upkeep fills in and checks the signature value
  * itself and lets OpenSSL do the rest (structure, certificates, chain). */
-
-static void x509_free_all(STACK_OF(X509) * s)
-{
-        sk_X509_pop_free(s, X509_free);
-}
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free_all);
-DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY *, EVP_PKEY_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_MD_CTX *, EVP_MD_CTX_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(CMS_ContentInfo *, CMS_ContentInfo_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(X509_STORE *, X509_STORE_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(X509_STORE_CTX *, X509_STORE_CTX_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(STACK_OF(X509) *, x509_free_all);
-
-static void openssl_bufp(unsigned char **p)
-{
-        OPENSSL_free(*p);
-}
-
-static void x509_info_free_all(STACK_OF(X509_INFO) * s)
-{
-        sk_X509_INFO_pop_free(s, X509_INFO_free);
-}
-DEFINE_TRIVIAL_CLEANUP_FUNC(STACK_OF(X509_INFO) *, x509_info_free_all);
 
 void signature_signer_done(SignatureSigner *s)
 {

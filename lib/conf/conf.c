@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "path-util.h"
 
 /* How the text reaches libinih. libinih's behaviour depends on how it was built (inline comment
  * characters, multi-line values, the line length, whether the handler gets the line number), and
@@ -1128,7 +1129,6 @@ int config_load(const char *path, Config **ret, UpkErr *err)
         _cleanup_free_ char *prefix = NULL;
         _cleanup_free_ LoadCtx *ctx = NULL;
         _cleanup_close_ int fd = -EBADF;
-        const char *slash;
         int r;
 
         if (!path)
@@ -1153,8 +1153,7 @@ int config_load(const char *path, Config **ret, UpkErr *err)
         if (r < 0)
                 goto out;
 
-        slash = strrchr(path, '/');
-        prefix = slash ? strndup(path, (size_t)(slash - path) + 1) : strdup("");
+        prefix = strndup(path, (size_t)(path_basename(path) - path)); /* "DIR/" or "" */
         if (!prefix) {
                 r = upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
                 goto out;

@@ -5,16 +5,11 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "json-util.h"
 #include "version.h"
 
 #define STATE_NAME   "state.json"
 #define HISTORY_NAME "history.json"
-
-static void json_object_putp(json_object **o)
-{
-        json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_object_putp)
 
 /* The whole buffer must be one JSON value (whitespace around it allowed), no NUL inside. */
 static json_object *parse_strict(const char *data, size_t size)
@@ -225,7 +220,7 @@ int state_load(const char *data_dir, UpkState **ret, char **ret_warning)
 {
         _cleanup_(state_freep) UpkState *s = NULL;
         _cleanup_free_ char *path = strdup_printf("%s/" STATE_NAME, data_dir), *data = NULL;
-        _cleanup_json_ json_object *o = NULL;
+        _cleanup_(json_object_putp) json_object *o = NULL;
         size_t size;
         int r;
 
@@ -277,7 +272,7 @@ static json_object *str_or_null(const char *s)
 
 int state_save(const char *data_dir, const UpkState *s, UpkErr *err)
 {
-        _cleanup_json_ json_object *o = json_object_new_object();
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
         json_object *slots = json_object_new_object();
         const char *text;
         int r;
@@ -345,7 +340,7 @@ static int entry_from_json(json_object *o, HistoryEntry *e)
 int history_load(const char *data_dir, HistoryEntry **ret, size_t *ret_n, char **ret_warning)
 {
         _cleanup_free_ char *path = strdup_printf("%s/" HISTORY_NAME, data_dir), *data = NULL;
-        _cleanup_json_ json_object *o = NULL;
+        _cleanup_(json_object_putp) json_object *o = NULL;
         HistoryEntry *h = NULL;
         size_t size, n = 0;
         int r;
@@ -412,7 +407,7 @@ static json_object *entry_to_json(const HistoryEntry *e)
 
 int history_append(const char *data_dir, const HistoryEntry *e, UpkErr *err)
 {
-        _cleanup_json_ json_object *a = json_object_new_array();
+        _cleanup_(json_object_putp) json_object *a = json_object_new_array();
         HistoryEntry *old = NULL;
         size_t n = 0, start;
         const char *text;

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "handler-internal.h"
+#include "path-util.h"
 
 typedef struct File {
         int fd, dfd;
@@ -32,7 +33,7 @@ static void file_free(File *s)
 static int file_begin_state(File *s, const char *target, char *msg, size_t msg_size)
 {
         _cleanup_free_ char *tmp_path = NULL;
-        const char *slash;
+        const char *base;
         bool keep_owner = false;
         mode_t mode = 0644;
         struct stat st;
@@ -40,12 +41,12 @@ static int file_begin_state(File *s, const char *target, char *msg, size_t msg_s
         s->target = strdup(target);
         if (!s->target)
                 return -ENOMEM;
-        slash = strrchr(target, '/');
-        if (target[0] != '/' || !slash || !filename_is_plain(slash + 1, 255))
+        base = path_basename(target);
+        if (target[0] != '/' || !filename_is_plain(base, 255))
                 return handler_msg(msg, msg_size, -EINVAL, "target %s is not an absolute path to a file",
                                    target);
-        s->dir = slash == target ? strdup("/") : strndup(target, (size_t)(slash - target));
-        s->base = strdup(slash + 1);
+        s->dir = path_dirname(target);
+        s->base = strdup(base);
         if (!s->dir || !s->base)
                 return -ENOMEM;
 
@@ -62,14 +63,14 @@ static int file_begin_state(File *s, const char *target, char *msg, size_t msg_s
         } else if (errno != ENOENT)
                 return handler_msg(msg, msg_size, -errno, "cannot access %s: %m", target);
 
-        tmp_path = strdup_printf("%s/.#%s.XXXXXX", slash == target ? "" : s->dir, s->base);
+        tmp_path = strdup_printf("%s/.#%s.XXXXXX", streq(s->dir, "/") ? "" : s->dir, s->base);
         if (!tmp_path)
                 return -ENOMEM;
         s->fd = mkostemp(tmp_path, O_CLOEXEC);
         if (s->fd < 0)
                 return handler_msg(msg, msg_size, -errno, "cannot create a temporary file in %s: %m",
                                    s->dir);
-        s->tmp = strdup(strrchr(tmp_path, '/') + 1);
+        s->tmp = strdup(path_basename(tmp_path));
         if (!s->tmp) {
                 (void)unlink(tmp_path);
                 return -ENOMEM;

@@ -2,6 +2,7 @@
 #include "install.h"
 
 #include "handler.h"
+#include "hexdecoct.h"
 #include "install-internal.h"
 #include "version.h"
 #include "writer.h"

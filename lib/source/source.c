@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "bundle.h"
+#include "path-util.h"
 #include "source.h"
 #include "version.h"
 
@@ -62,15 +63,6 @@ SourceType source_get_type(const Source *s)
 }
 
 #if HAVE_TUF
-/* BASE + "/" + NAME, without doubling the slash. */
-static char *url_join(const char *base, const char *name)
-{
-        size_t n = strlen(base);
-        return strdup_printf("%s%s%s", base, n > 0 && base[n - 1] == '/' ? "" : "/", name);
-}
-#endif
-
-#if HAVE_TUF
 static int source_setup_tuf(Source *s, UpkErr *err)
 {
         const Config *c = s->config;
@@ -81,9 +73,9 @@ static int source_setup_tuf(Source *s, UpkErr *err)
                         err, UPK_ERR_CONFIG, -EINVAL,
                         "[source] url: required for type = tuf (or both metadata-url and targets-url)");
         s->metadata_url = c->source_metadata_url ? strdup(c->source_metadata_url)
-                                                 : url_join(c->source_url, "metadata");
+                                                 : path_join(c->source_url, "metadata");
         s->targets_url =
-                c->source_targets_url ? strdup(c->source_targets_url) : url_join(c->source_url, "targets");
+                c->source_targets_url ? strdup(c->source_targets_url) : path_join(c->source_url, "targets");
         s->tuf_dir = strdup_printf("%s/%s", c->data_dir, SOURCE_TUF_DIR);
         if (!s->metadata_url || !s->targets_url || !s->tuf_dir)
                 return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");

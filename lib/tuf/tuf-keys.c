@@ -8,13 +8,11 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
+#include "hexdecoct.h"
 #include "json-util.h"
+#include "openssl-util.h"
 
 #define RSA_BITS_MIN 2048
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY *, EVP_PKEY_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_MD_CTX *, EVP_MD_CTX_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free);
 
 static const struct {
         const char *keytype, *scheme;
@@ -29,35 +27,6 @@ static const struct {
         { "rsa", "rsassa-pss-sha384", TUF_SCHEME_RSA_PSS_SHA384 },
         { "rsa", "rsassa-pss-sha512", TUF_SCHEME_RSA_PSS_SHA512 },
 };
-
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
-int tuf_unhex(const char *s, uint8_t *ret, size_t max, size_t *ret_len)
-{
-        size_t n = strlen(s);
-
-        if (n % 2 != 0)
-                return -EINVAL;
-        if (n / 2 > max)
-                return -E2BIG;
-        for (size_t i = 0; i < n / 2; i++) {
-                int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-                if (hi < 0 || lo < 0)
-                        return -EINVAL;
-                ret[i] = (uint8_t)(hi << 4 | lo);
-        }
-        *ret_len = n / 2;
-        return 0;
-}
 
 TufKey *tuf_key_free(TufKey *k)
 {
@@ -78,7 +47,7 @@ static int bad(UpkErr *err, const char *path, const char *what)
 
 static int load_pem(const char *pem, TufKeyScheme kind, const char *path, EVP_PKEY **ret, UpkErr *err)
 {
-        _cleanup_(BIO_freep) BIO *b = BIO_new_mem_buf(pem, -1);
+        _cleanup_(BIO_free_allp) BIO *b = BIO_new_mem_buf(pem, -1);
         _cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
         char group[64] = "";
 
@@ -172,7 +141,7 @@ int tuf_key_from_json(const char *keyid, json_object *o, const char *path, TufKe
         if (k->kind == TUF_SCHEME_ED25519) {
                 uint8_t raw[32];
                 size_t n = 0;
-                if (strlen(public) != 64 || tuf_unhex(public, raw, sizeof(raw), &n) < 0)
+                if (strlen(public) != 64 || hex_decode_any(public, raw, sizeof(raw), &n) < 0)
                         return bad(err, path, "keyval.public: expected 64 hex digits (an Ed25519 key)");
                 k->pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw, sizeof(raw));
                 if (!k->pkey) {
@@ -199,7 +168,7 @@ int tuf_key_verify(const TufKey *k, const char *sig_hex, const void *data, size_
 
         if (!k->pkey)
                 return 0;
-        if (tuf_unhex(sig_hex, sig, sizeof(sig), &n) < 0 || n == 0)
+        if (hex_decode_any(sig_hex, sig, sizeof(sig), &n) < 0 || n == 0)
                 return 0;
         switch (k->kind) {
         case TUF_SCHEME_ED25519:

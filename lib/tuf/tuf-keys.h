@@ -48,6 +48,3 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(TufKey *, tuf_key_free);
 /* 1 when `sig_hex` is a valid signature of data[0..size) by `k`, 0 when it is not (or the key is of an
  * unsupported scheme, or the hex is malformed), -ENOMEM. */
 int tuf_key_verify(const TufKey *k, const char *sig_hex, const void *data, size_t size);
-
-/* Hex digits of either case into bytes; -EINVAL for an odd count or a non-hex character, -E2BIG past max. */
-int tuf_unhex(const char *s, uint8_t *ret, size_t max, size_t *ret_len);

@@ -7,7 +7,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "hexdecoct.h"
 #include "json-util.h"
+#include "strv.h"
 #include "tuf-json.h"
 
 #define PATH_MAX_LEN JSON_KEY_PATH_MAX
@@ -40,13 +42,6 @@ static int bad(const Ctx *c, const char *fmt, ...)
 
 /* ---- freeing ---- */
 
-static void strv_free(char **v, size_t n)
-{
-        for (size_t i = 0; i < n; i++)
-                free(v[i]);
-        free(v);
-}
-
 static void hashes_free(TufHash *h, size_t n)
 {
         for (size_t i = 0; i < n; i++) {
@@ -59,9 +54,9 @@ static void hashes_free(TufHash *h, size_t n)
 static void role_done(TufRole *r)
 {
         free(r->name);
-        strv_free(r->keyids, r->n_keyids);
-        strv_free(r->paths, r->n_paths);
-        strv_free(r->prefixes, r->n_prefixes);
+        strv_free(r->keyids);
+        strv_free(r->paths);
+        strv_free(r->prefixes);
 }
 
 TufMetadata *tuf_metadata_free(TufMetadata *m)
@@ -150,7 +145,7 @@ static int dup_strv(const Ctx *c, json_object *arr, const char *path, size_t max
 
         if (n > max)
                 return bad(c, "%s: more than %zu entries", path, max);
-        v = calloc(n ?: 1, sizeof(char *));
+        v = calloc(n + 1, sizeof(char *));
         if (!v)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
@@ -158,17 +153,17 @@ static int dup_strv(const Ctx *c, json_object *arr, const char *path, size_t max
                 const char *s;
                 if (!json_object_is_type(e, json_type_string) ||
                     strlen(json_object_get_string(e)) != (size_t)json_object_get_string_len(e)) {
-                        strv_free(v, i);
+                        strv_free(v);
                         return bad(c, "%s[%zu]: expected a string", path, i);
                 }
                 s = json_object_get_string(e);
                 if (strlen(s) > len_max) {
-                        strv_free(v, i);
+                        strv_free(v);
                         return bad(c, "%s[%zu]: longer than %zu bytes", path, i, len_max);
                 }
                 v[i] = strdup(s);
                 if (!v[i]) {
-                        strv_free(v, i);
+                        strv_free(v);
                         return -ENOMEM;
                 }
         }

@@ -9,7 +9,11 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "hexdecoct.h"
 #include "json-util.h"
+#include "openssl-util.h"
+#include "path-util.h"
+#include "strv.h"
 #include "tuf-metadata.h"
 #include "version.h"
 
@@ -31,8 +35,6 @@ struct TufClient {
         TufMetadata **roles; /* "targets" first, then delegated roles as loaded */
         size_t n_roles;
 };
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_MD_CTX *, EVP_MD_CTX_free);
 
 /* ---- small helpers ---- */
 
@@ -57,15 +59,6 @@ char *tuf_quote(const char *s)
         }
         *p = 0;
         return q;
-}
-
-static char *join_url(const char *base, const char *name)
-{
-        size_t n = strlen(base);
-
-        if (n > 0 && base[n - 1] == '/')
-                return strdup_printf("%s%s", base, name);
-        return strdup_printf("%s/%s", base, name);
 }
 
 static void format_time(time_t t, char *buf, size_t size)
@@ -217,7 +210,7 @@ static int download_metadata(TufClient *c, const char *role, uint64_t version, u
         name = version > 0 ? strdup_printf("%" PRIu64 ".%s.json", version, q) : strdup_printf("%s.json", q);
         if (!name)
                 return -ENOMEM;
-        url = join_url(c->metadata_url, name);
+        url = path_join(c->metadata_url, name);
         if (!url)
                 return -ENOMEM;
         r = c->fetch(c->userdata, url, max, &data, &size, err);
@@ -748,17 +741,15 @@ static int make_target(TufClient *c, const TufMetadata *role, const TufTargetFil
         }
         if (c->targets_url) {
                 /* 5.7.3: HASH.FILENAME under consistent snapshots, in the target's own directory. */
-                const char *slash = strrchr(f->path, '/');
+                const char *base = path_basename(f->path);
                 _cleanup_free_ char *name = NULL;
                 if (c->root->consistent_snapshot)
-                        name = slash ? strdup_printf("%.*s/%s.%s", (int)(slash - f->path), f->path, prefix,
-                                                     slash + 1)
-                                     : strdup_printf("%s.%s", prefix, f->path);
+                        name = strdup_printf("%.*s%s.%s", (int)(base - f->path), f->path, prefix, base);
                 else
                         name = strdup(f->path);
                 if (!name)
                         return -ENOMEM;
-                t->url = join_url(c->targets_url, name);
+                t->url = path_join(c->targets_url, name);
                 if (!t->url)
                         return -ENOMEM;
         }
@@ -830,21 +821,6 @@ int tuf_get_target_info(TufClient *c, const char *target_path, TufTarget **ret, 
 
 /* ---- the offer ---- */
 
-static bool strv_contains(char **v, size_t n, const char *s)
-{
-        for (size_t i = 0; i < n; i++)
-                if (streq(v[i], s))
-                        return true;
-        return false;
-}
-
-static void strv_free_n(char **v, size_t n)
-{
-        for (size_t i = 0; i < n; i++)
-                free(v[i]);
-        free(v);
-}
-
 int tuf_find_offer(TufClient *c, const char *compatible, const char *installed_version, TufTarget **ret,
                    UpkErr *err)
 {
@@ -853,7 +829,7 @@ int tuf_find_offer(TufClient *c, const char *compatible, const char *installed_v
         const char *visited[TUF_MAX_DELEGATIONS + 1];
         size_t n_stack = 0, n_visited = 0, n_paths = 0;
         Version installed = {}, best_version = {};
-        char **paths = NULL;
+        _cleanup_strv_free_ char **paths = NULL;
         int r = 0;
 
         if (!c->ready)
@@ -862,7 +838,7 @@ int tuf_find_offer(TufClient *c, const char *compatible, const char *installed_v
                 return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
                                "installed version \"%s\" is not a semantic version",
                                JSON_QUOTE(installed_version));
-        paths = calloc(OFFER_PATHS_MAX, sizeof(char *));
+        paths = calloc(OFFER_PATHS_MAX + 1, sizeof(char *));
         if (!paths)
                 return -ENOMEM;
 
@@ -879,15 +855,13 @@ int tuf_find_offer(TufClient *c, const char *compatible, const char *installed_v
                         continue;
                 r = load_targets(c, p.role, p.parent, &md, err);
                 if (r < 0)
-                        goto out;
+                        return r;
                 visited[n_visited++] = md->role_name;
                 for (size_t i = 0; i < md->n_targets && n_paths < OFFER_PATHS_MAX; i++)
-                        if (!strv_contains(paths, n_paths, md->targets[i].path)) {
+                        if (!strv_contains(paths, md->targets[i].path)) {
                                 paths[n_paths] = strdup(md->targets[i].path);
-                                if (!paths[n_paths]) {
-                                        r = -ENOMEM;
-                                        goto out;
-                                }
+                                if (!paths[n_paths])
+                                        return -ENOMEM;
                                 n_paths++;
                         }
                 for (size_t i = md->n_roles; i > 0 && n_stack < ELEMENTSOF(stack); i--)
@@ -901,7 +875,7 @@ int tuf_find_offer(TufClient *c, const char *compatible, const char *installed_v
 
                 r = tuf_get_target_info(c, paths[i], &t, err);
                 if (r < 0)
-                        goto out;
+                        return r;
                 if (!t || !t->compatible || !t->version || !streq(t->compatible, compatible))
                         continue;
                 if (version_parse(t->version, &v) < 0)
@@ -915,10 +889,7 @@ int tuf_find_offer(TufClient *c, const char *compatible, const char *installed_v
                 best_version = v;
         }
         *ret = TAKE_PTR(best);
-        r = 0;
-out:
-        strv_free_n(paths, n_paths);
-        return r;
+        return 0;
 }
 
 /* ---- 5.7.3: the target's bytes ---- */

@@ -6,14 +6,14 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
+#include "hexdecoct.h"
 #include "json-util.h"
+#include "openssl-util.h"
 #include "tests.h"
 #include "tuf-json.h"
 #include "tuf-keys.h"
 #include "tuf-metadata.h"
 #include "tuf.h"
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY *, EVP_PKEY_free);
 
 static char *canon(const char *json)
 {
