@@ -136,17 +136,17 @@ static int do_cancel(sd_bus_message *msg, Manager *m, sd_bus_error *error)
         return r < 0 ? r : sd_bus_reply_method_return(msg, NULL);
 }
 
+/* Rollback and MarkGood are answered when their job ends (manager.c). */
 static int do_rollback(sd_bus_message *msg, Manager *m, sd_bus_error *error)
 {
-        _cleanup_free_ char *slot = NULL;
-        int r = manager_rollback(m, &slot, error);
-        return r < 0 ? r : sd_bus_reply_method_return(msg, "s", slot);
+        int r = manager_rollback(m, msg, error);
+        return r < 0 ? r : 1;
 }
 
 static int do_mark_good(sd_bus_message *msg, Manager *m, sd_bus_error *error)
 {
-        int r = manager_mark_good(m, error);
-        return r < 0 ? r : sd_bus_reply_method_return(msg, NULL);
+        int r = manager_mark_good(m, msg, error);
+        return r < 0 ? r : 1;
 }
 
 static int do_postpone(sd_bus_message *msg, Manager *m, sd_bus_error *error)
@@ -219,29 +219,30 @@ static int method_get_history(sd_bus_message *msg, void *userdata, sd_bus_error 
         return sd_bus_send(NULL, reply, NULL);
 }
 
+/* Answered when the boot backend was read, in a worker (manager.c: bus_reply_slots()). */
 static int method_get_slots(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
+        int r = manager_get_slots(userdata, msg, error);
+        return r < 0 ? r : 1;
+}
+
+int bus_reply_slots(Manager *m, sd_bus_message *call, const SlotState *states, size_t n_states)
+{
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
         _cleanup_(state_freep) UpkState *s = NULL;
-        Manager *m = userdata;
         const Config *c = m->config;
         int r;
 
         if (state_load(c->data_dir, &s, NULL) < 0)
                 s = NULL;
-        if (install_open_boot(c, &boot, NULL) < 0)
-                boot = NULL;
-        r = sd_bus_message_new_method_return(msg, &reply);
+        r = sd_bus_message_new_method_return(call, &reply);
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'a', "(ssssss)");
         for (size_t i = 0; r >= 0 && i < c->n_slots; i++) {
                 const SlotConfig *sc = &c->slots[i];
                 const char *version = s ? state_slot_version(s, sc->bootname) : NULL;
-                SlotState st = _SLOT_STATE_INVALID;
+                SlotState st = i < n_states ? states[i] : _SLOT_STATE_INVALID;
 
-                if (boot && boot_get_state(boot, sc->bootname, &st, NULL) < 0)
-                        st = _SLOT_STATE_INVALID;
                 r = sd_bus_message_append(reply, "(ssssss)", sc->class, sc->name, sc->bootname, sc->device,
                                           slot_state_to_string(st) ?: "unknown", version ?: "");
         }

@@ -29,3 +29,6 @@ int bus_error_set_upk(sd_bus_error *error, const UpkErr *e);
 /* PropertiesChanged for the NULL-terminated list of property names. */
 void bus_emit_changed(Manager *m, const char *property, ...) __attribute__((sentinel));
 void bus_emit_finished(Manager *m, bool ok, const char *message, const char *error_name);
+/* Answer a GetSlots call: the configured slots with `states` (by slot index; read by the worker) and the
+ * versions the state records. */
+int bus_reply_slots(Manager *m, sd_bus_message *call, const SlotState *states, size_t n_states);

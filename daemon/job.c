@@ -32,9 +32,7 @@ struct Job {
         uint64_t last_wake_usec;
         int result;
         UpkErr err;
-        InstallResult install;
-        ConfirmResult confirm;
-        Offer *offer;
+        JobResult res;
 };
 
 static uint64_t monotonic_usec(void)
@@ -81,6 +79,49 @@ static bool on_cancelled(void *userdata)
 
 #define JOB_NICE_INCREMENT 10
 
+/* The booted slot, and whether an install waits for its reboot: the booted slot is not the pending one
+ * and the bootloader takes the pending one next (the daemon restarted without a reboot). */
+static int probe_boot(const Config *c, JobResult *res)
+{
+        _cleanup_(state_freep) UpkState *s = NULL;
+        _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
+        _cleanup_free_ char *primary = NULL;
+
+        if (install_open_boot(c, &boot, NULL) < 0 || install_find_booted(c, boot, &res->booted, NULL) < 0)
+                return 0; /* BootedSlot stays empty; the confirmation reports the failure */
+        if (state_load(c->data_dir, &s, NULL) < 0 || !s->pending || !s->pending_slot ||
+            streq(res->booted, s->pending_slot))
+                return 0;
+        res->reboot_pending = boot_get_primary(boot, &primary, NULL) >= 0 && streq(primary, s->pending_slot);
+        return 0;
+}
+
+/* The state of every configured slot; unknown (_SLOT_STATE_INVALID) where the backend cannot say.
+ * Slots of several classes share a bootname: each bootname is asked once. */
+static int read_slot_states(const Config *c, JobResult *res, UpkErr *err)
+{
+        _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
+
+        res->slot_states = calloc(c->n_slots ?: 1, sizeof(SlotState));
+        if (!res->slot_states)
+                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        res->n_slot_states = c->n_slots;
+        if (install_open_boot(c, &boot, NULL) < 0)
+                boot = NULL;
+        for (size_t i = 0; i < c->n_slots; i++) {
+                SlotState *st = &res->slot_states[i];
+                size_t k;
+
+                for (k = 0; k < i && !streq(c->slots[k].bootname, c->slots[i].bootname); k++)
+                        ;
+                if (k < i)
+                        *st = res->slot_states[k];
+                else if (!boot || boot_get_state(boot, c->slots[i].bootname, st, NULL) < 0)
+                        *st = _SLOT_STATE_INVALID;
+        }
+        return 0;
+}
+
 static void *job_thread(void *userdata)
 {
         Job *j = userdata;
@@ -88,9 +129,7 @@ static void *job_thread(void *userdata)
                              .progress = on_progress,
                              .cancelled = on_cancelled,
                              .userdata = j };
-        InstallResult install = {};
-        ConfirmResult confirm = {};
-        Offer *offer = NULL;
+        JobResult res = {};
         UpkErr err = {};
         int r = -EINVAL;
 
@@ -101,15 +140,28 @@ static void *job_thread(void *userdata)
         switch (j->kind) {
         case JOB_INSTALL:
                 if (j->next)
-                        r = install_bundle_next(j->config, j->next, j->next_userdata, &o, &install, &err);
+                        r = install_bundle_next(j->config, j->next, j->next_userdata, &o, &res.install,
+                                                &err);
                 else
-                        r = install_bundle_path(j->config, j->path, &o, &install, &err);
+                        r = install_bundle_path(j->config, j->path, &o, &res.install, &err);
                 break;
         case JOB_CONFIRM:
-                r = install_confirm(j->config, &confirm, &err);
+                r = install_confirm(j->config, &res.confirm, &err);
                 break;
         case JOB_CHECK:
-                r = source_check(j->update_source, j->current_version, j->want_manifest, &offer, &err);
+                r = source_check(j->update_source, j->current_version, j->want_manifest, &res.offer, &err);
+                break;
+        case JOB_PROBE:
+                r = probe_boot(j->config, &res);
+                break;
+        case JOB_SLOTS:
+                r = read_slot_states(j->config, &res, &err);
+                break;
+        case JOB_ROLLBACK:
+                r = install_rollback(j->config, &res.slot, &err);
+                break;
+        case JOB_MARK_GOOD:
+                r = install_mark_good(j->config, &err);
                 break;
         case _JOB_KIND_MAX:
         case _JOB_KIND_INVALID:
@@ -119,9 +171,7 @@ static void *job_thread(void *userdata)
         pthread_mutex_lock(&j->lock);
         j->result = r;
         j->err = err;
-        j->install = install;
-        j->confirm = confirm;
-        j->offer = offer;
+        j->res = res;
         j->snap.finished = true;
         pthread_mutex_unlock(&j->lock);
         job_wake(j);
@@ -215,20 +265,24 @@ static void job_wait(Job *j)
         }
 }
 
-int job_join(Job *j, InstallResult *ret_install, ConfirmResult *ret_confirm, Offer **ret_offer,
-             UpkErr *ret_err)
+void job_result_done(JobResult *r)
+{
+        install_result_done(&r->install);
+        confirm_result_done(&r->confirm);
+        r->offer = offer_free(r->offer);
+        free(r->booted);
+        free(r->slot_states);
+        free(r->slot);
+        *r = (JobResult){};
+}
+
+int job_join(Job *j, JobResult *ret, UpkErr *ret_err)
 {
         job_wait(j);
-        if (ret_install) {
-                *ret_install = j->install;
-                j->install = (InstallResult){};
+        if (ret) {
+                *ret = j->res;
+                j->res = (JobResult){};
         }
-        if (ret_confirm) {
-                *ret_confirm = j->confirm;
-                j->confirm = (ConfirmResult){};
-        }
-        if (ret_offer)
-                *ret_offer = TAKE_PTR(j->offer);
         if (ret_err)
                 *ret_err = j->err;
         return j->result;
@@ -242,9 +296,7 @@ Job *job_free(Job *j)
         job_wait(j);
         sd_event_source_disable_unref(j->source);
         safe_close(j->efd);
-        install_result_done(&j->install);
-        confirm_result_done(&j->confirm);
-        offer_free(j->offer);
+        job_result_done(&j->res);
         pthread_mutex_destroy(&j->lock);
         free(j->path);
         free(j->current_version);

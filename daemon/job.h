@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The long work (an install, the boot-time confirmation with its health checks) runs in a worker
- * thread so that the bus never waits for it. The worker and the event loop share only the Job below:
+/* The long work (an install, the boot-time confirmation with its health checks, a check) and every
+ * call into the boot backend (its tools may take seconds) run in a worker thread so that the bus never
+ * waits for them. The worker and the event loop share only the Job below:
  * the worker writes progress and the result under the mutex and wakes the loop through an eventfd
  * (at each phase change, at most every JOB_WAKE_INTERVAL_USEC and only when the percentage moved, and
  * at the end); the loop reads them. Cancel sets an atomic flag the installer polls between blocks. */
@@ -17,7 +18,11 @@
 typedef enum JobKind {
         JOB_INSTALL, /* from a file (path) or a stream (read, read_userdata) */
         JOB_CONFIRM,
-        JOB_CHECK, /* source_check() */
+        JOB_CHECK,     /* source_check() */
+        JOB_PROBE,     /* at start: the booted slot, and whether an install waits for its reboot */
+        JOB_SLOTS,     /* the boot backend's state of every configured slot (GetSlots) */
+        JOB_ROLLBACK,  /* install_rollback() */
+        JOB_MARK_GOOD, /* install_mark_good() */
         _JOB_KIND_MAX,
         _JOB_KIND_INVALID = -EINVAL,
 } JobKind;
@@ -44,17 +49,29 @@ typedef struct JobParams {
         bool want_manifest;
 } JobParams;
 
+/* What a finished job hands out; the member of its kind is filled (the others stay empty). */
+typedef struct JobResult {
+        InstallResult install;  /* JOB_INSTALL */
+        ConfirmResult confirm;  /* JOB_CONFIRM */
+        Offer *offer;           /* JOB_CHECK: NULL when up to date */
+        char *booted;           /* JOB_PROBE: NULL when it cannot be told */
+        bool reboot_pending;    /* JOB_PROBE: the state's pending slot is the next boot's, not the booted */
+        SlotState *slot_states; /* JOB_SLOTS: by config slot index, _SLOT_STATE_INVALID when unknown */
+        size_t n_slot_states;
+        char *slot; /* JOB_ROLLBACK: the slot that is primary again */
+} JobResult;
+
+void job_result_done(JobResult *r);
+
 int job_start(sd_event *e, const Config *c, const JobParams *p, JobNotifyFunc notify, void *userdata,
               Job **ret);
 void job_cancel(Job *j);
 bool job_is_cancelled(Job *j);
 JobKind job_kind(Job *j);
 void job_snapshot(Job *j, JobSnapshot *ret);
-/* Once finished: join the worker and hand out its result. `ret_install` / `ret_confirm` / `ret_offer` (by
- * kind) are filled whatever the result (the caller calls their _done() or frees); returns the
- * operation's return value. */
-int job_join(Job *j, InstallResult *ret_install, ConfirmResult *ret_confirm, Offer **ret_offer,
-             UpkErr *ret_err);
+/* Once finished: join the worker and hand out its result. `ret` (may be NULL) is filled whatever the
+ * result (the caller calls job_result_done()); returns the operation's return value. */
+int job_join(Job *j, JobResult *ret, UpkErr *ret_err);
 /* Cancels a running job, waits for the worker and frees everything. */
 Job *job_free(Job *j);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Job *, job_free);

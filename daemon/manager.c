@@ -97,8 +97,7 @@ static void manager_reboot(Manager *m, const char *why)
 void manager_refresh(Manager *m)
 {
         _cleanup_(state_freep) UpkState *s = NULL;
-        _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
-        _cleanup_free_ char *warning = NULL, *booted = NULL, *current = NULL;
+        _cleanup_free_ char *warning = NULL, *current = NULL;
         Capability cap = {};
         const char *changed[8];
         size_t n = 0;
@@ -107,15 +106,13 @@ void manager_refresh(Manager *m)
                 s = NULL;
         if (warning)
                 log_msg(LOG_LEVEL_WARNING, "%s", warning);
-        if (install_open_boot(m->config, &boot, NULL) >= 0)
-                (void)install_find_booted(m->config, boot, &booted, NULL);
-        if (s)
-                (void)install_current_version(m->config, s, booted, &current, NULL);
+        if (s && m->boot_probed)
+                (void)install_current_version(m->config, s, isempty(m->booted_slot) ? NULL : m->booted_slot,
+                                              &current, NULL);
         (void)support_capability(m->config, s, NULL, 0, support_today(), &cap);
 
-        if (set_string(&m->booted_slot, booted))
-                changed[n++] = "BootedSlot";
-        if (set_string(&m->current_version, current))
+        /* The running version depends on the booted slot: unknown until it was read. */
+        if (m->boot_probed && set_string(&m->current_version, current))
                 changed[n++] = "CurrentVersion";
         if (set_string(&m->support_end, cap.support_end))
                 changed[n++] = "SupportEnd";
@@ -161,14 +158,31 @@ bool manager_busy(Manager *m)
         return m->job != NULL;
 }
 
+/* What keeps the daemon busy: the job, where the State does not say it. */
+static const char *busy_with(Manager *m)
+{
+        if (m->job && job_kind(m->job) == JOB_ROLLBACK)
+                return "rolling back";
+        if (m->job && job_kind(m->job) == JOB_MARK_GOOD)
+                return "marking the booted slot good";
+        return manager_state_to_string(m->state);
+}
+
+static int refuse_busy(Manager *m, sd_bus_error *error)
+{
+        return sd_bus_error_setf(error, BUS_ERROR_BUSY, "the daemon is busy (%s); try again when it is done",
+                                 busy_with(m));
+}
+
 static void finish_install(Manager *m)
 {
-        InstallResult res = {};
+        JobResult jr = {};
+        InstallResult *res = &jr.install;
         UpkErr err = {};
         bool cancelled = job_is_cancelled(m->job);
         int r;
 
-        r = job_join(m->job, &res, NULL, NULL, &err);
+        r = job_join(m->job, &jr, &err);
         m->job = job_free(m->job);
         if (m->stream) {
                 UpkErr serr;
@@ -187,17 +201,17 @@ static void finish_install(Manager *m)
                 if (set_string(&m->available_version, ""))
                         bus_emit_changed(m, "AvailableVersion", NULL);
                 _cleanup_free_ char *msg =
-                        strdup_printf("installed version %s into slot %s", res.version, res.slot);
+                        strdup_printf("installed version %s into slot %s", res->version, res->slot);
                 log_fields(LOG_LEVEL_NOTICE,
-                           &(LogFields){ .phase = "done", .version = res.version, .slot = res.slot },
+                           &(LogFields){ .phase = "done", .version = res->version, .slot = res->slot },
                            "%s from %s; it boots once on the next reboot and must then be confirmed",
                            msg ?: "installed", m->job_source);
                 manager_set_last_error(m, "");
                 manager_refresh(m);
                 manager_set_state(m, MANAGER_PENDING_REBOOT);
                 bus_emit_finished(m, true, msg ?: "installed", "");
-                if (res.reboot && !m->exiting) {
-                        _cleanup_free_ char *why = strdup_printf("start version %s", res.version);
+                if (res->reboot && !m->exiting) {
+                        _cleanup_free_ char *why = strdup_printf("start version %s", res->version);
                         manager_reboot(m, why ?: "start the new version");
                 }
         } else {
@@ -221,18 +235,20 @@ static void finish_install(Manager *m)
                 manager_set_state(m, MANAGER_ERROR);
                 bus_emit_finished(m, false, msg ?: "out of memory", name);
         }
-        install_result_done(&res);
+        job_result_done(&jr);
         free(m->job_source);
         m->job_source = NULL;
 }
 
 static void finish_confirm(Manager *m)
 {
-        ConfirmResult res = {};
+        JobResult jr = {};
+        ConfirmResult res;
         UpkErr err = {};
         int r;
 
-        r = job_join(m->job, NULL, &res, NULL, &err);
+        r = job_join(m->job, &jr, &err);
+        res = jr.confirm;
         m->job = job_free(m->job);
         manager_set_phase(m, "");
         if (r < 0) {
@@ -272,13 +288,16 @@ static void finish_confirm(Manager *m)
                         break;
                 }
         }
-        confirm_result_done(&res);
+        job_result_done(&jr);
         (void)sd_notify(false, "READY=1");
         notify_status(m);
 }
 
 static void finish_check(Manager *m);
+static void finish_probe(Manager *m);
+static void finish_boot_job(Manager *m);
 static int start_check(Manager *m);
+static void maybe_auto_install(Manager *m);
 
 static void on_job(Job *j, void *userdata)
 {
@@ -308,6 +327,14 @@ static void on_job(Job *j, void *userdata)
         case JOB_CHECK:
                 finish_check(m);
                 break;
+        case JOB_PROBE:
+                finish_probe(m);
+                break;
+        case JOB_ROLLBACK:
+        case JOB_MARK_GOOD:
+                finish_boot_job(m);
+                break;
+        case JOB_SLOTS: /* runs beside the job: on_slots_job() */
         case _JOB_KIND_MAX:
         case _JOB_KIND_INVALID:
                 break;
@@ -315,11 +342,16 @@ static void on_job(Job *j, void *userdata)
         /* The worker's arena and the bundle's buffers go back to the system. */
         (void)malloc_trim(0);
         if (m->exiting) {
-                (void)sd_event_exit(m->event, 0);
+                if (!m->slots_job)
+                        (void)sd_event_exit(m->event, 0);
                 return;
         }
         if (!m->job && m->check_due)
                 (void)start_check(m);
+        if (!m->job && m->hold_due) {
+                m->hold_due = false;
+                maybe_auto_install(m);
+        }
 }
 
 /* `what` names the bundle in the log: its path or URL; `version` the offered version, if known. */
@@ -373,9 +405,7 @@ int manager_install(Manager *m, const char *source, bool allow_downgrade, sd_bus
         int r;
 
         if (manager_busy(m))
-                return sd_bus_error_setf(error, BUS_ERROR_BUSY,
-                                         "the daemon is busy (%s); try again when it is done",
-                                         manager_state_to_string(m->state));
+                return refuse_busy(m, error);
         if (isempty(source)) {
                 if (!m->offer)
                         return sd_bus_error_set(error, BUS_ERROR_NO_UPDATE,
@@ -552,6 +582,10 @@ static int on_hold_timer(sd_event_source *source, uint64_t usec, void *userdata)
 {
         Manager *m = userdata;
 
+        if (m->job) {
+                m->hold_due = true; /* decided when the running job ends */
+                return 0;
+        }
         maybe_auto_install(m);
         return 0;
 }
@@ -612,6 +646,7 @@ static void save_last_check(Manager *m, uint64_t when)
 
 static void finish_check(Manager *m)
 {
+        JobResult jr = {};
         _cleanup_(offer_freep) Offer *offer = NULL;
         ManagerState back =
                 m->state_before_check == MANAGER_PENDING_REBOOT ? MANAGER_PENDING_REBOOT : MANAGER_IDLE;
@@ -620,8 +655,10 @@ static void finish_check(Manager *m)
         uint64_t delay;
         int r;
 
-        r = job_join(m->job, NULL, NULL, &offer, &err);
+        r = job_join(m->job, &jr, &err);
         m->job = job_free(m->job);
+        offer = TAKE_PTR(jr.offer);
+        job_result_done(&jr);
         if (r < 0) {
                 _cleanup_free_ char *msg =
                         strdup_printf("check failed: %s", err.msg[0] ? err.msg : strerror(-r));
@@ -676,9 +713,7 @@ int manager_check(Manager *m, sd_bus_message *call, sd_bus_error *error)
                 return sd_bus_error_set(error, BUS_ERROR_NO_SOURCE,
                                         "no update source is configured ([source] type = none)");
         if (m->job && job_kind(m->job) != JOB_CHECK)
-                return sd_bus_error_setf(error, BUS_ERROR_BUSY,
-                                         "the daemon is busy (%s); try again when it is done",
-                                         manager_state_to_string(m->state));
+                return refuse_busy(m, error);
         if (m->n_check_calls >= CHECK_CALLS_MAX)
                 return sd_bus_error_set(error, BUS_ERROR_BUSY, "too many callers wait for this check");
         if (!m->job) {
@@ -691,47 +726,149 @@ int manager_check(Manager *m, sd_bus_message *call, sd_bus_error *error)
         return 0;
 }
 
-static int refuse_busy(Manager *m, sd_bus_error *error)
+/* Rollback and MarkGood: the boot backend is written in the worker; `call` is answered at the end. */
+static int start_boot_job(Manager *m, JobKind kind, sd_bus_message *call, sd_bus_error *error)
 {
-        return sd_bus_error_setf(error, BUS_ERROR_BUSY, "the daemon is busy (%s); try again when it is done",
-                                 manager_state_to_string(m->state));
-}
-
-int manager_rollback(Manager *m, char **ret_slot, sd_bus_error *error)
-{
-        _cleanup_free_ char *slot = NULL;
-        UpkErr err = {};
         int r;
 
         if (manager_busy(m))
                 return refuse_busy(m, error);
-        r = install_rollback(m->config, &slot, &err);
+        r = job_start(m->event, m->config, &(JobParams){ .kind = kind }, on_job, m, &m->job);
         if (r < 0)
-                return bus_error_set_upk(error, &err);
-        log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .slot = slot }, "rollback: slot %s is primary again",
-                   slot);
-        manager_refresh(m);
-        if (m->config->reboot == REBOOT_AUTO) {
-                _cleanup_free_ char *why = strdup_printf("start slot %s", slot);
-                manager_reboot(m, why ?: "start the other slot");
-        }
-        *ret_slot = TAKE_PTR(slot);
+                return sd_bus_error_set_errnof(error, r, "cannot start the %s: %s",
+                                               kind == JOB_ROLLBACK ? "rollback" : "mark-good",
+                                               strerror(-r));
+        m->job_call = sd_bus_message_ref(call);
         return 0;
 }
 
-int manager_mark_good(Manager *m, sd_bus_error *error)
+int manager_rollback(Manager *m, sd_bus_message *call, sd_bus_error *error)
 {
+        return start_boot_job(m, JOB_ROLLBACK, call, error);
+}
+
+int manager_mark_good(Manager *m, sd_bus_message *call, sd_bus_error *error)
+{
+        return start_boot_job(m, JOB_MARK_GOOD, call, error);
+}
+
+static void slots_read_next(Manager *m);
+
+static void finish_boot_job(Manager *m)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = TAKE_PTR(m->job_call);
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        JobKind kind = job_kind(m->job);
+        JobResult jr = {};
         UpkErr err = {};
         int r;
 
-        if (manager_busy(m))
-                return refuse_busy(m, error);
-        r = install_mark_good(m->config, &err);
-        if (r < 0)
-                return bus_error_set_upk(error, &err);
-        log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .slot = m->booted_slot },
-                   "the booted slot is marked good");
-        manager_refresh(m);
+        r = job_join(m->job, &jr, &err);
+        m->job = job_free(m->job);
+        if (r < 0) {
+                (void)bus_error_set_upk(&error, &err);
+                if (call)
+                        (void)sd_bus_reply_method_error(call, &error);
+        } else if (kind == JOB_ROLLBACK) {
+                log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .slot = jr.slot },
+                           "rollback: slot %s is primary again", jr.slot);
+                manager_refresh(m);
+                if (m->config->reboot == REBOOT_AUTO) {
+                        _cleanup_free_ char *why = strdup_printf("start slot %s", jr.slot);
+                        manager_reboot(m, why ?: "start the other slot");
+                }
+                if (call)
+                        (void)sd_bus_reply_method_return(call, "s", jr.slot);
+        } else {
+                log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .slot = m->booted_slot },
+                           "the booted slot is marked good");
+                manager_refresh(m);
+                if (call)
+                        (void)sd_bus_reply_method_return(call, NULL);
+        }
+        job_result_done(&jr);
+        if (!m->exiting)
+                slots_read_next(m); /* the GetSlots calls that waited for it */
+}
+
+/* ---- GetSlots ---- */
+
+static void on_slots_job(Job *j, void *userdata);
+static void fail_slots_calls(Manager *m, size_t n, int r, const char *why);
+
+/* Start a read for the waiting GetSlots calls, unless one runs, or a Rollback or MarkGood writes the
+ * boot backend: its result is what they see. */
+static void slots_read_next(Manager *m)
+{
+        int r;
+
+        if (m->slots_job || m->n_slots_calls == 0 ||
+            (m->job && (job_kind(m->job) == JOB_ROLLBACK || job_kind(m->job) == JOB_MARK_GOOD)))
+                return;
+        r = job_start(m->event, m->config, &(JobParams){ .kind = JOB_SLOTS }, on_slots_job, m,
+                      &m->slots_job);
+        if (r < 0) {
+                _cleanup_free_ char *why = strdup_printf("cannot read the boot backend: %s", strerror(-r));
+                fail_slots_calls(m, m->n_slots_calls, r, why ?: "cannot read the boot backend");
+                return;
+        }
+        m->n_slots_served = m->n_slots_calls;
+}
+
+/* Answer the first `n` waiting calls: with the slots of `jr`, or with `error`; the others move up. */
+static void reply_slots_calls(Manager *m, size_t n, const JobResult *jr, const sd_bus_error *error)
+{
+        for (size_t i = 0; i < n; i++) {
+                sd_bus_message *call = m->slots_calls[i];
+                int r;
+
+                if (error)
+                        (void)sd_bus_reply_method_error(call, error);
+                else if ((r = bus_reply_slots(m, call, jr->slot_states, jr->n_slot_states)) < 0)
+                        (void)sd_bus_reply_method_errnof(call, r, "cannot send the slots: %s", strerror(-r));
+                sd_bus_message_unref(call);
+        }
+        memmove(m->slots_calls, m->slots_calls + n, (m->n_slots_calls - n) * sizeof(m->slots_calls[0]));
+        m->n_slots_calls -= n;
+        m->n_slots_served = 0;
+}
+
+static void fail_slots_calls(Manager *m, size_t n, int r, const char *why)
+{
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+        (void)sd_bus_error_set_errnof(&error, r, "%s", why);
+        reply_slots_calls(m, n, NULL, &error);
+}
+
+static void on_slots_job(Job *j, void *userdata)
+{
+        Manager *m = userdata;
+        JobSnapshot snap;
+        JobResult jr = {};
+
+        job_snapshot(j, &snap);
+        if (!snap.finished)
+                return;
+        (void)job_join(j, &jr, NULL);
+        m->slots_job = job_free(m->slots_job);
+        reply_slots_calls(m, m->n_slots_served, &jr, NULL);
+        job_result_done(&jr);
+        if (m->exiting) {
+                fail_slots_calls(m, m->n_slots_calls, -ESHUTDOWN, "the daemon is stopping");
+                if (!m->job)
+                        (void)sd_event_exit(m->event, 0);
+                return;
+        }
+        slots_read_next(m);
+}
+
+int manager_get_slots(Manager *m, sd_bus_message *call, sd_bus_error *error)
+{
+        if (m->n_slots_calls >= SLOTS_CALLS_MAX)
+                return sd_bus_error_set(error, BUS_ERROR_BUSY, "too many callers wait for the slots");
+        m->slots_calls[m->n_slots_calls++] = sd_bus_message_ref(call);
+        slots_read_next(m); /* or the read that runs now, or the Rollback or MarkGood, ends first */
         return 0;
 }
 
@@ -785,24 +922,6 @@ int manager_set_auto_update(Manager *m, bool enable, sd_bus_error *error)
         return r;
 }
 
-/* An install waits for its reboot when the booted slot is not its target and the bootloader will take
- * the target next: the daemon restarted without a reboot, and there is nothing to confirm yet. */
-static bool reboot_pending(Manager *m)
-{
-        _cleanup_(state_freep) UpkState *s = NULL;
-        _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
-        _cleanup_free_ char *booted = NULL, *primary = NULL;
-
-        if (state_load(m->config->data_dir, &s, NULL) < 0 || !s->pending || !s->pending_slot)
-                return false;
-        if (install_open_boot(m->config, &boot, NULL) < 0 ||
-            install_find_booted(m->config, boot, &booted, NULL) < 0)
-                return false;
-        if (streq(booted, s->pending_slot))
-                return false;
-        return boot_get_primary(boot, &primary, NULL) >= 0 && streq(primary, s->pending_slot);
-}
-
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
         Manager *m = userdata;
@@ -816,6 +935,8 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
                         (void)manager_cancel(m, NULL);
                 return 0;
         }
+        if (m->slots_job)
+                return 0; /* its callers are answered first */
         return sd_event_exit(m->event, 0);
 }
 
@@ -837,7 +958,8 @@ int manager_new(const char *config_path, bool no_reboot, Manager **ret, UpkErr *
         for (size_t i = 0; i < m->config->n_warnings; i++)
                 log_msg(LOG_LEVEL_WARNING, "%s", m->config->warnings[i]);
         if (!set_string(&m->compatible, m->config->compatible) || !set_string(&m->phase, "") ||
-            !set_string(&m->available_version, "") || !set_string(&m->last_error, ""))
+            !set_string(&m->available_version, "") || !set_string(&m->last_error, "") ||
+            !set_string(&m->booted_slot, "") || !set_string(&m->current_version, ""))
                 return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
 
         /* Blocked before any thread exists, so that only the loop's signalfd sees them. */
@@ -864,6 +986,41 @@ int manager_new(const char *config_path, bool no_reboot, Manager **ret, UpkErr *
         manager_setup_schedule(m);
         *ret = TAKE_PTR(m);
         return 0;
+}
+
+/* The start's first job has read the booted slot: confirm, unless an install waits for its reboot. */
+static void finish_probe(Manager *m)
+{
+        JobResult jr = {};
+        int r;
+
+        (void)job_join(m->job, &jr, NULL);
+        m->job = job_free(m->job);
+        m->boot_probed = true;
+        if (set_string(&m->booted_slot, jr.booted))
+                bus_emit_changed(m, "BootedSlot", NULL);
+        manager_refresh(m);
+        if (m->exiting) {
+                job_result_done(&jr);
+                return;
+        }
+        if (jr.reboot_pending) {
+                log_msg(LOG_LEVEL_INFO, "an installed update waits for the reboot; nothing to confirm yet");
+                manager_set_state(m, MANAGER_PENDING_REBOOT);
+                (void)sd_notify(false, "READY=1");
+                notify_status(m);
+                job_result_done(&jr);
+                return;
+        }
+        job_result_done(&jr);
+        r = job_start(m->event, m->config, &(JobParams){ .kind = JOB_CONFIRM }, on_job, m, &m->job);
+        if (r < 0) {
+                log_msg(LOG_LEVEL_ERROR, "cannot start the confirmation: %s", strerror(-r));
+                (void)sd_event_exit(m->event, r);
+                return;
+        }
+        log_fields(LOG_LEVEL_INFO, &(LogFields){ .phase = "health-checks" }, "state: confirming");
+        manager_set_phase(m, "health-checks");
 }
 
 int manager_start(Manager *m)
@@ -901,20 +1058,13 @@ int manager_start(Manager *m)
         if (source_get_type(m->source) != SOURCE_NONE)
                 schedule_check(m, schedule_first_delay(&m->schedule, random_u64()));
 
-        if (reboot_pending(m)) {
-                log_msg(LOG_LEVEL_INFO, "an installed update waits for the reboot; nothing to confirm yet");
-                manager_set_state(m, MANAGER_PENDING_REBOOT);
-                (void)sd_notify(false, "READY=1");
-                notify_status(m);
-                return 0;
-        }
-        r = job_start(m->event, m->config, &(JobParams){ .kind = JOB_CONFIRM }, on_job, m, &m->job);
+        /* The booted slot, read once in the worker (the boot backend's tools may take seconds); the
+         * confirmation follows (finish_probe). */
+        r = job_start(m->event, m->config, &(JobParams){ .kind = JOB_PROBE }, on_job, m, &m->job);
         if (r < 0) {
-                log_msg(LOG_LEVEL_ERROR, "cannot start the confirmation: %s", strerror(-r));
+                log_msg(LOG_LEVEL_ERROR, "cannot start reading the booted slot: %s", strerror(-r));
                 return r;
         }
-        log_fields(LOG_LEVEL_INFO, &(LogFields){ .phase = "health-checks" }, "state: confirming");
-        manager_set_phase(m, "health-checks");
         return 0;
 }
 
@@ -931,6 +1081,9 @@ Manager *manager_free(Manager *m)
         if (m->stream)
                 source_stream_cancel(m->stream);
         m->job = job_free(m->job);
+        m->job_call = sd_bus_message_unref(m->job_call);
+        m->slots_job = job_free(m->slots_job);
+        fail_slots_calls(m, m->n_slots_calls, -ESHUTDOWN, "the daemon is stopping");
         m->stream = source_stream_free(m->stream);
         reply_check_calls(
                 m, NULL,

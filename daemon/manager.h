@@ -4,12 +4,17 @@
 /* The service: its state machine, the properties the bus serves (fields read by offsetof in bus.c; only
  * the event loop's thread touches them), and the one job that may run at a time (job.h).
  *
- *   start:   confirming (install_confirm in the worker) → idle | error
- *            (or pending-reboot when an install waits for its reboot: nothing to confirm yet)
+ *   start:   confirming: the booted slot read once (JOB_PROBE), then install_confirm, both in the worker
+ *            → idle | error (or pending-reboot when an install waits for its reboot: nothing to confirm)
  *   Install: idle | error | pending-reboot → installing → pending-reboot | error
  *            (downloading instead of installing while the bundle's bytes come from the network)
  *   Check:   idle | error | pending-reboot → checking → idle (or back to pending-reboot) | error;
  *            then, per policy (schedule.h), an automatic install of the offered update.
+ *   Rollback, MarkGood: a job each (the State does not change; other jobs are refused as busy
+ *            meanwhile); the call is answered when the job ends.
+ * The boot backend's tools may take seconds: the loop never calls them. The booted slot is read once
+ * at the start and cached (BootedSlot, and CurrentVersion which depends on it, are empty until then);
+ * GetSlots is answered when a read in its own worker thread ends (it runs beside any job).
  * Checks run on a timer (first soon after the start, then every poll interval plus jitter, backing off
  * after failures) and on the Check method. In a test build (HAVE_TEST_HOOKS, tests/README) tests may shorten
  * the timer with UPKEEP_TEST_FIRST_CHECK_SEC, UPKEEP_TEST_POLL_INTERVAL_SEC and UPKEEP_TEST_BACKOFF_SEC
@@ -30,6 +35,7 @@
 
 #define SUPPORT_WARNING_INTERVAL_USEC (24ULL * 3600 * 1000000) /* the "support ended" warning: daily */
 #define CHECK_CALLS_MAX               64 /* Check calls waiting for the same running check */
+#define SLOTS_CALLS_MAX               64 /* GetSlots calls waiting for the boot backend */
 
 typedef enum ManagerState {
         MANAGER_IDLE,
@@ -59,15 +65,17 @@ typedef struct Manager {
         char *available_version;
         char *compatible;
         char *booted_slot;
+        bool boot_probed; /* booted_slot was read (JOB_PROBE at the start) */
         uint64_t last_check;
         char *last_error;
         int auto_update; /* sd-bus booleans are int */
         char *support_end;
 
         Job *job;
-        char *job_source;     /* the bundle being installed */
-        bool job_automatic;   /* the install was started by the policy, not by a caller */
-        SourceStream *stream; /* the running install's download, if any */
+        sd_bus_message *job_call; /* the Rollback or MarkGood call, answered when its job ends */
+        char *job_source;         /* the bundle being installed */
+        bool job_automatic;       /* the install was started by the policy, not by a caller */
+        SourceStream *stream;     /* the running install's download, if any */
         ManagerState state_before_check;
 
         Source *source;
@@ -76,9 +84,15 @@ typedef struct Manager {
         sd_event_source *check_timer;                 /* the next scheduled check */
         sd_event_source *hold_timer;                  /* a held update: decide again when the hold ends */
         bool check_due;                               /* the timer fired while another job ran */
+        bool hold_due;                                /* the hold timer fired while a job ran */
         Offer *offer;                                 /* the update the source offers (AvailableVersion) */
         sd_bus_message *check_calls[CHECK_CALLS_MAX]; /* Check calls answered when the check ends */
         size_t n_check_calls;
+        /* GetSlots: one read of the boot backend at a time, beside `job`. The first n_slots_served calls
+         * are answered by the running read, the others (they came after it started) by the next. */
+        Job *slots_job;
+        sd_bus_message *slots_calls[SLOTS_CALLS_MAX];
+        size_t n_slots_calls, n_slots_served;
         bool exiting; /* SIGTERM came: exit once the job is gone */
         sd_event_source *support_timer;
         AuthQuery *auth_queries; /* polkit checks in flight (polkit.c) */
@@ -99,15 +113,20 @@ int manager_install(Manager *m, const char *source, bool allow_downgrade, sd_bus
  * Returns 0, or -errno with `error` set (no source, busy). */
 int manager_check(Manager *m, sd_bus_message *call, sd_bus_error *error);
 int manager_cancel(Manager *m, sd_bus_error *error);
-int manager_rollback(Manager *m, char **ret_slot, sd_bus_error *error);
-int manager_mark_good(Manager *m, sd_bus_error *error);
+/* Rollback and MarkGood start a job; `call` is answered when it ends (with the slot that is primary again,
+ * or nothing). Returns 0, or -errno with `error` set (busy: a job runs, also another Rollback). */
+int manager_rollback(Manager *m, sd_bus_message *call, sd_bus_error *error);
+int manager_mark_good(Manager *m, sd_bus_message *call, sd_bus_error *error);
+/* GetSlots: `call` is answered (bus_reply_slots) when a read of the boot backend that started after it
+ * ends. Returns 0, or -errno with `error` set (too many callers wait). */
+int manager_get_slots(Manager *m, sd_bus_message *call, sd_bus_error *error);
 int manager_postpone(Manager *m, uint64_t until, sd_bus_error *error);
 int manager_set_auto_update(Manager *m, bool enable, sd_bus_error *error);
 /* Is the manager busy with a job (install or confirmation)? Then state-changing calls are refused. */
 bool manager_busy(Manager *m);
 
-/* Re-read the state and boot environment: CurrentVersion, BootedSlot, SupportEnd, AutoUpdate,
- * LastCheck; emits PropertiesChanged for those that changed. */
+/* Re-read the state (not the boot backend: the booted slot is the one read at the start):
+ * CurrentVersion, SupportEnd, AutoUpdate, LastCheck; emits PropertiesChanged for those that changed. */
 void manager_refresh(Manager *m);
 
 const char *manager_state_to_string(ManagerState s);

@@ -190,7 +190,8 @@ class Monitor:
 class Service:
     """upkeepd without a verb, on the private bus; its stderr goes to a file."""
 
-    def __init__(self, bus, device, *extra, env=None):
+    def __init__(self, bus, device, *extra, env=None, wait=True):
+        """Starts upkeepd and, with `wait`, waits until it has confirmed the start (wait_ready())."""
         self.bus = bus
         self.log = device.root / f"upkeepd-{time.monotonic_ns()}.log"
         full_env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=bus.address)
@@ -198,10 +199,15 @@ class Service:
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen([UPKEEPD, "--config", str(device.conf), *extra], stdout=log,
                                          stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
-        deadline = time.monotonic() + 30
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout=30):
+        """Until the State is no longer "confirming" (or not yet on the bus)."""
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"upkeepd exited with {self.proc.returncode}:\n{self.text()}"
-            p = bus.busctl("get-property", NAME, PATH, IFACE, "State")
+            p = self.bus.busctl("get-property", NAME, PATH, IFACE, "State")
             if p.returncode == 0 and json.loads(p.stdout)["data"] != "confirming":
                 return
             time.sleep(0.05)
@@ -243,8 +249,8 @@ def device(tmp_path):
 def service(bus, device):
     started = []
 
-    def start(*extra, env=None):
-        s = Service(bus, device, *extra, env=env)
+    def start(*extra, **kw):
+        s = Service(bus, device, *extra, **kw)
         started.append(s)
         return s
 
