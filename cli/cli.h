@@ -2,7 +2,9 @@
 #pragma once
 
 #include <json-c/json.h>
-#include <systemd/sd-bus.h>
+#if HAVE_DAEMON
+#include <systemd/sd-bus.h> /* the host tool (-Ddaemon=false) has no libsystemd and no daemon commands */
+#endif
 
 #include "error.h"
 #include "json-util.h"
@@ -53,6 +55,7 @@ typedef struct CliArgs {
  * than `max_pos` (at most CLI_POS_MAX) positional arguments. Returns 0 or EXIT_USAGE (after printing). */
 int cli_parse_verb(int argc, char *argv[], unsigned allowed, int min_pos, int max_pos, CliArgs *args);
 
+#if HAVE_DAEMON
 /* client.c: the bus connection, errors, properties. */
 
 typedef struct UpdateProps {
@@ -90,6 +93,7 @@ char *update_props_describe(const UpdateProps *props, const char *name);
 int bus_read_string(sd_bus_message *m, const char **ret);
 /* A variant of a basic type (b, s, x, t, i, u, d) from `m` as a JSON value. */
 int bus_variant_to_json(sd_bus_message *m, json_object **ret);
+#endif
 /* Print a JSON value on stdout (pretty, no slash escapes); EXIT_OK or EXIT_FAIL. */
 int cli_print_json(json_object *o);
 

@@ -88,8 +88,9 @@ int cli_parse_verb(int argc, char *argv[], unsigned allowed, int min_pos, int ma
 
 static void help(void)
 {
-        printf("%s — the upkeep update agent's command line\n\n"
-               "Daemon commands (upkeepd on the system bus):\n"
+        printf("%s — the upkeep update agent's command line\n\n", program_name);
+#if HAVE_DAEMON
+        printf("Daemon commands (upkeepd on the system bus):\n"
                "  [status] [--json]          the update state, versions, support end\n"
                "  check                      ask the update source for a new version\n"
                "  install [FILE|URL] [--no-block] [--allow-downgrade]\n"
@@ -103,8 +104,9 @@ static void help(void)
                "  monitor                    print every change until interrupted\n"
                "  support [--json]           security support: until when, how, how verified\n"
                "  postpone DURATION          no automatic install for DURATION (6h, 1d, 1h30m)\n"
-               "  enable | disable           turn automatic updates on or off\n\n"
-               "Bundles (no daemon needed):\n"
+               "  enable | disable           turn automatic updates on or off\n\n");
+#endif
+        printf("Bundles (no daemon needed):\n"
                "  bundle create --manifest M.json --cert C.pem --key K.pem [--chain I.pem]\n"
                "                [--payload-dir DIR] -o OUT.upk\n"
                "  bundle info [--keyring CA.pem] [--crl CRL.pem] [--json] B.upk\n"
@@ -113,10 +115,14 @@ static void help(void)
                "Options:\n"
                "  -h --help     show this help\n"
                "     --version  show the version\n"
+#if HAVE_DAEMON
                "     --json     print JSON (status, history, slots, support)\n"
-               "     --no-block do not wait for the end of an install\n\n"
-               "See %s(1).\n",
-               program_name, program_name);
+               "     --no-block do not wait for the end of an install\n"
+#else
+               "\nThis build has only the bundle commands (-Ddaemon=false).\n"
+#endif
+               "\nSee %s(1).\n",
+               program_name);
 }
 
 typedef int (*verb_func_t)(int argc, char *argv[], CliArgs *args);

@@ -21,7 +21,8 @@ else
 UPKEEP_CONF_OPTS += -Dtuf=false
 endif
 
-HOST_UPKEEP_DEPENDENCIES = host-pkgconf host-openssl host-json-c host-libarchive host-inih
+# The host tool (-Ddaemon=false): updatectl's bundle commands, with OpenSSL, json-c and libarchive only.
+HOST_UPKEEP_DEPENDENCIES = host-pkgconf host-openssl host-json-c host-libarchive
 HOST_UPKEEP_CONF_OPTS = -Ddaemon=false -Dtuf=false -Dtests=false -Dman=disabled
 
 UPKEEP_CONFIG = $(call qstrip,$(BR2_PACKAGE_UPKEEP_CONFIG))

@@ -16,8 +16,10 @@ SRCREV ?= "${AUTOREV}"
 PV = "0.1.0+git"
 S = "${WORKDIR}/git"
 
-DEPENDS = "openssl json-c libarchive libinih"
-DEPENDS:append:class-target = " systemd curl"
+# upkeep-native (the host tool, -Ddaemon=false) needs only these three (and meson, ninja, pkgconfig);
+# the device's build adds the daemon's libraries.
+DEPENDS = "openssl json-c libarchive"
+DEPENDS:append:class-target = " libinih systemd curl"
 
 inherit meson pkgconfig systemd
 
