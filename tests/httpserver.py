@@ -51,6 +51,7 @@ import ipaddress
 import json
 import os
 import re
+import select
 import signal
 import socket
 import ssl
@@ -236,6 +237,17 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.do_handshake()
             except (ssl.SSLError, OSError):
                 self.close_connection = True
+                # A refused client certificate under TLS 1.3: the client has finished its side of the
+                # handshake and sends its request. Read (and drop) what it sends until it closes, so it
+                # always reads the alert and never races its write against our close.
+                deadline = time.monotonic() + 10
+                try:
+                    while time.monotonic() < deadline:
+                        if select.select([self.connection], [], [], 1)[0] and \
+                                not socket.socket.recv(self.connection, 65536):
+                            break
+                except (OSError, ValueError):
+                    pass
                 raise
 
     def handle(self):

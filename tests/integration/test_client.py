@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -552,6 +553,10 @@ def test_history_slots_support(tmp_path, daemon):
 
 def test_monitor_prints_changes_and_finished(tmp_path, daemon):
     mon = daemon.popen("monitor")
+    # If the lines below never come, the monitor is stopped, and the reads end.
+    watchdog = threading.Timer(TIMEOUT, mon.send_signal, (signal.SIGINT,))
+    watchdog.start()
+    seen = ""
     try:
         first = mon.stdout.readline()
         assert re.fullmatch(STAMP + r"State=idle\n", first), first
@@ -559,12 +564,19 @@ def test_monitor_prints_changes_and_finished(tmp_path, daemon):
         # A rejected one too.
         p = daemon.ctl("install", bundle(tmp_path, "2.0.0", signer="other-signer"))
         assert p.returncode == EXIT_SIGNATURE, describe(p)
-        time.sleep(0.5)
+        # the monitor has printed the second Finished
+        for line in mon.stdout:
+            seen += line
+            if "Finished ok=no" in line:
+                break
     finally:
+        watchdog.cancel()
         mon.send_signal(signal.SIGINT)
         out, err = mon.communicate(timeout=TIMEOUT)
     assert mon.returncode == 0, err
     assert err == ""
+    out = seen + out
+    assert "Finished ok=no" in seen, out
     lines = [first.rstrip("\n")] + out.splitlines()
     assert all(re.match(STAMP, line) for line in lines), out
     body = [line[24:] for line in lines]

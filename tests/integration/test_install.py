@@ -212,20 +212,36 @@ def test_power_cut_during_install(tmp_path, point):
     p = device.install(bundle, env={"UPKEEP_TEST_CRASH_AT": point})
     assert p.returncode == -signal.SIGKILL, (point, p.returncode, p.stdout, p.stderr)
 
-    # The boot environment never points at a partly written slot...
-    if device.primary() == "B":
+    # The one write that makes B bootable is the last step ("activated"): before it the boot
+    # environment still points at A; after it at B, completely written.
+    activated = point == "activated"
+    assert device.primary() == ("B" if activated else "A"), point
+    if activated:
         assert device.slot["B"].read_bytes() == payload, point
-    # ...the state file parses...
+    # The state file parses; the pending update is in it from "state-saved" on.
+    pending = point in ("state-saved", "activated")
     if (device.data / "state.json").exists():
-        device.state()
-    # ...the device boots, and whatever it boots confirms or falls back cleanly...
+        assert (device.state()["pending"] is not None) == pending, point
+    else:
+        assert not pending, point
+    # The next start: B on its try confirms (0); A with the update pending records it as fallen back
+    # (1); A with nothing pending has nothing to confirm (0).
     booted = device.reboot()
-    assert booted in ("A", "B")
-    if booted == "B":
+    assert booted == ("B" if activated else "A"), point
+    p = device.upkeepd("confirm")
+    if activated:
+        assert p.returncode == 0 and "confirmed version 1.1.0 on slot B" in p.stdout, (point, p.stdout, p.stderr)
         assert device.slot["B"].read_bytes() == payload
-    assert device.upkeepd("confirm").returncode in (0, 1)
-    # ...and a fresh install then succeeds and confirms.
-    if booted == "A":
+    elif pending:
+        assert p.returncode == 1 and "update to version 1.1.0 on slot B failed" in p.stdout, (point, p.stdout,
+                                                                                                 p.stderr)
+        last = device.history()[-1]
+        assert last["operation"] == "confirm" and last["ok"] is False, last
+    else:
+        assert p.returncode == 0 and p.stdout == "nothing to confirm\n", (point, p.stdout, p.stderr)
+    assert not (device.data / "state.json").exists() or device.state()["pending"] is None
+    # A fresh install then succeeds and confirms.
+    if not activated:
         p = device.install(bundle)
         assert p.returncode == 0, (point, p.stderr)
         assert device.reboot() == "B"
@@ -283,14 +299,23 @@ def test_power_cut_during_confirmation(tmp_path, device, point):
     p = device.upkeepd("confirm", env={"UPKEEP_TEST_CRASH_AT": point})
     assert p.returncode == -signal.SIGKILL
     device.state()
-    # the next start (on whatever boots) settles it: B confirmed, or back on A with the failure recorded
     booted = device.reboot()
     p = device.upkeepd("confirm")
-    assert p.returncode in (0, 1)
-    if booted == "B":
-        assert device.primary() == "B" and device.state()["pending"] is None
-    else:
+    if point == "confirm-checked":
+        # killed before B was marked good: its one try is used up, the device comes back on A, and that
+        # start records the update as fallen back
+        assert booted == "A"
+        assert p.returncode == 1 and "update to version 1.1.0 on slot B failed" in p.stdout, (p.stdout, p.stderr)
         assert device.primary() == "A"
+        last = device.history()[-1]
+        assert last["operation"] == "confirm" and last["ok"] is False, last
+    else:
+        # killed after B was marked good, before the state said so: B boots and the start records it
+        assert booted == "B"
+        assert p.returncode == 0 and "confirmed version 1.1.0 on slot B" in p.stdout, (p.stdout, p.stderr)
+        assert device.primary() == "B"
+        assert device.state()["version_floor"] == "1.1.0"
+    assert device.state()["pending"] is None
 
 
 def test_one_operation_at_a_time(tmp_path, device):

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "readahead.h"
 #include "tests.h"
@@ -13,6 +14,29 @@ static uint8_t *pattern(size_t size)
         for (size_t i = 0; i < size; i++)
                 p[i] = (uint8_t)(i * 131 + i / 251);
         return p;
+}
+
+/* Waits until the read-ahead thread has read the file up to `want` (or its end): the file offset of `fd`
+ * that its read() calls move. Polls, with a deadline no slow machine reaches. */
+static void wait_read_up_to(int fd, off_t want)
+{
+        struct timespec t0, t;
+        struct stat st;
+
+        ASSERT_OK(fstat(fd, &st));
+        if (want > st.st_size)
+                want = st.st_size;
+        ASSERT_OK(clock_gettime(CLOCK_MONOTONIC, &t0));
+        for (;;) {
+                off_t pos = lseek(fd, 0, SEEK_CUR);
+
+                ASSERT_TRUE(pos >= 0);
+                if (pos >= want)
+                        return;
+                ASSERT_OK(clock_gettime(CLOCK_MONOTONIC, &t));
+                ASSERT_TRUE(t.tv_sec - t0.tv_sec < 60);
+                usleep(1000);
+        }
 }
 
 /* Read everything through readahead_next() into one buffer; returns the last return value. */
@@ -91,9 +115,9 @@ TEST(blocks_lent_out_stay_unchanged_until_given_back)
         ASSERT_TRUE(fd >= 0);
         ASSERT_OK(readahead_new(fd, &ra));
         while ((k = readahead_next(ra, &p)) > 0) {
-                /* give the thread time to fill every free block meanwhile: the lent one must not be
-                 * among them */
-                usleep(2000);
+                /* the thread fills every free block meanwhile: the lent one must not be among them */
+                wait_read_up_to(fd,
+                                (off_t)(off + (size_t)k + (READAHEAD_BLOCKS - 1) * READAHEAD_BLOCK_SIZE));
                 ASSERT_TRUE(memcmp(p, want + off, (size_t)k) == 0);
                 off += (size_t)k;
         }
@@ -114,7 +138,8 @@ TEST(freed_midway_with_the_thread_waiting_for_room)
         ASSERT_TRUE(fd >= 0);
         ASSERT_OK(readahead_new(fd, &ra));
         ASSERT_EQ(readahead_next(ra, &p), (ssize_t)READAHEAD_BLOCK_SIZE);
-        usleep(20000); /* every block is full now: the thread waits */
+        /* every block is full now: the thread waits */
+        wait_read_up_to(fd, (off_t)READAHEAD_BLOCKS * READAHEAD_BLOCK_SIZE);
         readahead_free(ra);
         /* and before it read anything */
         ASSERT_OK(readahead_new(fd, &ra));
