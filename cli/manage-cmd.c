@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "conf.h"
 #include "format.h"
+#include "parse-util.h"
 
 int check_main(int argc, char *argv[], CliArgs *args)
 {

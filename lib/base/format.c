@@ -6,8 +6,6 @@
 #include "format.h"
 #include "time-util.h"
 
-#define SEC_PER_DAY INT64_C(86400)
-
 char *format_bytes(char *buf, size_t size, uint64_t bytes)
 {
         static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };

@@ -7,10 +7,8 @@
 
 #include <stdint.h>
 
+#include "time-util.h"
 #include "util.h"
-
-#define USEC_PER_MSEC UINT64_C(1000)
-#define USEC_PER_SEC  UINT64_C(1000000)
 
 /* Enough for every format_bytes() and format_rate() result: "1023.9 EiB/s". */
 #define FORMAT_BYTES_MAX 24

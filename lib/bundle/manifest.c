@@ -3,6 +3,7 @@
 
 #include "hexdecoct.h"
 #include "json-util.h"
+#include "time-util.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -111,72 +112,20 @@ static bool charset_ok(const char *s, size_t max, bool upper, const char *punct)
         return true;
 }
 
-static bool parse_digits(const char *s, size_t n, unsigned *ret)
-{
-        unsigned v = 0;
-
-        for (size_t i = 0; i < n; i++) {
-                if (!is_digit(s[i]))
-                        return false; /* also stops at the terminating NUL */
-                v = v * 10 + (unsigned)(s[i] - '0');
-        }
-        *ret = v;
-        return true;
-}
-
-static unsigned days_in_month(unsigned y, unsigned m)
-{
-        static const unsigned days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-        bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-
-        return m == 2 && leap ? 29 : days[m - 1];
-}
-
-/* "YYYY-MM-DD" at the start of s, a real calendar date. */
-static bool date_prefix_valid(const char *s)
-{
-        unsigned y, m, d;
-
-        if (!parse_digits(s, 4, &y) || s[4] != '-' || !parse_digits(s + 5, 2, &m) || s[7] != '-' ||
-            !parse_digits(s + 8, 2, &d))
-                return false;
-        return m >= 1 && m <= 12 && d >= 1 && d <= days_in_month(y, m);
-}
-
+/* A calendar date YYYY-MM-DD, 1970 or later. */
 static bool date_valid(const char *s)
 {
-        return date_prefix_valid(s) && s[10] == 0;
+        int64_t days;
+
+        return date_parse_days(s, &days) >= 0;
 }
 
-/* RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), upper-case T and Z. Second 60 is the
- * leap second the RFC allows. */
+/* An RFC 3339 date-time (time-util.h), 1970 or later. */
 static bool rfc3339_valid(const char *s)
 {
-        unsigned hh, mm, ss, oh, om;
+        int64_t sec;
 
-        if (strnlen(s, BUILD_TIME_MAX + 1) > BUILD_TIME_MAX || !date_prefix_valid(s))
-                return false;
-        s += 10;
-        if (s[0] != 'T' || !parse_digits(s + 1, 2, &hh) || s[3] != ':' || !parse_digits(s + 4, 2, &mm) ||
-            s[6] != ':' || !parse_digits(s + 7, 2, &ss))
-                return false;
-        if (hh > 23 || mm > 59 || ss > 60)
-                return false;
-        s += 9;
-        if (*s == '.') {
-                s++;
-                if (!is_digit(*s))
-                        return false;
-                while (is_digit(*s))
-                        s++;
-        }
-        if (*s == 'Z')
-                return s[1] == 0;
-        if (*s != '+' && *s != '-')
-                return false;
-        if (!parse_digits(s + 1, 2, &oh) || s[3] != ':' || !parse_digits(s + 4, 2, &om) || s[6] != 0)
-                return false;
-        return oh <= 23 && om <= 59;
+        return strnlen(s, BUILD_TIME_MAX + 1) <= BUILD_TIME_MAX && timestamp_parse(s, 0, &sec) >= 0;
 }
 
 static bool handler_valid(const char *s)
@@ -448,7 +397,7 @@ static int parse_support(json_object *root, Manifest *m, UpkErr *err)
         if (r < 0)
                 return r;
         if (!date_valid(m->support_end))
-                return bad(err, "support.end \"%s\": not a calendar date like 2030-12-31",
+                return bad(err, "support.end \"%s\": not a calendar date like 2030-12-31 (1970 or later)",
                            JSON_QUOTE(m->support_end));
         r = get_dup_string(sup, "support", "url", false, MANIFEST_STRING_MAX, &m->support_url, err);
         return r < 0 ? r : 0;
@@ -647,7 +596,9 @@ static int parse_root(json_object *root, ManifestParseFlags flags, Manifest *m, 
         if (r < 0)
                 return r;
         if (!rfc3339_valid(m->build))
-                return bad(err, "build \"%s\": not an RFC 3339 date and time like 2026-11-25T10:00:00Z",
+                return bad(err,
+                           "build \"%s\": not an RFC 3339 date and time like 2026-11-25T10:00:00Z (1970 or "
+                           "later)",
                            JSON_QUOTE(m->build));
 
         r = get_dup_string(root, "", "description", false, MANIFEST_STRING_MAX, &m->description, err);

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "parse-util.h"
 #include "path-util.h"
+#include "time-util.h"
 
 /* How the text reaches libinih. libinih's behaviour depends on how it was built (inline comment
  * characters, multi-line values, the line length, whether the handler gets the line number), and
@@ -28,11 +30,6 @@
 #define SLOT_FSTYPE_MAX   16
 #define COMPATIBLE_MAX    128
 #define GOT_MAX           160 /* bytes of a bad value quoted in a message */
-
-#define USEC_PER_SEC  UINT64_C(1000000)
-#define USEC_PER_MIN  (60 * USEC_PER_SEC)
-#define USEC_PER_HOUR (60 * USEC_PER_MIN)
-#define USEC_PER_DAY  (24 * USEC_PER_HOUR)
 
 /* ------------------------------------------------------------------------------------------------ */
 /* String tables */
@@ -66,121 +63,6 @@ DEFINE_STRING_TABLE(boot_backend_type, BootBackendType, boot_backend_table)
 DEFINE_STRING_TABLE(source_type, SourceType, source_type_table)
 DEFINE_STRING_TABLE(auto_install, AutoInstall, auto_install_table)
 DEFINE_STRING_TABLE(reboot_policy, RebootPolicy, reboot_policy_table)
-
-/* ------------------------------------------------------------------------------------------------ */
-/* Number parsing */
-
-/* Leading decimal digits of *p into *ret, advancing *p. -EINVAL without a digit, -ERANGE on overflow. */
-static int parse_digits(const char **p, uint64_t *ret)
-{
-        uint64_t v = 0;
-        const char *s = *p;
-
-        if (*s < '0' || *s > '9')
-                return -EINVAL;
-        for (; *s >= '0' && *s <= '9'; s++) {
-                unsigned d = (unsigned)(*s - '0');
-                if (v > (UINT64_MAX - d) / 10)
-                        return -ERANGE;
-                v = v * 10 + d;
-        }
-        *p = s;
-        *ret = v;
-        return 0;
-}
-
-int parse_duration_usec(const char *s, uint64_t *ret)
-{
-        static const struct {
-                char unit;
-                uint64_t usec;
-        } units[] = {
-                { 'd', USEC_PER_DAY },
-                { 'h', USEC_PER_HOUR },
-                { 'm', USEC_PER_MIN },
-                { 's', USEC_PER_SEC },
-        };
-        uint64_t total = 0, n;
-        size_t next_unit = 0; /* components go from days down to seconds, each at most once */
-        const char *p = s;
-        int r;
-
-        if (isempty(s))
-                return -EINVAL;
-
-        r = parse_digits(&p, &n);
-        if (r < 0)
-                return r;
-        if (*p == 0) { /* plain seconds */
-                if (n > UINT64_MAX / USEC_PER_SEC)
-                        return -ERANGE;
-                *ret = n * USEC_PER_SEC;
-                return 0;
-        }
-
-        for (;;) {
-                size_t u;
-
-                for (u = next_unit; u < ELEMENTSOF(units); u++)
-                        if (*p == units[u].unit)
-                                break;
-                if (u >= ELEMENTSOF(units))
-                        return -EINVAL; /* unknown unit, or units out of order or repeated */
-                if (n > UINT64_MAX / units[u].usec || total > UINT64_MAX - n * units[u].usec)
-                        return -ERANGE;
-                total += n * units[u].usec;
-                next_unit = u + 1;
-                p++;
-                if (*p == 0)
-                        break;
-                r = parse_digits(&p, &n);
-                if (r < 0)
-                        return r;
-                if (*p == 0)
-                        return -EINVAL; /* "1h30": a number without its unit */
-        }
-
-        *ret = total;
-        return 0;
-}
-
-int parse_size(const char *s, uint64_t *ret)
-{
-        const char *p = s;
-        unsigned shift = 0;
-        uint64_t n;
-        int r;
-
-        if (isempty(s))
-                return -EINVAL;
-        r = parse_digits(&p, &n);
-        if (r < 0)
-                return r;
-        switch (*p) {
-        case 0:
-                break;
-        case 'K':
-                shift = 10;
-                break;
-        case 'M':
-                shift = 20;
-                break;
-        case 'G':
-                shift = 30;
-                break;
-        case 'T':
-                shift = 40;
-                break;
-        default:
-                return -EINVAL;
-        }
-        if (*p && p[1] != 0)
-                return -EINVAL;
-        if (shift > 0 && n > (UINT64_MAX >> shift))
-                return -ERANGE;
-        *ret = n << shift;
-        return 0;
-}
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Value checks. Each returns 0, or -EINVAL with *reason set to a static sentence. */
@@ -241,50 +123,6 @@ static bool is_proxy(const char *s)
                 return false;
         if (safe_atou64(colon + 1, &port) < 0 || port < 1 || port > 65535)
                 return false;
-        return true;
-}
-
-static bool is_leap(unsigned y)
-{
-        return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static bool is_date(const char *s)
-{
-        static const unsigned mdays[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-        unsigned y = 0, m = 0, d = 0;
-
-        if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
-                return false;
-        for (size_t i = 0; i < 10; i++) {
-                if (i == 4 || i == 7)
-                        continue;
-                if (s[i] < '0' || s[i] > '9')
-                        return false;
-                unsigned v = (unsigned)(s[i] - '0');
-                if (i < 4)
-                        y = y * 10 + v;
-                else if (i < 7)
-                        m = m * 10 + v;
-                else
-                        d = d * 10 + v;
-        }
-        if (y < 1970 || m < 1 || m > 12 || d < 1)
-                return false;
-        return d <= mdays[m - 1] + (m == 2 && is_leap(y) ? 1 : 0);
-}
-
-/* "HH:MM" at s (exactly five characters) into minutes after midnight. */
-static bool parse_hhmm(const char *s, unsigned *ret)
-{
-        for (size_t i = 0; i < 5; i++)
-                if (i == 2 ? s[i] != ':' : (s[i] < '0' || s[i] > '9'))
-                        return false;
-        unsigned h = (unsigned)(s[0] - '0') * 10 + (unsigned)(s[1] - '0');
-        unsigned m = (unsigned)(s[3] - '0') * 10 + (unsigned)(s[4] - '0');
-        if (h > 23 || m > 59)
-                return false;
-        *ret = h * 60 + m;
         return true;
 }
 
@@ -407,7 +245,9 @@ static int parse_fstype(const char *v, void *dst, const char **reason)
 
 static int parse_date(const char *v, void *dst, const char **reason)
 {
-        if (!is_date(v)) {
+        int64_t days;
+
+        if (date_parse_days(v, &days) < 0) {
                 *reason = "must be a valid date YYYY-MM-DD";
                 return -EINVAL;
         }
@@ -455,14 +295,13 @@ static int parse_attempts(const char *v, void *dst, const char **reason)
 
 static int parse_bool(const char *v, void *dst, const char **reason)
 {
-        if (streq(v, "yes") || streq(v, "true") || streq(v, "1"))
-                *(bool *)dst = true;
-        else if (streq(v, "no") || streq(v, "false") || streq(v, "0"))
-                *(bool *)dst = false;
-        else {
+        int b = parse_boolean(v);
+
+        if (b < 0) {
                 *reason = "must be yes, no, true, false, 1 or 0";
                 return -EINVAL;
         }
+        *(bool *)dst = b;
         return 0;
 }
 
@@ -510,7 +349,8 @@ static int parse_window(const char *v, void *dst, const char **reason)
                 c->window_start_min = c->window_end_min = 0;
                 return 0;
         }
-        if (strlen(v) != 11 || v[5] != '-' || !parse_hhmm(v, &start) || !parse_hhmm(v + 6, &end)) {
+        if (strlen(v) != 11 || v[5] != '-' || clock_parse_minutes(v, &start) < 0 ||
+            clock_parse_minutes(v + 6, &end) < 0) {
                 *reason = "must be HH:MM-HH:MM (24-hour clock)";
                 return -EINVAL;
         }

@@ -119,13 +119,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Config *, config_free);
 /* The slot NAME ("A" or "B") of CLASS, or NULL. */
 const SlotConfig *config_find_slot(const Config *c, const char *class, const char *name);
 
-/* "6h", "30m", "45s", "1d", "1h30m" (units d, h, m, s, each at most once, largest first), or plain
- * seconds. -EINVAL for junk, -ERANGE on overflow. */
-int parse_duration_usec(const char *s, uint64_t *ret);
-/* Bytes: "4096", or a number with one binary suffix K, M, G or T ("64M" = 64 MiB). -EINVAL for junk,
- * -ERANGE on overflow. */
-int parse_size(const char *s, uint64_t *ret);
-
 const char *boot_backend_type_to_string(BootBackendType t);
 BootBackendType boot_backend_type_from_string(const char *s);
 const char *source_type_to_string(SourceType t);

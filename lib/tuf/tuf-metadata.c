@@ -10,6 +10,7 @@
 #include "hexdecoct.h"
 #include "json-util.h"
 #include "strv.h"
+#include "time-util.h"
 #include "tuf-json.h"
 
 #define PATH_MAX_LEN JSON_KEY_PATH_MAX
@@ -173,47 +174,6 @@ static int dup_strv(const Ctx *c, json_object *arr, const char *path, size_t max
 }
 
 /* ---- common fields ---- */
-
-static bool parse_digits(const char *s, size_t n, int *ret)
-{
-        int v = 0;
-
-        for (size_t i = 0; i < n; i++) {
-                if (s[i] < '0' || s[i] > '9')
-                        return false;
-                v = v * 10 + (s[i] - '0');
-        }
-        *ret = v;
-        return true;
-}
-
-/* "YYYY-MM-DDTHH:MM:SSZ" into seconds since the epoch (UTC). */
-static int parse_expires(const char *s, time_t *ret)
-{
-        struct tm tm = {};
-        int y, mo, d, h, mi, se;
-        time_t t;
-
-        if (strlen(s) != 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
-            s[19] != 'Z')
-                return -EINVAL;
-        if (!parse_digits(s, 4, &y) || !parse_digits(s + 5, 2, &mo) || !parse_digits(s + 8, 2, &d) ||
-            !parse_digits(s + 11, 2, &h) || !parse_digits(s + 14, 2, &mi) || !parse_digits(s + 17, 2, &se))
-                return -EINVAL;
-        if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 59)
-                return -EINVAL;
-        tm.tm_year = y - 1900;
-        tm.tm_mon = mo - 1;
-        tm.tm_mday = d;
-        tm.tm_hour = h;
-        tm.tm_min = mi;
-        tm.tm_sec = se;
-        t = timegm(&tm);
-        if (tm.tm_mday != d) /* 31 April and the like wrap around */
-                return -EINVAL;
-        *ret = t;
-        return 0;
-}
 
 /* Semver-like "1.0.31" or "1.0": all digits, major 1 (python-tuf accepts X.Y and X.Y.Z). */
 static bool spec_version_ok(const char *s)
@@ -559,6 +519,7 @@ int tuf_metadata_parse(const void *data, size_t size, TufRoleType type, const ch
                 .depth_max = TUF_DEPTH_MAX,
         };
         Ctx c = { .role = name, .err = err };
+        int64_t expires;
         size_t n;
         int r;
 
@@ -636,9 +597,11 @@ int tuf_metadata_parse(const void *data, size_t size, TufRoleType type, const ch
         r = get(&c, s, "signed", "expires", json_type_string, true, &v);
         if (r < 0)
                 return r;
-        if (parse_expires(json_object_get_string(v), &m->expires) < 0)
-                return bad(&c, "signed.expires: \"%s\" is not of the form YYYY-MM-DDTHH:MM:SSZ",
+        if (timestamp_parse(json_object_get_string(v), TIMESTAMP_UTC_SECONDS, &expires) < 0)
+                return bad(&c,
+                           "signed.expires: \"%s\" is not of the form YYYY-MM-DDTHH:MM:SSZ (1970 or later)",
                            JSON_QUOTE(json_object_get_string(v)));
+        m->expires = (time_t)expires;
         snprintf(m->expires_str, sizeof(m->expires_str), "%s", json_object_get_string(v));
 
         switch (type) {

@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Fuzz the small parsers of values that come from outside: semantic versions (manifests, TUF custom
  * data, version files), durations and sizes (config, updatectl postpone), HTTP Content-Range (servers),
- * the support date (manifests, config), upkeep.slot= on the kernel command line and os-release's
- * VERSION_ID. The first byte picks the parser; the rest is the text. */
+ * the support date (manifests, config), RFC 3339 timestamps (manifests, TUF), upkeep.slot= on the kernel
+ * command line and os-release's VERSION_ID. The first byte picks the parser; the rest is the text. */
 #include "conf.h"
 #if HAVE_DAEMON
 #include "fetch.h"
 #endif
 #include "fuzz.h"
 #include "install.h"
+#include "parse-util.h"
 #include "support.h"
 #include "time-util.h"
 #include "version.h"
@@ -24,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 return 0;
         memcpy(text, data + 1, size - 1);
         text[size - 1] = 0;
-        switch (data[0] % 7) {
+        switch (data[0] % 8) {
         case 0:
                 if (version_parse(text, &v) >= 0) {
                         if (version_compare(&v, &v) != 0)
@@ -71,6 +72,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 abort(); /* what it returns is a semantic version */
                 } else if (!err.msg[0])
                         abort();
+                break;
+        }
+        case 7: {
+                int64_t t, u;
+                if (timestamp_parse(text, TIMESTAMP_UTC_SECONDS, &t) >= 0 &&
+                    (timestamp_parse(text, 0, &u) < 0 || t != u || t < 0))
+                        abort(); /* the strict form is a subset, 1970 or later */
                 break;
         }
         }

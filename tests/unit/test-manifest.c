@@ -399,6 +399,10 @@ TEST(broken)
                   "min_version \"1.4.0-\": not a semantic version" },
                 { "build no zone", "\"2026-11-25T10:00:00.5+01:00\"", "\"2026-11-25T10:00:00\"",
                   "build \"2026-11-25T10:00:00\": not an RFC 3339" },
+                { "build before 1970", "\"2026-11-25T10:00:00.5+01:00\"", "\"1969-07-20T20:17:40Z\"",
+                  "build \"1969-07-20T20:17:40Z\": not an RFC 3339 date and time like 2026-11-25T10:00:00Z "
+                  "(1970 "
+                  "or later)" },
                 { "build space", "\"2026-11-25T10:00:00.5+01:00\"", "\"2026-11-25 10:00:00Z\"",
                   "build \"2026-11-25 10:00:00Z\"" },
                 { "build lower t", "\"2026-11-25T10:00:00.5+01:00\"", "\"2026-11-25t10:00:00z\"",
@@ -453,6 +457,10 @@ TEST(broken)
                 { "support end 2100-02-29", "\"2030-12-31\"", "\"2100-02-29\"",
                   "support.end \"2100-02-29\"" },
                 { "support end short", "\"2030-12-31\"", "\"2030-1-31\"", "support.end \"2030-1-31\"" },
+                /* The one date parser is strict: nothing before 1970 (a manifest took any year before). */
+                { "support end 1969", "\"2030-12-31\"", "\"1969-12-31\"",
+                  "support.end \"1969-12-31\": not a calendar date like 2030-12-31 (1970 or later)" },
+                { "support end year 0", "\"2030-12-31\"", "\"0000-01-01\"", "support.end \"0000-01-01\"" },
                 { "support end time", "\"2030-12-31\"", "\"2030-12-31T00:00:00Z\"",
                   "support.end \"2030-12-31T00:00:00Z\"" },
                 { "support end slashes", "\"2030-12-31\"", "\"2030/12/31\"", "support.end \"2030/12/31\"" },

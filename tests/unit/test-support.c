@@ -24,25 +24,6 @@ static int64_t day(const char *s)
         return d;
 }
 
-TEST(parse_date)
-{
-        int64_t d = -1;
-
-        ASSERT_OK(date_parse_days("1970-01-01", &d));
-        ASSERT_EQ(d, 0);
-        ASSERT_OK(date_parse_days("2000-03-01", &d));
-        ASSERT_EQ(d, 11017);
-        ASSERT_OK(date_parse_days("2024-02-29", &d));
-        ASSERT_EQ(d, 19782);
-        ASSERT_EQ(day("2031-12-31") - day("2031-01-01"), 364);
-        static const char *const bad[] = { "2023-02-29", "2024-13-01",  "2024-00-10", "2024-1-01",
-                                           "2024/01/01", "2024-01-01 ", "1969-12-31", "",
-                                           "20240101xx", "2024-04-31" };
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
-                ASSERT_ERR(date_parse_days(bad[i], &d), -EINVAL);
-        ASSERT_ERR(date_parse_days(NULL, &d), -EINVAL);
-}
-
 TEST(manifest_wins_over_config)
 {
         _cleanup_(config_freep) Config *c = make_config("2028-01-01");

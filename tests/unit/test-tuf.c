@@ -267,6 +267,17 @@ TEST(metadata_format_errors)
                 { "{\"signed\":{\"_type\":\"timestamp\",\"spec_version\":\"1.0\",\"version\":1,\"expires\":"
                   "\"2030-02-30T00:00:00Z\"},\"signatures\":[]}",
                   "not of the form YYYY-MM-DDTHH:MM:SSZ", TUF_ROLE_TIMESTAMP },
+                /* The one date parser is strict: no year 0000, nothing before 1970. */
+                { "{\"signed\":{\"_type\":\"timestamp\",\"spec_version\":\"1.0\",\"version\":1,\"expires\":"
+                  "\"0000-01-01T00:00:00Z\"},\"signatures\":[]}",
+                  "\"0000-01-01T00:00:00Z\" is not of the form YYYY-MM-DDTHH:MM:SSZ (1970 or later)",
+                  TUF_ROLE_TIMESTAMP },
+                { "{\"signed\":{\"_type\":\"timestamp\",\"spec_version\":\"1.0\",\"version\":1,\"expires\":"
+                  "\"1969-12-31T23:59:59Z\"},\"signatures\":[]}",
+                  "not of the form YYYY-MM-DDTHH:MM:SSZ (1970 or later)", TUF_ROLE_TIMESTAMP },
+                { "{\"signed\":{\"_type\":\"timestamp\",\"spec_version\":\"1.0\",\"version\":1,\"expires\":"
+                  "\"2030-01-01T00:00:00.5Z\"},\"signatures\":[]}",
+                  "not of the form YYYY-MM-DDTHH:MM:SSZ", TUF_ROLE_TIMESTAMP },
                 { "{\"signed\":{\"_type\":\"timestamp\",\"spec_version\":\"1.0\",\"version\":1,\"expires\":"
                   "\"2030-01-01T00:00:00Z\",\"meta\":{}},\"signatures\":[]}",
                   "no entry for snapshot.json", TUF_ROLE_TIMESTAMP },
