@@ -57,6 +57,24 @@ void test_write_file(const char *path, const void *data, size_t size)
                 test_fail("cannot write %s: %m", path);
 }
 
+void test_write_str(const char *path, const char *s)
+{
+        test_write_file(path, s, strlen(s));
+}
+
+char *test_cwd_path(const char *name)
+{
+        char dir[4096];
+        char *p;
+
+        if (!getcwd(dir, sizeof(dir)))
+                test_fail("getcwd: %m");
+        p = strdup_printf("%s/%s", dir, name);
+        if (!p)
+                test_fail("out of memory");
+        return p;
+}
+
 #define EXIT_TEST_SKIPPED 77
 
 void test_skip(const char *reason)

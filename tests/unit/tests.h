@@ -18,8 +18,11 @@ void test_register(const char *name, test_func_t func);
 /* A path under the test PKI folder (UPKEEP_TEST_PKI) or the test data folder (UPKEEP_TEST_DATA). */
 const char *test_pki(const char *name);
 const char *test_data(const char *name);
-/* Write `size` bytes to a file in the current folder. */
+/* Write `size` bytes to a file in the current folder; or a string. */
 void test_write_file(const char *path, const void *data, size_t size);
+void test_write_str(const char *path, const char *s);
+/* The absolute path of `name` in the current folder (the case's temporary folder); free() it. */
+char *test_cwd_path(const char *name);
 /* Skip the running case, printing why. Only for an environment that cannot give a case what it needs;
  * the program exits 77 (meson's SKIP) when every case it ran was skipped. */
 __attribute__((noreturn)) void test_skip(const char *reason);

@@ -1,0 +1,618 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The installer without root: a device in the case's temporary folder (slot A and B as files, the
+ * file boot backend played by boot_file_simulate_boot(), a health folder), and the whole cycle on it:
+ * which slot is booted, the running version, install, the reboot, confirmation with health checks,
+ * fallback, mark-good, rollback; and what is refused with nothing changed. */
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bundle-test-util.h"
+#include "install.h"
+
+#define PAYLOAD_SIZE 200000u
+
+static char *read_str(const char *path)
+{
+        size_t size;
+
+        return file_contents(path, &size);
+}
+
+static void write_executable(const char *path, const char *text)
+{
+        test_write_str(path, text);
+        ASSERT_OK(chmod(path, 0755));
+}
+
+/* upkeep.conf for a device in the current folder: `boot_extra` goes into [boot], `slot_extra` into both
+ * slot sections. */
+static Config *device_config(const char *name, const char *boot_extra, const char *slot_extra)
+{
+        _cleanup_free_ char *root = test_cwd_path(""), *text = NULL;
+        Config *c = NULL;
+        UpkErr e = {};
+
+        text = strdup_printf("[device]\n"
+                             "compatible = acme-gw\n"
+                             "version-file = %sos-release\n"
+                             "data-dir = %sdata\n"
+                             "[keyring]\n"
+                             "path = %s\n"
+                             "[boot]\n"
+                             "backend = file\n"
+                             "state-file = %sbootenv\n"
+                             "%s"
+                             "[slot.rootfs.A]\n"
+                             "device = %sslotA.img\n"
+                             "%s"
+                             "[slot.rootfs.B]\n"
+                             "device = %sslotB.img\n"
+                             "%s"
+                             "[health]\n"
+                             "dir = %shealth.d\n"
+                             "timeout = 30s\n"
+                             "[install]\n"
+                             "handlers-dir = %shandlers\n"
+                             "[policy]\n"
+                             "reboot = manual\n",
+                             root, root, test_pki("keyring.pem"), root, boot_extra ?: "", root,
+                             slot_extra ?: "", root, slot_extra ?: "", root, root);
+        ASSERT_TRUE(text);
+        test_write_str(name, text);
+        ASSERT_OK_E(config_load(name, &c, &e), &e);
+        return c;
+}
+
+/* The boot simulation: the slot the bootloader picks now. */
+static char *reboot(void)
+{
+        char *booted = NULL;
+        UpkErr e = {};
+
+        ASSERT_OK_E(boot_file_simulate_boot("bootenv", &booted, &e), &e);
+        return booted;
+}
+
+/* A device as from the factory: slot A holds the running 1.0.0 and has been booted once; B is empty.
+ * The kernel command line names no slot. */
+static Config *device_new(void)
+{
+        _cleanup_free_ char *cmdline = test_cwd_path("cmdline"), *booted = NULL;
+
+        test_write_str("slotA.img", "old system\n");
+        test_write_str("slotB.img", "");
+        test_write_str("os-release", "NAME=\"Acme\"\nVERSION_ID=\"1.0.0\"\n");
+        test_write_str("cmdline", "root=/dev/mmcblk0p2 quiet\n");
+        ASSERT_OK(setenv("UPKEEP_TEST_PROC_CMDLINE", cmdline, 1));
+        ASSERT_OK(mkdir("health.d", 0755));
+        ASSERT_OK(mkdir("handlers", 0755));
+        booted = reboot();
+        ASSERT_STREQ(booted, "A");
+        return device_config("upkeep.conf", NULL, NULL);
+}
+
+static uint8_t *payload_new(unsigned seed)
+{
+        return random_bytes(PAYLOAD_SIZE, seed);
+}
+
+/* A signed bundle NAME.upk with one raw payload for the rootfs class. */
+static void bundle_new(const char *name, const char *compatible, const char *version, const uint8_t *payload,
+                       size_t size)
+{
+        _cleanup_free_ char *manifest = NULL, *out = strdup_printf("%s.upk", name);
+
+        manifest = strdup_printf(
+                "{ \"format\": 1, \"compatible\": \"%s\", \"version\": \"%s\",\n"
+                "  \"build\": \"2026-11-25T10:00:00Z\", \"support\": { \"end\": \"2031-12-31\" },\n"
+                "  \"payloads\": [ { \"name\": \"rootfs\", \"file\": \"rootfs.img\", "
+                "\"handler\": \"raw\", \"slot_class\": \"rootfs\" } ] }\n",
+                compatible, version);
+        ASSERT_TRUE(manifest && out);
+        test_write_file("rootfs.img", payload, size);
+        test_write_str("manifest.json", manifest);
+        create_bundle("manifest.json", out);
+}
+
+static UpkState *state(void)
+{
+        _cleanup_free_ char *dir = test_cwd_path("data"), *warning = NULL;
+        UpkState *s = NULL;
+
+        ASSERT_OK(state_load(dir, &s, &warning));
+        ASSERT_TRUE(!warning);
+        return s;
+}
+
+static SlotState slot_state(const Config *c, const char *slot)
+{
+        _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
+        SlotState st;
+        UpkErr e = {};
+
+        ASSERT_OK_E(install_open_boot(c, &boot, &e), &e);
+        ASSERT_OK_E(boot_get_state(boot, slot, &st, &e), &e);
+        return st;
+}
+
+static char *primary(const Config *c)
+{
+        _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
+        char *p = NULL;
+        UpkErr e = {};
+
+        ASSERT_OK_E(install_open_boot(c, &boot, &e), &e);
+        ASSERT_OK_E(boot_get_primary(boot, &p, &e), &e);
+        return p;
+}
+
+static void assert_slot_holds(const char *path, const void *data, size_t size)
+{
+        size_t got_size;
+        _cleanup_free_ char *got = file_contents(path, &got_size);
+
+        ASSERT_EQ(got_size, size);
+        ASSERT_TRUE(memcmp(got, data, size) == 0);
+}
+
+/* The last history entry: operation, ok, and (when given) a part of its reason. */
+static void assert_last_history(const char *op, bool ok, const char *reason)
+{
+        _cleanup_free_ char *dir = test_cwd_path("data"), *warning = NULL;
+        HistoryEntry *h = NULL;
+        size_t n = 0;
+
+        ASSERT_OK(history_load(dir, &h, &n, &warning));
+        ASSERT_TRUE(n > 0);
+        ASSERT_STREQ(h[n - 1].operation, op);
+        ASSERT_EQ(h[n - 1].ok, ok);
+        if (reason)
+                ASSERT_TRUE(h[n - 1].reason && strstr(h[n - 1].reason, reason));
+        history_free(h, n);
+}
+
+static void install_ok(const Config *c, const char *bundle, const char *version)
+{
+        InstallResult res = {};
+        UpkErr e = {};
+
+        ASSERT_OK_E(install_bundle_path(c, bundle, NULL, &res, &e), &e);
+        ASSERT_STREQ(res.version, version);
+        ASSERT_STREQ(res.slot, "B");
+        ASSERT_FALSE(res.reboot);
+        install_result_done(&res);
+}
+
+static void confirm(const Config *c, ConfirmOutcome want, ConfirmResult *ret)
+{
+        UpkErr e = {};
+
+        ASSERT_OK_E(install_confirm(c, ret, &e), &e);
+        if (ret->outcome != want)
+                test_fail("confirm: %s, expected %s (reason: %s)", confirm_outcome_to_string(ret->outcome),
+                          confirm_outcome_to_string(want), ret->reason ?: "");
+}
+
+/* ---- parsers ---- */
+
+TEST(cmdline_slot)
+{
+        static const struct {
+                const char *cmdline, *slot;
+        } cases[] = {
+                { "upkeep.slot=B", "B" },
+                { "root=/dev/sda2 upkeep.slot=A quiet\n", "A" },
+                { "quiet\tupkeep.slot=slot_2\n", "slot_2" },
+                { "root=/dev/sda2 quiet\n", NULL },
+                { "upkeep.slot= quiet", NULL }, /* empty: not given */
+                { "xupkeep.slot=B", NULL },     /* another parameter */
+                { "upkeep.slotx=B", NULL },
+                { "", NULL },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *text = strdup(cases[i].cmdline), *slot = NULL;
+                int r = install_parse_cmdline_slot(text, &slot);
+
+                if (cases[i].slot) {
+                        ASSERT_EQ(r, 1);
+                        ASSERT_STREQ(slot, cases[i].slot);
+                } else
+                        ASSERT_EQ(r, 0);
+        }
+}
+
+TEST(version_file)
+{
+        static const struct {
+                const char *text, *version;
+        } cases[] = {
+                { "NAME=\"Acme\"\nVERSION_ID=\"1.2.3\"\n", "1.2.3" },
+                { "VERSION_ID='2.0.0-rc.1'\nNAME=x\n", "2.0.0-rc.1" },
+                { "ID=acme\nVERSION_ID=1.0.0  \r\n", "1.0.0" },
+                { "3.4.5\n", "3.4.5" },
+                { "3.4.5", "3.4.5" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *text = strdup(cases[i].text), *v = NULL;
+                UpkErr e = {};
+
+                ASSERT_OK_E(install_parse_version_file(text, "/etc/os-release", &v, &e), &e);
+                ASSERT_STREQ(v, cases[i].version);
+        }
+}
+
+TEST(version_file_refused)
+{
+        _cleanup_free_ char *none = strdup("NAME=Acme\nID=acme\n"), *bad = strdup("VERSION_ID=\"1.2\"\n");
+        char *v = NULL;
+        UpkErr e = {};
+
+        ASSERT_UPK_ERR(install_parse_version_file(none, "/etc/os-release", &v, &e), &e, -EINVAL,
+                       UPK_ERR_CONFIG, "version file /etc/os-release: no VERSION_ID= line");
+        ASSERT_UPK_ERR(install_parse_version_file(bad, "/etc/os-release", &v, &e), &e, -EINVAL,
+                       UPK_ERR_CONFIG, "\"1.2\" is not a semantic version");
+        ASSERT_TRUE(v == NULL);
+}
+
+/* ---- slots and versions ---- */
+
+TEST(no_slots_configured)
+{
+        _cleanup_(config_freep) Config *c = NULL;
+        BootBackend *boot = NULL;
+        UpkErr e = {};
+
+        test_write_str("upkeep.conf", "[device]\ncompatible = acme-gw\n");
+        ASSERT_OK_E(config_load("upkeep.conf", &c, &e), &e);
+        ASSERT_UPK_ERR(install_open_boot(c, &boot, &e), &e, -EINVAL, UPK_ERR_CONFIG,
+                       "no [slot.CLASS.A|B] sections are configured");
+        ASSERT_TRUE(boot == NULL);
+}
+
+TEST(booted_slot_from_config_cmdline_or_backend)
+{
+        _cleanup_(config_freep) Config *c = device_new();
+        _cleanup_(config_freep) Config *fixed = device_config("fixed.conf", "booted = B\n", NULL);
+        _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
+        _cleanup_free_ char *a = NULL, *b = NULL, *cmd = NULL;
+        UpkErr e = {};
+
+        ASSERT_OK_E(install_open_boot(c, &boot, &e), &e);
+        /* the backend: the simulated bootloader recorded A */
+        ASSERT_OK_E(install_find_booted(c, boot, &a, &e), &e);
+        ASSERT_STREQ(a, "A");
+        /* [boot] booted= wins over the backend */
+        ASSERT_OK_E(install_find_booted(fixed, boot, &b, &e), &e);
+        ASSERT_STREQ(b, "B");
+        /* upkeep.slot= on the command line wins over the backend */
+        test_write_str("cmdline", "quiet upkeep.slot=B\n");
+        ASSERT_OK_E(install_find_booted(c, boot, &cmd, &e), &e);
+        ASSERT_STREQ(cmd, "B");
+}
+
+TEST(booted_slot_unknown_or_unconfigured)
+{
+        _cleanup_(config_freep) Config *c = device_new();
+        _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
+        char *s = NULL;
+        UpkErr e = {};
+
+        ASSERT_OK_E(install_open_boot(c, &boot, &e), &e);
+        test_write_str("cmdline", "upkeep.slot=C\n");
+        ASSERT_UPK_ERR(install_find_booted(c, boot, &s, &e), &e, -EINVAL, UPK_ERR_CONFIG,
+                       "upkeep.slot= on the kernel command line names slot \"C\", which is not a configured "
+                       "bootname");
+        /* no command line slot, and a boot environment that never recorded a boot */
+        test_write_str("cmdline", "quiet\n");
+        test_write_str("bootenv", "BOOT_ORDER=\"A B\"\nBOOT_A_LEFT=3\nBOOT_B_LEFT=0\n");
+        ASSERT_UPK_ERR(install_find_booted(c, boot, &s, &e), &e, -ENODATA, UPK_ERR_CONFIG,
+                       "cannot tell which slot is booted");
+        ASSERT_TRUE(s == NULL);
+}
+
+TEST(current_version_from_state_or_version_file)
+{
+        _cleanup_(config_freep) Config *c = device_new();
+        _cleanup_(state_freep) UpkState *s = state();
+        _cleanup_free_ char *from_file = NULL, *from_state = NULL;
+        char *v = NULL;
+        UpkErr e = {};
+
+        ASSERT_OK_E(install_current_version(c, s, "A", &from_file, &e), &e);
+        ASSERT_STREQ(from_file, "1.0.0");
+        ASSERT_OK(state_set_slot_version(s, "A", "1.0.5"));
+        ASSERT_OK_E(install_current_version(c, s, "A", &from_state, &e), &e);
+        ASSERT_STREQ(from_state, "1.0.5");
+        ASSERT_OK(unlink("os-release"));
+        ASSERT_UPK_ERR(install_current_version(c, s, "B", &v, &e), &e, -ENOENT, UPK_ERR_CONFIG,
+                       "os-release: cannot read");
+}
+
+/* ---- the cycle ---- */
+
+typedef struct Phases {
+        InstallPhase seen[64];
+        size_t n;
+        uint64_t last_done, total;
+} Phases;
+
+static void on_progress(void *userdata, InstallPhase phase, uint64_t done, uint64_t total)
+{
+        Phases *p = userdata;
+
+        if (p->n == 0 || p->seen[p->n - 1] != phase) {
+                ASSERT_TRUE(p->n < ELEMENTSOF(p->seen));
+                p->seen[p->n++] = phase;
+        }
+        p->last_done = done;
+        p->total = total;
+}
+
+TEST(install_confirm_good)
+{
+        _cleanup_(config_freep) Config *c = device_new();
+        _cleanup_free_ uint8_t *payload = payload_new(1);
+        _cleanup_free_ char *booted = NULL, *p = NULL, *env = NULL;
+        _cleanup_(state_freep) UpkState *s = NULL, *after = NULL;
+        _cleanup_free_ char *check = NULL;
+        static const InstallPhase want[] = {
+                INSTALL_PHASE_VERIFYING, INSTALL_PHASE_CHECKING,   INSTALL_PHASE_PREPARING,
+                INSTALL_PHASE_WRITING,   INSTALL_PHASE_ACTIVATING, INSTALL_PHASE_DONE,
+        };
+        Phases phases = {};
+        InstallOptions o = { .progress = on_progress, .userdata = &phases };
+        InstallResult res = {};
+        ConfirmResult cr = {};
+        UpkErr e = {};
+
+        bundle_new("b", "acme-gw", "1.1.0", payload, PAYLOAD_SIZE);
+        ASSERT_OK_E(install_bundle_path(c, "b.upk", &o, &res, &e), &e);
+        ASSERT_STREQ(res.version, "1.1.0");
+        ASSERT_STREQ(res.slot, "B");
+        install_result_done(&res);
+        ASSERT_EQ(phases.n, ELEMENTSOF(want));
+        for (size_t i = 0; i < ELEMENTSOF(want); i++)
+                ASSERT_STREQ(install_phase_to_string(phases.seen[i]), install_phase_to_string(want[i]));
+        ASSERT_EQ(phases.last_done, PAYLOAD_SIZE);
+        ASSERT_EQ(phases.total, PAYLOAD_SIZE);
+
+        assert_slot_holds("slotB.img", payload, PAYLOAD_SIZE);
+        ASSERT_EQ(slot_state(c, "B"), SLOT_STATE_TRY);
+        p = primary(c);
+        ASSERT_STREQ(p, "B");
+        s = state();
+        ASSERT_TRUE(s->pending);
+        ASSERT_STREQ(s->pending_version, "1.1.0");
+        ASSERT_STREQ(s->pending_slot, "B");
+        ASSERT_STREQ(s->pending_from_slot, "A");
+        ASSERT_STREQ(state_slot_version(s, "B"), "1.1.0");
+        ASSERT_STREQ(s->support_end, "2031-12-31");
+        assert_last_history("install", true, NULL);
+
+        /* the reboot into B, and a health check that sees the version and the slot */
+        check = test_cwd_path("check.env");
+        env = strdup_printf("#!/bin/sh\necho \"$UPKEEP_VERSION $UPKEEP_SLOT\" > %s\n", check);
+        write_executable("health.d/10-env", env);
+        booted = reboot();
+        ASSERT_STREQ(booted, "B");
+        confirm(c, CONFIRM_GOOD, &cr);
+        ASSERT_STREQ(cr.version, "1.1.0");
+        ASSERT_STREQ(cr.slot, "B");
+        confirm_result_done(&cr);
+        free(p);
+        p = read_str("check.env");
+        ASSERT_STREQ(p, "1.1.0 B\n");
+
+        ASSERT_EQ(slot_state(c, "B"), SLOT_STATE_GOOD);
+        free(p);
+        p = primary(c);
+        ASSERT_STREQ(p, "B");
+        after = state();
+        ASSERT_FALSE(after->pending);
+        ASSERT_STREQ(after->version_floor, "1.1.0");
+        assert_last_history("confirm", true, NULL);
+
+        /* the next start has nothing to confirm */
+        confirm(c, CONFIRM_NOTHING_PENDING, &cr);
+        confirm_result_done(&cr);
+}
+
+TEST(failed_health_check_marks_the_slot_bad)
+{
+        _cleanup_(config_freep) Config *c = device_new();
+        _cleanup_free_ uint8_t *payload = payload_new(2);
+        _cleanup_free_ char *booted = NULL, *again = NULL, *p = NULL;
+        _cleanup_(state_freep) UpkState *s = NULL;
+        ConfirmResult cr = {};
+
+        bundle_new("b", "acme-gw", "1.1.0", payload, PAYLOAD_SIZE);
+        install_ok(c, "b.upk", "1.1.0");
+        write_executable("health.d/10-ok", "#!/bin/sh\nexit 0\n");
+        write_executable("health.d/20-fail", "#!/bin/sh\necho 'data partition missing' >&2\nexit 3\n");
+        test_write_str("health.d/30-not-executable", "#!/bin/sh\nexit 1\n");
+        booted = reboot();
+        ASSERT_STREQ(booted, "B");
+        confirm(c, CONFIRM_FAILED, &cr);
+        ASSERT_STREQ(cr.slot, "B");
+        ASSERT_TRUE(strstr(cr.reason, "health.d/20-fail exited with status 3: data partition missing"));
+        ASSERT_FALSE(cr.reboot); /* reboot = manual */
+        confirm_result_done(&cr);
+
+        ASSERT_EQ(slot_state(c, "B"), SLOT_STATE_BAD);
+        p = primary(c);
+        ASSERT_STREQ(p, "A");
+        s = state();
+        ASSERT_FALSE(s->pending);
+        ASSERT_TRUE(s->version_floor == NULL);
+        assert_last_history("confirm", false, "exited with status 3");
+        again = reboot();
+        ASSERT_STREQ(again, "A");
+        confirm(c, CONFIRM_NOTHING_PENDING, &cr);
+        confirm_result_done(&cr);
+}
+
+TEST(unconfirmed_try_falls_back)
+{
+        _cleanup_(config_freep) Config *c = device_new();
+        _cleanup_free_ uint8_t *payload = payload_new(3);
+        _cleanup_free_ char *first = NULL, *second = NULL;
+        ConfirmResult cr = {};
+
+        bundle_new("b", "acme-gw", "1.1.0", payload, PAYLOAD_SIZE);
+        install_ok(c, "b.upk", "1.1.0");
+        /* B's one try is spent without a confirmation (it hung, or died first) */
+        first = reboot();
+        ASSERT_STREQ(first, "B");
+        second = reboot();
+        ASSERT_STREQ(second, "A");
+        confirm(c, CONFIRM_FELL_BACK, &cr);
+        ASSERT_STREQ(cr.version, "1.1.0");
+        ASSERT_STREQ(cr.slot, "B");
+        ASSERT_STREQ(cr.reason,
+                     "version 1.1.0 on slot B was not confirmed: the system came back up on slot A");
+        confirm_result_done(&cr);
+        ASSERT_EQ(slot_state(c, "B"), SLOT_STATE_BAD);
+        assert_last_history("confirm", false, "was not confirmed");
+}
+
+TEST(mark_good_then_rollback)
+{
+        _cleanup_(config_freep) Config *c = device_new();
+        _cleanup_free_ uint8_t *payload = payload_new(4);
+        _cleanup_free_ char *booted = NULL, *slot = NULL, *p = NULL, *after = NULL;
+        _cleanup_(state_freep) UpkState *s = NULL;
+        ConfirmResult cr = {};
+        UpkErr e = {};
+
+        bundle_new("b", "acme-gw", "1.1.0", payload, PAYLOAD_SIZE);
+        install_ok(c, "b.upk", "1.1.0");
+        booted = reboot();
+        ASSERT_STREQ(booted, "B");
+        ASSERT_OK_E(install_mark_good(c, &e), &e);
+        ASSERT_EQ(slot_state(c, "B"), SLOT_STATE_GOOD);
+        s = state();
+        ASSERT_FALSE(s->pending);
+        ASSERT_STREQ(s->version_floor, "1.1.0");
+        assert_last_history("mark-good", true, NULL);
+        confirm(c, CONFIRM_NOTHING_PENDING, &cr);
+        confirm_result_done(&cr);
+
+        ASSERT_OK_E(install_rollback(c, &slot, &e), &e);
+        ASSERT_STREQ(slot, "A");
+        p = primary(c);
+        ASSERT_STREQ(p, "A");
+        assert_last_history("rollback", true, NULL);
+        after = reboot();
+        ASSERT_STREQ(after, "A");
+}
+
+TEST(rollback_to_a_bad_slot_is_refused)
+{
+        _cleanup_(config_freep) Config *c = device_new();
+        _cleanup_free_ char *before = read_str("bootenv"), *after = NULL;
+        char *slot = NULL;
+        UpkErr e = {};
+
+        /* B was never installed */
+        ASSERT_UPK_ERR(install_rollback(c, &slot, &e), &e, -ENOENT, UPK_ERR_IO,
+                       "slot B is marked bad (never installed, or its update failed)");
+        ASSERT_TRUE(slot == NULL);
+        after = read_str("bootenv");
+        ASSERT_STREQ(after, before);
+}
+
+/* A refused bundle changes neither the boot environment nor slot B, and the history says why. */
+static void assert_refused(const Config *c, const char *bundle, int code, UpkErrKind kind, const char *msg)
+{
+        _cleanup_free_ char *env_before = read_str("bootenv"), *env_after = NULL;
+        InstallResult res = {};
+        UpkErr e = {};
+        struct stat st;
+
+        ASSERT_UPK_ERR(install_bundle_path(c, bundle, NULL, &res, &e), &e, code, kind, msg);
+        ASSERT_TRUE(res.version == NULL && res.slot == NULL);
+        env_after = read_str("bootenv");
+        ASSERT_STREQ(env_after, env_before);
+        ASSERT_OK(stat("slotB.img", &st));
+        ASSERT_EQ(st.st_size, 0);
+        assert_last_history("install", false, msg);
+}
+
+TEST(refused_bundles_change_nothing)
+{
+        _cleanup_(config_freep) Config *c = device_new();
+        _cleanup_free_ uint8_t *payload = payload_new(5);
+
+        bundle_new("foreign", "other-gw", "1.1.0", payload, PAYLOAD_SIZE);
+        assert_refused(c, "foreign.upk", -EPERM, UPK_ERR_COMPATIBLE,
+                       "not compatible: the bundle is for \"other-gw\", this device is \"acme-gw\"");
+        bundle_new("same", "acme-gw", "1.0.0", payload, PAYLOAD_SIZE);
+        assert_refused(c, "same.upk", -EPERM, UPK_ERR_DOWNGRADE,
+                       "downgrade: version 1.0.0 is not newer than the installed version 1.0.0");
+        test_write_str("tampered.upk", "not a bundle at all");
+        assert_refused(c, "tampered.upk", -EBADMSG, UPK_ERR_FORMAT, "");
+}
+
+TEST(payload_larger_than_the_slot_is_refused)
+{
+        _cleanup_(config_freep) Config *plain = device_new();
+        _cleanup_(config_freep) Config *c = device_config("small.conf", NULL, "size = 64K\n");
+        _cleanup_free_ uint8_t *payload = payload_new(6);
+
+        bundle_new("big", "acme-gw", "1.1.0", payload, PAYLOAD_SIZE);
+        assert_refused(c, "big.upk", -EFBIG, UPK_ERR_COMPATIBLE,
+                       "not compatible: payload \"rootfs\" is 200000 bytes");
+}
+
+static bool cancel_now(void *userdata)
+{
+        return true;
+}
+
+TEST(cancelled_install_leaves_the_old_slot_primary)
+{
+        _cleanup_(config_freep) Config *c = device_new();
+        _cleanup_free_ uint8_t *payload = payload_new(7);
+        _cleanup_free_ char *p = NULL, *booted = NULL;
+        _cleanup_(state_freep) UpkState *s = NULL;
+        InstallOptions o = { .cancelled = cancel_now };
+        InstallResult res = {};
+        UpkErr e = {};
+
+        bundle_new("b", "acme-gw", "1.1.0", payload, PAYLOAD_SIZE);
+        ASSERT_UPK_ERR(install_bundle_path(c, "b.upk", &o, &res, &e), &e, -ECANCELED, UPK_ERR_IO,
+                       "cancelled");
+        ASSERT_EQ(slot_state(c, "B"), SLOT_STATE_BAD);
+        p = primary(c);
+        ASSERT_STREQ(p, "A");
+        s = state();
+        ASSERT_FALSE(s->pending);
+        ASSERT_TRUE(state_slot_version(s, "B") == NULL);
+        booted = reboot();
+        ASSERT_STREQ(booted, "A");
+}
+
+TEST(one_operation_at_a_time)
+{
+        _cleanup_(config_freep) Config *c = device_new();
+        _cleanup_close_ int fd = -EBADF;
+        char *slot = NULL;
+        ConfirmResult cr = {};
+        UpkErr e = {};
+
+        ASSERT_OK(mkdir("data", 0755) < 0 && errno != EEXIST ? -errno : 0);
+        fd = open("data/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(flock(fd, LOCK_EX));
+        ASSERT_UPK_ERR(install_mark_good(c, &e), &e, -EBUSY, UPK_ERR_IO,
+                       "another upkeep operation is running");
+        ASSERT_UPK_ERR(install_rollback(c, &slot, &e), &e, -EBUSY, UPK_ERR_IO,
+                       "another upkeep operation is running");
+        ASSERT_UPK_ERR(install_confirm(c, &cr, &e), &e, -EBUSY, UPK_ERR_IO,
+                       "another upkeep operation is running");
+        confirm_result_done(&cr);
+}
