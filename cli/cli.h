@@ -6,20 +6,15 @@
 #include <systemd/sd-bus.h> /* the host tool (-Ddaemon=false) has no libsystemd and no daemon commands */
 #endif
 
-#include "error.h"
+#include "bus-api.h"
 #include "json-util.h"
 #include "strv.h"
 
-/* Exit status: UPK_EXIT_* from error.h, documented in updatectl(1). */
+/* Exit status: UPK_EXIT_* from bus-api.h, documented in updatectl(1). */
 #define EXIT_OK     UPK_EXIT_OK
 #define EXIT_FAIL   UPK_EXIT_FAIL
 #define EXIT_USAGE  UPK_EXIT_USAGE
 #define EXIT_ACCESS UPK_EXIT_ACCESS_DENIED
-
-/* The daemon's bus contract (upkeep-dbus(7)). */
-#define UPDATE_BUS_NAME      "io.upkeep.Update1"
-#define UPDATE_BUS_PATH      "/io/upkeep/Update1"
-#define UPDATE_BUS_INTERFACE "io.upkeep.Update1"
 
 /* Longest string property or reply field the client accepts from the bus (the daemon's messages are
  * UpkErr sentences of at most UPK_ERR_MSG_MAX; versions, paths and names are shorter). */
@@ -74,11 +69,9 @@ int client_connect(sd_bus **ret);
 int client_call(sd_bus *bus, const char *member, sd_bus_error *error, sd_bus_message **ret_reply,
                 const char *types, ...);
 /* Print the error of a failed call ("NAME: what: message", as the daemon phrased it) and return the exit
- * status for it: the contract's error names map to UPK_EXIT_*, AccessDenied to EXIT_ACCESS, no owner
- * of the name to "the update daemon is not running". `what` may be NULL. */
+ * status for it (upk_bus_error_exit_status()); no owner of the name is "the update daemon is not
+ * running". `what` may be NULL. */
 int client_report(const char *what, int r, const sd_bus_error *error);
-/* The exit status for a bus error name ("" or NULL: EXIT_OK). */
-int client_exit_status(const char *error_name);
 
 /* Read every property (GetAll). */
 int client_get_props(sd_bus *bus, UpdateProps *props, sd_bus_error *error);

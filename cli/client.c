@@ -43,7 +43,7 @@ int client_call(sd_bus *bus, const char *member, sd_bus_error *error, sd_bus_mes
         va_list ap;
         int r;
 
-        r = sd_bus_message_new_method_call(bus, &m, UPDATE_BUS_NAME, UPDATE_BUS_PATH, UPDATE_BUS_INTERFACE,
+        r = sd_bus_message_new_method_call(bus, &m, UPKEEP_BUS_NAME, UPKEEP_BUS_PATH, UPKEEP_BUS_INTERFACE,
                                            member);
         if (r < 0)
                 return r;
@@ -57,46 +57,20 @@ int client_call(sd_bus *bus, const char *member, sd_bus_error *error, sd_bus_mes
         return sd_bus_call(bus, m, 0, error, ret_reply);
 }
 
-int client_exit_status(const char *error_name)
-{
-        static const struct {
-                const char *name;
-                int status;
-        } table[] = {
-                { "io.upkeep.Update1.Error.Signature", UPK_EXIT_REJECT_SIGNATURE },
-                { "io.upkeep.Update1.Error.NotCompatible", UPK_EXIT_REJECT_COMPATIBLE },
-                { "io.upkeep.Update1.Error.Downgrade", UPK_EXIT_REJECT_DOWNGRADE },
-                { "io.upkeep.Update1.Error.Manifest", UPK_EXIT_REJECT_MANIFEST },
-                { "io.upkeep.Update1.Error.Format", UPK_EXIT_REJECT_FORMAT },
-                { "io.upkeep.Update1.Error.Payload", UPK_EXIT_REJECT_PAYLOAD },
-                { "io.upkeep.Update1.Error.Config", UPK_EXIT_CONFIG },
-                { SD_BUS_ERROR_ACCESS_DENIED, EXIT_ACCESS },
-                { SD_BUS_ERROR_AUTH_FAILED, EXIT_ACCESS },
-                { "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired", EXIT_ACCESS },
-        };
-
-        if (isempty(error_name))
-                return EXIT_OK;
-        for (size_t i = 0; i < ELEMENTSOF(table); i++)
-                if (streq(error_name, table[i].name))
-                        return table[i].status;
-        return EXIT_FAIL;
-}
-
 int client_report(const char *what, int r, const sd_bus_error *error)
 {
         const char *sep = what ? ": " : "";
 
         what = what ?: "";
         if (error && sd_bus_error_is_set(error)) {
-                int status = client_exit_status(error->name);
+                int status = upk_bus_error_exit_status(error->name);
 
                 if (sd_bus_error_has_names(error, SD_BUS_ERROR_SERVICE_UNKNOWN,
                                            SD_BUS_ERROR_NAME_HAS_NO_OWNER))
                         fprintf(stderr,
                                 "%s: %s%sthe update daemon is not running (nothing owns %s on the system "
                                 "bus)\n",
-                                program_name, what, sep, UPDATE_BUS_NAME);
+                                program_name, what, sep, UPKEEP_BUS_NAME);
                 else if (status == EXIT_ACCESS)
                         fprintf(stderr, "%s: %s%spermission denied: %s\n", program_name, what, sep,
                                 error->message ?: error->name);
@@ -271,8 +245,8 @@ int client_get_props(sd_bus *bus, UpdateProps *props, sd_bus_error *error)
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         int r;
 
-        r = sd_bus_call_method(bus, UPDATE_BUS_NAME, UPDATE_BUS_PATH, "org.freedesktop.DBus.Properties",
-                               "GetAll", error, &reply, "s", UPDATE_BUS_INTERFACE);
+        r = sd_bus_call_method(bus, UPKEEP_BUS_NAME, UPKEEP_BUS_PATH, "org.freedesktop.DBus.Properties",
+                               "GetAll", error, &reply, "s", UPKEEP_BUS_INTERFACE);
         if (r < 0)
                 return r;
         return update_props_apply(props, reply, NULL);

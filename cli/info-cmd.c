@@ -178,7 +178,7 @@ int slots_main(int argc, char *argv[], CliArgs *args)
         r = fetch_reply(argc, argv, args, "GetSlots", &bus, &reply);
         if (r != 0)
                 return r;
-        r = sd_bus_get_property_string(bus, UPDATE_BUS_NAME, UPDATE_BUS_PATH, UPDATE_BUS_INTERFACE,
+        r = sd_bus_get_property_string(bus, UPKEEP_BUS_NAME, UPKEEP_BUS_PATH, UPKEEP_BUS_INTERFACE,
                                        "BootedSlot", &error, &booted);
         if (r < 0)
                 return client_report(NULL, r, &error);

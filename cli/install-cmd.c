@@ -176,7 +176,7 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
         int r;
 
         r = bus_read_string(m, &interface);
-        if (r < 0 || !streq(interface, UPDATE_BUS_INTERFACE))
+        if (r < 0 || !streq(interface, UPKEEP_BUS_INTERFACE))
                 return 0;
         r = update_props_apply(&f->props, m, &changed);
         if (r < 0) {
@@ -231,7 +231,7 @@ static int on_finished(sd_bus_message *m, void *userdata, sd_bus_error *ret_erro
                 fflush(stdout);
                 sd_event_exit(f->event, EXIT_OK);
         } else {
-                int status = client_exit_status(error);
+                int status = upk_bus_error_exit_status(error);
 
                 fprintf(stderr, "%s: %s\n", program_name, isempty(message) ? "the install failed" : message);
                 sd_event_exit(f->event, status == EXIT_OK ? EXIT_FAIL : status);
@@ -246,7 +246,7 @@ static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error
         int r;
 
         r = sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner);
-        if (r < 0 || !streq(name, UPDATE_BUS_NAME))
+        if (r < 0 || !streq(name, UPKEEP_BUS_NAME))
                 return 0;
         if (f->monitor) {
                 print_stamp();
@@ -331,19 +331,19 @@ static int follow_setup(Follow *f, sd_bus *bus)
         if (r < 0)
                 return r;
         /* Matches are in place before the first call, so nothing in between is missed. */
-        r = sd_bus_match_signal(bus, NULL, UPDATE_BUS_NAME, UPDATE_BUS_PATH,
+        r = sd_bus_match_signal(bus, NULL, UPKEEP_BUS_NAME, UPKEEP_BUS_PATH,
                                 "org.freedesktop.DBus.Properties", "PropertiesChanged",
                                 on_properties_changed, f);
         if (r < 0)
                 return r;
-        r = sd_bus_match_signal(bus, NULL, UPDATE_BUS_NAME, UPDATE_BUS_PATH, UPDATE_BUS_INTERFACE,
+        r = sd_bus_match_signal(bus, NULL, UPKEEP_BUS_NAME, UPKEEP_BUS_PATH, UPKEEP_BUS_INTERFACE,
                                 "Finished", on_finished, f);
         if (r < 0)
                 return r;
         return sd_bus_add_match(
                 bus, NULL,
                 "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
-                "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='" UPDATE_BUS_NAME "'",
+                "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='" UPKEEP_BUS_NAME "'",
                 on_name_owner_changed, f);
 }
 
@@ -412,7 +412,7 @@ int install_main(int argc, char *argv[], CliArgs *args)
         r = client_connect(&bus);
         if (r != 0)
                 return r;
-        r = sd_bus_message_new_method_call(bus, &m, UPDATE_BUS_NAME, UPDATE_BUS_PATH, UPDATE_BUS_INTERFACE,
+        r = sd_bus_message_new_method_call(bus, &m, UPKEEP_BUS_NAME, UPKEEP_BUS_PATH, UPKEEP_BUS_INTERFACE,
                                            "Install");
         if (r >= 0)
                 r = append_install(m, source, args->allow_downgrade);

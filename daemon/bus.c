@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The io.upkeep.Update1 object (upkeep-dbus(7)): one vtable, the method handlers, the error mapping. */
+/* The io.upkeep.Update1 object (upkeep-dbus(7)): one vtable, the method handlers, errors as replies. */
 #include <stdarg.h>
 #include <stddef.h>
 
@@ -12,38 +12,9 @@
 
 #define BUS_EMIT_MAX 16
 
-const char *bus_error_name(const UpkErr *e)
-{
-        if (e->code == -ECANCELED)
-                return BUS_ERROR_CANCELLED;
-        switch (e->kind) {
-        case UPK_ERR_SIGNATURE:
-                return BUS_ERROR_SIGNATURE;
-        case UPK_ERR_COMPATIBLE:
-                return BUS_ERROR_NOT_COMPATIBLE;
-        case UPK_ERR_DOWNGRADE:
-                return BUS_ERROR_DOWNGRADE;
-        case UPK_ERR_MANIFEST:
-                return BUS_ERROR_MANIFEST;
-        case UPK_ERR_FORMAT:
-                return BUS_ERROR_FORMAT;
-        case UPK_ERR_PAYLOAD:
-                return BUS_ERROR_PAYLOAD;
-        case UPK_ERR_CONFIG:
-                return BUS_ERROR_CONFIG;
-        case UPK_ERR_NONE:
-        case UPK_ERR_IO:
-        case UPK_ERR_NETWORK:
-        case _UPK_ERR_KIND_MAX:
-        case _UPK_ERR_KIND_INVALID:
-                break;
-        }
-        return SD_BUS_ERROR_FAILED;
-}
-
 int bus_error_set_upk(sd_bus_error *error, const UpkErr *e)
 {
-        (void)sd_bus_error_set(error, bus_error_name(e),
+        (void)sd_bus_error_set(error, upk_bus_error_name(e),
                                e->msg[0] ? e->msg : strerror(e->code ? -e->code : EIO));
         return e->code < 0 ? e->code : -EIO;
 }

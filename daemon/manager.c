@@ -226,7 +226,7 @@ static void finish_install(Manager *m)
                         (void)upk_err_exit_status(&err, &rejected);
                         msg = strdup_printf("%s%s", rejected ? "rejected: " : "",
                                             err.msg[0] ? err.msg : strerror(-r));
-                        name = bus_error_name(&err);
+                        name = upk_bus_error_name(&err);
                 }
                 log_fields(LOG_LEVEL_ERROR, &(LogFields){ .phase = "failed" }, "install of %s failed: %s",
                            m->job_source, msg ?: "out of memory");
@@ -669,7 +669,7 @@ static void finish_check(Manager *m)
                 manager_set_last_error(m, err.msg[0] ? err.msg : strerror(-r));
                 manager_set_state(m, back == MANAGER_PENDING_REBOOT ? back : MANAGER_ERROR);
                 reply_check_calls(m, NULL, &err);
-                bus_emit_finished(m, false, msg ?: "check failed", bus_error_name(&err));
+                bus_emit_finished(m, false, msg ?: "check failed", upk_bus_error_name(&err));
                 arm_timer(m, &m->check_timer, delay, on_check_timer, "check");
                 return;
         }

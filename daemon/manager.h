@@ -23,15 +23,12 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "bus-api.h"
 #include "conf.h"
 #include "fetch.h"
 #include "job.h"
 #include "schedule.h"
 #include "source.h"
-
-#define UPKEEP_BUS_NAME      "io.upkeep.Update1"
-#define UPKEEP_BUS_PATH      "/io/upkeep/Update1"
-#define UPKEEP_BUS_INTERFACE "io.upkeep.Update1"
 
 #define SUPPORT_WARNING_INTERVAL_USEC (24ULL * 3600 * 1000000) /* the "support ended" warning: daily */
 #define CHECK_CALLS_MAX               64 /* Check calls waiting for the same running check */

@@ -2,8 +2,9 @@
 #pragma once
 
 /* The one error convention: functions return >= 0 on success and -errno on failure. Where a person
- * needs more than an errno, the function also fills an UpkErr: a category (which the CLI maps to its
- * documented exit status) and a sentence naming the thing and the reason. Library code never prints. */
+ * needs more than an errno, the function also fills an UpkErr: a category (which lib/bus maps to a bus error
+ * name and to the tools' documented exit status) and a sentence naming the thing and the reason. Library
+ * code never prints. */
 
 #include "util.h"
 
@@ -40,21 +41,3 @@ void upk_err_clear(UpkErr *e);
 void upk_err_append_openssl(UpkErr *e);
 
 const char *upk_err_kind_to_string(UpkErrKind k);
-
-/* Exit status of the command-line tools, documented in updatectl(1) and upkeepd(8). */
-enum {
-        UPK_EXIT_OK = 0,
-        UPK_EXIT_FAIL = 1,
-        UPK_EXIT_USAGE = 2,
-        UPK_EXIT_ACCESS_DENIED = 4, /* the daemon refused the caller: not root, no polkit grant */
-        UPK_EXIT_REJECT_SIGNATURE = 10,
-        UPK_EXIT_REJECT_COMPATIBLE = 11,
-        UPK_EXIT_REJECT_DOWNGRADE = 12,
-        UPK_EXIT_REJECT_MANIFEST = 13,
-        UPK_EXIT_REJECT_FORMAT = 14,
-        UPK_EXIT_REJECT_PAYLOAD = 15,
-        UPK_EXIT_CONFIG = 16,
-};
-
-/* The exit status for an error's kind; *ret_rejected tells whether it is a rejection of the input. */
-int upk_err_exit_status(const UpkErr *e, bool *ret_rejected);

@@ -9,6 +9,8 @@
 #include <systemd/sd-bus.h>
 #include <time.h>
 
+#include "bus-api.h"
+
 #define CALLS_MAX 100000
 
 static double now_ms(void)
@@ -58,8 +60,8 @@ int main(int argc, char *argv[])
                 char *state = NULL;
                 double t0 = now_ms();
 
-                r = sd_bus_get_property_string(bus, "io.upkeep.Update1", "/io/upkeep/Update1",
-                                               "io.upkeep.Update1", "State", &error, &state);
+                r = sd_bus_get_property_string(bus, UPKEEP_BUS_NAME, UPKEEP_BUS_PATH, UPKEEP_BUS_INTERFACE,
+                                               "State", &error, &state);
                 lat[i] = now_ms() - t0;
                 done++;
                 if (r < 0)

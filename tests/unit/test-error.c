@@ -48,35 +48,17 @@ TEST(prefix_adds_context_and_never_overflows)
         ASSERT_TRUE(strncmp(e.msg + UPK_ERR_MSG_MAX / 2 - 1, ": mmm", 5) == 0);
 }
 
-TEST(kinds_and_exit_statuses)
+TEST(kinds_have_names)
 {
-        static const struct {
-                UpkErrKind kind;
-                const char *name;
-                int status;
-                bool rejected;
-        } table[] = {
-                { UPK_ERR_IO, "io", UPK_EXIT_FAIL, false },
-                { UPK_ERR_FORMAT, "format", UPK_EXIT_REJECT_FORMAT, true },
-                { UPK_ERR_MANIFEST, "manifest", UPK_EXIT_REJECT_MANIFEST, true },
-                { UPK_ERR_SIGNATURE, "signature", UPK_EXIT_REJECT_SIGNATURE, true },
-                { UPK_ERR_PAYLOAD, "payload", UPK_EXIT_REJECT_PAYLOAD, true },
-                { UPK_ERR_COMPATIBLE, "compatible", UPK_EXIT_REJECT_COMPATIBLE, true },
-                { UPK_ERR_DOWNGRADE, "downgrade", UPK_EXIT_REJECT_DOWNGRADE, true },
-                { UPK_ERR_CONFIG, "config", UPK_EXIT_CONFIG, false },
-                { UPK_ERR_NETWORK, "network", UPK_EXIT_FAIL, false },
-        };
+        char joined[256] = "";
 
-        ASSERT_EQ(ELEMENTSOF(table), _UPK_ERR_KIND_MAX - 1);
-        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
-                UpkErr e = { .kind = table[i].kind, .code = -EIO };
-                bool rejected = !table[i].rejected;
-
-                ASSERT_STREQ(upk_err_kind_to_string(table[i].kind), table[i].name);
-                ASSERT_EQ(upk_err_exit_status(&e, &rejected), table[i].status);
-                ASSERT_EQ(rejected, table[i].rejected);
+        for (UpkErrKind k = 0; k < _UPK_ERR_KIND_MAX; k++) {
+                ASSERT_TRUE(upk_err_kind_to_string(k) != NULL);
+                strncat(joined, k ? " " : "", sizeof(joined) - strlen(joined) - 1);
+                strncat(joined, upk_err_kind_to_string(k), sizeof(joined) - strlen(joined) - 1);
         }
-        ASSERT_STREQ(upk_err_kind_to_string(UPK_ERR_NONE), "none");
+        ASSERT_STREQ(joined,
+                     "none io format manifest signature payload compatible downgrade config network");
         ASSERT_TRUE(upk_err_kind_to_string(_UPK_ERR_KIND_MAX) == NULL);
         ASSERT_TRUE(upk_err_kind_to_string(_UPK_ERR_KIND_INVALID) == NULL);
 }
