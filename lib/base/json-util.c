@@ -38,8 +38,8 @@ static bool is_json_ws(char c)
 }
 
 /* RFC 3629: shortest form, no surrogates, at most U+10FFFF. json-c's own check lets overlong forms
- * through. */
-size_t utf8_sequence_len(const unsigned char *p, size_t n)
+ * through. Length of the well-formed sequence at p[0..n), or 0. */
+static size_t utf8_sequence_len(const unsigned char *p, size_t n)
 {
         unsigned char lo = 0x80, hi = 0xbf;
         size_t len;

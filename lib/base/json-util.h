@@ -28,9 +28,6 @@ int json_parse_strict(const void *data, size_t size, const JsonStrictOptions *o,
 const char *json_printable(const char *s, char *buf, size_t size);
 #define JSON_QUOTE(s) json_printable((s), (char[JSON_QUOTE_MAX + 4]){}, JSON_QUOTE_MAX + 4)
 
-/* Length of the well-formed UTF-8 sequence (RFC 3629) at p[0..n), or 0. */
-size_t utf8_sequence_len(const unsigned char *p, size_t n);
-
 static inline void json_object_putp(json_object **p)
 {
         if (*p)

@@ -79,12 +79,6 @@ typedef const char *(*boot_vars_lookup_t)(void *userdata, const char *key, char 
 /* Fill `v` from the variables BOOT_ORDER, BOOT_<S>_LEFT, BOOT_<S>_TRY, BOOTED. */
 int boot_vars_load(BootVars *v, char *const *slots, size_t n_slots, unsigned attempts,
                    boot_vars_lookup_t lookup, void *userdata, UpkErr *err);
-void boot_vars_mark_bad(BootVars *v, size_t slot);
-void boot_vars_set_try(BootVars *v, size_t slot);
-void boot_vars_mark_good(BootVars *v, size_t slot, unsigned attempts);
-/* First slot in the order with attempts left, or -ENOENT. */
-ssize_t boot_vars_primary(const BootVars *v);
-SlotState boot_vars_state(const BootVars *v, size_t slot);
 /* Play the bootloader once; returns the booted index or -ENOENT (empty order). */
 ssize_t boot_vars_boot(BootVars *v);
 

@@ -29,13 +29,6 @@ static const BootOps *const ops_table[_BOOT_BACKEND_MAX] = {
         [BOOT_BACKEND_SCRIPT] = &boot_script_ops,
 };
 
-static const char *const backend_names[_BOOT_BACKEND_MAX] = {
-        [BOOT_BACKEND_FILE] = "file",
-        [BOOT_BACKEND_UBOOT] = "uboot",
-        [BOOT_BACKEND_GRUB] = "grub",
-        [BOOT_BACKEND_SCRIPT] = "script",
-};
-
 bool boot_slot_name_valid(const char *s)
 {
         size_t n;
@@ -99,7 +92,7 @@ int boot_backend_new(const Config *c, char *const *slots, size_t n_slots, BootBa
         if (n_slots == 0 || n_slots > BOOT_SLOTS_MAX)
                 return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
                                "boot backend %s: %zu slots given, between 1 and %d are supported",
-                               backend_names[c->boot_backend], n_slots, BOOT_SLOTS_MAX);
+                               boot_backend_type_to_string(c->boot_backend), n_slots, BOOT_SLOTS_MAX);
         if (c->boot_attempts > BOOT_ATTEMPTS_MAX)
                 return upk_err(err, UPK_ERR_CONFIG, -ERANGE,
                                "[boot] attempts: %u is above the maximum of %d", c->boot_attempts,
@@ -234,6 +227,52 @@ typedef enum VarsOp {
         VARS_OP_TRY,
         VARS_OP_GOOD,
 } VarsOp;
+
+/* The BootVars model: what the bootloader and upkeep do to the variables. */
+
+static void boot_vars_mark_bad(BootVars *v, size_t slot)
+{
+        v->left[slot] = 0;
+        v->trying[slot] = false;
+        boot_order_move_back(v->order, &v->n_order, slot);
+}
+
+static void boot_vars_set_try(BootVars *v, size_t slot)
+{
+        v->left[slot] = 1;
+        v->trying[slot] = true;
+        boot_order_move_front(v->order, &v->n_order, slot);
+}
+
+static void boot_vars_mark_good(BootVars *v, size_t slot, unsigned attempts)
+{
+        v->left[slot] = attempts;
+        v->trying[slot] = false;
+        boot_order_move_front(v->order, &v->n_order, slot);
+}
+
+/* First slot in the order with attempts left, or -ENOENT. */
+static ssize_t boot_vars_primary(const BootVars *v)
+{
+        for (size_t k = 0; k < v->n_order; k++)
+                if (v->left[v->order[k]] > 0)
+                        return (ssize_t)v->order[k];
+        return -ENOENT;
+}
+
+static SlotState boot_vars_state(const BootVars *v, size_t slot)
+{
+        bool in_order = false;
+
+        if (v->trying[slot])
+                return SLOT_STATE_TRY;
+        for (size_t k = 0; k < v->n_order; k++)
+                if (v->order[k] == slot)
+                        in_order = true;
+        if (!in_order || v->left[slot] == 0)
+                return SLOT_STATE_BAD;
+        return SLOT_STATE_GOOD;
+}
 
 static const char *vars_where(const BootBackend *b)
 {
@@ -489,49 +528,6 @@ int boot_vars_load(BootVars *v, char *const *slots, size_t n_slots, unsigned att
                 v->booted = i;
         }
         return 0;
-}
-
-void boot_vars_mark_bad(BootVars *v, size_t slot)
-{
-        v->left[slot] = 0;
-        v->trying[slot] = false;
-        boot_order_move_back(v->order, &v->n_order, slot);
-}
-
-void boot_vars_set_try(BootVars *v, size_t slot)
-{
-        v->left[slot] = 1;
-        v->trying[slot] = true;
-        boot_order_move_front(v->order, &v->n_order, slot);
-}
-
-void boot_vars_mark_good(BootVars *v, size_t slot, unsigned attempts)
-{
-        v->left[slot] = attempts;
-        v->trying[slot] = false;
-        boot_order_move_front(v->order, &v->n_order, slot);
-}
-
-ssize_t boot_vars_primary(const BootVars *v)
-{
-        for (size_t k = 0; k < v->n_order; k++)
-                if (v->left[v->order[k]] > 0)
-                        return (ssize_t)v->order[k];
-        return -ENOENT;
-}
-
-SlotState boot_vars_state(const BootVars *v, size_t slot)
-{
-        bool in_order = false;
-
-        if (v->trying[slot])
-                return SLOT_STATE_TRY;
-        for (size_t k = 0; k < v->n_order; k++)
-                if (v->order[k] == slot)
-                        in_order = true;
-        if (!in_order || v->left[slot] == 0)
-                return SLOT_STATE_BAD;
-        return SLOT_STATE_GOOD;
 }
 
 ssize_t boot_vars_boot(BootVars *v)

@@ -70,7 +70,8 @@ static int poll_timeout(uint64_t deadline)
         return deadline - now > INT32_MAX ? INT32_MAX : (int)(deadline - now);
 }
 
-void handler_describe_status(int status, char *buf, size_t size)
+/* Describe a wait status: "exited with status 3", "was killed by signal KILL". */
+static void handler_describe_status(int status, char *buf, size_t size)
 {
         if (WIFEXITED(status))
                 snprintf(buf, size, "exited with status %d", WEXITSTATUS(status));
@@ -80,7 +81,9 @@ void handler_describe_status(int status, char *buf, size_t size)
                 snprintf(buf, size, "ended with wait status 0x%x", (unsigned)status);
 }
 
-ssize_t handler_write_nosigpipe(int fd, const void *buf, size_t len)
+/* Write to a pipe without SIGPIPE: the signal is blocked in this thread for the call and a SIGPIPE it
+ * caused is consumed; the write fails with -EPIPE instead. Returns bytes written or -errno. */
+static ssize_t handler_write_nosigpipe(int fd, const void *buf, size_t len)
 {
         sigset_t pipe_set, old, pending;
         bool was_pending;

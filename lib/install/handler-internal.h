@@ -29,10 +29,3 @@ int handler_msg(char *msg, size_t msg_size, int r, const char *fmt, ...) _printf
 /* The timeout for programs the handlers run: the default, or in a test build
  * UPKEEP_TEST_HANDLER_TIMEOUT_MS. */
 uint64_t handler_timeout_ms(void);
-
-/* Describe a wait status: "exited with status 3", "was killed by signal KILL". */
-void handler_describe_status(int status, char *buf, size_t size);
-
-/* Write to a pipe without SIGPIPE: the signal is blocked in this thread for the call and a SIGPIPE it
- * caused is consumed; the write fails with -EPIPE instead. Returns bytes written or -errno. */
-ssize_t handler_write_nosigpipe(int fd, const void *buf, size_t len);

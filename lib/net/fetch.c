@@ -655,11 +655,6 @@ void fetch_resume(Fetch *f)
                 fetch_attempt_done(f, cc);
 }
 
-bool fetch_is_paused(const Fetch *f)
-{
-        return f->paused;
-}
-
 const FetchStats *fetch_get_stats(const Fetch *f)
 {
         return &f->stats;
@@ -668,11 +663,6 @@ const FetchStats *fetch_get_stats(const Fetch *f)
 const char *fetch_get_url(const Fetch *f)
 {
         return f->url;
-}
-
-void *fetch_get_userdata(const Fetch *f)
-{
-        return f->userdata;
 }
 
 /* ---------------------------------------------------------------------------------------------------- */

@@ -106,7 +106,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Fetch *, fetch_free);
  * data callback. A paused transfer is not subject to the low-speed limit. */
 void fetch_pause(Fetch *f);
 void fetch_resume(Fetch *f);
-bool fetch_is_paused(const Fetch *f);
 
 typedef struct FetchStats {
         uint64_t delivered; /* bytes handed to the data callback (and consumed) */
@@ -123,7 +122,6 @@ typedef struct FetchStats {
 
 const FetchStats *fetch_get_stats(const Fetch *f);
 const char *fetch_get_url(const Fetch *f);
-void *fetch_get_userdata(const Fetch *f);
 
 /* The whole body of `url` into memory (at most max_length <= FETCH_MEMORY_MAX bytes), with a private
  * sd_event loop: blocking, for a worker thread or a command-line tool. The buffer gets a trailing NUL

@@ -561,15 +561,6 @@ bool source_stream_transferring(SourceStream *s)
         return !fetch_stream_is_finished(s->fetch);
 }
 
-void source_stream_progress(SourceStream *s, uint64_t *ret_done, uint64_t *ret_total)
-{
-        Fetch *f = fetch_stream_get_fetch(s->fetch);
-        const FetchStats *st = f ? fetch_get_stats(f) : NULL;
-
-        *ret_done = st ? st->delivered : 0;
-        *ret_total = st && st->total != UINT64_MAX ? st->total : 0;
-}
-
 void source_stream_cancel(SourceStream *s)
 {
         fetch_stream_cancel(s->fetch);

@@ -65,9 +65,8 @@ int source_stream_open_url(FetchEngine *e, const Config *c, const char *url, Sou
 ssize_t source_stream_next(void *userdata, const void **ret_buf);
 /* Why the stream failed (kind UPK_ERR_NONE: it did not); once the worker is done with it. */
 void source_stream_get_error(SourceStream *s, UpkErr *ret);
-/* Loop thread: is the transfer still running? Bytes received and the total (0 unknown). */
+/* Loop thread: is the transfer still running? */
 bool source_stream_transferring(SourceStream *s);
-void source_stream_progress(SourceStream *s, uint64_t *ret_done, uint64_t *ret_total);
 /* Any thread: stop the transfer; the reader gets -ECANCELED. */
 void source_stream_cancel(SourceStream *s);
 /* Loop thread, once the worker no longer reads. */

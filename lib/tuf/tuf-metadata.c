@@ -635,7 +635,7 @@ const TufRole *tuf_metadata_find_role(const TufMetadata *delegator, const char *
         return NULL;
 }
 
-const TufKey *tuf_metadata_find_key(const TufMetadata *delegator, const char *keyid)
+static const TufKey *tuf_metadata_find_key(const TufMetadata *delegator, const char *keyid)
 {
         for (size_t i = 0; i < delegator->n_keys; i++)
                 if (streq(delegator->keys[i]->keyid, keyid))
@@ -661,8 +661,9 @@ const TufTargetFile *tuf_metadata_find_target(const TufMetadata *m, const char *
 
 /* ---- signatures ---- */
 
-int tuf_metadata_count_valid(const TufMetadata *delegator, const TufMetadata *md, size_t *ret_valid,
-                             uint64_t *ret_threshold)
+/* How many distinct keys of the role verify. */
+static int tuf_metadata_count_valid(const TufMetadata *delegator, const TufMetadata *md, size_t *ret_valid,
+                                    uint64_t *ret_threshold)
 {
         const TufRole *role = tuf_metadata_find_role(delegator, md->role_name);
         size_t valid = 0;
@@ -719,7 +720,9 @@ bool tuf_metadata_expired(const TufMetadata *m, time_t now)
 
 /* ---- delegated paths ---- */
 
-bool tuf_path_pattern_match(const char *pattern, const char *path)
+/* One segment of a pattern against one segment of a path: fnmatch(3) without FNM_PATHNAME semantics
+ * beyond the segment, '*', '?', and [...] sets. */
+static bool tuf_path_pattern_match(const char *pattern, const char *path)
 {
         return fnmatch(pattern, path, FNM_NOESCAPE) == 0;
 }

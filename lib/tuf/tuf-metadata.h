@@ -114,7 +114,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(TufMetadata *, tuf_metadata_free);
 
 /* The role `name` as delegated by `delegator` (a root: a top-level role; a targets role: a delegation). */
 const TufRole *tuf_metadata_find_role(const TufMetadata *delegator, const char *name);
-const TufKey *tuf_metadata_find_key(const TufMetadata *delegator, const char *keyid);
 const TufMetaFile *tuf_metadata_find_meta(const TufMetadata *m, const char *name);
 const TufTargetFile *tuf_metadata_find_target(const TufMetadata *m, const char *path);
 
@@ -122,14 +121,8 @@ const TufTargetFile *tuf_metadata_find_target(const TufMetadata *m, const char *
  * gives role `md->role_name`. 0, or -EPERM with a SIGNATURE error "ROLE: signature threshold not met: N of
  * T valid signatures"; -ENOENT (SIGNATURE) when the delegator has no such role. */
 int tuf_metadata_verify(const TufMetadata *delegator, const TufMetadata *md, UpkErr *err);
-/* How many distinct keys of the role verify; for callers that need the count. */
-int tuf_metadata_count_valid(const TufMetadata *delegator, const TufMetadata *md, size_t *ret_valid,
-                             uint64_t *ret_threshold);
 
 bool tuf_metadata_expired(const TufMetadata *m, time_t now);
 
 /* Whether `path` is in the delegation's paths (python-tuf's segment-wise fnmatch) or hash prefixes. */
 bool tuf_role_matches_path(const TufRole *r, const char *path);
-/* One segment of a pattern against one segment of a path: fnmatch(3) without FNM_PATHNAME semantics
- * beyond the segment, '*', '?', and [...] sets. */
-bool tuf_path_pattern_match(const char *pattern, const char *path);

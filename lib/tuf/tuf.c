@@ -137,11 +137,6 @@ int tuf_client_new(const TufOptions *o, TufClient **ret, UpkErr *err)
         return 0;
 }
 
-bool tuf_client_consistent_snapshot(const TufClient *c)
-{
-        return c->root && c->root->consistent_snapshot;
-}
-
 /* ---- files and downloads ---- */
 
 static char *role_file_name(const char *role)

@@ -87,9 +87,6 @@ int tuf_get_target_info(TufClient *c, const char *target_path, TufTarget **ret, 
 int tuf_find_offer(TufClient *c, const char *compatible, const char *installed_version, TufTarget **ret,
                    UpkErr *err);
 
-/* Whether the trusted root asks for consistent snapshots (after a refresh). */
-bool tuf_client_consistent_snapshot(const TufClient *c);
-
 TufTarget *tuf_target_free(TufTarget *t);
 DEFINE_TRIVIAL_CLEANUP_FUNC(TufTarget *, tuf_target_free);
 
