@@ -173,8 +173,8 @@ static int method_get_history(sd_bus_message *msg, void *userdata, sd_bus_error 
         if (warning)
                 log_msg(LOG_LEVEL_WARNING, "%s", warning);
         if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "cannot read the history in %s: %s",
-                                               m->config->data_dir, strerror(-r));
+                return sd_bus_error_set_errnof(error, r, "cannot read the history in %s: %m",
+                                               m->config->data_dir);
         r = sd_bus_message_new_method_return(msg, &reply);
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'a', "(tsssbs)");

@@ -81,18 +81,40 @@ static void log_journal(LogLevel level, const LogFields *f, const char *msg)
                 log_stderr(level, f, msg);
 }
 
-void log_fields(LogLevel level, const LogFields *f, const char *fmt, ...)
+/* Leaves errno as it found it, so a caller may log and then still look at errno. */
+static void log_fieldsv(LogLevel level, const LogFields *f, const char *fmt, va_list ap)
 {
         char msg[LOG_LINE_MAX];
-        va_list ap;
+        int saved_errno = errno;
 
-        va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
         if (use_journal)
                 log_journal(level, f, msg);
         else
                 log_stderr(level, f, msg);
+        errno = saved_errno;
+}
+
+void log_fields(LogLevel level, const LogFields *f, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        log_fieldsv(level, f, fmt, ap);
+        va_end(ap);
+}
+
+int log_errno(LogLevel level, int r, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (r >= 0)
+                r = -EIO;
+        errno = -r;
+        va_start(ap, fmt);
+        log_fieldsv(level, NULL, fmt, ap);
+        va_end(ap);
+        return r;
 }
 
 void log_hook(LogLevel level, const char *message, void *userdata)

@@ -18,5 +18,8 @@ typedef struct LogFields {
 void log_open(void);
 void log_fields(LogLevel level, const LogFields *f, const char *fmt, ...) _printf_(3, 4);
 #define log_msg(level, ...) log_fields(level, NULL, __VA_ARGS__)
+/* log_msg() with errno set to -r, so "%m" in `fmt` names the error; returns r (as systemd's
+ * log_*_errno): return log_errno(LOG_LEVEL_ERROR, r, "cannot add the bus object: %m"); */
+int log_errno(LogLevel level, int r, const char *fmt, ...) _printf_(3, 4);
 /* For upk_log_set_func(). */
 void log_hook(LogLevel level, const char *message, void *userdata);

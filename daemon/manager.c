@@ -367,7 +367,7 @@ static int start_install(Manager *m, const char *what, const char *version, cons
         r = job_start(m->event, m->config, p, on_job, m, &m->job);
         if (r < 0) {
                 m->stream = source_stream_free(m->stream);
-                return sd_bus_error_set_errnof(error, r, "cannot start the install: %s", strerror(-r));
+                return sd_bus_error_set_errnof(error, r, "cannot start the install: %m");
         }
         m->job_automatic = automatic;
         log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .version = version }, "%sinstalling %s%s%s%s%s",
@@ -511,7 +511,7 @@ static void arm_timer(Manager *m, sd_event_source **source, uint64_t delay, sd_e
                         (void)sd_event_source_set_description(*source, what);
         }
         if (r < 0)
-                log_msg(LOG_LEVEL_ERROR, "cannot arm the %s timer: %s", what, strerror(-r));
+                log_errno(LOG_LEVEL_ERROR, r, "cannot arm the %s timer: %m", what);
 }
 
 static void schedule_check(Manager *m, uint64_t delay)
@@ -605,7 +605,7 @@ static int start_check(Manager *m)
         p.want_manifest = m->config->auto_install == AUTO_INSTALL_SECURITY && (!s || s->auto_update);
         r = job_start(m->event, m->config, &p, on_job, m, &m->job);
         if (r < 0) {
-                log_msg(LOG_LEVEL_ERROR, "cannot start the check: %s", strerror(-r));
+                log_errno(LOG_LEVEL_ERROR, r, "cannot start the check: %m");
                 schedule_check(m, schedule_after_check(&m->schedule, false, random_u64()));
                 return r;
         }
@@ -719,7 +719,7 @@ int manager_check(Manager *m, sd_bus_message *call, sd_bus_error *error)
         if (!m->job) {
                 r = start_check(m);
                 if (r < 0)
-                        return sd_bus_error_set_errnof(error, r, "cannot start the check: %s", strerror(-r));
+                        return sd_bus_error_set_errnof(error, r, "cannot start the check: %m");
         }
         if (call)
                 m->check_calls[m->n_check_calls++] = sd_bus_message_ref(call);
@@ -735,9 +735,8 @@ static int start_boot_job(Manager *m, JobKind kind, sd_bus_message *call, sd_bus
                 return refuse_busy(m, error);
         r = job_start(m->event, m->config, &(JobParams){ .kind = kind }, on_job, m, &m->job);
         if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "cannot start the %s: %s",
-                                               kind == JOB_ROLLBACK ? "rollback" : "mark-good",
-                                               strerror(-r));
+                return sd_bus_error_set_errnof(error, r, "cannot start the %s: %m",
+                                               kind == JOB_ROLLBACK ? "rollback" : "mark-good");
         m->job_call = sd_bus_message_ref(call);
         return 0;
 }
@@ -825,7 +824,7 @@ static void reply_slots_calls(Manager *m, size_t n, const JobResult *jr, const s
                 if (error)
                         (void)sd_bus_reply_method_error(call, error);
                 else if ((r = bus_reply_slots(m, call, jr->slot_states, jr->n_slot_states)) < 0)
-                        (void)sd_bus_reply_method_errnof(call, r, "cannot send the slots: %s", strerror(-r));
+                        (void)sd_bus_reply_method_errnof(call, r, "cannot send the slots: %m");
                 sd_bus_message_unref(call);
         }
         memmove(m->slots_calls, m->slots_calls + n, (m->n_slots_calls - n) * sizeof(m->slots_calls[0]));
@@ -887,8 +886,8 @@ static int update_state(Manager *m, uint64_t postpone_until, int auto_update, sd
         if (warning)
                 log_msg(LOG_LEVEL_WARNING, "%s", warning);
         if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "cannot load the state from %s: %s",
-                                               m->config->data_dir, strerror(-r));
+                return sd_bus_error_set_errnof(error, r, "cannot load the state from %s: %m",
+                                               m->config->data_dir);
         if (auto_update >= 0)
                 s->auto_update = auto_update;
         else
@@ -970,13 +969,13 @@ int manager_new(const char *config_path, bool no_reboot, Manager **ret, UpkErr *
                 return upk_err(err, UPK_ERR_IO, -errno, "cannot block SIGTERM: %m");
         r = sd_event_default(&m->event);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot create the event loop: %s", strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "cannot create the event loop: %m");
         if ((r = sd_event_add_signal(m->event, NULL, SIGTERM, on_signal, m)) < 0 ||
             (r = sd_event_add_signal(m->event, NULL, SIGINT, on_signal, m)) < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot watch SIGTERM and SIGINT: %s", strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "cannot watch SIGTERM and SIGINT: %m");
         r = sd_event_set_watchdog(m->event, true);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot enable the watchdog: %s", strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "cannot enable the watchdog: %m");
         r = source_new(m->config, &m->source, err);
         if (r < 0)
                 return r;
@@ -1015,7 +1014,7 @@ static void finish_probe(Manager *m)
         job_result_done(&jr);
         r = job_start(m->event, m->config, &(JobParams){ .kind = JOB_CONFIRM }, on_job, m, &m->job);
         if (r < 0) {
-                log_msg(LOG_LEVEL_ERROR, "cannot start the confirmation: %s", strerror(-r));
+                log_errno(LOG_LEVEL_ERROR, r, "cannot start the confirmation: %m");
                 (void)sd_event_exit(m->event, r);
                 return;
         }
@@ -1030,7 +1029,7 @@ int manager_start(Manager *m)
         manager_refresh(m);
         r = sd_bus_open_system_with_description(&m->bus, "upkeepd");
         if (r < 0) {
-                log_msg(LOG_LEVEL_ERROR, "cannot connect to the system bus: %s", strerror(-r));
+                log_errno(LOG_LEVEL_ERROR, r, "cannot connect to the system bus: %m");
                 return r;
         }
         (void)sd_bus_set_exit_on_disconnect(m->bus, true);
@@ -1039,12 +1038,12 @@ int manager_start(Manager *m)
                 return r;
         r = bus_add_object(m);
         if (r < 0) {
-                log_msg(LOG_LEVEL_ERROR, "cannot add the bus object: %s", strerror(-r));
+                log_errno(LOG_LEVEL_ERROR, r, "cannot add the bus object: %m");
                 return r;
         }
         r = sd_bus_request_name(m->bus, UPKEEP_BUS_NAME, 0);
         if (r < 0) {
-                log_msg(LOG_LEVEL_ERROR, "cannot own the bus name %s: %s", UPKEEP_BUS_NAME, strerror(-r));
+                log_errno(LOG_LEVEL_ERROR, r, "cannot own the bus name %s: %m", UPKEEP_BUS_NAME);
                 return r;
         }
 
@@ -1062,7 +1061,7 @@ int manager_start(Manager *m)
          * confirmation follows (finish_probe). */
         r = job_start(m->event, m->config, &(JobParams){ .kind = JOB_PROBE }, on_job, m, &m->job);
         if (r < 0) {
-                log_msg(LOG_LEVEL_ERROR, "cannot start reading the booted slot: %s", strerror(-r));
+                log_errno(LOG_LEVEL_ERROR, r, "cannot start reading the booted slot: %m");
                 return r;
         }
         return 0;

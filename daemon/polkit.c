@@ -58,7 +58,7 @@ static int on_check_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
                 if (r >= 0)
                         r = sd_bus_message_read(reply, "bb", &authorized, &challenge);
                 if (r < 0) {
-                        log_msg(LOG_LEVEL_WARNING, "polkit sent a malformed reply: %s", strerror(-r));
+                        log_errno(LOG_LEVEL_WARNING, r, "polkit sent a malformed reply: %m");
                         authorized = false;
                 }
         }

@@ -243,7 +243,7 @@ static int run_service(void)
         if (r >= 0)
                 r = manager_run(m);
         if (r < 0) {
-                log_msg(LOG_LEVEL_ERROR, "the service stopped: %s", strerror(-r));
+                log_errno(LOG_LEVEL_ERROR, r, "the service stopped: %m");
                 return UPK_EXIT_FAIL;
         }
         log_msg(LOG_LEVEL_INFO, "stopped");

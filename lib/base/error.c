@@ -11,13 +11,15 @@ int upk_err(UpkErr *e, UpkErrKind kind, int r, const char *fmt, ...)
 
         if (r >= 0)
                 r = -EIO;
-        if (!e || e->kind != UPK_ERR_NONE)
-                return r;
-        e->kind = kind;
-        e->code = r;
-        va_start(ap, fmt);
-        vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-        va_end(ap);
+        if (e && e->kind == UPK_ERR_NONE) {
+                e->kind = kind;
+                e->code = r;
+                errno = -r; /* "%m" in fmt */
+                va_start(ap, fmt);
+                vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+                va_end(ap);
+        }
+        errno = -r;
         return r;
 }
 

@@ -32,7 +32,8 @@ typedef struct UpkErr {
 } UpkErr;
 
 /* Fill `e` (may be NULL) unless it already holds an error, and return `r` (negative). The first,
- * innermost error wins: callers add context with upk_err_prefix(). */
+ * innermost error wins: callers add context with upk_err_prefix(). Sets errno to -r, before `fmt` is
+ * formatted and on return, so "%m" in `fmt` names the error: upk_err(e, UPK_ERR_IO, r, "%s: %m", path). */
 int upk_err(UpkErr *e, UpkErrKind kind, int r, const char *fmt, ...) _printf_(4, 5);
 /* Prepend "context: " to the message already in `e`; returns e->code (or -EIO if none). */
 int upk_err_prefix(UpkErr *e, const char *fmt, ...) _printf_(2, 3);

@@ -126,8 +126,7 @@ int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkEr
                 return upk_err(err, UPK_ERR_CONFIG, -ENOENT, "%s: %s not found%s", r->what, r->argv[0],
                                r->search_path ? " in PATH" : "");
         if (k != 0)
-                return upk_err(err, UPK_ERR_IO, -k, "%s: cannot run %s: %s", r->what, r->argv[0],
-                               strerror(k));
+                return upk_err(err, UPK_ERR_IO, -k, "%s: cannot run %s: %m", r->what, r->argv[0]);
 
         in_r = safe_close(in_r);
         out_w = safe_close(out_w);
@@ -158,7 +157,7 @@ int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkEr
                 if (k < 0 && errno != EINTR) {
                         k = -errno;
                         kill_and_reap(pid);
-                        return upk_err(err, UPK_ERR_IO, k, "%s: poll failed: %s", r->what, strerror(-k));
+                        return upk_err(err, UPK_ERR_IO, k, "%s: poll failed: %m", r->what);
                 }
                 if (k <= 0)
                         continue;
@@ -208,7 +207,7 @@ int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkEr
                 if (w < 0 && errno != EINTR) {
                         k = -errno;
                         kill_and_reap(pid);
-                        return upk_err(err, UPK_ERR_IO, k, "%s: waitpid failed: %s", r->what, strerror(-k));
+                        return upk_err(err, UPK_ERR_IO, k, "%s: waitpid failed: %m", r->what);
                 }
                 if (mono_usec() >= deadline) {
                         kill_and_reap(pid);

@@ -130,7 +130,7 @@ static int kv_load(KvFile *f, const char *path, UpkErr *err)
                 return upk_err(err, UPK_ERR_CONFIG, r, "%s: larger than %u bytes", path,
                                BOOT_STATE_FILE_MAX);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "%s: cannot read: %s", path, strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "%s: cannot read: %m", path);
         if (memchr(data, 0, size))
                 return upk_err(err, UPK_ERR_CONFIG, -EBADMSG, "%s: holds a NUL byte: not a text file", path);
 
@@ -217,7 +217,7 @@ static int kv_store(KvFile *f, UpkErr *err)
                 return -ENOMEM;
         r = write_file_atomic(dir, name, buf ? buf : "", size, 0644);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "%s: cannot write: %s", f->path, strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "%s: cannot write: %m", f->path);
         return 0;
 }
 

@@ -168,7 +168,7 @@ static int grub_store(BootBackend *b, const GrubVars *v, UpkErr *err)
         r = read_full_file(b->path, BOOT_STATE_FILE_MAX, &data, &size);
         exists = r >= 0;
         if (r < 0 && r != -ENOENT)
-                return upk_err(err, UPK_ERR_IO, r, "%s: cannot read: %s", b->path, strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "%s: cannot read: %m", b->path);
 
         fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
@@ -176,7 +176,7 @@ static int grub_store(BootBackend *b, const GrubVars *v, UpkErr *err)
         if (exists) {
                 r = loop_write(fd, data, size);
                 if (r < 0) {
-                        upk_err(err, UPK_ERR_IO, r, "grub backend: cannot write %s: %s", tmp, strerror(-r));
+                        upk_err(err, UPK_ERR_IO, r, "grub backend: cannot write %s: %m", tmp);
                         goto fail;
                 }
         } else {

@@ -24,7 +24,7 @@ static int finish_file(int fd, const char *name, UpkErr *err)
         if (fsync(fd) < 0) {
                 int r = -errno;
                 safe_close(fd);
-                return upk_err(err, UPK_ERR_IO, r, "cannot sync %s: %s", name, strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "cannot sync %s: %m", name);
         }
         if (close(fd) < 0)
                 return upk_err(err, UPK_ERR_IO, -errno, "cannot close %s: %m", name);
@@ -40,7 +40,7 @@ static int write_whole(Written *w, const char *name, const void *data, size_t si
         r = loop_write(fd, data, size);
         if (r < 0) {
                 safe_close(fd);
-                return upk_err(err, UPK_ERR_IO, r, "cannot write %s: %s", name, strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "cannot write %s: %m", name);
         }
         return finish_file(fd, name, err);
 }
@@ -70,8 +70,7 @@ static int extract_all(Bundle *b, Written *w, UpkErr *err)
                         r = loop_write(fd, buf, len);
                         if (r < 0) {
                                 safe_close(fd);
-                                return upk_err(err, UPK_ERR_IO, r, "cannot write %s: %s", p->file,
-                                               strerror(-r));
+                                return upk_err(err, UPK_ERR_IO, r, "cannot write %s: %m", p->file);
                         }
                 }
                 if (r < 0) {

@@ -382,8 +382,7 @@ int bundle_open_fd(int fd, const BundleOpenOptions *opts, Bundle **ret, UpkErr *
                  * read there always returns, so the thread can always be stopped.) */
                 r = readahead_new(b->fd, &b->ra);
                 if (r < 0)
-                        return upk_err(err, UPK_ERR_IO, r, "cannot start the read-ahead thread: %s",
-                                       strerror(-r));
+                        return upk_err(err, UPK_ERR_IO, r, "cannot start the read-ahead thread: %m");
                 b->next = readahead_next;
                 b->userdata = b->ra;
         } else {

@@ -287,7 +287,7 @@ int bundle_create(const BundleCreateOptions *opts, UpkErr *err)
                 return upk_err(err, UPK_ERR_MANIFEST, r, "%s: larger than %u bytes", opts->manifest_path,
                                MANIFEST_SIZE_MAX);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "%s: cannot read: %s", opts->manifest_path, strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "%s: cannot read: %m", opts->manifest_path);
         r = manifest_parse(template, template_size, MANIFEST_PARSE_TEMPLATE, &m, err);
         if (r < 0)
                 return upk_err_prefix(err, "%s", opts->manifest_path);
@@ -308,7 +308,7 @@ int bundle_create(const BundleCreateOptions *opts, UpkErr *err)
 
         r = manifest_to_json(m, &json, &json_size);
         if (r < 0)
-                return upk_err(err, UPK_ERR_MANIFEST, r, "cannot serialise the manifest: %s", strerror(-r));
+                return upk_err(err, UPK_ERR_MANIFEST, r, "cannot serialise the manifest: %m");
         /* What we sign must be what a device accepts. */
         {
                 _cleanup_(manifest_freep) Manifest *check = NULL;

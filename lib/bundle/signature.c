@@ -114,7 +114,7 @@ static int read_pem_file(const char *path, const char *what, BIO **ret, UpkErr *
                 return upk_err(err, UPK_ERR_IO, r, "%s \"%s\" is larger than %u bytes", what, path,
                                KEYRING_SIZE_MAX);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot read %s \"%s\": %s", what, path, strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "cannot read %s \"%s\": %m", what, path);
         /* BIO_new_mem_buf() does not copy: copy, so that `buf` can go. */
         b = BIO_new(BIO_s_mem());
         if (!b || BIO_write(b, buf, (int)size) != (int)size) {

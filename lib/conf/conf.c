@@ -785,7 +785,7 @@ static int load_file_fd(LoadCtx *ctx, int fd, const char *display, UpkErr *err)
                 return upk_err(err, UPK_ERR_CONFIG, r, "%s: larger than the limit of %u bytes", display,
                                CONFIG_FILE_SIZE_MAX);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "%s: cannot read: %s", display, strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "%s: cannot read: %m", display);
 
         name = strdup(display);
         if (!name)
@@ -986,7 +986,7 @@ int config_load(const char *path, Config **ret, UpkErr *err)
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
                 r = -errno;
-                upk_err(err, UPK_ERR_IO, r, "%s: cannot read: %s", path, strerror(-r));
+                upk_err(err, UPK_ERR_IO, r, "%s: cannot read: %m", path);
                 goto out;
         }
         r = load_file_fd(ctx, fd, path, err);

@@ -305,11 +305,10 @@ int state_save(const char *data_dir, const UpkState *s, UpkErr *err)
         text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
         r = mkdir_p(data_dir, 0755);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot create %s: %s", data_dir, strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "cannot create %s: %m", data_dir);
         r = write_file_atomic(data_dir, STATE_NAME, text, strlen(text), 0644);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot write %s/%s: %s", data_dir, STATE_NAME,
-                               strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "cannot write %s/%s: %m", data_dir, STATE_NAME);
         return 0;
 }
 
@@ -417,7 +416,7 @@ int history_append(const char *data_dir, const HistoryEntry *e, UpkErr *err)
                 return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
         r = history_load(data_dir, &old, &n, NULL);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot read the history: %s", strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "cannot read the history: %m");
         start = n >= HISTORY_MAX ? n - HISTORY_MAX + 1 : 0;
         for (size_t i = start; i < n; i++)
                 json_object_array_add(a, entry_to_json(&old[i]));
@@ -436,7 +435,6 @@ int history_append(const char *data_dir, const HistoryEntry *e, UpkErr *err)
         if (r >= 0)
                 r = write_file_atomic(data_dir, HISTORY_NAME, text, strlen(text), 0644);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot write %s/%s: %s", data_dir, HISTORY_NAME,
-                               strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "cannot write %s/%s: %m", data_dir, HISTORY_NAME);
         return 0;
 }

@@ -132,8 +132,8 @@ int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
                 const char *version = state_slot_version(s, booted);
                 r = run_health_checks(c, version, booted, &reason);
                 if (r < 0)
-                        return upk_err(err, UPK_ERR_IO, r, "cannot run the health checks in %s: %s",
-                                       c->health_dir, strerror(-r));
+                        return upk_err(err, UPK_ERR_IO, r, "cannot run the health checks in %s: %m",
+                                       c->health_dir);
                 install_crash_point("confirm-checked");
                 ret->version = version ? strdup(version) : NULL;
                 ret->slot = strdup(booted);

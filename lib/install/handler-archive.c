@@ -69,7 +69,7 @@ static int remove_contents(int dfd, dev_t dev, unsigned depth, const char *where
         if (!d) {
                 r = -errno;
                 safe_close(fd);
-                return handler_msg(msg, msg_size, r, "cannot read the folder %s: %s", where, strerror(-r));
+                return handler_msg(msg, msg_size, r, "cannot read the folder %s: %m", where);
         }
         while (r >= 0) {
                 struct stat st;
@@ -458,7 +458,7 @@ static int archive_begin_state(Archive *s, const struct upkeep_payload *p, const
         r = -pthread_create(&s->thread, NULL, extract_thread, s);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r < 0)
-                return handler_msg(msg, msg_size, r, "cannot start the extraction: %s", strerror(-r));
+                return handler_msg(msg, msg_size, r, "cannot start the extraction: %m");
         s->thread_started = true;
         return 0;
 }

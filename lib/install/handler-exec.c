@@ -271,7 +271,7 @@ static int step_error(Exec *s, int r, const char *step, int status, char *msg, s
                                    "%s %s did not end within %" PRIu64 " ms and was killed%s%s", s->program,
                                    step, s->timeout_ms, out[0] ? ": " : "", out);
         if (r < 0)
-                return handler_msg(msg, msg_size, r, "%s %s: %s", s->program, step, strerror(-r));
+                return handler_msg(msg, msg_size, r, "%s %s: %m", s->program, step);
         handler_describe_status(status, how, sizeof(how));
         return handler_msg(msg, msg_size, -EPROTO, "%s %s %s%s%s", s->program, step, how, out[0] ? ": " : "",
                            out);
@@ -312,7 +312,7 @@ int handler_exec_begin(const char *program, const struct upkeep_payload *p, void
         argv[0] = s->program;
         r = spawn(argv, s->env, in_rd, out_wr, &s->pid);
         if (r < 0) {
-                r = handler_msg(msg, msg_size, r, "cannot start %s: %s", program, strerror(-r));
+                r = handler_msg(msg, msg_size, r, "cannot start %s: %m", program);
                 goto fail;
         }
         *ret_state = s;
@@ -382,8 +382,7 @@ static int exec_write(void *state, const void *buf, size_t len, char *msg, size_
                 if (k == -EPIPE)
                         return exec_stopped_reading(s, msg, msg_size);
                 if (k < 0)
-                        return handler_msg(msg, msg_size, (int)k, "cannot write to %s: %s", s->program,
-                                           strerror((int)-k));
+                        return handler_msg(msg, msg_size, (int)k, "cannot write to %s: %m", s->program);
                 p += k;
                 len -= (size_t)k;
                 s->written += (uint64_t)k;

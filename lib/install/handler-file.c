@@ -117,7 +117,7 @@ static int file_write(void *state, const void *buf, size_t len, char *msg, size_
         int r = loop_write(s->fd, buf, len);
 
         if (r < 0)
-                return handler_msg(msg, msg_size, r, "cannot write %s/%s: %s", s->dir, s->tmp, strerror(-r));
+                return handler_msg(msg, msg_size, r, "cannot write %s/%s: %m", s->dir, s->tmp);
         return 0;
 }
 

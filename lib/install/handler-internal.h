@@ -23,7 +23,7 @@ extern const struct upkeep_handler handler_exec_ops;
 int handler_exec_begin(const char *program, const struct upkeep_payload *p, void **ret_state, char *msg,
                        size_t msg_size);
 
-/* snprintf into msg and return r (negative). */
+/* snprintf into msg and return r (negative; -EIO for r >= 0), with errno set to -r so "%m" names it. */
 int handler_msg(char *msg, size_t msg_size, int r, const char *fmt, ...) _printf_(4, 5);
 
 /* The timeout for programs the handlers run: the default, or in a test build

@@ -106,8 +106,8 @@ static int raw_write(void *state, const void *buf, size_t len, char *msg, size_t
                 return handler_msg(msg, msg_size, r, "%s: no space left after %" PRIu64 " bytes", s->dest,
                                    s->written);
         if (r < 0)
-                return handler_msg(msg, msg_size, r, "cannot write %s after %" PRIu64 " bytes: %s", s->dest,
-                                   s->written, strerror(-r));
+                return handler_msg(msg, msg_size, r, "cannot write %s after %" PRIu64 " bytes: %m", s->dest,
+                                   s->written);
         s->written += len;
         if (s->written - s->flushed >= RAW_WRITEBACK_CHUNK) {
                 /* Only a hint to start writeback: errors show at the fsync in finish(). */

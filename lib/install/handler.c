@@ -41,12 +41,16 @@ int handler_msg(char *msg, size_t msg_size, int r, const char *fmt, ...)
 {
         va_list ap;
 
+        if (r >= 0)
+                r = -EIO;
         if (msg && msg_size > 0) {
+                errno = -r; /* "%m" in fmt */
                 va_start(ap, fmt);
                 vsnprintf(msg, msg_size, fmt, ap);
                 va_end(ap);
         }
-        return r < 0 ? r : -EIO;
+        errno = -r;
+        return r;
 }
 
 uint64_t handler_timeout_ms(void)

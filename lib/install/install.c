@@ -139,7 +139,7 @@ static int write_payloads(Job *j, UpkErr *err)
 
         r = writer_new(&w);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot start the writer thread: %s", strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "cannot start the writer thread: %m");
         bundle_set_deferred_hashing(j->bundle, true);
         if (install_crash_write_at(&crash_at))
                 writer_crash_after(w, crash_at);

@@ -62,7 +62,7 @@ int install_begin_operation(const Config *c, int *ret_lock, UpkState **ret_state
                 return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
         r = mkdir_p(c->data_dir, 0755);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot create %s: %s", c->data_dir, strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "cannot create %s: %m", c->data_dir);
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return upk_err(err, UPK_ERR_IO, -errno, "cannot open %s: %m", path);
@@ -79,8 +79,7 @@ int install_begin_operation(const Config *c, int *ret_lock, UpkState **ret_state
         if (warning)
                 upk_log(LOG_LEVEL_WARNING, "%s", warning);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %s", c->data_dir,
-                               strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "cannot load the state from %s: %m", c->data_dir);
         *ret_lock = TAKE_FD(fd);
         return 0;
 }

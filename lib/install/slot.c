@@ -152,8 +152,7 @@ static int read_version_file(const char *path, char **ret, UpkErr *err)
 
         r = read_full_file(path, VERSION_FILE_SIZE_MAX, &data, &size);
         if (r < 0)
-                return upk_err(err, UPK_ERR_CONFIG, r, "version file %s: cannot read: %s", path,
-                               strerror(-r));
+                return upk_err(err, UPK_ERR_CONFIG, r, "version file %s: cannot read: %m", path);
         return install_parse_version_file(data, path, ret, err);
 }
 

@@ -210,10 +210,10 @@ int fetch_stream_new(FetchEngine *e, const char *url, uint64_t max_length, const
                 return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
         s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (s->wake_fd < 0)
-                return upk_err(err, UPK_ERR_IO, -errno, "eventfd: %s", strerror(errno));
+                return upk_err(err, UPK_ERR_IO, -errno, "eventfd: %m");
         r = sd_event_add_io(e->event, &s->wake_source, s->wake_fd, EPOLLIN, on_stream_wake, s);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot watch the stream's eventfd: %s", strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "cannot watch the stream's eventfd: %m");
         (void)sd_event_source_set_description(s->wake_source, "fetch-stream-wake");
         r = fetch_new(e, url, max_length, opts, stream_data, stream_done, s, &s->fetch, err);
         if (r < 0)
@@ -302,8 +302,7 @@ int fetch_stream_set_check(FetchStream *s, FetchStreamCheckFunc check, void *use
         r = pthread_create(&s->check_thread, NULL, stream_check_thread, s);
         if (r != 0) {
                 s->check = NULL;
-                return upk_err(err, UPK_ERR_IO, -r, "cannot start the download's check thread: %s",
-                               strerror(r));
+                return upk_err(err, UPK_ERR_IO, -r, "cannot start the download's check thread: %m");
         }
         s->check_started = true;
         return 0;

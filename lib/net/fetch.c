@@ -508,7 +508,7 @@ static int fetch_start_attempt(Fetch *f, UpkErr *err)
 static int check_readable(const char *what, const char *path, UpkErr *err)
 {
         if (access(path, R_OK) < 0)
-                return upk_err(err, UPK_ERR_CONFIG, -errno, "%s %s: %s", what, path, strerror(errno));
+                return upk_err(err, UPK_ERR_CONFIG, -errno, "%s %s: %m", what, path);
         return 0;
 }
 
@@ -724,7 +724,7 @@ int fetch_to_memory(const char *url, uint64_t max_length, const FetchOptions *op
                                url ?: "(null)", max_length, FETCH_MEMORY_MAX);
         r = sd_event_new(&event);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot create an event loop: %s", strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "cannot create an event loop: %m");
         r = fetch_engine_new(event, &e, err);
         if (r < 0)
                 return r;
@@ -735,7 +735,7 @@ int fetch_to_memory(const char *url, uint64_t max_length, const FetchOptions *op
                 r = sd_event_run(event, UINT64_MAX);
                 if (r < 0) {
                         free(m.buf);
-                        return upk_err(err, UPK_ERR_IO, r, "%s: event loop failed: %s", url, strerror(-r));
+                        return upk_err(err, UPK_ERR_IO, r, "%s: event loop failed: %m", url);
                 }
         }
         if (m.r < 0) {

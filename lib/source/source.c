@@ -253,7 +253,7 @@ static int tuf_read_head(Source *s, Offer *o, const FetchOptions *fo, UpkErr *er
 
         r = sd_event_new(&event);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot create an event loop: %s", strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "cannot create an event loop: %m");
         h.event = event;
         r = fetch_engine_new(event, &e, err);
         if (r < 0)
@@ -266,7 +266,7 @@ static int tuf_read_head(Source *s, Offer *o, const FetchOptions *fo, UpkErr *er
         f = fetch_free(f);
         free(h.buf);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "%s: event loop failed: %s", o->location, strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "%s: event loop failed: %m", o->location);
         if (h.result < 0) {
                 if (err && err->kind == UPK_ERR_NONE)
                         *err = h.err;
@@ -320,7 +320,7 @@ static int tuf_check(Source *s, const char *current_version, bool want_manifest,
         metadata_fetch_options(s->config, &fo);
         r = mkdir_p(s->tuf_dir, 0755);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "cannot create %s: %s", s->tuf_dir, strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "cannot create %s: %m", s->tuf_dir);
         r = tuf_client_new(&(TufOptions){ .metadata_dir = s->tuf_dir,
                                           .metadata_url = s->metadata_url,
                                           .targets_url = s->targets_url,
@@ -538,8 +538,7 @@ ssize_t source_stream_next(void *userdata, const void **ret_buf)
         if (n < 0) {
                 fetch_stream_get_error(s->fetch, &s->err);
                 if (s->err.kind == UPK_ERR_NONE)
-                        (void)upk_err(&s->err, UPK_ERR_NETWORK, (int)n, "%s: download failed: %s", s->name,
-                                      strerror((int)-n));
+                        (void)upk_err(&s->err, UPK_ERR_NETWORK, (int)n, "%s: download failed: %m", s->name);
                 s->failed = true;
                 if (s->err.code == 0)
                         s->err.code = (int)n;

@@ -168,12 +168,12 @@ static int persist(TufClient *c, const char *role, const void *data, size_t size
                 return -ENOMEM;
         r = mkdir_p(c->metadata_dir, 0755);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "%s: cannot create %s: %s", JSON_QUOTE(role),
-                               c->metadata_dir, strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "%s: cannot create %s: %m", JSON_QUOTE(role),
+                               c->metadata_dir);
         r = write_file_atomic(c->metadata_dir, name, data, size, 0644);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "%s: cannot write %s/%s: %s", JSON_QUOTE(role),
-                               c->metadata_dir, name, strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "%s: cannot write %s/%s: %m", JSON_QUOTE(role),
+                               c->metadata_dir, name);
         return 0;
 }
 
@@ -212,8 +212,7 @@ static int download_metadata(TufClient *c, const char *role, uint64_t version, u
         if (r == -ENOENT)
                 return upk_err(err, UPK_ERR_IO, r, "%s: %s was not found", JSON_QUOTE(role), url);
         if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "%s: downloading %s failed: %s", JSON_QUOTE(role), url,
-                               strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "%s: downloading %s failed: %m", JSON_QUOTE(role), url);
         if (size > max)
                 return upk_err(err, UPK_ERR_IO, -EFBIG, "%s: %s is larger than %" PRIu64 " bytes",
                                JSON_QUOTE(role), url, max);
@@ -283,11 +282,11 @@ static int load_trusted_root(TufClient *c, UpkErr *err)
                 bootstrap = true;
                 r = read_full_file(c->bootstrap_root, c->root_max, &data, &size);
                 if (r < 0)
-                        return upk_err(err, UPK_ERR_IO, r, "root: cannot read the trusted root %s: %s",
-                                       c->bootstrap_root, strerror(-r));
+                        return upk_err(err, UPK_ERR_IO, r, "root: cannot read the trusted root %s: %m",
+                                       c->bootstrap_root);
         } else if (r < 0)
-                return upk_err(err, UPK_ERR_IO, r, "root: cannot read the trusted %s/root.json: %s",
-                               c->metadata_dir, strerror(-r));
+                return upk_err(err, UPK_ERR_IO, r, "root: cannot read the trusted %s/root.json: %m",
+                               c->metadata_dir);
 
         r = tuf_metadata_parse(data, size, TUF_ROLE_ROOT, NULL, &root, err);
         if (r < 0)

@@ -23,6 +23,32 @@ TEST(the_first_error_wins)
         upk_err_clear(NULL);
 }
 
+TEST(errno_is_the_error_so_percent_m_names_it)
+{
+        char want[256];
+        UpkErr e = {};
+
+        errno = 0;
+        ASSERT_EQ(upk_err(&e, UPK_ERR_IO, -ENOENT, "cannot read %s: %m", "/etc/x"), -ENOENT);
+        snprintf(want, sizeof(want), "cannot read /etc/x: %s", strerror(ENOENT));
+        ASSERT_STREQ(e.msg, want);
+        ASSERT_EQ(errno, ENOENT);
+        /* not recorded (the first error wins), errno is still set */
+        errno = 0;
+        ASSERT_EQ(upk_err(&e, UPK_ERR_IO, -EPERM, "later: %m"), -EPERM);
+        ASSERT_EQ(errno, EPERM);
+        ASSERT_STREQ(e.msg, want);
+        errno = 0;
+        ASSERT_EQ(upk_err(NULL, UPK_ERR_IO, -EACCES, "%m"), -EACCES);
+        ASSERT_EQ(errno, EACCES);
+        /* a non-negative code is -EIO, also for %m */
+        upk_err_clear(&e);
+        ASSERT_EQ(upk_err(&e, UPK_ERR_IO, 0, "odd: %m"), -EIO);
+        snprintf(want, sizeof(want), "odd: %s", strerror(EIO));
+        ASSERT_STREQ(e.msg, want);
+        ASSERT_EQ(errno, EIO);
+}
+
 TEST(prefix_adds_context_and_never_overflows)
 {
         UpkErr e = {};
