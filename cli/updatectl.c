@@ -13,7 +13,7 @@ int cli_report(const char *what, const UpkErr *e)
         int status = upk_err_exit_status(e, &rejected);
 
         fprintf(stderr, "%s: %s%s%s%s\n", program_name, what ?: "", what ? ": " : "",
-                rejected ? "rejected: " : "", e->msg[0] ? e->msg : "unknown error");
+                rejected ? "rejected: " : "", e->msg[0] ? e->msg : strerror(e->code < 0 ? -e->code : EIO));
         return status;
 }
 

@@ -104,7 +104,7 @@ static int read_slot_states(const Config *c, JobResult *res, UpkErr *err)
 
         res->slot_states = calloc(c->n_slots ?: 1, sizeof(SlotState));
         if (!res->slot_states)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         res->n_slot_states = c->n_slots;
         if (install_open_boot(c, &boot, NULL) < 0)
                 boot = NULL;
@@ -276,6 +276,17 @@ void job_result_done(JobResult *r)
         *r = (JobResult){};
 }
 
+/* What a job does, for the message of a failure that came back without one. */
+static const char *const job_what[_JOB_KIND_MAX] = {
+        [JOB_INSTALL] = "the install",
+        [JOB_CONFIRM] = "the confirmation of the booted slot",
+        [JOB_CHECK] = "the check for updates",
+        [JOB_PROBE] = "finding the booted slot",
+        [JOB_SLOTS] = "reading the slots from the boot backend",
+        [JOB_ROLLBACK] = "the rollback",
+        [JOB_MARK_GOOD] = "marking the booted slot good",
+};
+
 int job_join(Job *j, JobResult *ret, UpkErr *ret_err)
 {
         job_wait(j);
@@ -283,8 +294,12 @@ int job_join(Job *j, JobResult *ret, UpkErr *ret_err)
                 *ret = j->res;
                 j->res = (JobResult){};
         }
-        if (ret_err)
+        if (ret_err) {
                 *ret_err = j->err;
+                /* Every failure reaches a log line, LastError or a bus reply with a message. */
+                if (j->result < 0)
+                        (void)upk_err_ensure(ret_err, j->result, "%s failed", job_what[j->kind]);
+        }
         return j->result;
 }
 

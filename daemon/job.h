@@ -70,7 +70,8 @@ bool job_is_cancelled(Job *j);
 JobKind job_kind(Job *j);
 void job_snapshot(Job *j, JobSnapshot *ret);
 /* Once finished: join the worker and hand out its result. `ret` (may be NULL) is filled whatever the
- * result (the caller calls job_result_done()); returns the operation's return value. */
+ * result (the caller calls job_result_done()); returns the operation's return value. On failure
+ * `ret_err` always has a message (upk_err_ensure()). */
 int job_join(Job *j, JobResult *ret, UpkErr *ret_err);
 /* Cancels a running job, waits for the worker and frees everything. */
 Job *job_free(Job *j);

@@ -947,7 +947,7 @@ int manager_new(const char *config_path, bool no_reboot, Manager **ret, UpkErr *
 
         m = calloc(1, sizeof(*m));
         if (!m)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         m->no_reboot = no_reboot;
         m->state = MANAGER_CONFIRMING;
         m->auto_update = true;
@@ -959,7 +959,7 @@ int manager_new(const char *config_path, bool no_reboot, Manager **ret, UpkErr *
         if (!set_string(&m->compatible, m->config->compatible) || !set_string(&m->phase, "") ||
             !set_string(&m->available_version, "") || !set_string(&m->last_error, "") ||
             !set_string(&m->booted_slot, "") || !set_string(&m->current_version, ""))
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
 
         /* Blocked before any thread exists, so that only the loop's signalfd sees them. */
         sigemptyset(&mask);

@@ -39,7 +39,7 @@ static int report_error(const char *what, const UpkErr *e)
         int status = upk_err_exit_status(e, &rejected);
 
         fprintf(stderr, "upkeepd: %s%s%s%s\n", what ?: "", what ? ": " : "", rejected ? "rejected: " : "",
-                e->msg[0] ? e->msg : "unknown error");
+                e->msg[0] ? e->msg : strerror(e->code < 0 ? -e->code : EIO));
         return status;
 }
 

@@ -46,6 +46,32 @@ int upk_err_prefix(UpkErr *e, const char *fmt, ...)
         return e->code;
 }
 
+int upk_err_oom(UpkErr *e)
+{
+        return upk_err(e, UPK_ERR_IO, -ENOMEM, "out of memory");
+}
+
+int upk_err_ensure(UpkErr *e, int r, const char *fmt, ...)
+{
+        char what[UPK_ERR_MSG_MAX / 2];
+        va_list ap;
+
+        if (r >= 0)
+                r = -EIO;
+        if (!e || (e->kind != UPK_ERR_NONE && e->msg[0]))
+                return r;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        if (e->kind == UPK_ERR_NONE) {
+                e->kind = UPK_ERR_IO;
+                e->code = r;
+        }
+        snprintf(e->msg, sizeof(e->msg), "%s: %s", what, strerror(e->code < 0 ? -e->code : EIO));
+        errno = -r;
+        return r;
+}
+
 void upk_err_clear(UpkErr *e)
 {
         if (!e)

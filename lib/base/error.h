@@ -38,6 +38,13 @@ int upk_err(UpkErr *e, UpkErrKind kind, int r, const char *fmt, ...) _printf_(4,
 /* Prepend "context: " to the message already in `e`; returns e->code (or -EIO if none). */
 int upk_err_prefix(UpkErr *e, const char *fmt, ...) _printf_(2, 3);
 void upk_err_clear(UpkErr *e);
+/* A failed allocation: upk_err(e, UPK_ERR_IO, -ENOMEM, "out of memory"). */
+int upk_err_oom(UpkErr *e);
+/* For the boundaries where an error reaches a person (a bus reply, LastError, a log line, the CLI's
+ * stderr): when `r` is an error and `e` holds none or an empty message, fill it with "WHAT: strerror"
+ * (fmt says what failed), so no person sees an empty message. Returns r (-EIO for r >= 0). A path that
+ * gets here without a message is a bug to fix where the error starts; this is the net under it. */
+int upk_err_ensure(UpkErr *e, int r, const char *fmt, ...) _printf_(3, 4);
 /* Append OpenSSL's queued error strings (": reason") to the message and clear the queue. */
 void upk_err_append_openssl(UpkErr *e);
 

@@ -226,7 +226,7 @@ static int report_duplicate(const JsonStrictOptions *opt, const char *p, size_t 
         size_t depth = 0;
 
         if (!seen)
-                return -ENOMEM;
+                return upk_err_oom(err);
         if (!find_path(root, o->obj, "", path))
                 path[0] = 0;
         for (size_t i = o->start; i < end; i++) {
@@ -245,7 +245,7 @@ static int report_duplicate(const JsonStrictOptions *opt, const char *p, size_t 
                                 continue; /* a value, or a key of a nested object */
                         r = key_seen(p + s, i + 1 - s, seen, &key, &k);
                         if (r < 0)
-                                return r;
+                                return upk_err_oom(err); /* only memory can fail here */
                         if (r > 0)
                                 return fail(opt, err, "duplicate key \"%s\" %s", JSON_QUOTE(key),
                                             where(path, w, sizeof(w)));
@@ -276,7 +276,7 @@ static int check_raw(const JsonStrictOptions *opt, const char *p, size_t end, js
         objs = calloc(n_objs ?: 1, sizeof(RawObject));
         stack = calloc(depth_max, sizeof(Level));
         if (!objs || !stack)
-                return -ENOMEM;
+                return upk_err_oom(err);
         c = (Collect){ .objs = objs, .max = n_objs };
         collect_objects(root, &c);
 
@@ -368,7 +368,8 @@ int json_parse_strict(const void *data, size_t size, const JsonStrictOptions *o,
         int r;
 
         if ((!p && size > 0) || size > INT32_MAX)
-                return -EINVAL;
+                return upk_err(err, o->kind, -EINVAL,
+                               "%s: cannot parse %zu bytes (no data, or more than 2 GiB)", o->what, size);
 
         /* json-c takes any value at the top; only an object is wanted. */
         for (i = 0; i < size && is_json_ws(p[i]); i++)
@@ -380,7 +381,7 @@ int json_parse_strict(const void *data, size_t size, const JsonStrictOptions *o,
 
         tok = json_tokener_new_ex((int)o->depth_max);
         if (!tok)
-                return -ENOMEM;
+                return upk_err_oom(err);
         json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
         root = json_tokener_parse_ex(tok, p, (int)size);
         jerr = json_tokener_get_error(tok);
@@ -389,8 +390,9 @@ int json_parse_strict(const void *data, size_t size, const JsonStrictOptions *o,
                 return fail(o, err, "not valid JSON at byte %zu: unexpected end of data", size);
         if (jerr != json_tokener_success)
                 return fail(o, err, "not valid JSON at byte %zu: %s", end, json_tokener_error_desc(jerr));
+        /* json-c 0.16 reports allocation failures as a NULL without an error */
         if (!root)
-                return -ENOMEM; /* json-c 0.16 reports allocation failures as a NULL without an error */
+                return upk_err_oom(err);
         /* json-c stops after the object; strict mode rejects most trailing data, but not a NUL byte. */
         for (i = end; i < size; i++)
                 if (!is_json_ws(p[i]))

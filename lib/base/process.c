@@ -98,10 +98,10 @@ int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkEr
         sigdelset(&all, SIGKILL);
         sigdelset(&all, SIGSTOP);
         if (posix_spawn_file_actions_init(&fa) != 0)
-                return -ENOMEM;
+                return upk_err_oom(err);
         if (posix_spawnattr_init(&attr) != 0) {
                 posix_spawn_file_actions_destroy(&fa);
-                return -ENOMEM;
+                return upk_err_oom(err);
         }
         k = posix_spawn_file_actions_adddup2(&fa, in_r, STDIN_FILENO);
         if (k == 0)
@@ -184,7 +184,7 @@ int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkEr
                         else if (n > 0 &&
                                  append(&errbuf, &err_size, buf, (size_t)n, PROCESS_STDERR_MAX, true) < 0) {
                                 kill_and_reap(pid);
-                                return -ENOMEM;
+                                return upk_err_oom(err);
                         }
                 }
                 if (p[2].revents) {
@@ -223,9 +223,9 @@ int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkEr
                 return upk_err(err, UPK_ERR_IO, -EIO, "%s: ended abnormally", r->what);
 
         if (!out && !(out = strdup("")))
-                return -ENOMEM;
+                return upk_err_oom(err);
         if (!errbuf && !(errbuf = strdup("")))
-                return -ENOMEM;
+                return upk_err_oom(err);
         if (ret_stdout)
                 *ret_stdout = TAKE_PTR(out);
         if (ret_stderr)

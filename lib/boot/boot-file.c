@@ -67,7 +67,7 @@ static int parse_line(KvFile *f, const char *s, size_t len, unsigned line, UpkEr
         if (len == 0 || s[0] == '#') {
                 value = strndup(s, len);
                 if (!value)
-                        return -ENOMEM;
+                        return upk_err_oom(err);
                 return kv_append(f, NULL, TAKE_PTR(value), line) < 0 ? -ENOMEM : 0;
         }
         eq = memchr(s, '=', len);
@@ -103,13 +103,13 @@ static int parse_line(KvFile *f, const char *s, size_t len, unsigned line, UpkEr
         key = strndup(s, klen);
         value = strndup(v, vlen);
         if (!key || !value)
-                return -ENOMEM;
+                return upk_err_oom(err);
         dup = kv_find(f, key);
         if (dup)
                 return upk_err(err, UPK_ERR_CONFIG, -EBADMSG, "%s:%u: %s is already set on line %u", f->path,
                                line, key, dup->line);
         if (kv_append(f, key, value, line) < 0)
-                return -ENOMEM;
+                return upk_err_oom(err);
         key = value = NULL;
         return 0;
 }
@@ -196,7 +196,7 @@ static int kv_store(KvFile *f, UpkErr *err)
                         alloc = (size + need + 1) * 2;
                         p = realloc(buf, alloc);
                         if (!p)
-                                return -ENOMEM;
+                                return upk_err_oom(err);
                         buf = p;
                 }
                 if (l->key)
@@ -205,7 +205,7 @@ static int kv_store(KvFile *f, UpkErr *err)
                 else
                         k = snprintf(buf + size, alloc - size, "%s\n", l->value);
                 if (k < 0 || (size_t)k >= alloc - size)
-                        return -ENOMEM;
+                        return upk_err_oom(err);
                 size += (size_t)k;
         }
         if (size > BOOT_STATE_FILE_MAX)
@@ -214,7 +214,7 @@ static int kv_store(KvFile *f, UpkErr *err)
 
         dir = path_dirname(f->path);
         if (!dir)
-                return -ENOMEM;
+                return upk_err_oom(err);
         r = write_file_atomic(dir, name, buf ? buf : "", size, 0644);
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "%s: cannot write: %m", f->path);
@@ -240,7 +240,7 @@ static int store_vars(KvFile *f, const BootVars *v, bool with_booted, UpkErr *er
 
         r = boot_vars_to_kv(v, with_booted, &kv, &n);
         if (r < 0)
-                return r;
+                return upk_err_oom(err);
         for (size_t i = 0; i < n && r >= 0; i++)
                 r = kv_set(f, kv[i].key, kv[i].value);
         boot_kv_free(kv, n);
@@ -264,7 +264,7 @@ static int file_init(BootBackend *b, const Config *c, UpkErr *err)
                                "[boot] state-file: %s names a folder, not a file", c->boot_state_file);
         dir = path_dirname(c->boot_state_file);
         if (!dir)
-                return -ENOMEM;
+                return upk_err_oom(err);
         if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
                 return upk_err(err, UPK_ERR_CONFIG, -ENOENT,
                                "[boot] state-file: %s: its folder %s does not exist", c->boot_state_file,
@@ -290,7 +290,7 @@ static int file_vars_load(BootBackend *b, void **ret_ctx, BootVars *v, UpkErr *e
         int r;
 
         if (!f)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         r = file_load(b, f, v, err);
         if (r < 0) {
                 free(f);

@@ -81,7 +81,7 @@ static int list_lookup(const char *list, const char *key, const char *file, char
                                                "%s: %s is longer than %u bytes", file, key, BOOT_VALUE_MAX);
                         found = strndup(p + klen + 1, (size_t)(nl - p) - klen - 1);
                         if (!found)
-                                return -ENOMEM;
+                                return upk_err_oom(err);
                 }
                 p = *nl ? nl + 1 : nl;
         }
@@ -102,7 +102,7 @@ static int grub_load(BootBackend *b, GrubVars *v, UpkErr *err)
                         return upk_err(err, UPK_ERR_IO, -errno, "%s: %m", b->path);
                 list = strdup(""); /* `list` would create it: reading does not write */
                 if (!list)
-                        return -ENOMEM;
+                        return upk_err_oom(err);
         } else {
                 r = run_editenv(b, b->path, (const char *const[]){ "list", NULL }, &list, err);
                 if (r < 0)
@@ -132,7 +132,7 @@ static int grub_load(BootBackend *b, GrubVars *v, UpkErr *err)
                         _cleanup_free_ char *key = strdup_printf("%s_%s", b->slots[i], suffix[s]),
                                             *val = NULL;
                         if (!key)
-                                return -ENOMEM;
+                                return upk_err_oom(err);
                         r = list_lookup(list, key, b->path, &val, err);
                         if (r < 0)
                                 return r;
@@ -160,10 +160,10 @@ static int grub_store(BootBackend *b, const GrubVars *v, UpkErr *err)
 
         dir = path_dirname(b->path);
         if (!dir)
-                return -ENOMEM;
+                return upk_err_oom(err);
         tmp = strdup_printf("%s/.#upkeep-grubenv.XXXXXX", dir);
         if (!tmp)
-                return -ENOMEM;
+                return upk_err_oom(err);
 
         r = read_full_file(b->path, BOOT_STATE_FILE_MAX, &data, &size);
         exists = r >= 0;
@@ -242,7 +242,7 @@ static int grub_init(BootBackend *b, const Config *c, UpkErr *err)
                                path);
         dir = path_dirname(path);
         if (!dir)
-                return -ENOMEM;
+                return upk_err_oom(err);
         if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
                 return upk_err(err, UPK_ERR_CONFIG, -ENOENT,
                                "[boot] grubenv: %s: its folder %s does not exist", path, dir);

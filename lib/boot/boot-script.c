@@ -29,11 +29,11 @@ static int script_init(BootBackend *b, const Config *c, UpkErr *err)
                                c->boot_script);
         b->path = strdup(c->boot_script);
         if (!b->path)
-                return -ENOMEM;
+                return upk_err_oom(err);
         if (!isempty(c->boot_state_file)) {
                 b->state_file = strdup(c->boot_state_file);
                 if (!b->state_file)
-                        return -ENOMEM;
+                        return upk_err_oom(err);
         }
         return 0;
 }
@@ -87,7 +87,7 @@ static int run_script(BootBackend *b, const char *verb, const char *slot, const 
                              arg ? " " : "", arg ? arg : "");
         if (!env || !what) {
                 strv_free(env);
-                return -ENOMEM;
+                return upk_err_oom(err);
         }
         r = process_run(&(ProcessRun){ .argv = argv,
                                        .envp = env,

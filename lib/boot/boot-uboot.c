@@ -51,7 +51,7 @@ static int uboot_read(BootBackend *b, UbootEnv *e, UpkErr *err)
         for (size_t i = 0; i < e->n; i++)
                 if (!e->keys[i]) {
                         uboot_env_done(e);
-                        return -ENOMEM;
+                        return upk_err_oom(err);
                 }
 
         tool_argv(b, "fw_printenv", argv, &n);
@@ -95,7 +95,7 @@ static int uboot_read(BootBackend *b, UbootEnv *e, UpkErr *err)
                         e->values[i] = strndup(p, (size_t)(nl - p));
                         if (!e->values[i]) {
                                 uboot_env_done(e);
-                                return -ENOMEM;
+                                return upk_err_oom(err);
                         }
                 }
                 p = nl + 1;
@@ -154,7 +154,7 @@ static int uboot_store(BootBackend *b, const UbootEnv *old, const BootVars *v, U
 
         r = boot_vars_to_kv(v, false, &kv, &n_kv);
         if (r < 0)
-                return r;
+                return upk_err_oom(err);
         for (size_t i = 0; i < n_kv; i++) {
                 const char *was = uboot_get(old, kv[i].key);
                 char *line, *p;
@@ -166,7 +166,7 @@ static int uboot_store(BootBackend *b, const UbootEnv *old, const BootVars *v, U
                 if (!p) {
                         free(line);
                         boot_kv_free(kv, n_kv);
-                        return -ENOMEM;
+                        return upk_err_oom(err);
                 }
                 memcpy(p + size, line, strlen(line) + 1);
                 size += strlen(line);
@@ -231,7 +231,7 @@ static int uboot_init(BootBackend *b, const Config *c, UpkErr *err)
                                        c->boot_uboot_config);
                 b->path = strdup(c->boot_uboot_config);
                 if (!b->path)
-                        return -ENOMEM;
+                        return upk_err_oom(err);
         }
         return 0;
 }
@@ -242,7 +242,7 @@ static int uboot_vars_load(BootBackend *b, void **ret_ctx, BootVars *v, UpkErr *
         int r;
 
         if (!e)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         r = uboot_load(b, e, v, err);
         if (r < 0) {
                 free(e);

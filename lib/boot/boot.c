@@ -100,14 +100,14 @@ int boot_backend_new(const Config *c, char *const *slots, size_t n_slots, BootBa
 
         b = calloc(1, sizeof(*b));
         if (!b)
-                return -ENOMEM;
+                return upk_err_oom(err);
         b->type = c->boot_backend;
         b->ops = ops_table[c->boot_backend];
         b->attempts = c->boot_attempts > 0 ? c->boot_attempts : BOOT_ATTEMPTS_DEFAULT;
         b->timeout_usec = boot_timeout_usec();
         b->slots = calloc(n_slots, sizeof(char *));
         if (!b->slots)
-                return -ENOMEM;
+                return upk_err_oom(err);
         for (size_t i = 0; i < n_slots; i++) {
                 if (!slots[i] || !boot_slot_name_valid(slots[i]))
                         return upk_err(
@@ -119,7 +119,7 @@ int boot_backend_new(const Config *c, char *const *slots, size_t n_slots, BootBa
                                        slots[i]);
                 b->slots[i] = strdup(slots[i]);
                 if (!b->slots[i])
-                        return -ENOMEM;
+                        return upk_err_oom(err);
                 b->n_slots++;
         }
 
@@ -495,7 +495,8 @@ int boot_vars_load(BootVars *v, char *const *slots, size_t n_slots, unsigned att
 
                 r = vars_key(key, sizeof(key), slots[i], "LEFT");
                 if (r < 0)
-                        return r;
+                        return upk_err(err, UPK_ERR_CONFIG, r,
+                                       "slot \"%s\": the name is too long for a boot variable", slots[i]);
                 val = lookup(userdata, key, where, sizeof(where));
                 if (!val)
                         v->left[i] = !initialised && i == 0 ? attempts : 0;
@@ -508,7 +509,8 @@ int boot_vars_load(BootVars *v, char *const *slots, size_t n_slots, unsigned att
 
                 r = vars_key(key, sizeof(key), slots[i], "TRY");
                 if (r < 0)
-                        return r;
+                        return upk_err(err, UPK_ERR_CONFIG, r,
+                                       "slot \"%s\": the name is too long for a boot variable", slots[i]);
                 val = lookup(userdata, key, where, sizeof(where));
                 if (!val || streq(val, "0"))
                         v->trying[i] = false;

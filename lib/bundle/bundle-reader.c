@@ -291,7 +291,7 @@ static int bundle_open_internal(Bundle *b, const BundleOpenOptions *opts, UpkErr
                 b->iobuf = malloc(BUNDLE_READ_BLOCK);
         b->a = archive_read_new();
         if ((!b->next && !b->iobuf) || !b->a)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         if (archive_read_support_format_tar(b->a) != ARCHIVE_OK)
                 return upk_err(err, UPK_ERR_IO, -EIO, "libarchive: %s", archive_error_string(b->a));
         r = archive_read_open(b->a, b, NULL, outer_read_cb, NULL);
@@ -339,7 +339,7 @@ static int bundle_open_source(BundleReadFunc func, BundleNextFunc next, void *us
 
         b = calloc(1, sizeof(*b));
         if (!b)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         b->fd = -EBADF;
         b->func = func;
         b->next = next;
@@ -371,7 +371,7 @@ int bundle_open_fd(int fd, const BundleOpenOptions *opts, Bundle **ret, UpkErr *
 
         b = calloc(1, sizeof(*b));
         if (!b)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         b->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (b->fd < 0)
                 return upk_err(err, UPK_ERR_IO, -errno, "cannot duplicate file descriptor: %m");

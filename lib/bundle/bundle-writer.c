@@ -20,7 +20,7 @@ static int open_payload(const char *dir, const ManifestPayload *p, uint64_t *ret
         struct stat st;
 
         if (!path)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return upk_err(err, UPK_ERR_IO, -errno, "payload \"%s\": cannot open %s: %m", p->name, path);
@@ -46,7 +46,7 @@ static int stream_payload(int fd, const ManifestPayload *p, uint64_t size, struc
         unsigned n;
 
         if (!md || !buf || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         if (lseek(fd, 0, SEEK_SET) < 0)
                 return upk_err(err, UPK_ERR_IO, -errno, "payload \"%s\": cannot seek: %m", p->name);
         for (;;) {
@@ -86,7 +86,7 @@ static int measure_decompressed(int fd, const ManifestPayload *p, uint64_t *ret_
         int want, r;
 
         if (!a)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         switch (p->compression) {
         case COMPRESSION_GZIP:
                 r = archive_read_support_filter_gzip(a);
@@ -104,7 +104,9 @@ static int measure_decompressed(int fd, const ManifestPayload *p, uint64_t *ret_
         case _COMPRESSION_MAX:
         case _COMPRESSION_INVALID:
         default:
-                return -EINVAL;
+                return upk_err(err, UPK_ERR_MANIFEST, -EINVAL,
+                               "payload \"%s\": no decoder for compression %d", p->name,
+                               (int)p->compression);
         }
         if (r != ARCHIVE_OK)
                 return upk_err(err, UPK_ERR_IO, -EOPNOTSUPP, "libarchive has no built-in %s decoder",
@@ -192,7 +194,7 @@ static int write_member(struct archive *a, const char *name, uint64_t size, UpkE
         int r;
 
         if (!e)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         /* Fixed metadata: the same inputs give the same bytes. */
         archive_entry_set_pathname(e, name);
         archive_entry_set_filetype(e, AE_IFREG);
@@ -231,7 +233,7 @@ static int write_bundle(int fd, const Manifest *m, const char *dir, const char *
         int r;
 
         if (!a)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         if (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
             archive_write_add_filter_none(a) != ARCHIVE_OK || archive_write_open_fd(a, fd) != ARCHIVE_OK)
                 return upk_err(err, UPK_ERR_IO, -EIO, "cannot start the tar stream: %s",
@@ -297,7 +299,7 @@ int bundle_create(const BundleCreateOptions *opts, UpkErr *err)
         else {
                 dir_copy = path_dirname(opts->manifest_path);
                 if (!dir_copy)
-                        return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                        return upk_err_oom(err);
                 dir = dir_copy;
         }
         for (size_t i = 0; i < m->n_payloads; i++) {
@@ -323,10 +325,10 @@ int bundle_create(const BundleCreateOptions *opts, UpkErr *err)
 
         outdir = path_dirname(opts->output_path);
         if (!outdir)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         tmp = strdup_printf("%s.XXXXXX", opts->output_path);
         if (!tmp)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
                 return upk_err(err, UPK_ERR_IO, -errno, "%s: cannot create a temporary file: %m",

@@ -356,7 +356,7 @@ static int parse_security(json_object *root, Manifest *m, UpkErr *err)
                                    MANIFEST_ADVISORIES_MAX);
                 m->advisories = calloc(n, sizeof(char *));
                 if (!m->advisories)
-                        return -ENOMEM;
+                        return upk_err_oom(err);
                 m->n_advisories = n;
                 for (size_t i = 0; i < n; i++) {
                         json_object *a = json_object_array_get_idx(adv, i);
@@ -373,7 +373,7 @@ static int parse_security(json_object *root, Manifest *m, UpkErr *err)
                                         i, JSON_QUOTE(s), MANIFEST_ADVISORY_MAX);
                         m->advisories[i] = strdup(s);
                         if (!m->advisories[i])
-                                return -ENOMEM;
+                                return upk_err_oom(err);
                 }
         }
 
@@ -535,7 +535,7 @@ static int parse_payloads(json_object *root, ManifestParseFlags flags, Manifest 
 
         m->payloads = calloc(n, sizeof(ManifestPayload));
         if (!m->payloads)
-                return -ENOMEM;
+                return upk_err_oom(err);
         m->n_payloads = n;
         for (size_t i = 0; i < n; i++) {
                 json_object *o = json_object_array_get_idx(arr, i);
@@ -633,7 +633,8 @@ int manifest_parse(const void *data, size_t size, ManifestParseFlags flags, Mani
         int r;
 
         if (!data && size > 0)
-                return -EINVAL;
+                return upk_err(err, UPK_ERR_MANIFEST, -EINVAL, "manifest: %zu bytes announced, none given",
+                               size);
         if (size > MANIFEST_SIZE_MAX)
                 return bad(err, "%zu bytes, more than the maximum of %u bytes", size, MANIFEST_SIZE_MAX);
 
@@ -643,7 +644,7 @@ int manifest_parse(const void *data, size_t size, ManifestParseFlags flags, Mani
 
         m = calloc(1, sizeof(Manifest));
         if (!m)
-                return -ENOMEM;
+                return upk_err_oom(err);
         r = parse_root(root, flags, m, err);
         if (r < 0)
                 return r;

@@ -835,7 +835,7 @@ static int load_conf_d(LoadCtx *ctx, const char *prefix, UpkErr *err)
         int dfd, r = 0;
 
         if (!dpath)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         dfd = open(dpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0) {
                 if (errno == ENOENT)
@@ -870,7 +870,7 @@ static int load_conf_d(LoadCtx *ctx, const char *prefix, UpkErr *err)
                 }
                 names[n] = strdup(de->d_name);
                 if (!names[n]) {
-                        r = upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                        r = upk_err_oom(err);
                         break;
                 }
                 n++;
@@ -883,7 +883,7 @@ static int load_conf_d(LoadCtx *ctx, const char *prefix, UpkErr *err)
                 _cleanup_close_ int fd = -EBADF;
 
                 if (!display) {
-                        r = upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                        r = upk_err_oom(err);
                         break;
                 }
                 fd = openat(dfd, names[i], O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -926,7 +926,7 @@ static int config_finish(LoadCtx *ctx, const char *main_path, UpkErr *err)
         if (!c->boot_state_file) {
                 c->boot_state_file = strdup_printf("%s/bootenv", c->data_dir);
                 if (!c->boot_state_file)
-                        return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                        return upk_err_oom(err);
         }
 
         for (size_t i = 0; i < c->n_slots; i++) {
@@ -957,7 +957,7 @@ static int config_finish(LoadCtx *ctx, const char *main_path, UpkErr *err)
                 if (!s->bootname) {
                         s->bootname = strdup(s->name);
                         if (!s->bootname)
-                                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                                return upk_err_oom(err);
                 }
         }
         return 0;
@@ -977,7 +977,7 @@ int config_load(const char *path, Config **ret, UpkErr *err)
         c = calloc(1, sizeof(Config));
         ctx = calloc(1, sizeof(LoadCtx));
         if (!c || !ctx)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         ctx->c = c;
         r = keys_set_defaults(config_keys, ELEMENTSOF(config_keys), c);
         if (r < 0)
@@ -995,7 +995,7 @@ int config_load(const char *path, Config **ret, UpkErr *err)
 
         prefix = strndup(path, (size_t)(path_basename(path) - path)); /* "DIR/" or "" */
         if (!prefix) {
-                r = upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                r = upk_err_oom(err);
                 goto out;
         }
         r = load_conf_d(ctx, prefix, err);
@@ -1009,7 +1009,7 @@ int config_load(const char *path, Config **ret, UpkErr *err)
         if (ctx->dropped_warnings > 0) {
                 char *w = strdup_printf("... and %zu more unknown keys, ignored", ctx->dropped_warnings);
                 if (!w) {
-                        r = upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                        r = upk_err_oom(err);
                         goto out;
                 }
                 c->warnings[c->n_warnings++] = w;

@@ -279,7 +279,7 @@ int state_save(const char *data_dir, const UpkState *s, UpkErr *err)
 
         if (!o || !slots) {
                 json_object_put(slots);
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         }
         json_object_object_add(o, "version_floor", str_or_null(s->version_floor));
         for (size_t i = 0; i < s->n_slots; i++)
@@ -413,7 +413,7 @@ int history_append(const char *data_dir, const HistoryEntry *e, UpkErr *err)
         int r;
 
         if (!a)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         r = history_load(data_dir, &old, &n, NULL);
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot read the history: %m");

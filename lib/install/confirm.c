@@ -261,7 +261,7 @@ int install_rollback(const Config *c, char **ret_slot, UpkErr *err)
         }
         install_history_record(c, "rollback", state_slot_version(s, other), other, true, NULL);
         *ret_slot = strdup(other);
-        return *ret_slot ? 0 : upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        return *ret_slot ? 0 : upk_err_oom(err);
 }
 
 static const char *const outcome_table[_CONFIRM_OUTCOME_MAX] = {

@@ -214,7 +214,7 @@ int handler_begin(Handler *h, const struct upkeep_payload *p, UpkErr *err)
         free(h->payload_name);
         h->payload_name = strdup(p->name);
         if (!h->payload_name)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         if (h->phase != HANDLER_PHASE_READY)
                 return wrong_phase(h, "begin", err);
 

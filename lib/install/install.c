@@ -310,7 +310,7 @@ static int install_common(const Config *c, Bundle *b, const InstallOptions *o, I
         ret->reboot = c->reboot == REBOOT_AUTO;
         if (!ret->version || !ret->slot) {
                 install_result_done(ret);
-                r = upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                r = upk_err_oom(err);
         }
 out:
         j.bundle = NULL; /* the caller's */

@@ -59,7 +59,7 @@ int install_begin_operation(const Config *c, int *ret_lock, UpkState **ret_state
         int r;
 
         if (!path)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         r = mkdir_p(c->data_dir, 0755);
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot create %s: %m", c->data_dir);

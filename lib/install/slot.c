@@ -96,7 +96,7 @@ int install_find_booted(const Config *c, BootBackend *boot, char **ret, UpkErr *
                 how = "the boot backend";
         }
         if (!s)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         for (size_t i = 0; i < n; i++)
                 if (streq(names[i], s)) {
                         *ret = s;
@@ -129,7 +129,7 @@ int install_parse_version_file(char *text, const char *path, char **ret, UpkErr 
                 return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "version file %s: no VERSION_ID= line", path);
         _cleanup_free_ char *s = strdup(value);
         if (!s)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         size_t len = strlen(s);
         while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\r' || s[len - 1] == '\t'))
                 s[--len] = 0;
@@ -162,7 +162,7 @@ int install_current_version(const Config *c, const UpkState *s, const char *boot
 
         if (v) {
                 *ret = strdup(v);
-                return *ret ? 0 : upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return *ret ? 0 : upk_err_oom(err);
         }
         return read_version_file(c->version_file, ret, err);
 }

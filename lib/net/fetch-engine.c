@@ -120,7 +120,7 @@ int fetch_engine_new(sd_event *event, FetchEngine **ret, UpkErr *err)
                                curl_easy_strerror(curl_init_result));
         e = calloc(1, sizeof(*e));
         if (!e)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         e->multi = curl_multi_init();
         if (!e->multi) {
                 free(e);

@@ -200,14 +200,14 @@ int fetch_stream_new(FetchEngine *e, const char *url, uint64_t max_length, const
                                buffer_size, FETCH_STREAM_BUFFER_MIN, FETCH_STREAM_BUFFER_MAX);
         s = calloc(1, sizeof(*s));
         if (!s)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         s->wake_fd = -EBADF;
         pthread_mutex_init(&s->lock, NULL);
         pthread_cond_init(&s->cond, NULL);
         s->capacity = buffer_size;
         s->ring = malloc(buffer_size);
         if (!s->ring)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (s->wake_fd < 0)
                 return upk_err(err, UPK_ERR_IO, -errno, "eventfd: %m");

@@ -565,14 +565,14 @@ int fetch_new(FetchEngine *e, const char *url, uint64_t max_length, const FetchO
 
         f = calloc(1, sizeof(*f));
         if (!f)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         f->url = strdup_or_null(url, &oom);
         f->ca_file = strdup_or_null(opts->ca_file, &oom);
         f->client_cert = strdup_or_null(opts->client_cert, &oom);
         f->client_key = strdup_or_null(opts->client_key, &oom);
         f->proxy = strdup_or_null(opts->proxy, &oom);
         if (oom)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         f->max_length = max_length;
         f->data_cb = data;
         f->done_cb = done;
@@ -691,7 +691,7 @@ static int memory_data(Fetch *f, const void *buf, size_t size, uint64_t offset, 
                         want = (size_t)m->max + 1;
                 n = realloc(m->buf, want);
                 if (!n)
-                        return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                        return upk_err_oom(err);
                 m->buf = n;
                 m->allocated = want;
         }
@@ -747,7 +747,7 @@ int fetch_to_memory(const char *url, uint64_t max_length, const FetchOptions *op
         if (!m.buf) {
                 m.buf = malloc(1);
                 if (!m.buf)
-                        return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                        return upk_err_oom(err);
         }
         m.buf[m.size] = 0;
         *ret = m.buf;

@@ -78,10 +78,10 @@ static int source_setup_tuf(Source *s, UpkErr *err)
                 c->source_targets_url ? strdup(c->source_targets_url) : path_join(c->source_url, "targets");
         s->tuf_dir = strdup_printf("%s/%s", c->data_dir, SOURCE_TUF_DIR);
         if (!s->metadata_url || !s->targets_url || !s->tuf_dir)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         trusted = strdup_printf("%s/root.json", s->tuf_dir);
         if (!trusted)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         if (!c->source_root && access(trusted, F_OK) < 0)
                 return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
                                "[source] root: required for type = tuf: the trusted root.json of the "
@@ -107,7 +107,7 @@ int source_new(const Config *c, Source **ret, UpkErr *err)
 
         s = calloc(1, sizeof(*s));
         if (!s)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         s->config = c;
         s->type = c->source_type;
         switch (s->type) {
@@ -216,7 +216,7 @@ static int head_data(Fetch *f, const void *buf, size_t size, uint64_t offset, vo
                 n = SOURCE_HEAD_MAX - h->size;
         p = realloc(h->buf, h->size + n + 1);
         if (!p)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         h->buf = p;
         memcpy(h->buf + h->size, buf, n);
         h->size += n;
@@ -342,12 +342,12 @@ static int tuf_check(Source *s, const char *current_version, bool want_manifest,
         }
         o = calloc(1, sizeof(*o));
         if (!o)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         o->version = strdup(t->version);
         o->name = strdup(t->path);
         o->location = strdup(t->url);
         if (!o->version || !o->name || !o->location)
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         o->length = t->length;
         o->target = TAKE_PTR(t);
         if (want_manifest) {
@@ -389,7 +389,7 @@ static int local_check(Source *s, const char *current_version, Offer **ret, UpkE
                 path = strdup_printf("%s/%s", c->source_dir, de->d_name);
                 if (!path) {
                         closedir(d);
-                        return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                        return upk_err_oom(err);
                 }
                 /* Unsigned, broken or foreign bundles are not offered; the installer would refuse them. */
                 if (bundle_open_path(path, &(BundleOpenOptions){ .keyring = c->keyring, .crl = c->crl }, &b,
@@ -408,7 +408,7 @@ static int local_check(Source *s, const char *current_version, Offer **ret, UpkE
                 if (!best || !(best->version = strdup(m->version_str)) ||
                     !(best->name = strdup(de->d_name))) {
                         closedir(d);
-                        return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                        return upk_err_oom(err);
                 }
                 best->location = TAKE_PTR(path);
                 offer_take_manifest(best, m);
@@ -478,7 +478,7 @@ static int stream_open(FetchEngine *e, const Config *c, const char *url, uint64_
         fetch_options_from_config(&fo, c);
         s = calloc(1, sizeof(*s));
         if (!s || !(s->name = strdup(name)))
-                return upk_err(err, UPK_ERR_IO, -ENOMEM, "out of memory");
+                return upk_err_oom(err);
         r = fetch_stream_new(e, url, max, &fo, 0, &s->fetch, err);
         if (r < 0)
                 return r;

@@ -52,7 +52,7 @@ static int load_pem(const char *pem, TufKeyScheme kind, const char *path, EVP_PK
         char group[64] = "";
 
         if (!b)
-                return -ENOMEM;
+                return upk_err_oom(err);
         pkey = PEM_read_bio_PUBKEY(b, NULL, NULL, NULL);
         if (!pkey) {
                 ERR_clear_error();
@@ -81,7 +81,8 @@ static int load_pem(const char *pem, TufKeyScheme kind, const char *path, EVP_PK
         case TUF_SCHEME_UNSUPPORTED:
         case _TUF_SCHEME_MAX:
         case _TUF_SCHEME_INVALID:
-                return -EINVAL;
+                return upk_err(err, UPK_ERR_FORMAT, -EINVAL, "%s: the key's scheme is not one of a PEM key",
+                               path);
         }
         *ret = TAKE_PTR(pkey);
         return 0;
@@ -119,12 +120,12 @@ int tuf_key_from_json(const char *keyid, json_object *o, const char *path, TufKe
 
         k = calloc(1, sizeof(TufKey));
         if (!k)
-                return -ENOMEM;
+                return upk_err_oom(err);
         k->keyid = strdup(keyid);
         k->keytype = strdup(keytype);
         k->scheme = strdup(scheme);
         if (!k->keyid || !k->keytype || !k->scheme)
-                return -ENOMEM;
+                return upk_err_oom(err);
         k->kind = TUF_SCHEME_UNSUPPORTED;
         for (size_t i = 0; i < ELEMENTSOF(scheme_table); i++)
                 if (streq(scheme_table[i].keytype, keytype) && streq(scheme_table[i].scheme, scheme))

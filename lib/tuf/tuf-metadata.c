@@ -525,11 +525,11 @@ int tuf_metadata_parse(const void *data, size_t size, TufRoleType type, const ch
 
         m = calloc(1, sizeof(TufMetadata));
         if (!m)
-                return -ENOMEM;
+                return upk_err_oom(err);
         m->type = type;
         m->role_name = strdup(name);
         if (!m->role_name)
-                return -ENOMEM;
+                return upk_err_oom(err);
         r = json_parse_strict(data, size, &jo, &m->doc, err);
         if (r < 0)
                 return r;
@@ -545,7 +545,7 @@ int tuf_metadata_parse(const void *data, size_t size, TufRoleType type, const ch
                 return bad(&c, "signatures: more than %d", TUF_SIGNATURES_MAX);
         m->signatures = calloc(n ?: 1, sizeof(TufSignature));
         if (!m->signatures)
-                return -ENOMEM;
+                return upk_err_oom(err);
         for (size_t i = 0; i < n; i++) {
                 json_object *o = json_object_array_get_idx(sigs, i), *keyid = NULL, *sig = NULL;
                 char kp[PATH_MAX_LEN];
@@ -568,7 +568,7 @@ int tuf_metadata_parse(const void *data, size_t size, TufRoleType type, const ch
                 m->signatures[i].sig = strdup(json_object_get_string(sig));
                 m->n_signatures++;
                 if (!m->signatures[i].keyid || !m->signatures[i].sig)
-                        return -ENOMEM;
+                        return upk_err_oom(err);
         }
 
         r = tuf_canonical_json(s, &m->signed_bytes, &m->signed_size);
@@ -617,7 +617,8 @@ int tuf_metadata_parse(const void *data, size_t size, TufRoleType type, const ch
                 break;
         case _TUF_ROLE_TYPE_MAX:
         case _TUF_ROLE_TYPE_INVALID:
-                return -EINVAL;
+                return upk_err(err, UPK_ERR_FORMAT, -EINVAL, "%s: role type %d is none of TUF's roles",
+                               name ?: "metadata", (int)type);
         }
         if (r < 0)
                 return r;

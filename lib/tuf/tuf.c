@@ -115,7 +115,7 @@ int tuf_client_new(const TufOptions *o, TufClient **ret, UpkErr *err)
                         "TUF client: metadata directory, metadata URL and fetch function are required");
         c = calloc(1, sizeof(TufClient));
         if (!c)
-                return -ENOMEM;
+                return upk_err_oom(err);
         c->metadata_dir = strdup(o->metadata_dir);
         c->metadata_url = strdup(o->metadata_url);
         c->targets_url = o->targets_url ? strdup(o->targets_url) : NULL;
@@ -123,7 +123,7 @@ int tuf_client_new(const TufOptions *o, TufClient **ret, UpkErr *err)
         c->roles = calloc(ROLES_LOADED_MAX, sizeof(TufMetadata *));
         if (!c->metadata_dir || !c->metadata_url || (o->targets_url && !c->targets_url) ||
             (o->bootstrap_root && !c->bootstrap_root) || !c->roles)
-                return -ENOMEM;
+                return upk_err_oom(err);
         c->fetch = o->fetch;
         c->userdata = o->userdata;
         c->fixed_now = o->now;
@@ -165,7 +165,7 @@ static int persist(TufClient *c, const char *role, const void *data, size_t size
         int r;
 
         if (!name)
-                return -ENOMEM;
+                return upk_err_oom(err);
         r = mkdir_p(c->metadata_dir, 0755);
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "%s: cannot create %s: %m", JSON_QUOTE(role),
@@ -182,10 +182,10 @@ static int remove_local(TufClient *c, const char *role, UpkErr *err)
         _cleanup_free_ char *name = role_file_name(role), *path = NULL;
 
         if (!name)
-                return -ENOMEM;
+                return upk_err_oom(err);
         path = strdup_printf("%s/%s", c->metadata_dir, name);
         if (!path)
-                return -ENOMEM;
+                return upk_err_oom(err);
         if (unlink(path) < 0 && errno != ENOENT)
                 return upk_err(err, UPK_ERR_IO, -errno, "cannot remove %s: %m", path);
         return 0;
@@ -201,13 +201,13 @@ static int download_metadata(TufClient *c, const char *role, uint64_t version, u
         int r;
 
         if (!q)
-                return -ENOMEM;
+                return upk_err_oom(err);
         name = version > 0 ? strdup_printf("%" PRIu64 ".%s.json", version, q) : strdup_printf("%s.json", q);
         if (!name)
-                return -ENOMEM;
+                return upk_err_oom(err);
         url = path_join(c->metadata_url, name);
         if (!url)
-                return -ENOMEM;
+                return upk_err_oom(err);
         r = c->fetch(c->userdata, url, max, &data, &size, err);
         if (r == -ENOENT)
                 return upk_err(err, UPK_ERR_IO, r, "%s: %s was not found", JSON_QUOTE(role), url);
@@ -256,7 +256,7 @@ static int check_meta_file(const TufMetaFile *f, const char *role, const uint8_t
                                        "%s: unsupported hash algorithm \"%s\"", JSON_QUOTE(role),
                                        JSON_QUOTE(f->hashes[i].algorithm));
                 if (EVP_Digest(data, size, digest, &n, md, NULL) != 1)
-                        return -ENOMEM;
+                        return upk_err_oom(err);
                 hex_encode(digest, n, hex);
                 if (!streq(hex, f->hashes[i].hex))
                         return upk_err(err, UPK_ERR_FORMAT, -EBADMSG,
@@ -582,7 +582,7 @@ static int load_targets(TufClient *c, const char *role, const TufMetadata *deleg
                                JSON_QUOTE(role), ROLES_LOADED_MAX);
         fname = strdup_printf("%s.json", role);
         if (!fname)
-                return -ENOMEM;
+                return upk_err_oom(err);
         meta = tuf_metadata_find_meta(c->snapshot, fname);
         if (!meta)
                 return upk_err(err, UPK_ERR_FORMAT, -ENOENT, "%s: the snapshot does not list %s.json",
@@ -834,7 +834,7 @@ int tuf_find_offer(TufClient *c, const char *compatible, const char *installed_v
                                JSON_QUOTE(installed_version));
         paths = calloc(OFFER_PATHS_MAX + 1, sizeof(char *));
         if (!paths)
-                return -ENOMEM;
+                return upk_err_oom(err);
 
         /* Every target path of every role reachable from the top-level targets role, in pre-order. */
         stack[n_stack++] = (Pending){ .role = "targets", .parent = c->root };
@@ -855,7 +855,7 @@ int tuf_find_offer(TufClient *c, const char *compatible, const char *installed_v
                         if (!strv_contains(paths, md->targets[i].path)) {
                                 paths[n_paths] = strdup(md->targets[i].path);
                                 if (!paths[n_paths])
-                                        return -ENOMEM;
+                                        return upk_err_oom(err);
                                 n_paths++;
                         }
                 for (size_t i = md->n_roles; i > 0 && n_stack < ELEMENTSOF(stack); i--)
@@ -914,24 +914,24 @@ int tuf_hasher_new(const TufTarget *t, TufHasher **ret, UpkErr *err)
         _cleanup_(tuf_hasher_freep) TufHasher *h = calloc(1, sizeof(TufHasher));
 
         if (!h)
-                return -ENOMEM;
+                return upk_err_oom(err);
         h->target = t;
         h->length = t->length;
         h->ctx = calloc(t->n_hashes ?: 1, sizeof(EVP_MD_CTX *));
         if (!h->ctx)
-                return -ENOMEM;
+                return upk_err_oom(err);
         for (size_t i = 0; i < t->n_hashes; i++) {
                 const EVP_MD *md = hash_md(t->hashes[i].algorithm);
                 if (!md) {
                         h->unsupported = true;
                         h->unsupported_name = strdup(t->hashes[i].algorithm);
                         if (!h->unsupported_name)
-                                return -ENOMEM;
+                                return upk_err_oom(err);
                         break;
                 }
                 h->ctx[h->n] = EVP_MD_CTX_new();
                 if (!h->ctx[h->n])
-                        return -ENOMEM;
+                        return upk_err_oom(err);
                 h->n++;
                 if (EVP_DigestInit_ex(h->ctx[h->n - 1], md, NULL) != 1)
                         return upk_err(err, UPK_ERR_PAYLOAD, -ENOMEM, "target %s: cannot start a %s digest",
@@ -950,7 +950,7 @@ int tuf_hasher_update(TufHasher *h, const void *data, size_t size, UpkErr *err)
         h->seen += size;
         for (size_t i = 0; i < h->n; i++)
                 if (EVP_DigestUpdate(h->ctx[i], data, size) != 1)
-                        return -ENOMEM;
+                        return upk_err_oom(err);
         return 0;
 }
 
@@ -970,7 +970,7 @@ int tuf_hasher_finish(TufHasher *h, UpkErr *err)
                 unsigned n = 0;
 
                 if (EVP_DigestFinal_ex(h->ctx[i], digest, &n) != 1)
-                        return -ENOMEM;
+                        return upk_err_oom(err);
                 hex_encode(digest, n, hex);
                 if (!streq(hex, h->target->hashes[i].hex))
                         return upk_err(err, UPK_ERR_PAYLOAD, -EBADMSG,

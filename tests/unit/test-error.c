@@ -49,6 +49,41 @@ TEST(errno_is_the_error_so_percent_m_names_it)
         ASSERT_EQ(errno, EIO);
 }
 
+TEST(oom_and_ensure)
+{
+        char want[256];
+        UpkErr e = {};
+
+        ASSERT_EQ(upk_err_oom(&e), -ENOMEM);
+        ASSERT_EQ(e.kind, UPK_ERR_IO);
+        ASSERT_STREQ(e.msg, "out of memory");
+        ASSERT_EQ(upk_err_oom(NULL), -ENOMEM);
+
+        /* a message already there is kept */
+        ASSERT_EQ(upk_err_ensure(&e, -ENOMEM, "the install failed"), -ENOMEM);
+        ASSERT_STREQ(e.msg, "out of memory");
+        /* no error recorded: one naming what failed and why */
+        upk_err_clear(&e);
+        ASSERT_EQ(upk_err_ensure(&e, -ENOENT, "the %s failed", "rollback"), -ENOENT);
+        snprintf(want, sizeof(want), "the rollback failed: %s", strerror(ENOENT));
+        ASSERT_STREQ(e.msg, want);
+        ASSERT_EQ(e.kind, UPK_ERR_IO);
+        ASSERT_EQ(e.code, -ENOENT);
+        /* a kind without a message keeps its kind and code */
+        upk_err_clear(&e);
+        e.kind = UPK_ERR_SIGNATURE;
+        e.code = -EBADMSG;
+        ASSERT_EQ(upk_err_ensure(&e, -EBADMSG, "verify"), -EBADMSG);
+        snprintf(want, sizeof(want), "verify: %s", strerror(EBADMSG));
+        ASSERT_STREQ(e.msg, want);
+        ASSERT_EQ(e.kind, UPK_ERR_SIGNATURE);
+        /* not an error code: -EIO; no UpkErr: just the code */
+        upk_err_clear(&e);
+        ASSERT_EQ(upk_err_ensure(&e, 0, "x"), -EIO);
+        ASSERT_TRUE(e.msg[0] != 0);
+        ASSERT_EQ(upk_err_ensure(NULL, -EPERM, "x"), -EPERM);
+}
+
 TEST(prefix_adds_context_and_never_overflows)
 {
         UpkErr e = {};
