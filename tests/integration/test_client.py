@@ -341,9 +341,8 @@ def test_second_install_while_busy(tmp_path, daemon):
             time.sleep(0.02)
         else:
             raise AssertionError(f"no progress while writing: {s}")
-        t0 = time.monotonic()
         p = daemon.ok("status")
-        assert time.monotonic() - t0 < 2
+        assert first.poll() is None, "the install ended before the status came"  # answered during it
         assert re.search(r"^ +State: installing$", p.stdout, re.M), describe(p)
         assert re.search(r"^ +Phase: writing$", p.stdout, re.M), describe(p)
         assert re.search(r"^ +Progress: \d+% \([\d.]+ (B|KiB|MiB) of 4\.0 MiB\)$", p.stdout, re.M), describe(p)

@@ -206,8 +206,9 @@ def test_stall_low_speed_timeout_resumes(serve, blob, tmp_path):
     srv.plan("/blob.bin", stall_at=at, stall_seconds=30)
     r = fetch(srv.url("/blob.bin"), tmp_path, "--low-speed-time", "1", *FAST)
     assert_ok(r, blob)
+    # cut off and resumed: had the client waited the 30 s stall out, the bytes would have come without
+    # a retry
     assert r.s["retries"] == 1 and r.s["resumed_from"] == [at], r
-    assert r.elapsed < 15, r
 
 
 def test_500_twice_then_ok_with_backoff(serve, blob, tmp_path):
@@ -246,7 +247,6 @@ def test_404_is_final_and_fast(serve, blob, tmp_path):
     r = fetch(srv.url("/missing.bin"), tmp_path)  # default backoff 1 s: a retry would show
     assert_fail(r, errno.ENOENT, "network", "HTTP status 404", "/missing.bin")
     assert r.s["attempts"] == 1
-    assert r.elapsed < 1.0, r
     assert srv.stats("/missing.bin")["requests"] == 1
 
 
