@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "json-util.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -407,4 +408,139 @@ int json_parse_strict(const void *data, size_t size, const JsonStrictOptions *o,
 
         *ret = TAKE_PTR(root);
         return 0;
+}
+
+/* ---- typed access ---- */
+
+int json_bad(const JsonCtx *c, const char *fmt, ...)
+{
+        char msg[UPK_ERR_MSG_MAX];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        return upk_err(c->err, c->kind, -EBADMSG, "%s: %s", JSON_QUOTE(c->what), msg);
+}
+
+const char *json_key_path(char *buf, size_t size, const char *path, const char *key)
+{
+        snprintf(buf, size, "%s%s%s", path, *path ? "." : "", key);
+        return buf;
+}
+
+int json_check_keys(const JsonCtx *c, json_object *obj, const char *path, const char *const *allowed)
+{
+        char w[JSON_KEY_PATH_MAX + 8];
+
+        json_object_object_foreach(obj, key, val)
+        {
+                bool ok = false;
+                (void)val;
+                for (const char *const *a = allowed; *a && !ok; a++)
+                        ok = streq(*a, key);
+                if (!ok)
+                        return json_bad(c, "unknown key \"%s\" %s", JSON_QUOTE(key),
+                                        where(path, w, sizeof(w)));
+        }
+        return 0;
+}
+
+int json_get(const JsonCtx *c, json_object *obj, const char *path, const char *key, json_type type,
+             bool required, json_object **ret)
+{
+        static const char *const type_names[] = {
+                [json_type_null] = "null",        [json_type_boolean] = "a boolean",
+                [json_type_double] = "a number",  [json_type_int] = "an integer",
+                [json_type_object] = "an object", [json_type_array] = "an array",
+                [json_type_string] = "a string",
+        };
+        char kp[UPK_ERR_MSG_MAX]; /* TUF paths name targets: no shorter than a message */
+        json_object *v = NULL;
+
+        if (!json_object_object_get_ex(obj, key, &v)) {
+                if (!required)
+                        return 0;
+                if (!*path)
+                        return json_bad(c, "missing required key \"%s\"", key);
+                return json_bad(c, "%s: missing required key \"%s\"", path, key);
+        }
+        json_key_path(kp, sizeof(kp), path, key);
+        if (!json_object_is_type(v, type))
+                return json_bad(c, "%s: expected %s", kp, type_names[type]);
+        if (type == json_type_string &&
+            strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v))
+                return json_bad(c, "%s: contains a NUL character", kp);
+        *ret = v;
+        return 1;
+}
+
+int json_get_string(const JsonCtx *c, json_object *obj, const char *path, const char *key, bool required,
+                    size_t max, const char **ret)
+{
+        char kp[UPK_ERR_MSG_MAX]; /* TUF paths name targets: no shorter than a message */
+        json_object *v;
+        int r;
+
+        r = json_get(c, obj, path, key, json_type_string, required, &v);
+        if (r <= 0)
+                return r;
+        if ((size_t)json_object_get_string_len(v) > max)
+                return json_bad(c, "%s: longer than %zu bytes", json_key_path(kp, sizeof(kp), path, key),
+                                max);
+        *ret = json_object_get_string(v);
+        return 1;
+}
+
+int json_get_dup_string(const JsonCtx *c, json_object *obj, const char *path, const char *key, bool required,
+                        size_t max, char **ret)
+{
+        const char *s;
+        char *d;
+        int r;
+
+        r = json_get_string(c, obj, path, key, required, max, &s);
+        if (r <= 0)
+                return r;
+        d = strdup(s);
+        if (!d)
+                return -ENOMEM;
+        *ret = d;
+        return 1;
+}
+
+int json_get_uint(const JsonCtx *c, json_object *obj, const char *path, const char *key, bool required,
+                  uint64_t max, uint64_t *ret)
+{
+        char kp[UPK_ERR_MSG_MAX]; /* TUF paths name targets: no shorter than a message */
+        json_object *v;
+        uint64_t u;
+        int r;
+
+        /* json-c keeps integers as int64 or, above INT64_MAX, uint64 (saturating past UINT64_MAX, which is
+         * still above any maximum here); fractions and exponents make a double. */
+        r = json_get(c, obj, path, key, json_type_int, required, &v);
+        if (r <= 0)
+                return r;
+        json_key_path(kp, sizeof(kp), path, key);
+        if (json_object_get_int64(v) < 0)
+                return json_bad(c, "%s: must not be negative", kp);
+        u = json_object_get_uint64(v);
+        if (u > max)
+                return json_bad(c, "%s: %" PRIu64 " is larger than the maximum %" PRIu64, kp, u, max);
+        *ret = u;
+        return 1;
+}
+
+int json_get_bool(const JsonCtx *c, json_object *obj, const char *path, const char *key, bool required,
+                  bool *ret)
+{
+        json_object *v;
+        int r;
+
+        r = json_get(c, obj, path, key, json_type_boolean, required, &v);
+        if (r <= 0)
+                return r;
+        *ret = json_object_get_boolean(v);
+        return 1;
 }

@@ -12,7 +12,6 @@
 #define BUILD_TIME_MAX 64                      /* "2026-11-25T10:00:00.123456789+01:00" is 35 */
 #define HANDLER_MAX    (5 + MANIFEST_NAME_MAX) /* "exec:" + NAME */
 #define SHA256_HEX_LEN 64
-#define KEY_PATH_MAX   128                         /* "payloads[63].installed_size" and the like */
 #define OBJECTS_MAX    (3 + MANIFEST_PAYLOADS_MAX) /* top level, security, support and the payloads */
 
 static const char *const compression_table[_COMPRESSION_MAX] = {
@@ -62,6 +61,9 @@ Manifest *manifest_free(Manifest *m)
 
 /* ---- messages ---- */
 
+/* The typed access of json-util.h, with the manifest's messages and error kind. */
+#define JCTX(err) (&(const JsonCtx){ .what = "manifest", .kind = UPK_ERR_MANIFEST, .err = (err) })
+
 static int bad(UpkErr *err, const char *fmt, ...) _printf_(2, 3);
 static int bad(UpkErr *err, const char *fmt, ...)
 {
@@ -72,20 +74,6 @@ static int bad(UpkErr *err, const char *fmt, ...)
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
         return upk_err(err, UPK_ERR_MANIFEST, -EBADMSG, "manifest: %s", msg);
-}
-
-static const char *key_path(char *buf, size_t size, const char *path, const char *key)
-{
-        snprintf(buf, size, "%s%s%s", path, *path ? "." : "", key);
-        return buf;
-}
-
-static const char *where(const char *path, char *buf, size_t size)
-{
-        if (!*path)
-                return "at top level";
-        snprintf(buf, size, "in %s", path);
-        return buf;
 }
 
 /* ---- character classes and formats ---- */
@@ -165,136 +153,6 @@ static bool advisory_valid(const char *s)
         return true;
 }
 
-/* ---- typed access ---- */
-
-static int check_keys(json_object *obj, const char *path, const char *const *allowed, UpkErr *err)
-{
-        char w[KEY_PATH_MAX + 8];
-
-        json_object_object_foreach(obj, key, val)
-        {
-                bool ok = false;
-                for (const char *const *a = allowed; *a && !ok; a++)
-                        ok = streq(*a, key);
-                if (!ok)
-                        return bad(err, "unknown key \"%s\" %s", JSON_QUOTE(key), where(path, w, sizeof(w)));
-        }
-        return 0;
-}
-
-/* 1 and the value when `key` is present, 0 when it is absent and optional. */
-static int lookup(json_object *obj, const char *path, const char *key, bool required, json_object **ret,
-                  UpkErr *err)
-{
-        json_object *v = NULL;
-
-        if (json_object_object_get_ex(obj, key, &v)) {
-                *ret = v;
-                return 1;
-        }
-        if (!required)
-                return 0;
-        if (!*path)
-                return bad(err, "missing required key \"%s\"", key);
-        return bad(err, "%s: missing required key \"%s\"", path, key);
-}
-
-static int get_string(json_object *obj, const char *path, const char *key, bool required, size_t max,
-                      const char **ret, UpkErr *err)
-{
-        char kp[KEY_PATH_MAX];
-        json_object *v = NULL;
-        const char *s;
-        size_t n;
-        int r;
-
-        r = lookup(obj, path, key, required, &v, err);
-        if (r <= 0)
-                return r;
-        key_path(kp, sizeof(kp), path, key);
-        if (!json_object_is_type(v, json_type_string))
-                return bad(err, "%s: expected a string", kp);
-        s = json_object_get_string(v);
-        n = (size_t)json_object_get_string_len(v);
-        if (strlen(s) != n)
-                return bad(err, "%s: contains a NUL character", kp);
-        if (n > max)
-                return bad(err, "%s: longer than %zu bytes", kp, max);
-        *ret = s;
-        return 1;
-}
-
-static int get_dup_string(json_object *obj, const char *path, const char *key, bool required, size_t max,
-                          char **ret, UpkErr *err)
-{
-        const char *s;
-        int r;
-
-        r = get_string(obj, path, key, required, max, &s, err);
-        if (r <= 0)
-                return r;
-        *ret = strdup(s);
-        return *ret ? 1 : -ENOMEM;
-}
-
-static int get_uint(json_object *obj, const char *path, const char *key, bool required, uint64_t max,
-                    uint64_t *ret, UpkErr *err)
-{
-        char kp[KEY_PATH_MAX];
-        json_object *v = NULL;
-        uint64_t u;
-        int r;
-
-        r = lookup(obj, path, key, required, &v, err);
-        if (r <= 0)
-                return r;
-        key_path(kp, sizeof(kp), path, key);
-        /* json-c keeps integers as int64 or, above INT64_MAX, uint64 (saturating past UINT64_MAX, which
-         * is still above any maximum here); fractions and exponents make a double. */
-        if (!json_object_is_type(v, json_type_int))
-                return bad(err, "%s: expected an integer", kp);
-        if (json_object_get_int64(v) < 0)
-                return bad(err, "%s: must not be negative", kp);
-        u = json_object_get_uint64(v);
-        if (u > max)
-                return bad(err, "%s: %" PRIu64 " is larger than the maximum %" PRIu64, kp, u, max);
-        *ret = u;
-        return 1;
-}
-
-static int get_bool(json_object *obj, const char *path, const char *key, bool required, bool *ret,
-                    UpkErr *err)
-{
-        char kp[KEY_PATH_MAX];
-        json_object *v = NULL;
-        int r;
-
-        r = lookup(obj, path, key, required, &v, err);
-        if (r <= 0)
-                return r;
-        if (!json_object_is_type(v, json_type_boolean))
-                return bad(err, "%s: expected a boolean", key_path(kp, sizeof(kp), path, key));
-        *ret = json_object_get_boolean(v);
-        return 1;
-}
-
-static int get_typed(json_object *obj, const char *path, const char *key, bool required, json_type type,
-                     json_object **ret, UpkErr *err)
-{
-        char kp[KEY_PATH_MAX];
-        json_object *v = NULL;
-        int r;
-
-        r = lookup(obj, path, key, required, &v, err);
-        if (r <= 0)
-                return r;
-        if (!json_object_is_type(v, type))
-                return bad(err, "%s: expected %s", key_path(kp, sizeof(kp), path, key),
-                           type == json_type_array ? "an array" : "an object");
-        *ret = v;
-        return 1;
-}
-
 /* ---- schema ---- */
 
 static const char *const top_keys[] = {
@@ -314,7 +172,7 @@ static int parse_version(json_object *root, const char *key, bool required, char
         const char *s;
         int r;
 
-        r = get_string(root, "", key, required, MANIFEST_STRING_MAX, &s, err);
+        r = json_get_string(JCTX(err), root, "", key, required, MANIFEST_STRING_MAX, &s);
         if (r <= 0)
                 return r;
         if (version_parse(s, ret) < 0)
@@ -330,14 +188,14 @@ static int parse_security(json_object *root, Manifest *m, UpkErr *err)
         const char *s;
         int r;
 
-        r = get_typed(root, "", "security", false, json_type_object, &sec, err);
+        r = json_get(JCTX(err), root, "", "security", json_type_object, false, &sec);
         if (r <= 0)
                 return r;
-        r = check_keys(sec, "security", security_keys, err);
+        r = json_check_keys(JCTX(err), sec, "security", security_keys);
         if (r < 0)
                 return r;
 
-        r = get_string(sec, "security", "type", true, MANIFEST_STRING_MAX, &s, err);
+        r = json_get_string(JCTX(err), sec, "security", "type", true, MANIFEST_STRING_MAX, &s);
         if (r < 0)
                 return r;
         m->security_type = security_type_from_string(s);
@@ -345,7 +203,7 @@ static int parse_security(json_object *root, Manifest *m, UpkErr *err)
                 return bad(err, "security.type \"%s\": expected security, feature or mixed", JSON_QUOTE(s));
         m->has_security = true;
 
-        r = get_typed(sec, "security", "advisories", false, json_type_array, &adv, err);
+        r = json_get(JCTX(err), sec, "security", "advisories", json_type_array, false, &adv);
         if (r < 0)
                 return r;
         if (r > 0 && json_object_array_length(adv) > 0) {
@@ -377,8 +235,8 @@ static int parse_security(json_object *root, Manifest *m, UpkErr *err)
                 }
         }
 
-        r = get_dup_string(sec, "security", "summary", false, MANIFEST_STRING_MAX, &m->security_summary,
-                           err);
+        r = json_get_dup_string(JCTX(err), sec, "security", "summary", false, MANIFEST_STRING_MAX,
+                                &m->security_summary);
         return r < 0 ? r : 0;
 }
 
@@ -387,19 +245,21 @@ static int parse_support(json_object *root, Manifest *m, UpkErr *err)
         json_object *sup;
         int r;
 
-        r = get_typed(root, "", "support", false, json_type_object, &sup, err);
+        r = json_get(JCTX(err), root, "", "support", json_type_object, false, &sup);
         if (r <= 0)
                 return r;
-        r = check_keys(sup, "support", support_keys, err);
+        r = json_check_keys(JCTX(err), sup, "support", support_keys);
         if (r < 0)
                 return r;
-        r = get_dup_string(sup, "support", "end", true, MANIFEST_STRING_MAX, &m->support_end, err);
+        r = json_get_dup_string(JCTX(err), sup, "support", "end", true, MANIFEST_STRING_MAX,
+                                &m->support_end);
         if (r < 0)
                 return r;
         if (!date_valid(m->support_end))
                 return bad(err, "support.end \"%s\": not a calendar date like 2030-12-31 (1970 or later)",
                            JSON_QUOTE(m->support_end));
-        r = get_dup_string(sup, "support", "url", false, MANIFEST_STRING_MAX, &m->support_url, err);
+        r = json_get_dup_string(JCTX(err), sup, "support", "url", false, MANIFEST_STRING_MAX,
+                                &m->support_url);
         return r < 0 ? r : 0;
 }
 
@@ -410,18 +270,18 @@ static int parse_payload(json_object *o, const char *path, ManifestParseFlags fl
         const char *s;
         int r, has_size, has_sha;
 
-        r = check_keys(o, path, payload_keys, err);
+        r = json_check_keys(JCTX(err), o, path, payload_keys);
         if (r < 0)
                 return r;
 
-        r = get_dup_string(o, path, "name", true, MANIFEST_NAME_MAX, &p->name, err);
+        r = json_get_dup_string(JCTX(err), o, path, "name", true, MANIFEST_NAME_MAX, &p->name);
         if (r < 0)
                 return r;
         if (!charset_ok(p->name, MANIFEST_NAME_MAX, true, "._-"))
                 return bad(err, "%s.name \"%s\": expected 1 to %u characters of A-Z a-z 0-9 . _ -", path,
                            JSON_QUOTE(p->name), MANIFEST_NAME_MAX);
 
-        r = get_dup_string(o, path, "file", true, MANIFEST_FILE_MAX, &p->file, err);
+        r = json_get_dup_string(JCTX(err), o, path, "file", true, MANIFEST_FILE_MAX, &p->file);
         if (r < 0)
                 return r;
         if (!filename_is_plain(p->file, MANIFEST_FILE_MAX))
@@ -433,7 +293,7 @@ static int parse_payload(json_object *o, const char *path, ManifestParseFlags fl
                 return bad(err, "%s.file \"%s\": the name is reserved for the bundle's manifest", path,
                            JSON_QUOTE(p->file));
 
-        r = get_dup_string(o, path, "handler", true, HANDLER_MAX, &p->handler, err);
+        r = json_get_dup_string(JCTX(err), o, path, "handler", true, HANDLER_MAX, &p->handler);
         if (r < 0)
                 return r;
         if (!handler_valid(p->handler))
@@ -450,13 +310,13 @@ static int parse_payload(json_object *o, const char *path, ManifestParseFlags fl
                                    path);
                 return bad(err, "%s: missing required key \"slot_class\" or \"target\"", path);
         }
-        r = get_dup_string(o, path, "slot_class", false, MANIFEST_NAME_MAX, &p->slot_class, err);
+        r = json_get_dup_string(JCTX(err), o, path, "slot_class", false, MANIFEST_NAME_MAX, &p->slot_class);
         if (r < 0)
                 return r;
         if (p->slot_class && !charset_ok(p->slot_class, MANIFEST_NAME_MAX, false, "_-"))
                 return bad(err, "%s.slot_class \"%s\": expected 1 to %u characters of a-z 0-9 _ -", path,
                            JSON_QUOTE(p->slot_class), MANIFEST_NAME_MAX);
-        r = get_dup_string(o, path, "target", false, MANIFEST_PATH_MAX, &p->target, err);
+        r = json_get_dup_string(JCTX(err), o, path, "target", false, MANIFEST_PATH_MAX, &p->target);
         if (r < 0)
                 return r;
         if (p->target && !target_valid(p->target))
@@ -467,10 +327,10 @@ static int parse_payload(json_object *o, const char *path, ManifestParseFlags fl
                         path, JSON_QUOTE(p->target));
 
         /* A template (for `bundle create`) may leave out size and sha256, but not just one of them. */
-        has_size = get_uint(o, path, "size", !template, MANIFEST_PAYLOAD_SIZE_MAX, &p->size, err);
+        has_size = json_get_uint(JCTX(err), o, path, "size", !template, MANIFEST_PAYLOAD_SIZE_MAX, &p->size);
         if (has_size < 0)
                 return has_size;
-        has_sha = get_string(o, path, "sha256", !template, MANIFEST_STRING_MAX, &s, err);
+        has_sha = json_get_string(JCTX(err), o, path, "sha256", !template, MANIFEST_STRING_MAX, &s);
         if (has_sha < 0)
                 return has_sha;
         if (has_sha && (strlen(s) != SHA256_HEX_LEN || hex_decode(s, p->sha256, sizeof(p->sha256)) < 0))
@@ -483,7 +343,7 @@ static int parse_payload(json_object *o, const char *path, ManifestParseFlags fl
         p->has_digest = has_size;
 
         p->compression = COMPRESSION_NONE;
-        r = get_string(o, path, "compression", false, MANIFEST_STRING_MAX, &s, err);
+        r = json_get_string(JCTX(err), o, path, "compression", false, MANIFEST_STRING_MAX, &s);
         if (r < 0)
                 return r;
         if (r > 0) {
@@ -493,7 +353,8 @@ static int parse_payload(json_object *o, const char *path, ManifestParseFlags fl
                                    JSON_QUOTE(s));
         }
 
-        r = get_uint(o, path, "installed_size", false, MANIFEST_PAYLOAD_SIZE_MAX, &p->installed_size, err);
+        r = json_get_uint(JCTX(err), o, path, "installed_size", false, MANIFEST_PAYLOAD_SIZE_MAX,
+                          &p->installed_size);
         if (r < 0)
                 return r;
         p->has_installed_size = r > 0;
@@ -518,12 +379,12 @@ static int parse_payload(json_object *o, const char *path, ManifestParseFlags fl
 
 static int parse_payloads(json_object *root, ManifestParseFlags flags, Manifest *m, UpkErr *err)
 {
-        char path[KEY_PATH_MAX];
+        char path[JSON_KEY_PATH_MAX];
         json_object *arr;
         size_t n;
         int r;
 
-        r = get_typed(root, "", "payloads", true, json_type_array, &arr, err);
+        r = json_get(JCTX(err), root, "", "payloads", json_type_array, true, &arr);
         if (r < 0)
                 return r;
         n = json_object_array_length(arr);
@@ -563,22 +424,21 @@ static int parse_root(json_object *root, ManifestParseFlags flags, Manifest *m, 
         int r;
 
         /* The format comes first: a newer format may well have keys this one does not know. */
-        r = lookup(root, "", "format", true, &v, err);
+        r = json_get(JCTX(err), root, "", "format", json_type_int, true, &v);
         if (r < 0)
                 return r;
-        if (!json_object_is_type(v, json_type_int))
-                return bad(err, "format: expected an integer");
         if (json_object_get_int64(v) < 0)
                 return bad(err, "format: unsupported format %" PRId64, json_object_get_int64(v));
         if (json_object_get_uint64(v) != 1)
                 return bad(err, "format: unsupported format %" PRIu64, json_object_get_uint64(v));
         m->format = 1;
 
-        r = check_keys(root, "", top_keys, err);
+        r = json_check_keys(JCTX(err), root, "", top_keys);
         if (r < 0)
                 return r;
 
-        r = get_dup_string(root, "", "compatible", true, MANIFEST_COMPATIBLE_MAX, &m->compatible, err);
+        r = json_get_dup_string(JCTX(err), root, "", "compatible", true, MANIFEST_COMPATIBLE_MAX,
+                                &m->compatible);
         if (r < 0)
                 return r;
         if (!charset_ok(m->compatible, MANIFEST_COMPATIBLE_MAX, true, "._+-"))
@@ -592,7 +452,7 @@ static int parse_root(json_object *root, ManifestParseFlags flags, Manifest *m, 
         if (r < 0)
                 return r;
 
-        r = get_dup_string(root, "", "build", true, MANIFEST_STRING_MAX, &m->build, err);
+        r = json_get_dup_string(JCTX(err), root, "", "build", true, MANIFEST_STRING_MAX, &m->build);
         if (r < 0)
                 return r;
         if (!rfc3339_valid(m->build))
@@ -601,7 +461,8 @@ static int parse_root(json_object *root, ManifestParseFlags flags, Manifest *m, 
                            "later)",
                            JSON_QUOTE(m->build));
 
-        r = get_dup_string(root, "", "description", false, MANIFEST_STRING_MAX, &m->description, err);
+        r = json_get_dup_string(JCTX(err), root, "", "description", false, MANIFEST_STRING_MAX,
+                                &m->description);
         if (r < 0)
                 return r;
 
@@ -613,7 +474,7 @@ static int parse_root(json_object *root, ManifestParseFlags flags, Manifest *m, 
                 return r;
 
         m->reboot = true;
-        r = get_bool(root, "", "reboot", false, &m->reboot, err);
+        r = json_get_bool(JCTX(err), root, "", "reboot", false, &m->reboot);
         if (r < 0)
                 return r;
 

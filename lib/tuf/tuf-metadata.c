@@ -24,23 +24,6 @@ static const char *const role_type_table[_TUF_ROLE_TYPE_MAX] = {
 
 DEFINE_STRING_TABLE_TO_STRING(tuf_role_type, TufRoleType, role_type_table)
 
-typedef struct Ctx {
-        const char *role;
-        UpkErr *err;
-} Ctx;
-
-static int bad(const Ctx *c, const char *fmt, ...) _printf_(2, 3);
-static int bad(const Ctx *c, const char *fmt, ...)
-{
-        char msg[UPK_ERR_MSG_MAX];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        return upk_err(c->err, UPK_ERR_FORMAT, -EBADMSG, "%s: %s", JSON_QUOTE(c->role), msg);
-}
-
 /* ---- freeing ---- */
 
 static void hashes_free(TufHash *h, size_t n)
@@ -93,59 +76,16 @@ TufMetadata *tuf_metadata_free(TufMetadata *m)
         return NULL;
 }
 
-/* ---- typed access ---- */
+/* ---- typed access (json-util.h) ---- */
 
-static int get(const Ctx *c, json_object *o, const char *path, const char *key, json_type type,
-               bool required, json_object **ret)
-{
-        static const char *const type_names[] = {
-                [json_type_null] = "null",        [json_type_boolean] = "a boolean",
-                [json_type_double] = "a number",  [json_type_int] = "an integer",
-                [json_type_object] = "an object", [json_type_array] = "an array",
-                [json_type_string] = "a string",
-        };
-        json_object *v;
-
-        if (!json_object_object_get_ex(o, key, &v)) {
-                if (required)
-                        return bad(c, "%s.%s: missing", path, key);
-                return 0;
-        }
-        if (!json_object_is_type(v, type))
-                return bad(c, "%s.%s: expected %s", path, key, type_names[type]);
-        if (type == json_type_string &&
-            strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v))
-                return bad(c, "%s.%s: contains a NUL character", path, key);
-        *ret = v;
-        return 1;
-}
-
-static int get_uint(const Ctx *c, json_object *o, const char *path, const char *key, bool required,
-                    uint64_t max, uint64_t *ret)
-{
-        json_object *v;
-        int r;
-
-        r = get(c, o, path, key, json_type_int, required, &v);
-        if (r <= 0)
-                return r;
-        if (json_object_get_int64(v) < 0)
-                return bad(c, "%s.%s: must not be negative", path, key);
-        if (json_object_get_uint64(v) > max)
-                return bad(c, "%s.%s: %" PRIu64 " is above the maximum %" PRIu64, path, key,
-                           json_object_get_uint64(v), max);
-        *ret = json_object_get_uint64(v);
-        return 1;
-}
-
-static int dup_strv(const Ctx *c, json_object *arr, const char *path, size_t max, size_t len_max,
+static int dup_strv(const JsonCtx *c, json_object *arr, const char *path, size_t max, size_t len_max,
                     char ***ret, size_t *ret_n)
 {
         size_t n = json_object_array_length(arr);
         char **v;
 
         if (n > max)
-                return bad(c, "%s: more than %zu entries", path, max);
+                return json_bad(c, "%s: more than %zu entries", path, max);
         v = calloc(n + 1, sizeof(char *));
         if (!v)
                 return -ENOMEM;
@@ -155,12 +95,12 @@ static int dup_strv(const Ctx *c, json_object *arr, const char *path, size_t max
                 if (!json_object_is_type(e, json_type_string) ||
                     strlen(json_object_get_string(e)) != (size_t)json_object_get_string_len(e)) {
                         strv_free(v);
-                        return bad(c, "%s[%zu]: expected a string", path, i);
+                        return json_bad(c, "%s[%zu]: expected a string", path, i);
                 }
                 s = json_object_get_string(e);
                 if (strlen(s) > len_max) {
                         strv_free(v);
-                        return bad(c, "%s[%zu]: longer than %zu bytes", path, i, len_max);
+                        return json_bad(c, "%s[%zu]: longer than %zu bytes", path, i, len_max);
                 }
                 v[i] = strdup(s);
                 if (!v[i]) {
@@ -196,15 +136,15 @@ static bool spec_version_ok(const char *s)
         return (parts == 2 || parts == 3) && strspn(s, "0123456789") == 1 && s[0] == '1';
 }
 
-static int parse_hashes(const Ctx *c, json_object *o, const char *path, TufHash **ret, size_t *ret_n)
+static int parse_hashes(const JsonCtx *c, json_object *o, const char *path, TufHash **ret, size_t *ret_n)
 {
         size_t n = (size_t)json_object_object_length(o), i = 0;
         TufHash *h;
 
         if (n == 0)
-                return bad(c, "%s: must not be empty", path);
+                return json_bad(c, "%s: must not be empty", path);
         if (n > TUF_HASHES_MAX)
-                return bad(c, "%s: more than %d hashes", path, TUF_HASHES_MAX);
+                return json_bad(c, "%s: more than %d hashes", path, TUF_HASHES_MAX);
         h = calloc(n, sizeof(TufHash));
         if (!h)
                 return -ENOMEM;
@@ -214,7 +154,7 @@ static int parse_hashes(const Ctx *c, json_object *o, const char *path, TufHash 
                     (size_t)json_object_get_string_len(v) > TUF_HASH_HEX_MAX ||
                     strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v)) {
                         hashes_free(h, i);
-                        return bad(c, "%s.%s: expected a hex string", path, JSON_QUOTE(algo));
+                        return json_bad(c, "%s.%s: expected a hex string", path, JSON_QUOTE(algo));
                 }
                 h[i].algorithm = strdup(algo);
                 h[i].hex = strdup(json_object_get_string(v));
@@ -229,20 +169,20 @@ static int parse_hashes(const Ctx *c, json_object *o, const char *path, TufHash 
         return 0;
 }
 
-static int parse_keys(const Ctx *c, json_object *o, const char *path, TufMetadata *m)
+static int parse_keys(const JsonCtx *c, json_object *o, const char *path, TufMetadata *m)
 {
         size_t n = (size_t)json_object_object_length(o);
         char kp[PATH_MAX_LEN];
 
         if (n > TUF_KEYS_MAX)
-                return bad(c, "%s: more than %d keys", path, TUF_KEYS_MAX);
+                return json_bad(c, "%s: more than %d keys", path, TUF_KEYS_MAX);
         m->keys = calloc(n ?: 1, sizeof(TufKey *));
         if (!m->keys)
                 return -ENOMEM;
         json_object_object_foreach(o, keyid, v)
         {
                 int r;
-                snprintf(kp, sizeof(kp), "%s: %s.%s", JSON_QUOTE(c->role), path, JSON_QUOTE(keyid));
+                snprintf(kp, sizeof(kp), "%s: %s.%s", JSON_QUOTE(c->what), path, JSON_QUOTE(keyid));
                 r = tuf_key_from_json(keyid, v, kp, &m->keys[m->n_keys], c->err);
                 if (r < 0)
                         return r;
@@ -251,14 +191,14 @@ static int parse_keys(const Ctx *c, json_object *o, const char *path, TufMetadat
         return 0;
 }
 
-static int parse_role_keys(const Ctx *c, json_object *o, const char *path, TufRole *role)
+static int parse_role_keys(const JsonCtx *c, json_object *o, const char *path, TufRole *role)
 {
         json_object *keyids = NULL;
         uint64_t threshold = 0;
         char kp[PATH_MAX_LEN];
         int r;
 
-        r = get(c, o, path, "keyids", json_type_array, true, &keyids);
+        r = json_get(c, o, path, "keyids", json_type_array, true, &keyids);
         if (r < 0)
                 return r;
         snprintf(kp, sizeof(kp), "%s.keyids", path);
@@ -268,37 +208,37 @@ static int parse_role_keys(const Ctx *c, json_object *o, const char *path, TufRo
         for (size_t i = 0; i < role->n_keyids; i++)
                 for (size_t j = 0; j < i; j++)
                         if (streq(role->keyids[i], role->keyids[j]))
-                                return bad(c, "%s: keyid %s is listed twice", kp,
-                                           JSON_QUOTE(role->keyids[i]));
-        r = get_uint(c, o, path, "threshold", true, TUF_THRESHOLD_MAX, &threshold);
+                                return json_bad(c, "%s: keyid %s is listed twice", kp,
+                                                JSON_QUOTE(role->keyids[i]));
+        r = json_get_uint(c, o, path, "threshold", true, TUF_THRESHOLD_MAX, &threshold);
         if (r < 0)
                 return r;
         if (threshold < 1)
-                return bad(c, "%s.threshold: must be at least 1", path);
+                return json_bad(c, "%s.threshold: must be at least 1", path);
         role->threshold = threshold;
         return 0;
 }
 
 /* ---- the roles ---- */
 
-static int parse_root(const Ctx *c, json_object *s, TufMetadata *m)
+static int parse_root(const JsonCtx *c, json_object *s, TufMetadata *m)
 {
         static const char *const top[] = { "root", "timestamp", "snapshot", "targets" };
         json_object *keys = NULL, *roles = NULL, *cs = NULL;
         char kp[PATH_MAX_LEN];
         int r;
 
-        r = get(c, s, "signed", "consistent_snapshot", json_type_boolean, false, &cs);
+        r = json_get(c, s, "signed", "consistent_snapshot", json_type_boolean, false, &cs);
         if (r < 0)
                 return r;
         m->consistent_snapshot = r > 0 && json_object_get_boolean(cs);
-        r = get(c, s, "signed", "keys", json_type_object, true, &keys);
+        r = json_get(c, s, "signed", "keys", json_type_object, true, &keys);
         if (r < 0)
                 return r;
         r = parse_keys(c, keys, "signed.keys", m);
         if (r < 0)
                 return r;
-        r = get(c, s, "signed", "roles", json_type_object, true, &roles);
+        r = json_get(c, s, "signed", "roles", json_type_object, true, &roles);
         if (r < 0)
                 return r;
         m->roles = calloc(ELEMENTSOF(top), sizeof(TufRole));
@@ -306,7 +246,7 @@ static int parse_root(const Ctx *c, json_object *s, TufMetadata *m)
                 return -ENOMEM;
         for (size_t i = 0; i < ELEMENTSOF(top); i++) {
                 json_object *ro = NULL;
-                r = get(c, roles, "signed.roles", top[i], json_type_object, true, &ro);
+                r = json_get(c, roles, "signed.roles", top[i], json_type_object, true, &ro);
                 if (r < 0)
                         return r;
                 m->roles[i].name = strdup(top[i]);
@@ -321,14 +261,14 @@ static int parse_root(const Ctx *c, json_object *s, TufMetadata *m)
         return 0;
 }
 
-static int parse_meta(const Ctx *c, json_object *s, TufMetadata *m)
+static int parse_meta(const JsonCtx *c, json_object *s, TufMetadata *m)
 {
         json_object *meta = NULL;
         char kp[PATH_MAX_LEN];
         size_t n;
         int r;
 
-        r = get(c, s, "signed", "meta", json_type_object, true, &meta);
+        r = json_get(c, s, "signed", "meta", json_type_object, true, &meta);
         if (r < 0)
                 return r;
         n = (size_t)json_object_object_length(meta);
@@ -345,17 +285,17 @@ static int parse_meta(const Ctx *c, json_object *s, TufMetadata *m)
                 if (!f->name)
                         return -ENOMEM;
                 if (!json_object_is_type(v, json_type_object))
-                        return bad(c, "%s: expected an object", kp);
-                r = get_uint(c, v, kp, "version", true, TUF_VERSION_MAX, &f->version);
+                        return json_bad(c, "%s: expected an object", kp);
+                r = json_get_uint(c, v, kp, "version", true, TUF_VERSION_MAX, &f->version);
                 if (r < 0)
                         return r;
                 if (f->version < 1)
-                        return bad(c, "%s.version: must be at least 1", kp);
-                r = get_uint(c, v, kp, "length", false, TUF_LENGTH_MAX, &f->length);
+                        return json_bad(c, "%s.version: must be at least 1", kp);
+                r = json_get_uint(c, v, kp, "length", false, TUF_LENGTH_MAX, &f->length);
                 if (r < 0)
                         return r;
                 f->has_length = r > 0;
-                r = get(c, v, kp, "hashes", json_type_object, false, &hashes);
+                r = json_get(c, v, kp, "hashes", json_type_object, false, &hashes);
                 if (r < 0)
                         return r;
                 if (r > 0) {
@@ -366,7 +306,7 @@ static int parse_meta(const Ctx *c, json_object *s, TufMetadata *m)
                 }
         }
         if (m->type == TUF_ROLE_TIMESTAMP && !tuf_metadata_find_meta(m, "snapshot.json"))
-                return bad(c, "signed.meta: no entry for snapshot.json");
+                return json_bad(c, "signed.meta: no entry for snapshot.json");
         return 0;
 }
 
@@ -375,7 +315,7 @@ static bool hex_prefix_ok(const char *s)
         return *s && strspn(s, "0123456789abcdef") == strlen(s) && strlen(s) <= 64;
 }
 
-static int parse_delegations(const Ctx *c, json_object *d, TufMetadata *m)
+static int parse_delegations(const JsonCtx *c, json_object *d, TufMetadata *m)
 {
         json_object *keys = NULL, *roles = NULL;
         char kp[PATH_MAX_LEN];
@@ -383,20 +323,20 @@ static int parse_delegations(const Ctx *c, json_object *d, TufMetadata *m)
         int r;
 
         m->has_delegations = true;
-        r = get(c, d, "signed.delegations", "keys", json_type_object, true, &keys);
+        r = json_get(c, d, "signed.delegations", "keys", json_type_object, true, &keys);
         if (r < 0)
                 return r;
         r = parse_keys(c, keys, "signed.delegations.keys", m);
         if (r < 0)
                 return r;
         if (json_object_object_get_ex(d, "succinct_roles", NULL))
-                return bad(c, "signed.delegations.succinct_roles: not supported (TAP 15)");
-        r = get(c, d, "signed.delegations", "roles", json_type_array, true, &roles);
+                return json_bad(c, "signed.delegations.succinct_roles: not supported (TAP 15)");
+        r = json_get(c, d, "signed.delegations", "roles", json_type_array, true, &roles);
         if (r < 0)
                 return r;
         n = json_object_array_length(roles);
         if (n > TUF_DELEGATIONS_MAX)
-                return bad(c, "signed.delegations.roles: more than %d roles", TUF_DELEGATIONS_MAX);
+                return json_bad(c, "signed.delegations.roles: more than %d roles", TUF_DELEGATIONS_MAX);
         m->roles = calloc(n ?: 1, sizeof(TufRole));
         if (!m->roles)
                 return -ENOMEM;
@@ -408,37 +348,38 @@ static int parse_delegations(const Ctx *c, json_object *d, TufMetadata *m)
 
                 snprintf(kp, sizeof(kp), "signed.delegations.roles[%zu]", i);
                 if (!json_object_is_type(o, json_type_object))
-                        return bad(c, "%s: expected an object", kp);
-                r = get(c, o, kp, "name", json_type_string, true, &name);
+                        return json_bad(c, "%s: expected an object", kp);
+                r = json_get(c, o, kp, "name", json_type_string, true, &name);
                 if (r < 0)
                         return r;
                 nm = json_object_get_string(name);
                 if (!*nm || strlen(nm) > TUF_ROLE_NAME_MAX)
-                        return bad(c, "%s.name: must have 1 to %d bytes", kp, TUF_ROLE_NAME_MAX);
+                        return json_bad(c, "%s.name: must have 1 to %d bytes", kp, TUF_ROLE_NAME_MAX);
                 for (size_t t = 0; t < _TUF_ROLE_TYPE_MAX; t++)
                         if (streq(nm, role_type_table[t]))
-                                return bad(c, "%s.name: \"%s\" is a top-level role", kp, nm);
+                                return json_bad(c, "%s.name: \"%s\" is a top-level role", kp, nm);
                 for (size_t j = 0; j + 1 < m->n_roles; j++)
                         if (streq(m->roles[j].name, nm))
-                                return bad(c, "%s.name: \"%s\" is delegated twice", kp, JSON_QUOTE(nm));
+                                return json_bad(c, "%s.name: \"%s\" is delegated twice", kp, JSON_QUOTE(nm));
                 role->name = strdup(nm);
                 if (!role->name)
                         return -ENOMEM;
                 r = parse_role_keys(c, o, kp, role);
                 if (r < 0)
                         return r;
-                r = get(c, o, kp, "terminating", json_type_boolean, true, &term);
+                r = json_get(c, o, kp, "terminating", json_type_boolean, true, &term);
                 if (r < 0)
                         return r;
                 role->terminating = json_object_get_boolean(term);
-                r = get(c, o, kp, "paths", json_type_array, false, &paths);
+                r = json_get(c, o, kp, "paths", json_type_array, false, &paths);
                 if (r < 0)
                         return r;
-                r = get(c, o, kp, "path_hash_prefixes", json_type_array, false, &prefixes);
+                r = json_get(c, o, kp, "path_hash_prefixes", json_type_array, false, &prefixes);
                 if (r < 0)
                         return r;
                 if (!!paths == !!prefixes)
-                        return bad(c, "%s: exactly one of paths and path_hash_prefixes must be given", kp);
+                        return json_bad(c, "%s: exactly one of paths and path_hash_prefixes must be given",
+                                        kp);
                 if (paths) {
                         char pp[PATH_MAX_LEN + 32];
                         snprintf(pp, sizeof(pp), "%s.paths", kp);
@@ -451,7 +392,7 @@ static int parse_delegations(const Ctx *c, json_object *d, TufMetadata *m)
                                      &role->n_prefixes);
                         for (size_t j = 0; r >= 0 && j < role->n_prefixes; j++)
                                 if (!hex_prefix_ok(role->prefixes[j]))
-                                        r = bad(c, "%s[%zu]: expected lower-case hex digits", pp, j);
+                                        r = json_bad(c, "%s[%zu]: expected lower-case hex digits", pp, j);
                 }
                 if (r < 0)
                         return r;
@@ -459,14 +400,14 @@ static int parse_delegations(const Ctx *c, json_object *d, TufMetadata *m)
         return 0;
 }
 
-static int parse_targets(const Ctx *c, json_object *s, TufMetadata *m)
+static int parse_targets(const JsonCtx *c, json_object *s, TufMetadata *m)
 {
         json_object *targets = NULL, *deleg = NULL;
         char kp[PATH_MAX_LEN];
         size_t n;
         int r;
 
-        r = get(c, s, "signed", "targets", json_type_object, true, &targets);
+        r = json_get(c, s, "signed", "targets", json_type_object, true, &targets);
         if (r < 0)
                 return r;
         n = (size_t)json_object_object_length(targets);
@@ -483,13 +424,13 @@ static int parse_targets(const Ctx *c, json_object *s, TufMetadata *m)
                 if (!t->path)
                         return -ENOMEM;
                 if (strlen(path) > TUF_TARGET_PATH_MAX)
-                        return bad(c, "%s: the path is longer than %d bytes", kp, TUF_TARGET_PATH_MAX);
+                        return json_bad(c, "%s: the path is longer than %d bytes", kp, TUF_TARGET_PATH_MAX);
                 if (!json_object_is_type(v, json_type_object))
-                        return bad(c, "%s: expected an object", kp);
-                r = get_uint(c, v, kp, "length", true, TUF_LENGTH_MAX, &t->length);
+                        return json_bad(c, "%s: expected an object", kp);
+                r = json_get_uint(c, v, kp, "length", true, TUF_LENGTH_MAX, &t->length);
                 if (r < 0)
                         return r;
-                r = get(c, v, kp, "hashes", json_type_object, true, &hashes);
+                r = json_get(c, v, kp, "hashes", json_type_object, true, &hashes);
                 if (r < 0)
                         return r;
                 snprintf(kp, sizeof(kp), "signed.targets.%s.hashes", JSON_QUOTE(path));
@@ -499,7 +440,7 @@ static int parse_targets(const Ctx *c, json_object *s, TufMetadata *m)
                 if (json_object_object_get_ex(v, "custom", &custom))
                         t->custom = custom;
         }
-        r = get(c, s, "signed", "delegations", json_type_object, false, &deleg);
+        r = json_get(c, s, "signed", "delegations", json_type_object, false, &deleg);
         if (r < 0)
                 return r;
         if (r > 0)
@@ -518,7 +459,7 @@ int tuf_metadata_parse(const void *data, size_t size, TufRoleType type, const ch
                 .kind = UPK_ERR_FORMAT,
                 .depth_max = TUF_DEPTH_MAX,
         };
-        Ctx c = { .role = name, .err = err };
+        JsonCtx c = { .what = name, .kind = UPK_ERR_FORMAT, .err = err };
         int64_t expires;
         size_t n;
         int r;
@@ -534,15 +475,15 @@ int tuf_metadata_parse(const void *data, size_t size, TufRoleType type, const ch
         if (r < 0)
                 return r;
 
-        r = get(&c, m->doc, "metadata", "signed", json_type_object, true, &s);
+        r = json_get(&c, m->doc, "metadata", "signed", json_type_object, true, &s);
         if (r < 0)
                 return r;
-        r = get(&c, m->doc, "metadata", "signatures", json_type_array, true, &sigs);
+        r = json_get(&c, m->doc, "metadata", "signatures", json_type_array, true, &sigs);
         if (r < 0)
                 return r;
         n = json_object_array_length(sigs);
         if (n > TUF_SIGNATURES_MAX)
-                return bad(&c, "signatures: more than %d", TUF_SIGNATURES_MAX);
+                return json_bad(&c, "signatures: more than %d", TUF_SIGNATURES_MAX);
         m->signatures = calloc(n ?: 1, sizeof(TufSignature));
         if (!m->signatures)
                 return upk_err_oom(err);
@@ -552,11 +493,11 @@ int tuf_metadata_parse(const void *data, size_t size, TufRoleType type, const ch
 
                 snprintf(kp, sizeof(kp), "signatures[%zu]", i);
                 if (!json_object_is_type(o, json_type_object))
-                        return bad(&c, "%s: expected an object", kp);
-                r = get(&c, o, kp, "keyid", json_type_string, true, &keyid);
+                        return json_bad(&c, "%s: expected an object", kp);
+                r = json_get(&c, o, kp, "keyid", json_type_string, true, &keyid);
                 if (r < 0)
                         return r;
-                r = get(&c, o, kp, "sig", json_type_string, true, &sig);
+                r = json_get(&c, o, kp, "sig", json_type_string, true, &sig);
                 if (r < 0)
                         return r;
                 for (size_t j = 0; j < m->n_signatures; j++)
@@ -573,34 +514,34 @@ int tuf_metadata_parse(const void *data, size_t size, TufRoleType type, const ch
 
         r = tuf_canonical_json(s, &m->signed_bytes, &m->signed_size);
         if (r == -EDOM || r == -ELOOP)
-                return bad(&c, "signed: has no canonical form (a number that is not an integer)");
+                return json_bad(&c, "signed: has no canonical form (a number that is not an integer)");
         if (r < 0)
                 return r;
 
-        r = get(&c, s, "signed", "_type", json_type_string, true, &v);
+        r = json_get(&c, s, "signed", "_type", json_type_string, true, &v);
         if (r < 0)
                 return r;
         if (!streq(json_object_get_string(v), tuf_role_type_to_string(type)))
-                return bad(&c, "signed._type: expected \"%s\", got \"%s\"", tuf_role_type_to_string(type),
-                           JSON_QUOTE(json_object_get_string(v)));
-        r = get(&c, s, "signed", "spec_version", json_type_string, true, &v);
+                return json_bad(&c, "signed._type: expected \"%s\", got \"%s\"",
+                                tuf_role_type_to_string(type), JSON_QUOTE(json_object_get_string(v)));
+        r = json_get(&c, s, "signed", "spec_version", json_type_string, true, &v);
         if (r < 0)
                 return r;
         if (!spec_version_ok(json_object_get_string(v)))
-                return bad(&c, "signed.spec_version: \"%s\" is not a supported 1.x version",
-                           JSON_QUOTE(json_object_get_string(v)));
-        r = get_uint(&c, s, "signed", "version", true, TUF_VERSION_MAX, &m->version);
+                return json_bad(&c, "signed.spec_version: \"%s\" is not a supported 1.x version",
+                                JSON_QUOTE(json_object_get_string(v)));
+        r = json_get_uint(&c, s, "signed", "version", true, TUF_VERSION_MAX, &m->version);
         if (r < 0)
                 return r;
         if (m->version < 1)
-                return bad(&c, "signed.version: must be at least 1");
-        r = get(&c, s, "signed", "expires", json_type_string, true, &v);
+                return json_bad(&c, "signed.version: must be at least 1");
+        r = json_get(&c, s, "signed", "expires", json_type_string, true, &v);
         if (r < 0)
                 return r;
         if (timestamp_parse(json_object_get_string(v), TIMESTAMP_UTC_SECONDS, &expires) < 0)
-                return bad(&c,
-                           "signed.expires: \"%s\" is not of the form YYYY-MM-DDTHH:MM:SSZ (1970 or later)",
-                           JSON_QUOTE(json_object_get_string(v)));
+                return json_bad(
+                        &c, "signed.expires: \"%s\" is not of the form YYYY-MM-DDTHH:MM:SSZ (1970 or later)",
+                        JSON_QUOTE(json_object_get_string(v)));
         m->expires = (time_t)expires;
         snprintf(m->expires_str, sizeof(m->expires_str), "%s", json_object_get_string(v));
 

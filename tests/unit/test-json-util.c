@@ -144,3 +144,73 @@ TEST(cleanup_helpers_take_null)
         ASSERT_TRUE(some && tok);
         ASSERT_TRUE(!none && !no_tok);
 }
+
+TEST(typed_access)
+{
+        _cleanup_(json_object_putp) json_object *o = parse_ok(
+                "{\"s\": \"text\", \"n\": 42, \"neg\": -1, \"big\": 18446744073709551615, \"b\": true, "
+                "\"o\": {\"k\": \"v\"}, \"a\": [1], \"nul\": \"a\\u0000b\", \"d\": 1.5}");
+        UpkErr e = {};
+        const JsonCtx c = { .what = "doc", .kind = UPK_ERR_FORMAT, .err = &e };
+        _cleanup_free_ char *dup = NULL;
+        json_object *v = NULL;
+        const char *s = NULL;
+        uint64_t u = 7;
+        bool b = false;
+
+        ASSERT_EQ(json_get_string(&c, o, "", "s", true, 4, &s), 1);
+        ASSERT_STREQ(s, "text");
+        ASSERT_EQ(json_get_dup_string(&c, o, "", "s", true, 4, &dup), 1);
+        ASSERT_STREQ(dup, "text");
+        ASSERT_EQ(json_get_uint(&c, o, "", "n", true, 42, &u), 1);
+        ASSERT_EQ(u, 42);
+        ASSERT_EQ(json_get_bool(&c, o, "", "b", true, &b), 1);
+        ASSERT_TRUE(b);
+        ASSERT_EQ(json_get(&c, o, "", "o", json_type_object, true, &v), 1);
+        ASSERT_EQ(json_get_string(&c, v, "o", "k", true, 10, &s), 1);
+        ASSERT_STREQ(s, "v");
+
+        /* Absent and optional: 0, nothing written. */
+        u = 7;
+        ASSERT_EQ(json_get_uint(&c, o, "", "absent", false, 10, &u), 0);
+        ASSERT_EQ(u, 7);
+
+        ASSERT_UPK_ERR(json_get_uint(&c, o, "", "absent", true, 10, &u), &e, -EBADMSG, UPK_ERR_FORMAT,
+                       "doc: missing required key \"absent\"");
+        ASSERT_UPK_ERR(json_get_string(&c, v, "o", "absent", true, 10, &s), &e, -EBADMSG, UPK_ERR_FORMAT,
+                       "doc: o: missing required key \"absent\"");
+        ASSERT_UPK_ERR(json_get_string(&c, o, "", "s", true, 3, &s), &e, -EBADMSG, UPK_ERR_FORMAT,
+                       "doc: s: longer than 3 bytes");
+        ASSERT_UPK_ERR(json_get_string(&c, o, "", "n", true, 3, &s), &e, -EBADMSG, UPK_ERR_FORMAT,
+                       "doc: n: expected a string");
+        ASSERT_UPK_ERR(json_get_string(&c, o, "", "nul", true, 10, &s), &e, -EBADMSG, UPK_ERR_FORMAT,
+                       "doc: nul: contains a NUL character");
+        ASSERT_UPK_ERR(json_get_uint(&c, o, "", "n", true, 41, &u), &e, -EBADMSG, UPK_ERR_FORMAT,
+                       "doc: n: 42 is larger than the maximum 41");
+        ASSERT_UPK_ERR(json_get_uint(&c, o, "", "neg", true, 41, &u), &e, -EBADMSG, UPK_ERR_FORMAT,
+                       "doc: neg: must not be negative");
+        ASSERT_UPK_ERR(json_get_uint(&c, o, "", "big", true, UINT64_MAX - 1, &u), &e, -EBADMSG,
+                       UPK_ERR_FORMAT, "is larger than the maximum");
+        ASSERT_UPK_ERR(json_get_uint(&c, o, "", "d", true, 10, &u), &e, -EBADMSG, UPK_ERR_FORMAT,
+                       "doc: d: expected an integer");
+        ASSERT_UPK_ERR(json_get_bool(&c, o, "", "n", true, &b), &e, -EBADMSG, UPK_ERR_FORMAT,
+                       "doc: n: expected a boolean");
+        ASSERT_UPK_ERR(json_get(&c, o, "", "a", json_type_object, true, &v), &e, -EBADMSG, UPK_ERR_FORMAT,
+                       "doc: a: expected an object");
+        ASSERT_EQ(u, 7); /* not written on failure */
+}
+
+TEST(check_keys)
+{
+        static const char *const allowed[] = { "a", "b", NULL };
+        _cleanup_(json_object_putp) json_object *good = parse_ok("{\"a\": 1, \"b\": 2}");
+        _cleanup_(json_object_putp) json_object *bad = parse_ok("{\"a\": 1, \"c\\n\": 2}");
+        UpkErr e = {};
+        const JsonCtx c = { .what = "doc", .kind = UPK_ERR_MANIFEST, .err = &e };
+
+        ASSERT_OK(json_check_keys(&c, good, "", allowed));
+        ASSERT_UPK_ERR(json_check_keys(&c, bad, "", allowed), &e, -EBADMSG, UPK_ERR_MANIFEST,
+                       "doc: unknown key \"c?\" at top level");
+        ASSERT_UPK_ERR(json_check_keys(&c, bad, "payloads[2]", allowed), &e, -EBADMSG, UPK_ERR_MANIFEST,
+                       "unknown key \"c?\" in payloads[2]");
+}
