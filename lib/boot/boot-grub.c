@@ -4,7 +4,9 @@
  * TRY=1; upkeep clears TRY again when it marks the slot good. PENDING is upkeep's own marker for "set to
  * try once, not confirmed yet" (grub ignores it). Every update edits a copy of the grubenv with ONE
  * `grub-editenv COPY set ...` and renames it over the original, so a power cut leaves the old or the new
- * block (grub-editenv itself rewrites in place). */
+ * block (grub-editenv itself rewrites in place). A grubenv that is a symbolic link (the UEFI layout links
+ * /boot/grub/grubenv to the ESP) is written through: the copy goes next to the file the link names and
+ * replaces that file, the link stays. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -148,27 +150,46 @@ static int grub_load(BootBackend *b, GrubVars *v, UpkErr *err)
         return 0;
 }
 
+/* The file to replace: the grubenv itself, or the file its symbolic link (chain) names. */
+static int grub_target(const char *path, char **ret, UpkErr *err)
+{
+        struct stat st;
+
+        if (lstat(path, &st) < 0 || !S_ISLNK(st.st_mode)) {
+                *ret = strdup(path);
+                return *ret ? 0 : upk_err_oom(err);
+        }
+        *ret = realpath(path, NULL);
+        if (!*ret)
+                return upk_err(err, UPK_ERR_IO, -errno,
+                               "grub backend: %s is a symbolic link that cannot be followed: %m", path);
+        return 0;
+}
+
 static int grub_store(BootBackend *b, const GrubVars *v, UpkErr *err)
 {
         const char *args[2 + 3 * BOOT_SLOTS_MAX + 1 + 1];
         char *owned[1 + 3 * BOOT_SLOTS_MAX] = {};
-        _cleanup_free_ char *dir = NULL, *tmp = NULL, *data = NULL, *order = NULL;
+        _cleanup_free_ char *target = NULL, *dir = NULL, *tmp = NULL, *data = NULL, *order = NULL;
         _cleanup_close_ int fd = -EBADF, dfd = -EBADF;
         size_t n = 0, n_owned = 0, size = 0;
         bool exists;
         int r;
 
-        dir = path_dirname(b->path);
+        r = grub_target(b->path, &target, err);
+        if (r < 0)
+                return r;
+        dir = path_dirname(target);
         if (!dir)
                 return upk_err_oom(err);
         tmp = strdup_printf("%s/.#upkeep-grubenv.XXXXXX", dir);
         if (!tmp)
                 return upk_err_oom(err);
 
-        r = read_full_file(b->path, BOOT_STATE_FILE_MAX, &data, &size);
+        r = read_full_file(target, BOOT_STATE_FILE_MAX, &data, &size);
         exists = r >= 0;
         if (r < 0 && r != -ENOENT)
-                return upk_err(err, UPK_ERR_IO, r, "%s: cannot read: %m", b->path);
+                return upk_err(err, UPK_ERR_IO, r, "%s: cannot read: %m", target);
 
         fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
@@ -210,8 +231,8 @@ static int grub_store(BootBackend *b, const GrubVars *v, UpkErr *err)
                 goto fail;
 
         /* grub-editenv rewrote the copy through its own descriptor; sync it, then swap it in. */
-        if (fchmod(fd, 0644) < 0 || fsync(fd) < 0 || rename(tmp, b->path) < 0) {
-                r = upk_err(err, UPK_ERR_IO, -errno, "grub backend: cannot replace %s: %m", b->path);
+        if (fchmod(fd, 0644) < 0 || fsync(fd) < 0 || rename(tmp, target) < 0) {
+                r = upk_err(err, UPK_ERR_IO, -errno, "grub backend: cannot replace %s: %m", target);
                 goto fail;
         }
         dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -45,7 +45,8 @@
  *         refuses to read a bad CRC otherwise.
  * grub:   ORDER="A B", <S>_OK=1|0, <S>_TRY=0|1, <S>_PENDING=0|1 in a grubenv through grub-editenv; every
  *         update writes all of them with ONE `grub-editenv COPY set ...` on a copy renamed over the
- *         grubenv (a missing one is created with `grub-editenv create`). grub.cfg
+ *         grubenv (a missing one is created with `grub-editenv create`; a symbolic link is written
+ *         through: the copy is made next to the file it names and renamed over that file). grub.cfg
  *         (contrib/grub/upkeep.cfg) boots the first slot in ORDER with OK=1 and TRY=0 and sets its
  *         TRY=1; else the first with OK=1 and PENDING=0; else the first in ORDER. So every slot has ONE
  *         attempt per confirmation ([boot] attempts does not apply). mark_bad: OK=0, TRY=0, PENDING=0,

@@ -888,6 +888,51 @@ TEST(grub_creates_grubenv_and_writes_all)
         config_done(c);
 }
 
+/* The UEFI layout: /boot/grub/grubenv is a link into the ESP. The link stays and the ESP copy changes. */
+TEST(grub_writes_through_symlinked_grubenv)
+{
+        Config *c = config_new(BOOT_BACKEND_GRUB);
+        _cleanup_free_ char *cmd = NULL, *esp = NULL;
+        BootBackend *b;
+        UpkErr e = {};
+        struct stat st;
+        Map m;
+
+        grub_setup(c);
+        ASSERT_EQ(mkdir("esp", 0755), 0);
+        esp = cwd_path("esp/grubenv");
+        cmd = strdup_printf("grub-editenv %s create", esp);
+        run_sh(cmd);
+        ASSERT_EQ(symlink(esp, "grubenv"), 0);
+        b = backend(c);
+        ASSERT_OK_E(boot_set_try(b, "B", &e), &e);
+        ASSERT_EQ(lstat("grubenv", &st), 0);
+        ASSERT_TRUE(S_ISLNK(st.st_mode));
+        free(cmd);
+        cmd = strdup_printf("grub-editenv %s list", esp);
+        map_read(&m, cmd);
+        ASSERT_STREQ(map_get(&m, "ORDER"), "B A");
+        ASSERT_STREQ(map_get(&m, "B_PENDING"), "1");
+        assert_state(b, "B", SLOT_STATE_TRY);
+        ASSERT_OK_E(boot_mark_good(b, "B", &e), &e);
+        map_read(&m, cmd);
+        ASSERT_STREQ(map_get(&m, "B_PENDING"), "0");
+        ASSERT_EQ(lstat("grubenv", &st), 0);
+        ASSERT_TRUE(S_ISLNK(st.st_mode));
+        /* no temporary copies left behind, in either folder */
+        ASSERT_EQ(system("ls -A . esp | grep -q upkeep-grubenv"), 256);
+
+        /* A link to nowhere is refused, not replaced by a plain file. */
+        ASSERT_EQ(unlink("grubenv"), 0);
+        ASSERT_EQ(symlink("esp/missing/grubenv", "grubenv"), 0);
+        ASSERT_UPK_ERR(boot_mark_good(b, "A", &e), &e, -ENOENT, UPK_ERR_IO,
+                       "is a symbolic link that cannot be followed");
+        ASSERT_EQ(lstat("grubenv", &st), 0);
+        ASSERT_TRUE(S_ISLNK(st.st_mode));
+        boot_backend_free(b);
+        config_done(c);
+}
+
 /* A good slot booted without a confirmation (TRY=1) is still what grub boots next, not a pending try. */
 TEST(grub_unconfirmed_good_slot_stays_primary)
 {
