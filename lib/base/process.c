@@ -9,8 +9,17 @@
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
+
+#include "log.h"
+
+/* How long output may stay open after the program itself exited: a background process it left
+ * holding stdout or stderr is not waited for longer than this. */
+#define PROCESS_EXIT_GRACE_USEC (1000u * 1000u)
+/* Without a pidfd, how often the loop looks whether the program exited. */
+#define PROCESS_EXIT_POLL_MSEC 20
 
 static uint64_t mono_usec(void)
 {
@@ -50,25 +59,41 @@ static int append(char **buf, size_t *size, const char *data, size_t n, size_t m
         return 0;
 }
 
-static void kill_and_reap(pid_t pid)
+/* Kill the program's process group; reap the program unless that happened already. */
+static void kill_and_reap(pid_t pid, bool reaped)
 {
         (void)kill(-pid, SIGKILL);
+        if (reaped)
+                return;
         (void)kill(pid, SIGKILL);
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
                 ;
 }
 
+static int pidfd_open_or_not(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+        int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+                fd = safe_close(fd);
+        return fd;
+#else
+        return -EBADF;
+#endif
+}
+
 int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkErr *err)
 {
         _cleanup_close_ int in_w = -EBADF, in_r = -EBADF, out_r = -EBADF, out_w = -EBADF, err_r = -EBADF,
-                            err_w = -EBADF;
+                            err_w = -EBADF, pidfd = -EBADF;
         _cleanup_free_ char *out = NULL, *errbuf = NULL;
         size_t out_size = 0, err_size = 0, in_done = 0;
         posix_spawn_file_actions_t fa;
         posix_spawnattr_t attr;
-        uint64_t deadline;
+        uint64_t deadline, exited_at = 0;
         sigset_t none, all;
-        int fds[2], status, k;
+        int fds[2], status = 0, k;
+        bool exited = false, left_behind = false;
         pid_t pid;
 
         if (r->input) {
@@ -108,6 +133,8 @@ int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkEr
                 k = posix_spawn_file_actions_adddup2(&fa, out_w, STDOUT_FILENO);
         if (k == 0)
                 k = posix_spawn_file_actions_adddup2(&fa, err_w, STDERR_FILENO);
+        if (k == 0) /* nothing of ours leaks into it, close-on-exec or not */
+                k = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
         if (k == 0)
                 k = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
                                                             POSIX_SPAWN_SETSIGDEF);
@@ -136,27 +163,45 @@ int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkEr
                 in_w = safe_close(in_w);
         }
 
+        pidfd = pidfd_open_or_not(pid);
         deadline = mono_usec() + r->timeout_usec;
         while (out_r >= 0 || err_r >= 0 || in_w >= 0) {
-                struct pollfd p[3] = {
+                struct pollfd p[4] = {
                         { .fd = out_r, .events = POLLIN },
                         { .fd = err_r, .events = POLLIN },
                         { .fd = in_w, .events = POLLOUT },
+                        { .fd = exited ? -EBADF : pidfd, .events = POLLIN },
                 };
-                uint64_t now = mono_usec();
+                uint64_t now = mono_usec(), until = deadline;
                 char buf[4096];
                 ssize_t n;
+                int wait_ms;
 
-                if (now >= deadline) {
-                        kill_and_reap(pid);
+                /* The program exited but something it started still holds its output: give that a
+                 * moment to finish, then go by the program's exit status. */
+                if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
+                        exited = true;
+                        exited_at = now;
+                }
+                if (exited && exited_at + PROCESS_EXIT_GRACE_USEC < deadline)
+                        until = exited_at + PROCESS_EXIT_GRACE_USEC;
+                if (now >= until) {
+                        if (exited) {
+                                left_behind = true;
+                                break;
+                        }
+                        kill_and_reap(pid, false);
                         return upk_err(err, UPK_ERR_IO, -ETIME,
                                        "%s: did not finish within %" PRIu64 " ms; killed", r->what,
                                        r->timeout_usec / 1000u);
                 }
-                k = poll(p, 3, (int)((deadline - now + 999) / 1000));
+                wait_ms = (int)((until - now + 999) / 1000);
+                if (!exited && pidfd < 0 && wait_ms > PROCESS_EXIT_POLL_MSEC)
+                        wait_ms = PROCESS_EXIT_POLL_MSEC;
+                k = poll(p, 4, wait_ms);
                 if (k < 0 && errno != EINTR) {
                         k = -errno;
-                        kill_and_reap(pid);
+                        kill_and_reap(pid, exited);
                         return upk_err(err, UPK_ERR_IO, k, "%s: poll failed: %m", r->what);
                 }
                 if (k <= 0)
@@ -170,7 +215,7 @@ int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkEr
                         } else if (n > 0) {
                                 k = append(&out, &out_size, buf, (size_t)n, r->output_max, false);
                                 if (k < 0) {
-                                        kill_and_reap(pid);
+                                        kill_and_reap(pid, exited);
                                         return upk_err(err, UPK_ERR_IO, k,
                                                        "%s: printed more than %zu bytes; killed", r->what,
                                                        r->output_max);
@@ -183,7 +228,7 @@ int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkEr
                                 err_r = safe_close(err_r);
                         else if (n > 0 &&
                                  append(&errbuf, &err_size, buf, (size_t)n, PROCESS_STDERR_MAX, true) < 0) {
-                                kill_and_reap(pid);
+                                kill_and_reap(pid, exited);
                                 return upk_err_oom(err);
                         }
                 }
@@ -199,18 +244,24 @@ int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkEr
                 }
         }
 
+        if (left_behind)
+                upk_log(LOG_LEVEL_WARNING,
+                        "%s: exited with status %d but left a process behind that still holds its output; "
+                        "not waiting for it",
+                        r->what, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+
         /* Output closed; wait for the exit, still within the deadline. */
-        for (;;) {
+        while (!exited) {
                 pid_t w = waitpid(pid, &status, WNOHANG);
                 if (w == pid)
                         break;
                 if (w < 0 && errno != EINTR) {
                         k = -errno;
-                        kill_and_reap(pid);
+                        kill_and_reap(pid, false);
                         return upk_err(err, UPK_ERR_IO, k, "%s: waitpid failed: %m", r->what);
                 }
                 if (mono_usec() >= deadline) {
-                        kill_and_reap(pid);
+                        kill_and_reap(pid, false);
                         return upk_err(err, UPK_ERR_IO, -ETIME,
                                        "%s: did not finish within %" PRIu64 " ms; killed", r->what,
                                        r->timeout_usec / 1000u);

@@ -2,9 +2,12 @@
 #pragma once
 
 /* The one way upkeep runs another program: no shell, argv as given (argv[0] searched in PATH when
- * asked), in its own process group, optional bytes on its stdin, stdout and stderr captured apart,
- * and the whole group killed when the timeout passes. Used by the boot backends, the health checks
- * and the reboot. */
+ * asked), in its own process group, no descriptor of ours above 2, optional bytes on its stdin, stdout
+ * and stderr captured apart, and the whole group killed when the timeout passes. The program's own
+ * exit ends the wait: a background process it left holding stdout or stderr gets one second more to
+ * close them, then its exit status counts and a warning (upk_log) says it left a process behind, which
+ * keeps running. Used by the boot backends, the health checks, the exec handler's commit and rollback
+ * steps and the reboot. */
 
 #include "error.h"
 

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 
+#include "log.h"
 #include "process.h"
 #include "tests.h"
 #include "util.h"
@@ -232,4 +234,77 @@ TEST(find_program)
         ASSERT_TRUE(process_find_program("./bin/tool"));
         if (saved)
                 ASSERT_TRUE(setenv("PATH", saved, 1) == 0);
+}
+
+static char *logged;
+
+static void capture_log(LogLevel level, const char *message, void *userdata)
+{
+        (void)userdata;
+        if (level == LOG_LEVEL_WARNING && !logged)
+                logged = strdup(message);
+}
+
+static void kill_pid_in(const char *file)
+{
+        _cleanup_free_ char *data = NULL;
+        size_t size;
+        int pid;
+
+        ASSERT_OK(read_full_file(file, 64, &data, &size));
+        pid = atoi(data);
+        ASSERT_TRUE(pid > 1);
+        (void)kill(pid, SIGKILL);
+}
+
+/* A program that exits but leaves a background process holding stdout (in its process group, or in a
+ * session of its own) is done when it exits: its status counts, not the full timeout. */
+TEST(process_run_does_not_wait_for_what_the_program_left_behind)
+{
+        const char *argv[] = {
+                "/bin/sh", "-c",
+                "sleep 60 & echo $! >bg.pid; setsid sh -c 'echo $$ >sid.pid; exec sleep 60' & "
+                "while ! test -s sid.pid; do sleep 0.01; done; echo done; exit 3",
+                NULL
+        };
+        _cleanup_free_ char *out = NULL, *errtext = NULL;
+        UpkErr e = {};
+        int r;
+
+        upk_log_set_func(capture_log, NULL);
+        r = process_run(&(ProcessRun){ .argv = argv,
+                                       .output_max = 4096,
+                                       .timeout_usec = 20u * 1000u * 1000u,
+                                       .what = "left-behind test" },
+                        &out, &errtext, &e);
+        upk_log_set_func(NULL, NULL);
+        kill_pid_in("bg.pid");
+        kill_pid_in("sid.pid");
+        ASSERT_OK_E(r, &e);
+        ASSERT_EQ(r, 3);
+        ASSERT_STREQ(out, "done\n");
+        ASSERT_TRUE(logged &&
+                    strstr(logged, "left-behind test: exited with status 3 but left a process behind"));
+        free(logged);
+        logged = NULL;
+}
+
+/* Only stdin, stdout and stderr reach the program, close-on-exec or not. */
+TEST(process_run_closes_other_descriptors)
+{
+        int fd = open("/dev/null", O_RDONLY); /* no O_CLOEXEC on purpose */
+        _cleanup_free_ char *script = NULL, *out = NULL;
+        UpkErr e = {};
+
+        ASSERT_TRUE(fd > 2);
+        script = strdup_printf("test -e /proc/$$/fd/%d && echo leaked; exit 0", fd);
+        const char *argv[] = { "/bin/sh", "-c", script, NULL };
+        ASSERT_OK_E(process_run(&(ProcessRun){ .argv = argv,
+                                               .output_max = 4096,
+                                               .timeout_usec = 20u * 1000u * 1000u,
+                                               .what = "descriptor test" },
+                                &out, NULL, &e),
+                    &e);
+        safe_close(fd);
+        ASSERT_FALSE(strstr(out, "leaked"));
 }
