@@ -9,10 +9,10 @@
 #include <unistd.h>
 
 #include "install-internal.h"
+#include "log.h"
 #include "process.h"
 #include "version.h"
 
-#define HEALTH_CHECKS_MAX 64
 #define HEALTH_OUTPUT_MAX (1024u * 1024u) /* a check printing more than this is killed and fails */
 
 void confirm_result_done(ConfirmResult *r)
@@ -23,12 +23,29 @@ void confirm_result_done(ConfirmResult *r)
         *r = (ConfirmResult){};
 }
 
-static int filter_health(const struct dirent *d)
+static bool endswith(const char *s, const char *suffix)
 {
-        return d->d_name[0] != '.';
+        size_t n = strlen(s), k = strlen(suffix);
+        return n >= k && streq(s + n - k, suffix);
 }
 
-/* Run every executable in the health folder in name order; the first failure is the reason. */
+/* What is clearly not a check: hidden files, editor backups, what package managers leave next to a
+ * changed file. */
+static int filter_health(const struct dirent *d)
+{
+        static const char *const suffixes[] = { "~", ".rpmnew", ".rpmsave", ".rpmorig" };
+        const char *name = d->d_name;
+
+        if (name[0] == '.' || strstr(name, ".dpkg-") || strstr(name, ".ucf-"))
+                return 0;
+        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++)
+                if (endswith(name, suffixes[i]))
+                        return 0;
+        return 1;
+}
+
+/* Run every executable in the health folder in name order, however many there are; the first failure
+ * is the reason. A regular file that is not executable is skipped with a warning. */
 static int run_health_checks(const Config *c, const char *version, const char *slot, char **ret_reason)
 {
         struct dirent **list = NULL;
@@ -38,7 +55,7 @@ static int run_health_checks(const Config *c, const char *version, const char *s
         n = scandir(c->health_dir, &list, filter_health, alphasort);
         if (n < 0)
                 return errno == ENOENT ? 0 : -errno;
-        for (int i = 0; i < n && i < HEALTH_CHECKS_MAX && r == 0; i++) {
+        for (int i = 0; i < n && r == 0; i++) {
                 _cleanup_free_ char *path = strdup_printf("%s/%s", c->health_dir, list[i]->d_name);
                 _cleanup_free_ char *env_version = strdup_printf("UPKEEP_VERSION=%s", version ?: "");
                 _cleanup_free_ char *env_slot = strdup_printf("UPKEEP_SLOT=%s", slot);
@@ -50,8 +67,12 @@ static int run_health_checks(const Config *c, const char *version, const char *s
                         r = -ENOMEM;
                         break;
                 }
-                if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || access(path, X_OK) < 0)
+                if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
                         continue;
+                if (access(path, X_OK) < 0) {
+                        upk_log(LOG_LEVEL_WARNING, "health check %s is not executable: skipped", path);
+                        continue;
+                }
                 what = strdup_printf("health check %s", path);
                 const char *argv[] = { path, NULL };
                 char *envp[] = { (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", env_version, env_slot, NULL };

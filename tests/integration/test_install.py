@@ -85,6 +85,49 @@ def test_hanging_health_check_times_out(tmp_path):
     assert p.returncode == 1 and "20-hang: did not finish within 1000 ms; killed" in p.stdout
 
 
+def test_every_health_check_runs_and_non_checks_are_skipped(tmp_path, device):
+    # More entries than the old limit of 64, none of them a check, before the failing one.
+    for i in range(70):
+        (device.health / f"00-note-{i:02}").write_text("not a check\n")
+    failing = "#!/bin/sh\necho 'should not run' >&2\nexit 5\n"
+    for name in (".hidden", "99-fail~", "99-fail.dpkg-old", "99-fail.rpmnew"):
+        (device.health / name).write_text(failing)
+        (device.health / name).chmod(0o755)
+    check = device.health / "99-fail"
+    check.write_text("#!/bin/sh\necho 'service down' >&2\nexit 4\n")
+    check.chmod(0o755)
+    assert device.install(make_bundle(tmp_path, "1.1.0", payload_bytes())).returncode == 0
+    assert device.reboot() == "B"
+    p = device.upkeepd("confirm")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "99-fail exited with status 4: service down" in p.stdout
+    assert "should not run" not in p.stdout + p.stderr
+    assert "00-note-00 is not executable: skipped" in p.stderr
+    assert device.reboot() == "A"
+
+
+def test_health_check_leaving_a_background_process_passes(tmp_path, device):
+    pids = tmp_path / "pids"
+    check = device.health / "10-start-service"
+    check.write_text(f"#!/bin/sh\nsleep 60 &\necho $! >>{pids}\n"
+                     f"setsid sh -c 'echo $$ >>{pids}; exec sleep 60' &\n"
+                     f"while [ $(wc -l <{pids}) -lt 2 ]; do sleep 0.01; done\nexit 0\n")
+    check.chmod(0o755)
+    assert device.install(make_bundle(tmp_path, "1.1.0", payload_bytes())).returncode == 0
+    assert device.reboot() == "B"
+    try:
+        p = device.upkeepd("confirm")
+    finally:
+        for pid in pids.read_text().split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "confirmed version 1.1.0 on slot B" in p.stdout
+    assert "10-start-service: exited with status 0 but left a process behind" in p.stderr
+
+
 def test_mark_good_and_rollback_by_hand(tmp_path, device):
     assert device.install(make_bundle(tmp_path, "1.1.0", payload_bytes())).returncode == 0
     assert device.reboot() == "B"
