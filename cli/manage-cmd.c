@@ -49,10 +49,19 @@ int manage_main(int argc, char *argv[], CliArgs *args)
                 return r;
 
         if (streq(verb, "cancel")) {
+                _cleanup_free_ char *state = NULL;
+
+                /* Only what to print depends on it: the daemon decides what Cancel does. */
+                (void)sd_bus_get_property_string(bus, UPKEEP_BUS_NAME, UPKEEP_BUS_PATH, UPKEEP_BUS_INTERFACE,
+                                                 "State", NULL, &state);
                 r = client_call(bus, "Cancel", &error, NULL, NULL);
                 if (r < 0)
                         return client_report(NULL, r, &error);
-                printf("cancelling the running install\n");
+                if (state && streq(state, "pending-reboot"))
+                        printf("cancelled the update that waited for its reboot; the booted slot stays "
+                               "primary\n");
+                else
+                        printf("cancelling the running install\n");
         } else if (streq(verb, "rollback")) {
                 r = client_call(bus, "Rollback", &error, &reply, NULL);
                 if (r >= 0)

@@ -101,10 +101,11 @@ static int do_install(sd_bus_message *msg, Manager *m, sd_bus_error *error)
         return sd_bus_reply_method_return(msg, NULL);
 }
 
+/* Cancel of a pending update is answered when its job ends (manager.c). */
 static int do_cancel(sd_bus_message *msg, Manager *m, sd_bus_error *error)
 {
-        int r = manager_cancel(m, error);
-        return r < 0 ? r : sd_bus_reply_method_return(msg, NULL);
+        int r = manager_cancel(m, msg, error);
+        return r != 0 ? r : sd_bus_reply_method_return(msg, NULL);
 }
 
 /* Rollback and MarkGood are answered when their job ends (manager.c). */

@@ -158,10 +158,16 @@ static void *job_thread(void *userdata)
                 r = read_slot_states(j->config, &res, &err);
                 break;
         case JOB_ROLLBACK:
-                r = install_rollback(j->config, &res.slot, &err);
+                r = install_rollback(j->config, &res.slot, &res.cancelled, &err);
+                (void)probe_boot(j->config, &res); /* the State afterwards, whatever the result */
                 break;
         case JOB_MARK_GOOD:
                 r = install_mark_good(j->config, &err);
+                (void)probe_boot(j->config, &res);
+                break;
+        case JOB_CANCEL_PENDING:
+                r = install_cancel_pending(j->config, &res.cancelled_version, &err);
+                (void)probe_boot(j->config, &res);
                 break;
         case _JOB_KIND_MAX:
         case _JOB_KIND_INVALID:
@@ -273,6 +279,7 @@ void job_result_done(JobResult *r)
         free(r->booted);
         free(r->slot_states);
         free(r->slot);
+        free(r->cancelled_version);
         *r = (JobResult){};
 }
 

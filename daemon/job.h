@@ -18,11 +18,12 @@
 typedef enum JobKind {
         JOB_INSTALL, /* from a file (path) or a stream (read, read_userdata) */
         JOB_CONFIRM,
-        JOB_CHECK,     /* source_check() */
-        JOB_PROBE,     /* at start: the booted slot, and whether an install waits for its reboot */
-        JOB_SLOTS,     /* the boot backend's state of every configured slot (GetSlots) */
-        JOB_ROLLBACK,  /* install_rollback() */
-        JOB_MARK_GOOD, /* install_mark_good() */
+        JOB_CHECK,          /* source_check() */
+        JOB_PROBE,          /* at start: the booted slot, and whether an install waits for its reboot */
+        JOB_SLOTS,          /* the boot backend's state of every configured slot (GetSlots) */
+        JOB_ROLLBACK,       /* install_rollback() */
+        JOB_MARK_GOOD,      /* install_mark_good() */
+        JOB_CANCEL_PENDING, /* install_cancel_pending() */
         _JOB_KIND_MAX,
         _JOB_KIND_INVALID = -EINVAL,
 } JobKind;
@@ -55,10 +56,13 @@ typedef struct JobResult {
         ConfirmResult confirm;  /* JOB_CONFIRM */
         Offer *offer;           /* JOB_CHECK: NULL when up to date */
         char *booted;           /* JOB_PROBE: NULL when it cannot be told */
-        bool reboot_pending;    /* JOB_PROBE: the state's pending slot is the next boot's, not the booted */
+        bool reboot_pending;    /* JOB_PROBE, and after JOB_ROLLBACK, JOB_MARK_GOOD, JOB_CANCEL_PENDING:
+                                 * the state's pending slot is the next boot's, not the booted */
         SlotState *slot_states; /* JOB_SLOTS: by config slot index, _SLOT_STATE_INVALID when unknown */
         size_t n_slot_states;
-        char *slot; /* JOB_ROLLBACK: the slot that is primary again */
+        char *slot;              /* JOB_ROLLBACK: the slot that is primary again */
+        bool cancelled;          /* JOB_ROLLBACK: it cancelled an update that waited for its reboot */
+        char *cancelled_version; /* JOB_CANCEL_PENDING: the version not taken (may be NULL) */
 } JobResult;
 
 void job_result_done(JobResult *r);

@@ -165,6 +165,8 @@ static const char *busy_with(Manager *m)
                 return "rolling back";
         if (m->job && job_kind(m->job) == JOB_MARK_GOOD)
                 return "marking the booted slot good";
+        if (m->job && job_kind(m->job) == JOB_CANCEL_PENDING)
+                return "cancelling the update that waits for its reboot";
         return manager_state_to_string(m->state);
 }
 
@@ -332,6 +334,7 @@ static void on_job(Job *j, void *userdata)
                 break;
         case JOB_ROLLBACK:
         case JOB_MARK_GOOD:
+        case JOB_CANCEL_PENDING:
                 finish_boot_job(m);
                 break;
         case JOB_SLOTS: /* runs beside the job: on_slots_job() */
@@ -428,8 +431,16 @@ int manager_install(Manager *m, const char *source, bool allow_downgrade, sd_bus
         return start_install(m, source, NULL, &p, false, error);
 }
 
-int manager_cancel(Manager *m, sd_bus_error *error)
+static int start_boot_job(Manager *m, JobKind kind, sd_bus_message *call, sd_bus_error *error);
+
+int manager_cancel(Manager *m, sd_bus_message *call, sd_bus_error *error)
 {
+        int r;
+
+        if ((!m->job || job_kind(m->job) != JOB_INSTALL) && m->state == MANAGER_PENDING_REBOOT) {
+                r = start_boot_job(m, JOB_CANCEL_PENDING, call, error);
+                return r < 0 ? r : 1;
+        }
         if (!m->job || job_kind(m->job) != JOB_INSTALL)
                 return sd_bus_error_set(error, BUS_ERROR_NOT_RUNNING, "no install is running");
         log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .phase = m->phase }, "cancelling the install of %s",
@@ -726,7 +737,8 @@ int manager_check(Manager *m, sd_bus_message *call, sd_bus_error *error)
         return 0;
 }
 
-/* Rollback and MarkGood: the boot backend is written in the worker; `call` is answered at the end. */
+/* Rollback, MarkGood and the Cancel of a pending update: the boot backend is written in the worker;
+ * `call` is answered at the end. */
 static int start_boot_job(Manager *m, JobKind kind, sd_bus_message *call, sd_bus_error *error)
 {
         int r;
@@ -736,7 +748,9 @@ static int start_boot_job(Manager *m, JobKind kind, sd_bus_message *call, sd_bus
         r = job_start(m->event, m->config, &(JobParams){ .kind = kind }, on_job, m, &m->job);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "cannot start the %s: %m",
-                                               kind == JOB_ROLLBACK ? "rollback" : "mark-good");
+                                               kind == JOB_ROLLBACK    ? "rollback"
+                                               : kind == JOB_MARK_GOOD ? "mark-good"
+                                                                       : "cancel");
         m->job_call = sd_bus_message_ref(call);
         return 0;
 }
@@ -764,10 +778,26 @@ static void finish_boot_job(Manager *m)
 
         r = job_join(m->job, &jr, &err);
         m->job = job_free(m->job);
+        /* Whatever happened, the State follows the boot backend and the state file again. */
+        if (jr.reboot_pending)
+                manager_set_state(m, MANAGER_PENDING_REBOOT);
+        else if (m->state == MANAGER_PENDING_REBOOT)
+                manager_set_state(m, MANAGER_IDLE);
         if (r < 0) {
                 (void)bus_error_set_upk(&error, &err);
                 if (call)
                         (void)sd_bus_reply_method_error(call, &error);
+        } else if (kind == JOB_CANCEL_PENDING || (kind == JOB_ROLLBACK && jr.cancelled)) {
+                log_fields(LOG_LEVEL_NOTICE,
+                           &(LogFields){ .slot = m->booted_slot, .version = jr.cancelled_version },
+                           "the update that waited for its reboot is cancelled; the booted slot %s stays "
+                           "primary",
+                           m->booted_slot);
+                manager_refresh(m);
+                if (call && kind == JOB_ROLLBACK)
+                        (void)sd_bus_reply_method_return(call, "s", jr.slot);
+                else if (call)
+                        (void)sd_bus_reply_method_return(call, NULL);
         } else if (kind == JOB_ROLLBACK) {
                 log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .slot = jr.slot },
                            "rollback: slot %s is primary again", jr.slot);
@@ -802,7 +832,8 @@ static void slots_read_next(Manager *m)
         int r;
 
         if (m->slots_job || m->n_slots_calls == 0 ||
-            (m->job && (job_kind(m->job) == JOB_ROLLBACK || job_kind(m->job) == JOB_MARK_GOOD)))
+            (m->job && (job_kind(m->job) == JOB_ROLLBACK || job_kind(m->job) == JOB_MARK_GOOD ||
+                        job_kind(m->job) == JOB_CANCEL_PENDING)))
                 return;
         r = job_start(m->event, m->config, &(JobParams){ .kind = JOB_SLOTS }, on_slots_job, m,
                       &m->slots_job);
@@ -931,7 +962,7 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         if (m->job) {
                 /* A cancelled install stops at its next block; the loop exits when the worker is joined. */
                 if (job_kind(m->job) == JOB_INSTALL)
-                        (void)manager_cancel(m, NULL);
+                        (void)manager_cancel(m, NULL, NULL);
                 return 0;
         }
         if (m->slots_job)

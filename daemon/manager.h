@@ -109,7 +109,10 @@ int manager_install(Manager *m, const char *source, bool allow_downgrade, sd_bus
 /* Start a check (or join the running one); `call` is answered with the available version when it ends.
  * Returns 0, or -errno with `error` set (no source, busy). */
 int manager_check(Manager *m, sd_bus_message *call, sd_bus_error *error);
-int manager_cancel(Manager *m, sd_bus_error *error);
+/* Cancel: the running install stops (returns 0: answer now); or, while an update waits for its reboot,
+ * a job cancels that update and `call` (may be NULL) is answered when it ends (returns 1). -errno with
+ * `error` set: nothing to cancel (NotRunning), busy. */
+int manager_cancel(Manager *m, sd_bus_message *call, sd_bus_error *error);
 /* Rollback and MarkGood start a job; `call` is answered when it ends (with the slot that is primary again,
  * or nothing). Returns 0, or -errno with `error` set (busy: a job runs, also another Rollback). */
 int manager_rollback(Manager *m, sd_bus_message *call, sd_bus_error *error);

@@ -58,7 +58,8 @@ static void help(void)
                "                                   install a bundle into the inactive slot, now\n"
                "upkeepd [--config FILE] confirm    confirm or fail a pending update (at boot)\n"
                "upkeepd [--config FILE] mark-good  mark the booted slot good and primary\n"
-               "upkeepd [--config FILE] rollback   make the other slot primary again\n\n"
+               "upkeepd [--config FILE] rollback   make the other slot primary again (or cancel the\n"
+               "                                   update that waits for its reboot)\n\n"
                "Options:\n"
                "  -c --config FILE     configuration file (default %s)\n"
                "     --allow-downgrade install an older version (needs allow-downgrade = yes too)\n"
@@ -198,15 +199,20 @@ static int verb_rollback(void)
 {
         _cleanup_(config_freep) Config *c = NULL;
         _cleanup_free_ char *slot = NULL;
+        bool cancelled;
         UpkErr err = {};
         int r;
 
         r = load_config(&c);
         if (r != 0)
                 return r;
-        r = install_rollback(c, &slot, &err);
+        r = install_rollback(c, &slot, &cancelled, &err);
         if (r < 0)
                 return report_error("rollback", &err);
+        if (cancelled) {
+                printf("the update that waited for its reboot is cancelled; slot %s stays primary\n", slot);
+                return UPK_EXIT_OK;
+        }
         printf("slot %s is primary again\n", slot);
         if (c->reboot == REBOOT_AUTO) {
                 _cleanup_free_ char *why = strdup_printf("start slot %s", slot);

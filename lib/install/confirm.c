@@ -218,6 +218,36 @@ int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
         return 0;
 }
 
+/* An update installed into another slot than the booted one and waiting for its reboot. */
+static bool reboot_pending(const UpkState *s, const char *booted)
+{
+        return s->pending && s->pending_slot && !streq(s->pending_slot, booted);
+}
+
+/* The untried slot is marked bad (no try marker, no attempts), the booted one good and primary, the
+ * pending record cleared. */
+static int cancel_pending(const Config *c, BootBackend *boot, UpkState *s, const char *booted, UpkErr *err)
+{
+        _cleanup_free_ char *version = s->pending_version ? strdup(s->pending_version) : NULL;
+        _cleanup_free_ char *slot = strdup(s->pending_slot);
+        int r;
+
+        if (!slot || (s->pending_version && !version))
+                return upk_err_oom(err);
+        r = boot_mark_bad(boot, slot, err);
+        if (r < 0)
+                return r;
+        r = boot_mark_good(boot, booted, err);
+        if (r < 0)
+                return r;
+        state_clear_pending(s);
+        r = state_save(c->data_dir, s, err);
+        if (r < 0)
+                return r;
+        install_history_record(c, "cancel", version, slot, true, NULL);
+        return 0;
+}
+
 int install_mark_good(const Config *c, UpkErr *err)
 {
         _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
@@ -234,10 +264,43 @@ int install_mark_good(const Config *c, UpkErr *err)
                 r = install_find_booted(c, boot, &booted, err);
         if (r < 0)
                 return r;
+        if (reboot_pending(s, booted)) {
+                r = cancel_pending(c, boot, s, booted, err);
+                if (r < 0)
+                        return r;
+        }
         return confirm_slot(c, boot, s, booted, "mark-good", err);
 }
 
-int install_rollback(const Config *c, char **ret_slot, UpkErr *err)
+int install_cancel_pending(const Config *c, char **ret_version, UpkErr *err)
+{
+        _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
+        _cleanup_(state_freep) UpkState *s = NULL;
+        _cleanup_close_ int lock = -EBADF;
+        _cleanup_free_ char *booted = NULL, *version = NULL;
+        int r;
+
+        r = install_begin_operation(c, &lock, &s, err);
+        if (r < 0)
+                return r;
+        r = install_open_boot(c, &boot, err);
+        if (r >= 0)
+                r = install_find_booted(c, boot, &booted, err);
+        if (r < 0)
+                return r;
+        if (!reboot_pending(s, booted))
+                return upk_err(err, UPK_ERR_IO, -ENOENT, "no update waits for its reboot");
+        if (s->pending_version && !(version = strdup(s->pending_version)))
+                return upk_err_oom(err);
+        r = cancel_pending(c, boot, s, booted, err);
+        if (r < 0)
+                return r;
+        if (ret_version)
+                *ret_version = TAKE_PTR(version);
+        return 0;
+}
+
+int install_rollback(const Config *c, char **ret_slot, bool *ret_cancelled, UpkErr *err)
 {
         _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
         _cleanup_(state_freep) UpkState *s = NULL;
@@ -249,6 +312,7 @@ int install_rollback(const Config *c, char **ret_slot, UpkErr *err)
         SlotState st;
         int r;
 
+        *ret_cancelled = false;
         r = install_begin_operation(c, &lock, &s, err);
         if (r < 0)
                 return r;
@@ -257,6 +321,16 @@ int install_rollback(const Config *c, char **ret_slot, UpkErr *err)
                 r = install_find_booted(c, boot, &booted, err);
         if (r < 0)
                 return r;
+        if (reboot_pending(s, booted)) {
+                /* The other slot holds an update that was never tried: going "back" to it would make
+                 * it good without its health checks. Rolling back now means not taking it. */
+                r = cancel_pending(c, boot, s, booted, err);
+                if (r < 0)
+                        return r;
+                *ret_cancelled = true;
+                *ret_slot = TAKE_PTR(booted);
+                return 0;
+        }
         for (size_t i = 0; i < n; i++)
                 if (!streq(names[i], booted))
                         other = names[i];

@@ -90,10 +90,17 @@ void confirm_result_done(ConfirmResult *r);
 /* At every start: confirm or fail a pending update (runs the health checks when the booted slot is
  * on its try). Also re-arms a confirmed slot's boot attempts. */
 int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err);
-/* By hand: the booted slot is good (as if the health checks passed). */
+/* By hand: the booted slot is good (as if the health checks passed). An update installed into another
+ * slot and waiting for its reboot is cancelled first (install_cancel_pending()). */
 int install_mark_good(const Config *c, UpkErr *err);
-/* By hand: make the other slot primary again (it must not be marked bad); returns its bootname. */
-int install_rollback(const Config *c, char **ret_slot, UpkErr *err);
+/* By hand: make the other slot primary again (it must not be marked bad); returns its bootname. While
+ * an update waits for its reboot it cancels that update instead (*ret_cancelled true): the booted slot
+ * stays primary and is returned. */
+int install_rollback(const Config *c, char **ret_slot, bool *ret_cancelled, UpkErr *err);
+/* Cancel the update that waits for its reboot: its slot is marked bad (try marker gone), the booted
+ * slot stays good and primary, the pending record is cleared and the history says "cancel". Returns
+ * the cancelled version in *ret_version (may be NULL); -ENOENT when no update waits for a reboot. */
+int install_cancel_pending(const Config *c, char **ret_version, UpkErr *err);
 
 const char *install_phase_to_string(InstallPhase p);
 const char *confirm_outcome_to_string(ConfirmOutcome o);

@@ -468,6 +468,48 @@ def test_cancel_in_the_middle_then_install_again(tmp_path, bus, monitor, device,
     assert device.reboot() == "B"
 
 
+def test_rollback_cancel_and_mark_good_while_pending_reboot(tmp_path, bus, monitor, device, service):
+    """While an update waits for its reboot, Rollback, Cancel and MarkGood cancel it: the booted slot
+    stays primary, the untried slot is marked bad, State goes back to idle; never are both slots good."""
+    service()
+
+    def install_pending(version, n):
+        (tmp_path / version).mkdir()
+        install(bus, make_bundle(tmp_path / version, version, payload_bytes(n)))
+        assert monitor.finished(after=n) == (True, f"installed version {version} into slot B", "")
+        assert bus.get("State") == "pending-reboot"
+
+    def assert_cancelled(version, last=-1):
+        assert bus.get("State") == "idle"
+        env = device.env()
+        assert env["BOOT_ORDER"].split()[0] == "A", env
+        assert env.get("BOOT_B_LEFT", "0") == "0" and env.get("BOOT_B_TRY", "0") == "0", env
+        assert device.state()["pending"] is None
+        h = device.history()[last]
+        assert (h["operation"], h["version"], h["slot"], h["ok"]) == ("cancel", version, "B", True)
+        slots = {s[1]: s[4] for s in bus.call("GetSlots")[0]}
+        assert slots == {"A": "good", "B": "bad"}
+
+    install_pending("1.1.0", 0)
+    assert bus.call("Rollback") == ["A"]
+    assert_cancelled("1.1.0")
+    # nothing to roll back to, nothing to cancel
+    assert bus.call("Rollback", check=False).returncode != 0
+    assert "slot B is marked bad" in monitor.error_reply("org.freedesktop.DBus.Error.Failed")["payload"]["data"][0]
+    assert bus.call("Cancel", check=False).returncode != 0
+    monitor.error_reply("io.upkeep.Update1.Error.NotRunning")
+
+    install_pending("1.2.0", 1)
+    assert bus.call("Cancel") is None
+    assert_cancelled("1.2.0")
+
+    install_pending("1.3.0", 2)
+    assert bus.call("MarkGood") is None
+    assert_cancelled("1.3.0", last=-2)  # then the mark-good of A
+    assert bus.call("Rollback", check=False).returncode != 0
+    assert device.reboot() == "A"
+
+
 def test_non_root_is_refused_but_may_read(tmp_path, bus, monitor, device, service):
     service()
     bundle = make_bundle(tmp_path, "1.1.0", payload_bytes())

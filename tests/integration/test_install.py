@@ -143,6 +143,36 @@ def test_mark_good_and_rollback_by_hand(tmp_path, device):
     assert device.reboot() == "B"
 
 
+def test_rollback_while_pending_cancels_the_update(tmp_path, device):
+    assert device.install(make_bundle(tmp_path, "1.1.0", payload_bytes())).returncode == 0
+    p = device.upkeepd("rollback")
+    assert p.returncode == 0, p.stderr
+    assert "the update that waited for its reboot is cancelled; slot A stays primary" in p.stdout
+    env = device.env()
+    assert env["BOOT_ORDER"].split()[0] == "A", env
+    assert env.get("BOOT_B_LEFT", "0") == "0" and env.get("BOOT_B_TRY", "0") == "0", env
+    assert device.state()["pending"] is None
+    h = device.history()[-1]
+    assert (h["operation"], h["version"], h["slot"], h["ok"]) == ("cancel", "1.1.0", "B", True)
+    # B was never tried: there is nothing to roll back to
+    p = device.upkeepd("rollback")
+    assert p.returncode == 1 and "slot B is marked bad" in p.stderr
+    assert device.reboot() == "A"
+    assert device.reboot() == "A"
+
+
+def test_mark_good_while_pending_then_rollback_leaves_one_good_slot(tmp_path, device):
+    assert device.install(make_bundle(tmp_path, "1.1.0", payload_bytes())).returncode == 0
+    assert device.upkeepd("mark-good").returncode == 0
+    env = device.env()
+    assert env["BOOT_ORDER"].split()[0] == "A" and env.get("BOOT_B_LEFT", "0") == "0", env
+    assert env.get("BOOT_B_TRY", "0") == "0", env
+    assert device.history()[-2]["operation"] == "cancel"
+    p = device.upkeepd("rollback")
+    assert p.returncode == 1 and "slot B is marked bad" in p.stderr
+    assert device.reboot() == "A"
+
+
 def test_rollback_refuses_a_bad_slot(device):
     p = device.upkeepd("rollback")
     assert p.returncode == 1

@@ -486,6 +486,7 @@ TEST(mark_good_then_rollback)
         _cleanup_free_ char *booted = NULL, *slot = NULL, *p = NULL, *after = NULL;
         _cleanup_(state_freep) UpkState *s = NULL;
         ConfirmResult cr = {};
+        bool cancelled;
         UpkErr e = {};
 
         bundle_new("b", "acme-gw", "1.1.0", payload, PAYLOAD_SIZE);
@@ -501,7 +502,8 @@ TEST(mark_good_then_rollback)
         confirm(c, CONFIRM_NOTHING_PENDING, &cr);
         confirm_result_done(&cr);
 
-        ASSERT_OK_E(install_rollback(c, &slot, &e), &e);
+        ASSERT_OK_E(install_rollback(c, &slot, &cancelled, &e), &e);
+        ASSERT_FALSE(cancelled);
         ASSERT_STREQ(slot, "A");
         p = primary(c);
         ASSERT_STREQ(p, "A");
@@ -515,10 +517,11 @@ TEST(rollback_to_a_bad_slot_is_refused)
         _cleanup_(config_freep) Config *c = device_new();
         _cleanup_free_ char *before = read_str("bootenv"), *after = NULL;
         char *slot = NULL;
+        bool cancelled;
         UpkErr e = {};
 
         /* B was never installed */
-        ASSERT_UPK_ERR(install_rollback(c, &slot, &e), &e, -ENOENT, UPK_ERR_IO,
+        ASSERT_UPK_ERR(install_rollback(c, &slot, &cancelled, &e), &e, -ENOENT, UPK_ERR_IO,
                        "slot B is marked bad (never installed, or its update failed)");
         ASSERT_TRUE(slot == NULL);
         after = read_str("bootenv");
@@ -601,6 +604,7 @@ TEST(one_operation_at_a_time)
         _cleanup_(config_freep) Config *c = device_new();
         _cleanup_close_ int fd = -EBADF;
         char *slot = NULL;
+        bool cancelled;
         ConfirmResult cr = {};
         UpkErr e = {};
 
@@ -610,7 +614,7 @@ TEST(one_operation_at_a_time)
         ASSERT_OK(flock(fd, LOCK_EX));
         ASSERT_UPK_ERR(install_mark_good(c, &e), &e, -EBUSY, UPK_ERR_IO,
                        "another upkeep operation is running");
-        ASSERT_UPK_ERR(install_rollback(c, &slot, &e), &e, -EBUSY, UPK_ERR_IO,
+        ASSERT_UPK_ERR(install_rollback(c, &slot, &cancelled, &e), &e, -EBUSY, UPK_ERR_IO,
                        "another upkeep operation is running");
         ASSERT_UPK_ERR(install_confirm(c, &cr, &e), &e, -EBUSY, UPK_ERR_IO,
                        "another upkeep operation is running");
