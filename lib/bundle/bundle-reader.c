@@ -376,7 +376,7 @@ int bundle_open_fd(int fd, const BundleOpenOptions *opts, Bundle **ret, UpkErr *
         if (b->fd < 0)
                 return upk_err(err, UPK_ERR_IO, -errno, "cannot duplicate file descriptor: %m");
         if (fstat(b->fd, &st) < 0)
-                return upk_err(err, UPK_ERR_IO, -errno, "cannot stat: %m");
+                return upk_err(err, UPK_ERR_IO, -errno, "cannot stat the bundle: %m");
         if (S_ISREG(st.st_mode)) {
                 /* The reads run in a thread of their own, ahead of the hashing. (Only from a file: a
                  * read there always returns, so the thread can always be stopped.) */
@@ -403,9 +403,9 @@ int bundle_open_path(const char *path, const BundleOpenOptions *opts, Bundle **r
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
-                return upk_err(err, UPK_ERR_IO, -errno, "cannot open: %m");
+                return upk_err(err, UPK_ERR_IO, -errno, "cannot open the bundle: %m");
         if (fstat(fd, &st) < 0)
-                return upk_err(err, UPK_ERR_IO, -errno, "cannot stat: %m");
+                return upk_err(err, UPK_ERR_IO, -errno, "cannot stat the bundle: %m");
         if (S_ISDIR(st.st_mode))
                 return upk_err(err, UPK_ERR_IO, -EISDIR, "is a directory, not a bundle");
         (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);

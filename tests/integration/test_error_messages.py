@@ -224,3 +224,14 @@ def test_bus_errors_carry_messages(bus, monitor, device, service):
     assert_message(e["payload"]["data"][0], "slot B")
     p = run(UPDATECTL, "rollback", env={"DBUS_SYSTEM_BUS_ADDRESS": bus.address})
     assert_failed(p, 1, "updatectl: ", "slot B")
+
+
+def test_install_of_a_missing_bundle_over_the_bus(tmp_path, bus, monitor, device, service):
+    missing = tmp_path / "missing.upk"
+    d = service()
+    install(bus, missing)
+    ok, msg, error = monitor.finished()
+    assert ok is False
+    assert_message(msg, "cannot open the bundle")
+    assert bus.get("LastError") == msg
+    assert f"install of {missing} failed: {msg}" in d.text()

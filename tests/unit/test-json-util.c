@@ -118,6 +118,8 @@ TEST(bad_arguments)
         UpkErr e = {};
 
         ASSERT_ERR(json_parse_strict(NULL, 1, &opts, &o, &e), -EINVAL);
+        /* with a message naming the document, as every failure has */
+        ASSERT_UPK_ERR(json_parse_strict(NULL, 1, &opts, &o, &e), &e, -EINVAL, UPK_ERR_MANIFEST, "doc: ");
 }
 
 TEST(printable)

@@ -1213,3 +1213,13 @@ TEST(string_tables)
 
         ASSERT_TRUE(manifest_free(NULL) == NULL);
 }
+
+TEST(no_data_has_a_message)
+{
+        Manifest *m = NULL;
+        UpkErr e = {};
+
+        ASSERT_UPK_ERR(manifest_parse(NULL, 10, 0, &m, &e), &e, -EINVAL, UPK_ERR_MANIFEST,
+                       "manifest: 10 bytes announced, none given");
+        ASSERT_TRUE(m == NULL);
+}
