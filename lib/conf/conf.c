@@ -189,6 +189,23 @@ static int parse_abs_path(const char *v, void *dst, const char **reason)
         return set_string(dst, v);
 }
 
+/* One or more absolute paths, separated by spaces. */
+static int parse_abs_paths(const char *v, void *dst, const char **reason)
+{
+        const char *p = v + strspn(v, " \t");
+
+        if (!*p) {
+                *reason = "must be absolute paths separated by spaces";
+                return -EINVAL;
+        }
+        for (; *p; p += strcspn(p, " \t"), p += strspn(p, " \t"))
+                if (p[0] != '/') {
+                        *reason = "must be absolute paths separated by spaces";
+                        return -EINVAL;
+                }
+        return set_string(dst, v);
+}
+
 static int parse_url(const char *v, void *dst, const char **reason)
 {
         if (!is_url(v)) {
@@ -400,6 +417,7 @@ static const KeyDesc config_keys[] = {
         { "health", "dir", parse_abs_path, CFG(health_dir), CONFIG_DEFAULT_HEALTH_DIR, true },
         { "health", "timeout", parse_health_timeout, CFG(health_timeout_usec), "60s", false },
         { "install", "handlers-dir", parse_abs_path, CFG(handlers_dir), CONFIG_DEFAULT_HANDLERS_DIR, true },
+        { "install", "allowed-targets", parse_abs_paths, CFG(allowed_targets), NULL, true },
 };
 
 #define SLOT(field) offsetof(SlotConfig, field)
@@ -489,6 +507,7 @@ Config *config_free(Config *c)
         for (size_t i = 0; i < c->n_warnings; i++)
                 free(c->warnings[i]);
         free(c->warnings);
+        free(c->config_path);
         free(c);
         return NULL;
 }
@@ -1005,6 +1024,11 @@ int config_load(const char *path, Config **ret, UpkErr *err)
         r = config_finish(ctx, path, err);
         if (r < 0)
                 goto out;
+        c->config_path = strdup(path);
+        if (!c->config_path) {
+                r = upk_err_oom(err);
+                goto out;
+        }
 
         if (ctx->dropped_warnings > 0) {
                 char *w = strdup_printf("... and %zu more unknown keys, ignored", ctx->dropped_warnings);

@@ -103,7 +103,11 @@ typedef struct Config {
         char *health_dir;             /* default /etc/upkeep/health.d */
         uint64_t health_timeout_usec; /* default 60s per check */
         /* [install] */
-        char *handlers_dir; /* default /usr/lib/upkeep/handlers */
+        char *handlers_dir;    /* default /usr/lib/upkeep/handlers */
+        char *allowed_targets; /* space-separated absolute path prefixes a payload's target must be
+                                * under; NULL: anywhere but the slots and upkeep's own files */
+
+        char *config_path; /* the main file that was loaded (its folder holds conf.d) */
 
         char **warnings; /* "FILE:LINE: unknown key \"k\" in [section], ignored"; at most
                           * CONFIG_WARNINGS_MAX, then one last "... and N more unknown keys, ignored" */

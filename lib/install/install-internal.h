@@ -13,6 +13,11 @@ size_t install_slot_bootnames(const Config *c, char **names, size_t max);
 const SlotConfig *install_other_slot(const Config *c, const char *class, const char *booted);
 int install_slot_capacity(const SlotConfig *s, uint64_t *ret, UpkErr *err);
 
+/* target.c: may payload `payload` write to `target` (its manifest "target")? -EPERM/UPK_ERR_COMPATIBLE
+ * naming the payload, the target and what it would hit (a slot, upkeep's data, configuration, keyring,
+ * handlers or health checks, the boot state), or when it is outside [install] allowed-targets. */
+int install_check_target(const Config *c, const char *payload, const char *target, UpkErr *err);
+
 /* operation.c */
 void install_crash_point(const char *name);
 bool install_crash_write_at(uint64_t *ret);

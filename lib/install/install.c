@@ -115,6 +115,10 @@ static int plan(Job *j, UpkErr *err)
                                                p->name, (unsigned long long)p->installed_size, s->class,
                                                s->name, s->device, (unsigned long long)cap);
                         j->slots[i] = s;
+                } else if (p->target) {
+                        r = install_check_target(j->c, p->name, p->target, err);
+                        if (r < 0)
+                                return r;
                 }
                 r = handler_open(p->handler, j->c->handlers_dir, &j->handlers[i], err);
                 if (r < 0)

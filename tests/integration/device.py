@@ -114,7 +114,8 @@ handlers-dir = {root}/handlers
 
 
 def make_bundle(tmp: Path, version, payload: bytes, *, compatible="acme-gw", min_version=None, name="b",
-                handler="raw"):
+                handler="raw", targets=()):
+    """`targets`: more payloads, each (name, handler, target path, bytes)."""
     d = tmp / f"src-{name}-{version}"
     d.mkdir()
     (d / "rootfs.img").write_bytes(payload)
@@ -123,6 +124,10 @@ def make_bundle(tmp: Path, version, payload: bytes, *, compatible="acme-gw", min
         "support": {"end": "2031-12-31"},
         "payloads": [{"name": "rootfs", "file": "rootfs.img", "handler": handler, "slot_class": "rootfs"}],
     }
+    for t_name, t_handler, t_target, t_data in targets:
+        (d / f"{t_name}.bin").write_bytes(t_data)
+        manifest["payloads"].append({"name": t_name, "file": f"{t_name}.bin", "handler": t_handler,
+                                     "target": str(t_target)})
     if min_version:
         manifest["min_version"] = min_version
     (d / "manifest.json").write_text(json.dumps(manifest))

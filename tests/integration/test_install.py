@@ -173,6 +173,60 @@ def test_mark_good_while_pending_then_rollback_leaves_one_good_slot(tmp_path, de
     assert device.reboot() == "A"
 
 
+PROTECTED_TARGETS = [
+    # (handler, target below the device's root, what the error names)
+    ("raw", "slotA.img", "slot rootfs.A"),
+    ("raw", "link-to-A", "slot rootfs.A"),  # another name for the booted slot
+    ("raw", "slotB.img", "slot rootfs.B"),
+    ("file", "bootenv", "the boot state file"),
+    ("file", "data/state.json", "upkeep's data folder"),
+    ("file", "upkeep.conf", "upkeep's configuration file"),
+    ("file", "conf.d/50-evil.conf", "upkeep's configuration folder conf.d"),
+    ("file", "handlers/evil", "the handlers folder"),
+    ("file", "health.d/00-pass", "the health checks folder"),
+    ("file", "via-link/00-pass", "the health checks folder"),  # a folder reached through a link
+]
+
+
+@pytest.mark.parametrize("handler,target,what", PROTECTED_TARGETS)
+def test_payload_target_may_not_hit_a_slot_or_upkeeps_files(tmp_path, device, handler, target, what):
+    (device.root / "link-to-A").symlink_to(device.slot["A"])
+    (device.root / "via-link").symlink_to(device.health)
+    path = device.root / target
+    slot_a = device.slot["A"].read_bytes()
+    before = device.env()
+    bundle = make_bundle(tmp_path, "1.1.0", payload_bytes(), targets=[("app", handler, path, b"x" * 100)])
+    p = device.install(bundle)
+    assert p.returncode != 0
+    assert f'payload "app": target {path} is or lies in {what}' in p.stderr, p.stderr
+    assert "nothing was written" in p.stderr
+    assert device.slot["A"].read_bytes() == slot_a
+    assert device.slot["B"].read_bytes() == b""
+    assert device.env() == before
+    assert not (device.data / "state.json").exists() or device.state()["pending"] is None
+
+
+def test_allowed_targets(tmp_path, device):
+    app = tmp_path / "app"
+    other = tmp_path / "other"
+    app.mkdir()
+    other.mkdir()
+    (device.root / "conf.d").mkdir()
+    (device.root / "conf.d" / "targets.conf").write_text(f"[install]\nallowed-targets = /nonexistent {app}\n")
+    bundle = make_bundle(tmp_path, "1.1.0", payload_bytes(), targets=[("app", "file", other / "a.conf", b"x")])
+    p = device.install(bundle)
+    assert p.returncode != 0
+    assert (f'payload "app": target {other / "a.conf"} is not under [install] allowed-targets '
+            f'(/nonexistent {app})') in p.stderr, p.stderr
+    assert not (other / "a.conf").exists()
+    assert device.slot["B"].read_bytes() == b""
+    (tmp_path / "2").mkdir()
+    bundle = make_bundle(tmp_path / "2", "1.1.0", payload_bytes(), targets=[("app", "file", app / "a.conf", b"y")])
+    p = device.install(bundle)
+    assert p.returncode == 0, p.stderr
+    assert (app / "a.conf").read_bytes() == b"y"
+
+
 def test_rollback_refuses_a_bad_slot(device):
     p = device.upkeepd("rollback")
     assert p.returncode == 1
