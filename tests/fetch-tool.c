@@ -35,6 +35,7 @@
 #include <openssl/evp.h>
 
 #include "fetch.h"
+#include "fileio.h"
 #include "hexdecoct.h"
 
 #define SLOW_DELAY_USEC 2000u

@@ -2,7 +2,7 @@
 #pragma once
 
 /* Small helpers every module uses: scope cleanup, ownership transfer, checked number parsing,
- * bounded whole-file reads and full writes. Return convention everywhere: >= 0 success, -errno failure. */
+ * string tables; files are in fileio.h. Return convention everywhere: >= 0 success, -errno failure. */
 
 #include <errno.h>
 #include <stdbool.h>
@@ -62,24 +62,12 @@ static inline void closep(int *fd)
 /* Checked number parsing: decimal only, no sign, no leading/trailing junk, no overflow. */
 int safe_atou64(const char *s, uint64_t *ret);
 
-/* Read a whole file of at most `max` bytes (more is -EFBIG). The buffer gets a trailing NUL not
- * counted in *ret_size. */
-int read_full_file(const char *path, size_t max, char **ret, size_t *ret_size);
-int read_full_fd(int fd, size_t max, char **ret, size_t *ret_size);
-/* Write all bytes, retrying on EINTR and short writes. */
-int loop_write(int fd, const void *buf, size_t len);
-
 /* printf into a new string; NULL on OOM. */
 char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
 
 /* A plain file name: non-empty, at most `max` bytes, no '/', not "." or "..", no control bytes. */
 bool filename_is_plain(const char *s, size_t max);
 
-/* Replace DIR/NAME atomically with `size` bytes: write a temporary file in DIR, fsync it, rename it
- * over NAME, fsync DIR. A crash at any instant leaves either the old or the new content. */
-int write_file_atomic(const char *dir, const char *name, const void *data, size_t size, mode_t mode);
-/* mkdir -p with `mode` for the missing components. */
-int mkdir_p(const char *path, mode_t mode);
 /* CLOCK_REALTIME in µs. */
 uint64_t now_usec(void);
 /* Lower the calling thread's priority by `increment` nice levels, for background work beside an event

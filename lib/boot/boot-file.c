@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "boot-internal.h"
+#include "fileio.h"
 #include "path-util.h"
 
 typedef struct KvLine {

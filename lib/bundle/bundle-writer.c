@@ -7,6 +7,7 @@
 
 #include "abi-time.h"
 #include "archive-util.h"
+#include "fileio.h"
 #include "hexdecoct.h"
 #include "openssl-util.h"
 #include "path-util.h"

@@ -13,6 +13,7 @@
 #include <openssl/x509v3.h>
 #include <stdio.h>
 
+#include "fileio.h"
 #include "openssl-util.h"
 
 /* The signed content is a manifest (at most 1 MiB); anything far larger is a caller's mistake. It also

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "fileio.h"
 #include "parse-util.h"
 #include "path-util.h"
 #include "time-util.h"

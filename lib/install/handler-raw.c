@@ -6,6 +6,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 
+#include "fileio.h"
 #include "handler-internal.h"
 
 /* Start writeback of what was written every so many bytes, so that the final fsync waits only for

@@ -2,6 +2,7 @@
 /* Around every operation of the installer: the lock and the state, the history line, and the test
  * hook that kills the installer at named points. */
 
+#include "fileio.h"
 #include "install.h"
 
 #include <fcntl.h>

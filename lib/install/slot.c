@@ -2,6 +2,7 @@
 /* The slots: the configured bootnames and the boot backend over them, which slot is booted, the
  * running version, the other slot of a class and how much a slot holds. */
 
+#include "fileio.h"
 #include "install.h"
 
 #include <fcntl.h>

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "bundle.h"
+#include "fileio.h"
 #include "path-util.h"
 #include "source.h"
 #include "version.h"

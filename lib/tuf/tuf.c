@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "fileio.h"
 #include "hexdecoct.h"
 #include "json-util.h"
 #include "openssl-util.h"

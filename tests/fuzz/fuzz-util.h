@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include "fileio.h"
 #include "util.h"
 
 static char fuzz_dir_path[64];

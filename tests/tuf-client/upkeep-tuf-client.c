@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "error.h"
+#include "fileio.h"
 #include "tuf.h"
 
 typedef struct Buf {

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "bundle.h"
+#include "fileio.h"
 #include "tests.h"
 
 typedef struct TarMember {

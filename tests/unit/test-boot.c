@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "boot.h"
+#include "fileio.h"
 #include "tests.h"
 
 static char slot_a[] = "A", slot_b[] = "B";

@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include "bundle-test-util.h"
+#include "fileio.h"
 #include "hexdecoct.h"
 
 #define RAW_SIZE 300001u

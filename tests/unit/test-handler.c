@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "abi-time.h"
+#include "fileio.h"
 #include "tests.h"
 
 #define SHA "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"

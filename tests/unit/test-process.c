@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include "fileio.h"
 #include "log.h"
 #include "process.h"
 #include "tests.h"

@@ -7,6 +7,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "fileio.h"
 #include "tests.h"
 
 static const char manifest[] = "{\"format\":1,\"compatible\":\"acme-gw\",\"version\":\"1.2.3\"}\n";

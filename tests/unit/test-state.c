@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <sys/stat.h>
 
+#include "fileio.h"
 #include "state.h"
 #include "tests.h"
 
