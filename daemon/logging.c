@@ -82,7 +82,7 @@ static void log_journal(LogLevel level, const LogFields *f, const char *msg)
 }
 
 /* Leaves errno as it found it, so a caller may log and then still look at errno. */
-static void log_fieldsv(LogLevel level, const LogFields *f, const char *fmt, va_list ap)
+_printf_(3, 0) static void log_fieldsv(LogLevel level, const LogFields *f, const char *fmt, va_list ap)
 {
         char msg[LOG_LINE_MAX];
         int saved_errno = errno;

@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "process.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -82,6 +84,29 @@ static int pidfd_open_or_not(pid_t pid)
 #endif
 }
 
+int process_cloexec_from(int lowest)
+{
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *de;
+        int r = 0;
+
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                char *end;
+                long fd = strtol(de->d_name, &end, 10);
+                int flags;
+
+                if (de->d_name[0] == '.' || *end || fd < lowest || fd == dirfd(d))
+                        continue;
+                flags = fcntl((int)fd, F_GETFD);
+                if (flags >= 0 && !(flags & FD_CLOEXEC) && fcntl((int)fd, F_SETFD, flags | FD_CLOEXEC) < 0)
+                        r = -errno;
+        }
+        closedir(d);
+        return r;
+}
+
 int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkErr *err)
 {
         _cleanup_close_ int in_w = -EBADF, in_r = -EBADF, out_r = -EBADF, out_w = -EBADF, err_r = -EBADF,
@@ -96,6 +121,12 @@ int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkEr
         bool exited = false, left_behind = false;
         pid_t pid;
 
+        /* Looked up first: where posix_spawn reports a failed exec only as exit status 127 (qemu-user,
+         * some C libraries), "not found" would otherwise read as the program failing. */
+        if (r->search_path && !strchr(r->argv[0], '/') ? !process_find_program(r->argv[0])
+                                                       : access(r->argv[0], F_OK) < 0 && errno == ENOENT)
+                return upk_err(err, UPK_ERR_CONFIG, -ENOENT, "%s: %s not found%s", r->what, r->argv[0],
+                               r->search_path ? " in PATH" : "");
         if (r->input) {
                 if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
                         return upk_err(err, UPK_ERR_IO, -errno, "%s: cannot create a socket pair: %m",
@@ -133,8 +164,13 @@ int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkEr
                 k = posix_spawn_file_actions_adddup2(&fa, out_w, STDOUT_FILENO);
         if (k == 0)
                 k = posix_spawn_file_actions_adddup2(&fa, err_w, STDERR_FILENO);
+#if HAVE_POSIX_SPAWN_FILE_ACTIONS_ADDCLOSEFROM_NP
         if (k == 0) /* nothing of ours leaks into it, close-on-exec or not */
                 k = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
+#else
+        if (k == 0) /* a C library without closefrom for posix_spawn: mark ours close-on-exec */
+                (void)process_cloexec_from(STDERR_FILENO + 1);
+#endif
         if (k == 0)
                 k = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
                                                             POSIX_SPAWN_SETSIGDEF);

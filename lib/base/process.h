@@ -32,5 +32,8 @@ int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkEr
 /* Output flattened to one line for a message (control characters to spaces, trimmed, at most 400
  * bytes). In place; "" for NULL. */
 const char *process_output_summary(char *s);
+/* Marks every descriptor of this process from `lowest` up close-on-exec (the fallback where the C
+ * library's posix_spawn cannot close them in the child). 0, or the last error. */
+int process_cloexec_from(int lowest);
 /* Whether `name` is an executable in PATH (or, containing '/', an executable path). */
 bool process_find_program(const char *name);

@@ -123,6 +123,12 @@ static int spawn(char *const argv[], char *const envp[], int in_fd, int out_fd, 
         sigset_t empty;
         pid_t pid;
 
+#if !HAVE_CLOSE_RANGE
+        long max_fd = sysconf(_SC_OPEN_MAX); /* not async-signal-safe: asked before the fork */
+
+        if (max_fd < 0 || max_fd > 65536)
+                max_fd = 65536;
+#endif
         sigemptyset(&empty);
         pid = fork();
         if (pid < 0)
@@ -135,7 +141,12 @@ static int spawn(char *const argv[], char *const envp[], int in_fd, int out_fd, 
                 if (dup2(in_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
                     dup2(out_fd, STDERR_FILENO) < 0)
                         _exit(126);
+#if HAVE_CLOSE_RANGE
                 (void)close_range(3, ~0u, 0);
+#else
+                for (int fd = 3; fd < max_fd; fd++)
+                        (void)close(fd);
+#endif
                 execve(argv[0], argv, envp);
                 _exit(127);
         }

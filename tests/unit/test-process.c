@@ -309,3 +309,14 @@ TEST(process_run_closes_other_descriptors)
         safe_close(fd);
         ASSERT_FALSE(strstr(out, "leaked"));
 }
+
+TEST(cloexec_from_marks_what_is_left_open)
+{
+        int fd = open("/dev/null", O_RDONLY); /* no O_CLOEXEC on purpose */
+
+        ASSERT_TRUE(fd > 2);
+        ASSERT_FALSE(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        ASSERT_OK(process_cloexec_from(fd));
+        ASSERT_TRUE(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        safe_close(fd);
+}
