@@ -358,12 +358,3 @@ int install_rollback(const Config *c, char **ret_slot, bool *ret_cancelled, UpkE
         *ret_slot = strdup(other);
         return *ret_slot ? 0 : upk_err_oom(err);
 }
-
-static const char *const outcome_table[_CONFIRM_OUTCOME_MAX] = {
-        [CONFIRM_NOTHING_PENDING] = "nothing-pending",
-        [CONFIRM_GOOD] = "good",
-        [CONFIRM_FAILED] = "failed",
-        [CONFIRM_FELL_BACK] = "fell-back",
-};
-
-DEFINE_STRING_TABLE_TO_STRING(confirm_outcome, ConfirmOutcome, outcome_table)

@@ -103,4 +103,3 @@ int install_rollback(const Config *c, char **ret_slot, bool *ret_cancelled, UpkE
 int install_cancel_pending(const Config *c, char **ret_version, UpkErr *err);
 
 const char *install_phase_to_string(InstallPhase p);
-const char *confirm_outcome_to_string(ConfirmOutcome o);

@@ -191,8 +191,8 @@ static void confirm(const Config *c, ConfirmOutcome want, ConfirmResult *ret)
 
         ASSERT_OK_E(install_confirm(c, ret, &e), &e);
         if (ret->outcome != want)
-                test_fail("confirm: %s, expected %s (reason: %s)", confirm_outcome_to_string(ret->outcome),
-                          confirm_outcome_to_string(want), ret->reason ?: "");
+                test_fail("confirm: outcome %d, expected %d (ConfirmOutcome; reason: %s)", (int)ret->outcome,
+                          (int)want, ret->reason ?: "");
 }
 
 /* ---- parsers ---- */
