@@ -94,7 +94,9 @@ static void manager_reboot(Manager *m, const char *why)
         (void)reboot_system(why, m->no_reboot, lib_log, NULL);
 }
 
-void manager_refresh(Manager *m)
+/* Re-read the state (not the boot backend: the booted slot is the one read at the start):
+ * CurrentVersion, SupportEnd, AutoUpdate, LastCheck; emits PropertiesChanged for those that changed. */
+static void manager_refresh(Manager *m)
 {
         _cleanup_(state_freep) UpkState *s = NULL;
         _cleanup_free_ char *warning = NULL, *current = NULL;
@@ -153,7 +155,8 @@ static int on_support_timer(sd_event_source *source, uint64_t usec, void *userda
         return sd_event_source_set_enabled(source, SD_EVENT_ON);
 }
 
-bool manager_busy(Manager *m)
+/* Is the manager busy with a job (install or confirmation)? Then state-changing calls are refused. */
+static bool manager_busy(Manager *m)
 {
         return m->job != NULL;
 }

@@ -122,12 +122,7 @@ int manager_mark_good(Manager *m, sd_bus_message *call, sd_bus_error *error);
 int manager_get_slots(Manager *m, sd_bus_message *call, sd_bus_error *error);
 int manager_postpone(Manager *m, uint64_t until, sd_bus_error *error);
 int manager_set_auto_update(Manager *m, bool enable, sd_bus_error *error);
-/* Is the manager busy with a job (install or confirmation)? Then state-changing calls are refused. */
-bool manager_busy(Manager *m);
 
-/* Re-read the state (not the boot backend: the booted slot is the one read at the start):
- * CurrentVersion, SupportEnd, AutoUpdate, LastCheck; emits PropertiesChanged for those that changed. */
-void manager_refresh(Manager *m);
 
 const char *manager_state_to_string(ManagerState s);
 ManagerState manager_state_from_string(const char *s);
