@@ -123,6 +123,5 @@ int manager_get_slots(Manager *m, sd_bus_message *call, sd_bus_error *error);
 int manager_postpone(Manager *m, uint64_t until, sd_bus_error *error);
 int manager_set_auto_update(Manager *m, bool enable, sd_bus_error *error);
 
-
 const char *manager_state_to_string(ManagerState s);
 ManagerState manager_state_from_string(const char *s);

@@ -125,6 +125,20 @@ static int confirm_slot(const Config *c, BootBackend *boot, UpkState *s, const c
         return 0;
 }
 
+/* The start of every operation on the booted system: the lock, the state, the boot backend and the
+ * booted slot. */
+static int begin_on_booted(const Config *c, int *ret_lock, UpkState **ret_state, BootBackend **ret_boot,
+                           char **ret_booted, UpkErr *err)
+{
+        int r = install_begin_operation(c, ret_lock, ret_state, err);
+
+        if (r >= 0)
+                r = install_open_boot(c, ret_boot, err);
+        if (r >= 0)
+                r = install_find_booted(c, *ret_boot, ret_booted, err);
+        return r;
+}
+
 int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
 {
         _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
@@ -135,13 +149,7 @@ int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
         int r;
 
         *ret = (ConfirmResult){ .outcome = CONFIRM_NOTHING_PENDING };
-        r = install_begin_operation(c, &lock, &s, err);
-        if (r < 0)
-                return r;
-        r = install_open_boot(c, &boot, err);
-        if (r < 0)
-                return r;
-        r = install_find_booted(c, boot, &booted, err);
+        r = begin_on_booted(c, &lock, &s, &boot, &booted, err);
         if (r < 0)
                 return r;
         r = boot_get_state(boot, booted, &st, err);
@@ -256,12 +264,7 @@ int install_mark_good(const Config *c, UpkErr *err)
         _cleanup_free_ char *booted = NULL;
         int r;
 
-        r = install_begin_operation(c, &lock, &s, err);
-        if (r < 0)
-                return r;
-        r = install_open_boot(c, &boot, err);
-        if (r >= 0)
-                r = install_find_booted(c, boot, &booted, err);
+        r = begin_on_booted(c, &lock, &s, &boot, &booted, err);
         if (r < 0)
                 return r;
         if (reboot_pending(s, booted)) {
@@ -280,12 +283,7 @@ int install_cancel_pending(const Config *c, char **ret_version, UpkErr *err)
         _cleanup_free_ char *booted = NULL, *version = NULL;
         int r;
 
-        r = install_begin_operation(c, &lock, &s, err);
-        if (r < 0)
-                return r;
-        r = install_open_boot(c, &boot, err);
-        if (r >= 0)
-                r = install_find_booted(c, boot, &booted, err);
+        r = begin_on_booted(c, &lock, &s, &boot, &booted, err);
         if (r < 0)
                 return r;
         if (!reboot_pending(s, booted))
@@ -313,12 +311,7 @@ int install_rollback(const Config *c, char **ret_slot, bool *ret_cancelled, UpkE
         int r;
 
         *ret_cancelled = false;
-        r = install_begin_operation(c, &lock, &s, err);
-        if (r < 0)
-                return r;
-        r = install_open_boot(c, &boot, err);
-        if (r >= 0)
-                r = install_find_booted(c, boot, &booted, err);
+        r = begin_on_booted(c, &lock, &s, &boot, &booted, err);
         if (r < 0)
                 return r;
         if (reboot_pending(s, booted)) {

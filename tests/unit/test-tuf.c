@@ -256,7 +256,8 @@ TEST(metadata_format_errors)
                 const char *json, *msg;
                 TufRoleType type;
         } v[] = {
-                { "{\"signed\":{},\"signatures\":[]}", "root: signed: missing required key \"_type\"", TUF_ROLE_ROOT },
+                { "{\"signed\":{},\"signatures\":[]}", "root: signed: missing required key \"_type\"",
+                  TUF_ROLE_ROOT },
                 { "{\"signed\":{\"_type\":\"snapshot\"},\"signatures\":[]}",
                   "expected \"timestamp\", got \"snapshot\"", TUF_ROLE_TIMESTAMP },
                 { "{\"signed\":{\"_type\":\"timestamp\",\"spec_version\":\"2.0.0\"},\"signatures\":[]}",
