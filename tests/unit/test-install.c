@@ -562,9 +562,11 @@ TEST(refused_bundles_change_nothing)
 
 TEST(payload_larger_than_the_slot_is_refused)
 {
-        _cleanup_(config_freep) Config *plain = device_new();
-        _cleanup_(config_freep) Config *c = device_config("small.conf", NULL, "size = 64K\n");
+        _cleanup_(config_freep) Config *c = NULL;
         _cleanup_free_ uint8_t *payload = payload_new(6);
+
+        config_free(device_new()); /* the device's files; the config under test gives the slot a size */
+        c = device_config("small.conf", NULL, "size = 64K\n");
 
         bundle_new("big", "acme-gw", "1.1.0", payload, PAYLOAD_SIZE);
         assert_refused(c, "big.upk", -EFBIG, UPK_ERR_COMPATIBLE,
