@@ -121,9 +121,8 @@ static bool handler_valid(const char *s)
         if (streq(s, "raw") || streq(s, "archive") || streq(s, "file"))
                 return true;
         if (strneq(s, "exec:", 5))
-                return charset_ok(s + 5, MANIFEST_NAME_MAX, true, "._-") && !streq(s + 5, ".") &&
-                       !streq(s + 5, "..");
-        return charset_ok(s, MANIFEST_NAME_MAX, false, "_-"); /* a plugin */
+                return charset_ok(s + 5, MANIFEST_NAME_MAX, true, "._-") && s[5] != '.'; /* no hidden file */
+        return charset_ok(s, MANIFEST_NAME_MAX, false, "_-");                            /* a plugin */
 }
 
 /* Absolute, no ".." component, no control characters. */

@@ -218,8 +218,11 @@ static int parse_url(const char *v, void *dst, const char **reason)
 
 static int parse_proxy(const char *v, void *dst, const char **reason)
 {
+        if (streq(v, "none")) /* "": no proxy, also none from the environment (libcurl's convention) */
+                return set_string(dst, "");
         if (!is_proxy(v)) {
-                *reason = "must be a proxy URL (http, https, socks4, socks4a, socks5, socks5h) or HOST:PORT";
+                *reason = "must be none, a proxy URL (http, https, socks4, socks4a, socks5, socks5h) or "
+                          "HOST:PORT";
                 return -EINVAL;
         }
         return set_string(dst, v);

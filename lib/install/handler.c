@@ -69,9 +69,10 @@ static int open_exec(Handler *h, const char *prog, const char *dir, UpkErr *err)
 {
         struct stat st;
 
-        if (!filename_is_plain(prog, MANIFEST_NAME_MAX))
+        if (!filename_is_plain(prog, MANIFEST_NAME_MAX) || prog[0] == '.')
                 return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
-                               "handler \"%s\": the program name after \"exec:\" must be a plain file name",
+                               "handler \"%s\": the program name after \"exec:\" must be a plain file name, "
+                               "not hidden",
                                h->name);
         h->program = strdup_printf("%s/%s", dir, prog);
         if (!h->program)

@@ -52,7 +52,7 @@ typedef struct FetchOptions {
         const char *ca_file;     /* PEM CA certificates; NULL: the system store */
         const char *client_cert; /* PEM client certificate, with client_key; NULL: none */
         const char *client_key;
-        const char *proxy;            /* NULL: libcurl's environment variables */
+        const char *proxy;            /* NULL: libcurl's environment variables; "": no proxy at all */
         unsigned connect_timeout_sec; /* 0: FETCH_CONNECT_TIMEOUT_DEFAULT */
         unsigned low_speed_limit;     /* bytes/s; 0: FETCH_LOW_SPEED_LIMIT_DEFAULT */
         unsigned low_speed_time_sec;  /* 0: FETCH_LOW_SPEED_TIME_DEFAULT */

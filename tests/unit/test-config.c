@@ -636,11 +636,11 @@ TEST(invalid_values)
                 { "source", "client-cert", "c.pem", "must be an absolute path" },
                 { "source", "client-key", "c.key", "must be an absolute path" },
                 { "source", "proxy", "proxy.lan",
-                  "must be a proxy URL (http, https, socks4, socks4a, socks5, socks5h) or HOST:PORT" },
+                  "must be none, a proxy URL (http, https, socks4, socks4a, socks5, socks5h) or HOST:PORT" },
                 { "source", "proxy", "proxy.lan:99999",
-                  "must be a proxy URL (http, https, socks4, socks4a, socks5, socks5h) or HOST:PORT" },
+                  "must be none, a proxy URL (http, https, socks4, socks4a, socks5, socks5h) or HOST:PORT" },
                 { "source", "proxy", "ftp://proxy:21",
-                  "must be a proxy URL (http, https, socks4, socks4a, socks5, socks5h) or HOST:PORT" },
+                  "must be none, a proxy URL (http, https, socks4, socks4a, socks5, socks5h) or HOST:PORT" },
                 { "source", "dir", "media/usb", "must be an absolute path" },
                 { "source", "poll-interval", "59s", "must be from 1m to 30d" },
                 { "source", "poll-interval", "31d", "must be from 1m to 30d" },
@@ -716,4 +716,13 @@ TEST(free_null)
 {
         ASSERT_TRUE(config_free(NULL) == NULL);
         ASSERT_TRUE(config_find_slot(NULL, "rootfs", "A") == NULL);
+}
+
+TEST(proxy_none_is_no_proxy)
+{
+        _cleanup_(config_freep) Config *c = NULL;
+
+        write_str("upkeep.conf", "[device]\ncompatible = acme-gw\n[source]\nproxy = none\n");
+        c = load_ok("upkeep.conf");
+        ASSERT_STREQ(c->source_proxy, ""); /* libcurl's "no proxy, not even the environment's" */
 }

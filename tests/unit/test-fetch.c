@@ -192,3 +192,31 @@ TEST(stream_cancel_wakes_reader)
         ASSERT_TRUE(fetch_stream_get_fetch(s) == NULL);
         ASSERT_EQ(fetch_stream_read(s, &rd, 1), -ECANCELED);
 }
+
+/* proxy = none ("" here) turns off a proxy named by the environment: the transfer goes to the server
+ * itself (refused at its port), not to the environment's proxy (refused at another port). */
+TEST(empty_proxy_ignores_the_environment)
+{
+        unsigned server = closed_port(), proxy = closed_port();
+        _cleanup_free_ char *url = NULL, *env = NULL, *at_server = NULL, *at_proxy = NULL;
+        FetchOptions o = { .retries = 1, .backoff_msec = 10 };
+        char *buf = NULL;
+        size_t size = 0;
+        UpkErr err = { 0 };
+
+        while (proxy == server)
+                proxy = closed_port();
+        url = strdup_printf("http://127.0.0.1:%u/x", server);
+        env = strdup_printf("http://127.0.0.1:%u", proxy);
+        at_server = strdup_printf("port %u", server);
+        at_proxy = strdup_printf("port %u", proxy);
+        ASSERT_OK(setenv("http_proxy", env, 1));
+        ASSERT_TRUE(fetch_to_memory(url, 100, &o, &buf, &size, &err) < 0);
+        ASSERT_TRUE(strstr(err.msg, at_proxy)); /* the environment's proxy is used without the option */
+        err = (UpkErr){ 0 };
+        o.proxy = "";
+        ASSERT_TRUE(fetch_to_memory(url, 100, &o, &buf, &size, &err) < 0);
+        ASSERT_TRUE(strstr(err.msg, at_server));
+        ASSERT_FALSE(strstr(err.msg, at_proxy));
+        ASSERT_OK(unsetenv("http_proxy"));
+}
