@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "strv.h"
 
 /* How long output may stay open after the program itself exited: a background process it left
  * holding stdout or stderr is not waited for longer than this. */
@@ -318,6 +319,22 @@ int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkEr
         if (ret_stderr)
                 *ret_stderr = TAKE_PTR(errbuf);
         return WEXITSTATUS(status);
+}
+
+char **process_env_new(const char *const *kv, size_t n)
+{
+        _cleanup_strv_free_ char **env = calloc(n + 2, sizeof(char *));
+        size_t k = 0;
+
+        if (!env || !(env[k++] = strdup("PATH=" PROCESS_PATH)))
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                if (!kv[2 * i + 1])
+                        continue;
+                if (!(env[k++] = strdup_printf("%s=%s", kv[2 * i], kv[2 * i + 1])))
+                        return NULL;
+        }
+        return TAKE_PTR(env);
 }
 
 const char *process_output_summary(char *s)

@@ -12,6 +12,7 @@
 #include "error.h"
 
 #define PROCESS_STDERR_MAX (4u * 1024u) /* stderr kept for messages; the rest is dropped */
+#define PROCESS_PATH       "/usr/sbin:/usr/bin:/sbin:/bin" /* PATH of the programs upkeep runs */
 
 typedef struct ProcessRun {
         const char *const *argv;
@@ -29,6 +30,11 @@ typedef struct ProcessRun {
  * (-ENOENT: not found, kind UPK_ERR_CONFIG), did not finish in time (-ETIME: "WHAT: did not finish
  * within N ms; killed"), was killed by a signal (-EIO) or printed too much (-EFBIG). */
 int process_run(const ProcessRun *r, char **ret_stdout, char **ret_stderr, UpkErr *err);
+/* The whole environment of a program upkeep runs as root (a health check, a boot script): PATH=PROCESS_PATH
+ * and KEY=VALUE for each of the `n` pairs in `kv` (key, value, key, value, ...; a pair whose value is NULL
+ * is left out). Nothing of the caller's environment (the unit's Environment=, proxy credentials) gets in.
+ * strv_free() it; NULL when out of memory. */
+char **process_env_new(const char *const *kv, size_t n);
 /* Output flattened to one line for a message (control characters to spaces, trimmed, at most 400
  * bytes). In place; "" for NULL. */
 const char *process_output_summary(char *s);

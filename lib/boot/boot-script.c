@@ -7,7 +7,6 @@
 #include "strv.h"
 
 #define SCRIPT_EXIT_UNKNOWN 3 /* get-current: the booted slot is not known */
-#define SCRIPT_ENV_MAX      4096
 
 static int script_init(BootBackend *b, const Config *c, UpkErr *err)
 {
@@ -38,39 +37,18 @@ static int script_init(BootBackend *b, const Config *c, UpkErr *err)
         return 0;
 }
 
-/* The caller's environment without UPKEEP_BOOT_*, plus UPKEEP_BOOT_SLOTS, UPKEEP_BOOT_ATTEMPTS and, when
- * configured, UPKEEP_BOOT_STATE_FILE. */
+/* Nothing of the daemon's environment: PATH, UPKEEP_BOOT_SLOTS, UPKEEP_BOOT_ATTEMPTS and, when configured,
+ * UPKEEP_BOOT_STATE_FILE. */
 static char **script_env(BootBackend *b)
 {
         _cleanup_free_ char *slots = boot_order_format(b->slots, NULL, b->n_slots);
-        size_t n = 0, k = 0;
-        char **env;
+        _cleanup_free_ char *attempts = strdup_printf("%u", b->attempts);
+        const char *const kv[] = { "UPKEEP_BOOT_SLOTS",      slots,        "UPKEEP_BOOT_ATTEMPTS", attempts,
+                                   "UPKEEP_BOOT_STATE_FILE", b->state_file };
 
-        if (!slots)
+        if (!slots || !attempts)
                 return NULL;
-        for (char **e = environ; e && *e; e++)
-                n++;
-        if (n > SCRIPT_ENV_MAX)
-                n = SCRIPT_ENV_MAX;
-        env = calloc(n + 4, sizeof(char *));
-        if (!env)
-                return NULL;
-        for (size_t i = 0; i < n; i++) {
-                if (strneq(environ[i], "UPKEEP_BOOT_", strlen("UPKEEP_BOOT_")))
-                        continue;
-                if (!(env[k++] = strdup(environ[i])))
-                        goto oom;
-        }
-        if (!(env[k++] = strdup_printf("UPKEEP_BOOT_SLOTS=%s", slots)))
-                goto oom;
-        if (!(env[k++] = strdup_printf("UPKEEP_BOOT_ATTEMPTS=%u", b->attempts)))
-                goto oom;
-        if (b->state_file && !(env[k++] = strdup_printf("UPKEEP_BOOT_STATE_FILE=%s", b->state_file)))
-                goto oom;
-        return env;
-oom:
-        strv_free(env);
-        return NULL;
+        return process_env_new(kv, ELEMENTSOF(kv) / 2);
 }
 
 /* Run `PROG VERB [SLOT [ARG]]`; returns its exit status, with stdout in *ret_out when 0 (or 3 on

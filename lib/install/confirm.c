@@ -11,6 +11,7 @@
 #include "install-internal.h"
 #include "log.h"
 #include "process.h"
+#include "strv.h"
 #include "version.h"
 
 #define HEALTH_OUTPUT_MAX (1024u * 1024u) /* a check printing more than this is killed and fails */
@@ -57,13 +58,13 @@ static int run_health_checks(const Config *c, const char *version, const char *s
                 return errno == ENOENT ? 0 : -errno;
         for (int i = 0; i < n && r == 0; i++) {
                 _cleanup_free_ char *path = strdup_printf("%s/%s", c->health_dir, list[i]->d_name);
-                _cleanup_free_ char *env_version = strdup_printf("UPKEEP_VERSION=%s", version ?: "");
-                _cleanup_free_ char *env_slot = strdup_printf("UPKEEP_SLOT=%s", slot);
+                const char *const kv[] = { "UPKEEP_VERSION", version ?: "", "UPKEEP_SLOT", slot };
+                _cleanup_strv_free_ char **envp = process_env_new(kv, ELEMENTSOF(kv) / 2);
                 _cleanup_free_ char *out = NULL, *errtext = NULL, *what = NULL;
                 UpkErr e = {};
                 struct stat st;
 
-                if (!path || !env_version || !env_slot) {
+                if (!path || !envp) {
                         r = -ENOMEM;
                         break;
                 }
@@ -75,7 +76,6 @@ static int run_health_checks(const Config *c, const char *version, const char *s
                 }
                 what = strdup_printf("health check %s", path);
                 const char *argv[] = { path, NULL };
-                char *envp[] = { (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", env_version, env_slot, NULL };
                 int status = process_run(&(ProcessRun){ .argv = argv,
                                                         .envp = envp,
                                                         .output_max = HEALTH_OUTPUT_MAX,

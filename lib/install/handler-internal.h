@@ -7,12 +7,13 @@
 #include <sys/types.h>
 
 #include "handler.h"
+#include "process.h"
 
 #define HANDLER_STEP_OUTPUT_MAX    (1024u * 1024u)     /* output of commit/rollback/mkfs; more: killed */
 #define HANDLER_OUTPUT_MAX         4096u               /* bytes of a program's output kept for messages */
 #define HANDLER_TIMEOUT_MS_DEFAULT (10u * 60u * 1000u) /* exec handler steps, mkfs */
 #define HANDLER_TIMEOUT_MS_MAX     (24u * 3600u * 1000u)
-#define HANDLER_PATH               "/usr/sbin:/usr/bin:/sbin:/bin" /* PATH for the programs we run */
+#define HANDLER_PATH               PROCESS_PATH /* PATH for the programs we run */
 #define HANDLER_PATH_ENV           "PATH=" HANDLER_PATH
 
 extern const struct upkeep_handler handler_raw_ops;

@@ -1005,8 +1005,13 @@ TEST(script_failures)
         b = script_backend(c, "[ \"$1 $2 $3\" = 'get-state B ' ] || exit 9\n"
                               "[ \"$UPKEEP_BOOT_SLOTS/$UPKEEP_BOOT_ATTEMPTS\" = 'A B/3' ] || exit 8\n"
                               "[ -z \"${UPKEEP_BOOT_STATE_FILE+x}\" ] || exit 7\n"
+                              "[ -z \"${https_proxy+x}${UPKEEP_SECRET+x}\" ] || exit 6\n"
+                              "[ \"$PATH\" = /usr/sbin:/usr/bin:/sbin:/bin ] || exit 5\n"
                               "printf '  try \\nignored\\n'\n");
         ASSERT_OK(setenv("UPKEEP_BOOT_STATE_FILE", "/stale", 1));
+        /* nothing of the daemon's own environment reaches it */
+        ASSERT_OK(setenv("https_proxy", "http://user:secret@127.0.0.1:3128", 1));
+        ASSERT_OK(setenv("UPKEEP_SECRET", "x", 1));
         ASSERT_OK_E(boot_get_state(b, "B", &s, &e), &e);
         ASSERT_EQ(s, SLOT_STATE_TRY);
         boot_backend_free(b);

@@ -7,6 +7,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "process.h"
+#include "strv.h"
 #include "tests.h"
 #include "util.h"
 
@@ -90,6 +91,23 @@ TEST(environment_given)
                               &out, NULL, &e),
                   0);
         ASSERT_STREQ(out, "given-\n"); /* only what was given: no HOME */
+}
+
+TEST(env_new_is_short_and_complete)
+{
+        const char *const kv[] = { "UPKEEP_A", "1", "UPKEEP_GONE", NULL, "UPKEEP_B", "two words" };
+        _cleanup_strv_free_ char **env = NULL;
+
+        ASSERT_OK(setenv("UPKEEP_LEAK", "x", 1));
+        env = process_env_new(kv, ELEMENTSOF(kv) / 2);
+        ASSERT_TRUE(env);
+        ASSERT_EQ(strv_length(env), 3);
+        ASSERT_STREQ(env[0], "PATH=" PROCESS_PATH);
+        ASSERT_STREQ(env[1], "UPKEEP_A=1");
+        ASSERT_STREQ(env[2], "UPKEEP_B=two words");
+        strv_free(env);
+        env = process_env_new(NULL, 0);
+        ASSERT_EQ(strv_length(env), 1);
 }
 
 TEST(program_not_found)
