@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 #include <systemd/sd-event.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "format.h"
@@ -352,7 +353,7 @@ static int make_source(const char *arg, char **ret)
         _cleanup_free_ char *cwd = NULL;
         char *s;
 
-        if (strneq(arg, "http://", 7) || strneq(arg, "https://", 8) || arg[0] == '/')
+        if (strneq(arg, "http://", 7) || strneq(arg, "https://", 8) || arg[0] == '/' || streq(arg, "-"))
                 s = strdup(arg);
         else {
                 cwd = getcwd(NULL, 0);
@@ -366,6 +367,7 @@ static int make_source(const char *arg, char **ret)
         return 0;
 }
 
+/* "-": the daemon reads the bundle from our standard input, handed over as a descriptor. */
 static int append_install(sd_bus_message *m, const char *source, bool allow_downgrade)
 {
         int r;
@@ -378,6 +380,11 @@ static int append_install(sd_bus_message *m, const char *source, bool allow_down
                 return r;
         if (allow_downgrade) {
                 r = sd_bus_message_append(m, "{sv}", "allow-downgrade", "b", 1);
+                if (r < 0)
+                        return r;
+        }
+        if (streq(source, "-")) {
+                r = sd_bus_message_append(m, "{sv}", "fd", "h", STDIN_FILENO);
                 if (r < 0)
                         return r;
         }
@@ -401,6 +408,8 @@ int install_main(int argc, char *argv[], CliArgs *args)
                 source = strdup("");
         else if (isempty(args->pos[0]))
                 return cli_usage_error("install: the bundle path is empty");
+        else if (streq(args->pos[0], "-") && isatty(STDIN_FILENO))
+                return cli_usage_error("install -: standard input is a terminal; pipe the bundle into it");
         else {
                 r = make_source(args->pos[0], &source);
                 if (r < 0)
@@ -424,7 +433,10 @@ int install_main(int argc, char *argv[], CliArgs *args)
                 if (r < 0)
                         return client_report(NULL, r, &error);
                 printf("installing %s; follow it with \"%s monitor\" or \"%s status\"\n",
-                       isempty(source) ? "the available update" : source, program_name, program_name);
+                       isempty(source)      ? "the available update"
+                       : streq(source, "-") ? "the bundle from standard input"
+                                            : source,
+                       program_name, program_name);
                 return EXIT_OK;
         }
 

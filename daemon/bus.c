@@ -68,7 +68,7 @@ static int do_check(sd_bus_message *msg, Manager *m, sd_bus_error *error)
 static int do_install(sd_bus_message *msg, Manager *m, sd_bus_error *error)
 {
         const char *source, *key;
-        int allow_downgrade = false, r;
+        int allow_downgrade = false, fd = -EBADF, r;
 
         r = sd_bus_message_rewind(msg, true);
         if (r >= 0)
@@ -86,6 +86,11 @@ static int do_install(sd_bus_message *msg, Manager *m, sd_bus_error *error)
                         if (r < 0)
                                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
                                                         "the option \"allow-downgrade\" takes a boolean");
+                } else if (streq(key, "fd")) {
+                        r = sd_bus_message_read(msg, "v", "h", &fd);
+                        if (r < 0)
+                                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                        "the option \"fd\" takes a file descriptor");
                 } else
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "unknown option \"%s\"",
                                                  key);
@@ -95,7 +100,7 @@ static int do_install(sd_bus_message *msg, Manager *m, sd_bus_error *error)
         }
         if (r < 0)
                 return r;
-        r = manager_install(m, source, allow_downgrade, error);
+        r = manager_install(m, source, fd, allow_downgrade, error);
         if (r < 0)
                 return r;
         return sd_bus_reply_method_return(msg, NULL);

@@ -128,7 +128,8 @@ static void *job_thread(void *userdata)
         InstallOptions o = { .allow_downgrade = j->allow_downgrade,
                              .progress = on_progress,
                              .cancelled = on_cancelled,
-                             .userdata = j };
+                             .userdata = j,
+                             .regular_file_only = true };
         JobResult res = {};
         UpkErr err = {};
         int r = -EINVAL;

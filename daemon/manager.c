@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -194,6 +195,8 @@ static void finish_install(Manager *m)
 
                 /* The download's own failure says more than the installer's "read error". */
                 source_stream_get_error(m->stream, &serr);
+                if (cancelled && r < 0 && serr.code == -ECANCELED)
+                        r = -ECANCELED; /* the read that waited for bytes ended */
                 if (r < 0 && serr.kind != UPK_ERR_NONE && !(cancelled && r == -ECANCELED))
                         err = serr;
                 m->stream = source_stream_free(m->stream);
@@ -382,7 +385,8 @@ static int start_install(Manager *m, const char *what, const char *version, cons
         manager_set_last_error(m, "");
         manager_set_progress(m, 0, 0);
         manager_set_phase(m, "");
-        manager_set_state(m, m->stream ? MANAGER_DOWNLOADING : MANAGER_INSTALLING);
+        manager_set_state(m, m->stream && source_stream_transferring(m->stream) ? MANAGER_DOWNLOADING
+                                                                                : MANAGER_INSTALLING);
         return 0;
 }
 
@@ -404,7 +408,7 @@ static int install_offer(Manager *m, bool allow_downgrade, bool automatic, sd_bu
         return start_install(m, m->offer->location, m->offer->version, &p, automatic, error);
 }
 
-int manager_install(Manager *m, const char *source, bool allow_downgrade, sd_bus_error *error)
+int manager_install(Manager *m, const char *source, int fd, bool allow_downgrade, sd_bus_error *error)
 {
         JobParams p = { .kind = JOB_INSTALL, .allow_downgrade = allow_downgrade };
         UpkErr err = {};
@@ -412,6 +416,20 @@ int manager_install(Manager *m, const char *source, bool allow_downgrade, sd_bus
 
         if (manager_busy(m))
                 return refuse_busy(m, error);
+        if ((fd >= 0) != streq(source, "-"))
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        "the source \"-\" and the option \"fd\" go together");
+        if (fd >= 0) {
+                int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                if (copy < 0)
+                        return sd_bus_error_set_errnof(error, errno, "cannot duplicate the descriptor: %m");
+                r = source_stream_open_fd(copy, "the bundle piped by the caller", &m->stream, &err);
+                if (r < 0)
+                        return bus_error_set_upk(error, &err);
+                p.next = source_stream_next;
+                p.next_userdata = m->stream;
+                return start_install(m, "the bundle piped by the caller", NULL, &p, false, error);
+        }
         if (isempty(source)) {
                 if (!m->offer)
                         return sd_bus_error_set(error, BUS_ERROR_NO_UPDATE,

@@ -104,8 +104,10 @@ int manager_start(Manager *m);
 int manager_run(Manager *m);
 
 /* The bus-facing operations (access was checked by the caller). They return -errno and fill `error`. */
-/* `source`: an absolute path, an http(s) URL, or "" for the offered update (AvailableVersion). */
-int manager_install(Manager *m, const char *source, bool allow_downgrade, sd_bus_error *error);
+/* `source`: an absolute path of a regular file, an http(s) URL, "" for the offered update
+ * (AvailableVersion), or "-" for the bytes of `fd` (the message's descriptor, duplicated here; a pipe
+ * the caller owns). `fd` < 0 when the call carried none. */
+int manager_install(Manager *m, const char *source, int fd, bool allow_downgrade, sd_bus_error *error);
 /* Start a check (or join the running one); `call` is answered with the available version when it ends.
  * Returns 0, or -errno with `error` set (no source, busy). */
 int manager_check(Manager *m, sd_bus_message *call, sd_bus_error *error);

@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include "install.h"
 
 #include "handler.h"
@@ -322,6 +325,43 @@ out:
         return r;
 }
 
+static const char *file_type(mode_t mode)
+{
+        if (S_ISDIR(mode))
+                return "a directory";
+        if (S_ISFIFO(mode))
+                return "a FIFO";
+        if (S_ISCHR(mode))
+                return "a character device";
+        if (S_ISBLK(mode))
+                return "a block device";
+        if (S_ISSOCK(mode))
+                return "a socket";
+        return "not a regular file";
+}
+
+/* O_NONBLOCK: the open of a FIFO does not wait for a writer (nor the fstat() below for anything). */
+static int open_regular_file(const char *path, const BundleOpenOptions *opts, Bundle **ret, UpkErr *err)
+{
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "cannot open the bundle: %m");
+        if (fstat(fd, &st) < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "cannot stat the bundle: %m");
+        if (!S_ISREG(st.st_mode))
+                return upk_err(err, UPK_ERR_IO, S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL,
+                               "%s is %s, not a regular file: the daemon reads bundles only from regular "
+                               "files (\"updatectl install -\" hands it a pipe)",
+                               path, file_type(st.st_mode));
+        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "cannot open the bundle: %m");
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        return bundle_open_fd(fd, opts, ret, err);
+}
+
 int install_bundle_path(const Config *c, const char *path, const InstallOptions *o, InstallResult *ret,
                         UpkErr *err)
 {
@@ -330,7 +370,10 @@ int install_bundle_path(const Config *c, const char *path, const InstallOptions 
         int r;
 
         report(o, INSTALL_PHASE_VERIFYING, 0, 0);
-        r = bundle_open_path(path, &opts, &b, err);
+        if (o && o->regular_file_only)
+                r = open_regular_file(path, &opts, &b, err);
+        else
+                r = bundle_open_path(path, &opts, &b, err);
         if (r < 0) {
                 install_history_record(c, "install", NULL, NULL, false, err ? err->msg : strerror(-r));
                 return r;

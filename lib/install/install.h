@@ -39,6 +39,9 @@ typedef struct InstallOptions {
         /* Polled between blocks; returning true cancels the install (-ECANCELED). May be NULL. */
         bool (*cancelled)(void *userdata);
         void *userdata;
+        /* install_bundle_path(): refuse what is not a regular file (a FIFO or a device could block the
+         * read for good), without waiting for a writer; the daemon sets it, the offline verb does not. */
+        bool regular_file_only;
 } InstallOptions;
 
 typedef struct InstallResult {

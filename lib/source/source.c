@@ -2,7 +2,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -380,7 +383,9 @@ static int local_check(Source *s, const char *current_version, Offer **ret, UpkE
         while ((de = readdir(d)) && seen < SOURCE_LOCAL_BUNDLES_MAX) {
                 _cleanup_(bundle_freep) Bundle *b = NULL;
                 _cleanup_free_ char *path = NULL;
+                _cleanup_close_ int fd = -EBADF;
                 const Manifest *m;
+                struct stat st;
                 size_t n = strlen(de->d_name);
                 int cmp = 1;
 
@@ -392,9 +397,12 @@ static int local_check(Source *s, const char *current_version, Offer **ret, UpkE
                         closedir(d);
                         return upk_err_oom(err);
                 }
-                /* Unsigned, broken or foreign bundles are not offered; the installer would refuse them. */
-                if (bundle_open_path(path, &(BundleOpenOptions){ .keyring = c->keyring, .crl = c->crl }, &b,
-                                     NULL) < 0)
+                /* Unsigned, broken or foreign bundles are not offered; the installer would refuse them.
+                 * Nor is what is not a regular file: a FIFO would block the check for good. */
+                fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+                if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+                    bundle_open_fd(fd, &(BundleOpenOptions){ .keyring = c->keyring, .crl = c->crl }, &b,
+                                   NULL) < 0)
                         continue;
                 m = bundle_get_manifest(b);
                 if (!streq(m->compatible, c->compatible))
@@ -448,7 +456,11 @@ int source_check(Source *s, const char *current_version, bool want_manifest, Off
 /* ---- streams ---- */
 
 struct SourceStream {
-        FetchStream *fetch;
+        FetchStream *fetch; /* a download, or: */
+        int fd;             /* a descriptor the caller handed over (a pipe), or -EBADF */
+        int cancel_fd;      /* fd: an eventfd written by source_stream_cancel() */
+        atomic_bool cancelled;
+        uint8_t *buf;      /* fd: the bytes of the last read */
         TufHasher *hasher; /* tuf: NULL for a plain URL; used by the stream's check thread */
         char *name;        /* for messages */
         /* worker side */
@@ -464,9 +476,25 @@ SourceStream *source_stream_free(SourceStream *s)
 #if HAVE_TUF
         tuf_hasher_free(s->hasher);
 #endif
+        safe_close(s->fd);
+        safe_close(s->cancel_fd);
+        free(s->buf);
         free(s->name);
         free(s);
         return NULL;
+}
+
+static SourceStream *stream_alloc(const char *name)
+{
+        SourceStream *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return NULL;
+        s->fd = s->cancel_fd = -EBADF;
+        s->name = strdup(name);
+        if (!s->name)
+                return source_stream_free(s);
+        return s;
 }
 
 static int stream_open(FetchEngine *e, const Config *c, const char *url, uint64_t max, const char *name,
@@ -477,8 +505,8 @@ static int stream_open(FetchEngine *e, const Config *c, const char *url, uint64_
         int r;
 
         fetch_options_from_config(&fo, c);
-        s = calloc(1, sizeof(*s));
-        if (!s || !(s->name = strdup(name)))
+        s = stream_alloc(name);
+        if (!s)
                 return upk_err_oom(err);
         r = fetch_stream_new(e, url, max, &fo, 0, &s->fetch, err);
         if (r < 0)
@@ -528,6 +556,53 @@ int source_stream_open_url(FetchEngine *e, const Config *c, const char *url, Sou
         return stream_open(e, c, url, SOURCE_URL_BUNDLE_MAX, url, ret, err);
 }
 
+int source_stream_open_fd(int fd, const char *name, SourceStream **ret, UpkErr *err)
+{
+        _cleanup_(source_stream_freep) SourceStream *s = NULL;
+        _cleanup_close_ int owned = fd;
+
+        s = stream_alloc(name);
+        if (!s || !(s->buf = malloc(SOURCE_FD_READ_MAX)))
+                return upk_err_oom(err);
+        s->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (s->cancel_fd < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "cannot create an eventfd: %m");
+        s->fd = TAKE_FD(owned);
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+/* The next bytes of the descriptor. A pipe may stall for good: the read waits in poll() beside the
+ * cancel eventfd, so that Cancel and SIGTERM end it at once. */
+static ssize_t fd_stream_next(SourceStream *s, const void **ret_buf)
+{
+        for (;;) {
+                struct pollfd p[2] = { { .fd = s->fd, .events = POLLIN },
+                                       { .fd = s->cancel_fd, .events = POLLIN } };
+                ssize_t k;
+
+                if (atomic_load(&s->cancelled))
+                        return upk_err(&s->err, UPK_ERR_IO, -ECANCELED, "%s: cancelled", s->name);
+                if (poll(p, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return upk_err(&s->err, UPK_ERR_IO, -errno, "%s: cannot wait for bytes: %m",
+                                       s->name);
+                }
+                if (p[1].revents)
+                        continue; /* the flag above says why */
+                if (!p[0].revents)
+                        continue;
+                k = read(s->fd, s->buf, SOURCE_FD_READ_MAX);
+                if (k < 0 && (errno == EINTR || errno == EAGAIN))
+                        continue;
+                if (k < 0)
+                        return upk_err(&s->err, UPK_ERR_IO, -errno, "%s: read error: %m", s->name);
+                *ret_buf = s->buf;
+                return k;
+        }
+}
+
 ssize_t source_stream_next(void *userdata, const void **ret_buf)
 {
         SourceStream *s = userdata;
@@ -535,6 +610,12 @@ ssize_t source_stream_next(void *userdata, const void **ret_buf)
 
         if (s->failed)
                 return s->err.code ?: -EIO;
+        if (!s->fetch) {
+                n = fd_stream_next(s, ret_buf);
+                if (n < 0)
+                        s->failed = true;
+                return n;
+        }
         n = fetch_stream_next(s->fetch, ret_buf);
         if (n < 0) {
                 fetch_stream_get_error(s->fetch, &s->err);
@@ -558,10 +639,15 @@ void source_stream_get_error(SourceStream *s, UpkErr *ret)
 
 bool source_stream_transferring(SourceStream *s)
 {
-        return !fetch_stream_is_finished(s->fetch);
+        return s->fetch && !fetch_stream_is_finished(s->fetch);
 }
 
 void source_stream_cancel(SourceStream *s)
 {
+        if (!s->fetch) {
+                atomic_store(&s->cancelled, true);
+                (void)eventfd_write(s->cancel_fd, 1);
+                return;
+        }
         fetch_stream_cancel(s->fetch);
 }

@@ -22,6 +22,7 @@
 #define SOURCE_HEAD_MAX          (MANIFEST_SIZE_MAX + SIGNATURE_SIZE_MAX + 64u * 1024u)
 #define SOURCE_URL_BUNDLE_MAX    (UINT64_C(1) << 46) /* a bundle from a URL: no length is known */
 #define SOURCE_TUF_DIR           "tuf"               /* under the data dir */
+#define SOURCE_FD_READ_MAX       (512u * 1024u)      /* bytes one read of a handed-over descriptor takes */
 
 typedef struct Offer {
         char *version;
@@ -61,11 +62,15 @@ int source_stream_open_offer(FetchEngine *e, const Config *c, const Offer *o, So
                              UpkErr *err);
 int source_stream_open_url(FetchEngine *e, const Config *c, const char *url, SourceStream **ret,
                            UpkErr *err);
+/* Any thread: the bytes of a descriptor the caller owns (a pipe: "updatectl install -"); takes `fd`
+ * (also on failure). `name` names it in messages. A read that waits for bytes ends at once on
+ * source_stream_cancel(). */
+int source_stream_open_fd(int fd, const char *name, SourceStream **ret, UpkErr *err);
 /* Worker thread: BundleNextFunc. */
 ssize_t source_stream_next(void *userdata, const void **ret_buf);
 /* Why the stream failed (kind UPK_ERR_NONE: it did not); once the worker is done with it. */
 void source_stream_get_error(SourceStream *s, UpkErr *ret);
-/* Loop thread: is the transfer still running? */
+/* Loop thread: is the download still running? (Never for a descriptor.) */
 bool source_stream_transferring(SourceStream *s);
 /* Any thread: stop the transfer; the reader gets -ECANCELED. */
 void source_stream_cancel(SourceStream *s);
