@@ -6,6 +6,22 @@
 #include "format.h"
 #include "time-util.h"
 
+char *format_flatten(char *s)
+{
+        for (char *p = s; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = ' ';
+        return s;
+}
+
+char *format_printable(char *buf, size_t size, const char *s)
+{
+        if (size == 0)
+                return buf;
+        snprintf(buf, size, "%s", s ?: "");
+        return format_flatten(buf);
+}
+
 char *format_bytes(char *buf, size_t size, uint64_t bytes)
 {
         static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };

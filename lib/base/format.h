@@ -21,6 +21,20 @@
 /* The most columns the bar itself takes on a wide terminal. */
 #define FORMAT_PROGRESS_BAR_MAX 50
 
+/* The longest piece of a value from outside that a message quotes (format_value()). */
+#define FORMAT_VALUE_MAX 64
+
+/* Every control character of `s` (below 0x20, and DEL) replaced by a space, in place, so that text from
+ * another program or a file (a boot script's output, a boot environment's values, a program's error
+ * output) cannot move the cursor, clear the terminal or start a forged line in a message, LastError or
+ * the journal. Returns s. */
+char *format_flatten(char *s);
+/* At most `size - 1` bytes of `s` ("" for NULL), flattened, in buf. */
+char *format_printable(char *buf, size_t size, const char *s);
+/* format_printable() of at most FORMAT_VALUE_MAX bytes into a buffer that lives to the end of the
+ * enclosing block: for quoting a value in a message. */
+#define format_value(s) format_printable((char[FORMAT_VALUE_MAX + 1]){}, FORMAT_VALUE_MAX + 1, (s))
+
 /* "0 B", "1023 B", "1.0 KiB", "12.3 MiB", "4.0 GiB": binary units, one decimal above bytes. */
 char *format_bytes(char *buf, size_t size, uint64_t bytes);
 /* format_bytes() with "/s". */

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "format.h"
 #include "log.h"
 #include "strv.h"
 
@@ -343,9 +344,7 @@ const char *process_output_summary(char *s)
 
         if (!s)
                 return "";
-        for (char *p = s; *p; p++)
-                if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                        *p = ' ';
+        format_flatten(s);
         n = strlen(s);
         while (n > 0 && s[n - 1] == ' ')
                 s[--n] = 0;

@@ -83,7 +83,7 @@ static int parse_line(KvFile *f, const char *s, size_t len, unsigned line, UpkEr
                 if (!key_char(s[i], i == 0))
                         return upk_err(err, UPK_ERR_CONFIG, -EBADMSG,
                                        "%s:%u: \"%.*s\" is not a key (letters, digits and '_')", f->path,
-                                       line, (int)klen, s);
+                                       line, (int)klen, format_value(s));
         v = eq + 1;
         vlen = len - klen - 1;
         if (vlen > 0 && v[0] == '"') {

@@ -60,8 +60,8 @@ static int var_bool(const char *val, const char *key, const char *file, bool *re
         else if (streq(val, "1"))
                 *ret = true;
         else
-                return upk_err(err, UPK_ERR_CONFIG, -EBADMSG, "%s: %s: \"%.64s\" is neither 0 nor 1", file,
-                               key, val);
+                return upk_err(err, UPK_ERR_CONFIG, -EBADMSG, "%s: %s: \"%s\" is neither 0 nor 1", file, key,
+                               format_value(val));
         return 0;
 }
 

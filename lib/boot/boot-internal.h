@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "boot.h"
+#include "format.h"
 #include "process.h"
 
 #define BOOT_TIMEOUT_USEC_DEFAULT (10u * 1000u * 1000u)

@@ -103,8 +103,8 @@ static int parse_slot(BootBackend *b, const char *verb, char *out, size_t *ret, 
 
         if (i < 0)
                 return upk_err(err, UPK_ERR_IO, -EBADMSG,
-                               "boot script %s %s: printed \"%.64s\", not one of the slots", b->path, verb,
-                               s);
+                               "boot script %s %s: printed \"%s\", not one of the slots", b->path, verb,
+                               format_value(s));
         *ret = (size_t)i;
         return 0;
 }
@@ -148,8 +148,8 @@ static int script_get_state(BootBackend *b, size_t slot, SlotState *ret, UpkErr 
         s = slot_state_from_string(line);
         if (s < 0)
                 return upk_err(err, UPK_ERR_IO, -EBADMSG,
-                               "boot script %s get-state %s: printed \"%.64s\", not good, bad or try",
-                               b->path, b->slots[slot], line);
+                               "boot script %s get-state %s: printed \"%s\", not good, bad or try", b->path,
+                               b->slots[slot], format_value(line));
         *ret = s;
         return 0;
 }

@@ -112,8 +112,8 @@ int boot_backend_new(const Config *c, char *const *slots, size_t n_slots, BootBa
                 if (!slots[i] || !boot_slot_name_valid(slots[i]))
                         return upk_err(
                                 err, UPK_ERR_CONFIG, -EINVAL,
-                                "slot bootname \"%.64s\" is not valid: use 1 to %d letters, digits or '_'",
-                                slots[i] ? slots[i] : "", BOOT_SLOT_NAME_MAX);
+                                "slot bootname \"%s\" is not valid: use 1 to %d letters, digits or '_'",
+                                format_value(slots[i]), BOOT_SLOT_NAME_MAX);
                 if (boot_slot_index(b->slots, b->n_slots, slots[i]) >= 0)
                         return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "slot bootname \"%s\" is given twice",
                                        slots[i]);
@@ -141,8 +141,8 @@ static int slot_lookup(BootBackend *b, const char *slot, size_t *ret, UpkErr *er
         i = boot_slot_index(b->slots, b->n_slots, slot);
         if (i < 0) {
                 _cleanup_free_ char *all = boot_order_format(b->slots, NULL, b->n_slots);
-                return upk_err(err, UPK_ERR_CONFIG, -ENOENT,
-                               "slot \"%.64s\" is not one of the boot slots (%s)", slot, all ? all : "?");
+                return upk_err(err, UPK_ERR_CONFIG, -ENOENT, "slot \"%s\" is not one of the boot slots (%s)",
+                               format_value(slot), all ? all : "?");
         }
         *ret = (size_t)i;
         return 0;
@@ -401,11 +401,11 @@ int boot_order_parse(const char *s, char *const *slots, size_t n_slots, size_t *
                 i = boot_slot_index(slots, n_slots, name);
                 if (i < 0)
                         return upk_err(err, UPK_ERR_CONFIG, -EBADMSG,
-                                       "%s: \"%s\" is not one of the boot slots", where, name);
+                                       "%s: \"%s\" is not one of the boot slots", where, format_value(name));
                 for (size_t k = 0; k < n; k++)
                         if (order[k] == (size_t)i)
                                 return upk_err(err, UPK_ERR_CONFIG, -EBADMSG,
-                                               "%s: slot \"%s\" is listed twice", where, name);
+                                               "%s: slot \"%s\" is listed twice", where, format_value(name));
                 order[n++] = (size_t)i; /* n < n_slots <= BOOT_SLOTS_MAX: no duplicates */
         }
         memcpy(ret_order, order, n * sizeof(size_t));
@@ -502,8 +502,8 @@ int boot_vars_load(BootVars *v, char *const *slots, size_t n_slots, unsigned att
                         v->left[i] = !initialised && i == 0 ? attempts : 0;
                 else if (safe_atou64(val, &u) < 0 || u > BOOT_ATTEMPTS_MAX)
                         return upk_err(err, UPK_ERR_CONFIG, -EBADMSG,
-                                       "%s: \"%.64s\" is not a number of attempts from 0 to %d", where, val,
-                                       BOOT_ATTEMPTS_MAX);
+                                       "%s: \"%s\" is not a number of attempts from 0 to %d", where,
+                                       format_value(val), BOOT_ATTEMPTS_MAX);
                 else
                         v->left[i] = (unsigned)u;
 
@@ -517,8 +517,8 @@ int boot_vars_load(BootVars *v, char *const *slots, size_t n_slots, unsigned att
                 else if (streq(val, "1"))
                         v->trying[i] = true;
                 else
-                        return upk_err(err, UPK_ERR_CONFIG, -EBADMSG, "%s: \"%.64s\" is neither 0 nor 1",
-                                       where, val);
+                        return upk_err(err, UPK_ERR_CONFIG, -EBADMSG, "%s: \"%s\" is neither 0 nor 1", where,
+                                       format_value(val));
         }
 
         val = lookup(userdata, "BOOTED", where, sizeof(where));
@@ -526,7 +526,7 @@ int boot_vars_load(BootVars *v, char *const *slots, size_t n_slots, unsigned att
                 int i = boot_slot_index(slots, n_slots, val);
                 if (i < 0)
                         return upk_err(err, UPK_ERR_CONFIG, -EBADMSG,
-                                       "%s: \"%.64s\" is not one of the boot slots", where, val);
+                                       "%s: \"%s\" is not one of the boot slots", where, format_value(val));
                 v->booted = i;
         }
         return 0;

@@ -557,6 +557,14 @@ TEST(file_nothing_left)
         config_done(c);
 }
 
+/* A message holds no control character: what a boot environment or a script printed is flattened. */
+static void assert_printable(const char *msg)
+{
+        for (const char *p = msg; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        test_fail("control character 0x%02x in \"%s\"", (unsigned)(unsigned char)*p, msg);
+}
+
 TEST(file_malformed_lines)
 {
         static const struct {
@@ -579,6 +587,7 @@ TEST(file_malformed_lines)
                 { " BOOT_A_LEFT=3\n", "bootenv:1: \" BOOT_A_LEFT\" is not a key" },
                 { "BOOT_A_LEFT = 3\n", "bootenv:1: \"BOOT_A_LEFT \" is not a key" },
                 { "=3\n", "bootenv:1: the key is empty" },
+                { "A\x1b[2J=1\n", "bootenv:1: \"A [2J\" is not a key" },
                 { "BOOT_A_LEFT=3\r\n", "bootenv:1: the value holds a quote or a control character" },
         };
         Config *c = config_new(BOOT_BACKEND_FILE);
@@ -835,6 +844,15 @@ TEST(uboot_bad_values_and_broken_env)
         run_sh(cmd);
         ASSERT_UPK_ERR(boot_mark_good(b, "A", &e), &e, -EBADMSG, UPK_ERR_CONFIG,
                        "U-Boot variable BOOT_ORDER: \"X\" is not one of the boot slots");
+        /* a value with control characters is quoted without them */
+        free(cmd);
+        cmd = strdup_printf("fw_setenv -c %s BOOT_A_TRY \"$(printf '1\\033[2J\\033[31m')\" && "
+                            "fw_setenv -c %s BOOT_ORDER 'A B'",
+                            c->boot_uboot_config, c->boot_uboot_config);
+        run_sh(cmd);
+        ASSERT_UPK_ERR(boot_get_primary(b, &p, &e), &e, -EBADMSG, UPK_ERR_CONFIG,
+                       "BOOT_A_TRY: \"1 [2J [31m\" is neither 0 nor 1");
+        assert_printable(e.msg);
 
         /* An environment with a bad CRC and no default one: fw_printenv's own words come through. */
         run_sh("dd if=/dev/zero of=uboot.env bs=1024 count=32 status=none");
@@ -883,6 +901,20 @@ TEST(grub_creates_grubenv_and_writes_all)
         run_sh(cmd);
         ASSERT_UPK_ERR(boot_get_primary(b, &p, &e), &e, -EBADMSG, UPK_ERR_CONFIG,
                        "A_OK: \"yes\" is neither 0 nor 1");
+        /* values with control characters are quoted without them */
+        free(cmd);
+        cmd = strdup_printf("grub-editenv %s set \"A_OK=$(printf '\\033[2J1')\"", c->boot_grubenv);
+        run_sh(cmd);
+        ASSERT_UPK_ERR(boot_get_primary(b, &p, &e), &e, -EBADMSG, UPK_ERR_CONFIG,
+                       "A_OK: \" [2J1\" is neither 0 nor 1");
+        assert_printable(e.msg);
+        free(cmd);
+        cmd = strdup_printf("grub-editenv %s set A_OK=1 \"ORDER=A $(printf 'B\\033[31m')\"",
+                            c->boot_grubenv);
+        run_sh(cmd);
+        ASSERT_UPK_ERR(boot_get_primary(b, &p, &e), &e, -EBADMSG, UPK_ERR_CONFIG,
+                       "ORDER: \"B [31m\" is not one of the boot slots");
+        assert_printable(e.msg);
         test_write_file("grubenv", "garbage", 7);
         ASSERT_UPK_ERR(boot_get_primary(b, &p, &e), &e, -EIO, UPK_ERR_IO, "invalid environment block");
         boot_backend_free(b);
@@ -984,6 +1016,16 @@ TEST(script_failures)
                        "get-state A: printed \"maybe\", not good, bad or try");
         ASSERT_UPK_ERR(boot_get_primary(b, &p, &e), &e, -EBADMSG, UPK_ERR_IO,
                        "get-primary: printed \"maybe\", not one of the slots");
+        boot_backend_free(b);
+
+        /* what it printed is quoted without its control characters */
+        b = script_backend(c, "printf 'go\\033[2J\\033]0;owned\\007od\\r\\n'\n");
+        ASSERT_UPK_ERR(boot_get_state(b, "A", &s, &e), &e, -EBADMSG, UPK_ERR_IO,
+                       "get-state A: printed \"go [2J ]0;owned od\", not good, bad or try");
+        assert_printable(e.msg);
+        ASSERT_UPK_ERR(boot_get_primary(b, &p, &e), &e, -EBADMSG, UPK_ERR_IO,
+                       "get-primary: printed \"go [2J ]0;owned od\", not one of the slots");
+        assert_printable(e.msg);
         boot_backend_free(b);
 
         b = script_backend(c, "exit 3\n");

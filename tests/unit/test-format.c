@@ -8,6 +8,19 @@
 /* 2026-11-25 10:00:00 UTC */
 #define NOW_USEC (UINT64_C(1795600800) * USEC_PER_SEC)
 
+TEST(printable)
+{
+        char buf[8], line[] = "a\x1b[2J\r\nb\x7f";
+
+        ASSERT_STREQ(format_flatten(line), "a [2J  b ");
+        ASSERT_STREQ(format_printable(buf, sizeof(buf), "x\ty\nzzzzzz"), "x y zzz");
+        ASSERT_STREQ(format_printable(buf, sizeof(buf), NULL), "");
+        ASSERT_STREQ(format_value("\x1b]0;owned\x07"), " ]0;owned ");
+        ASSERT_EQ(strlen(format_value(
+                          "0123456789012345678901234567890123456789012345678901234567890123456789")),
+                  FORMAT_VALUE_MAX);
+}
+
 TEST(bytes)
 {
         static const struct {
