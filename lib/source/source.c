@@ -9,8 +9,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "bundle.h"
 #include "fileio.h"
+#include "hexdecoct.h"
+#include "openssl-util.h"
 #include "path-util.h"
 #include "source.h"
 #include "version.h"
@@ -148,6 +152,38 @@ static void offer_take_manifest(Offer *o, const Manifest *m)
 }
 
 #if HAVE_TUF
+/* custom.manifest_sha256 of a TUF target against the bundle's manifest.json bytes: 0 when the target
+ * names none or it matches; UPK_ERR_PAYLOAD naming the target and both digests otherwise. */
+static int check_manifest_sha256(const TufTarget *t, const char *name, const uint8_t digest[32], UpkErr *err)
+{
+        char hex[65];
+
+        if (!t || !t->has_manifest_sha256)
+                return 0;
+        if (!t->manifest_sha256 || strlen(t->manifest_sha256) != 64 ||
+            strspn(t->manifest_sha256, "0123456789abcdefABCDEF") != 64)
+                return upk_err(err, UPK_ERR_PAYLOAD, -EBADMSG,
+                               "target %s: custom.manifest_sha256 is not a SHA-256 (64 hex digits); the "
+                               "bundle cannot be checked against it",
+                               name);
+        hex_encode(digest, 32, hex);
+        if (strcasecmp(hex, t->manifest_sha256) != 0)
+                return upk_err(err, UPK_ERR_PAYLOAD, -EBADMSG,
+                               "target %s: the bundle's manifest.json has sha256 %s, but the repository's "
+                               "custom.manifest_sha256 says %s",
+                               name, hex, t->manifest_sha256);
+        return 0;
+}
+
+static int manifest_digest(const void *data, size_t size, uint8_t ret[32])
+{
+        unsigned len = 0;
+
+        if (EVP_Digest(data, size, ret, &len, EVP_sha256(), NULL) != 1 || len != 32)
+                return -EIO;
+        return 0;
+}
+
 typedef struct MemReader {
         const uint8_t *data;
         size_t size, pos;
@@ -203,6 +239,20 @@ static int head_try(HeadFetch *h, bool complete)
         if (r < 0) {
                 h->err = e;
                 return 1;
+        }
+        if (h->offer->target && h->offer->target->has_manifest_sha256) {
+                const void *raw, *sig;
+                size_t raw_size, sig_size;
+                uint8_t digest[32];
+
+                bundle_get_raw(b, &raw, &raw_size, &sig, &sig_size);
+                if (manifest_digest(raw, raw_size, digest) < 0) {
+                        h->result = upk_err(&h->err, UPK_ERR_IO, -EIO, "cannot compute a SHA-256");
+                        return 1;
+                }
+                h->result = check_manifest_sha256(h->offer->target, h->offer->name, digest, &h->err);
+                if (h->result < 0)
+                        return 1;
         }
         offer_take_manifest(h->offer, bundle_get_manifest(b));
         return 1;
@@ -455,12 +505,181 @@ int source_check(Source *s, const char *current_version, bool want_manifest, Off
 
 /* ---- streams ---- */
 
+#if HAVE_TUF
+/* custom.manifest_sha256 checked on the bytes the installer reads, in its thread: the tar headers up to
+ * manifest.json (pax headers are skipped), its bytes hashed, and the digest compared when its last byte
+ * comes by, before those bytes reach the installer. */
+#define TAR_BLOCK 512u
+
+typedef enum WatchState {
+        WATCH_HEADER,
+        WATCH_SKIP,
+        WATCH_MANIFEST,
+        WATCH_DONE,
+} WatchState;
+
+typedef struct ManifestWatch {
+        TufTarget expect; /* only has_manifest_sha256 and manifest_sha256 */
+        char *name;       /* the target */
+        WatchState state;
+        uint8_t header[TAR_BLOCK];
+        size_t have;
+        uint64_t left; /* bytes of the member (and its padding, when skipped) still to come */
+        EVP_MD_CTX *md;
+} ManifestWatch;
+
+static ManifestWatch *manifest_watch_free(ManifestWatch *w)
+{
+        if (!w)
+                return NULL;
+        free(w->expect.manifest_sha256);
+        free(w->name);
+        EVP_MD_CTX_free(w->md);
+        free(w);
+        return NULL;
+}
+
+static int tar_size(const uint8_t *field, size_t len, uint64_t *ret)
+{
+        uint64_t v = 0;
+        size_t i = 0;
+
+        while (i < len && field[i] == ' ')
+                i++;
+        for (; i < len && field[i] >= '0' && field[i] <= '7'; i++) {
+                if (v > (UINT64_MAX >> 3))
+                        return -ERANGE;
+                v = (v << 3) | (uint64_t)(field[i] - '0');
+        }
+        if (i < len && field[i] != 0 && field[i] != ' ')
+                return -EINVAL; /* base-256 and the like: too large for what is looked at here */
+        *ret = v;
+        return 0;
+}
+
+static int watch_header(ManifestWatch *w, UpkErr *err)
+{
+        const uint8_t *h = w->header;
+        uint8_t type = h[156];
+        uint64_t size;
+
+        if (tar_size(h + 124, 12, &size) < 0)
+                return upk_err(err, UPK_ERR_FORMAT, -EBADMSG, "target %s: a tar header before %s is broken",
+                               w->name, BUNDLE_MANIFEST_NAME);
+        if (type == 'x' || type == 'g') {
+                if (size > MANIFEST_SIZE_MAX)
+                        return upk_err(err, UPK_ERR_FORMAT, -EBADMSG,
+                                       "target %s: a pax header of %" PRIu64 " bytes before %s", w->name,
+                                       size, BUNDLE_MANIFEST_NAME);
+                w->left = (size + TAR_BLOCK - 1) / TAR_BLOCK * TAR_BLOCK;
+                w->state = w->left ? WATCH_SKIP : WATCH_HEADER;
+                return 0;
+        }
+        if ((type != '0' && type != 0) || strnlen((const char *)h, 100) != strlen(BUNDLE_MANIFEST_NAME) ||
+            memcmp(h, BUNDLE_MANIFEST_NAME, strlen(BUNDLE_MANIFEST_NAME)) != 0 || h[345] != 0)
+                return upk_err(err, UPK_ERR_FORMAT, -EBADMSG,
+                               "target %s: the bundle does not start with %s, so custom.manifest_sha256 "
+                               "cannot be checked",
+                               w->name, BUNDLE_MANIFEST_NAME);
+        if (size > MANIFEST_SIZE_MAX)
+                return upk_err(err, UPK_ERR_FORMAT, -EBADMSG,
+                               "target %s: %s has %" PRIu64 " bytes, more than %u", w->name,
+                               BUNDLE_MANIFEST_NAME, size, (unsigned)MANIFEST_SIZE_MAX);
+        w->left = size;
+        w->state = WATCH_MANIFEST;
+        return 0;
+}
+
+static int watch_end(ManifestWatch *w, UpkErr *err)
+{
+        uint8_t digest[32];
+        unsigned len = 0;
+
+        w->state = WATCH_DONE;
+        if (EVP_DigestFinal_ex(w->md, digest, &len) != 1 || len != sizeof(digest))
+                return upk_err(err, UPK_ERR_IO, -EIO, "target %s: cannot compute a SHA-256", w->name);
+        return check_manifest_sha256(&w->expect, w->name, digest, err);
+}
+
+static int watch_feed(ManifestWatch *w, const uint8_t *p, size_t n, UpkErr *err)
+{
+        int r;
+
+        while (n > 0 && w->state != WATCH_DONE) {
+                size_t k = 0;
+
+                switch (w->state) {
+                case WATCH_HEADER:
+                        k = n < TAR_BLOCK - w->have ? n : TAR_BLOCK - w->have;
+                        memcpy(w->header + w->have, p, k);
+                        w->have += k;
+                        if (w->have == TAR_BLOCK) {
+                                w->have = 0;
+                                r = watch_header(w, err);
+                                if (r < 0)
+                                        return r;
+                                if (w->state == WATCH_MANIFEST && w->left == 0)
+                                        return watch_end(w, err);
+                        }
+                        break;
+                case WATCH_SKIP:
+                        k = n < w->left ? n : (size_t)w->left;
+                        w->left -= k;
+                        if (w->left == 0)
+                                w->state = WATCH_HEADER;
+                        break;
+                case WATCH_MANIFEST:
+                        k = n < w->left ? n : (size_t)w->left;
+                        if (EVP_DigestUpdate(w->md, p, k) != 1)
+                                return upk_err(err, UPK_ERR_IO, -EIO, "target %s: cannot compute a SHA-256",
+                                               w->name);
+                        w->left -= k;
+                        if (w->left == 0)
+                                return watch_end(w, err);
+                        break;
+                case WATCH_DONE:
+                        return 0;
+                }
+                p += k;
+                n -= k;
+        }
+        return 0;
+}
+
+static int manifest_watch_new(const Offer *o, ManifestWatch **ret, UpkErr *err)
+{
+        ManifestWatch *w;
+
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return upk_err_oom(err);
+        w->expect.has_manifest_sha256 = true;
+        w->name = strdup(o->name);
+        w->md = EVP_MD_CTX_new();
+        if (!w->name || !w->md ||
+            (o->target->manifest_sha256 &&
+             !(w->expect.manifest_sha256 = strdup(o->target->manifest_sha256)))) {
+                manifest_watch_free(w);
+                return upk_err_oom(err);
+        }
+        if (EVP_DigestInit_ex(w->md, EVP_sha256(), NULL) != 1) {
+                manifest_watch_free(w);
+                return upk_err(err, UPK_ERR_IO, -EIO, "cannot set up SHA-256");
+        }
+        *ret = w;
+        return 0;
+}
+#endif
+
 struct SourceStream {
         FetchStream *fetch; /* a download, or: */
         int fd;             /* a descriptor the caller handed over (a pipe), or -EBADF */
         int cancel_fd;      /* fd: an eventfd written by source_stream_cancel() */
         atomic_bool cancelled;
-        uint8_t *buf;      /* fd: the bytes of the last read */
+        uint8_t *buf; /* fd: the bytes of the last read */
+#if HAVE_TUF
+        ManifestWatch *watch; /* tuf: custom.manifest_sha256 to check, or NULL */
+#endif
         TufHasher *hasher; /* tuf: NULL for a plain URL; used by the stream's check thread */
         char *name;        /* for messages */
         /* worker side */
@@ -475,6 +694,7 @@ SourceStream *source_stream_free(SourceStream *s)
         fetch_stream_free(s->fetch); /* first: the check uses the hasher */
 #if HAVE_TUF
         tuf_hasher_free(s->hasher);
+        manifest_watch_free(s->watch);
 #endif
         safe_close(s->fd);
         safe_close(s->cancel_fd);
@@ -546,6 +766,11 @@ int source_stream_open_offer(FetchEngine *e, const Config *c, const Offer *o, So
         r = fetch_stream_set_check(s->fetch, check_target, s, err);
         if (r < 0)
                 return r;
+        if (o->target->has_manifest_sha256) {
+                r = manifest_watch_new(o, &s->watch, err);
+                if (r < 0)
+                        return r;
+        }
 #endif
         *ret = TAKE_PTR(s);
         return 0;
@@ -617,6 +842,15 @@ ssize_t source_stream_next(void *userdata, const void **ret_buf)
                 return n;
         }
         n = fetch_stream_next(s->fetch, ret_buf);
+#if HAVE_TUF
+        if (n > 0 && s->watch && watch_feed(s->watch, *ret_buf, (size_t)n, &s->err) < 0) {
+                /* These bytes complete a manifest that is not the one the repository signed: they do not
+                 * reach the installer. */
+                s->failed = true;
+                fetch_stream_cancel(s->fetch);
+                return s->err.code;
+        }
+#endif
         if (n < 0) {
                 fetch_stream_get_error(s->fetch, &s->err);
                 if (s->err.kind == UPK_ERR_NONE)

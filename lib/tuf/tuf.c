@@ -686,6 +686,7 @@ TufTarget *tuf_target_free(TufTarget *t)
         free(t->custom);
         free(t->compatible);
         free(t->version);
+        free(t->manifest_sha256);
         free(t);
         return NULL;
 }
@@ -733,6 +734,9 @@ static int make_target(TufClient *c, const TufMetadata *role, const TufTargetFil
                         return -ENOMEM;
                 t->compatible = custom_string(f->custom, "compatible");
                 t->version = custom_string(f->custom, "version");
+                t->has_manifest_sha256 = json_object_is_type(f->custom, json_type_object) &&
+                                         json_object_object_get_ex(f->custom, "manifest_sha256", NULL);
+                t->manifest_sha256 = custom_string(f->custom, "manifest_sha256");
         }
         if (c->targets_url) {
                 /* 5.7.3: HASH.FILENAME under consistent snapshots, in the target's own directory. */

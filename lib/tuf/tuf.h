@@ -64,6 +64,11 @@ typedef struct TufTarget {
         char *custom;     /* the "custom" object as JSON text, NULL when none */
         char *compatible; /* custom.compatible, NULL when absent or not a string */
         char *version;    /* custom.version, likewise */
+        /* custom.manifest_sha256: the SHA-256 (hex) of the bundle's manifest.json bytes, which the
+         * client checks before it installs; `has_manifest_sha256` when the key is there at all (then a
+         * NULL value was not a string: nothing can match it). */
+        bool has_manifest_sha256;
+        char *manifest_sha256;
 } TufTarget;
 
 typedef struct TufClient TufClient;

@@ -411,24 +411,88 @@ def test_target_longer_than_its_metadata_is_cut_off(tmp_path, world):
     assert w.device.primary() == "A"
 
 
-def test_target_bytes_other_than_the_metadata_are_rejected(tmp_path, world):
+@pytest.mark.parametrize("with_manifest_sha256", [False, True])
+def test_target_bytes_other_than_the_metadata_are_rejected(tmp_path, world, with_manifest_sha256):
     """The server sends another, validly signed bundle of the same length: the bundle signature and the
-    payload hashes pass, the TUF hash check at the end of the stream does not, before activation."""
+    payload hashes pass, the TUF hash check at the end of the stream does not, before activation. With
+    custom.manifest_sha256 in the target, the other manifest is refused already when it has been read."""
     w = world(policy="all")
     good = make_bundle(tmp_path, "1.1.0", payload_bytes(24), name="good").read_bytes()
     evil = make_bundle(tmp_path, "1.1.0", payload_bytes(25), name="evil").read_bytes()
     # Same payload size, same signer: the bundles have the same length, so only the hash can tell.
     assert len(good) == len(evil), (len(good), len(evil))
     name = w.add(tmp_path / "good-1.1.0-None.upk", "1.1.0")
+    if not with_manifest_sha256:
+        w.repo.targets[name][1]["manifest_sha256"] = None  # tufrepo: leave it out
     w.publish()
     (w.www / w.target_path(name).lstrip("/")).write_bytes(evil)
     w.start(env=NO_AUTO_CHECK)
     assert w.bus.call("Check") == ["1.1.0"]
     w.wait_state("error")
     err = w.get("LastError")
-    assert name in err and "hash" in err, err
+    if with_manifest_sha256:
+        assert f"target {name}: the bundle's manifest.json has sha256 " in err, err
+    else:
+        assert name in err and "hash" in err, err
     assert w.device.primary() == "A"
     assert not w.device.state().get("pending")
+
+
+def manifest_bytes_of(bundle):
+    import tarfile
+    with tarfile.open(bundle, mode="r:") as tar:
+        first = tar.next()
+        assert first.name == "manifest.json"
+        return tar.extractfile(first).read()
+
+
+def test_targets_carry_manifest_sha256(tmp_path, world):
+    w = world(policy="none")
+    b = make_bundle(tmp_path, "1.1.0", payload_bytes(26))
+    name = w.add(b, "1.1.0")
+    w.publish()
+    targets = json.loads(max((w.www / "metadata").glob("*.targets.json")).read_text())["signed"]["targets"]
+    assert targets[name]["custom"]["manifest_sha256"] == hashlib.sha256(manifest_bytes_of(b)).hexdigest()
+    # The matching value lets the install through.
+    w.start(env=NO_AUTO_CHECK)
+    assert w.bus.call("Check") == ["1.1.0"]
+    p = w.ctl("install")
+    assert p.returncode == 0, describe(p) + w.log()
+
+
+@pytest.mark.parametrize("policy", ["none", "security"])
+def test_manifest_sha256_mismatch_is_refused(tmp_path, world, policy):
+    """The target's bytes match its hashes, but custom.manifest_sha256 names another manifest: refused
+    before the installer sees the manifest (policy none: at the install; security: already when the
+    check reads the bundle's head), nothing installed."""
+    w = world(policy=policy)
+    payload = payload_bytes(27)
+    b = make_bundle(tmp_path, "1.1.0", payload, security="security")
+    name = "acme-gw-1.1.0-acme-gw.upk"
+    wrong = hashlib.sha256(b"another manifest").hexdigest()
+    w.repo.targets[name] = (b.read_bytes(), {"compatible": "acme-gw", "version": "1.1.0",
+                                             "manifest_sha256": wrong})
+    w.publish()
+    right = hashlib.sha256(manifest_bytes_of(b)).hexdigest()
+    reason = (f"target {name}: the bundle's manifest.json has sha256 {right}, but the repository's "
+              f"custom.manifest_sha256 says {wrong}")
+    w.start(env=NO_AUTO_CHECK)
+    if policy == "none":
+        assert w.bus.call("Check") == ["1.1.0"]
+        p = w.ctl("install")
+        assert p.returncode != 0, describe(p)
+        assert reason in p.stderr, describe(p) + w.log()
+    else:
+        p = w.ctl("check")
+        assert p.returncode != 0, describe(p)
+        assert reason in p.stderr, describe(p) + w.log()
+        assert w.get("AvailableVersion") == ""
+    w.wait_state("error")
+    assert reason in w.get("LastError")
+    assert not slot_b_holds(w.device, payload)
+    assert w.device.primary() == "A"
+    state = w.device.data / "state.json"
+    assert not state.exists() or not w.device.state().get("pending")
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -4,12 +4,15 @@
 Keys of the three standard types (ed25519, ecdsa-sha2-nistp256, rsassa-pss-sha256), metadata signed over
 canonical JSON, the four top-level roles, delegated targets roles, consistent snapshots (VERSION.ROLE.json
 and HASH.NAME target files), expiry and versions under the test's control. Everything is rewritten by
-`publish()`; tests change attributes in between, or tamper with the files afterwards.
+`publish()`; tests change attributes in between, or tamper with the files afterwards. A target with a
+`custom` whose bytes are a bundle gets custom.manifest_sha256 (upkeep.conf(5), [source]).
 """
 
 import copy
 import hashlib
+import io
 import json
+import tarfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,6 +21,20 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 TOP = ("root", "timestamp", "snapshot", "targets")
 FUTURE = "2099-01-01T00:00:00Z"
+
+
+def manifest_sha256(data):
+    """The sha256 hex of a bundle's manifest.json bytes (its first tar member), as a target's
+    custom.manifest_sha256 carries it; None when `data` is not a bundle. A target's custom that names
+    manifest_sha256 itself keeps its own value (tests set a wrong one; None leaves the key out)."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            first = tar.next()
+            if first is None or first.name != "manifest.json" or not first.isfile():
+                return None
+            return hashlib.sha256(tar.extractfile(first).read()).hexdigest()
+    except tarfile.TarError:
+        return None
 
 
 def expires_in(days):
@@ -159,6 +176,11 @@ class Repo:
             t = {"length": len(data), "hashes": {"sha256": hashlib.sha256(data).hexdigest()}}
             if custom is not None:
                 t["custom"] = custom
+                digest = manifest_sha256(data)
+                if custom.get("manifest_sha256", "") is None:
+                    t["custom"] = {k: v for k, v in custom.items() if k != "manifest_sha256"}
+                elif digest is not None and "manifest_sha256" not in custom:
+                    t["custom"] = dict(custom, manifest_sha256=digest)
             targets[path] = t
         signed = {"_type": "targets", "spec_version": "1.0.31",
                   "version": d.version if d else self.version["targets"],
