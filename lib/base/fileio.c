@@ -2,8 +2,15 @@
 #include "fileio.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#if __has_include(<linux/openat2.h>)
+#include <linux/openat2.h>
+#endif
 
 #include "util.h"
 
@@ -132,4 +139,114 @@ int mkdir_p(const char *path, mode_t mode)
         if (mkdir(p, mode) < 0 && errno != EEXIST)
                 return -errno;
         return 0;
+}
+
+/* One node on the way to a trusted file: -EPERM when it is owned by another user than root or us, or
+ * writable by others (a folder above the file may be, when it is sticky and root's, like /tmp). */
+static int trusted_node(const char *node, const char *path, bool is_file, bool secret, UpkErr *err)
+{
+        struct stat st;
+        mode_t mode;
+
+        if (stat(node, &st) < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "%s: %m", node);
+        mode = st.st_mode & 07777;
+        if (st.st_uid != 0 && st.st_uid != geteuid()) {
+                if (is_file)
+                        return upk_err(err, UPK_ERR_CONFIG, -EPERM,
+                                       "%s is owned by uid %u, not by root: run chown root %s", path,
+                                       (unsigned)st.st_uid, path);
+                return upk_err(err, UPK_ERR_CONFIG, -EPERM,
+                               "%s: the folder %s is owned by uid %u, not by root: run chown root %s", path,
+                               node, (unsigned)st.st_uid, node);
+        }
+        if ((mode & S_IWOTH) && !(!is_file && (mode & S_ISVTX) && st.st_uid == 0)) {
+                if (is_file)
+                        return upk_err(err, UPK_ERR_CONFIG, -EPERM,
+                                       "%s is writable by others (mode %04o): run chmod o-w %s", path,
+                                       (unsigned)mode, path);
+                return upk_err(err, UPK_ERR_CONFIG, -EPERM,
+                               "%s: the folder %s is writable by others (mode %04o): run chmod o-w %s", path,
+                               node, (unsigned)mode, node);
+        }
+        if (is_file && secret && (mode & S_IROTH))
+                return upk_err(err, UPK_ERR_CONFIG, -EPERM,
+                               "%s is readable by others (mode %04o), but holds a secret: run chmod o-r %s",
+                               path, (unsigned)mode, path);
+        return 0;
+}
+
+int path_check_trusted(const char *path, bool secret, UpkErr *err)
+{
+        _cleanup_free_ char *real = realpath(path, NULL);
+        int r;
+
+        if (!real)
+                return upk_err(err, errno == ENOMEM ? UPK_ERR_IO : UPK_ERR_CONFIG, -errno, "%s: %m", path);
+        r = trusted_node(real, path, true, secret, err);
+        /* every folder above it, up to / */
+        for (char *slash = strrchr(real, '/'); r >= 0 && slash; slash = strrchr(real, '/')) {
+                slash[slash == real] = 0; /* "/a/b" -> "/a"; "/a" -> "/" */
+                r = trusted_node(real, path, false, false, err);
+                if (streq(real, "/"))
+                        break;
+        }
+        return r;
+}
+
+int open_dir_nofollow_walk(const char *path)
+{
+        _cleanup_close_ int fd = -EBADF;
+        const char *p = path;
+
+        if (path[0] != '/')
+                return -EINVAL;
+        fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        for (;;) {
+                char name[NAME_MAX + 1];
+                size_t len;
+                int nfd;
+
+                p += strspn(p, "/");
+                if (!*p)
+                        return TAKE_FD(fd);
+                len = strcspn(p, "/");
+                if (len > NAME_MAX)
+                        return -ENAMETOOLONG;
+                memcpy(name, p, len);
+                name[len] = 0;
+                p += len;
+                nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (nfd < 0) {
+                        struct stat st;
+                        int r = -errno;
+
+                        /* a link to a folder: ELOOP or ENOTDIR, depending on the kernel */
+                        if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISLNK(st.st_mode))
+                                return -ELOOP;
+                        return r;
+                }
+                safe_close(fd);
+                fd = nfd;
+        }
+}
+
+int open_dir_nofollow(const char *path)
+{
+#if defined(SYS_openat2) && defined(RESOLVE_NO_SYMLINKS)
+        struct open_how how = { .flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+                                .resolve = RESOLVE_NO_SYMLINKS };
+        long fd;
+
+        if (path[0] != '/')
+                return -EINVAL;
+        fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+        if (fd >= 0)
+                return (int)fd;
+        if (errno != ENOSYS && errno != EPERM) /* EPERM: a seccomp filter that does not know it */
+                return -errno;
+#endif
+        return open_dir_nofollow_walk(path);
 }

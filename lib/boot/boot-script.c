@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "boot-internal.h"
+#include "fileio.h"
 #include "strv.h"
 
 #define SCRIPT_EXIT_UNKNOWN 3 /* get-current: the booted slot is not known */
@@ -26,6 +27,8 @@ static int script_init(BootBackend *b, const Config *c, UpkErr *err)
         if (access(c->boot_script, X_OK) < 0)
                 return upk_err(err, UPK_ERR_CONFIG, -errno, "[boot] script: %s is not executable: %m",
                                c->boot_script);
+        if (path_check_trusted(c->boot_script, false, err) < 0)
+                return upk_err_prefix(err, "[boot] script refused");
         b->path = strdup(c->boot_script);
         if (!b->path)
                 return upk_err_oom(err);

@@ -986,6 +986,36 @@ static int config_finish(LoadCtx *ctx, const char *main_path, UpkErr *err)
         return 0;
 }
 
+/* A warning when root should not trust `path` (another user's, or writable by others; a secret readable by
+ * others). What does not exist is reported where it is used. */
+static int warn_untrusted(LoadCtx *ctx, const char *what, const char *path, bool secret)
+{
+        UpkErr e = {};
+
+        if (isempty(path) || path_check_trusted(path, secret, &e) != -EPERM)
+                return 0;
+        return add_warning(ctx->c, &ctx->dropped_warnings, strdup_printf("%s: %s", what, e.msg));
+}
+
+/* The files upkeep trusts without running them: the configuration, the keyring, the CRL, the TUF root,
+ * the TLS CA and the client key. */
+static int warn_untrusted_files(LoadCtx *ctx, const char *prefix)
+{
+        _cleanup_free_ char *conf_d = strdup_printf("%sconf.d", prefix);
+        const Config *c = ctx->c;
+        int r = conf_d ? 0 : -ENOMEM;
+
+        for (size_t i = 0; r >= 0 && i < ctx->n_files; i++)
+                r = warn_untrusted(ctx, "configuration", ctx->files[i], false);
+        r = r ?: warn_untrusted(ctx, "configuration folder", conf_d, false);
+        r = r ?: warn_untrusted(ctx, "[keyring] path", c->keyring, false);
+        r = r ?: warn_untrusted(ctx, "[keyring] crl", c->crl, false);
+        r = r ?: warn_untrusted(ctx, "[source] root", c->source_root, false);
+        r = r ?: warn_untrusted(ctx, "[source] ca", c->source_ca, false);
+        r = r ?: warn_untrusted(ctx, "[source] client-key", c->source_client_key, true);
+        return r;
+}
+
 int config_load(const char *path, Config **ret, UpkErr *err)
 {
         _cleanup_(config_freep) Config *c = NULL;
@@ -1028,6 +1058,10 @@ int config_load(const char *path, Config **ret, UpkErr *err)
         r = config_finish(ctx, path, err);
         if (r < 0)
                 goto out;
+        if (warn_untrusted_files(ctx, prefix) < 0) {
+                r = upk_err_oom(err);
+                goto out;
+        }
         c->config_path = strdup(path);
         if (!c->config_path) {
                 r = upk_err_oom(err);

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "install-internal.h"
 #include "log.h"
 #include "process.h"
@@ -73,6 +74,12 @@ static int run_health_checks(const Config *c, const char *version, const char *s
                 if (access(path, X_OK) < 0) {
                         upk_log(LOG_LEVEL_WARNING, "health check %s is not executable: skipped", path);
                         continue;
+                }
+                /* a check others could change is not run: the confirmation fails */
+                if (path_check_trusted(path, false, &e) < 0) {
+                        *ret_reason = strdup_printf("health check %s not run: %s", path, e.msg);
+                        r = 1;
+                        break;
                 }
                 what = strdup_printf("health check %s", path);
                 const char *argv[] = { path, NULL };

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "fileio.h"
 #include "handler-internal.h"
 #include "manifest.h"
 
@@ -85,6 +86,8 @@ static int open_exec(Handler *h, const char *prog, const char *dir, UpkErr *err)
         if (access(h->program, X_OK) < 0)
                 return upk_err(err, UPK_ERR_CONFIG, -errno, "handler program %s is not executable: %m",
                                h->program);
+        if (path_check_trusted(h->program, false, err) < 0)
+                return upk_err_prefix(err, "handler %s refused", h->name);
         h->ops = &handler_exec_ops;
         return 0;
 }
@@ -109,6 +112,8 @@ static int open_plugin(Handler *h, const char *dir, UpkErr *err)
         if (!S_ISREG(st.st_mode))
                 return upk_err(err, UPK_ERR_CONFIG, -EACCES, "handler plugin %s is not a regular file",
                                path);
+        if (path_check_trusted(path, false, err) < 0)
+                return upk_err_prefix(err, "handler %s refused", h->name);
 
         (void)dlerror();
         h->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);

@@ -717,6 +717,12 @@ TEST(backend_new_validates)
         test_write_file("nope.sh", "#!/bin/sh\n", 10);
         ASSERT_UPK_ERR(boot_backend_new(c, slots_ab, 2, &b, &e), &e, -EACCES, UPK_ERR_CONFIG,
                        "is not executable");
+        /* a script others may change is not run as root */
+        ASSERT_OK(chmod("nope.sh", 0757));
+        ASSERT_UPK_ERR(boot_backend_new(c, slots_ab, 2, &b, &e), &e, -EPERM, UPK_ERR_CONFIG,
+                       "[boot] script refused: ");
+        ASSERT_TRUE(strstr(e.msg, "nope.sh is writable by others (mode 0757): run chmod o-w "));
+        ASSERT_TRUE(!b);
         free(c->boot_script);
         c->boot_script = strdup("nope.sh");
         ASSERT_UPK_ERR(boot_backend_new(c, slots_ab, 2, &b, &e), &e, -EINVAL, UPK_ERR_CONFIG,

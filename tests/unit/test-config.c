@@ -357,6 +357,61 @@ TEST(unknown_key_is_a_warning)
         ASSERT_STREQ(c->warnings[2], "upkeep.conf:8: unknown key \"label\" in [slot.rootfs.A], ignored");
 }
 
+/* What others may change (or read, for the client key) is trusted only with a warning. */
+TEST(untrusted_files_are_warned_about)
+{
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_free_ char *keyring = test_cwd_path("keyring.pem"), *crl = test_cwd_path("keyring.crl"),
+                            *root = test_cwd_path("root.json"), *key = test_cwd_path("client.key"),
+                            *text = NULL, *want = NULL;
+        static const char *const files[] = { "keyring.pem", "keyring.crl", "root.json", "client.key" };
+
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                write_str(files[i], "x");
+                ASSERT_OK(chmod(files[i], 0644));
+        }
+        text = strdup_printf("[device]\ncompatible = acme\n[keyring]\npath = %s\ncrl = %s\n"
+                             "[source]\nroot = %s\nclient-key = %s\n",
+                             keyring, crl, root, key);
+        write_str("upkeep.conf", text);
+        ASSERT_OK(mkdir("conf.d", 0755));
+        write_str("conf.d/10-local.conf", "[device]\ncompatible = acme\n");
+        ASSERT_OK(chmod("upkeep.conf", 0644));
+        ASSERT_OK(chmod("conf.d/10-local.conf", 0644));
+        ASSERT_OK(chmod("client.key", 0600));
+        c = load_ok("upkeep.conf");
+        ASSERT_EQ(c->n_warnings, 0);
+        c = config_free(c);
+
+        ASSERT_OK(chmod("upkeep.conf", 0666));
+        ASSERT_OK(chmod("conf.d", 0777));
+        ASSERT_OK(chmod("conf.d/10-local.conf", 0666));
+        ASSERT_OK(chmod("keyring.pem", 0646));
+        ASSERT_OK(chmod("keyring.crl", 0666));
+        ASSERT_OK(chmod("root.json", 0666));
+        ASSERT_OK(chmod("client.key", 0604));
+        c = load_ok("upkeep.conf");
+        ASSERT_EQ(c->n_warnings, 7);
+        ASSERT_STREQ(
+                c->warnings[0],
+                "configuration: upkeep.conf is writable by others (mode 0666): run chmod o-w upkeep.conf");
+        ASSERT_TRUE(strstr(c->warnings[1],
+                           "configuration: conf.d/10-local.conf is writable by others (mode 0666)"));
+        ASSERT_STREQ(c->warnings[2],
+                     "configuration folder: conf.d is writable by others (mode 0777): run chmod o-w conf.d");
+        want = strdup_printf("[keyring] path: %s is writable by others (mode 0646): run chmod o-w %s",
+                             keyring, keyring);
+        ASSERT_STREQ(c->warnings[3], want);
+        ASSERT_TRUE(strneq(c->warnings[4], "[keyring] crl: ", 15));
+        ASSERT_TRUE(strneq(c->warnings[5], "[source] root: ", 15));
+        free(want);
+        want = strdup_printf(
+                "[source] client-key: %s is readable by others (mode 0604), but holds a secret: "
+                "run chmod o-r %s",
+                key, key);
+        ASSERT_STREQ(c->warnings[6], want);
+}
+
 TEST(warnings_are_capped)
 {
         _cleanup_(config_freep) Config *c = NULL;

@@ -132,6 +132,22 @@ TEST(open_builtin_and_refusals)
         ASSERT_OK(mkdir("adir", 0755));
         ASSERT_UPK_ERR(handler_open("exec:adir", ".", &h, &err), &err, -EACCES, UPK_ERR_CONFIG,
                        "handler program ./adir is not a regular file");
+        /* a program, or a folder above it, that others may change is not run as root */
+        ASSERT_OK(mkdir("handlers", 0755));
+        test_write_file("handlers/prog", "#!/bin/sh\n", 10);
+        ASSERT_OK(chmod("handlers/prog", 0777));
+        ASSERT_UPK_ERR(
+                handler_open("exec:prog", "handlers", &h, &err), &err, -EPERM, UPK_ERR_CONFIG,
+                "handler exec:prog refused: handlers/prog is writable by others (mode 0777): run chmod "
+                "o-w handlers/prog");
+        ASSERT_OK(chmod("handlers/prog", 0755));
+        ASSERT_OK(chmod("handlers", 0777));
+        ASSERT_UPK_ERR(handler_open("exec:prog", "handlers", &h, &err), &err, -EPERM, UPK_ERR_CONFIG,
+                       "handler exec:prog refused: handlers/prog: the folder ");
+        ASSERT_TRUE(strstr(err.msg, "/handlers is writable by others (mode 0777): run chmod o-w "));
+        test_write_file("handlers/plug.so", "not an ELF file", 15);
+        ASSERT_UPK_ERR(handler_open("plug", "handlers", &h, &err), &err, -EPERM, UPK_ERR_CONFIG,
+                       "handler plug refused: handlers/plug.so: the folder ");
         ASSERT_UPK_ERR(handler_open("../evil", ".", &h, &err), &err, -EINVAL, UPK_ERR_CONFIG,
                        "is not raw, archive, file, exec:NAME or a plugin name");
         ASSERT_UPK_ERR(handler_open("odd:thing", ".", &h, &err), &err, -EINVAL, UPK_ERR_CONFIG,

@@ -455,6 +455,27 @@ TEST(failed_health_check_marks_the_slot_bad)
         confirm_result_done(&cr);
 }
 
+TEST(health_check_others_may_change_is_not_run)
+{
+        _cleanup_(config_freep) Config *c = device_new();
+        _cleanup_free_ uint8_t *payload = payload_new(2);
+        _cleanup_free_ char *booted = NULL;
+        ConfirmResult cr = {};
+
+        bundle_new("b", "acme-gw", "1.1.0", payload, PAYLOAD_SIZE);
+        install_ok(c, "b.upk", "1.1.0");
+        write_executable("health.d/10-ok", "#!/bin/sh\ntouch ran\nexit 0\n");
+        ASSERT_OK(chmod("health.d/10-ok", 0777));
+        booted = reboot();
+        ASSERT_STREQ(booted, "B");
+        confirm(c, CONFIRM_FAILED, &cr);
+        ASSERT_TRUE(strstr(cr.reason, "health.d/10-ok not run: "));
+        ASSERT_TRUE(strstr(cr.reason, "10-ok is writable by others (mode 0777): run chmod o-w "));
+        ASSERT_TRUE(access("ran", F_OK) < 0);
+        confirm_result_done(&cr);
+        ASSERT_EQ(slot_state(c, "B"), SLOT_STATE_BAD);
+}
+
 TEST(unconfirmed_try_falls_back)
 {
         _cleanup_(config_freep) Config *c = device_new();
