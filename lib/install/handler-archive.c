@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* archive: a tar stream (compressed or not; libarchive recognises the filter) unpacked into the slot.
- * A folder slot is emptied and filled; a block device slot gets a fresh ext4 file system, mounted on a
- * private folder while it is filled.
+ * A folder slot is emptied, the archive is unpacked into a staging folder inside it (mode 0700, so
+ * nothing of a payload that may yet fail its sha256 is reachable), and commit() moves the tree into the
+ * slot; rollback() removes the staging folder. A block device slot gets a fresh file system, mounted
+ * nosuid,nodev on a private folder while it is filled.
  *
  * libarchive pulls its input while the handler is pushed blocks by write(), so the extraction runs in a
  * thread: write() hands its block over and waits until the thread's read callback has copied all of
@@ -25,6 +27,13 @@
 #define ARCHIVE_DEPTH_MAX      256u  /* folder nesting when the old contents are removed */
 #define ARCHIVE_MEMBER_MAX     4096u /* bytes of a member's path */
 #define ARCHIVE_DEFAULT_FSTYPE "ext4"
+/* The staging folder in a folder slot, and the folder in it that the archive is unpacked into (its
+ * mode may come from the archive's "." member; the staging folder's 0700 stays). */
+#define ARCHIVE_STAGING      ".upkeep-staging"
+#define ARCHIVE_STAGING_TREE "tree"
+/* Components of a member's path: the slot, the staging folder and its tree folder hold it, and the
+ * whole of it must stay removable (remove_contents() descends ARCHIVE_DEPTH_MAX folders). */
+#define ARCHIVE_MEMBER_DEPTH_MAX (ARCHIVE_DEPTH_MAX - 2u)
 
 /* The file systems archive can make on a block slot, with the mkfs options that make it quietly
  * over whatever was there. */
@@ -37,7 +46,11 @@ static const struct {
 };
 
 typedef struct Archive {
-        char *dest;      /* the folder extracted into: the slot, or the mount point of a device slot */
+        char *dest;      /* the folder extracted into: the staging tree of a folder slot, or the mount
+                          * point of a device slot */
+        char *slot;      /* a folder slot's resolved path, else NULL */
+        int slot_fd;     /* a folder slot, else -EBADF */
+        int staging_fd;  /* its staging folder while it exists, else -EBADF */
         char *device;    /* a device slot's block device, else NULL */
         char *mount_dir; /* our mount point, NULL when nothing is mounted */
         size_t fs;       /* index into mkfs_table */
@@ -120,14 +133,26 @@ static int remove_contents(int dfd, dev_t dev, unsigned depth, const char *where
         return r;
 }
 
-static int empty_folder(const char *path, char *msg, size_t msg_size)
+/* The staging folder and all in it, by file descriptor, following no link (after the extraction
+ * stopped). */
+static int remove_staging(Archive *s, char *msg, size_t msg_size)
 {
-        _cleanup_close_ int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         struct stat st;
+        int r;
 
-        if (dfd < 0 || fstat(dfd, &st) < 0)
-                return handler_msg(msg, msg_size, -errno, "cannot open the folder %s: %m", path);
-        return remove_contents(dfd, st.st_dev, 0, path, msg, msg_size);
+        if (s->staging_fd < 0)
+                return 0;
+        if (fstat(s->staging_fd, &st) < 0)
+                return handler_msg(msg, msg_size, -errno, "cannot access %s/%s: %m", s->slot,
+                                   ARCHIVE_STAGING);
+        r = remove_contents(s->staging_fd, st.st_dev, 0, s->dest ?: ARCHIVE_STAGING, msg, msg_size);
+        if (r < 0)
+                return r;
+        s->staging_fd = safe_close(s->staging_fd);
+        if (unlinkat(s->slot_fd, ARCHIVE_STAGING, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                return handler_msg(msg, msg_size, -errno, "cannot remove %s/%s: %m", s->slot,
+                                   ARCHIVE_STAGING);
+        return 0;
 }
 
 /* A member path stays inside the slot: relative, no ".." component. */
@@ -143,6 +168,26 @@ static bool member_path_ok(const char *p)
                 c += strspn(c, "/");
         }
         return true;
+}
+
+/* The number of components of a member path other than ".", and whether the first of them is the
+ * staging folder's name (which the member would take in the slot). */
+static size_t member_depth(const char *p, bool *ret_staging)
+{
+        size_t depth = 0;
+
+        *ret_staging = false;
+        for (const char *c = p; *c;) {
+                size_t n = strcspn(c, "/");
+                if (n > 0 && !(n == 1 && c[0] == '.')) {
+                        if (depth == 0)
+                                *ret_staging = n == strlen(ARCHIVE_STAGING) && strneq(c, ARCHIVE_STAGING, n);
+                        depth++;
+                }
+                c += n;
+                c += strspn(c, "/");
+        }
+        return depth;
 }
 
 static la_ssize_t feed_read(struct archive *a, void *userdata, const void **ret_buf)
@@ -245,6 +290,7 @@ static int extract(Archive *s, char *msg, size_t msg_size)
         for (;;) {
                 _cleanup_free_ char *name = NULL, *full = NULL, *link = NULL;
                 const char *hl;
+                bool staging;
 
                 r = archive_read_next_header(a, &entry);
                 if (r == ARCHIVE_EOF) {
@@ -262,7 +308,22 @@ static int extract(Archive *s, char *msg, size_t msg_size)
                 }
                 if (!member_path_ok(name)) {
                         r = handler_msg(msg, msg_size, -EBADMSG,
-                                        "archive member \"%.200s\" would land outside %s", name, s->dest);
+                                        "archive member \"%.200s\" would land outside %s", name,
+                                        s->slot ?: s->dest);
+                        goto out;
+                }
+                if (member_depth(name, &staging) > ARCHIVE_MEMBER_DEPTH_MAX) {
+                        r = handler_msg(msg, msg_size, -ELOOP,
+                                        "archive member \"%.200s\" nests deeper than %u", name,
+                                        ARCHIVE_MEMBER_DEPTH_MAX);
+                        goto out;
+                }
+                if (staging && s->slot) {
+                        r = handler_msg(
+                                msg, msg_size, -EBADMSG,
+                                "archive member \"%.200s\" uses the name %s, which upkeep keeps for its "
+                                "staging folder",
+                                name, ARCHIVE_STAGING);
                         goto out;
                 }
                 hl = archive_entry_hardlink(entry);
@@ -270,7 +331,7 @@ static int extract(Archive *s, char *msg, size_t msg_size)
                         if (!member_path_ok(hl)) {
                                 r = handler_msg(msg, msg_size, -EBADMSG,
                                                 "archive member \"%.200s\" links to \"%.200s\" outside %s",
-                                                name, hl, s->dest);
+                                                name, hl, s->slot ?: s->dest);
                                 goto out;
                         }
                         r = prefix_path(s->dest, hl, &link);
@@ -324,10 +385,20 @@ static void stop_thread(Archive *s)
 
 static void archive_state_free(Archive *s)
 {
+        char msg[HANDLER_MSG_MAX];
+
         if (!s)
                 return;
         stop_thread(s);
+        (void)remove_staging(s, msg, sizeof(msg));
+        safe_close(s->staging_fd);
+        safe_close(s->slot_fd);
         if (s->mount_dir) {
+                /* Still mounted: the install failed before finish(), nothing in it is verified. */
+                _cleanup_close_ int fd = open(s->mount_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                struct stat st;
+                if (fd >= 0 && fstat(fd, &st) >= 0)
+                        (void)remove_contents(fd, st.st_dev, 0, s->mount_dir, msg, sizeof(msg));
                 (void)umount2(s->mount_dir, MNT_DETACH);
                 (void)rmdir(s->mount_dir);
         }
@@ -335,6 +406,7 @@ static void archive_state_free(Archive *s)
         pthread_mutex_destroy(&s->lock);
         free(s->mount_dir);
         free(s->device);
+        free(s->slot);
         free(s->dest);
         free(s);
 }
@@ -410,6 +482,38 @@ static int prepare_device(Archive *s, char *msg, size_t msg_size)
         return 0;
 }
 
+/* A folder slot: emptied (also of a staging folder a crash left), then an empty staging folder. */
+static int prepare_folder(Archive *s, const char *destination, char *msg, size_t msg_size)
+{
+        struct stat st;
+        int r;
+
+        /* No link in the path to dest: libarchive refuses to extract through one. */
+        s->slot = realpath(destination, NULL);
+        if (!s->slot)
+                return handler_msg(msg, msg_size, -errno, "cannot resolve %s: %m", destination);
+        s->slot_fd = open(s->slot, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (s->slot_fd < 0 || fstat(s->slot_fd, &st) < 0)
+                return handler_msg(msg, msg_size, -errno, "cannot open the folder %s: %m", s->slot);
+        r = remove_contents(s->slot_fd, st.st_dev, 0, s->slot, msg, msg_size);
+        if (r < 0)
+                return r;
+
+        if (mkdirat(s->slot_fd, ARCHIVE_STAGING, 0700) < 0)
+                return handler_msg(msg, msg_size, -errno, "cannot create %s/%s: %m", s->slot,
+                                   ARCHIVE_STAGING);
+        s->staging_fd = openat(s->slot_fd, ARCHIVE_STAGING, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (s->staging_fd < 0)
+                return handler_msg(msg, msg_size, -errno, "cannot open %s/%s: %m", s->slot, ARCHIVE_STAGING);
+        s->dest = strdup_printf("%s/%s/%s", streq(s->slot, "/") ? "" : s->slot, ARCHIVE_STAGING,
+                                ARCHIVE_STAGING_TREE);
+        if (!s->dest)
+                return -ENOMEM;
+        if (fchmod(s->staging_fd, 0700) < 0 || mkdirat(s->staging_fd, ARCHIVE_STAGING_TREE, 0700) < 0)
+                return handler_msg(msg, msg_size, -errno, "cannot create %s: %m", s->dest);
+        return 0;
+}
+
 static int archive_begin_state(Archive *s, const struct upkeep_payload *p, const char *destination,
                                char *msg, size_t msg_size)
 {
@@ -420,11 +524,7 @@ static int archive_begin_state(Archive *s, const struct upkeep_payload *p, const
         if (stat(destination, &st) < 0)
                 return handler_msg(msg, msg_size, -errno, "cannot access %s: %m", destination);
         if (S_ISDIR(st.st_mode)) {
-                /* No link in the path to dest: libarchive refuses to extract through one. */
-                s->dest = realpath(destination, NULL);
-                if (!s->dest)
-                        return handler_msg(msg, msg_size, -errno, "cannot resolve %s: %m", destination);
-                r = empty_folder(s->dest, msg, msg_size);
+                r = prepare_folder(s, destination, msg, msg_size);
                 if (r < 0)
                         return r;
         } else if (S_ISBLK(st.st_mode)) {
@@ -470,6 +570,7 @@ static int archive_begin(const struct upkeep_payload *p, void **ret_state, char 
 
         if (!s)
                 return -ENOMEM;
+        s->slot_fd = s->staging_fd = -EBADF;
         pthread_mutex_init(&s->lock, NULL);
         pthread_cond_init(&s->cond, NULL);
         r = archive_begin_state(s, p, p->destination, msg, msg_size);
@@ -546,16 +647,89 @@ static int archive_finish(void *state, char *msg, size_t msg_size)
         return 0;
 }
 
+/* One pass over the staging tree, moving what it holds into the slot; *ret_moved counts the entries. */
+static int move_pass(Archive *s, DIR *d, size_t *ret_moved, char *msg, size_t msg_size)
+{
+        struct dirent *de;
+
+        *ret_moved = 0;
+        rewinddir(d);
+        for (;;) {
+                errno = 0;
+                de = readdir(d);
+                if (!de)
+                        return errno != 0 ? handler_msg(msg, msg_size, -errno,
+                                                        "cannot read the folder %s: %m", s->dest)
+                                          : 0;
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                /* Never over something: the slot was emptied at begin(). */
+                if (renameat2(dirfd(d), de->d_name, s->slot_fd, de->d_name, RENAME_NOREPLACE) < 0)
+                        return handler_msg(msg, msg_size, -errno, "cannot move %s from %s into %s: %m",
+                                           de->d_name, s->dest, s->slot);
+                (*ret_moved)++;
+        }
+}
+
+/* A folder slot: the verified tree goes live, entry by entry (a power cut in between leaves a slot
+ * that is marked bad and emptied by the next install). */
+static int move_into_slot(Archive *s, char *msg, size_t msg_size)
+{
+        int fd =
+                openat(s->staging_fd, ARCHIVE_STAGING_TREE, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        size_t moved;
+        DIR *d;
+        int r;
+
+        if (fd < 0)
+                return handler_msg(msg, msg_size, -errno, "cannot open %s: %m", s->dest);
+        d = fdopendir(fd);
+        if (!d) {
+                r = handler_msg(msg, msg_size, -errno, "cannot read the folder %s: %m", s->dest);
+                safe_close(fd);
+                return r;
+        }
+        /* Again until a pass finds nothing: readdir() need not return every entry while others go. */
+        do
+                r = move_pass(s, d, &moved, msg, msg_size);
+        while (r >= 0 && moved > 0);
+        closedir(d);
+        if (r < 0)
+                return r;
+        if (unlinkat(s->staging_fd, ARCHIVE_STAGING_TREE, AT_REMOVEDIR) < 0)
+                return handler_msg(msg, msg_size, -errno, "cannot remove %s: %m", s->dest);
+        r = remove_staging(s, msg, msg_size);
+        if (r < 0)
+                return r;
+        if (fsync(s->slot_fd) < 0)
+                return handler_msg(msg, msg_size, -errno, "cannot sync the folder %s: %m", s->slot);
+        return 0;
+}
+
 static int archive_commit(void *state, char *msg, size_t msg_size)
 {
-        /* The files are in place since finish(); the installer switches the boot slot. */
-        archive_state_free(state);
-        return 0;
+        Archive *s = state;
+        struct stat st;
+        char ignore[HANDLER_MSG_MAX];
+        int r = 0;
+
+        /* A device slot is complete since finish(); the installer switches the boot slot. */
+        if (s->slot_fd >= 0) {
+                r = move_into_slot(s, msg, msg_size);
+                /* Failed halfway: nothing of the payload stays in the slot. */
+                if (r < 0 && fstat(s->slot_fd, &st) >= 0) {
+                        (void)remove_staging(s, ignore, sizeof(ignore));
+                        (void)remove_contents(s->slot_fd, st.st_dev, 0, s->slot, ignore, sizeof(ignore));
+                }
+        }
+        archive_state_free(s);
+        return r;
 }
 
 static void archive_rollback(void *state)
 {
-        /* Stop and join the extraction and unmount; the installer marks the slot bad. */
+        /* Stop and join the extraction, remove the staging folder and what it holds, unmount; the
+         * installer marks the slot bad. */
         archive_state_free(state);
 }
 

@@ -631,6 +631,105 @@ TEST(archive_rollback_mid_stream_joins)
         ASSERT_EQ(count_fds(), fds);
 }
 
+/* Issue 12: until commit() nothing of the archive is in the slot but the staging folder (mode 0700); a
+ * rollback, also after a complete extraction (the payload's sha256 failed at its end), removes it. */
+TEST(archive_stages_until_commit_and_rollback_removes_it)
+{
+        static const TarEntry evil[] = {
+                { "a.txt", 'f', "a" },
+                { "evil_suid", 'f', "#!/bin/sh\nid\n", 04755 },
+                { "dir", 'd', NULL, 0777 },
+                { "dir/deep", 'f', "x", 02755 },
+        };
+        _cleanup_(handler_freep) Handler *h = NULL;
+        _cleanup_free_ uint8_t *tar = NULL;
+        struct upkeep_payload p;
+        struct stat st;
+        UpkErr err = {};
+        size_t size;
+
+        ASSERT_OK(mkdir("slot", 0755));
+        test_write_file("slot/old", "x", 1);
+        tar = make_tar(evil, ELEMENTSOF(evil), false, &size);
+        p = payload("archive", "slot", size);
+
+        /* begin, every byte, no finish: the bundle found the sha256 wrong */
+        ASSERT_OK(handler_open("archive", ".", &h, &err));
+        ASSERT_OK_E(handler_begin(h, &p, &err), &err);
+        ASSERT_OK(lstat("slot/.upkeep-staging", &st));
+        ASSERT_TRUE(S_ISDIR(st.st_mode));
+        ASSERT_EQ(st.st_mode & 07777, 0700);
+        ASSERT_OK_E(handler_write(h, tar, size, &err), &err);
+        ASSERT_EQ(count_prefixed("slot", ""), 3u); /* ".", ".." and the staging folder */
+        handler_rollback(h);
+        ASSERT_EQ(count_prefixed("slot", ""), 2u);
+        h = handler_free(h);
+
+        /* finished: still staged */
+        ASSERT_OK(handler_open("archive", ".", &h, &err));
+        ASSERT_OK_E(install(h, &p, tar, size, 1000, &err), &err);
+        ASSERT_EQ(count_prefixed("slot", ""), 3u);
+        ASSERT_TRUE(exists("slot/.upkeep-staging/tree/evil_suid"));
+        handler_rollback(h);
+        ASSERT_EQ(count_prefixed("slot", ""), 2u);
+        h = handler_free(h);
+
+        /* committed: the tree in the slot, modes as in the archive, no staging folder */
+        ASSERT_OK(handler_open("archive", ".", &h, &err));
+        ASSERT_OK_E(install(h, &p, tar, size, 1000, &err), &err);
+        ASSERT_OK_E(handler_commit(h, &err), &err);
+        ASSERT_FALSE(exists("slot/.upkeep-staging"));
+        ASSERT_EQ(count_prefixed("slot", ""), 5u);
+        ASSERT_OK(stat("slot/evil_suid", &st));
+        ASSERT_EQ(st.st_mode & 07777, 04755);
+        ASSERT_OK(stat("slot/dir/deep", &st));
+        ASSERT_EQ(st.st_mode & 07777, 02755);
+        ASSERT_OK(stat("slot", &st));
+        ASSERT_EQ(st.st_mode & 07777, 0755);
+}
+
+TEST(archive_removes_a_staging_folder_a_crash_left)
+{
+        static const TarEntry small[] = { { "new", 'f', "new" } };
+        UpkErr err = {};
+
+        ASSERT_OK(mkdir("slot", 0755));
+        ASSERT_OK(mkdir("slot/.upkeep-staging", 0700));
+        ASSERT_OK(mkdir("slot/.upkeep-staging/tree", 0700));
+        ASSERT_OK(mkdir("slot/.upkeep-staging/tree/sub", 0555));
+        test_write_file("slot/.upkeep-staging/tree/half", "x", 1);
+        ASSERT_OK_E(install_tar("slot", small, ELEMENTSOF(small), false, 512, &err), &err);
+        ASSERT_EQ(count_prefixed("slot", ""), 3u);
+        ASSERT_TRUE(exists("slot/new"));
+}
+
+TEST(archive_refuses_the_staging_name_and_deep_nesting)
+{
+        static const TarEntry bad[] = { { "ok", 'f', "fine" }, { "./.upkeep-staging/x", 'f', "x" } };
+        static const TarEntry fine[] = { { "sub/.upkeep-staging", 'f', "x" },
+                                         { ".upkeep-staging2", 'f', "y" } };
+        char deep[2 * 300 + 8] = "";
+        UpkErr err = {};
+
+        ASSERT_OK(mkdir("slot", 0755));
+        ASSERT_UPK_ERR(install_tar("slot", bad, ELEMENTSOF(bad), false, 512, &err), &err, -EBADMSG,
+                       UPK_ERR_IO,
+                       "archive member \"./.upkeep-staging/x\" uses the name .upkeep-staging, which upkeep "
+                       "keeps for its staging folder");
+        ASSERT_EQ(count_prefixed("slot", ""), 2u);
+        ASSERT_OK_E(install_tar("slot", fine, ELEMENTSOF(fine), false, 512, &err), &err);
+        ASSERT_TRUE(exists("slot/sub/.upkeep-staging") && exists("slot/.upkeep-staging2"));
+
+        for (size_t i = 0; i < 300; i++)
+                memcpy(deep + 2 * i, "d/", 2);
+        deep[2 * 300] = 'f';
+        const TarEntry too_deep[] = { { deep, 'f', "x" } };
+        upk_err_clear(&err);
+        ASSERT_EQ(install_tar("slot", too_deep, ELEMENTSOF(too_deep), false, 4096, &err), -ELOOP);
+        ASSERT_TRUE(strstr(err.msg, "nests deeper than 254"));
+        ASSERT_EQ(count_prefixed("slot", ""), 2u);
+}
+
 TEST(archive_refuses_a_plain_file)
 {
         _cleanup_(handler_freep) Handler *h = NULL;
@@ -678,6 +777,24 @@ TEST(archive_block_device_gets_a_file_system)
         upk_err_clear(&err);
         ASSERT_EQ(install_tar_fs(dev, "zfs", tree, ELEMENTSOF(tree), false, 3000, &err), -EOPNOTSUPP);
         ASSERT_TRUE(strstr(err.msg, "cannot make a \"zfs\" file system"));
+
+        /* Rolled back while mounted (the payload's sha256 failed): the file system is left empty. */
+        {
+                _cleanup_(handler_freep) Handler *h = NULL;
+                _cleanup_free_ uint8_t *tar = NULL;
+                struct upkeep_payload p;
+                size_t size;
+
+                tar = make_tar(tree, ELEMENTSOF(tree), false, &size);
+                p = payload("archive", dev, size);
+                ASSERT_OK(handler_open("archive", ".", &h, &err));
+                ASSERT_OK_E(handler_begin(h, &p, &err), &err);
+                ASSERT_OK_E(handler_write(h, tar, size, &err), &err);
+                handler_rollback(h);
+                ASSERT_OK(mount(dev, "mnt", "ext4", MS_RDONLY, NULL));
+                ASSERT_EQ(count_prefixed("mnt", ""), 2u);
+                ASSERT_OK(umount("mnt"));
+        }
 }
 
 /* ---- file ---- */
