@@ -114,8 +114,9 @@ handlers-dir = {root}/handlers
 
 
 def make_bundle(tmp: Path, version, payload: bytes, *, compatible="acme-gw", min_version=None, name="b",
-                handler="raw", targets=()):
-    """`targets`: more payloads, each (name, handler, target path, bytes)."""
+                handler="raw", targets=(), targets_first=False):
+    """`targets`: more payloads, each (name, handler, target path, bytes); after the slot's payload, or
+    before it with `targets_first`."""
     d = tmp / f"src-{name}-{version}"
     d.mkdir()
     (d / "rootfs.img").write_bytes(payload)
@@ -126,8 +127,11 @@ def make_bundle(tmp: Path, version, payload: bytes, *, compatible="acme-gw", min
     }
     for t_name, t_handler, t_target, t_data in targets:
         (d / f"{t_name}.bin").write_bytes(t_data)
-        manifest["payloads"].append({"name": t_name, "file": f"{t_name}.bin", "handler": t_handler,
-                                     "target": str(t_target)})
+        entry = {"name": t_name, "file": f"{t_name}.bin", "handler": t_handler, "target": str(t_target)}
+        if targets_first:
+            manifest["payloads"].insert(len(manifest["payloads"]) - 1, entry)
+        else:
+            manifest["payloads"].append(entry)
     if min_version:
         manifest["min_version"] = min_version
     (d / "manifest.json").write_text(json.dumps(manifest))

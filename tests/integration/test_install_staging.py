@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """What a failed or cut install leaves behind (issue 12): an archive payload is unpacked into a staging
 folder inside the folder slot and moved into the slot only at commit, so a payload whose sha256 fails
-leaves no entry of it in the slot."""
+leaves no entry of it in the slot; and a `file` payload goes live only when every payload verified."""
 
 import io
 import os
@@ -170,3 +170,26 @@ def test_archive_member_may_not_use_the_staging_name(tmp_path):
         in p.stderr, p.stderr
     assert os.listdir(device.slot["B"]) == []
 
+
+def test_file_payload_goes_live_only_when_every_payload_verified(tmp_path):
+    """The bundle's first payload is a `file`, its second (the slot's) fails its sha256: the file is not
+    replaced, and no temporary file stays next to it."""
+    device = Device(tmp_path / "dev")
+    app = tmp_path / "app"
+    app.mkdir()
+    target = app / "app.conf"
+    target.write_bytes(b"old config\n")
+    payload = payload_bytes()
+    bundle = make_bundle(tmp_path, "1.1.0", payload, targets=[("config", "file", target, b"new config\n")],
+                         targets_first=True)
+    data = bytearray(bundle.read_bytes())
+    assert data.find(b"new config\n") < data.find(payload[:4096])  # the file payload comes first
+    at = data.find(payload[:4096]) + PAYLOAD_SIZE // 2
+    data[at] ^= 0xFF
+    bundle.write_bytes(bytes(data))
+    p = device.install(bundle)
+    assert p.returncode == EXIT_PAYLOAD, (p.returncode, p.stderr)
+    assert 'payload "rootfs": sha256 mismatch' in p.stderr, p.stderr
+    assert target.read_bytes() == b"old config\n"
+    assert os.listdir(app) == ["app.conf"]
+    assert device.primary() == "A"
