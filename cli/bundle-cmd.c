@@ -18,12 +18,13 @@ enum {
         ARG_KEYRING,
         ARG_CRL,
         ARG_JSON,
+        ARG_ALLOW_ANY_EKU,
 };
 
 typedef struct BundleArgs {
         const char *manifest, *cert, *key, *chain, *payload_dir, *output;
         const char *keyring, *crl;
-        bool json;
+        bool json, allow_any_eku;
         char **pos;
         int n_pos;
 } BundleArgs;
@@ -41,6 +42,7 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
                 { "keyring", required_argument, NULL, ARG_KEYRING },
                 { "crl", required_argument, NULL, ARG_CRL },
                 { "json", no_argument, NULL, ARG_JSON },
+                { "allow-any-eku", no_argument, NULL, ARG_ALLOW_ANY_EKU },
                 {},
         };
         int c;
@@ -85,6 +87,9 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
                 case ARG_JSON:
                         args->json = true;
                         break;
+                case ARG_ALLOW_ANY_EKU:
+                        args->allow_any_eku = true;
+                        break;
                 default:
                         return cli_usage_error("bundle %s: unexpected option", verb);
                 }
@@ -96,7 +101,8 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
 
 static int verb_create(int argc, char *argv[])
 {
-        static const int allowed[] = { ARG_MANIFEST, ARG_CERT, ARG_KEY, ARG_CHAIN, ARG_PAYLOAD_DIR, 'o', 0 };
+        static const int allowed[] = { ARG_MANIFEST,    ARG_CERT,          ARG_KEY, ARG_CHAIN,
+                                       ARG_PAYLOAD_DIR, ARG_ALLOW_ANY_EKU, 'o',     0 };
         BundleArgs a = {};
         UpkErr err = {};
         int r;
@@ -108,6 +114,13 @@ static int verb_create(int argc, char *argv[])
                 return cli_usage_error("bundle create: unexpected argument \"%s\"", a.pos[0]);
         if (!a.manifest || !a.cert || !a.key || !a.output)
                 return cli_usage_error("bundle create needs --manifest, --cert, --key and -o");
+
+        /* Devices would refuse this signer: say so before the work, but sign anyway (the devices
+         * decide, and a PKI under test may want exactly such a bundle). */
+        if (signature_check_signer(a.cert, a.allow_any_eku ? SIGNATURE_ALLOW_ANY_EKU : 0, &err) == -EBADMSG)
+                fprintf(stderr, "%s: warning: %s: devices will refuse bundles signed with it: %s\n",
+                        program_name, a.cert, err.msg);
+        upk_err_clear(&err);
 
         BundleCreateOptions opts = {
                 .manifest_path = a.manifest,
@@ -219,7 +232,7 @@ static int info_json(const char *path, const Bundle *b)
 
 static int verb_info(int argc, char *argv[])
 {
-        static const int allowed[] = { ARG_KEYRING, ARG_CRL, ARG_JSON, 0 };
+        static const int allowed[] = { ARG_KEYRING, ARG_CRL, ARG_JSON, ARG_ALLOW_ANY_EKU, 0 };
         _cleanup_(bundle_freep) Bundle *b = NULL;
         BundleArgs a = {};
         UpkErr err = {};
@@ -237,7 +250,7 @@ static int verb_info(int argc, char *argv[])
                         "WARNING: no keyring given: the signature was NOT verified; nothing below is "
                         "authenticated.\n");
 
-        BundleOpenOptions opts = { .keyring = a.keyring, .crl = a.crl };
+        BundleOpenOptions opts = { .keyring = a.keyring, .crl = a.crl, .allow_any_eku = a.allow_any_eku };
         r = bundle_open_path(a.pos[0], &opts, &b, &err);
         if (r < 0)
                 return cli_report(a.pos[0], &err);
@@ -250,7 +263,7 @@ static int verb_info(int argc, char *argv[])
 static int open_verified(const char *verb, int argc, char *argv[], int n_pos, BundleArgs *a, Bundle **ret,
                          UpkErr *err)
 {
-        static const int allowed[] = { ARG_KEYRING, ARG_CRL, 0 };
+        static const int allowed[] = { ARG_KEYRING, ARG_CRL, ARG_ALLOW_ANY_EKU, 0 };
         int r;
 
         r = parse_args(verb, argc, argv, allowed, a);
@@ -262,7 +275,7 @@ static int open_verified(const char *verb, int argc, char *argv[], int n_pos, Bu
         if (!a->keyring)
                 return cli_usage_error("bundle %s needs --keyring (the trusted CA certificates)", verb);
 
-        BundleOpenOptions opts = { .keyring = a->keyring, .crl = a->crl };
+        BundleOpenOptions opts = { .keyring = a->keyring, .crl = a->crl, .allow_any_eku = a->allow_any_eku };
         r = bundle_open_path(a->pos[0], &opts, ret, err);
         if (r < 0)
                 return cli_report(a->pos[0], err);

@@ -315,7 +315,8 @@ static int bundle_open_internal(Bundle *b, const BundleOpenOptions *opts, UpkErr
         /* Nothing in the manifest is looked at before its signature checked out. */
         if (opts && opts->keyring) {
                 r = signature_verify(b->manifest_raw, b->manifest_size, b->sig_raw, b->sig_size,
-                                     opts->keyring, opts->crl, &b->signer, err);
+                                     opts->keyring, opts->crl,
+                                     opts->allow_any_eku ? SIGNATURE_ALLOW_ANY_EKU : 0, &b->signer, err);
                 if (r < 0) {
                         b->failed = true;
                         return upk_err_prefix(err, "signature");

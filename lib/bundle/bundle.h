@@ -24,6 +24,7 @@ typedef ssize_t (*BundleNextFunc)(void *userdata, const void **ret_buf);
 typedef struct BundleOpenOptions {
         const char *keyring; /* trusted CAs (PEM); NULL opens UNVERIFIED (only `bundle info` may) */
         const char *crl;     /* optional */
+        bool allow_any_eku;  /* SIGNATURE_ALLOW_ANY_EKU: a signer without codeSigning (weaker) */
 } BundleOpenOptions;
 
 /* Read and check manifest.json and manifest.json.sig; verify the signature (when a keyring is given),

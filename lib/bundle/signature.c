@@ -404,8 +404,8 @@ static int load_store(const char *keyring_path, const char *crl_path, X509_STORE
 
         param = X509_STORE_get0_param(store);
         /* Level 2: at least 112 bits of security, so RSA and DSA keys of 2048 bits and more, and no MD5 or
-         * SHA-1 signatures on the certificates of the chain. Any purpose: code signing certificates are
-         * fine, the key usages are checked below. */
+         * SHA-1 signatures on the certificates of the chain. Any purpose here: check_signer_usage() looks
+         * at what the signer is for, with messages that say why. */
         X509_VERIFY_PARAM_set_auth_level(param, 2);
         X509_VERIFY_PARAM_set_depth(param, SIGNATURE_CHAIN_DEPTH_MAX);
         if (X509_STORE_set_flags(store, vflags) != 1 ||
@@ -545,13 +545,51 @@ static int check_signer_algorithms(CMS_SignerInfo *si, EVP_PKEY *pkey, int *ret_
         return 0;
 }
 
-/* The signer certificate: key size, chain to the keyring (with CRL and level 2 policy), key usage. */
-static int check_signer_cert(X509 *signer, STACK_OF(X509) * untrusted, X509_STORE *store, UpkErr *err)
+/* What a signer certificate is for: a leaf (not a CA) whose key usage allows digitalSignature and whose
+ * extended key usage names codeSigning. SIGNATURE_ALLOW_ANY_EKU also takes a leaf without an extended
+ * key usage or with anyExtendedKeyUsage; an extended key usage that names only other purposes
+ * (serverAuth, ...) is refused even then, and so is a CA certificate. `subject` names it in messages. */
+static int check_signer_usage(X509 *signer, const char *subject, unsigned flags, UpkErr *err)
+{
+        uint32_t ku = X509_get_key_usage(signer), xku = X509_get_extended_key_usage(signer);
+
+        if (X509_check_ca(signer) != 0)
+                return upk_err(err, UPK_ERR_SIGNATURE, -EBADMSG,
+                               "signer certificate \"%s\": it is a CA certificate (%s); bundles must be "
+                               "signed by a leaf certificate",
+                               subject,
+                               X509_get_extension_flags(signer) & EXFLAG_CA
+                                       ? "basicConstraints CA:TRUE"
+                                       : "keyCertSign, or a version 1 self-signed certificate");
+        if (ku != UINT32_MAX && !(ku & KU_DIGITAL_SIGNATURE))
+                return upk_err(err, UPK_ERR_SIGNATURE, -EBADMSG,
+                               "signer certificate \"%s\": its key usage does not allow digitalSignature",
+                               subject);
+        if (xku != UINT32_MAX && (xku & XKU_CODE_SIGN))
+                return 0;
+        if (xku != UINT32_MAX && !(xku & XKU_ANYEKU))
+                return upk_err(
+                        err, UPK_ERR_SIGNATURE, -EBADMSG,
+                        "signer certificate \"%s\": its extended key usage does not allow codeSigning",
+                        subject);
+        if (flags & SIGNATURE_ALLOW_ANY_EKU)
+                return 0;
+        return upk_err(err, UPK_ERR_SIGNATURE, -EBADMSG,
+                       "signer certificate \"%s\": %s; the codeSigning extended key usage is required "
+                       "(allow-any-eku would accept this one)",
+                       subject,
+                       xku == UINT32_MAX ? "it has no extended key usage"
+                                         : "its extended key usage is anyExtendedKeyUsage, not codeSigning");
+}
+
+/* The signer certificate: key size, chain to the keyring (with CRL and level 2 policy), then what it
+ * is for (check_signer_usage()). */
+static int check_signer_cert(X509 *signer, STACK_OF(X509) * untrusted, X509_STORE *store, unsigned flags,
+                             UpkErr *err)
 {
         _cleanup_(X509_STORE_CTX_freep) X509_STORE_CTX *ctx = X509_STORE_CTX_new();
         EVP_PKEY *pkey = X509_get0_pubkey(signer);
         char subject[512];
-        uint32_t ku, xku;
         int r;
 
         subject_of(signer, subject, sizeof(subject));
@@ -585,18 +623,7 @@ static int check_signer_cert(X509 *signer, STACK_OF(X509) * untrusted, X509_STOR
                 return r;
         }
 
-        ku = X509_get_key_usage(signer);
-        if (ku != UINT32_MAX && !(ku & KU_DIGITAL_SIGNATURE))
-                return upk_err(err, UPK_ERR_SIGNATURE, -EBADMSG,
-                               "signer certificate \"%s\": its key usage does not allow digitalSignature",
-                               subject);
-        xku = X509_get_extended_key_usage(signer);
-        if (xku != UINT32_MAX && !(xku & (XKU_CODE_SIGN | XKU_ANYEKU)))
-                return upk_err(
-                        err, UPK_ERR_SIGNATURE, -EBADMSG,
-                        "signer certificate \"%s\": its extended key usage does not allow codeSigning",
-                        subject);
-        return 0;
+        return check_signer_usage(signer, subject, flags, err);
 }
 
 static int ed25519_verify_signer_info(CMS_SignerInfo *si, EVP_PKEY *pkey, const void *data, size_t size)
@@ -637,8 +664,8 @@ static int fill_signer(X509 *signer, int digest_nid, SignatureSigner *ret)
  * the more useful answer than "does not match"; and no crypto runs on a key before its chain is known to
  * be good. */
 static int signature_verify_impl(const void *data, size_t size, const uint8_t *der, size_t der_size,
-                                 const char *keyring_path, const char *crl_path, SignatureSigner *ret_signer,
-                                 UpkErr *err)
+                                 const char *keyring_path, const char *crl_path, unsigned flags,
+                                 SignatureSigner *ret_signer, UpkErr *err)
 {
         _cleanup_(X509_STORE_freep) X509_STORE *store = NULL;
         _cleanup_(CMS_ContentInfo_freep) CMS_ContentInfo *cms = NULL;
@@ -720,7 +747,7 @@ static int signature_verify_impl(const void *data, size_t size, const uint8_t *d
                 r = check_signer_algorithms(si, X509_get0_pubkey(signer), &digest_nid, err);
                 if (r < 0)
                         return r;
-                r = check_signer_cert(signer, certs, store, err);
+                r = check_signer_cert(signer, certs, store, flags, err);
                 if (r < 0)
                         return r;
                 if (pkey_is_eddsa(X509_get0_pubkey(signer)))
@@ -779,13 +806,29 @@ static int signature_verify_impl(const void *data, size_t size, const uint8_t *d
 }
 
 int signature_verify(const void *data, size_t size, const uint8_t *der, size_t der_size,
-                     const char *keyring_path, const char *crl_path, SignatureSigner *ret_signer,
-                     UpkErr *err)
+                     const char *keyring_path, const char *crl_path, unsigned flags,
+                     SignatureSigner *ret_signer, UpkErr *err)
 {
         int r;
 
         ERR_clear_error();
-        r = signature_verify_impl(data, size, der, der_size, keyring_path, crl_path, ret_signer, err);
+        r = signature_verify_impl(data, size, der, der_size, keyring_path, crl_path, flags, ret_signer, err);
+        ERR_clear_error();
+        return r;
+}
+
+int signature_check_signer(const char *cert_path, unsigned flags, UpkErr *err)
+{
+        _cleanup_(x509_free_allp) STACK_OF(X509) *certs = NULL;
+        char subject[512];
+        int r;
+
+        ERR_clear_error();
+        r = load_certs(cert_path, "certificate", &certs, err);
+        if (r >= 0) {
+                X509 *cert = sk_X509_value(certs, 0);
+                r = check_signer_usage(cert, subject_of(cert, subject, sizeof(subject)), flags, err);
+        }
         ERR_clear_error();
         return r;
 }

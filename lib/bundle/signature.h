@@ -26,9 +26,22 @@ void signature_signer_done(SignatureSigner *s);
 int signature_sign(const void *data, size_t size, const char *cert_path, const char *key_path,
                    const char *chain_path, uint8_t **ret_der, size_t *ret_der_size, UpkErr *err);
 
-/* Verify `der` over `data` against the CA certificates in `keyring_path`; `crl_path` may be NULL.
+typedef enum SignatureVerifyFlags {
+        /* Also accept a signer certificate without an extended key usage or with anyExtendedKeyUsage
+         * (weaker: such a certificate was not issued for code signing). A CA certificate and an extended
+         * key usage naming only other purposes stay refused. */
+        SIGNATURE_ALLOW_ANY_EKU = 1u << 0,
+} SignatureVerifyFlags;
+
+/* Verify `der` over `data` against the CA certificates in `keyring_path`; `crl_path` may be NULL;
+ * `flags` are SignatureVerifyFlags. Every signer must be a leaf (not a CA) certificate with the key
+ * usage digitalSignature (if it has a key usage) and the extended key usage codeSigning.
  * Failure: -EBADMSG (or -ENOENT/-EIO for unreadable keyring files) with kind UPK_ERR_SIGNATURE and a
  * message naming the reason (e.g. "signer certificate has expired"). `ret_signer` may be NULL. */
 int signature_verify(const void *data, size_t size, const uint8_t *der, size_t der_size,
-                     const char *keyring_path, const char *crl_path, SignatureSigner *ret_signer,
-                     UpkErr *err);
+                     const char *keyring_path, const char *crl_path, unsigned flags,
+                     SignatureSigner *ret_signer, UpkErr *err);
+
+/* Whether the first certificate in the PEM file `cert_path` is one signature_verify() accepts as a
+ * signer with `flags` (its usages only; no chain, dates or keyring): 0, or -EBADMSG with the reason. */
+int signature_check_signer(const char *cert_path, unsigned flags, UpkErr *err);

@@ -394,6 +394,7 @@ static const KeyDesc config_keys[] = {
         { "device", "data-dir", parse_abs_path, CFG(data_dir), CONFIG_DEFAULT_DATA_DIR, true },
         { "keyring", "path", parse_abs_path, CFG(keyring), CONFIG_DEFAULT_KEYRING, true },
         { "keyring", "crl", parse_abs_path, CFG(crl), NULL, true },
+        { "keyring", "allow-any-eku", parse_bool, CFG(allow_any_eku), "no", false },
         { "boot", "backend", parse_backend, CFG(boot_backend), "file", false },
         { "boot", "state-file", parse_abs_path, CFG(boot_state_file), NULL, true },
         { "boot", "booted", parse_slot_name, CFG(boot_booted), NULL, true },

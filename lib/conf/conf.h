@@ -73,8 +73,9 @@ typedef struct Config {
         char *version_file; /* default /etc/os-release */
         char *data_dir;     /* default /var/lib/upkeep */
         /* [keyring] */
-        char *keyring; /* default /etc/upkeep/keyring.pem */
-        char *crl;     /* optional */
+        char *keyring;      /* default /etc/upkeep/keyring.pem */
+        char *crl;          /* optional */
+        bool allow_any_eku; /* default no: signers need the codeSigning extended key usage */
         /* [boot] */
         BootBackendType boot_backend; /* default file */
         char *boot_state_file;        /* file backend; default DATA_DIR/bootenv */

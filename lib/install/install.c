@@ -366,7 +366,7 @@ int install_bundle_path(const Config *c, const char *path, const InstallOptions 
                         UpkErr *err)
 {
         _cleanup_(bundle_freep) Bundle *b = NULL;
-        BundleOpenOptions opts = { .keyring = c->keyring, .crl = c->crl };
+        BundleOpenOptions opts = { .keyring = c->keyring, .crl = c->crl, .allow_any_eku = c->allow_any_eku };
         int r;
 
         report(o, INSTALL_PHASE_VERIFYING, 0, 0);
@@ -385,7 +385,7 @@ int install_bundle_next(const Config *c, BundleNextFunc next, void *userdata, co
                         InstallResult *ret, UpkErr *err)
 {
         _cleanup_(bundle_freep) Bundle *b = NULL;
-        BundleOpenOptions opts = { .keyring = c->keyring, .crl = c->crl };
+        BundleOpenOptions opts = { .keyring = c->keyring, .crl = c->crl, .allow_any_eku = c->allow_any_eku };
         int r;
 
         report(o, INSTALL_PHASE_VERIFYING, 0, 0);

@@ -230,7 +230,9 @@ static int head_try(HeadFetch *h, bool complete)
         int r;
 
         r = bundle_open_func(mem_read, &m,
-                             &(BundleOpenOptions){ .keyring = h->config->keyring, .crl = h->config->crl },
+                             &(BundleOpenOptions){ .keyring = h->config->keyring,
+                                                   .crl = h->config->crl,
+                                                   .allow_any_eku = h->config->allow_any_eku },
                              &b, &e);
         if (r < 0 && m.starved && !complete && h->size < SOURCE_HEAD_MAX)
                 return 0;
@@ -451,8 +453,11 @@ static int local_check(Source *s, const char *current_version, Offer **ret, UpkE
                  * Nor is what is not a regular file: a FIFO would block the check for good. */
                 fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
                 if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-                    bundle_open_fd(fd, &(BundleOpenOptions){ .keyring = c->keyring, .crl = c->crl }, &b,
-                                   NULL) < 0)
+                    bundle_open_fd(fd,
+                                   &(BundleOpenOptions){ .keyring = c->keyring,
+                                                         .crl = c->crl,
+                                                         .allow_any_eku = c->allow_any_eku },
+                                   &b, NULL) < 0)
                         continue;
                 m = bundle_get_manifest(b);
                 if (!streq(m->compatible, c->compatible))

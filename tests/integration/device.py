@@ -114,9 +114,9 @@ handlers-dir = {root}/handlers
 
 
 def make_bundle(tmp: Path, version, payload: bytes, *, compatible="acme-gw", min_version=None, name="b",
-                handler="raw", targets=(), targets_first=False):
+                handler="raw", targets=(), targets_first=False, signer="signer"):
     """`targets`: more payloads, each (name, handler, target path, bytes); after the slot's payload, or
-    before it with `targets_first`."""
+    before it with `targets_first`. `signer`: a signer of the test PKI (tests/pki/gen-pki.py)."""
     d = tmp / f"src-{name}-{version}"
     d.mkdir()
     (d / "rootfs.img").write_bytes(payload)
@@ -136,8 +136,8 @@ def make_bundle(tmp: Path, version, payload: bytes, *, compatible="acme-gw", min
         manifest["min_version"] = min_version
     (d / "manifest.json").write_text(json.dumps(manifest))
     out = tmp / f"{name}-{version}.upk"
-    run(UPDATECTL, "bundle", "create", "--manifest", d / "manifest.json", "--cert", PKI / "signer.pem",
-        "--key", PKI / "signer.key", "--chain", PKI / "chain.pem", "-o", out, check=True)
+    run(UPDATECTL, "bundle", "create", "--manifest", d / "manifest.json", "--cert", PKI / f"{signer}.pem",
+        "--key", PKI / f"{signer}.key", "--chain", PKI / "chain.pem", "-o", out, check=True)
     return out
 
 

@@ -346,6 +346,11 @@ SIGNER_CASES = {
     "rsa1024": ("rsa1024", True, r"1024|too (small|short|weak)|weak key"),
     "sha1cert": ("sha1cert", True, r"sha-?1"),
     "missing-intermediate": ("signer", False, r"issuer|chain"),
+    # not code signing certificates
+    "noeku": ("noeku", True, q("it has no extended key usage; the codeSigning extended key usage is required")),
+    "anyeku": ("anyeku", True, q("its extended key usage is anyExtendedKeyUsage, not codeSigning")),
+    "serverauth": ("serverauth", True, q("its extended key usage does not allow codeSigning")),
+    "caleaf": ("caleaf", True, q("it is a CA certificate (basicConstraints CA:TRUE)")),
 }
 
 
@@ -365,6 +370,40 @@ def test_bad_signer_via_cli(env, case):
         assert not env.path("b.upk").exists()
         pytest.fail("create refused the signer (allowed, but report it)\n" + describe(res))
     env.assert_rejected_everywhere("b.upk", EXIT_SIGNATURE, SIG_REJECT, q(cert_cn(signer)), reason)
+
+
+@pytest.mark.parametrize("case", ["noeku", "anyeku", "serverauth", "caleaf"])
+def test_wrong_signer_kind_with_allow_any_eku(env, case):
+    """--allow-any-eku accepts a signer without codeSigning, never a CA or one for other purposes."""
+    signer, chain, reason = SIGNER_CASES[case]
+    b = env.craft(signer=signer, chain=chain)
+    if case in ("noeku", "anyeku"):
+        assert_verified(env, b, signer, "--allow-any-eku")
+        res = assert_ok(env.run("bundle", "info", "--keyring", env.keyring, "--allow-any-eku", b))
+        assert f"signed by {cert_subject(signer)}" in res.stdout, describe(res)
+    else:
+        env.assert_rejected_everywhere(b, EXIT_SIGNATURE, SIG_REJECT, q(cert_cn(signer)), reason)
+        res = env.verify(b, "--allow-any-eku")
+        assert_rejected(res, b, EXIT_SIGNATURE, SIG_REJECT, reason)
+
+
+@pytest.mark.parametrize("case", ["noeku", "anyeku", "serverauth", "caleaf"])
+def test_create_warns_about_a_signer_devices_refuse(env, case):
+    signer, chain, reason = SIGNER_CASES[case]
+    res = assert_ok(env.run(*env.create_args(out="b.upk", signer=signer, chain=chain)))
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("updatectl: warning: "), describe(res)
+    assert "devices will refuse bundles signed with it" in lines[0] and re.search(reason, lines[0]), \
+        describe(res)
+    env.assert_rejected_everywhere("b.upk", EXIT_SIGNATURE, SIG_REJECT, q(cert_cn(signer)), reason)
+    # With --allow-any-eku create warns only about what such devices still refuse.
+    res = assert_ok(env.run(*env.create_args(out="c.upk", signer=signer, chain=chain), "--allow-any-eku"))
+    assert (res.stderr == "") == (case in ("noeku", "anyeku")), describe(res)
+
+
+def test_create_is_quiet_for_a_good_signer(env):
+    res = assert_ok(env.run(*env.create_args(out="b.upk")))
+    assert res.stderr == "", describe(res)
 
 
 def test_revoked_with_crl(env):

@@ -708,7 +708,7 @@ def test_bash_completion(tmp_path):
     assert complete(["updatectl", "history", "-"], tmp_path) == ["--json"]
     assert complete(["updatectl", "postpone", ""], tmp_path) == ["12h", "1d", "1h", "30m", "6h", "7d"]
     assert complete(["updatectl", "bundle", ""], tmp_path) == ["create", "extract", "info", "verify"]
-    assert complete(["updatectl", "bundle", "verify", "--"], tmp_path) == ["--crl", "--keyring"]
+    assert complete(["updatectl", "bundle", "verify", "--"], tmp_path) == ["--allow-any-eku", "--crl", "--keyring"]
     assert complete(["updatectl", "bundle", "create", "--payload-dir", ""], tmp_path) == ["out"]
     assert complete(["updatectl", "bundle", "extract", "--keyring", "k.pem", "b.upk", ""], tmp_path) == ["out"]
 

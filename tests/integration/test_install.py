@@ -282,6 +282,42 @@ def test_rejections_leave_the_booted_slot_primary(tmp_path, case, status, messag
     assert device.reboot() == "A"
 
 
+# Signers that are not code signing certificates (tests/pki/gen-pki.py): the reason given, and whether
+# [keyring] allow-any-eku = yes accepts them.
+WRONG_SIGNERS = {
+    "noeku": ("it has no extended key usage", True),
+    "anyeku": ("its extended key usage is anyExtendedKeyUsage, not codeSigning", True),
+    "serverauth": ("its extended key usage does not allow codeSigning", False),
+    "caleaf": ("it is a CA certificate (basicConstraints CA:TRUE)", False),
+}
+
+
+@pytest.mark.parametrize("signer", WRONG_SIGNERS)
+def test_wrong_signer_kind_is_refused(tmp_path, signer):
+    reason, any_eku_accepts = WRONG_SIGNERS[signer]
+    device = Device(tmp_path / "dev")
+    bundle = make_bundle(tmp_path, "1.1.0", payload_bytes(), signer=signer)
+    before = device.env()
+    p = device.install(bundle)
+    assert p.returncode == 10, (p.returncode, p.stderr)
+    assert f'signer certificate "CN=upkeep test {signer},O=upkeep test PKI,C=DE": {reason}' in p.stderr, \
+        p.stderr
+    assert_untouched_but_target(device, before)
+    assert reason in device.history()[-1]["reason"]
+
+    # [keyring] allow-any-eku = yes: a certificate without codeSigning, but never a CA or one for
+    # other purposes only.
+    with device.conf.open("a") as f:
+        f.write("\n[keyring]\nallow-any-eku = yes\n")
+    p = device.install(bundle)
+    if any_eku_accepts:
+        assert p.returncode == 0, p.stderr
+        assert device.slot["B"].read_bytes() == payload_bytes()
+    else:
+        assert p.returncode == 10, (p.returncode, p.stderr)
+        assert reason in p.stderr
+
+
 def test_replayed_old_version_is_refused(tmp_path, device):
     assert device.install(make_bundle(tmp_path, "1.2.0", payload_bytes(1))).returncode == 0
     device.reboot()

@@ -16,7 +16,8 @@ Files (all PEM, keys PKCS#8 unencrypted):
   chain.pem                the intermediate certificate (to carry in signatures)
   keyring.crl              the intermediate's CRL listing revoked.pem, followed by an empty CRL of the
                            root (so that CRL checking also works for signer-direct)
-  signer                   RSA-2048, by the intermediate, digitalSignature + codeSigning
+  signer                   RSA-2048, by the intermediate, CA:FALSE, digitalSignature + codeSigning
+                           (every leaf below has these too unless it says otherwise)
   signer-ec / -ed25519     P-256 / Ed25519, by the intermediate
   signer-direct            RSA-2048, signed by the root directly
   expired / notyet         validity over in the past / starting in the future
@@ -24,6 +25,10 @@ Files (all PEM, keys PKCS#8 unencrypted):
   rsa1024                  RSA-1024 key
   sha1cert                 certificate signed with SHA-1
   selfsigned               a self-signed leaf
+  noeku                    no extendedKeyUsage extension
+  anyeku                   extendedKeyUsage anyExtendedKeyUsage only
+  serverauth               extendedKeyUsage serverAuth only
+  caleaf                   CA:TRUE (keyCertSign + digitalSignature, codeSigning), used as a signer
   other-root.pem, other-signer.{key,pem}   an unrelated CA and a signer under it
 """
 
@@ -70,8 +75,14 @@ class _Cert:
         self.cert = cert
 
 
-def _build(subject_cn, key, issuer, *, ca, not_before, not_after, serial, digest=None, self_signed=False):
-    """Make a certificate for `key`. `issuer` is a _Cert, or None for self-signed."""
+CODE_SIGNING = [ExtendedKeyUsageOID.CODE_SIGNING]
+
+
+def _build(subject_cn, key, issuer, *, ca, not_before, not_after, serial, digest=None, self_signed=False,
+           eku=CODE_SIGNING):
+    """Make a certificate for `key`. `issuer` is a _Cert, or None for self-signed. A leaf (ca=False)
+    gets the extended key usages `eku` (None: no extendedKeyUsage extension); ca="leaf" makes a
+    certificate with CA:TRUE and digitalSignature, used as a signer."""
     subject = _name(subject_cn)
     b = (x509.CertificateBuilder()
          .subject_name(subject)
@@ -84,7 +95,14 @@ def _build(subject_cn, key, issuer, *, ca, not_before, not_after, serial, digest
     if issuer is not None:
         b = b.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False)
-    if ca:
+    if ca == "leaf":
+        b = b.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        b = b.add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                          key_encipherment=False, data_encipherment=False,
+                                          key_agreement=False, key_cert_sign=True, crl_sign=False,
+                                          encipher_only=False, decipher_only=False), critical=True)
+        b = b.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+    elif ca:
         b = b.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         b = b.add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
                                           key_encipherment=False, data_encipherment=False,
@@ -96,7 +114,8 @@ def _build(subject_cn, key, issuer, *, ca, not_before, not_after, serial, digest
                                           key_encipherment=False, data_encipherment=False,
                                           key_agreement=False, key_cert_sign=False, crl_sign=False,
                                           encipher_only=False, decipher_only=False), critical=True)
-        b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        if eku is not None:
+            b = b.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
     signing_key = key if issuer is None else issuer.key
     if digest is None:
         digest = _sign_hash(signing_key)
@@ -130,11 +149,12 @@ def generate(outdir):
     files = {}
     serial = iter(range(0x1000, 0x2000))
 
-    def leaf(name, issuer, key=None, not_before=None, not_after=None, digest=None):
+    def leaf(name, issuer, key=None, not_before=None, not_after=None, digest=None, eku=CODE_SIGNING,
+             ca=False):
         k = key if key is not None else _rsa()
-        c = _build("upkeep test " + name, k, issuer, ca=False,
+        c = _build("upkeep test " + name, k, issuer, ca=ca,
                    not_before=not_before or now - DAY, not_after=not_after or now + 20 * YEAR,
-                   serial=next(serial), digest=digest)
+                   serial=next(serial), digest=digest, eku=eku)
         files[name + ".key"] = _key_pem(k)
         files[name + ".pem"] = _cert_pem(c)
         return c
@@ -162,6 +182,11 @@ def generate(outdir):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SHA-1 is deprecated: that is the point of this one
         leaf("sha1cert", inter, digest=hashes.SHA1())
+    # Signers that are not code signing certificates: each is refused by default.
+    leaf("noeku", inter, eku=None)
+    leaf("anyeku", inter, eku=[ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE])
+    leaf("serverauth", inter, eku=[ExtendedKeyUsageOID.SERVER_AUTH])
+    leaf("caleaf", inter, ca="leaf")
 
     selfsigned_key = _rsa()
     selfsigned = _build("upkeep test selfsigned", selfsigned_key, None, ca=False, not_before=now - DAY,

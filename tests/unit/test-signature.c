@@ -43,7 +43,7 @@ static Sig sign_with(const char *name, const char *chain)
 static int verify(const Sig *s, const char *crl, UpkErr *e)
 {
         return signature_verify(manifest, MANIFEST_SIZE, s->der, s->size, test_pki("keyring.pem"),
-                                crl ? test_pki(crl) : NULL, NULL, e);
+                                crl ? test_pki(crl) : NULL, 0, NULL, e);
 }
 
 /* The signature must be rejected as a signature problem whose message holds `substr`. */
@@ -63,7 +63,7 @@ static void assert_signed_by(const char *name, const char *chain, const char *wa
         UpkErr *e = &(UpkErr){};
 
         ASSERT_OK_E(signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, test_pki("keyring.pem"), NULL,
-                                     &signer, e),
+                                     0, &signer, e),
                     e);
         ASSERT_TRUE(strstr(signer.subject, want_cn) != NULL);
         ASSERT_TRUE(strstr(signer.subject, "O=upkeep test PKI") != NULL);
@@ -110,7 +110,7 @@ TEST(signer_is_optional_and_untouched_on_failure)
 
         ASSERT_OK_E(verify(&s, NULL, e), e);
         s.der[s.size - 1] ^= 0x01;
-        ASSERT_ERR(signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, test_pki("keyring.pem"), NULL,
+        ASSERT_ERR(signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, test_pki("keyring.pem"), NULL, 0,
                                     &signer, e),
                    -EBADMSG);
         ASSERT_STREQ(signer.subject, "sentinel");
@@ -144,13 +144,13 @@ TEST(different_data)
                         memcpy(other, manifest, sizeof(manifest));
                         other[off] ^= 0x20;
                         ASSERT_UPK_ERR(signature_verify(other, MANIFEST_SIZE, s.der, s.size,
-                                                        test_pki("keyring.pem"), NULL, NULL, e),
+                                                        test_pki("keyring.pem"), NULL, 0, NULL, e),
                                        e, -EBADMSG, UPK_ERR_SIGNATURE,
                                        "signature does not match the manifest");
                 }
                 /* One byte less is different data too. */
                 ASSERT_UPK_ERR(signature_verify(manifest, MANIFEST_SIZE - 1, s.der, s.size,
-                                                test_pki("keyring.pem"), NULL, NULL, e),
+                                                test_pki("keyring.pem"), NULL, 0, NULL, e),
                                e, -EBADMSG, UPK_ERR_SIGNATURE, "signature does not match the manifest");
                 sig_done(&s);
         }
@@ -491,16 +491,79 @@ TEST(sha1_signed_certificate)
         sig_done(&s);
 }
 
+/* Signers that are not code signing certificates: name, the reason refused by default, and whether
+ * SIGNATURE_ALLOW_ANY_EKU accepts it. */
+static const struct {
+        const char *name, *reason;
+        bool any_eku_accepts;
+} wrong_signers[] = {
+        { "noeku", "it has no extended key usage; the codeSigning extended key usage is required", true },
+        { "anyeku", "its extended key usage is anyExtendedKeyUsage, not codeSigning", true },
+        { "serverauth", "its extended key usage does not allow codeSigning", false },
+        { "caleaf", "it is a CA certificate (basicConstraints CA:TRUE)", false },
+};
+
+TEST(signer_must_be_a_code_signing_leaf)
+{
+        for (size_t i = 0; i < ELEMENTSOF(wrong_signers); i++) {
+                Sig s = sign_with(wrong_signers[i].name, "chain.pem");
+                UpkErr *e = &(UpkErr){};
+                char subject[128], cert[64];
+
+                snprintf(subject, sizeof(subject),
+                         "signer certificate \"CN=upkeep test %s,O=upkeep test PKI,C=DE\": ",
+                         wrong_signers[i].name);
+                assert_rejected(&s, NULL, subject);
+                assert_rejected(&s, NULL, wrong_signers[i].reason);
+
+                /* allow-any-eku: accepted, or refused for the same reason. */
+                upk_err_clear(e);
+                int r = signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, test_pki("keyring.pem"),
+                                         NULL, SIGNATURE_ALLOW_ANY_EKU, NULL, e);
+                if (wrong_signers[i].any_eku_accepts)
+                        ASSERT_OK_E(r, e);
+                else {
+                        ASSERT_EQ(r, -EBADMSG);
+                        ASSERT_TRUE(strstr(e->msg, wrong_signers[i].reason) != NULL);
+                }
+
+                /* What bundle create warns with: the same verdict, without a signature. */
+                snprintf(cert, sizeof(cert), "%s.pem", wrong_signers[i].name);
+                ASSERT_UPK_ERR(signature_check_signer(test_pki(cert), 0, e), e, -EBADMSG, UPK_ERR_SIGNATURE,
+                               wrong_signers[i].reason);
+                r = signature_check_signer(test_pki(cert), SIGNATURE_ALLOW_ANY_EKU, e);
+                ASSERT_EQ(r, wrong_signers[i].any_eku_accepts ? 0 : -EBADMSG);
+                ASSERT_EQ(ERR_peek_error(), 0);
+                sig_done(&s);
+        }
+}
+
+TEST(check_signer_accepts_good_signers)
+{
+        const char *names[] = { "signer.pem", "signer-ec.pem", "signer-ed25519.pem", "signer-direct.pem" };
+        UpkErr *e = &(UpkErr){};
+
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                ASSERT_OK_E(signature_check_signer(test_pki(names[i]), 0, e), e);
+                ASSERT_OK_E(signature_check_signer(test_pki(names[i]), SIGNATURE_ALLOW_ANY_EKU, e), e);
+        }
+        ASSERT_UPK_ERR(signature_check_signer("missing.pem", 0, e), e, -ENOENT, UPK_ERR_IO,
+                       "cannot read certificate \"missing.pem\"");
+        /* The root CA itself is no signer. */
+        ASSERT_UPK_ERR(signature_check_signer(test_pki("root.pem"), SIGNATURE_ALLOW_ANY_EKU, e), e, -EBADMSG,
+                       UPK_ERR_SIGNATURE, "it is a CA certificate");
+}
+
 TEST(keyring_missing)
 {
         Sig s = sign_with("signer", "chain.pem");
         UpkErr *e = &(UpkErr){};
 
-        ASSERT_UPK_ERR(
-                signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, "nonexistent.pem", NULL, NULL, e),
-                e, -ENOENT, UPK_ERR_IO, "cannot read keyring \"nonexistent.pem\"");
+        ASSERT_UPK_ERR(signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, "nonexistent.pem", NULL, 0,
+                                        NULL, e),
+                       e, -ENOENT, UPK_ERR_IO, "cannot read keyring \"nonexistent.pem\"");
         ASSERT_UPK_ERR(signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, test_pki("keyring.pem"),
-                                        "none.crl", NULL, e),
+                                        "none.crl", 0, NULL, e),
                        e, -ENOENT, UPK_ERR_IO, "cannot read CRL file \"none.crl\"");
         sig_done(&s);
 }
@@ -512,17 +575,19 @@ TEST(keyring_without_certificate)
         UpkErr *e = &(UpkErr){};
 
         test_write_file("empty.pem", "", 0);
-        ASSERT_UPK_ERR(signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, "empty.pem", NULL, NULL, e),
-                       e, -EBADMSG, UPK_ERR_CONFIG, "keyring \"empty.pem\" contains no certificate");
+        ASSERT_UPK_ERR(
+                signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, "empty.pem", NULL, 0, NULL, e), e,
+                -EBADMSG, UPK_ERR_CONFIG, "keyring \"empty.pem\" contains no certificate");
         test_write_file("text.pem", text, sizeof(text) - 1);
-        ASSERT_UPK_ERR(signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, "text.pem", NULL, NULL, e),
-                       e, -EBADMSG, UPK_ERR_CONFIG, "keyring \"text.pem\" contains no certificate");
+        ASSERT_UPK_ERR(
+                signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, "text.pem", NULL, 0, NULL, e), e,
+                -EBADMSG, UPK_ERR_CONFIG, "keyring \"text.pem\" contains no certificate");
         /* A key is not a certificate either; nor is a CRL file without a CRL. */
         ASSERT_UPK_ERR(signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, test_pki("root.key"), NULL,
-                                        NULL, e),
+                                        0, NULL, e),
                        e, -EBADMSG, UPK_ERR_CONFIG, "contains no certificate");
         ASSERT_UPK_ERR(signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, test_pki("keyring.pem"),
-                                        test_pki("keyring.pem"), NULL, e),
+                                        test_pki("keyring.pem"), 0, NULL, e),
                        e, -EBADMSG, UPK_ERR_CONFIG, "contains no CRL");
         ASSERT_EQ(ERR_peek_error(), 0);
         sig_done(&s);
@@ -534,7 +599,7 @@ TEST(wrong_keyring)
         UpkErr *e = &(UpkErr){};
 
         ASSERT_UPK_ERR(signature_verify(manifest, MANIFEST_SIZE, s.der, s.size, test_pki("other-root.pem"),
-                                        NULL, NULL, e),
+                                        NULL, 0, NULL, e),
                        e, -EBADMSG, UPK_ERR_SIGNATURE, "unable to get local issuer certificate");
         sig_done(&s);
 }
