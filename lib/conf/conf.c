@@ -28,6 +28,8 @@
 
 #define SLOT_CLASS_MAX    64
 #define SLOT_BOOTNAME_MAX 64
+#define CONFIG_KEYS_MAX   64 /* entries of config_keys[] */
+#define SLOT_KEYS_MAX     8  /* entries of slot_keys[] */
 #define SLOT_FSTYPE_MAX   16
 #define COMPATIBLE_MAX    128
 #define GOT_MAX           160 /* bytes of a bad value quoted in a message */
@@ -149,7 +151,11 @@ typedef struct LoadCtx {
         unsigned line;    /* the line being handled */
         bool jitter_set;
         Loc jitter_loc, backend_loc;
-        size_t dropped_warnings;
+        size_t dropped_warnings, dropped_repeats;
+        /* The line where each key was set in the current file (0: not yet), so that a key set twice in
+         * one file is a warning. A later file setting it again is how conf.d overrides: no warning. */
+        unsigned key_line[CONFIG_KEYS_MAX];
+        unsigned slot_key_line[CONFIG_SLOTS_MAX][SLOT_KEYS_MAX];
         /* the first error of the current file */
         UpkErr err;
         unsigned err_line;
@@ -450,6 +456,9 @@ static const KeyDesc slot_keys[] = {
         { "slot", "fstype", parse_fstype, SLOT(fstype), "ext4", true },
 };
 
+_Static_assert(ELEMENTSOF(config_keys) <= CONFIG_KEYS_MAX, "LoadCtx.key_line is too small");
+_Static_assert(ELEMENTSOF(slot_keys) <= SLOT_KEYS_MAX, "LoadCtx.slot_key_line is too small");
+
 /* Apply `v` (may be empty: back to the default) to the key `k` of the object at `base`. */
 static int key_apply(const KeyDesc *k, void *base, const char *v, const char **reason)
 {
@@ -576,8 +585,8 @@ static int add_warning(Config *c, size_t *dropped, char *w)
                 return 0;
         }
         if (!c->warnings) {
-                /* one more for the final "more warnings" line */
-                c->warnings = calloc(CONFIG_WARNINGS_MAX + 1, sizeof(char *));
+                /* two more for the final "more warnings" lines */
+                c->warnings = calloc(CONFIG_WARNINGS_MAX + 2, sizeof(char *));
                 if (!c->warnings) {
                         free(w);
                         return -ENOMEM;
@@ -708,6 +717,24 @@ static int handle_key(LoadCtx *ctx, const char *section, const char *key, const 
         if (r < 0)
                 return ctx_key_error(ctx, section, key, reason, value);
 
+        /* The same key twice in one file: the later value wins, as it always did, but say so. */
+        unsigned *seen = base == ctx->c
+                                 ? &ctx->key_line[k - config_keys]
+                                 : &ctx->slot_key_line[(SlotConfig *)base - ctx->c->slots][k - slot_keys];
+        if (*seen > 0) {
+                r = add_warning(ctx->c, &ctx->dropped_repeats,
+                                strdup_printf("%s:%u: [%s] %s is set again (first on line %u); the value on "
+                                              "line %u wins",
+                                              ctx->file, ctx->line, section, key, *seen, ctx->line));
+                if (r < 0) {
+                        ctx->err_line = ctx->line;
+                        (void)upk_err(&ctx->err, UPK_ERR_CONFIG, r, "%s:%u: out of memory", ctx->file,
+                                      ctx->line);
+                        return 0;
+                }
+        }
+        *seen = ctx->line;
+
         /* remember where the keys that are checked at the end were set */
         if (base != ctx->c) {
                 if (streq(key, "device"))
@@ -819,6 +846,8 @@ static int load_file_fd(LoadCtx *ctx, int fd, const char *display, UpkErr *err)
         ctx->line = 0;
         upk_err_clear(&ctx->err);
         ctx->err_line = 0;
+        memset(ctx->key_line, 0, sizeof(ctx->key_line));
+        memset(ctx->slot_key_line, 0, sizeof(ctx->slot_key_line));
 
         Reader rd = { .ctx = ctx, .buf = buf, .size = size };
         r = ini_parse_stream(reader_cb, &rd, ini_handler_cb, ctx);
@@ -1071,6 +1100,14 @@ int config_load(const char *path, Config **ret, UpkErr *err)
 
         if (ctx->dropped_warnings > 0) {
                 char *w = strdup_printf("... and %zu more unknown keys, ignored", ctx->dropped_warnings);
+                if (!w) {
+                        r = upk_err_oom(err);
+                        goto out;
+                }
+                c->warnings[c->n_warnings++] = w;
+        }
+        if (ctx->dropped_repeats > 0) {
+                char *w = strdup_printf("... and %zu more keys set twice in one file", ctx->dropped_repeats);
                 if (!w) {
                         r = upk_err_oom(err);
                         goto out;

@@ -110,8 +110,10 @@ typedef struct Config {
 
         char *config_path; /* the main file that was loaded (its folder holds conf.d) */
 
-        char **warnings; /* "FILE:LINE: unknown key \"k\" in [section], ignored"; at most
-                          * CONFIG_WARNINGS_MAX, then one last "... and N more unknown keys, ignored" */
+        char **warnings; /* "FILE:LINE: unknown key \"k\" in [section], ignored", "FILE:LINE: [section] k
+                          * is set again (first on line N); the value on line LINE wins"; at most
+                          * CONFIG_WARNINGS_MAX, then "... and N more unknown keys, ignored" and "... and
+                          * N more keys set twice in one file" */
         size_t n_warnings;
 } Config;
 

@@ -318,6 +318,24 @@ def test_wrong_signer_kind_is_refused(tmp_path, signer):
         assert reason in p.stderr
 
 
+def test_key_set_twice_in_one_file_is_a_warning(device):
+    lines = device.conf.read_text().splitlines()
+    first = lines.index("reboot = manual") + 1
+    with device.conf.open("a") as f:
+        f.write("[policy]\nreboot = manual\n")
+    again = len(lines) + 2
+    p = device.upkeepd("confirm")
+    assert p.returncode == 0, p.stderr
+    assert (f"upkeepd: warning: {device.conf}:{again}: [policy] reboot is set again (first on line {first}); "
+            f"the value on line {again} wins") in p.stderr.splitlines(), p.stderr
+    # the same key in a drop-in is an override, not a repeat
+    device.conf.write_text("\n".join(lines) + "\n")
+    (device.root / "conf.d").mkdir()
+    (device.root / "conf.d" / "10-reboot.conf").write_text("[policy]\nreboot = manual\n")
+    p = device.upkeepd("confirm")
+    assert p.returncode == 0 and "warning" not in p.stderr, p.stderr
+
+
 def test_replayed_old_version_is_refused(tmp_path, device):
     assert device.install(make_bundle(tmp_path, "1.2.0", payload_bytes(1))).returncode == 0
     device.reboot()

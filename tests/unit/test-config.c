@@ -273,6 +273,8 @@ TEST(conf_d_override_order)
         ASSERT_EQ(c->reboot, REBOOT_AUTO);
         ASSERT_FALSE(c->has_maintenance_window);
         ASSERT_STREQ(c->boot_state_file, "/first/bootenv");
+        /* a drop-in overriding the main file or an earlier drop-in is what conf.d is for */
+        ASSERT_EQ(c->n_warnings, 0);
 }
 
 TEST(conf_d_error_names_the_drop_in)
@@ -311,6 +313,54 @@ TEST(duplicate_key_later_wins)
         c = load_ok("upkeep.conf");
         ASSERT_STREQ(c->compatible, "two");
         ASSERT_EQ(c->auto_install, AUTO_INSTALL_SECURITY);
+        /* but not silently: a warning with both lines */
+        ASSERT_EQ(c->n_warnings, 2);
+        ASSERT_STREQ(c->warnings[0], "upkeep.conf:6: [device] compatible is set again (first on line 2); "
+                                     "the value on line 6 wins");
+        ASSERT_STREQ(c->warnings[1],
+                     "upkeep.conf:8: [policy] auto-install is set again (first on line 4); the "
+                     "value on line 8 wins");
+}
+
+TEST(duplicate_key_in_a_drop_in_and_in_a_slot)
+{
+        _cleanup_(config_freep) Config *c = NULL;
+
+        write_str("upkeep.conf", "[device]\n"
+                                 "compatible = main\n"
+                                 "[slot.rootfs.A]\n"
+                                 "device = /dev/sda1\n"
+                                 "[slot.rootfs.B]\n"
+                                 "device = /dev/sda2\n"
+                                 "[slot.rootfs.A]\n"
+                                 "size = 1M\n"
+                                 "device = /dev/sda3\n"
+                                 "device = /dev/sda4\n");
+        ASSERT_TRUE(mkdir("conf.d", 0755) == 0);
+        /* once in a drop-in: an override, no warning; twice: a warning naming the drop-in */
+        write_str("conf.d/10-a.conf", "[device]\n"
+                                      "compatible = a\n"
+                                      "[slot.rootfs.B]\n"
+                                      "device = /dev/sdb2\n"
+                                      "[device]\n"
+                                      "compatible =\n"
+                                      "compatible = b\n");
+        c = load_ok("upkeep.conf");
+        ASSERT_STREQ(c->compatible, "b");
+        ASSERT_STREQ(config_find_slot(c, "rootfs", "A")->device, "/dev/sda4");
+        ASSERT_STREQ(config_find_slot(c, "rootfs", "B")->device, "/dev/sdb2");
+        ASSERT_EQ(c->n_warnings, 4);
+        ASSERT_STREQ(c->warnings[0], "upkeep.conf:9: [slot.rootfs.A] device is set again (first on line 4); "
+                                     "the value on line 9 wins");
+        ASSERT_STREQ(c->warnings[1],
+                     "upkeep.conf:10: [slot.rootfs.A] device is set again (first on line 9); "
+                     "the value on line 10 wins");
+        ASSERT_STREQ(c->warnings[2],
+                     "conf.d/10-a.conf:6: [device] compatible is set again (first on line 2); "
+                     "the value on line 6 wins");
+        ASSERT_STREQ(c->warnings[3],
+                     "conf.d/10-a.conf:7: [device] compatible is set again (first on line 6); "
+                     "the value on line 7 wins");
 }
 
 TEST(inline_comments_and_blanks)
@@ -426,6 +476,27 @@ TEST(warnings_are_capped)
         ASSERT_EQ(c->n_warnings, CONFIG_WARNINGS_MAX + 1);
         ASSERT_STREQ(c->warnings[0], "upkeep.conf:3: unknown key \"k0\" in [device], ignored");
         ASSERT_STREQ(c->warnings[CONFIG_WARNINGS_MAX], "... and 10 more unknown keys, ignored");
+}
+
+TEST(repeat_warnings_are_capped_too)
+{
+        _cleanup_(config_freep) Config *c = NULL;
+        char buf[16384];
+        size_t n = 0;
+
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "[device]\nunknown = 1\n");
+        for (int i = 0; i < CONFIG_WARNINGS_MAX + 5; i++)
+                n += (size_t)snprintf(buf + n, sizeof(buf) - n, "compatible = v%d\n", i);
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "unknown2 = 1\n");
+        test_write_file("upkeep.conf", buf, n);
+        c = load_ok("upkeep.conf");
+        ASSERT_STREQ(c->compatible, "v68");
+        ASSERT_EQ(c->n_warnings, CONFIG_WARNINGS_MAX + 2);
+        ASSERT_STREQ(c->warnings[1],
+                     "upkeep.conf:4: [device] compatible is set again (first on line 3); the "
+                     "value on line 4 wins");
+        ASSERT_STREQ(c->warnings[CONFIG_WARNINGS_MAX], "... and 1 more unknown keys, ignored");
+        ASSERT_STREQ(c->warnings[CONFIG_WARNINGS_MAX + 1], "... and 5 more keys set twice in one file");
 }
 
 TEST(missing_main_file)
