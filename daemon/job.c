@@ -80,7 +80,8 @@ static bool on_cancelled(void *userdata)
 #define JOB_NICE_INCREMENT 10
 
 /* The booted slot, and whether an install waits for its reboot: the booted slot is not the pending one
- * and the bootloader takes the pending one next (the daemon restarted without a reboot). */
+ * and the bootloader takes the pending one next (the daemon restarted without a reboot). A pending
+ * update the state lost is taken from the boot backend (written back by the next operation). */
 static int probe_boot(const Config *c, JobResult *res)
 {
         _cleanup_(state_freep) UpkState *s = NULL;
@@ -89,8 +90,8 @@ static int probe_boot(const Config *c, JobResult *res)
 
         if (install_open_boot(c, &boot, NULL) < 0 || install_find_booted(c, boot, &res->booted, NULL) < 0)
                 return 0; /* BootedSlot stays empty; the confirmation reports the failure */
-        if (state_load(c->data_dir, &s, NULL) < 0 || !s->pending || !s->pending_slot ||
-            streq(res->booted, s->pending_slot))
+        if (state_load(c->data_dir, &s, NULL) < 0 || install_recover_pending(c, boot, res->booted, s) < 0 ||
+            !s->pending || !s->pending_slot || streq(res->booted, s->pending_slot))
                 return 0;
         res->reboot_pending = boot_get_primary(boot, &primary, NULL) >= 0 && streq(primary, s->pending_slot);
         return 0;

@@ -7,6 +7,7 @@
 
 #include "fileio.h"
 #include "json-util.h"
+#include "log.h"
 #include "version.h"
 
 #define STATE_NAME   "state.json"
@@ -220,7 +221,7 @@ static void set_aside(const char *data_dir, const char *name)
 int state_load(const char *data_dir, UpkState **ret, char **ret_warning)
 {
         _cleanup_(state_freep) UpkState *s = NULL;
-        _cleanup_free_ char *path = strdup_printf("%s/" STATE_NAME, data_dir), *data = NULL;
+        _cleanup_free_ char *path = strdup_printf("%s/" STATE_NAME, data_dir), *data = NULL, *warning = NULL;
         _cleanup_(json_object_putp) json_object *o = NULL;
         size_t size;
         int r;
@@ -258,10 +259,14 @@ int state_load(const char *data_dir, UpkState **ret, char **ret_warning)
         if (!s)
                 return -ENOMEM;
         set_aside(data_dir, STATE_NAME);
+        warning = strdup_printf("%s: %s; starting from an empty state (the old file is kept as %s.corrupt)",
+                                path, r == -EBADMSG ? "corrupt" : strerror(-r), path);
+        /* Whoever reads it first moves it aside: a caller that does not take the warning must not leave
+         * the damage unsaid. */
         if (ret_warning)
-                *ret_warning = strdup_printf(
-                        "%s: %s; starting from an empty state (the old file is kept as %s.corrupt)", path,
-                        r == -EBADMSG ? "corrupt" : strerror(-r), path);
+                *ret_warning = TAKE_PTR(warning);
+        else if (warning)
+                upk_log(LOG_LEVEL_WARNING, "%s", warning);
         *ret = TAKE_PTR(s);
         return 1;
 }

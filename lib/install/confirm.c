@@ -132,8 +132,81 @@ static int confirm_slot(const Config *c, BootBackend *boot, UpkState *s, const c
         return 0;
 }
 
+/* The version the history says was installed into `slot`: its newest entry for that slot, when that is
+ * a successful install. NULL when unknown. */
+static char *history_installed_version(const Config *c, const char *slot, uint64_t *ret_time)
+{
+        _cleanup_free_ char *warning = NULL;
+        HistoryEntry *h = NULL;
+        char *version = NULL;
+        size_t n = 0;
+
+        if (history_load(c->data_dir, &h, &n, &warning) < 0)
+                return NULL;
+        for (size_t i = n; i > 0; i--) {
+                const HistoryEntry *e = &h[i - 1];
+                if (!e->slot || !streq(e->slot, slot))
+                        continue;
+                if (streq(e->operation, "install") && e->ok && e->version) {
+                        version = strdup(e->version);
+                        *ret_time = e->time;
+                }
+                break;
+        }
+        history_free(h, n);
+        return version;
+}
+
+int install_recover_pending(const Config *c, BootBackend *boot, const char *booted, UpkState *s)
+{
+        _cleanup_free_ char *version = NULL, *slot = NULL, *from = NULL;
+        char *names[BOOT_SLOTS_MAX];
+        size_t n = install_slot_bootnames(c, names, ELEMENTSOF(names));
+        uint64_t since = 0;
+        SlotState st;
+
+        if (s->pending)
+                return 0;
+        /* The try marker: set after the pending update was saved, cleared only together with it. The
+         * other slot first (waiting for its reboot, or fallen back), then the booted one (on its try). */
+        for (size_t i = 0; i < n && !slot; i++)
+                if (!streq(names[i], booted) && boot_get_state(boot, names[i], &st, NULL) >= 0 &&
+                    st == SLOT_STATE_TRY) {
+                        slot = strdup(names[i]);
+                        from = strdup(booted);
+                        if (!slot || !from)
+                                return -ENOMEM;
+                }
+        if (!slot && boot_get_state(boot, booted, &st, NULL) >= 0 && st == SLOT_STATE_TRY) {
+                slot = strdup(booted);
+                if (!slot)
+                        return -ENOMEM;
+        }
+        if (!slot)
+                return 0;
+
+        version = history_installed_version(c, slot, &since);
+        upk_log(LOG_LEVEL_WARNING,
+                "%s/state.json has no record of the update on slot %s (the file was damaged or lost), but "
+                "the "
+                "boot backend still marks slot %s to try: recovered as an update of version %s%s that %s",
+                c->data_dir, slot, slot, version ?: "(unknown: no install into that slot in the history)",
+                version ? " (from the history)" : "",
+                streq(slot, booted) ? "is on its try now" : "waits for its reboot or has fallen back");
+        s->pending = true;
+        s->pending_slot = TAKE_PTR(slot);
+        s->pending_from_slot = TAKE_PTR(from);
+        s->pending_since = since ?: now_usec();
+        s->boot_attempts = 0;
+        if (version && !state_slot_version(s, s->pending_slot) &&
+            state_set_slot_version(s, s->pending_slot, version) < 0)
+                return -ENOMEM;
+        s->pending_version = TAKE_PTR(version);
+        return 1;
+}
+
 /* The start of every operation on the booted system: the lock, the state, the boot backend and the
- * booted slot. */
+ * booted slot; and a pending update that the state lost but the boot backend still knows. */
 static int begin_on_booted(const Config *c, int *ret_lock, UpkState **ret_state, BootBackend **ret_boot,
                            char **ret_booted, UpkErr *err)
 {
@@ -143,7 +216,19 @@ static int begin_on_booted(const Config *c, int *ret_lock, UpkState **ret_state,
                 r = install_open_boot(c, ret_boot, err);
         if (r >= 0)
                 r = install_find_booted(c, *ret_boot, ret_booted, err);
-        return r;
+        if (r < 0)
+                return r;
+        r = install_recover_pending(c, *ret_boot, *ret_booted, *ret_state);
+        if (r < 0)
+                return upk_err_oom(err);
+        /* Written back only with a version: a pending update without one is not a valid state file.
+         * Without it the boot backend is asked again next time. */
+        if (r > 0 && (*ret_state)->pending_version) {
+                r = state_save(c->data_dir, *ret_state, err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }
 
 int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
@@ -202,7 +287,7 @@ int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
                 ret->slot = strdup(s->pending_slot);
                 ret->reason = strdup_printf(
                         "version %s on slot %s was not confirmed: the system came back up on slot %s",
-                        s->pending_version, s->pending_slot, booted);
+                        s->pending_version ?: "(unknown)", s->pending_slot, booted);
                 r = boot_mark_bad(boot, s->pending_slot, err);
                 if (r < 0)
                         return r;

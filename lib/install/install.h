@@ -61,6 +61,13 @@ int install_find_booted(const Config *c, BootBackend *boot, char **ret, UpkErr *
  * version file (VERSION_ID= of an os-release file, or the whole first line of a plain file). */
 int install_current_version(const Config *c, const UpkState *s, const char *booted, char **ret, UpkErr *err);
 
+/* A state without a pending update while the boot backend marks a slot to try (state.json was damaged
+ * or lost while an update waited for its reboot or its confirmation): fill in the pending update from
+ * the boot backend (the slot), the booted slot (where it came from) and the history (its version, when
+ * the newest entry for that slot is a successful install), and say so in the log. 1 when recovered, 0
+ * when there was nothing to recover, -ENOMEM. Nothing is written. */
+int install_recover_pending(const Config *c, BootBackend *boot, const char *booted, UpkState *s);
+
 /* The parsers behind those two, on text already read (changed in place): upkeep.slot= of a kernel
  * command line (1 and the value, 0 when absent), and the version of an os-release or plain version file. */
 int install_parse_cmdline_slot(char *text, char **ret);

@@ -102,8 +102,10 @@ def quick_get(bus, prop):
 
 @pytest.fixture
 def device(tmp_path):
-    """The test device (booted A) with the script backend on its boot environment file; slot B was set
-    to try once and came back to A (try, one attempt left), so a rollback to B is possible and shows."""
+    """The test device (booted A) with the script backend on its boot environment file; slot B is
+    bootable (good, one attempt left, no try marker), so a rollback to B is possible and shows. (A try
+    marker without a pending update in the state is what a damaged state.json leaves: the daemon would
+    recover it as an update that fell back and mark B bad.)"""
     d = Device(tmp_path / "dev")
     calls_log = tmp_path / "calls.log"
     script = tmp_path / "slow-boot"
@@ -111,7 +113,7 @@ def device(tmp_path):
     script.chmod(0o755)
     d.conf.write_text(d.conf.read_text().replace("backend = file\n", f"backend = script\nscript = {script}\n"))
     text = d.bootenv.read_text()
-    for key, value in (("BOOT_B_LEFT", "1"), ("BOOT_B_TRY", "1")):
+    for key, value in (("BOOT_B_LEFT", "1"),):
         lines = [line for line in text.splitlines() if not line.startswith(f"{key}=")]
         text = "\n".join(lines + [f"{key}={value}"]) + "\n"
     d.bootenv.write_text(text)

@@ -468,6 +468,31 @@ def test_cancel_in_the_middle_then_install_again(tmp_path, bus, monitor, device,
     assert device.reboot() == "B"
 
 
+def test_damaged_state_while_pending_reboot(tmp_path, bus, monitor, device, service):
+    """The daemon starts (no reboot yet) with a damaged state.json while an update waits for its reboot:
+    the boot backend still knows it, so the State is pending-reboot, the journal says what happened, and
+    Rollback cancels the update (with its version from the history)."""
+    assert device.install(make_bundle(tmp_path, "1.1.0", payload_bytes())).returncode == 0
+    (device.data / "state.json").write_text('{"pending": ')
+    d = service()
+    assert bus.get("State") == "pending-reboot", d.text()
+    state = device.data / "state.json"
+    assert f"{state}: corrupt; starting from an empty state (the old file is kept as {state}.corrupt)" in d.text()
+    assert (f"{state} has no record of the update on slot B (the file was damaged or lost), but the boot "
+            "backend still marks slot B to try: recovered as an update of version 1.1.0 (from the "
+            "history) that waits for its reboot or has fallen back") in d.text()
+    assert "an installed update waits for the reboot; nothing to confirm yet" in d.text()
+    assert (device.data / "state.json.corrupt").read_text() == '{"pending": '
+    assert device.env()["BOOT_ORDER"].split()[0] == "B"
+
+    assert bus.call("Rollback") == ["A"]
+    assert bus.get("State") == "idle"
+    env = device.env()
+    assert env["BOOT_ORDER"].split()[0] == "A" and env.get("BOOT_B_TRY", "0") == "0", env
+    h = device.history()[-1]
+    assert (h["operation"], h["version"], h["slot"], h["ok"]) == ("cancel", "1.1.0", "B", True)
+
+
 def test_rollback_cancel_and_mark_good_while_pending_reboot(tmp_path, bus, monitor, device, service):
     """While an update waits for its reboot, Rollback, Cancel and MarkGood cancel it: the booted slot
     stays primary, the untried slot is marked bad, State goes back to idle; never are both slots good."""

@@ -336,6 +336,84 @@ def test_key_set_twice_in_one_file_is_a_warning(device):
     assert p.returncode == 0 and "warning" not in p.stderr, p.stderr
 
 
+DAMAGED_STATE = b'{"version_floor": "1.0.0", "pending": {"version": "1.1'
+
+
+def install_then_damage_the_state(tmp_path, device):
+    """An update of 1.1.0 waits for its reboot, and then state.json is damaged."""
+    assert device.install(make_bundle(tmp_path, "1.1.0", payload_bytes())).returncode == 0
+    assert device.state()["pending"]["slot"] == "B"
+    (device.data / "state.json").write_bytes(DAMAGED_STATE)
+
+
+def assert_recovered(device, p, where):
+    """The log says state.json was damaged and what was recovered; the damaged file is kept."""
+    state = device.data / "state.json"
+    assert (f"upkeepd: warning: {state}: corrupt; starting from an empty state (the old file is kept as "
+            f"{state}.corrupt)") in p.stderr, p.stderr
+    assert (f"upkeepd: warning: {state} has no record of the update on slot B (the file was damaged or "
+            f"lost), but the boot backend still marks slot B to try: recovered as an update of version "
+            f"1.1.0 (from the history) that {where}") in p.stderr, p.stderr
+    assert (device.data / "state.json.corrupt").read_bytes() == DAMAGED_STATE
+
+
+def test_damaged_state_while_pending_is_confirmed(tmp_path, device):
+    install_then_damage_the_state(tmp_path, device)
+    assert device.reboot() == "B"
+    p = device.upkeepd("confirm")
+    assert p.returncode == 0, p.stderr
+    assert "confirmed version 1.1.0 on slot B" in p.stdout
+    assert_recovered(device, p, "is on its try now")
+    state = device.state()
+    assert state["pending"] is None and state["slots"]["B"] == "1.1.0" and state["version_floor"] == "1.1.0"
+    h = device.history()[-1]
+    assert (h["operation"], h["version"], h["slot"], h["ok"]) == ("confirm", "1.1.0", "B", True)
+    assert device.reboot() == "B"
+
+
+def test_damaged_state_while_pending_falls_back(tmp_path, device):
+    install_then_damage_the_state(tmp_path, device)
+    assert device.reboot() == "B"
+    assert device.reboot() == "A"  # B never confirmed
+    p = device.upkeepd("confirm")
+    assert p.returncode == 1, p.stderr
+    assert "version 1.1.0 on slot B was not confirmed: the system came back up on slot A" in p.stdout
+    assert_recovered(device, p, "waits for its reboot or has fallen back")
+    assert device.primary() == "A" and device.env().get("BOOT_B_TRY", "0") == "0"
+    assert device.state()["pending"] is None
+    h = device.history()[-1]
+    assert (h["operation"], h["version"], h["slot"], h["ok"]) == ("confirm", "1.1.0", "B", False)
+
+
+def test_damaged_state_while_pending_can_be_cancelled(tmp_path, device):
+    """Rollback before the reboot cancels the update, as with an intact state: it never makes the
+    untried slot good."""
+    install_then_damage_the_state(tmp_path, device)
+    p = device.upkeepd("rollback")
+    assert p.returncode == 0, p.stderr
+    assert "the update that waited for its reboot is cancelled; slot A stays primary" in p.stdout
+    assert_recovered(device, p, "waits for its reboot or has fallen back")
+    env = device.env()
+    assert env["BOOT_ORDER"].split()[0] == "A" and env.get("BOOT_B_LEFT", "0") == "0", env
+    h = device.history()[-1]
+    assert (h["operation"], h["version"], h["slot"], h["ok"]) == ("cancel", "1.1.0", "B", True)
+    assert device.reboot() == "A"
+
+
+def test_damaged_state_and_history_while_pending(tmp_path, device):
+    """Without the history the version is unknown, but the update is still confirmed."""
+    install_then_damage_the_state(tmp_path, device)
+    (device.data / "history.json").write_text("[")
+    assert device.reboot() == "B"
+    p = device.upkeepd("confirm")
+    assert p.returncode == 0, p.stderr
+    assert ("recovered as an update of version (unknown: no install into that slot in the history) that is "
+            "on its try now") in p.stderr, p.stderr
+    assert "confirmed version (unknown) on slot B" in p.stdout
+    assert device.state()["pending"] is None
+    assert device.reboot() == "B"
+
+
 def test_replayed_old_version_is_refused(tmp_path, device):
     assert device.install(make_bundle(tmp_path, "1.2.0", payload_bytes(1))).returncode == 0
     device.reboot()
