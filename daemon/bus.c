@@ -7,6 +7,7 @@
 #include "bus.h"
 #include "install.h"
 #include "logging.h"
+#include "path-util.h"
 #include "polkit.h"
 #include "support.h"
 
@@ -35,11 +36,14 @@ void bus_emit_changed(Manager *m, const char *property, ...)
         (void)sd_bus_emit_properties_changed_strv(m->bus, UPKEEP_BUS_PATH, UPKEEP_BUS_INTERFACE, names);
 }
 
+/* A broadcast every local user may receive: without the paths of root's files, as LastError. */
 void bus_emit_finished(Manager *m, bool ok, const char *message, const char *error_name)
 {
+        _cleanup_free_ char *redacted = path_redact(message);
+
         if (m->bus)
                 (void)sd_bus_emit_signal(m->bus, UPKEEP_BUS_PATH, UPKEEP_BUS_INTERFACE, "Finished", "bss",
-                                         (int)ok, message, error_name);
+                                         (int)ok, redacted ?: "(out of memory)", error_name);
 }
 
 static int property_get_state(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -166,12 +170,15 @@ ACTING_METHOD(method_set_auto_update, do_set_auto_update)
 
 /* ---- reading methods: anyone ---- */
 
+/* Root reads the whole history; every other caller reads the reasons without the paths of root's files
+ * (path_redact()). */
 static int method_get_history(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_free_ char *warning = NULL;
         Manager *m = userdata;
         HistoryEntry *h = NULL;
+        bool redact = !polkit_caller_is_root(msg);
         size_t n = 0;
         int r;
 
@@ -184,10 +191,16 @@ static int method_get_history(sd_bus_message *msg, void *userdata, sd_bus_error 
         r = sd_bus_message_new_method_return(msg, &reply);
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'a', "(tsssbs)");
-        for (size_t i = 0; r >= 0 && i < n; i++)
-                r = sd_bus_message_append(reply, "(tsssbs)", h[i].time, h[i].operation ?: "",
-                                          h[i].version ?: "", h[i].slot ?: "", (int)h[i].ok,
-                                          h[i].reason ?: "");
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                _cleanup_free_ char *reason = redact ? path_redact(h[i].reason ?: "") : NULL;
+
+                if (redact && !reason)
+                        r = -ENOMEM;
+                else
+                        r = sd_bus_message_append(reply, "(tsssbs)", h[i].time, h[i].operation ?: "",
+                                                  h[i].version ?: "", h[i].slot ?: "", (int)h[i].ok,
+                                                  redact ? reason : h[i].reason ?: "");
+        }
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
         history_free(h, n);

@@ -10,6 +10,7 @@
 #include "bus.h"
 #include "logging.h"
 #include "manager.h"
+#include "path-util.h"
 #include "polkit.h"
 #include "reboot.h"
 #include "support.h"
@@ -79,9 +80,13 @@ static void manager_set_progress(Manager *m, uint64_t done, uint64_t total)
         bus_emit_changed(m, "Progress", NULL);
 }
 
+/* Everyone may read LastError (and PropertiesChanged carries it to everyone): without the paths of
+ * root's files. The journal line logged with it has the whole message. */
 static void manager_set_last_error(Manager *m, const char *msg)
 {
-        if (set_string(&m->last_error, msg))
+        _cleanup_free_ char *redacted = path_redact(msg ?: "");
+
+        if (set_string(&m->last_error, redacted ?: "(out of memory)"))
                 bus_emit_changed(m, "LastError", NULL);
 }
 

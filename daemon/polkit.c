@@ -81,7 +81,7 @@ static int on_check_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
         return 0;
 }
 
-static bool caller_is_root(sd_bus_message *m)
+bool polkit_caller_is_root(sd_bus_message *m)
 {
         sd_bus_creds *creds = NULL;
         uid_t uid = (uid_t)-1;
@@ -105,7 +105,7 @@ int polkit_authorize(sd_bus_message *m, Manager *mgr, AuthorizedFunc func, sd_bu
         bool interactive = sd_bus_message_get_allow_interactive_authorization(m) > 0;
         int r;
 
-        if (caller_is_root(m))
+        if (polkit_caller_is_root(m))
                 return func(m, mgr, error);
         if (!sender)
                 return deny(m, error);

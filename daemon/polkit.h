@@ -16,5 +16,7 @@ typedef int (*AuthorizedFunc)(sd_bus_message *m, Manager *mgr, sd_bus_error *err
 /* Run `func` now (root), later (polkit said yes), or reply AccessDenied. Returns like a method
  * handler: the caller returns this value. */
 int polkit_authorize(sd_bus_message *m, Manager *mgr, AuthorizedFunc func, sd_bus_error *error);
+/* Whether the caller of `m` has effective uid 0 (no polkit involved). */
+bool polkit_caller_is_root(sd_bus_message *m);
 /* Drop the checks still in flight (their callers get no reply: we are going away). */
 void polkit_cancel_all(Manager *mgr);

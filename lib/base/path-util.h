@@ -12,3 +12,12 @@ const char *path_basename(const char *path);
 /* BASE + "/" + NAME in a new string, without a second '/' when BASE already ends in one; for file paths
  * and for URLs. NULL on OOM. */
 char *path_join(const char *base, const char *name);
+
+/* What replaces a path in path_redact()'s output. */
+#define PATH_REDACTED "<path>"
+/* `text` (a message) with every absolute file path in it replaced by PATH_REDACTED, for readers who
+ * may see the message but not where root's files are (upkeep-dbus(7)). A path starts with '/' at the
+ * start of the text or after a blank, quote, '(', '[', '{', '=' or ','; a quoted one ends at its
+ * closing quote, any other at a blank, quote, ')', ']', '}', ',', ';' or a ':' followed by a blank, a
+ * digit or the end. URLs ("https://host/x") are kept. NULL on OOM. */
+char *path_redact(const char *text);

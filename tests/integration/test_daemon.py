@@ -468,6 +468,42 @@ def test_cancel_in_the_middle_then_install_again(tmp_path, bus, monitor, device,
     assert device.reboot() == "B"
 
 
+def test_paths_are_kept_from_unprivileged_readers(tmp_path, bus, monitor, device, service):
+    """LastError, Finished and PropertiesChanged reach every local user: the paths of root's files are
+    replaced by <path> there. GetHistory gives root the whole reason, anyone else the same without
+    paths. The journal has the whole message."""
+    check = device.health / "10-network"
+    check.write_text("#!/bin/sh\necho 'gateway unreachable' >&2\nexit 3\n")
+    check.chmod(0o755)
+    assert device.install(make_bundle(tmp_path, "1.1.0", payload_bytes())).returncode == 0
+    assert device.reboot() == "B"
+    d = service()
+    assert bus.get("State") == "error"
+    reason = "health check <path> exited with status 3: gateway unreachable"
+    want = f"update to version 1.1.0 on slot B failed: {reason}"
+    assert bus.get("LastError") == want
+    assert bus.get("LastError", user="nobody") == want
+    assert f"update to version 1.1.0 on slot B failed: health check {check} exited with status 3" in d.text()
+    assert device.history()[-1]["reason"] == reason.replace("<path>", str(check))
+
+    assert str(check) in bus.call("GetHistory")[0][-1][5]
+    p = bus.call("GetHistory", user="nobody", check=False)
+    assert p.returncode == 0, p.stderr
+    entries = json.loads(p.stdout)["data"][0]
+    assert entries[-1][1:6] == ["confirm", "1.1.0", "B", False, reason]
+    assert str(device.root) not in p.stdout
+
+    # an install refused for a path: the Finished signal and LastError leave it out too
+    device.reboot()
+    target = device.conf
+    bad = make_bundle(tmp_path, "1.2.0", payload_bytes(2), targets=[("conf", "file", target, b"x")])
+    install(bus, bad)
+    ok, message, _ = monitor.finished()
+    assert ok is False and str(target) not in message and "<path>" in message, message
+    assert bus.get("LastError") == message
+    assert str(target) in d.text()
+
+
 def test_damaged_state_while_pending_reboot(tmp_path, bus, monitor, device, service):
     """The daemon starts (no reboot yet) with a damaged state.json while an update waits for its reboot:
     the boot backend still knows it, so the State is pending-reboot, the journal says what happened, and

@@ -65,3 +65,38 @@ TEST(join)
                                   cases[i].name, j ?: "(null)", cases[i].joined);
         }
 }
+
+TEST(redact)
+{
+        static const struct {
+                const char *in, *out;
+        } cases[] = {
+                { "", "" },
+                { "no path here", "no path here" },
+                { "cannot open the bundle \"/root/secret plans/b.upk\": No such file or directory",
+                  "cannot open the bundle \"<path>\": No such file or directory" },
+                { "cannot open /var/tmp/x.upk: Permission denied", "cannot open <path>: Permission denied" },
+                { "/etc/upkeep/upkeep.conf:12: [boot] attempts: must be a number",
+                  "<path>:12: [boot] attempts: must be a number" },
+                { "health check /etc/upkeep/health.d/10-net exited with status 3: gateway down",
+                  "health check <path> exited with status 3: gateway down" },
+                { "slot rootfs.B (/dev/mmcblk0p3) is too small", "slot rootfs.B (<path>) is too small" },
+                { "target=/opt/app/a.conf, mode=0644", "target=<path>, mode=0644" },
+                { "'/a/b' and '/c d/e'", "'<path>' and '<path>'" },
+                { "a path:/x:y stays whole /p/q:r", "a path:/x:y stays whole <path>" },
+                { "from https://updates.example.com/a/b.upk: 404",
+                  "from https://updates.example.com/a/b.upk: 404" },
+                { "a / b and a/b and 1/2", "a / b and a/b and 1/2" },
+                { "\"/unterminated quote", "\"<path>" },
+                { "/", "/" },
+                { "/x", "<path>" },
+                { "/x /y /z", "<path> <path> <path>" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *r = path_redact(cases[i].in);
+                if (!r || !streq(r, cases[i].out))
+                        test_fail("path_redact(\"%s\") = \"%s\", expected \"%s\"", cases[i].in,
+                                  r ?: "(null)", cases[i].out);
+        }
+}
