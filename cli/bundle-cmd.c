@@ -7,6 +7,8 @@
 
 #include "bundle.h"
 #include "cli.h"
+
+#define ZSTD_LEVEL_MAX 19 /* zstd's levels above need --ultra memory on the reading side as well */
 #include "hexdecoct.h"
 
 enum {
@@ -19,11 +21,16 @@ enum {
         ARG_CRL,
         ARG_JSON,
         ARG_ALLOW_ANY_EKU,
+        ARG_FORMAT,
+        ARG_CHUNK_SIZE,
+        ARG_COMPRESSION,
+        ARG_ZSTD_LEVEL,
 };
 
 typedef struct BundleArgs {
         const char *manifest, *cert, *key, *chain, *payload_dir, *output;
         const char *keyring, *crl;
+        const char *format, *chunk_size, *compression, *zstd_level;
         bool json, allow_any_eku;
         char **pos;
         int n_pos;
@@ -43,6 +50,10 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
                 { "crl", required_argument, NULL, ARG_CRL },
                 { "json", no_argument, NULL, ARG_JSON },
                 { "allow-any-eku", no_argument, NULL, ARG_ALLOW_ANY_EKU },
+                { "format", required_argument, NULL, ARG_FORMAT },
+                { "chunk-size", required_argument, NULL, ARG_CHUNK_SIZE },
+                { "compression", required_argument, NULL, ARG_COMPRESSION },
+                { "zstd-level", required_argument, NULL, ARG_ZSTD_LEVEL },
                 {},
         };
         int c;
@@ -90,6 +101,18 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
                 case ARG_ALLOW_ANY_EKU:
                         args->allow_any_eku = true;
                         break;
+                case ARG_FORMAT:
+                        args->format = optarg;
+                        break;
+                case ARG_CHUNK_SIZE:
+                        args->chunk_size = optarg;
+                        break;
+                case ARG_COMPRESSION:
+                        args->compression = optarg;
+                        break;
+                case ARG_ZSTD_LEVEL:
+                        args->zstd_level = optarg;
+                        break;
                 default:
                         return cli_usage_error("bundle %s: unexpected option", verb);
                 }
@@ -99,12 +122,32 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
         return 0;
 }
 
+/* A decimal number from min to max. */
+static bool parse_number(const char *s, long min, long max, long *ret)
+{
+        char *end = NULL;
+        long v;
+
+        if (!s || !*s || *s == '+' || *s == '-' || *s == ' ')
+                return false;
+        errno = 0;
+        v = strtol(s, &end, 10);
+        if (errno != 0 || *end || v < min || v > max)
+                return false;
+        *ret = v;
+        return true;
+}
+
 static int verb_create(int argc, char *argv[])
 {
-        static const int allowed[] = { ARG_MANIFEST,    ARG_CERT,          ARG_KEY, ARG_CHAIN,
-                                       ARG_PAYLOAD_DIR, ARG_ALLOW_ANY_EKU, 'o',     0 };
+        static const int allowed[] = {
+                ARG_MANIFEST,      ARG_CERT, ARG_KEY,    ARG_CHAIN,      ARG_PAYLOAD_DIR,
+                ARG_ALLOW_ANY_EKU, 'o',      ARG_FORMAT, ARG_CHUNK_SIZE, ARG_COMPRESSION,
+                ARG_ZSTD_LEVEL,    0
+        };
         BundleArgs a = {};
         UpkErr err = {};
+        long format = BUNDLE_FORMAT_DEFAULT, chunk_size = 0, level = 0;
         int r;
 
         r = parse_args("create", argc, argv, allowed, &a);
@@ -114,6 +157,23 @@ static int verb_create(int argc, char *argv[])
                 return cli_usage_error("bundle create: unexpected argument \"%s\"", a.pos[0]);
         if (!a.manifest || !a.cert || !a.key || !a.output)
                 return cli_usage_error("bundle create needs --manifest, --cert, --key and -o");
+        if (a.format && !parse_number(a.format, 1, 2, &format))
+                return cli_usage_error("bundle create: --format \"%s\": expected 1 or 2", a.format);
+        if (format == 1 && (a.chunk_size || a.compression || a.zstd_level))
+                return cli_usage_error("bundle create: --chunk-size, --compression and --zstd-level apply "
+                                       "to format 2 only");
+        if (a.chunk_size &&
+            (!parse_number(a.chunk_size, MANIFEST_CHUNK_SIZE_MIN, MANIFEST_CHUNK_SIZE_MAX, &chunk_size) ||
+             (chunk_size & (chunk_size - 1)) != 0))
+                return cli_usage_error(
+                        "bundle create: --chunk-size \"%s\": expected a power of two from %u to %u",
+                        a.chunk_size, MANIFEST_CHUNK_SIZE_MIN, MANIFEST_CHUNK_SIZE_MAX);
+        if (a.compression && !streq(a.compression, "none") && !streq(a.compression, "zstd"))
+                return cli_usage_error("bundle create: --compression \"%s\": expected none or zstd",
+                                       a.compression);
+        if (a.zstd_level && !parse_number(a.zstd_level, 1, ZSTD_LEVEL_MAX, &level))
+                return cli_usage_error("bundle create: --zstd-level \"%s\": expected 1 to %d", a.zstd_level,
+                                       ZSTD_LEVEL_MAX);
 
         /* Devices would refuse this signer: say so before the work, but sign anyway (the devices
          * decide, and a PKI under test may want exactly such a bundle). */
@@ -129,6 +189,11 @@ static int verb_create(int argc, char *argv[])
                 .chain_path = a.chain,
                 .payload_dir = a.payload_dir,
                 .output_path = a.output,
+                .format = (int)format,
+                .chunk_size = (uint32_t)chunk_size,
+                .compression_set = a.compression != NULL,
+                .compression = a.compression ? compression_from_string(a.compression) : COMPRESSION_NONE,
+                .zstd_level = (int)level,
         };
         r = bundle_create(&opts, &err);
         if (r < 0)
@@ -187,6 +252,13 @@ static void info_human(const char *path, const Bundle *b)
                 else
                         printf("  %-15s %s\n", "target", p->target);
                 print_size("size", p->size);
+                if (m->format == 2) {
+                        print_size("installed size", p->installed_size);
+                        printf("  %-15s %s\n", "identity", hex);
+                        printf("  %-15s %" PRIu64 " of %" PRIu32 " bytes, %s\n", "chunks", p->chunk_count,
+                               p->chunk_size, compression_to_string(p->chunk_compression));
+                        continue;
+                }
                 printf("  %-15s %s\n", "sha256", hex);
                 if (p->compression != COMPRESSION_NONE) {
                         printf("  %-15s %s\n", "compression", compression_to_string(p->compression));
@@ -197,6 +269,7 @@ static void info_human(const char *path, const Bundle *b)
 
 static int info_json(const char *path, const Bundle *b)
 {
+        const Manifest *m = bundle_get_manifest(b);
         const SignatureSigner *s = bundle_get_signer(b);
         json_object *o = json_object_new_object(), *manifest;
         const void *raw;
@@ -223,6 +296,29 @@ static int info_json(const char *path, const Bundle *b)
         } else
                 json_object_object_add(o, "signer", NULL);
         json_object_object_add(o, "manifest", manifest);
+        json_object_object_add(o, "format", json_object_new_int(m->format));
+        if (m->format == 2) {
+                json_object *arr = json_object_new_array();
+                json_object_object_add(o, "payloads", arr);
+                for (size_t i = 0; i < m->n_payloads; i++) {
+                        const ManifestPayload *p = &m->payloads[i];
+                        json_object *po = json_object_new_object();
+                        char hex[65];
+
+                        hex_encode(p->sha256, 32, hex);
+                        json_object_object_add(po, "name", json_object_new_string(p->name));
+                        json_object_object_add(po, "size", json_object_new_uint64(p->size));
+                        json_object_object_add(po, "installed_size",
+                                               json_object_new_uint64(p->installed_size));
+                        json_object_object_add(po, "chunk_size", json_object_new_uint64(p->chunk_size));
+                        json_object_object_add(po, "chunk_count", json_object_new_uint64(p->chunk_count));
+                        json_object_object_add(
+                                po, "compression",
+                                json_object_new_string(compression_to_string(p->chunk_compression)));
+                        json_object_object_add(po, "identity", json_object_new_string(hex));
+                        json_object_array_add(arr, po);
+                }
+        }
         if (puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
                                                            JSON_C_TO_STRING_NOSLASHESCAPE)) < 0)
                 r = EXIT_FAIL;

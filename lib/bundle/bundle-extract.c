@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "bundle.h"
+#include "chunk-index.h"
 #include "fileio.h"
 
 #include <fcntl.h>
@@ -7,7 +8,7 @@
 
 typedef struct Written {
         int dfd;
-        const char *names[MANIFEST_PAYLOADS_MAX + 2];
+        const char *names[MANIFEST_PAYLOADS_MAX + 3];
         size_t n;
 } Written;
 
@@ -60,6 +61,12 @@ static int extract_all(Bundle *b, Written *w, UpkErr *err)
         r = write_whole(w, BUNDLE_SIGNATURE_NAME, sig, sig_size, err);
         if (r < 0)
                 return r;
+        if (bundle_get_manifest(b)->format == 2) {
+                bundle_get_raw_index(b, &data, &data_size);
+                r = write_whole(w, CHUNK_INDEX_NAME, data, data_size, err);
+                if (r < 0)
+                        return r;
+        }
 
         while ((r = bundle_next_payload(b, BUNDLE_PAYLOAD_STORED, &p, err)) > 0) {
                 const void *buf;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "bundle.h"
+#include "chunk-index.h"
 #include "readahead.h"
 
 #include "hexdecoct.h"
@@ -10,15 +11,20 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <sys/stat.h>
+#include <zstd.h>
 
 #define BUNDLE_READ_BLOCK  (512u * 1024u)
 #define BUNDLE_TRAILER_MAX (1024u * 1024u)          /* zero padding after the end-of-archive blocks */
 #define BUNDLE_TEE_MAX     (8u * BUNDLE_READ_BLOCK) /* stored bytes one decompressor step may pull */
 
+#define TAR_BLOCK 512u
+
 typedef enum MemberKind {
         MEMBER_MANIFEST,
         MEMBER_SIGNATURE,
+        MEMBER_INDEX,
         MEMBER_PAYLOAD,
 } MemberKind;
 
@@ -65,7 +71,27 @@ struct Bundle {
         uint64_t cur_stored;
         uint64_t cur_out;
         struct archive *inner; /* decompressor, when reading decompressed */
+
+        /* Format 2: the layout, the chunk index and the chunk being handed out. */
+        uint64_t header_at[2]; /* where the manifest's and the signature's headers were */
+        uint64_t next_header;  /* where the next member's header starts in the canonical layout */
+        ChunkIndex *index;
+        char *index_raw;
+        size_t index_size;
+        uint8_t *cbuf; /* one chunk's stored bytes when the source's block does not hold them whole */
+        uint8_t *dbuf; /* one zstd chunk's content */
+        ZSTD_DCtx *dctx;
+        size_t cur_payload;
+        uint64_t cur_chunk; /* the next chunk of the current payload */
+        BundlePayloadMode cur_mode;
+        const uint8_t *blk; /* what is left of the member's last block from libarchive */
+        size_t blk_len;
 };
+
+static bool is_format2(const Bundle *b)
+{
+        return b->manifest && b->manifest->format == 2;
+}
 
 static ssize_t fd_read(void *userdata, void *buf, size_t size)
 {
@@ -160,6 +186,8 @@ static const char *member_name_expected(const Bundle *b, MemberKind kind)
                 return BUNDLE_MANIFEST_NAME;
         case MEMBER_SIGNATURE:
                 return BUNDLE_SIGNATURE_NAME;
+        case MEMBER_INDEX:
+                return CHUNK_INDEX_NAME;
         case MEMBER_PAYLOAD:
                 return b->manifest->payloads[b->next_payload].file;
         }
@@ -188,6 +216,24 @@ static const char *entry_type_name(struct archive_entry *e)
         default:
                 return "not a regular file";
         }
+}
+
+/* Format 2: each member's header where the canonical layout puts it (a plain ustar header right after
+ * the previous member's padded data), so that a chunk's bytes can be found in the file from the manifest
+ * and the index alone. Before the manifest is parsed the positions are only noted. */
+static int check_layout(Bundle *b, const char *name, la_int64_t at, UpkErr *err)
+{
+        if (!is_format2(b)) {
+                if (b->member <= 2)
+                        b->header_at[b->member - 1] = at < 0 ? UINT64_MAX : (uint64_t)at;
+                return 0;
+        }
+        if (at < 0 || (uint64_t)at != b->next_header || archive_format(b->a) != ARCHIVE_FORMAT_TAR_USTAR)
+                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                            "bundle format: not canonical: member %u \"%s\" must be a plain ustar header at "
+                            "byte %llu",
+                            b->member, name, (unsigned long long)b->next_header);
+        return 0;
 }
 
 /* Read the next tar header and check it is the member we expect here, a plain regular file. */
@@ -240,6 +286,11 @@ static int next_member(Bundle *b, MemberKind kind, uint64_t *ret_size, UpkErr *e
                 return fail(b, err, UPK_ERR_FORMAT, -EBADMSG, "bundle format: member \"%s\" has no size",
                             name);
 
+        r = check_layout(b, name, archive_read_header_position(b->a), err);
+        if (r < 0)
+                return r;
+        b->next_header +=
+                TAR_BLOCK + ((uint64_t)archive_entry_size(e) + TAR_BLOCK - 1) / TAR_BLOCK * TAR_BLOCK;
         *ret_size = (uint64_t)archive_entry_size(e);
         return 0;
 }
@@ -280,6 +331,63 @@ static int read_small_member(Bundle *b, MemberKind kind, size_t max, char **ret,
         buf[size] = 0;
         *ret = TAKE_PTR(buf);
         *ret_size = (size_t)size;
+        return 0;
+}
+
+/* Format 2: the layout so far, then chunks.idx: its size and hash checked against the signed manifest
+ * before a byte of it is parsed; each payload's identity is the hash of its slice. */
+static int open_index(Bundle *b, UpkErr *err)
+{
+        const Manifest *m = b->manifest;
+        char *raw = NULL;
+        UpkErr e = {};
+        uint8_t digest[32];
+        uint32_t chunk_max = 0;
+        bool zstd = false;
+        size_t size;
+        int r;
+
+        if (b->header_at[0] != 0 ||
+            b->header_at[1] != TAR_BLOCK + (b->manifest_size + TAR_BLOCK - 1) / TAR_BLOCK * TAR_BLOCK ||
+            archive_format(b->a) != ARCHIVE_FORMAT_TAR_USTAR)
+                return fail(
+                        b, err, UPK_ERR_FORMAT, -EBADMSG,
+                        "bundle format: not canonical: manifest.json and manifest.json.sig must be plain "
+                        "ustar members at bytes 0 and %llu",
+                        (unsigned long long)(TAR_BLOCK +
+                                             (b->manifest_size + TAR_BLOCK - 1) / TAR_BLOCK * TAR_BLOCK));
+        r = read_small_member(b, MEMBER_INDEX, m->index_size, &raw, &size, err);
+        if (r < 0)
+                return r;
+        b->index_raw = raw;
+        b->index_size = size;
+        if (size != m->index_size)
+                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                            "bundle format: member \"%s\" is %zu bytes, the manifest declares %llu",
+                            CHUNK_INDEX_NAME, size, (unsigned long long)m->index_size);
+        if (!SHA256((const uint8_t *)raw, size, digest))
+                return fail(b, err, UPK_ERR_IO, -EIO, "%s: SHA-256 failed", CHUNK_INDEX_NAME);
+        if (memcmp(digest, m->index_sha256, 32) != 0)
+                return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
+                            "%s: sha256 mismatch with the manifest's index.sha256", CHUNK_INDEX_NAME);
+        r = chunk_index_parse(raw, size, m, &b->index, &e);
+        if (r < 0)
+                return fail(b, err, e.kind, r, "%s", e.msg);
+        for (size_t i = 0; i < m->n_payloads; i++) {
+                ManifestPayload *p = &b->manifest->payloads[i];
+                memcpy(p->sha256, b->index->identity[i], 32);
+                p->has_digest = true;
+                if (p->chunk_size > chunk_max)
+                        chunk_max = p->chunk_size;
+                zstd = zstd || p->chunk_compression == COMPRESSION_ZSTD;
+        }
+        b->cbuf = malloc(chunk_max ?: 1);
+        if (zstd) {
+                b->dbuf = malloc(chunk_max);
+                b->dctx = ZSTD_createDCtx();
+        }
+        if (!b->cbuf || (zstd && (!b->dbuf || !b->dctx)))
+                return fail(b, err, UPK_ERR_IO, -ENOMEM, "out of memory");
         return 0;
 }
 
@@ -329,6 +437,8 @@ static int bundle_open_internal(Bundle *b, const BundleOpenOptions *opts, UpkErr
                 b->failed = true;
                 return r;
         }
+        if (is_format2(b))
+                return open_index(b, err);
         return 0;
 }
 
@@ -432,6 +542,9 @@ static void payload_reset(Bundle *b)
         b->tee_handed = false;
         b->cur_stored = 0;
         b->cur_out = 0;
+        b->cur_chunk = 0;
+        b->blk = NULL;
+        b->blk_len = 0;
 }
 
 Bundle *bundle_free(Bundle *b)
@@ -447,6 +560,11 @@ Bundle *bundle_free(Bundle *b)
         free(b->tee_buf);
         free(b->manifest_raw);
         free(b->sig_raw);
+        chunk_index_free(b->index);
+        free(b->index_raw);
+        free(b->cbuf);
+        free(b->dbuf);
+        ZSTD_freeDCtx(b->dctx);
         manifest_free(b->manifest);
         signature_signer_done(&b->signer);
         free(b);
@@ -479,6 +597,12 @@ void bundle_get_raw(const Bundle *b, const void **ret_manifest, size_t *ret_mani
                 *ret_sig = b->sig_raw;
         if (ret_sig_size)
                 *ret_sig_size = b->sig_size;
+}
+
+void bundle_get_raw_index(const Bundle *b, const void **ret, size_t *ret_size)
+{
+        *ret = b->index_raw;
+        *ret_size = b->index_size;
 }
 
 uint64_t bundle_get_position(const Bundle *b)
@@ -534,7 +658,9 @@ static int outer_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr 
                 return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
                             "payload \"%s\": more than the %llu bytes the manifest declares", b->cur->name,
                             (unsigned long long)b->cur->size);
-        if (b->defer_hash && !b->inner) {
+        if (!b->md)
+                ; /* format 2: each chunk is checked on its own */
+        else if (b->defer_hash && !b->inner) {
                 b->pending_buf = buf;
                 b->pending_len = len;
         } else if (EVP_DigestUpdate(b->md, buf, len) != 1)
@@ -727,6 +853,13 @@ int bundle_next_payload(Bundle *b, BundlePayloadMode mode, const ManifestPayload
 
         if (b->next_payload >= b->manifest->n_payloads) {
                 r = archive_read_next_header(b->a, &e);
+                if (r == ARCHIVE_EOF && is_format2(b) &&
+                    archive_read_header_position(b->a) != (la_int64_t)b->next_header)
+                        return fail(
+                                b, err, UPK_ERR_FORMAT, -EBADMSG,
+                                "bundle format: not canonical: the end-of-archive blocks must start at byte "
+                                "%llu",
+                                (unsigned long long)b->next_header);
                 if (r == ARCHIVE_EOF) {
                         r = check_trailer(b, err);
                         if (r < 0)
@@ -757,7 +890,13 @@ int bundle_next_payload(Bundle *b, BundlePayloadMode mode, const ManifestPayload
         payload_reset(b);
         b->cur = p;
         b->cur_active = true;
-        b->next_payload++;
+        b->cur_payload = b->next_payload++;
+        b->cur_mode = mode;
+        if (is_format2(b)) {
+                if (ret)
+                        *ret = p;
+                return 1;
+        }
         b->md = EVP_MD_CTX_new();
         if (!b->md || EVP_DigestInit_ex(b->md, EVP_sha256(), NULL) != 1)
                 return fail(b, err, UPK_ERR_IO, -ENOMEM, "cannot set up SHA-256");
@@ -884,6 +1023,113 @@ static int tee_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *e
         return outer_block(b, ret_buf, ret_len, err);
 }
 
+static int chunk_fail(Bundle *b, UpkErr *err, const char *what)
+{
+        const ManifestPayload *p = b->cur;
+        uint64_t start = b->cur_chunk * p->chunk_size;
+
+        return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG, "payload \"%s\": chunk %llu (bytes %llu..%llu): %s",
+                    p->name, (unsigned long long)b->cur_chunk, (unsigned long long)start,
+                    (unsigned long long)(start + manifest_chunk_length(p, b->cur_chunk) - 1), what);
+}
+
+/* Format 2: the next `n` stored bytes of the member in one piece: in place when the source's block
+ * holds them whole (valid until the next read), else copied into cbuf. */
+static int gather(Bundle *b, size_t n, const uint8_t **ret, UpkErr *err)
+{
+        size_t have = 0;
+        int r;
+
+        if (b->blk_len >= n) {
+                *ret = b->blk;
+                b->blk += n;
+                b->blk_len -= n;
+                return 0;
+        }
+        while (have < n) {
+                size_t k;
+
+                if (b->blk_len == 0) {
+                        const void *buf;
+                        r = outer_block(b, &buf, &b->blk_len, err);
+                        if (r < 0)
+                                return r;
+                        if (r == 0)
+                                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                                            "bundle format: member \"%s\" ends inside chunk %llu",
+                                            b->cur->file, (unsigned long long)b->cur_chunk);
+                        b->blk = buf;
+                        if (have == 0 && b->blk_len >= n)
+                                return gather(b, n, ret, err);
+                }
+                k = n - have < b->blk_len ? n - have : b->blk_len;
+                memcpy(b->cbuf + have, b->blk, k);
+                have += k;
+                b->blk += k;
+                b->blk_len -= k;
+        }
+        *ret = b->cbuf;
+        return 0;
+}
+
+/* Format 2: the next chunk, its stored bytes checked against the index before anything else looks at
+ * them, a zstd frame decompressed to exactly its content length and checked too. */
+static int chunk_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err)
+{
+        const ManifestPayload *p = b->cur;
+        const ChunkEntry *e;
+        const uint8_t *stored = NULL;
+        uint8_t digest[32];
+        uint32_t len;
+        int r;
+
+        if (b->cur_chunk >= p->chunk_count) {
+                const void *buf;
+                size_t n;
+
+                /* The chunks' stored lengths add up to the member's size: nothing may be left. */
+                r = b->blk_len > 0 ? 1 : outer_block(b, &buf, &n, err);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                                    "bundle format: member \"%s\" is longer than its chunks", p->file);
+                return 0;
+        }
+        e = &b->index->entries[b->index->first[b->cur_payload] + b->cur_chunk];
+        len = manifest_chunk_length(p, b->cur_chunk);
+        r = gather(b, e->stored_len, &stored, err);
+        if (r < 0)
+                return r;
+        if (!SHA256(stored, e->stored_len, digest))
+                return fail(b, err, UPK_ERR_IO, -EIO, "payload \"%s\": SHA-256 failed", p->name);
+        if (memcmp(digest, e->stored_sha256, 32) != 0)
+                return chunk_fail(b, err, "sha256 mismatch");
+        *ret_buf = stored;
+        *ret_len = e->stored_len;
+        if (e->kind == CHUNK_KIND_ZSTD) {
+                size_t k;
+
+                if (ZSTD_getFrameContentSize(stored, e->stored_len) != len ||
+                    ZSTD_findFrameCompressedSize(stored, e->stored_len) != e->stored_len)
+                        return chunk_fail(b, err, "not one zstd frame declaring its content length");
+                k = ZSTD_decompressDCtx(b->dctx, b->dbuf, len, stored, e->stored_len);
+                if (ZSTD_isError(k) || k != len)
+                        return chunk_fail(b, err, "zstd frame does not decompress to its content length");
+                if (!SHA256(b->dbuf, len, digest))
+                        return fail(b, err, UPK_ERR_IO, -EIO, "payload \"%s\": SHA-256 failed", p->name);
+                if (memcmp(digest, e->content_sha256, 32) != 0)
+                        return chunk_fail(b, err, "content sha256 mismatch");
+                if (b->cur_mode == BUNDLE_PAYLOAD_DECOMPRESSED) {
+                        *ret_buf = b->dbuf;
+                        *ret_len = len;
+                }
+        }
+        b->cur_out += len;
+        b->cur_chunk++;
+        return 1;
+}
+
 int bundle_read_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err)
 {
         int r;
@@ -892,6 +1138,12 @@ int bundle_read_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *
                 return failed_before(b, err);
         if (!b->cur_active)
                 return 0;
+        if (is_format2(b)) {
+                r = chunk_block(b, ret_buf, ret_len, err);
+                if (r == 0)
+                        b->cur_active = false;
+                return r;
+        }
         if (!b->inner)
                 r = outer_block(b, ret_buf, ret_len, err);
         else if (b->cur_tee)

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "bundle.h"
+#include "chunk-index.h"
 
 #include <fcntl.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <zstd.h>
 
 #include "abi-time.h"
 #include "archive-util.h"
@@ -13,6 +16,7 @@
 #include "path-util.h"
 
 #define WRITE_CHUNK (1024u * 1024u)
+#define TAR_BLOCK   512u
 
 static int open_payload(const char *dir, const ManifestPayload *p, uint64_t *ret_size, UpkErr *err)
 {
@@ -275,15 +279,406 @@ static int write_bundle(int fd, const Manifest *m, const char *dir, const char *
         return 0;
 }
 
+/* ---- format 2 ---- */
+
+/* A payload's content: its input file as it is, or decompressed per the template's `compression`. */
+typedef struct Content {
+        int fd;
+        struct archive *a;
+        const ManifestPayload *p;
+} Content;
+
+static void content_done(Content *c)
+{
+        if (c->a)
+                archive_read_free(c->a);
+        c->a = NULL;
+}
+
+static int content_open(Content *c, int fd, const ManifestPayload *p, UpkErr *err)
+{
+        struct archive_entry *e;
+
+        *c = (Content){ .fd = fd, .p = p };
+        if (lseek(fd, 0, SEEK_SET) < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "payload \"%s\": cannot seek: %m", p->name);
+        if (p->compression == COMPRESSION_NONE)
+                return 0;
+        c->a = archive_read_new();
+        if (!c->a)
+                return upk_err_oom(err);
+        /* fill_payload() already proved it is this compression. */
+        if (archive_read_support_filter_all(c->a) != ARCHIVE_OK ||
+            archive_read_support_format_raw(c->a) != ARCHIVE_OK ||
+            archive_read_open_fd(c->a, fd, WRITE_CHUNK) != ARCHIVE_OK ||
+            archive_read_next_header(c->a, &e) != ARCHIVE_OK)
+                return upk_err(err, UPK_ERR_PAYLOAD, -EBADMSG, "payload \"%s\": cannot decompress %s: %s",
+                               p->name, p->file, archive_error_string(c->a) ?: "unknown error");
+        return 0;
+}
+
+/* Exactly `n` content bytes, fewer only at the end. */
+static ssize_t content_read(Content *c, uint8_t *buf, size_t n, UpkErr *err)
+{
+        size_t got = 0;
+
+        while (got < n) {
+                ssize_t k;
+
+                if (c->a)
+                        k = archive_read_data(c->a, buf + got, n - got);
+                else
+                        k = read(c->fd, buf + got, n - got);
+                if (k < 0 && !c->a && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return upk_err(err, UPK_ERR_IO, c->a ? -EBADMSG : -errno,
+                                       "payload \"%s\": cannot read %s: %s", c->p->name, c->p->file,
+                                       c->a ? archive_error_string(c->a) ?: "unknown error"
+                                            : strerror(errno));
+                if (k == 0)
+                        break;
+                got += (size_t)k;
+        }
+        return (ssize_t)got;
+}
+
+static int changed(const ManifestPayload *p, UpkErr *err)
+{
+        return upk_err(err, UPK_ERR_IO, -EBUSY, "payload \"%s\": %s changed while the bundle was made",
+                       p->name, p->file);
+}
+
+typedef struct Chunker {
+        uint8_t *content, *frame;
+        size_t frame_cap;
+        ZSTD_CCtx *cctx;
+        int zstd_level;
+        int spill; /* stored bytes of zstd payloads, unlinked at once */
+        uint64_t spilled;
+        uint8_t *index; /* chunks.idx as it grows */
+        size_t index_size, index_cap;
+        uint64_t *spill_at; /* per payload: where its stored bytes start in the spill file */
+} Chunker;
+
+static void chunker_done(Chunker *k)
+{
+        free(k->content);
+        free(k->frame);
+        ZSTD_freeCCtx(k->cctx);
+        safe_close(k->spill);
+        free(k->index);
+        free(k->spill_at);
+}
+
+static int index_append(Chunker *k, const ChunkEntry *e, UpkErr *err)
+{
+        if (k->index_size + CHUNK_ENTRY_SIZE > CHUNK_INDEX_SIZE_MAX)
+                return upk_err(err, UPK_ERR_MANIFEST, -EFBIG,
+                               "the chunk index would be larger than %u bytes: use larger chunks",
+                               CHUNK_INDEX_SIZE_MAX);
+        if (k->index_size + CHUNK_ENTRY_SIZE > k->index_cap) {
+                size_t cap = k->index_cap ? 2 * k->index_cap : 64 * CHUNK_ENTRY_SIZE;
+                uint8_t *n = realloc(k->index, cap);
+                if (!n)
+                        return upk_err_oom(err);
+                k->index = n;
+                k->index_cap = cap;
+        }
+        chunk_entry_serialise(e, k->index + k->index_size);
+        k->index_size += CHUNK_ENTRY_SIZE;
+        return 0;
+}
+
+/* Pass 1 for one payload: cut its content into chunks, compress each alone (zstd payloads, into the
+ * spill file), and append the index entries; fills size and chunk_count. */
+static int chunk_payload(Chunker *k, int fd, ManifestPayload *p, UpkErr *err)
+{
+        Content c = {};
+        uint64_t stored = 0;
+        int r = 0;
+
+        r = content_open(&c, fd, p, err);
+        for (uint64_t i = 0; r >= 0 && i < p->chunk_count; i++) {
+                uint32_t len = manifest_chunk_length(p, i);
+                ChunkEntry e = { .kind = CHUNK_KIND_STORED, .stored_len = len };
+                ssize_t n = content_read(&c, k->content, len, err);
+                const uint8_t *out = k->content;
+
+                if (n < 0) {
+                        r = (int)n;
+                        break;
+                }
+                if ((size_t)n != len) {
+                        r = changed(p, err);
+                        break;
+                }
+                SHA256(k->content, len, e.content_sha256);
+                if (p->chunk_compression == COMPRESSION_ZSTD) {
+                        size_t z = ZSTD_compress2(k->cctx, k->frame, k->frame_cap, k->content, len);
+                        if (ZSTD_isError(z)) {
+                                r = upk_err(err, UPK_ERR_IO, -EIO, "payload \"%s\": zstd: %s", p->name,
+                                            ZSTD_getErrorName(z));
+                                break;
+                        }
+                        /* A frame no smaller than its content is of no use: the chunk is stored as is. */
+                        if (z < len) {
+                                e.kind = CHUNK_KIND_ZSTD;
+                                e.stored_len = (uint32_t)z;
+                                out = k->frame;
+                        }
+                        r = loop_write(k->spill, out, e.stored_len);
+                        if (r < 0) {
+                                r = upk_err(err, UPK_ERR_IO, r, "cannot write the temporary chunk file: %m");
+                                break;
+                        }
+                        k->spilled += e.stored_len;
+                }
+                if (e.kind == CHUNK_KIND_STORED)
+                        memcpy(e.stored_sha256, e.content_sha256, 32);
+                else
+                        SHA256(out, e.stored_len, e.stored_sha256);
+                stored += e.stored_len;
+                r = index_append(k, &e, err);
+        }
+        if (r >= 0 && content_read(&c, k->content, 1, err) != 0)
+                r = changed(p, err);
+        content_done(&c);
+        if (r < 0)
+                return r;
+        p->size = stored;
+        return 0;
+}
+
+static int chunk_all(const BundleCreateOptions *opts, const char *dir, const char *outdir, Manifest *m,
+                     Chunker *k, UpkErr *err)
+{
+        _cleanup_free_ char *tmp = strdup_printf("%s/.upkeep-chunks.XXXXXX", outdir);
+        uint32_t chunk_max = 0;
+        int r;
+
+        if (!tmp)
+                return upk_err_oom(err);
+        k->spill_at = calloc(m->n_payloads, sizeof(uint64_t));
+        if (!k->spill_at)
+                return upk_err_oom(err);
+        for (size_t i = 0; i < m->n_payloads; i++) {
+                ManifestPayload *p = &m->payloads[i];
+                if (p->chunk_size == 0)
+                        p->chunk_size = opts->chunk_size ?: CHUNK_SIZE_DEFAULT;
+                if (p->chunk_size < MANIFEST_CHUNK_SIZE_MIN || p->chunk_size > MANIFEST_CHUNK_SIZE_MAX ||
+                    (p->chunk_size & (p->chunk_size - 1)) != 0)
+                        return upk_err(
+                                err, UPK_ERR_MANIFEST, -EINVAL,
+                                "payload \"%s\": chunk size %" PRIu32 " is not a power of two from %u to %u",
+                                p->name, p->chunk_size, MANIFEST_CHUNK_SIZE_MIN, MANIFEST_CHUNK_SIZE_MAX);
+                if (p->chunk_compression == _COMPRESSION_INVALID || !p->has_chunks)
+                        p->chunk_compression = opts->compression_set                ? opts->compression
+                                               : p->compression != COMPRESSION_NONE ? COMPRESSION_ZSTD
+                                                                                    : COMPRESSION_NONE;
+                if (p->chunk_compression != COMPRESSION_NONE && p->chunk_compression != COMPRESSION_ZSTD)
+                        return upk_err(err, UPK_ERR_MANIFEST, -EINVAL,
+                                       "payload \"%s\": chunks are stored as none or zstd", p->name);
+                p->has_chunks = true;
+                p->chunk_count =
+                        p->installed_size / p->chunk_size + (p->installed_size % p->chunk_size != 0);
+                if (p->chunk_size > chunk_max)
+                        chunk_max = p->chunk_size;
+        }
+        k->content = malloc(chunk_max);
+        k->frame_cap = ZSTD_compressBound(chunk_max);
+        k->frame = malloc(k->frame_cap);
+        k->cctx = ZSTD_createCCtx();
+        if (!k->content || !k->frame || !k->cctx)
+                return upk_err_oom(err);
+        if (ZSTD_isError(ZSTD_CCtx_setParameter(k->cctx, ZSTD_c_compressionLevel,
+                                                opts->zstd_level ?: BUNDLE_ZSTD_LEVEL_DEFAULT)) ||
+            ZSTD_isError(ZSTD_CCtx_setParameter(k->cctx, ZSTD_c_checksumFlag, 0)) ||
+            ZSTD_isError(ZSTD_CCtx_setParameter(k->cctx, ZSTD_c_contentSizeFlag, 1)))
+                return upk_err(err, UPK_ERR_IO, -EINVAL, "zstd level %d is not supported", opts->zstd_level);
+        k->spill = mkostemp(tmp, O_CLOEXEC);
+        if (k->spill < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "%s: cannot create a temporary file: %m",
+                               opts->output_path);
+        (void)unlink(tmp); /* gone on every path */
+
+        for (size_t i = 0; i < m->n_payloads; i++) {
+                _cleanup_close_ int fd = -EBADF;
+                uint64_t size;
+
+                fd = open_payload(dir, &m->payloads[i], &size, err);
+                if (fd < 0)
+                        return fd;
+                k->spill_at[i] = k->spilled;
+                r = chunk_payload(k, fd, &m->payloads[i], err);
+                if (r < 0)
+                        return r;
+        }
+        m->format = 2;
+        m->has_index = true;
+        m->index_size = k->index_size;
+        SHA256(k->index, k->index_size, m->index_sha256);
+        return 0;
+}
+
+/* A plain ustar header (mtime 0, uid and gid 0, mode 0644); a size beyond 11 octal digits in base 256. */
+static void ustar_header(uint8_t h[TAR_BLOCK], const char *name, uint64_t size)
+{
+        unsigned sum = 0;
+
+        memset(h, 0, TAR_BLOCK);
+        memcpy(h, name, strlen(name)); /* at most MANIFEST_FILE_MAX = 100 */
+        memcpy(h + 100, "0000644", 8);
+        memcpy(h + 108, "0000000", 8);
+        memcpy(h + 116, "0000000", 8);
+        if (size < (UINT64_C(1) << 33))
+                snprintf((char *)h + 124, 12, "%011" PRIo64, size);
+        else {
+                h[124] = 0x80;
+                for (int i = 11; i >= 4; i--, size >>= 8)
+                        h[124 + i] = (uint8_t)size;
+        }
+        memcpy(h + 136, "00000000000", 12);
+        memset(h + 148, ' ', 8);
+        h[156] = '0';
+        memcpy(h + 257, "ustar", 6);
+        memcpy(h + 263, "00", 2);
+        for (size_t i = 0; i < TAR_BLOCK; i++)
+                sum += h[i];
+        snprintf((char *)h + 148, 8, "%06o", sum);
+}
+
+static int out_write(int fd, const void *buf, size_t len, UpkErr *err)
+{
+        int r = loop_write(fd, buf, len);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_IO, r, "cannot write the bundle: %m");
+        return 0;
+}
+
+static int out_member(int fd, const char *name, uint64_t size, UpkErr *err)
+{
+        uint8_t h[TAR_BLOCK];
+
+        ustar_header(h, name, size);
+        return out_write(fd, h, sizeof(h), err);
+}
+
+static int out_pad(int fd, uint64_t size, UpkErr *err)
+{
+        static const uint8_t zero[TAR_BLOCK];
+
+        return size % TAR_BLOCK ? out_write(fd, zero, TAR_BLOCK - size % TAR_BLOCK, err) : 0;
+}
+
+static int out_small(int fd, const char *name, const void *data, size_t size, UpkErr *err)
+{
+        int r = out_member(fd, name, size, err);
+        if (r >= 0)
+                r = out_write(fd, data, size, err);
+        if (r >= 0)
+                r = out_pad(fd, size, err);
+        return r;
+}
+
+/* Pass 2 for one payload: the stored bytes, from the spill file (zstd) or the content read anew and
+ * checked against the index (none). */
+static int out_payload(int fd, Chunker *k, size_t pi, const uint8_t *entries, int pfd,
+                       const ManifestPayload *p, UpkErr *err)
+{
+        _cleanup_free_ uint8_t *buf = malloc(WRITE_CHUNK);
+        Content c = {};
+        int r;
+
+        if (!buf)
+                return upk_err_oom(err);
+        if (p->chunk_compression == COMPRESSION_ZSTD) {
+                uint64_t at = k->spill_at[pi], left = p->size;
+                while (left > 0) {
+                        size_t n = left < WRITE_CHUNK ? (size_t)left : WRITE_CHUNK;
+                        ssize_t got = pread(k->spill, buf, n, (off_t)at);
+                        if (got < 0 && errno == EINTR)
+                                continue;
+                        if (got <= 0)
+                                return upk_err(err, UPK_ERR_IO, got < 0 ? -errno : -EIO,
+                                               "cannot read the temporary chunk file: %s",
+                                               got < 0 ? strerror(errno) : "it is short");
+                        r = out_write(fd, buf, (size_t)got, err);
+                        if (r < 0)
+                                return r;
+                        at += (uint64_t)got;
+                        left -= (uint64_t)got;
+                }
+                return 0;
+        }
+        r = content_open(&c, pfd, p, err);
+        for (uint64_t i = 0; r >= 0 && i < p->chunk_count; i++) {
+                uint32_t len = manifest_chunk_length(p, i);
+                uint8_t digest[32];
+                ssize_t n = content_read(&c, k->content, len, err);
+
+                if (n < 0)
+                        r = (int)n;
+                else if ((size_t)n != len)
+                        r = changed(p, err);
+                else if (!SHA256(k->content, len, digest) ||
+                         memcmp(digest, entries + i * CHUNK_ENTRY_SIZE + 40, 32) != 0)
+                        r = changed(p, err);
+                else
+                        r = out_write(fd, k->content, len, err);
+        }
+        content_done(&c);
+        return r;
+}
+
+static int write_bundle2(int fd, const Manifest *m, const char *dir, Chunker *k, const char *json,
+                         size_t json_size, const uint8_t *sig, size_t sig_size, UpkErr *err)
+{
+        static const uint8_t end[2 * TAR_BLOCK];
+        size_t entry = 0;
+        int r;
+
+        r = out_small(fd, BUNDLE_MANIFEST_NAME, json, json_size, err);
+        if (r >= 0)
+                r = out_small(fd, BUNDLE_SIGNATURE_NAME, sig, sig_size, err);
+        if (r >= 0)
+                r = out_small(fd, CHUNK_INDEX_NAME, k->index, k->index_size, err);
+        for (size_t i = 0; r >= 0 && i < m->n_payloads; i++) {
+                const ManifestPayload *p = &m->payloads[i];
+                _cleanup_close_ int pfd = -EBADF;
+                uint64_t size;
+
+                if (p->chunk_compression == COMPRESSION_NONE) {
+                        pfd = open_payload(dir, p, &size, err);
+                        if (pfd < 0)
+                                return pfd;
+                }
+                r = out_member(fd, p->file, p->size, err);
+                if (r >= 0)
+                        r = out_payload(fd, k, i, k->index + entry * CHUNK_ENTRY_SIZE, pfd, p, err);
+                if (r >= 0)
+                        r = out_pad(fd, p->size, err);
+                entry += p->chunk_count;
+        }
+        if (r >= 0)
+                r = out_write(fd, end, sizeof(end), err);
+        return r;
+}
+
 int bundle_create(const BundleCreateOptions *opts, UpkErr *err)
 {
         _cleanup_(manifest_freep) Manifest *m = NULL;
         _cleanup_free_ char *template = NULL, *json = NULL, *dir_copy = NULL, *outdir = NULL, *tmp = NULL;
         _cleanup_free_ uint8_t *sig = NULL;
         _cleanup_close_ int fd = -EBADF, dfd = -EBADF;
+        _cleanup_(chunker_done) Chunker k = { .spill = -EBADF };
+        int format = opts->format ?: BUNDLE_FORMAT_DEFAULT;
         const char *dir;
         size_t template_size, json_size, sig_size;
         int r;
+
+        if (format != 1 && format != 2)
+                return upk_err(err, UPK_ERR_MANIFEST, -EINVAL, "bundle format %d: expected 1 or 2", format);
 
         r = read_full_file(opts->manifest_path, MANIFEST_SIZE_MAX, &template, &template_size);
         if (r == -EFBIG)
@@ -303,8 +698,22 @@ int bundle_create(const BundleCreateOptions *opts, UpkErr *err)
                         return upk_err_oom(err);
                 dir = dir_copy;
         }
+        outdir = path_dirname(opts->output_path);
+        if (!outdir)
+                return upk_err_oom(err);
         for (size_t i = 0; i < m->n_payloads; i++) {
+                if (format == 1 && m->payloads[i].has_chunks)
+                        return upk_err(err, UPK_ERR_MANIFEST, -EINVAL,
+                                       "%s: payloads[%zu].chunks: only for format 2", opts->manifest_path,
+                                       i);
                 r = fill_payload(dir, &m->payloads[i], err);
+                if (r < 0)
+                        return r;
+        }
+        m->format = format;
+        m->has_index = false;
+        if (format == 2) {
+                r = chunk_all(opts, dir, outdir, m, &k, err);
                 if (r < 0)
                         return r;
         }
@@ -324,9 +733,6 @@ int bundle_create(const BundleCreateOptions *opts, UpkErr *err)
         if (r < 0)
                 return upk_err_prefix(err, "signing");
 
-        outdir = path_dirname(opts->output_path);
-        if (!outdir)
-                return upk_err_oom(err);
         tmp = strdup_printf("%s.XXXXXX", opts->output_path);
         if (!tmp)
                 return upk_err_oom(err);
@@ -334,7 +740,10 @@ int bundle_create(const BundleCreateOptions *opts, UpkErr *err)
         if (fd < 0)
                 return upk_err(err, UPK_ERR_IO, -errno, "%s: cannot create a temporary file: %m",
                                opts->output_path);
-        r = write_bundle(fd, m, dir, json, json_size, sig, sig_size, err);
+        if (format == 2)
+                r = write_bundle2(fd, m, dir, &k, json, json_size, sig, sig_size, err);
+        else
+                r = write_bundle(fd, m, dir, json, json_size, sig, sig_size, err);
         if (r >= 0 && fchmod(fd, 0644) < 0)
                 r = upk_err(err, UPK_ERR_IO, -errno, "%s: cannot set its mode: %m", tmp);
         if (r >= 0 && fsync(fd) < 0)

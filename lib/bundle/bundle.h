@@ -2,9 +2,11 @@
 #pragma once
 
 /* The bundle (.upk): a POSIX tar stream read strictly in order in one pass with libarchive:
- * manifest.json, manifest.json.sig, then the payloads in manifest order and nothing else. The reader
- * verifies the signature before it parses a byte of the manifest as trusted, and hashes every payload
- * as it streams. The writer produces the same bytes for the same inputs. */
+ * manifest.json, manifest.json.sig, (format 2:) chunks.idx, then the payloads in manifest order and
+ * nothing else. The reader verifies the signature before it parses a byte of the manifest as trusted.
+ * Format 1: it hashes every payload as it streams and checks it at the payload's end. Format 2: it
+ * checks chunks.idx against the manifest, then each chunk against the index before it hands a byte of
+ * the chunk on. The writer produces the same bytes for the same inputs. */
 
 #include "error.h"
 #include "manifest.h"
@@ -45,6 +47,9 @@ const SignatureSigner *bundle_get_signer(const Bundle *b); /* NULL when unverifi
 void bundle_get_raw(const Bundle *b, const void **ret_manifest, size_t *ret_manifest_size,
                     const void **ret_sig, size_t *ret_sig_size);
 
+/* Format 2: the bytes of chunks.idx as stored (checked against the manifest); NULL, 0 in format 1. */
+void bundle_get_raw_index(const Bundle *b, const void **ret, size_t *ret_size);
+
 typedef enum BundlePayloadMode {
         BUNDLE_PAYLOAD_STORED,       /* the bytes as stored in the bundle */
         BUNDLE_PAYLOAD_DECOMPRESSED, /* decompressed per `compression`, capped at installed_size */
@@ -57,13 +62,16 @@ typedef enum BundlePayloadMode {
 int bundle_next_payload(Bundle *b, BundlePayloadMode mode, const ManifestPayload **ret, UpkErr *err);
 
 /* The next block of the current payload: returns 1 with a pointer valid until the next call, or 0 at
- * the payload's end after its size and sha256 (and, decompressed, its installed_size) have checked out. */
+ * the payload's end after its size and sha256 (and, decompressed, its installed_size) have checked out.
+ * Format 2: each block is one chunk, verified (stored and content hash) before it is returned; the
+ * first chunk that fails ends the reading, and nothing of it is returned. */
 int bundle_read_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err);
 
 /* Deferred hashing, for a caller that overlaps hashing with its own use of a block: each stored block
  * of an uncompressed payload is hashed not inside bundle_read_block() but by bundle_hash_pending(),
  * which the caller may call while it works on the block in another thread (the buffer is only read
- * on both sides), and which the next read and the end-of-payload check call anyway. */
+ * on both sides), and which the next read and the end-of-payload check call anyway. Format 1 only:
+ * a format-2 chunk is always verified before it is handed out (both are then no-ops). */
 void bundle_set_deferred_hashing(Bundle *b, bool defer);
 int bundle_hash_pending(Bundle *b, UpkErr *err);
 
@@ -73,6 +81,9 @@ int bundle_verify_rest(Bundle *b, UpkErr *err);
 /* Bytes of the bundle consumed so far (for progress). */
 uint64_t bundle_get_position(const Bundle *b);
 
+#define BUNDLE_FORMAT_DEFAULT     2
+#define BUNDLE_ZSTD_LEVEL_DEFAULT 9
+
 typedef struct BundleCreateOptions {
         const char *manifest_path; /* template: size and sha256 are filled in */
         const char *cert_path;
@@ -80,13 +91,22 @@ typedef struct BundleCreateOptions {
         const char *chain_path;  /* optional */
         const char *payload_dir; /* where payload files are found; default: the manifest's folder */
         const char *output_path;
+        int format; /* 1 or 2; 0: BUNDLE_FORMAT_DEFAULT */
+        /* Format 2, for payloads whose template has no `chunks` of its own: the chunk size (0: 64 KiB)
+         * and how chunks are stored (COMPRESSION_NONE or _ZSTD; _COMPRESSION_INVALID (the default when
+         * `compression_set` is false): zstd when the input file is compressed, else none). */
+        uint32_t chunk_size;
+        bool compression_set;
+        Compression compression;
+        int zstd_level; /* 0: BUNDLE_ZSTD_LEVEL_DEFAULT */
 } BundleCreateOptions;
 
 /* Write a signed bundle; the output is written to a temporary file in the output's folder and renamed
  * into place only when complete. */
 int bundle_create(const BundleCreateOptions *opts, UpkErr *err);
 
-/* Verify the rest of an opened bundle while writing manifest.json, manifest.json.sig and each payload's
- * stored bytes into `dir` (created when missing; existing files are never replaced, nothing is written
- * outside it). On any failure everything it wrote, and `dir` if it made it, is removed. */
+/* Verify the rest of an opened bundle while writing manifest.json, manifest.json.sig, (format 2)
+ * chunks.idx and each payload's stored bytes into `dir` (created when missing; existing files are never
+ * replaced, nothing is written outside it). On any failure everything it wrote, and `dir` if it made it, is
+ * removed. */
 int bundle_extract(Bundle *b, const char *dir, UpkErr *err) _nonnull_(1, 2);

@@ -12,7 +12,8 @@
 #define BUILD_TIME_MAX 64                      /* "2026-11-25T10:00:00.123456789+01:00" is 35 */
 #define HANDLER_MAX    (5 + MANIFEST_NAME_MAX) /* "exec:" + NAME */
 #define SHA256_HEX_LEN 64
-#define OBJECTS_MAX    (3 + MANIFEST_PAYLOADS_MAX) /* top level, security, support and the payloads */
+/* top level, security, support, index and the payloads with their chunks */
+#define OBJECTS_MAX (4 + 2 * MANIFEST_PAYLOADS_MAX)
 
 static const char *const compression_table[_COMPRESSION_MAX] = {
         [COMPRESSION_NONE] = "none",
@@ -155,15 +156,106 @@ static bool advisory_valid(const char *s)
 /* ---- schema ---- */
 
 static const char *const top_keys[] = {
-        "format",   "compatible", "version", "min_version", "build", "description",
-        "security", "support",    "reboot",  "payloads",    NULL,
+        "format",   "compatible", "version", "min_version", "build",    "description",
+        "security", "support",    "reboot",  "index",       "payloads", NULL,
 };
 static const char *const security_keys[] = { "type", "advisories", "summary", NULL };
 static const char *const support_keys[] = { "end", "url", NULL };
 static const char *const payload_keys[] = {
-        "name", "file",   "handler",     "slot_class",     "target",
-        "size", "sha256", "compression", "installed_size", NULL,
+        "name",   "file",        "handler",        "slot_class", "target", "size",
+        "sha256", "compression", "installed_size", "chunks",     NULL,
 };
+static const char *const index_keys[] = { "size", "sha256", NULL };
+static const char *const chunks_keys[] = { "size", "count", "compression", NULL };
+
+uint32_t manifest_chunk_length(const ManifestPayload *p, uint64_t i)
+{
+        uint64_t start = i * p->chunk_size;
+
+        if (start >= p->installed_size)
+                return 0;
+        return (uint32_t)(p->installed_size - start < p->chunk_size ? p->installed_size - start
+                                                                    : p->chunk_size);
+}
+
+static int parse_sha256(json_object *o, const char *path, const char *key, bool required, uint8_t ret[32],
+                        UpkErr *err)
+{
+        const char *s;
+        int r;
+
+        r = json_get_string(JCTX(err), o, path, key, required, MANIFEST_STRING_MAX, &s);
+        if (r <= 0)
+                return r;
+        if (strlen(s) != SHA256_HEX_LEN || hex_decode(s, ret, 32) < 0)
+                return bad(err, "%s%s%s: expected %u lower-case hex digits", path, *path ? "." : "", key,
+                           SHA256_HEX_LEN);
+        return 1;
+}
+
+/* Format 2: `chunks` of a payload; in a template every part is optional. */
+static int parse_chunks(json_object *o, const char *path, bool template, ManifestPayload *p, UpkErr *err)
+{
+        char cpath[JSON_KEY_PATH_MAX];
+        json_object *c;
+        uint64_t size = 0;
+        const char *s;
+        int r;
+
+        r = json_get(JCTX(err), o, path, "chunks", json_type_object, !template, &c);
+        if (r <= 0)
+                return r;
+        p->chunk_compression = _COMPRESSION_INVALID;
+        snprintf(cpath, sizeof(cpath), "%s.chunks", path);
+        r = json_check_keys(JCTX(err), c, cpath, chunks_keys);
+        if (r < 0)
+                return r;
+        r = json_get_uint(JCTX(err), c, cpath, "size", !template, MANIFEST_CHUNK_SIZE_MAX, &size);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                if (size < MANIFEST_CHUNK_SIZE_MIN || (size & (size - 1)) != 0)
+                        return bad(err, "%s.size %" PRIu64 ": expected a power of two from %u to %u", cpath,
+                                   size, MANIFEST_CHUNK_SIZE_MIN, MANIFEST_CHUNK_SIZE_MAX);
+                p->chunk_size = (uint32_t)size;
+        }
+        r = json_get_uint(JCTX(err), c, cpath, "count", !template, MANIFEST_PAYLOAD_SIZE_MAX,
+                          &p->chunk_count);
+        if (r < 0)
+                return r;
+        r = json_get_string(JCTX(err), c, cpath, "compression", !template, MANIFEST_STRING_MAX, &s);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                p->chunk_compression = compression_from_string(s);
+                if (p->chunk_compression != COMPRESSION_NONE && p->chunk_compression != COMPRESSION_ZSTD)
+                        return bad(err, "%s.compression \"%s\": expected none or zstd", cpath,
+                                   JSON_QUOTE(s));
+        }
+        p->has_chunks = true;
+        return 1;
+}
+
+/* Format 2: sizes and chunks agree (every part given). */
+static int check_chunks(const char *path, const ManifestPayload *p, UpkErr *err)
+{
+        uint64_t want = p->installed_size / p->chunk_size + (p->installed_size % p->chunk_size != 0);
+
+        if (p->chunk_count != want)
+                return bad(err,
+                           "%s.chunks.count: %" PRIu64 ", but installed_size %" PRIu64
+                           " in chunks of %" PRIu32 " bytes makes %" PRIu64,
+                           path, p->chunk_count, p->installed_size, p->chunk_size, want);
+        if (p->chunk_compression == COMPRESSION_NONE && p->size != p->installed_size)
+                return bad(err,
+                           "%s.size: %" PRIu64 " differs from installed_size %" PRIu64
+                           " of a payload whose chunks are not compressed",
+                           path, p->size, p->installed_size);
+        if (p->size > p->installed_size)
+                return bad(err, "%s.size: %" PRIu64 " is more than installed_size %" PRIu64, path, p->size,
+                           p->installed_size);
+        return 0;
+}
 
 static int parse_version(json_object *root, const char *key, bool required, char **ret_str, Version *ret,
                          UpkErr *err)
@@ -262,8 +354,37 @@ static int parse_support(json_object *root, Manifest *m, UpkErr *err)
         return r < 0 ? r : 0;
 }
 
-static int parse_payload(json_object *o, const char *path, ManifestParseFlags flags, ManifestPayload *p,
-                         UpkErr *err)
+static int parse_payload_v2(json_object *o, const char *path, ManifestPayload *p, UpkErr *err)
+{
+        int r;
+
+        if (json_object_object_get_ex(o, "sha256", NULL))
+                return bad(err,
+                           "%s.sha256: not in format 2 (the chunk index, whose hash the manifest carries, "
+                           "fixes the content)",
+                           path);
+        if (json_object_object_get_ex(o, "compression", NULL))
+                return bad(err,
+                           "%s.compression: not in format 2 (chunks.compression says how chunks are stored)",
+                           path);
+        r = json_get_uint(JCTX(err), o, path, "size", true, MANIFEST_PAYLOAD_SIZE_MAX, &p->size);
+        if (r < 0)
+                return r;
+        r = json_get_uint(JCTX(err), o, path, "installed_size", true, MANIFEST_PAYLOAD_SIZE_MAX,
+                          &p->installed_size);
+        if (r < 0)
+                return r;
+        p->has_installed_size = true;
+        p->has_digest = true; /* complete: the identity (sha256) is the bundle reader's to fill in */
+        p->compression = COMPRESSION_NONE;
+        r = parse_chunks(o, path, false, p, err);
+        if (r < 0)
+                return r;
+        return check_chunks(path, p, err);
+}
+
+static int parse_payload(json_object *o, const char *path, int format, ManifestParseFlags flags,
+                         ManifestPayload *p, UpkErr *err)
 {
         bool template = flags & MANIFEST_PARSE_TEMPLATE;
         const char *s;
@@ -288,8 +409,9 @@ static int parse_payload(json_object *o, const char *path, ManifestParseFlags fl
                            "%s.file \"%s\": not a plain file name (no '/', not '.' or '..', no control "
                            "characters)",
                            path, JSON_QUOTE(p->file));
-        if (streq(p->file, "manifest.json") || streq(p->file, "manifest.json.sig"))
-                return bad(err, "%s.file \"%s\": the name is reserved for the bundle's manifest", path,
+        if (streq(p->file, "manifest.json") || streq(p->file, "manifest.json.sig") ||
+            streq(p->file, "chunks.idx"))
+                return bad(err, "%s.file \"%s\": the name is reserved for the bundle's own members", path,
                            JSON_QUOTE(p->file));
 
         r = json_get_dup_string(JCTX(err), o, path, "handler", true, HANDLER_MAX, &p->handler);
@@ -324,6 +446,18 @@ static int parse_payload(json_object *o, const char *path, ManifestParseFlags fl
                         "%s.target \"%s\": expected an absolute path without \"..\" components or control "
                         "characters",
                         path, JSON_QUOTE(p->target));
+
+        if (format == 2 && !template)
+                return parse_payload_v2(o, path, p, err);
+        if (!template && json_object_object_get_ex(o, "chunks", NULL))
+                return bad(err, "%s.chunks: only in format 2", path);
+        if (template) {
+                r = parse_chunks(o, path, true, p, err);
+                if (r < 0)
+                        return r;
+                if (format == 2 && json_object_object_get_ex(o, "sha256", NULL))
+                        return bad(err, "%s.sha256: not in format 2", path);
+        }
 
         /* A template (for `bundle create`) may leave out size and sha256, but not just one of them. */
         has_size = json_get_uint(JCTX(err), o, path, "size", !template, MANIFEST_PAYLOAD_SIZE_MAX, &p->size);
@@ -404,7 +538,7 @@ static int parse_payloads(json_object *root, ManifestParseFlags flags, Manifest 
                 snprintf(path, sizeof(path), "payloads[%zu]", i);
                 if (!json_object_is_type(o, json_type_object))
                         return bad(err, "%s: expected an object", path);
-                r = parse_payload(o, path, flags, p, err);
+                r = parse_payload(o, path, m->format, flags, p, err);
                 if (r < 0)
                         return r;
                 for (size_t j = 0; j < i; j++) {
@@ -414,6 +548,36 @@ static int parse_payloads(json_object *root, ManifestParseFlags flags, Manifest 
                                 return bad(err, "%s.file \"%s\" is used twice", path, JSON_QUOTE(p->file));
                 }
         }
+        return 0;
+}
+
+/* Format 2: `index`, the size and hash of chunks.idx (a template may leave it out: it is made anew). */
+static int parse_index(json_object *root, ManifestParseFlags flags, Manifest *m, UpkErr *err)
+{
+        bool template = flags & MANIFEST_PARSE_TEMPLATE;
+        json_object *idx;
+        int r;
+
+        if (m->format == 1) {
+                if (json_object_object_get_ex(root, "index", NULL))
+                        return bad(err, "index: only in format 2");
+                return 0;
+        }
+        if (!template && !json_object_object_get_ex(root, "index", NULL))
+                return bad(err, "missing required key \"index\" (required in format 2)");
+        r = json_get(JCTX(err), root, "", "index", json_type_object, !template, &idx);
+        if (r <= 0)
+                return r;
+        r = json_check_keys(JCTX(err), idx, "index", index_keys);
+        if (r < 0)
+                return r;
+        r = json_get_uint(JCTX(err), idx, "index", "size", true, MANIFEST_INDEX_SIZE_MAX, &m->index_size);
+        if (r < 0)
+                return r;
+        r = parse_sha256(idx, "index", "sha256", true, m->index_sha256, err);
+        if (r < 0)
+                return r;
+        m->has_index = true;
         return 0;
 }
 
@@ -428,9 +592,9 @@ static int parse_root(json_object *root, ManifestParseFlags flags, Manifest *m, 
                 return r;
         if (json_object_get_int64(v) < 0)
                 return bad(err, "format: unsupported format %" PRId64, json_object_get_int64(v));
-        if (json_object_get_uint64(v) != 1)
+        if (json_object_get_uint64(v) != 1 && json_object_get_uint64(v) != 2)
                 return bad(err, "format: unsupported format %" PRIu64, json_object_get_uint64(v));
-        m->format = 1;
+        m->format = (int)json_object_get_uint64(v);
 
         r = json_check_keys(JCTX(err), root, "", top_keys);
         if (r < 0)
@@ -477,6 +641,9 @@ static int parse_root(json_object *root, ManifestParseFlags flags, Manifest *m, 
         if (r < 0)
                 return r;
 
+        r = parse_index(root, flags, m, err);
+        if (r < 0)
+                return r;
         return parse_payloads(root, flags, m, err);
 }
 
@@ -547,7 +714,7 @@ static int add_string_opt(json_object *obj, const char *key, const char *s)
         return s ? add_string(obj, key, s) : 0;
 }
 
-static int payload_to_json(const ManifestPayload *p, json_object **ret)
+static int payload_to_json(const ManifestPayload *p, int format, json_object **ret)
 {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
         char hex[2 * sizeof(p->sha256) + 1];
@@ -567,6 +734,25 @@ static int payload_to_json(const ManifestPayload *p, json_object **ret)
                 r = add_string_opt(o, "target", p->target);
         if (r >= 0)
                 r = add(o, "size", json_object_new_uint64(p->size));
+        if (r >= 0 && format == 2) {
+                json_object *c = json_object_new_object();
+
+                r = add(o, "installed_size", json_object_new_uint64(p->installed_size));
+                if (r >= 0)
+                        r = add(o, "chunks", c);
+                else
+                        json_object_put(c);
+                if (r >= 0)
+                        r = add(c, "size", json_object_new_uint64(p->chunk_size));
+                if (r >= 0)
+                        r = add(c, "count", json_object_new_uint64(p->chunk_count));
+                if (r >= 0)
+                        r = add_string(c, "compression", compression_to_string(p->chunk_compression));
+                if (r < 0)
+                        return r;
+                *ret = TAKE_PTR(o);
+                return 0;
+        }
         if (r >= 0)
                 r = add_string(o, "sha256", hex);
         if (r >= 0 && p->compression != COMPRESSION_NONE) {
@@ -580,10 +766,19 @@ static int payload_to_json(const ManifestPayload *p, json_object **ret)
         return 0;
 }
 
-static bool payload_serialisable(const ManifestPayload *p)
+static bool payload_serialisable(const ManifestPayload *p, int format)
 {
-        if (!p->name || !p->file || !p->handler || (p->slot_class == NULL) == (p->target == NULL) ||
-            !p->has_digest)
+        if (!p->name || !p->file || !p->handler || (p->slot_class == NULL) == (p->target == NULL))
+                return false;
+        if (format == 2)
+                return p->has_digest && p->has_installed_size && p->has_chunks &&
+                       p->chunk_size >= MANIFEST_CHUNK_SIZE_MIN &&
+                       p->chunk_size <= MANIFEST_CHUNK_SIZE_MAX &&
+                       (p->chunk_size & (p->chunk_size - 1)) == 0 &&
+                       (p->chunk_compression == COMPRESSION_NONE ||
+                        p->chunk_compression == COMPRESSION_ZSTD) &&
+                       check_chunks("", p, NULL) >= 0;
+        if (!p->has_digest || p->has_chunks)
                 return false;
         if (!compression_to_string(p->compression))
                 return false;
@@ -600,11 +795,12 @@ int manifest_to_json(const Manifest *m, char **ret, size_t *ret_size)
         char *buf;
         int r;
 
-        if (!m || m->format != 1 || !m->compatible || !m->version_str || !m->build || m->n_payloads == 0 ||
+        if (!m || (m->format != 1 && m->format != 2) || (m->format == 2 && !m->has_index) ||
+            !m->compatible || !m->version_str || !m->build || m->n_payloads == 0 ||
             (m->has_security && !security_type_to_string(m->security_type)))
                 return -EINVAL;
         for (size_t i = 0; i < m->n_payloads; i++)
-                if (!payload_serialisable(&m->payloads[i]))
+                if (!payload_serialisable(&m->payloads[i], m->format))
                         return -EINVAL;
 
         root = json_object_new_object();
@@ -657,6 +853,17 @@ int manifest_to_json(const Manifest *m, char **ret, size_t *ret_size)
         }
 
         r = add(root, "reboot", json_object_new_boolean(m->reboot));
+        if (r >= 0 && m->format == 2) {
+                json_object *idx = json_object_new_object();
+                char hex[2 * sizeof(m->index_sha256) + 1];
+
+                hex_encode(m->index_sha256, sizeof(m->index_sha256), hex);
+                r = add(root, "index", idx);
+                if (r >= 0)
+                        r = add(idx, "size", json_object_new_uint64(m->index_size));
+                if (r >= 0)
+                        r = add_string(idx, "sha256", hex);
+        }
         if (r >= 0) {
                 json_object *arr = json_object_new_array();
 
@@ -664,7 +871,7 @@ int manifest_to_json(const Manifest *m, char **ret, size_t *ret_size)
                 for (size_t i = 0; r >= 0 && i < m->n_payloads; i++) {
                         json_object *o;
 
-                        r = payload_to_json(&m->payloads[i], &o);
+                        r = payload_to_json(&m->payloads[i], m->format, &o);
                         if (r >= 0)
                                 r = append(arr, o);
                 }

@@ -23,7 +23,9 @@ static bool payload_eq(const ManifestPayload *a, const ManifestPayload *b)
                str_eq(a->slot_class, b->slot_class) && str_eq(a->target, b->target) && a->size == b->size &&
                a->has_digest == b->has_digest && memcmp(a->sha256, b->sha256, sizeof(a->sha256)) == 0 &&
                a->compression == b->compression && a->has_installed_size == b->has_installed_size &&
-               a->installed_size == b->installed_size;
+               a->installed_size == b->installed_size && a->has_chunks == b->has_chunks &&
+               a->chunk_size == b->chunk_size && a->chunk_count == b->chunk_count &&
+               a->chunk_compression == b->chunk_compression;
 }
 
 static bool manifest_eq(const Manifest *a, const Manifest *b)
@@ -37,7 +39,8 @@ static bool manifest_eq(const Manifest *a, const Manifest *b)
             (a->has_security && a->security_type != b->security_type) ||
             a->n_advisories != b->n_advisories || !str_eq(a->security_summary, b->security_summary) ||
             !str_eq(a->support_end, b->support_end) || !str_eq(a->support_url, b->support_url) ||
-            a->reboot != b->reboot || a->n_payloads != b->n_payloads)
+            a->reboot != b->reboot || a->n_payloads != b->n_payloads || a->has_index != b->has_index ||
+            a->index_size != b->index_size || memcmp(a->index_sha256, b->index_sha256, 32) != 0)
                 return false;
         for (size_t i = 0; i < a->n_advisories; i++)
                 if (!streq(a->advisories[i], b->advisories[i]))

@@ -5,7 +5,9 @@ Two ways to make bundles:
   * the real CLI (`Env.create()`), for the happy paths and as the source of well-formed bundles;
   * an independent crafting path (`tar_member()`, `craft_tar()`, `cms_sign()`, `Env.craft()`) that
     writes tar streams byte by byte with Python's tarfile headers and signs arbitrary manifest bytes
-    with the `openssl cms` command, so the tests can build bundles the CLI would refuse to create.
+    with the `openssl cms` command, so the tests can build bundles the CLI would refuse to create;
+    `Env.craft2()` does the same for format 2 (chunks stored as is), written from upkeep-bundle(5)
+    alone: a second implementation of the format.
 
 Environment (set by tests/integration/meson.build):
   UPDATECTL        the updatectl binary
@@ -37,7 +39,9 @@ EXIT_PAYLOAD = 15
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.sig"
+INDEX = "chunks.idx"
 BLOCK = 512
+CHUNK_ENTRY = 72
 
 NO_KEYRING_WARNING = ("WARNING: no keyring given: the signature was NOT verified; "
                       "nothing below is authenticated.")
@@ -204,11 +208,59 @@ def manifest_bytes(m):
 
 
 # ------------------------------------------------------------------------------------------------------
+# Format 2, from upkeep-bundle(5)
+
+
+def chunk_entry(kind, stored, content):
+    """One 72-byte entry of chunks.idx: kind, 3 zero bytes, the stored length (big-endian u32), the
+    SHA-256 of the stored bytes and of the content."""
+    return bytes([kind, 0, 0, 0]) + len(stored).to_bytes(4, "big") + \
+        hashlib.sha256(stored).digest() + hashlib.sha256(content).digest()
+
+
+def chunks_of(data, chunk_size):
+    return [data[i:i + chunk_size] for i in range(0, len(data), chunk_size)]
+
+
+def chunk_index_none(data, chunk_size):
+    """The entries of a payload whose chunks are stored as is (kind 0)."""
+    return b"".join(chunk_entry(0, c, c) for c in chunks_of(data, chunk_size))
+
+
+def manifest2_full(payloads, chunk_size=65536, contents=None):
+    """A format-2 manifest and its chunks.idx for `payloads` (content: p.raw, or `contents`), every
+    chunk stored as is."""
+    m = manifest_template(payloads)
+    m["format"] = 2
+    index = b""
+    for i, (e, p) in enumerate(zip(m["payloads"], payloads)):
+        data = p.raw if contents is None else contents[i]
+        e.pop("compression", None)
+        entries = chunk_index_none(data, chunk_size)
+        e["size"] = len(data)
+        e["installed_size"] = len(data)
+        e["chunks"] = {"size": chunk_size, "count": len(entries) // CHUNK_ENTRY, "compression": "none"}
+        index += entries
+    m["index"] = {"size": len(index), "sha256": sha256(index)}
+    return m, index
+
+
+def ustar_member(name, data=b""):
+    """One member with a plain ustar header (no pax, no GNU headers), as format 2 requires."""
+    return tar_member(name, data, format=tarfile.USTAR_FORMAT)
+
+
+def payload_identity(index, first, count):
+    """What handlers get as a format-2 payload's sha256: the hash of its slice of chunks.idx."""
+    return sha256(index[first * CHUNK_ENTRY:(first + count) * CHUNK_ENTRY])
+
+
+# ------------------------------------------------------------------------------------------------------
 # Crafting tar streams and signatures by hand
 
 
 def tar_member(name, data=b"", type=tarfile.REGTYPE, linkname="", mode=0o644, size=None, pax=None,
-               devmajor=0, devminor=0):
+               devmajor=0, devminor=0, format=tarfile.PAX_FORMAT):
     """One tar member (header(s) + data + padding) in POSIX pax format, mtime 0, uid/gid 0, no names.
     `size` overrides the size written in the header."""
     info = tarfile.TarInfo(name)
@@ -222,7 +274,7 @@ def tar_member(name, data=b"", type=tarfile.REGTYPE, linkname="", mode=0o644, si
     info.size = len(data) if size is None else size
     if pax:
         info.pax_headers = dict(pax)
-    out = info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
+    out = info.tobuf(format=format, encoding="utf-8", errors="surrogateescape")
     out += data
     if len(data) % BLOCK:
         out += b"\0" * (BLOCK - len(data) % BLOCK)
@@ -341,6 +393,7 @@ class Env:
         self.keyring = pki("keyring.pem")
         self.crl = pki("keyring.crl")
         self._n = 0
+        self.create_format = None
 
     def path(self, name):
         return self.tmp / name
@@ -356,10 +409,15 @@ class Env:
         path.write_bytes(manifest_bytes(m))
         return path
 
-    def create_args(self, out="b.upk", signer="signer", chain=True, manifest=None, payload_dir=None):
+    def create_args(self, out="b.upk", signer="signer", chain=True, manifest=None, payload_dir=None,
+                    extra=None):
         manifest = manifest or self.write_template()
         args = ["bundle", "create", "--manifest", manifest, "--cert", pki(f"{signer}.pem"),
                 "--key", pki(f"{signer}.key")]
+        # `create_format`: the format the CLI is asked for (None: its default, format 2).
+        if self.create_format is not None:
+            args += ["--format", str(self.create_format)]
+        args += list(extra or ())
         if chain:
             args += ["--chain", pki("chain.pem")]
         args += ["--payload-dir", payload_dir or self.payload_dir, "-o", out]
@@ -392,6 +450,29 @@ class Env:
                 payloads = [(p.file, p.stored) for p in self.payloads]
             members = [(MANIFEST, mbytes), (SIGNATURE, sig)] + list(payloads)
         (self.tmp / name).write_bytes(craft_tar(members, end=end))
+        return name
+
+    def craft2(self, name="c2.upk", manifest=None, index=None, payloads=None, members=None, end=True,
+               signer="signer", chain=True, chunk_size=65536):
+        """Write a crafted format-2 bundle in the canonical layout: manifest.json, its signature,
+        chunks.idx, then the payload members (default: each payload's raw bytes, chunks stored as is).
+        `manifest` (dict or bytes) and `index` replace the computed ones; `payloads` replaces the
+        payload members' (name, bytes); `members` replaces every member (bytes or (name, data))."""
+        m, idx = manifest2_full(self.payloads, chunk_size)
+        if manifest is None:
+            manifest = m
+        if index is None:
+            index = idx
+        mbytes = manifest if isinstance(manifest, bytes) else manifest_bytes(manifest)
+        if members is None:
+            sig = self.sign(mbytes, signer=signer, chain=chain)
+            if payloads is None:
+                payloads = [(p.file, p.raw) for p in self.payloads]
+            members = [(MANIFEST, mbytes), (SIGNATURE, sig), (INDEX, index)] + list(payloads)
+        out = b"".join(x if isinstance(x, bytes) else ustar_member(*x) for x in members)
+        if end:
+            out += b"\0" * (2 * BLOCK)
+        (self.tmp / name).write_bytes(out)
         return name
 
     def full_manifest(self):

@@ -114,9 +114,10 @@ handlers-dir = {root}/handlers
 
 
 def make_bundle(tmp: Path, version, payload: bytes, *, compatible="acme-gw", min_version=None, name="b",
-                handler="raw", targets=(), targets_first=False, signer="signer"):
+                handler="raw", targets=(), targets_first=False, signer="signer", create_args=()):
     """`targets`: more payloads, each (name, handler, target path, bytes); after the slot's payload, or
-    before it with `targets_first`. `signer`: a signer of the test PKI (tests/pki/gen-pki.py)."""
+    before it with `targets_first`. `signer`: a signer of the test PKI (tests/pki/gen-pki.py).
+    `create_args`: more options of `updatectl bundle create` (e.g. --compression zstd)."""
     d = tmp / f"src-{name}-{version}"
     d.mkdir()
     (d / "rootfs.img").write_bytes(payload)
@@ -137,7 +138,7 @@ def make_bundle(tmp: Path, version, payload: bytes, *, compatible="acme-gw", min
     (d / "manifest.json").write_text(json.dumps(manifest))
     out = tmp / f"{name}-{version}.upk"
     run(UPDATECTL, "bundle", "create", "--manifest", d / "manifest.json", "--cert", PKI / f"{signer}.pem",
-        "--key", PKI / f"{signer}.key", "--chain", PKI / "chain.pem", "-o", out, check=True)
+        "--key", PKI / f"{signer}.key", "--chain", PKI / "chain.pem", *create_args, "-o", out, check=True)
     return out
 
 

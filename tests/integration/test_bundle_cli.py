@@ -14,11 +14,20 @@ import tarfile
 import pytest
 
 from conftest import (EXIT_FAILURE, EXIT_FORMAT, EXIT_MANIFEST, EXIT_OK, EXIT_PAYLOAD, EXIT_SIGNATURE,
-                      EXIT_USAGE, MANIFEST, NO_KEYRING_WARNING, SIGNATURE, assert_ok, assert_rejected,
+                      EXIT_USAGE, MANIFEST, NO_KEYRING_WARNING, SIGNATURE, Env, assert_ok, assert_rejected,
                       assert_status, cert_cn, cert_subject, cms_verify_ok, craft_tar, describe, gzip_bytes,
                       manifest_bytes, parse_tar, pki, read_members, sha256, tar_member)
 
 N_PAYLOADS = 4
+
+
+@pytest.fixture
+def env(tmp_path):
+    """Format 1: this file's bundles, crafted or made by the CLI (`--format 1`), are format 1, which
+    `create`, `info`, `verify` and `extract` keep supporting. Format 2 is test_bundle_format2.py's."""
+    e = Env(tmp_path)
+    e.create_format = 1
+    return e
 
 SIG_REJECT = r"rejected: signature"
 MANIFEST_REJECT = r"rejected: manifest: "
@@ -147,7 +156,7 @@ def test_create_default_payload_dir(env):
     """Without --payload-dir the payloads are found next to the manifest."""
     m = env.write_template(name="payloads/manifest.json")
     res = env.run("bundle", "create", "--manifest", m, "--cert", pki("signer.pem"), "--key",
-                  pki("signer.key"), "--chain", pki("chain.pem"), "-o", "b.upk")
+                  pki("signer.key"), "--chain", pki("chain.pem"), "--format", "1", "-o", "b.upk")
     assert_ok(res)
     assert_verified(env, "b.upk")
 

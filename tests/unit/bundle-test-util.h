@@ -110,7 +110,8 @@ static inline void sign_file(const void *data, size_t size, uint8_t **ret_der, s
                     &err);
 }
 
-static inline void create_bundle(const char *manifest_path, const char *out)
+/* Format 1 (what most reader tests take apart); create_bundle2() makes format 2. */
+static inline void create_bundle_format(const char *manifest_path, const char *out, int format)
 {
         UpkErr err = {};
         BundleCreateOptions o = {
@@ -119,8 +120,19 @@ static inline void create_bundle(const char *manifest_path, const char *out)
                 .key_path = test_pki("signer.key"),
                 .chain_path = test_pki("chain.pem"),
                 .output_path = out,
+                .format = format,
         };
         ASSERT_OK_E(bundle_create(&o, &err), &err);
+}
+
+static inline void create_bundle(const char *manifest_path, const char *out)
+{
+        create_bundle_format(manifest_path, out, 1);
+}
+
+static inline void create_bundle2(const char *manifest_path, const char *out)
+{
+        create_bundle_format(manifest_path, out, 2);
 }
 
 static inline char *file_contents(const char *path, size_t *ret_size)

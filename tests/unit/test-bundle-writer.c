@@ -22,6 +22,7 @@ static int create(const char *manifest, const char *payload_dir, const char *out
                 .chain_path = test_pki("chain.pem"),
                 .payload_dir = payload_dir,
                 .output_path = out,
+                .format = 1, /* format 2: test-bundle-reader.c's format2_* cases */
         };
         upk_err_clear(err);
         return bundle_create(&o, err);

@@ -9,7 +9,7 @@ UPKEEP_SITE = https://git.example.org/upkeep.git
 UPKEEP_SITE_METHOD = git
 UPKEEP_LICENSE = LGPL-2.1+
 UPKEEP_LICENSE_FILES = COPYING
-UPKEEP_DEPENDENCIES = host-pkgconf openssl json-c libarchive inih libcurl systemd
+UPKEEP_DEPENDENCIES = host-pkgconf openssl json-c libarchive zstd inih libcurl systemd
 UPKEEP_CONF_OPTS = \
 	-Dtests=false \
 	-Dman=disabled \
@@ -21,8 +21,8 @@ else
 UPKEEP_CONF_OPTS += -Dtuf=false
 endif
 
-# The host tool (-Ddaemon=false): updatectl's bundle commands, with OpenSSL, json-c and libarchive only.
-HOST_UPKEEP_DEPENDENCIES = host-pkgconf host-openssl host-json-c host-libarchive
+# The host tool (-Ddaemon=false): updatectl's bundle commands, with OpenSSL, json-c, libarchive and libzstd only.
+HOST_UPKEEP_DEPENDENCIES = host-pkgconf host-openssl host-json-c host-libarchive host-zstd
 HOST_UPKEEP_CONF_OPTS = -Ddaemon=false -Dtuf=false -Dtests=false -Dman=disabled
 
 UPKEEP_CONFIG = $(call qstrip,$(BR2_PACKAGE_UPKEEP_CONFIG))

@@ -16,9 +16,9 @@ SRCREV ?= "${AUTOREV}"
 PV = "0.1.0+git"
 S = "${WORKDIR}/git"
 
-# upkeep-native (the host tool, -Ddaemon=false) needs only these three (and meson, ninja, pkgconfig);
+# upkeep-native (the host tool, -Ddaemon=false) needs only these four (and meson, ninja, pkgconfig);
 # the device's build adds the daemon's libraries.
-DEPENDS = "openssl json-c libarchive"
+DEPENDS = "openssl json-c libarchive zstd"
 DEPENDS:append:class-target = " libinih systemd curl"
 
 inherit meson pkgconfig systemd
