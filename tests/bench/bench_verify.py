@@ -10,6 +10,8 @@ left as it is: the file is warm after the first run; the best run counts) and re
 throughput and the peak RSS of the verify process. Goals from the issue:
   verify throughput / openssl dgst throughput >= 0.80
   peak RSS of verify < 16 MiB, and not growing with the bundle size (64 MiB vs 512 MiB)
+  (issue 12) verify of format 2 within 10% of format 1's time on the same payload, with chunks stored
+  as is (random payload) and with zstd (a half-compressible payload, format 1 as one zstd stream)
 Everything is written to a temporary folder that is removed at the end."""
 
 import argparse
@@ -67,19 +69,46 @@ def write_random(path, size):
             left -= n
 
 
-def make_bundle(updatectl, d, size_mib):
-    work = d / f"b{size_mib}"
+# name, create options, payload kind: random bytes stored as they are, or half-compressible bytes
+# compressed with zstd (format 1: one stream; format 2: one frame per chunk).
+VARIANTS = [
+    ("v1-none", ["--format", "1"], False),
+    ("v2-none", ["--compression", "none"], False),
+    ("v1-zstd", ["--format", "1"], True),
+    ("v2-zstd", [], True),
+]
+F2_GOAL = 1.10
+
+
+def write_half_text(path, size):
+    words = b"upkeep verifies every chunk before a handler sees it\n"
+    text = (words * (MIB // 2 // len(words) + 1))[:MIB // 2]
+    with open(path, "wb") as f:
+        for i in range(size // MIB):
+            f.write(os.urandom(MIB // 2))
+            f.write(text[i % 64:] + text[:i % 64])
+
+
+def make_bundle(updatectl, d, size_mib, variant=VARIANTS[0]):
+    name, args, zstd = variant
+    work = d / f"b{size_mib}-{name}"
     work.mkdir()
-    write_random(work / "rootfs.img", size_mib * MIB)
+    entry = {"name": "rootfs", "file": "rootfs.img", "handler": "raw", "slot_class": "rootfs"}
+    if zstd:
+        write_half_text(work / "content", size_mib * MIB)
+        subprocess.run(["zstd", "-q", "-9", str(work / "content"), "-o", str(work / "rootfs.img")], check=True)
+        entry["compression"] = "zstd"
+    else:
+        write_random(work / "rootfs.img", size_mib * MIB)
     manifest = {
         "format": 1, "compatible": "bench", "version": "1.0.0", "build": "2024-01-01T00:00:00Z",
         "reboot": False,
-        "payloads": [{"name": "rootfs", "file": "rootfs.img", "handler": "raw", "slot_class": "rootfs"}],
+        "payloads": [entry],
     }
     (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    out = d / f"bench-{size_mib}.upk"
+    out = d / f"bench-{size_mib}-{name}.upk"
     r = subprocess.run([str(updatectl), "bundle", "create", "--manifest", str(work / "manifest.json"),
-                        "--cert", str(d / "signer.pem"), "--key", str(d / "signer.key"),
+                        "--cert", str(d / "signer.pem"), "--key", str(d / "signer.key"), *args,
                         "-o", str(out)], capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"bench_verify: bundle create failed ({r.returncode}): {r.stderr.strip()}")
@@ -136,15 +165,21 @@ def main():
     try:
         make_pki(d)
         for size in sizes:
-            bundle = make_bundle(updatectl, d, size)
+            bundles = {v[0]: make_bundle(updatectl, d, size, v) for v in VARIANTS}
+            bundle = bundles["v1-none"]
             nbytes = bundle.stat().st_size
             dgst_t, dgst_rss = best_of(["openssl", "dgst", "-sha256", str(bundle)], args.runs, d)
             ver_t, ver_rss = best_of([str(updatectl), "bundle", "verify", "--keyring", str(d / "root.pem"),
                                       str(bundle)], args.runs, d)
-            rows.append(dict(size=size, nbytes=nbytes, dgst_t=dgst_t, dgst_tp=nbytes / MIB / dgst_t,
-                             dgst_rss=dgst_rss / 1024, ver_t=ver_t, ver_tp=nbytes / MIB / ver_t,
-                             ver_rss=ver_rss / 1024))
-            bundle.unlink()
+            row = dict(size=size, nbytes=nbytes, dgst_t=dgst_t, dgst_tp=nbytes / MIB / dgst_t,
+                       dgst_rss=dgst_rss / 1024, ver_t=ver_t, ver_tp=nbytes / MIB / ver_t,
+                       ver_rss=ver_rss / 1024)
+            for name, b in bundles.items():
+                t, rss = best_of([str(updatectl), "bundle", "verify", "--keyring", str(d / "root.pem"), str(b)],
+                                 args.runs, d)
+                row[name] = (t, rss / 1024, b.stat().st_size)
+                b.unlink()
+            rows.append(row)
         # For context: what the binary costs before it reads a bundle (libraries, relocations).
         _, base_rss = best_of([str(updatectl), "--help"], 1, d)
     finally:
@@ -171,7 +206,18 @@ def main():
     by_size = {r["size"]: r for r in rows}
     lo, hi = (by_size[64], by_size[512]) if 64 in by_size and 512 in by_size else \
         (min(rows, key=lambda r: r["size"]), max(rows, key=lambda r: r["size"]))
-    peak = max(r["ver_rss"] for r in rows)
+    print()
+    print(f"{'payload':>8} | " + " | ".join(f"{v[0]:>20}" for v in VARIANTS) + "   (verify time, peak RSS, bundle size)")
+    for r in rows:
+        print(f"{r['size']:>5} MiB | " + " | ".join(
+            f"{r[v[0]][0]:>6.3f} s {r[v[0]][1]:>4.1f} MiB {r[v[0]][2] / MIB:>5.1f}" for v in VARIANTS))
+    for comp in ("none", "zstd"):
+        f = hi[f"v2-{comp}"][0] / hi[f"v1-{comp}"][0]
+        good = f <= F2_GOAL
+        ok &= good
+        print(f"verify time format 2 / format 1, {comp}, at {hi['size']} MiB: {f:.2f} (goal <= {F2_GOAL:.2f}): "
+              f"{'ok' if good else 'MISSED'}")
+    peak = max(max(r["ver_rss"], *(r[v[0]][1] for v in VARIANTS)) for r in rows)
     growth = hi["ver_rss"] - lo["ver_rss"]
     # "Not growing": allow 1 MiB of noise (allocator, page tables) between the two sizes.
     good = peak < RSS_GOAL_MIB and growth <= 1.0

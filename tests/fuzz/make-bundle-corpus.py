@@ -5,9 +5,10 @@
     /usr/bin/python3 tests/fuzz/make-bundle-corpus.py BUILD_DIR
 
 Makes a throw-away PKI (tests/pki/gen-pki.py), keeps only its root certificate as the fuzz keyring,
-and writes small bundles made by the real `updatectl bundle create`: valid ones of every shape, and
-a few broken ones. The signing keys are thrown away: the seeds are regenerated together with the
-keyring, never one without the other."""
+and writes small bundles made by the real `updatectl bundle create`: valid ones of every shape in
+format 1 and format 2, and a few broken ones. The signing keys are thrown away: the seeds are
+regenerated together with the keyring, never one without the other. Seeds kept from fuzzer finds
+(leak-*, crash-*) are left in place."""
 
 import importlib.util
 import json
@@ -30,8 +31,10 @@ def main():
     gen_pki = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen_pki)
     corpus = HERE / "corpus" / "bundle"
-    shutil.rmtree(corpus, ignore_errors=True)
-    corpus.mkdir(parents=True)
+    corpus.mkdir(parents=True, exist_ok=True)
+    for old in corpus.iterdir():
+        if not old.name.startswith(("leak-", "crash-")):
+            old.unlink()
     with tempfile.TemporaryDirectory() as t:
         t = Path(t)
         pki = t / "pki"
@@ -39,7 +42,7 @@ def main():
         gen_pki.generate(str(pki))
         shutil.copy(pki / "keyring.pem", HERE / "keyring.pem")
 
-        def create(name, payloads, **extra):
+        def create(name, payloads, args=("--format", "1"), **extra):
             d = t / name
             d.mkdir()
             entries = []
@@ -56,7 +59,7 @@ def main():
             out = corpus / f"{name}.upk"
             subprocess.run([str(updatectl), "bundle", "create", "--manifest", str(d / "manifest.json"),
                             "--cert", str(pki / "signer.pem"), "--key", str(pki / "signer.key"),
-                            "--chain", str(pki / "chain.pem"), "-o", str(out)], check=True)
+                            "--chain", str(pki / "chain.pem"), *args, "-o", str(out)], check=True)
             return out
 
         plain = bytes(range(256)) * 8
@@ -79,6 +82,23 @@ def main():
         flipped[600] ^= 1
         (corpus / "flipped-manifest.upk").write_bytes(bytes(flipped))
         (corpus / "not-a-tar.upk").write_bytes(b"upkeep is not a tar\n" * 40)
+
+        # Format 2: chunks stored as is and as zstd frames, small chunks so that a seed has several.
+        small = ["--chunk-size", "4096"]
+        create("v2-none", [("rootfs.img", plain * 5, None)], args=small + ["--compression", "none"])
+        create("v2-empty", [("empty.img", b"", None)], args=small)
+        create("v2-zstd", [("app.zst", zst, "zstd")], args=small)
+        v2 = create("v2-three", [("a.img", b"a" * 1000, None), ("b.gz", gzip.compress(bytes(range(256)) * 40, mtime=0), "gzip"),
+                                 ("c.img", plain * 3, None)],
+                    args=small + ["--compression", "zstd"], description="all fields", reboot=False)
+        data = v2.read_bytes()
+        index_at = data.find(b"chunks.idx")  # its header; the data follows at + 512
+        tail = len(data) - 1024 - 2000
+        for label, at in (("flipped-index", index_at + 512 + 10), ("flipped-chunk", tail)):
+            flipped = bytearray(data)
+            flipped[at] ^= 1
+            (corpus / f"v2-{label}.upk").write_bytes(bytes(flipped))
+        (corpus / "v2-truncated-in-chunk.upk").write_bytes(data[:tail])
     print(f"wrote {len(list(corpus.iterdir()))} seeds and {HERE / 'keyring.pem'}")
 
 

@@ -773,3 +773,122 @@ TEST(open_fd_reads_a_pipe_too)
         ASSERT_EQ(pthread_join(t, NULL), 0);
         ASSERT_EQ(bundle_get_position(b), size);
 }
+
+/* ---- format 2 ---- */
+
+static void fixture_make2(Fixture *f)
+{
+        fixture_make(f);
+        create_bundle2("manifest.json", "b2.upk");
+}
+
+/* Format 2 from sources in pieces of every size, in place and copied: every block handed out is one
+ * whole chunk of content, and the content is the payload's. */
+TEST(format2_blocks_are_whole_verified_chunks)
+{
+        _cleanup_free_ char *data = NULL;
+        size_t size;
+        Fixture f;
+
+        fixture_make2(&f);
+        data = file_contents("b2.upk", &size);
+        for (int in_place = 0; in_place <= 2; in_place++) {
+                Pieces s = { .data = (uint8_t *)data, .size = size, .fail_at = SIZE_MAX };
+                _cleanup_(bundle_freep) Bundle *b = NULL;
+                const ManifestPayload *p;
+                UpkErr err = {};
+                int r;
+
+                if (in_place == 2)
+                        ASSERT_OK_E(bundle_open_path("b2.upk", keyring(), &b, &err), &err);
+                else if (in_place)
+                        ASSERT_OK_E(bundle_open_next(pieces_next, &s, keyring(), &b, &err), &err);
+                else
+                        ASSERT_OK_E(bundle_open_func(pieces_read, &s, keyring(), &b, &err), &err);
+                ASSERT_EQ(bundle_get_manifest(b)->format, 2);
+                bundle_set_deferred_hashing(b, true); /* a no-op in format 2 */
+                while ((r = bundle_next_payload(b, BUNDLE_PAYLOAD_DECOMPRESSED, &p, &err)) > 0) {
+                        const uint8_t *want = streq(p->name, "rootfs") ? f.raw : f.app;
+                        const void *buf;
+                        size_t len, got = 0;
+
+                        ASSERT_EQ(p->chunk_size, 65536u);
+                        while ((r = bundle_read_block(b, &buf, &len, &err)) > 0) {
+                                ASSERT_EQ(len, manifest_chunk_length(p, got / p->chunk_size));
+                                ASSERT_EQ(memcmp(buf, want + got, len), 0);
+                                got += len;
+                        }
+                        ASSERT_OK_E(r, &err);
+                        ASSERT_EQ(got, p->installed_size);
+                }
+                ASSERT_OK_E(r, &err);
+                free(s.piece);
+        }
+}
+
+/* A byte flipped anywhere in a payload member: the blocks handed out before are exactly the chunks
+ * before the one holding it, the error names that chunk, and nothing more comes. */
+TEST(format2_flipped_byte_stops_at_its_chunk)
+{
+        _cleanup_free_ char *data = NULL;
+        size_t size, raw_at;
+        Fixture f;
+
+        fixture_make2(&f);
+        data = file_contents("b2.upk", &size);
+        /* rootfs.img is stored as is: find it by its first bytes */
+        raw_at = (size_t)((char *)memmem(data, size, f.raw, 4096) - data);
+        for (size_t chunk = 0; chunk < 5; chunk++) {
+                size_t at = raw_at + chunk * 65536 + 1234;
+                _cleanup_(bundle_freep) Bundle *b = NULL;
+                const ManifestPayload *p;
+                const void *buf;
+                size_t len, got = 0;
+                char want[128];
+                UpkErr err = {};
+                int r;
+
+                data[at] ^= 0x10;
+                test_write_file("bad2.upk", data, size);
+                data[at] ^= 0x10;
+                ASSERT_OK_E(bundle_open_path("bad2.upk", keyring(), &b, &err), &err);
+                ASSERT_EQ(bundle_next_payload(b, BUNDLE_PAYLOAD_DECOMPRESSED, &p, &err), 1);
+                while ((r = bundle_read_block(b, &buf, &len, &err)) > 0) {
+                        ASSERT_EQ(memcmp(buf, f.raw + got, len), 0);
+                        got += len;
+                }
+                snprintf(want, sizeof(want),
+                         "payload \"rootfs\": chunk %zu (bytes %zu..%zu): sha256 mismatch", chunk,
+                         chunk * 65536,
+                         (chunk + 1) * 65536 < RAW_SIZE ? (chunk + 1) * 65536 - 1 : (size_t)RAW_SIZE - 1);
+                ASSERT_EQ(r, -EBADMSG);
+                ASSERT_TRUE(strstr(err.msg, want));
+                ASSERT_EQ(got, chunk * 65536);
+                ASSERT_EQ(bundle_read_block(b, &buf, &len, &err), -EBADMSG);
+        }
+}
+
+/* extract of format 2: chunks.idx too, and the stored bytes: a member of zstd frames decompresses to
+ * the content. */
+TEST(format2_extract_and_info)
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        _cleanup_free_ char *idx = NULL, *z = NULL;
+        const void *raw;
+        size_t n, zn, raw_size;
+        UpkErr err = {};
+        Fixture f;
+
+        fixture_make2(&f);
+        ASSERT_OK_E(bundle_open_path("b2.upk", keyring(), &b, &err), &err);
+        bundle_get_raw_index(b, &raw, &raw_size);
+        ASSERT_EQ(raw_size, (5u + 4u) * 72u);
+        ASSERT_OK_E(bundle_extract(b, "out", &err), &err);
+        idx = file_contents("out/chunks.idx", &n);
+        ASSERT_EQ(n, raw_size);
+        ASSERT_EQ(memcmp(idx, raw, n), 0);
+        z = file_contents("out/app.tar.zst", &zn);
+        ASSERT_EQ(zn, bundle_get_manifest(b)->payloads[1].size);
+        ASSERT_TRUE(zn < APP_SIZE);
+        ASSERT_EQ(bundle_get_manifest(b)->payloads[1].chunk_compression, COMPRESSION_ZSTD);
+}
