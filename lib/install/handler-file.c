@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* file: atomic replacement of one file. The bytes go to a temporary file next to the target; commit()
  * renames it over the target and syncs the folder, so the target always holds the old or the new
- * content, never a mix. */
+ * content, never a mix. The folder is opened without following a symbolic link anywhere on its path, and
+ * the target must be a regular file or missing: a link, FIFO, socket or device there is refused, so the
+ * handler writes exactly where the manifest says and nowhere a link would lead it. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -51,16 +53,29 @@ static int file_begin_state(File *s, const char *target, char *msg, size_t msg_s
         if (!s->dir || !s->base)
                 return -ENOMEM;
 
-        s->dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        s->dfd = open_dir_nofollow(s->dir);
+        if (s->dfd == -ELOOP)
+                return handler_msg(msg, msg_size, -ELOOP,
+                                   "target %s: the path to its folder %s goes through a symbolic link; name "
+                                   "the real folder in the manifest",
+                                   target, s->dir);
         if (s->dfd < 0)
-                return handler_msg(msg, msg_size, -errno, "cannot open the folder %s: %m", s->dir);
+                return handler_msg(msg, msg_size, s->dfd, "cannot open the folder %s: %m", s->dir);
         if (fstatat(s->dfd, s->base, &st, AT_SYMLINK_NOFOLLOW) >= 0) {
                 if (S_ISDIR(st.st_mode))
                         return handler_msg(msg, msg_size, -EISDIR, "target %s is a folder", target);
-                if (S_ISREG(st.st_mode)) {
-                        mode = st.st_mode & 07777;
-                        keep_owner = geteuid() == 0;
-                }
+                if (S_ISLNK(st.st_mode))
+                        return handler_msg(msg, msg_size, -ELOOP,
+                                           "target %s is a symbolic link: the file handler replaces only a "
+                                           "regular file",
+                                           target);
+                if (!S_ISREG(st.st_mode))
+                        return handler_msg(msg, msg_size, -EINVAL,
+                                           "target %s is not a regular file (a FIFO, socket or device): the "
+                                           "file handler replaces only a regular file",
+                                           target);
+                mode = st.st_mode & 07777;
+                keep_owner = geteuid() == 0;
         } else if (errno != ENOENT)
                 return handler_msg(msg, msg_size, -errno, "cannot access %s: %m", target);
 

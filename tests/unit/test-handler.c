@@ -880,6 +880,65 @@ TEST(file_new_target_and_refusals)
         ASSERT_UPK_ERR(handler_begin(h, &p, &err), &err, -EISDIR, UPK_ERR_IO, "is a folder");
 }
 
+/* The file handler writes where the manifest says: no symbolic link on the way, nothing but a regular
+ * file (or nothing) replaced. */
+TEST(file_refuses_links_fifos_and_linked_folders)
+{
+        _cleanup_(handler_freep) Handler *h = NULL;
+        _cleanup_free_ char *link = abs_path("link.conf"), *fifo = abs_path("fifo"),
+                            *via = abs_path("linked/app.conf"), *got = NULL, *want = NULL, *real = NULL;
+        struct upkeep_payload p = payload("file", link, 3);
+        struct stat st;
+        UpkErr err = {};
+
+        p.slot_class = p.slot_name = NULL;
+        test_write_file("elsewhere.conf", "old\n", 4);
+        ASSERT_OK(symlink("elsewhere.conf", "link.conf"));
+        ASSERT_OK(handler_open("file", ".", &h, &err));
+        want = strdup_printf("target %s is a symbolic link: the file handler replaces only a regular file",
+                             link);
+        ASSERT_UPK_ERR(handler_begin(h, &p, &err), &err, -ELOOP, UPK_ERR_IO, want);
+        h = handler_free(h);
+        ASSERT_OK(lstat("link.conf", &st));
+        ASSERT_TRUE(S_ISLNK(st.st_mode));
+
+        ASSERT_OK(mkfifo("fifo", 0600));
+        p.destination = fifo;
+        ASSERT_OK(handler_open("file", ".", &h, &err));
+        ASSERT_UPK_ERR(handler_begin(h, &p, &err), &err, -EINVAL, UPK_ERR_IO,
+                       "fifo is not a regular file (a FIFO, socket or device)");
+        h = handler_free(h);
+        ASSERT_OK(lstat("fifo", &st));
+        ASSERT_TRUE(S_ISFIFO(st.st_mode));
+
+        /* a folder on the way that is a link: refused, also by the fallback without openat2 */
+        ASSERT_OK(mkdir("real", 0755));
+        ASSERT_OK(symlink("real", "linked"));
+        p.destination = via;
+        ASSERT_OK(handler_open("file", ".", &h, &err));
+        ASSERT_UPK_ERR(handler_begin(h, &p, &err), &err, -ELOOP, UPK_ERR_IO,
+                       "goes through a symbolic link; name the real folder in the manifest");
+        h = handler_free(h);
+        ASSERT_EQ(count_prefixed("real", ".#"), 0);
+        real = abs_path("real");
+        ASSERT_EQ(open_dir_nofollow_walk(via), -ELOOP);
+        _cleanup_free_ char *linked = abs_path("linked");
+        ASSERT_EQ(open_dir_nofollow_walk(linked), -ELOOP);
+        ASSERT_EQ(open_dir_nofollow(linked), -ELOOP);
+        int fd = open_dir_nofollow_walk(real);
+        ASSERT_TRUE(fd >= 0);
+        close(fd);
+        ASSERT_EQ(open_dir_nofollow("relative"), -EINVAL);
+
+        /* the real folder works */
+        free(got);
+        got = abs_path("real/app.conf");
+        p.destination = got;
+        ASSERT_OK(handler_open("file", ".", &h, &err));
+        ASSERT_OK_E(install(h, &p, "new", 3, 3, &err), &err);
+        ASSERT_OK_E(handler_commit(h, &err), &err);
+}
+
 /* ---- exec ---- */
 
 static void script(const char *name, const char *body)
