@@ -17,6 +17,9 @@ int install_slot_capacity(const SlotConfig *s, uint64_t *ret, UpkErr *err);
  * naming the payload, the target and what it would hit (a slot, upkeep's data, configuration, keyring,
  * handlers or health checks, the boot state), or when it is outside [install] allowed-targets. */
 int install_check_target(const Config *c, const char *payload, const char *target, UpkErr *err);
+/* The whole disk that holds the partition `dev`, from sysfs (`sysfs` is its root: "/sys"): 0 in *ret when
+ * `dev` is not a partition or sysfs does not say. -ENOMEM only. */
+int install_block_whole_disk(const char *sysfs, dev_t dev, dev_t *ret);
 
 /* operation.c */
 void install_crash_point(const char *name);

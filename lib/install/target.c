@@ -3,11 +3,15 @@
  * upkeep's own files and folders, and, when [install] allowed-targets is set, only under one of its
  * prefixes. Paths are compared after resolving symbolic links (a target that does not exist yet by its
  * nearest existing folder), and by device and inode, so another name for the same file, a bind mount
- * or another node of the same block device is caught too. */
+ * or another node of the same block device is caught too; so is the whole disk that holds a slot
+ * partition (and a partition of a slot that is a whole disk), which sysfs names. */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
+#include "fileio.h"
 #include "install-internal.h"
 #include "path-util.h"
 
@@ -52,14 +56,60 @@ static bool path_under(const char *path, const char *prefix)
         return strneq(path, prefix, n) && (path[n] == 0 || path[n] == '/');
 }
 
+int install_block_whole_disk(const char *sysfs, dev_t dev, dev_t *ret)
+{
+        _cleanup_free_ char *part =
+                strdup_printf("%s/dev/block/%u:%u/partition", sysfs, major(dev), minor(dev));
+        _cleanup_free_ char *disk =
+                strdup_printf("%s/dev/block/%u:%u/../dev", sysfs, major(dev), minor(dev));
+        _cleanup_free_ char *text = NULL;
+        unsigned maj, min;
+        int r;
+
+        *ret = 0;
+        if (!part || !disk)
+                return -ENOMEM;
+        if (access(part, F_OK) < 0)
+                return 0; /* not a partition (or no sysfs): nothing above it */
+        /* /sys/dev/block/M:N links to .../block/DISK/PART: the disk's "dev" is one folder up */
+        r = read_full_file(disk, 64, &text, NULL);
+        if (r < 0)
+                return r == -ENOMEM ? r : 0;
+        if (sscanf(text, "%u:%u", &maj, &min) != 2)
+                return 0;
+        *ret = makedev(maj, min);
+        return 0;
+}
+
+/* Where sysfs is: /sys, or in a test build UPKEEP_TEST_SYSFS (a fake tree). */
+static const char *sysfs_root(void)
+{
+#if HAVE_TEST_HOOKS
+        const char *e = secure_getenv("UPKEEP_TEST_SYSFS");
+        if (e)
+                return e;
+#endif
+        return "/sys";
+}
+
+/* One block device holds the other: a whole disk and one of its partitions. */
+static bool block_contains(dev_t disk, dev_t part)
+{
+        dev_t whole;
+
+        return install_block_whole_disk(sysfs_root(), part, &whole) >= 0 && whole != 0 && whole == disk;
+}
+
 static bool same_file(const struct stat *a, const struct stat *b)
 {
         if (a->st_dev == b->st_dev && a->st_ino == b->st_ino)
                 return true;
-        /* two device nodes for one disk or partition */
-        return ((S_ISBLK(a->st_mode) && S_ISBLK(b->st_mode)) ||
-                (S_ISCHR(a->st_mode) && S_ISCHR(b->st_mode))) &&
-               a->st_rdev == b->st_rdev;
+        if (S_ISBLK(a->st_mode) && S_ISBLK(b->st_mode))
+                /* two nodes for one disk or partition, or the disk that holds the other */
+                return a->st_rdev == b->st_rdev || block_contains(a->st_rdev, b->st_rdev) ||
+                       block_contains(b->st_rdev, a->st_rdev);
+        /* two nodes for one character device */
+        return S_ISCHR(a->st_mode) && S_ISCHR(b->st_mode) && a->st_rdev == b->st_rdev;
 }
 
 /* Whether the (canonical) target is, or lies in, `p`. */

@@ -6,10 +6,13 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "bundle-test-util.h"
 #include "install.h"
+#include "install-internal.h"
+#include "fileio.h"
 
 #define PAYLOAD_SIZE 200000u
 
@@ -642,4 +645,65 @@ TEST(one_operation_at_a_time)
         ASSERT_UPK_ERR(install_confirm(c, &cr, &e), &e, -EBUSY, UPK_ERR_IO,
                        "another upkeep operation is running");
         confirm_result_done(&cr);
+}
+
+/* A fake sysfs: disk 8:0 (sda) with partition 8:2 (sda2), and 9:0, a disk without partitions. */
+static void fake_sysfs(void)
+{
+        ASSERT_OK(mkdir_p("sysfs/devices/block/sda/sda2", 0755));
+        ASSERT_OK(mkdir_p("sysfs/devices/block/md0", 0755));
+        ASSERT_OK(mkdir_p("sysfs/dev/block", 0755));
+        test_write_str("sysfs/devices/block/sda/dev", "8:0\n");
+        test_write_str("sysfs/devices/block/sda/sda2/dev", "8:2\n");
+        test_write_str("sysfs/devices/block/sda/sda2/partition", "2\n");
+        test_write_str("sysfs/devices/block/md0/dev", "9:0\n");
+        ASSERT_OK(symlink("../../devices/block/sda", "sysfs/dev/block/8:0"));
+        ASSERT_OK(symlink("../../devices/block/sda/sda2", "sysfs/dev/block/8:2"));
+        ASSERT_OK(symlink("../../devices/block/md0", "sysfs/dev/block/9:0"));
+}
+
+TEST(whole_disk_of_a_partition_from_sysfs)
+{
+        _cleanup_free_ char *sysfs = test_cwd_path("sysfs");
+        dev_t d = 1;
+
+        fake_sysfs();
+        ASSERT_OK(install_block_whole_disk(sysfs, makedev(8, 2), &d));
+        ASSERT_EQ(d, makedev(8, 0));
+        ASSERT_OK(install_block_whole_disk(sysfs, makedev(8, 0), &d));
+        ASSERT_EQ(d, 0);
+        ASSERT_OK(install_block_whole_disk(sysfs, makedev(9, 0), &d));
+        ASSERT_EQ(d, 0);
+        ASSERT_OK(install_block_whole_disk(sysfs, makedev(7, 7), &d)); /* not in sysfs */
+        ASSERT_EQ(d, 0);
+}
+
+/* A target that is the whole disk holding a slot partition (or a partition of a slot that is a whole
+ * disk) would overwrite the slot: refused like the slot itself. Device nodes need CAP_MKNOD. */
+TEST(target_on_the_disk_of_a_slot_is_refused)
+{
+        _cleanup_(config_freep) Config *c = device_new();
+        _cleanup_free_ char *sysfs = test_cwd_path("sysfs"), *disk = test_cwd_path("sda"),
+                            *part = test_cwd_path("sda2"), *other = test_cwd_path("md0"), *want = NULL;
+        UpkErr e = {};
+
+        fake_sysfs();
+        if (mknod("sda", S_IFBLK | 0600, makedev(8, 0)) < 0 ||
+            mknod("sda2", S_IFBLK | 0600, makedev(8, 2)) < 0 ||
+            mknod("md0", S_IFBLK | 0600, makedev(9, 0)) < 0)
+                test_skip("cannot make block device nodes here");
+        ASSERT_OK(setenv("UPKEEP_TEST_SYSFS", sysfs, 1));
+        free(c->slots[0].device);
+        c->slots[0].device = strdup(part);
+        want = strdup_printf("payload \"boot\": target %s is or lies in slot %s.%s (%s)", disk,
+                             c->slots[0].class, c->slots[0].name, part);
+        ASSERT_UPK_ERR(install_check_target(c, "boot", disk, &e), &e, -EPERM, UPK_ERR_COMPATIBLE, want);
+        ASSERT_OK_E(install_check_target(c, "boot", other, &e), &e);
+
+        /* the other way round: the slot is the whole disk, the target one of its partitions */
+        free(c->slots[0].device);
+        c->slots[0].device = strdup(disk);
+        ASSERT_UPK_ERR(install_check_target(c, "boot", part, &e), &e, -EPERM, UPK_ERR_COMPATIBLE,
+                       "is or lies in slot ");
+        ASSERT_OK_E(install_check_target(c, "boot", other, &e), &e);
 }
