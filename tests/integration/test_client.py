@@ -436,6 +436,23 @@ def test_cancel_in_the_middle(tmp_path, daemon):
     assert p.stdout.splitlines()[-1] == "installed version 2.0.1 into slot B"
 
 
+def test_cancel_while_pending_reboot(tmp_path, daemon):
+    """updatectl cancel of an installed update that waits for its reboot: the message says what it did."""
+    p = daemon.ctl("install", bundle(tmp_path, "2.0.0"))
+    assert p.returncode == 0, describe(p) + daemon.log_text()
+    assert daemon.status()["state"] == "pending-reboot"
+    p = daemon.ok("cancel")
+    assert p.stdout == "cancelled the update that waited for its reboot; the booted slot stays primary\n", \
+        describe(p)
+    assert p.stderr == "", describe(p)
+    s = daemon.wait_state("idle")
+    assert s["last_error"] == ""
+    # Nothing waits any more: a second cancel is refused.
+    p = daemon.ctl("cancel")
+    assert p.returncode == EXIT_FAIL, describe(p)
+    assert p.stderr == "updatectl: no install is running\n", describe(p)
+
+
 def test_interrupted_install_goes_on(tmp_path, daemon):
     slow = bundle(tmp_path, "2.0.0", size=2 * 1024 * 1024, handler="exec:slow")
     inst = daemon.popen("install", slow)
