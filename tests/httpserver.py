@@ -126,7 +126,7 @@ class TestServer:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, root, host="127.0.0.1", port=0, tls=None, client_ca=None):
+    def __init__(self, root, host="127.0.0.1", port=0, tls=None, client_ca=None, tls12_ciphers=None):
         if host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError("the test server binds the loopback interface only")
         self.root = Path(root).resolve()
@@ -134,6 +134,7 @@ class TestServer:
         self.port = port
         self.tls = tls
         self.client_ca = client_ca
+        self.tls12_ciphers = tls12_ciphers  # TLS 1.2 only, with just these OpenSSL cipher suites
         self._lock = threading.Lock()
         self._paths = {}
         self._stopping = threading.Event()
@@ -162,6 +163,9 @@ class TestServer:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             ctx.load_cert_chain(str(self.tls[0]), str(self.tls[1]))
+            if self.tls12_ciphers:
+                ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+                ctx.set_ciphers(self.tls12_ciphers)
             if self.client_ca:
                 ctx.verify_mode = ssl.CERT_REQUIRED
                 ctx.load_verify_locations(str(self.client_ca))
@@ -487,10 +491,11 @@ def make_tls_files(outdir):
         wrong-server.pem / .key        by wrong-ca, for localhost / 127.0.0.1 (unknown CA)
         client-ca.pem / client-ca.key  the CA the server requires client certificates from
         client.pem / client.key        by client-ca, clientAuth
+        rsa-server.pem / .key          by ca, an RSA key (for cipher suites with RSA key exchange)
     Returns a dict name → Path."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     out = Path(outdir)
@@ -525,9 +530,10 @@ def make_tls_files(outdir):
         write(stem, key, cert)
         return key, cert
 
-    def leaf(stem, cn, issuer, dns=(), ips=(), client=False):
+    def leaf(stem, cn, issuer, dns=(), ips=(), client=False, use_rsa=False):
         ikey, icert = issuer
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = (rsa.generate_private_key(public_exponent=65537, key_size=2048) if use_rsa
+               else ec.generate_private_key(ec.SECP256R1()))
         sans = [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
         b = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(icert.subject)
              .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -548,6 +554,7 @@ def make_tls_files(outdir):
     leaf("other-host", "wrong.example", good, dns=["wrong.example"])
     leaf("wrong-server", "localhost", wrong, dns=["localhost"], ips=["127.0.0.1", "::1"])
     leaf("client", "device-0001", client_ca, client=True)
+    leaf("rsa-server", "localhost", good, dns=["localhost"], ips=["127.0.0.1", "::1"], use_rsa=True)
     return files
 
 

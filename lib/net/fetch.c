@@ -14,6 +14,21 @@
 /* Body bytes curl hands us per write callback at most (its receive buffer). */
 #define FETCH_CURL_BUFFER_SIZE (128 * 1024L)
 #define FETCH_USER_AGENT       "upkeep/" PACKAGE_VERSION
+/* TLS 1.2 suites with forward secrecy only: ephemeral (EC)DH key exchange, authenticated, AEAD ciphers; a
+ * server key stolen later does not decrypt a recorded download. Every TLS 1.3 suite has it already. In
+ * OpenSSL's syntax, so used only where libcurl's TLS library is OpenSSL or one of its forks. */
+#define FETCH_TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL"
+
+static bool tls_is_openssl(void)
+{
+        static const char *const names[] = { "OpenSSL/", "LibreSSL/", "BoringSSL", "AWS-LC/", "quictls/" };
+        const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+
+        for (size_t i = 0; v && v->ssl_version && i < ELEMENTSOF(names); i++)
+                if (strncmp(v->ssl_version, names[i], strlen(names[i])) == 0)
+                        return true;
+        return false;
+}
 
 void fetch_options_from_config(FetchOptions *o, const Config *c)
 {
@@ -448,6 +463,8 @@ static int fetch_setup_easy(Fetch *f, UpkErr *err)
         SET(CURLOPT_FOLLOWLOCATION, 1L);
         SET(CURLOPT_MAXREDIRS, (long)FETCH_REDIRECTS_MAX);
         SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+        if (tls_is_openssl())
+                SET(CURLOPT_SSL_CIPHER_LIST, FETCH_TLS12_CIPHERS);
         SET(CURLOPT_SSL_VERIFYPEER, 1L);
         SET(CURLOPT_SSL_VERIFYHOST, 2L);
         SET(CURLOPT_PROXY_SSL_VERIFYPEER, 1L);

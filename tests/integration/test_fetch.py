@@ -472,6 +472,17 @@ def test_tls_resume(serve, blob, tls, tmp_path):
     assert r.s["resumed_from"] == [SIZE // 2]
 
 
+def test_tls12_only_forward_secret_suites(serve, blob, tls, tmp_path):
+    """TLS 1.2 without forward secrecy (RSA key exchange: a stolen server key decrypts recorded traffic) is
+    refused; the same server with an ECDHE suite works."""
+    rsa_cert = (tls["rsa-server"], tls["rsa-server-key"])
+    srv = serve(tls=rsa_cert, tls12_ciphers="AES128-GCM-SHA256:AES256-GCM-SHA384")
+    r = fetch(srv.url("/blob.bin"), tmp_path, "--ca", tls["ca"], *FAST)
+    assert_fail(r, errno.EPROTO, "network")
+    srv = serve(tls=rsa_cert, tls12_ciphers="ECDHE-RSA-AES128-GCM-SHA256")
+    assert_ok(fetch(srv.url("/blob.bin"), tmp_path, "--ca", tls["ca"]), blob)
+
+
 def test_tls_wrong_ca_refused(serve, blob, tls, tmp_path):
     srv = serve(tls=(tls["wrong-server"], tls["wrong-server-key"]))
     r = fetch(srv.url("/blob.bin"), tmp_path, "--ca", tls["ca"], *FAST)
