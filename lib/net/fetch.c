@@ -156,6 +156,18 @@ static int errno_of_curl(CURLcode c, bool *ret_retriable, UpkErrKind *ret_kind)
         return r;
 }
 
+/* The plain http:// URL an https:// download was redirected to (and libcurl refused), or NULL. */
+static const char *refused_plain_redirect(Fetch *f)
+{
+        const char *to = NULL;
+
+        if (strncasecmp(f->url, "https://", 8) != 0 ||
+            curl_easy_getinfo(f->easy, CURLINFO_EFFECTIVE_URL, &to) != CURLE_OK || !to ||
+            strncasecmp(to, "http://", 7) != 0)
+                return NULL;
+        return to;
+}
+
 static void fetch_unlink(Fetch *f)
 {
         if (!f->engine)
@@ -360,6 +372,7 @@ static int on_retry_timer(sd_event_source *s, uint64_t usec, void *userdata)
 void fetch_attempt_done(Fetch *f, CURLcode code)
 {
         bool retriable = false, progress;
+        const char *to;
         UpkErr e = { 0 };
         uint64_t delay;
         int r = 0;
@@ -383,6 +396,12 @@ void fetch_attempt_done(Fetch *f, CURLcode code)
                 r = f->attempt_r;
                 retriable = f->attempt_retriable;
                 e = f->attempt_err;
+        } else if (code == CURLE_UNSUPPORTED_PROTOCOL && (to = refused_plain_redirect(f))) {
+                r = upk_err(&e, UPK_ERR_NETWORK, -EPROTONOSUPPORT,
+                            "%s: refused the redirect to %s: a download that starts on https:// stays on "
+                            "https://",
+                            f->url, to);
+                retriable = false;
         } else if (code != CURLE_OK) {
                 UpkErrKind kind;
 

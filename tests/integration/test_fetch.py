@@ -686,3 +686,15 @@ def test_server_cli_and_control_api(www, blob, tmp_path):
     finally:
         p.terminate()
         p.wait(timeout=10)
+
+
+def test_tls_redirect_to_plain_http_refused(serve, blob, tls, tmp_path):
+    """A download that starts on https:// does not follow a redirect to http://, and says so."""
+    plain = serve()
+    srv = serve(tls=(tls["server"], tls["server-key"]))
+    srv.plan("/down", redirect=plain.url("/blob.bin"))
+    r = fetch(srv.url("/down"), tmp_path, "--ca", tls["ca"], *FAST)
+    assert_fail(r, errno.EPROTONOSUPPORT, "network",
+                f"refused the redirect to {plain.url('/blob.bin')}: a download that starts on https:// "
+                "stays on https://")
+    assert plain.stats("/blob.bin")["requests"] == 0
