@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <sys/stat.h>
 
 #include "install.h"
@@ -63,6 +64,13 @@ static int check_versions(Job *j, UpkErr *err)
                                "not compatible: version %s needs at least version %s installed, this device "
                                "runs %s",
                                m->version_str, m->min_version_str, j->current);
+        /* Once confirmed it is the floor: a number at its maximum could never be raised past again. */
+        if (m->version.major == UINT64_MAX || m->version.minor == UINT64_MAX ||
+            m->version.patch == UINT64_MAX)
+                return upk_err(err, UPK_ERR_DOWNGRADE, -ERANGE,
+                               "version %s is not accepted: a number of %" PRIu64
+                               " (2^64-1) could never be raised, so no later update could follow it",
+                               m->version_str, UINT64_MAX);
         if (version_compare(&m->version, &current) <= 0 && !downgrade_ok)
                 return upk_err(err, UPK_ERR_DOWNGRADE, -EPERM,
                                "downgrade: version %s is not newer than the installed version %s%s",

@@ -582,6 +582,11 @@ TEST(refused_bundles_change_nothing)
                        "downgrade: version 1.0.0 is not newer than the installed version 1.0.0");
         test_write_str("tampered.upk", "not a bundle at all");
         assert_refused(c, "tampered.upk", -EBADMSG, UPK_ERR_FORMAT, "");
+        /* a version that, once the floor, no later version could pass */
+        bundle_new("last", "acme-gw", "1.18446744073709551615.0", payload, PAYLOAD_SIZE);
+        assert_refused(c, "last.upk", -ERANGE, UPK_ERR_DOWNGRADE,
+                       "version 1.18446744073709551615.0 is not accepted: a number of 18446744073709551615 "
+                       "(2^64-1) could never be raised");
 }
 
 TEST(payload_larger_than_the_slot_is_refused)
