@@ -55,6 +55,7 @@ def make_pki(d):
             "-subj", "/CN=bench signer", cwd=d)
     (d / "signer.ext").write_text("basicConstraints=critical,CA:FALSE\n"
                                   "keyUsage=critical,digitalSignature\n"
+                                  "extendedKeyUsage=codeSigning\n"
                                   "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
     openssl("x509", "-req", "-in", "signer.csr", "-CA", "root.pem", "-CAkey", "root.key",
             "-CAcreateserial", "-days", "2", "-sha256", "-extfile", "signer.ext", "-out", "signer.pem", cwd=d)

@@ -6,6 +6,7 @@ that holds it, a changed index before any payload byte, and any layout but the c
 Bundles come from the CLI and from conftest's second implementation of the format (Env.craft2(),
 written from the man page alone); for chunks stored as is the two must agree byte for byte."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -257,3 +258,50 @@ def test_zstd_frame_not_smaller_is_stored_as_is(env):
     assert all(members[INDEX][i * CHUNK_ENTRY] == 0 for i in range(count))
     assert json.loads(members[MANIFEST])["payloads"][0]["chunks"]["compression"] == "zstd"
     assert_ok(env.verify(b))
+
+
+def zstd_frame(env, data):
+    src = env.path("frame-input")
+    src.write_bytes(data)
+    out = subprocess.run(["zstd", "-q", "-c", "--no-check", "-9", str(src)], capture_output=True,
+                         check=True).stdout
+    src.unlink()
+    return out
+
+
+@pytest.mark.parametrize("bad", [0, 1, 3])
+def test_zstd_chunk_with_wrong_content_hash(env, bad):
+    """An index whose zstd chunk `bad` decompresses to other content than its content hash (a signer's
+    inconsistent index, made here with the zstd command): refused naming that chunk, with both the
+    stored hash check (before decompressing) and the content hash check."""
+    p = env.payloads[1]
+    chunks = chunks_of(p.raw, 65536)
+    frames = [zstd_frame(env, c) for c in chunks]
+    entries = b""
+    for i, (c, f) in enumerate(zip(chunks, frames)):
+        assert len(f) < len(c)
+        content = c if i != bad else c[:-1] + bytes([c[-1] ^ 1])
+        entries += bytes([1, 0, 0, 0]) + len(f).to_bytes(4, "big") + \
+            hashlib.sha256(f).digest() + hashlib.sha256(content).digest()
+    m, index = manifest2_full(env.payloads)
+    first = -(-len(env.payloads[0].raw) // 65536)
+    count = len(chunks)
+    index = index[:first * CHUNK_ENTRY] + entries + index[(first + count) * CHUNK_ENTRY:]
+    m["index"] = {"size": len(index), "sha256": sha256(index)}
+    stored = b"".join(frames)
+    m["payloads"][1]["size"] = len(stored)
+    m["payloads"][1]["chunks"]["compression"] = "zstd"
+    payloads = [(q_.file, q_.raw if q_ is not p else stored) for q_ in env.payloads]
+    c = env.craft2(manifest=m, index=index, payloads=payloads)
+    end = min((bad + 1) * 65536, len(p.raw)) - 1
+    env.assert_rejected_everywhere(c, EXIT_PAYLOAD, q(f'rejected: payload "app": chunk {bad} '
+                                                      f'(bytes {bad * 65536}..{end}): content sha256 mismatch'))
+    # The same bundle with the right content hash verifies: the frames themselves are fine.
+    m2, _ = manifest2_full(env.payloads)
+    good_entries = b"".join(bytes([1, 0, 0, 0]) + len(f).to_bytes(4, "big") +
+                            hashlib.sha256(f).digest() + hashlib.sha256(c_).digest()
+                            for c_, f in zip(chunks, frames))
+    index2 = index[:first * CHUNK_ENTRY] + good_entries + index[(first + count) * CHUNK_ENTRY:]
+    m["index"] = {"size": len(index2), "sha256": sha256(index2)}
+    g = env.craft2("g.upk", manifest=m, index=index2, payloads=payloads)
+    assert_ok(env.verify(g))
