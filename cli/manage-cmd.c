@@ -60,6 +60,8 @@ int manage_main(int argc, char *argv[], CliArgs *args)
                 if (state && streq(state, "pending-reboot"))
                         printf("cancelled the update that waited for its reboot; the booted slot stays "
                                "primary\n");
+                else if (state && streq(state, "checking"))
+                        printf("cancelling the running check\n");
                 else
                         printf("cancelling the running install\n");
         } else if (streq(verb, "rollback")) {

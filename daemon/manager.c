@@ -413,17 +413,54 @@ static int install_offer(Manager *m, bool allow_downgrade, bool automatic, sd_bu
         return start_install(m, m->offer->location, m->offer->version, &p, automatic, error);
 }
 
+static void deferred_done(Manager *m)
+{
+        free(m->deferred.source);
+        m->deferred.source = NULL;
+        m->deferred.fd = safe_close(m->deferred.fd);
+}
+
+/* The user's install waits for the check it cancelled. */
+static int defer_install(Manager *m, const char *source, int fd, bool allow_downgrade, sd_bus_error *error)
+{
+        m->deferred.fd = -EBADF;
+        if (fd >= 0) {
+                m->deferred.fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                if (m->deferred.fd < 0)
+                        return sd_bus_error_set_errnof(error, errno, "cannot duplicate the descriptor: %m");
+        }
+        m->deferred.source = strdup(source);
+        if (!m->deferred.source) {
+                deferred_done(m);
+                return -ENOMEM;
+        }
+        m->deferred.allow_downgrade = allow_downgrade;
+        log_msg(LOG_LEVEL_NOTICE, "cancelling the running check for the install of %s",
+                streq(source, "-") ? "the bundle piped by the caller" : source);
+        job_cancel(m->job);
+        source_cancel_check(m->source);
+        return 0;
+}
+
 int manager_install(Manager *m, const char *source, int fd, bool allow_downgrade, sd_bus_error *error)
 {
         JobParams p = { .kind = JOB_INSTALL, .allow_downgrade = allow_downgrade };
         UpkErr err = {};
         int r;
 
-        if (manager_busy(m))
-                return refuse_busy(m, error);
         if ((fd >= 0) != streq(source, "-"))
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
                                         "the source \"-\" and the option \"fd\" go together");
+        if (!isempty(source) && !streq(source, "-") && !strneq(source, "http://", 7) &&
+            !strneq(source, "https://", 8) && source[0] != '/')
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "the bundle must be given by its absolute path, not \"%s\"",
+                                         source);
+        /* A check never holds up an install a user asked for. */
+        if (m->job && job_kind(m->job) == JOB_CHECK && !isempty(source) && !m->deferred.source)
+                return defer_install(m, source, fd, allow_downgrade, error);
+        if (manager_busy(m) || m->deferred.source)
+                return refuse_busy(m, error);
         if (fd >= 0) {
                 int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
                 if (copy < 0)
@@ -463,6 +500,12 @@ int manager_cancel(Manager *m, sd_bus_message *call, sd_bus_error *error)
 {
         int r;
 
+        if (m->job && job_kind(m->job) == JOB_CHECK) {
+                log_msg(LOG_LEVEL_NOTICE, "cancelling the running check");
+                job_cancel(m->job);
+                source_cancel_check(m->source); /* its download stops at once */
+                return 0;
+        }
         if ((!m->job || job_kind(m->job) != JOB_INSTALL) && m->state == MANAGER_PENDING_REBOOT) {
                 r = start_boot_job(m, JOB_CANCEL_PENDING, call, error);
                 return r < 0 ? r : 1;
@@ -688,6 +731,7 @@ static void finish_check(Manager *m)
         ManagerState back =
                 m->state_before_check == MANAGER_PENDING_REBOOT ? MANAGER_PENDING_REBOOT : MANAGER_IDLE;
         char buf[FORMAT_TIMESPAN_MAX];
+        bool cancelled = job_is_cancelled(m->job);
         UpkErr err = {};
         uint64_t delay;
         int r;
@@ -696,6 +740,35 @@ static void finish_check(Manager *m)
         m->job = job_free(m->job);
         offer = TAKE_PTR(jr.offer);
         job_result_done(&jr);
+        if (r < 0 && cancelled) {
+                UpkErr cerr = { .kind = UPK_ERR_IO, .code = -ECANCELED, .msg = "the check was cancelled" };
+
+                delay = schedule_after_check(&m->schedule, false, random_u64());
+                log_msg(LOG_LEVEL_NOTICE, "the check was cancelled; next check in %s",
+                        format_timespan(buf, sizeof(buf), delay));
+                manager_set_state(m, back);
+                reply_check_calls(m, NULL, &cerr);
+                arm_timer(m, &m->check_timer, delay, on_check_timer, "check");
+                if (m->deferred.source && !m->exiting) {
+                        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+                        _cleanup_free_ char *source = TAKE_PTR(m->deferred.source);
+
+                        /* Its caller follows the install: no Finished for the check. */
+                        r = manager_install(m, source, m->deferred.fd, m->deferred.allow_downgrade, &error);
+                        deferred_done(m);
+                        if (r < 0) {
+                                const char *msg = error.message ?: strerror(-r);
+                                log_fields(LOG_LEVEL_ERROR, &(LogFields){ .phase = "failed" },
+                                           "install of %s failed: %s", source, msg);
+                                manager_set_last_error(m, msg);
+                                manager_set_state(m, MANAGER_ERROR);
+                                bus_emit_finished(m, false, msg, error.name ?: BUS_ERROR_FAILED);
+                        }
+                } else
+                        bus_emit_finished(m, false, "the check was cancelled", BUS_ERROR_CANCELLED);
+                deferred_done(m);
+                return;
+        }
         if (r < 0) {
                 _cleanup_free_ char *msg =
                         strdup_printf("check failed: %s", err.msg[0] ? err.msg : strerror(-r));
@@ -987,7 +1060,7 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         m->exiting = true;
         if (m->job) {
                 /* A cancelled install stops at its next block; the loop exits when the worker is joined. */
-                if (job_kind(m->job) == JOB_INSTALL)
+                if (job_kind(m->job) == JOB_INSTALL || job_kind(m->job) == JOB_CHECK)
                         (void)manager_cancel(m, NULL, NULL);
                 return 0;
         }
@@ -1006,6 +1079,7 @@ int manager_new(const char *config_path, bool no_reboot, Manager **ret, UpkErr *
         if (!m)
                 return upk_err_oom(err);
         m->no_reboot = no_reboot;
+        m->deferred.fd = -EBADF;
         m->state = MANAGER_CONFIRMING;
         m->auto_update = true;
         r = config_load(config_path, &m->config, err);
@@ -1161,6 +1235,7 @@ Manager *manager_free(Manager *m)
         free(m->last_error);
         free(m->support_end);
         free(m->job_source);
+        deferred_done(m);
         free(m);
         return NULL;
 }

@@ -74,6 +74,13 @@ typedef struct Manager {
         bool job_automatic;       /* the install was started by the policy, not by a caller */
         SourceStream *stream;     /* the running install's download, if any */
         ManagerState state_before_check;
+        /* An Install that came while a check ran: the check is cancelled, and this install starts when
+         * its worker has ended (finish_check). */
+        struct {
+                char *source; /* NULL: none waits */
+                int fd;
+                bool allow_downgrade;
+        } deferred;
 
         Source *source;
         FetchEngine *fetch_engine;
@@ -108,12 +115,14 @@ int manager_run(Manager *m);
  * (AvailableVersion), or "-" for the bytes of `fd` (the message's descriptor, duplicated here; a pipe
  * the caller owns). `fd` < 0 when the call carried none. */
 int manager_install(Manager *m, const char *source, int fd, bool allow_downgrade, sd_bus_error *error);
+/* An Install with a source ("" excepted) that comes while a check runs cancels the check and starts
+ * when it has ended (at once: the check's downloads stop on the cancel); the call returns 0 then. */
 /* Start a check (or join the running one); `call` is answered with the available version when it ends.
  * Returns 0, or -errno with `error` set (no source, busy). */
 int manager_check(Manager *m, sd_bus_message *call, sd_bus_error *error);
-/* Cancel: the running install stops (returns 0: answer now); or, while an update waits for its reboot,
- * a job cancels that update and `call` (may be NULL) is answered when it ends (returns 1). -errno with
- * `error` set: nothing to cancel (NotRunning), busy. */
+/* Cancel: the running install or check stops (returns 0: answer now); or, while an update waits for its
+ * reboot, a job cancels that update and `call` (may be NULL) is answered when it ends (returns 1). -errno
+ * with `error` set: nothing to cancel (NotRunning), busy. */
 int manager_cancel(Manager *m, sd_bus_message *call, sd_bus_error *error);
 /* Rollback and MarkGood start a job; `call` is answered when it ends (with the slot that is primary again,
  * or nothing). Returns 0, or -errno with `error` set (busy: a job runs, also another Rollback). */

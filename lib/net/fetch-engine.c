@@ -143,6 +143,8 @@ FetchEngine *fetch_engine_free(FetchEngine *e)
                 Fetch *f = e->fetches;
 
                 fetch_detach(f);
+                f->rate_timer = sd_event_source_disable_unref(f->rate_timer);
+                f->cancel_source = sd_event_source_disable_unref(f->cancel_source);
                 f->state = FETCH_FINISHED;
                 e->fetches = f->next;
                 f->prev = f->next = NULL;

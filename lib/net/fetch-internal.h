@@ -41,6 +41,11 @@ struct Fetch {
         FetchState state;
         bool paused, in_data_cb, in_multi;
         sd_event_source *retry_timer;
+        sd_event_source *rate_timer;    /* deadline and minimum rate, when either is set */
+        sd_event_source *cancel_source; /* the cancel descriptor, when given */
+        uint64_t start_usec, deadline_usec, paused_usec, last_tick_usec;
+        uint64_t deadline_msec;
+        unsigned min_rate, min_rate_grace_sec;
         uint64_t offset; /* bytes delivered = the next byte wanted */
         unsigned streak; /* consecutive failed attempts, reset by an attempt that made progress */
 

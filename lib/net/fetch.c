@@ -183,6 +183,8 @@ static void fetch_unlink(Fetch *f)
 
 static void fetch_finish(Fetch *f, int r, const UpkErr *err)
 {
+        f->rate_timer = sd_event_source_disable_unref(f->rate_timer);
+        f->cancel_source = sd_event_source_disable_unref(f->cancel_source);
         fetch_detach(f);
         f->state = FETCH_FINISHED;
         if (f->done_cb)
@@ -541,6 +543,84 @@ static int fetch_start_attempt(Fetch *f, UpkErr *err)
         return 0;
 }
 
+static uint64_t monotonic_usec(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* The deadline and the minimum average rate, looked at every FETCH_RATE_CHECK_USEC. */
+static int on_rate_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        Fetch *f = userdata;
+        uint64_t now = monotonic_usec(), active;
+        UpkErr e = {};
+
+        if (f->paused)
+                f->paused_usec += now - f->last_tick_usec;
+        f->last_tick_usec = now;
+        if (f->deadline_usec && now >= f->deadline_usec) {
+                (void)upk_err(&e, UPK_ERR_NETWORK, -ETIMEDOUT,
+                              "%s: not complete within its deadline of %" PRIu64 ".%03u s (%" PRIu64
+                              " of at most %" PRIu64 " bytes received): the server is too slow",
+                              f->url, f->deadline_msec / 1000, (unsigned)(f->deadline_msec % 1000),
+                              f->offset, f->max_length);
+                fetch_finish(f, -ETIMEDOUT, &e); /* may free f */
+                return 0;
+        }
+        active = now - f->start_usec - f->paused_usec;
+        if (f->min_rate && active >= (uint64_t)f->min_rate_grace_sec * 1000000u &&
+            f->offset * 1000000u / (active ?: 1) < f->min_rate) {
+                (void)upk_err(&e, UPK_ERR_NETWORK, -ETIMEDOUT,
+                              "%s: %" PRIu64 " bytes in %" PRIu64 " s, below the minimum average rate of %u "
+                              "bytes/s: the server is too slow",
+                              f->url, f->offset, active / 1000000u, f->min_rate);
+                fetch_finish(f, -ETIMEDOUT, &e);
+                return 0;
+        }
+        (void)sd_event_source_set_time_relative(s, FETCH_RATE_CHECK_USEC);
+        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+static int on_cancel_fd(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        Fetch *f = userdata;
+        UpkErr e = {};
+
+        (void)upk_err(&e, UPK_ERR_NETWORK, -ECANCELED, "%s: cancelled", f->url);
+        fetch_finish(f, -ECANCELED, &e);
+        return 0;
+}
+
+static int fetch_setup_watch(Fetch *f, const FetchOptions *opts, UpkErr *err)
+{
+        int r;
+
+        f->start_usec = f->last_tick_usec = monotonic_usec();
+        f->deadline_msec = opts->deadline_msec;
+        f->min_rate = opts->min_rate;
+        f->min_rate_grace_sec = opts->min_rate_grace_sec ?: FETCH_MIN_RATE_GRACE_DEFAULT;
+        if (f->deadline_msec)
+                f->deadline_usec = f->start_usec + f->deadline_msec * 1000u;
+        if (f->deadline_msec || f->min_rate) {
+                r = sd_event_add_time_relative(f->engine->event, &f->rate_timer, CLOCK_MONOTONIC,
+                                               FETCH_RATE_CHECK_USEC, 1000, on_rate_timer, f);
+                if (r < 0)
+                        return upk_err(err, UPK_ERR_IO, r, "cannot add a timer: %m");
+                (void)sd_event_source_set_description(f->rate_timer, "fetch-rate");
+        }
+        if (opts->cancel_fd > 0) {
+                r = sd_event_add_io(f->engine->event, &f->cancel_source, opts->cancel_fd, EPOLLIN,
+                                    on_cancel_fd, f);
+                if (r < 0)
+                        return upk_err(err, UPK_ERR_IO, r, "cannot watch the cancel descriptor: %m");
+                (void)sd_event_source_set_description(f->cancel_source, "fetch-cancel");
+        }
+        return 0;
+}
+
 static int check_readable(const char *what, const char *path, UpkErr *err)
 {
         if (access(path, R_OK) < 0)
@@ -638,6 +718,9 @@ int fetch_new(FetchEngine *e, const char *url, uint64_t max_length, const FetchO
                 e->fetches->prev = f;
         e->fetches = f;
 
+        r = fetch_setup_watch(f, opts, err);
+        if (r < 0)
+                return r;
         r = fetch_start_attempt(f, err);
         if (r < 0)
                 return r;
@@ -649,6 +732,8 @@ Fetch *fetch_free(Fetch *f)
 {
         if (!f)
                 return NULL;
+        f->rate_timer = sd_event_source_disable_unref(f->rate_timer);
+        f->cancel_source = sd_event_source_disable_unref(f->cancel_source);
         if (f->engine) {
                 fetch_detach(f);
                 fetch_unlink(f);

@@ -42,6 +42,8 @@ typedef struct Config Config;
 #define FETCH_CONNECT_TIMEOUT_DEFAULT  30 /* seconds */
 #define FETCH_LOW_SPEED_LIMIT_DEFAULT  1  /* bytes per second ... */
 #define FETCH_LOW_SPEED_TIME_DEFAULT   60 /* ... during this many seconds: the transfer stalled */
+#define FETCH_MIN_RATE_GRACE_DEFAULT   60 /* seconds before the minimum average rate applies */
+#define FETCH_RATE_CHECK_USEC          (250 * 1000ULL) /* how often the deadline and rate are looked at */
 #define FETCH_STATS_RESUMES_MAX        32
 #define FETCH_STREAM_BUFFER_DEFAULT    (4u * 1024u * 1024u)
 #define FETCH_STREAM_BUFFER_MIN        (256u * 1024u)
@@ -60,6 +62,17 @@ typedef struct FetchOptions {
         bool no_retry;                /* the first failure is final */
         unsigned backoff_msec;        /* first delay; doubles per failed attempt; 0: default */
         unsigned backoff_max_msec;    /* cap of the delay; 0: FETCH_BACKOFF_MAX_DEFAULT_MSEC */
+        /* Against a server that trickles (TUF's "slow retrieval"): the whole fetch, all attempts and
+         * their backoff, ends within deadline_msec (0: no deadline); and once min_rate_grace_sec (0:
+         * FETCH_MIN_RATE_GRACE_DEFAULT) have passed, the bytes delivered per second since the start (time
+         * paused by the consumer not counted) stay at min_rate or above (0: no minimum). Either failure is
+         * final: -ETIMEDOUT, UPK_ERR_NETWORK, naming the URL and the reason. */
+        uint64_t deadline_msec;
+        unsigned min_rate;
+        unsigned min_rate_grace_sec;
+        /* An eventfd (or any descriptor) that becomes readable to cancel the fetch: -ECANCELED, final.
+         * 0 (the default) or negative: none. The fetch does not read it. */
+        int cancel_fd;
 } FetchOptions;
 
 /* Point `o` at [source] ca, client-cert, client-key and proxy of `c` (strings are borrowed); the other

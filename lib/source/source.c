@@ -30,6 +30,7 @@ struct Source {
         char *tuf_dir;      /* DATA_DIR/tuf */
         char *metadata_url; /* tuf */
         char *targets_url;
+        int cancel_fd; /* an eventfd: source_cancel_check() */
 };
 
 Offer *offer_free(Offer *o)
@@ -61,8 +62,37 @@ Source *source_free(Source *s)
         free(s->tuf_dir);
         free(s->metadata_url);
         free(s->targets_url);
+        safe_close(s->cancel_fd);
         free(s);
         return NULL;
+}
+
+void source_cancel_check(Source *s)
+{
+        (void)eventfd_write(s->cancel_fd, 1);
+}
+
+/* Test builds may shorten the limits (source.h). */
+static unsigned limit(const char *name, unsigned value)
+{
+#if HAVE_TEST_HOOKS
+        const char *v = secure_getenv(name);
+        uint64_t u;
+
+        if (v && safe_atou64(v, &u) >= 0 && u > 0 && u <= UINT32_MAX)
+                return (unsigned)u;
+#endif
+        return value;
+}
+
+/* The deadline of a metadata download of at most `max_length` bytes. */
+static uint64_t metadata_deadline_msec(uint64_t max_length)
+{
+        uint64_t allowance =
+                limit("UPKEEP_TEST_METADATA_ALLOWANCE_MS", SOURCE_METADATA_ALLOWANCE_SEC * 1000u);
+
+        return allowance +
+               max_length * 1000u / limit("UPKEEP_TEST_METADATA_MIN_RATE", SOURCE_METADATA_MIN_RATE);
 }
 
 SourceType source_get_type(const Source *s)
@@ -118,6 +148,9 @@ int source_new(const Config *c, Source **ret, UpkErr *err)
                 return upk_err_oom(err);
         s->config = c;
         s->type = c->source_type;
+        s->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (s->cancel_fd < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "cannot create an eventfd: %m");
         switch (s->type) {
         case SOURCE_NONE:
                 break;
@@ -314,8 +347,11 @@ static int tuf_read_head(Source *s, Offer *o, const FetchOptions *fo, UpkErr *er
         r = fetch_engine_new(event, &e, err);
         if (r < 0)
                 return r;
-        r = fetch_new(e, o->location, o->length ?: SOURCE_URL_BUNDLE_MAX, fo, head_data, head_done, &h, &f,
-                      err);
+        FetchOptions head = *fo;
+
+        head.deadline_msec = metadata_deadline_msec(SOURCE_HEAD_MAX);
+        r = fetch_new(e, o->location, o->length ?: SOURCE_URL_BUNDLE_MAX, &head, head_data, head_done, &h,
+                      &f, err);
         if (r < 0)
                 return r;
         r = sd_event_loop(event);
@@ -336,13 +372,14 @@ static int tuf_read_head(Source *s, Offer *o, const FetchOptions *fo, UpkErr *er
 static int tuf_fetch(void *userdata, const char *url, uint64_t max_length, uint8_t **ret_data,
                      size_t *ret_size, UpkErr *err)
 {
-        const FetchOptions *fo = userdata;
+        FetchOptions fo = *(const FetchOptions *)userdata;
         char *data = NULL;
         size_t size = 0;
         UpkErr e = {};
         int r;
 
-        r = fetch_to_memory(url, max_length, fo, &data, &size, &e);
+        fo.deadline_msec = metadata_deadline_msec(max_length);
+        r = fetch_to_memory(url, max_length, &fo, &data, &size, &e);
         if (r == -ENOENT || r == -EACCES)
                 return -ENOENT; /* not there (S3 and others answer 403): the end of the root rotations */
         if (r < 0) {
@@ -355,12 +392,15 @@ static int tuf_fetch(void *userdata, const char *url, uint64_t max_length, uint8
         return 0;
 }
 
-static void metadata_fetch_options(const Config *c, FetchOptions *fo)
+static void metadata_fetch_options(const Source *s, FetchOptions *fo)
 {
+        const Config *c = s->config;
+
         *fo = (FetchOptions){
                 .retries = METADATA_RETRIES,
                 .backoff_msec = METADATA_BACKOFF_MSEC,
                 .backoff_max_msec = METADATA_BACKOFF_MAX_MSEC,
+                .cancel_fd = s->cancel_fd,
         };
         fetch_options_from_config(fo, c);
 }
@@ -373,7 +413,7 @@ static int tuf_check(Source *s, const char *current_version, bool want_manifest,
         FetchOptions fo;
         int r;
 
-        metadata_fetch_options(s->config, &fo);
+        metadata_fetch_options(s, &fo);
         r = mkdir_p(s->tuf_dir, 0755);
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot create %s: %m", s->tuf_dir);
@@ -489,6 +529,9 @@ static int local_check(Source *s, const char *current_version, Offer **ret, UpkE
 
 int source_check(Source *s, const char *current_version, bool want_manifest, Offer **ret, UpkErr *err)
 {
+        eventfd_t v;
+
+        (void)eventfd_read(s->cancel_fd, &v); /* a cancel meant for an earlier check */
         switch (s->type) {
         case SOURCE_TUF:
 #if HAVE_TUF
@@ -730,6 +773,8 @@ static int stream_open(FetchEngine *e, const Config *c, const char *url, uint64_
         int r;
 
         fetch_options_from_config(&fo, c);
+        fo.min_rate = limit("UPKEEP_TEST_BUNDLE_MIN_RATE", SOURCE_BUNDLE_MIN_RATE);
+        fo.min_rate_grace_sec = limit("UPKEEP_TEST_BUNDLE_GRACE_SEC", SOURCE_BUNDLE_GRACE_SEC);
         s = stream_alloc(name);
         if (!s)
                 return upk_err_oom(err);

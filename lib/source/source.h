@@ -23,6 +23,16 @@
 #define SOURCE_URL_BUNDLE_MAX    (UINT64_C(1) << 46) /* a bundle from a URL: no length is known */
 #define SOURCE_TUF_DIR           "tuf"               /* under the data dir */
 #define SOURCE_FD_READ_MAX       (512u * 1024u)      /* bytes one read of a handed-over descriptor takes */
+/* Against TUF's "slow retrieval" attack (upkeepd(8)): a metadata download (and the read of a bundle's
+ * head for the security policy) must end within SOURCE_METADATA_ALLOWANCE_SEC + its maximum length /
+ * SOURCE_METADATA_MIN_RATE seconds; a bundle download must average SOURCE_BUNDLE_MIN_RATE bytes/s or
+ * more once SOURCE_BUNDLE_GRACE_SEC have passed. In a test build (HAVE_TEST_HOOKS, tests/README.md)
+ * UPKEEP_TEST_METADATA_MIN_RATE, UPKEEP_TEST_METADATA_ALLOWANCE_MS, UPKEEP_TEST_BUNDLE_MIN_RATE and
+ * UPKEEP_TEST_BUNDLE_GRACE_SEC replace them. */
+#define SOURCE_METADATA_MIN_RATE      4096u /* bytes/s */
+#define SOURCE_METADATA_ALLOWANCE_SEC 30u   /* the connection, TLS and the first byte */
+#define SOURCE_BUNDLE_MIN_RATE        1024u /* bytes/s */
+#define SOURCE_BUNDLE_GRACE_SEC       60u
 
 typedef struct Offer {
         char *version;
@@ -53,6 +63,9 @@ SourceType source_get_type(const Source *s);
 /* Worker thread: ask the source. 0 with *ret NULL: nothing newer. `want_manifest`: read the offered
  * bundle's signed manifest too (its first bytes only), for the security policy. */
 int source_check(Source *s, const char *current_version, bool want_manifest, Offer **ret, UpkErr *err);
+/* Any thread: the running source_check() stops its download at once and fails with -ECANCELED (a
+ * cancel that comes while no check runs is forgotten by the next one). */
+void source_cancel_check(Source *s);
 
 typedef struct SourceStream SourceStream;
 
