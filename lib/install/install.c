@@ -103,6 +103,16 @@ static int plan(Job *j, UpkErr *err)
 
         for (size_t i = 0; i < m->n_payloads; i++) {
                 const ManifestPayload *p = &m->payloads[i];
+                /* Format 1 checks a payload's sha256 only at its end: only raw into the inactive slot,
+                 * which is never activated when the check fails, may see its bytes before that. */
+                if (m->format < 2 && !(p->slot_class && streq(p->handler, "raw")))
+                        return upk_err(
+                                err, UPK_ERR_FORMAT, -EPROTONOSUPPORT,
+                                "payload \"%s\": bundle format 1 would hand handler %s bytes before "
+                                "their sha256 is checked; upkeep installs format 1 payloads only with "
+                                "the raw handler into an A/B slot: rebuild it with updatectl bundle "
+                                "create (format 2)",
+                                p->name, p->handler);
                 if (p->slot_class) {
                         const SlotConfig *s = install_other_slot(j->c, p->slot_class, j->booted);
                         uint64_t cap = UINT64_MAX;

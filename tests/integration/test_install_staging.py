@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """What a failed or cut install leaves behind (issue 12): an archive payload is unpacked into a staging
-folder inside the folder slot and moved into the slot only at commit, so a payload whose sha256 fails
-leaves no entry of it in the slot; and a `file` payload goes live only when every payload verified."""
+folder inside the folder slot and moved into the slot only at commit, so a payload that fails its
+sha256 leaves no entry of it in the slot; a `file` payload goes live only when every payload verified;
+and a format 1 bundle, whose payload sha256 is known only at the payload's end, is installed only with
+the raw handler into an A/B slot."""
 
 import io
 import os
@@ -14,7 +16,12 @@ import pytest
 from device import PAYLOAD_SIZE, Device, make_bundle, payload_bytes
 
 STAGING = ".upkeep-staging"
+EXIT_FORMAT = 14
 EXIT_PAYLOAD = 15
+FORMAT_1 = ["--format", "1"]
+FORMAT_1_REFUSED = ("bundle format 1 would hand handler {handler} bytes before their sha256 is checked; "
+                    "upkeep installs format 1 payloads only with the raw handler into an A/B slot: rebuild it "
+                    "with updatectl bundle create (format 2)")
 
 
 def folder_device(tmp_path):
@@ -40,7 +47,8 @@ def tar_of(files):
     return out.getvalue()
 
 
-ABC = [("a.txt", b"a" * 100), ("b.txt", b"b" * 1024), ("c.txt", b"c" * 100)]
+# a.txt fills the first two 4096-byte chunks and a bit of the third, which holds b.txt's header.
+ABC = [("a.txt", b"a" * 8000), ("b.txt", b"b" * 1024), ("c.txt", b"c" * 100)]
 
 
 def header(info):
@@ -63,18 +71,17 @@ def evil_entries():
     return out
 
 
-def tampered_archive_bundle(tmp_path):
+def tampered_archive_bundle(tmp_path, create_args):
     """The issue's attack: a signed bundle whose archive payload (a.txt b.txt c.txt) has, in the bundle's
-    bytes, b.txt's header and data replaced by a block device and a set-uid file. The manifest and its
-    signature stay intact and the payload keeps its size: only its sha256 fails, at its end."""
+    bytes, b.txt's header and data replaced by a block device and a set-uid file. The manifest, its
+    signature and the chunk index stay intact and the payload keeps its size: only its sha256 fails (in
+    format 1 at its end, in format 2 at the third chunk)."""
     tar = tar_of(ABC)
-    # Format 1, whose payload hash is checked only at the payload's end (format 2's chunks:
-    # test_verified_chunks.py).
-    bundle = make_bundle(tmp_path, "1.1.0", tar, handler="archive", create_args=["--format", "1"])
+    bundle = make_bundle(tmp_path, "1.1.0", tar, handler="archive", create_args=create_args)
     data = bytearray(bundle.read_bytes())
-    at = data.find(tar)
+    at = data.find(tar)  # stored as it is, uncompressed
     assert at >= 0 and data.find(tar, at + 1) < 0
-    b_header = at + 512 + 512  # after a.txt's header and its one block of data
+    b_header = at + 512 + 8192  # after a.txt's header and its 16 blocks of data
     assert data[b_header:b_header + 5] == b"b.txt"
     evil = evil_entries()
     data[b_header:b_header + len(evil)] = evil
@@ -99,13 +106,26 @@ def assert_abc(slot):
         assert stat.S_IMODE((slot / name).stat().st_mode) == 0o644
 
 
-def test_tampered_archive_leaves_nothing_in_the_slot(tmp_path):
+def test_tampered_archive_format_1_is_refused(tmp_path):
     device = folder_device(tmp_path)
-    bundle = tampered_archive_bundle(tmp_path)
+    bundle = tampered_archive_bundle(tmp_path, FORMAT_1)
+    before = device.env()
+    p = device.install(bundle)
+    assert p.returncode == EXIT_FORMAT, (p.returncode, p.stderr)
+    assert 'payload "rootfs": ' + FORMAT_1_REFUSED.format(handler="archive") in p.stderr, p.stderr
+    assert os.listdir(device.slot["B"]) == ["old-system.txt"]
+    assert device.env() == before
+
+
+def test_tampered_archive_leaves_nothing_in_the_slot(tmp_path):
+    """Format 2: the chunks before b.txt's verify and reach the handler (a.txt is unpacked into the staging
+    folder), the third fails: nothing of the payload is in the slot, not even the verified a.txt."""
+    device = folder_device(tmp_path)
+    bundle = tampered_archive_bundle(tmp_path, ["--chunk-size", "4096"])
     slot_mode = stat.S_IMODE(device.slot["B"].stat().st_mode)
     p = device.install(bundle)
     assert p.returncode == EXIT_PAYLOAD, (p.returncode, p.stderr)
-    assert 'payload "rootfs": sha256 mismatch' in p.stderr, p.stderr
+    assert 'payload "rootfs": chunk 2' in p.stderr and "sha256 mismatch" in p.stderr, p.stderr
     found = entries(device.slot["B"])
     for path, st in found.items():
         assert not stat.S_ISBLK(st.st_mode) and not stat.S_ISCHR(st.st_mode), f"device node {path} in the slot"
@@ -183,15 +203,61 @@ def test_file_payload_goes_live_only_when_every_payload_verified(tmp_path):
     target.write_bytes(b"old config\n")
     payload = payload_bytes()
     bundle = make_bundle(tmp_path, "1.1.0", payload, targets=[("config", "file", target, b"new config\n")],
-                         targets_first=True, create_args=["--format", "1"])  # the format-1 hash at the end
+                         targets_first=True)
     data = bytearray(bundle.read_bytes())
     assert data.find(b"new config\n") < data.find(payload[:4096])  # the file payload comes first
-    at = data.find(payload[:4096]) + PAYLOAD_SIZE // 2
+    at = data.find(payload[:4096]) + PAYLOAD_SIZE - 100  # the last chunk of the slot's payload
     data[at] ^= 0xFF
     bundle.write_bytes(bytes(data))
     p = device.install(bundle)
     assert p.returncode == EXIT_PAYLOAD, (p.returncode, p.stderr)
-    assert 'payload "rootfs": sha256 mismatch' in p.stderr, p.stderr
+    assert 'payload "rootfs": chunk' in p.stderr and "sha256 mismatch" in p.stderr, p.stderr
     assert target.read_bytes() == b"old config\n"
     assert os.listdir(app) == ["app.conf"]
     assert device.primary() == "A"
+
+
+@pytest.mark.parametrize("case", ["archive", "exec", "file-target", "raw-target"])
+def test_format_1_is_installed_only_raw_into_a_slot(tmp_path, case):
+    """Refused before anything is written or the boot state changes; the same payloads in format 2 and a
+    format 1 raw slot payload install."""
+    device = folder_device(tmp_path) if case == "archive" else Device(tmp_path / "dev")
+    target = tmp_path / "app.conf"
+    target.write_bytes(b"old config\n")
+    payload = tar_of(ABC) if case == "archive" else payload_bytes()
+    handler = {"archive": "archive", "exec": "exec:flash"}.get(case, "raw")
+    targets = {"file-target": [("config", "file", target, b"new config\n")],
+               "raw-target": [("config", "raw", target, b"new config\n")]}.get(case, [])
+    if case == "exec":
+        prog = device.root / "handlers" / "flash"
+        prog.write_text("#!/bin/sh\ncase \"$1\" in install) cat >\"$UPKEEP_DESTINATION\" ;; esac\n")
+        prog.chmod(0o755)
+    before_env, before_b = device.env(), sorted(os.listdir(device.slot["B"])) if case == "archive" else b""
+    bundle = make_bundle(tmp_path, "1.1.0", payload, handler=handler, targets=targets, create_args=FORMAT_1)
+    p = device.install(bundle)
+    assert p.returncode == EXIT_FORMAT, (p.returncode, p.stderr)
+    name, refused = ("config", targets[0][1]) if targets else ("rootfs", handler)
+    assert f'payload "{name}": ' + FORMAT_1_REFUSED.format(handler=refused) in p.stderr, p.stderr
+    assert device.env() == before_env
+    assert target.read_bytes() == b"old config\n"
+    if case == "archive":
+        assert sorted(os.listdir(device.slot["B"])) == before_b
+    else:
+        assert device.slot["B"].read_bytes() == b""
+    last = device.history()[-1]
+    assert last["ok"] is False and "bundle format 1" in last["reason"]
+    (tmp_path / "2").mkdir()
+    bundle = make_bundle(tmp_path / "2", "1.1.0", payload, handler=handler, targets=targets)
+    p = device.install(bundle)
+    assert p.returncode == 0, p.stderr
+    if targets:
+        assert target.read_bytes() == b"new config\n"
+
+
+def test_format_1_raw_into_a_slot_installs(tmp_path):
+    device = Device(tmp_path / "dev")
+    payload = payload_bytes()
+    p = device.install(make_bundle(tmp_path, "1.1.0", payload, create_args=FORMAT_1))
+    assert p.returncode == 0, p.stderr
+    assert device.slot["B"].read_bytes() == payload
+    assert device.reboot() == "B"
