@@ -1,0 +1,170 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Runs a qemu guest with its serial console on a pipe: waits for markers in the console output, runs
+shell commands in the guest (the root shell of getty's autologin on ttyS0) and kills qemu, with its
+whole process group, on close().
+
+One qemu process lives through the guest's reboots (qemu resets the machine itself on `systemctl
+reboot`), so a test waits for the next bootloader marker. Every console byte also goes to a log file.
+"""
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+QEMU = "qemu-system-x86_64"
+PROMPT = re.compile(rb"root@upkeep-vm:[^\r\n]*# ")
+
+
+class VMError(Exception):
+    pass
+
+
+def qemu_available():
+    """None when qemu can run, else why not."""
+    for tool in (QEMU, "qemu-img"):
+        if not shutil.which(tool):
+            return f"{tool} is not installed (Debian: qemu-system-x86, qemu-utils)"
+    try:
+        p = subprocess.run([QEMU, "-accel", "tcg", "-machine", "pc", "-display", "none", "-monitor", "none",
+                            "-serial", "none", "-S", "-no-reboot", "-nodefaults", "-version"],
+                           capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{QEMU} does not run: {e}"
+    if p.returncode != 0:
+        return f"{QEMU} -version failed: {p.stderr.decode(errors='replace').strip()}"
+    return None
+
+
+def kvm_works(kernel):
+    """True when a KVM guest really boots the kernel to its root-mount panic (a /dev/kvm that cannot run
+    a stock kernel, such as kvm_pvm, does not)."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK) or not kernel:
+        return False
+    args = [QEMU, "-accel", "kvm", "-machine", "pc", "-m", "256", "-display", "none", "-monitor", "none",
+            "-serial", "stdio", "-no-reboot", "-nodefaults", "-kernel", kernel,
+            "-append", "console=ttyS0 panic=-1"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    out = b""
+    found = threading.Event()
+
+    def reader():
+        nonlocal out
+        for chunk in iter(lambda: p.stdout.read1(4096), b""):
+            out += chunk
+            if b"Kernel panic" in out or b"VFS:" in out:
+                found.set()
+                return
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    # A probe, not an assertion: a KVM guest gets there in a few seconds; when not, TCG is used.
+    found.wait(45)
+    _kill(p)
+    return found.is_set()
+
+
+def _kill(p):
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    p.wait()
+
+
+class VM:
+    def __init__(self, disk, log_path, accel="tcg", memory=1024, extra=()):
+        self.disk, self.log_path, self.accel = disk, log_path, accel
+        self.args = [QEMU, "-accel", accel, "-machine", "pc", "-m", str(memory), "-smp", "2",
+                     "-display", "none", "-monitor", "none", "-serial", "stdio", "-nodefaults",
+                     "-drive", f"file={disk},format=qcow2,if=virtio,cache=unsafe",
+                     "-nic", "user,model=virtio-net-pci", *extra]
+        self.buf = b""
+        self.cond = threading.Condition()
+        self.proc = None
+        self.log = None
+        self.shell_set_up = False
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        return self
+
+    def _read(self):
+        for chunk in iter(lambda: self.proc.stdout.read1(65536), b""):
+            self.log.write(chunk)
+            self.log.flush()
+            with self.cond:
+                self.buf += chunk
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def close(self):
+        if self.proc:
+            _kill(self.proc)
+            self.reader.join(10)
+            self.proc = None
+        if self.log:
+            self.log.close()
+            self.log = None
+
+    def mark(self):
+        with self.cond:
+            return len(self.buf)
+
+    def wait_for(self, pattern, timeout, since=0, what=None):
+        """Waits until `pattern` (bytes regex) appears in the console output from offset `since`;
+        returns the match. Raises VMError on timeout or when qemu ends."""
+        if isinstance(pattern, str):
+            pattern = pattern.encode()
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                m = rx.search(self.buf, since)
+                if m:
+                    return m
+                if self.proc is None or self.proc.poll() is not None:
+                    raise VMError(f"qemu ended while waiting for {what or rx.pattern!r}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise VMError(f"no {what or rx.pattern!r} on the console within {timeout} s "
+                                  f"(console log: {self.log_path})")
+                self.cond.wait(min(left, 5))
+
+    def send(self, text):
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+
+    def wait_shell(self, since, timeout=300):
+        """Waits for the autologin shell prompt after offset `since` and sets the shell up for run()."""
+        self.wait_for(PROMPT, timeout, since, "the root shell prompt")
+        self.shell_set_up = False
+        self.run("stty -echo cols 250; bind 'set enable-bracketed-paste off' 2>/dev/null; "
+                 "export PAGER=cat SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 TERM=dumb; PS1= PS2=", timeout=timeout)
+        self.shell_set_up = True
+
+    def run(self, cmd, timeout=120):
+        """Runs `cmd` in the guest's shell; returns (exit status, output text)."""
+        tok = secrets.token_hex(6)
+        since = self.mark()
+        # The quotes keep the typed (echoed) line from matching the markers.
+        self.send(f"echo \"UPK{tok}\"B; {cmd}\necho \"UPK{tok}\"E $?\n")
+        m = self.wait_for(re.compile(rf"UPK{tok}B\r?\n(.*?)UPK{tok}E (\d+)\r?\n".encode(), re.S), timeout, since,
+                          f"the end of {cmd!r}")
+        out = m.group(1).decode(errors="replace").replace("\r\n", "\n")
+        return int(m.group(2)), out
+
+    def check(self, cmd, timeout=120):
+        rc, out = self.run(cmd, timeout)
+        if rc != 0:
+            raise VMError(f"{cmd!r} exited {rc} in the guest:\n{out}")
+        return out
