@@ -63,15 +63,17 @@ int bundle_next_payload(Bundle *b, BundlePayloadMode mode, const ManifestPayload
 
 /* The next block of the current payload: returns 1 with a pointer valid until the next call, or 0 at
  * the payload's end after its size and sha256 (and, decompressed, its installed_size) have checked out.
- * Format 2: each block is one chunk, verified (stored and content hash) before it is returned; the
- * first chunk that fails ends the reading, and nothing of it is returned. */
+ * Format 2: each block is one chunk, its stored bytes verified before it is returned (and a zstd chunk
+ * decompressed, its content hash checked too unless deferred, below); the first chunk that fails ends
+ * the reading, and nothing of it is returned. */
 int bundle_read_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err);
 
 /* Deferred hashing, for a caller that overlaps hashing with its own use of a block: each stored block
  * of an uncompressed payload is hashed not inside bundle_read_block() but by bundle_hash_pending(),
  * which the caller may call while it works on the block in another thread (the buffer is only read
- * on both sides), and which the next read and the end-of-payload check call anyway. Format 1 only:
- * a format-2 chunk is always verified before it is handed out (both are then no-ops). */
+ * on both sides), and which the next read and the end-of-payload check call anyway. Format 2: a chunk's
+ * stored bytes are always verified before it is handed out; what is deferred is only the content hash of
+ * a zstd chunk (the verified stored bytes already fix that content). */
 void bundle_set_deferred_hashing(Bundle *b, bool defer);
 int bundle_hash_pending(Bundle *b, UpkErr *err);
 

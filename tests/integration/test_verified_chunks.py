@@ -205,3 +205,48 @@ def test_spliced_archive_leaves_nothing_unverified(tmp_path, device, compression
     assert 'payload "rootfs": ' in p.stderr, p.stderr
     assert_nothing_unverified(slot, a)
     assert device.primary() == "A"
+
+
+# ------------------------------------------------------------------------------------------------------
+# A zstd chunk whose content hash disagrees with its (verified) frame: the installer checks the content
+# hash while the handler copies the chunk; the install still fails naming the chunk, nothing is activated.
+
+
+def resign_with_index(tmp_path, bundle, index):
+    """The same bundle with another chunks.idx: the manifest's index object follows it and is signed
+    again with the test signer; members are written back in the canonical ustar layout."""
+    from conftest import cms_sign, manifest_bytes, ustar_member
+    import hashlib
+    with tarfile.open(bundle, "r:") as t:
+        parts = [(i.name, t.extractfile(i).read()) for i in t]
+    man = json.loads(parts[0][1])
+    man["index"] = {"size": len(index), "sha256": hashlib.sha256(index).hexdigest()}
+    mbytes = manifest_bytes(man)
+    sig = cms_sign(mbytes, tmp_path / "resign")
+    members = [("manifest.json", mbytes), ("manifest.json.sig", sig), ("chunks.idx", index)] + parts[3:]
+    bundle.write_bytes(b"".join(ustar_member(n, d) for n, d in members) + b"\0" * 1024)
+
+
+@pytest.mark.parametrize("n", [0, 9, 16])
+def test_inconsistent_content_hash_fails_the_install(tmp_path, device, n):
+    payload = payload_bytes()
+    record = tmp_path / "record"
+    recording_handler(device, record)
+    bundle = make_bundle(tmp_path, "1.1.0", payload, handler="exec:record",
+                         create_args=["--compression", "zstd"])
+    m = members(bundle)
+    at, size = m["chunks.idx"]
+    index = bytearray(bundle.read_bytes()[at:at + size])
+    assert index[n * ENTRY] == 1  # a zstd chunk
+    index[n * ENTRY + 40] ^= 0x01  # its content hash
+    resign_with_index(tmp_path, bundle, bytes(index))
+
+    p = device.install(bundle)
+    assert p.returncode != 0, p.stdout
+    end = min((n + 1) * CHUNK, len(payload)) - 1
+    assert f'payload "rootfs": chunk {n} (bytes {n * CHUNK}..{end}): content sha256 mismatch' in p.stderr, \
+        p.stderr
+    got = record.read_bytes() if record.exists() else b""
+    # What the handler got is the signed content (the frames verified), and nothing past chunk N.
+    assert len(got) <= (n + 1) * CHUNK and got == payload[:len(got)]
+    assert device.primary() == "A"
