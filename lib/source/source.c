@@ -85,6 +85,7 @@ static unsigned limit(const char *name, unsigned value)
         return value;
 }
 
+#if HAVE_TUF
 /* The deadline of a metadata download of at most `max_length` bytes. */
 static uint64_t metadata_deadline_msec(uint64_t max_length)
 {
@@ -94,6 +95,7 @@ static uint64_t metadata_deadline_msec(uint64_t max_length)
         return allowance +
                max_length * 1000u / limit("UPKEEP_TEST_METADATA_MIN_RATE", SOURCE_METADATA_MIN_RATE);
 }
+#endif
 
 SourceType source_get_type(const Source *s)
 {
