@@ -10,7 +10,7 @@ end it prints one line per target: CPU-minutes, executions, corpus size before a
 crashes, leaks or timeouts found, whose inputs stay in WORK/artifacts/TARGET/. A crasher, once fixed,
 belongs in tests/fuzz/corpus/TARGET/ as a seed, so the replay tests keep it fixed.
 
-usage: /usr/bin/python3 tests/fuzz/run-libfuzzer.py [--minutes 30] [--work DIR] [--jobs 1] [TARGET...]
+usage: /usr/bin/python3 tests/fuzz/run-libfuzzer.py [--minutes 30] [--work DIR] [--jobs 1] [--timeout 20] [TARGET...]
 
 Exit status: 0 when no target found anything, 1 otherwise, 2 on a usage or build error."""
 
@@ -51,7 +51,7 @@ def cpu_of_children():
     return ru.ru_utime + ru.ru_stime
 
 
-def run_target(build, work, name, corpus_name, minutes, jobs):
+def run_target(build, work, name, corpus_name, minutes, jobs, timeout):
     exe = build / "tests" / "fuzz" / name
     seeds = CORPUS / corpus_name
     corpus = work / "corpus" / name
@@ -71,7 +71,7 @@ def run_target(build, work, name, corpus_name, minutes, jobs):
         while used < budget:
             start = cpu_of_children()
             slice_s = int(min(SLICE_SECONDS, max(10, (budget - used) / jobs)))
-            cmd = [str(exe), f"-max_total_time={slice_s}", "-timeout=20", "-rss_limit_mb=2048",
+            cmd = [str(exe), f"-max_total_time={slice_s}", f"-timeout={timeout}", "-rss_limit_mb=2048",
                    "-max_len=1048576", f"-artifact_prefix={artifacts}/", "-print_final_stats=1",
                    str(corpus)]
             if seeds.is_dir():
@@ -99,6 +99,9 @@ def main():
     ap.add_argument("--work", type=Path, default=Path("/var/tmp/upkeep-libfuzzer"),
                     help="build tree, work corpus, logs and findings (default /var/tmp/upkeep-libfuzzer)")
     ap.add_argument("--jobs", type=int, default=1, help="parallel fuzzing processes per target")
+    ap.add_argument("--timeout", type=int, default=20,
+                    help="seconds (wall clock) one input may take before it counts as a finding (default 20); "
+                         "raise it when the run is niced on a busy machine")
     ap.add_argument("targets", nargs="*", help="fuzz targets (default: all that were built)")
     a = ap.parse_args()
     if shutil.which("clang") is None:
@@ -118,7 +121,7 @@ def main():
     t0 = time.monotonic()
     ok = True
     for t in wanted:
-        ok &= run_target(build, a.work, t, known[t], a.minutes, a.jobs)
+        ok &= run_target(build, a.work, t, known[t], a.minutes, a.jobs, a.timeout)
     print(f"run-libfuzzer: {len(wanted)} targets in {(time.monotonic() - t0) / 60:.1f} min wall; "
           f"logs in {a.work}", flush=True)
     return 0 if ok else 1
