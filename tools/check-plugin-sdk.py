@@ -10,7 +10,9 @@ DESTDIR, nothing of the source tree on the include path):
 - tests/plugins/sample-plugin.c and the example plugin of upkeep-handlers(7) (man/upkeep-handlers.7.scd,
   the code under "Example plugin") compile and link into shared objects with -Wall -Wextra -Werror,
   their compiler reads the header from the DESTDIR, and each object exports `upkeep_handler` with
-  abi_version UPKEEP_HANDLER_ABI_VERSION (loaded with ctypes).
+  abi_version UPKEEP_HANDLER_ABI_VERSION (loaded with ctypes);
+- a plugin written in C++ (a const table at namespace scope, as a C++ author writes it) builds with
+  -Wall -Wextra -Werror and exports `upkeep_handler` unmangled: the header gives the symbol C linkage.
 
 Usage: check-plugin-sdk.py BUILDDIR SOURCEDIR -- CC [CC ARGS...]   (the meson test `plugin-sdk`)
 """
@@ -19,6 +21,7 @@ import os
 import pathlib
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,6 +81,32 @@ def build_plugin(cc, cflags, env, source, tmp, header, want):
         fail(f"{so.name}: upkeep_handler.abi_version is {got}, the header says {want}")
 
 
+CXX_PLUGIN = r"""// A handler plugin written in C++, the way its author would write the table.
+#include <upkeep/handler.h>
+#include <cstdio>
+
+namespace {
+int begin(const struct upkeep_payload *, void **ret_state, char *, size_t) { *ret_state = nullptr; return 0; }
+int write(void *, const void *, size_t, char *, size_t) { return 0; }
+int finish(void *, char *, size_t) { return 0; }
+int commit(void *, char *, size_t) { return 0; }
+void rollback(void *) {}
+}
+
+const struct upkeep_handler upkeep_handler = {
+        UPKEEP_HANDLER_ABI_VERSION, "cxx", begin, write, finish, commit, rollback,
+};
+"""
+
+
+def cxx_compiler():
+    """The C++ compiler that goes with the C one (g++ beside gcc, clang++ beside clang), or None."""
+    for name in ("c++", "g++", "clang++"):
+        if shutil.which(name):
+            return [name]
+    return None
+
+
 def main(argv):
     if len(argv) < 5 or argv[3] != "--":
         fail("usage: check-plugin-sdk.py BUILDDIR SOURCEDIR -- CC [CC ARGS...]")
@@ -125,8 +154,16 @@ def main(argv):
         for source in (sample, man_example(srcdir, tmp)):
             build_plugin(cc, cflags, env, source, tmp, header, want)
 
+        # A C++ author's plugin: without C linkage in the header its table would be file-local.
+        cxx = cxx_compiler()
+        if cxx is None:
+            fail("no C++ compiler (c++, g++ or clang++) to build the C++ plugin with: apt-get install g++")
+        cxx_source = tmp / "cxx-plugin.cc"
+        cxx_source.write_text(CXX_PLUGIN, encoding="utf-8")
+        build_plugin(cxx + ["-std=c++17"], cflags, env, cxx_source, tmp, header, want)
+
     print(f"check-plugin-sdk: OK: {PC_NAME}.pc and <upkeep/handler.h> install; the header compiles alone "
-          f"(C99, C11, -pedantic); the sample plugin and the man page's example build against them (ABI {want})")
+          f"(C99, C11, -pedantic); the sample plugin, the man page's example and a C++ plugin build against them (ABI {want})")
 
 
 if __name__ == "__main__":

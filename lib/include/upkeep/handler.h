@@ -34,6 +34,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define UPKEEP_HANDLER_ABI_VERSION 1u
 
 /* The value of upkeep_payload.size when the payload is compressed and its manifest entry gives no
@@ -65,5 +69,14 @@ struct upkeep_handler {
         int (*commit)(void *state, char *msg, size_t msg_size);
         void (*rollback)(void *state);
 };
+
+/* The one symbol a plugin defines and exports. Declared here so that it has C linkage and external
+ * linkage in a plugin written in C++ too (where a const object at namespace scope is otherwise local to
+ * its file and its name mangled). */
+__attribute__((visibility("default"))) extern const struct upkeep_handler upkeep_handler;
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
