@@ -291,6 +291,14 @@ int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
                 r = boot_mark_bad(boot, s->pending_slot, err);
                 if (r < 0)
                         return r;
+                /* The running slot is the good one: its start is confirmed like any other, which
+                 * clears what the bootloader left on it while falling back (grub's <S>_TRY=1, an
+                 * attempt taken) in one write of the boot environment; the bad slot stays as marked. */
+                if (st == SLOT_STATE_GOOD) {
+                        r = boot_mark_good(boot, booted, err);
+                        if (r < 0)
+                                return r;
+                }
                 install_history_record(c, "confirm", s->pending_version, s->pending_slot, false,
                                        ret->reason);
                 state_clear_pending(s);

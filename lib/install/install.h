@@ -98,7 +98,9 @@ typedef struct ConfirmResult {
 void confirm_result_done(ConfirmResult *r);
 
 /* At every start: confirm or fail a pending update (runs the health checks when the booted slot is
- * on its try). Also re-arms a confirmed slot's boot attempts. */
+ * on its try). Also re-arms a confirmed slot's boot attempts; after a fallback (the pending update's
+ * slot is marked bad) the booted good slot is confirmed the same way, which clears the try marker the
+ * bootloader left on it (grub's <S>_TRY=1) and gives back the attempt it took. */
 int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err);
 /* By hand: the booted slot is good (as if the health checks passed). An update installed into another
  * slot and waiting for its reboot is cancelled first (install_cancel_pending()). */

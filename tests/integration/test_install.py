@@ -55,6 +55,10 @@ def test_not_confirmed_falls_back(tmp_path, device):
     assert device.state()["pending"] is None
     last = device.history()[-1]
     assert last["ok"] is False and "not confirmed" in last["reason"]
+    # A's start is confirmed too: its attempts back, no try marker; B stays bad
+    env = device.env()
+    assert env["BOOT_ORDER"] == "A B" and env["BOOT_A_LEFT"] == "3" and "BOOT_A_TRY" not in env, env
+    assert env["BOOT_B_LEFT"] == "0" and "BOOT_B_TRY" not in env, env
     # and the device keeps booting A
     assert device.reboot() == "A"
 

@@ -8,50 +8,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "boot-rig.h"
 #include "boot.h"
 #include "fileio.h"
 #include "tests.h"
 
 static char slot_a[] = "A", slot_b[] = "B";
 static char *const slots_ab[] = { slot_a, slot_b };
-
-static char *cwd_path(const char *name)
-{
-        char dir[4096];
-
-        if (!getcwd(dir, sizeof(dir)))
-                test_fail("getcwd: %m");
-        return strdup_printf("%s/%s", dir, name);
-}
-
-/* contrib/boot-script-example.sh: UPKEEP_TEST_DATA is SRC/tests/unit/data (which need not exist). */
-static char *example_script(void)
-{
-        static const char suffix[] = "/tests/unit/data";
-        const char *data = getenv("UPKEEP_TEST_DATA");
-        size_t n;
-
-        if (!data)
-                test_fail("UPKEEP_TEST_DATA is not set");
-        n = strlen(data);
-        if (n < strlen(suffix) || !streq(data + n - strlen(suffix), suffix))
-                test_fail("UPKEEP_TEST_DATA=%s does not end in %s", data, suffix);
-        return strdup_printf("%.*s/contrib/boot-script-example.sh", (int)(n - strlen(suffix)), data);
-}
-
-static void run_sh(const char *cmd)
-{
-        int r = system(cmd);
-        if (r != 0)
-                test_fail("command failed (%d): %s", r, cmd);
-}
-
-static void require_tool(const char *tool, const char *package)
-{
-        _cleanup_free_ char *cmd = strdup_printf("command -v %s >/dev/null", tool);
-        if (system(cmd) != 0)
-                test_fail("%s is missing: install %s (tools/run-tests does)", tool, package);
-}
 
 static Config *config_new(BootBackendType type)
 {
@@ -81,228 +44,6 @@ static BootBackend *backend(const Config *c)
         ASSERT_TRUE(b);
         return b;
 }
-
-/* ---- a tiny variable map for the uboot and grub simulators ---- */
-
-typedef struct Map {
-        char key[32][64];
-        char val[32][256];
-        size_t n;
-} Map;
-
-static const char *map_get(const Map *m, const char *k)
-{
-        for (size_t i = 0; i < m->n; i++)
-                if (streq(m->key[i], k))
-                        return m->val[i];
-        return "";
-}
-
-static void map_set(Map *m, const char *k, const char *v)
-{
-        size_t i;
-        for (i = 0; i < m->n; i++)
-                if (streq(m->key[i], k))
-                        break;
-        if (i == m->n) {
-                ASSERT_TRUE(m->n < 32);
-                snprintf(m->key[m->n++], sizeof(m->key[0]), "%s", k);
-        }
-        snprintf(m->val[i], sizeof(m->val[0]), "%s", v);
-}
-
-/* KEY=VALUE lines from a command. */
-static void map_read(Map *m, const char *cmd)
-{
-        char line[512];
-        FILE *f = popen(cmd, "r");
-
-        ASSERT_TRUE(f);
-        m->n = 0;
-        while (fgets(line, sizeof(line), f)) {
-                char *eq = strchr(line, '=');
-                line[strcspn(line, "\n")] = 0;
-                if (!eq)
-                        continue;
-                *eq = 0;
-                map_set(m, line, eq + 1);
-        }
-        ASSERT_EQ(pclose(f), 0);
-}
-
-/* The value of PREFIX SLOT SUFFIX. */
-static const char *var(const Map *m, const char *prefix, const char *slot, const char *suffix)
-{
-        char k[64];
-        snprintf(k, sizeof(k), "%s%s%s", prefix, slot, suffix);
-        return map_get(m, k);
-}
-
-/* Split `s` (modified) at spaces into at most `max` words. */
-static size_t split_words(char *s, char **words, size_t max)
-{
-        size_t n = 0;
-
-        for (char *p = s; *p && n < max;) {
-                p += strspn(p, " ");
-                if (!*p)
-                        break;
-                words[n++] = p;
-                p += strcspn(p, " ");
-                if (*p)
-                        *p++ = 0;
-        }
-        return n;
-}
-
-/* ---- the rigs: one per backend ---- */
-
-typedef struct Rig {
-        const char *name;
-        void (*setup)(Config *c);
-        char *(*reboot)(const Config *c); /* the slot the simulated bootloader booted */
-        bool knows_current;
-} Rig;
-
-static void file_setup(Config *c)
-{
-        c->boot_backend = BOOT_BACKEND_FILE;
-        c->boot_state_file = cwd_path("bootenv");
-}
-
-static char *file_reboot(const Config *c)
-{
-        char *booted = NULL;
-        UpkErr e = {};
-
-        ASSERT_OK_E(boot_file_simulate_boot(c->boot_state_file, &booted, &e), &e);
-        return booted;
-}
-
-static void uboot_setup(Config *c)
-{
-        _cleanup_free_ char *env = cwd_path("uboot.env"), *cfg = cwd_path("fw_env.config"), *text = NULL,
-                            *cmd = NULL;
-
-        require_tool("fw_printenv", "libubootenv-tool");
-        require_tool("fw_setenv", "libubootenv-tool");
-        /* A redundant environment: two copies of 16 KiB in one file. */
-        text = strdup_printf("%s 0x0 0x4000\n%s 0x4000 0x4000\n", env, env);
-        test_write_file(cfg, text, strlen(text));
-        run_sh("truncate -s 32768 uboot.env");
-        /* libubootenv refuses a bad CRC unless given a default environment: write a valid one. */
-        cmd = strdup_printf("printf 'bootdelay=3\\n' | fw_setenv -c %s -f /dev/null -s - 2>/dev/null", cfg);
-        run_sh(cmd);
-        c->boot_backend = BOOT_BACKEND_UBOOT;
-        c->boot_uboot_config = TAKE_PTR(cfg);
-}
-
-/* U-Boot with a boot-count script: the first slot in BOOT_ORDER with BOOT_x_LEFT > 0 loses one
- * attempt; none: the first without a try marker, else the first; records BOOTED. */
-static char *uboot_reboot(const Config *c)
-{
-        _cleanup_free_ char *cmd = strdup_printf("fw_printenv -c %s 2>/dev/null", c->boot_uboot_config);
-        char order[256], *booted = NULL, *fallback = NULL, *list[8];
-        size_t n;
-        Map m;
-        FILE *f;
-
-        map_read(&m, cmd);
-        snprintf(order, sizeof(order), "%s", map_get(&m, "BOOT_ORDER"));
-        if (!order[0])
-                snprintf(order, sizeof(order), "A B");
-        n = split_words(order, list, 8);
-        ASSERT_TRUE(n > 0);
-        for (size_t i = 0; i < n && !booted; i++) {
-                const char *left = var(&m, "BOOT_", list[i], "_LEFT");
-                uint64_t u = 0;
-
-                if (!fallback && !streq(var(&m, "BOOT_", list[i], "_TRY"), "1"))
-                        fallback = list[i];
-                /* U-Boot never saw an environment of upkeep's: A is good */
-                if (!map_get(&m, "BOOT_ORDER")[0] && streq(list[i], "A") && !left[0])
-                        left = "3";
-                if (left[0])
-                        ASSERT_OK(safe_atou64(left, &u));
-                if (u > 0) {
-                        char k[64], v[16];
-                        snprintf(k, sizeof(k), "BOOT_%s_LEFT", list[i]);
-                        snprintf(v, sizeof(v), "%" PRIu64, u - 1);
-                        map_set(&m, k, v);
-                        booted = strdup(list[i]);
-                }
-        }
-        if (!booted)
-                booted = strdup(fallback ? fallback : list[0]);
-        ASSERT_TRUE(booted);
-        map_set(&m, "BOOTED", booted);
-
-        f = fopen("uboot-script", "we");
-        ASSERT_TRUE(f);
-        for (size_t i = 0; i < m.n; i++)
-                fprintf(f, "%s=%s\n", m.key[i], m.val[i]);
-        ASSERT_EQ(fclose(f), 0);
-        free(cmd);
-        cmd = strdup_printf("fw_setenv -c %s -s uboot-script", c->boot_uboot_config);
-        run_sh(cmd);
-        return booted;
-}
-
-static void grub_setup(Config *c)
-{
-        require_tool("grub-editenv", "grub-common");
-        c->boot_backend = BOOT_BACKEND_GRUB;
-        c->boot_grubenv = cwd_path("grubenv");
-}
-
-/* contrib/grub/upkeep.cfg, in C. */
-static char *grub_reboot(const Config *c)
-{
-        _cleanup_free_ char *cmd = strdup_printf("grub-editenv %s list", c->boot_grubenv);
-        char order[256], *booted = NULL, k[64], *list[8];
-        size_t n;
-        Map m;
-
-        map_read(&m, cmd);
-        snprintf(order, sizeof(order), "%s", map_get(&m, "ORDER"));
-        if (!order[0]) {
-                snprintf(order, sizeof(order), "A B");
-                map_set(&m, "A_OK", "1");
-                map_set(&m, "B_OK", "0");
-        }
-        n = split_words(order, list, 8);
-        ASSERT_TRUE(n > 0);
-        for (size_t i = 0; i < n && !booted; i++)
-                if (streq(var(&m, "", list[i], "_OK"), "1") && !streq(var(&m, "", list[i], "_TRY"), "1")) {
-                        booted = list[i];
-                        snprintf(k, sizeof(k), "%s_TRY", list[i]);
-                        map_set(&m, k, "1");
-                }
-        for (size_t i = 0; i < n && !booted; i++)
-                if (streq(var(&m, "", list[i], "_OK"), "1") && !streq(var(&m, "", list[i], "_PENDING"), "1"))
-                        booted = list[i];
-        if (!booted)
-                booted = list[0];
-        free(cmd);
-        cmd = strdup_printf("grub-editenv %s set A_TRY=%s B_TRY=%s", c->boot_grubenv,
-                            map_get(&m, "A_TRY")[0] ? map_get(&m, "A_TRY") : "0",
-                            map_get(&m, "B_TRY")[0] ? map_get(&m, "B_TRY") : "0");
-        run_sh(cmd);
-        return strdup(booted);
-}
-
-static void script_setup(Config *c)
-{
-        c->boot_backend = BOOT_BACKEND_SCRIPT;
-        c->boot_script = example_script();
-        c->boot_state_file = cwd_path("script-bootenv");
-}
-
-static const Rig rig_file = { "file", file_setup, file_reboot, true };
-static const Rig rig_uboot = { "uboot", uboot_setup, uboot_reboot, true };
-static const Rig rig_grub = { "grub", grub_setup, grub_reboot, false };
-/* The example script keeps the file backend's format, so its state file reboots like one. */
-static const Rig rig_script = { "script", script_setup, file_reboot, true };
 
 static void assert_primary(BootBackend *b, const char *want)
 {
@@ -711,7 +452,7 @@ TEST(backend_new_validates)
         c->boot_backend = BOOT_BACKEND_SCRIPT;
         ASSERT_UPK_ERR(boot_backend_new(c, slots_ab, 2, &b, &e), &e, -EINVAL, UPK_ERR_CONFIG,
                        "[boot] script: not set");
-        c->boot_script = cwd_path("nope.sh");
+        c->boot_script = test_cwd_path("nope.sh");
         ASSERT_UPK_ERR(boot_backend_new(c, slots_ab, 2, &b, &e), &e, -ENOENT, UPK_ERR_CONFIG,
                        "[boot] script: ");
         test_write_file("nope.sh", "#!/bin/sh\n", 10);
@@ -729,7 +470,7 @@ TEST(backend_new_validates)
                        "[boot] script: nope.sh is not an absolute path");
 
         c->boot_backend = BOOT_BACKEND_UBOOT;
-        c->boot_uboot_config = cwd_path("missing.config");
+        c->boot_uboot_config = test_cwd_path("missing.config");
         ASSERT_UPK_ERR(boot_backend_new(c, slots_ab, 2, &b, &e), &e, -ENOENT, UPK_ERR_CONFIG,
                        "[boot] uboot-config: ");
 
@@ -939,7 +680,7 @@ TEST(grub_writes_through_symlinked_grubenv)
 
         grub_setup(c);
         ASSERT_EQ(mkdir("esp", 0755), 0);
-        esp = cwd_path("esp/grubenv");
+        esp = test_cwd_path("esp/grubenv");
         cmd = strdup_printf("grub-editenv %s create", esp);
         run_sh(cmd);
         ASSERT_EQ(symlink(esp, "grubenv"), 0);
@@ -1000,7 +741,7 @@ static BootBackend *script_backend(Config *c, const char *body)
         ASSERT_OK(chmod("boot.sh", 0755));
         c->boot_backend = BOOT_BACKEND_SCRIPT;
         free(c->boot_script);
-        c->boot_script = cwd_path("boot.sh");
+        c->boot_script = test_cwd_path("boot.sh");
         return backend(c);
 }
 

@@ -9,6 +9,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "boot-rig.h"
 #include "bundle-test-util.h"
 #include "install.h"
 #include "install-internal.h"
@@ -29,14 +30,20 @@ static void write_executable(const char *path, const char *text)
         ASSERT_OK(chmod(path, 0755));
 }
 
-/* upkeep.conf for a device in the current folder: `boot_extra` goes into [boot], `slot_extra` into both
- * slot sections. */
-static Config *device_config(const char *name, const char *boot_extra, const char *slot_extra)
+/* upkeep.conf for a device in the current folder: `boot` is its [boot] section (NULL: the file backend on
+ * ./bootenv, and `boot_extra`), `slot_extra` goes into both slot sections. */
+static Config *device_config_boot(const char *name, const char *boot, const char *boot_extra,
+                                  const char *slot_extra)
 {
-        _cleanup_free_ char *root = test_cwd_path(""), *text = NULL;
+        _cleanup_free_ char *root = test_cwd_path(""), *text = NULL, *file_boot = NULL;
         Config *c = NULL;
         UpkErr e = {};
 
+        if (!boot) {
+                file_boot = strdup_printf("backend = file\nstate-file = %sbootenv\n", root);
+                ASSERT_TRUE(file_boot);
+                boot = file_boot;
+        }
         text = strdup_printf("[device]\n"
                              "compatible = acme-gw\n"
                              "version-file = %sos-release\n"
@@ -44,8 +51,7 @@ static Config *device_config(const char *name, const char *boot_extra, const cha
                              "[keyring]\n"
                              "path = %s\n"
                              "[boot]\n"
-                             "backend = file\n"
-                             "state-file = %sbootenv\n"
+                             "%s"
                              "%s"
                              "[slot.rootfs.A]\n"
                              "device = %sslotA.img\n"
@@ -60,12 +66,17 @@ static Config *device_config(const char *name, const char *boot_extra, const cha
                              "handlers-dir = %shandlers\n"
                              "[policy]\n"
                              "reboot = manual\n",
-                             root, root, test_pki("keyring.pem"), root, boot_extra ?: "", root,
+                             root, root, test_pki("keyring.pem"), boot, boot_extra ?: "", root,
                              slot_extra ?: "", root, slot_extra ?: "", root, root);
         ASSERT_TRUE(text);
         test_write_str(name, text);
         ASSERT_OK_E(config_load(name, &c, &e), &e);
         return c;
+}
+
+static Config *device_config(const char *name, const char *boot_extra, const char *slot_extra)
+{
+        return device_config_boot(name, NULL, boot_extra, slot_extra);
 }
 
 /* The boot simulation: the slot the bootloader picks now. */
@@ -80,9 +91,9 @@ static char *reboot(void)
 
 /* A device as from the factory: slot A holds the running 1.0.0 and has been booted once; B is empty.
  * The kernel command line names no slot. */
-static Config *device_new(void)
+static void device_files(void)
 {
-        _cleanup_free_ char *cmdline = test_cwd_path("cmdline"), *booted = NULL;
+        _cleanup_free_ char *cmdline = test_cwd_path("cmdline");
 
         test_write_str("slotA.img", "old system\n");
         test_write_str("slotB.img", "");
@@ -91,9 +102,40 @@ static Config *device_new(void)
         ASSERT_OK(setenv("UPKEEP_TEST_PROC_CMDLINE", cmdline, 1));
         ASSERT_OK(mkdir("health.d", 0755));
         ASSERT_OK(mkdir("handlers", 0755));
+}
+
+static Config *device_new(void)
+{
+        _cleanup_free_ char *booted = NULL;
+
+        device_files();
         booted = reboot();
         ASSERT_STREQ(booted, "A");
         return device_config("upkeep.conf", NULL, NULL);
+}
+
+/* The rig's bootloader boots `want`, and the kernel command line says so (grub does not record it). */
+static void boot_to(const Rig *rig, const Config *c, const char *want)
+{
+        _cleanup_free_ char *booted = rig->reboot(c), *cmdline = NULL;
+
+        ASSERT_STREQ(booted, want);
+        cmdline = strdup_printf("root=/dev/mmcblk0p2 upkeep.slot=%s quiet\n", want);
+        ASSERT_TRUE(cmdline);
+        test_write_str("cmdline", cmdline);
+}
+
+/* device_new() on the boot backend of `rig`. */
+static Config *device_on(const Rig *rig)
+{
+        _cleanup_free_ char *boot = NULL;
+        Config *c;
+
+        device_files();
+        boot = rig_boot_lines(rig);
+        c = device_config_boot("upkeep.conf", boot, NULL, NULL);
+        boot_to(rig, c, "A");
+        return c;
 }
 
 static uint8_t *payload_new(unsigned seed)
@@ -501,6 +543,82 @@ TEST(unconfirmed_try_falls_back)
         confirm_result_done(&cr);
         ASSERT_EQ(slot_state(c, "B"), SLOT_STATE_BAD);
         assert_last_history("confirm", false, "was not confirmed");
+}
+
+/* The try marker of a bootloader fallback, on every backend: B's one try is spent, the bootloader comes
+ * back to A (grub marks A_TRY=1 on its way, U-Boot and the file backend take one of A's attempts); the
+ * confirmation at A's start marks B bad and confirms A, in one write each: A carries no marker and has
+ * its full attempts, B stays bad. */
+static void fallback_cleans_up(const Rig *rig)
+{
+        _cleanup_(config_freep) Config *c = device_on(rig);
+        _cleanup_free_ uint8_t *payload = payload_new(3);
+        _cleanup_free_ char *p = NULL;
+        ConfirmResult cr = {};
+        Map m;
+
+        bundle_new("b", "acme-gw", "1.1.0", payload, PAYLOAD_SIZE);
+        install_ok(c, "b.upk", "1.1.0");
+        boot_to(rig, c, "B");
+        boot_to(rig, c, "A");
+        rig->read_env(c, &m);
+        if (streq(rig->name, "grub"))
+                ASSERT_STREQ(map_get(&m, "A_TRY"), "1"); /* what grub leaves while falling back */
+        else
+                ASSERT_STREQ(map_get(&m, "BOOT_A_LEFT"), "1"); /* one for the first boot, one now */
+
+        confirm(c, CONFIRM_FELL_BACK, &cr);
+        ASSERT_STREQ(cr.slot, "B");
+        confirm_result_done(&cr);
+        ASSERT_EQ(slot_state(c, "A"), SLOT_STATE_GOOD);
+        ASSERT_EQ(slot_state(c, "B"), SLOT_STATE_BAD);
+        p = primary(c);
+        ASSERT_STREQ(p, "A");
+        rig->read_env(c, &m);
+        if (streq(rig->name, "grub")) {
+                ASSERT_STREQ(map_get(&m, "ORDER"), "A B");
+                ASSERT_STREQ(map_get(&m, "A_OK"), "1");
+                ASSERT_STREQ(map_get(&m, "A_TRY"), "0");
+                ASSERT_STREQ(map_get(&m, "A_PENDING"), "0");
+                ASSERT_STREQ(map_get(&m, "B_OK"), "0");
+                ASSERT_STREQ(map_get(&m, "B_TRY"), "0");
+                ASSERT_STREQ(map_get(&m, "B_PENDING"), "0");
+        } else {
+                ASSERT_STREQ(map_get(&m, "BOOT_ORDER"), "A B");
+                ASSERT_STREQ(map_get(&m, "BOOT_A_LEFT"), "3");
+                ASSERT_STREQ(map_get(&m, "BOOT_A_TRY"), "");
+                ASSERT_STREQ(map_get(&m, "BOOT_B_LEFT"), "0");
+                ASSERT_STREQ(map_get(&m, "BOOT_B_TRY"), "");
+        }
+        assert_last_history("confirm", false, "was not confirmed");
+
+        /* A keeps booting, each start confirmed like any other */
+        for (int i = 0; i < 2; i++) {
+                boot_to(rig, c, "A");
+                confirm(c, CONFIRM_NOTHING_PENDING, &cr);
+                confirm_result_done(&cr);
+        }
+        ASSERT_EQ(slot_state(c, "B"), SLOT_STATE_BAD);
+}
+
+TEST(fallback_cleans_up_file)
+{
+        fallback_cleans_up(&rig_file);
+}
+
+TEST(fallback_cleans_up_uboot)
+{
+        fallback_cleans_up(&rig_uboot);
+}
+
+TEST(fallback_cleans_up_grub)
+{
+        fallback_cleans_up(&rig_grub);
+}
+
+TEST(fallback_cleans_up_script)
+{
+        fallback_cleans_up(&rig_script);
 }
 
 TEST(mark_good_then_rollback)
