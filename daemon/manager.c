@@ -185,6 +185,10 @@ static int refuse_busy(Manager *m, sd_bus_error *error)
                                  busy_with(m));
 }
 
+static int on_check_timer(sd_event_source *source, uint64_t usec, void *userdata);
+static void arm_timer(Manager *m, sd_event_source **source, uint64_t delay, sd_event_time_handler_t cb,
+                      const char *what);
+
 static void finish_install(Manager *m)
 {
         JobResult jr = {};
@@ -208,6 +212,11 @@ static void finish_install(Manager *m)
         }
         manager_set_progress(m, 0, 0);
         manager_set_phase(m, "");
+        if (m->job_offer) {
+                m->job_offer = false;
+                if (source_install_finished(m->source, m->fetch_engine, r >= 0, &err) && !m->exiting)
+                        arm_timer(m, &m->check_timer, USEC_PER_SEC, on_check_timer, "check");
+        }
         if (r >= 0) {
                 /* What was offered is installed now: nothing more is available until the next check. */
                 m->offer = offer_free(m->offer);
@@ -327,6 +336,8 @@ static void on_job(Job *j, void *userdata)
                         log_fields(LOG_LEVEL_INFO, &(LogFields){ .phase = phase }, "install: %s", phase);
                 manager_set_phase(m, phase);
                 manager_set_progress(m, snap.done, snap.total);
+                if (m->job_offer)
+                        source_install_progress(m->source, m->fetch_engine, snap.done, snap.total);
         }
         if (!snap.finished)
                 return;
@@ -402,15 +413,23 @@ static int install_offer(Manager *m, bool allow_downgrade, bool automatic, sd_bu
         UpkErr err = {};
         int r;
 
-        if (m->offer->target) {
-                r = source_stream_open_offer(m->fetch_engine, m->config, m->offer, &m->stream, &err);
+        if (m->offer->target || m->offer->action_id) {
+                r = m->offer->action_id ? source_stream_open_action(m->fetch_engine, m->source, m->offer,
+                                                                    &m->stream, &err)
+                                        : source_stream_open_offer(m->fetch_engine, m->config, m->offer,
+                                                                   &m->stream, &err);
                 if (r < 0)
                         return bus_error_set_upk(error, &err);
                 p.next = source_stream_next;
                 p.next_userdata = m->stream;
         } else
                 p.path = m->offer->location;
-        return start_install(m, m->offer->location, m->offer->version, &p, automatic, error);
+        r = start_install(m, m->offer->location, m->offer->version, &p, automatic, error);
+        if (r >= 0) {
+                m->job_offer = true;
+                source_install_started(m->source, m->fetch_engine, m->offer);
+        }
+        return r;
 }
 
 static void deferred_done(Manager *m)
@@ -810,6 +829,12 @@ static void finish_check(Manager *m)
         bus_emit_finished(m, true, msg ?: "checked", "");
 
         delay = schedule_after_check(&m->schedule, true, random_u64());
+        if (source_next_check_usec(m->source) > 0) {
+                /* The server's own interval (hawkBit's sleep), with up to a tenth of it as jitter. */
+                uint64_t hint = source_next_check_usec(m->source);
+
+                delay = hint + random_u64() % (hint / 10 + 1);
+        }
         arm_timer(m, &m->check_timer, delay, on_check_timer, "check");
         log_msg(LOG_LEVEL_INFO, "next check in %s", format_timespan(buf, sizeof(buf), delay));
         maybe_auto_install(m);
@@ -1221,8 +1246,8 @@ Manager *manager_free(Manager *m)
         sd_event_source_disable_unref(m->check_timer);
         sd_event_source_disable_unref(m->hold_timer);
         offer_free(m->offer);
+        source_free(m->source); /* first: its report in flight is a fetch on the engine */
         fetch_engine_free(m->fetch_engine);
-        source_free(m->source);
         sd_event_source_disable_unref(m->support_timer);
         sd_bus_flush_close_unref(m->bus);
         sd_event_unref(m->event);

@@ -72,6 +72,7 @@ typedef struct Manager {
         sd_bus_message *job_call; /* the Rollback or MarkGood call, answered when its job ends */
         char *job_source;         /* the bundle being installed */
         bool job_automatic;       /* the install was started by the policy, not by a caller */
+        bool job_offer;           /* the install is of the source's offer (the source hears of it) */
         SourceStream *stream;     /* the running install's download, if any */
         ManagerState state_before_check;
         /* An Install that came while a check ran: the check is cancelled, and this install starts when

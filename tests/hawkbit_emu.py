@@ -43,7 +43,7 @@ import threading
 import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 BODY_MAX = 1024 * 1024
 EXECUTIONS = ("closed", "proceeding", "canceled", "scheduled", "rejected", "resumed", "downloaded",
@@ -750,7 +750,6 @@ class _Handler(BaseHTTPRequestHandler):
         t.request_attributes = True
 
     def _cancel_action(self, method, ten, t, rest, base, raw):
-        emu = self.srv
         if method != "GET" or len(rest) != 2:
             return self._error(405)
         a = self._action_id(t, rest)

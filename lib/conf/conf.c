@@ -51,6 +51,12 @@ static const char *const source_type_table[_SOURCE_MAX] = {
         [SOURCE_LOCAL] = "local",
 };
 
+static const char *const hawkbit_auth_table[_HAWKBIT_AUTH_MAX] = {
+        [HAWKBIT_AUTH_TARGET_TOKEN] = "target-token",
+        [HAWKBIT_AUTH_GATEWAY_TOKEN] = "gateway-token",
+        [HAWKBIT_AUTH_NONE] = "none",
+};
+
 static const char *const auto_install_table[_AUTO_INSTALL_MAX] = {
         [AUTO_INSTALL_ALL] = "all",
         [AUTO_INSTALL_SECURITY] = "security",
@@ -64,6 +70,7 @@ static const char *const reboot_policy_table[_REBOOT_MAX] = {
 
 DEFINE_STRING_TABLE(boot_backend_type, BootBackendType, boot_backend_table)
 DEFINE_STRING_TABLE(source_type, SourceType, source_type_table)
+DEFINE_STRING_TABLE(hawkbit_auth, HawkbitAuth, hawkbit_auth_table)
 DEFINE_STRING_TABLE(auto_install, AutoInstall, auto_install_table)
 DEFINE_STRING_TABLE(reboot_policy, RebootPolicy, reboot_policy_table)
 
@@ -305,8 +312,28 @@ static int parse_enum(const char *const *table, size_t n, const char *choices, c
 
 DEFINE_ENUM_PARSER(parse_backend, BootBackendType, boot_backend_table, "must be file, uboot, grub or script")
 DEFINE_ENUM_PARSER(parse_source_type, SourceType, source_type_table, "must be none, tuf, hawkbit or local")
+DEFINE_ENUM_PARSER(parse_hawkbit_auth, HawkbitAuth, hawkbit_auth_table,
+                   "must be target-token, gateway-token or none")
 DEFINE_ENUM_PARSER(parse_auto_install, AutoInstall, auto_install_table, "must be all, security or none")
 DEFINE_ENUM_PARSER(parse_reboot, RebootPolicy, reboot_policy_table, "must be auto or manual")
+
+/* A hawkBit tenant or controller id: 1-256 printable ASCII characters without white space or '/',
+ * '?', '#' and '%' (they end up in the URL's path). */
+static int parse_hawkbit_name(const char *v, void *dst, const char **reason)
+{
+        size_t n = strlen(v);
+
+        if (n == 0 || n > 256) {
+                *reason = "must have 1 to 256 characters";
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char)v[i] <= ' ' || (unsigned char)v[i] >= 0x7f || strchr("/?#%\\", v[i])) {
+                        *reason = "must be printable ASCII without white space, /, ?, #, % or \\";
+                        return -EINVAL;
+                }
+        return set_string(dst, v);
+}
 
 static int parse_attempts(const char *v, void *dst, const char **reason)
 {
@@ -418,6 +445,10 @@ static const KeyDesc config_keys[] = {
         { "source", "client-key", parse_abs_path, CFG(source_client_key), NULL, true },
         { "source", "proxy", parse_proxy, CFG(source_proxy), NULL, true },
         { "source", "dir", parse_abs_path, CFG(source_dir), NULL, true },
+        { "source", "tenant", parse_hawkbit_name, CFG(source_tenant), "DEFAULT", true },
+        { "source", "controller-id", parse_hawkbit_name, CFG(source_controller_id), NULL, true },
+        { "source", "auth", parse_hawkbit_auth, CFG(source_auth), "target-token", false },
+        { "source", "token-file", parse_abs_path, CFG(source_token_file), NULL, true },
         { "source", "poll-interval", parse_poll_interval, CFG(poll_interval_usec), "6h", false },
         { "source", "jitter", parse_jitter, CFG(jitter_usec), "30m", false },
         { "policy", "auto-install", parse_auto_install, CFG(auto_install), "all", false },

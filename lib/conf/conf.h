@@ -43,6 +43,14 @@ typedef enum SourceType {
         _SOURCE_INVALID = -EINVAL,
 } SourceType;
 
+typedef enum HawkbitAuth {
+        HAWKBIT_AUTH_TARGET_TOKEN,
+        HAWKBIT_AUTH_GATEWAY_TOKEN,
+        HAWKBIT_AUTH_NONE, /* a client certificate (mTLS) or nothing */
+        _HAWKBIT_AUTH_MAX,
+        _HAWKBIT_AUTH_INVALID = -EINVAL,
+} HawkbitAuth;
+
 typedef enum AutoInstall {
         AUTO_INSTALL_ALL,
         AUTO_INSTALL_SECURITY,
@@ -91,6 +99,10 @@ typedef struct Config {
         SourceType source_type; /* default none */
         char *source_url, *source_metadata_url, *source_targets_url, *source_root, *source_ca,
                 *source_client_cert, *source_client_key, *source_proxy, *source_dir;
+        char *source_tenant;         /* hawkbit: default DEFAULT */
+        char *source_controller_id;  /* hawkbit: default the machine id */
+        HawkbitAuth source_auth;     /* hawkbit: default target-token */
+        char *source_token_file;     /* hawkbit: the token (target or gateway) */
         uint64_t poll_interval_usec; /* default 6h */
         uint64_t jitter_usec;        /* default 30m */
         /* [policy] */
@@ -130,6 +142,8 @@ const char *boot_backend_type_to_string(BootBackendType t);
 BootBackendType boot_backend_type_from_string(const char *s);
 const char *source_type_to_string(SourceType t);
 SourceType source_type_from_string(const char *s);
+const char *hawkbit_auth_to_string(HawkbitAuth a);
+HawkbitAuth hawkbit_auth_from_string(const char *s);
 const char *auto_install_to_string(AutoInstall a);
 AutoInstall auto_install_from_string(const char *s);
 const char *reboot_policy_to_string(RebootPolicy r);

@@ -34,6 +34,11 @@ struct Fetch {
 
         /* copied options */
         char *ca_file, *client_cert, *client_key, *proxy;
+        struct curl_slist *headers;
+        char *method;
+        void *body;
+        size_t body_size;
+        bool any_status;
         unsigned connect_timeout_sec, low_speed_limit, low_speed_time_sec, retries;
         bool no_retry;
         uint64_t backoff_msec, backoff_max_msec;

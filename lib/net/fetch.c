@@ -191,6 +191,22 @@ static void fetch_finish(Fetch *f, int r, const UpkErr *err)
                 f->done_cb(f, r, err, f->userdata);
 }
 
+/* ETag and Retry-After of the final response. */
+static void fetch_note_headers(Fetch *f)
+{
+        struct curl_header *h = NULL;
+        uint64_t sec;
+
+        f->stats.etag[0] = 0;
+        f->stats.retry_after_sec = 0;
+        if (curl_easy_header(f->easy, "ETag", 0, CURLH_HEADER, -1, &h) == CURLHE_OK &&
+            strlen(h->value) < sizeof(f->stats.etag))
+                memcpy(f->stats.etag, h->value, strlen(h->value) + 1);
+        if (curl_easy_header(f->easy, "Retry-After", 0, CURLH_HEADER, -1, &h) == CURLHE_OK &&
+            safe_atou64(h->value, &sec) >= 0)
+                f->stats.retry_after_sec = sec > 86400 ? 86400 : (unsigned)sec;
+}
+
 /* Look at the final response of the current attempt, before its first body byte (or at its end when it
  * has no body). Sets f->attempt_r on a problem. */
 static void fetch_check_response(Fetch *f)
@@ -203,6 +219,9 @@ static void fetch_check_response(Fetch *f)
         (void)curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &code);
         (void)curl_easy_getinfo(f->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
         f->stats.http_status = code;
+        fetch_note_headers(f);
+        if (f->any_status && code != 206)
+                code = 200; /* an answer, whatever its status: the caller looks at http_status */
 
         if (code == 200) {
                 uint64_t len = cl >= 0 ? (uint64_t)cl : UINT64_MAX;
@@ -504,6 +523,14 @@ static int fetch_setup_easy(Fetch *f, UpkErr *err)
         }
         if (f->proxy)
                 SET(CURLOPT_PROXY, f->proxy);
+        if (f->headers)
+                SET(CURLOPT_HTTPHEADER, f->headers);
+        if (f->method && !streq(f->method, "GET")) {
+                SET(CURLOPT_POSTFIELDS, f->body ?: "");
+                SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)f->body_size);
+                if (!streq(f->method, "POST"))
+                        SET(CURLOPT_CUSTOMREQUEST, f->method);
+        }
 #undef SET
         if (cc != CURLE_OK)
                 return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "%s: libcurl refused an option: %s", f->url,
@@ -687,8 +714,31 @@ int fetch_new(FetchEngine *e, const char *url, uint64_t max_length, const FetchO
         f->client_cert = strdup_or_null(opts->client_cert, &oom);
         f->client_key = strdup_or_null(opts->client_key, &oom);
         f->proxy = strdup_or_null(opts->proxy, &oom);
+        f->method = strdup_or_null(opts->method, &oom);
+        for (size_t i = 0; !oom && opts->headers && opts->headers[i]; i++) {
+                struct curl_slist *l;
+
+                if (i >= FETCH_HEADERS_MAX || strpbrk(opts->headers[i], "\r\n"))
+                        return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
+                                       "%s: more than %d request headers, or one with a line break", url,
+                                       FETCH_HEADERS_MAX);
+                l = curl_slist_append(f->headers, opts->headers[i]);
+                if (!l)
+                        oom = true;
+                else
+                        f->headers = l;
+        }
+        if (!oom && opts->body_size > 0) {
+                f->body = malloc(opts->body_size);
+                if (f->body)
+                        memcpy(f->body, opts->body, opts->body_size);
+                else
+                        oom = true;
+        }
         if (oom)
                 return upk_err_oom(err);
+        f->body_size = opts->body_size;
+        f->any_status = opts->any_status;
         f->max_length = max_length;
         f->data_cb = data;
         f->done_cb = done;
@@ -745,6 +795,9 @@ Fetch *fetch_free(Fetch *f)
         free(f->client_cert);
         free(f->client_key);
         free(f->proxy);
+        curl_slist_free_all(f->headers);
+        free(f->method);
+        free(f->body);
         free(f);
         return NULL;
 }
@@ -834,6 +887,12 @@ static void memory_done(Fetch *f, int r, const UpkErr *err, void *userdata)
 int fetch_to_memory(const char *url, uint64_t max_length, const FetchOptions *opts, char **ret,
                     size_t *ret_size, UpkErr *err)
 {
+        return fetch_request(url, max_length, opts, ret, ret_size, NULL, err);
+}
+
+int fetch_request(const char *url, uint64_t max_length, const FetchOptions *opts, char **ret,
+                  size_t *ret_size, FetchStats *ret_stats, UpkErr *err)
+{
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         _cleanup_(fetch_engine_freep) FetchEngine *e = NULL;
         _cleanup_(fetch_freep) Fetch *f = NULL;
@@ -873,5 +932,7 @@ int fetch_to_memory(const char *url, uint64_t max_length, const FetchOptions *op
         m.buf[m.size] = 0;
         *ret = m.buf;
         *ret_size = m.size;
+        if (ret_stats)
+                *ret_stats = *fetch_get_stats(f);
         return 0;
 }

@@ -48,6 +48,8 @@ typedef struct Config Config;
 #define FETCH_STREAM_BUFFER_DEFAULT    (4u * 1024u * 1024u)
 #define FETCH_STREAM_BUFFER_MIN        (256u * 1024u)
 #define FETCH_STREAM_BUFFER_MAX        (256u * 1024u * 1024u)
+#define FETCH_ETAG_MAX                 128
+#define FETCH_HEADERS_MAX              16
 #define FETCH_MEMORY_MAX               (256u * 1024u * 1024u) /* fetch_to_memory() max_length limit */
 
 typedef struct FetchOptions {
@@ -73,6 +75,15 @@ typedef struct FetchOptions {
         /* An eventfd (or any descriptor) that becomes readable to cancel the fetch: -ECANCELED, final.
          * 0 (the default) or negative: none. The fetch does not read it. */
         int cancel_fd;
+        /* A REST call (the hawkBit source): extra request header lines ("Name: value", NULL-terminated;
+         * copied, and never put into messages), the method ("GET" when NULL, "POST" or "PUT" with `body`
+         * of `body_size` bytes), and `any_status`: every final HTTP status is an answer, its body delivered
+         * like a 200's, and FetchStats.http_status says which (no retry on a status, no Range). */
+        const char *const *headers;
+        const char *method;
+        const void *body;
+        size_t body_size;
+        bool any_status;
 } FetchOptions;
 
 /* Point `o` at [source] ca, client-cert, client-key and proxy of `c` (strings are borrowed); the other
@@ -126,10 +137,12 @@ typedef struct FetchStats {
         uint64_t total;     /* the full size from Content-Length / Content-Range, or UINT64_MAX */
         unsigned attempts;  /* requests made (1 + retries) */
         unsigned retries;
-        unsigned ignored_ranges; /* 200 answers to ranged requests */
-        unsigned pauses;         /* times delivery was paused (fetch_pause(), FETCH_DATA_PAUSE) */
-        long http_status;        /* of the last response, 0 if none */
-        size_t n_resumes;        /* ranged requests made; offsets of the first FETCH_STATS_RESUMES_MAX */
+        unsigned ignored_ranges;   /* 200 answers to ranged requests */
+        unsigned pauses;           /* times delivery was paused (fetch_pause(), FETCH_DATA_PAUSE) */
+        long http_status;          /* of the last response, 0 if none */
+        char etag[FETCH_ETAG_MAX]; /* the ETag header of the last response, "" if none (or too long) */
+        unsigned retry_after_sec;  /* its Retry-After in seconds (delta form), 0 if none */
+        size_t n_resumes;          /* ranged requests made; offsets of the first FETCH_STATS_RESUMES_MAX */
         uint64_t resume_offsets[FETCH_STATS_RESUMES_MAX];
 } FetchStats;
 
@@ -141,6 +154,9 @@ const char *fetch_get_url(const Fetch *f);
  * not counted in *ret_size. */
 int fetch_to_memory(const char *url, uint64_t max_length, const FetchOptions *opts, char **ret,
                     size_t *ret_size, UpkErr *err);
+/* The same, and the fetch's statistics (http_status, etag with opts->any_status) into *ret_stats. */
+int fetch_request(const char *url, uint64_t max_length, const FetchOptions *opts, char **ret,
+                  size_t *ret_size, FetchStats *ret_stats, UpkErr *err);
 
 /* FetchStream: a fetch whose bytes a worker thread pulls, e.g. the installer via
  * bundle_open_next(fetch_stream_next, stream, ...). The loop side fills a bounded ring buffer and pauses

@@ -17,7 +17,11 @@
 #include "openssl-util.h"
 #include "path-util.h"
 #include "source.h"
+#include "strv.h"
 #include "version.h"
+#if HAVE_HAWKBIT
+#include "hawkbit.h"
+#endif
 
 /* Metadata downloads give up sooner than bundle downloads: the next check comes anyway. */
 #define METADATA_RETRIES          2
@@ -31,6 +35,9 @@ struct Source {
         char *metadata_url; /* tuf */
         char *targets_url;
         int cancel_fd; /* an eventfd: source_cancel_check() */
+#if HAVE_HAWKBIT
+        Hawkbit *hawkbit;
+#endif
 };
 
 Offer *offer_free(Offer *o)
@@ -40,6 +47,10 @@ Offer *offer_free(Offer *o)
         free(o->version);
         free(o->name);
         free(o->location);
+        free(o->action_id);
+        free(o->feedback_url);
+        free(o->sha256);
+        strv_free(o->ignored);
 #if HAVE_TUF
         tuf_target_free(o->target);
 #endif
@@ -63,6 +74,9 @@ Source *source_free(Source *s)
         free(s->metadata_url);
         free(s->targets_url);
         safe_close(s->cancel_fd);
+#if HAVE_HAWKBIT
+        hawkbit_free(s->hawkbit);
+#endif
         free(s);
         return NULL;
 }
@@ -167,8 +181,16 @@ int source_new(const Config *c, Source **ret, UpkErr *err)
                                        "[source] dir: required for type = local (the folder of bundles)");
                 break;
         case SOURCE_HAWKBIT:
+#if HAVE_HAWKBIT
+                r = hawkbit_new(c, s->cancel_fd, &s->hawkbit, err);
+                if (r < 0)
+                        return r;
+                break;
+#else
                 return upk_err(err, UPK_ERR_CONFIG, -EOPNOTSUPP,
-                               "[source] type = hawkbit is not supported yet; use tuf, local or none");
+                               "[source] type = hawkbit: this upkeepd was built without hawkBit support "
+                               "(-Dhawkbit=false)");
+#endif
         case _SOURCE_MAX:
         case _SOURCE_INVALID:
                 return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "[source] type: unknown");
@@ -543,14 +565,53 @@ int source_check(Source *s, const char *current_version, bool want_manifest, Off
 #endif
         case SOURCE_LOCAL:
                 return local_check(s, current_version, ret, err);
-        case SOURCE_NONE:
         case SOURCE_HAWKBIT:
+#if HAVE_HAWKBIT
+                return hawkbit_check(s->hawkbit, current_version, ret, err);
+#else
+                break;
+#endif
+        case SOURCE_NONE:
         case _SOURCE_MAX:
         case _SOURCE_INVALID:
                 break;
         }
         return upk_err(err, UPK_ERR_CONFIG, -EOPNOTSUPP,
                        "no update source is configured ([source] type = none)");
+}
+
+uint64_t source_next_check_usec(const Source *s)
+{
+#if HAVE_HAWKBIT
+        if (s->hawkbit)
+                return hawkbit_sleep_usec(s->hawkbit);
+#endif
+        return 0;
+}
+
+void source_install_started(Source *s, FetchEngine *e, const Offer *o)
+{
+#if HAVE_HAWKBIT
+        if (s->hawkbit && o && o->action_id)
+                hawkbit_install_started(s->hawkbit, e, o);
+#endif
+}
+
+void source_install_progress(Source *s, FetchEngine *e, uint64_t done, uint64_t total)
+{
+#if HAVE_HAWKBIT
+        if (s->hawkbit)
+                hawkbit_install_progress(s->hawkbit, e, done, total);
+#endif
+}
+
+bool source_install_finished(Source *s, FetchEngine *e, bool ok, const UpkErr *err)
+{
+#if HAVE_HAWKBIT
+        if (s->hawkbit)
+                return hawkbit_install_finished(s->hawkbit, e, ok, err);
+#endif
+        return false;
 }
 
 /* ---- streams ---- */
@@ -730,8 +791,12 @@ struct SourceStream {
 #if HAVE_TUF
         ManifestWatch *watch; /* tuf: custom.manifest_sha256 to check, or NULL */
 #endif
-        TufHasher *hasher; /* tuf: NULL for a plain URL; used by the stream's check thread */
-        char *name;        /* for messages */
+        TufHasher *hasher;    /* tuf: NULL for a plain URL; used by the stream's check thread */
+        EVP_MD_CTX *sha256;   /* hawkbit: the artifact's SHA-256 as it streams, when the server names one */
+        char *expect_sha256;  /* its lower-case hex */
+        uint64_t expect_size; /* 0: not named */
+        uint64_t seen;
+        char *name; /* for messages */
         /* worker side */
         bool failed;
         UpkErr err;
@@ -748,6 +813,8 @@ SourceStream *source_stream_free(SourceStream *s)
 #endif
         safe_close(s->fd);
         safe_close(s->cancel_fd);
+        EVP_MD_CTX_free(s->sha256);
+        free(s->expect_sha256);
         free(s->buf);
         free(s->name);
         free(s);
@@ -767,11 +834,11 @@ static SourceStream *stream_alloc(const char *name)
         return s;
 }
 
-static int stream_open(FetchEngine *e, const Config *c, const char *url, uint64_t max, const char *name,
-                       SourceStream **ret, UpkErr *err)
+static int stream_open_headers(FetchEngine *e, const Config *c, const char *url, uint64_t max,
+                               const char *name, const char *const *headers, SourceStream **ret, UpkErr *err)
 {
         _cleanup_(source_stream_freep) SourceStream *s = NULL;
-        FetchOptions fo = {};
+        FetchOptions fo = { .headers = headers };
         int r;
 
         fetch_options_from_config(&fo, c);
@@ -786,6 +853,84 @@ static int stream_open(FetchEngine *e, const Config *c, const char *url, uint64_
         *ret = TAKE_PTR(s);
         return 0;
 }
+
+static int stream_open(FetchEngine *e, const Config *c, const char *url, uint64_t max, const char *name,
+                       SourceStream **ret, UpkErr *err)
+{
+        return stream_open_headers(e, c, url, max, name, NULL, ret, err);
+}
+
+#if HAVE_HAWKBIT
+/* The stream's check thread: a hawkBit artifact's size and sha256 (a second check beside the bundle's
+ * own signature), checked at the end before the installer sees it. */
+static int check_artifact(const void *data, size_t size, void *userdata, UpkErr *err)
+{
+        SourceStream *s = userdata;
+        uint8_t digest[32];
+        unsigned len = 0;
+        char hex[65];
+
+        if (data) {
+                s->seen += size;
+                if (s->sha256 && EVP_DigestUpdate(s->sha256, data, size) != 1)
+                        return upk_err(err, UPK_ERR_IO, -EIO, "%s: cannot compute a SHA-256", s->name);
+                return 0;
+        }
+        if (s->expect_size && s->seen != s->expect_size)
+                return upk_err(err, UPK_ERR_PAYLOAD, -EBADMSG,
+                               "%s: %" PRIu64 " bytes, but the hawkBit server announced %" PRIu64, s->name,
+                               s->seen, s->expect_size);
+        if (!s->sha256)
+                return 0;
+        if (EVP_DigestFinal_ex(s->sha256, digest, &len) != 1 || len != sizeof(digest))
+                return upk_err(err, UPK_ERR_IO, -EIO, "%s: cannot compute a SHA-256", s->name);
+        hex_encode(digest, sizeof(digest), hex);
+        if (!streq(hex, s->expect_sha256))
+                return upk_err(err, UPK_ERR_PAYLOAD, -EBADMSG,
+                               "%s: its sha256 is %s, but the hawkBit server announced %s", s->name, hex,
+                               s->expect_sha256);
+        return 0;
+}
+
+int source_stream_open_action(FetchEngine *e, Source *src, const Offer *o, SourceStream **ret, UpkErr *err)
+{
+        _cleanup_(source_stream_freep) SourceStream *s = NULL;
+        char **headers = NULL;
+        int r;
+
+        if (!src->hawkbit || !o->action_id)
+                return upk_err(err, UPK_ERR_IO, -EINVAL, "%s: not a hawkBit deployment", o->name);
+        r = hawkbit_download_headers(src->hawkbit, &headers, err);
+        if (r < 0)
+                return r;
+        r = stream_open_headers(e, src->config, o->location, o->length ?: SOURCE_URL_BUNDLE_MAX, o->name,
+                                (const char *const *)headers, &s, err);
+        for (size_t i = 0; headers && headers[i]; i++)
+                explicit_bzero(headers[i], strlen(headers[i]));
+        strv_free(headers);
+        if (r < 0)
+                return r;
+        s->expect_size = o->length;
+        if (o->sha256) {
+                s->expect_sha256 = strdup(o->sha256);
+                s->sha256 = EVP_MD_CTX_new();
+                if (!s->expect_sha256 || !s->sha256)
+                        return upk_err_oom(err);
+                if (EVP_DigestInit_ex(s->sha256, EVP_sha256(), NULL) != 1)
+                        return upk_err(err, UPK_ERR_IO, -EIO, "cannot set up SHA-256");
+        }
+        r = fetch_stream_set_check(s->fetch, check_artifact, s, err);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+#else
+int source_stream_open_action(FetchEngine *e, Source *src, const Offer *o, SourceStream **ret, UpkErr *err)
+{
+        return upk_err(err, UPK_ERR_CONFIG, -EOPNOTSUPP, "built without hawkBit support");
+}
+#endif
 
 #if HAVE_TUF
 /* The stream's check thread: the target's length and hashes, computed as the bytes arrive (beside the

@@ -9,7 +9,8 @@
  * Types: `tuf` (a TUF repository over HTTP(S): the refresh of lib/tuf.c with downloads by lib/fetch.c;
  * trusted metadata under DATA_DIR/tuf/; the target streamed with its length and hashes checked as it
  * streams), `local` (a folder of bundles: each one's signed manifest read with the keyring), `none`.
- * `hawkbit` is refused at the start (not supported yet).
+ * `hawkbit` (an Eclipse hawkBit server's DDI API, hawkbit.h; -Dhawkbit): the deployment's bundle
+ * streamed with the server's credentials, its size and sha256 checked as it streams.
  *
  * Threads: a Source is used by one thread at a time (the manager runs one job at a time). */
 
@@ -41,6 +42,13 @@ typedef struct Offer {
         uint64_t length;   /* bytes, 0 when unknown */
         TufTarget *target; /* tuf: the length and hashes the bytes must match */
         bool has_manifest; /* the bundle's signed manifest was read (local: always; tuf: on request) */
+        /* hawkbit: the action (NULL for the other sources), its feedback URL, the artifact's sha256 (hex,
+         * may be NULL), whether the server forces the update, and a line per artifact left out */
+        char *action_id;
+        char *feedback_url;
+        char *sha256;
+        bool forced;
+        char **ignored;
         bool has_security;
         SecurityType security;
 } Offer;
@@ -53,8 +61,8 @@ bool offer_same(const Offer *a, const Offer *b);
 typedef struct Source Source;
 
 /* Checks the [source] keys: tuf needs url (or metadata-url and targets-url) and a trusted root
- * ([source] root, or DATA_DIR/tuf/root.json from an earlier run); local needs dir; hawkbit is not
- * supported yet. UPK_ERR_CONFIG naming the key. */
+ * ([source] root, or DATA_DIR/tuf/root.json from an earlier run); local needs dir; hawkbit needs url,
+ * a controller id and, unless auth = none, token-file. UPK_ERR_CONFIG naming the key. */
 int source_new(const Config *c, Source **ret, UpkErr *err);
 Source *source_free(Source *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Source *, source_free);
@@ -67,12 +75,25 @@ int source_check(Source *s, const char *current_version, bool want_manifest, Off
  * cancel that comes while no check runs is forgotten by the next one). */
 void source_cancel_check(Source *s);
 
+/* The interval the source asks for until the next check (hawkBit's sleep); 0: the configured one. */
+uint64_t source_next_check_usec(const Source *s);
+/* Loop thread, for an install of the source's offer `o` (hawkbit reports them to the server; the other
+ * sources ignore them). source_install_finished() returns true when a report is due that a check should
+ * deliver soon. */
+void source_install_started(Source *s, FetchEngine *e, const Offer *o);
+void source_install_progress(Source *s, FetchEngine *e, uint64_t done, uint64_t total);
+bool source_install_finished(Source *s, FetchEngine *e, bool ok, const UpkErr *err);
+
 typedef struct SourceStream SourceStream;
 
 /* Loop thread: the bytes of a tuf offer (capped at the target's length, hashes checked at the end,
  * before the installer activates anything) or of an http(s) URL. */
 int source_stream_open_offer(FetchEngine *e, const Config *c, const Offer *o, SourceStream **ret,
                              UpkErr *err);
+/* Loop thread: the bytes of a hawkbit offer (o->action_id set), with the server's credentials; its
+ * length and sha256 (when the server names them) checked as the bytes stream, before the installer
+ * activates anything. */
+int source_stream_open_action(FetchEngine *e, Source *src, const Offer *o, SourceStream **ret, UpkErr *err);
 int source_stream_open_url(FetchEngine *e, const Config *c, const char *url, SourceStream **ret,
                            UpkErr *err);
 /* Any thread: the bytes of a descriptor the caller owns (a pipe: "updatectl install -"); takes `fd`

@@ -537,15 +537,17 @@ def test_install_from_a_url_resumes_after_a_cut(tmp_path, world):
     assert "404" in p.stderr or "not found" in p.stderr.lower(), describe(p)
 
 
-def test_hawkbit_is_refused_at_the_start(tmp_path):
+def test_hawkbit_without_its_token_is_refused_at_the_start(tmp_path):
     d = Device(tmp_path / "dev")
     with open(d.conf, "a") as f:
-        f.write("\n[source]\ntype = hawkbit\nurl = https://hawkbit.example.com/\n")
+        f.write("\n[source]\ntype = hawkbit\nurl = https://hawkbit.example.com/\ncontroller-id = gw-1\n")
     p = subprocess.run([UPKEEPD, "--config", str(d.conf)], capture_output=True, text=True, timeout=30,
                        env=dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS="unix:path=/nonexistent"))
     assert p.returncode == 16, describe(p)
-    assert p.stderr == ("upkeepd: [source] type = hawkbit is not supported yet; use tuf, local or none\n"), \
-        describe(p)
+    if os.environ.get("UPKEEP_HAWKBIT", "1") == "1":
+        assert p.stderr == "upkeepd: [source] token-file: required for auth = target-token\n", describe(p)
+    else:
+        assert "built without hawkBit support" in p.stderr, describe(p)
 
 
 def test_tuf_without_a_root_is_refused_at_the_start(tmp_path):

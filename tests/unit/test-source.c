@@ -69,11 +69,24 @@ TEST(local_needs_a_folder)
         source_refused("type = local\n", -EINVAL, "[source] dir: required for type = local");
 }
 
-TEST(hawkbit_is_not_supported_yet)
+#if HAVE_HAWKBIT
+TEST(hawkbit_needs_url_and_token_file)
+{
+        source_refused("type = hawkbit\ncontroller-id = gw-1\n", -EINVAL,
+                       "[source] url: required for type = hawkbit");
+        source_refused("type = hawkbit\nurl = https://hawkbit.example.com/\ncontroller-id = gw-1\n", -EINVAL,
+                       "[source] token-file: required for auth = target-token");
+        source_refused("type = hawkbit\nurl = https://hawkbit.example.com/\ncontroller-id = gw-1\n"
+                       "auth = gateway-token\n",
+                       -EINVAL, "[source] token-file: required for auth = gateway-token");
+}
+#else
+TEST(hawkbit_is_refused_without_it)
 {
         source_refused("type = hawkbit\nurl = https://hawkbit.example.com/\n", -EOPNOTSUPP,
-                       "[source] type = hawkbit is not supported yet; use tuf, local or none");
+                       "[source] type = hawkbit: this upkeepd was built without hawkBit support");
 }
+#endif
 
 #if HAVE_TUF
 TEST(tuf_needs_urls_and_a_root)

@@ -1,0 +1,971 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "hawkbit.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "fileio.h"
+#include "hawkbit-ddi.h"
+#include "json-util.h"
+#include "log.h"
+#include "path-util.h"
+#include "state.h"
+#include "strv.h"
+#include "time-util.h"
+#include "version.h"
+
+/* What hawkbit.json remembers of the one action the device works on. */
+typedef enum Phase {
+        PHASE_INSTALLING, /* the install of its bundle started */
+        PHASE_INSTALLED,  /* written and activated: the reboot decides */
+        PHASE_REPORT,     /* the final result is known and waits for delivery */
+        _PHASE_MAX,
+        _PHASE_INVALID = -EINVAL,
+} Phase;
+
+static const char *const phase_table[_PHASE_MAX] = {
+        [PHASE_INSTALLING] = "installing",
+        [PHASE_INSTALLED] = "installed",
+        [PHASE_REPORT] = "report",
+};
+
+static const char *phase_to_string(Phase p)
+{
+        return string_table_get(phase_table, ELEMENTSOF(phase_table), (int)p);
+}
+
+static Phase phase_from_string(const char *s)
+{
+        return (Phase)string_table_lookup(phase_table, ELEMENTSOF(phase_table), s);
+}
+
+typedef struct Pending {
+        char *action;   /* the action id */
+        char *version;  /* the version its bundle brings */
+        char *feedback; /* the feedback URL (the deploymentBase link's path + /feedback) */
+        Phase phase;
+        bool announced; /* PHASE_INSTALLED: "waiting for the reboot" was sent */
+        char *finished; /* PHASE_REPORT: success | failure */
+        char *detail;   /* PHASE_REPORT: the reason */
+} Pending;
+
+struct Hawkbit {
+        const Config *config;
+        int cancel_fd;
+        char *base; /* {url}{tenant}/controller/v1/{controller-id} */
+        char *cid;  /* the controller id */
+        /* the last poll answer with its ETag, for If-None-Match */
+        char etag[FETCH_ETAG_MAX];
+        DdiPoll last;
+        bool has_last;
+        uint64_t sleep_usec;
+        /* loop thread: the one feedback in flight, and when progress was last sent */
+        Fetch *inflight;
+        uint64_t progress_sent_usec;
+        Pending *current; /* the action being installed (loop thread) */
+        char *gone;       /* the action whose artifact answered 404: not offered again */
+};
+
+static void pending_free(Pending *p)
+{
+        if (!p)
+                return;
+        free(p->action);
+        free(p->version);
+        free(p->feedback);
+        free(p->finished);
+        free(p->detail);
+        free(p);
+}
+
+static void pending_freep(Pending **p)
+{
+        pending_free(*p);
+}
+
+Hawkbit *hawkbit_free(Hawkbit *h)
+{
+        if (!h)
+                return NULL;
+        fetch_free(h->inflight);
+        free(h->base);
+        free(h->cid);
+        free(h->gone);
+        ddi_poll_done(&h->last);
+        pending_free(h->current);
+        free(h);
+        return NULL;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(Hawkbit *, hawkbit_free);
+
+static const char *auth_name(HawkbitAuth a)
+{
+        switch (a) {
+        case HAWKBIT_AUTH_TARGET_TOKEN:
+                return "target token";
+        case HAWKBIT_AUTH_GATEWAY_TOKEN:
+                return "gateway token";
+        case HAWKBIT_AUTH_NONE:
+        case _HAWKBIT_AUTH_MAX:
+        case _HAWKBIT_AUTH_INVALID:
+                break;
+        }
+        return "client certificate";
+}
+
+int hawkbit_new(const Config *c, int cancel_fd, Hawkbit **ret, UpkErr *err)
+{
+        _cleanup_(hawkbit_freep) Hawkbit *h = NULL;
+        _cleanup_free_ char *tenant = NULL, *v1 = NULL, *machine_id = NULL;
+
+        if (!c->source_url)
+                return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
+                               "[source] url: required for type = hawkbit (the server's root)");
+        if (!c->source_controller_id) {
+                /* The default: the machine id (32 hex digits). */
+                size_t n = 0;
+
+                if (read_full_file("/etc/machine-id", 64, &machine_id, &n) < 0 || n < 32 ||
+                    strspn(machine_id, "0123456789abcdef") != 32)
+                        return upk_err(
+                                err, UPK_ERR_CONFIG, -EINVAL,
+                                "[source] controller-id: required for type = hawkbit (/etc/machine-id "
+                                "gives no machine id to use instead)");
+                machine_id[32] = 0;
+        }
+        if (c->source_auth != HAWKBIT_AUTH_NONE && !c->source_token_file)
+                return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "[source] token-file: required for auth = %s",
+                               hawkbit_auth_to_string(c->source_auth));
+        h = calloc(1, sizeof(*h));
+        if (!h)
+                return upk_err_oom(err);
+        h->config = c;
+        h->cancel_fd = cancel_fd;
+        tenant = path_join(c->source_url, c->source_tenant ?: "DEFAULT");
+        v1 = tenant ? path_join(tenant, "controller/v1") : NULL;
+        h->cid = strdup(c->source_controller_id ?: machine_id);
+        h->base = v1 && h->cid ? path_join(v1, h->cid) : NULL;
+        if (!h->base)
+                return upk_err_oom(err);
+        *ret = TAKE_PTR(h);
+        return 0;
+}
+
+uint64_t hawkbit_sleep_usec(const Hawkbit *h)
+{
+        return h->sleep_usec;
+}
+
+/* ---- credentials ---- */
+
+/* "Authorization: TargetToken ..." (or GatewayToken) from the token file, its trailing line breaks
+ * dropped; NULL for auth = none. The token never appears in a message. */
+static int auth_header(const Hawkbit *h, char **ret, UpkErr *err)
+{
+        const Config *c = h->config;
+        _cleanup_free_ char *token = NULL;
+        size_t n;
+        int r;
+
+        if (c->source_auth == HAWKBIT_AUTH_NONE) {
+                *ret = NULL;
+                return 0;
+        }
+        r = read_full_file(c->source_token_file, HAWKBIT_TOKEN_MAX, &token, &n);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_CONFIG, r, "[source] token-file: cannot read %s: %m",
+                               c->source_token_file);
+        while (n > 0 && (token[n - 1] == '\n' || token[n - 1] == '\r'))
+                token[--n] = 0;
+        if (n == 0 || strlen(token) != n)
+                return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "[source] token-file: %s holds no token",
+                               c->source_token_file);
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char)token[i] <= ' ' || token[i] == 0x7f)
+                        return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
+                                       "[source] token-file: the token in %s has a space or control "
+                                       "character",
+                                       c->source_token_file);
+        *ret = strdup_printf("Authorization: %s %s",
+                             c->source_auth == HAWKBIT_AUTH_TARGET_TOKEN ? "TargetToken" : "GatewayToken",
+                             token);
+        explicit_bzero(token, n);
+        return *ret ? 0 : upk_err_oom(err);
+}
+
+int hawkbit_download_headers(Hawkbit *h, char ***ret, UpkErr *err)
+{
+        char *line = NULL, **v;
+        int r;
+
+        r = auth_header(h, &line, err);
+        if (r < 0)
+                return r;
+        if (!line) {
+                *ret = NULL;
+                return 0;
+        }
+        v = calloc(2, sizeof(char *));
+        if (!v) {
+                free(line);
+                return upk_err_oom(err);
+        }
+        v[0] = line;
+        *ret = v;
+        return 0;
+}
+
+/* ---- REST ---- */
+
+typedef struct Answer {
+        long status;
+        char *body;
+        size_t size;
+        char etag[FETCH_ETAG_MAX];
+        unsigned retry_after_sec;
+} Answer;
+
+static void answer_done(Answer *a)
+{
+        free(a->body);
+        *a = (Answer){};
+}
+
+static void request_options(const Hawkbit *h, FetchOptions *fo, const char *const *headers)
+{
+        *fo = (FetchOptions){ .no_retry = true,
+                              .any_status = true,
+                              .cancel_fd = h->cancel_fd,
+                              .deadline_msec = HAWKBIT_REQUEST_MSEC,
+                              .headers = headers };
+        fetch_options_from_config(fo, h->config);
+}
+
+/* One call: the answer whatever its status; an error only when no answer came. */
+static int rest(Hawkbit *h, const char *method, const char *url, const char *json, const char *etag,
+                Answer *ret, UpkErr *err)
+{
+        _cleanup_free_ char *auth = NULL, *inm = NULL;
+        const char *headers[5] = {};
+        size_t n = 0;
+        FetchOptions fo;
+        FetchStats st;
+        int r;
+
+        r = auth_header(h, &auth, err);
+        if (r < 0)
+                return r;
+        if (auth)
+                headers[n++] = auth;
+        headers[n++] = "Accept: application/hal+json, application/json";
+        if (json)
+                headers[n++] = "Content-Type: application/json";
+        if (etag && etag[0]) {
+                inm = strdup_printf("If-None-Match: %s", etag);
+                if (!inm)
+                        return upk_err_oom(err);
+                headers[n++] = inm;
+        }
+        request_options(h, &fo, headers);
+        fo.method = method;
+        fo.body = json;
+        fo.body_size = json ? strlen(json) : 0;
+        *ret = (Answer){};
+        r = fetch_request(url, DDI_RESPONSE_MAX, &fo, &ret->body, &ret->size, &st, err);
+        if (auth)
+                explicit_bzero(auth, strlen(auth));
+        if (r < 0)
+                return upk_err_prefix(err, "hawkBit server");
+        ret->status = st.http_status;
+        memcpy(ret->etag, st.etag, sizeof(ret->etag));
+        ret->retry_after_sec = st.retry_after_sec;
+        return 0;
+}
+
+/* An answer that is not a success, as an error naming the call and what to do. */
+static int bad_status(const Hawkbit *h, const char *what, const char *url, const Answer *a, UpkErr *err)
+{
+        const Config *c = h->config;
+
+        switch (a->status) {
+        case 401:
+        case 403:
+                if (c->source_auth == HAWKBIT_AUTH_NONE)
+                        return upk_err(err, UPK_ERR_NETWORK, -EACCES,
+                                       "hawkBit server refused the %s of controller %s (HTTP %ld): %s", what,
+                                       h->cid, a->status,
+                                       c->source_client_cert
+                                               ? "it did not accept the client certificate ([source] "
+                                                 "client-cert)"
+                                               : "auth = none and no client certificate: set auth and "
+                                                 "token-file");
+                return upk_err(
+                        err, UPK_ERR_NETWORK, -EACCES,
+                        "hawkBit server refused the %s of controller %s (HTTP %ld): it did not accept "
+                        "the %s from %s ([source] auth = %s)",
+                        what, h->cid, a->status, auth_name(c->source_auth), c->source_token_file,
+                        hawkbit_auth_to_string(c->source_auth));
+        case 404:
+                return upk_err(err, UPK_ERR_NETWORK, -ENOENT,
+                               "hawkBit server: %s: not found (HTTP 404): check [source] url, tenant and "
+                               "controller-id",
+                               url);
+        case 429:
+                return upk_err(err, UPK_ERR_NETWORK, -EBUSY, "hawkBit server is busy (HTTP 429) on the %s%s",
+                               what, a->retry_after_sec ? "; it asks to wait" : "");
+        default:
+                break;
+        }
+        return upk_err(err, UPK_ERR_NETWORK, a->status >= 500 ? -EIO : -EPROTO,
+                       "hawkBit server answered HTTP %ld to the %s (%s)", a->status, what, url);
+}
+
+static bool success(long status)
+{
+        return status >= 200 && status <= 299;
+}
+
+/* The feedback URL of an action link: its path without the query, plus /feedback. */
+static char *feedback_url(const char *href)
+{
+        size_t n = strcspn(href, "?#");
+
+        return strdup_printf("%.*s/feedback", (int)n, href);
+}
+
+static int post_feedback(Hawkbit *h, const char *url, const char *action, const char *execution,
+                         const char *finished, const char *const *details, long *ret_status, UpkErr *err)
+{
+        _cleanup_free_ char *body = ddi_feedback_json(action, execution, finished, 0, 0, details);
+        Answer a;
+        int r;
+
+        if (!body)
+                return upk_err_oom(err);
+        r = rest(h, "POST", url, body, NULL, &a, err);
+        if (r < 0)
+                return r;
+        *ret_status = a.status;
+        answer_done(&a);
+        return 0;
+}
+
+/* ---- hawkbit.json ---- */
+
+static int pending_load(const Config *c, Pending **ret)
+{
+        _cleanup_free_ char *path = path_join(c->data_dir, HAWKBIT_STATE_FILE), *data = NULL;
+        _cleanup_(json_object_putp) json_object *root = NULL;
+        _cleanup_(pending_freep) Pending *p = NULL;
+        JsonCtx jc = { .what = HAWKBIT_STATE_FILE, .kind = UPK_ERR_IO };
+        const char *phase;
+        UpkErr e = {};
+        size_t size;
+        int r;
+
+        jc.err = &e;
+        *ret = NULL;
+        if (!path)
+                return -ENOMEM;
+        r = read_full_file(path, HAWKBIT_STATE_MAX, &data, &size);
+        if (r == -ENOENT)
+                return 0;
+        if (r >= 0)
+                r = json_parse_strict(data, size,
+                                      &(JsonStrictOptions){ .what = HAWKBIT_STATE_FILE,
+                                                            .kind = UPK_ERR_IO,
+                                                            .depth_max = 4 },
+                                      &root, &e);
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        if (r >= 0)
+                r = json_get_dup_string(&jc, root, "", "action", true, DDI_ID_MAX, &p->action);
+        if (r >= 0)
+                r = json_get_dup_string(&jc, root, "", "version", true, DDI_NAME_MAX, &p->version);
+        if (r >= 0)
+                r = json_get_dup_string(&jc, root, "", "feedback", true, DDI_HREF_MAX + 16, &p->feedback);
+        if (r >= 0)
+                r = json_get_string(&jc, root, "", "phase", true, 16, &phase);
+        if (r >= 0 && (p->phase = phase_from_string(phase)) < 0)
+                r = -EBADMSG;
+        if (r >= 0)
+                r = json_get_bool(&jc, root, "", "announced", false, &p->announced);
+        if (r >= 0)
+                r = json_get_dup_string(&jc, root, "", "finished", p->phase == PHASE_REPORT, 16,
+                                        &p->finished);
+        if (r >= 0)
+                r = json_get_dup_string(&jc, root, "", "detail", false, DDI_DETAIL_MAX, &p->detail);
+        if (r >= 0 && p->finished && !streq(p->finished, "success") && !streq(p->finished, "failure"))
+                r = -EBADMSG;
+        if (r < 0) {
+                upk_log(LOG_LEVEL_WARNING, "%s: unreadable (%s); the hawkBit action it held is forgotten",
+                        path, e.msg[0] ? e.msg : strerror(-r));
+                (void)unlink(path);
+                return 0;
+        }
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+static int pending_save(const Config *c, const Pending *p, UpkErr *err)
+{
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        const char *s;
+        int r;
+
+        if (!o)
+                return upk_err_oom(err);
+        r = json_object_object_add(o, "action", json_object_new_string(p->action));
+        r = r ?: json_object_object_add(o, "version", json_object_new_string(p->version));
+        r = r ?: json_object_object_add(o, "feedback", json_object_new_string(p->feedback));
+        r = r ?: json_object_object_add(o, "phase", json_object_new_string(phase_to_string(p->phase)));
+        r = r ?: json_object_object_add(o, "announced", json_object_new_boolean(p->announced));
+        if (p->finished)
+                r = r ?: json_object_object_add(o, "finished", json_object_new_string(p->finished));
+        if (p->detail)
+                r = r ?: json_object_object_add(o, "detail", json_object_new_string(p->detail));
+        s = r == 0 ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN) : NULL;
+        if (!s)
+                return upk_err_oom(err);
+        r = mkdir_p(c->data_dir, 0755);
+        if (r >= 0)
+                r = write_file_atomic(c->data_dir, HAWKBIT_STATE_FILE, s, strlen(s), 0600);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_IO, r, "cannot write %s/%s: %m", c->data_dir,
+                               HAWKBIT_STATE_FILE);
+        return 0;
+}
+
+static void pending_remove(const Config *c)
+{
+        _cleanup_free_ char *path = path_join(c->data_dir, HAWKBIT_STATE_FILE);
+
+        if (path)
+                (void)unlink(path);
+}
+
+/* What became of `version` after its reboot: the newest history entry about it since its install (the
+ * confirmation, good or not), else whether it runs. Sets *ret_ok and *ret_detail. */
+static int decide_result(const Config *c, const char *version, const char *current_version, bool *ret_ok,
+                         char **ret_detail)
+{
+        HistoryEntry *hist = NULL;
+        const HistoryEntry *found = NULL;
+        size_t n = 0;
+
+        if (history_load(c->data_dir, &hist, &n, NULL) >= 0)
+                for (size_t i = n; i > 0 && !found; i--) {
+                        const HistoryEntry *e = &hist[i - 1];
+
+                        if (!e->version || !streq(e->version, version))
+                                continue;
+                        if (streq(e->operation, "install"))
+                                break;
+                        found = e;
+                }
+        if (found) {
+                *ret_ok = found->ok;
+                *ret_detail =
+                        found->ok ? strdup_printf("version %s runs and passed its health checks", version)
+                                  : strdup_printf("version %s did not stay: %s: %s; running %s", version,
+                                                  found->operation, found->reason ?: "failed",
+                                                  current_version ?: "an unknown version");
+        } else {
+                *ret_ok = current_version && streq(current_version, version);
+                *ret_detail = *ret_ok ? strdup_printf("version %s runs", version)
+                                      : strdup_printf("version %s did not stay; running %s", version,
+                                                      current_version ?: "an unknown version");
+        }
+        history_free(hist, n);
+        return *ret_detail ? 0 : -ENOMEM;
+}
+
+/* Step 1 of a check: what hawkbit.json says is due. Sets *ret_keep to the pending action that still
+ * waits (for its reboot), so that the check does not offer it again. */
+static int deliver_pending(Hawkbit *h, const char *current_version, Pending **ret_keep, UpkErr *err)
+{
+        const Config *c = h->config;
+        _cleanup_(pending_freep) Pending *p = NULL;
+        _cleanup_(state_freep) UpkState *s = NULL;
+        long status = 0;
+        int r;
+
+        *ret_keep = NULL;
+        r = pending_load(c, &p);
+        if (r < 0)
+                return upk_err_oom(err);
+        if (!p)
+                return 0;
+        if (state_load(c->data_dir, &s, NULL) < 0)
+                s = NULL;
+        if (p->phase == PHASE_INSTALLING) {
+                if (s && s->pending && s->pending_version && streq(s->pending_version, p->version))
+                        p->phase = PHASE_INSTALLED; /* the daemon stopped before it heard of the end */
+                else {
+                        /* Interrupted before anything was activated: the server offers it again. */
+                        pending_remove(c);
+                        return 0;
+                }
+        }
+        if (p->phase == PHASE_INSTALLED) {
+                if (s && s->pending && s->pending_version && streq(s->pending_version, p->version)) {
+                        if (!p->announced) {
+                                const char *d[] = { "installed; waiting for the reboot into the new version",
+                                                    NULL };
+
+                                r = post_feedback(h, p->feedback, p->action, "proceeding", "none", d,
+                                                  &status, err);
+                                if (r >= 0 && success(status)) {
+                                        p->announced = true;
+                                        (void)pending_save(c, p, err);
+                                        upk_err_clear(err);
+                                }
+                        }
+                        *ret_keep = TAKE_PTR(p);
+                        return 0;
+                }
+                /* The reboot came and the confirmation decided. */
+                bool ok = false;
+
+                free(p->finished);
+                free(p->detail);
+                p->detail = NULL;
+                if (decide_result(c, p->version, current_version, &ok, &p->detail) < 0)
+                        return upk_err_oom(err);
+                p->finished = strdup(ok ? "success" : "failure");
+                if (!p->finished || !p->detail)
+                        return upk_err_oom(err);
+                p->phase = PHASE_REPORT;
+                r = pending_save(c, p, err);
+                if (r < 0)
+                        return r;
+        }
+        /* PHASE_REPORT */
+        const char *d[] = { p->detail, NULL };
+
+        r = post_feedback(h, p->feedback, p->action, "closed", p->finished, d, &status, err);
+        if (r < 0)
+                return upk_err_prefix(err, "cannot report the result of action %s yet", p->action);
+        if (success(status) || status == 404 || status == 410) {
+                upk_log(LOG_LEVEL_NOTICE, "hawkBit action %s: reported closed + %s (%s)%s", p->action,
+                        p->finished, p->detail,
+                        success(status) ? ""
+                        : status == 410 ? "; the server had closed it already"
+                                        : "; the server no longer knows it");
+                pending_remove(c);
+                return 0;
+        }
+        return upk_err(err, UPK_ERR_NETWORK, status >= 500 || status == 429 ? -EIO : -EPROTO,
+                       "hawkBit server answered HTTP %ld to the final report of action %s; it is sent "
+                       "again at the next check",
+                       status, p->action);
+}
+
+/* ---- the poll and its links ---- */
+
+static int poll_base(Hawkbit *h, UpkErr *err)
+{
+        Answer a;
+        int r;
+
+        r = rest(h, "GET", h->base, NULL, h->has_last ? h->etag : NULL, &a, err);
+        if (r < 0)
+                return r;
+        if (a.status == 304 && h->has_last) {
+                answer_done(&a);
+                return 0;
+        }
+        if (!success(a.status)) {
+                r = bad_status(h, "poll", h->base, &a, err);
+                if (a.retry_after_sec)
+                        h->sleep_usec = (uint64_t)a.retry_after_sec * USEC_PER_SEC;
+                answer_done(&a);
+                return r;
+        }
+        ddi_poll_done(&h->last);
+        h->has_last = false;
+        r = ddi_parse_poll(a.body, a.size, &h->last, err);
+        if (r >= 0) {
+                h->has_last = true;
+                memcpy(h->etag, a.etag, sizeof(h->etag));
+                if (h->last.sleep_sec) {
+                        uint64_t sec = h->last.sleep_sec;
+
+                        sec = sec < HAWKBIT_SLEEP_MIN_SEC   ? HAWKBIT_SLEEP_MIN_SEC
+                              : sec > HAWKBIT_SLEEP_MAX_SEC ? HAWKBIT_SLEEP_MAX_SEC
+                                                            : sec;
+                        h->sleep_usec = sec * USEC_PER_SEC;
+                } else
+                        h->sleep_usec = 0;
+        }
+        answer_done(&a);
+        return r < 0 ? upk_err_prefix(err, "%s", h->base) : 0;
+}
+
+/* configData: the device's attributes, merged into the server's. A failure is logged, not fatal. */
+static void put_config_data(Hawkbit *h, const char *href, const char *current_version)
+{
+        const Config *c = h->config;
+        const char *pairs[] = { "compatible",     c->compatible,   "version", current_version ?: "",
+                                "upkeep_version", PACKAGE_VERSION, NULL };
+        _cleanup_free_ char *body = ddi_config_data_json(pairs);
+        UpkErr e = {};
+        Answer a;
+
+        if (!body || rest(h, "PUT", href, body, NULL, &a, &e) < 0) {
+                upk_log(LOG_LEVEL_WARNING, "cannot send the device's attributes to hawkBit: %s",
+                        e.msg[0] ? e.msg : "out of memory");
+                return;
+        }
+        if (!success(a.status))
+                upk_log(LOG_LEVEL_WARNING, "hawkBit server answered HTTP %ld to the device's attributes",
+                        a.status);
+        answer_done(&a);
+        /* The next poll must not reuse an answer that still asks for them. */
+        h->etag[0] = 0;
+}
+
+/* GET an action resource: 1 with the answer, 0 when it is gone (404: the action moved on between the
+ * poll and now), or the error (another status). */
+static int get_action(Hawkbit *h, const char *href, const char *what, Answer *ret, UpkErr *err)
+{
+        int r = rest(h, "GET", href, NULL, NULL, ret, err);
+
+        if (r < 0)
+                return r;
+        if (ret->status == 404 || !success(ret->status)) {
+                r = ret->status == 404 ? 0 : bad_status(h, what, href, ret, err);
+                answer_done(ret);
+                return r;
+        }
+        return 1;
+}
+
+static int handle_cancel(Hawkbit *h, const Pending *keep, UpkErr *err)
+{
+        _cleanup_free_ char *stop = NULL, *url = NULL;
+        const char *href = h->last.cancel_href;
+        long status = 0;
+        Answer a;
+        int r;
+
+        r = get_action(h, href, "cancel order", &a, err);
+        if (r <= 0)
+                return r;
+        r = ddi_parse_cancel(a.body, a.size, &stop, err);
+        answer_done(&a);
+        if (r < 0)
+                return r;
+        url = feedback_url(href);
+        if (!url)
+                return upk_err_oom(err);
+        if (keep && streq(keep->action, stop)) {
+                const char *d[] = { "cannot cancel: the update is installed and only waits for the reboot; "
+                                    "the result follows after it",
+                                    NULL };
+
+                r = post_feedback(h, url, stop, "rejected", "none", d, &status, err);
+                if (r >= 0)
+                        upk_log(LOG_LEVEL_NOTICE,
+                                "hawkBit action %s: cancel refused, the update is installed", stop);
+        } else {
+                const char *d[] = { "cancelled; nothing of this action was installed", NULL };
+
+                r = post_feedback(h, url, stop, "closed", "success", d, &status, err);
+                if (r >= 0)
+                        upk_log(LOG_LEVEL_NOTICE, "hawkBit action %s: cancelled by the server", stop);
+        }
+        h->etag[0] = 0;
+        return r;
+}
+
+static int strv_append(char ***l, char *s)
+{
+        size_t n = strv_length(*l);
+        char **v = reallocarray(*l, n + 2, sizeof(char *));
+
+        if (!v)
+                return -ENOMEM;
+        v[n] = s;
+        v[n + 1] = NULL;
+        *l = v;
+        return 0;
+}
+
+static bool is_bundle(const DdiArtifact *a)
+{
+        size_t n = strlen(a->filename);
+
+        return n > 4 && streq(a->filename + n - 4, ".upk");
+}
+
+/* Closes an action the device cannot carry out, saying why. */
+static int refuse(Hawkbit *h, const char *url, const char *action, const char *why, UpkErr *err)
+{
+        const char *d[] = { why, NULL };
+        long status = 0;
+        int r;
+
+        upk_log(LOG_LEVEL_WARNING, "hawkBit action %s refused: %s", action, why);
+        r = post_feedback(h, url, action, "closed", "failure", d, &status, err);
+        h->etag[0] = 0;
+        return r < 0 ? r : 0;
+}
+
+static int handle_deployment(Hawkbit *h, const char *current_version, const Pending *keep, Offer **ret,
+                             UpkErr *err)
+{
+        _cleanup_free_ char *url = NULL;
+        _cleanup_(offer_freep) Offer *o = NULL;
+        const char *href = h->last.deployment_href;
+        DdiDeployment d = {};
+        const DdiArtifact *bundle = NULL;
+        size_t n_bundles = 0;
+        Answer a;
+        int r;
+
+        r = get_action(h, href, "deployment", &a, err);
+        if (r <= 0)
+                return r;
+        r = ddi_parse_deployment(a.body, a.size, "deployment", &d, err);
+        answer_done(&a);
+        if (r < 0)
+                return upk_err_prefix(err, "%s", href);
+        url = feedback_url(href);
+        if (!url) {
+                ddi_deployment_done(&d);
+                return upk_err_oom(err);
+        }
+        if ((keep && streq(keep->action, d.id)) || (h->gone && streq(h->gone, d.id))) {
+                /* Installed and waiting for its reboot, or its artifact went away (404): the server
+                 * says next what became of it. */
+                ddi_deployment_done(&d);
+                return 0;
+        }
+        for (size_t i = 0; i < d.n_artifacts; i++)
+                if (is_bundle(&d.artifacts[i])) {
+                        n_bundles++;
+                        bundle = &d.artifacts[i];
+                }
+        if (n_bundles != 1) {
+                _cleanup_free_ char *why =
+                        strdup_printf("%s upkeep bundle (*.upk) among the %zu artifacts of the deployment",
+                                      n_bundles == 0 ? "no" : "more than one", d.n_artifacts);
+
+                r = refuse(h, url, d.id, why ?: "no single upkeep bundle", err);
+        } else if (!bundle->href) {
+                _cleanup_free_ char *why =
+                        strdup_printf("artifact %s has neither a \"download\" nor a \"download-http\" link",
+                                      bundle->filename);
+
+                r = refuse(h, url, d.id, why ?: "no download link", err);
+        } else if (d.download == DDI_SKIP) {
+                r = 0; /* nothing to do for this device */
+        } else if (d.update == DDI_SKIP) {
+                upk_log(LOG_LEVEL_NOTICE,
+                        "hawkBit action %s: download only (or outside the server's maintenance window); "
+                        "not installed now",
+                        d.id);
+                r = 0;
+        } else if (bundle->chunk_version && current_version &&
+                   streq(bundle->chunk_version, current_version)) {
+                const char *dl[] = { "this version already runs", NULL };
+                long status = 0;
+
+                r = post_feedback(h, url, d.id, "closed", "success", dl, &status, err);
+                h->etag[0] = 0;
+        } else {
+                o = calloc(1, sizeof(*o));
+                if (!o) {
+                        ddi_deployment_done(&d);
+                        return upk_err_oom(err);
+                }
+                o->version = strdup(bundle->chunk_version ?: bundle->filename);
+                o->name = strdup(bundle->filename);
+                o->location = strdup(bundle->href);
+                o->action_id = strdup(d.id);
+                o->feedback_url = TAKE_PTR(url);
+                o->sha256 = bundle->sha256 ? strdup(bundle->sha256) : NULL;
+                o->length = bundle->has_size ? bundle->size : 0;
+                o->forced = d.update == DDI_FORCED;
+                for (size_t i = 0; i < d.n_artifacts && o->version; i++) {
+                        const DdiArtifact *x = &d.artifacts[i];
+                        _cleanup_free_ char *line = NULL;
+
+                        if (x == bundle || strv_length(o->ignored) >= DDI_DETAILS_MAX - 2)
+                                continue;
+                        line = strdup_printf("ignored artifact %s: not an upkeep bundle", x->filename);
+                        if (!line || strv_append(&o->ignored, line) < 0) {
+                                ddi_deployment_done(&d);
+                                return upk_err_oom(err);
+                        }
+                        line = NULL;
+                }
+                if (!o->version || !o->name || !o->location || !o->action_id ||
+                    (bundle->sha256 && !o->sha256)) {
+                        ddi_deployment_done(&d);
+                        return upk_err_oom(err);
+                }
+                r = 0;
+        }
+        ddi_deployment_done(&d);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+int hawkbit_check(Hawkbit *h, const char *current_version, Offer **ret, UpkErr *err)
+{
+        _cleanup_(pending_freep) Pending *keep = NULL;
+        int r;
+
+        *ret = NULL;
+        r = deliver_pending(h, current_version, &keep, err);
+        if (r < 0)
+                return r;
+        r = poll_base(h, err);
+        if (r < 0)
+                return r;
+        if (h->last.config_data_href)
+                put_config_data(h, h->last.config_data_href, current_version);
+        if (h->last.cancel_href)
+                return handle_cancel(h, keep, err);
+        if (h->last.confirmation_href) {
+                upk_log(LOG_LEVEL_NOTICE, "hawkBit: a deployment waits for consent, which this upkeepd does "
+                                          "not give yet");
+                return 0;
+        }
+        if (h->last.deployment_href)
+                return handle_deployment(h, current_version, keep, ret, err);
+        return 0;
+}
+
+/* ---- the install, reported from the loop thread ---- */
+
+static int discard_data(Fetch *f, const void *buf, size_t size, uint64_t offset, void *userdata, UpkErr *err)
+{
+        return FETCH_DATA_CONTINUE;
+}
+
+static void inflight_done(Fetch *f, int r, const UpkErr *err, void *userdata)
+{
+        Hawkbit *h = userdata;
+        const FetchStats *st = fetch_get_stats(f);
+
+        if (r < 0 || !success(st->http_status))
+                upk_log(LOG_LEVEL_WARNING, "hawkBit: a progress report was not taken (%s)",
+                        r < 0 && err ? err->msg : "HTTP status");
+        h->inflight = fetch_free(f);
+}
+
+/* A `proceeding` feedback without waiting for it: skipped while another is on its way. */
+static void send_async(Hawkbit *h, FetchEngine *e, uint64_t cnt, uint64_t of, const char *const *details)
+{
+        _cleanup_free_ char *body = NULL, *auth = NULL;
+        const char *headers[3] = {};
+        FetchOptions fo;
+        UpkErr err = {};
+        size_t n = 0;
+
+        if (h->inflight || !h->current || !e)
+                return;
+        body = ddi_feedback_json(h->current->action, "proceeding", "none", cnt, of, details);
+        if (!body || auth_header(h, &auth, &err) < 0)
+                return;
+        if (auth)
+                headers[n++] = auth;
+        headers[n++] = "Content-Type: application/json";
+        request_options(h, &fo, headers);
+        fo.cancel_fd = 0;
+        fo.method = "POST";
+        fo.body = body;
+        fo.body_size = strlen(body);
+        if (fetch_new(e, h->current->feedback, DDI_RESPONSE_MAX, &fo, discard_data, inflight_done, h,
+                      &h->inflight, &err) < 0)
+                upk_log(LOG_LEVEL_WARNING, "hawkBit: cannot send a progress report: %s", err.msg);
+        if (auth)
+                explicit_bzero(auth, strlen(auth));
+}
+
+void hawkbit_install_started(Hawkbit *h, FetchEngine *e, const Offer *o)
+{
+        _cleanup_(pending_freep) Pending *p = calloc(1, sizeof(Pending));
+        const char *details[DDI_DETAILS_MAX + 1] = {};
+        _cleanup_free_ char *first = NULL;
+        UpkErr err = {};
+        size_t n = 0;
+
+        if (!p || !o->action_id)
+                return;
+        p->action = strdup(o->action_id);
+        p->version = strdup(o->version);
+        p->feedback = strdup(o->feedback_url);
+        p->phase = PHASE_INSTALLING;
+        if (!p->action || !p->version || !p->feedback)
+                return;
+        if (pending_save(h->config, p, &err) < 0)
+                upk_log(LOG_LEVEL_ERROR, "hawkBit action %s: %s", o->action_id, err.msg);
+        pending_free(h->current);
+        h->current = TAKE_PTR(p);
+        h->progress_sent_usec = now_usec();
+        first = strdup_printf("downloading and installing %s (version %s)", o->name, o->version);
+        details[n++] = first ?: "downloading and installing";
+        for (size_t i = 0; o->ignored && o->ignored[i] && n < DDI_DETAILS_MAX; i++)
+                details[n++] = o->ignored[i];
+        send_async(h, e, 0, 0, details);
+}
+
+void hawkbit_install_progress(Hawkbit *h, FetchEngine *e, uint64_t done, uint64_t total)
+{
+        uint64_t now = now_usec();
+        const char *details[] = { "installing", NULL };
+
+        if (!h->current || total == 0 || now - h->progress_sent_usec < HAWKBIT_PROGRESS_USEC)
+                return;
+        h->progress_sent_usec = now;
+        send_async(h, e, done, total, details);
+}
+
+bool hawkbit_install_finished(Hawkbit *h, FetchEngine *e, bool ok, const UpkErr *err)
+{
+        _cleanup_(pending_freep) Pending *p = TAKE_PTR(h->current);
+        UpkErr e2 = {};
+
+        if (!p)
+                return false;
+        if (ok) {
+                p->phase = PHASE_INSTALLED;
+                if (pending_save(h->config, p, &e2) < 0)
+                        upk_log(LOG_LEVEL_ERROR, "hawkBit action %s: %s", p->action, e2.msg);
+                return true; /* the next check says "installed, waiting for the reboot" */
+        }
+        if (err && err->kind == UPK_ERR_NETWORK && err->code == -ENOENT) {
+                /* 404 on the download: the action went away (cancelled). Nothing to report: the next
+                 * poll shows what became of it. */
+                upk_log(LOG_LEVEL_NOTICE, "hawkBit action %s: its artifact is gone (404); stopped",
+                        p->action);
+                pending_remove(h->config);
+                free(h->gone);
+                h->gone = TAKE_PTR(p->action);
+                return true;
+        }
+        if (err && err->code == -ECANCELED) {
+                /* Cancelled on the device: the action stays open; the server offers it again. */
+                pending_remove(h->config);
+                return false;
+        }
+        p->phase = PHASE_REPORT;
+        free(p->finished);
+        free(p->detail);
+        p->finished = strdup("failure");
+        p->detail = strdup_printf("the install failed; nothing was activated: %s",
+                                  err && err->msg[0] ? err->msg : "unknown error");
+        if (!p->finished || !p->detail || pending_save(h->config, p, &e2) < 0)
+                upk_log(LOG_LEVEL_ERROR, "hawkBit action %s: cannot record the failed install: %s",
+                        p->action, e2.msg[0] ? e2.msg : "out of memory");
+        return true;
+}

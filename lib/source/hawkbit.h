@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The Eclipse hawkBit DDI source ([source] type = hawkbit; built with -Dhawkbit). Private to lib/source:
+ * source.c calls it. A check (worker thread):
+ *   1. delivers what DATA_DIR/hawkbit.json (the pending action, written atomically) says is due: the
+ *      final `closed` of an installed action once its reboot was confirmed (success) or fell back
+ *      (failure), the failure of an install that stopped; retried at every check until the server
+ *      answers (a 410 or 404 counts: the action is closed or gone), so exactly once;
+ *   2. polls the controller base (If-None-Match with the last ETag; a 304 reuses the last answer);
+ *   3. follows the links: configData (PUT the device's attributes), cancelAction (accepted with
+ *      closed+success while nothing of the action is installed; refused with `rejected` once it waits
+ *      for its reboot), deploymentBase (the artifact that is an upkeep bundle becomes the offer).
+ * The install of the offer (loop thread) records the action in hawkbit.json and reports `proceeding`
+ * with throttled progress through the daemon's fetch engine. */
+
+#include "source.h"
+
+#define HAWKBIT_STATE_FILE    "hawkbit.json"
+#define HAWKBIT_STATE_MAX     (64u * 1024u)
+#define HAWKBIT_TOKEN_MAX     4096u
+#define HAWKBIT_SLEEP_MIN_SEC 30u /* the server's sleep is kept within these */
+#define HAWKBIT_SLEEP_MAX_SEC (24u * 3600u)
+#define HAWKBIT_PROGRESS_USEC (20ull * 1000000ull) /* at most one progress report per 20 s */
+#define HAWKBIT_REQUEST_MSEC  (120u * 1000u)       /* one REST call, all included */
+
+typedef struct Hawkbit Hawkbit;
+
+int hawkbit_new(const Config *c, int cancel_fd, Hawkbit **ret, UpkErr *err);
+Hawkbit *hawkbit_free(Hawkbit *h);
+int hawkbit_check(Hawkbit *h, const char *current_version, Offer **ret, UpkErr *err);
+/* The server's sleep, bounded; 0 before the first answer that had one. */
+uint64_t hawkbit_sleep_usec(const Hawkbit *h);
+/* The request header lines a download of the offer sends (the Authorization); NULL-terminated, or NULL
+ * for none. Reads the token file. */
+int hawkbit_download_headers(Hawkbit *h, char ***ret, UpkErr *err);
+
+/* Loop thread. */
+void hawkbit_install_started(Hawkbit *h, FetchEngine *e, const Offer *o);
+void hawkbit_install_progress(Hawkbit *h, FetchEngine *e, uint64_t done, uint64_t total);
+/* True when a report is due that the next check should deliver soon. */
+bool hawkbit_install_finished(Hawkbit *h, FetchEngine *e, bool ok, const UpkErr *err);

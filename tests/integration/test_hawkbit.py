@@ -1,0 +1,319 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""upkeepd with [source] type = hawkbit against the DDI emulator (tests/hawkbit_emu.py), on a private
+bus: the deployment found by the poll and installed through the URL install path, `proceeding` while it
+runs, nothing final before the reboot, `closed + success` exactly once after the confirmation (also when
+the server is down at that moment and the daemon restarts), `closed + failure` with the reason after a
+fall back and for a bundle the keyring refuses, cancel before the install (accepted) and while the
+reboot is pending (refused), 401 naming the credential, bad and oversized answers, 404 on the download,
+configData, the artifacts that are not bundles, ETag/304."""
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from device import Device, make_bundle, payload_bytes
+from test_daemon import Bus, Monitor, Service
+from test_poll import World as PollWorld
+
+SOURCE_ROOT = Path(os.environ.get("UPKEEP_SOURCE_ROOT", Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(SOURCE_ROOT / "tests"))
+from hawkbit_emu import Emulator  # noqa: E402
+
+UPDATECTL = os.environ["UPDATECTL"]
+TOKEN = "s3cr3t-target-token-0042"
+NO_AUTO_CHECK = {"UPKEEP_TEST_FIRST_CHECK_SEC": "3600"}
+SOON = {"UPKEEP_TEST_FIRST_CHECK_SEC": "1"}
+
+
+class World(PollWorld):
+    """A device, the emulator with target gw-0042, a private bus; upkeepd started on demand (ctl, get,
+    wait, wait_state and log as test_poll's World)."""
+
+    def __init__(self, tmp, policy="all", auth="target-token", token=TOKEN + "\n", health_fail=False):
+        self.tmp = tmp
+        self.emu = Emulator().start()
+        self.emu.target("gw-0042", token=TOKEN)
+        self.device = Device(tmp / "dev", extra_policy=f"auto-install = {policy}\n")
+        self.token_file = tmp / "hawkbit.token"
+        self.token_file.write_text(token)
+        self.token_file.chmod(0o600)
+        with open(self.device.conf, "a") as f:
+            f.write(f"\n[source]\ntype = hawkbit\nurl = {self.emu.url('/')}\ntenant = DEFAULT\n"
+                    f"controller-id = gw-0042\nauth = {auth}\ntoken-file = {self.token_file}\n"
+                    "poll-interval = 1h\njitter = 0\n")
+        if health_fail:
+            check = self.device.health / "10-fail"
+            check.write_text("#!/bin/sh\necho 'gateway unreachable' >&2\nexit 3\n")
+            check.chmod(0o755)
+        self.bus = Bus()
+        self.monitor = Monitor(self.bus)
+        self.services = []
+
+    def bundle(self, version="1.1.0", seed=7, signer="signer"):
+        return make_bundle(self.tmp, version, payload_bytes(seed, 256 * 1024), name=f"{signer}-{seed}",
+                           signer=signer).read_bytes()
+
+    def assign(self, data, version="1.1.0", extra=None, **kw):
+        files = {f"acme-gw-{version}.upk": data}
+        files.update(extra or {})
+        sm = self.emu.module(files, version=version)
+        return sm, self.emu.assign("gw-0042", [sm], **kw)
+
+    def start(self, env=None):
+        s = Service(self.bus, self.device, env=dict({"TZ": "UTC"}, **(env or NO_AUTO_CHECK)))
+        self.services.append(s)
+        return s
+
+    def closed(self, aid):
+        return [f for f in self.emu.feedback(aid, "deployment") if f.get("execution") == "closed"]
+
+    def close(self):
+        for s in self.services:
+            s.kill()
+        self.monitor.stop()
+        self.bus.stop()
+        self.emu.stop()
+
+
+@pytest.fixture
+def world(tmp_path):
+    worlds = []
+
+    def make(**kw):
+        w = World(tmp_path / f"w{len(worlds)}", **kw)
+        worlds.append(w)
+        return w
+    try:
+        yield make
+    finally:
+        for w in worlds:
+            w.close()
+
+
+def describe(p):
+    return f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+
+
+def check(w):
+    p = w.ctl("check")
+    return p
+
+
+def reboot_and_start(w, env=None):
+    for s in w.services:
+        s.stop()
+    assert w.device.reboot() in ("A", "B")
+    return w.start(env=env or SOON)
+
+
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_forced_deployment_reported_only_after_the_reboot(world):
+    w = world()
+    data = w.bundle()
+    sm, a = w.assign(data, extra={"release-notes.txt": b"notes\n"})
+    w.start(env=SOON)
+    w.wait_state("pending-reboot")
+    assert w.device.slot["B"].read_bytes()[:1000] == payload_bytes(7, 256 * 1024)[:1000]
+    # The download went through the emulator with the target token; the other artifact was not fetched.
+    dl = [r for r in w.emu.requests_to("download")]
+    assert dl and all(r["auth"] == f"TargetToken {TOKEN}" for r in dl), dl
+    assert all("release-notes" not in r["path"] for r in dl)
+    # proceeding while it ran, naming the ignored artifact; nothing final before the reboot.
+    w.wait(lambda: w.emu.feedback(a.id), what="the first proceeding")
+    first = w.emu.feedback(a.id)[0]
+    assert (first["execution"], first["finished"], first["id"]) == ("proceeding", "none", str(a.id))
+    assert any("ignored artifact release-notes.txt: not an upkeep bundle" in d for d in first["details"])
+    assert "timestamp" not in first["body"]
+    assert not w.closed(a.id)
+    # The device's attributes went with the first poll.
+    attrs = w.emu.targets[("default", "gw-0042")].attributes
+    assert attrs["compatible"] == "acme-gw" and attrs["version"] == "1.0.0", attrs
+    # The next check says "installed, waiting for the reboot" and does not install again.
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+    assert any("waiting for the reboot" in " ".join(f["details"]) for f in w.emu.feedback(a.id))
+    assert not w.closed(a.id) and a.status == "RUNNING"
+    assert w.get("State") == "pending-reboot"
+    state = json.loads((w.device.data / "hawkbit.json").read_text())
+    assert (state["action"], state["phase"], state["version"]) == (str(a.id), "installed", "1.1.0")
+
+    s2 = reboot_and_start(w)
+    w.wait(lambda: w.closed(a.id), what="the final report")
+    assert w.get("CurrentVersion") == "1.1.0"
+    closed = w.closed(a.id)
+    assert [(f["finished"], f["accepted"]) for f in closed] == [("success", True)], closed
+    assert a.status == "FINISHED"
+    assert not (w.device.data / "hawkbit.json").exists()
+    assert f"hawkBit action {a.id}: reported closed + success" in s2.text()
+    # Exactly once: later checks send nothing more; the installed version is not offered again.
+    p = check(w)
+    assert p.returncode == 0 and p.stdout == "up to date\n", describe(p)
+    assert len(w.closed(a.id)) == 1
+    assert TOKEN not in w.log()
+
+
+def test_fall_back_reported_as_failure_with_the_reason(world):
+    w = world(health_fail=True)
+    _, a = w.assign(w.bundle())
+    w.start(env=SOON)
+    w.wait_state("pending-reboot")
+    reboot_and_start(w)
+    w.wait(lambda: w.closed(a.id), what="the final report")
+    closed = w.closed(a.id)
+    assert len(closed) == 1 and closed[0]["finished"] == "failure", closed
+    detail = " ".join(closed[0]["details"])
+    assert "version 1.1.0 did not stay" in detail and "gateway unreachable" in detail, detail
+    assert a.status == "ERROR"
+
+
+def test_bundle_of_an_unknown_signer_reported_as_failure(world):
+    w = world()
+    _, a = w.assign(w.bundle(signer="other-signer"))
+    w.start(env=SOON)
+    w.wait(lambda: w.closed(a.id), what="the failure report")
+    closed = w.closed(a.id)
+    assert len(closed) == 1 and closed[0]["finished"] == "failure", closed
+    assert "nothing was activated" in closed[0]["details"][0], closed
+    assert w.device.primary() == "A"
+    assert not w.device.state().get("pending")
+
+
+def test_final_report_waits_for_the_server_across_restarts(world):
+    w = world()
+    _, a = w.assign(w.bundle())
+    w.start(env=SOON)
+    w.wait_state("pending-reboot")
+    w.emu.fault("deploymentFeedback", status=503, times=-1, body="<html>down</html>")
+    s = reboot_and_start(w)
+    w.wait(lambda: any(f.get("execution") == "closed" for f in w.emu.feedback(a.id)) or
+           "cannot report the result of action" in s.text() or
+           any(r["status"] == 503 for r in w.emu.requests_to("deploymentFeedback")),
+           what="a refused report")
+    w.wait(lambda: "check failed" in s.text(), what="the failed check")
+    assert a.status == "RUNNING"
+    assert json.loads((w.device.data / "hawkbit.json").read_text())["phase"] == "report"
+    # The daemon restarts while the server is still down, then the server comes back.
+    for x in w.services:
+        x.stop()
+    w.start()
+    w.emu.clear_faults()
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+    accepted = [f for f in w.closed(a.id) if f["accepted"]]
+    assert len(accepted) == 1 and accepted[0]["finished"] == "success"
+    p = check(w)
+    assert len([f for f in w.closed(a.id) if f["accepted"]]) == 1
+
+
+def test_cancel_before_install_is_accepted_and_after_install_refused(world):
+    w = world(policy="none")
+    _, a = w.assign(w.bundle())
+    w.start()
+    p = check(w)
+    assert p.returncode == 0 and "1.1.0" in p.stdout, describe(p)
+    w.emu.cancel(a.id)
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+    fb = w.emu.feedback(a.id, "cancel")
+    assert [(f["execution"], f["finished"]) for f in fb] == [("closed", "success")]
+    assert a.status == "CANCELED" and not w.emu.requests_to("download")
+
+    _, b = w.assign(w.bundle(seed=8))
+    p = check(w)
+    assert p.returncode == 0 and "1.1.0" in p.stdout, describe(p)
+    p = w.ctl("install")
+    assert p.returncode == 0, describe(p)
+    w.wait_state("pending-reboot")
+    w.emu.cancel(b.id)
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+    fb = w.emu.feedback(b.id, "cancel")
+    assert [f["execution"] for f in fb] == ["rejected"], fb
+    assert "waits for the reboot" in fb[0]["details"][0]
+    assert b.status == "RUNNING"
+    reboot_and_start(w)
+    w.wait(lambda: w.closed(b.id), what="the final report")
+    assert b.status == "FINISHED"
+
+
+def test_401_names_the_credential_and_never_logs_it(world):
+    w = world(token="wrong-token\n")
+    w.start()
+    p = check(w)
+    assert p.returncode != 0
+    assert "did not accept the target token from" in p.stderr and str(w.token_file) in p.stderr, describe(p)
+    assert "HTTP 401" in w.get("LastError")
+    assert "wrong-token" not in w.log() + p.stderr
+
+
+@pytest.mark.parametrize("body, message", [
+    ('{"config": {"polling": ', "poll answer"),
+    ("", "empty answer"),
+    ('{"config": {}, "_links": {"deploymentBase": "x"}}', "deploymentBase"),
+    ("[" * 10 + "]" * 10, "poll answer"),
+    ('{"pad": "' + "x" * (300 * 1024) + '"}', "allowed"),
+], ids=["cut", "empty", "link-not-object", "not-an-object", "oversized"])
+def test_bad_poll_answers_fail_the_check_and_say_why(world, body, message):
+    w = world()
+    w.start()
+    w.emu.fault("poll", status=200, body=body)
+    p = check(w)
+    assert p.returncode != 0 and message in p.stderr, describe(p)
+    assert w.get("State") == "error"
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+
+
+def test_server_down_and_5xx(world):
+    w = world()
+    w.start()
+    w.emu.fault("poll", status=503, times=1, body="<html>Service Unavailable</html>")
+    p = check(w)
+    assert p.returncode != 0 and "HTTP 503" in p.stderr, describe(p)
+    port = w.emu.port
+    w.emu.stop()
+    p = check(w)
+    assert p.returncode != 0 and f"127.0.0.1:{port}" in p.stderr, describe(p)
+
+
+def test_404_on_the_download_stops(world):
+    w = world()
+    _, a = w.assign(w.bundle())
+    w.emu.fault("download", status=404, times=-1)
+    s = w.start(env=SOON)
+    w.wait(lambda: "its artifact is gone (404)" in s.text(), what="the stop")
+    w.wait(lambda: w.get("State") in ("error", "idle"), what="the end of the install")
+    assert len(w.emu.requests_to("download")) == 1
+    assert not w.closed(a.id)
+    assert not (w.device.data / "hawkbit.json").exists()
+
+
+def test_no_bundle_among_the_artifacts_is_refused(world):
+    w = world()
+    sm = w.emu.module({"firmware.swu": b"not ours"})
+    a = w.emu.assign("gw-0042", [sm])
+    w.start()
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+    closed = w.closed(a.id)
+    assert len(closed) == 1 and closed[0]["finished"] == "failure"
+    assert "no upkeep bundle (*.upk) among the 1 artifacts" in closed[0]["details"][0]
+
+
+def test_etag_and_sleep(world):
+    w = world()
+    w.emu.tenant("DEFAULT").sleep = "00:10:00"
+    s = w.start()
+    # The first poll asks for the attributes, whose PUT changes the answer: the third is a 304.
+    for _ in range(3):
+        assert check(w).returncode == 0
+    polls = w.emu.requests_to("poll")
+    assert [p["status"] for p in polls] == [200, 200, 304], polls
+    assert polls[-1]["if_none_match"]
+    assert re.search(r"next check in 1[01]m", s.text()), s.text()
