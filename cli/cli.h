@@ -99,6 +99,7 @@ char *format_when(char *buf, size_t size, uint64_t usec);
 
 /* The verbs. */
 int bundle_main(int argc, char *argv[]);
+int repo_main(int argc, char *argv[]); /* -Dtuf only */
 int status_main(int argc, char *argv[], CliArgs *args);
 int install_main(int argc, char *argv[], CliArgs *args);
 int monitor_main(int argc, char *argv[], CliArgs *args);

@@ -107,13 +107,21 @@ static void help(void)
                "  postpone DURATION          no automatic install for DURATION (6h, 1d, 1h30m)\n"
                "  enable | disable           turn automatic updates on or off\n\n");
 #endif
-        printf("Bundles (no daemon needed):\n"
+        printf("Bundles (offline: no daemon needed):\n"
                "  bundle create --manifest M.json --cert C.pem --key K.pem [--chain I.pem]\n"
                "                [--payload-dir DIR] [--allow-any-eku] -o OUT.upk\n"
                "  bundle info [--keyring CA.pem] [--crl CRL.pem] [--allow-any-eku] [--json] B.upk\n"
                "  bundle verify --keyring CA.pem [--crl CRL.pem] [--allow-any-eku] B.upk\n"
                "  bundle extract --keyring CA.pem [--crl CRL.pem] [--allow-any-eku] B.upk DIR\n"
                "                (--allow-any-eku: also a signer without codeSigning; weaker)\n\n"
+#if HAVE_TUF
+               "TUF repositories (the vendor's side of [source] type = tuf):\n"
+               "  repo init DIR [--key-type ed25519|ecdsa|rsa] [--threshold ROLE=N]\n"
+               "                [--expires ROLE=DURATION] [--key ROLE=PEM]\n"
+               "  repo add DIR B.upk... --keyring CA.pem [--crl CRL.pem] [--key PEM]\n"
+               "  repo timestamp DIR [--force] [--key PEM]   (exit 3: nothing re-signed)\n"
+               "  repo status DIR\n\n"
+#endif
                "Options:\n"
                "  -h --help     show this help\n"
                "     --version  show the version\n"
@@ -121,7 +129,7 @@ static void help(void)
                "     --json     print JSON (status, history, slots, support)\n"
                "     --no-block do not wait for the end of an install\n"
 #else
-               "\nThis build has only the bundle commands (-Ddaemon=false).\n"
+               "\nThis build has only the offline commands (-Ddaemon=false).\n"
 #endif
                "\nSee %s(1).\n",
                program_name);
@@ -195,7 +203,7 @@ int main(int argc, char *argv[])
                 return status_main(1, status_argv, &args);
 #else
                 (void)status_argv;
-                return cli_usage_error("no command given (this build has only the bundle commands)");
+                return cli_usage_error("no command given (this build has only the offline commands)");
 #endif
         }
         if (streq(argv[optind], "bundle")) {
@@ -204,6 +212,14 @@ int main(int argc, char *argv[])
                                                "bundle command");
                 return bundle_main(argc - optind, argv + optind);
         }
+#if HAVE_TUF
+        if (streq(argv[optind], "repo")) {
+                if (args.given)
+                        return cli_usage_error("repo: global options do not apply; give them after the "
+                                               "repo command");
+                return repo_main(argc - optind, argv + optind);
+        }
+#endif
         if (streq(argv[optind], "help")) {
                 help();
                 return EXIT_OK;
@@ -213,5 +229,5 @@ int main(int argc, char *argv[])
                         return verbs[i].func(argc - optind, argv + optind, &args);
         return cli_usage_error("unknown command \"%s\"%s", argv[optind],
                                HAVE_DAEMON ? ""
-                                           : " (this build has only the bundle commands: -Ddaemon=false)");
+                                           : " (this build has only the offline commands: -Ddaemon=false)");
 }

@@ -15,18 +15,26 @@ static int cmp_str(const void *a, const void *b)
         return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static void put_string(FILE *f, const char *s, size_t n)
+static void put_string(FILE *f, const char *s, size_t n, bool escape_control)
 {
         fputc('"', f);
         for (size_t i = 0; i < n; i++) {
-                if (s[i] == '"' || s[i] == '\\')
+                unsigned char c = (unsigned char)s[i];
+                if (escape_control && c < 0x20) {
+                        if (c == '\n')
+                                fputs("\\n", f);
+                        else
+                                fprintf(f, "\\u%04x", c);
+                        continue;
+                }
+                if (c == '"' || c == '\\')
                         fputc('\\', f);
-                fputc(s[i], f);
+                fputc(c, f);
         }
         fputc('"', f);
 }
 
-static int encode(FILE *f, json_object *v, unsigned depth)
+static int encode(FILE *f, json_object *v, bool escape_control, unsigned depth)
 {
         int r;
 
@@ -51,14 +59,15 @@ static int encode(FILE *f, json_object *v, unsigned depth)
                 return 0;
         }
         case json_type_string:
-                put_string(f, json_object_get_string(v), (size_t)json_object_get_string_len(v));
+                put_string(f, json_object_get_string(v), (size_t)json_object_get_string_len(v),
+                           escape_control);
                 return 0;
         case json_type_array:
                 fputc('[', f);
                 for (size_t i = 0; i < json_object_array_length(v); i++) {
                         if (i > 0)
                                 fputc(',', f);
-                        r = encode(f, json_object_array_get_idx(v, i), depth + 1);
+                        r = encode(f, json_object_array_get_idx(v, i), escape_control, depth + 1);
                         if (r < 0)
                                 return r;
                 }
@@ -80,9 +89,9 @@ static int encode(FILE *f, json_object *v, unsigned depth)
                 for (size_t i = 0; i < n; i++) {
                         if (i > 0)
                                 fputc(',', f);
-                        put_string(f, keys[i], strlen(keys[i]));
+                        put_string(f, keys[i], strlen(keys[i]), escape_control);
                         fputc(':', f);
-                        r = encode(f, json_object_object_get(v, keys[i]), depth + 1);
+                        r = encode(f, json_object_object_get(v, keys[i]), escape_control, depth + 1);
                         if (r < 0)
                                 return r;
                 }
@@ -93,7 +102,7 @@ static int encode(FILE *f, json_object *v, unsigned depth)
         return -EINVAL;
 }
 
-int tuf_canonical_json(json_object *v, char **ret, size_t *ret_size)
+static int encode_to(json_object *v, bool escape_control, char **ret, size_t *ret_size)
 {
         _cleanup_free_ char *buf = NULL;
         size_t size = 0;
@@ -103,7 +112,7 @@ int tuf_canonical_json(json_object *v, char **ret, size_t *ret_size)
                 _cleanup_(fclosep) FILE *f = open_memstream(&buf, &size);
                 if (!f)
                         return -ENOMEM;
-                r = encode(f, v, 0);
+                r = encode(f, v, escape_control, 0);
                 if (r < 0)
                         return r;
                 if (fflush(f) != 0 || ferror(f))
@@ -114,4 +123,14 @@ int tuf_canonical_json(json_object *v, char **ret, size_t *ret_size)
         *ret = TAKE_PTR(buf);
         *ret_size = size;
         return 0;
+}
+
+int tuf_canonical_json(json_object *v, char **ret, size_t *ret_size)
+{
+        return encode_to(v, false, ret, ret_size);
+}
+
+int tuf_sorted_json(json_object *v, char **ret, size_t *ret_size)
+{
+        return encode_to(v, true, ret, ret_size);
 }

@@ -13,3 +13,8 @@
 
 /* A malloc()ed, NUL-terminated encoding of `v` in *ret and its length in *ret_size. */
 int tuf_canonical_json(json_object *v, char **ret, size_t *ret_size);
+
+/* The same encoding, except that control characters in strings are escaped (\n, \u00XX), so the result is
+ * also strict JSON (RFC 8259): how metadata files are written. A PEM public key holds newlines, which
+ * canonical JSON keeps as raw bytes. */
+int tuf_sorted_json(json_object *v, char **ret, size_t *ret_size);

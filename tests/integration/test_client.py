@@ -716,7 +716,7 @@ def test_bash_completion(tmp_path):
     (tmp_path / "out").mkdir()
     assert complete(["updatectl", ""], tmp_path) == sorted(
         "status check install cancel rollback mark-good history slots monitor support postpone enable disable "
-        "bundle help".split())
+        "bundle repo help".split())
     assert complete(["updatectl", "ro"], tmp_path) == ["rollback"]
     assert complete(["updatectl", "--"], tmp_path) == ["--help", "--json", "--no-block", "--version"]
     assert complete(["updatectl", "install", ""], tmp_path) == ["b.upk", "out"]
@@ -728,6 +728,12 @@ def test_bash_completion(tmp_path):
     assert complete(["updatectl", "bundle", "verify", "--"], tmp_path) == ["--allow-any-eku", "--crl", "--keyring"]
     assert complete(["updatectl", "bundle", "create", "--payload-dir", ""], tmp_path) == ["out"]
     assert complete(["updatectl", "bundle", "extract", "--keyring", "k.pem", "b.upk", ""], tmp_path) == ["out"]
+    assert complete(["updatectl", "repo", ""], tmp_path) == ["add", "init", "status", "timestamp"]
+    assert complete(["updatectl", "repo", "init", "out", "--key-type", ""], tmp_path) == ["ecdsa", "ed25519", "rsa"]
+    assert complete(["updatectl", "repo", "add", "out", "--"], tmp_path) == [
+        "--allow-any-eku", "--crl", "--key", "--keyring"]
+    assert complete(["updatectl", "repo", "add", ""], tmp_path) == ["out"]
+    assert complete(["updatectl", "repo", "add", "out", ""], tmp_path) == ["b.upk", "out"]
 
 
 def test_monitor_without_daemon_and_bus_lost(bus):

@@ -1,0 +1,943 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "tuf-repo.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "hexdecoct.h"
+#include "json-util.h"
+#include "openssl-util.h"
+#include "path-util.h"
+#include "strv.h"
+#include "tuf-json.h"
+
+#define SPEC_VERSION      "1.0.31"
+#define REPO_CONF         "repo.json"
+#define REPO_CONF_MAX     4096
+#define METADATA_FILE_MAX (16u * 1024u * 1024u)
+#define COPY_BUFFER       (256u * 1024u)
+#define TARGET_NAME_MAX   255
+#define PERIOD_MAX        (UINT64_C(100) * 365 * 86400)
+#define KEY_FILES_MAX     1024
+
+static inline void closedirp(DIR **d)
+{
+        if (*d)
+                closedir(*d);
+}
+
+static const uint64_t default_period[_TUF_ROLE_TYPE_MAX] = {
+        [TUF_ROLE_ROOT] = TUF_REPO_ROOT_PERIOD,
+        [TUF_ROLE_TIMESTAMP] = TUF_REPO_TIMESTAMP_PERIOD,
+        [TUF_ROLE_SNAPSHOT] = TUF_REPO_SNAPSHOT_PERIOD,
+        [TUF_ROLE_TARGETS] = TUF_REPO_TARGETS_PERIOD,
+};
+
+static void format_expires(time_t t, char buf[static 32])
+{
+        struct tm tm;
+
+        if (!gmtime_r(&t, &tm) || strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+                snprintf(buf, 32, "9999-12-31T23:59:59Z");
+}
+
+static json_object *new_signed(TufRoleType type, uint64_t version, time_t expires)
+{
+        json_object *o = json_object_new_object();
+        char buf[32];
+
+        if (!o)
+                return NULL;
+        format_expires(expires, buf);
+        json_object_object_add(o, "_type", json_object_new_string(tuf_role_type_to_string(type)));
+        json_object_object_add(o, "spec_version", json_object_new_string(SPEC_VERSION));
+        json_object_object_add(o, "version", json_object_new_uint64(version));
+        json_object_object_add(o, "expires", json_object_new_string(buf));
+        return o;
+}
+
+static void set_version_expires(json_object *s, uint64_t version, time_t expires)
+{
+        char buf[32];
+
+        format_expires(expires, buf);
+        json_object_object_add(s, "version", json_object_new_uint64(version));
+        json_object_object_add(s, "expires", json_object_new_string(buf));
+}
+
+/* ---- the repository object ---- */
+
+TufRepo *tuf_repo_free(TufRepo *r)
+{
+        if (!r)
+                return NULL;
+        free(r->dir);
+        free(r->metadata_dir);
+        free(r->targets_dir);
+        free(r->keys_dir);
+        for (size_t i = 0; i < _TUF_ROLE_TYPE_MAX; i++)
+                tuf_metadata_free(r->md[i]);
+        for (size_t i = 0; i < r->n_signers; i++) {
+                tuf_signer_free(r->signers[i]);
+                free(r->signer_paths[i]);
+        }
+        free(r->signers);
+        free(r->signer_paths);
+        if (r->new_targets)
+                json_object_put(r->new_targets);
+        free(r);
+        return NULL;
+}
+
+static int repo_alloc(const char *dir, time_t now, TufRepo **ret)
+{
+        _cleanup_(tuf_repo_freep) TufRepo *r = calloc(1, sizeof(TufRepo));
+
+        if (!r)
+                return -ENOMEM;
+        r->now = now;
+        r->dir = strdup(dir);
+        r->metadata_dir = path_join(dir, "metadata");
+        r->targets_dir = path_join(dir, "targets");
+        r->keys_dir = path_join(dir, "keys");
+        if (!r->dir || !r->metadata_dir || !r->targets_dir || !r->keys_dir)
+                return -ENOMEM;
+        *ret = TAKE_PTR(r);
+        return 0;
+}
+
+/* Take ownership of `s`. */
+static int repo_keep_signer(TufRepo *r, TufSigner *s, const char *path, UpkErr *err)
+{
+        TufSigner **v;
+        char **p;
+
+        for (size_t i = 0; i < r->n_signers; i++)
+                if (streq(r->signers[i]->keyid, s->keyid)) {
+                        tuf_signer_free(s);
+                        return 0;
+                }
+        v = reallocarray(r->signers, r->n_signers + 1, sizeof(TufSigner *));
+        if (!v) {
+                tuf_signer_free(s);
+                return upk_err_oom(err);
+        }
+        r->signers = v;
+        p = reallocarray(r->signer_paths, r->n_signers + 1, sizeof(char *));
+        if (!p) {
+                tuf_signer_free(s);
+                return upk_err_oom(err);
+        }
+        r->signer_paths = p;
+        r->signer_paths[r->n_signers] = strdup(path);
+        if (!r->signer_paths[r->n_signers]) {
+                tuf_signer_free(s);
+                return upk_err_oom(err);
+        }
+        r->signers[r->n_signers++] = s;
+        return 0;
+}
+
+bool tuf_repo_has_key(const TufRepo *r, const char *keyid, const char **ret_path)
+{
+        for (size_t i = 0; i < r->n_signers; i++)
+                if (streq(r->signers[i]->keyid, keyid)) {
+                        if (ret_path)
+                                *ret_path = r->signer_paths[i];
+                        return true;
+                }
+        return false;
+}
+
+static const TufSigner *find_signer(const TufRepo *r, const char *keyid)
+{
+        for (size_t i = 0; i < r->n_signers; i++)
+                if (streq(r->signers[i]->keyid, keyid))
+                        return r->signers[i];
+        return NULL;
+}
+
+/* The keys at hand for `role` of the root, in the root's order; at least its threshold of them. */
+static int role_signers(const TufRepo *r, const TufMetadata *root, const char *role, TufSigner ***ret,
+                        size_t *ret_n, UpkErr *err)
+{
+        const TufRole *ro = tuf_metadata_find_role(root, role);
+        _cleanup_free_ TufSigner **v = NULL;
+        size_t n = 0;
+
+        if (!ro)
+                return upk_err(err, UPK_ERR_CONFIG, -ENOENT, "%s: no such role in the root", role);
+        v = calloc(ro->n_keyids ?: 1, sizeof(TufSigner *));
+        if (!v)
+                return upk_err_oom(err);
+        for (size_t i = 0; i < ro->n_keyids; i++) {
+                const TufSigner *s = find_signer(r, ro->keyids[i]);
+                if (s)
+                        v[n++] = (TufSigner *)s;
+        }
+        if (n < ro->threshold)
+                return upk_err(err, UPK_ERR_SIGNATURE, -ENOKEY,
+                               "%s: %zu of the %" PRIu64 " keys needed to sign are at hand (in %s/keys or "
+                               "given with --key)",
+                               role, n, ro->threshold, r->dir);
+        *ret = TAKE_PTR(v);
+        *ret_n = n;
+        return 0;
+}
+
+static int check_root_current(const TufRepo *r, UpkErr *err)
+{
+        const TufMetadata *root = r->md[TUF_ROLE_ROOT];
+
+        if (tuf_metadata_expired(root, r->now))
+                return upk_err(err, UPK_ERR_SIGNATURE, -EKEYEXPIRED,
+                               "root version %" PRIu64 " expired at %s: devices refuse everything signed "
+                               "under it; sign a new root first",
+                               root->version, root->expires_str);
+        return 0;
+}
+
+/* Sign `signed_obj` as `role` (its keys under the current root), parse the result with the client's
+ * parser and check its threshold, so nothing is written that a device would refuse. */
+static int sign_role(const TufRepo *r, const TufMetadata *root, TufRoleType type, json_object *signed_obj,
+                     char **ret, size_t *ret_size, TufMetadata **ret_md, UpkErr *err)
+{
+        _cleanup_(tuf_metadata_freep) TufMetadata *m = NULL;
+        _cleanup_free_ TufSigner **signers = NULL;
+        _cleanup_free_ char *bytes = NULL;
+        const char *role = tuf_role_type_to_string(type);
+        size_t n = 0, size = 0;
+        int q;
+
+        q = role_signers(r, root, role, &signers, &n, err);
+        if (q < 0)
+                return q;
+        q = tuf_sign_document(signed_obj, signers, n, &bytes, &size, err);
+        if (q < 0)
+                return upk_err_prefix(err, "%s", role);
+        q = tuf_metadata_parse(bytes, size, type, NULL, &m, err);
+        if (q < 0)
+                return upk_err_prefix(err, "the new %s metadata", role);
+        q = tuf_metadata_verify(root, m, err);
+        if (q < 0)
+                return q;
+        *ret = TAKE_PTR(bytes);
+        *ret_size = size;
+        if (ret_md)
+                *ret_md = TAKE_PTR(m);
+        return 0;
+}
+
+static int write_metadata(const TufRepo *r, const char *name, const char *data, size_t size, UpkErr *err)
+{
+        int q = write_file_atomic(r->metadata_dir, name, data, size, 0644);
+        if (q < 0)
+                return upk_err(err, UPK_ERR_IO, q, "%s/%s: %m", r->metadata_dir, name);
+        return 0;
+}
+
+/* ---- repo.json ---- */
+
+static int write_conf(const TufRepo *r, UpkErr *err)
+{
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        _cleanup_free_ char *bytes = NULL;
+        json_object *e = json_object_new_object();
+        size_t size = 0;
+        int q;
+
+        if (!o || !e) {
+                json_object_put(e);
+                return upk_err_oom(err);
+        }
+        json_object_object_add(o, "expires", e);
+        for (int t = 0; t < _TUF_ROLE_TYPE_MAX; t++)
+                json_object_object_add(e, tuf_role_type_to_string(t), json_object_new_uint64(r->period[t]));
+        q = tuf_canonical_json(o, &bytes, &size);
+        if (q < 0)
+                return upk_err_oom(err);
+        q = write_file_atomic(r->dir, REPO_CONF, bytes, size, 0644);
+        if (q < 0)
+                return upk_err(err, UPK_ERR_IO, q, "%s/%s: %m", r->dir, REPO_CONF);
+        return 0;
+}
+
+static int read_conf(TufRepo *r, UpkErr *err)
+{
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_free_ char *path = path_join(r->dir, REPO_CONF), *data = NULL;
+        JsonStrictOptions jo = { .what = path, .kind = UPK_ERR_CONFIG, .depth_max = 4 };
+        JsonCtx c = { .what = path, .kind = UPK_ERR_CONFIG, .err = err };
+        json_object *e = NULL;
+        size_t size = 0;
+        int q;
+
+        if (!path)
+                return upk_err_oom(err);
+        q = read_full_file(path, REPO_CONF_MAX, &data, &size);
+        if (q == -ENOENT)
+                return upk_err(err, UPK_ERR_CONFIG, q,
+                               "%s: not a repository made by updatectl repo init (no %s)", r->dir,
+                               REPO_CONF);
+        if (q < 0)
+                return upk_err(err, UPK_ERR_IO, q, "%s: %m", path);
+        q = json_parse_strict(data, size, &jo, &o, err);
+        if (q < 0)
+                return q;
+        q = json_get(&c, o, "", "expires", json_type_object, true, &e);
+        if (q < 0)
+                return q;
+        for (int t = 0; t < _TUF_ROLE_TYPE_MAX; t++) {
+                q = json_get_uint(&c, e, "expires", tuf_role_type_to_string(t), true, PERIOD_MAX,
+                                  &r->period[t]);
+                if (q < 0)
+                        return q;
+                if (r->period[t] == 0)
+                        return json_bad(&c, "expires.%s: must be at least 1", tuf_role_type_to_string(t));
+        }
+        return 0;
+}
+
+/* ---- init ---- */
+
+static int add_role(json_object *roles, json_object *keys, const char *role, TufSigner *const *s, size_t n,
+                    unsigned threshold)
+{
+        json_object *ro = json_object_new_object(), *ids = json_object_new_array();
+
+        if (!ro || !ids) {
+                json_object_put(ro);
+                json_object_put(ids);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                json_object_array_add(ids, json_object_new_string(s[i]->keyid));
+                json_object_object_add(keys, s[i]->keyid, json_object_get(s[i]->public));
+        }
+        json_object_object_add(ro, "keyids", ids);
+        json_object_object_add(ro, "threshold", json_object_new_uint64(threshold));
+        json_object_object_add(roles, role, ro);
+        return 0;
+}
+
+static int make_dir(const char *path, mode_t mode, UpkErr *err)
+{
+        if (mkdir(path, mode) < 0 && errno != EEXIST)
+                return upk_err(err, UPK_ERR_IO, -errno, "%s: %m", path);
+        return 0;
+}
+
+static bool exists(const char *path)
+{
+        struct stat st;
+        return lstat(path, &st) == 0;
+}
+
+/* Write timestamp over `snapshot_bytes` (version `snapshot_version`) at `version`. */
+static int build_timestamp(const TufRepo *r, uint64_t version, uint64_t snapshot_version,
+                           const char *snapshot_bytes, size_t snapshot_size, char **ret, size_t *ret_size,
+                           UpkErr *err)
+{
+        _cleanup_(json_object_putp) json_object *s = NULL;
+        json_object *meta, *f, *hashes;
+        uint8_t digest[SHA256_DIGEST_LENGTH];
+        char hex[2 * SHA256_DIGEST_LENGTH + 1];
+
+        s = new_signed(TUF_ROLE_TIMESTAMP, version, r->now + (time_t)r->period[TUF_ROLE_TIMESTAMP]);
+        meta = json_object_new_object();
+        f = json_object_new_object();
+        hashes = json_object_new_object();
+        if (!s || !meta || !f || !hashes) {
+                json_object_put(meta);
+                json_object_put(f);
+                json_object_put(hashes);
+                return upk_err_oom(err);
+        }
+        SHA256((const uint8_t *)snapshot_bytes, snapshot_size, digest);
+        hex_encode(digest, sizeof(digest), hex);
+        json_object_object_add(hashes, "sha256", json_object_new_string(hex));
+        json_object_object_add(f, "version", json_object_new_uint64(snapshot_version));
+        json_object_object_add(f, "length", json_object_new_uint64(snapshot_size));
+        json_object_object_add(f, "hashes", hashes);
+        json_object_object_add(meta, "snapshot.json", f);
+        json_object_object_add(s, "meta", meta);
+        return sign_role(r, r->md[TUF_ROLE_ROOT], TUF_ROLE_TIMESTAMP, s, ret, ret_size, NULL, err);
+}
+
+/* The snapshot "signed" at `version`: the old one's meta (delegated roles) with targets.json at
+ * `targets_version`. */
+static int build_snapshot(const TufRepo *r, uint64_t version, uint64_t targets_version, char **ret,
+                          size_t *ret_size, TufMetadata **ret_md, UpkErr *err)
+{
+        _cleanup_(json_object_putp) json_object *s = NULL;
+        json_object *meta = NULL, *old_signed, *old_meta, *f;
+
+        s = new_signed(TUF_ROLE_SNAPSHOT, version, r->now + (time_t)r->period[TUF_ROLE_SNAPSHOT]);
+        if (!s)
+                return upk_err_oom(err);
+        if (r->md[TUF_ROLE_SNAPSHOT] &&
+            json_object_object_get_ex(r->md[TUF_ROLE_SNAPSHOT]->doc, "signed", &old_signed) &&
+            json_object_object_get_ex(old_signed, "meta", &old_meta)) {
+                if (json_object_deep_copy(old_meta, &meta, NULL) < 0)
+                        return upk_err_oom(err);
+        } else
+                meta = json_object_new_object();
+        f = json_object_new_object();
+        if (!meta || !f) {
+                json_object_put(meta);
+                json_object_put(f);
+                return upk_err_oom(err);
+        }
+        json_object_object_add(f, "version", json_object_new_uint64(targets_version));
+        json_object_object_add(meta, "targets.json", f);
+        json_object_object_add(s, "meta", meta);
+        return sign_role(r, r->md[TUF_ROLE_ROOT], TUF_ROLE_SNAPSHOT, s, ret, ret_size, ret_md, err);
+}
+
+static int init_role_keys(TufRepo *r, const TufRepoInitOptions *o, TufRoleType t, TufSigner ***ret,
+                          size_t *ret_n, UpkErr *err)
+{
+        const char *role = tuf_role_type_to_string(t);
+        unsigned threshold = o->threshold[t] ?: 1;
+        size_t given = strv_length(o->key_paths[t]), n = given > threshold ? given : threshold;
+        _cleanup_free_ TufSigner **v = NULL;
+        int q;
+
+        if (n > TUF_REPO_KEYS_MAX)
+                return upk_err(err, UPK_ERR_CONFIG, -E2BIG, "%s: more than %d keys", role,
+                               TUF_REPO_KEYS_MAX);
+        v = calloc(n, sizeof(TufSigner *));
+        if (!v)
+                return upk_err_oom(err);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_(tuf_signer_freep) TufSigner *s = NULL;
+                _cleanup_free_ char *path = NULL;
+                const char *src;
+
+                if (i < given) {
+                        q = tuf_signer_load(o->key_paths[t][i], &s, err);
+                        if (q < 0)
+                                return q;
+                        src = o->key_paths[t][i];
+                } else {
+                        _cleanup_free_ char *name = NULL;
+                        q = tuf_signer_generate(o->scheme, &s, err);
+                        if (q < 0)
+                                return q;
+                        name = strdup_printf("%s-%s.pem", role, s->keyid);
+                        path = name ? path_join(r->keys_dir, name) : NULL;
+                        if (!path)
+                                return upk_err_oom(err);
+                        q = tuf_signer_save(s, path, err);
+                        if (q < 0)
+                                return q;
+                        src = path;
+                }
+                for (size_t j = 0; j < i; j++)
+                        if (streq(v[j]->keyid, s->keyid))
+                                return upk_err(err, UPK_ERR_CONFIG, -EEXIST, "%s: key %s is given twice",
+                                               role, s->keyid);
+                v[i] = s;
+                q = repo_keep_signer(r, TAKE_PTR(s), src, err);
+                if (q < 0)
+                        return q;
+        }
+        *ret = TAKE_PTR(v);
+        *ret_n = n;
+        return 0;
+}
+
+int tuf_repo_init(const char *dir, const TufRepoInitOptions *o, UpkErr *err)
+{
+        _cleanup_(tuf_repo_freep) TufRepo *r = NULL;
+        _cleanup_(json_object_putp) json_object *root = NULL, *targets = NULL;
+        _cleanup_free_ char *root_bytes = NULL, *targets_bytes = NULL, *snap_bytes = NULL, *ts_bytes = NULL;
+        size_t root_size = 0, targets_size = 0, snap_size = 0, ts_size = 0;
+        json_object *keys, *roles;
+        TufSigner **signers[_TUF_ROLE_TYPE_MAX] = {};
+        size_t n_signers[_TUF_ROLE_TYPE_MAX] = {};
+        static const TufRoleType order[] = { TUF_ROLE_ROOT, TUF_ROLE_TARGETS, TUF_ROLE_SNAPSHOT,
+                                             TUF_ROLE_TIMESTAMP };
+        int q;
+
+        q = repo_alloc(dir, o->now, &r);
+        if (q < 0)
+                return upk_err_oom(err);
+        for (int t = 0; t < _TUF_ROLE_TYPE_MAX; t++)
+                r->period[t] = o->period[t] ?: default_period[t];
+        if (exists(r->metadata_dir) || exists(r->keys_dir))
+                return upk_err(err, UPK_ERR_CONFIG, -EEXIST,
+                               "%s: holds a repository already (metadata/ or keys/ exists)", dir);
+        q = mkdir_p(dir, 0755);
+        if (q < 0)
+                return upk_err(err, UPK_ERR_IO, q, "%s: %m", dir);
+        q = make_dir(r->keys_dir, 0700, err);
+        if (q < 0)
+                return q;
+
+        root = new_signed(TUF_ROLE_ROOT, 1, r->now + (time_t)r->period[TUF_ROLE_ROOT]);
+        keys = json_object_new_object();
+        roles = json_object_new_object();
+        if (!root || !keys || !roles) {
+                json_object_put(keys);
+                json_object_put(roles);
+                return upk_err_oom(err);
+        }
+        json_object_object_add(root, "consistent_snapshot", json_object_new_boolean(true));
+        json_object_object_add(root, "keys", keys);
+        json_object_object_add(root, "roles", roles);
+        for (size_t i = 0; i < ELEMENTSOF(order); i++) {
+                TufRoleType t = order[i];
+                q = init_role_keys(r, o, t, &signers[t], &n_signers[t], err);
+                if (q >= 0 && add_role(roles, keys, tuf_role_type_to_string(t), signers[t], n_signers[t],
+                                       o->threshold[t] ?: 1) < 0)
+                        q = upk_err_oom(err);
+                if (q < 0)
+                        goto finish;
+        }
+
+        /* Root, checked against itself as a client checks the first root. */
+        q = tuf_sign_document(root, signers[TUF_ROLE_ROOT], n_signers[TUF_ROLE_ROOT], &root_bytes,
+                              &root_size, err);
+        if (q < 0)
+                goto finish;
+        q = tuf_metadata_parse(root_bytes, root_size, TUF_ROLE_ROOT, NULL, &r->md[TUF_ROLE_ROOT], err);
+        if (q >= 0)
+                q = tuf_metadata_verify(r->md[TUF_ROLE_ROOT], r->md[TUF_ROLE_ROOT], err);
+        if (q < 0)
+                goto finish;
+
+        targets = new_signed(TUF_ROLE_TARGETS, 1, r->now + (time_t)r->period[TUF_ROLE_TARGETS]);
+        if (!targets) {
+                q = upk_err_oom(err);
+                goto finish;
+        }
+        json_object_object_add(targets, "targets", json_object_new_object());
+        q = sign_role(r, r->md[TUF_ROLE_ROOT], TUF_ROLE_TARGETS, targets, &targets_bytes, &targets_size,
+                      NULL, err);
+        if (q >= 0)
+                q = build_snapshot(r, 1, 1, &snap_bytes, &snap_size, NULL, err);
+        if (q >= 0)
+                q = build_timestamp(r, 1, 1, snap_bytes, snap_size, &ts_bytes, &ts_size, err);
+        if (q < 0)
+                goto finish;
+
+        /* Written in the order a client reads them, the timestamp last. */
+        q = make_dir(r->metadata_dir, 0755, err);
+        if (q >= 0)
+                q = make_dir(r->targets_dir, 0755, err);
+        if (q >= 0)
+                q = write_conf(r, err);
+        if (q >= 0)
+                q = write_metadata(r, "1.root.json", root_bytes, root_size, err);
+        if (q >= 0)
+                q = write_metadata(r, "root.json", root_bytes, root_size, err);
+        if (q >= 0)
+                q = write_metadata(r, "1.targets.json", targets_bytes, targets_size, err);
+        if (q >= 0)
+                q = write_metadata(r, "1.snapshot.json", snap_bytes, snap_size, err);
+        if (q >= 0)
+                q = write_metadata(r, "timestamp.json", ts_bytes, ts_size, err);
+finish:
+        for (int t = 0; t < _TUF_ROLE_TYPE_MAX; t++)
+                free(signers[t]); /* the signers themselves belong to r */
+        return q;
+}
+
+/* ---- open ---- */
+
+static int read_metadata(TufRepo *r, const char *name, TufRoleType type, TufMetadata **ret, UpkErr *err)
+{
+        _cleanup_free_ char *path = path_join(r->metadata_dir, name), *data = NULL;
+        size_t size = 0;
+        int q;
+
+        if (!path)
+                return upk_err_oom(err);
+        q = read_full_file(path, METADATA_FILE_MAX, &data, &size);
+        if (q < 0)
+                return upk_err(err, q == -ENOENT ? UPK_ERR_CONFIG : UPK_ERR_IO, q, "%s: %m", path);
+        q = tuf_metadata_parse(data, size, type, NULL, ret, err);
+        if (q < 0)
+                return upk_err_prefix(err, "%s", path);
+        return 0;
+}
+
+static int load_keys(TufRepo *r, UpkErr *err)
+{
+        _cleanup_(closedirp) DIR *d = opendir(r->keys_dir);
+        _cleanup_strv_free_ char **names = NULL;
+        size_t n = 0;
+        struct dirent *de;
+        int q;
+
+        if (!d) {
+                if (errno == ENOENT)
+                        return 0;
+                return upk_err(err, UPK_ERR_IO, -errno, "%s: %m", r->keys_dir);
+        }
+        while ((de = readdir(d))) {
+                size_t len = strlen(de->d_name);
+                char **v;
+                if (de->d_name[0] == '.' || len < 5 || !streq(de->d_name + len - 4, ".pem"))
+                        continue;
+                if (n >= KEY_FILES_MAX)
+                        return upk_err(err, UPK_ERR_CONFIG, -E2BIG, "%s: more than %d key files",
+                                       r->keys_dir, KEY_FILES_MAX);
+                v = reallocarray(names, n + 2, sizeof(char *));
+                if (!v)
+                        return upk_err_oom(err);
+                names = v;
+                names[n] = strdup(de->d_name);
+                names[n + 1] = NULL;
+                if (!names[n])
+                        return upk_err_oom(err);
+                n++;
+        }
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *path = path_join(r->keys_dir, names[i]);
+                TufSigner *s = NULL;
+                struct stat st;
+
+                if (!path)
+                        return upk_err_oom(err);
+                if (lstat(path, &st) < 0)
+                        return upk_err(err, UPK_ERR_IO, -errno, "%s: %m", path);
+                if ((st.st_mode & 0077) != 0)
+                        return upk_err(err, UPK_ERR_CONFIG, -EPERM,
+                                       "%s: a private key readable by others (mode %04o): run chmod 0600 %s",
+                                       path, (unsigned)(st.st_mode & 07777), path);
+                q = tuf_signer_load(path, &s, err);
+                if (q < 0)
+                        return q;
+                q = repo_keep_signer(r, s, path, err);
+                if (q < 0)
+                        return q;
+        }
+        return 0;
+}
+
+int tuf_repo_open(const char *dir, time_t now, TufRepo **ret, UpkErr *err)
+{
+        _cleanup_(tuf_repo_freep) TufRepo *r = NULL;
+        const TufMetaFile *f;
+        char name[64];
+        int q;
+
+        q = repo_alloc(dir, now, &r);
+        if (q < 0)
+                return upk_err_oom(err);
+        q = read_conf(r, err);
+        if (q < 0)
+                return q;
+        q = read_metadata(r, "root.json", TUF_ROLE_ROOT, &r->md[TUF_ROLE_ROOT], err);
+        if (q < 0)
+                return q;
+        q = tuf_metadata_verify(r->md[TUF_ROLE_ROOT], r->md[TUF_ROLE_ROOT], err);
+        if (q < 0)
+                return upk_err_prefix(err, "%s/root.json", r->metadata_dir);
+        if (!r->md[TUF_ROLE_ROOT]->consistent_snapshot)
+                return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
+                               "%s: the root does not use consistent snapshots, which updatectl repo needs",
+                               dir);
+
+        q = read_metadata(r, "timestamp.json", TUF_ROLE_TIMESTAMP, &r->md[TUF_ROLE_TIMESTAMP], err);
+        if (q < 0)
+                return q;
+        f = tuf_metadata_find_meta(r->md[TUF_ROLE_TIMESTAMP], "snapshot.json");
+        if (!f)
+                return upk_err(err, UPK_ERR_CONFIG, -EBADMSG, "%s/timestamp.json: lists no snapshot.json",
+                               r->metadata_dir);
+        snprintf(name, sizeof(name), "%" PRIu64 ".snapshot.json", f->version);
+        q = read_metadata(r, name, TUF_ROLE_SNAPSHOT, &r->md[TUF_ROLE_SNAPSHOT], err);
+        if (q < 0)
+                return q;
+        f = tuf_metadata_find_meta(r->md[TUF_ROLE_SNAPSHOT], "targets.json");
+        if (!f)
+                return upk_err(err, UPK_ERR_CONFIG, -EBADMSG, "%s/%s: lists no targets.json",
+                               r->metadata_dir, name);
+        snprintf(name, sizeof(name), "%" PRIu64 ".targets.json", f->version);
+        q = read_metadata(r, name, TUF_ROLE_TARGETS, &r->md[TUF_ROLE_TARGETS], err);
+        if (q < 0)
+                return q;
+        for (int t = TUF_ROLE_TIMESTAMP; t < _TUF_ROLE_TYPE_MAX; t++) {
+                q = tuf_metadata_verify(r->md[TUF_ROLE_ROOT], r->md[t], err);
+                if (q < 0)
+                        return upk_err_prefix(err, "%s", dir);
+        }
+        q = load_keys(r, err);
+        if (q < 0)
+                return q;
+        *ret = TAKE_PTR(r);
+        return 0;
+}
+
+int tuf_repo_add_key(TufRepo *r, const char *path, UpkErr *err)
+{
+        const TufMetadata *root = r->md[TUF_ROLE_ROOT];
+        TufSigner *s = NULL;
+        bool known = false;
+        int q;
+
+        q = tuf_signer_load(path, &s, err);
+        if (q < 0)
+                return q;
+        for (size_t i = 0; i < root->n_roles && !known; i++)
+                known = strv_contains(root->roles[i].keyids, s->keyid);
+        if (!known) {
+                q = upk_err(err, UPK_ERR_SIGNATURE, -EPERM,
+                            "%s: key %s is not a key of any role of root version %" PRIu64, path, s->keyid,
+                            root->version);
+                tuf_signer_free(s);
+                return q;
+        }
+        return repo_keep_signer(r, s, path, err);
+}
+
+/* ---- targets ---- */
+
+/* Copy `path` into the targets folder under a temporary name, hashing it; rename it to SHA256.NAME. */
+static int copy_target(const TufRepo *r, const char *name, const char *path, char hex[static 65],
+                       uint64_t *ret_length, UpkErr *err)
+{
+        _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        _cleanup_free_ char *tmp = path_join(r->targets_dir, ".#target.XXXXXX"), *buf = malloc(COPY_BUFFER);
+        _cleanup_free_ char *final = NULL, *final_name = NULL;
+        _cleanup_close_ int in = -EBADF, out = -EBADF;
+        uint8_t digest[SHA256_DIGEST_LENGTH];
+        uint64_t length = 0;
+        int q = 0;
+
+        if (!ctx || !tmp || !buf)
+                return upk_err_oom(err);
+        in = open(path, O_RDONLY | O_CLOEXEC);
+        if (in < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "%s: %m", path);
+        out = mkostemp(tmp, O_CLOEXEC);
+        if (out < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "%s: %m", r->targets_dir);
+        if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+                q = -ENOMEM;
+        while (q >= 0) {
+                ssize_t n = read(in, buf, COPY_BUFFER);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        q = upk_err(err, UPK_ERR_IO, -errno, "%s: %m", path);
+                        break;
+                }
+                if (n == 0)
+                        break;
+                length += (uint64_t)n;
+                if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1)
+                        q = -ENOMEM;
+                else if ((q = loop_write(out, buf, (size_t)n)) < 0)
+                        q = upk_err(err, UPK_ERR_IO, q, "%s: %m", tmp);
+        }
+        if (q >= 0 && EVP_DigestFinal_ex(ctx, digest, NULL) != 1)
+                q = -ENOMEM;
+        if (q >= 0 && (fchmod(out, 0644) < 0 || fsync(out) < 0))
+                q = upk_err(err, UPK_ERR_IO, -errno, "%s: %m", tmp);
+        if (q >= 0) {
+                hex_encode(digest, sizeof(digest), hex);
+                final_name = strdup_printf("%s.%s", hex, name);
+                final = final_name ? path_join(r->targets_dir, final_name) : NULL;
+                if (!final)
+                        q = -ENOMEM;
+        }
+        if (q >= 0 && rename(tmp, final) < 0)
+                q = upk_err(err, UPK_ERR_IO, -errno, "%s: %m", final);
+        if (q < 0) {
+                (void)unlink(tmp);
+                return q == -ENOMEM ? upk_err_oom(err) : q;
+        }
+        *ret_length = length;
+        return 0;
+}
+
+static int ensure_new_targets(TufRepo *r, UpkErr *err)
+{
+        json_object *s;
+
+        if (r->new_targets)
+                return 0;
+        if (!json_object_object_get_ex(r->md[TUF_ROLE_TARGETS]->doc, "signed", &s) ||
+            json_object_deep_copy(s, &r->new_targets, NULL) < 0)
+                return upk_err_oom(err);
+        return 0;
+}
+
+int tuf_repo_add_target(TufRepo *r, const char *name, const char *path, json_object *custom, UpkErr *err)
+{
+        json_object *targets, *t, *hashes;
+        const TufTargetFile *old;
+        char hex[65];
+        uint64_t length = 0;
+        int q;
+
+        if (!filename_is_plain(name, TARGET_NAME_MAX) || name[0] == '.')
+                return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
+                               "target name \"%s\": expected a plain file name not starting with '.'",
+                               JSON_QUOTE(name));
+        /* Nothing is copied that could not be published. */
+        q = check_root_current(r, err);
+        if (q < 0)
+                return q;
+        for (TufRoleType role = TUF_ROLE_TIMESTAMP; role < _TUF_ROLE_TYPE_MAX; role++) {
+                _cleanup_free_ TufSigner **s = NULL;
+                size_t n = 0;
+                q = role_signers(r, r->md[TUF_ROLE_ROOT], tuf_role_type_to_string(role), &s, &n, err);
+                if (q < 0)
+                        return q;
+        }
+        q = copy_target(r, name, path, hex, &length, err);
+        if (q < 0)
+                return q;
+        old = tuf_metadata_find_target(r->md[TUF_ROLE_TARGETS], name);
+        if (old) {
+                for (size_t i = 0; i < old->n_hashes; i++)
+                        if (streq(old->hashes[i].algorithm, "sha256") && streq(old->hashes[i].hex, hex) &&
+                            old->length == length)
+                                return 1;
+                {
+                        /* the copy just made is listed nowhere */
+                        _cleanup_free_ char *copy = strdup_printf("%s/%s.%s", r->targets_dir, hex, name);
+                        if (copy)
+                                (void)unlink(copy);
+                }
+                return upk_err(err, UPK_ERR_CONFIG, -EEXIST,
+                               "target %s is published already with other bytes; give the bundle another "
+                               "file name",
+                               name);
+        }
+        q = ensure_new_targets(r, err);
+        if (q < 0)
+                return q;
+        if (!json_object_object_get_ex(r->new_targets, "targets", &targets)) {
+                targets = json_object_new_object();
+                if (!targets)
+                        return upk_err_oom(err);
+                json_object_object_add(r->new_targets, "targets", targets);
+        }
+        if (json_object_object_get_ex(targets, name, NULL))
+                return upk_err(err, UPK_ERR_CONFIG, -EEXIST, "target %s is given twice", name);
+        t = json_object_new_object();
+        hashes = json_object_new_object();
+        if (!t || !hashes) {
+                json_object_put(t);
+                json_object_put(hashes);
+                return upk_err_oom(err);
+        }
+        json_object_object_add(hashes, "sha256", json_object_new_string(hex));
+        json_object_object_add(t, "length", json_object_new_uint64(length));
+        json_object_object_add(t, "hashes", hashes);
+        if (custom)
+                json_object_object_add(t, "custom", json_object_get(custom));
+        json_object_object_add(targets, name, t);
+        return 0;
+}
+
+/* Write snapshot `snap` and the timestamp over it (versions one above the current ones). */
+static int publish_snapshot_timestamp(TufRepo *r, const char *snap, size_t snap_size, uint64_t snap_version,
+                                      UpkErr *err)
+{
+        _cleanup_free_ char *ts = NULL, *name = NULL;
+        size_t ts_size = 0;
+        int q;
+
+        q = build_timestamp(r, r->md[TUF_ROLE_TIMESTAMP]->version + 1, snap_version, snap, snap_size, &ts,
+                            &ts_size, err);
+        if (q < 0)
+                return q;
+        name = strdup_printf("%" PRIu64 ".snapshot.json", snap_version);
+        if (!name)
+                return upk_err_oom(err);
+        q = write_metadata(r, name, snap, snap_size, err);
+        if (q < 0)
+                return q;
+        return write_metadata(r, "timestamp.json", ts, ts_size, err);
+}
+
+int tuf_repo_publish(TufRepo *r, UpkErr *err)
+{
+        _cleanup_free_ char *targets = NULL, *snap = NULL, *name = NULL;
+        size_t targets_size = 0, snap_size = 0;
+        uint64_t tv, sv;
+        int q;
+
+        if (!r->new_targets)
+                return 0;
+        q = check_root_current(r, err);
+        if (q < 0)
+                return q;
+        tv = r->md[TUF_ROLE_TARGETS]->version + 1;
+        sv = r->md[TUF_ROLE_SNAPSHOT]->version + 1;
+        set_version_expires(r->new_targets, tv, r->now + (time_t)r->period[TUF_ROLE_TARGETS]);
+        q = sign_role(r, r->md[TUF_ROLE_ROOT], TUF_ROLE_TARGETS, r->new_targets, &targets, &targets_size,
+                      NULL, err);
+        if (q < 0)
+                return q;
+        q = build_snapshot(r, sv, tv, &snap, &snap_size, NULL, err);
+        if (q < 0)
+                return q;
+        name = strdup_printf("%" PRIu64 ".targets.json", tv);
+        if (!name)
+                return upk_err_oom(err);
+        q = write_metadata(r, name, targets, targets_size, err);
+        if (q < 0)
+                return q;
+        return publish_snapshot_timestamp(r, snap, snap_size, sv, err);
+}
+
+static bool due(const TufMetadata *m, time_t now, uint64_t period)
+{
+        return m->expires <= now || (uint64_t)(m->expires - now) < period / 2;
+}
+
+int tuf_repo_refresh_timestamp(TufRepo *r, bool force, bool *ret_changed, UpkErr *err)
+{
+        const TufMetadata *ts = r->md[TUF_ROLE_TIMESTAMP], *snap = r->md[TUF_ROLE_SNAPSHOT];
+        bool snap_due = force || due(snap, r->now, r->period[TUF_ROLE_SNAPSHOT]) ||
+                        snap->expires <= r->now + (time_t)r->period[TUF_ROLE_TIMESTAMP];
+        bool ts_due = force || snap_due || due(ts, r->now, r->period[TUF_ROLE_TIMESTAMP]);
+        _cleanup_free_ char *bytes = NULL, *name = NULL, *data = NULL;
+        size_t size = 0;
+        uint64_t sv;
+        int q;
+
+        *ret_changed = false;
+        if (!ts_due)
+                return 0;
+        q = check_root_current(r, err);
+        if (q < 0)
+                return q;
+        if (snap_due) {
+                const TufMetaFile *f = tuf_metadata_find_meta(snap, "targets.json");
+                sv = snap->version + 1;
+                q = build_snapshot(r, sv, f->version, &bytes, &size, NULL, err);
+                if (q < 0)
+                        return q;
+        } else {
+                /* the timestamp alone: over the snapshot as published */
+                sv = snap->version;
+                name = strdup_printf("%s/%" PRIu64 ".snapshot.json", r->metadata_dir, sv);
+                if (!name)
+                        return upk_err_oom(err);
+                q = read_full_file(name, METADATA_FILE_MAX, &data, &size);
+                if (q < 0)
+                        return upk_err(err, UPK_ERR_IO, q, "%s: %m", name);
+                bytes = TAKE_PTR(data);
+        }
+        q = publish_snapshot_timestamp(r, bytes, size, sv, err);
+        if (q < 0)
+                return q;
+        *ret_changed = true;
+        return 0;
+}

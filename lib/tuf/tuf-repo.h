@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* A TUF repository on disk, as `updatectl repo` makes and keeps it:
+ *
+ *   DIR/metadata/  N.root.json and root.json, N.targets.json, N.snapshot.json, timestamp.json (consistent
+ *                  snapshots; what a web server publishes, with DIR/targets/)
+ *   DIR/targets/   the target files as SHA256.NAME
+ *   DIR/keys/      private keys (PEM, mode 0600) as ROLE-KEYID.pem: never published
+ *   DIR/repo.json  the expiry period of each role, in seconds (canonical JSON)
+ *
+ * Every metadata file is built with json-c, signed through tuf-sign.h and checked with the client's parser
+ * and threshold check (tuf-metadata.h) before it is written. Files are written atomically and in the order
+ * clients read them: target files, targets, snapshot, and timestamp last, so a repository is never seen
+ * half-written. The clock is the caller's (`now`), so the same inputs and clock give the same bytes with
+ * Ed25519 keys. */
+
+#include <time.h>
+
+#include "error.h"
+#include "tuf-metadata.h"
+#include "tuf-sign.h"
+
+#define TUF_REPO_KEYS_MAX 64 /* keys per role at init; key files read from DIR/keys */
+
+/* The defaults of the expiry periods, in seconds. */
+#define TUF_REPO_ROOT_PERIOD      (365 * 86400)
+#define TUF_REPO_TARGETS_PERIOD   (90 * 86400)
+#define TUF_REPO_SNAPSHOT_PERIOD  (7 * 86400)
+#define TUF_REPO_TIMESTAMP_PERIOD (86400)
+
+typedef struct TufRepoInitOptions {
+        TufKeyScheme scheme;                    /* of the keys made */
+        unsigned threshold[_TUF_ROLE_TYPE_MAX]; /* 0: 1 */
+        uint64_t period[_TUF_ROLE_TYPE_MAX];    /* seconds; 0: the default */
+        char **key_paths[_TUF_ROLE_TYPE_MAX];   /* existing keys per role (NULL-terminated), not copied */
+        time_t now;
+} TufRepoInitOptions;
+
+typedef struct TufRepo {
+        char *dir, *metadata_dir, *targets_dir, *keys_dir;
+        time_t now;
+        uint64_t period[_TUF_ROLE_TYPE_MAX];
+        TufMetadata *md[_TUF_ROLE_TYPE_MAX]; /* the current metadata of each top-level role */
+        TufSigner **signers;                 /* the keys at hand: DIR/keys and tuf_repo_add_key() */
+        char **signer_paths;
+        size_t n_signers;
+        json_object *new_targets; /* the "signed" of the next targets version, once changed */
+} TufRepo;
+
+/* Make DIR (which must not hold metadata/ or keys/ yet) with keys, root version 1 and empty targets,
+ * snapshot and timestamp. */
+int tuf_repo_init(const char *dir, const TufRepoInitOptions *o, UpkErr *err);
+
+/* Read DIR's metadata (each checked against the root) and the keys in DIR/keys. CONFIG errors for a
+ * folder that is not such a repository or a key that does not load. */
+int tuf_repo_open(const char *dir, time_t now, TufRepo **ret, UpkErr *err);
+TufRepo *tuf_repo_free(TufRepo *r);
+DEFINE_TRIVIAL_CLEANUP_FUNC(TufRepo *, tuf_repo_free);
+
+/* Use the private key in `path` too (an offline key). It must be a key of some role of the root:
+ * -EPERM (SIGNATURE) otherwise. */
+int tuf_repo_add_key(TufRepo *r, const char *path, UpkErr *err);
+/* Whether the private key of `keyid` is at hand; its file in *ret_path when so. */
+bool tuf_repo_has_key(const TufRepo *r, const char *keyid, const char **ret_path);
+
+/* Copy `path` to DIR/targets/SHA256.NAME and list it as target `name` (a plain file name) with `custom`
+ * (an object, referenced). 0 when added, 1 when the same bytes are listed under that name already;
+ * -EEXIST when the name is listed with other bytes. Published by tuf_repo_publish(). */
+int tuf_repo_add_target(TufRepo *r, const char *name, const char *path, json_object *custom, UpkErr *err);
+
+/* Sign and write what changed: the next targets version (when targets were added), then snapshot and
+ * timestamp. */
+int tuf_repo_publish(TufRepo *r, UpkErr *err);
+
+/* Re-sign the timestamp when it expires within half its period, and the snapshot when it expires within
+ * half its period or before the new timestamp would (with `force`: both, always). *ret_changed says
+ * whether anything was written. */
+int tuf_repo_refresh_timestamp(TufRepo *r, bool force, bool *ret_changed, UpkErr *err);

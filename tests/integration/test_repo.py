@@ -1,0 +1,298 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""`updatectl repo` (cli/repo-cmd.c, lib/tuf/tuf-repo.c): repositories it makes are read by our TUF
+client (upkeep-tuf-client) and installed from by upkeepd; reproducible output under SOURCE_DATE_EPOCH;
+`timestamp` re-signs only what is due; the refusals (a bundle that does not verify, a wrong or missing
+key, an expired root, a second init) change nothing."""
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from device import PKI, UPDATECTL, payload_bytes
+from test_poll import SOON, describe, make_bundle, slot_b_holds, world  # noqa: F401 (world is a fixture)
+from test_tuf import Client, fails, ok, server  # noqa: F401 (server is a fixture)
+
+ROLES = ("root", "targets", "snapshot", "timestamp")
+
+
+def repo(*args, env=None):
+    full = dict(os.environ)
+    full.pop("SOURCE_DATE_EPOCH", None)
+    full.update(env or {})
+    return subprocess.run([UPDATECTL, "repo", *map(str, args)], capture_output=True, text=True, env=full,
+                          timeout=300)
+
+
+def epoch(offset=0):
+    return {"SOURCE_DATE_EPOCH": str(int(time.time()) + offset)}
+
+
+def signed(path):
+    return json.loads(Path(path).read_bytes())["signed"]
+
+
+def timestamp_version(d):
+    return signed(d / "metadata" / "timestamp.json")["version"]
+
+
+def snapshot_version(d):
+    return signed(d / "metadata" / "timestamp.json")["meta"]["snapshot.json"]["version"]
+
+
+def targets_of(d):
+    sv = snapshot_version(d)
+    tv = signed(d / "metadata" / f"{sv}.snapshot.json")["meta"]["targets.json"]["version"]
+    return signed(d / "metadata" / f"{tv}.targets.json")
+
+
+def upload(d, www):
+    """What a vendor does after each command: copy metadata/ and targets/ to the web server."""
+    shutil.copytree(d / "targets", www / "targets", dirs_exist_ok=True)
+    shutil.copytree(d / "metadata", www / "metadata", dirs_exist_ok=True)
+
+
+def tree(d):
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def manifest_sha256(bundle):
+    with tarfile.open(bundle, mode="r:") as tar:
+        first = tar.next()
+        return hashlib.sha256(tar.extractfile(first).read()).hexdigest()
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    return make_bundle(tmp_path, "1.1.0", payload_bytes(41), security="security")
+
+
+def test_init_layout_and_modes(tmp_path):
+    d = tmp_path / "repo"
+    p = repo("init", d)
+    assert p.returncode == 0, describe(p)
+    md = d / "metadata"
+    assert sorted(x.name for x in md.iterdir()) == ["1.root.json", "1.snapshot.json", "1.targets.json",
+                                                     "root.json", "timestamp.json"]
+    assert (md / "1.root.json").read_bytes() == (md / "root.json").read_bytes()
+    root = signed(md / "root.json")
+    assert root["consistent_snapshot"] is True and root["version"] == 1
+    assert stat.S_IMODE((d / "keys").stat().st_mode) == 0o700
+    keys = sorted((d / "keys").iterdir())
+    assert len(keys) == 4
+    for k in keys:
+        assert stat.S_IMODE(k.stat().st_mode) == 0o600
+        role, keyid = k.stem.split("-", 1)
+        assert root["roles"][role]["keyids"] == [keyid]
+        # the keyid is the spec's: sha256 of the canonical KEY object
+        key = root["keys"][keyid]
+        assert key["keytype"] == "ed25519" and key["scheme"] == "ed25519"
+        canon = json.dumps(key, sort_keys=True, separators=(",", ":")).encode()
+        assert hashlib.sha256(canon).hexdigest() == keyid
+    # the metadata is canonical JSON
+    for f in md.iterdir():
+        data = f.read_bytes()
+        assert data == json.dumps(json.loads(data), sort_keys=True, separators=(",", ":")).encode()
+    # default periods: root a year, targets 90 days, snapshot a week, timestamp a day
+    assert json.loads((d / "repo.json").read_text()) == {
+        "expires": {"root": 365 * 86400, "targets": 90 * 86400, "snapshot": 7 * 86400, "timestamp": 86400}}
+    # a second init is refused and changes nothing
+    before = tree(d)
+    p = repo("init", d)
+    assert p.returncode == 16 and "holds a repository already" in p.stderr, describe(p)
+    assert tree(d) == before
+
+
+def test_status(tmp_path, bundle):
+    d = tmp_path / "repo"
+    ok(repo("init", d, "--expires", "targets=12w", "--threshold", "snapshot=2"))
+    ok(repo("add", d, bundle, "--keyring", PKI / "keyring.pem"))
+    p = ok(repo("status", d))
+    assert "root       version 1, expires " in p.stdout, p.stdout
+    assert "targets    version 2, " in p.stdout and "threshold 1 of 1 key(s)" in p.stdout, p.stdout
+    assert "threshold 2 of 2 key(s), re-signed for 7 days" in p.stdout, p.stdout
+    assert "re-signed for 84 days" in p.stdout, p.stdout
+    assert "warning" not in p.stdout, p.stdout
+    assert f"  {bundle.name}  acme-gw 1.1.0, {bundle.stat().st_size} bytes" in p.stdout, p.stdout
+    p = ok(repo("status", d, env=epoch(79 * 86400)))
+    assert "warning: targets expires within a week\n" in p.stdout, p.stdout
+    assert "warning: timestamp has expired; devices refuse the repository" in p.stdout, p.stdout
+    assert "warning: root" not in p.stdout, p.stdout
+    p = ok(repo("status", d, env=epoch(400 * 86400)))
+    assert "warning: root has expired; devices refuse the repository" in p.stdout, p.stdout
+
+
+@pytest.mark.parametrize("keytype", ["ed25519", "ecdsa", "rsa"])
+def test_our_client_reads_it(tmp_path, server, bundle, keytype):  # noqa: F811
+    www, url = server
+    d = tmp_path / "repo"
+    ok(repo("init", d, "--key-type", keytype, "--threshold", "targets=2"))
+    p = ok(repo("add", d, bundle, "--keyring", PKI / "keyring.pem"))
+    assert f"{bundle}: published as {bundle.name}" in p.stdout
+    assert "targets version 2, snapshot 2, timestamp 2" in p.stdout
+    upload(d, www)
+    data = bundle.read_bytes()
+    target = targets_of(d)["targets"][bundle.name]
+    assert target == {"length": len(data), "hashes": {"sha256": hashlib.sha256(data).hexdigest()},
+                      "custom": {"compatible": "acme-gw", "version": "1.1.0", "security": "security",
+                                 "manifest_sha256": manifest_sha256(bundle)}}
+    assert (d / "targets" / f"{hashlib.sha256(data).hexdigest()}.{bundle.name}").read_bytes() == data
+    assert len(signed(d / "metadata" / "2.targets.json")) and \
+        len(json.loads((d / "metadata" / "2.targets.json").read_bytes())["signatures"]) == 2
+
+    client = Client(tmp_path, url, (d / "metadata" / "1.root.json").read_bytes())
+    ok(client.refresh())
+    p = ok(client.offer("acme-gw", "1.0.0"))
+    assert bundle.name in p.stdout, p.stdout
+    ok(client.download(bundle.name))
+    assert (client.tg / bundle.name).read_bytes() == data
+
+    # a second bundle: new versions; the client follows
+    b2 = make_bundle(tmp_path, "1.2.0", payload_bytes(42))
+    ok(repo("add", d, b2, "--keyring", PKI / "keyring.pem"))
+    upload(d, www)
+    ok(client.refresh())
+    assert client.version("targets") == 3 and client.version("timestamp") == 3
+    p = ok(client.offer("acme-gw", "1.1.0"))
+    assert b2.name in p.stdout, p.stdout
+    assert "security" not in targets_of(d)["targets"][b2.name]["custom"]
+
+
+def test_daemon_installs_from_it(tmp_path, world, bundle):  # noqa: F811
+    w = world(policy="all")
+    d = tmp_path / "repo"
+    ok(repo("init", d))
+    ok(repo("add", d, bundle, "--keyring", PKI / "keyring.pem"))
+    upload(d, w.www)
+    w.root_json.write_bytes((d / "metadata" / "1.root.json").read_bytes())
+    w.start(env=SOON)
+    w.wait_state("pending-reboot", timeout=120)
+    assert slot_b_holds(w.device, payload_bytes(41))
+    assert w.device.state()["pending"]["version"] == "1.1.0"
+    assert f"update 1.1.0 available ({bundle.name}, " in w.log(), w.log()
+
+
+def test_reproducible(tmp_path, bundle):
+    keys = tmp_path / "offline"
+    keys.mkdir()
+    args = []
+    for role in ROLES:
+        subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", keys / f"{role}.pem"], check=True,
+                       capture_output=True)
+        args += ["--key", f"{role}={keys / role}.pem"]
+    env = {"SOURCE_DATE_EPOCH": "1893456000"}  # 2030-01-01
+    trees = []
+    for n in ("a", "b"):
+        d = tmp_path / n
+        ok(repo("init", d, *args, env=env))
+        assert list((d / "keys").iterdir()) == []  # given keys stay where they are
+        given = sum((["--key", keys / f"{r}.pem"] for r in ROLES), [])
+        ok(repo("add", d, bundle, "--keyring", PKI / "keyring.pem", *given, env=env))
+        ok(repo("timestamp", d, "--force", *given, env=env))
+        trees.append(tree(d / "metadata"))
+        trees[-1].update({"targets/" + k: v for k, v in tree(d / "targets").items()})
+    assert trees[0] == trees[1]
+    assert signed(tmp_path / "a" / "metadata" / "timestamp.json")["expires"] == "2030-01-02T00:00:00Z"
+
+
+def test_timestamp_resigns_only_what_is_due(tmp_path, server):  # noqa: F811
+    www, url = server
+    d = tmp_path / "repo"
+    ok(repo("init", d))
+    p = repo("timestamp", d)
+    assert p.returncode == 3 and "nothing re-signed" in p.stdout, describe(p)
+    assert timestamp_version(d) == 1
+    # 13 hours on: the timestamp (a day) is past half its period, the snapshot (a week) is not
+    p = repo("timestamp", d, env=epoch(13 * 3600))
+    assert p.returncode == 0, describe(p)
+    assert timestamp_version(d) == 2 and snapshot_version(d) == 1
+    assert repo("timestamp", d, env=epoch(13 * 3600)).returncode == 3
+    # four days on: the snapshot too
+    ok(repo("timestamp", d, env=epoch(4 * 86400)))
+    assert timestamp_version(d) == 3 and snapshot_version(d) == 2
+    upload(d, www)
+    client = Client(tmp_path, url, (d / "metadata" / "1.root.json").read_bytes())
+    ok(client.refresh())
+    assert client.version("timestamp") == 3 and client.version("snapshot") == 2
+
+
+def test_refusals_change_nothing(tmp_path, bundle):
+    d = tmp_path / "repo"
+    ok(repo("init", d))
+    before = tree(d)
+
+    # a bundle whose signer the keyring does not trust: a signature rejection
+    p = repo("add", d, bundle, "--keyring", PKI / "other-root.pem")
+    assert p.returncode == 10, describe(p)
+    assert f"{bundle}: rejected: " in p.stderr and "nothing published" in p.stderr, describe(p)
+    assert tree(d) == before
+    # a bundle with a changed payload byte
+    bad = tmp_path / "bad.upk"
+    data = bytearray(bundle.read_bytes())
+    data[len(data) // 2] ^= 1
+    bad.write_bytes(bytes(data))
+    p = repo("add", d, bundle, bad, "--keyring", PKI / "keyring.pem")
+    assert p.returncode in (13, 14, 15), describe(p)
+    assert tree(d) == before
+    # a key that is none of the root's
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", tmp_path / "stray.pem"], check=True,
+                   capture_output=True)
+    p = repo("add", d, bundle, "--keyring", PKI / "keyring.pem", "--key", tmp_path / "stray.pem")
+    assert p.returncode == 10 and "is not a key of any role of root version 1" in p.stderr, describe(p)
+    assert tree(d) == before
+    # an expired root: nothing is signed under it
+    p = repo("add", d, bundle, "--keyring", PKI / "keyring.pem", env=epoch(400 * 86400))
+    assert p.returncode == 10 and "root version 1 expired at " in p.stderr, describe(p)
+    p = repo("timestamp", d, env=epoch(400 * 86400))
+    assert p.returncode == 10 and "root version 1 expired at " in p.stderr, describe(p)
+    assert tree(d) == before
+    # a private key others may read
+    key = next((d / "keys").glob("targets-*.pem"))
+    key.chmod(0o644)
+    p = repo("status", d)
+    assert p.returncode == 16 and "readable by others (mode 0644)" in p.stderr, describe(p)
+    key.chmod(0o600)
+    # not a repository
+    p = repo("status", tmp_path / "nothing")
+    assert p.returncode == 16 and "not a repository made by updatectl repo init" in p.stderr, describe(p)
+    # bad usage
+    assert repo("init", tmp_path / "x", "--threshold", "owner=2").returncode == 2
+    assert repo("init", tmp_path / "x", "--expires", "root=soon").returncode == 2
+    assert repo("add", d, bundle).returncode == 2  # no --keyring
+    assert not (tmp_path / "x").exists()
+
+
+def test_offline_targets_key(tmp_path, server, bundle):  # noqa: F811
+    """--key targets=PEM at init: the key stays outside DIR/keys; add needs it again."""
+    www, url = server
+    offline = tmp_path / "targets.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-out", offline], check=True, capture_output=True)
+    d = tmp_path / "repo"
+    ok(repo("init", d, "--key", f"targets={offline}"))
+    assert sorted(k.name.split("-")[0] for k in (d / "keys").iterdir()) == ["root", "snapshot", "timestamp"]
+    p = repo("add", d, bundle, "--keyring", PKI / "keyring.pem")
+    assert p.returncode == 10 and "targets: 0 of the 1 keys needed to sign are at hand" in p.stderr, describe(p)
+    assert list((d / "targets").iterdir()) == []
+    p = ok(repo("status", d))
+    assert "ecdsa-sha2-nistp256, offline" in p.stdout, p.stdout
+    ok(repo("add", d, bundle, "--keyring", PKI / "keyring.pem", "--key", offline))
+    upload(d, www)
+    client = Client(tmp_path, url, (d / "metadata" / "1.root.json").read_bytes())
+    ok(client.download(bundle.name))
+    # the same bundle again: nothing to do; another file under that name: refused
+    p = ok(repo("add", d, bundle, "--keyring", PKI / "keyring.pem", "--key", offline))
+    assert "published already" in p.stdout
+    other = make_bundle(tmp_path, "1.3.0", payload_bytes(43), name="o")
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    shutil.copy(other, clash / bundle.name)
+    p = repo("add", d, clash / bundle.name, "--keyring", PKI / "keyring.pem", "--key", offline)
+    assert p.returncode == 16 and "is published already with other bytes" in p.stderr, describe(p)
