@@ -296,3 +296,79 @@ def test_offline_targets_key(tmp_path, server, bundle):  # noqa: F811
     shutil.copy(other, clash / bundle.name)
     p = repo("add", d, clash / bundle.name, "--keyring", PKI / "keyring.pem", "--key", offline)
     assert p.returncode == 16 and "is published already with other bytes" in p.stderr, describe(p)
+
+
+# ------------------------------------------------------------------------------------------------------
+# A second client: tuf-js from npm
+
+TUFJS_VERSION = "4"  # 4.x runs on node 20 (Debian 13's); later ones need node 22
+TUFJS_CACHE = Path(os.environ.get("UPKEEP_NPM_CACHE", "/var/tmp/upkeep-npm-cache"))
+TUFJS_CLIENT = Path(__file__).resolve().parent / "tufjs-client.js"
+
+
+@pytest.fixture(scope="module")
+def tufjs():
+    """node and tuf-js; tuf-js installed with npm into TUFJS_CACHE when missing. Skipped only when node or
+    npm is missing or the npm registry cannot be reached."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        pytest.skip("tuf-js interoperability: node and npm are not installed (apt-get install nodejs npm)")
+    modules = TUFJS_CACHE / "node_modules"
+    if not (modules / "tuf-js" / "package.json").is_file():
+        TUFJS_CACHE.mkdir(parents=True, exist_ok=True)
+        p = subprocess.run([npm, "install", "--prefix", str(TUFJS_CACHE), "--no-audit", "--no-fund",
+                            f"tuf-js@{TUFJS_VERSION}"], capture_output=True, text=True, timeout=600)
+        if p.returncode != 0:
+            ping = subprocess.run([npm, "ping"], capture_output=True, text=True, timeout=120)
+            if ping.returncode != 0:
+                pytest.skip(f"tuf-js interoperability: the npm registry is unreachable ({ping.stderr.strip()})")
+            raise AssertionError(f"npm install tuf-js@{TUFJS_VERSION} failed:\n{p.stdout}\n{p.stderr}")
+
+    def run(tmp, url, root_bytes, name=None):
+        md, tg = tmp / "tufjs-metadata", tmp / "tufjs-targets"
+        if not md.exists():
+            md.mkdir()
+            tg.mkdir()
+            (md / "root.json").write_bytes(root_bytes)
+        args = [node, str(TUFJS_CLIENT), str(md), f"{url}/metadata", str(tg), f"{url}/targets"]
+        p = subprocess.run(args + ([name] if name else []), capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, NODE_PATH=str(modules)))
+        return p
+    return run
+
+
+def tufjs_ok(p):
+    assert p.returncode == 0, describe(p)
+    return json.loads(p.stdout)
+
+
+@pytest.mark.parametrize("keytype", ["ed25519", "ecdsa", "rsa"])
+def test_tufjs_reads_it(tmp_path, server, bundle, tufjs, keytype):  # noqa: F811
+    www, url = server
+    d = tmp_path / "repo"
+    ok(repo("init", d, "--key-type", keytype, "--threshold", "snapshot=2"))
+    ok(repo("add", d, bundle, "--keyring", PKI / "keyring.pem"))
+    upload(d, www)
+    out = tufjs_ok(tufjs(tmp_path, url, (d / "metadata" / "1.root.json").read_bytes(), bundle.name))
+    assert out["versions"] == {"root": 1, "timestamp": 2, "snapshot": 2, "targets": 2}
+    assert out["target"]["custom"] == targets_of(d)["targets"][bundle.name]["custom"]
+    assert Path(out["target"]["file"]).read_bytes() == bundle.read_bytes()
+    # the timestamp re-signed: followed
+    ok(repo("timestamp", d, "--force"))
+    upload(d, www)
+    out = tufjs_ok(tufjs(tmp_path, url, None))
+    assert out["versions"]["timestamp"] == 3 and out["versions"]["snapshot"] == 3
+
+
+def test_tufjs_refuses_a_tampered_target(tmp_path, server, bundle, tufjs):  # noqa: F811
+    """The control: tuf-js does check what it reads here."""
+    www, url = server
+    d = tmp_path / "repo"
+    ok(repo("init", d))
+    ok(repo("add", d, bundle, "--keyring", PKI / "keyring.pem"))
+    upload(d, www)
+    data = bundle.read_bytes()
+    t = www / "targets" / f"{hashlib.sha256(data).hexdigest()}.{bundle.name}"
+    t.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    p = tufjs(tmp_path, url, (d / "metadata" / "1.root.json").read_bytes(), bundle.name)
+    assert p.returncode == 1 and "hash" in p.stderr.lower(), describe(p)
