@@ -48,6 +48,9 @@ MIB = 1024 * 1024
 PARTS = [("boot", 32), ("rootA", 640), ("rootB", 640), ("data", 64)]
 ROOT_FS_MIB = 560
 PORT = 8471
+USER = "tester"
+MASKED = ["apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer",
+          "e2scrub_reap.service", "fstrim.timer", "systemd-pstore.service", "getty@tty1.service"]
 # Change it when base_root() changes what it makes.
 BASE_RECIPE = "1"
 
@@ -91,11 +94,11 @@ set timeout=0
 source ${prefix}/upkeep.cfg
 echo "UPKEEP-GRUB slot=${upkeep_slot} ORDER=${ORDER} A_OK=${A_OK} A_TRY=${A_TRY} A_PENDING=${A_PENDING} B_OK=${B_OK} B_TRY=${B_TRY} B_PENDING=${B_PENDING}"
 menuentry "slot A" {
-        linux (hd0,msdos2)/vmlinuz root=/dev/vda2 rw console=ttyS0,115200 upkeep.slot=A panic=5
+        linux (hd0,msdos2)/vmlinuz root=/dev/vda2 rw console=ttyS0,115200 quiet upkeep.slot=A panic=5
         initrd (hd0,msdos2)/initrd.img
 }
 menuentry "slot B" {
-        linux (hd0,msdos3)/vmlinuz root=/dev/vda3 rw console=ttyS0,115200 upkeep.slot=B panic=5
+        linux (hd0,msdos3)/vmlinuz root=/dev/vda3 rw console=ttyS0,115200 quiet upkeep.slot=B panic=5
         initrd (hd0,msdos3)/initrd.img
 }
 """
@@ -223,6 +226,19 @@ def customize(root: Path, source: Path, keyring: Path, tuf_root: bytes):
     check.write_text("#!/bin/sh\n# The system is healthy when the bus and networkd run.\n"
                      "systemctl is-active --quiet dbus.service systemd-networkd.service\n")
     check.chmod(0o755)
+    # An unprivileged user for the polkit checks (scenario.py): `runuser -u tester -- updatectl ...`.
+    for name, line in (("passwd", f"{USER}:x:1000:1000::/home/{USER}:/bin/sh"), ("group", f"{USER}:x:1000:"),
+                       ("shadow", f"{USER}:!:20000::::::")):
+        f = root / "etc" / name
+        f.write_text(f.read_text() + line + "\n")
+    (root / "home" / USER).mkdir(parents=True, exist_ok=True)
+    os.chown(root / "home" / USER, 1000, 1000)
+    # Faster boots under TCG: nothing that a test does not use runs at boot or later (apt's and the
+    # file systems' timers would also compete with the test for the CPU).
+    for unit in MASKED:
+        link = root / "etc/systemd/system" / unit
+        link.unlink(missing_ok=True)
+        link.symlink_to("/dev/null")
 
 
 def mkfs(kind, image: Path, mib, tree=None, label=None):
