@@ -22,7 +22,7 @@ import os
 import re
 import subprocess
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -164,6 +164,23 @@ def make_payloads(tmp):
         Payload("data", "data.gz", "file", text(70 * 1024 + 5), None, compression="gzip",
                 target="/var/lib/acme/data.bin"),
     ]
+
+
+_run_payloads = None
+
+
+def run_payloads(tmp):
+    """make_payloads() with their stored bytes, made once per test run (the first caller's `tmp` holds
+    the compressor's input for a moment): no test changes them, and compressing them again for every
+    test (zstd -19 above all) cost more than most tests. Each caller gets its own Payload objects."""
+    global _run_payloads
+    if _run_payloads is None:
+        payloads = make_payloads(tmp)
+        for p in payloads:
+            p.stored = p.raw if p.compression is None else \
+                _compress({"zstd": "zstd", "xz": "xz", "gzip": "gzip"}[p.compression], p.raw, tmp)
+        _run_payloads = payloads
+    return [replace(p) for p in _run_payloads]
 
 
 def manifest_template(payloads):
@@ -385,10 +402,8 @@ class Env:
         self.tmp = tmp
         self.payload_dir = tmp / "payloads"
         self.payload_dir.mkdir()
-        self.payloads = make_payloads(tmp)
+        self.payloads = run_payloads(tmp)
         for p in self.payloads:
-            p.stored = p.raw if p.compression is None else \
-                _compress({"zstd": "zstd", "xz": "xz", "gzip": "gzip"}[p.compression], p.raw, tmp)
             (self.payload_dir / p.file).write_bytes(p.stored)
         self.keyring = pki("keyring.pem")
         self.crl = pki("keyring.crl")

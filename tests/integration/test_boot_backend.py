@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""upkeepd with a slow `script` boot backend: every call of its program takes 2 s. The event loop never
-runs the program: the booted slot is read once at the start in the worker, GetSlots is answered when a
-read in a worker ends, Rollback and MarkGood are jobs. Meanwhile the bus answers at once."""
+"""upkeepd with a `script` boot backend whose program the test can hold: while a hold file exists, a call
+of the program begins and waits until the test releases it. The event loop never runs the program: the
+booted slot is read once at the start in the worker, GetSlots is answered when a read in a worker ends,
+Rollback and MarkGood are jobs. Meanwhile the bus answers at once."""
 
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -16,33 +18,43 @@ from test_daemon import IFACE, NAME, PATH, bus, monitor, service, stop_group  # 
 
 SOURCE_ROOT = Path(os.environ.get("UPKEEP_SOURCE_ROOT", Path(__file__).resolve().parents[2]))
 EXAMPLE = SOURCE_ROOT / "contrib" / "boot-script-example.sh"
-CALL_SEC = 2
 
 # The backend's program: it notes each call's begin and end in a log (the events the test waits on),
-# sleeps, and lets contrib's example program do the work on the KEY=VALUE file of the file backend
-# (so upkeep-bootsim can play the bootloader on it).
+# waits while the hold file exists, and lets contrib's example program do the work on the KEY=VALUE file
+# of the file backend (so upkeep-bootsim can play the bootloader on it).
 SCRIPT = """#!/bin/sh
 echo "begin $$ $*" >>{log}
-sleep {sec}
+while [ -e {hold} ]; do sleep 0.02; done
 /bin/sh {example} "$@"
 status=$?
 echo "end $$ $*" >>{log}
 exit $status
 """
 
-# How fast the bus must answer while the program runs. The bound is 4 times below one call of the
-# program (2 s), and the daemon's own work for a property read is microseconds: it fails only when the
-# loop waits for the program, not on a slow machine. The test checks the event as well: the call that
-# waits on the program has not been answered yet when the property's answer is there.
+# How fast the bus must answer while the program is held. The daemon's own work for a property read is
+# microseconds. The test checks the event as well: the held program cannot end, so a loop that waited
+# for it would not answer at all, and the call that waits on the program is still pending when the
+# property's answer is there.
 ANSWER_SEC = 0.5
-assert ANSWER_SEC * 4 <= CALL_SEC
+
+# The daemon's timeout for one call of the program (UPKEEP_TEST_BOOT_TIMEOUT_MS): above any hold of
+# the test, so that a held call is never killed on a slow machine.
+TIMEOUT_ENV = {"UPKEEP_TEST_BOOT_TIMEOUT_MS": "600000"}
 
 
 class Calls:
-    """The program's log: which calls began and ended."""
+    """The program's log: which calls began and ended; and its hold."""
 
-    def __init__(self, path):
+    def __init__(self, path, hold):
         self.path = path
+        self.hold_file = hold
+
+    def hold(self):
+        """Calls that begin from now on wait until release()."""
+        self.hold_file.touch()
+
+    def release(self):
+        self.hold_file.unlink(missing_ok=True)
 
     def lines(self):
         return self.path.read_text().splitlines() if self.path.exists() else []
@@ -108,8 +120,9 @@ def device(tmp_path):
     recover it as an update that fell back and mark B bad.)"""
     d = Device(tmp_path / "dev")
     calls_log = tmp_path / "calls.log"
+    hold = tmp_path / "hold"
     script = tmp_path / "slow-boot"
-    script.write_text(SCRIPT.format(log=calls_log, sec=CALL_SEC, example=EXAMPLE))
+    script.write_text(SCRIPT.format(log=calls_log, hold=hold, example=EXAMPLE))
     script.chmod(0o755)
     d.conf.write_text(d.conf.read_text().replace("backend = file\n", f"backend = script\nscript = {script}\n"))
     text = d.bootenv.read_text()
@@ -117,8 +130,9 @@ def device(tmp_path):
         lines = [line for line in text.splitlines() if not line.startswith(f"{key}=")]
         text = "\n".join(lines + [f"{key}={value}"]) + "\n"
     d.bootenv.write_text(text)
-    d.calls = Calls(calls_log)
-    return d
+    d.calls = Calls(calls_log, hold)
+    yield d
+    d.calls.release()  # no program left waiting when a test failed while holding it
 
 
 @pytest.fixture
@@ -140,7 +154,8 @@ def slots(bus):
 
 
 def assert_answers_while(bus, waiting, state):
-    """Get(State) is answered within ANSWER_SEC while every call in `waiting` still waits."""
+    """Get(State) is answered within ANSWER_SEC while every call in `waiting` still waits (on the held
+    program)."""
     value, took = quick_get(bus, "State")
     assert value == state
     assert all(c.pending() for c in waiting), "a call waiting on the boot program was answered first"
@@ -148,12 +163,15 @@ def assert_answers_while(bus, waiting, state):
 
 
 def test_start_reads_the_booted_slot_in_the_worker(bus, device, service):
-    s = service(wait=False)
+    device.calls.hold()
+    s = service(wait=False, env=TIMEOUT_ENV)
     # The first call of the program is the start's read of the booted slot; meanwhile the bus answers.
     assert device.calls.wait_begun(1) == "get-current"
     value, took = quick_get(bus, "State")
     assert value == "confirming"
     assert took < ANSWER_SEC, f"Get(State) took {took:.2f} s while the boot program ran"
+    assert device.calls.running() == ["get-current"]
+    device.calls.release()
     s.wait_ready(timeout=120)
     assert bus.get("State") == "idle"
     assert bus.get("BootedSlot") == "A"
@@ -167,11 +185,12 @@ def test_start_reads_the_booted_slot_in_the_worker(bus, device, service):
 
 
 def test_get_slots_and_rollback_wait_on_the_program_not_the_bus(bus, monitor, device, service, calls):
-    service(wait=False).wait_ready(timeout=120)
+    service(wait=False, env=TIMEOUT_ENV).wait_ready(timeout=120)
     assert device.calls.running() == []
     n = len(device.calls.begun())
 
     # Rollback first: its job calls the program (the booted slot, B's state, B good)...
+    device.calls.hold()
     rollback = calls(bus, "Rollback")
     device.calls.wait_begun(n + 1)
     # ...and GetSlots, asked meanwhile, waits for it and then reads the slots itself
@@ -187,6 +206,7 @@ def test_get_slots_and_rollback_wait_on_the_program_not_the_bus(bus, monitor, de
     assert monitor.error_reply("io.upkeep.Update1.Error.Busy")["payload"]["data"] == [busy]
     assert_answers_while(bus, [rollback, get_slots], "idle")
 
+    device.calls.release()
     rc, out, err = rollback.result(timeout=120)
     assert rc == 0, err
     assert out.strip() == '{"type":"s","data":["B"]}'
@@ -204,7 +224,7 @@ def test_get_slots_and_rollback_wait_on_the_program_not_the_bus(bus, monitor, de
 
 
 def test_mark_good_waits_on_the_program_not_the_bus(bus, device, service, calls):
-    d = service(wait=False)
+    d = service(wait=False, env=TIMEOUT_ENV)
     d.wait_ready(timeout=120)
     # B first, as after a rollback; MarkGood makes the booted A good and first again
     assert device.env()["BOOT_ORDER"] == "A B"
@@ -213,11 +233,13 @@ def test_mark_good_waits_on_the_program_not_the_bus(bus, device, service, calls)
     assert device.env()["BOOT_ORDER"].split()[0] == "B"
 
     n = len(device.calls.begun())
+    device.calls.hold()
     mark_good = calls(bus, "MarkGood")
     device.calls.wait_begun(n + 1)
     assert_answers_while(bus, [mark_good], "idle")
     p = bus.call("Install", "sa{sv}", "/nonexistent.upk", "0", check=False)
     assert "the daemon is busy (marking the booted slot good); try again when it is done" in p.stderr
+    device.calls.release()
     rc, out, err = mark_good.result(timeout=120)
     assert rc == 0, err
     assert device.env()["BOOT_ORDER"].split()[0] == "A"
@@ -227,8 +249,18 @@ def test_mark_good_waits_on_the_program_not_the_bus(bus, device, service, calls)
 
     # SIGTERM while a MarkGood waits on the program: it is answered, then the daemon stops
     n = len(device.calls.begun())
+    device.calls.hold()
     mark_good = calls(bus, "MarkGood")
     device.calls.wait_begun(n + 1)
+    d.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 120
+    while "received Terminated, stopping" not in d.text():
+        assert time.monotonic() < deadline, "upkeepd did not log the SIGTERM:\n" + d.text()
+        time.sleep(0.02)
+    # the signal is handled while the program is held: the daemon waits for it
+    assert d.proc.poll() is None, d.text()
+    assert mark_good.pending()
+    device.calls.release()
     assert d.stop() == 0
     rc, out, err = mark_good.result(timeout=120)
     assert rc == 0, err
