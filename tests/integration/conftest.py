@@ -309,8 +309,20 @@ def craft_tar(members, end=True):
     return out
 
 
+_signatures = {}
+
+
 def cms_sign(data, tmp, signer="signer", chain=True, md="sha256", extra=()):
-    """Detached CMS SignedData (DER, no signed attributes) over `data`, made by the openssl command."""
+    """Detached CMS SignedData (DER, no signed attributes) over `data`, made by the openssl command.
+    Signed once per test run for the same arguments (most crafted bundles sign the same manifest; RSA
+    and Ed25519 signatures are the same bytes every time anyway)."""
+    key = (bytes(data), signer, chain, md, tuple(str(x) for x in extra))
+    if key not in _signatures:
+        _signatures[key] = _cms_sign(data, tmp, signer, chain, md, extra)
+    return _signatures[key]
+
+
+def _cms_sign(data, tmp, signer, chain, md, extra):
     tmp.mkdir(parents=True, exist_ok=True)
     inp = tmp / "cms-input"
     sig = tmp / "cms-output"
