@@ -2,27 +2,33 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Builds the disk image of upkeep's VM tests (tests/README.md, suite vm), cached by its inputs.
 
-    mkimage.py --source SRC --keyring KEYRING.pem [--cache DIR]
+    mkimage.py --source SRC --keyring KEYRING.pem [--flavour grub|uboot] [--cache DIR]
 
-Prints one JSON object: {"disk": raw GRUB disk, "rootfs_1_1_0": an ext4 root image of version 1.1.0
+Prints one JSON object: {"disk": raw disk of the flavour, "flavour": grub or uboot, "rootfs_1_1_0": an ext4 root image of version 1.1.0
 (a bundle payload for slot B), "tuf_keys": the TUF keys whose root.json the image trusts, "kernel": the
 guest's kernel (for a KVM probe)}.
 
 The image: a minimal Debian 12 root (mmdebstrap, from this machine's own apt sources: the host's deb822
 sources file is the mirror argument, so whatever mirror or proxy the machine uses is used) with systemd,
-dbus, polkitd and linux-image-cloud-amd64, and upkeep installed with `meson install` from its own
+dbus, polkitd, linux-image-cloud-amd64 and libubootenv-tool, and upkeep installed with `meson install` from its own
 build of SRC (--prefix=/usr, -Dtests=false) with its unit, bus policy, polkit action and tmpfiles
-entry; a config for the grub backend, a TUF source at http://10.0.2.2:8471/ (the host's 127.0.0.1
+entry; a config for the flavour's boot backend, a TUF source at http://10.0.2.2:8471/ (the host's 127.0.0.1
 under qemu's user-mode network) polled every minute, and reboot = auto.
 
-The disk (MBR): p1 32 MiB ext2 with GRUB's files (grub.cfg, contrib/grub/upkeep.cfg, grubenv), mounted
-at /boot/grub; p2 and p3 640 MiB ext4, root A (version 1.0.0) and root B (empty); p4 64 MiB ext4 for
-/var/lib/upkeep. GRUB i386-pc (SeaBIOS) is put in place without grub-install: boot.img's first 440
-bytes in the MBR, a core.img from grub-mkimage at sector 1. Nothing is mounted; no loop device.
+The disk (MBR): p1 32 MiB, the bootloader's; p2 and p3 640 MiB ext4, root A (version 1.0.0) and root
+B (empty); p4 64 MiB ext4 for /var/lib/upkeep. Nothing is mounted; no loop device.
+- grub: p1 is ext2 with GRUB's files (grub.cfg, contrib/grub/upkeep.cfg, grubenv), mounted at
+  /boot/grub. GRUB i386-pc (SeaBIOS) is put in place without grub-install: boot.img's first 440 bytes in
+  the MBR, a core.img from grub-mkimage at sector 1.
+- uboot: for qemu's -bios /usr/lib/u-boot/qemu-x86/u-boot.rom (u-boot-qemu, the 32-bit build: the
+  64-bit one resets instead of starting Linux). p1 is FAT with boot.scr (mkimage of
+  contrib/uboot/boot.cmd, as it is) and uboot.env (mkenvimage, 0x4000 bytes: slot A confirmed), mounted
+  at /boot/uboot; /etc/fw_env.config names that file for fw_printenv/fw_setenv.
 
-Cache (outside the source tree): BASE-KEY/root (the mmdebstrap tree; key: this script, the package
-list, the sources file), build/ (upkeep's build), IMAGE-KEY/ (key: the base key, the installed tree,
-the keyring, the TUF root). A second run with the same inputs only rebuilds upkeep incrementally and
+Cache (outside the source tree): base-KEY/root (the mmdebstrap tree, shared by the flavours; key: the
+recipe, the package list, the sources file), build-KEY/ and install-KEY/ (upkeep's build of SRC, shared),
+image-FLAVOUR-KEY/ (key: the base key, this script, the installed tree, the keyring, the TUF root, the
+flavour's contrib file). A second run with the same inputs only rebuilds upkeep incrementally and
 hashes its install tree. Needs root (mmdebstrap root mode, file ownership in the images).
 """
 
@@ -42,7 +48,7 @@ sys.path.insert(0, str(HERE.parent / "integration"))
 SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 PACKAGES = ["systemd-sysv", "udev", "dbus", "polkitd", "kmod", "linux-image-cloud-amd64", "initramfs-tools",
             "e2fsprogs", "grub-common", "libssl3", "libjson-c5", "libarchive13", "libcurl4", "libinih1",
-            "libsystemd0", "libzstd1", "iproute2"]
+            "libsystemd0", "libzstd1", "iproute2", "libubootenv-tool"]
 MIB = 1024 * 1024
 # (name, size in MiB); the partitions follow each other from 1 MiB on.
 PARTS = [("boot", 32), ("rootA", 640), ("rootB", 640), ("data", 64)]
@@ -63,7 +69,7 @@ version-file = /etc/upkeep/version
 path = /etc/upkeep/keyring.pem
 
 [boot]
-backend = grub
+{{boot}}
 
 [slot.rootfs.A]
 device = /dev/vda2
@@ -102,6 +108,20 @@ menuentry "slot B" {
         initrd (hd0,msdos3)/initrd.img
 }
 """
+
+UBOOT_ROM = Path("/usr/lib/u-boot/qemu-x86/u-boot.rom")
+# The environment file on p1, as /etc/fw_env.config and contrib/uboot/boot.cmd have it.
+UBOOT_ENV_SIZE = 0x4000
+# A fresh device: slot A confirmed with upkeep's default attempts, B empty.
+UBOOT_ENV = "BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=0\n"
+
+# What differs between the flavours: the backend's config, p1's file system, where it is mounted, the
+# contrib file the image is made from.
+FLAVOURS = {
+    "grub": {"boot": "backend = grub", "fs": "ext2", "mount": "/boot/grub", "contrib": "contrib/grub/upkeep.cfg"},
+    "uboot": {"boot": "backend = uboot\nuboot-config = /etc/fw_env.config", "fs": "vfat", "mount": "/boot/uboot",
+              "contrib": "contrib/uboot/boot.cmd"},
+}
 
 
 def log(msg):
@@ -164,7 +184,7 @@ def build_upkeep(cache: Path, source: Path):
         run("meson", "setup", build, source, "--prefix=/usr", "--sysconfdir=/etc", "--localstatedir=/var",
             "-Dman=disabled", "-Dtests=false", stdout=subprocess.DEVNULL)
     run("ninja", "-C", build, stdout=subprocess.DEVNULL)
-    dest = cache / "install"
+    dest = cache / f"install-{sha(source)}"
     shutil.rmtree(dest, ignore_errors=True)
     run("meson", "install", "-C", build, "--no-rebuild", "--quiet", "--destdir", dest, stdout=subprocess.DEVNULL)
     return dest
@@ -187,11 +207,15 @@ def tuf_keys(cache: Path):
     return f
 
 
-def customize(root: Path, source: Path, keyring: Path, tuf_root: bytes):
+def customize(root: Path, source: Path, keyring: Path, tuf_root: bytes, flavour: str):
+    fl = FLAVOURS[flavour]
     (root / "etc/hostname").write_text("upkeep-vm\n")
-    (root / "etc/fstab").write_text("/dev/vda1 /boot/grub ext2 defaults 0 0\n"
+    (root / "etc/fstab").write_text(f"/dev/vda1 {fl['mount']} {fl['fs']} defaults 0 0\n"
                                     "/dev/vda4 /var/lib/upkeep ext4 defaults 0 0\n")
-    (root / "boot/grub").mkdir(parents=True, exist_ok=True)
+    (root / fl["mount"][1:]).mkdir(parents=True, exist_ok=True)
+    if flavour == "uboot":
+        (root / "etc/fw_env.config").write_text(f"# uboot.env on p1 (tests/vm/mkimage.py)\n"
+                                                f"{fl['mount']}/uboot.env 0x0 {UBOOT_ENV_SIZE:#x}\n")
     (root / "var/lib/upkeep").mkdir(parents=True, exist_ok=True)
     getty = root / "etc/systemd/system/serial-getty@ttyS0.service.d"
     getty.mkdir(parents=True, exist_ok=True)
@@ -216,7 +240,7 @@ def customize(root: Path, source: Path, keyring: Path, tuf_root: bytes):
         link.symlink_to(f"{path}/{unit}")
     etc = root / "etc/upkeep"
     etc.mkdir(parents=True, exist_ok=True)
-    (etc / "upkeep.conf").write_text(UPKEEP_CONF)
+    (etc / "upkeep.conf").write_text(UPKEEP_CONF.format(boot=fl["boot"]))
     (etc / "version").write_text("1.0.0\n")
     shutil.copyfile(keyring, etc / "keyring.pem")
     (etc / "tuf-root.json").write_bytes(tuf_root)
@@ -250,7 +274,43 @@ def mkfs(kind, image: Path, mib, tree=None, label=None):
     run(*args, image, f"{mib}M", stdout=subprocess.DEVNULL)
 
 
-def make_disk(work: Path, root: Path, source: Path, out: Path):
+def grub_boot_part(work: Path, source: Path, img: Path):
+    boot = work / "boot"
+    (boot / "i386-pc").mkdir(parents=True)
+    for f in Path("/usr/lib/grub/i386-pc").iterdir():
+        if f.suffix in (".mod", ".lst"):
+            shutil.copy(f, boot / "i386-pc")
+    (boot / "grub.cfg").write_text(GRUB_CFG)
+    shutil.copy(source / "contrib/grub/upkeep.cfg", boot / "upkeep.cfg")
+    run("grub-editenv", boot / "grubenv", "create")
+    mkfs("ext2", img, 32, boot)
+
+
+def grub_install(work: Path, disk: Path):
+    core = work / "core.img"
+    run("grub-mkimage", "-O", "i386-pc", "-p", "(hd0,msdos1)/", "-o", core, "biosdisk", "part_msdos", "ext2")
+    core_bytes = core.read_bytes()
+    if len(core_bytes) > 2047 * 512:
+        raise SystemExit(f"mkimage: core.img is {len(core_bytes)} bytes, more than the gap before p1")
+    boot_img = Path("/usr/lib/grub/i386-pc/boot.img").read_bytes()
+    with open(disk, "r+b") as f:
+        f.write(boot_img[:440])  # the partition table from byte 446 on stays
+        f.seek(512)
+        f.write(core_bytes)
+
+
+def uboot_boot_part(work: Path, source: Path, img: Path):
+    """p1 of the uboot flavour: FAT with boot.scr (contrib/uboot/boot.cmd as it is) and uboot.env."""
+    scr, env, text = work / "boot.scr", work / "uboot.env", work / "uboot-env.txt"
+    run("mkimage", "-A", "x86", "-O", "linux", "-T", "script", "-C", "none", "-n", "upkeep A/B",
+        "-d", source / "contrib/uboot/boot.cmd", scr, stdout=subprocess.DEVNULL)
+    text.write_text(UBOOT_ENV)
+    run("mkenvimage", "-s", hex(UBOOT_ENV_SIZE), "-o", env, text)
+    run("mkfs.vfat", "-n", "UBOOT", "-C", img, str(32 * 1024), stdout=subprocess.DEVNULL)
+    run("mcopy", "-i", img, scr, env, "::")
+
+
+def make_disk(work: Path, root: Path, source: Path, out: Path, flavour: str):
     total = 1 + sum(s for _, s in PARTS) + 1
     disk = work / "disk.img"
     with open(disk, "wb") as f:
@@ -264,19 +324,11 @@ def make_disk(work: Path, root: Path, source: Path, out: Path):
         start += size
     run("sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", disk, input=layout.encode())
 
-    boot = work / "boot"
-    (boot / "i386-pc").mkdir(parents=True)
-    for f in Path("/usr/lib/grub/i386-pc").iterdir():
-        if f.suffix in (".mod", ".lst"):
-            shutil.copy(f, boot / "i386-pc")
-    (boot / "grub.cfg").write_text(GRUB_CFG)
-    shutil.copy(source / "contrib/grub/upkeep.cfg", boot / "upkeep.cfg")
-    run("grub-editenv", boot / "grubenv", "create")
     data = work / "data"
     data.mkdir()
 
     parts = {"boot": work / "p1.img", "rootA": work / "p2.img", "rootB": work / "p3.img", "data": work / "p4.img"}
-    mkfs("ext2", parts["boot"], 32, boot)
+    (uboot_boot_part if flavour == "uboot" else grub_boot_part)(work, source, parts["boot"])
     mkfs("ext4", parts["rootA"], ROOT_FS_MIB, root)
     mkfs("ext4", parts["rootB"], 16)
     mkfs("ext4", parts["data"], 64, data)
@@ -284,17 +336,8 @@ def make_disk(work: Path, root: Path, source: Path, out: Path):
         run("dd", f"if={img}", f"of={disk}", "bs=1M", f"seek={offsets[name]}", "conv=notrunc,sparse",
             "status=none")
         img.unlink()
-
-    core = work / "core.img"
-    run("grub-mkimage", "-O", "i386-pc", "-p", "(hd0,msdos1)/", "-o", core, "biosdisk", "part_msdos", "ext2")
-    core_bytes = core.read_bytes()
-    if len(core_bytes) > 2047 * 512:
-        raise SystemExit(f"mkimage: core.img is {len(core_bytes)} bytes, more than the gap before p1")
-    boot_img = Path("/usr/lib/grub/i386-pc/boot.img").read_bytes()
-    with open(disk, "r+b") as f:
-        f.write(boot_img[:440])  # the partition table from byte 446 on stays
-        f.seek(512)
-        f.write(core_bytes)
+    if flavour == "grub":
+        grub_install(work, disk)
     disk.rename(out / "disk.img")
 
     # The 1.1.0 root: the same tree with another version, as an ext4 image (a raw bundle payload).
@@ -306,15 +349,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--source", type=Path, required=True)
     ap.add_argument("--keyring", type=Path, required=True)
+    ap.add_argument("--flavour", choices=sorted(FLAVOURS), default="grub")
     ap.add_argument("--cache", type=Path, default=Path("/var/tmp/upkeep-vm-cache"))
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("mkimage: needs root (mmdebstrap in root mode, file owners in the images)")
-    for tool in ("mmdebstrap", "sfdisk", "mkfs.ext4", "grub-mkimage", "grub-editenv", "meson"):
+    tools = ["mmdebstrap", "sfdisk", "mkfs.ext4", "meson"]
+    tools += ["mkimage", "mkenvimage", "mkfs.vfat", "mcopy"] if a.flavour == "uboot" else ["grub-mkimage", "grub-editenv"]
+    for tool in tools:
         if not shutil.which(tool):
             raise SystemExit(f"mkimage: {tool} is missing (tools/packages.list)")
-    if not Path("/usr/lib/grub/i386-pc/boot.img").exists():
+    if a.flavour == "grub" and not Path("/usr/lib/grub/i386-pc/boot.img").exists():
         raise SystemExit("mkimage: /usr/lib/grub/i386-pc is missing (grub-pc-bin)")
+    if a.flavour == "uboot" and not UBOOT_ROM.exists():
+        raise SystemExit(f"mkimage: {UBOOT_ROM} is missing (u-boot-qemu)")
     source = a.source.resolve()
     cache = a.cache
     cache.mkdir(parents=True, exist_ok=True)
@@ -328,8 +376,9 @@ def main():
 
     base_key, base = base_root(cache)
     dest = build_upkeep(cache, source)
-    key = sha(base_key, Path(__file__).read_bytes(), tree_hash(dest), a.keyring.read_bytes(), tuf_root, (source / "contrib/grub/upkeep.cfg").read_bytes())
-    out = cache / f"image-{key}"
+    contrib = (source / FLAVOURS[a.flavour]["contrib"]).read_bytes()
+    key = sha(base_key, Path(__file__).read_bytes(), tree_hash(dest), a.keyring.read_bytes(), tuf_root, contrib)
+    out = cache / f"image-{a.flavour}-{key}"
     if not (out / "done").exists():
         log(f"making {out}")
         shutil.rmtree(out, ignore_errors=True)
@@ -339,15 +388,16 @@ def main():
             root = work / "root"
             run("cp", "-a", base, root)
             run("cp", "-a", f"{dest}/.", root)
-            customize(root, source, a.keyring, tuf_root)
-            make_disk(work, root, source, out)
+            customize(root, source, a.keyring, tuf_root, a.flavour)
+            make_disk(work, root, source, out, a.flavour)
         (out / "done").write_text("")
-        # Older images of this cache are of no more use.
+        # Older images of this flavour (and those from before the flavours) are of no more use.
         for old in cache.glob("image-*"):
-            if old != out:
+            other = any(old.name.startswith(f"image-{f}-") for f in FLAVOURS if f != a.flavour)
+            if old != out and not other:
                 shutil.rmtree(old, ignore_errors=True)
     kernels = sorted((base / "boot").glob("vmlinuz-*"))
-    print(json.dumps({"disk": str(out / "disk.img"), "rootfs_1_1_0": str(out / "rootfs-1.1.0.img"),
+    print(json.dumps({"disk": str(out / "disk.img"), "flavour": a.flavour, "rootfs_1_1_0": str(out / "rootfs-1.1.0.img"),
                       "tuf_keys": str(keys_file), "kernel": str(kernels[-1]) if kernels else None}))
 
 

@@ -3,7 +3,7 @@
 """upkeep on real boots (meson suite vm): one VM per bootloader flavour, on a qcow2 overlay of
 mkimage.py's image, runs the scenarios as a chain, each a TAP test point of its own:
 
-    scenario.py grub
+    scenario.py grub | uboot
 
 1. update: upkeepd, started by systemd from its installed unit on slot A (1.0.0), checks the TUF
    repository this script serves on 127.0.0.1:8471 (10.0.2.2 in the guest; `updatectl check` spares the
@@ -172,7 +172,42 @@ class Grub:
         return env.get(f"{slot}_TRY", "0") == "0"
 
 
-FLAVOURS = {"grub": Grub}
+def ubootenv(vm):
+    out = vm.check("fw_printenv")
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+class UBoot:
+    name = "uboot"
+    # The line contrib/uboot/boot.cmd prints before it writes the environment back and boots, up to its
+    # end; group 1: the slot it boots.
+    marker = re.compile(rb"upkeep: booting slot (\w*): [^\r\n]*B_TRY=[^\r\n]*\r?\n")
+    env = staticmethod(ubootenv)
+
+    @staticmethod
+    def booting_try(line, slot):
+        # Its one attempt just taken, the try marker still set.
+        return f"{slot}_LEFT=0" in line and f"{slot}_TRY=1" in line and f"BOOT_ORDER={slot} " in line
+
+    @staticmethod
+    def confirmed(env, slot, other):
+        # mark_good: first, the full [boot] attempts (3), no try marker; BOOTED from the boot script.
+        return (env.get("BOOT_ORDER") == f"{slot} {other}" and env.get(f"BOOT_{slot}_LEFT") == "3"
+                and f"BOOT_{slot}_TRY" not in env and env.get("BOOTED") == slot)
+
+    @staticmethod
+    def back_on(env, slot, bad):
+        """`slot` boots again first with attempts, `bad` has none left (marked bad, or an update whose
+        one attempt was spent without a confirmation)."""
+        return (env.get("BOOT_ORDER", "").startswith(slot) and env.get(f"BOOT_{slot}_LEFT", "0") != "0"
+                and env.get(f"BOOT_{bad}_LEFT", "0") == "0")
+
+    @staticmethod
+    def no_try(env, slot):
+        return env.get(f"BOOT_{slot}_TRY", "0") == "0"
+
+
+FLAVOURS = {"grub": Grub, "uboot": UBoot}
 
 
 def wait_daemon(vm):
@@ -362,7 +397,7 @@ def main():
     print(f"1..{len(STEPS)}", flush=True)
     t = time.monotonic()
     p = subprocess.run(["/usr/bin/python3", str(HERE / "mkimage.py"), "--source", str(SOURCE), "--keyring",
-                        str(Path(os.environ["UPKEEP_TEST_PKI"]) / "keyring.pem"), "--cache",
+                        str(Path(os.environ["UPKEEP_TEST_PKI"]) / "keyring.pem"), "--flavour", flavour, "--cache",
                         os.environ.get("UPKEEP_VM_CACHE", "/var/tmp/upkeep-vm-cache")],
                        stdout=subprocess.PIPE, text=True, check=True)
     image = json.loads(p.stdout.strip().splitlines()[-1])
@@ -401,7 +436,7 @@ def main():
         repo.publish(www)
         say(f"bundles and repository ready after {time.monotonic() - t:.0f} s "
             f"({', '.join(f'{v}: {b.stat().st_size // (1024 * 1024)} MiB' for v, b in bundles.items())})")
-        vm = vmdriver.VM(tmp / "disk.qcow2", tmp / "console.log", accel=accel)
+        vm = vmdriver.VM(tmp / "disk.qcow2", tmp / "console.log", accel=accel, flavour=flavour)
         chain = Chain(vm, fl, urls)
         broken = None
         ok = True

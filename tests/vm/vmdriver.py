@@ -3,8 +3,12 @@
 shell commands in the guest (the root shell of getty's autologin on ttyS0) and kills qemu, with its
 whole process group, on close().
 
-One qemu process lives through the guest's reboots (qemu resets the machine itself on `systemctl
-reboot`), so a test waits for the next bootloader marker. Every console byte also goes to a log file.
+With GRUB, one qemu process lives through the guest's reboots (qemu resets the machine itself on
+`systemctl reboot`). qemu's x86 U-Boot can hang after such a warm reset, so with U-Boot qemu runs with
+-no-reboot and the driver starts it again on the same disk whenever the guest resets (a reboot, or a
+kernel panic's panic=5): every boot is a cold one, and the bootloader's state is on the disk. Either way
+a test sees one console stream and waits for the next bootloader marker. A guest that powers off ends
+qemu for good. Every console byte also goes to a log file.
 """
 
 import os
@@ -17,6 +21,7 @@ import threading
 import time
 
 QEMU = "qemu-system-x86_64"
+UBOOT_ROM = "/usr/lib/u-boot/qemu-x86/u-boot.rom"
 PROMPT = re.compile(rb"root@upkeep-vm:[^\r\n]*# ")
 
 
@@ -77,40 +82,70 @@ def _kill(p):
 
 
 class VM:
-    def __init__(self, disk, log_path, accel="tcg", memory=1024, extra=()):
+    def __init__(self, disk, log_path, accel="tcg", memory=1024, extra=(), flavour="grub"):
+        """flavour: the image's bootloader, "grub" (SeaBIOS boots the disk) or "uboot" (U-Boot's
+        qemu-x86 ROM as the firmware; cold restarts, see above)."""
         self.disk, self.log_path, self.accel = disk, log_path, accel
+        self.cold_reboots = flavour == "uboot"
+        firmware = ["-bios", UBOOT_ROM, "-no-reboot"] if self.cold_reboots else []
         self.args = [QEMU, "-accel", accel, "-machine", "pc", "-m", str(memory), "-smp", "2",
-                     "-display", "none", "-monitor", "none", "-serial", "stdio", "-nodefaults",
+                     "-display", "none", "-monitor", "none", "-serial", "stdio", "-nodefaults", *firmware,
                      "-drive", f"file={disk},format=qcow2,if=virtio,cache=unsafe",
                      "-nic", "user,model=virtio-net-pci", *extra]
         self.buf = b""
         self.cond = threading.Condition()
         self.proc = None
         self.log = None
+        self.closing = False
+        self.ended = False
+        self.restarts = 0
         self.shell_set_up = False
+
+    def _spawn(self):
+        return subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
 
     def start(self):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.closing = self.ended = False
+        self.proc = self._spawn()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         return self
 
     def _read(self):
-        for chunk in iter(lambda: self.proc.stdout.read1(65536), b""):
-            self.log.write(chunk)
-            self.log.flush()
+        proc = self.proc
+        while True:
+            for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+                self.log.write(chunk)
+                self.log.flush()
+                with self.cond:
+                    self.buf += chunk
+                    self.cond.notify_all()
             with self.cond:
-                self.buf += chunk
+                status = proc.wait()
+                # -no-reboot: qemu exited 0 because the guest reset (not when it powered off, which
+                # the kernel announces): the next boot is a new qemu on the same disk.
+                powered_off = b"reboot: Power down" in self.buf[-4096:]
+                if self.closing or not self.cold_reboots or status != 0 or powered_off:
+                    self.ended = True
+                    self.cond.notify_all()
+                    return
+                self.restarts += 1
+                self.log.write(f"\n[vmdriver: the guest reset; qemu started again, cold boot {self.restarts}]\n"
+                               .encode())
+                self.log.flush()
+                self.proc = proc = self._spawn()
                 self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
 
     def close(self):
-        if self.proc:
-            _kill(self.proc)
+        with self.cond:
+            self.closing = True
+            proc = self.proc
+        if proc:
+            _kill(proc)
             self.reader.join(10)
+            # No restart after closing was set (the reader decides under the same lock).
             self.proc = None
         if self.log:
             self.log.close()
@@ -132,7 +167,7 @@ class VM:
                 m = rx.search(self.buf, since)
                 if m:
                     return m
-                if self.proc is None or self.proc.poll() is not None:
+                if self.proc is None or self.ended:
                     raise VMError(f"qemu ended while waiting for {what or rx.pattern!r}")
                 left = deadline - time.monotonic()
                 if left <= 0:
