@@ -58,6 +58,9 @@ typedef struct UpdateProps {
                 *support_end;
         uint64_t progress_done, progress_total, last_check;
         bool auto_update;
+        /* RolledBack: version ("" unknown), slot ("" when nothing was rolled back), reason, time */
+        char *rb_version, *rb_slot, *rb_reason;
+        uint64_t rb_time;
 } UpdateProps;
 
 void update_props_done(UpdateProps *p);
@@ -104,7 +107,7 @@ int status_main(int argc, char *argv[], CliArgs *args);
 int install_main(int argc, char *argv[], CliArgs *args);
 int monitor_main(int argc, char *argv[], CliArgs *args);
 int check_main(int argc, char *argv[], CliArgs *args);
-int manage_main(int argc, char *argv[], CliArgs *args); /* cancel, rollback, mark-good */
+int manage_main(int argc, char *argv[], CliArgs *args); /* cancel, rollback, mark-good, acknowledge */
 int postpone_main(int argc, char *argv[], CliArgs *args);
 int auto_update_main(int argc, char *argv[], CliArgs *args); /* enable, disable */
 int history_main(int argc, char *argv[], CliArgs *args);

@@ -17,6 +17,9 @@ void update_props_done(UpdateProps *p)
         free(p->booted_slot);
         free(p->last_error);
         free(p->support_end);
+        free(p->rb_version);
+        free(p->rb_slot);
+        free(p->rb_reason);
         *p = (UpdateProps){};
 }
 
@@ -170,6 +173,40 @@ static int set_progress(UpdateProps *p, sd_bus_message *m)
         return sd_bus_message_exit_container(m);
 }
 
+static int set_rolled_back(UpdateProps *p, sd_bus_message *m)
+{
+        const char *s[3];
+        char *copy[3] = {};
+        uint64_t time;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'v', "(ssst)");
+        if (r >= 0)
+                r = sd_bus_message_enter_container(m, 'r', "ssst");
+        for (size_t i = 0; r >= 0 && i < 3; i++)
+                r = bus_read_string(m, &s[i]);
+        if (r >= 0)
+                r = sd_bus_message_read_basic(m, 't', &time);
+        if (r >= 0)
+                r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < 3; i++)
+                if (!(copy[i] = strdup(s[i]))) {
+                        for (size_t k = 0; k < i; k++)
+                                free(copy[k]);
+                        return -ENOMEM;
+                }
+        free(p->rb_version);
+        free(p->rb_slot);
+        free(p->rb_reason);
+        p->rb_version = copy[0];
+        p->rb_slot = copy[1];
+        p->rb_reason = copy[2];
+        p->rb_time = time;
+        return sd_bus_message_exit_container(m);
+}
+
 #define PROPERTY_NAMES_MAX 64
 
 int update_props_apply(UpdateProps *props, sd_bus_message *m, char ***ret_changed)
@@ -214,6 +251,8 @@ int update_props_apply(UpdateProps *props, sd_bus_message *m, char ***ret_change
                         r = set_u64(&props->last_check, m);
                 else if (streq(name, "AutoUpdate"))
                         r = set_bool(&props->auto_update, m);
+                else if (streq(name, "RolledBack"))
+                        r = set_rolled_back(props, m);
                 else {
                         r = sd_bus_message_skip(m, "v");
                         name = NULL;
@@ -278,6 +317,12 @@ char *update_props_describe(const UpdateProps *p, const char *name)
                 return strdup(format_when(when, sizeof(when), p->last_check));
         if (streq(name, "AutoUpdate"))
                 return strdup(p->auto_update ? "yes" : "no");
+        if (streq(name, "RolledBack"))
+                return isempty(p->rb_slot)
+                               ? strdup("")
+                               : strdup_printf("version %s on slot %s: %s",
+                                               isempty(p->rb_version) ? "(unknown)" : p->rb_version,
+                                               p->rb_slot, p->rb_reason ?: "");
         return NULL;
 }
 

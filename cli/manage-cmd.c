@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* updatectl check | cancel | rollback | mark-good | postpone | enable | disable: the acting methods. */
+/* updatectl check | cancel | rollback | mark-good | acknowledge | postpone | enable | disable: the acting
+ * methods. */
 #include <stdio.h>
 
 #include "cli.h"
@@ -64,6 +65,18 @@ int manage_main(int argc, char *argv[], CliArgs *args)
                         printf("cancelling the running check\n");
                 else
                         printf("cancelling the running install\n");
+        } else if (streq(verb, "acknowledge")) {
+                const char *version;
+
+                r = client_call(bus, "AcknowledgeRollback", &error, &reply, NULL);
+                if (r >= 0)
+                        r = bus_read_string(reply, &version);
+                if (r < 0)
+                        return client_report(NULL, r, &error);
+                if (isempty(version))
+                        printf("no rollback to acknowledge\n");
+                else
+                        printf("acknowledged the rollback of version %s\n", version);
         } else if (streq(verb, "rollback")) {
                 r = client_call(bus, "Rollback", &error, &reply, NULL);
                 if (r >= 0)

@@ -39,7 +39,7 @@ static void support_warning(FILE *f, const char *end, int64_t days)
 
 static int print_json(const UpdateProps *p, bool known, int64_t days)
 {
-        _cleanup_(json_object_putp) json_object *o = json_object_new_object(), *progress = NULL;
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object(), *progress = NULL, *rb = NULL;
         int r = 0;
 
         progress = json_object_new_object();
@@ -61,6 +61,18 @@ static int print_json(const UpdateProps *p, bool known, int64_t days)
         r |= json_object_object_add(o, "support_end", json_object_new_string(p->support_end ?: ""));
         r |= json_object_object_add(o, "support_days_left", known ? json_object_new_int64(days) : NULL);
         r |= json_object_object_add(o, "support_ended", json_object_new_boolean(known && days < 0));
+        if (!isempty(p->rb_slot)) {
+                rb = json_object_new_object();
+                if (!rb)
+                        return -ENOMEM;
+                r |= json_object_object_add(rb, "version",
+                                            isempty(p->rb_version) ? NULL
+                                                                   : json_object_new_string(p->rb_version));
+                r |= json_object_object_add(rb, "slot", json_object_new_string(p->rb_slot));
+                r |= json_object_object_add(rb, "reason", json_object_new_string(p->rb_reason ?: ""));
+                r |= json_object_object_add(rb, "time", json_object_new_uint64(p->rb_time));
+        }
+        r |= json_object_object_add(o, "rolled_back", TAKE_PTR(rb));
         if (r != 0)
                 return -ENOMEM;
         return cli_print_json(o);
@@ -116,6 +128,15 @@ int status_main(int argc, char *argv[], CliArgs *args)
         line("Last check", format_when(buf, sizeof(buf), p.last_check));
         if (!isempty(p.last_error))
                 line("Last error", p.last_error);
+        if (!isempty(p.rb_slot)) {
+                char when[FORMAT_WHEN_MAX];
+
+                snprintf(buf, sizeof(buf), "version %s on slot %s, %s",
+                         isempty(p.rb_version) ? "(unknown)" : p.rb_version, p.rb_slot,
+                         format_when(when, sizeof(when), p.rb_time));
+                line("Rolled back", buf);
+                line("Reason", p.rb_reason ?: "");
+        }
         line("Support end", describe_support(buf, sizeof(buf), p.support_end, known, days));
         if (known && days < 0)
                 support_warning(stdout, p.support_end, days);

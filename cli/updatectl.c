@@ -100,6 +100,7 @@ static void help(void)
                "  cancel                     stop the running install\n"
                "  rollback                   boot the other slot again\n"
                "  mark-good                  mark the booted slot good\n"
+               "  acknowledge                the rollback of an update was seen: hide it\n"
                "  history [--json]           past installs, confirmations, rollbacks\n"
                "  slots [--json]             the A/B slots and their state\n"
                "  monitor                    print every change until interrupted\n"
@@ -162,6 +163,7 @@ int main(int argc, char *argv[])
                 { "cancel", manage_main },
                 { "rollback", manage_main },
                 { "mark-good", manage_main },
+                { "acknowledge", manage_main },
                 { "history", history_main },
                 { "slots", slots_main },
                 { "monitor", monitor_main },

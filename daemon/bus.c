@@ -60,6 +60,14 @@ static int property_get_progress(sd_bus *bus, const char *path, const char *inte
         return sd_bus_message_append(reply, "(tt)", m->progress_done, m->progress_total);
 }
 
+static int property_get_rolled_back(sd_bus *bus, const char *path, const char *interface,
+                                    const char *property, sd_bus_message *reply, void *userdata,
+                                    sd_bus_error *error)
+{
+        Manager *m = userdata;
+        return sd_bus_message_append(reply, "(ssst)", m->rb_version, m->rb_slot, m->rb_reason, m->rb_time);
+}
+
 /* ---- acting methods: the body runs once polkit_authorize() let the caller through ---- */
 
 /* Answered when the check ends (manager.c); 1 tells sd-bus the call is taken care of. */
@@ -155,6 +163,13 @@ static int do_set_auto_update(sd_bus_message *msg, Manager *m, sd_bus_error *err
         return r < 0 ? r : sd_bus_reply_method_return(msg, NULL);
 }
 
+static int do_acknowledge_rollback(sd_bus_message *msg, Manager *m, sd_bus_error *error)
+{
+        _cleanup_free_ char *version = NULL;
+        int r = manager_acknowledge_rollback(m, &version, error);
+        return r < 0 ? r : sd_bus_reply_method_return(msg, "s", version);
+}
+
 #define ACTING_METHOD(name, body)                                                 \
         static int name(sd_bus_message *msg, void *userdata, sd_bus_error *error) \
         {                                                                         \
@@ -167,6 +182,7 @@ ACTING_METHOD(method_rollback, do_rollback)
 ACTING_METHOD(method_mark_good, do_mark_good)
 ACTING_METHOD(method_postpone, do_postpone)
 ACTING_METHOD(method_set_auto_update, do_set_auto_update)
+ACTING_METHOD(method_acknowledge_rollback, do_acknowledge_rollback)
 
 /* ---- reading methods: anyone ---- */
 
@@ -314,6 +330,8 @@ static const sd_bus_vtable manager_vtable[] = {
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("SupportEnd", "s", NULL, offsetof(Manager, support_end),
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("RolledBack", "(ssst)", property_get_rolled_back, 0,
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
 
         SD_BUS_METHOD_WITH_ARGS("Check", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", available), method_check,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
@@ -329,6 +347,8 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("SetAutoUpdate", SD_BUS_ARGS("b", enable), SD_BUS_NO_RESULT,
                                 method_set_auto_update, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("AcknowledgeRollback", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", version),
+                                method_acknowledge_rollback, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetHistory", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(tsssbs)", entries),
                                 method_get_history, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetSlots", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssssss)", slots),

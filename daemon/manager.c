@@ -14,6 +14,7 @@
 #include "polkit.h"
 #include "reboot.h"
 #include "support.h"
+#include "version.h"
 
 static const char *const manager_state_table[_MANAGER_STATE_MAX] = {
         [MANAGER_IDLE] = "idle",
@@ -131,6 +132,19 @@ static void manager_refresh(Manager *m)
         if (s && m->last_check != s->last_check) {
                 m->last_check = s->last_check;
                 changed[n++] = "LastCheck";
+        }
+        if (s) {
+                const StateRollback *rb = &s->rollback;
+                bool show = rb->set && !rb->acknowledged;
+                _cleanup_free_ char *reason = show ? path_redact(rb->reason ?: "") : NULL;
+                bool c1 = set_string(&m->rb_version, show ? rb->version : NULL);
+                bool c2 = set_string(&m->rb_slot, show ? rb->slot : NULL);
+                bool c3 = set_string(&m->rb_reason, show ? reason ?: "(out of memory)" : NULL);
+
+                if (c1 || c2 || c3 || m->rb_time != (show ? rb->time : 0)) {
+                        m->rb_time = show ? rb->time : 0;
+                        changed[n++] = "RolledBack";
+                }
         }
         capability_done(&cap);
         for (size_t i = 0; i < n; i++)
@@ -262,6 +276,22 @@ static void finish_install(Manager *m)
         m->job_source = NULL;
 }
 
+/* At start, while RolledBack is set: the journal says it too. */
+static void rollback_warn(Manager *m)
+{
+        char when[FORMAT_TIMESTAMP_MAX];
+
+        if (isempty(m->rb_slot))
+                return;
+        log_fields(
+                LOG_LEVEL_WARNING,
+                &(LogFields){ .version = isempty(m->rb_version) ? NULL : m->rb_version, .slot = m->rb_slot },
+                "the update to version %s on slot %s was rolled back (%s): %s; \"updatectl acknowledge\" "
+                "once seen",
+                isempty(m->rb_version) ? "(unknown)" : m->rb_version, m->rb_slot,
+                format_timestamp(when, sizeof(when), m->rb_time), m->rb_reason);
+}
+
 static void finish_confirm(Manager *m)
 {
         JobResult jr = {};
@@ -287,6 +317,7 @@ static void finish_confirm(Manager *m)
                 case CONFIRM_NOTHING_PENDING:
                         manager_refresh(m);
                         manager_set_state(m, MANAGER_IDLE);
+                        rollback_warn(m);
                         break;
                 case CONFIRM_GOOD:
                         log_fields(LOG_LEVEL_NOTICE, &f, "confirmed version %s on slot %s",
@@ -299,8 +330,15 @@ static void finish_confirm(Manager *m)
                         msg = strdup_printf("update to version %s on slot %s failed: %s",
                                             res.version ?: "(unknown)", res.slot, res.reason ?: "");
                         log_fields(LOG_LEVEL_ERROR, &f, "%s", msg ?: "update failed");
-                        manager_set_last_error(m, msg ?: "update failed");
                         manager_refresh(m);
+                        if (res.outcome == CONFIRM_FELL_BACK) {
+                                /* Up on the old slot, which works: RolledBack tells, as after a
+                                 * health check's rollback. */
+                                manager_set_state(m, MANAGER_IDLE);
+                                break;
+                        }
+                        /* Still on the failed slot, until the reboot back. */
+                        manager_set_last_error(m, msg ?: "update failed");
                         manager_set_state(m, MANAGER_ERROR);
                         if (res.reboot && !m->exiting)
                                 manager_reboot(m, "go back to the previous slot");
@@ -631,6 +669,8 @@ static void maybe_auto_install(Manager *m)
         const Config *c = m->config;
         AutoInputs in;
         AutoDecision d;
+        Version offered, rolled;
+        bool rolled_back = false;
         uint64_t retry = 0;
         int r;
 
@@ -638,6 +678,10 @@ static void maybe_auto_install(Manager *m)
                 return;
         if (state_load(c->data_dir, &s, NULL) < 0)
                 s = NULL;
+        /* The version rolled back here (acknowledged or not) and older ones are left out. */
+        if (s && s->rollback.set && s->rollback.version && version_parse(m->offer->version, &offered) >= 0 &&
+            version_parse(s->rollback.version, &rolled) >= 0 && version_compare(&offered, &rolled) <= 0)
+                rolled_back = true;
         in = (AutoInputs){
                 .policy = c->auto_install,
                 .auto_update = s ? s->auto_update : true,
@@ -648,6 +692,7 @@ static void maybe_auto_install(Manager *m)
                 .has_window = c->has_maintenance_window,
                 .window_start_min = c->window_start_min,
                 .window_end_min = c->window_end_min,
+                .rolled_back = rolled_back,
         };
         auto_inputs_set_local_time(&in, (time_t)(in.now_usec / USEC_PER_SEC));
         d = auto_decide(&in, &retry);
@@ -1026,23 +1071,34 @@ int manager_get_slots(Manager *m, sd_bus_message *call, sd_bus_error *error)
         return 0;
 }
 
-/* Postpone and SetAutoUpdate: one field of the state, written atomically. */
-static int update_state(Manager *m, uint64_t postpone_until, int auto_update, sd_bus_error *error)
+/* The state, for a change written from the loop (Postpone, SetAutoUpdate, AcknowledgeRollback). */
+static int load_state_to_change(Manager *m, UpkState **ret, sd_bus_error *error)
 {
-        _cleanup_(state_freep) UpkState *s = NULL;
         _cleanup_free_ char *warning = NULL;
-        UpkErr err = {};
         int r;
 
         /* The installer writes the state too: one writer at a time (a check writes it only from here). */
         if (m->job && job_kind(m->job) != JOB_CHECK)
                 return refuse_busy(m, error);
-        r = state_load(m->config->data_dir, &s, &warning);
+        r = state_load(m->config->data_dir, ret, &warning);
         if (warning)
                 log_msg(LOG_LEVEL_WARNING, "%s", warning);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "cannot load the state from %s: %m",
                                                m->config->data_dir);
+        return 0;
+}
+
+/* Postpone and SetAutoUpdate: one field of the state, written atomically. */
+static int update_state(Manager *m, uint64_t postpone_until, int auto_update, sd_bus_error *error)
+{
+        _cleanup_(state_freep) UpkState *s = NULL;
+        UpkErr err = {};
+        int r;
+
+        r = load_state_to_change(m, &s, error);
+        if (r < 0)
+                return r;
         if (auto_update >= 0)
                 s->auto_update = auto_update;
         else
@@ -1074,6 +1130,36 @@ int manager_set_auto_update(Manager *m, bool enable, sd_bus_error *error)
         if (r >= 0)
                 log_msg(LOG_LEVEL_NOTICE, "automatic updates %s", enable ? "enabled" : "disabled");
         return r;
+}
+
+int manager_acknowledge_rollback(Manager *m, char **ret_version, sd_bus_error *error)
+{
+        _cleanup_(state_freep) UpkState *s = NULL;
+        _cleanup_free_ char *version = NULL;
+        StateRollback *rb;
+        UpkErr err = {};
+        int r;
+
+        r = load_state_to_change(m, &s, error);
+        if (r < 0)
+                return r;
+        rb = &s->rollback;
+        if (!rb->set || rb->acknowledged) {
+                *ret_version = strdup("");
+                return *ret_version ? 0 : -ENOMEM;
+        }
+        version = strdup(rb->version ?: "(unknown)");
+        if (!version)
+                return -ENOMEM;
+        rb->acknowledged = true;
+        r = state_save(m->config->data_dir, s, &err);
+        if (r < 0)
+                return bus_error_set_upk(error, &err);
+        log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .version = rb->version, .slot = rb->slot },
+                   "the rollback of version %s on slot %s is acknowledged", version, rb->slot);
+        manager_refresh(m);
+        *ret_version = TAKE_PTR(version);
+        return 0;
 }
 
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
@@ -1114,7 +1200,9 @@ int manager_new(const char *config_path, bool no_reboot, Manager **ret, UpkErr *
                 log_msg(LOG_LEVEL_WARNING, "%s", m->config->warnings[i]);
         if (!set_string(&m->compatible, m->config->compatible) || !set_string(&m->phase, "") ||
             !set_string(&m->available_version, "") || !set_string(&m->last_error, "") ||
-            !set_string(&m->booted_slot, "") || !set_string(&m->current_version, ""))
+            !set_string(&m->booted_slot, "") || !set_string(&m->current_version, "") ||
+            !set_string(&m->rb_version, "") || !set_string(&m->rb_slot, "") ||
+            !set_string(&m->rb_reason, ""))
                 return upk_err_oom(err);
 
         /* Blocked before any thread exists, so that only the loop's signalfd sees them. */
@@ -1162,6 +1250,7 @@ static void finish_probe(Manager *m)
         if (jr.reboot_pending) {
                 log_msg(LOG_LEVEL_INFO, "an installed update waits for the reboot; nothing to confirm yet");
                 manager_set_state(m, MANAGER_PENDING_REBOOT);
+                rollback_warn(m);
                 (void)sd_notify(false, "READY=1");
                 notify_status(m);
                 job_result_done(&jr);
@@ -1259,6 +1348,9 @@ Manager *manager_free(Manager *m)
         free(m->booted_slot);
         free(m->last_error);
         free(m->support_end);
+        free(m->rb_version);
+        free(m->rb_slot);
+        free(m->rb_reason);
         free(m->job_source);
         deferred_done(m);
         free(m);

@@ -10,6 +10,8 @@
  *            (downloading instead of installing while the bundle's bytes come from the network)
  *   Check:   idle | error | pending-reboot → checking → idle (or back to pending-reboot) | error;
  *            then, per policy (schedule.h), an automatic install of the offered update.
+ *   (after an update was rolled back, by its health check or by the bootloader, the start ends in idle:
+ *   RolledBack says what happened until AcknowledgeRollback or a confirmed update)
  *   Rollback, MarkGood: a job each (the State does not change; other jobs are refused as busy
  *            meanwhile); the call is answered when the job ends.
  * The boot backend's tools may take seconds: the loop never calls them. The booted slot is read once
@@ -67,6 +69,10 @@ typedef struct Manager {
         char *last_error;
         int auto_update; /* sd-bus booleans are int */
         char *support_end;
+        /* RolledBack (ssst): the state's rollback record until it is acknowledged ("", "", "", 0 when
+         * none); the reason without the paths of root's files, as LastError. */
+        char *rb_version, *rb_slot, *rb_reason;
+        uint64_t rb_time;
 
         Job *job;
         sd_bus_message *job_call; /* the Rollback or MarkGood call, answered when its job ends */
@@ -134,6 +140,10 @@ int manager_mark_good(Manager *m, sd_bus_message *call, sd_bus_error *error);
 int manager_get_slots(Manager *m, sd_bus_message *call, sd_bus_error *error);
 int manager_postpone(Manager *m, uint64_t until, sd_bus_error *error);
 int manager_set_auto_update(Manager *m, bool enable, sd_bus_error *error);
+/* AcknowledgeRollback: the owner has seen the rollback; RolledBack is empty from now on (automatic
+ * installs still leave that version out). The version acknowledged in *ret_version ("" when there was
+ * nothing to acknowledge; the caller frees it). */
+int manager_acknowledge_rollback(Manager *m, char **ret_version, sd_bus_error *error);
 
 const char *manager_state_to_string(ManagerState s);
 ManagerState manager_state_from_string(const char *s);

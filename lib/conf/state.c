@@ -61,12 +61,55 @@ void state_clear_pending(UpkState *s)
         s->boot_attempts = 0;
 }
 
+void state_clear_rollback(UpkState *s)
+{
+        free(s->rollback.version);
+        free(s->rollback.slot);
+        free(s->rollback.reason);
+        s->rollback = (StateRollback){};
+}
+
+/* `s` cut to at most `max` bytes, not inside a UTF-8 sequence. */
+static char *strdup_cut(const char *s, size_t max)
+{
+        size_t n = strlen(s);
+
+        if (n > max) {
+                n = max;
+                while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+                        n--;
+        }
+        return strndup(s, n);
+}
+
+int state_set_rollback(UpkState *s, const char *version, const char *slot, const char *reason, uint64_t time)
+{
+        StateRollback rb = {
+                .set = true,
+                .version = version ? strdup(version) : NULL,
+                .slot = strdup(slot ?: ""),
+                .reason = strdup_cut(reason ?: "", STATE_REASON_MAX),
+                .time = time,
+        };
+
+        if ((version && !rb.version) || !rb.slot || !rb.reason) {
+                free(rb.version);
+                free(rb.slot);
+                free(rb.reason);
+                return -ENOMEM;
+        }
+        state_clear_rollback(s);
+        s->rollback = rb;
+        return 0;
+}
+
 UpkState *state_free(UpkState *s)
 {
         if (!s)
                 return NULL;
         free_slots(s);
         state_clear_pending(s);
+        state_clear_rollback(s);
         free(s->version_floor);
         free(s->support_end);
         free(s);
@@ -155,9 +198,66 @@ static int version_ok(const char *v)
         return !v || version_parse(v, &parsed) >= 0 ? 0 : -EBADMSG;
 }
 
-static int state_from_json(json_object *o, UpkState *s)
+static bool slot_name_ok(const char *s)
 {
-        json_object *slots, *pending;
+        size_t n = strlen(s);
+
+        if (n == 0 || n > 64)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+                      (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+                        return false;
+        return true;
+}
+
+_Static_assert(STATE_REASON_MAX == 1024, "the message below names the limit");
+
+/* The rollback record into s->rollback. -ENOMEM; or 0, with *ret_problem naming what is wrong with a
+ * damaged record (then nothing of it is kept). */
+static int rollback_from_json(json_object *o, UpkState *s, const char **ret_problem)
+{
+        StateRollback rb = { .set = true };
+        const char *problem = NULL;
+        int r;
+
+        *ret_problem = NULL;
+        if (json_object_is_type(o, json_type_null))
+                return 0;
+        if (!json_object_is_type(o, json_type_object)) {
+                *ret_problem = "not an object";
+                return 0;
+        }
+        if ((r = get_str(o, "version", &rb.version)) < 0 || (r = get_str(o, "slot", &rb.slot)) < 0 ||
+            (r = get_str(o, "reason", &rb.reason)) < 0 || (r = get_u64(o, "time", &rb.time)) < 0 ||
+            (r = get_bool(o, "acknowledged", false, &rb.acknowledged)) < 0) {
+                if (r == -ENOMEM)
+                        goto out;
+                problem = "a field has the wrong type";
+        } else if (!rb.slot || !slot_name_ok(rb.slot))
+                problem = "its slot is missing or not a slot name";
+        else if (version_ok(rb.version) < 0)
+                problem = "its version is not a version";
+        else if (!rb.reason)
+                problem = "its reason is missing";
+        else if (strlen(rb.reason) > STATE_REASON_MAX)
+                problem = "its reason is longer than 1024 bytes";
+        if (!problem) {
+                s->rollback = rb;
+                return 0;
+        }
+        *ret_problem = problem;
+        r = 0;
+out:
+        free(rb.version);
+        free(rb.slot);
+        free(rb.reason);
+        return r;
+}
+
+static int state_from_json(json_object *o, UpkState *s, const char **ret_rollback_problem)
+{
+        json_object *slots, *pending, *rollback;
         uint64_t u;
         int r;
 
@@ -198,6 +298,9 @@ static int state_from_json(json_object *o, UpkState *s)
                 s->boot_attempts = (unsigned)u;
                 s->pending = true;
         }
+        *ret_rollback_problem = NULL;
+        if (json_object_object_get_ex(o, "rollback", &rollback))
+                return rollback_from_json(rollback, s, ret_rollback_problem);
         return 0;
 }
 
@@ -216,6 +319,27 @@ static void set_aside(const char *data_dir, const char *name)
         _cleanup_free_ char *to = strdup_printf("%s/%s.corrupt", data_dir, name);
         if (from && to)
                 (void)rename(from, to);
+}
+
+/* A damaged rollback record: the rest of the state stays; the file as it was is kept as *.corrupt, and
+ * the state is written back without the record, so that the warning is given once. */
+static int drop_rollback(const char *data_dir, const char *path, const char *data, size_t size,
+                         const UpkState *s, const char *problem, char **ret_warning)
+{
+        UpkErr err = {};
+        int r;
+
+        r = write_file_atomic(data_dir, STATE_NAME ".corrupt", data, size, 0644);
+        if (r >= 0)
+                r = state_save(data_dir, s, &err);
+        else
+                (void)upk_err(&err, UPK_ERR_IO, r, "cannot write %s.corrupt: %m", path);
+        *ret_warning = strdup_printf(
+                "%s: the record of the rolled-back update is damaged (%s): dropped, the rest of the state "
+                "is kept%s%s%s%s",
+                path, problem, r >= 0 ? " (the file as it was is kept as " : "; ", r >= 0 ? path : err.msg,
+                r >= 0 ? ".corrupt" : "", r >= 0 ? ")" : "");
+        return *ret_warning ? 0 : -ENOMEM;
 }
 
 int state_load(const char *data_dir, UpkState **ret, char **ret_warning)
@@ -243,9 +367,20 @@ int state_load(const char *data_dir, UpkState **ret, char **ret_warning)
         if (r >= 0) {
                 o = parse_strict(data, size);
                 if (o) {
-                        r = state_from_json(o, s);
+                        const char *problem = NULL;
+
+                        r = state_from_json(o, s, &problem);
                         if (r == -ENOMEM)
                                 return r;
+                        if (r >= 0 && problem) {
+                                r = drop_rollback(data_dir, path, data, size, s, problem, &warning);
+                                if (r < 0)
+                                        return r;
+                                if (ret_warning)
+                                        *ret_warning = TAKE_PTR(warning);
+                                else
+                                        upk_log(LOG_LEVEL_WARNING, "%s", warning);
+                        }
                         if (r >= 0) {
                                 *ret = TAKE_PTR(s);
                                 return 0;
@@ -307,6 +442,17 @@ int state_save(const char *data_dir, const UpkState *s, UpkErr *err)
         json_object_object_add(o, "support_end", str_or_null(s->support_end));
         json_object_object_add(o, "auto_update", json_object_new_boolean(s->auto_update));
         json_object_object_add(o, "postpone_until", json_object_new_uint64(s->postpone_until));
+        if (s->rollback.set) {
+                json_object *rb = json_object_new_object();
+                json_object_object_add(rb, "version", str_or_null(s->rollback.version));
+                json_object_object_add(rb, "slot", str_or_null(s->rollback.slot));
+                json_object_object_add(rb, "reason", str_or_null(s->rollback.reason));
+                json_object_object_add(rb, "time", json_object_new_uint64(s->rollback.time));
+                json_object_object_add(rb, "acknowledged",
+                                       json_object_new_boolean(s->rollback.acknowledged));
+                json_object_object_add(o, "rollback", rb);
+        } else
+                json_object_object_add(o, "rollback", NULL);
 
         text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
         r = mkdir_p(data_dir, 0755);

@@ -106,13 +106,17 @@ static int run_health_checks(const Config *c, const char *version, const char *s
         return r;
 }
 
-/* The slot is confirmed: good and primary, its version the floor. */
+/* The slot is confirmed: good and primary, its version the floor. When it is the pending update's slot,
+ * an update succeeded: the record of an earlier rollback goes. */
 static int confirm_slot(const Config *c, BootBackend *boot, UpkState *s, const char *slot, const char *op,
                         UpkErr *err)
 {
         const char *version = state_slot_version(s, slot);
         Version v, floor;
         int r;
+
+        if (s->pending && s->pending_slot && streq(s->pending_slot, slot))
+                state_clear_rollback(s);
 
         r = boot_mark_good(boot, slot, err);
         if (r < 0)
@@ -270,6 +274,8 @@ int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
                         return r;
                 install_history_record(c, "confirm", version, booted, false, reason);
                 state_clear_pending(s);
+                if (state_set_rollback(s, version, booted, reason, now_usec()) < 0)
+                        return upk_err_oom(err);
                 r = state_save(c->data_dir, s, err);
                 if (r < 0)
                         return r;
@@ -301,6 +307,8 @@ int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
                 }
                 install_history_record(c, "confirm", s->pending_version, s->pending_slot, false,
                                        ret->reason);
+                if (state_set_rollback(s, s->pending_version, s->pending_slot, ret->reason, now_usec()) < 0)
+                        return upk_err_oom(err);
                 state_clear_pending(s);
                 r = state_save(c->data_dir, s, err);
                 return r < 0 ? r : 0;

@@ -69,6 +69,7 @@ static const char *const auto_decision_table[_AUTO_DECISION_MAX] = {
         [AUTO_DECISION_HOLD_DISABLED] = "held: automatic updates are switched off",
         [AUTO_DECISION_HOLD_POSTPONED] = "held: automatic installs are postponed",
         [AUTO_DECISION_HOLD_WINDOW] = "held: outside the maintenance window",
+        [AUTO_DECISION_HOLD_ROLLED_BACK] = "held: it is not newer than the update that was rolled back here",
 };
 
 DEFINE_STRING_TABLE_TO_STRING(auto_decision, AutoDecision, auto_decision_table)
@@ -96,6 +97,8 @@ AutoDecision auto_decide(const AutoInputs *in, uint64_t *ret_retry_usec)
                         break;
                 }
 
+        if (d == AUTO_DECISION_INSTALL && in->rolled_back)
+                d = AUTO_DECISION_HOLD_ROLLED_BACK;
         if (d == AUTO_DECISION_INSTALL && in->postpone_until > in->now_usec) {
                 d = AUTO_DECISION_HOLD_POSTPONED;
                 retry = in->postpone_until - in->now_usec;

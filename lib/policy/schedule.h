@@ -9,7 +9,8 @@
  *             backoff from backoff_min, doubling, capped at the poll interval; a success resets it.
  *   installs: [policy] auto-install all | security (the manifest's security.type is security or
  *             mixed) | none (announce only); the owner's AutoUpdate switch off counts as none; no
- *             automatic install before postpone_until nor outside the maintenance window. */
+ *             automatic install before postpone_until nor outside the maintenance window; never the
+ *             version that was rolled back on the device, nor an older one (a newer one goes in). */
 
 #include <time.h>
 
@@ -46,10 +47,11 @@ unsigned window_minutes_until_open(unsigned start_min, unsigned end_min, unsigne
 
 typedef enum AutoDecision {
         AUTO_DECISION_INSTALL,
-        AUTO_DECISION_HOLD_POLICY,    /* auto-install = none, or security and not a security update */
-        AUTO_DECISION_HOLD_DISABLED,  /* the owner switched automatic updates off */
-        AUTO_DECISION_HOLD_POSTPONED, /* before postpone_until */
-        AUTO_DECISION_HOLD_WINDOW,    /* outside the maintenance window */
+        AUTO_DECISION_HOLD_POLICY,      /* auto-install = none, or security and not a security update */
+        AUTO_DECISION_HOLD_DISABLED,    /* the owner switched automatic updates off */
+        AUTO_DECISION_HOLD_POSTPONED,   /* before postpone_until */
+        AUTO_DECISION_HOLD_WINDOW,      /* outside the maintenance window */
+        AUTO_DECISION_HOLD_ROLLED_BACK, /* not newer than the update rolled back here */
         _AUTO_DECISION_MAX,
         _AUTO_DECISION_INVALID = -EINVAL,
 } AutoDecision;
@@ -65,6 +67,7 @@ typedef struct AutoInputs {
         unsigned window_start_min, window_end_min;
         unsigned now_min; /* local minutes after midnight */
         unsigned now_sec; /* seconds into the current minute */
+        bool rolled_back; /* the offer is not newer than the update that was rolled back here */
 } AutoInputs;
 
 /* May the offered update be installed now? For the holds that end by themselves (postpone, window),

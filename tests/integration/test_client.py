@@ -229,7 +229,8 @@ def test_status_json(daemon):
     s = daemon.status()
     assert set(s) == {"state", "phase", "progress", "current_version", "available_version", "compatible",
                       "booted_slot", "auto_update", "last_check", "last_error", "support_end",
-                      "support_days_left", "support_ended"}
+                      "support_days_left", "support_ended", "rolled_back"}
+    assert s["rolled_back"] is None
     assert s["state"] == "idle"
     assert s["phase"] == ""
     assert s["progress"] == {"done": 0, "total": 0}
@@ -493,7 +494,7 @@ def test_unprivileged_caller(tmp_path, daemon):
     b = bundle(tmp_path, "2.0.0")
     os.chmod(tmp_path, 0o755)
     for args in (("install", b), ("install", "--no-block", b), ("cancel",), ("rollback",), ("mark-good",),
-                 ("enable",), ("disable",), ("postpone", "1h"), ("check",)):
+                 ("enable",), ("disable",), ("postpone", "1h"), ("check",), ("acknowledge",)):
         p = daemon.ctl(*args, user=NOBODY)
         assert p.returncode == EXIT_ACCESS, describe(p)
         assert p.stderr == DENIED + "\n", describe(p)
@@ -715,8 +716,8 @@ def test_bash_completion(tmp_path):
     (tmp_path / "b.upk").write_text("")
     (tmp_path / "out").mkdir()
     assert complete(["updatectl", ""], tmp_path) == sorted(
-        "status check install cancel rollback mark-good history slots monitor support postpone enable disable "
-        "bundle repo help".split())
+        "status check install cancel rollback mark-good acknowledge history slots monitor support postpone enable "
+        "disable bundle repo help".split())
     assert complete(["updatectl", "ro"], tmp_path) == ["rollback"]
     assert complete(["updatectl", "--"], tmp_path) == ["--help", "--json", "--no-block", "--version"]
     assert complete(["updatectl", "install", ""], tmp_path) == ["b.upk", "out"]

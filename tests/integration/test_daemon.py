@@ -317,7 +317,7 @@ def test_introspection_lists_every_member(bus, service):
         "State": ("s", "read"), "Progress": ("(tt)", "read"), "Phase": ("s", "read"),
         "CurrentVersion": ("s", "read"), "AvailableVersion": ("s", "read"), "Compatible": ("s", "read"),
         "BootedSlot": ("s", "read"), "LastCheck": ("t", "read"), "LastError": ("s", "read"),
-        "AutoUpdate": ("b", "read"), "SupportEnd": ("s", "read"),
+        "AutoUpdate": ("b", "read"), "SupportEnd": ("s", "read"), "RolledBack": ("(ssst)", "read"),
     }
     methods = {}
     for m in iface.findall("method"):
@@ -330,6 +330,7 @@ def test_introspection_lists_every_member(bus, service):
         "MarkGood": [],
         "Postpone": [("in", "t", "until")],
         "SetAutoUpdate": [("in", "b", "enable")],
+        "AcknowledgeRollback": [("out", "s", "version")],
         "GetHistory": [("out", "a(tsssbs)", "entries")],
         "GetSlots": [("out", "a(ssssss)", "slots")],
         "GetCapability": [("out", "a{sv}", "capability")],

@@ -256,6 +256,35 @@ def test_security_policy(tmp_path, world, security, installed):
         assert sent < len(w.repo.targets["acme-gw-1.1.0-acme-gw.upk"][0]) // 2, sent
 
 
+def test_the_version_rolled_back_is_not_installed_again_by_itself(tmp_path, world):
+    """After 1.1.0 was rolled back here (the record acknowledged, even), a check offers 1.1.0 but the
+    policy does not install it; a newer security update goes in by itself."""
+    w = world(policy="security")
+    w.device.data.mkdir(exist_ok=True)
+    (w.device.data / "state.json").write_text(json.dumps({"rollback": {
+        "version": "1.1.0", "slot": "B", "reason": "health check failed", "time": 1, "acknowledged": True}}))
+    held = payload_bytes(41)
+    w.add(make_bundle(tmp_path, "1.1.0", held, security="security"), "1.1.0")
+    w.publish()
+    s = w.start(env=NO_AUTO_CHECK)
+    p = w.ctl("check")
+    assert p.returncode == 0 and p.stdout == "update available: 1.1.0\n", describe(p)
+    w.wait(lambda: "update 1.1.0 held: it is not newer than the update that was rolled back here "
+           "(\"updatectl install\" installs it)" in s.text(), what="the hold")
+    w.wait_state("idle")
+    assert not {"downloading", "installing"} & set(w.monitor.states()), w.monitor.states()
+    assert not slot_b_holds(w.device, held)
+
+    payload = payload_bytes(42)
+    w.add(make_bundle(tmp_path, "1.2.0", payload, security="security"), "1.2.0")
+    w.repo.bump("timestamp", "snapshot", "targets")
+    w.publish()
+    p = w.ctl("check")
+    assert p.returncode == 0 and p.stdout == "update available: 1.2.0\n", describe(p)
+    w.wait_state("pending-reboot")
+    assert slot_b_holds(w.device, payload)
+
+
 def test_wrong_compatible_and_lower_versions_are_never_offered(tmp_path, world):
     w = world(policy="all")
     w.add(make_bundle(tmp_path, "9.0.0", b"x" * 4096, compatible="other-gw"), "9.0.0", compatible="other-gw")

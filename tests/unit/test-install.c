@@ -493,6 +493,10 @@ TEST(failed_health_check_marks_the_slot_bad)
         s = state();
         ASSERT_FALSE(s->pending);
         ASSERT_TRUE(s->version_floor == NULL);
+        ASSERT_TRUE(s->rollback.set);
+        ASSERT_STREQ(s->rollback.version, "1.1.0");
+        ASSERT_STREQ(s->rollback.slot, "B");
+        ASSERT_TRUE(strstr(s->rollback.reason, "20-fail exited with status 3: data partition missing"));
         assert_last_history("confirm", false, "exited with status 3");
         again = reboot();
         ASSERT_STREQ(again, "A");
@@ -524,6 +528,7 @@ TEST(health_check_others_may_change_is_not_run)
 TEST(unconfirmed_try_falls_back)
 {
         _cleanup_(config_freep) Config *c = device_new();
+        _cleanup_(state_freep) UpkState *s = NULL;
         _cleanup_free_ uint8_t *payload = payload_new(3);
         _cleanup_free_ char *first = NULL, *second = NULL;
         ConfirmResult cr = {};
@@ -543,6 +548,13 @@ TEST(unconfirmed_try_falls_back)
         confirm_result_done(&cr);
         ASSERT_EQ(slot_state(c, "B"), SLOT_STATE_BAD);
         assert_last_history("confirm", false, "was not confirmed");
+        s = state();
+        ASSERT_TRUE(s->rollback.set && !s->rollback.acknowledged);
+        ASSERT_STREQ(s->rollback.version, "1.1.0");
+        ASSERT_STREQ(s->rollback.slot, "B");
+        ASSERT_STREQ(s->rollback.reason,
+                     "version 1.1.0 on slot B was not confirmed: the system came back up on slot A");
+        ASSERT_TRUE(s->rollback.time > 0);
 }
 
 /* The try marker of a bootloader fallback, on every backend: B's one try is spent, the bootloader comes

@@ -142,6 +142,27 @@ TEST(decide_by_policy)
         ASSERT_TRUE(auto_decision_to_string(_AUTO_DECISION_MAX) == NULL);
 }
 
+/* The version rolled back here, or an older one, is not installed by itself; a security update too. */
+TEST(decide_rolled_back)
+{
+        AutoInputs in = inputs(AUTO_INSTALL_SECURITY);
+        uint64_t retry = 77;
+
+        in.has_security = true;
+        in.security = SECURITY_TYPE_SECURITY;
+        in.rolled_back = true;
+        ASSERT_EQ(auto_decide(&in, &retry), AUTO_DECISION_HOLD_ROLLED_BACK);
+        ASSERT_EQ(retry, 0);
+        ASSERT_STREQ(auto_decision_to_string(AUTO_DECISION_HOLD_ROLLED_BACK),
+                     "held: it is not newer than the update that was rolled back here");
+        in.rolled_back = false; /* a newer one */
+        ASSERT_EQ(auto_decide(&in, NULL), AUTO_DECISION_INSTALL);
+        /* the owner's switch and the policy are named first */
+        in.rolled_back = true;
+        in.auto_update = false;
+        ASSERT_EQ(auto_decide(&in, NULL), AUTO_DECISION_HOLD_DISABLED);
+}
+
 TEST(decide_postpone)
 {
         AutoInputs in = inputs(AUTO_INSTALL_ALL);

@@ -113,6 +113,87 @@ TEST(oversized_state_is_recovered_from)
         ASSERT_TRUE(strstr(warning, "too large") || strstr(warning, "File too large"));
 }
 
+TEST(rollback_round_trips_and_is_cut)
+{
+        _cleanup_(state_freep) UpkState *s = NULL, *t = NULL;
+        _cleanup_free_ char *warning = NULL, *long_reason = malloc(STATE_REASON_MAX + 2);
+        UpkErr err = {};
+
+        ASSERT_EQ(state_load("data", &s, NULL), 0);
+        ASSERT_FALSE(s->rollback.set);
+        /* 1022 ASCII bytes, then a 3-byte character across the limit: cut before it */
+        ASSERT_TRUE(long_reason);
+        memset(long_reason, 'r', STATE_REASON_MAX - 2);
+        memcpy(long_reason + STATE_REASON_MAX - 2, "\xe2\x82\xac", 4);
+        ASSERT_OK(state_set_rollback(s, "1.2.0", "A", long_reason, 77));
+        ASSERT_EQ(strlen(s->rollback.reason), STATE_REASON_MAX - 2);
+        ASSERT_OK(state_set_rollback(s, NULL, "B", "came back up on slot A", 78));
+        s->rollback.acknowledged = true;
+        ASSERT_OK_E(state_save("data", s, &err), &err);
+        ASSERT_EQ(state_load("data", &t, &warning), 0);
+        ASSERT_TRUE(warning == NULL);
+        ASSERT_TRUE(t->rollback.set && t->rollback.acknowledged);
+        ASSERT_TRUE(t->rollback.version == NULL);
+        ASSERT_STREQ(t->rollback.slot, "B");
+        ASSERT_STREQ(t->rollback.reason, "came back up on slot A");
+        ASSERT_EQ(t->rollback.time, 78);
+        state_clear_rollback(t);
+        ASSERT_FALSE(t->rollback.set);
+}
+
+/* A damaged rollback record goes alone: the rest stays, the file as it was is kept, the warning once. */
+TEST(damaged_rollback_record_is_dropped_alone)
+{
+        static const char *const cases[][2] = {
+                { "[1]", "not an object" },
+                { "{\"slot\":\"A\",\"reason\":\"x\",\"time\":-1}", "a field has the wrong type" },
+                { "{\"slot\":\"\",\"reason\":\"x\"}", "its slot is missing or not a slot name" },
+                { "{\"reason\":\"x\"}", "its slot is missing or not a slot name" },
+                { "{\"slot\":\"A\",\"version\":\"v1\",\"reason\":\"x\"}", "its version is not a version" },
+                { "{\"slot\":\"A\",\"version\":\"1.0.0\"}", "its reason is missing" },
+        };
+
+        ASSERT_OK(mkdir("data", 0755));
+        for (size_t i = 0; i <= ELEMENTSOF(cases); i++) {
+                _cleanup_(state_freep) UpkState *s = NULL, *again = NULL;
+                _cleanup_free_ char *warning = NULL, *warning2 = NULL, *text = NULL, *kept = NULL,
+                                    *reason = NULL, *want = NULL;
+                size_t size;
+
+                if (i < ELEMENTSOF(cases))
+                        text = strdup_printf("{\"version_floor\":\"1.1.0\",\"auto_update\":false,"
+                                             "\"rollback\":%s}",
+                                             cases[i][0]);
+                else {
+                        reason = malloc(STATE_REASON_MAX + 2);
+                        ASSERT_TRUE(reason);
+                        memset(reason, 'r', STATE_REASON_MAX + 1);
+                        reason[STATE_REASON_MAX + 1] = 0;
+                        text = strdup_printf("{\"version_floor\":\"1.1.0\",\"auto_update\":false,"
+                                             "\"rollback\":{\"slot\":\"A\",\"reason\":\"%s\"}}",
+                                             reason);
+                }
+                ASSERT_TRUE(text);
+                test_write_str("data/state.json", text);
+                ASSERT_EQ(state_load("data", &s, &warning), 0);
+                want = strdup_printf(
+                        "data/state.json: the record of the rolled-back update is damaged (%s): "
+                        "dropped, the rest of the state is kept (the file as it was is kept as "
+                        "data/state.json.corrupt)",
+                        i < ELEMENTSOF(cases) ? cases[i][1] : "its reason is longer than 1024 bytes");
+                ASSERT_STREQ(warning, want);
+                ASSERT_FALSE(s->rollback.set);
+                ASSERT_STREQ(s->version_floor, "1.1.0");
+                ASSERT_FALSE(s->auto_update);
+                ASSERT_OK(read_full_file("data/state.json.corrupt", STATE_FILE_SIZE_MAX, &kept, &size));
+                ASSERT_STREQ(kept, text);
+                /* written back without it: the next load is clean */
+                ASSERT_EQ(state_load("data", &again, &warning2), 0);
+                ASSERT_TRUE(warning2 == NULL);
+                ASSERT_STREQ(again->version_floor, "1.1.0");
+        }
+}
+
 TEST(history_is_bounded_and_ordered)
 {
         HistoryEntry *h = NULL;
