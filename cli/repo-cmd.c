@@ -29,12 +29,13 @@ enum {
         ARG_CRL,
         ARG_ALLOW_ANY_EKU,
         ARG_FORCE,
+        ARG_NEW_KEY,
 };
 
 typedef struct RepoArgs {
         char **keys; /* --key values as given */
         const char *key_type, *keyring, *crl;
-        char **thresholds, **expires;
+        char **thresholds, **expires, **new_keys;
         bool allow_any_eku, force;
         char **pos;
         int n_pos;
@@ -59,6 +60,7 @@ static void repo_args_done(RepoArgs *a)
         strv_free(a->keys);
         strv_free(a->thresholds);
         strv_free(a->expires);
+        strv_free(a->new_keys);
 }
 
 static int strv_push_dup(char ***l, const char *s)
@@ -85,6 +87,7 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
                 { "crl", required_argument, NULL, ARG_CRL },
                 { "allow-any-eku", no_argument, NULL, ARG_ALLOW_ANY_EKU },
                 { "force", no_argument, NULL, ARG_FORCE },
+                { "new-key", required_argument, NULL, ARG_NEW_KEY },
                 {},
         };
         int c;
@@ -128,6 +131,9 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
                         break;
                 case ARG_FORCE:
                         a->force = true;
+                        break;
+                case ARG_NEW_KEY:
+                        r = strv_push_dup(&a->new_keys, optarg);
                         break;
                 default:
                         return cli_usage_error("repo %s: unexpected option", verb);
@@ -412,6 +418,88 @@ static int verb_timestamp(int argc, char *argv[])
         return EXIT_OK;
 }
 
+static int verb_remove(int argc, char *argv[])
+{
+        static const int allowed[] = { ARG_KEY, 0 };
+        _cleanup_(repo_args_done) RepoArgs a = {};
+        _cleanup_(tuf_repo_freep) TufRepo *repo = NULL;
+        UpkErr err = {};
+        int r;
+
+        r = parse_args("remove", argc, argv, allowed, &a);
+        if (r != 0)
+                return r;
+        if (a.n_pos < 2)
+                return cli_usage_error("repo remove takes a folder and at least one target name");
+        r = open_repo(a.pos[0], a.keys, &repo);
+        if (r != 0)
+                return r;
+        for (int i = 1; i < a.n_pos; i++) {
+                r = tuf_repo_remove_target(repo, a.pos[i], &err);
+                if (r < 0) {
+                        r = cli_report(a.pos[0], &err);
+                        fprintf(stderr, "%s: %s: nothing published\n", program_name, a.pos[0]);
+                        return r;
+                }
+        }
+        r = tuf_repo_publish(repo, &err);
+        if (r < 0)
+                return cli_report(a.pos[0], &err);
+        for (int i = 1; i < a.n_pos; i++)
+                printf("%s: withdrawn\n", a.pos[i]);
+        printf("%s: targets version %" PRIu64 ", snapshot %" PRIu64 ", timestamp %" PRIu64 "\n", a.pos[0],
+               repo->md[TUF_ROLE_TARGETS]->version + 1, repo->md[TUF_ROLE_SNAPSHOT]->version + 1,
+               repo->md[TUF_ROLE_TIMESTAMP]->version + 1);
+        return EXIT_OK;
+}
+
+static int verb_rotate(int argc, char *argv[])
+{
+        static const int allowed[] = { ARG_KEY, ARG_KEY_TYPE, ARG_THRESHOLD, ARG_NEW_KEY, 0 };
+        _cleanup_(repo_args_done) RepoArgs a = {};
+        _cleanup_(tuf_repo_freep) TufRepo *repo = NULL;
+        TufRepoRotateOptions o = { .scheme = TUF_SCHEME_ED25519 };
+        TufRoleType type = _TUF_ROLE_TYPE_INVALID;
+        UpkErr err = {};
+        uint64_t root_version;
+        int r;
+
+        r = parse_args("rotate", argc, argv, allowed, &a);
+        if (r != 0)
+                return r;
+        if (a.n_pos != 2)
+                return cli_usage_error("repo rotate takes a folder and a role");
+        for (int t = 0; t < _TUF_ROLE_TYPE_MAX; t++)
+                if (streq(a.pos[1], tuf_role_type_to_string(t)))
+                        type = t;
+        if (type < 0)
+                return cli_usage_error(
+                        "repo rotate: role \"%s\": expected root, targets, snapshot or timestamp", a.pos[1]);
+        if (a.key_type && tuf_signer_scheme_from_string(a.key_type, &o.scheme) < 0)
+                return cli_usage_error("repo rotate: --key-type \"%s\": expected ed25519, ecdsa or rsa",
+                                       a.key_type);
+        for (char **t = a.thresholds; t && *t; t++) {
+                uint64_t n;
+                if (safe_atou64(*t, &n) < 0 || n < 1 || n > TUF_REPO_KEYS_MAX)
+                        return cli_usage_error(
+                                "repo rotate: --threshold \"%s\": expected a number from 1 to %d", *t,
+                                TUF_REPO_KEYS_MAX);
+                o.threshold = (unsigned)n;
+        }
+        o.key_paths = a.new_keys;
+        r = open_repo(a.pos[0], a.keys, &repo);
+        if (r != 0)
+                return r;
+        root_version = repo->md[TUF_ROLE_ROOT]->version;
+        r = tuf_repo_rotate(repo, type, &o, &err);
+        if (r < 0)
+                return cli_report(a.pos[0], &err);
+        printf("%s: %s has new keys; root version %" PRIu64 " signed by the keys of version %" PRIu64
+               " and its own\n",
+               a.pos[0], a.pos[1], repo->md[TUF_ROLE_ROOT]->version, root_version);
+        return EXIT_OK;
+}
+
 static void print_left(time_t expires, time_t now)
 {
         int64_t left = (int64_t)expires - (int64_t)now;
@@ -495,16 +583,16 @@ int repo_main(int argc, char *argv[])
                 const char *name;
                 int (*func)(int argc, char *argv[]);
         } verbs[] = {
-                { "init", verb_init },
-                { "add", verb_add },
-                { "timestamp", verb_timestamp },
-                { "status", verb_status },
+                { "init", verb_init },     { "add", verb_add },       { "timestamp", verb_timestamp },
+                { "status", verb_status }, { "remove", verb_remove }, { "rotate", verb_rotate },
         };
 
         if (argc < 2)
-                return cli_usage_error("repo: no subcommand given (init, add, timestamp, status)");
+                return cli_usage_error(
+                        "repo: no subcommand given (init, add, remove, rotate, timestamp, status)");
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 if (streq(argv[1], verbs[i].name))
                         return verbs[i].func(argc - 1, argv + 1);
-        return cli_usage_error("repo: unknown subcommand \"%s\" (init, add, timestamp, status)", argv[1]);
+        return cli_usage_error(
+                "repo: unknown subcommand \"%s\" (init, add, remove, rotate, timestamp, status)", argv[1]);
 }

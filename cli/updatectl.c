@@ -120,6 +120,8 @@ static void help(void)
                "  repo init DIR [--key-type ed25519|ecdsa|rsa] [--threshold ROLE=N]\n"
                "                [--expires ROLE=DURATION] [--key ROLE=PEM]\n"
                "  repo add DIR B.upk... --keyring CA.pem [--crl CRL.pem] [--key PEM]\n"
+               "  repo remove DIR NAME... [--key PEM]\n"
+               "  repo rotate DIR ROLE [--key-type T] [--threshold N] [--new-key PEM] [--key PEM]\n"
                "  repo timestamp DIR [--force] [--key PEM]   (exit 3: nothing re-signed)\n"
                "  repo status DIR\n\n"
 #endif

@@ -941,3 +941,219 @@ int tuf_repo_refresh_timestamp(TufRepo *r, bool force, bool *ret_changed, UpkErr
         *ret_changed = true;
         return 0;
 }
+
+/* ---- remove, rotate ---- */
+
+/* Whether the keys of every role a change of targets re-signs are at hand under `root`. */
+static int check_can_publish(const TufRepo *r, const TufMetadata *root, bool with_targets, UpkErr *err)
+{
+        for (TufRoleType role = TUF_ROLE_TIMESTAMP; role < _TUF_ROLE_TYPE_MAX; role++) {
+                _cleanup_free_ TufSigner **s = NULL;
+                size_t n = 0;
+                int q;
+
+                if (role == TUF_ROLE_TARGETS && !with_targets)
+                        continue;
+                q = role_signers(r, root, tuf_role_type_to_string(role), &s, &n, err);
+                if (q < 0)
+                        return q;
+        }
+        return 0;
+}
+
+int tuf_repo_remove_target(TufRepo *r, const char *name, UpkErr *err)
+{
+        json_object *targets;
+        int q;
+
+        if (!tuf_metadata_find_target(r->md[TUF_ROLE_TARGETS], name))
+                return upk_err(err, UPK_ERR_CONFIG, -ENOENT, "target %s is not listed", JSON_QUOTE(name));
+        q = check_root_current(r, err);
+        if (q < 0)
+                return q;
+        q = check_can_publish(r, r->md[TUF_ROLE_ROOT], true, err);
+        if (q < 0)
+                return q;
+        q = ensure_new_targets(r, err);
+        if (q < 0)
+                return q;
+        if (json_object_object_get_ex(r->new_targets, "targets", &targets))
+                json_object_object_del(targets, name);
+        return 0;
+}
+
+/* Move the key files of keys the root no longer lists to DIR/keys/retired/. */
+static int retire_keys(TufRepo *r, UpkErr *err)
+{
+        _cleanup_free_ char *retired = path_join(r->keys_dir, "retired");
+        const TufMetadata *root = r->md[TUF_ROLE_ROOT];
+
+        if (!retired)
+                return upk_err_oom(err);
+        for (size_t i = 0; i < r->n_signers; i++) {
+                _cleanup_free_ char *to = NULL;
+                bool used = false;
+
+                for (size_t j = 0; j < root->n_roles && !used; j++)
+                        used = strv_contains(root->roles[j].keyids, r->signers[i]->keyid);
+                if (used || !strneq(r->signer_paths[i], r->keys_dir, strlen(r->keys_dir)) ||
+                    r->signer_paths[i][strlen(r->keys_dir)] != '/')
+                        continue;
+                if (make_dir(retired, 0700, err) < 0)
+                        return err->code;
+                to = path_join(retired, path_basename(r->signer_paths[i]));
+                if (!to)
+                        return upk_err_oom(err);
+                if (rename(r->signer_paths[i], to) < 0)
+                        return upk_err(err, UPK_ERR_IO, -errno, "%s: %m", r->signer_paths[i]);
+        }
+        return 0;
+}
+
+/* Drop the keys no role of the root's "signed" `s` lists. */
+static int prune_keys(json_object *s)
+{
+        json_object *keys, *roles;
+        _cleanup_strv_free_ char **unused = NULL;
+        size_t n = 0;
+
+        if (!json_object_object_get_ex(s, "keys", &keys) || !json_object_object_get_ex(s, "roles", &roles))
+                return -EINVAL;
+        json_object_object_foreach(keys, keyid, v)
+        {
+                bool used = false;
+                char **l;
+                (void)v;
+                json_object_object_foreach(roles, rn, ro)
+                {
+                        json_object *ids;
+                        (void)rn;
+                        if (!json_object_object_get_ex(ro, "keyids", &ids))
+                                continue;
+                        for (size_t i = 0; i < json_object_array_length(ids) && !used; i++)
+                                used = streq(json_object_get_string(json_object_array_get_idx(ids, i)),
+                                             keyid);
+                }
+                if (used)
+                        continue;
+                l = reallocarray(unused, n + 2, sizeof(char *));
+                if (!l)
+                        return -ENOMEM;
+                unused = l;
+                unused[n] = strdup(keyid);
+                unused[n + 1] = NULL;
+                if (!unused[n++])
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++)
+                json_object_object_del(keys, unused[i]);
+        return 0;
+}
+
+int tuf_repo_rotate(TufRepo *r, TufRoleType type, const TufRepoRotateOptions *o, UpkErr *err)
+{
+        const char *role = tuf_role_type_to_string(type);
+        const TufMetadata *old = r->md[TUF_ROLE_ROOT];
+        const TufRole *old_role = tuf_metadata_find_role(old, role);
+        _cleanup_(json_object_putp) json_object *s = NULL;
+        _cleanup_(tuf_metadata_freep) TufMetadata *m = NULL;
+        _cleanup_free_ TufSigner **old_signers = NULL, **new_keys = NULL, **new_signers = NULL,
+                                 **signers = NULL;
+        _cleanup_free_ char *bytes = NULL, *name = NULL;
+        json_object *old_signed, *roles, *keys;
+        size_t n_old = 0, n_new = 0, n_new_signers = 0, n_signers = 0, size = 0;
+        unsigned threshold = o->threshold ?: (unsigned)old_role->threshold;
+        TufRepoInitOptions io = { .scheme = o->scheme };
+        int q;
+
+        /* The old root's threshold of root keys signs the new root (its expiry does not matter: devices
+         * walk expired roots of the chain). */
+        q = role_signers(r, old, "root", &old_signers, &n_old, err);
+        if (q < 0)
+                return upk_err_prefix(err, "rotating %s", role);
+
+        io.threshold[type] = threshold;
+        io.key_paths[type] = o->key_paths;
+        q = init_role_keys(r, &io, type, &new_keys, &n_new, err);
+        if (q < 0)
+                return q;
+        for (size_t i = 0; i < n_new; i++)
+                if (strv_contains(old_role->keyids, new_keys[i]->keyid))
+                        return upk_err(err, UPK_ERR_CONFIG, -EEXIST,
+                                       "%s: key %s is a key of the role already", role, new_keys[i]->keyid);
+
+        if (!json_object_object_get_ex(old->doc, "signed", &old_signed) ||
+            json_object_deep_copy(old_signed, &s, NULL) < 0)
+                return upk_err_oom(err);
+        set_version_expires(s, old->version + 1, r->now + (time_t)r->period[TUF_ROLE_ROOT]);
+        if (!json_object_object_get_ex(s, "roles", &roles) || !json_object_object_get_ex(s, "keys", &keys))
+                return upk_err_oom(err);
+        json_object_object_del(roles, role);
+        if (add_role(roles, keys, role, new_keys, n_new, threshold) < 0 || prune_keys(s) < 0)
+                return upk_err_oom(err);
+
+        /* Signed by the old root's keys and by the new one's, each to its threshold. */
+        q = tuf_sign_document(s, old_signers, n_old, &bytes, &size, err);
+        if (q < 0)
+                return q;
+        q = tuf_metadata_parse(bytes, size, TUF_ROLE_ROOT, NULL, &m, err);
+        if (q < 0)
+                return upk_err_prefix(err, "the new root");
+        q = role_signers(r, m, "root", &new_signers, &n_new_signers, err);
+        if (q < 0)
+                return q;
+        signers = calloc(n_old + n_new_signers, sizeof(TufSigner *));
+        if (!signers)
+                return upk_err_oom(err);
+        for (size_t i = 0; i < n_old; i++)
+                signers[n_signers++] = old_signers[i];
+        for (size_t i = 0; i < n_new_signers; i++) {
+                bool dup = false;
+                for (size_t j = 0; j < n_old; j++)
+                        dup = dup || old_signers[j] == new_signers[i];
+                if (!dup)
+                        signers[n_signers++] = new_signers[i];
+        }
+        free(bytes);
+        bytes = NULL;
+        m = tuf_metadata_free(m);
+        q = tuf_sign_document(s, signers, n_signers, &bytes, &size, err);
+        if (q < 0)
+                return q;
+        q = tuf_metadata_parse(bytes, size, TUF_ROLE_ROOT, NULL, &m, err);
+        if (q < 0)
+                return upk_err_prefix(err, "the new root");
+        q = tuf_metadata_verify(old, m, err);
+        if (q >= 0)
+                q = tuf_metadata_verify(m, m, err);
+        if (q < 0)
+                return upk_err_prefix(err, "the new root");
+        /* Everything the new root makes due can be signed, before anything is written. */
+        q = check_can_publish(r, m, type == TUF_ROLE_TARGETS, err);
+        if (q < 0)
+                return q;
+
+        name = strdup_printf("%" PRIu64 ".root.json", m->version);
+        if (!name)
+                return upk_err_oom(err);
+        q = write_metadata(r, name, bytes, size, err);
+        if (q >= 0)
+                q = write_metadata(r, "root.json", bytes, size, err);
+        if (q < 0)
+                return q;
+        tuf_metadata_free(r->md[TUF_ROLE_ROOT]);
+        r->md[TUF_ROLE_ROOT] = TAKE_PTR(m);
+
+        /* New versions signed with the new keys (devices drop a rotated role's trusted metadata). */
+        if (type == TUF_ROLE_TARGETS) {
+                q = ensure_new_targets(r, err);
+                if (q >= 0)
+                        q = tuf_repo_publish(r, err);
+        } else {
+                bool changed;
+                q = tuf_repo_refresh_timestamp(r, true, &changed, err);
+        }
+        if (q < 0)
+                return q;
+        return retire_keys(r, err);
+}

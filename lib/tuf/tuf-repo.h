@@ -77,3 +77,19 @@ int tuf_repo_publish(TufRepo *r, UpkErr *err);
  * half its period or before the new timestamp would (with `force`: both, always). *ret_changed says
  * whether anything was written. */
 int tuf_repo_refresh_timestamp(TufRepo *r, bool force, bool *ret_changed, UpkErr *err);
+
+/* Withdraw target `name` (its file stays in DIR/targets for clients that still read the older targets);
+ * published by tuf_repo_publish(). -ENOENT when it is not listed. */
+int tuf_repo_remove_target(TufRepo *r, const char *name, UpkErr *err);
+
+typedef struct TufRepoRotateOptions {
+        TufKeyScheme scheme; /* of the keys made */
+        unsigned threshold;  /* 0: the role's current one */
+        char **key_paths;    /* existing keys to use (NULL-terminated), not copied */
+} TufRepoRotateOptions;
+
+/* Replace the keys of top-level role `type`: root version N+1 listing the new keys, signed by the
+ * threshold of root keys of version N and of N+1 (so devices walk the chain), then new versions of the
+ * rotated role and of those below it signed with the new keys. Key files of keys the root no longer lists
+ * move to DIR/keys/retired/. */
+int tuf_repo_rotate(TufRepo *r, TufRoleType type, const TufRepoRotateOptions *o, UpkErr *err);

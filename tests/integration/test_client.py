@@ -729,7 +729,8 @@ def test_bash_completion(tmp_path):
     assert complete(["updatectl", "bundle", "verify", "--"], tmp_path) == ["--allow-any-eku", "--crl", "--keyring"]
     assert complete(["updatectl", "bundle", "create", "--payload-dir", ""], tmp_path) == ["out"]
     assert complete(["updatectl", "bundle", "extract", "--keyring", "k.pem", "b.upk", ""], tmp_path) == ["out"]
-    assert complete(["updatectl", "repo", ""], tmp_path) == ["add", "init", "status", "timestamp"]
+    assert complete(["updatectl", "repo", ""], tmp_path) == ["add", "init", "remove", "rotate", "status",
+                                                              "timestamp"]
     assert complete(["updatectl", "repo", "init", "out", "--key-type", ""], tmp_path) == ["ecdsa", "ed25519", "rsa"]
     assert complete(["updatectl", "repo", "add", "out", "--"], tmp_path) == [
         "--allow-any-eku", "--crl", "--key", "--keyring"]

@@ -372,3 +372,73 @@ def test_tufjs_refuses_a_tampered_target(tmp_path, server, bundle, tufjs):  # no
     t.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     p = tufjs(tmp_path, url, (d / "metadata" / "1.root.json").read_bytes(), bundle.name)
     assert p.returncode == 1 and "hash" in p.stderr.lower(), describe(p)
+
+
+# ------------------------------------------------------------------------------------------------------
+# remove, rotate
+
+def test_remove(tmp_path, server, bundle):  # noqa: F811
+    www, url = server
+    d = tmp_path / "repo"
+    ok(repo("init", d))
+    b2 = make_bundle(tmp_path, "1.2.0", payload_bytes(44))
+    ok(repo("add", d, bundle, b2, "--keyring", PKI / "keyring.pem"))
+    p = ok(repo("remove", d, b2.name))
+    assert f"{b2.name}: withdrawn" in p.stdout
+    assert sorted(targets_of(d)["targets"]) == [bundle.name]
+    upload(d, www)
+    client = Client(tmp_path, url, (d / "metadata" / "1.root.json").read_bytes())
+    p = ok(client.offer("acme-gw", "1.0.0"))
+    assert bundle.name in p.stdout and b2.name not in p.stdout, p.stdout
+    before = tree(d)
+    p = repo("remove", d, "nothing.upk")
+    assert p.returncode == 16 and "target nothing.upk is not listed" in p.stderr, describe(p)
+    assert tree(d) == before
+
+
+def test_rotations_are_followed_by_both_clients(tmp_path, server, bundle, tufjs):  # noqa: F811
+    """Root 1 -> 2 -> 3 (threshold 1 -> 2 -> 1), then the timestamp's and the targets' keys: a client
+    that trusts root version 1 follows every step; so does tuf-js."""
+    www, url = server
+    d = tmp_path / "repo"
+    ok(repo("init", d))
+    ok(repo("add", d, bundle, "--keyring", PKI / "keyring.pem"))
+    upload(d, www)
+    root1 = (d / "metadata" / "1.root.json").read_bytes()
+    client = Client(tmp_path, url, root1)
+    ok(client.refresh())
+    tufjs_ok(tufjs(tmp_path, url, root1))
+    old_root_key = next((d / "keys").glob("root-*.pem"))
+
+    p = ok(repo("rotate", d, "root", "--threshold", "2"))
+    assert "root version 2 signed by the keys of version 1 and its own" in p.stdout, p.stdout
+    r2 = signed(d / "metadata" / "2.root.json")
+    assert r2["roles"]["root"]["threshold"] == 2 and len(r2["roles"]["root"]["keyids"]) == 2
+    assert old_root_key.name in [k.name for k in (d / "keys" / "retired").iterdir()]
+    sigs = json.loads((d / "metadata" / "2.root.json").read_bytes())["signatures"]
+    assert len(sigs) == 3  # the old key and the two new ones
+    ok(repo("rotate", d, "root", "--threshold", "1", "--key-type", "ecdsa"))
+    assert signed(d / "metadata" / "3.root.json")["roles"]["root"]["threshold"] == 1
+    ok(repo("rotate", d, "timestamp"))
+    ok(repo("rotate", d, "targets", "--key-type", "rsa"))
+    assert signed(d / "metadata" / "root.json")["version"] == 5
+    upload(d, www)
+
+    ok(client.refresh())
+    assert client.version("root") == 5
+    ok(client.download(bundle.name))
+    out = tufjs_ok(tufjs(tmp_path, url, None, bundle.name))
+    assert out["versions"]["root"] == 5
+    # a device that never saw version 2 to 4 starts from root 1 all the same
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    c2 = Client(fresh, url, root1)
+    ok(c2.download(bundle.name))
+
+    # without the root keys nothing is rotated
+    shutil.move(str(d / "keys"), str(tmp_path / "moved-keys"))
+    (d / "keys").mkdir(mode=0o700)
+    before = tree(d)
+    p = repo("rotate", d, "snapshot")
+    assert p.returncode == 10 and "rotating snapshot: root: 0 of the 1 keys needed to sign" in p.stderr, describe(p)
+    assert tree(d) == before
