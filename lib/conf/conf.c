@@ -552,6 +552,9 @@ Config *config_free(Config *c)
         for (size_t i = 0; i < c->n_warnings; i++)
                 free(c->warnings[i]);
         free(c->warnings);
+        for (size_t i = 0; i < 2 * c->n_attributes; i++)
+                free(c->attributes[i]);
+        free(c->attributes);
         free(c->config_path);
         free(c);
         return NULL;
@@ -697,6 +700,52 @@ oom:
         return NULL;
 }
 
+/* [attributes] NAME = VALUE: a name of letters, digits, '-', '_' and '.'; a value of printable
+ * characters; each at most CONFIG_ATTRIBUTE_MAX bytes. A later value replaces an earlier one. */
+static int handle_attribute(LoadCtx *ctx, const char *key, const char *value)
+{
+        Config *c = ctx->c;
+        size_t i;
+        char **p;
+
+        if (!key[0] || strlen(key) > CONFIG_ATTRIBUTE_MAX ||
+            strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(key))
+                return ctx_key_error(ctx, "attributes", key,
+                                     "the name must have 1 to 128 letters, digits, '-', '_' or '.'", value);
+        if (strlen(value) > CONFIG_ATTRIBUTE_MAX)
+                return ctx_key_error(ctx, "attributes", key, "longer than 128 bytes", value);
+        for (const char *v = value; *v; v++)
+                if ((unsigned char)*v < 0x20 || (unsigned char)*v >= 0x7f)
+                        return ctx_key_error(ctx, "attributes", key,
+                                             "must be printable ASCII (hawkBit refuses the rest)", value);
+        for (i = 0; i < c->n_attributes; i++)
+                if (streq(c->attributes[2 * i], key))
+                        break;
+        if (i == c->n_attributes) {
+                if (c->n_attributes >= CONFIG_ATTRIBUTES_MAX)
+                        return ctx_key_error(ctx, "attributes", key, "more than 64 attributes", value);
+                p = reallocarray(c->attributes, 2 * c->n_attributes + 3, sizeof(char *));
+                if (!p)
+                        goto oom;
+                c->attributes = p;
+                p[2 * i] = strdup(key);
+                p[2 * i + 1] = NULL;
+                p[2 * i + 2] = NULL;
+                if (!p[2 * i])
+                        goto oom;
+                c->n_attributes++;
+        }
+        free(c->attributes[2 * i + 1]);
+        c->attributes[2 * i + 1] = strdup(value);
+        if (!c->attributes[2 * i + 1])
+                goto oom;
+        return 1;
+oom:
+        ctx->err_line = ctx->line;
+        (void)upk_err(&ctx->err, UPK_ERR_CONFIG, -ENOMEM, "%s:%u: out of memory", ctx->file, ctx->line);
+        return 0;
+}
+
 static int handle_key(LoadCtx *ctx, const char *section, const char *key, const char *value)
 {
         const KeyDesc *k;
@@ -708,6 +757,8 @@ static int handle_key(LoadCtx *ctx, const char *section, const char *key, const 
                 return 0; /* only the first error of a file counts */
         if (!value)
                 value = "";
+        if (streq(section, "attributes"))
+                return handle_attribute(ctx, key, value);
 
         if (strneq(section, "slot.", 5)) {
                 SlotConfig *s = ctx_get_slot(ctx, section, key);

@@ -7,11 +7,13 @@
 
 #include "error.h"
 
-#define CONFIG_FILE_SIZE_MAX (256u * 1024u)
-#define CONFIG_FILES_MAX     64 /* conf.d entries */
-#define CONFIG_SLOTS_MAX     32 /* [slot.*.*] sections */
-#define CONFIG_WARNINGS_MAX  64
-#define CONFIG_VALUE_MAX     4096
+#define CONFIG_FILE_SIZE_MAX  (256u * 1024u)
+#define CONFIG_FILES_MAX      64 /* conf.d entries */
+#define CONFIG_SLOTS_MAX      32 /* [slot.*.*] sections */
+#define CONFIG_WARNINGS_MAX   64
+#define CONFIG_VALUE_MAX      4096
+#define CONFIG_ATTRIBUTES_MAX 64  /* [attributes] keys */
+#define CONFIG_ATTRIBUTE_MAX  128 /* bytes of an attribute's name or value */
 
 /* UPK_CONF_DIR, UPK_STATE_DIR and UPK_HANDLERS_DIR come from the build's directory options (meson.build):
  * /etc/upkeep, /var/lib/upkeep and /usr/lib/upkeep/handlers with --prefix=/usr. The comments below name
@@ -119,6 +121,11 @@ typedef struct Config {
         char *handlers_dir;    /* default /usr/lib/upkeep/handlers */
         char *allowed_targets; /* space-separated absolute path prefixes a payload's target must be
                                 * under; NULL: anywhere but the slots and upkeep's own files */
+
+        /* [attributes]: what the device tells an update server about itself (hawkBit's configData)
+         * beside what upkeep knows: name, value, name, value, ..., NULL */
+        char **attributes;
+        size_t n_attributes; /* pairs */
 
         char *config_path; /* the main file that was loaded (its folder holds conf.d) */
 

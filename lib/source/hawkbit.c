@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/utsname.h>
 
 #include "fileio.h"
 #include "hawkbit-ddi.h"
@@ -63,8 +64,10 @@ struct Hawkbit {
         /* loop thread: the one feedback in flight, and when progress was last sent */
         Fetch *inflight;
         uint64_t progress_sent_usec;
-        Pending *current; /* the action being installed (loop thread) */
-        char *gone;       /* the action whose artifact answered 404: not offered again */
+        Pending *current;      /* the action being installed (loop thread) */
+        char *gone;            /* the action whose artifact answered 404: not offered again */
+        char *attributes_sent; /* the last configData body the server took */
+        char *config_href;     /* the configData link the server gave last */
 };
 
 static void pending_free(Pending *p)
@@ -92,6 +95,8 @@ Hawkbit *hawkbit_free(Hawkbit *h)
         free(h->base);
         free(h->cid);
         free(h->gone);
+        free(h->attributes_sent);
+        free(h->config_href);
         ddi_poll_done(&h->last);
         pending_free(h->current);
         free(h);
@@ -606,21 +611,96 @@ static int poll_base(Hawkbit *h, UpkErr *err)
 }
 
 /* configData: the device's attributes, merged into the server's. A failure is logged, not fatal. */
-static void put_config_data(Hawkbit *h, const char *href, const char *current_version)
+#define ATTRIBUTE_PAIRS_MAX (2 * (CONFIG_ATTRIBUTES_MAX + 16) + 1)
+
+/* NAME=VALUE or NAME="VALUE" of an os-release file (no escapes beyond the quotes), into `buf`. */
+static const char *os_release_field(const char *data, const char *name, char *buf, size_t size)
+{
+        size_t n = strlen(name);
+
+        for (const char *l = data; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+                size_t len = strcspn(l, "\n");
+
+                if (len <= n + 1 || strncmp(l, name, n) != 0 || l[n] != '=')
+                        continue;
+                l += n + 1;
+                len -= n + 1;
+                if (len >= 2 && (l[0] == '"' || l[0] == '\'') && l[len - 1] == l[0]) {
+                        l++;
+                        len -= 2;
+                }
+                if (len >= size)
+                        len = size - 1;
+                memcpy(buf, l, len);
+                buf[len] = 0;
+                return buf;
+        }
+        return NULL;
+}
+
+/* configData: what upkeep knows of the device and the [attributes] of upkeep.conf, merged into the
+ * server's. Sent when the server asks (its link) and whenever one of them changed since the last
+ * time the server took them. A failure is logged, not fatal. */
+static void put_config_data(Hawkbit *h, const char *current_version)
 {
         const Config *c = h->config;
-        const char *pairs[] = { "compatible",     c->compatible,   "version", current_version ?: "",
-                                "upkeep_version", PACKAGE_VERSION, NULL };
-        _cleanup_free_ char *body = ddi_config_data_json(pairs);
+        _cleanup_(state_freep) UpkState *s = NULL;
+        _cleanup_free_ char *os = NULL, *body = NULL, *href = NULL;
+        char name[129], id[129], version_id[129], pretty[129];
+        const char *pairs[ATTRIBUTE_PAIRS_MAX] = {};
+        struct utsname u;
+        size_t n = 0, size;
         UpkErr e = {};
         Answer a;
 
-        if (!body || rest(h, "PUT", href, body, NULL, &a, &e) < 0) {
+#define PAIR(k, v)                                        \
+        do {                                              \
+                if ((v) && n + 2 < ATTRIBUTE_PAIRS_MAX) { \
+                        pairs[n++] = (k);                 \
+                        pairs[n++] = (v);                 \
+                }                                         \
+        } while (0)
+        if (state_load(c->data_dir, &s, NULL) < 0)
+                s = NULL;
+        PAIR("compatible", c->compatible);
+        PAIR("version", current_version);
+        PAIR("upkeep_version", PACKAGE_VERSION);
+        PAIR("auto_install", auto_install_to_string(c->auto_install));
+        PAIR("auto_update", !s || s->auto_update ? "yes" : "no");
+        PAIR("support_end", s && s->support_end ? s->support_end : c->support_end);
+        if (uname(&u) >= 0) {
+                PAIR("kernel", u.release);
+                PAIR("machine", u.machine);
+        }
+        if (read_full_file(c->version_file ?: "/etc/os-release", 64 * 1024, &os, &size) >= 0) {
+                PAIR("os_name", os_release_field(os, "NAME", name, sizeof(name)));
+                PAIR("os_id", os_release_field(os, "ID", id, sizeof(id)));
+                PAIR("os_version_id", os_release_field(os, "VERSION_ID", version_id, sizeof(version_id)));
+                PAIR("os_pretty_name", os_release_field(os, "PRETTY_NAME", pretty, sizeof(pretty)));
+        }
+        for (size_t i = 0; i < c->n_attributes; i++)
+                PAIR(c->attributes[2 * i], c->attributes[2 * i + 1]);
+#undef PAIR
+        body = ddi_config_data_json(pairs);
+        if (!body)
+                return;
+        if (h->last.config_data_href &&
+            (!h->config_href || !streq(h->config_href, h->last.config_data_href))) {
+                free(h->config_href);
+                h->config_href = strdup(h->last.config_data_href);
+        }
+        if (!h->last.config_data_href && h->attributes_sent && streq(h->attributes_sent, body))
+                return; /* not asked for, and nothing changed */
+        href = h->config_href ? strdup(h->config_href) : strdup_printf("%s/configData", h->base);
+        if (!href || rest(h, "PUT", href, body, NULL, &a, &e) < 0) {
                 upk_log(LOG_LEVEL_WARNING, "cannot send the device's attributes to hawkBit: %s",
                         e.msg[0] ? e.msg : "out of memory");
                 return;
         }
-        if (!success(a.status))
+        if (success(a.status)) {
+                free(h->attributes_sent);
+                h->attributes_sent = TAKE_PTR(body);
+        } else
                 upk_log(LOG_LEVEL_WARNING, "hawkBit server answered HTTP %ld to the device's attributes",
                         a.status);
         answer_done(&a);
@@ -830,8 +910,7 @@ int hawkbit_check(Hawkbit *h, const char *current_version, Offer **ret, UpkErr *
         r = poll_base(h, err);
         if (r < 0)
                 return r;
-        if (h->last.config_data_href)
-                put_config_data(h, h->last.config_data_href, current_version);
+        put_config_data(h, current_version);
         if (h->last.cancel_href)
                 return handle_cancel(h, keep, err);
         if (h->last.confirmation_href) {

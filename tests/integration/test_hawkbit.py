@@ -44,7 +44,7 @@ class World(PollWorld):
         with open(self.device.conf, "a") as f:
             f.write(f"\n[source]\ntype = hawkbit\nurl = {self.emu.url('/')}\ntenant = DEFAULT\n"
                     f"controller-id = gw-0042\nauth = {auth}\ntoken-file = {self.token_file}\n"
-                    "poll-interval = 1h\njitter = 0\n")
+                    "poll-interval = 1h\njitter = 0\n\n[attributes]\nsite = plant 4\n")
         if health_fail:
             check = self.device.health / "10-fail"
             check.write_text("#!/bin/sh\necho 'gateway unreachable' >&2\nexit 3\n")
@@ -131,9 +131,11 @@ def test_forced_deployment_reported_only_after_the_reboot(world):
     assert any("ignored artifact release-notes.txt: not an upkeep bundle" in d for d in first["details"])
     assert "timestamp" not in first["body"]
     assert not w.closed(a.id)
-    # The device's attributes went with the first poll.
+    # The device's attributes went with the first poll: upkeep's own and [attributes].
     attrs = w.emu.targets[("default", "gw-0042")].attributes
     assert attrs["compatible"] == "acme-gw" and attrs["version"] == "1.0.0", attrs
+    assert attrs["site"] == "plant 4" and attrs["os_version_id"] == "1.0.0" and attrs["kernel"], attrs
+    assert attrs["auto_install"] == "all" and "support_end" not in attrs, attrs
     # The next check says "installed, waiting for the reboot" and does not install again.
     p = check(w)
     assert p.returncode == 0, describe(p)
@@ -156,6 +158,9 @@ def test_forced_deployment_reported_only_after_the_reboot(world):
     assert p.returncode == 0 and p.stdout == "up to date\n", describe(p)
     assert len(w.closed(a.id)) == 1
     assert TOKEN not in w.log()
+    # The server asked for the attributes again after the success: the new version and its support end.
+    attrs = w.emu.targets[("default", "gw-0042")].attributes
+    assert (attrs["version"], attrs["support_end"]) == ("1.1.0", "2031-12-31"), attrs
 
 
 def test_fall_back_reported_as_failure_with_the_reason(world):
@@ -304,6 +309,26 @@ def test_no_bundle_among_the_artifacts_is_refused(world):
     closed = w.closed(a.id)
     assert len(closed) == 1 and closed[0]["finished"] == "failure"
     assert "no upkeep bundle (*.upk) among the 1 artifacts" in closed[0]["details"][0]
+
+
+def test_attributes_sent_again_when_one_changes(world):
+    w = world()
+    w.start()
+    assert check(w).returncode == 0
+    assert check(w).returncode == 0
+    puts = w.emu.requests_to("configData")
+    assert len(puts) == 1, puts
+    w.emu.targets[("default", "gw-0042")].attributes["site"] = "stale"
+    for s in w.services:
+        s.stop()
+    with open(w.device.conf, "a") as f:
+        f.write("site = plant 5\nrack = 7\n")
+    w.start()
+    assert check(w).returncode == 0
+    attrs = w.emu.targets[("default", "gw-0042")].attributes
+    assert (attrs["site"], attrs["rack"]) == ("plant 5", "7"), attrs
+    assert check(w).returncode == 0
+    assert len(w.emu.requests_to("configData")) == 2
 
 
 def test_etag_and_sleep(world):

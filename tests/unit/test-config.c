@@ -808,6 +808,28 @@ TEST(invalid_values)
         }
 }
 
+TEST(attributes_section)
+{
+        _cleanup_(config_freep) Config *c = NULL;
+
+        write_str("upkeep.conf", "[device]\ncompatible = x\n[attributes]\nsite = plant 4\nhw.rev = B2\n"
+                                 "site = plant 5\n");
+        c = load_ok("upkeep.conf");
+        ASSERT_EQ(c->n_attributes, 2u);
+        ASSERT_STREQ(c->attributes[0], "site");
+        ASSERT_STREQ(c->attributes[1], "plant 5"); /* the later value wins */
+        ASSERT_STREQ(c->attributes[2], "hw.rev");
+        ASSERT_STREQ(c->attributes[3], "B2");
+        ASSERT_TRUE(c->attributes[4] == NULL);
+
+        write_str("upkeep.conf", "[device]\ncompatible = x\n[attributes]\nsi/te = 1\n");
+        load_fails("upkeep.conf", "upkeep.conf:4: [attributes] si/te: the name must have 1 to 128 letters, "
+                                  "digits, '-', '_' or '.' (got \"1\")");
+        write_str("upkeep.conf", "[device]\ncompatible = x\n[attributes]\nsite = caf\xc3\xa9\n");
+        load_fails("upkeep.conf", "upkeep.conf:4: [attributes] site: must be printable ASCII (hawkBit "
+                                  "refuses the rest) (got \"caf\xc3\xa9\")");
+}
+
 TEST(control_character_in_value)
 {
         write_str("upkeep.conf", "[device]\ncompatible = x\x01y\n");
