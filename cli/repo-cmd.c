@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* updatectl repo init|add|timestamp|status: the vendor's side of TUF, a static repository that [source]
- * type = tuf reads (lib/tuf/tuf-repo.h). */
+/* updatectl repo init|add|remove|rotate|sign|timestamp|status: the vendor's side of TUF, a static repository
+ * that [source] type = tuf reads (lib/tuf/tuf-repo.h). */
 #include <getopt.h>
 #include <inttypes.h>
 #include <json-c/json.h>
@@ -30,13 +30,14 @@ enum {
         ARG_ALLOW_ANY_EKU,
         ARG_FORCE,
         ARG_NEW_KEY,
+        ARG_OFFLINE,
 };
 
 typedef struct RepoArgs {
         char **keys; /* --key values as given */
         const char *key_type, *keyring, *crl;
         char **thresholds, **expires, **new_keys;
-        bool allow_any_eku, force;
+        bool allow_any_eku, force, offline;
         char **pos;
         int n_pos;
 } RepoArgs;
@@ -88,6 +89,7 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
                 { "allow-any-eku", no_argument, NULL, ARG_ALLOW_ANY_EKU },
                 { "force", no_argument, NULL, ARG_FORCE },
                 { "new-key", required_argument, NULL, ARG_NEW_KEY },
+                { "offline", no_argument, NULL, ARG_OFFLINE },
                 {},
         };
         int c;
@@ -134,6 +136,9 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
                         break;
                 case ARG_NEW_KEY:
                         r = strv_push_dup(&a->new_keys, optarg);
+                        break;
+                case ARG_OFFLINE:
+                        a->offline = true;
                         break;
                 default:
                         return cli_usage_error("repo %s: unexpected option", verb);
@@ -289,6 +294,70 @@ static int open_repo(const char *dir, char **keys, TufRepo **ret)
         return 0;
 }
 
+/* After --offline left the new version of `role` for signing. */
+static int print_prepared(const TufRepo *repo, const char *role)
+{
+        printf("%s: the keys at hand do not meet the %s threshold; the new %s version waits in "
+               "%s/%s.json: sign it with updatectl repo sign %s %s --key PEM (published once complete)\n",
+               repo->dir, role, role, repo->prepared_dir, role, repo->dir, role);
+        return EXIT_OK;
+}
+
+static int verb_sign(int argc, char *argv[])
+{
+        static const int allowed[] = { ARG_KEY, 0 };
+        _cleanup_(repo_args_done) RepoArgs a = {};
+        _cleanup_(tuf_repo_freep) TufRepo *repo = NULL;
+        TufRoleType type = _TUF_ROLE_TYPE_INVALID;
+        TufRepoSignState st = {};
+        UpkErr err = {};
+        uint64_t root_version;
+        time_t now;
+        int r;
+
+        r = parse_args("sign", argc, argv, allowed, &a);
+        if (r != 0)
+                return r;
+        if (a.n_pos != 2)
+                return cli_usage_error("repo sign takes a folder and a role");
+        if (streq(a.pos[1], "root"))
+                type = TUF_ROLE_ROOT;
+        else if (streq(a.pos[1], "targets"))
+                type = TUF_ROLE_TARGETS;
+        else
+                return cli_usage_error("repo sign: role \"%s\": expected root or targets (the roles whose "
+                                       "keys may be offline)",
+                                       a.pos[1]);
+        r = repo_now(&now);
+        if (r != 0)
+                return r;
+        /* The keys are checked against the role by tuf_repo_sign(), not against the root as --key is. */
+        r = tuf_repo_open(a.pos[0], now, &repo, &err);
+        if (r < 0)
+                return cli_report(a.pos[0], &err);
+        root_version = repo->md[TUF_ROLE_ROOT]->version;
+        r = tuf_repo_sign(repo, type, a.keys, &st, &err);
+        if (r < 0)
+                return cli_report(a.pos[0], &err);
+        printf("%s: %s version %" PRIu64 ": %zu signature(s) added; %zu of %" PRIu64 " valid", a.pos[0],
+               a.pos[1], st.version, st.added, st.valid, st.threshold);
+        if (type == TUF_ROLE_ROOT)
+                printf(" under root version %" PRIu64 ", %zu of %" PRIu64 " under the new root",
+                       root_version, st.valid_new, st.threshold_new);
+        printf("\n");
+        if (st.published)
+                printf("%s: published %s version %" PRIu64 "; upload %s/metadata\n", a.pos[0], a.pos[1],
+                       st.version, a.pos[0]);
+        else if (st.valid >= st.threshold && st.valid_new >= st.threshold_new)
+                printf("%s: complete, but not published here (%s): run updatectl repo sign %s %s where "
+                       "those keys are\n",
+                       a.pos[0], st.blocked.msg, a.pos[0], a.pos[1]);
+        else
+                printf("%s: waits for more signatures in %s/%s.json\n", a.pos[0], repo->prepared_dir,
+                       a.pos[1]);
+        return EXIT_OK;
+}
+
 /* The target's custom: compatible, version, security (the type) and the manifest's SHA-256. */
 static json_object *bundle_custom(const Bundle *b)
 {
@@ -315,7 +384,7 @@ static json_object *bundle_custom(const Bundle *b)
 
 static int verb_add(int argc, char *argv[])
 {
-        static const int allowed[] = { ARG_KEY, ARG_KEYRING, ARG_CRL, ARG_ALLOW_ANY_EKU, 0 };
+        static const int allowed[] = { ARG_KEY, ARG_KEYRING, ARG_CRL, ARG_ALLOW_ANY_EKU, ARG_OFFLINE, 0 };
         _cleanup_(repo_args_done) RepoArgs a = {};
         _cleanup_(tuf_repo_freep) TufRepo *repo = NULL;
         _cleanup_free_ json_object **customs = NULL;
@@ -335,6 +404,7 @@ static int verb_add(int argc, char *argv[])
         r = open_repo(a.pos[0], a.keys, &repo);
         if (r != 0)
                 return r;
+        repo->prepare = a.offline;
 
         /* Every bundle verified, as the devices will, before anything is copied. */
         customs = calloc((size_t)a.n_pos, sizeof(json_object *));
@@ -382,6 +452,8 @@ static int verb_add(int argc, char *argv[])
                 fprintf(stderr, "%s: %s: nothing published\n", program_name, a.pos[0]);
                 return status;
         }
+        if (r > 0)
+                return print_prepared(repo, "targets");
         for (int i = 1; i < a.n_pos; i++)
                 printf("%s: published as %s\n", a.pos[i], path_basename(a.pos[i]));
         printf("%s: targets version %" PRIu64 ", snapshot %" PRIu64 ", timestamp %" PRIu64 "\n", a.pos[0],
@@ -420,7 +492,7 @@ static int verb_timestamp(int argc, char *argv[])
 
 static int verb_remove(int argc, char *argv[])
 {
-        static const int allowed[] = { ARG_KEY, 0 };
+        static const int allowed[] = { ARG_KEY, ARG_OFFLINE, 0 };
         _cleanup_(repo_args_done) RepoArgs a = {};
         _cleanup_(tuf_repo_freep) TufRepo *repo = NULL;
         UpkErr err = {};
@@ -434,6 +506,7 @@ static int verb_remove(int argc, char *argv[])
         r = open_repo(a.pos[0], a.keys, &repo);
         if (r != 0)
                 return r;
+        repo->prepare = a.offline;
         for (int i = 1; i < a.n_pos; i++) {
                 r = tuf_repo_remove_target(repo, a.pos[i], &err);
                 if (r < 0) {
@@ -445,6 +518,8 @@ static int verb_remove(int argc, char *argv[])
         r = tuf_repo_publish(repo, &err);
         if (r < 0)
                 return cli_report(a.pos[0], &err);
+        if (r > 0)
+                return print_prepared(repo, "targets");
         for (int i = 1; i < a.n_pos; i++)
                 printf("%s: withdrawn\n", a.pos[i]);
         printf("%s: targets version %" PRIu64 ", snapshot %" PRIu64 ", timestamp %" PRIu64 "\n", a.pos[0],
@@ -455,7 +530,7 @@ static int verb_remove(int argc, char *argv[])
 
 static int verb_rotate(int argc, char *argv[])
 {
-        static const int allowed[] = { ARG_KEY, ARG_KEY_TYPE, ARG_THRESHOLD, ARG_NEW_KEY, 0 };
+        static const int allowed[] = { ARG_KEY, ARG_KEY_TYPE, ARG_THRESHOLD, ARG_NEW_KEY, ARG_OFFLINE, 0 };
         _cleanup_(repo_args_done) RepoArgs a = {};
         _cleanup_(tuf_repo_freep) TufRepo *repo = NULL;
         TufRepoRotateOptions o = { .scheme = TUF_SCHEME_ED25519 };
@@ -490,10 +565,13 @@ static int verb_rotate(int argc, char *argv[])
         r = open_repo(a.pos[0], a.keys, &repo);
         if (r != 0)
                 return r;
+        repo->prepare = a.offline;
         root_version = repo->md[TUF_ROLE_ROOT]->version;
         r = tuf_repo_rotate(repo, type, &o, &err);
         if (r < 0)
                 return cli_report(a.pos[0], &err);
+        if (r > 0)
+                return print_prepared(repo, "root");
         printf("%s: %s has new keys; root version %" PRIu64 " signed by the keys of version %" PRIu64
                " and its own\n",
                a.pos[0], a.pos[1], repo->md[TUF_ROLE_ROOT]->version, root_version);
@@ -585,14 +663,16 @@ int repo_main(int argc, char *argv[])
         } verbs[] = {
                 { "init", verb_init },     { "add", verb_add },       { "timestamp", verb_timestamp },
                 { "status", verb_status }, { "remove", verb_remove }, { "rotate", verb_rotate },
+                { "sign", verb_sign },
         };
 
         if (argc < 2)
                 return cli_usage_error(
-                        "repo: no subcommand given (init, add, remove, rotate, timestamp, status)");
+                        "repo: no subcommand given (init, add, remove, rotate, sign, timestamp, status)");
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 if (streq(argv[1], verbs[i].name))
                         return verbs[i].func(argc - 1, argv + 1);
         return cli_usage_error(
-                "repo: unknown subcommand \"%s\" (init, add, remove, rotate, timestamp, status)", argv[1]);
+                "repo: unknown subcommand \"%s\" (init, add, remove, rotate, sign, timestamp, status)",
+                argv[1]);
 }

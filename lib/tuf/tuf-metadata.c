@@ -603,9 +603,8 @@ const TufTargetFile *tuf_metadata_find_target(const TufMetadata *m, const char *
 
 /* ---- signatures ---- */
 
-/* How many distinct keys of the role verify. */
-static int tuf_metadata_count_valid(const TufMetadata *delegator, const TufMetadata *md, size_t *ret_valid,
-                                    uint64_t *ret_threshold)
+int tuf_metadata_count_valid(const TufMetadata *delegator, const TufMetadata *md, size_t *ret_valid,
+                             uint64_t *ret_threshold)
 {
         const TufRole *role = tuf_metadata_find_role(delegator, md->role_name);
         size_t valid = 0;

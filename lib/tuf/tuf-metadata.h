@@ -117,6 +117,10 @@ const TufRole *tuf_metadata_find_role(const TufMetadata *delegator, const char *
 const TufMetaFile *tuf_metadata_find_meta(const TufMetadata *m, const char *name);
 const TufTargetFile *tuf_metadata_find_target(const TufMetadata *m, const char *path);
 
+/* How many distinct keys of the role `delegator` gives `md->role_name` have a valid signature on `md`, and
+ * the role's threshold. -ENOENT when the delegator has no such role. */
+int tuf_metadata_count_valid(const TufMetadata *delegator, const TufMetadata *md, size_t *ret_valid,
+                             uint64_t *ret_threshold);
 /* Check that `md` carries valid signatures of at least the threshold of distinct keys that `delegator`
  * gives role `md->role_name`. 0, or -EPERM with a SIGNATURE error "ROLE: signature threshold not met: N of
  * T valid signatures"; -ENOENT (SIGNATURE) when the delegator has no such role. */

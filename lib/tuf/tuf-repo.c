@@ -26,6 +26,7 @@
 #define TARGET_NAME_MAX   255
 #define PERIOD_MAX        (UINT64_C(100) * 365 * 86400)
 #define KEY_FILES_MAX     1024
+#define PREPARED_DIR      "prepared"
 
 static inline void closedirp(DIR **d)
 {
@@ -82,6 +83,7 @@ TufRepo *tuf_repo_free(TufRepo *r)
         free(r->metadata_dir);
         free(r->targets_dir);
         free(r->keys_dir);
+        free(r->prepared_dir);
         for (size_t i = 0; i < _TUF_ROLE_TYPE_MAX; i++)
                 tuf_metadata_free(r->md[i]);
         for (size_t i = 0; i < r->n_signers; i++) {
@@ -107,7 +109,8 @@ static int repo_alloc(const char *dir, time_t now, TufRepo **ret)
         r->metadata_dir = path_join(dir, "metadata");
         r->targets_dir = path_join(dir, "targets");
         r->keys_dir = path_join(dir, "keys");
-        if (!r->dir || !r->metadata_dir || !r->targets_dir || !r->keys_dir)
+        r->prepared_dir = path_join(dir, PREPARED_DIR);
+        if (!r->dir || !r->metadata_dir || !r->targets_dir || !r->keys_dir || !r->prepared_dir)
                 return -ENOMEM;
         *ret = TAKE_PTR(r);
         return 0;
@@ -164,9 +167,10 @@ static const TufSigner *find_signer(const TufRepo *r, const char *keyid)
         return NULL;
 }
 
-/* The keys at hand for `role` of the root, in the root's order; at least its threshold of them. */
-static int role_signers(const TufRepo *r, const TufMetadata *root, const char *role, TufSigner ***ret,
-                        size_t *ret_n, UpkErr *err)
+/* The keys at hand for `role` of the root, in the root's order: at least its threshold of them, or (with
+ * `short_ok`) as many as there are. */
+static int role_signers_at_hand(const TufRepo *r, const TufMetadata *root, const char *role, bool short_ok,
+                                TufSigner ***ret, size_t *ret_n, UpkErr *err)
 {
         const TufRole *ro = tuf_metadata_find_role(root, role);
         _cleanup_free_ TufSigner **v = NULL;
@@ -182,14 +186,21 @@ static int role_signers(const TufRepo *r, const TufMetadata *root, const char *r
                 if (s)
                         v[n++] = (TufSigner *)s;
         }
-        if (n < ro->threshold)
+        if (n < ro->threshold && !short_ok)
                 return upk_err(err, UPK_ERR_SIGNATURE, -ENOKEY,
                                "%s: %zu of the %" PRIu64 " keys needed to sign are at hand (in %s/keys or "
                                "given with --key)",
                                role, n, ro->threshold, r->dir);
         *ret = TAKE_PTR(v);
         *ret_n = n;
-        return 0;
+        return n >= ro->threshold;
+}
+
+static int role_signers(const TufRepo *r, const TufMetadata *root, const char *role, TufSigner ***ret,
+                        size_t *ret_n, UpkErr *err)
+{
+        int q = role_signers_at_hand(r, root, role, false, ret, ret_n, err);
+        return q < 0 ? q : 0;
 }
 
 static int check_root_current(const TufRepo *r, UpkErr *err)
@@ -305,6 +316,85 @@ static int read_conf(TufRepo *r, UpkErr *err)
         return 0;
 }
 
+static int make_dir(const char *path, mode_t mode, UpkErr *err)
+{
+        if (mkdir(path, mode) < 0 && errno != EEXIST)
+                return upk_err(err, UPK_ERR_IO, -errno, "%s: %m", path);
+        return 0;
+}
+
+static bool exists(const char *path)
+{
+        struct stat st;
+        return lstat(path, &st) == 0;
+}
+
+/* Whether the keys of every role a change of targets re-signs are at hand under `root`. */
+static int check_can_publish(const TufRepo *r, const TufMetadata *root, bool with_targets, UpkErr *err)
+{
+        for (TufRoleType role = TUF_ROLE_TIMESTAMP; role < _TUF_ROLE_TYPE_MAX; role++) {
+                _cleanup_free_ TufSigner **s = NULL;
+                size_t n = 0;
+                int q;
+
+                if (role == TUF_ROLE_TARGETS && !with_targets)
+                        continue;
+                q = role_signers(r, root, tuf_role_type_to_string(role), &s, &n, err);
+                if (q < 0)
+                        return q;
+        }
+        return 0;
+}
+
+/* ---- prepared metadata (offline signing) ---- */
+
+static char *prepared_path(const TufRepo *r, TufRoleType type)
+{
+        return strdup_printf("%s/%s.json", r->prepared_dir, tuf_role_type_to_string(type));
+}
+
+/* With `prepare`, a new version of `type` must not replace one that waits for signatures. */
+static int check_not_prepared(const TufRepo *r, TufRoleType type, UpkErr *err)
+{
+        _cleanup_free_ char *path = prepared_path(r, type);
+
+        if (!path)
+                return upk_err_oom(err);
+        if (r->prepare && exists(path))
+                return upk_err(err, UPK_ERR_CONFIG, -EEXIST,
+                               "%s waits for signatures already: sign it (updatectl repo sign) or delete it",
+                               path);
+        return 0;
+}
+
+/* Sign `signed_obj` as `type` with the keys at hand (fewer than the threshold) and write it to
+ * DIR/prepared/ROLE.json for tuf_repo_sign(). */
+static int write_prepared(TufRepo *r, TufRoleType type, json_object *signed_obj, TufSigner *const *signers,
+                          size_t n, UpkErr *err)
+{
+        _cleanup_(tuf_metadata_freep) TufMetadata *m = NULL;
+        _cleanup_free_ char *bytes = NULL, *name = NULL;
+        size_t size = 0;
+        int q;
+
+        q = tuf_sign_document(signed_obj, signers, n, &bytes, &size, err);
+        if (q < 0)
+                return q;
+        q = tuf_metadata_parse(bytes, size, type, NULL, &m, err);
+        if (q < 0)
+                return upk_err_prefix(err, "the prepared %s metadata", tuf_role_type_to_string(type));
+        q = make_dir(r->prepared_dir, 0755, err);
+        if (q < 0)
+                return q;
+        name = strdup_printf("%s.json", tuf_role_type_to_string(type));
+        if (!name)
+                return upk_err_oom(err);
+        q = write_file_atomic(r->prepared_dir, name, bytes, size, 0644);
+        if (q < 0)
+                return upk_err(err, UPK_ERR_IO, q, "%s/%s: %m", r->prepared_dir, name);
+        return 1;
+}
+
 /* ---- init ---- */
 
 static int add_role(json_object *roles, json_object *keys, const char *role, TufSigner *const *s, size_t n,
@@ -325,19 +415,6 @@ static int add_role(json_object *roles, json_object *keys, const char *role, Tuf
         json_object_object_add(ro, "threshold", json_object_new_uint64(threshold));
         json_object_object_add(roles, role, ro);
         return 0;
-}
-
-static int make_dir(const char *path, mode_t mode, UpkErr *err)
-{
-        if (mkdir(path, mode) < 0 && errno != EEXIST)
-                return upk_err(err, UPK_ERR_IO, -errno, "%s: %m", path);
-        return 0;
-}
-
-static bool exists(const char *path)
-{
-        struct stat st;
-        return lstat(path, &st) == 0;
 }
 
 /* Write timestamp over `snapshot_bytes` (version `snapshot_version`) at `version`. */
@@ -790,13 +867,12 @@ int tuf_repo_add_target(TufRepo *r, const char *name, const char *path, json_obj
         q = check_root_current(r, err);
         if (q < 0)
                 return q;
-        for (TufRoleType role = TUF_ROLE_TIMESTAMP; role < _TUF_ROLE_TYPE_MAX; role++) {
-                _cleanup_free_ TufSigner **s = NULL;
-                size_t n = 0;
-                q = role_signers(r, r->md[TUF_ROLE_ROOT], tuf_role_type_to_string(role), &s, &n, err);
-                if (q < 0)
-                        return q;
-        }
+        q = check_can_publish(r, r->md[TUF_ROLE_ROOT], !r->prepare, err);
+        if (q < 0)
+                return q;
+        q = check_not_prepared(r, TUF_ROLE_TARGETS, err);
+        if (q < 0)
+                return q;
         q = copy_target(r, name, path, hex, &length, err);
         if (q < 0)
                 return q;
@@ -865,25 +941,15 @@ static int publish_snapshot_timestamp(TufRepo *r, const char *snap, size_t snap_
         return write_metadata(r, "timestamp.json", ts, ts_size, err);
 }
 
-int tuf_repo_publish(TufRepo *r, UpkErr *err)
+/* Write targets `targets` (version one above the current one, checked against the root), then a snapshot
+ * and a timestamp over it. */
+static int publish_targets(TufRepo *r, const char *targets, size_t targets_size, UpkErr *err)
 {
-        _cleanup_free_ char *targets = NULL, *snap = NULL, *name = NULL;
-        size_t targets_size = 0, snap_size = 0;
-        uint64_t tv, sv;
+        _cleanup_free_ char *snap = NULL, *name = NULL;
+        uint64_t tv = r->md[TUF_ROLE_TARGETS]->version + 1, sv = r->md[TUF_ROLE_SNAPSHOT]->version + 1;
+        size_t snap_size = 0;
         int q;
 
-        if (!r->new_targets)
-                return 0;
-        q = check_root_current(r, err);
-        if (q < 0)
-                return q;
-        tv = r->md[TUF_ROLE_TARGETS]->version + 1;
-        sv = r->md[TUF_ROLE_SNAPSHOT]->version + 1;
-        set_version_expires(r->new_targets, tv, r->now + (time_t)r->period[TUF_ROLE_TARGETS]);
-        q = sign_role(r, r->md[TUF_ROLE_ROOT], TUF_ROLE_TARGETS, r->new_targets, &targets, &targets_size,
-                      NULL, err);
-        if (q < 0)
-                return q;
         q = build_snapshot(r, sv, tv, &snap, &snap_size, NULL, err);
         if (q < 0)
                 return q;
@@ -894,6 +960,35 @@ int tuf_repo_publish(TufRepo *r, UpkErr *err)
         if (q < 0)
                 return q;
         return publish_snapshot_timestamp(r, snap, snap_size, sv, err);
+}
+
+int tuf_repo_publish(TufRepo *r, UpkErr *err)
+{
+        _cleanup_free_ TufSigner **signers = NULL;
+        _cleanup_free_ char *targets = NULL;
+        size_t targets_size = 0, n = 0;
+        uint64_t tv;
+        int q;
+
+        if (!r->new_targets)
+                return 0;
+        q = check_root_current(r, err);
+        if (q < 0)
+                return q;
+        tv = r->md[TUF_ROLE_TARGETS]->version + 1;
+        set_version_expires(r->new_targets, tv, r->now + (time_t)r->period[TUF_ROLE_TARGETS]);
+        if (r->prepare) {
+                q = role_signers_at_hand(r, r->md[TUF_ROLE_ROOT], "targets", true, &signers, &n, err);
+                if (q < 0)
+                        return q;
+                if (q == 0)
+                        return write_prepared(r, TUF_ROLE_TARGETS, r->new_targets, signers, n, err);
+        }
+        q = sign_role(r, r->md[TUF_ROLE_ROOT], TUF_ROLE_TARGETS, r->new_targets, &targets, &targets_size,
+                      NULL, err);
+        if (q < 0)
+                return q;
+        return publish_targets(r, targets, targets_size, err);
 }
 
 static bool due(const TufMetadata *m, time_t now, uint64_t period)
@@ -944,23 +1039,6 @@ int tuf_repo_refresh_timestamp(TufRepo *r, bool force, bool *ret_changed, UpkErr
 
 /* ---- remove, rotate ---- */
 
-/* Whether the keys of every role a change of targets re-signs are at hand under `root`. */
-static int check_can_publish(const TufRepo *r, const TufMetadata *root, bool with_targets, UpkErr *err)
-{
-        for (TufRoleType role = TUF_ROLE_TIMESTAMP; role < _TUF_ROLE_TYPE_MAX; role++) {
-                _cleanup_free_ TufSigner **s = NULL;
-                size_t n = 0;
-                int q;
-
-                if (role == TUF_ROLE_TARGETS && !with_targets)
-                        continue;
-                q = role_signers(r, root, tuf_role_type_to_string(role), &s, &n, err);
-                if (q < 0)
-                        return q;
-        }
-        return 0;
-}
-
 int tuf_repo_remove_target(TufRepo *r, const char *name, UpkErr *err)
 {
         json_object *targets;
@@ -971,7 +1049,9 @@ int tuf_repo_remove_target(TufRepo *r, const char *name, UpkErr *err)
         q = check_root_current(r, err);
         if (q < 0)
                 return q;
-        q = check_can_publish(r, r->md[TUF_ROLE_ROOT], true, err);
+        q = check_can_publish(r, r->md[TUF_ROLE_ROOT], !r->prepare, err);
+        if (q >= 0)
+                q = check_not_prepared(r, TUF_ROLE_TARGETS, err);
         if (q < 0)
                 return q;
         q = ensure_new_targets(r, err);
@@ -1050,6 +1130,63 @@ static int prune_keys(json_object *s)
         return 0;
 }
 
+/* Whether root `m` gives role `role` other keys or another threshold than root `old`. */
+static bool role_changed(const TufMetadata *old, const TufMetadata *m, const char *role)
+{
+        const TufRole *a = tuf_metadata_find_role(old, role), *b = tuf_metadata_find_role(m, role);
+
+        if (!a || !b || a->threshold != b->threshold || a->n_keyids != b->n_keyids)
+                return true;
+        for (size_t i = 0; i < a->n_keyids; i++)
+                if (!strv_contains(b->keyids, a->keyids[i]))
+                        return true;
+        return false;
+}
+
+/* Write root `*m` (the next version, `bytes`), signed to the thresholds of the current root and its own,
+ * then new versions of what it changes signed with the new keys (devices drop a rotated role's trusted
+ * metadata): targets when the targets role changed, else snapshot and timestamp. */
+static int publish_root(TufRepo *r, const char *bytes, size_t size, TufMetadata **m, UpkErr *err)
+{
+        _cleanup_free_ char *name = NULL;
+        bool targets_changed;
+        int q;
+
+        q = tuf_metadata_verify(r->md[TUF_ROLE_ROOT], *m, err);
+        if (q >= 0)
+                q = tuf_metadata_verify(*m, *m, err);
+        if (q < 0)
+                return upk_err_prefix(err, "the new root");
+        targets_changed = role_changed(r->md[TUF_ROLE_ROOT], *m, "targets");
+        /* Everything the new root makes due can be signed, before anything is written. */
+        q = check_can_publish(r, *m, targets_changed, err);
+        if (q < 0)
+                return q;
+
+        name = strdup_printf("%" PRIu64 ".root.json", (*m)->version);
+        if (!name)
+                return upk_err_oom(err);
+        q = write_metadata(r, name, bytes, size, err);
+        if (q >= 0)
+                q = write_metadata(r, "root.json", bytes, size, err);
+        if (q < 0)
+                return q;
+        tuf_metadata_free(r->md[TUF_ROLE_ROOT]);
+        r->md[TUF_ROLE_ROOT] = TAKE_PTR(*m);
+
+        if (targets_changed) {
+                q = ensure_new_targets(r, err);
+                if (q >= 0)
+                        q = tuf_repo_publish(r, err);
+        } else {
+                bool changed;
+                q = tuf_repo_refresh_timestamp(r, true, &changed, err);
+        }
+        if (q < 0)
+                return q;
+        return retire_keys(r, err);
+}
+
 int tuf_repo_rotate(TufRepo *r, TufRoleType type, const TufRepoRotateOptions *o, UpkErr *err)
 {
         const char *role = tuf_role_type_to_string(type);
@@ -1059,18 +1196,23 @@ int tuf_repo_rotate(TufRepo *r, TufRoleType type, const TufRepoRotateOptions *o,
         _cleanup_(tuf_metadata_freep) TufMetadata *m = NULL;
         _cleanup_free_ TufSigner **old_signers = NULL, **new_keys = NULL, **new_signers = NULL,
                                  **signers = NULL;
-        _cleanup_free_ char *bytes = NULL, *name = NULL;
+        _cleanup_free_ char *bytes = NULL;
         json_object *old_signed, *roles, *keys;
         size_t n_old = 0, n_new = 0, n_new_signers = 0, n_signers = 0, size = 0;
         unsigned threshold = o->threshold ?: (unsigned)old_role->threshold;
         TufRepoInitOptions io = { .scheme = o->scheme };
+        bool complete;
         int q;
 
+        q = check_not_prepared(r, TUF_ROLE_ROOT, err);
+        if (q < 0)
+                return q;
         /* The old root's threshold of root keys signs the new root (its expiry does not matter: devices
-         * walk expired roots of the chain). */
-        q = role_signers(r, old, "root", &old_signers, &n_old, err);
+         * walk expired roots of the chain); with `prepare`, the keys at hand. */
+        q = role_signers_at_hand(r, old, "root", r->prepare, &old_signers, &n_old, err);
         if (q < 0)
                 return upk_err_prefix(err, "rotating %s", role);
+        complete = q > 0;
 
         io.threshold[type] = threshold;
         io.key_paths[type] = o->key_paths;
@@ -1099,9 +1241,10 @@ int tuf_repo_rotate(TufRepo *r, TufRoleType type, const TufRepoRotateOptions *o,
         q = tuf_metadata_parse(bytes, size, TUF_ROLE_ROOT, NULL, &m, err);
         if (q < 0)
                 return upk_err_prefix(err, "the new root");
-        q = role_signers(r, m, "root", &new_signers, &n_new_signers, err);
+        q = role_signers_at_hand(r, m, "root", r->prepare, &new_signers, &n_new_signers, err);
         if (q < 0)
                 return q;
+        complete = complete && q > 0;
         signers = calloc(n_old + n_new_signers, sizeof(TufSigner *));
         if (!signers)
                 return upk_err_oom(err);
@@ -1123,37 +1266,126 @@ int tuf_repo_rotate(TufRepo *r, TufRoleType type, const TufRepoRotateOptions *o,
         q = tuf_metadata_parse(bytes, size, TUF_ROLE_ROOT, NULL, &m, err);
         if (q < 0)
                 return upk_err_prefix(err, "the new root");
-        q = tuf_metadata_verify(old, m, err);
-        if (q >= 0)
-                q = tuf_metadata_verify(m, m, err);
-        if (q < 0)
-                return upk_err_prefix(err, "the new root");
-        /* Everything the new root makes due can be signed, before anything is written. */
-        q = check_can_publish(r, m, type == TUF_ROLE_TARGETS, err);
-        if (q < 0)
-                return q;
-
-        name = strdup_printf("%" PRIu64 ".root.json", m->version);
-        if (!name)
-                return upk_err_oom(err);
-        q = write_metadata(r, name, bytes, size, err);
-        if (q >= 0)
-                q = write_metadata(r, "root.json", bytes, size, err);
-        if (q < 0)
-                return q;
-        tuf_metadata_free(r->md[TUF_ROLE_ROOT]);
-        r->md[TUF_ROLE_ROOT] = TAKE_PTR(m);
-
-        /* New versions signed with the new keys (devices drop a rotated role's trusted metadata). */
-        if (type == TUF_ROLE_TARGETS) {
-                q = ensure_new_targets(r, err);
-                if (q >= 0)
-                        q = tuf_repo_publish(r, err);
-        } else {
-                bool changed;
-                q = tuf_repo_refresh_timestamp(r, true, &changed, err);
+        if (!complete) {
+                /* Everything the new root makes due can be signed once it is complete. */
+                q = check_can_publish(r, m, type == TUF_ROLE_TARGETS, err);
+                if (q < 0)
+                        return q;
+                return write_prepared(r, TUF_ROLE_ROOT, s, signers, n_signers, err);
         }
+        return publish_root(r, bytes, size, &m, err);
+}
+
+/* ---- sign ---- */
+
+static bool role_has_key(const TufMetadata *root, const char *role, const char *keyid)
+{
+        const TufRole *ro = tuf_metadata_find_role(root, role);
+        return ro && strv_contains(ro->keyids, keyid);
+}
+
+int tuf_repo_sign(TufRepo *r, TufRoleType type, char *const *key_paths, TufRepoSignState *ret, UpkErr *err)
+{
+        const char *role = tuf_role_type_to_string(type);
+        const TufMetadata *root = r->md[TUF_ROLE_ROOT];
+        _cleanup_(tuf_metadata_freep) TufMetadata *m = NULL, *next = NULL;
+        _cleanup_free_ char *path = NULL, *data = NULL, *bytes = NULL;
+        _cleanup_free_ TufSigner **use = NULL;
+        size_t size = 0, n_use = 0;
+        int q;
+
+        *ret = (TufRepoSignState){};
+        if (type != TUF_ROLE_ROOT && type != TUF_ROLE_TARGETS)
+                return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
+                               "%s: only root and targets metadata are prepared for offline signing", role);
+        path = prepared_path(r, type);
+        if (!path)
+                return upk_err_oom(err);
+        q = read_full_file(path, METADATA_FILE_MAX, &data, &size);
+        if (q == -ENOENT)
+                return upk_err(err, UPK_ERR_CONFIG, q,
+                               "%s: no %s metadata waits for signatures (prepare it with --offline)", path,
+                               role);
+        if (q < 0)
+                return upk_err(err, UPK_ERR_IO, q, "%s: %m", path);
+        q = tuf_metadata_parse(data, size, type, NULL, &m, err);
+        if (q < 0)
+                return upk_err_prefix(err, "%s", path);
+        ret->version = m->version;
+        if (m->version != r->md[type]->version + 1)
+                return upk_err(err, UPK_ERR_CONFIG, -ESTALE,
+                               "%s: prepared %s version %" PRIu64
+                               " does not follow the published version %" PRIu64 "; prepare it again",
+                               path, role, m->version, r->md[type]->version);
+        if (tuf_metadata_expired(m, r->now))
+                return upk_err(err, UPK_ERR_SIGNATURE, -EKEYEXPIRED,
+                               "%s: prepared %s version %" PRIu64 " expired at %s; prepare it again", path,
+                               role, m->version, m->expires_str);
+        if (type == TUF_ROLE_TARGETS) {
+                q = check_root_current(r, err);
+                if (q < 0)
+                        return q;
+        }
+
+        /* Each key must be one of the role's: under the current root, or (root) the new one. */
+        use = calloc(strv_length((char **)key_paths) ?: 1, sizeof(TufSigner *));
+        if (!use)
+                return upk_err_oom(err);
+        for (char *const *k = key_paths; k && *k; k++) {
+                TufSigner *s = NULL;
+                char keyid[65];
+
+                q = tuf_signer_load(*k, &s, err);
+                if (q < 0)
+                        return q;
+                memcpy(keyid, s->keyid, sizeof(keyid));
+                if (!role_has_key(root, role, keyid) &&
+                    !(type == TUF_ROLE_ROOT && role_has_key(m, role, keyid))) {
+                        tuf_signer_free(s);
+                        return upk_err(err, UPK_ERR_SIGNATURE, -EPERM,
+                                       "%s: key %s is not a %s key of root version %" PRIu64 "%s", *k, keyid,
+                                       role, root->version,
+                                       type == TUF_ROLE_ROOT ? " or of the prepared root" : "");
+                }
+                q = repo_keep_signer(r, s, *k, err);
+                if (q < 0)
+                        return q;
+                use[n_use++] = (TufSigner *)find_signer(r, keyid);
+        }
+        q = tuf_sign_append(m->doc, use, n_use, &bytes, &size, err);
+        if (q < 0)
+                return upk_err_prefix(err, "%s", path);
+        q = tuf_metadata_parse(bytes, size, type, NULL, &next, err);
+        if (q < 0)
+                return upk_err_prefix(err, "%s", path);
+        ret->added = next->n_signatures - m->n_signatures;
+
+        q = tuf_metadata_count_valid(root, next, &ret->valid, &ret->threshold);
+        if (q >= 0 && type == TUF_ROLE_ROOT)
+                q = tuf_metadata_count_valid(next, next, &ret->valid_new, &ret->threshold_new);
+        if (q < 0)
+                return upk_err(err, UPK_ERR_SIGNATURE, q, "%s: the signatures do not verify", path);
+        if (ret->added > 0) {
+                q = write_file_atomic(r->prepared_dir, path_basename(path), bytes, size, 0644);
+                if (q < 0)
+                        return upk_err(err, UPK_ERR_IO, q, "%s: %m", path);
+        }
+        if (ret->valid < ret->threshold || ret->valid_new < ret->threshold_new)
+                return 0;
+
+        /* Complete: published when the keys that sign what follows are at hand here. */
+        q = check_can_publish(r, type == TUF_ROLE_ROOT ? next : root,
+                              type == TUF_ROLE_ROOT && role_changed(root, next, "targets"), &ret->blocked);
+        if (q < 0)
+                return 0;
+        if (type == TUF_ROLE_ROOT)
+                q = publish_root(r, bytes, size, &next, err);
+        else
+                q = publish_targets(r, bytes, size, err);
         if (q < 0)
                 return q;
-        return retire_keys(r, err);
+        if (unlink(path) < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "%s: %m", path);
+        ret->published = true;
+        return 0;
 }

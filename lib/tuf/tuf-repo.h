@@ -8,6 +8,8 @@
  *   DIR/targets/   the target files as SHA256.NAME
  *   DIR/keys/      private keys (PEM, mode 0600) as ROLE-KEYID.pem: never published
  *   DIR/repo.json  the expiry period of each role, in seconds (canonical JSON)
+ *   DIR/prepared/  root.json or targets.json: the next version, waiting for offline signatures (not
+ *                  published)
  *
  * Every metadata file is built with json-c, signed through tuf-sign.h and checked with the client's parser
  * and threshold check (tuf-metadata.h) before it is written. Files are written atomically and in the order
@@ -46,6 +48,11 @@ typedef struct TufRepo {
         char **signer_paths;
         size_t n_signers;
         json_object *new_targets; /* the "signed" of the next targets version, once changed */
+        char *prepared_dir;
+        /* When the keys at hand fall short of the threshold of targets (tuf_repo_publish()) or of root
+         * (tuf_repo_rotate()), sign with those at hand and write DIR/prepared/ROLE.json for
+         * tuf_repo_sign() (returning 1) instead of failing. */
+        bool prepare;
 } TufRepo;
 
 /* Make DIR (which must not hold metadata/ or keys/ yet) with keys, root version 1 and empty targets,
@@ -70,7 +77,7 @@ bool tuf_repo_has_key(const TufRepo *r, const char *keyid, const char **ret_path
 int tuf_repo_add_target(TufRepo *r, const char *name, const char *path, json_object *custom, UpkErr *err);
 
 /* Sign and write what changed: the next targets version (when targets were added), then snapshot and
- * timestamp. */
+ * timestamp. 1 when the targets were prepared instead (r->prepare). */
 int tuf_repo_publish(TufRepo *r, UpkErr *err);
 
 /* Re-sign the timestamp when it expires within half its period, and the snapshot when it expires within
@@ -91,5 +98,22 @@ typedef struct TufRepoRotateOptions {
 /* Replace the keys of top-level role `type`: root version N+1 listing the new keys, signed by the
  * threshold of root keys of version N and of N+1 (so devices walk the chain), then new versions of the
  * rotated role and of those below it signed with the new keys. Key files of keys the root no longer lists
- * move to DIR/keys/retired/. */
+ * move to DIR/keys/retired/. 1 when the root was prepared instead (r->prepare). */
 int tuf_repo_rotate(TufRepo *r, TufRoleType type, const TufRepoRotateOptions *o, UpkErr *err);
+
+typedef struct TufRepoSignState {
+        uint64_t version;                  /* of the prepared metadata */
+        size_t added;                      /* signatures added now */
+        size_t valid, valid_new;           /* valid signatures under the current root (and the new root) */
+        uint64_t threshold, threshold_new; /* what each asks (threshold_new: 0 for targets) */
+        bool published;
+        UpkErr blocked; /* complete, but not published here: why (a key missing on this machine) */
+} TufRepoSignState;
+
+/* Add signatures with the keys in `key_paths` (NULL-terminated; each must be a key of the role: of the
+ * current root, or for root also of the prepared root) to DIR/prepared/ROLE.json (root or targets), and
+ * publish it once it meets its thresholds and the keys of what follows it are at hand (snapshot and
+ * timestamp, and the new targets keys after a root that rotates them), in the order clients read.
+ * Refused (nothing changed): nothing prepared (-ENOENT), a prepared version that no longer follows the
+ * published one (-ESTALE), one that has expired (-EKEYEXPIRED), a key outside the role (-EPERM). */
+int tuf_repo_sign(TufRepo *r, TufRoleType type, char *const *key_paths, TufRepoSignState *ret, UpkErr *err);

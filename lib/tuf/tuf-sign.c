@@ -299,21 +299,18 @@ fail:
         return r;
 }
 
-int tuf_sign_document(json_object *signed_obj, TufSigner *const *signers, size_t n_signers, char **ret,
-                      size_t *ret_size, UpkErr *err)
+int tuf_sign_append(json_object *doc, TufSigner *const *signers, size_t n_signers, char **ret,
+                    size_t *ret_size, UpkErr *err)
 {
-        _cleanup_(json_object_putp) json_object *doc = json_object_new_object();
         _cleanup_free_ char *bytes = NULL;
-        json_object *sigs = json_object_new_array();
+        json_object *signed_obj = NULL, *sigs = NULL;
         size_t size = 0;
         int r;
 
-        if (!doc || !sigs) {
-                json_object_put(sigs);
-                return upk_err_oom(err);
-        }
-        json_object_object_add(doc, "signatures", sigs);
-        json_object_object_add(doc, "signed", json_object_get(signed_obj));
+        if (!json_object_object_get_ex(doc, "signed", &signed_obj) ||
+            !json_object_object_get_ex(doc, "signatures", &sigs) ||
+            !json_object_is_type(sigs, json_type_array))
+                return upk_err(err, UPK_ERR_FORMAT, -EINVAL, "not a signed metadata document");
         r = tuf_canonical_json(signed_obj, &bytes, &size);
         if (r == -EDOM || r == -ELOOP)
                 return upk_err(err, UPK_ERR_FORMAT, r, "the metadata has no canonical form");
@@ -321,8 +318,17 @@ int tuf_sign_document(json_object *signed_obj, TufSigner *const *signers, size_t
                 return upk_err_oom(err);
         for (size_t i = 0; i < n_signers; i++) {
                 _cleanup_free_ char *hex = NULL;
+                bool present = false;
                 json_object *o;
 
+                for (size_t j = 0; j < json_object_array_length(sigs) && !present; j++) {
+                        json_object *k = NULL;
+                        present =
+                                json_object_object_get_ex(json_object_array_get_idx(sigs, j), "keyid", &k) &&
+                                streq(json_object_get_string(k) ?: "", signers[i]->keyid);
+                }
+                if (present)
+                        continue;
                 r = tuf_signer_sign(signers[i], bytes, size, &hex, err);
                 if (r < 0)
                         return r;
@@ -337,4 +343,19 @@ int tuf_sign_document(json_object *signed_obj, TufSigner *const *signers, size_t
         if (r < 0)
                 return upk_err_oom(err);
         return 0;
+}
+
+int tuf_sign_document(json_object *signed_obj, TufSigner *const *signers, size_t n_signers, char **ret,
+                      size_t *ret_size, UpkErr *err)
+{
+        _cleanup_(json_object_putp) json_object *doc = json_object_new_object();
+        json_object *sigs = json_object_new_array();
+
+        if (!doc || !sigs) {
+                json_object_put(sigs);
+                return upk_err_oom(err);
+        }
+        json_object_object_add(doc, "signatures", sigs);
+        json_object_object_add(doc, "signed", json_object_get(signed_obj));
+        return tuf_sign_append(doc, signers, n_signers, ret, ret_size, err);
 }

@@ -47,3 +47,7 @@ int tuf_signer_sign(const TufSigner *s, const void *data, size_t size, char **re
  * its length. */
 int tuf_sign_document(json_object *signed_obj, TufSigner *const *signers, size_t n_signers, char **ret,
                       size_t *ret_size, UpkErr *err);
+/* Add to the metadata document `doc` ({"signatures": [...], "signed": ...}) a signature of each signer whose
+ * keyid none of its signatures carries yet, and encode it like tuf_sign_document(). */
+int tuf_sign_append(json_object *doc, TufSigner *const *signers, size_t n_signers, char **ret,
+                    size_t *ret_size, UpkErr *err);

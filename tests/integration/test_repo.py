@@ -442,3 +442,114 @@ def test_rotations_are_followed_by_both_clients(tmp_path, server, bundle, tufjs)
     p = repo("rotate", d, "snapshot")
     assert p.returncode == 10 and "rotating snapshot: root: 0 of the 1 keys needed to sign" in p.stderr, describe(p)
     assert tree(d) == before
+
+
+# ------------------------------------------------------------------------------------------------------
+# offline signing: --offline prepares, sign adds signatures and publishes once complete
+
+def genkey(path, algorithm="ed25519"):
+    subprocess.run(["openssl", "genpkey", "-algorithm", algorithm, "-out", path], check=True, capture_output=True)
+    return path
+
+
+def test_offline_signing_of_targets(tmp_path, server, bundle):  # noqa: F811
+    """Two offline targets keys (threshold 2): add --offline prepares; each key signs on its own machine (a
+    copy of the folder without the online keys); the publishing host publishes once the threshold is met.
+    Refused, changing nothing: a key outside the role, an expired prepared version, a stale one."""
+    www, url = server
+    off1, off2 = genkey(tmp_path / "off1.pem"), genkey(tmp_path / "off2.pem")
+    d = tmp_path / "repo"
+    ok(repo("init", d, "--key", f"targets={off1}", "--key", f"targets={off2}", "--threshold", "targets=2"))
+    metadata = tree(d / "metadata")
+    p = ok(repo("add", d, bundle, "--keyring", PKI / "keyring.pem", "--offline"))
+    assert f"waits in {d}/prepared/targets.json" in p.stdout, p.stdout
+    assert tree(d / "metadata") == metadata
+    prepared = d / "prepared" / "targets.json"
+    doc = json.loads(prepared.read_bytes())
+    assert doc["signatures"] == [] and doc["signed"]["version"] == 2 and bundle.name in doc["signed"]["targets"]
+    p = repo("add", d, bundle, "--keyring", PKI / "keyring.pem", "--offline")
+    assert p.returncode == 16 and "waits for signatures already" in p.stderr, describe(p)
+
+    before = tree(d)
+    stray = genkey(tmp_path / "stray.pem")
+    snapshot_key = next((d / "keys").glob("snapshot-*.pem"))
+    for wrong in (stray, snapshot_key):
+        p = repo("sign", d, "targets", "--key", wrong)
+        assert p.returncode == 10 and "is not a targets key of root version 1" in p.stderr, describe(p)
+    p = repo("sign", d, "targets", "--key", off1, env=epoch(91 * 86400))
+    assert p.returncode == 10 and "prepared targets version 2 expired at " in p.stderr, describe(p)
+    assert repo("sign", d, "snapshot", "--key", off1).returncode == 2
+    assert tree(d) == before
+
+    # one key: below the threshold, nothing is published
+    p = ok(repo("sign", d, "targets", "--key", off1))
+    assert "1 signature(s) added; 1 of 2 valid" in p.stdout and "waits for more signatures" in p.stdout, p.stdout
+    assert tree(d / "metadata") == metadata
+    p = ok(repo("sign", d, "targets", "--key", off1))
+    assert "0 signature(s) added; 1 of 2 valid" in p.stdout, p.stdout
+
+    # the second key on an air-gapped machine: a copy without DIR/keys
+    gap = tmp_path / "airgap"
+    shutil.copytree(d, gap, ignore=shutil.ignore_patterns("keys"))
+    p = ok(repo("sign", gap, "targets", "--key", off2))
+    assert "2 of 2 valid" in p.stdout and "complete, but not published here" in p.stdout, p.stdout
+    assert "timestamp: 0 of the 1 keys needed" in p.stdout, p.stdout
+    assert tree(gap / "metadata") == metadata
+    shutil.copy(gap / "prepared" / "targets.json", prepared)
+    p = ok(repo("sign", d, "targets"))
+    assert "published targets version 2" in p.stdout, p.stdout
+    assert not prepared.exists()
+    assert len(json.loads((d / "metadata" / "2.targets.json").read_bytes())["signatures"]) == 2
+    assert timestamp_version(d) == 2 and snapshot_version(d) == 2
+    upload(d, www)
+    client = Client(tmp_path, url, (d / "metadata" / "1.root.json").read_bytes())
+    ok(client.download(bundle.name))
+    p = repo("sign", d, "targets", "--key", off1)
+    assert p.returncode == 16 and "no targets metadata waits for signatures" in p.stderr, describe(p)
+
+    # a prepared version overtaken by one published with both keys at hand: stale
+    ok(repo("remove", d, bundle.name, "--offline"))
+    ok(repo("add", d, make_bundle(tmp_path, "1.2.0", payload_bytes(42)), "--keyring", PKI / "keyring.pem",
+            "--key", off1, "--key", off2))
+    before = tree(d)
+    p = repo("sign", d, "targets", "--key", off1)
+    assert p.returncode == 16 and "does not follow the published version 3" in p.stderr, describe(p)
+    assert tree(d) == before
+
+
+def test_offline_signing_of_a_root_rotation(tmp_path, server, bundle):  # noqa: F811
+    """The root key lives offline: rotate --offline prepares root version 2 (signed by the new key at
+    hand); sign with the old key publishes it, then snapshot and timestamp; clients that trust version 1
+    follow."""
+    www, url = server
+    old_root = genkey(tmp_path / "root1.pem")
+    new_root = genkey(tmp_path / "root2.pem")
+    d = tmp_path / "repo"
+    ok(repo("init", d, "--key", f"root={old_root}"))
+    ok(repo("add", d, bundle, "--keyring", PKI / "keyring.pem"))
+    before = tree(d)
+    p = repo("rotate", d, "root", "--new-key", new_root)
+    assert p.returncode == 10 and "root: 0 of the 1 keys needed" in p.stderr, describe(p)
+    assert tree(d) == before
+    p = ok(repo("rotate", d, "root", "--new-key", new_root, "--offline"))
+    assert f"waits in {d}/prepared/root.json" in p.stdout, p.stdout
+    assert tree(d / "metadata") == before_metadata(before)
+    p = repo("sign", d, "root", "--key", next((d / "keys").glob("targets-*.pem")))
+    assert p.returncode == 10 and "is not a root key of root version 1 or of the prepared root" in p.stderr
+    p = ok(repo("sign", d, "root", "--key", new_root))
+    assert "0 signature(s) added; 0 of 1 valid under root version 1, 1 of 1 under the new root" in p.stdout, \
+        p.stdout
+    assert tree(d / "metadata") == before_metadata(before)
+    p = ok(repo("sign", d, "root", "--key", old_root))
+    assert "published root version 2" in p.stdout, p.stdout
+    assert signed(d / "metadata" / "root.json")["version"] == 2
+    assert timestamp_version(d) == 3
+    upload(d, www)
+    client = Client(tmp_path, url, (d / "metadata" / "1.root.json").read_bytes())
+    ok(client.refresh())
+    assert client.version("root") == 2
+    ok(client.download(bundle.name))
+
+
+def before_metadata(t):
+    return {k[len("metadata/"):]: v for k, v in t.items() if k.startswith("metadata/")}
