@@ -408,6 +408,15 @@ STEPS = [
 ]
 
 
+def build_image(flavour):
+    """mkimage.py's image for `flavour` (built, or found in its cache): its description (a dict)."""
+    p = subprocess.run(["/usr/bin/python3", str(HERE / "mkimage.py"), "--source", str(SOURCE), "--keyring",
+                        str(Path(os.environ["UPKEEP_TEST_PKI"]) / "keyring.pem"), "--flavour", flavour, "--cache",
+                        os.environ.get("UPKEEP_VM_CACHE", "/var/tmp/upkeep-vm-cache")],
+                       stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
 def main():
     flavour = sys.argv[1]
     fl = FLAVOURS[flavour]
@@ -420,11 +429,7 @@ def main():
         return 0
     print(f"1..{len(STEPS)}", flush=True)
     t = time.monotonic()
-    p = subprocess.run(["/usr/bin/python3", str(HERE / "mkimage.py"), "--source", str(SOURCE), "--keyring",
-                        str(Path(os.environ["UPKEEP_TEST_PKI"]) / "keyring.pem"), "--flavour", flavour, "--cache",
-                        os.environ.get("UPKEEP_VM_CACHE", "/var/tmp/upkeep-vm-cache")],
-                       stdout=subprocess.PIPE, text=True, check=True)
-    image = json.loads(p.stdout.strip().splitlines()[-1])
+    image = build_image(flavour)
     say(f"image ready after {time.monotonic() - t:.0f} s: {image['disk']}")
     accel = "kvm" if vmdriver.kvm_works(image.get("kernel")) else "tcg"
     say(f"accelerator: {accel}")
