@@ -669,8 +669,7 @@ static void maybe_auto_install(Manager *m)
         const Config *c = m->config;
         AutoInputs in;
         AutoDecision d;
-        Version offered, rolled;
-        bool rolled_back = false;
+        bool rolled_back;
         uint64_t retry = 0;
         int r;
 
@@ -679,9 +678,7 @@ static void maybe_auto_install(Manager *m)
         if (state_load(c->data_dir, &s, NULL) < 0)
                 s = NULL;
         /* The version rolled back here (acknowledged or not) and older ones are left out. */
-        if (s && s->rollback.set && s->rollback.version && version_parse(m->offer->version, &offered) >= 0 &&
-            version_parse(s->rollback.version, &rolled) >= 0 && version_compare(&offered, &rolled) <= 0)
-                rolled_back = true;
+        rolled_back = state_rollback_covers(s, m->offer->version);
         in = (AutoInputs){
                 .policy = c->auto_install,
                 .auto_update = s ? s->auto_update : true,
@@ -838,6 +835,9 @@ static void finish_check(Manager *m)
                         strdup_printf("check failed: %s", err.msg[0] ? err.msg : strerror(-r));
 
                 delay = schedule_after_check(&m->schedule, false, random_u64());
+                /* The server's Retry-After (429, 503) when it asks for longer than the backoff. */
+                if (source_retry_after_usec(m->source) > delay)
+                        delay = source_retry_after_usec(m->source);
                 log_msg(LOG_LEVEL_ERROR, "%s; retrying in %s", msg ?: "check failed",
                         format_timespan(buf, sizeof(buf), delay));
                 manager_set_last_error(m, err.msg[0] ? err.msg : strerror(-r));

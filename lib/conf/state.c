@@ -69,6 +69,14 @@ void state_clear_rollback(UpkState *s)
         s->rollback = (StateRollback){};
 }
 
+bool state_rollback_covers(const UpkState *s, const char *version)
+{
+        int cmp = 0;
+
+        return s && s->rollback.set && s->rollback.version && version &&
+               version_compare_strings(version, s->rollback.version, &cmp) >= 0 && cmp <= 0;
+}
+
 /* `s` cut to at most `max` bytes, not inside a UTF-8 sequence. */
 static char *strdup_cut(const char *s, size_t max)
 {

@@ -76,6 +76,9 @@ void state_clear_pending(UpkState *s);
 int state_set_rollback(UpkState *s, const char *version, const char *slot, const char *reason,
                        uint64_t time);
 void state_clear_rollback(UpkState *s);
+/* True when `version` is not newer than the version of the rolled-back update (acknowledged or not):
+ * automatic installs leave it out. False without a record, or when either version does not parse. */
+bool state_rollback_covers(const UpkState *s, const char *version);
 
 /* Append one entry, dropping the oldest beyond HISTORY_MAX. */
 int history_append(const char *data_dir, const HistoryEntry *e, UpkErr *err);

@@ -64,10 +64,11 @@ struct Hawkbit {
         /* loop thread: the one feedback in flight, and when progress was last sent */
         Fetch *inflight;
         uint64_t progress_sent_usec;
-        Pending *current;      /* the action being installed (loop thread) */
-        char *gone;            /* the action whose artifact answered 404: not offered again */
-        char *attributes_sent; /* the last configData body the server took */
-        char *config_href;     /* the configData link the server gave last */
+        Pending *current;          /* the action being installed (loop thread) */
+        char *gone;                /* the action whose artifact answered 404: not offered again */
+        uint64_t retry_after_usec; /* the longest Retry-After of a 429 or 503 in this check */
+        char *attributes_sent;     /* the last configData body the server took */
+        char *config_href;         /* the configData link the server gave last */
 };
 
 static void pending_free(Pending *p)
@@ -161,6 +162,11 @@ int hawkbit_new(const Config *c, int cancel_fd, Hawkbit **ret, UpkErr *err)
 uint64_t hawkbit_sleep_usec(const Hawkbit *h)
 {
         return h->sleep_usec;
+}
+
+uint64_t hawkbit_retry_after_usec(const Hawkbit *h)
+{
+        return h->retry_after_usec;
 }
 
 /* ---- credentials ---- */
@@ -286,6 +292,13 @@ static int rest(Hawkbit *h, const char *method, const char *url, const char *jso
         ret->status = st.http_status;
         memcpy(ret->etag, st.etag, sizeof(ret->etag));
         ret->retry_after_sec = st.retry_after_sec;
+        if ((ret->status == 429 || ret->status == 503) && st.retry_after_sec > 0) {
+                uint64_t sec = st.retry_after_sec < HAWKBIT_SLEEP_MAX_SEC ? st.retry_after_sec
+                                                                          : HAWKBIT_SLEEP_MAX_SEC;
+
+                if (sec * USEC_PER_SEC > h->retry_after_usec)
+                        h->retry_after_usec = sec * USEC_PER_SEC;
+        }
         return 0;
 }
 
@@ -585,8 +598,6 @@ static int poll_base(Hawkbit *h, UpkErr *err)
         }
         if (!success(a.status)) {
                 r = bad_status(h, "poll", h->base, &a, err);
-                if (a.retry_after_sec)
-                        h->sleep_usec = (uint64_t)a.retry_after_sec * USEC_PER_SEC;
                 answer_done(&a);
                 return r;
         }
@@ -795,10 +806,24 @@ static int refuse(Hawkbit *h, const char *url, const char *action, const char *w
         return r < 0 ? r : 0;
 }
 
+/* Automatic installs leave out the version rolled back here and older ones (state_rollback_covers()):
+ * the server would offer such a deployment forever, so it is closed as a failure saying why. NULL when
+ * the rule does not apply. */
+static char *rollback_refusal(const Config *c, const char *version)
+{
+        _cleanup_(state_freep) UpkState *s = NULL;
+
+        if (!version || state_load(c->data_dir, &s, NULL) < 0 || !state_rollback_covers(s, version))
+                return NULL;
+        return strdup_printf("version %s is not newer than version %s, which was rolled back on this device "
+                             "(%s); it is not installed again: assign a newer version",
+                             version, s->rollback.version, s->rollback.reason ?: "no reason recorded");
+}
+
 static int handle_deployment(Hawkbit *h, const char *current_version, const Pending *keep, Offer **ret,
                              UpkErr *err)
 {
-        _cleanup_free_ char *url = NULL;
+        _cleanup_free_ char *url = NULL, *why_rb = NULL;
         _cleanup_(offer_freep) Offer *o = NULL;
         const char *href = h->last.deployment_href;
         DdiDeployment d = {};
@@ -842,6 +867,8 @@ static int handle_deployment(Hawkbit *h, const char *current_version, const Pend
                                       bundle->filename);
 
                 r = refuse(h, url, d.id, why ?: "no download link", err);
+        } else if ((why_rb = rollback_refusal(h->config, bundle->chunk_version))) {
+                r = refuse(h, url, d.id, why_rb, err);
         } else if (d.download == DDI_SKIP) {
                 r = 0; /* nothing to do for this device */
         } else if (d.update == DDI_SKIP) {
@@ -904,6 +931,7 @@ int hawkbit_check(Hawkbit *h, const char *current_version, Offer **ret, UpkErr *
         int r;
 
         *ret = NULL;
+        h->retry_after_usec = 0;
         r = deliver_pending(h, current_version, &keep, err);
         if (r < 0)
                 return r;

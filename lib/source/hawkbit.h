@@ -31,6 +31,9 @@ Hawkbit *hawkbit_free(Hawkbit *h);
 int hawkbit_check(Hawkbit *h, const char *current_version, Offer **ret, UpkErr *err);
 /* The server's sleep, bounded; 0 before the first answer that had one. */
 uint64_t hawkbit_sleep_usec(const Hawkbit *h);
+/* After a failed check: the wait a 429 or 503 asked for (Retry-After, at most HAWKBIT_SLEEP_MAX_SEC);
+ * 0 when none did. */
+uint64_t hawkbit_retry_after_usec(const Hawkbit *h);
 /* The request header lines a download of the offer sends (the Authorization); NULL-terminated, or NULL
  * for none. Reads the token file. */
 int hawkbit_download_headers(Hawkbit *h, char ***ret, UpkErr *err);

@@ -589,6 +589,15 @@ uint64_t source_next_check_usec(const Source *s)
         return 0;
 }
 
+uint64_t source_retry_after_usec(const Source *s)
+{
+#if HAVE_HAWKBIT
+        if (s->hawkbit)
+                return hawkbit_retry_after_usec(s->hawkbit);
+#endif
+        return 0;
+}
+
 void source_install_started(Source *s, FetchEngine *e, const Offer *o)
 {
 #if HAVE_HAWKBIT

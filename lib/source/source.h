@@ -77,6 +77,9 @@ void source_cancel_check(Source *s);
 
 /* The interval the source asks for until the next check (hawkBit's sleep); 0: the configured one. */
 uint64_t source_next_check_usec(const Source *s);
+/* After a failed check: the wait the server asked for (hawkBit: Retry-After of a 429 or 503, bounded);
+ * 0: none, the backoff alone decides. */
+uint64_t source_retry_after_usec(const Source *s);
 /* Loop thread, for an install of the source's offer `o` (hawkbit reports them to the server; the other
  * sources ignore them). source_install_finished() returns true when a report is due that a check should
  * deliver soon. */

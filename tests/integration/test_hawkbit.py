@@ -342,3 +342,51 @@ def test_etag_and_sleep(world):
     assert [p["status"] for p in polls] == [200, 200, 304], polls
     assert polls[-1]["if_none_match"]
     assert re.search(r"next check in 1[01]m", s.text()), s.text()
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_lengthens_the_backoff(world, status):
+    w = world()
+    s = w.start(env=dict(NO_AUTO_CHECK, UPKEEP_TEST_BACKOFF_SEC="1"))
+    w.emu.fault("poll", status=status, times=1, headers={"Retry-After": "5"},
+                body=None if status == 429 else "<html>Service Unavailable</html>")
+    p = check(w)
+    assert p.returncode != 0 and f"HTTP {status}" in p.stderr, describe(p)
+    w.wait(lambda: "retrying in 5s" in s.text(), what="the retry's delay")
+    # The retry waits for the server's 5 s, not the 1 s backoff.
+    w.wait(lambda: len(w.emu.requests_to("poll")) >= 2, what="the retry")
+    polls = w.emu.requests_to("poll")
+    assert polls[1]["time"] - polls[0]["time"] >= 4.9, polls
+    assert polls[1]["status"] == 200
+
+
+def test_a_rolled_back_version_is_closed_as_failure(world):
+    w = world(health_fail=True)
+    _, a = w.assign(w.bundle())
+    w.start(env=SOON)
+    w.wait_state("pending-reboot")
+    reboot_and_start(w)
+    w.wait(lambda: w.closed(a.id), what="the final report of the failed update")
+    for s in w.services:
+        s.stop()
+    assert w.device.reboot() == "A"
+    assert w.device.state()["rollback"]["version"] == "1.1.0"
+    downloads = len(w.emu.requests_to("download"))
+    # The operator assigns the same version again: the device says why it will not take it, instead of
+    # leaving it open for the server to offer forever.
+    _, b = w.assign(w.bundle(seed=8))
+    s = w.start()
+    p = check(w)
+    assert p.returncode == 0 and p.stdout == "up to date\n", describe(p)
+    closed = w.closed(b.id)
+    assert len(closed) == 1 and closed[0]["finished"] == "failure", closed
+    detail = closed[0]["details"][0]
+    assert "version 1.1.0 is not newer than version 1.1.0, which was rolled back" in detail, detail
+    assert "assign a newer version" in detail and b.status == "ERROR"
+    assert len(w.emu.requests_to("download")) == downloads
+    assert f"hawkBit action {b.id} refused" in s.text()
+    # A newer version still goes in.
+    _, c = w.assign(w.bundle(version="1.2.0", seed=9), version="1.2.0")
+    p = check(w)
+    assert p.returncode == 0 and "1.2.0" in p.stdout, describe(p)
+    assert not w.closed(c.id)
