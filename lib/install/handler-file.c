@@ -4,6 +4,8 @@
  * content, never a mix. The folder is opened without following a symbolic link anywhere on its path, and
  * the target must be a regular file or missing: a link, FIFO, socket or device there is refused, so the
  * handler writes exactly where the manifest says and nowhere a link would lead it. */
+#include <ctype.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -31,6 +33,50 @@ static void file_free(File *s)
         free(s->base);
         free(s->tmp);
         free(s);
+}
+
+/* A temporary file of an earlier run that was killed (a power cut, SIGKILL) between mkostemp() and the
+ * rename: ".#BASE." and mkostemp()'s six characters, a regular file. It is removed before a new one is
+ * made, so a cut never leaves more than one behind and the next install of the target clears it. */
+static bool is_stale_temp(const char *name, const char *base)
+{
+        size_t n = strlen(base);
+
+        if (!strneq(name, ".#", 2) || !strneq(name + 2, base, n) || name[2 + n] != '.')
+                return false;
+        name += 3 + n;
+        if (strlen(name) != 6)
+                return false;
+        for (; *name; name++)
+                if (!isalnum((unsigned char)*name))
+                        return false;
+        return true;
+}
+
+static void remove_stale_temps(File *s)
+{
+        struct dirent *de;
+        DIR *d;
+        int fd;
+
+        fd = fcntl(s->dfd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return;
+        d = fdopendir(fd);
+        if (!d) {
+                safe_close(fd);
+                return;
+        }
+        while ((de = readdir(d))) {
+                struct stat st;
+
+                if (!is_stale_temp(de->d_name, s->base))
+                        continue;
+                if (fstatat(s->dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                        continue;
+                (void)unlinkat(s->dfd, de->d_name, 0);
+        }
+        closedir(d);
 }
 
 static int file_begin_state(File *s, const char *target, char *msg, size_t msg_size)
@@ -79,6 +125,7 @@ static int file_begin_state(File *s, const char *target, char *msg, size_t msg_s
         } else if (errno != ENOENT)
                 return handler_msg(msg, msg_size, -errno, "cannot access %s: %m", target);
 
+        remove_stale_temps(s);
         tmp_path = strdup_printf("%s/.#%s.XXXXXX", streq(s->dir, "/") ? "" : s->dir, s->base);
         if (!tmp_path)
                 return -ENOMEM;

@@ -837,6 +837,40 @@ TEST(file_replaces_atomically_and_keeps_the_mode)
         ASSERT_EQ(count_prefixed("etc", ".#"), 0);
 }
 
+/* A power cut between the temporary file's creation and the rename leaves it behind: the next install of
+ * the same target removes it (and only what has exactly the shape of its own temporary files). */
+TEST(file_removes_what_a_killed_install_left)
+{
+        _cleanup_(handler_freep) Handler *h = NULL;
+        _cleanup_free_ char *target = abs_path("app.conf"), *got = NULL;
+        struct upkeep_payload p = payload("file", target, 3);
+        struct stat st;
+        UpkErr err = {};
+
+        skip_when_emulated();
+        p.slot_class = p.slot_name = NULL;
+        test_write_file("app.conf", "old\n", 4);
+        test_write_file(".#app.conf.Ab12Cd", "half", 4);  /* a killed run's */
+        test_write_file(".#app.conf.zzzzzz", "half", 4);  /* another one */
+        test_write_file(".#app.conf.toolong", "keep", 4); /* not of that shape */
+        test_write_file(".#other.conf.Ab12Cd", "keep", 4);
+        ASSERT_OK(mkdir(".#app.conf.dir123", 0755)); /* not a regular file */
+        ASSERT_OK(symlink("app.conf", ".#app.conf.lnk123"));
+        ASSERT_OK(handler_open("file", ".", &h, &err));
+        ASSERT_OK_E(install(h, &p, "new", 3, 3, &err), &err);
+        ASSERT_EQ(count_prefixed(".", ".#app.conf."), 4); /* its own, .toolong, the folder, the link */
+        ASSERT_EQ(access(".#app.conf.Ab12Cd", F_OK), -1);
+        ASSERT_EQ(access(".#app.conf.zzzzzz", F_OK), -1);
+        ASSERT_OK_E(handler_commit(h, &err), &err);
+        got = contents("app.conf", NULL);
+        ASSERT_STREQ(got, "new");
+        ASSERT_OK(access(".#app.conf.toolong", F_OK));
+        ASSERT_OK(access(".#other.conf.Ab12Cd", F_OK));
+        ASSERT_OK(stat(".#app.conf.dir123", &st));
+        ASSERT_OK(lstat(".#app.conf.lnk123", &st));
+        ASSERT_TRUE(S_ISLNK(st.st_mode));
+}
+
 TEST(file_rollback_leaves_the_old_file)
 {
         _cleanup_(handler_freep) Handler *h = NULL;
