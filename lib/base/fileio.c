@@ -142,7 +142,8 @@ int mkdir_p(const char *path, mode_t mode)
 }
 
 /* One node on the way to a trusted file: -EPERM when it is owned by another user than root or us, or
- * writable by others (a folder above the file may be, when it is sticky and root's, like /tmp). */
+ * writable by others or by a group other than root's or ours (a folder above the file may be, when it is
+ * sticky and root's, like /tmp). */
 static int trusted_node(const char *node, const char *path, bool is_file, bool secret, UpkErr *err)
 {
         struct stat st;
@@ -168,6 +169,20 @@ static int trusted_node(const char *node, const char *path, bool is_file, bool s
                 return upk_err(err, UPK_ERR_CONFIG, -EPERM,
                                "%s: the folder %s is writable by others (mode %04o): run chmod o-w %s", path,
                                node, (unsigned)mode, node);
+        }
+        /* A group other than root's (or ours) that may write it is as many more people who could. */
+        if ((mode & S_IWGRP) && st.st_gid != 0 && st.st_gid != getegid() &&
+            !(!is_file && (mode & S_ISVTX) && st.st_uid == 0)) {
+                if (is_file)
+                        return upk_err(
+                                err, UPK_ERR_CONFIG, -EPERM,
+                                "%s is writable by the group with gid %u (mode %04o): run chmod g-w %s",
+                                path, (unsigned)st.st_gid, (unsigned)mode, path);
+                return upk_err(
+                        err, UPK_ERR_CONFIG, -EPERM,
+                        "%s: the folder %s is writable by the group with gid %u (mode %04o): run chmod "
+                        "g-w %s",
+                        path, node, (unsigned)st.st_gid, (unsigned)mode, node);
         }
         if (is_file && secret && (mode & S_IROTH))
                 return upk_err(err, UPK_ERR_CONFIG, -EPERM,

@@ -65,7 +65,43 @@ TEST(trusted_refuses_what_others_may_write)
                 ASSERT_OK(chown("d", 4242, 0));
                 ASSERT_UPK_ERR(path_check_trusted(inner, false, &e), &e, -EPERM, UPK_ERR_CONFIG,
                                "is owned by uid 4242, not by root: run chown root ");
+                ASSERT_OK(chown("d", 0, 0));
         }
+}
+
+/* A group may write it: fine when it is root's group or ours, refused for any other. */
+TEST(trusted_refuses_what_another_group_may_write)
+{
+        _cleanup_free_ char *dir = test_cwd_path("d"), *f = test_cwd_path("d/check"), *want = NULL;
+        gid_t other = getegid() == 4343 ? 4344 : 4343;
+        UpkErr e = {};
+
+        ASSERT_OK(mkdir("d", 0755));
+        test_write_str("d/check", "x");
+        ASSERT_OK(chmod("d/check", 0664));
+        ASSERT_OK(chmod("d", 0775));
+        ASSERT_OK_E(path_check_trusted(f, false, &e), &e); /* our own group */
+        if (geteuid() != 0)
+                test_skip("changing a file's group to another one needs root");
+        ASSERT_OK(chown("d/check", 0, other));
+        want = strdup_printf("%s is writable by the group with gid %u (mode 0664): run chmod g-w %s", f,
+                             (unsigned)other, f);
+        ASSERT_UPK_ERR(path_check_trusted(f, false, &e), &e, -EPERM, UPK_ERR_CONFIG, want);
+        ASSERT_OK(chmod("d/check", 0644));
+        ASSERT_OK_E(path_check_trusted(f, false, &e), &e);
+        ASSERT_OK(chown("d", 0, other));
+        free(want);
+        want = strdup_printf("%s: the folder %s is writable by the group with gid %u (mode 0775): run chmod "
+                             "g-w %s",
+                             f, dir, (unsigned)other, dir);
+        ASSERT_UPK_ERR(path_check_trusted(f, false, &e), &e, -EPERM, UPK_ERR_CONFIG, want);
+        ASSERT_OK(chmod("d", 01775)); /* sticky and root's, like /tmp */
+        ASSERT_OK_E(path_check_trusted(f, false, &e), &e);
+        ASSERT_OK(chmod("d", 0755));
+        ASSERT_OK_E(path_check_trusted(f, false, &e), &e);
+        ASSERT_OK(chown("d", 0, 0));
+        ASSERT_OK(chmod("d", 0775)); /* root's group */
+        ASSERT_OK_E(path_check_trusted(f, false, &e), &e);
 }
 
 TEST(trusted_secret_is_not_readable_by_others)
