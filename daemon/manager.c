@@ -451,7 +451,7 @@ static int install_offer(Manager *m, bool allow_downgrade, bool automatic, sd_bu
         UpkErr err = {};
         int r;
 
-        if (m->offer->target || m->offer->action_id) {
+        if (m->offer->target || (m->offer->action_id && !m->offer->kept)) {
                 r = m->offer->action_id ? source_stream_open_action(m->fetch_engine, m->source, m->offer,
                                                                     &m->stream, &err)
                                         : source_stream_open_offer(m->fetch_engine, m->config, m->offer,

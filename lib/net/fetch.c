@@ -846,9 +846,6 @@ typedef struct MemoryFetch {
         char *buf;
         size_t size, allocated;
         uint64_t max;
-        bool done;
-        int r;
-        UpkErr err;
 } MemoryFetch;
 
 static int memory_data(Fetch *f, const void *buf, size_t size, uint64_t offset, void *userdata, UpkErr *err)
@@ -874,55 +871,84 @@ static int memory_data(Fetch *f, const void *buf, size_t size, uint64_t offset, 
         return FETCH_DATA_CONTINUE;
 }
 
-static void memory_done(Fetch *f, int r, const UpkErr *err, void *userdata)
-{
-        MemoryFetch *m = userdata;
-
-        m->done = true;
-        m->r = r;
-        if (r < 0 && err)
-                m->err = *err;
-}
-
 int fetch_to_memory(const char *url, uint64_t max_length, const FetchOptions *opts, char **ret,
                     size_t *ret_size, UpkErr *err)
 {
         return fetch_request(url, max_length, opts, ret, ret_size, NULL, err);
 }
 
-int fetch_request(const char *url, uint64_t max_length, const FetchOptions *opts, char **ret,
-                  size_t *ret_size, FetchStats *ret_stats, UpkErr *err)
+/* A fetch with a private event loop, run until its done callback. */
+typedef struct SyncFetch {
+        FetchDataFunc data;
+        void *userdata;
+        bool done;
+        int r;
+        UpkErr err;
+} SyncFetch;
+
+static int sync_data(Fetch *f, const void *buf, size_t size, uint64_t offset, void *userdata, UpkErr *err)
+{
+        SyncFetch *x = userdata;
+
+        return x->data(f, buf, size, offset, x->userdata, err);
+}
+
+static void sync_done(Fetch *f, int r, const UpkErr *err, void *userdata)
+{
+        SyncFetch *x = userdata;
+
+        x->done = true;
+        x->r = r;
+        if (r < 0 && err)
+                x->err = *err;
+}
+
+int fetch_sync(const char *url, uint64_t max_length, const FetchOptions *opts, FetchDataFunc data,
+               void *userdata, FetchStats *ret_stats, UpkErr *err)
 {
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         _cleanup_(fetch_engine_freep) FetchEngine *e = NULL;
         _cleanup_(fetch_freep) Fetch *f = NULL;
-        MemoryFetch m = { .max = max_length };
+        SyncFetch x = { .data = data, .userdata = userdata };
         int r;
 
-        if (max_length > FETCH_MEMORY_MAX)
-                return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "%s: maximum length %" PRIu64 " above %u",
-                               url ?: "(null)", max_length, FETCH_MEMORY_MAX);
         r = sd_event_new(&event);
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot create an event loop: %m");
         r = fetch_engine_new(event, &e, err);
         if (r < 0)
                 return r;
-        r = fetch_new(e, url, max_length, opts, memory_data, memory_done, &m, &f, err);
+        r = fetch_new(e, url, max_length, opts, sync_data, sync_done, &x, &f, err);
         if (r < 0)
                 return r;
-        while (!m.done) {
+        while (!x.done) {
                 r = sd_event_run(event, UINT64_MAX);
-                if (r < 0) {
-                        free(m.buf);
+                if (r < 0)
                         return upk_err(err, UPK_ERR_IO, r, "%s: event loop failed: %m", url);
-                }
         }
-        if (m.r < 0) {
-                free(m.buf);
+        if (ret_stats)
+                *ret_stats = *fetch_get_stats(f);
+        if (x.r < 0) {
                 if (err && err->kind == UPK_ERR_NONE)
-                        *err = m.err;
-                return m.r;
+                        *err = x.err;
+                return x.r;
+        }
+        return 0;
+}
+
+int fetch_request(const char *url, uint64_t max_length, const FetchOptions *opts, char **ret,
+                  size_t *ret_size, FetchStats *ret_stats, UpkErr *err)
+{
+        MemoryFetch m = { .max = max_length };
+        int r;
+
+        if (max_length > FETCH_MEMORY_MAX)
+                return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "%s: maximum length %" PRIu64 " above %u",
+                               url ?: "(null)", max_length, FETCH_MEMORY_MAX);
+        r = fetch_sync(url, max_length, opts, memory_data, &m, ret_stats, err);
+        if (r < 0) {
+                free(m.buf);
+                return r;
         }
         if (!m.buf) {
                 m.buf = malloc(1);
@@ -932,7 +958,5 @@ int fetch_request(const char *url, uint64_t max_length, const FetchOptions *opts
         m.buf[m.size] = 0;
         *ret = m.buf;
         *ret_size = m.size;
-        if (ret_stats)
-                *ret_stats = *fetch_get_stats(f);
         return 0;
 }

@@ -154,6 +154,10 @@ const char *fetch_get_url(const Fetch *f);
  * not counted in *ret_size. */
 int fetch_to_memory(const char *url, uint64_t max_length, const FetchOptions *opts, char **ret,
                     size_t *ret_size, UpkErr *err);
+/* Blocking as fetch_to_memory(), the bytes going to `data` (as with fetch_new(); FETCH_DATA_PAUSE is not
+ * allowed); the fetch's statistics into *ret_stats (optional), also on failure. */
+int fetch_sync(const char *url, uint64_t max_length, const FetchOptions *opts, FetchDataFunc data,
+               void *userdata, FetchStats *ret_stats, UpkErr *err);
 /* The same, and the fetch's statistics (http_status, etag with opts->any_status) into *ret_stats. */
 int fetch_request(const char *url, uint64_t max_length, const FetchOptions *opts, char **ret,
                   size_t *ret_size, FetchStats *ret_stats, UpkErr *err);

@@ -1,13 +1,21 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "hawkbit.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
+#include <openssl/evp.h>
+
+#include "bundle.h"
 #include "fileio.h"
 #include "hawkbit-ddi.h"
+#include "hexdecoct.h"
 #include "json-util.h"
 #include "log.h"
 #include "path-util.h"
@@ -69,6 +77,8 @@ struct Hawkbit {
         uint64_t retry_after_usec; /* the longest Retry-After of a 429 or 503 in this check */
         char *attributes_sent;     /* the last configData body the server took */
         char *config_href;         /* the configData link the server gave last */
+        char *downloaded_sent;     /* the action told `downloaded` last */
+        bool installing_kept;      /* loop thread: the install reads the kept copy */
 };
 
 static void pending_free(Pending *p)
@@ -98,6 +108,7 @@ Hawkbit *hawkbit_free(Hawkbit *h)
         free(h->gone);
         free(h->attributes_sent);
         free(h->config_href);
+        free(h->downloaded_sent);
         ddi_poll_done(&h->last);
         pending_free(h->current);
         free(h);
@@ -719,6 +730,106 @@ static void put_config_data(Hawkbit *h, const char *current_version)
         h->etag[0] = 0;
 }
 
+/* ---- the kept copy of a bundle downloaded before its install was allowed ---- */
+
+/* What hawkbit-download.json says of hawkbit-download.upk. */
+typedef struct Kept {
+        char *sha256;
+        char *version;
+        char *action;
+        uint64_t size;
+} Kept;
+
+static void kept_done(Kept *k)
+{
+        free(k->sha256);
+        free(k->version);
+        free(k->action);
+        *k = (Kept){};
+}
+
+static void kept_remove(const Config *c)
+{
+        _cleanup_free_ char *meta = path_join(c->data_dir, HAWKBIT_KEPT_META),
+                            *file = path_join(c->data_dir, HAWKBIT_KEPT_FILE),
+                            *part = path_join(c->data_dir, HAWKBIT_KEPT_FILE ".part");
+
+        /* The description first: without it the copy is never used. */
+        if (meta)
+                (void)unlink(meta);
+        if (file)
+                (void)unlink(file);
+        if (part)
+                (void)unlink(part);
+}
+
+/* 1 with the kept copy's description, 0 when there is none (a copy without a description, or one whose
+ * size does not match, is removed). */
+static int kept_load(const Config *c, Kept *ret)
+{
+        _cleanup_free_ char *meta = path_join(c->data_dir, HAWKBIT_KEPT_META),
+                            *file = path_join(c->data_dir, HAWKBIT_KEPT_FILE), *data = NULL;
+        _cleanup_(json_object_putp) json_object *root = NULL;
+        JsonCtx jc = { .what = HAWKBIT_KEPT_META, .kind = UPK_ERR_IO };
+        UpkErr e = {};
+        struct stat st;
+        size_t size;
+        uint64_t n = 0;
+        int r;
+
+        jc.err = &e;
+        *ret = (Kept){};
+        if (!meta || !file)
+                return -ENOMEM;
+        r = read_full_file(meta, 4096, &data, &size);
+        if (r == -ENOENT && access(file, F_OK) < 0)
+                return 0;
+        if (r >= 0)
+                r = json_parse_strict(data, size,
+                                      &(JsonStrictOptions){ .what = HAWKBIT_KEPT_META,
+                                                            .kind = UPK_ERR_IO,
+                                                            .depth_max = 2 },
+                                      &root, &e);
+        if (r >= 0)
+                r = json_get_dup_string(&jc, root, "", "sha256", true, 64, &ret->sha256);
+        if (r >= 0)
+                r = json_get_dup_string(&jc, root, "", "version", true, DDI_NAME_MAX, &ret->version);
+        if (r >= 0)
+                r = json_get_dup_string(&jc, root, "", "action", true, DDI_ID_MAX, &ret->action);
+        if (r >= 0)
+                r = json_get_uint(&jc, root, "", "size", true, SOURCE_URL_BUNDLE_MAX, &n);
+        if (r >= 0 && (n == 0 || stat(file, &st) < 0 || (uint64_t)st.st_size != n))
+                r = -EBADMSG;
+        if (r < 0) {
+                kept_done(ret);
+                kept_remove(c);
+                return 0;
+        }
+        ret->size = n;
+        return 1;
+}
+
+static int kept_save(const Config *c, const Kept *k, UpkErr *err)
+{
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        const char *s;
+        int r;
+
+        if (!o)
+                return upk_err_oom(err);
+        r = json_object_object_add(o, "sha256", json_object_new_string(k->sha256));
+        r = r ?: json_object_object_add(o, "version", json_object_new_string(k->version));
+        r = r ?: json_object_object_add(o, "action", json_object_new_string(k->action));
+        r = r ?: json_object_object_add(o, "size", json_object_new_int64((int64_t)k->size));
+        s = r == 0 ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN) : NULL;
+        if (!s)
+                return upk_err_oom(err);
+        r = write_file_atomic(c->data_dir, HAWKBIT_KEPT_META, s, strlen(s), 0600);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_IO, r, "cannot write %s/%s: %m", c->data_dir, HAWKBIT_KEPT_META);
+        return 0;
+}
+
 /* GET an action resource: 1 with the answer, 0 when it is gone (404: the action moved on between the
  * poll and now), or the error (another status). */
 static int get_action(Hawkbit *h, const char *href, const char *what, Answer *ret, UpkErr *err)
@@ -764,7 +875,10 @@ static int handle_cancel(Hawkbit *h, const Pending *keep, UpkErr *err)
                                 "hawkBit action %s: cancel refused, the update is installed", stop);
         } else {
                 const char *d[] = { "cancelled; nothing of this action was installed", NULL };
+                _cleanup_(kept_done) Kept k = {};
 
+                if (kept_load(h->config, &k) > 0 && streq(k.action, stop))
+                        kept_remove(h->config);
                 r = post_feedback(h, url, stop, "closed", "success", d, &status, err);
                 if (r >= 0)
                         upk_log(LOG_LEVEL_NOTICE, "hawkBit action %s: cancelled by the server", stop);
@@ -804,6 +918,210 @@ static int refuse(Hawkbit *h, const char *url, const char *action, const char *w
         r = post_feedback(h, url, action, "closed", "failure", d, &status, err);
         h->etag[0] = 0;
         return r < 0 ? r : 0;
+}
+
+typedef struct KeepFetch {
+        int fd;
+        EVP_MD_CTX *sha256;
+        uint64_t size;
+        const char *path;
+} KeepFetch;
+
+static int keep_data(Fetch *f, const void *buf, size_t size, uint64_t offset, void *userdata, UpkErr *err)
+{
+        KeepFetch *k = userdata;
+        int r;
+
+        /* The fetch hands every byte once, in order, also across its resumes. */
+        r = loop_write(k->fd, buf, size);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_IO, r, "cannot write %s: %m", k->path);
+        if (EVP_DigestUpdate(k->sha256, buf, size) != 1)
+                return upk_err(err, UPK_ERR_IO, -EIO, "cannot compute a SHA-256");
+        k->size += size;
+        return FETCH_DATA_CONTINUE;
+}
+
+/* Download the bundle of `d` into DATA_DIR/hawkbit-download.upk and verify it as an install would (the
+ * server's size and sha256, the signature against the keyring, compatible, every payload's hash) without
+ * writing any slot. Errors: UPK_ERR_NETWORK (the transfer; -ENOENT for a 404: the action went away),
+ * -ENOSPC (no room), others (the bytes are not what they must be). Nothing is kept on an error. */
+static int keep_bundle(Hawkbit *h, const DdiDeployment *d, const DdiArtifact *a, UpkErr *err)
+{
+        const Config *c = h->config;
+        _cleanup_free_ char *part = path_join(c->data_dir, HAWKBIT_KEPT_FILE ".part"),
+                            *file = path_join(c->data_dir, HAWKBIT_KEPT_FILE);
+        _cleanup_strv_free_ char **headers = NULL;
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        KeepFetch k = {};
+        uint8_t digest[32];
+        unsigned len = 0;
+        char hex[65];
+        struct statvfs sv;
+        uint64_t avail, max;
+        FetchOptions fo;
+        Kept kept = {};
+        int r;
+
+        if (!part || !file)
+                return upk_err_oom(err);
+        kept_remove(c);
+        r = mkdir_p(c->data_dir, 0755);
+        if (r < 0 || statvfs(c->data_dir, &sv) < 0)
+                return upk_err(err, UPK_ERR_IO, r < 0 ? r : -errno, "%s: %m", c->data_dir);
+        avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+        avail = avail > HAWKBIT_KEPT_RESERVE ? avail - HAWKBIT_KEPT_RESERVE : 0;
+        if (avail == 0 || (a->has_size && a->size > avail))
+                return upk_err(err, UPK_ERR_IO, -ENOSPC,
+                               "no room in %s to keep %s (%" PRIu64 " bytes; %" PRIu64
+                               " free beside the %u MiB "
+                               "left free)",
+                               c->data_dir, a->filename, a->has_size ? a->size : 0, avail,
+                               (unsigned)(HAWKBIT_KEPT_RESERVE >> 20));
+        max = a->has_size ? (a->size ?: 1) : avail;
+        r = hawkbit_download_headers(h, &headers, err);
+        if (r < 0)
+                return r;
+        fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "cannot create %s: %m", part);
+        k = (KeepFetch){ .fd = fd, .sha256 = EVP_MD_CTX_new(), .path = part };
+        if (!k.sha256 || EVP_DigestInit_ex(k.sha256, EVP_sha256(), NULL) != 1) {
+                EVP_MD_CTX_free(k.sha256);
+                (void)unlink(part);
+                return upk_err(err, UPK_ERR_IO, -EIO, "cannot set up SHA-256");
+        }
+        fo = (FetchOptions){ .headers = (const char *const *)headers, .cancel_fd = h->cancel_fd };
+        fetch_options_from_config(&fo, c);
+        upk_log(LOG_LEVEL_NOTICE,
+                "hawkBit action %s: downloading %s to keep it until its install is allowed", d->id,
+                a->filename);
+        r = fetch_sync(a->href, max, &fo, keep_data, &k, NULL, err);
+        for (size_t i = 0; headers && headers[i]; i++)
+                explicit_bzero(headers[i], strlen(headers[i]));
+        if (r >= 0 && (EVP_DigestFinal_ex(k.sha256, digest, &len) != 1 || len != sizeof(digest)))
+                r = upk_err(err, UPK_ERR_IO, -EIO, "cannot compute a SHA-256");
+        EVP_MD_CTX_free(k.sha256);
+        if (r >= 0) {
+                hex_encode(digest, sizeof(digest), hex);
+                if (a->has_size && k.size != a->size)
+                        r = upk_err(err, UPK_ERR_PAYLOAD, -EBADMSG,
+                                    "%s: %" PRIu64 " bytes, but the hawkBit server announced %" PRIu64,
+                                    a->filename, k.size, a->size);
+                else if (a->sha256 && !streq(hex, a->sha256))
+                        r = upk_err(err, UPK_ERR_PAYLOAD, -EBADMSG,
+                                    "%s: its sha256 is %s, but the hawkBit server announced %s", a->filename,
+                                    hex, a->sha256);
+        }
+        if (r >= 0 && fsync(fd) < 0)
+                r = upk_err(err, UPK_ERR_IO, -errno, "cannot write %s: %m", part);
+        fd = safe_close(fd);
+        /* The whole bundle, checked as an install would before it writes a slot. */
+        if (r >= 0)
+                r = bundle_open_path(part,
+                                     &(BundleOpenOptions){ .keyring = c->keyring,
+                                                           .crl = c->crl,
+                                                           .allow_any_eku = c->allow_any_eku },
+                                     &b, err);
+        if (r >= 0 && c->compatible && !streq(bundle_get_manifest(b)->compatible, c->compatible))
+                r = upk_err(err, UPK_ERR_PAYLOAD, -EMEDIUMTYPE,
+                            "%s: the bundle is for \"%s\", this device is \"%s\"", a->filename,
+                            bundle_get_manifest(b)->compatible, c->compatible);
+        if (r >= 0)
+                r = bundle_verify_rest(b, err);
+        if (r >= 0) {
+                kept = (Kept){ .sha256 = hex,
+                               .version = bundle_get_manifest(b)->version_str,
+                               .action = d->id,
+                               .size = k.size };
+                if (rename(part, file) < 0)
+                        r = upk_err(err, UPK_ERR_IO, -errno, "cannot rename %s: %m", part);
+                else
+                        r = kept_save(c, &kept, err);
+        }
+        if (r < 0) {
+                kept_remove(c);
+                return r;
+        }
+        upk_log(LOG_LEVEL_NOTICE, "hawkBit action %s: %s (version %s) downloaded, verified and kept in %s",
+                d->id, a->filename, kept.version, file);
+        return 0;
+}
+
+/* A kept copy that is not newer than the running version is of no more use. */
+static void kept_expire(const Config *c, const char *current_version)
+{
+        _cleanup_(kept_done) Kept k = {};
+        int cmp = 0;
+
+        if (current_version && kept_load(c, &k) > 0 &&
+            version_compare_strings(k.version, current_version, &cmp) >= 0 && cmp <= 0) {
+                upk_log(LOG_LEVEL_INFO, "hawkBit: the kept download of version %s is removed: %s runs",
+                        k.version, current_version);
+                kept_remove(c);
+        }
+}
+
+/* download forced, update skip: a download-only deployment, or the server's maintenance window is
+ * closed. The bundle is downloaded, verified and kept; `downloaded` tells the server (which closes a
+ * download-only action); the install comes when a deployment of the same artifact allows it. */
+static int handle_download_only(Hawkbit *h, const DdiDeployment *d, const DdiArtifact *a, const char *url,
+                                UpkErr *err)
+{
+        const Config *c = h->config;
+        _cleanup_(kept_done) Kept k = {};
+        _cleanup_free_ char *what = NULL;
+        long status = 0;
+        UpkErr e = {};
+        int r;
+
+        r = kept_load(c, &k);
+        if (r < 0)
+                return upk_err_oom(err);
+        if (r == 0 || !a->sha256 || !streq(k.sha256, a->sha256)) {
+                r = keep_bundle(h, d, a, &e);
+                if (r < 0 && e.kind == UPK_ERR_NETWORK && e.code == -ENOENT) {
+                        upk_log(LOG_LEVEL_NOTICE, "hawkBit action %s: its artifact is gone (404); stopped",
+                                d->id);
+                        free(h->gone);
+                        h->gone = strdup(d->id);
+                        return 0;
+                }
+                if (r < 0 && (e.kind == UPK_ERR_NETWORK || e.code == -ECANCELED)) {
+                        *err = e;
+                        return r;
+                }
+                if (r == -ENOSPC && d->window == DDI_WINDOW_UNAVAILABLE) {
+                        /* The install streams it when the window opens. */
+                        upk_log(LOG_LEVEL_NOTICE,
+                                "hawkBit action %s: %s; waiting for the maintenance window", d->id, e.msg);
+                        return 0;
+                }
+                if (r < 0) {
+                        _cleanup_free_ char *why = strdup_printf("the download was not kept: %s", e.msg);
+
+                        return refuse(h, url, d->id, why ?: e.msg, err);
+                }
+                kept_done(&k);
+                if (kept_load(c, &k) <= 0)
+                        return upk_err(err, UPK_ERR_IO, -EIO, "%s/%s: lost", c->data_dir, HAWKBIT_KEPT_FILE);
+        }
+        if (h->downloaded_sent && streq(h->downloaded_sent, d->id))
+                return 0;
+        what = strdup_printf(
+                "downloaded and verified version %s; it is installed once the update is allowed%s",
+                k.version, d->window == DDI_WINDOW_UNAVAILABLE ? " (the maintenance window opens)" : "");
+        const char *dl[] = { what ?: "downloaded and verified", NULL };
+        r = post_feedback(h, url, d->id, "downloaded", "success", dl, &status, err);
+        if (r < 0)
+                return r;
+        h->etag[0] = 0;
+        if (success(status) || status == 410) {
+                free(h->downloaded_sent);
+                h->downloaded_sent = strdup(d->id);
+        }
+        return 0;
 }
 
 /* Automatic installs leave out the version rolled back here and older ones (state_rollback_covers()):
@@ -872,11 +1190,7 @@ static int handle_deployment(Hawkbit *h, const char *current_version, const Pend
         } else if (d.download == DDI_SKIP) {
                 r = 0; /* nothing to do for this device */
         } else if (d.update == DDI_SKIP) {
-                upk_log(LOG_LEVEL_NOTICE,
-                        "hawkBit action %s: download only (or outside the server's maintenance window); "
-                        "not installed now",
-                        d.id);
-                r = 0;
+                r = handle_download_only(h, &d, bundle, url, err);
         } else if (bundle->chunk_version && current_version &&
                    streq(bundle->chunk_version, current_version)) {
                 const char *dl[] = { "this version already runs", NULL };
@@ -890,9 +1204,16 @@ static int handle_deployment(Hawkbit *h, const char *current_version, const Pend
                         ddi_deployment_done(&d);
                         return upk_err_oom(err);
                 }
+                _cleanup_(kept_done) Kept k = {};
+
                 o->version = strdup(bundle->chunk_version ?: bundle->filename);
                 o->name = strdup(bundle->filename);
-                o->location = strdup(bundle->href);
+                if (bundle->sha256 && kept_load(h->config, &k) > 0 && streq(k.sha256, bundle->sha256)) {
+                        /* Downloaded and verified while its install was not allowed yet. */
+                        o->location = path_join(h->config->data_dir, HAWKBIT_KEPT_FILE);
+                        o->kept = true;
+                } else
+                        o->location = strdup(bundle->href);
                 o->action_id = strdup(d.id);
                 o->feedback_url = TAKE_PTR(url);
                 o->sha256 = bundle->sha256 ? strdup(bundle->sha256) : NULL;
@@ -935,6 +1256,7 @@ int hawkbit_check(Hawkbit *h, const char *current_version, Offer **ret, UpkErr *
         r = deliver_pending(h, current_version, &keep, err);
         if (r < 0)
                 return r;
+        kept_expire(h->config, current_version);
         r = poll_base(h, err);
         if (r < 0)
                 return r;
@@ -1018,6 +1340,7 @@ void hawkbit_install_started(Hawkbit *h, FetchEngine *e, const Offer *o)
                 upk_log(LOG_LEVEL_ERROR, "hawkBit action %s: %s", o->action_id, err.msg);
         pending_free(h->current);
         h->current = TAKE_PTR(p);
+        h->installing_kept = o->kept;
         h->progress_sent_usec = now_usec();
         first = strdup_printf("downloading and installing %s (version %s)", o->name, o->version);
         details[n++] = first ?: "downloading and installing";
@@ -1044,6 +1367,10 @@ bool hawkbit_install_finished(Hawkbit *h, FetchEngine *e, bool ok, const UpkErr 
 
         if (!p)
                 return false;
+        /* The kept copy served its install (a cancelled one may be tried again). */
+        if (h->installing_kept && !(err && err->code == -ECANCELED))
+                kept_remove(h->config);
+        h->installing_kept = false;
         if (ok) {
                 p->phase = PHASE_INSTALLED;
                 if (pending_save(h->config, p, &e2) < 0)

@@ -10,14 +10,22 @@
  *   2. polls the controller base (If-None-Match with the last ETag; a 304 reuses the last answer);
  *   3. follows the links: configData (PUT the device's attributes), cancelAction (accepted with
  *      closed+success while nothing of the action is installed; refused with `rejected` once it waits
- *      for its reboot), deploymentBase (the artifact that is an upkeep bundle becomes the offer).
+ *      for its reboot), deploymentBase (the artifact that is an upkeep bundle becomes the offer; with
+ *      update: skip it is downloaded, verified and kept, and `downloaded` sent, see HAWKBIT_KEPT_FILE).
  * The install of the offer (loop thread) records the action in hawkbit.json and reports `proceeding`
  * with throttled progress through the daemon's fetch engine. */
 
 #include "source.h"
 
-#define HAWKBIT_STATE_FILE    "hawkbit.json"
-#define HAWKBIT_STATE_MAX     (64u * 1024u)
+#define HAWKBIT_STATE_FILE "hawkbit.json"
+#define HAWKBIT_STATE_MAX  (64u * 1024u)
+/* A bundle downloaded before its install is allowed (download-only, or the server's maintenance window
+ * closed) is kept, verified, in DATA_DIR as HAWKBIT_KEPT_FILE, described by HAWKBIT_KEPT_META (its
+ * sha256, version, size, action), until a deployment of the same artifact installs it or another
+ * replaces it; HAWKBIT_KEPT_RESERVE bytes of the file system stay free beside it. */
+#define HAWKBIT_KEPT_FILE     "hawkbit-download.upk"
+#define HAWKBIT_KEPT_META     "hawkbit-download.json"
+#define HAWKBIT_KEPT_RESERVE  (UINT64_C(64) << 20)
 #define HAWKBIT_TOKEN_MAX     4096u
 #define HAWKBIT_SLEEP_MIN_SEC 30u /* the server's sleep is kept within these */
 #define HAWKBIT_SLEEP_MAX_SEC (24u * 3600u)

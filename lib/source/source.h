@@ -48,6 +48,7 @@ typedef struct Offer {
         char *feedback_url;
         char *sha256;
         bool forced;
+        bool kept; /* location is the verified copy kept in DATA_DIR: installed from that file */
         char **ignored;
         bool has_security;
         SecurityType security;

@@ -390,3 +390,95 @@ def test_a_rolled_back_version_is_closed_as_failure(world):
     p = check(w)
     assert p.returncode == 0 and "1.2.0" in p.stdout, describe(p)
     assert not w.closed(c.id)
+
+
+def downloaded(w, aid):
+    return [f for f in w.emu.feedback(aid, "deployment") if f.get("execution") == "downloaded"]
+
+
+def test_download_only_keeps_the_verified_bundle_until_an_install_is_allowed(world):
+    w = world()
+    data = w.bundle()
+    sm, a = w.assign(data, kind="downloadonly")
+    w.start()
+    p = check(w)
+    assert p.returncode == 0 and p.stdout == "up to date\n", describe(p)
+    dl = downloaded(w, a.id)
+    assert len(dl) == 1 and dl[0]["finished"] == "success", dl
+    assert "downloaded and verified version 1.1.0" in dl[0]["details"][0], dl
+    assert a.status == "DOWNLOADED" and not a.active and not w.closed(a.id)
+    assert len(w.emu.requests_to("download")) == 1
+    assert (w.device.data / "hawkbit-download.upk").read_bytes() == data
+    kept = json.loads((w.device.data / "hawkbit-download.json").read_text())
+    assert (kept["version"], kept["action"], kept["size"]) == ("1.1.0", str(a.id), len(data)), kept
+    # Nothing was written or activated.
+    assert w.device.primary() == "A" and not w.device.state().get("pending")
+    assert w.get("State") == "idle" and w.get("AvailableVersion") == ""
+    # The operator then assigns the same distribution as a forced update: installed from the kept copy,
+    # without a second download; the copy is gone afterwards.
+    b = w.emu.assign("gw-0042", [sm])
+    p = check(w)
+    assert p.returncode == 0 and "1.1.0" in p.stdout, describe(p)
+    w.wait_state("pending-reboot")
+    assert len(w.emu.requests_to("download")) == 1
+    assert not (w.device.data / "hawkbit-download.upk").exists()
+    assert not (w.device.data / "hawkbit-download.json").exists()
+    reboot_and_start(w)
+    w.wait(lambda: w.closed(b.id), what="the final report")
+    assert [f["finished"] for f in w.closed(b.id)] == ["success"]
+
+
+def test_closed_maintenance_window_downloads_and_installs_when_it_opens(world):
+    w = world()
+    data = w.bundle()
+    _, a = w.assign(data, window="unavailable")
+    w.start()
+    for _ in range(2):
+        p = check(w)
+        assert p.returncode == 0 and p.stdout == "up to date\n", describe(p)
+    # Downloaded and reported once; the action stays open for the window.
+    assert len(w.emu.requests_to("download")) == 1
+    dl = downloaded(w, a.id)
+    assert len(dl) == 1 and "the maintenance window opens" in dl[0]["details"][0], dl
+    assert a.active and not w.closed(a.id) and w.device.primary() == "A"
+    w.emu.set_window(a.id, "available")
+    p = check(w)
+    assert p.returncode == 0 and "1.1.0" in p.stdout, describe(p)
+    w.wait_state("pending-reboot")
+    assert len(w.emu.requests_to("download")) == 1
+    assert not w.closed(a.id)
+    reboot_and_start(w)
+    w.wait(lambda: w.closed(a.id), what="the final report")
+    assert [f["finished"] for f in w.closed(a.id)] == ["success"]
+
+
+@pytest.mark.parametrize("kind", ["downloadonly", "forced"])
+def test_wrong_sha256_is_refused_and_nothing_is_written(world, kind):
+    w = world()
+    name = "acme-gw-1.1.0.upk"
+    sm = w.emu.module({name: w.bundle()}, hashes={name: "0" * 64})
+    a = w.emu.assign("gw-0042", [sm], kind=kind)
+    w.start(env=SOON)
+    w.wait(lambda: w.closed(a.id), what="the failure report")
+    closed = w.closed(a.id)
+    assert len(closed) == 1 and closed[0]["finished"] == "failure", closed
+    detail = " ".join(closed[0]["details"])
+    assert f"{name}: its sha256 is" in detail and "but the hawkBit server announced " + "0" * 64 in detail
+    assert a.status == "ERROR"
+    assert not downloaded(w, a.id)
+    assert w.device.primary() == "A" and not w.device.state().get("pending")
+    assert not (w.device.data / "hawkbit-download.upk").exists()
+    assert not (w.device.data / "hawkbit-download.upk.part").exists()
+
+
+def test_download_only_without_room_to_keep_it_is_refused(world):
+    w = world()
+    sm, a = w.assign(w.bundle(), kind="downloadonly")
+    sm.artifacts[0].size = 1 << 60  # more than any file system here has free
+    w.start()
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+    closed = w.closed(a.id)
+    assert len(closed) == 1 and closed[0]["finished"] == "failure", closed
+    assert "the download was not kept: no room in" in closed[0]["details"][0], closed
+    assert not w.emu.requests_to("download")
