@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* updatectl repo init|add|remove|rotate|sign|timestamp|status: the vendor's side of TUF, a static repository
- * that [source] type = tuf reads (lib/tuf/tuf-repo.h). */
+/* updatectl repo init|add|remove|rotate|sign|delegate|timestamp|status: the vendor's side of TUF, a static
+ * repository that [source] type = tuf reads (lib/tuf/tuf-repo.h). */
 #include <getopt.h>
 #include <inttypes.h>
 #include <json-c/json.h>
@@ -31,13 +31,16 @@ enum {
         ARG_FORCE,
         ARG_NEW_KEY,
         ARG_OFFLINE,
+        ARG_PATHS,
+        ARG_ROLE,
+        ARG_TERMINATING,
 };
 
 typedef struct RepoArgs {
         char **keys; /* --key values as given */
-        const char *key_type, *keyring, *crl;
-        char **thresholds, **expires, **new_keys;
-        bool allow_any_eku, force, offline;
+        const char *key_type, *keyring, *crl, *role;
+        char **thresholds, **expires, **new_keys, **paths;
+        bool allow_any_eku, force, offline, terminating;
         char **pos;
         int n_pos;
 } RepoArgs;
@@ -62,6 +65,7 @@ static void repo_args_done(RepoArgs *a)
         strv_free(a->thresholds);
         strv_free(a->expires);
         strv_free(a->new_keys);
+        strv_free(a->paths);
 }
 
 static int strv_push_dup(char ***l, const char *s)
@@ -90,6 +94,9 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
                 { "force", no_argument, NULL, ARG_FORCE },
                 { "new-key", required_argument, NULL, ARG_NEW_KEY },
                 { "offline", no_argument, NULL, ARG_OFFLINE },
+                { "paths", required_argument, NULL, ARG_PATHS },
+                { "role", required_argument, NULL, ARG_ROLE },
+                { "terminating", no_argument, NULL, ARG_TERMINATING },
                 {},
         };
         int c;
@@ -139,6 +146,15 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
                         break;
                 case ARG_OFFLINE:
                         a->offline = true;
+                        break;
+                case ARG_PATHS:
+                        r = strv_push_dup(&a->paths, optarg);
+                        break;
+                case ARG_ROLE:
+                        a->role = optarg;
+                        break;
+                case ARG_TERMINATING:
+                        a->terminating = true;
                         break;
                 default:
                         return cli_usage_error("repo %s: unexpected option", verb);
@@ -205,6 +221,22 @@ static int parse_period(const char *s, uint64_t *ret_sec)
             usec / USEC_PER_SEC > 100 * 365 * 86400ULL)
                 return -EINVAL;
         *ret_sec = usec / USEC_PER_SEC;
+        return 0;
+}
+
+/* --key-type and --threshold N of the keys a verb makes. */
+static int parse_new_keys(const char *verb, const RepoArgs *a, TufKeyScheme *scheme, unsigned *threshold)
+{
+        if (a->key_type && tuf_signer_scheme_from_string(a->key_type, scheme) < 0)
+                return cli_usage_error("repo %s: --key-type \"%s\": expected ed25519, ecdsa or rsa", verb,
+                                       a->key_type);
+        for (char **t = a->thresholds; t && *t; t++) {
+                uint64_t n;
+                if (safe_atou64(*t, &n) < 0 || n < 1 || n > TUF_REPO_KEYS_MAX)
+                        return cli_usage_error("repo %s: --threshold \"%s\": expected a number from 1 to %d",
+                                               verb, *t, TUF_REPO_KEYS_MAX);
+                *threshold = (unsigned)n;
+        }
         return 0;
 }
 
@@ -384,7 +416,8 @@ static json_object *bundle_custom(const Bundle *b)
 
 static int verb_add(int argc, char *argv[])
 {
-        static const int allowed[] = { ARG_KEY, ARG_KEYRING, ARG_CRL, ARG_ALLOW_ANY_EKU, ARG_OFFLINE, 0 };
+        static const int allowed[] = { ARG_KEY,     ARG_KEYRING, ARG_CRL, ARG_ALLOW_ANY_EKU,
+                                       ARG_OFFLINE, ARG_ROLE,    0 };
         _cleanup_(repo_args_done) RepoArgs a = {};
         _cleanup_(tuf_repo_freep) TufRepo *repo = NULL;
         _cleanup_free_ json_object **customs = NULL;
@@ -401,6 +434,8 @@ static int verb_add(int argc, char *argv[])
                 return cli_usage_error("repo add needs --keyring (the CA certificates devices trust)");
         if (a.crl && !a.keyring)
                 return cli_usage_error("repo add: --crl needs --keyring");
+        if (a.role && a.offline)
+                return cli_usage_error("repo add: --offline applies to the top-level targets, not --role");
         r = open_repo(a.pos[0], a.keys, &repo);
         if (r != 0)
                 return r;
@@ -430,7 +465,7 @@ static int verb_add(int argc, char *argv[])
         }
         for (int i = 1; i < a.n_pos && status == EXIT_OK; i++) {
                 const char *name = path_basename(a.pos[i]);
-                r = tuf_repo_add_target(repo, name, a.pos[i], customs[i], &err);
+                r = tuf_repo_add_target(repo, a.role, name, a.pos[i], customs[i], &err);
                 if (r < 0) {
                         status = cli_report(a.pos[i], &err);
                         fprintf(stderr, "%s: %s: nothing published\n", program_name, a.pos[0]);
@@ -456,9 +491,78 @@ static int verb_add(int argc, char *argv[])
                 return print_prepared(repo, "targets");
         for (int i = 1; i < a.n_pos; i++)
                 printf("%s: published as %s\n", a.pos[i], path_basename(a.pos[i]));
-        printf("%s: targets version %" PRIu64 ", snapshot %" PRIu64 ", timestamp %" PRIu64 "\n", a.pos[0],
-               repo->md[TUF_ROLE_TARGETS]->version + 1, repo->md[TUF_ROLE_SNAPSHOT]->version + 1,
-               repo->md[TUF_ROLE_TIMESTAMP]->version + 1);
+        if (a.role)
+                printf("%s: %s version %" PRIu64 ", snapshot %" PRIu64 ", timestamp %" PRIu64 "\n", a.pos[0],
+                       a.role, repo->new_delegated_role->version + 1,
+                       repo->md[TUF_ROLE_SNAPSHOT]->version + 1, repo->md[TUF_ROLE_TIMESTAMP]->version + 1);
+        else
+                printf("%s: targets version %" PRIu64 ", snapshot %" PRIu64 ", timestamp %" PRIu64 "\n",
+                       a.pos[0], repo->md[TUF_ROLE_TARGETS]->version + 1,
+                       repo->md[TUF_ROLE_SNAPSHOT]->version + 1, repo->md[TUF_ROLE_TIMESTAMP]->version + 1);
+        return EXIT_OK;
+}
+
+static int verb_delegate(int argc, char *argv[])
+{
+        static const int allowed[] = { ARG_KEY, ARG_KEY_TYPE, ARG_THRESHOLD, ARG_PATHS, ARG_TERMINATING, 0 };
+        _cleanup_(repo_args_done) RepoArgs a = {};
+        _cleanup_(tuf_repo_freep) TufRepo *repo = NULL;
+        _cleanup_strv_free_ char **role_keys = NULL;
+        TufRepoDelegateOptions o = { .scheme = TUF_SCHEME_ED25519 };
+        UpkErr err = {};
+        time_t now;
+        int r;
+
+        r = parse_args("delegate", argc, argv, allowed, &a);
+        if (r != 0)
+                return r;
+        if (a.n_pos != 2)
+                return cli_usage_error("repo delegate takes a folder and a role name");
+        if (!a.paths)
+                return cli_usage_error(
+                        "repo delegate needs --paths PATTERN (the target names the role signs)");
+        r = parse_new_keys("delegate", &a, &o.scheme, &o.threshold);
+        if (r != 0)
+                return r;
+        r = repo_now(&now);
+        if (r != 0)
+                return r;
+        r = tuf_repo_open(a.pos[0], now, &repo, &err);
+        if (r < 0)
+                return cli_report(a.pos[0], &err);
+        /* --key: the new role's keys; a key of the root's roles (an offline targets key) signs instead. */
+        for (char **k = a.keys; k && *k; k++) {
+                _cleanup_(tuf_signer_freep) TufSigner *s = NULL;
+                const TufMetadata *root = repo->md[TUF_ROLE_ROOT];
+                bool of_root = false;
+
+                r = tuf_signer_load(*k, &s, &err);
+                if (r < 0)
+                        return cli_report(NULL, &err);
+                for (size_t i = 0; i < root->n_roles && !of_root; i++)
+                        of_root = strv_contains(root->roles[i].keyids, s->keyid);
+                r = of_root ? tuf_repo_add_key(repo, *k, &err) : strv_push_dup(&role_keys, *k);
+                if (r == -ENOMEM)
+                        return oom();
+                if (r < 0)
+                        return cli_report(NULL, &err);
+        }
+        o.name = a.pos[1];
+        o.paths = a.paths;
+        o.key_paths = role_keys;
+        o.terminating = a.terminating;
+        r = tuf_repo_delegate(repo, &o, &err);
+        if (r < 0)
+                return cli_report(a.pos[0], &err);
+        printf("%s: targets matching", a.pos[0]);
+        for (char **p = a.paths; *p; p++)
+                printf(" %s", *p);
+        printf(" delegated to role %s%s; add them with updatectl repo add %s --role %s\n", a.pos[1],
+               a.terminating ? " (terminating)" : "", a.pos[0], a.pos[1]);
+        printf("%s: targets version %" PRIu64 ", %s version 1, snapshot %" PRIu64 ", timestamp %" PRIu64
+               "\n",
+               a.pos[0], repo->md[TUF_ROLE_TARGETS]->version + 1, a.pos[1],
+               repo->md[TUF_ROLE_SNAPSHOT]->version + 1, repo->md[TUF_ROLE_TIMESTAMP]->version + 1);
         return EXIT_OK;
 }
 
@@ -550,17 +654,9 @@ static int verb_rotate(int argc, char *argv[])
         if (type < 0)
                 return cli_usage_error(
                         "repo rotate: role \"%s\": expected root, targets, snapshot or timestamp", a.pos[1]);
-        if (a.key_type && tuf_signer_scheme_from_string(a.key_type, &o.scheme) < 0)
-                return cli_usage_error("repo rotate: --key-type \"%s\": expected ed25519, ecdsa or rsa",
-                                       a.key_type);
-        for (char **t = a.thresholds; t && *t; t++) {
-                uint64_t n;
-                if (safe_atou64(*t, &n) < 0 || n < 1 || n > TUF_REPO_KEYS_MAX)
-                        return cli_usage_error(
-                                "repo rotate: --threshold \"%s\": expected a number from 1 to %d", *t,
-                                TUF_REPO_KEYS_MAX);
-                o.threshold = (unsigned)n;
-        }
+        r = parse_new_keys("rotate", &a, &o.scheme, &o.threshold);
+        if (r != 0)
+                return r;
         o.key_paths = a.new_keys;
         r = open_repo(a.pos[0], a.keys, &repo);
         if (r != 0)
@@ -640,6 +736,18 @@ static int verb_status(int argc, char *argv[])
                                        ? ": run updatectl repo timestamp"
                                        : "");
         }
+        for (size_t i = 0; i < repo->n_delegated; i++) {
+                const TufMetadata *m = repo->delegated[i];
+                const TufRole *d = tuf_metadata_find_role(repo->md[TUF_ROLE_TARGETS], m->role_name);
+                printf("delegated  %s version %" PRIu64 ", expires %s", m->role_name, m->version,
+                       m->expires_str);
+                print_left(m->expires, repo->now);
+                printf("           threshold %" PRIu64 " of %zu key(s), %zu target(s), paths", d->threshold,
+                       d->n_keyids, m->n_targets);
+                for (size_t k = 0; k < d->n_paths; k++)
+                        printf(" %s", d->paths[k]);
+                printf("%s\n", d->terminating ? " (terminating)" : "");
+        }
         const TufMetadata *t = repo->md[TUF_ROLE_TARGETS];
         printf("Targets:   %zu\n", t->n_targets);
         for (size_t i = 0; i < t->n_targets; i++) {
@@ -661,18 +769,18 @@ int repo_main(int argc, char *argv[])
                 const char *name;
                 int (*func)(int argc, char *argv[]);
         } verbs[] = {
-                { "init", verb_init },     { "add", verb_add },       { "timestamp", verb_timestamp },
-                { "status", verb_status }, { "remove", verb_remove }, { "rotate", verb_rotate },
-                { "sign", verb_sign },
+                { "init", verb_init },     { "add", verb_add },           { "timestamp", verb_timestamp },
+                { "status", verb_status }, { "remove", verb_remove },     { "rotate", verb_rotate },
+                { "sign", verb_sign },     { "delegate", verb_delegate },
         };
 
         if (argc < 2)
-                return cli_usage_error(
-                        "repo: no subcommand given (init, add, remove, rotate, sign, timestamp, status)");
+                return cli_usage_error("repo: no subcommand given (init, add, remove, rotate, sign, "
+                                       "delegate, timestamp, status)");
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 if (streq(argv[1], verbs[i].name))
                         return verbs[i].func(argc - 1, argv + 1);
-        return cli_usage_error(
-                "repo: unknown subcommand \"%s\" (init, add, remove, rotate, sign, timestamp, status)",
-                argv[1]);
+        return cli_usage_error("repo: unknown subcommand \"%s\" (init, add, remove, rotate, sign, delegate, "
+                               "timestamp, status)",
+                               argv[1]);
 }

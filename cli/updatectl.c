@@ -120,10 +120,13 @@ static void help(void)
                "  repo init DIR [--key-type ed25519|ecdsa|rsa] [--threshold ROLE=N]\n"
                "                [--expires ROLE=DURATION] [--key ROLE=PEM]\n"
                "  repo add DIR B.upk... --keyring CA.pem [--crl CRL.pem] [--key PEM] [--offline]\n"
+               "                [--role NAME]   (--role: to a delegated role)\n"
                "  repo remove DIR NAME... [--key PEM] [--offline]\n"
                "  repo rotate DIR ROLE [--key-type T] [--threshold N] [--new-key PEM] [--key PEM]\n"
                "                [--offline]\n"
                "  repo sign DIR root|targets [--key PEM]   (offline keys; publishes once complete)\n"
+               "  repo delegate DIR NAME --paths PATTERN... [--key PEM] [--threshold N]\n"
+               "                [--key-type T] [--terminating]\n"
                "  repo timestamp DIR [--force] [--key PEM]   (exit 3: nothing re-signed)\n"
                "  repo status DIR\n\n"
 #endif

@@ -18,15 +18,16 @@
 #include "strv.h"
 #include "tuf-json.h"
 
-#define SPEC_VERSION      "1.0.31"
-#define REPO_CONF         "repo.json"
-#define REPO_CONF_MAX     4096
-#define METADATA_FILE_MAX (16u * 1024u * 1024u)
-#define COPY_BUFFER       (256u * 1024u)
-#define TARGET_NAME_MAX   255
-#define PERIOD_MAX        (UINT64_C(100) * 365 * 86400)
-#define KEY_FILES_MAX     1024
-#define PREPARED_DIR      "prepared"
+#define SPEC_VERSION       "1.0.31"
+#define REPO_CONF          "repo.json"
+#define REPO_CONF_MAX      4096
+#define METADATA_FILE_MAX  (16u * 1024u * 1024u)
+#define COPY_BUFFER        (256u * 1024u)
+#define TARGET_NAME_MAX    255
+#define PERIOD_MAX         (UINT64_C(100) * 365 * 86400)
+#define KEY_FILES_MAX      1024
+#define PREPARED_DIR       "prepared"
+#define DELEGATED_NAME_MAX 64
 
 static inline void closedirp(DIR **d)
 {
@@ -84,6 +85,11 @@ TufRepo *tuf_repo_free(TufRepo *r)
         free(r->targets_dir);
         free(r->keys_dir);
         free(r->prepared_dir);
+        for (size_t i = 0; i < r->n_delegated; i++)
+                tuf_metadata_free(r->delegated[i]);
+        free(r->delegated);
+        if (r->new_delegated)
+                json_object_put(r->new_delegated);
         for (size_t i = 0; i < _TUF_ROLE_TYPE_MAX; i++)
                 tuf_metadata_free(r->md[i]);
         for (size_t i = 0; i < r->n_signers; i++) {
@@ -215,28 +221,28 @@ static int check_root_current(const TufRepo *r, UpkErr *err)
         return 0;
 }
 
-/* Sign `signed_obj` as `role` (its keys under the current root), parse the result with the client's
- * parser and check its threshold, so nothing is written that a device would refuse. */
-static int sign_role(const TufRepo *r, const TufMetadata *root, TufRoleType type, json_object *signed_obj,
-                     char **ret, size_t *ret_size, TufMetadata **ret_md, UpkErr *err)
+/* Sign `signed_obj` as `role` (its keys as `delegator`, a root or a targets role, gives them), parse the
+ * result with the client's parser and check its threshold, so nothing is written that a device would
+ * refuse. */
+static int sign_as(const TufRepo *r, const TufMetadata *delegator, TufRoleType type, const char *role,
+                   json_object *signed_obj, char **ret, size_t *ret_size, TufMetadata **ret_md, UpkErr *err)
 {
         _cleanup_(tuf_metadata_freep) TufMetadata *m = NULL;
         _cleanup_free_ TufSigner **signers = NULL;
         _cleanup_free_ char *bytes = NULL;
-        const char *role = tuf_role_type_to_string(type);
         size_t n = 0, size = 0;
         int q;
 
-        q = role_signers(r, root, role, &signers, &n, err);
+        q = role_signers(r, delegator, role, &signers, &n, err);
         if (q < 0)
                 return q;
         q = tuf_sign_document(signed_obj, signers, n, &bytes, &size, err);
         if (q < 0)
                 return upk_err_prefix(err, "%s", role);
-        q = tuf_metadata_parse(bytes, size, type, NULL, &m, err);
+        q = tuf_metadata_parse(bytes, size, type, role, &m, err);
         if (q < 0)
                 return upk_err_prefix(err, "the new %s metadata", role);
-        q = tuf_metadata_verify(root, m, err);
+        q = tuf_metadata_verify(delegator, m, err);
         if (q < 0)
                 return q;
         *ret = TAKE_PTR(bytes);
@@ -244,6 +250,12 @@ static int sign_role(const TufRepo *r, const TufMetadata *root, TufRoleType type
         if (ret_md)
                 *ret_md = TAKE_PTR(m);
         return 0;
+}
+
+static int sign_role(const TufRepo *r, const TufMetadata *root, TufRoleType type, json_object *signed_obj,
+                     char **ret, size_t *ret_size, TufMetadata **ret_md, UpkErr *err)
+{
+        return sign_as(r, root, type, tuf_role_type_to_string(type), signed_obj, ret, ret_size, ret_md, err);
 }
 
 static int write_metadata(const TufRepo *r, const char *name, const char *data, size_t size, UpkErr *err)
@@ -397,15 +409,15 @@ static int write_prepared(TufRepo *r, TufRoleType type, json_object *signed_obj,
 
 /* ---- init ---- */
 
-static int add_role(json_object *roles, json_object *keys, const char *role, TufSigner *const *s, size_t n,
-                    unsigned threshold)
+/* A role object {"keyids", "threshold"} of the keys `s`, whose KEY objects go to `keys`. */
+static json_object *new_role(json_object *keys, TufSigner *const *s, size_t n, unsigned threshold)
 {
         json_object *ro = json_object_new_object(), *ids = json_object_new_array();
 
         if (!ro || !ids) {
                 json_object_put(ro);
                 json_object_put(ids);
-                return -ENOMEM;
+                return NULL;
         }
         for (size_t i = 0; i < n; i++) {
                 json_object_array_add(ids, json_object_new_string(s[i]->keyid));
@@ -413,6 +425,16 @@ static int add_role(json_object *roles, json_object *keys, const char *role, Tuf
         }
         json_object_object_add(ro, "keyids", ids);
         json_object_object_add(ro, "threshold", json_object_new_uint64(threshold));
+        return ro;
+}
+
+static int add_role(json_object *roles, json_object *keys, const char *role, TufSigner *const *s, size_t n,
+                    unsigned threshold)
+{
+        json_object *ro = new_role(keys, s, n, threshold);
+
+        if (!ro)
+                return -ENOMEM;
         json_object_object_add(roles, role, ro);
         return 0;
 }
@@ -449,9 +471,10 @@ static int build_timestamp(const TufRepo *r, uint64_t version, uint64_t snapshot
 }
 
 /* The snapshot "signed" at `version`: the old one's meta (delegated roles) with targets.json at
- * `targets_version`. */
-static int build_snapshot(const TufRepo *r, uint64_t version, uint64_t targets_version, char **ret,
-                          size_t *ret_size, TufMetadata **ret_md, UpkErr *err)
+ * `targets_version` and, when `role` is given, ROLE.json at `role_version`. */
+static int build_snapshot_with(const TufRepo *r, uint64_t version, uint64_t targets_version,
+                               const char *role, uint64_t role_version, char **ret, size_t *ret_size,
+                               TufMetadata **ret_md, UpkErr *err)
 {
         _cleanup_(json_object_putp) json_object *s = NULL;
         json_object *meta = NULL, *old_signed, *old_meta, *f;
@@ -475,15 +498,31 @@ static int build_snapshot(const TufRepo *r, uint64_t version, uint64_t targets_v
         json_object_object_add(f, "version", json_object_new_uint64(targets_version));
         json_object_object_add(meta, "targets.json", f);
         json_object_object_add(s, "meta", meta);
+        if (role) {
+                _cleanup_free_ char *name = strdup_printf("%s.json", role);
+                f = json_object_new_object();
+                if (!name || !f) {
+                        json_object_put(f);
+                        return upk_err_oom(err);
+                }
+                json_object_object_add(f, "version", json_object_new_uint64(role_version));
+                json_object_object_add(meta, name, f);
+        }
         return sign_role(r, r->md[TUF_ROLE_ROOT], TUF_ROLE_SNAPSHOT, s, ret, ret_size, ret_md, err);
 }
 
-static int init_role_keys(TufRepo *r, const TufRepoInitOptions *o, TufRoleType t, TufSigner ***ret,
-                          size_t *ret_n, UpkErr *err)
+static int build_snapshot(const TufRepo *r, uint64_t version, uint64_t targets_version, char **ret,
+                          size_t *ret_size, TufMetadata **ret_md, UpkErr *err)
 {
-        const char *role = tuf_role_type_to_string(t);
-        unsigned threshold = o->threshold[t] ?: 1;
-        size_t given = strv_length(o->key_paths[t]), n = given > threshold ? given : threshold;
+        return build_snapshot_with(r, version, targets_version, NULL, 0, ret, ret_size, ret_md, err);
+}
+
+/* The keys of a new role: those in `key_paths` (not copied), and new ones of `scheme` in DIR/keys as
+ * ROLE-KEYID.pem up to `threshold`. */
+static int make_keys(TufRepo *r, const char *role, TufKeyScheme scheme, unsigned threshold, char **key_paths,
+                     TufSigner ***ret, size_t *ret_n, UpkErr *err)
+{
+        size_t given = strv_length(key_paths), n = given > threshold ? given : threshold;
         _cleanup_free_ TufSigner **v = NULL;
         int q;
 
@@ -499,13 +538,13 @@ static int init_role_keys(TufRepo *r, const TufRepoInitOptions *o, TufRoleType t
                 const char *src;
 
                 if (i < given) {
-                        q = tuf_signer_load(o->key_paths[t][i], &s, err);
+                        q = tuf_signer_load(key_paths[i], &s, err);
                         if (q < 0)
                                 return q;
-                        src = o->key_paths[t][i];
+                        src = key_paths[i];
                 } else {
                         _cleanup_free_ char *name = NULL;
-                        q = tuf_signer_generate(o->scheme, &s, err);
+                        q = tuf_signer_generate(scheme, &s, err);
                         if (q < 0)
                                 return q;
                         name = strdup_printf("%s-%s.pem", role, s->keyid);
@@ -529,6 +568,13 @@ static int init_role_keys(TufRepo *r, const TufRepoInitOptions *o, TufRoleType t
         *ret = TAKE_PTR(v);
         *ret_n = n;
         return 0;
+}
+
+static int init_role_keys(TufRepo *r, const TufRepoInitOptions *o, TufRoleType t, TufSigner ***ret,
+                          size_t *ret_n, UpkErr *err)
+{
+        return make_keys(r, tuf_role_type_to_string(t), o->scheme, o->threshold[t] ?: 1, o->key_paths[t],
+                         ret, ret_n, err);
 }
 
 int tuf_repo_init(const char *dir, const TufRepoInitOptions *o, UpkErr *err)
@@ -701,6 +747,55 @@ static int load_keys(TufRepo *r, UpkErr *err)
         return 0;
 }
 
+/* The roles the top-level targets delegates, at the versions the snapshot lists, each checked against it. */
+static int load_delegated(TufRepo *r, UpkErr *err)
+{
+        const TufMetadata *top = r->md[TUF_ROLE_TARGETS];
+
+        r->delegated = calloc(top->n_roles ?: 1, sizeof(TufMetadata *));
+        if (!r->delegated)
+                return upk_err_oom(err);
+        for (size_t i = 0; i < top->n_roles; i++) {
+                _cleanup_(tuf_metadata_freep) TufMetadata *m = NULL;
+                _cleanup_free_ char *file = NULL, *name = NULL, *path = NULL, *data = NULL;
+                const char *role = top->roles[i].name;
+                const TufMetaFile *f;
+                size_t size = 0;
+                int q;
+
+                file = strdup_printf("%s.json", role);
+                if (!file)
+                        return upk_err_oom(err);
+                f = tuf_metadata_find_meta(r->md[TUF_ROLE_SNAPSHOT], file);
+                if (!f)
+                        return upk_err(err, UPK_ERR_CONFIG, -EBADMSG,
+                                       "%s: the snapshot does not list %s, which the targets delegate to",
+                                       r->dir, file);
+                name = strdup_printf("%" PRIu64 ".%s", f->version, file);
+                path = name ? path_join(r->metadata_dir, name) : NULL;
+                if (!path)
+                        return upk_err_oom(err);
+                q = read_full_file(path, METADATA_FILE_MAX, &data, &size);
+                if (q < 0)
+                        return upk_err(err, q == -ENOENT ? UPK_ERR_CONFIG : UPK_ERR_IO, q, "%s: %m", path);
+                q = tuf_metadata_parse(data, size, TUF_ROLE_TARGETS, role, &m, err);
+                if (q >= 0)
+                        q = tuf_metadata_verify(top, m, err);
+                if (q < 0)
+                        return upk_err_prefix(err, "%s", path);
+                r->delegated[r->n_delegated++] = TAKE_PTR(m);
+        }
+        return 0;
+}
+
+static TufMetadata *find_delegated(const TufRepo *r, const char *role)
+{
+        for (size_t i = 0; i < r->n_delegated; i++)
+                if (streq(r->delegated[i]->role_name, role))
+                        return r->delegated[i];
+        return NULL;
+}
+
 int tuf_repo_open(const char *dir, time_t now, TufRepo **ret, UpkErr *err)
 {
         _cleanup_(tuf_repo_freep) TufRepo *r = NULL;
@@ -749,6 +844,9 @@ int tuf_repo_open(const char *dir, time_t now, TufRepo **ret, UpkErr *err)
                 if (q < 0)
                         return upk_err_prefix(err, "%s", dir);
         }
+        q = load_delegated(r, err);
+        if (q < 0)
+                return q;
         q = load_keys(r, err);
         if (q < 0)
                 return q;
@@ -768,10 +866,13 @@ int tuf_repo_add_key(TufRepo *r, const char *path, UpkErr *err)
                 return q;
         for (size_t i = 0; i < root->n_roles && !known; i++)
                 known = strv_contains(root->roles[i].keyids, s->keyid);
+        for (size_t i = 0; i < r->md[TUF_ROLE_TARGETS]->n_roles && !known; i++)
+                known = strv_contains(r->md[TUF_ROLE_TARGETS]->roles[i].keyids, s->keyid);
         if (!known) {
                 q = upk_err(err, UPK_ERR_SIGNATURE, -EPERM,
-                            "%s: key %s is not a key of any role of root version %" PRIu64, path, s->keyid,
-                            root->version);
+                            "%s: key %s is not a key of any role of root version %" PRIu64
+                            " or of a delegated role",
+                            path, s->keyid, root->version);
                 tuf_signer_free(s);
                 return q;
         }
@@ -851,9 +952,29 @@ static int ensure_new_targets(TufRepo *r, UpkErr *err)
         return 0;
 }
 
-int tuf_repo_add_target(TufRepo *r, const char *name, const char *path, json_object *custom, UpkErr *err)
+/* The next version of delegated role `m`, started from the published one; one delegated role per run. */
+static int ensure_new_delegated(TufRepo *r, const TufMetadata *m, UpkErr *err)
 {
-        json_object *targets, *t, *hashes;
+        json_object *s;
+
+        if (r->new_delegated)
+                return streq(r->new_delegated_role->role_name, m->role_name)
+                               ? 0
+                               : upk_err(err, UPK_ERR_CONFIG, -EINVAL,
+                                         "targets of roles %s and %s: publish one delegated role at a time",
+                                         r->new_delegated_role->role_name, m->role_name);
+        if (!json_object_object_get_ex(m->doc, "signed", &s) ||
+            json_object_deep_copy(s, &r->new_delegated, NULL) < 0)
+                return upk_err_oom(err);
+        r->new_delegated_role = m;
+        return 0;
+}
+
+int tuf_repo_add_target(TufRepo *r, const char *role, const char *name, const char *path,
+                        json_object *custom, UpkErr *err)
+{
+        json_object *targets, *t, *hashes, *dest;
+        const TufMetadata *m = r->md[TUF_ROLE_TARGETS];
         const TufTargetFile *old;
         char hex[65];
         uint64_t length = 0;
@@ -867,16 +988,35 @@ int tuf_repo_add_target(TufRepo *r, const char *name, const char *path, json_obj
         q = check_root_current(r, err);
         if (q < 0)
                 return q;
-        q = check_can_publish(r, r->md[TUF_ROLE_ROOT], !r->prepare, err);
-        if (q < 0)
-                return q;
-        q = check_not_prepared(r, TUF_ROLE_TARGETS, err);
+        if (role) {
+                const TufRole *d = tuf_metadata_find_role(r->md[TUF_ROLE_TARGETS], role);
+                _cleanup_free_ TufSigner **sg = NULL;
+                size_t n = 0;
+
+                m = find_delegated(r, role);
+                if (!d || !m)
+                        return upk_err(err, UPK_ERR_CONFIG, -ENOENT,
+                                       "role %s: not a role the targets delegate to (see repo delegate)",
+                                       JSON_QUOTE(role));
+                if (!tuf_role_matches_path(d, name))
+                        return upk_err(err, UPK_ERR_CONFIG, -EPERM,
+                                       "target %s is outside the paths delegated to role %s, where devices "
+                                       "would not look for it",
+                                       name, role);
+                q = check_can_publish(r, r->md[TUF_ROLE_ROOT], false, err);
+                if (q >= 0)
+                        q = role_signers(r, r->md[TUF_ROLE_TARGETS], role, &sg, &n, err);
+        } else {
+                q = check_can_publish(r, r->md[TUF_ROLE_ROOT], !r->prepare, err);
+                if (q >= 0)
+                        q = check_not_prepared(r, TUF_ROLE_TARGETS, err);
+        }
         if (q < 0)
                 return q;
         q = copy_target(r, name, path, hex, &length, err);
         if (q < 0)
                 return q;
-        old = tuf_metadata_find_target(r->md[TUF_ROLE_TARGETS], name);
+        old = tuf_metadata_find_target(m, name);
         if (old) {
                 for (size_t i = 0; i < old->n_hashes; i++)
                         if (streq(old->hashes[i].algorithm, "sha256") && streq(old->hashes[i].hex, hex) &&
@@ -893,14 +1033,15 @@ int tuf_repo_add_target(TufRepo *r, const char *name, const char *path, json_obj
                                "file name",
                                name);
         }
-        q = ensure_new_targets(r, err);
+        q = role ? ensure_new_delegated(r, m, err) : ensure_new_targets(r, err);
         if (q < 0)
                 return q;
-        if (!json_object_object_get_ex(r->new_targets, "targets", &targets)) {
+        dest = role ? r->new_delegated : r->new_targets;
+        if (!json_object_object_get_ex(dest, "targets", &targets)) {
                 targets = json_object_new_object();
                 if (!targets)
                         return upk_err_oom(err);
-                json_object_object_add(r->new_targets, "targets", targets);
+                json_object_object_add(dest, "targets", targets);
         }
         if (json_object_object_get_ex(targets, name, NULL))
                 return upk_err(err, UPK_ERR_CONFIG, -EEXIST, "target %s is given twice", name);
@@ -962,6 +1103,37 @@ static int publish_targets(TufRepo *r, const char *targets, size_t targets_size,
         return publish_snapshot_timestamp(r, snap, snap_size, sv, err);
 }
 
+/* The next version of the delegated role, signed with its keys as the top-level targets lists them, then
+ * a snapshot listing it and a timestamp. */
+static int publish_delegated(TufRepo *r, UpkErr *err)
+{
+        const TufMetadata *m = r->new_delegated_role;
+        _cleanup_free_ char *bytes = NULL, *snap = NULL, *name = NULL;
+        uint64_t dv = m->version + 1, sv = r->md[TUF_ROLE_SNAPSHOT]->version + 1;
+        size_t size = 0, snap_size = 0;
+        int q;
+
+        q = check_root_current(r, err);
+        if (q < 0)
+                return q;
+        set_version_expires(r->new_delegated, dv, r->now + (time_t)r->period[TUF_ROLE_TARGETS]);
+        q = sign_as(r, r->md[TUF_ROLE_TARGETS], TUF_ROLE_TARGETS, m->role_name, r->new_delegated, &bytes,
+                    &size, NULL, err);
+        if (q < 0)
+                return q;
+        q = build_snapshot_with(r, sv, r->md[TUF_ROLE_TARGETS]->version, m->role_name, dv, &snap, &snap_size,
+                                NULL, err);
+        if (q < 0)
+                return q;
+        name = strdup_printf("%" PRIu64 ".%s.json", dv, m->role_name);
+        if (!name)
+                return upk_err_oom(err);
+        q = write_metadata(r, name, bytes, size, err);
+        if (q < 0)
+                return q;
+        return publish_snapshot_timestamp(r, snap, snap_size, sv, err);
+}
+
 int tuf_repo_publish(TufRepo *r, UpkErr *err)
 {
         _cleanup_free_ TufSigner **signers = NULL;
@@ -970,6 +1142,8 @@ int tuf_repo_publish(TufRepo *r, UpkErr *err)
         uint64_t tv;
         int q;
 
+        if (r->new_delegated)
+                return publish_delegated(r, err);
         if (!r->new_targets)
                 return 0;
         q = check_root_current(r, err);
@@ -1274,6 +1448,131 @@ int tuf_repo_rotate(TufRepo *r, TufRoleType type, const TufRepoRotateOptions *o,
                 return write_prepared(r, TUF_ROLE_ROOT, s, signers, n_signers, err);
         }
         return publish_root(r, bytes, size, &m, err);
+}
+
+/* ---- delegate ---- */
+
+static bool role_name_ok(const char *name)
+{
+        size_t n = strlen(name);
+
+        if (n == 0 || n > DELEGATED_NAME_MAX || name[0] == '.' || name[0] == '-')
+                return false;
+        for (const char *c = name; *c; c++)
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                      *c == '-' || *c == '_' || *c == '.'))
+                        return false;
+        for (int t = 0; t < _TUF_ROLE_TYPE_MAX; t++)
+                if (streq(name, tuf_role_type_to_string(t)))
+                        return false;
+        return true;
+}
+
+/* Add role `o->name` to the "delegations" of the top-level targets' "signed" `s`. */
+static int add_delegation(json_object *s, const TufRepoDelegateOptions *o, TufSigner *const *keys, size_t n)
+{
+        json_object *del = NULL, *dkeys = NULL, *roles = NULL, *ro, *paths;
+
+        if (!json_object_object_get_ex(s, "delegations", &del)) {
+                del = json_object_new_object();
+                if (!del)
+                        return -ENOMEM;
+                json_object_object_add(s, "delegations", del);
+        }
+        if (!json_object_object_get_ex(del, "keys", &dkeys)) {
+                dkeys = json_object_new_object();
+                if (!dkeys)
+                        return -ENOMEM;
+                json_object_object_add(del, "keys", dkeys);
+        }
+        if (!json_object_object_get_ex(del, "roles", &roles)) {
+                roles = json_object_new_array();
+                if (!roles)
+                        return -ENOMEM;
+                json_object_object_add(del, "roles", roles);
+        }
+        ro = new_role(dkeys, keys, n, o->threshold ?: 1);
+        paths = json_object_new_array();
+        if (!ro || !paths) {
+                json_object_put(ro);
+                json_object_put(paths);
+                return -ENOMEM;
+        }
+        for (char **p = o->paths; p && *p; p++)
+                json_object_array_add(paths, json_object_new_string(*p));
+        json_object_object_add(ro, "name", json_object_new_string(o->name));
+        json_object_object_add(ro, "terminating", json_object_new_boolean(o->terminating));
+        json_object_object_add(ro, "paths", paths);
+        json_object_array_add(roles, ro);
+        return 0;
+}
+
+int tuf_repo_delegate(TufRepo *r, const TufRepoDelegateOptions *o, UpkErr *err)
+{
+        _cleanup_(tuf_metadata_freep) TufMetadata *top = NULL;
+        _cleanup_(json_object_putp) json_object *ds = NULL;
+        _cleanup_free_ char *targets = NULL, *role = NULL, *snap = NULL, *tname = NULL, *rname = NULL;
+        _cleanup_free_ TufSigner **keys = NULL;
+        size_t n = 0, targets_size = 0, role_size = 0, snap_size = 0;
+        uint64_t tv = r->md[TUF_ROLE_TARGETS]->version + 1, sv = r->md[TUF_ROLE_SNAPSHOT]->version + 1;
+        int q;
+
+        if (!role_name_ok(o->name))
+                return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
+                               "role name \"%s\": expected up to %d letters, digits, '-', '_' and '.' "
+                               "(not starting with '.' or '-'), and not a top-level role's name",
+                               JSON_QUOTE(o->name), DELEGATED_NAME_MAX);
+        if (tuf_metadata_find_role(r->md[TUF_ROLE_TARGETS], o->name))
+                return upk_err(err, UPK_ERR_CONFIG, -EEXIST, "role %s is delegated already", o->name);
+        if (strv_length(o->paths) == 0)
+                return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "role %s: no paths delegated", o->name);
+        for (char **p = o->paths; *p; p++)
+                if (isempty(*p) || strlen(*p) > TUF_TARGET_PATH_MAX || (*p)[0] == '/')
+                        return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
+                                       "role %s: path pattern \"%s\": expected a relative pattern such as "
+                                       "acme-gw-*",
+                                       o->name, JSON_QUOTE(*p));
+        q = check_root_current(r, err);
+        if (q >= 0)
+                q = check_can_publish(r, r->md[TUF_ROLE_ROOT], true, err);
+        if (q < 0)
+                return q;
+        q = make_keys(r, o->name, o->scheme, o->threshold ?: 1, o->key_paths, &keys, &n, err);
+        if (q < 0)
+                return q;
+
+        /* The top-level targets with the delegation, then the role's first version signed by its keys. */
+        q = ensure_new_targets(r, err);
+        if (q < 0)
+                return q;
+        if (add_delegation(r->new_targets, o, keys, n) < 0)
+                return upk_err_oom(err);
+        set_version_expires(r->new_targets, tv, r->now + (time_t)r->period[TUF_ROLE_TARGETS]);
+        q = sign_role(r, r->md[TUF_ROLE_ROOT], TUF_ROLE_TARGETS, r->new_targets, &targets, &targets_size,
+                      &top, err);
+        if (q < 0)
+                return q;
+        ds = new_signed(TUF_ROLE_TARGETS, 1, r->now + (time_t)r->period[TUF_ROLE_TARGETS]);
+        if (!ds)
+                return upk_err_oom(err);
+        json_object_object_add(ds, "targets", json_object_new_object());
+        q = sign_as(r, top, TUF_ROLE_TARGETS, o->name, ds, &role, &role_size, NULL, err);
+        if (q < 0)
+                return q;
+        q = build_snapshot_with(r, sv, tv, o->name, 1, &snap, &snap_size, NULL, err);
+        if (q < 0)
+                return q;
+
+        rname = strdup_printf("1.%s.json", o->name);
+        tname = strdup_printf("%" PRIu64 ".targets.json", tv);
+        if (!rname || !tname)
+                return upk_err_oom(err);
+        q = write_metadata(r, rname, role, role_size, err);
+        if (q >= 0)
+                q = write_metadata(r, tname, targets, targets_size, err);
+        if (q < 0)
+                return q;
+        return publish_snapshot_timestamp(r, snap, snap_size, sv, err);
 }
 
 /* ---- sign ---- */

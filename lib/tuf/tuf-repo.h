@@ -49,6 +49,10 @@ typedef struct TufRepo {
         size_t n_signers;
         json_object *new_targets; /* the "signed" of the next targets version, once changed */
         char *prepared_dir;
+        TufMetadata **delegated; /* the roles the top-level targets delegates to, as published */
+        size_t n_delegated;
+        json_object *new_delegated;            /* the "signed" of the next version of one of them, */
+        const TufMetadata *new_delegated_role; /* this one, once changed */
         /* When the keys at hand fall short of the threshold of targets (tuf_repo_publish()) or of root
          * (tuf_repo_rotate()), sign with those at hand and write DIR/prepared/ROLE.json for
          * tuf_repo_sign() (returning 1) instead of failing. */
@@ -72,12 +76,14 @@ int tuf_repo_add_key(TufRepo *r, const char *path, UpkErr *err);
 bool tuf_repo_has_key(const TufRepo *r, const char *keyid, const char **ret_path);
 
 /* Copy `path` to DIR/targets/SHA256.NAME and list it as target `name` (a plain file name) with `custom`
- * (an object, referenced). 0 when added, 1 when the same bytes are listed under that name already;
- * -EEXIST when the name is listed with other bytes. Published by tuf_repo_publish(). */
-int tuf_repo_add_target(TufRepo *r, const char *name, const char *path, json_object *custom, UpkErr *err);
+ * (an object, referenced) in the top-level targets (`role` NULL) or in the delegated role `role`, whose
+ * paths must match `name` (-EPERM otherwise). 0 when added, 1 when the same bytes are listed under that
+ * name already; -EEXIST when the name is listed with other bytes. Published by tuf_repo_publish(). */
+int tuf_repo_add_target(TufRepo *r, const char *role, const char *name, const char *path,
+                        json_object *custom, UpkErr *err);
 
-/* Sign and write what changed: the next targets version (when targets were added), then snapshot and
- * timestamp. 1 when the targets were prepared instead (r->prepare). */
+/* Sign and write what changed: the next targets version (when targets were added) or the next version of
+ * the delegated role, then snapshot and timestamp. 1 when the targets were prepared instead (r->prepare). */
 int tuf_repo_publish(TufRepo *r, UpkErr *err);
 
 /* Re-sign the timestamp when it expires within half its period, and the snapshot when it expires within
@@ -117,3 +123,18 @@ typedef struct TufRepoSignState {
  * Refused (nothing changed): nothing prepared (-ENOENT), a prepared version that no longer follows the
  * published one (-ESTALE), one that has expired (-EKEYEXPIRED), a key outside the role (-EPERM). */
 int tuf_repo_sign(TufRepo *r, TufRoleType type, char *const *key_paths, TufRepoSignState *ret, UpkErr *err);
+
+typedef struct TufRepoDelegateOptions {
+        const char *name;    /* letters, digits, '-', '_', '.' */
+        char **paths;        /* the target name patterns delegated (NULL-terminated) */
+        char **key_paths;    /* the role's keys (NULL-terminated), not copied; */
+        TufKeyScheme scheme; /* else `threshold` new ones of this scheme in DIR/keys as NAME-KEYID.pem */
+        unsigned threshold;  /* 0: 1 */
+        bool terminating;
+} TufRepoDelegateOptions;
+
+/* Delegate the targets matching `o->paths` to a new role (one level below the top-level targets, searched
+ * in the order delegated): the next targets version listing it and its keys, the role's version 1 (no
+ * targets) signed with its keys, then snapshot and timestamp. The targets keys must be at hand. -EEXIST
+ * when the role exists. */
+int tuf_repo_delegate(TufRepo *r, const TufRepoDelegateOptions *o, UpkErr *err);

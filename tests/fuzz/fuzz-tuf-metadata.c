@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Fuzz the TUF metadata parser (every role type) and, for a root, the self-signature check that
- * the client does on a new root. The first byte picks the role type. */
+ * the client does on a new root, and a targets role's delegated paths. The first byte picks the role type.
+ */
 #include "fuzz.h"
 #include "tuf-metadata.h"
 
@@ -24,5 +25,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)tuf_metadata_expired(m, 1764000000);
         (void)tuf_metadata_find_meta(m, "targets.json");
         (void)tuf_metadata_find_target(m, "bundle.upk");
+        /* a targets role's delegations: the path patterns and hash prefixes against target names */
+        for (size_t i = 0; i < m->n_roles; i++) {
+                (void)tuf_role_matches_path(&m->roles[i], "acme-gw-1.2.0.upk");
+                (void)tuf_role_matches_path(&m->roles[i], "gw/eu/acme-x.upk");
+        }
         return 0;
 }

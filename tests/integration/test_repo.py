@@ -553,3 +553,140 @@ def test_offline_signing_of_a_root_rotation(tmp_path, server, bundle):  # noqa: 
 
 def before_metadata(t):
     return {k[len("metadata/"):]: v for k, v in t.items() if k.startswith("metadata/")}
+
+
+# ------------------------------------------------------------------------------------------------------
+# delegations: one repository, a product line per signing team
+
+def canonical(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def resign(path, signed_obj, key_pem):
+    """Write metadata `signed_obj` to `path` signed (Ed25519) by the key in `key_pem`, as a forger would."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
+    key = load_pem_private_key(Path(key_pem).read_bytes(), None)
+    pub = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+    keyid = hashlib.sha256(canonical({"keytype": "ed25519", "scheme": "ed25519",
+                                      "keyval": {"public": pub}})).hexdigest()
+    doc = {"signatures": [{"keyid": keyid, "sig": key.sign(canonical(signed_obj)).hex()}], "signed": signed_obj}
+    Path(path).write_bytes(canonical(doc))
+
+
+@pytest.fixture
+def delegated(tmp_path):
+    """A repository whose targets delegate acme-gw-* to role acme-gw (the team's key outside DIR/keys),
+    with one bundle published by that role."""
+    team = genkey(tmp_path / "team.pem")
+    d = tmp_path / "repo"
+    ok(repo("init", d))
+    p = ok(repo("delegate", d, "acme-gw", "--paths", "acme-gw-*", "--key", team))
+    assert "delegated to role acme-gw" in p.stdout, p.stdout
+    b = make_bundle(tmp_path, "1.1.0", payload_bytes(41), name="acme-gw")
+    before = tree(d)
+    p = repo("add", d, b, "--role", "acme-gw", "--keyring", PKI / "keyring.pem")
+    assert p.returncode == 10 and "acme-gw: 0 of the 1 keys needed to sign are at hand" in p.stderr, describe(p)
+    assert tree(d) == before
+    p = ok(repo("add", d, b, "--role", "acme-gw", "--keyring", PKI / "keyring.pem", "--key", team))
+    assert "acme-gw version 2, snapshot 3, timestamp 3" in p.stdout, p.stdout
+    return d, b, team
+
+
+def test_delegate_and_add_to_a_role(tmp_path, server, delegated):  # noqa: F811
+    www, url = server
+    d, b, team = delegated
+    top = targets_of(d)
+    assert top["version"] == 2 and top["targets"] == {}
+    role = top["delegations"]["roles"][0]
+    assert role["name"] == "acme-gw" and role["paths"] == ["acme-gw-*"] and role["threshold"] == 1
+    assert role["terminating"] is False and list(top["delegations"]["keys"]) == role["keyids"]
+    snap = signed(d / "metadata" / f"{snapshot_version(d)}.snapshot.json")
+    assert snap["meta"]["acme-gw.json"] == {"version": 2}
+    assert b.name in signed(d / "metadata" / "2.acme-gw.json")["targets"]
+    p = ok(repo("status", d))
+    assert "delegated  acme-gw version 2, " in p.stdout and "1 target(s), paths acme-gw-*" in p.stdout, p.stdout
+
+    # refused, changing nothing: a name outside the role's paths, a second delegation of the name, a role
+    # that does not exist, a top-level role's name
+    other = make_bundle(tmp_path, "1.2.0", payload_bytes(42), name="other")
+    before = tree(d)
+    p = repo("add", d, other, "--role", "acme-gw", "--keyring", PKI / "keyring.pem", "--key", team)
+    assert p.returncode == 16 and "is outside the paths delegated to role acme-gw" in p.stderr, describe(p)
+    p = repo("delegate", d, "acme-gw", "--paths", "x-*")
+    assert p.returncode == 16 and "role acme-gw is delegated already" in p.stderr, describe(p)
+    p = repo("add", d, other, "--role", "nobody", "--keyring", PKI / "keyring.pem")
+    assert p.returncode == 16 and "not a role the targets delegate to" in p.stderr, describe(p)
+    p = repo("delegate", d, "snapshot", "--paths", "x-*")
+    assert p.returncode == 16 and "not a top-level role's name" in p.stderr, describe(p)
+    assert repo("delegate", d, "x").returncode == 2  # no --paths
+    assert tree(d) == before
+
+    # our client finds the target through the delegation; the top-level targets stay as they were
+    upload(d, www)
+    client = Client(tmp_path, url, (d / "metadata" / "1.root.json").read_bytes())
+    p = ok(client.offer("acme-gw", "1.0.0"))
+    assert b.name in p.stdout, p.stdout
+    ok(client.download(b.name))
+    assert (client.tg / b.name).read_bytes() == b.read_bytes()
+    # a second role for another product line, with a key made in DIR/keys; the team's role is unchanged
+    ok(repo("delegate", d, "acme-cam", "--paths", "acme-cam-*"))
+    assert len(list((d / "keys").glob("acme-cam-*.pem"))) == 1
+    cam = make_bundle(tmp_path, "2.0.0", payload_bytes(43), compatible="acme-cam", name="acme-cam")
+    ok(repo("add", d, cam, "--role", "acme-cam", "--keyring", PKI / "keyring.pem"))
+    upload(d, www)
+    ok(client.refresh())
+    p = ok(client.offer("acme-cam"))
+    assert cam.name in p.stdout, p.stdout
+    p = ok(client.offer("acme-gw", "1.0.0"))
+    assert b.name in p.stdout, p.stdout
+
+
+def test_daemon_installs_a_delegated_target(tmp_path, world, delegated):  # noqa: F811
+    d, b, team = delegated
+    w = world(policy="all")
+    upload(d, w.www)
+    w.root_json.write_bytes((d / "metadata" / "1.root.json").read_bytes())
+    w.start(env=SOON)
+    w.wait_state("pending-reboot", timeout=120)
+    assert slot_b_holds(w.device, payload_bytes(41))
+    assert f"update 1.1.0 available ({b.name}, " in w.log(), w.log()
+
+
+def test_client_refuses_a_wrong_delegated_key_or_a_target_outside_the_paths(tmp_path, server, world,
+                                                                             delegated):  # noqa: F811
+    """The repository as a forger changes it: the role's metadata signed by another key (refused, nothing
+    installed); signed by the role's own key but listing a target outside its paths (never offered)."""
+    www, url = server
+    d, b, team = delegated
+    upload(d, www)
+    forged = signed(d / "metadata" / "2.acme-gw.json")
+    stray = genkey(tmp_path / "stray.pem")
+    resign(www / "metadata" / "2.acme-gw.json", forged, stray)
+    client = Client(tmp_path, url, (d / "metadata" / "1.root.json").read_bytes())
+    p = client.offer("acme-gw", "1.0.0")
+    assert p.returncode != 0 and 'acme-gw: signature threshold not met: 0 of 1' in p.stderr, describe(p)
+
+    w = world(policy="all")
+    upload(d, w.www)
+    resign(w.www / "metadata" / "2.acme-gw.json", forged, stray)
+    w.root_json.write_bytes((d / "metadata" / "1.root.json").read_bytes())
+    w.start(env=SOON)
+    w.wait(lambda: "signature threshold not met" in w.log(), 120, "the check's refusal")
+    assert not slot_b_holds(w.device, payload_bytes(41))
+    assert w.get("State") == "error" and "update 1.1.0 available" not in w.log(), w.log()
+
+    # the team's own key, a target outside acme-gw-*: devices never look for it there
+    outside = make_bundle(tmp_path, "9.9.9", payload_bytes(44), name="other")
+    data = outside.read_bytes()
+    shutil.copy(outside, www / "targets" / f"{hashlib.sha256(data).hexdigest()}.{outside.name}")
+    forged = signed(d / "metadata" / "2.acme-gw.json")
+    forged["targets"][outside.name] = {"length": len(data), "hashes": {"sha256": hashlib.sha256(data).hexdigest()},
+                                       "custom": {"compatible": "acme-gw", "version": "9.9.9"}}
+    resign(www / "metadata" / "2.acme-gw.json", forged, team)
+    c2 = tmp_path / "c2"
+    c2.mkdir()
+    client = Client(c2, url, (d / "metadata" / "1.root.json").read_bytes())
+    p = ok(client.offer("acme-gw", "1.0.0"))
+    assert b.name in p.stdout and outside.name not in p.stdout, p.stdout
+    p = client.download(outside.name)
+    assert p.returncode != 0, describe(p)
