@@ -2,7 +2,9 @@
 """`updatectl repo` (cli/repo-cmd.c, lib/tuf/tuf-repo.c): repositories it makes are read by our TUF
 client (upkeep-tuf-client) and installed from by upkeepd; reproducible output under SOURCE_DATE_EPOCH;
 `timestamp` re-signs only what is due; the refusals (a bundle that does not verify, a wrong or missing
-key, an expired root, a second init) change nothing."""
+key, an expired root, a second init) change nothing. Offline signing (--offline, sign), delegations
+(delegate, add --role). tuf-js reads what `updatectl repo` makes, and our client and upkeepd read what
+tuf-js's metadata classes make."""
 
 import hashlib
 import json
@@ -304,6 +306,7 @@ def test_offline_targets_key(tmp_path, server, bundle):  # noqa: F811
 TUFJS_VERSION = "4"  # 4.x runs on node 20 (Debian 13's); later ones need node 22
 TUFJS_CACHE = Path(os.environ.get("UPKEEP_NPM_CACHE", "/var/tmp/upkeep-npm-cache"))
 TUFJS_CLIENT = Path(__file__).resolve().parent / "tufjs-client.js"
+TUFJS_REPO = Path(__file__).resolve().parent / "tufjs-repo.js"
 
 
 @pytest.fixture(scope="module")
@@ -334,6 +337,7 @@ def tufjs():
         p = subprocess.run(args + ([name] if name else []), capture_output=True, text=True, timeout=120,
                            env=dict(os.environ, NODE_PATH=str(modules)))
         return p
+    run.node, run.modules = node, modules
     return run
 
 
@@ -690,3 +694,54 @@ def test_client_refuses_a_wrong_delegated_key_or_a_target_outside_the_paths(tmp_
     assert b.name in p.stdout and outside.name not in p.stdout, p.stdout
     p = client.download(outside.name)
     assert p.returncode != 0, describe(p)
+
+
+# ------------------------------------------------------------------------------------------------------
+# the other way: repositories tuf-js's metadata classes write, read by our client and upkeepd
+
+def tufjs_repo(tufjs, out, keytype, bundle, custom):
+    p = subprocess.run([tufjs.node, str(TUFJS_REPO), str(out), keytype, str(bundle), json.dumps(custom)],
+                       capture_output=True, text=True, timeout=300, env=dict(os.environ, NODE_PATH=str(tufjs.modules)))
+    assert p.returncode == 0, describe(p)
+    return out
+
+
+@pytest.mark.parametrize("keytype", ["ed25519", "ecdsa", "rsa"])
+def test_our_client_reads_a_tufjs_repository(tmp_path, server, tufjs, keytype):  # noqa: F811
+    """Keys of each type, a terminating delegation to role "products": our client finds the target through
+    it and checks its bytes; tuf-js reads what it wrote (the control)."""
+    www, url = server
+    b = make_bundle(tmp_path, "1.1.0", payload_bytes(41), name="acme-gw")
+    custom = {"compatible": "acme-gw", "version": "1.1.0", "manifest_sha256": manifest_sha256(b)}
+    tufjs_repo(tufjs, www, keytype, b, custom)
+    root = (www / "metadata" / "1.root.json").read_bytes()
+    assert json.loads(root)["signed"]["roles"]["root"]["keyids"]
+    out = tufjs_ok(tufjs(tmp_path, url, root, b.name))
+    assert out["target"]["custom"] == custom
+
+    client = Client(tmp_path, url, root)
+    ok(client.refresh())
+    assert client.version("timestamp") == 1 and client.version("targets") == 1
+    p = ok(client.offer("acme-gw", "1.0.0"))
+    assert b.name in p.stdout, p.stdout
+    ok(client.download(b.name))
+    assert (client.tg / b.name).read_bytes() == b.read_bytes()
+    # a changed byte of the target: refused
+    (client.tg / b.name).unlink()
+    t = www / "targets" / f"{hashlib.sha256(b.read_bytes()).hexdigest()}.{b.name}"
+    data = t.read_bytes()
+    t.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    p = client.download(b.name)
+    assert p.returncode != 0 and "hash" in p.stderr, describe(p)
+
+
+def test_daemon_installs_from_a_tufjs_repository(tmp_path, world, tufjs):  # noqa: F811
+    w = world(policy="all")
+    b = make_bundle(tmp_path, "1.1.0", payload_bytes(41), name="acme-gw")
+    custom = {"compatible": "acme-gw", "version": "1.1.0", "manifest_sha256": manifest_sha256(b)}
+    tufjs_repo(tufjs, w.www, "ed25519", b, custom)
+    w.root_json.write_bytes((w.www / "metadata" / "1.root.json").read_bytes())
+    w.start(env=SOON)
+    w.wait_state("pending-reboot", timeout=120)
+    assert slot_b_holds(w.device, payload_bytes(41))
+    assert f"update 1.1.0 available ({b.name}, " in w.log(), w.log()
