@@ -359,6 +359,33 @@ static void finish_boot_job(Manager *m);
 static int start_check(Manager *m);
 static void maybe_auto_install(Manager *m);
 
+/* The install of the source's offer: progress for the source, which also says when the server cancelled
+ * it; then it stops before anything is activated. */
+static void install_watch(Manager *m, uint64_t done, uint64_t total)
+{
+        if (!m->job || job_kind(m->job) != JOB_INSTALL || !m->job_offer || job_is_cancelled(m->job))
+                return;
+        if (!source_install_progress(m->source, m->fetch_engine, done, total))
+                return;
+        log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .phase = m->phase },
+                   "cancelling the install of %s: the update server cancelled it", m->job_source);
+        job_cancel(m->job);
+        if (m->stream)
+                source_stream_cancel(m->stream);
+}
+
+/* Also between progress reports (a download's progress may not be known): every second. */
+static int on_watch_timer(sd_event_source *source, uint64_t usec, void *userdata)
+{
+        Manager *m = userdata;
+
+        if (!m->job || !m->job_offer)
+                return 0;
+        install_watch(m, m->progress_done, m->progress_total);
+        (void)sd_event_source_set_time_relative(source, USEC_PER_SEC);
+        return sd_event_source_set_enabled(source, SD_EVENT_ONESHOT);
+}
+
 static void on_job(Job *j, void *userdata)
 {
         Manager *m = userdata;
@@ -374,8 +401,8 @@ static void on_job(Job *j, void *userdata)
                         log_fields(LOG_LEVEL_INFO, &(LogFields){ .phase = phase }, "install: %s", phase);
                 manager_set_phase(m, phase);
                 manager_set_progress(m, snap.done, snap.total);
-                if (m->job_offer)
-                        source_install_progress(m->source, m->fetch_engine, snap.done, snap.total);
+                if (!snap.finished)
+                        install_watch(m, snap.done, snap.total);
         }
         if (!snap.finished)
                 return;
@@ -466,6 +493,7 @@ static int install_offer(Manager *m, bool allow_downgrade, bool automatic, sd_bu
         if (r >= 0) {
                 m->job_offer = true;
                 source_install_started(m->source, m->fetch_engine, m->offer);
+                arm_timer(m, &m->watch_timer, USEC_PER_SEC, on_watch_timer, "install watch");
         }
         return r;
 }
@@ -1334,6 +1362,7 @@ Manager *manager_free(Manager *m)
                 &(UpkErr){ .kind = UPK_ERR_IO, .code = -ESHUTDOWN, .msg = "the daemon is stopping" });
         sd_event_source_disable_unref(m->check_timer);
         sd_event_source_disable_unref(m->hold_timer);
+        sd_event_source_disable_unref(m->watch_timer);
         offer_free(m->offer);
         source_free(m->source); /* first: its report in flight is a fetch on the engine */
         fetch_engine_free(m->fetch_engine);

@@ -92,11 +92,13 @@ typedef struct Manager {
         Source *source;
         FetchEngine *fetch_engine;
         Schedule schedule;
-        sd_event_source *check_timer;                 /* the next scheduled check */
-        sd_event_source *hold_timer;                  /* a held update: decide again when the hold ends */
-        bool check_due;                               /* the timer fired while another job ran */
-        bool hold_due;                                /* the hold timer fired while a job ran */
-        Offer *offer;                                 /* the update the source offers (AvailableVersion) */
+        sd_event_source *check_timer; /* the next scheduled check */
+        sd_event_source *hold_timer;  /* a held update: decide again when the hold ends */
+        sd_event_source
+                *watch_timer; /* the install of an offer: asks the source every second for a cancel */
+        bool check_due;       /* the timer fired while another job ran */
+        bool hold_due;        /* the hold timer fired while a job ran */
+        Offer *offer;         /* the update the source offers (AvailableVersion) */
         sd_bus_message *check_calls[CHECK_CALLS_MAX]; /* Check calls answered when the check ends */
         size_t n_check_calls;
         /* GetSlots: one read of the boot backend at a time, beside `job`. The first n_slots_served calls

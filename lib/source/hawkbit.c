@@ -79,6 +79,15 @@ struct Hawkbit {
         char *config_href;         /* the configData link the server gave last */
         char *downloaded_sent;     /* the action told `downloaded` last */
         bool installing_kept;      /* loop thread: the install reads the kept copy */
+        /* loop thread, during an install: the poll for a cancel of its action (the base, then the
+         * cancelAction link), its answer so far, when it last ran, and whether the server cancelled */
+        Fetch *watch;
+        FetchEngine *watch_engine;
+        bool watch_order; /* the GET of the cancel order (else of the base) */
+        char *watch_buf;
+        size_t watch_size;
+        uint64_t watch_usec;
+        bool cancelled;
 };
 
 static void pending_free(Pending *p)
@@ -103,6 +112,8 @@ Hawkbit *hawkbit_free(Hawkbit *h)
         if (!h)
                 return NULL;
         fetch_free(h->inflight);
+        fetch_free(h->watch);
+        free(h->watch_buf);
         free(h->base);
         free(h->cid);
         free(h->gone);
@@ -1341,7 +1352,8 @@ void hawkbit_install_started(Hawkbit *h, FetchEngine *e, const Offer *o)
         pending_free(h->current);
         h->current = TAKE_PTR(p);
         h->installing_kept = o->kept;
-        h->progress_sent_usec = now_usec();
+        h->progress_sent_usec = h->watch_usec = now_usec();
+        h->cancelled = false;
         first = strdup_printf("downloading and installing %s (version %s)", o->name, o->version);
         details[n++] = first ?: "downloading and installing";
         for (size_t i = 0; o->ignored && o->ignored[i] && n < DDI_DETAILS_MAX; i++)
@@ -1349,15 +1361,123 @@ void hawkbit_install_started(Hawkbit *h, FetchEngine *e, const Offer *o)
         send_async(h, e, 0, 0, details);
 }
 
-void hawkbit_install_progress(Hawkbit *h, FetchEngine *e, uint64_t done, uint64_t total)
+/* ---- a cancel while the action installs (loop thread) ---- */
+
+static int watch_data(Fetch *f, const void *buf, size_t size, uint64_t offset, void *userdata, UpkErr *err)
+{
+        Hawkbit *h = userdata;
+        char *n;
+
+        if (h->watch_size + size > DDI_RESPONSE_MAX)
+                return upk_err(err, UPK_ERR_NETWORK, -EFBIG, "the answer is too long");
+        n = realloc(h->watch_buf, h->watch_size + size + 1);
+        if (!n)
+                return upk_err_oom(err);
+        memcpy(n + h->watch_size, buf, size);
+        h->watch_buf = n;
+        h->watch_size += size;
+        h->watch_buf[h->watch_size] = 0;
+        return FETCH_DATA_CONTINUE;
+}
+
+static void watch_done(Fetch *f, int r, const UpkErr *err, void *userdata);
+
+/* GET `url` for the watch: the base, or (`order`) the cancel order. */
+static void watch_get(Hawkbit *h, FetchEngine *e, const char *url, bool order)
+{
+        _cleanup_free_ char *auth = NULL;
+        const char *headers[3] = {};
+        FetchOptions fo;
+        UpkErr err = {};
+        size_t n = 0;
+
+        free(h->watch_buf);
+        h->watch_buf = NULL;
+        h->watch_size = 0;
+        if (auth_header(h, &auth, &err) < 0)
+                return;
+        if (auth)
+                headers[n++] = auth;
+        headers[n++] = "Accept: application/hal+json, application/json";
+        request_options(h, &fo, headers);
+        fo.cancel_fd = 0;
+        h->watch_engine = e;
+        h->watch_order = order;
+        if (fetch_new(e, url, DDI_RESPONSE_MAX, &fo, watch_data, watch_done, h, &h->watch, &err) < 0)
+                upk_log(LOG_LEVEL_WARNING, "hawkBit: cannot look for a cancel: %s", err.msg);
+        if (auth)
+                explicit_bzero(auth, strlen(auth));
+}
+
+static void watch_done(Fetch *f, int r, const UpkErr *err, void *userdata)
+{
+        Hawkbit *h = userdata;
+        bool order = h->watch_order;
+        const FetchStats *st = fetch_get_stats(f);
+        FetchEngine *e = h->watch_engine;
+        _cleanup_free_ char *stop = NULL;
+        DdiPoll poll = {};
+        UpkErr e2 = {};
+
+        h->watch = NULL;
+        if (r < 0 || !success(st->http_status) || !h->current) {
+                fetch_free(f);
+                return; /* the next progress tries again */
+        }
+        fetch_free(f);
+        if (!order) {
+                if (ddi_parse_poll(h->watch_buf, h->watch_size, &poll, &e2) >= 0 && poll.cancel_href)
+                        watch_get(h, e, poll.cancel_href, true);
+                ddi_poll_done(&poll);
+                return;
+        }
+        if (ddi_parse_cancel(h->watch_buf, h->watch_size, &stop, &e2) >= 0 &&
+            streq(stop, h->current->action)) {
+                upk_log(LOG_LEVEL_NOTICE,
+                        "hawkBit action %s: cancelled by the server while it installs; "
+                        "stopping the install",
+                        stop);
+                h->cancelled = true;
+        }
+}
+
+static uint64_t watch_interval_usec(const Hawkbit *h)
+{
+#if HAVE_TEST_HOOKS
+        const char *v = secure_getenv("UPKEEP_TEST_HAWKBIT_CANCEL_POLL_SEC");
+        uint64_t sec;
+
+        if (v && safe_atou64(v, &sec) >= 0 && sec > 0 && sec <= 3600)
+                return sec * USEC_PER_SEC;
+#endif
+        /* The server's sleep, within HAWKBIT_CANCEL_POLL_MIN_SEC and HAWKBIT_CANCEL_POLL_MAX_SEC. */
+        uint64_t sleep = h->sleep_usec ?: HAWKBIT_CANCEL_POLL_MAX_SEC * USEC_PER_SEC;
+
+        return sleep < HAWKBIT_CANCEL_POLL_MIN_SEC * USEC_PER_SEC
+                       ? HAWKBIT_CANCEL_POLL_MIN_SEC * USEC_PER_SEC
+               : sleep > HAWKBIT_CANCEL_POLL_MAX_SEC * USEC_PER_SEC
+                       ? HAWKBIT_CANCEL_POLL_MAX_SEC * USEC_PER_SEC
+                       : sleep;
+}
+
+bool hawkbit_install_progress(Hawkbit *h, FetchEngine *e, uint64_t done, uint64_t total)
 {
         uint64_t now = now_usec();
         const char *details[] = { "installing", NULL };
 
-        if (!h->current || total == 0 || now - h->progress_sent_usec < HAWKBIT_PROGRESS_USEC)
-                return;
+        if (!h->current || !e)
+                return false;
+        if (h->cancelled)
+                return true;
+        if (!h->watch && now - h->watch_usec >= watch_interval_usec(h)) {
+                h->watch_usec = now;
+                watch_get(h, e, h->base, false);
+        }
+        if (total == 0 || now - h->progress_sent_usec < HAWKBIT_PROGRESS_USEC)
+                return false;
         h->progress_sent_usec = now;
         send_async(h, e, done, total, details);
+        return false;
 }
 
 bool hawkbit_install_finished(Hawkbit *h, FetchEngine *e, bool ok, const UpkErr *err)
@@ -1365,8 +1485,17 @@ bool hawkbit_install_finished(Hawkbit *h, FetchEngine *e, bool ok, const UpkErr 
         _cleanup_(pending_freep) Pending *p = TAKE_PTR(h->current);
         UpkErr e2 = {};
 
+        h->watch = fetch_free(h->watch);
         if (!p)
                 return false;
+        if (h->cancelled && !ok) {
+                /* Stopped for the server's cancel: the next check (soon) accepts it, as nothing of
+                 * the action was activated. */
+                h->cancelled = false;
+                pending_remove(h->config);
+                return true;
+        }
+        h->cancelled = false;
         /* The kept copy served its install (a cancelled one may be tried again). */
         if (h->installing_kept && !(err && err->code == -ECANCELED))
                 kept_remove(h->config);

@@ -23,14 +23,16 @@
  * closed) is kept, verified, in DATA_DIR as HAWKBIT_KEPT_FILE, described by HAWKBIT_KEPT_META (its
  * sha256, version, size, action), until a deployment of the same artifact installs it or another
  * replaces it; HAWKBIT_KEPT_RESERVE bytes of the file system stay free beside it. */
-#define HAWKBIT_KEPT_FILE     "hawkbit-download.upk"
-#define HAWKBIT_KEPT_META     "hawkbit-download.json"
-#define HAWKBIT_KEPT_RESERVE  (UINT64_C(64) << 20)
-#define HAWKBIT_TOKEN_MAX     4096u
-#define HAWKBIT_SLEEP_MIN_SEC 30u /* the server's sleep is kept within these */
-#define HAWKBIT_SLEEP_MAX_SEC (24u * 3600u)
-#define HAWKBIT_PROGRESS_USEC (20ull * 1000000ull) /* at most one progress report per 20 s */
-#define HAWKBIT_REQUEST_MSEC  (120u * 1000u)       /* one REST call, all included */
+#define HAWKBIT_KEPT_FILE           "hawkbit-download.upk"
+#define HAWKBIT_KEPT_META           "hawkbit-download.json"
+#define HAWKBIT_KEPT_RESERVE        (UINT64_C(64) << 20)
+#define HAWKBIT_TOKEN_MAX           4096u
+#define HAWKBIT_SLEEP_MIN_SEC       30u /* the server's sleep is kept within these */
+#define HAWKBIT_SLEEP_MAX_SEC       (24u * 3600u)
+#define HAWKBIT_PROGRESS_USEC       (20ull * 1000000ull) /* at most one progress report per 20 s */
+#define HAWKBIT_REQUEST_MSEC        (120u * 1000u)       /* one REST call, all included */
+#define HAWKBIT_CANCEL_POLL_MIN_SEC 30u  /* during an install, a poll for its cancel at most this often */
+#define HAWKBIT_CANCEL_POLL_MAX_SEC 300u /* and at least this often while the install progresses */
 
 typedef struct Hawkbit Hawkbit;
 
@@ -48,6 +50,8 @@ int hawkbit_download_headers(Hawkbit *h, char ***ret, UpkErr *err);
 
 /* Loop thread. */
 void hawkbit_install_started(Hawkbit *h, FetchEngine *e, const Offer *o);
-void hawkbit_install_progress(Hawkbit *h, FetchEngine *e, uint64_t done, uint64_t total);
+/* Also looks, at most every HAWKBIT_CANCEL_POLL_MIN_SEC to _MAX_SEC (the server's sleep), for a cancel
+ * of the action: true once the server cancelled it (the caller stops the install). */
+bool hawkbit_install_progress(Hawkbit *h, FetchEngine *e, uint64_t done, uint64_t total);
 /* True when a report is due that the next check should deliver soon. */
 bool hawkbit_install_finished(Hawkbit *h, FetchEngine *e, bool ok, const UpkErr *err);

@@ -606,12 +606,13 @@ void source_install_started(Source *s, FetchEngine *e, const Offer *o)
 #endif
 }
 
-void source_install_progress(Source *s, FetchEngine *e, uint64_t done, uint64_t total)
+bool source_install_progress(Source *s, FetchEngine *e, uint64_t done, uint64_t total)
 {
 #if HAVE_HAWKBIT
         if (s->hawkbit)
-                hawkbit_install_progress(s->hawkbit, e, done, total);
+                return hawkbit_install_progress(s->hawkbit, e, done, total);
 #endif
+        return false;
 }
 
 bool source_install_finished(Source *s, FetchEngine *e, bool ok, const UpkErr *err)

@@ -85,7 +85,8 @@ uint64_t source_retry_after_usec(const Source *s);
  * sources ignore them). source_install_finished() returns true when a report is due that a check should
  * deliver soon. */
 void source_install_started(Source *s, FetchEngine *e, const Offer *o);
-void source_install_progress(Source *s, FetchEngine *e, uint64_t done, uint64_t total);
+/* True when the server cancelled the offer's action meanwhile (hawkbit): the caller stops the install. */
+bool source_install_progress(Source *s, FetchEngine *e, uint64_t done, uint64_t total);
 bool source_install_finished(Source *s, FetchEngine *e, bool ok, const UpkErr *err);
 
 typedef struct SourceStream SourceStream;

@@ -22,6 +22,7 @@ from test_poll import World as PollWorld
 SOURCE_ROOT = Path(os.environ.get("UPKEEP_SOURCE_ROOT", Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(SOURCE_ROOT / "tests"))
 from hawkbit_emu import Emulator  # noqa: E402
+from httpserver import make_tls_files  # noqa: E402
 
 UPDATECTL = os.environ["UPDATECTL"]
 TOKEN = "s3cr3t-target-token-0042"
@@ -33,9 +34,11 @@ class World(PollWorld):
     """A device, the emulator with target gw-0042, a private bus; upkeepd started on demand (ctl, get,
     wait, wait_state and log as test_poll's World)."""
 
-    def __init__(self, tmp, policy="all", auth="target-token", token=TOKEN + "\n", health_fail=False):
+    def __init__(self, tmp, policy="all", auth="target-token", token=TOKEN + "\n", health_fail=False, tls=None):
         self.tmp = tmp
-        self.emu = Emulator().start()
+        # tls: make_tls_files()'s certificates: the emulator on https, asking for a client certificate
+        self.emu = Emulator(tls=(tls["server"], tls["server-key"]) if tls else None,
+                            client_ca=tls["client-ca"] if tls else None).start()
         self.emu.target("gw-0042", token=TOKEN)
         self.device = Device(tmp / "dev", extra_policy=f"auto-install = {policy}\n")
         self.token_file = tmp / "hawkbit.token"
@@ -44,7 +47,9 @@ class World(PollWorld):
         with open(self.device.conf, "a") as f:
             f.write(f"\n[source]\ntype = hawkbit\nurl = {self.emu.url('/')}\ntenant = DEFAULT\n"
                     f"controller-id = gw-0042\nauth = {auth}\ntoken-file = {self.token_file}\n"
-                    "poll-interval = 1h\njitter = 0\n\n[attributes]\nsite = plant 4\n")
+                    "poll-interval = 1h\njitter = 0\n" +
+                    (f"ca = {tls['ca']}\nclient-cert = {tls['client']}\nclient-key = {tls['client-key']}\n"
+                     if tls else "") + "\n[attributes]\nsite = plant 4\n")
         if health_fail:
             check = self.device.health / "10-fail"
             check.write_text("#!/bin/sh\necho 'gateway unreachable' >&2\nexit 3\n")
@@ -482,3 +487,56 @@ def test_download_only_without_room_to_keep_it_is_refused(world):
     assert len(closed) == 1 and closed[0]["finished"] == "failure", closed
     assert "the download was not kept: no room in" in closed[0]["details"][0], closed
     assert not w.emu.requests_to("download")
+
+
+def test_401_names_the_gateway_token(world):
+    w = world(auth="gateway-token", token="not-the-gateway-token\n")
+    w.emu.tenant("DEFAULT").gateway = "the-real-gateway-token"
+    w.start()
+    p = check(w)
+    assert p.returncode != 0, describe(p)
+    assert "did not accept the gateway token from" in p.stderr and str(w.token_file) in p.stderr, describe(p)
+    assert "auth = gateway-token" in p.stderr and "HTTP 401" in w.get("LastError")
+    assert "not-the-gateway-token" not in w.log() + p.stderr
+    # The right token is taken (the target registers itself).
+    w.token_file.write_text("the-real-gateway-token\n")
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+    assert w.emu.requests_to("poll")[-1]["auth_mode"] == "gateway-token"
+
+
+def test_401_names_the_client_certificate(world, tmp_path):
+    tls = make_tls_files(tmp_path / "tls")
+    # The client certificate's CN (device-0001) is not the controller id: hawkBit refuses it.
+    w = world(auth="none", tls=tls)
+    w.emu.tenant("DEFAULT").mtls = True
+    w.emu.tenant("DEFAULT").target_tokens = False
+    w.start()
+    p = check(w)
+    assert p.returncode != 0, describe(p)
+    assert "it did not accept the client certificate ([source] client-cert)" in p.stderr, describe(p)
+    assert "HTTP 401" in p.stderr and "HTTP 401" in w.get("LastError")
+    polls = w.emu.requests_to("poll")
+    assert polls and polls[-1]["status"] == 401 and not polls[-1]["auth"], polls
+
+
+def test_cancel_during_the_download_stops_the_install(world):
+    w = world()
+    data = w.bundle()
+    sm, a = w.assign(data)
+    w.emu.plan_download(sm, "acme-gw-1.1.0.upk", rate=16 * 1024)  # about 16 s for the whole bundle
+    s = w.start(env=dict(SOON, UPKEEP_TEST_HAWKBIT_CANCEL_POLL_SEC="1"))
+    w.wait(lambda: w.emu.feedback(a.id), what="the first proceeding")
+    w.emu.cancel(a.id)
+    w.wait(lambda: w.emu.feedback(a.id, "cancel"), what="the accepted cancel")
+    fb = w.emu.feedback(a.id, "cancel")
+    assert [(f["execution"], f["finished"]) for f in fb] == [("closed", "success")], fb
+    assert a.status == "CANCELED"
+    assert "the update server cancelled it" in s.text()
+    # Stopped early, nothing activated, and nothing final sent for the deployment.
+    art = sm.artifacts[0]
+    assert art.bytes_sent < len(data), (art.bytes_sent, len(data))
+    w.wait(lambda: w.get("State") in ("idle", "error"), what="the end of the install")
+    assert w.device.primary() == "A" and not w.device.state().get("pending")
+    assert not w.closed(a.id) and not (w.device.data / "hawkbit.json").exists()
+    assert "nothing was activated" in w.get("LastError") or w.get("State") == "idle"
