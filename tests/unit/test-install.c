@@ -633,6 +633,81 @@ TEST(fallback_cleans_up_script)
         fallback_cleans_up(&rig_script);
 }
 
+/* The try marker after a health check's rollback, on every backend: A is confirmed, 1.1.0 goes into B,
+ * B's health check fails on its try (B marked bad), the bootloader boots A again (grub marks A_TRY=1 on
+ * its way, U-Boot and the file backend take one of A's attempts); A's next start, with nothing pending,
+ * confirms it: no marker left, its full attempts back, B still bad. */
+static void health_rollback_cleans_up(const Rig *rig)
+{
+        _cleanup_(config_freep) Config *c = device_on(rig);
+        _cleanup_free_ uint8_t *payload = payload_new(5);
+        _cleanup_free_ char *p = NULL;
+        ConfirmResult cr = {};
+        Map m;
+
+        confirm(c, CONFIRM_NOTHING_PENDING, &cr);
+        confirm_result_done(&cr);
+        bundle_new("b", "acme-gw", "1.1.0", payload, PAYLOAD_SIZE);
+        install_ok(c, "b.upk", "1.1.0");
+        boot_to(rig, c, "B");
+        write_executable("health.d/20-fail", "#!/bin/sh\nexit 1\n");
+        confirm(c, CONFIRM_FAILED, &cr);
+        ASSERT_STREQ(cr.slot, "B");
+        confirm_result_done(&cr);
+        ASSERT_OK(unlink("health.d/20-fail"));
+        boot_to(rig, c, "A");
+        rig->read_env(c, &m);
+        if (streq(rig->name, "grub"))
+                ASSERT_STREQ(map_get(&m, "A_TRY"), "1"); /* what grub sets on every boot of A */
+
+        confirm(c, CONFIRM_NOTHING_PENDING, &cr);
+        confirm_result_done(&cr);
+        ASSERT_EQ(slot_state(c, "A"), SLOT_STATE_GOOD);
+        ASSERT_EQ(slot_state(c, "B"), SLOT_STATE_BAD);
+        p = primary(c);
+        ASSERT_STREQ(p, "A");
+        rig->read_env(c, &m);
+        if (streq(rig->name, "grub")) {
+                ASSERT_STREQ(map_get(&m, "ORDER"), "A B");
+                ASSERT_STREQ(map_get(&m, "A_OK"), "1");
+                ASSERT_STREQ(map_get(&m, "A_TRY"), "0");
+                ASSERT_STREQ(map_get(&m, "A_PENDING"), "0");
+                ASSERT_STREQ(map_get(&m, "B_OK"), "0");
+                ASSERT_STREQ(map_get(&m, "B_TRY"), "0");
+        } else if (streq(rig->name, "uboot")) {
+                ASSERT_STREQ(map_get(&m, "BOOT_ORDER"), "A B");
+                ASSERT_STREQ(map_get(&m, "BOOT_A_LEFT"), "3");
+                ASSERT_STREQ(map_get(&m, "BOOT_A_TRY"), "");
+                ASSERT_STREQ(map_get(&m, "BOOT_B_LEFT"), "0");
+                ASSERT_STREQ(map_get(&m, "BOOT_B_TRY"), "");
+        }
+        /* and the next boot is a plain one of A */
+        boot_to(rig, c, "A");
+        confirm(c, CONFIRM_NOTHING_PENDING, &cr);
+        confirm_result_done(&cr);
+        ASSERT_EQ(slot_state(c, "B"), SLOT_STATE_BAD);
+}
+
+TEST(health_rollback_cleans_up_file)
+{
+        health_rollback_cleans_up(&rig_file);
+}
+
+TEST(health_rollback_cleans_up_uboot)
+{
+        health_rollback_cleans_up(&rig_uboot);
+}
+
+TEST(health_rollback_cleans_up_grub)
+{
+        health_rollback_cleans_up(&rig_grub);
+}
+
+TEST(health_rollback_cleans_up_script)
+{
+        health_rollback_cleans_up(&rig_script);
+}
+
 TEST(mark_good_then_rollback)
 {
         _cleanup_(config_freep) Config *c = device_new();

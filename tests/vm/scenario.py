@@ -15,7 +15,8 @@ mkimage.py's image, runs the scenarios as a chain, each a TAP test point of its 
 2. health check fails: root installs 1.2.0 (a root whose /etc/upkeep/health.d has a check that fails)
    from a URL into A; the daemon reboots into A, the check fails, A is never confirmed: the daemon marks
    it bad and reboots back to B; on B the status (State idle, the rolled-back record with 1.2.0, slot A
-   and the failed check) and the history say what happened.
+   and the failed check) and the history say what happened; the try marker the bootloader set on B
+   booting it again is gone (the start-up confirmation clears it).
 3. init does not come up: 1.3.0, whose /sbin/init is a script that exits, installed into A: the kernel
    panics, the bootloader falls back to B; on B the status (the same rule: the record now names 1.3.0)
    and the history say what happened, no try marker is left, and only root may acknowledge the record.
@@ -173,6 +174,11 @@ class Grub:
         """`slot` carries no try marker (the start-up confirmation clears what the bootloader set)."""
         return env.get(f"{slot}_TRY", "0") == "0"
 
+    @staticmethod
+    def rearmed(env, slot):
+        """`slot` is booted first again as a confirmed slot (GRUB has no attempt count)."""
+        return env.get(f"{slot}_OK") == "1" and env.get(f"{slot}_PENDING", "0") == "0"
+
 
 def ubootenv(vm):
     out = vm.check("fw_printenv")
@@ -207,6 +213,11 @@ class UBoot:
     @staticmethod
     def no_try(env, slot):
         return env.get(f"BOOT_{slot}_TRY", "0") == "0"
+
+    @staticmethod
+    def rearmed(env, slot):
+        """The attempt the boot script took from `slot` is given back ([boot] attempts, 3)."""
+        return env.get(f"BOOT_{slot}_LEFT") == "3"
 
 
 FLAVOURS = {"grub": Grub, "uboot": UBoot}
@@ -349,9 +360,10 @@ class Chain:
                "the history on B does not say that 1.2.0 failed its health check on A", hist)
         env = fl.env(vm)
         expect(fl.back_on(env, "B", "A"), "the boot environment after the rollback", env)
-        if not fl.no_try(env, "B"):
-            # Not asserted (yet): the rule for the try marker after a fallback covers this case too?
-            say(f"note: after the rollback, B, booted by the bootloader as a first try, keeps its try marker: {env}")
+        # The bootloader booted B again as a first try (GRUB's B_TRY=1, an attempt taken): B's start-up
+        # confirmation clears it, as after a fallback.
+        expect(fl.no_try(env, "B") and fl.rearmed(env, "B"),
+               "the try marker the bootloader set on B while booting it back is still set", env)
         say("updatectl history on B:\n" + vm.check("updatectl history"))
         self.lap("status and history", t)
 
