@@ -268,22 +268,28 @@ static int write_metadata(const TufRepo *r, const char *name, const char *data, 
 
 /* ---- repo.json ---- */
 
-static int write_conf(const TufRepo *r, UpkErr *err)
+int tuf_repo_conf_format(const uint64_t period[static _TUF_ROLE_TYPE_MAX], char **ret, size_t *ret_size)
 {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
-        _cleanup_free_ char *bytes = NULL;
         json_object *e = json_object_new_object();
-        size_t size = 0;
-        int q;
 
         if (!o || !e) {
                 json_object_put(e);
-                return upk_err_oom(err);
+                return -ENOMEM;
         }
         json_object_object_add(o, "expires", e);
         for (int t = 0; t < _TUF_ROLE_TYPE_MAX; t++)
-                json_object_object_add(e, tuf_role_type_to_string(t), json_object_new_uint64(r->period[t]));
-        q = tuf_canonical_json(o, &bytes, &size);
+                json_object_object_add(e, tuf_role_type_to_string(t), json_object_new_uint64(period[t]));
+        return tuf_canonical_json(o, ret, ret_size);
+}
+
+static int write_conf(const TufRepo *r, UpkErr *err)
+{
+        _cleanup_free_ char *bytes = NULL;
+        size_t size = 0;
+        int q;
+
+        q = tuf_repo_conf_format(r->period, &bytes, &size);
         if (q < 0)
                 return upk_err_oom(err);
         q = write_file_atomic(r->dir, REPO_CONF, bytes, size, 0644);
@@ -292,13 +298,39 @@ static int write_conf(const TufRepo *r, UpkErr *err)
         return 0;
 }
 
-static int read_conf(TufRepo *r, UpkErr *err)
+int tuf_repo_conf_parse(const void *data, size_t size, const char *what,
+                        uint64_t ret_period[static _TUF_ROLE_TYPE_MAX], UpkErr *err)
 {
         _cleanup_(json_object_putp) json_object *o = NULL;
-        _cleanup_free_ char *path = path_join(r->dir, REPO_CONF), *data = NULL;
-        JsonStrictOptions jo = { .what = path, .kind = UPK_ERR_CONFIG, .depth_max = 4 };
-        JsonCtx c = { .what = path, .kind = UPK_ERR_CONFIG, .err = err };
+        JsonStrictOptions jo = { .what = what, .kind = UPK_ERR_CONFIG, .depth_max = 4 };
+        JsonCtx c = { .what = what, .kind = UPK_ERR_CONFIG, .err = err };
+        uint64_t period[_TUF_ROLE_TYPE_MAX];
         json_object *e = NULL;
+        int q;
+
+        if (size > REPO_CONF_MAX)
+                return upk_err(err, UPK_ERR_CONFIG, -EFBIG, "%s: more than %u bytes", what, REPO_CONF_MAX);
+        q = json_parse_strict(data, size, &jo, &o, err);
+        if (q < 0)
+                return q;
+        q = json_get(&c, o, "", "expires", json_type_object, true, &e);
+        if (q < 0)
+                return q;
+        for (int t = 0; t < _TUF_ROLE_TYPE_MAX; t++) {
+                q = json_get_uint(&c, e, "expires", tuf_role_type_to_string(t), true, PERIOD_MAX,
+                                  &period[t]);
+                if (q < 0)
+                        return q;
+                if (period[t] == 0)
+                        return json_bad(&c, "expires.%s: must be at least 1", tuf_role_type_to_string(t));
+        }
+        memcpy(ret_period, period, sizeof(period));
+        return 0;
+}
+
+static int read_conf(TufRepo *r, UpkErr *err)
+{
+        _cleanup_free_ char *path = path_join(r->dir, REPO_CONF), *data = NULL;
         size_t size = 0;
         int q;
 
@@ -311,21 +343,7 @@ static int read_conf(TufRepo *r, UpkErr *err)
                                REPO_CONF);
         if (q < 0)
                 return upk_err(err, UPK_ERR_IO, q, "%s: %m", path);
-        q = json_parse_strict(data, size, &jo, &o, err);
-        if (q < 0)
-                return q;
-        q = json_get(&c, o, "", "expires", json_type_object, true, &e);
-        if (q < 0)
-                return q;
-        for (int t = 0; t < _TUF_ROLE_TYPE_MAX; t++) {
-                q = json_get_uint(&c, e, "expires", tuf_role_type_to_string(t), true, PERIOD_MAX,
-                                  &r->period[t]);
-                if (q < 0)
-                        return q;
-                if (r->period[t] == 0)
-                        return json_bad(&c, "expires.%s: must be at least 1", tuf_role_type_to_string(t));
-        }
-        return 0;
+        return tuf_repo_conf_parse(data, size, path, r->period, err);
 }
 
 static int make_dir(const char *path, mode_t mode, UpkErr *err)

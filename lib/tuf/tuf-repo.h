@@ -59,6 +59,13 @@ typedef struct TufRepo {
         bool prepare;
 } TufRepo;
 
+/* DIR/repo.json: {"expires": {ROLE: seconds, ...}} with every top-level role, each period from 1 second to
+ * 100 years. parse: CONFIG errors naming `what`, *ret_period untouched; format: canonical JSON, what
+ * parse reads back. */
+int tuf_repo_conf_parse(const void *data, size_t size, const char *what,
+                        uint64_t ret_period[static _TUF_ROLE_TYPE_MAX], UpkErr *err);
+int tuf_repo_conf_format(const uint64_t period[static _TUF_ROLE_TYPE_MAX], char **ret, size_t *ret_size);
+
 /* Make DIR (which must not hold metadata/ or keys/ yet) with keys, root version 1 and empty targets,
  * snapshot and timestamp. */
 int tuf_repo_init(const char *dir, const TufRepoInitOptions *o, UpkErr *err);
