@@ -208,14 +208,18 @@ static int method_get_history(sd_bus_message *msg, void *userdata, sd_bus_error 
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'a', "(tsssbs)");
         for (size_t i = 0; r >= 0 && i < n; i++) {
-                _cleanup_free_ char *reason = redact ? path_redact(h[i].reason ?: "") : NULL;
+                _cleanup_free_ char *reason = redact ? path_redact(h[i].reason ?: "") : NULL, *named = NULL;
+                const char *shown = redact ? reason : h[i].reason ?: "";
 
-                if (redact && !reason)
+                /* An install for an update server's action names it first, for the operator. */
+                if (shown && h[i].action)
+                        shown = named = strdup_printf("hawkBit action %s%s%s", h[i].action,
+                                                      shown[0] ? ": " : "", shown);
+                if (!shown)
                         r = -ENOMEM;
                 else
                         r = sd_bus_message_append(reply, "(tsssbs)", h[i].time, h[i].operation ?: "",
-                                                  h[i].version ?: "", h[i].slot ?: "", (int)h[i].ok,
-                                                  redact ? reason : h[i].reason ?: "");
+                                                  h[i].version ?: "", h[i].slot ?: "", (int)h[i].ok, shown);
         }
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);

@@ -11,6 +11,7 @@ struct Job {
         JobKind kind;
         const Config *config;
         char *path;
+        char *action;
         BundleNextFunc next;
         void *next_userdata;
         bool allow_downgrade;
@@ -130,7 +131,8 @@ static void *job_thread(void *userdata)
                              .progress = on_progress,
                              .cancelled = on_cancelled,
                              .userdata = j,
-                             .regular_file_only = true };
+                             .regular_file_only = true,
+                             .action = j->action };
         JobResult res = {};
         UpkErr err = {};
         int r = -EINVAL;
@@ -224,6 +226,11 @@ int job_start(sd_event *e, const Config *c, const JobParams *p, JobNotifyFunc no
         if (p->path) {
                 j->path = strdup(p->path);
                 if (!j->path)
+                        return -ENOMEM;
+        }
+        if (p->action) {
+                j->action = strdup(p->action);
+                if (!j->action)
                         return -ENOMEM;
         }
         if (p->current_version) {
@@ -323,6 +330,7 @@ Job *job_free(Job *j)
         job_result_done(&j->res);
         pthread_mutex_destroy(&j->lock);
         free(j->path);
+        free(j->action);
         free(j->current_version);
         free(j);
         return NULL;

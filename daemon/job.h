@@ -45,7 +45,8 @@ typedef struct JobParams {
         BundleNextFunc next; /* JOB_INSTALL from a stream; its userdata must outlive the job */
         void *next_userdata;
         bool allow_downgrade;
-        Source *source; /* JOB_CHECK: used by the worker only while the job runs */
+        const char *action; /* JOB_INSTALL: the update server's action it carries out, for the history */
+        Source *source;     /* JOB_CHECK: used by the worker only while the job runs */
         const char *current_version;
         bool want_manifest;
 } JobParams;

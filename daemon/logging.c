@@ -42,21 +42,25 @@ static void log_stderr(LogLevel level, const LogFields *f, const char *msg)
                                                           : "";
         char fields[LOG_LINE_MAX] = "";
 
-        if (f && (f->phase || f->version || f->slot))
-                snprintf(fields, sizeof(fields), " [%s%s%s%s%s%s]", f->phase ? "UPKEEP_PHASE=" : "",
+        if (f && (f->phase || f->version || f->slot || f->action))
+                snprintf(fields, sizeof(fields), " [%s%s%s%s%s%s%s%s]", f->phase ? "UPKEEP_PHASE=" : "",
                          f->phase ?: "",
                          f->version ? (f->phase ? " UPKEEP_VERSION=" : "UPKEEP_VERSION=") : "",
                          f->version ?: "",
                          f->slot ? (f->phase || f->version ? " UPKEEP_SLOT=" : "UPKEEP_SLOT=") : "",
-                         f->slot ?: "");
+                         f->slot ?: "",
+                         f->action ? (f->phase || f->version || f->slot ? " UPKEEP_HAWKBIT_ACTION="
+                                                                        : "UPKEEP_HAWKBIT_ACTION=")
+                                   : "",
+                         f->action ?: "");
         /* One write per line, so that lines from two threads do not mix. */
         fprintf(stderr, "upkeepd: %s%s%s\n", prefix, msg, fields);
 }
 
 static void log_journal(LogLevel level, const LogFields *f, const char *msg)
 {
-        char buf[6][LOG_LINE_MAX + 32];
-        struct iovec iov[6];
+        char buf[7][LOG_LINE_MAX + 32];
+        struct iovec iov[7];
         size_t n = 0;
 
 #define FIELD(...)                                                                                        \
@@ -75,6 +79,8 @@ static void log_journal(LogLevel level, const LogFields *f, const char *msg)
                 FIELD("UPKEEP_VERSION=%s", f->version);
         if (f && f->slot)
                 FIELD("UPKEEP_SLOT=%s", f->slot);
+        if (f && f->action)
+                FIELD("UPKEEP_HAWKBIT_ACTION=%s", f->action);
 #undef FIELD
         /* journald went away or refused it: the line goes to stderr, with its level and fields. */
         if (sd_journal_sendv(iov, (int)n) < 0)

@@ -13,6 +13,7 @@ typedef struct LogFields {
         const char *phase; /* NULL: no field */
         const char *version;
         const char *slot;
+        const char *action; /* the update server's action (UPKEEP_HAWKBIT_ACTION=) */
 } LogFields;
 
 void log_open(void);

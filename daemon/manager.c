@@ -239,7 +239,10 @@ static void finish_install(Manager *m)
                 _cleanup_free_ char *msg =
                         strdup_printf("installed version %s into slot %s", res->version, res->slot);
                 log_fields(LOG_LEVEL_NOTICE,
-                           &(LogFields){ .phase = "done", .version = res->version, .slot = res->slot },
+                           &(LogFields){ .phase = "done",
+                                         .version = res->version,
+                                         .slot = res->slot,
+                                         .action = m->job_action },
                            "%s from %s; it boots once on the next reboot and must then be confirmed",
                            msg ?: "installed", m->job_source);
                 manager_set_last_error(m, "");
@@ -264,8 +267,8 @@ static void finish_install(Manager *m)
                                             err.msg[0] ? err.msg : strerror(-r));
                         name = upk_bus_error_name(&err);
                 }
-                log_fields(LOG_LEVEL_ERROR, &(LogFields){ .phase = "failed" }, "install of %s failed: %s",
-                           m->job_source, msg ?: "out of memory");
+                log_fields(LOG_LEVEL_ERROR, &(LogFields){ .phase = "failed", .action = m->job_action },
+                           "install of %s failed: %s", m->job_source, msg ?: "out of memory");
                 manager_set_last_error(m, msg ?: "out of memory");
                 manager_refresh(m);
                 manager_set_state(m, MANAGER_ERROR);
@@ -274,6 +277,8 @@ static void finish_install(Manager *m)
         job_result_done(&jr);
         free(m->job_source);
         m->job_source = NULL;
+        free(m->job_action);
+        m->job_action = NULL;
 }
 
 /* At start, while RolledBack is set: the journal says it too. */
@@ -451,8 +456,10 @@ static int start_install(Manager *m, const char *what, const char *version, cons
         int r;
 
         free(m->job_source);
+        free(m->job_action);
         m->job_source = strdup(what);
-        if (!m->job_source)
+        m->job_action = p->action ? strdup(p->action) : NULL;
+        if (!m->job_source || (p->action && !m->job_action))
                 return -ENOMEM;
         r = job_start(m->event, m->config, p, on_job, m, &m->job);
         if (r < 0) {
@@ -460,9 +467,10 @@ static int start_install(Manager *m, const char *what, const char *version, cons
                 return sd_bus_error_set_errnof(error, r, "cannot start the install: %m");
         }
         m->job_automatic = automatic;
-        log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .version = version }, "%sinstalling %s%s%s%s%s",
-                   automatic ? "automatically " : "", version ? "version " : "", version ?: "",
-                   version ? " from " : "", what, p->allow_downgrade ? " (downgrade allowed)" : "");
+        log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .version = version, .action = p->action },
+                   "%sinstalling %s%s%s%s%s", automatic ? "automatically " : "", version ? "version " : "",
+                   version ?: "", version ? " from " : "", what,
+                   p->allow_downgrade ? " (downgrade allowed)" : "");
         manager_set_last_error(m, "");
         manager_set_progress(m, 0, 0);
         manager_set_phase(m, "");
@@ -474,7 +482,9 @@ static int start_install(Manager *m, const char *what, const char *version, cons
 /* The offered update: streamed from the repository (tuf), or a file (local). */
 static int install_offer(Manager *m, bool allow_downgrade, bool automatic, sd_bus_error *error)
 {
-        JobParams p = { .kind = JOB_INSTALL, .allow_downgrade = allow_downgrade };
+        JobParams p = { .kind = JOB_INSTALL,
+                        .allow_downgrade = allow_downgrade,
+                        .action = m->offer->action_id };
         UpkErr err = {};
         int r;
 
@@ -889,7 +899,8 @@ static void finish_check(Manager *m)
         _cleanup_free_ char *msg =
                 m->offer ? strdup_printf("update %s available", m->offer->version) : strdup("up to date");
         if (m->offer)
-                log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .version = m->offer->version },
+                log_fields(LOG_LEVEL_NOTICE,
+                           &(LogFields){ .version = m->offer->version, .action = m->offer->action_id },
                            "update %s available (%s, %" PRIu64 " bytes%s%s)", m->offer->version,
                            m->offer->name, m->offer->length,
                            m->offer->has_manifest && m->offer->has_security ? ", " : "",
@@ -1381,6 +1392,7 @@ Manager *manager_free(Manager *m)
         free(m->rb_slot);
         free(m->rb_reason);
         free(m->job_source);
+        free(m->job_action);
         deferred_done(m);
         free(m);
         return NULL;

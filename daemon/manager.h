@@ -77,6 +77,7 @@ typedef struct Manager {
         Job *job;
         sd_bus_message *job_call; /* the Rollback or MarkGood call, answered when its job ends */
         char *job_source;         /* the bundle being installed */
+        char *job_action;         /* its update server's action (hawkBit), or NULL */
         bool job_automatic;       /* the install was started by the policy, not by a caller */
         bool job_offer;           /* the install is of the source's offer (the source hears of it) */
         SourceStream *stream;     /* the running install's download, if any */

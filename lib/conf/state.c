@@ -479,6 +479,7 @@ void history_free(HistoryEntry *h, size_t n)
                 free(h[i].version);
                 free(h[i].slot);
                 free(h[i].reason);
+                free(h[i].action);
         }
         free(h);
 }
@@ -491,7 +492,8 @@ static int entry_from_json(json_object *o, HistoryEntry *e)
                 return -EBADMSG;
         if ((r = get_u64(o, "time", &e->time)) < 0 || (r = get_str(o, "operation", &e->operation)) < 0 ||
             (r = get_str(o, "version", &e->version)) < 0 || (r = get_str(o, "slot", &e->slot)) < 0 ||
-            (r = get_bool(o, "ok", false, &e->ok)) < 0 || (r = get_str(o, "reason", &e->reason)) < 0)
+            (r = get_bool(o, "ok", false, &e->ok)) < 0 || (r = get_str(o, "reason", &e->reason)) < 0 ||
+            (r = get_str(o, "action", &e->action)) < 0)
                 return r;
         return e->operation ? 0 : -EBADMSG;
 }
@@ -561,6 +563,8 @@ static json_object *entry_to_json(const HistoryEntry *e)
         json_object_object_add(o, "slot", str_or_null(e->slot));
         json_object_object_add(o, "ok", json_object_new_boolean(e->ok));
         json_object_object_add(o, "reason", str_or_null(e->reason));
+        if (e->action)
+                json_object_object_add(o, "action", json_object_new_string(e->action));
         return o;
 }
 

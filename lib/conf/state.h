@@ -61,6 +61,7 @@ typedef struct HistoryEntry {
         char *slot;      /* may be NULL */
         bool ok;
         char *reason; /* may be NULL */
+        char *action; /* the update server's action (hawkBit), may be NULL */
 } HistoryEntry;
 
 int state_load(const char *data_dir, UpkState **ret, char **ret_warning);

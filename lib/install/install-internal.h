@@ -24,6 +24,9 @@ int install_block_whole_disk(const char *sysfs, dev_t dev, dev_t *ret);
 /* operation.c */
 void install_crash_point(const char *name);
 bool install_crash_write_at(uint64_t *ret);
+/* An install's entry also names the update server's action of `o` (may be NULL). */
+void install_history_record_install(const Config *c, const InstallOptions *o, const char *version,
+                                    const char *slot, bool ok, const char *reason);
 void install_history_record(const Config *c, const char *op, const char *version, const char *slot, bool ok,
                             const char *reason);
 int install_begin_operation(const Config *c, int *ret_lock, UpkState **ret_state, UpkErr *err);

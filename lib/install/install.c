@@ -325,11 +325,11 @@ static int install_common(const Config *c, Bundle *b, const InstallOptions *o, I
         if (r >= 0)
                 r = install_job(&j, err);
         if (r < 0) {
-                install_history_record(c, "install", j.m->version_str, j.target, false,
-                                       err ? err->msg : strerror(-r));
+                install_history_record_install(c, o, j.m->version_str, j.target, false,
+                                               err ? err->msg : strerror(-r));
                 goto out;
         }
-        install_history_record(c, "install", j.m->version_str, j.target, true, NULL);
+        install_history_record_install(c, o, j.m->version_str, j.target, true, NULL);
         ret->version = strdup(j.m->version_str);
         ret->slot = strdup(j.target);
         ret->reboot = c->reboot == REBOOT_AUTO;
@@ -393,7 +393,7 @@ int install_bundle_path(const Config *c, const char *path, const InstallOptions 
         else
                 r = bundle_open_path(path, &opts, &b, err);
         if (r < 0) {
-                install_history_record(c, "install", NULL, NULL, false, err ? err->msg : strerror(-r));
+                install_history_record_install(c, o, NULL, NULL, false, err ? err->msg : strerror(-r));
                 return r;
         }
         return install_common(c, b, o, ret, err);
@@ -409,7 +409,7 @@ int install_bundle_next(const Config *c, BundleNextFunc next, void *userdata, co
         report(o, INSTALL_PHASE_VERIFYING, 0, 0);
         r = bundle_open_next(next, userdata, &opts, &b, err);
         if (r < 0) {
-                install_history_record(c, "install", NULL, NULL, false, err ? err->msg : strerror(-r));
+                install_history_record_install(c, o, NULL, NULL, false, err ? err->msg : strerror(-r));
                 return r;
         }
         return install_common(c, b, o, ret, err);

@@ -42,6 +42,8 @@ typedef struct InstallOptions {
         /* install_bundle_path(): refuse what is not a regular file (a FIFO or a device could block the
          * read for good), without waiting for a writer; the daemon sets it, the offline verb does not. */
         bool regular_file_only;
+        /* The update server's action this install carries out (hawkBit), for the history; may be NULL. */
+        const char *action;
 } InstallOptions;
 
 typedef struct InstallResult {

@@ -35,8 +35,8 @@ bool install_crash_write_at(uint64_t *ret)
 #endif
 }
 
-void install_history_record(const Config *c, const char *op, const char *version, const char *slot, bool ok,
-                            const char *reason)
+static void history_record(const Config *c, const char *op, const char *version, const char *slot, bool ok,
+                           const char *reason, const char *action)
 {
         HistoryEntry e = {
                 .time = now_usec(),
@@ -45,9 +45,22 @@ void install_history_record(const Config *c, const char *op, const char *version
                 .slot = (char *)slot,
                 .ok = ok,
                 .reason = (char *)reason,
+                .action = (char *)action,
         };
         /* The history is for people; failing to write it must not fail an install. */
         (void)history_append(c->data_dir, &e, NULL);
+}
+
+void install_history_record(const Config *c, const char *op, const char *version, const char *slot, bool ok,
+                            const char *reason)
+{
+        history_record(c, op, version, slot, ok, reason, NULL);
+}
+
+void install_history_record_install(const Config *c, const InstallOptions *o, const char *version,
+                                    const char *slot, bool ok, const char *reason)
+{
+        history_record(c, "install", version, slot, ok, reason, o ? o->action : NULL);
 }
 
 /* Every operation that changes the state or the boot environment holds DATA_DIR/lock, so that the

@@ -540,3 +540,23 @@ def test_cancel_during_the_download_stops_the_install(world):
     assert w.device.primary() == "A" and not w.device.state().get("pending")
     assert not w.closed(a.id) and not (w.device.data / "hawkbit.json").exists()
     assert "nothing was activated" in w.get("LastError") or w.get("State") == "idle"
+
+
+def test_the_action_id_in_the_journal_fields_and_the_history(world):
+    w = world()
+    _, a = w.assign(w.bundle())
+    s = w.start(env=SOON)
+    w.wait_state("pending-reboot")
+    field = f"UPKEEP_HAWKBIT_ACTION={a.id}"
+    lines = s.text().splitlines()
+    assert any("update 1.1.0 available" in x and field in x for x in lines), s.text()
+    assert any("automatically installing version 1.1.0" in x and field in x for x in lines), s.text()
+    assert any("installed version 1.1.0 into slot B" in x and field in x for x in lines), s.text()
+    installs = [e for e in w.device.history() if e["operation"] == "install"]
+    assert installs[-1]["action"] == str(a.id), installs
+    p = w.ctl("history", "--json")
+    assert p.returncode == 0, describe(p)
+    entries = [e for e in json.loads(p.stdout) if e["operation"] == "install"]
+    assert entries[-1]["reason"] == f"hawkBit action {a.id}", entries
+    p = w.ctl("history")
+    assert f"hawkBit action {a.id}" in p.stdout, describe(p)
