@@ -560,3 +560,26 @@ def test_the_action_id_in_the_journal_fields_and_the_history(world):
     assert entries[-1]["reason"] == f"hawkBit action {a.id}", entries
     p = w.ctl("history")
     assert f"hawkBit action {a.id}" in p.stdout, describe(p)
+
+
+@pytest.mark.parametrize("kind", ["forced", "soft"])
+@pytest.mark.parametrize("hold", ["auto-install-none", "postponed"])
+def test_the_device_policy_holds_forced_and_soft_actions(world, kind, hold):
+    # The server's forced or soft (attempt) makes no difference: the device's own policy decides when
+    # it installs by itself; "updatectl install" installs at once.
+    w = world(policy="none" if hold == "auto-install-none" else "all")
+    _, a = w.assign(w.bundle(), kind=kind)
+    s = w.start()
+    if hold == "postponed":
+        p = w.ctl("postpone", "2h")
+        assert p.returncode == 0, describe(p)
+    p = check(w)
+    assert p.returncode == 0 and "1.1.0" in p.stdout, describe(p)
+    why = "automatic installs are postponed" if hold == "postponed" else "held"
+    w.wait(lambda: f"update 1.1.0" in s.text() and why in s.text(), what="the hold")
+    assert w.get("AvailableVersion") == "1.1.0" and w.get("State") == "idle"
+    assert not w.emu.requests_to("download") and a.active and not w.closed(a.id)
+    p = w.ctl("install")
+    assert p.returncode == 0, describe(p)
+    w.wait_state("pending-reboot")
+    assert len(w.emu.requests_to("download")) == 1 and not w.closed(a.id)
