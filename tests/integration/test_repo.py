@@ -745,3 +745,41 @@ def test_daemon_installs_from_a_tufjs_repository(tmp_path, world, tufjs):  # noq
     w.wait_state("pending-reboot", timeout=120)
     assert slot_b_holds(w.device, payload_bytes(41))
     assert f"update 1.1.0 available ({b.name}, " in w.log(), w.log()
+
+
+# ------------------------------------------------------------------------------------------------------
+# contrib/systemd: the publishing host's timer
+
+CONTRIB_SYSTEMD = Path(__file__).resolve().parents[2] / "contrib" / "systemd"
+
+
+def test_contrib_timestamp_timer(tmp_path):
+    """The service and timer verify without a word from systemd-analyze, and the service's command, run as
+    systemd would for the repository, succeeds both when nothing is due (exit 3) and when it re-signs."""
+    service = (CONTRIB_SYSTEMD / "upkeep-repo-timestamp@.service").read_text()
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / "upkeep-repo-timestamp@.service").write_text(service.replace("/usr/bin/updatectl", str(UPDATECTL)))
+    shutil.copy(CONTRIB_SYSTEMD / "upkeep-repo-timestamp@.timer", units)
+    for kind in ("service", "timer"):
+        (units / f"upkeep-repo-timestamp@srv-repo.{kind}").symlink_to(f"upkeep-repo-timestamp@.{kind}")
+    if shutil.which("systemd-analyze"):
+        p = subprocess.run(["systemd-analyze", "verify", "--man=no", "upkeep-repo-timestamp@srv-repo.service",
+                            "upkeep-repo-timestamp@srv-repo.timer"], cwd=units, capture_output=True, text=True,
+                           timeout=120)
+        assert p.returncode == 0 and p.stderr == "", describe(p)
+
+    d = tmp_path / "repo"
+    ok(repo("init", d))
+    lines = dict(line.split("=", 1) for line in service.splitlines() if "=" in line and not line.startswith("#"))
+    assert lines["ConditionPathExists"] == "%f/repo.json" and (d / "repo.json").is_file()
+    argv = [str(UPDATECTL) if a == "/usr/bin/updatectl" else a.replace("%f", str(d))
+            for a in lines["ExecStart"].split()]
+    success = {0} | {int(x) for x in lines["SuccessExitStatus"].split()}
+    env = dict(os.environ, SOURCE_DATE_EPOCH=str(int(time.time())))
+    p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 3 and p.returncode in success, describe(p)
+    env["SOURCE_DATE_EPOCH"] = str(int(time.time()) + 13 * 3600)
+    p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, describe(p)
+    assert timestamp_version(d) == 2

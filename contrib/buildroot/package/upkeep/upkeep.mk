@@ -21,9 +21,10 @@ else
 UPKEEP_CONF_OPTS += -Dtuf=false
 endif
 
-# The host tool (-Ddaemon=false): updatectl's bundle commands, with OpenSSL, json-c, libarchive and libzstd only.
+# The host tool (-Ddaemon=false): updatectl's bundle and repo commands, with OpenSSL, json-c, libarchive and
+# libzstd only (see ../../repository.md).
 HOST_UPKEEP_DEPENDENCIES = host-pkgconf host-openssl host-json-c host-libarchive host-zstd
-HOST_UPKEEP_CONF_OPTS = -Ddaemon=false -Dtuf=false -Dtests=false -Dman=disabled
+HOST_UPKEEP_CONF_OPTS = -Ddaemon=false -Dtuf=true -Dtests=false -Dman=disabled
 
 UPKEEP_CONFIG = $(call qstrip,$(BR2_PACKAGE_UPKEEP_CONFIG))
 UPKEEP_KEYRING = $(call qstrip,$(BR2_PACKAGE_UPKEEP_KEYRING))

@@ -26,7 +26,8 @@ inherit meson pkgconfig systemd
 # man: the man pages (needs scdoc-native, from meta-oe). tuf: the TUF repository update source
 # ([source] type = tuf); leave it out for images that install from a local folder or by hand only.
 PACKAGECONFIG ??= "tuf"
-PACKAGECONFIG:class-native ??= ""
+# upkeep-native with tuf has `updatectl repo`, to publish bundles in a TUF repository (repository.md)
+PACKAGECONFIG:class-native ??= "tuf"
 PACKAGECONFIG[man] = "-Dman=enabled,-Dman=disabled,scdoc-native"
 PACKAGECONFIG[tuf] = "-Dtuf=true,-Dtuf=false"
 
@@ -34,7 +35,7 @@ PACKAGECONFIG[tuf] = "-Dtuf=true,-Dtuf=false"
 UPKEEP_UPDATECTL_NAME ?= "updatectl"
 
 EXTRA_OEMESON = "-Dtests=false -Dupdatectl-name=${UPKEEP_UPDATECTL_NAME}"
-# The build host needs only updatectl, to make and sign bundles (upkeep-bundle.bbclass).
+# The build host needs only updatectl, to make and sign bundles (upkeep-bundle.bbclass) and publish them.
 EXTRA_OEMESON:append:class-native = " -Ddaemon=false"
 
 # The boot backend the image's upkeep.conf uses ([boot] backend): pulls in its tools.
