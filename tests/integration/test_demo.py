@@ -24,6 +24,8 @@ def test_demo_runs_the_whole_loop():
     out = p.stdout
     assert p.returncode == 0, f"exit {p.returncode}\n{out}\n{p.stderr}"
     for line in ("== 1. Keys: a CA (the device's keyring) and a signing certificate",
+                 "A TUF repository holding it (updatectl repo init, repo add)",
+                 "acme-gw-1.1.0.upk: published as acme-gw-1.1.0.upk",
                  "upkeepd: update 1.1.0 available (acme-gw-1.1.0.upk, ",
                  "upkeepd: automatically installing version 1.1.0 from http://127.0.0.1:",
                  'Finished ok=yes message="update 1.1.0 available"',
