@@ -326,6 +326,15 @@ static int open_repo(const char *dir, char **keys, TufRepo **ret)
         return 0;
 }
 
+/* The versions tuf_repo_publish() wrote: of the top-level targets (`role` NULL) or of the delegated role. */
+static void print_published(const TufRepo *repo, const char *role)
+{
+        printf("%s: %s version %" PRIu64 ", snapshot %" PRIu64 ", timestamp %" PRIu64 "\n", repo->dir,
+               role ?: "targets",
+               (role ? repo->new_delegated_role->version : repo->md[TUF_ROLE_TARGETS]->version) + 1,
+               repo->md[TUF_ROLE_SNAPSHOT]->version + 1, repo->md[TUF_ROLE_TIMESTAMP]->version + 1);
+}
+
 /* After --offline left the new version of `role` for signing. */
 static int print_prepared(const TufRepo *repo, const char *role)
 {
@@ -491,14 +500,7 @@ static int verb_add(int argc, char *argv[])
                 return print_prepared(repo, "targets");
         for (int i = 1; i < a.n_pos; i++)
                 printf("%s: published as %s\n", a.pos[i], path_basename(a.pos[i]));
-        if (a.role)
-                printf("%s: %s version %" PRIu64 ", snapshot %" PRIu64 ", timestamp %" PRIu64 "\n", a.pos[0],
-                       a.role, repo->new_delegated_role->version + 1,
-                       repo->md[TUF_ROLE_SNAPSHOT]->version + 1, repo->md[TUF_ROLE_TIMESTAMP]->version + 1);
-        else
-                printf("%s: targets version %" PRIu64 ", snapshot %" PRIu64 ", timestamp %" PRIu64 "\n",
-                       a.pos[0], repo->md[TUF_ROLE_TARGETS]->version + 1,
-                       repo->md[TUF_ROLE_SNAPSHOT]->version + 1, repo->md[TUF_ROLE_TIMESTAMP]->version + 1);
+        print_published(repo, a.role);
         return EXIT_OK;
 }
 
@@ -596,7 +598,7 @@ static int verb_timestamp(int argc, char *argv[])
 
 static int verb_remove(int argc, char *argv[])
 {
-        static const int allowed[] = { ARG_KEY, ARG_OFFLINE, 0 };
+        static const int allowed[] = { ARG_KEY, ARG_OFFLINE, ARG_ROLE, 0 };
         _cleanup_(repo_args_done) RepoArgs a = {};
         _cleanup_(tuf_repo_freep) TufRepo *repo = NULL;
         UpkErr err = {};
@@ -607,12 +609,15 @@ static int verb_remove(int argc, char *argv[])
                 return r;
         if (a.n_pos < 2)
                 return cli_usage_error("repo remove takes a folder and at least one target name");
+        if (a.role && a.offline)
+                return cli_usage_error(
+                        "repo remove: --offline applies to the top-level targets, not --role");
         r = open_repo(a.pos[0], a.keys, &repo);
         if (r != 0)
                 return r;
         repo->prepare = a.offline;
         for (int i = 1; i < a.n_pos; i++) {
-                r = tuf_repo_remove_target(repo, a.pos[i], &err);
+                r = tuf_repo_remove_target(repo, a.role, a.pos[i], &err);
                 if (r < 0) {
                         r = cli_report(a.pos[0], &err);
                         fprintf(stderr, "%s: %s: nothing published\n", program_name, a.pos[0]);
@@ -626,9 +631,7 @@ static int verb_remove(int argc, char *argv[])
                 return print_prepared(repo, "targets");
         for (int i = 1; i < a.n_pos; i++)
                 printf("%s: withdrawn\n", a.pos[i]);
-        printf("%s: targets version %" PRIu64 ", snapshot %" PRIu64 ", timestamp %" PRIu64 "\n", a.pos[0],
-               repo->md[TUF_ROLE_TARGETS]->version + 1, repo->md[TUF_ROLE_SNAPSHOT]->version + 1,
-               repo->md[TUF_ROLE_TIMESTAMP]->version + 1);
+        print_published(repo, a.role);
         return EXIT_OK;
 }
 

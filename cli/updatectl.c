@@ -121,7 +121,7 @@ static void help(void)
                "                [--expires ROLE=DURATION] [--key ROLE=PEM]\n"
                "  repo add DIR B.upk... --keyring CA.pem [--crl CRL.pem] [--key PEM] [--offline]\n"
                "                [--role NAME]   (--role: to a delegated role)\n"
-               "  repo remove DIR NAME... [--key PEM] [--offline]\n"
+               "  repo remove DIR NAME... [--key PEM] [--offline] [--role NAME]\n"
                "  repo rotate DIR ROLE [--key-type T] [--threshold N] [--new-key PEM] [--key PEM]\n"
                "                [--offline]\n"
                "  repo sign DIR root|targets [--key PEM]   (offline keys; publishes once complete)\n"

@@ -970,6 +970,31 @@ static int ensure_new_targets(TufRepo *r, UpkErr *err)
         return 0;
 }
 
+/* The delegated role `role` (its metadata and its delegation), whose keys must be at hand, as must the
+ * snapshot and timestamp keys. */
+static int delegated_at_hand(const TufRepo *r, const char *role, const TufMetadata **ret,
+                             const TufRole **ret_d, UpkErr *err)
+{
+        const TufRole *d = tuf_metadata_find_role(r->md[TUF_ROLE_TARGETS], role);
+        const TufMetadata *m = find_delegated(r, role);
+        _cleanup_free_ TufSigner **sg = NULL;
+        size_t n = 0;
+        int q;
+
+        if (!d || !m)
+                return upk_err(err, UPK_ERR_CONFIG, -ENOENT,
+                               "role %s: not a role the targets delegate to (see repo delegate)",
+                               JSON_QUOTE(role));
+        q = check_can_publish(r, r->md[TUF_ROLE_ROOT], false, err);
+        if (q >= 0)
+                q = role_signers(r, r->md[TUF_ROLE_TARGETS], role, &sg, &n, err);
+        if (q < 0)
+                return q;
+        *ret = m;
+        *ret_d = d;
+        return 0;
+}
+
 /* The next version of delegated role `m`, started from the published one; one delegated role per run. */
 static int ensure_new_delegated(TufRepo *r, const TufMetadata *m, UpkErr *err)
 {
@@ -1007,23 +1032,14 @@ int tuf_repo_add_target(TufRepo *r, const char *role, const char *name, const ch
         if (q < 0)
                 return q;
         if (role) {
-                const TufRole *d = tuf_metadata_find_role(r->md[TUF_ROLE_TARGETS], role);
-                _cleanup_free_ TufSigner **sg = NULL;
-                size_t n = 0;
+                const TufRole *d = NULL;
 
-                m = find_delegated(r, role);
-                if (!d || !m)
-                        return upk_err(err, UPK_ERR_CONFIG, -ENOENT,
-                                       "role %s: not a role the targets delegate to (see repo delegate)",
-                                       JSON_QUOTE(role));
-                if (!tuf_role_matches_path(d, name))
+                q = delegated_at_hand(r, role, &m, &d, err);
+                if (q >= 0 && !tuf_role_matches_path(d, name))
                         return upk_err(err, UPK_ERR_CONFIG, -EPERM,
                                        "target %s is outside the paths delegated to role %s, where devices "
                                        "would not look for it",
                                        name, role);
-                q = check_can_publish(r, r->md[TUF_ROLE_ROOT], false, err);
-                if (q >= 0)
-                        q = role_signers(r, r->md[TUF_ROLE_TARGETS], role, &sg, &n, err);
         } else {
                 q = check_can_publish(r, r->md[TUF_ROLE_ROOT], !r->prepare, err);
                 if (q >= 0)
@@ -1231,25 +1247,36 @@ int tuf_repo_refresh_timestamp(TufRepo *r, bool force, bool *ret_changed, UpkErr
 
 /* ---- remove, rotate ---- */
 
-int tuf_repo_remove_target(TufRepo *r, const char *name, UpkErr *err)
+int tuf_repo_remove_target(TufRepo *r, const char *role, const char *name, UpkErr *err)
 {
+        const TufMetadata *m = r->md[TUF_ROLE_TARGETS];
+        const TufRole *d = NULL;
         json_object *targets;
         int q;
 
-        if (!tuf_metadata_find_target(r->md[TUF_ROLE_TARGETS], name))
-                return upk_err(err, UPK_ERR_CONFIG, -ENOENT, "target %s is not listed", JSON_QUOTE(name));
+        if (role) {
+                q = delegated_at_hand(r, role, &m, &d, err);
+                if (q < 0)
+                        return q;
+        }
+        if (!tuf_metadata_find_target(m, name))
+                return upk_err(err, UPK_ERR_CONFIG, -ENOENT, "target %s is not listed%s%s", JSON_QUOTE(name),
+                               role ? " by role " : "", role ? JSON_QUOTE(role) : "");
         q = check_root_current(r, err);
         if (q < 0)
                 return q;
-        q = check_can_publish(r, r->md[TUF_ROLE_ROOT], !r->prepare, err);
-        if (q >= 0)
-                q = check_not_prepared(r, TUF_ROLE_TARGETS, err);
+        if (role)
+                q = ensure_new_delegated(r, m, err);
+        else {
+                q = check_can_publish(r, r->md[TUF_ROLE_ROOT], !r->prepare, err);
+                if (q >= 0)
+                        q = check_not_prepared(r, TUF_ROLE_TARGETS, err);
+                if (q >= 0)
+                        q = ensure_new_targets(r, err);
+        }
         if (q < 0)
                 return q;
-        q = ensure_new_targets(r, err);
-        if (q < 0)
-                return q;
-        if (json_object_object_get_ex(r->new_targets, "targets", &targets))
+        if (json_object_object_get_ex(role ? r->new_delegated : r->new_targets, "targets", &targets))
                 json_object_object_del(targets, name);
         return 0;
 }

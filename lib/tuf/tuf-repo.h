@@ -98,9 +98,10 @@ int tuf_repo_publish(TufRepo *r, UpkErr *err);
  * whether anything was written. */
 int tuf_repo_refresh_timestamp(TufRepo *r, bool force, bool *ret_changed, UpkErr *err);
 
-/* Withdraw target `name` (its file stays in DIR/targets for clients that still read the older targets);
- * published by tuf_repo_publish(). -ENOENT when it is not listed. */
-int tuf_repo_remove_target(TufRepo *r, const char *name, UpkErr *err);
+/* Withdraw target `name` from the top-level targets (`role` NULL) or from the delegated role `role` (its
+ * file stays in DIR/targets for clients that still read the older metadata); published by
+ * tuf_repo_publish(). -ENOENT when it is not listed there. */
+int tuf_repo_remove_target(TufRepo *r, const char *role, const char *name, UpkErr *err);
 
 typedef struct TufRepoRotateOptions {
         TufKeyScheme scheme; /* of the keys made */

@@ -644,6 +644,22 @@ def test_delegate_and_add_to_a_role(tmp_path, server, delegated):  # noqa: F811
     p = ok(client.offer("acme-gw", "1.0.0"))
     assert b.name in p.stdout, p.stdout
 
+    # withdrawn by the team: a new version of its role; the top-level targets do not list it
+    before = tree(d)
+    p = repo("remove", d, b.name)
+    assert p.returncode == 16 and f"target {b.name} is not listed" in p.stderr, describe(p)
+    p = repo("remove", d, b.name, "--role", "acme-cam")
+    assert p.returncode == 16 and f"target {b.name} is not listed by role acme-cam" in p.stderr, describe(p)
+    p = repo("remove", d, b.name, "--role", "acme-gw")
+    assert p.returncode == 10 and "acme-gw: 0 of the 1 keys needed" in p.stderr, describe(p)
+    assert tree(d) == before
+    p = ok(repo("remove", d, b.name, "--role", "acme-gw", "--key", team))
+    assert f"{d}: acme-gw version 3, snapshot " in p.stdout, p.stdout
+    upload(d, www)
+    ok(client.refresh())
+    p = ok(client.offer("acme-gw", "1.0.0"))
+    assert b.name not in p.stdout, p.stdout
+
 
 def test_daemon_installs_a_delegated_target(tmp_path, world, delegated):  # noqa: F811
     d, b, team = delegated
