@@ -108,6 +108,7 @@ int install_main(int argc, char *argv[], CliArgs *args);
 int monitor_main(int argc, char *argv[], CliArgs *args);
 int check_main(int argc, char *argv[], CliArgs *args);
 int manage_main(int argc, char *argv[], CliArgs *args); /* cancel, rollback, mark-good, acknowledge */
+int decline_main(int argc, char *argv[], CliArgs *args);
 int postpone_main(int argc, char *argv[], CliArgs *args);
 int auto_update_main(int argc, char *argv[], CliArgs *args); /* enable, disable */
 int history_main(int argc, char *argv[], CliArgs *args);

@@ -93,6 +93,27 @@ int manage_main(int argc, char *argv[], CliArgs *args)
         return EXIT_OK;
 }
 
+int decline_main(int argc, char *argv[], CliArgs *args)
+{
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *reason;
+        int r;
+
+        r = cli_parse_verb(argc, argv, 0, 0, 1, args);
+        if (r != 0)
+                return r;
+        reason = args->n_pos > 0 ? args->pos[0] : "";
+        r = client_connect(&bus);
+        if (r != 0)
+                return r;
+        r = client_call(bus, "Decline", &error, NULL, "s", reason);
+        if (r < 0)
+                return client_report(NULL, r, &error);
+        printf("declined the update that waited for consent\n");
+        return EXIT_OK;
+}
+
 int postpone_main(int argc, char *argv[], CliArgs *args)
 {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;

@@ -101,6 +101,7 @@ static void help(void)
                "  rollback                   boot the other slot again\n"
                "  mark-good                  mark the booted slot good\n"
                "  acknowledge                the rollback of an update was seen: hide it\n"
+               "  decline [REASON]           refuse the update that waits for consent\n"
                "  history [--json]           past installs, confirmations, rollbacks\n"
                "  slots [--json]             the A/B slots and their state\n"
                "  monitor                    print every change until interrupted\n"
@@ -171,6 +172,7 @@ int main(int argc, char *argv[])
                 { "rollback", manage_main },
                 { "mark-good", manage_main },
                 { "acknowledge", manage_main },
+                { "decline", decline_main },
                 { "history", history_main },
                 { "slots", slots_main },
                 { "monitor", monitor_main },

@@ -163,6 +163,23 @@ static int do_set_auto_update(sd_bus_message *msg, Manager *m, sd_bus_error *err
         return r < 0 ? r : sd_bus_reply_method_return(msg, NULL);
 }
 
+static int do_decline(sd_bus_message *msg, Manager *m, sd_bus_error *error)
+{
+        const char *reason;
+        int r;
+
+        r = sd_bus_message_rewind(msg, true);
+        if (r >= 0)
+                r = sd_bus_message_read(msg, "s", &reason);
+        if (r < 0)
+                return r;
+        if (strlen(reason) > DECLINE_REASON_MAX)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "the reason is longer than %u bytes", DECLINE_REASON_MAX);
+        r = manager_consent(m, false, reason, error);
+        return r < 0 ? r : sd_bus_reply_method_return(msg, NULL);
+}
+
 static int do_acknowledge_rollback(sd_bus_message *msg, Manager *m, sd_bus_error *error)
 {
         _cleanup_free_ char *version = NULL;
@@ -183,6 +200,7 @@ ACTING_METHOD(method_mark_good, do_mark_good)
 ACTING_METHOD(method_postpone, do_postpone)
 ACTING_METHOD(method_set_auto_update, do_set_auto_update)
 ACTING_METHOD(method_acknowledge_rollback, do_acknowledge_rollback)
+ACTING_METHOD(method_decline, do_decline)
 
 /* ---- reading methods: anyone ---- */
 
@@ -334,6 +352,8 @@ static const sd_bus_vtable manager_vtable[] = {
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("SupportEnd", "s", NULL, offsetof(Manager, support_end),
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ConsentNeeded", "b", NULL, offsetof(Manager, consent_needed),
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("RolledBack", "(ssst)", property_get_rolled_back, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
 
@@ -353,6 +373,8 @@ static const sd_bus_vtable manager_vtable[] = {
                                 method_set_auto_update, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("AcknowledgeRollback", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", version),
                                 method_acknowledge_rollback, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Decline", SD_BUS_ARGS("s", reason), SD_BUS_NO_RESULT, method_decline,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetHistory", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(tsssbs)", entries),
                                 method_get_history, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetSlots", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssssss)", slots),

@@ -537,6 +537,34 @@ static int defer_install(Manager *m, const char *source, int fd, bool allow_down
         return 0;
 }
 
+/* The user's answer to the offer that waits for consent: sent by a check started now. Confirmed, the
+ * deployment that follows is installed at once (its Finished is the caller's); denied, the check's
+ * Finished says so. */
+int manager_consent(Manager *m, bool confirm, const char *reason, sd_bus_error *error)
+{
+        int r;
+
+        if (!m->offer || !m->offer->needs_consent)
+                return sd_bus_error_set(error, BUS_ERROR_NO_UPDATE,
+                                        confirm ? "no update waits for consent"
+                                                : "no update waits for consent: nothing to decline");
+        if (manager_busy(m))
+                return refuse_busy(m, error);
+        r = source_set_consent(m->source, m->offer->action_id, confirm, reason);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "cannot keep the answer: %m");
+        log_fields(LOG_LEVEL_NOTICE,
+                   &(LogFields){ .version = m->offer->version, .action = m->offer->action_id },
+                   "update %s: the user %s it%s%s", m->offer->version, confirm ? "confirms" : "declines",
+                   reason && reason[0] ? ": " : "", reason ?: "");
+        r = start_check(m);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "cannot start the check: %m");
+        m->consent_check = true;
+        m->consent_confirm = confirm;
+        return 0;
+}
+
 int manager_install(Manager *m, const char *source, int fd, bool allow_downgrade, sd_bus_error *error)
 {
         JobParams p = { .kind = JOB_INSTALL, .allow_downgrade = allow_downgrade };
@@ -571,6 +599,8 @@ int manager_install(Manager *m, const char *source, int fd, bool allow_downgrade
                 if (!m->offer)
                         return sd_bus_error_set(error, BUS_ERROR_NO_UPDATE,
                                                 "no update is available (check first: \"updatectl check\")");
+                if (m->offer->needs_consent)
+                        return manager_consent(m, true, NULL, error);
                 return install_offer(m, allow_downgrade, false, error);
         }
         if (strneq(source, "http://", 7) || strneq(source, "https://", 8)) {
@@ -711,7 +741,8 @@ static void maybe_auto_install(Manager *m)
         uint64_t retry = 0;
         int r;
 
-        if (!m->offer || m->job || m->exiting || m->state == MANAGER_PENDING_REBOOT)
+        if (!m->offer || m->job || m->exiting || m->state == MANAGER_PENDING_REBOOT ||
+            m->offer->needs_consent)
                 return;
         if (state_load(c->data_dir, &s, NULL) < 0)
                 s = NULL;
@@ -843,6 +874,7 @@ static void finish_check(Manager *m)
                 UpkErr cerr = { .kind = UPK_ERR_IO, .code = -ECANCELED, .msg = "the check was cancelled" };
 
                 delay = schedule_after_check(&m->schedule, false, random_u64());
+                m->consent_check = false;
                 log_msg(LOG_LEVEL_NOTICE, "the check was cancelled; next check in %s",
                         format_timespan(buf, sizeof(buf), delay));
                 manager_set_state(m, back);
@@ -880,6 +912,7 @@ static void finish_check(Manager *m)
                         format_timespan(buf, sizeof(buf), delay));
                 manager_set_last_error(m, err.msg[0] ? err.msg : strerror(-r));
                 manager_set_state(m, back == MANAGER_PENDING_REBOOT ? back : MANAGER_ERROR);
+                m->consent_check = false;
                 reply_check_calls(m, NULL, &err);
                 bus_emit_finished(m, false, msg ?: "check failed", upk_bus_error_name(&err));
                 arm_timer(m, &m->check_timer, delay, on_check_timer, "check");
@@ -910,7 +943,36 @@ static void finish_check(Manager *m)
         else
                 log_msg(LOG_LEVEL_INFO, "up to date (%s)", m->current_version);
         reply_check_calls(m, m->offer ? m->offer->version : "", NULL);
-        bus_emit_finished(m, true, msg ?: "checked", "");
+        if (m->consent_needed != (m->offer && m->offer->needs_consent)) {
+                m->consent_needed = m->offer && m->offer->needs_consent;
+                bus_emit_changed(m, "ConsentNeeded", NULL);
+        }
+        if (m->consent_check && m->consent_confirm && m->offer && m->offer->approved && !m->exiting) {
+                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+                /* The user said yes: installed now, whatever the automatic policy; the caller follows
+                 * the install's Finished. */
+                m->consent_check = false;
+                r = install_offer(m, false, false, &error);
+                if (r < 0) {
+                        const char *why = error.message ?: strerror(-r);
+
+                        log_fields(LOG_LEVEL_ERROR, &(LogFields){ .phase = "failed" },
+                                   "install of %s failed: %s", m->offer->version, why);
+                        manager_set_last_error(m, why);
+                        manager_set_state(m, MANAGER_ERROR);
+                        bus_emit_finished(m, false, why, error.name ?: BUS_ERROR_FAILED);
+                }
+        } else if (m->consent_check && m->consent_confirm) {
+                m->consent_check = false;
+                bus_emit_finished(
+                        m, false,
+                        "the consent was sent, but the server gives no deployment to install (yet)",
+                        BUS_ERROR_NO_UPDATE);
+        } else {
+                m->consent_check = false;
+                bus_emit_finished(m, true, msg ?: "checked", "");
+        }
 
         delay = schedule_after_check(&m->schedule, true, random_u64());
         if (source_next_check_usec(m->source) > 0) {

@@ -33,8 +33,9 @@
 #include "source.h"
 
 #define SUPPORT_WARNING_INTERVAL_USEC (24ULL * 3600 * 1000000) /* the "support ended" warning: daily */
-#define CHECK_CALLS_MAX               64 /* Check calls waiting for the same running check */
-#define SLOTS_CALLS_MAX               64 /* GetSlots calls waiting for the boot backend */
+#define CHECK_CALLS_MAX               64  /* Check calls waiting for the same running check */
+#define DECLINE_REASON_MAX            400 /* bytes of Decline's reason */
+#define SLOTS_CALLS_MAX               64  /* GetSlots calls waiting for the boot backend */
 
 typedef enum ManagerState {
         MANAGER_IDLE,
@@ -78,6 +79,9 @@ typedef struct Manager {
         sd_bus_message *job_call; /* the Rollback or MarkGood call, answered when its job ends */
         char *job_source;         /* the bundle being installed */
         char *job_action;         /* its update server's action (hawkBit), or NULL */
+        bool consent_check;       /* the running check sends the user's answer to a consent */
+        bool consent_confirm;     /* ... which is yes */
+        int consent_needed;       /* ConsentNeeded (b): the offer waits for the user's consent */
         bool job_automatic;       /* the install was started by the policy, not by a caller */
         bool job_offer;           /* the install is of the source's offer (the source hears of it) */
         SourceStream *stream;     /* the running install's download, if any */
@@ -125,6 +129,8 @@ int manager_run(Manager *m);
  * (AvailableVersion), or "-" for the bytes of `fd` (the message's descriptor, duplicated here; a pipe
  * the caller owns). `fd` < 0 when the call carried none. */
 int manager_install(Manager *m, const char *source, int fd, bool allow_downgrade, sd_bus_error *error);
+/* Decline (and Install of an offer that needs consent): the user's answer, sent by a check. */
+int manager_consent(Manager *m, bool confirm, const char *reason, sd_bus_error *error);
 /* An Install with a source ("" excepted) that comes while a check runs cancels the check and starts
  * when it has ended (at once: the check's downloads stop on the cancel); the call returns 0 then. */
 /* Start a check (or join the running one); `call` is answered with the available version when it ends.

@@ -372,6 +372,31 @@ char *ddi_feedback_json(const char *action_id, const char *execution, const char
         return r < 0 ? NULL : to_string(root);
 }
 
+char *ddi_confirmation_json(bool confirmed, const char *const *details)
+{
+        _cleanup_(json_object_putp) json_object *root = json_object_new_object();
+        json_object *lines = json_object_new_array();
+        int r;
+
+        if (!root || !lines) {
+                json_object_put(lines);
+                return NULL;
+        }
+        r = put(root, "details", lines);
+        if (r < 0) {
+                json_object_put(lines);
+                return NULL;
+        }
+        r = put(root, "confirmation", json_object_new_string(confirmed ? "confirmed" : "denied"));
+        for (size_t i = 0; r >= 0 && details && details[i] && i < DDI_DETAILS_MAX; i++) {
+                _cleanup_free_ char *line = detail_line(details[i]);
+
+                if (!line || json_object_array_add(lines, json_object_new_string(line)) < 0)
+                        r = -ENOMEM;
+        }
+        return r < 0 ? NULL : to_string(root);
+}
+
 /* hawkBit's attribute rules: at most 128 bytes, letters, digits, white space and some punctuation. */
 static bool attribute_ok(const char *s)
 {

@@ -80,6 +80,8 @@ int ddi_parse_sleep(const char *s, uint64_t *ret);
  * DDI_DETAIL_MAX bytes. No timestamp: the device's clock is not trusted to be right. */
 char *ddi_feedback_json(const char *action_id, const char *execution, const char *finished, uint64_t cnt,
                         uint64_t of, const char *const *details);
+/* A confirmationBase feedback: {"confirmation": "confirmed" | "denied", "details": [...]}. */
+char *ddi_confirmation_json(bool confirmed, const char *const *details);
 /* {"mode": "merge", "data": {...}} from key/value pairs (NULL-terminated: k1, v1, k2, v2, ..., NULL);
  * pairs whose key or value hawkBit would refuse (too long, characters outside its set) are left out. */
 char *ddi_config_data_json(const char *const *pairs);

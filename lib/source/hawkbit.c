@@ -88,6 +88,14 @@ struct Hawkbit {
         size_t watch_size;
         uint64_t watch_usec;
         bool cancelled;
+        /* consent (confirmationBase): the user's answer for the next check, the action the user
+         * confirmed (its deployment's offer is `approved`), the one the user denied (not announced
+         * again by this daemon) */
+        char *consent_action;
+        bool consent_confirm;
+        char *consent_reason;
+        char *approved;
+        char *declined;
 };
 
 static void pending_free(Pending *p)
@@ -120,6 +128,10 @@ Hawkbit *hawkbit_free(Hawkbit *h)
         free(h->attributes_sent);
         free(h->config_href);
         free(h->downloaded_sent);
+        free(h->consent_action);
+        free(h->consent_reason);
+        free(h->approved);
+        free(h->declined);
         ddi_poll_done(&h->last);
         pending_free(h->current);
         free(h);
@@ -918,6 +930,20 @@ static bool is_bundle(const DdiArtifact *a)
         return n > 4 && streq(a->filename + n - 4, ".upk");
 }
 
+/* The artifact that is an upkeep bundle (the last one), and how many there are. */
+static const DdiArtifact *find_bundle(const DdiDeployment *d, size_t *ret_n)
+{
+        const DdiArtifact *bundle = NULL;
+
+        *ret_n = 0;
+        for (size_t i = 0; i < d->n_artifacts; i++)
+                if (is_bundle(&d->artifacts[i])) {
+                        (*ret_n)++;
+                        bundle = &d->artifacts[i];
+                }
+        return bundle;
+}
+
 /* Closes an action the device cannot carry out, saying why. */
 static int refuse(Hawkbit *h, const char *url, const char *action, const char *why, UpkErr *err)
 {
@@ -1135,6 +1161,29 @@ static int handle_download_only(Hawkbit *h, const DdiDeployment *d, const DdiArt
         return 0;
 }
 
+/* GET and parse a deploymentBase or confirmationBase (`key`) action, with its feedback URL: 1, or 0 when
+ * it is gone (404), or the error. */
+static int get_deployment(Hawkbit *h, const char *href, const char *key, DdiDeployment *ret, char **ret_url,
+                          UpkErr *err)
+{
+        Answer a;
+        int r;
+
+        r = get_action(h, href, key, &a, err);
+        if (r <= 0)
+                return r;
+        r = ddi_parse_deployment(a.body, a.size, key, ret, err);
+        answer_done(&a);
+        if (r < 0)
+                return upk_err_prefix(err, "%s", href);
+        *ret_url = feedback_url(href);
+        if (!*ret_url) {
+                ddi_deployment_done(ret);
+                return upk_err_oom(err);
+        }
+        return 1;
+}
+
 /* Automatic installs leave out the version rolled back here and older ones (state_rollback_covers()):
  * the server would offer such a deployment forever, so it is closed as a failure saying why. NULL when
  * the rule does not apply. */
@@ -1158,32 +1207,18 @@ static int handle_deployment(Hawkbit *h, const char *current_version, const Pend
         DdiDeployment d = {};
         const DdiArtifact *bundle = NULL;
         size_t n_bundles = 0;
-        Answer a;
         int r;
 
-        r = get_action(h, href, "deployment", &a, err);
+        r = get_deployment(h, href, "deployment", &d, &url, err);
         if (r <= 0)
                 return r;
-        r = ddi_parse_deployment(a.body, a.size, "deployment", &d, err);
-        answer_done(&a);
-        if (r < 0)
-                return upk_err_prefix(err, "%s", href);
-        url = feedback_url(href);
-        if (!url) {
-                ddi_deployment_done(&d);
-                return upk_err_oom(err);
-        }
         if ((keep && streq(keep->action, d.id)) || (h->gone && streq(h->gone, d.id))) {
                 /* Installed and waiting for its reboot, or its artifact went away (404): the server
                  * says next what became of it. */
                 ddi_deployment_done(&d);
                 return 0;
         }
-        for (size_t i = 0; i < d.n_artifacts; i++)
-                if (is_bundle(&d.artifacts[i])) {
-                        n_bundles++;
-                        bundle = &d.artifacts[i];
-                }
+        bundle = find_bundle(&d, &n_bundles);
         if (n_bundles != 1) {
                 _cleanup_free_ char *why =
                         strdup_printf("%s upkeep bundle (*.upk) among the %zu artifacts of the deployment",
@@ -1230,6 +1265,7 @@ static int handle_deployment(Hawkbit *h, const char *current_version, const Pend
                 o->sha256 = bundle->sha256 ? strdup(bundle->sha256) : NULL;
                 o->length = bundle->has_size ? bundle->size : 0;
                 o->forced = d.update == DDI_FORCED;
+                o->approved = h->approved && streq(h->approved, d.id);
                 for (size_t i = 0; i < d.n_artifacts && o->version; i++) {
                         const DdiArtifact *x = &d.artifacts[i];
                         _cleanup_free_ char *line = NULL;
@@ -1257,7 +1293,120 @@ static int handle_deployment(Hawkbit *h, const char *current_version, const Pend
         return 0;
 }
 
-int hawkbit_check(Hawkbit *h, const char *current_version, Offer **ret, UpkErr *err)
+/* The user's answer is for one check. */
+static void consent_done(Hawkbit *h)
+{
+        free(h->consent_action);
+        free(h->consent_reason);
+        h->consent_action = h->consent_reason = NULL;
+}
+
+int hawkbit_set_consent(Hawkbit *h, const char *action, bool confirm, const char *reason)
+{
+        free(h->consent_action);
+        free(h->consent_reason);
+        h->consent_action = strdup(action);
+        h->consent_reason = reason && reason[0] ? strdup(reason) : NULL;
+        h->consent_confirm = confirm;
+        return h->consent_action && (!reason || !reason[0] || h->consent_reason) ? 0 : -ENOMEM;
+}
+
+/* The user's answer to the action that waits for it, to its confirmationBase feedback. 1: confirmed
+ * (the deployment follows), 0: denied or no longer waiting. */
+static int send_consent(Hawkbit *h, const char *url, const char *action, UpkErr *err)
+{
+        _cleanup_free_ char *line = NULL, *body = NULL;
+        const char *d[] = { NULL, NULL };
+        bool confirm = h->consent_confirm;
+        Answer a;
+        int r;
+
+        line = confirm ? strdup("the user confirmed the update on the device (updatectl install)")
+                       : strdup_printf("the user denied the update on the device (updatectl decline)%s%s",
+                                       h->consent_reason ? ": " : "", h->consent_reason ?: "");
+        d[0] = line;
+        body = line ? ddi_confirmation_json(confirm, d) : NULL;
+        if (!body)
+                return upk_err_oom(err);
+        r = rest(h, "POST", url, body, NULL, &a, err);
+        if (r < 0)
+                return r;
+        if (!success(a.status) && a.status != 404 && a.status != 410) {
+                r = bad_status(h, "consent", url, &a, err);
+                answer_done(&a);
+                return r;
+        }
+        answer_done(&a);
+        h->etag[0] = 0;
+        if (a.status == 404 || a.status == 410) {
+                upk_log(LOG_LEVEL_NOTICE, "hawkBit action %s no longer waits for consent (HTTP %ld)", action,
+                        a.status);
+                return 0;
+        }
+        upk_log(LOG_LEVEL_NOTICE, "hawkBit action %s: %s", action, line);
+        free(confirm ? h->approved : h->declined);
+        if (confirm)
+                h->approved = strdup(action);
+        else
+                h->declined = strdup(action);
+        return confirm ? 1 : 0;
+}
+
+/* confirmationBase: a deployment that waits for the user's consent. Offered with needs_consent (never
+ * installed by itself); the user's answer (hawkbit_set_consent()) goes out with the next check: confirmed,
+ * the same check polls again and the deployment's offer is `approved`; denied, the server keeps offering
+ * it (hawkBit's rule) but this daemon does not announce it again. 1: confirmed now. */
+static int handle_confirmation(Hawkbit *h, Offer **ret, UpkErr *err)
+{
+        _cleanup_(offer_freep) Offer *o = NULL;
+        _cleanup_free_ char *url = NULL;
+        const char *href = h->last.confirmation_href;
+        const DdiArtifact *bundle = NULL;
+        DdiDeployment d = {};
+        size_t n_bundles = 0;
+        int r;
+
+        r = get_deployment(h, href, "confirmation", &d, &url, err);
+        if (r <= 0)
+                return r;
+        if (h->consent_action && streq(h->consent_action, d.id)) {
+                r = send_consent(h, url, d.id, err);
+                ddi_deployment_done(&d);
+                return r;
+        }
+        if (h->declined && streq(h->declined, d.id)) {
+                ddi_deployment_done(&d);
+                return 0;
+        }
+        bundle = find_bundle(&d, &n_bundles);
+        if (n_bundles != 1) {
+                upk_log(LOG_LEVEL_WARNING,
+                        "hawkBit action %s waits for consent, but has %s upkeep bundle (*.upk); not offered",
+                        d.id, n_bundles == 0 ? "no" : "more than one");
+                ddi_deployment_done(&d);
+                return 0;
+        }
+        o = calloc(1, sizeof(*o));
+        if (o) {
+                o->version = strdup(bundle->chunk_version ?: bundle->filename);
+                o->name = strdup(bundle->filename);
+                o->location = strdup(href);
+                o->action_id = strdup(d.id);
+                o->length = bundle->has_size ? bundle->size : 0;
+                o->needs_consent = true;
+        }
+        ddi_deployment_done(&d);
+        if (!o || !o->version || !o->name || !o->location || !o->action_id)
+                return upk_err_oom(err);
+        upk_log(LOG_LEVEL_NOTICE,
+                "hawkBit action %s (version %s) waits for consent: \"updatectl install\" confirms it, "
+                "\"updatectl decline\" denies it",
+                o->action_id, o->version);
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+static int check_once(Hawkbit *h, const char *current_version, Offer **ret, UpkErr *err)
 {
         _cleanup_(pending_freep) Pending *keep = NULL;
         int r;
@@ -1275,13 +1424,25 @@ int hawkbit_check(Hawkbit *h, const char *current_version, Offer **ret, UpkErr *
         if (h->last.cancel_href)
                 return handle_cancel(h, keep, err);
         if (h->last.confirmation_href) {
-                upk_log(LOG_LEVEL_NOTICE, "hawkBit: a deployment waits for consent, which this upkeepd does "
-                                          "not give yet");
-                return 0;
+                r = handle_confirmation(h, ret, err);
+                if (r <= 0)
+                        return r;
+                /* Confirmed: the deployment is there now. */
+                r = poll_base(h, err);
+                if (r < 0 || !h->last.deployment_href)
+                        return r < 0 ? r : 0;
         }
         if (h->last.deployment_href)
                 return handle_deployment(h, current_version, keep, ret, err);
         return 0;
+}
+
+int hawkbit_check(Hawkbit *h, const char *current_version, Offer **ret, UpkErr *err)
+{
+        int r = check_once(h, current_version, ret, err);
+
+        consent_done(h); /* the user's answer was for this check */
+        return r;
 }
 
 /* ---- the install, reported from the loop thread ---- */

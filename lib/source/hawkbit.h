@@ -48,6 +48,10 @@ uint64_t hawkbit_retry_after_usec(const Hawkbit *h);
  * for none. Reads the token file. */
 int hawkbit_download_headers(Hawkbit *h, char ***ret, UpkErr *err);
 
+/* Before a check (loop thread): the user's answer to the deployment `action` that waits for consent,
+ * sent by that check (confirmationBase feedback confirmed, or denied with `reason`, may be NULL). */
+int hawkbit_set_consent(Hawkbit *h, const char *action, bool confirm, const char *reason);
+
 /* Loop thread. */
 void hawkbit_install_started(Hawkbit *h, FetchEngine *e, const Offer *o);
 /* Also looks, at most every HAWKBIT_CANCEL_POLL_MIN_SEC to _MAX_SEC (the server's sleep), for a cancel

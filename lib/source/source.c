@@ -589,6 +589,15 @@ uint64_t source_next_check_usec(const Source *s)
         return 0;
 }
 
+int source_set_consent(Source *s, const char *action, bool confirm, const char *reason)
+{
+#if HAVE_HAWKBIT
+        if (s->hawkbit)
+                return hawkbit_set_consent(s->hawkbit, action, confirm, reason);
+#endif
+        return -EOPNOTSUPP;
+}
+
 uint64_t source_retry_after_usec(const Source *s)
 {
 #if HAVE_HAWKBIT

@@ -49,6 +49,10 @@ typedef struct Offer {
         char *sha256;
         bool forced;
         bool kept; /* location is the verified copy kept in DATA_DIR: installed from that file */
+        /* hawkbit: the deployment waits for the user's consent (never installed by itself;
+         * source_set_consent() answers), or the user confirmed it (install it now) */
+        bool needs_consent;
+        bool approved;
         char **ignored;
         bool has_security;
         SecurityType security;
@@ -75,6 +79,10 @@ int source_check(Source *s, const char *current_version, bool want_manifest, Off
 /* Any thread: the running source_check() stops its download at once and fails with -ECANCELED (a
  * cancel that comes while no check runs is forgotten by the next one). */
 void source_cancel_check(Source *s);
+
+/* Before a check: the user's answer to the offer that needs consent (hawkbit), sent by that check.
+ * -EOPNOTSUPP for the other sources. */
+int source_set_consent(Source *s, const char *action, bool confirm, const char *reason);
 
 /* The interval the source asks for until the next check (hawkBit's sleep); 0: the configured one. */
 uint64_t source_next_check_usec(const Source *s);

@@ -318,6 +318,7 @@ def test_introspection_lists_every_member(bus, service):
         "CurrentVersion": ("s", "read"), "AvailableVersion": ("s", "read"), "Compatible": ("s", "read"),
         "BootedSlot": ("s", "read"), "LastCheck": ("t", "read"), "LastError": ("s", "read"),
         "AutoUpdate": ("b", "read"), "SupportEnd": ("s", "read"), "RolledBack": ("(ssst)", "read"),
+        "ConsentNeeded": ("b", "read"),
     }
     methods = {}
     for m in iface.findall("method"):
@@ -331,6 +332,7 @@ def test_introspection_lists_every_member(bus, service):
         "Postpone": [("in", "t", "until")],
         "SetAutoUpdate": [("in", "b", "enable")],
         "AcknowledgeRollback": [("out", "s", "version")],
+        "Decline": [("in", "s", "reason")],
         "GetHistory": [("out", "a(tsssbs)", "entries")],
         "GetSlots": [("out", "a(ssssss)", "slots")],
         "GetCapability": [("out", "a{sv}", "capability")],

@@ -583,3 +583,54 @@ def test_the_device_policy_holds_forced_and_soft_actions(world, kind, hold):
     assert p.returncode == 0, describe(p)
     w.wait_state("pending-reboot")
     assert len(w.emu.requests_to("download")) == 1 and not w.closed(a.id)
+
+
+def confirmations(w, aid):
+    return [f for f in w.emu.feedback(aid, "confirmation")]
+
+
+def test_consent_is_asked_and_confirmed_with_updatectl_install(world):
+    w = world(policy="all")
+    w.emu.tenant("DEFAULT").confirmation_flow = True
+    _, a = w.assign(w.bundle())
+    s = w.start()
+    p = check(w)
+    assert p.returncode == 0 and "1.1.0" in p.stdout, describe(p)
+    # Announced and waiting: never installed by itself, even with auto-install = all.
+    assert w.get("AvailableVersion") == "1.1.0" and w.get("ConsentNeeded") is True
+    assert f"hawkBit action {a.id} (version 1.1.0) waits for consent" in s.text()
+    assert a.status == "WAIT_FOR_CONFIRMATION" and not w.emu.requests_to("download")
+    p = w.ctl("install")
+    assert p.returncode == 0, describe(p)
+    w.wait_state("pending-reboot")
+    conf = confirmations(w, a.id)
+    assert [(f["body"]["confirmation"], f["accepted"]) for f in conf] == [("confirmed", True)], conf
+    assert "updatectl install" in conf[0]["body"]["details"][0]
+    assert w.get("ConsentNeeded") is False
+    reboot_and_start(w)
+    w.wait(lambda: w.closed(a.id), what="the final report")
+    assert [f["finished"] for f in w.closed(a.id)] == ["success"]
+
+
+def test_consent_denied_with_updatectl_decline(world):
+    w = world(policy="all")
+    w.emu.tenant("DEFAULT").confirmation_flow = True
+    _, a = w.assign(w.bundle())
+    w.start()
+    p = w.ctl("decline", "not during the night shift")
+    assert p.returncode != 0 and "no update waits for consent" in p.stderr, describe(p)
+    assert check(w).returncode == 0
+    assert w.get("ConsentNeeded") is True
+    p = w.ctl("decline", "not during the night shift")
+    assert p.returncode == 0, describe(p)
+    w.wait(lambda: confirmations(w, a.id), what="the denial")
+    w.wait(lambda: w.get("State") == "idle" and w.get("ConsentNeeded") is False, what="the end of the check")
+    conf = confirmations(w, a.id)
+    assert [(f["body"]["confirmation"], f["accepted"]) for f in conf] == [("denied", True)], conf
+    assert "not during the night shift" in conf[0]["body"]["details"][0]
+    # hawkBit keeps offering it; the device does not announce it again nor install it.
+    assert a.status == "WAIT_FOR_CONFIRMATION"
+    p = check(w)
+    assert p.returncode == 0 and p.stdout == "up to date\n", describe(p)
+    assert w.get("AvailableVersion") == "" and not w.emu.requests_to("download")
+    assert len(confirmations(w, a.id)) == 1
