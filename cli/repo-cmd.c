@@ -7,6 +7,7 @@
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bundle.h"
 #include "cli.h"
@@ -750,6 +751,15 @@ static int verb_status(int argc, char *argv[])
                 for (size_t k = 0; k < d->n_paths; k++)
                         printf(" %s", d->paths[k]);
                 printf("%s\n", d->terminating ? " (terminating)" : "");
+        }
+        for (int i = 0; i < 2; i++) {
+                const char *role = i == 0 ? "root" : "targets";
+                _cleanup_free_ char *p = strdup_printf("%s/%s.json", repo->prepared_dir, role);
+                if (!p)
+                        return oom();
+                if (access(p, F_OK) == 0)
+                        printf("prepared   %s waits for signatures: updatectl repo sign %s %s --key PEM\n",
+                               p, a.pos[0], role);
         }
         const TufMetadata *t = repo->md[TUF_ROLE_TARGETS];
         printf("Targets:   %zu\n", t->n_targets);

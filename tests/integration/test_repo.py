@@ -473,6 +473,8 @@ def test_offline_signing_of_targets(tmp_path, server, bundle):  # noqa: F811
     assert doc["signatures"] == [] and doc["signed"]["version"] == 2 and bundle.name in doc["signed"]["targets"]
     p = repo("add", d, bundle, "--keyring", PKI / "keyring.pem", "--offline")
     assert p.returncode == 16 and "waits for signatures already" in p.stderr, describe(p)
+    p = ok(repo("status", d))
+    assert f"prepared   {prepared} waits for signatures: updatectl repo sign {d} targets" in p.stdout, p.stdout
 
     before = tree(d)
     stray = genkey(tmp_path / "stray.pem")
@@ -799,3 +801,25 @@ def test_contrib_timestamp_timer(tmp_path):
     p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 0, describe(p)
     assert timestamp_version(d) == 2
+
+
+def test_tufjs_reads_delegations_and_offline_signed_versions(tmp_path, server, delegated, tufjs):  # noqa: F811
+    """The kinds of repository the later commands make, read by the second client too: a target of a
+    delegated role, and a root rotated with an offline key through --offline and sign."""
+    www, url = server
+    d, b, team = delegated
+    upload(d, www)
+    root1 = (d / "metadata" / "1.root.json").read_bytes()
+    out = tufjs_ok(tufjs(tmp_path, url, root1, b.name))
+    assert out["target"]["custom"]["version"] == "1.1.0"
+    assert Path(out["target"]["file"]).read_bytes() == b.read_bytes()
+
+    old_root = next((d / "keys").glob("root-*.pem"))
+    offline = tmp_path / "old-root.pem"
+    shutil.move(str(old_root), str(offline))
+    ok(repo("rotate", d, "root", "--offline"))
+    p = ok(repo("sign", d, "root", "--key", offline))
+    assert "published root version 2" in p.stdout, p.stdout
+    upload(d, www)
+    out = tufjs_ok(tufjs(tmp_path, url, None, b.name))
+    assert out["versions"]["root"] == 2
