@@ -51,6 +51,17 @@ def cpu_of_children():
     return ru.ru_utime + ru.ru_stime
 
 
+def slice_executions(text):
+    """The inputs one libFuzzer run executed, from its output: the final stats of a plain run; with
+    -fork the children's stats go to their own logs, and the parent's last "#N:" status line is the
+    count over all of them."""
+    done = re.findall(r"stat::number_of_executed_units:\s*(\d+)", text)
+    if done:
+        return sum(int(x) for x in done)
+    status = re.findall(r"^#(\d+):", text, re.M)
+    return max((int(x) for x in status), default=0)
+
+
 def run_target(build, work, name, corpus_name, minutes, jobs, timeout):
     exe = build / "tests" / "fuzz" / name
     seeds = CORPUS / corpus_name
@@ -78,12 +89,15 @@ def run_target(build, work, name, corpus_name, minutes, jobs, timeout):
                 cmd.append(str(seeds))
             if jobs > 1:
                 cmd[1:1] = [f"-fork={jobs}"]
+            out.flush()
+            offset = log.stat().st_size
             p = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=work)
             used += cpu_of_children() - start
             out.flush()
-            text = log.read_text(errors="replace")
-            done = re.findall(r"stat::number_of_executed_units:\s*(\d+)", text)
-            runs = sum(int(x) for x in done)
+            with log.open("rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+            runs += slice_executions(text)
             if p.returncode != 0:
                 break
     found = sorted(x.name for x in artifacts.iterdir())
