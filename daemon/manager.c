@@ -1228,8 +1228,10 @@ int manager_postpone(Manager *m, uint64_t until, sd_bus_error *error)
 int manager_set_auto_update(Manager *m, bool enable, sd_bus_error *error)
 {
         int r = update_state(m, 0, enable, error);
-        if (r >= 0)
+        if (r >= 0) {
                 log_msg(LOG_LEVEL_NOTICE, "automatic updates %s", enable ? "enabled" : "disabled");
+                source_set_auto_update(m->source, enable);
+        }
         return r;
 }
 

@@ -125,6 +125,37 @@ int ddi_parse_poll(const void *data, size_t size, DdiPoll *ret, UpkErr *err)
         return 0;
 }
 
+int ddi_parse_auto_confirm(const void *data, size_t size, DdiAutoConfirm *ret, UpkErr *err)
+{
+        _cleanup_(json_object_putp) json_object *root = NULL;
+        JsonCtx c = { .what = "confirmationBase", .kind = UPK_ERR_NETWORK, .err = err };
+        json_object *ac = NULL, *links = NULL;
+        DdiAutoConfirm a = {};
+        int r;
+
+        r = parse(data, size, c.what, &root, err);
+        if (r < 0)
+                return r;
+        r = json_get(&c, root, "", "autoConfirm", json_type_object, true, &ac);
+        r = r < 0 ? r : json_get_bool(&c, ac, "autoConfirm", "active", true, &a.active);
+        r = r < 0 ? r : json_get(&c, root, "", "_links", json_type_object, false, &links);
+        r = r < 0 ? r : get_href(&c, links, "_links", "activateAutoConfirm", &a.activate_href);
+        r = r < 0 ? r : get_href(&c, links, "_links", "deactivateAutoConfirm", &a.deactivate_href);
+        if (r < 0) {
+                ddi_auto_confirm_done(&a);
+                return r;
+        }
+        *ret = a;
+        return 0;
+}
+
+void ddi_auto_confirm_done(DdiAutoConfirm *a)
+{
+        free(a->activate_href);
+        free(a->deactivate_href);
+        *a = (DdiAutoConfirm){};
+}
+
 static int get_handling(const JsonCtx *c, json_object *o, const char *path, const char *key,
                         DdiHandling *ret)
 {

@@ -70,6 +70,14 @@ void ddi_deployment_done(DdiDeployment *d);
 int ddi_parse_poll(const void *data, size_t size, DdiPoll *ret, UpkErr *err);
 /* `key`: "deployment" (deploymentBase, installedBase) or "confirmation" (confirmationBase/{id}). */
 int ddi_parse_deployment(const void *data, size_t size, const char *key, DdiDeployment *ret, UpkErr *err);
+/* GET confirmationBase (no action): whether the server confirms deployments by itself, and the link
+ * that switches it (the other one is NULL). */
+typedef struct DdiAutoConfirm {
+        bool active;
+        char *activate_href, *deactivate_href;
+} DdiAutoConfirm;
+int ddi_parse_auto_confirm(const void *data, size_t size, DdiAutoConfirm *ret, UpkErr *err);
+void ddi_auto_confirm_done(DdiAutoConfirm *a);
 /* A cancel order: the action to stop (cancelAction.stopId). */
 int ddi_parse_cancel(const void *data, size_t size, char **ret_stop_id, UpkErr *err);
 /* "HH:MM:SS" (hours 0-23): seconds; -EINVAL otherwise. */

@@ -96,6 +96,7 @@ struct Hawkbit {
         char *consent_reason;
         char *approved;
         char *declined;
+        int auto_confirm_want; /* updatectl enable (1) or disable (0) to tell the server; -1: nothing */
 };
 
 static void pending_free(Pending *p)
@@ -183,6 +184,7 @@ int hawkbit_new(const Config *c, int cancel_fd, Hawkbit **ret, UpkErr *err)
                 return upk_err_oom(err);
         h->config = c;
         h->cancel_fd = cancel_fd;
+        h->auto_confirm_want = -1;
         tenant = path_join(c->source_url, c->source_tenant ?: "DEFAULT");
         v1 = tenant ? path_join(tenant, "controller/v1") : NULL;
         h->cid = strdup(c->source_controller_id ?: machine_id);
@@ -1293,6 +1295,69 @@ static int handle_deployment(Hawkbit *h, const char *current_version, const Pend
         return 0;
 }
 
+void hawkbit_set_auto_confirm(Hawkbit *h, bool enable)
+{
+        h->auto_confirm_want = enable;
+}
+
+/* updatectl enable|disable: the server's auto-confirm follows (on: it confirms deployments by itself;
+ * off: they wait for the user's consent). Told at the next check; a server without the confirmation
+ * flow (404) is left alone; another failure is tried again at the following check. */
+static bool sync_auto_confirm(Hawkbit *h)
+{
+        _cleanup_free_ char *url = strdup_printf("%s/confirmationBase", h->base), *switch_url = NULL;
+        bool want = h->auto_confirm_want > 0;
+        DdiAutoConfirm ac = {};
+        bool active;
+        UpkErr e = {};
+        Answer a = {};
+        int r;
+
+        if (!url || rest(h, "GET", url, NULL, NULL, &a, &e) < 0) {
+                upk_log(LOG_LEVEL_WARNING, "hawkBit: cannot read the server's auto-confirm: %s",
+                        e.msg[0] ? e.msg : "out of memory");
+                return false;
+        }
+        if (a.status == 404) {
+                upk_log(LOG_LEVEL_NOTICE, "hawkBit: the server has no consent flow (confirmationBase: 404); "
+                                          "its auto-confirm is left alone");
+                h->auto_confirm_want = -1;
+                answer_done(&a);
+                return false;
+        }
+        r = success(a.status) ? ddi_parse_auto_confirm(a.body, a.size, &ac, &e) : -EPROTO;
+        answer_done(&a);
+        if (r < 0) {
+                upk_log(LOG_LEVEL_WARNING, "hawkBit: cannot read the server's auto-confirm: %s",
+                        e.msg[0] ? e.msg : "unexpected HTTP status");
+                return false;
+        }
+        switch_url = (want ? ac.activate_href : ac.deactivate_href)
+                             ? strdup(want ? ac.activate_href : ac.deactivate_href)
+                             : NULL;
+        active = ac.active;
+        ddi_auto_confirm_done(&ac);
+        if (active == want || !switch_url) {
+                h->auto_confirm_want = -1; /* already so */
+                return false;
+        }
+        r = rest(h, "POST", switch_url,
+                 want ? "{\"remark\":\"automatic updates enabled on the device (updatectl enable)\"}" : NULL,
+                 NULL, &a, &e);
+        if (r < 0 || (!success(a.status) && a.status != 409)) {
+                upk_log(LOG_LEVEL_WARNING, "hawkBit: cannot switch the server's auto-confirm %s: %s",
+                        want ? "on" : "off", r < 0 ? e.msg : "unexpected HTTP status");
+                answer_done(&a);
+                return false;
+        }
+        answer_done(&a);
+        h->auto_confirm_want = -1;
+        h->etag[0] = 0;
+        upk_log(LOG_LEVEL_NOTICE, "hawkBit: the server's auto-confirm is %s (updatectl %s)",
+                want ? "on" : "off", want ? "enable" : "disable");
+        return true;
+}
+
 /* The user's answer is for one check. */
 static void consent_done(Hawkbit *h)
 {
@@ -1421,6 +1486,14 @@ static int check_once(Hawkbit *h, const char *current_version, Offer **ret, UpkE
         if (r < 0)
                 return r;
         put_config_data(h, current_version);
+        if (h->auto_confirm_want >= 0) {
+                if (sync_auto_confirm(h)) {
+                        /* Switched on, the server may have confirmed what waited: look again. */
+                        r = poll_base(h, err);
+                        if (r < 0)
+                                return r;
+                }
+        }
         if (h->last.cancel_href)
                 return handle_cancel(h, keep, err);
         if (h->last.confirmation_href) {

@@ -52,6 +52,9 @@ int hawkbit_download_headers(Hawkbit *h, char ***ret, UpkErr *err);
  * sent by that check (confirmationBase feedback confirmed, or denied with `reason`, may be NULL). */
 int hawkbit_set_consent(Hawkbit *h, const char *action, bool confirm, const char *reason);
 
+/* updatectl enable|disable: the server's auto-confirm is switched the same way by the next check. */
+void hawkbit_set_auto_confirm(Hawkbit *h, bool enable);
+
 /* Loop thread. */
 void hawkbit_install_started(Hawkbit *h, FetchEngine *e, const Offer *o);
 /* Also looks, at most every HAWKBIT_CANCEL_POLL_MIN_SEC to _MAX_SEC (the server's sleep), for a cancel

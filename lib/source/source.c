@@ -598,6 +598,14 @@ int source_set_consent(Source *s, const char *action, bool confirm, const char *
         return -EOPNOTSUPP;
 }
 
+void source_set_auto_update(Source *s, bool enable)
+{
+#if HAVE_HAWKBIT
+        if (s->hawkbit)
+                hawkbit_set_auto_confirm(s->hawkbit, enable);
+#endif
+}
+
 uint64_t source_retry_after_usec(const Source *s)
 {
 #if HAVE_HAWKBIT

@@ -84,6 +84,10 @@ void source_cancel_check(Source *s);
  * -EOPNOTSUPP for the other sources. */
 int source_set_consent(Source *s, const char *action, bool confirm, const char *reason);
 
+/* AutoUpdate switched (updatectl enable|disable): hawkbit switches the server's auto-confirm the same way
+ * at the next check; the other sources ignore it. */
+void source_set_auto_update(Source *s, bool enable);
+
 /* The interval the source asks for until the next check (hawkBit's sleep); 0: the configured one. */
 uint64_t source_next_check_usec(const Source *s);
 /* After a failed check: the wait the server asked for (hawkBit: Retry-After of a 429 or 503, bounded);

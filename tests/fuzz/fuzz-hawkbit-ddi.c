@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Fuzz the hawkBit DDI JSON parser (lib/source/hawkbit-ddi.c): the first byte picks the document (a
- * poll answer, a deployment, a confirmation, a cancel order, a sleep value); the feedback writer gets
- * what was parsed. */
+ * poll answer, a deployment, a confirmation, a cancel order and confirmationBase's answer, a sleep value);
+ * the feedback writer gets what was parsed. */
 #include "fuzz.h"
 #include "hawkbit-ddi.h"
 #include "util.h"
@@ -40,10 +40,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 break;
         }
         case 3: {
+                DdiAutoConfirm ac = {};
+                UpkErr err2 = {};
                 char *stop = NULL;
+                int r2;
 
                 r = ddi_parse_cancel(data + 1, size - 1, &stop, &err);
                 free(stop);
+                /* the same bytes as confirmationBase's answer */
+                r2 = ddi_parse_auto_confirm(data + 1, size - 1, &ac, &err2);
+                ddi_auto_confirm_done(&ac);
+                if (r2 < 0 && r2 != -ENOMEM && !err2.msg[0])
+                        abort();
                 break;
         }
         case 4: {

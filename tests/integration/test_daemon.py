@@ -580,7 +580,7 @@ def test_non_root_is_refused_but_may_read(tmp_path, bus, monitor, device, servic
     bundle.parent.chmod(0o755)
     for method, sig, args in [("Install", "sa{sv}", [str(bundle), "0"]), ("Cancel", "", []),
                               ("Rollback", "", []), ("MarkGood", "", []), ("Postpone", "t", ["1"]),
-                              ("SetAutoUpdate", "b", ["false"]), ("Check", "", [])]:
+                              ("SetAutoUpdate", "b", ["false"]), ("Check", "", []), ("Decline", "s", ["no"])]:
         before = len(monitor.find(lambda m: m.get("error_name") == "org.freedesktop.DBus.Error.AccessDenied"))
         p = bus.call(method, sig, *args, user="nobody", check=False)
         assert p.returncode != 0, method

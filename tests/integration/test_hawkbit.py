@@ -634,3 +634,31 @@ def test_consent_denied_with_updatectl_decline(world):
     assert p.returncode == 0 and p.stdout == "up to date\n", describe(p)
     assert w.get("AvailableVersion") == "" and not w.emu.requests_to("download")
     assert len(confirmations(w, a.id)) == 1
+
+
+def test_enable_and_disable_switch_the_servers_auto_confirm(world):
+    w = world()
+    w.emu.tenant("DEFAULT").confirmation_flow = True
+    target = w.emu.targets[("default", "gw-0042")]
+    w.start()
+    assert check(w).returncode == 0
+    assert not w.emu.feedback(None, "activateAutoConfirm")  # nothing switched without being asked
+    assert w.ctl("disable").returncode == 0
+    assert check(w).returncode == 0
+    assert target.auto_confirm is None and not w.emu.feedback(None, "deactivateAutoConfirm")  # already off
+    _, a = w.assign(w.bundle())
+    assert check(w).returncode == 0
+    assert w.get("ConsentNeeded") is True and a.status == "WAIT_FOR_CONFIRMATION"
+    # enable: the server confirms by itself, and the deployment follows in the same check.
+    p = w.ctl("enable")
+    assert p.returncode == 0, describe(p)
+    p = check(w)
+    assert p.returncode == 0 and "1.1.0" in p.stdout, describe(p)
+    assert target.auto_confirm and "updatectl enable" in target.auto_confirm["remark"], target.auto_confirm
+    assert a.status != "WAIT_FOR_CONFIRMATION" and w.get("ConsentNeeded") is False
+    w.wait_state("pending-reboot")
+    # disable: switched off again.
+    assert w.ctl("disable").returncode == 0
+    assert check(w).returncode == 0
+    assert target.auto_confirm is None
+    assert [f["accepted"] for f in w.emu.feedback(None, "deactivateAutoConfirm")] == [True]
