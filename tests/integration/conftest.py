@@ -554,3 +554,22 @@ def env(tmp_path):
 
 def gzip_bytes(data):
     return gzip.compress(data, mtime=0)
+
+
+@pytest.fixture
+def world(request, tmp_path):
+    """The daemon tests' worlds (test_poll, test_slow_retrieval, test_hawkbit): a factory of the test
+    module's own `World` class, world(**kw) making one under tmp_path; every one made is closed at the end
+    (its daemons, bus and servers stopped), also when the test failed."""
+    cls = request.module.World
+    worlds = []
+
+    def make(**kw):
+        w = cls(tmp_path / f"w{len(worlds)}", **kw)
+        worlds.append(w)
+        return w
+    try:
+        yield make
+    finally:
+        for w in worlds:
+            w.close()

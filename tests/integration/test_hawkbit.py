@@ -84,21 +84,6 @@ class World(PollWorld):
         self.emu.stop()
 
 
-@pytest.fixture
-def world(tmp_path):
-    worlds = []
-
-    def make(**kw):
-        w = World(tmp_path / f"w{len(worlds)}", **kw)
-        worlds.append(w)
-        return w
-    try:
-        yield make
-    finally:
-        for w in worlds:
-            w.close()
-
-
 def describe(p):
     return f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
 

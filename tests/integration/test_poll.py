@@ -121,19 +121,6 @@ class World:
         self.server.stop()
 
 
-@pytest.fixture
-def world(tmp_path):
-    worlds = []
-
-    def make(**kw):
-        w = World(tmp_path / f"w{len(worlds)}", **kw)
-        worlds.append(w)
-        return w
-    yield make
-    for w in worlds:
-        w.close()
-
-
 def describe(p):
     return f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
 

@@ -10,27 +10,12 @@ import os
 import subprocess
 import time
 
-import pytest
-
 from device import UPDATECTL, payload_bytes
-from test_poll import NO_AUTO_CHECK, World, describe, make_bundle, slot_b_holds
+from test_poll import NO_AUTO_CHECK, World, describe, make_bundle, slot_b_holds  # noqa: F401 (World: conftest's world)
 
 DEADLINE = 30  # seconds: generous; the measured times are printed
 TRICKLE = 5  # bytes per second
 SHORT = {"UPKEEP_TEST_METADATA_MIN_RATE": "16384", "UPKEEP_TEST_METADATA_ALLOWANCE_MS": "1000"}
-
-
-@pytest.fixture
-def world(tmp_path):
-    worlds = []
-
-    def make(**kw):
-        w = World(tmp_path / f"w{len(worlds)}", **kw)
-        worlds.append(w)
-        return w
-    yield make
-    for w in worlds:
-        w.close()
 
 
 def trickling(tmp_path, world, env):
