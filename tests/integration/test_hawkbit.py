@@ -84,6 +84,12 @@ class World(PollWorld):
         self.emu.stop()
 
 
+def pending(w):
+    """The state's pending update; None also before the daemon wrote state.json."""
+    state = w.device.data / "state.json"
+    return json.loads(state.read_text()).get("pending") if state.exists() else None
+
+
 def describe(p):
     return f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
 
@@ -402,7 +408,7 @@ def test_download_only_keeps_the_verified_bundle_until_an_install_is_allowed(wor
     kept = json.loads((w.device.data / "hawkbit-download.json").read_text())
     assert (kept["version"], kept["action"], kept["size"]) == ("1.1.0", str(a.id), len(data)), kept
     # Nothing was written or activated.
-    assert w.device.primary() == "A" and not w.device.state().get("pending")
+    assert w.device.primary() == "A" and not pending(w)
     assert w.get("State") == "idle" and w.get("AvailableVersion") == ""
     # The operator then assigns the same distribution as a forced update: installed from the kept copy,
     # without a second download; the copy is gone afterwards.
@@ -450,13 +456,14 @@ def test_wrong_sha256_is_refused_and_nothing_is_written(world, kind):
     a = w.emu.assign("gw-0042", [sm], kind=kind)
     w.start(env=SOON)
     w.wait(lambda: w.closed(a.id), what="the failure report")
+    w.wait(lambda: w.get("State") in ("idle", "error"), what="the end of the check or install")
     closed = w.closed(a.id)
     assert len(closed) == 1 and closed[0]["finished"] == "failure", closed
     detail = " ".join(closed[0]["details"])
     assert f"{name}: its sha256 is" in detail and "but the hawkBit server announced " + "0" * 64 in detail
     assert a.status == "ERROR"
     assert not downloaded(w, a.id)
-    assert w.device.primary() == "A" and not w.device.state().get("pending")
+    assert w.device.primary() == "A" and not pending(w)
     assert not (w.device.data / "hawkbit-download.upk").exists()
     assert not (w.device.data / "hawkbit-download.upk.part").exists()
 
@@ -522,7 +529,7 @@ def test_cancel_during_the_download_stops_the_install(world):
     art = sm.artifacts[0]
     assert art.bytes_sent < len(data), (art.bytes_sent, len(data))
     w.wait(lambda: w.get("State") in ("idle", "error"), what="the end of the install")
-    assert w.device.primary() == "A" and not w.device.state().get("pending")
+    assert w.device.primary() == "A" and not pending(w)
     assert not w.closed(a.id) and not (w.device.data / "hawkbit.json").exists()
     assert "nothing was activated" in w.get("LastError") or w.get("State") == "idle"
 
