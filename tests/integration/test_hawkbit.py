@@ -654,3 +654,21 @@ def test_enable_and_disable_switch_the_servers_auto_confirm(world):
     assert check(w).returncode == 0
     assert target.auto_confirm is None
     assert [f["accepted"] for f in w.emu.feedback(None, "deactivateAutoConfirm")] == [True]
+
+
+def test_lapsed_maintenance_window_cancels_and_the_kept_copy_goes(world):
+    w = world()
+    _, a = w.assign(w.bundle(), window="unavailable")
+    w.start()
+    assert check(w).returncode == 0
+    assert downloaded(w, a.id) and (w.device.data / "hawkbit-download.upk").exists()
+    # No window left: hawkBit cancels the action; the device accepts (nothing installed) and drops the
+    # copy it kept for it.
+    w.emu.set_window(a.id, "lapsed")
+    p = check(w)
+    assert p.returncode == 0 and p.stdout == "up to date\n", describe(p)
+    fb = w.emu.feedback(a.id, "cancel")
+    assert [(f["execution"], f["finished"]) for f in fb] == [("closed", "success")], fb
+    assert a.status == "CANCELED" and w.device.primary() == "A"
+    assert not (w.device.data / "hawkbit-download.upk").exists()
+    assert not (w.device.data / "hawkbit-download.json").exists()
