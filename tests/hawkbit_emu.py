@@ -1036,6 +1036,13 @@ def main():
             new = emu.feedbacks[seen:]
             seen = len(emu.feedbacks)
         for f in new:
+            if f["kind"] == "configData":
+                try:
+                    data = json.loads(f["raw"])["data"]
+                    print(f"configData: {len(data)} attributes ({', '.join(sorted(data)[:6])}, ...)", flush=True)
+                except (ValueError, KeyError, TypeError):
+                    print("configData: a malformed body", flush=True)
+                continue
             print(f"feedback {f['kind']} action {f['action']}: {f.get('execution', f.get('confirmation'))} "
                   f"{f.get('finished', '')} {f.get('details', '')}", flush=True)
     emu.stop()

@@ -8,6 +8,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from device import BUILD
 
 SOURCE_ROOT = Path(os.environ.get("UPKEEP_SOURCE_ROOT", Path(__file__).resolve().parents[2]))
@@ -49,6 +51,33 @@ def test_demo_runs_the_whole_loop():
     assert len(re.findall(r"Progress=\d+/\d+", out)) >= 3, out
     # Nothing left behind: its folder, and the processes that ran from it.
     work = re.search(r"serving (/tmp/upkeep-demo\.\w+)/www", out).group(1)
+    assert not Path(work).exists(), work
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert work not in ps, ps
+
+
+@pytest.mark.skipif(os.environ.get("UPKEEP_HAWKBIT") == "0", reason="built with -Dhawkbit=false")
+def test_demo_with_hawkbit():
+    """--hawkbit: the same loop from the DDI emulator; the server hears "proceeding" while it installs,
+    nothing final before the reboot, and "closed + success" only after the confirmation."""
+    p = run_demo("--hawkbit", "--no-setup", str(BUILD))
+    out = p.stdout
+    assert p.returncode == 0, f"exit {p.returncode}\n{out}\n{p.stderr}"
+    for line in ("An Eclipse hawkBit server on 127.0.0.1 (the DDI emulator, tests/hawkbit_emu.py)",
+                 "upkeepd: update 1.1.0 available (acme-gw-1.1.0.upk, ",
+                 "UPKEEP_HAWKBIT_ACTION=1]",
+                 "server| feedback deployment action 1: proceeding",
+                 "State: pending-reboot",
+                 "bootloader booted slot: B",
+                 "upkeepd: confirmed version 1.1.0 on slot B",
+                 "server| feedback deployment action 1: closed success"):
+        assert line in out, f"missing {line!r}\n{out}"
+    assert out.index("proceeding") < out.index("State: pending-reboot") < out.index("confirmed version 1.1.0") \
+        < out.index("closed success"), out
+    assert out.count("closed success") == 1, out
+    final = out[out.index("Final status"):]
+    assert re.search(r"^ +Version: 1\.1\.0$", final, re.M) and re.search(r"^ +Booted slot: B$", final, re.M), final
+    work = re.search(r"target token in (/tmp/upkeep-demo\.\w+)/dev", out).group(1)
     assert not Path(work).exists(), work
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert work not in ps, ps
