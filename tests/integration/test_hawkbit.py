@@ -672,3 +672,139 @@ def test_lapsed_maintenance_window_cancels_and_the_kept_copy_goes(world):
     assert a.status == "CANCELED" and w.device.primary() == "A"
     assert not (w.device.data / "hawkbit-download.upk").exists()
     assert not (w.device.data / "hawkbit-download.json").exists()
+
+
+def test_nothing_installed_again_after_a_restart_and_the_legacy_id_without_timestamp(world):
+    # A server that checks the legacy "id" of every feedback (404 when it is missing or another one).
+    w = world()
+    w.emu.tenant("DEFAULT").legacy_id = True
+    _, a = w.assign(w.bundle())
+    w.start(env=SOON)
+    w.wait_state("pending-reboot")
+    reboot_and_start(w)
+    w.wait(lambda: w.closed(a.id), what="the final report")
+    fb = w.emu.feedback(a.id)
+    assert fb and all(f["accepted"] and f["id"] == str(a.id) for f in fb), fb
+    # No timestamp (the device's clock is not known to be right): the server takes its own time and
+    # the installed distribution moves.
+    assert all("timestamp" not in f["body"] for f in fb), fb
+    target = w.emu.targets[("default", "gw-0042")]
+    assert target.installed_action == a.id and target.update_status == "IN_SYNC"
+    # The daemon restarts with nothing pending: the poll shows installedBase; nothing is fetched,
+    # installed or reported again.
+    for s in w.services:
+        s.stop()
+    assert not (w.device.data / "hawkbit.json").exists()
+    downloads, n_fb = len(w.emu.requests_to("download")), len(w.emu.feedback(a.id))
+    s = w.start()
+    p = check(w)
+    assert p.returncode == 0 and p.stdout == "up to date\n", describe(p)
+    assert w.emu.requests_to("poll")[-1]["status"] == 200
+    assert len(w.emu.requests_to("download")) == downloads and len(w.emu.feedback(a.id)) == n_fb
+    assert w.get("State") == "idle" and w.get("CurrentVersion") == "1.1.0"
+    assert w.device.state().get("pending") is None
+    # A new assignment beside the installedBase link is taken.
+    _, b = w.assign(w.bundle(version="1.2.0", seed=9), version="1.2.0")
+    p = check(w)
+    assert p.returncode == 0 and "1.2.0" in p.stdout, describe(p)
+    w.wait_state("pending-reboot")
+    assert len(w.emu.requests_to("download")) == downloads + 1
+
+
+def test_a_final_report_answered_410_counts_as_delivered(world):
+    w = world()
+    _, a = w.assign(w.bundle())
+    w.start(env=SOON)
+    w.wait_state("pending-reboot")
+    w.emu.fault("deploymentFeedback", status=503, times=-1, body="<html>down</html>")
+    s = reboot_and_start(w)
+    w.wait(lambda: "check failed" in s.text(), what="the failed check")
+    saved = (w.device.data / "hawkbit.json").read_text()
+    assert json.loads(saved)["phase"] == "report"
+    w.emu.clear_faults()
+    assert check(w).returncode == 0
+    assert [f["finished"] for f in w.closed(a.id) if f["accepted"]] == ["success"]
+    assert not (w.device.data / "hawkbit.json").exists()
+    # The server's answer was lost (a power cut before the daemon removed its record): the report goes
+    # again once, hawkBit answers 410 (the action is closed), and that counts as delivered.
+    for x in w.services:
+        x.stop()
+    (w.device.data / "hawkbit.json").write_text(saved)
+    s = w.start()
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+    assert w.emu.requests_to("deploymentFeedback")[-1]["status"] == 410
+    assert f"hawkBit action {a.id}: reported closed + success" in s.text()
+    assert "the server had closed it already" in s.text()
+    assert not (w.device.data / "hawkbit.json").exists()
+    n = len(w.emu.requests_to("deploymentFeedback"))
+    assert check(w).returncode == 0
+    assert len(w.emu.requests_to("deploymentFeedback")) == n
+    assert [f["finished"] for f in w.closed(a.id) if f["accepted"]] == ["success"]
+    assert a.status == "FINISHED"
+
+
+def test_an_action_force_quit_by_the_operator_is_dropped_on_410(world):
+    w = world()
+    _, a = w.assign(w.bundle())
+    w.start(env=SOON)
+    w.wait_state("pending-reboot")
+    w.emu.force_quit(a.id)  # the operator gives up on the device: the action is closed on the server
+    s = reboot_and_start(w)
+    w.wait(lambda: "the server had closed it already" in s.text(), what="the dropped report")
+    assert w.emu.requests_to("deploymentFeedback")[-1]["status"] == 410
+    assert not (w.device.data / "hawkbit.json").exists()
+    n = len(w.emu.requests_to("deploymentFeedback"))
+    assert check(w).returncode == 0
+    assert len(w.emu.requests_to("deploymentFeedback")) == n
+    assert a.status == "CANCELED" and w.get("CurrentVersion") == "1.1.0"
+
+
+@pytest.mark.parametrize("ignore_range", [False, True], ids=["range", "range-ignored"])
+def test_a_cut_download_resumes_and_a_spaced_utf8_filename_is_fetched(world, ignore_range):
+    w = world()
+    data = w.bundle()
+    name = "acme gw \u00fcber 1.1.0.upk"
+    sm = w.emu.module({name: data})
+    a = w.emu.assign("gw-0042", [sm])
+    w.emu.plan_download(sm, name, cut_at=100_000, ignore_range=ignore_range)
+    w.start(env=SOON)
+    w.wait_state("pending-reboot")
+    # Resumed at the cut with Range; a server that ignores it sends the whole body, and the device
+    # neither appends it nor starts the install over: the verified bundle went in once.
+    assert sm.artifacts[0].requests == [None, "bytes=100000-"], sm.artifacts[0].requests
+    assert [r["status"] for r in w.emu.requests_to("download")] == [200, 200 if ignore_range else 206]
+    assert w.device.slot["B"].read_bytes()[:256 * 1024] == payload_bytes(7, 256 * 1024)
+    assert not w.closed(a.id) and w.get("State") == "pending-reboot"
+
+
+def test_404_on_the_poll_and_on_the_deployment(world):
+    w = world(policy="none")
+    w.start()
+    w.emu.fault("poll", status=404)  # a wrong tenant or base path behind a reverse proxy
+    p = check(w)
+    assert p.returncode != 0 and "not found (HTTP 404)" in p.stderr and "tenant" in p.stderr, describe(p)
+    assert "HTTP 404" in w.get("LastError")
+    # The action vanished between the poll and its GET: nothing offered, no error, no feedback.
+    _, a = w.assign(w.bundle())
+    w.emu.fault("deploymentBase", status=404)
+    p = check(w)
+    assert p.returncode == 0 and p.stdout == "up to date\n", describe(p)
+    assert not w.emu.feedback(a.id)
+    p = check(w)
+    assert p.returncode == 0 and "1.1.0" in p.stdout, describe(p)
+
+
+def test_feedback_with_quotes_and_utf8_in_the_details_passes_the_strict_parser(world):
+    w = world(health_fail=True)
+    check_file = w.device.health / "10-fail"
+    check_file.write_text("#!/bin/sh\nprintf '%s\\n' 'link \"eth0\" down \\ r\u00e9seau {x}' >&2\nexit 3\n")
+    _, a = w.assign(w.bundle())
+    w.start(env=SOON)
+    w.wait_state("pending-reboot")
+    reboot_and_start(w)
+    w.wait(lambda: w.closed(a.id), what="the final report")
+    closed = w.closed(a.id)
+    assert [(f["finished"], f["accepted"]) for f in closed] == [("failure", True)], closed
+    assert 'link "eth0" down \\ r\u00e9seau {x}' in " ".join(closed[0]["details"]), closed
+    assert all(f["accepted"] for f in w.emu.feedback(a.id))
