@@ -27,8 +27,11 @@
 #      changes.
 #
 # An environment without BOOT_ORDER (never written by upkeep) reads as BOOT_ORDER="A B" with slot A
-# at 3 attempts (unless BOOT_A_LEFT is set) and slot B at 0, as upkeep reads it. The kernel is told
-# the slot on its command line (upkeep.slot=S), which upkeep prefers to BOOTED.
+# at 3 attempts (unless BOOT_A_LEFT is set) and slot B at 0, as upkeep reads it. An environment that
+# cannot be read (missing, or a bad CRC: torn by a power cut during a write of its single copy) gives
+# both slots their attempts, A first: the device comes up on A, or on B when A does not start; upkeep
+# then sees both slots as good, the booted one first (its state.json still knows the versions). The
+# kernel is told the slot on its command line (upkeep.slot=S), which upkeep prefers to BOOTED.
 #
 # Where the environment lives: U-Boot has none of its own on qemu-x86 ("Loading Environment from
 # nowhere"), so it is a file, uboot.env, on the first (FAT) partition, in the format of fw_setenv
@@ -73,7 +76,13 @@ setenv BOOT_B_TRY
 setenv upkeep_env_read 0
 load ${upkeep_if} ${upkeep_dev}:${upkeep_env_part} ${upkeep_env_addr} ${upkeep_env_file} && env import -c ${upkeep_env_addr} ${upkeep_env_size} BOOT_ORDER BOOT_A_LEFT BOOT_A_TRY BOOT_B_LEFT BOOT_B_TRY && setenv upkeep_env_read 1
 if test "${upkeep_env_read}" != 1; then
-        echo "upkeep: cannot read ${upkeep_env_file} (missing, or bad CRC): as never written"
+        # Missing, or a bad CRC (a power cut while fw_setenv or this script wrote the single copy):
+        # nothing is known about the slots. Slot A first, but both slots get their attempts, so that a
+        # slot A that does not start leads to B rather than to rule 2's endless retry of A.
+        echo "upkeep: cannot read ${upkeep_env_file} (missing, or bad CRC): both slots get attempts, A first"
+        setenv BOOT_ORDER "A B"
+        setenv BOOT_A_LEFT ${upkeep_attempts}
+        setenv BOOT_B_LEFT ${upkeep_attempts}
 fi
 if test -z "${BOOT_ORDER}"; then
         setenv BOOT_ORDER "A B"

@@ -13,7 +13,8 @@ sources file is the mirror argument, so whatever mirror or proxy the machine use
 dbus, polkitd, linux-image-cloud-amd64 and libubootenv-tool, and upkeep installed with `meson install` from its own
 build of SRC (--prefix=/usr, -Dtests=false) with its unit, bus policy, polkit action and tmpfiles
 entry; a config for the flavour's boot backend, a TUF source at http://10.0.2.2:8471/ (the host's 127.0.0.1
-under qemu's user-mode network) polled every minute, and reboot = auto.
+under qemu's user-mode network) polled every minute, and reboot = auto; a unit of the tests' own
+(upkeep-vm-journal.service) writes upkeepd's journal lines to the second serial port as they come.
 
 The disk (MBR): p1 32 MiB, the bootloader's; p2 and p3 640 MiB ext4, root A (version 1.0.0) and root
 B (empty); p4 64 MiB ext4 for /var/lib/upkeep. Nothing is mounted; no loop device.
@@ -57,6 +58,7 @@ PORT = 8471
 USER = "tester"
 MASKED = ["apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer",
           "e2scrub_reap.service", "fstrim.timer", "systemd-pstore.service", "getty@tty1.service"]
+JOURNAL_UNIT = "upkeep-vm-journal.service"
 # Change it when base_root() changes what it makes.
 BASE_RECIPE = "1"
 
@@ -225,13 +227,20 @@ def customize(root: Path, source: Path, keyring: Path, tuf_root: bytes, flavour:
     dropin = root / "etc/systemd/system/upkeepd.service.d"
     dropin.mkdir(parents=True, exist_ok=True)
     (dropin / "console.conf").write_text("[Service]\nStandardOutput=journal+console\nStandardError=journal+console\n")
+    # upkeepd logs to the journal: its lines, as they come, on the second serial port (vmdriver's
+    # journal stream), for the tests to see where it is (the power cuts' windows).
+    (root / "etc/systemd/system" / JOURNAL_UNIT).write_text(
+        "[Unit]\nDescription=upkeepd's journal on ttyS1 (upkeep's VM tests)\nDefaultDependencies=no\n"
+        "After=systemd-journald.service\nBefore=upkeepd.service\n\n"
+        "[Service]\nExecStart=/usr/bin/journalctl --boot --follow --output=cat SYSLOG_IDENTIFIER=upkeepd\n"
+        "StandardOutput=file:/dev/ttyS1\n")
     net = root / "etc/systemd/network"
     net.mkdir(parents=True, exist_ok=True)
     (net / "10-vm.network").write_text("[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n")
     wants = root / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
-    for unit in ("systemd-networkd.service", "upkeepd.service"):
-        path = next((d for d in ("/usr/lib/systemd/system", "/lib/systemd/system")
+    for unit in ("systemd-networkd.service", "upkeepd.service", JOURNAL_UNIT):
+        path = next((d for d in ("/usr/lib/systemd/system", "/lib/systemd/system", "/etc/systemd/system")
                      if (root / d[1:] / unit).exists()), None)
         if not path:
             raise SystemExit(f"mkimage: no {unit} in the image's /usr/lib/systemd/system")

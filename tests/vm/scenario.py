@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""upkeep on real boots (meson suite vm): one VM per bootloader flavour, on a qcow2 overlay of
-mkimage.py's image, runs the scenarios as a chain, each a TAP test point of its own:
+"""upkeep on real boots (meson suite vm): one VM per bootloader flavour, on a raw copy of mkimage.py's
+image, runs the scenarios as a chain, each a TAP test point of its own:
 
     scenario.py grub | uboot
 
@@ -20,6 +20,11 @@ mkimage.py's image, runs the scenarios as a chain, each a TAP test point of its 
 3. init does not come up: 1.3.0, whose /sbin/init is a script that exits, installed into A: the kernel
    panics, the bootloader falls back to B; on B the status (the same rule: the record now names 1.3.0)
    and the history say what happened, no try marker is left, and only root may acknowledge the record.
+4. power cuts: two updates (2.1.0, 2.2.0) each cut by killing qemu at an instant of a phase
+   (powercut.py: a the download and install, b the bootloader switch, c the confirmation after the
+   reboot; per flavour a fixed seed and two phases, CUTS); after each, the machine boots a good slot,
+   upkeepd is active and `updatectl status` answers; the last update is retried until confirmed.
+   powercut.py runs longer campaigns of such cuts.
 
 A step that fails is "not ok" with its reason; the steps after it are skipped (the machine's state is
 unknown then). Each step prints its timings as TAP comments.
@@ -243,8 +248,9 @@ def expect(cond, what, *context):
 class Chain:
     """The scenarios, one after the other on one machine."""
 
-    def __init__(self, vm, fl, urls):
+    def __init__(self, vm, fl, urls, tmp, www, base, flavour):
         self.vm, self.fl, self.urls = vm, fl, urls
+        self.tmp, self.www, self.base, self.flavour = tmp, www, base, flavour
         self.timings = []
 
     def lap(self, what, since):
@@ -411,22 +417,57 @@ class Chain:
         self.lap("status and history", t)
 
 
+    def step4_power_cuts(self):
+        import powercut  # noqa: E402 (it imports this module)
+
+        t = time.monotonic()
+        st = status(self.vm)
+        seed, phases = CUTS[self.flavour]
+        cutter = powercut.Cutter(self.vm, self.fl, self.tmp, self.www, self.base, powercut.random.Random(seed),
+                                 st["booted_slot"], st["current_version"])
+        for i, phase in enumerate(phases, 1):
+            # The retry of a cut is the next cut's update; the last one's goes through.
+            r = cutter.one(i, phase, seed, retry=i == len(phases))
+            expect(r["outcome"] == "ok", f"power cut {i} (phase {phase}, seed {seed}): {r['outcome']}", r)
+        expect(cutter.version == f"2.{len(phases)}.0", "the last retried update was not confirmed",
+               cutter.results)
+        for line in powercut.summary(cutter.results):
+            say(line)
+        self.lap("power cuts", t)
+
+
+# Scenario 4's cuts in CI: per flavour a seed (the instants) and the phases (powercut.py).
+CUTS = {"grub": (4, ["a", "c"]), "uboot": (5, ["b", "c"])}
+
 STEPS = [
     ("step1_update", "scenario 1: the daemon installs 1.1.0 into B by itself, B is confirmed; an unprivileged "
                      "user may read, not act"),
     ("step2_health_fails", "scenario 2: 1.2.0 fails its health check on A, the daemon rolls back to B and says so"),
     ("step3_init_fails", "scenario 3: 1.3.0's init does not come up on A, the bootloader falls back to B, "
                          "the daemon says so"),
+    ("step4_power_cuts", "scenario 4: power cuts (qemu killed) during an install, the bootloader switch and the "
+                         "confirmation: a good slot boots, the daemon comes up, a retried update completes"),
 ]
 
 
 def build_image(flavour):
-    """mkimage.py's image for `flavour` (built, or found in its cache): its description (a dict)."""
+    """mkimage.py's image of the flavour (cached): its JSON description."""
+    t = time.monotonic()
     p = subprocess.run(["/usr/bin/python3", str(HERE / "mkimage.py"), "--source", str(SOURCE), "--keyring",
                         str(Path(os.environ["UPKEEP_TEST_PKI"]) / "keyring.pem"), "--flavour", flavour, "--cache",
                         os.environ.get("UPKEEP_VM_CACHE", "/var/tmp/upkeep-vm-cache")],
                        stdout=subprocess.PIPE, text=True, check=True)
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    image = json.loads(p.stdout.strip().splitlines()[-1])
+    say(f"image ready after {time.monotonic() - t:.0f} s: {image['disk']}")
+    return image
+
+
+def copy_disk(image, tmp):
+    """The machine's disk: a sparse raw copy of the image (not a qcow2 overlay: with raw, what a killed
+    qemu keeps is what the guest wrote, see powercut.py; the copy takes seconds)."""
+    disk = tmp / "disk.img"
+    subprocess.run(["cp", "--sparse=always", image["disk"], disk], check=True)
+    return disk
 
 
 def main():
@@ -440,9 +481,7 @@ def main():
         print(f"1..0 # SKIP the VM tests need qemu: {why}")
         return 0
     print(f"1..{len(STEPS)}", flush=True)
-    t = time.monotonic()
     image = build_image(flavour)
-    say(f"image ready after {time.monotonic() - t:.0f} s: {image['disk']}")
     accel = "kvm" if vmdriver.kvm_works(image.get("kernel")) else "tcg"
     say(f"accelerator: {accel}")
 
@@ -452,8 +491,7 @@ def main():
     server = vm = chain = None
     try:
         t = time.monotonic()
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", image["disk"], "-F", "raw",
-                        str(tmp / "disk.qcow2")], check=True)
+        disk = copy_disk(image, tmp)
         www = tmp / "www"
         (www / "b").mkdir(parents=True)
         server = serve(www)
@@ -477,8 +515,8 @@ def main():
         repo.publish(www)
         say(f"bundles and repository ready after {time.monotonic() - t:.0f} s "
             f"({', '.join(f'{v}: {b.stat().st_size // (1024 * 1024)} MiB' for v, b in bundles.items())})")
-        vm = vmdriver.VM(tmp / "disk.qcow2", tmp / "console.log", accel=accel, flavour=flavour)
-        chain = Chain(vm, fl, urls)
+        vm = vmdriver.VM(disk, tmp / "console.log", accel=accel, flavour=flavour, disk_format="raw")
+        chain = Chain(vm, fl, urls, tmp, www, base, flavour)
         broken = None
         ok = True
         for i, (fn, title) in enumerate(STEPS, 1):

@@ -9,6 +9,12 @@ With GRUB, one qemu process lives through the guest's reboots (qemu resets the m
 kernel panic's panic=5): every boot is a cold one, and the bootloader's state is on the disk. Either way
 a test sees one console stream and waits for the next bootloader marker. A guest that powers off ends
 qemu for good. Every console byte also goes to a log file.
+
+The guest's second serial port (ttyS1) goes to a file of its own, which the driver follows as a second
+stream (journal()/wait_journal()): mkimage.py's image writes upkeepd's journal there, so that a test
+sees where the daemon is (the install's phases, the confirmation) without mixing it into the shell's
+output. power_cut() kills qemu at once (SIGKILL: the guest loses what it had not written to its disk;
+see powercut.py for what survives), and start() boots the same disk again.
 """
 
 import os
@@ -19,6 +25,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 QEMU = "qemu-system-x86_64"
 UBOOT_ROM = "/usr/lib/u-boot/qemu-x86/u-boot.rom"
@@ -82,16 +89,23 @@ def _kill(p):
 
 
 class VM:
-    def __init__(self, disk, log_path, accel="tcg", memory=1024, extra=(), flavour="grub"):
+    def __init__(self, disk, log_path, accel="tcg", memory=1024, extra=(), flavour="grub", disk_format="qcow2"):
         """flavour: the image's bootloader, "grub" (SeaBIOS boots the disk) or "uboot" (U-Boot's
-        qemu-x86 ROM as the firmware; cold restarts, see above)."""
+        qemu-x86 ROM as the firmware; cold restarts, see above). disk_format: "qcow2" (an overlay) or
+        "raw" (a copy: what a power cut keeps is then exactly what the guest had written, see
+        powercut.py)."""
         self.disk, self.log_path, self.accel = disk, log_path, accel
         self.cold_reboots = flavour == "uboot"
+        self.journal_path = Path(str(log_path) + ".ttyS1")
         firmware = ["-bios", UBOOT_ROM, "-no-reboot"] if self.cold_reboots else []
+        # cache=unsafe: qemu ignores the guest's flushes, but writes what the guest wrote to the file at
+        # once (raw: no metadata of its own in qemu's memory); a killed qemu loses only guest memory.
         self.args = [QEMU, "-accel", accel, "-machine", "pc", "-m", str(memory), "-smp", "2",
-                     "-display", "none", "-monitor", "none", "-serial", "stdio", "-nodefaults", *firmware,
-                     "-drive", f"file={disk},format=qcow2,if=virtio,cache=unsafe",
+                     "-display", "none", "-monitor", "none", "-serial", "stdio",
+                     "-serial", f"file:{self.journal_path}", "-nodefaults", *firmware,
+                     "-drive", f"file={disk},format={disk_format},if=virtio,cache=unsafe",
                      "-nic", "user,model=virtio-net-pci", *extra]
+        self.jbuf = b""
         self.buf = b""
         self.cond = threading.Condition()
         self.proc = None
@@ -102,16 +116,71 @@ class VM:
         self.shell_set_up = False
 
     def _spawn(self):
+        # qemu truncates the file at each start: keep what the earlier boots wrote.
+        self._journal_poll()
+        self.journal_offset = 0
         return subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
     def start(self):
         self.log = open(self.log_path, "ab")
         self.closing = self.ended = False
+        self.journal_offset = 0
         self.proc = self._spawn()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         return self
+
+    def _journal_poll(self):
+        """Appends what qemu wrote to the ttyS1 file since the last poll to jbuf (under self.cond or
+        from the reader thread's spawn)."""
+        try:
+            with open(self.journal_path, "rb") as f:
+                f.seek(getattr(self, "journal_offset", 0))
+                data = f.read()
+        except FileNotFoundError:
+            return
+        if data:
+            self.journal_offset += len(data)
+            self.jbuf += data
+
+    def journal_mark(self):
+        with self.cond:
+            self._journal_poll()
+            return len(self.jbuf)
+
+    def wait_journal(self, pattern, timeout, since=0, what=None):
+        """Waits until `pattern` (bytes regex) appears in the ttyS1 stream (upkeepd's journal) from
+        offset `since`; returns (match, the monotonic time it was seen: within 0.05 s). Raises VMError on
+        timeout or when qemu ends."""
+        rx = re.compile(pattern.encode() if isinstance(pattern, str) else pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.cond:
+                self._journal_poll()
+                m = rx.search(self.jbuf, since)
+                if m:
+                    return m, time.monotonic()
+                if self.proc is None or self.ended:
+                    raise VMError(f"qemu ended while waiting for {what or rx.pattern!r} in the daemon's journal")
+            if time.monotonic() > deadline:
+                raise VMError(f"no {what or rx.pattern!r} in the daemon's journal within {timeout} s "
+                              f"({self.journal_path})")
+            time.sleep(0.05)
+
+    def power_cut(self):
+        """Kills qemu now (SIGKILL, no restart); start() boots the disk again."""
+        with self.cond:
+            self.closing = True
+            proc = self.proc
+        _kill(proc)
+        self.reader.join(10)
+        with self.cond:
+            self._journal_poll()
+            self.proc = None
+        self.log.write(b"\n[vmdriver: power cut: qemu killed]\n")
+        self.log.close()
+        self.log = None
 
     def _read(self):
         proc = self.proc
