@@ -24,7 +24,8 @@
 #include "time-util.h"
 #include "version.h"
 
-/* What hawkbit.json remembers of the one action the device works on. */
+/* What hawkbit.json remembers of the one action the device works on (beside it: the action the user
+ * declined, declined_read()). */
 typedef enum Phase {
         PHASE_INSTALLING, /* the install of its bundle started */
         PHASE_INSTALLED,  /* written and activated: the reboot decides */
@@ -96,6 +97,7 @@ struct Hawkbit {
         char *consent_reason;
         char *approved;
         char *declined;
+        bool declined_loaded;  /* declined read from hawkbit.json */
         int auto_confirm_want; /* updatectl enable (1) or disable (0) to tell the server; -1: nothing */
 };
 
@@ -436,6 +438,10 @@ static int pending_load(const Config *c, Pending **ret)
         if (!p)
                 return -ENOMEM;
         if (r >= 0)
+                r = json_get_dup_string(&jc, root, "", "action", false, DDI_ID_MAX, &p->action);
+        if (r >= 0 && !p->action && json_object_object_get_ex(root, "declined", NULL))
+                return 0; /* only the declined action (declined_read()) */
+        if (r >= 0 && !p->action)
                 r = json_get_dup_string(&jc, root, "", "action", true, DDI_ID_MAX, &p->action);
         if (r >= 0)
                 r = json_get_dup_string(&jc, root, "", "version", true, DDI_NAME_MAX, &p->version);
@@ -464,23 +470,63 @@ static int pending_load(const Config *c, Pending **ret)
         return 0;
 }
 
-static int pending_save(const Config *c, const Pending *p, UpkErr *err)
+/* The action the user denied (updatectl decline), kept in hawkbit.json beside the pending action so that
+ * a restart does not announce it again. NULL when there is none (or the file is unreadable). */
+static char *declined_read(const Config *c)
 {
-        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
-        const char *s;
-        int r;
+        _cleanup_free_ char *path = path_join(c->data_dir, HAWKBIT_STATE_FILE), *data = NULL;
+        _cleanup_(json_object_putp) json_object *root = NULL;
+        JsonCtx jc = { .what = HAWKBIT_STATE_FILE, .kind = UPK_ERR_IO };
+        char *id = NULL;
+        UpkErr e = {};
+        size_t size;
 
+        jc.err = &e;
+        if (!path || read_full_file(path, HAWKBIT_STATE_MAX, &data, &size) < 0 ||
+            json_parse_strict(
+                    data, size,
+                    &(JsonStrictOptions){ .what = HAWKBIT_STATE_FILE, .kind = UPK_ERR_IO, .depth_max = 4 },
+                    &root, &e) < 0 ||
+            json_get_dup_string(&jc, root, "", "declined", false, DDI_ID_MAX, &id) < 0)
+                return NULL;
+        return id;
+}
+
+/* Write hawkbit.json: the pending action `p` and the declined action id, either may be NULL; both NULL
+ * removes the file. */
+static int state_write(const Config *c, const Pending *p, const char *declined, UpkErr *err)
+{
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        const char *s;
+        int r = 0;
+
+        if (!p && !declined) {
+                _cleanup_free_ char *path = path_join(c->data_dir, HAWKBIT_STATE_FILE);
+
+                if (!path)
+                        return upk_err_oom(err);
+                if (unlink(path) < 0 && errno != ENOENT)
+                        return upk_err(err, UPK_ERR_IO, -errno, "cannot remove %s: %m", path);
+                return 0;
+        }
+        o = json_object_new_object();
         if (!o)
                 return upk_err_oom(err);
-        r = json_object_object_add(o, "action", json_object_new_string(p->action));
-        r = r ?: json_object_object_add(o, "version", json_object_new_string(p->version));
-        r = r ?: json_object_object_add(o, "feedback", json_object_new_string(p->feedback));
-        r = r ?: json_object_object_add(o, "phase", json_object_new_string(phase_to_string(p->phase)));
-        r = r ?: json_object_object_add(o, "announced", json_object_new_boolean(p->announced));
-        if (p->finished)
-                r = r ?: json_object_object_add(o, "finished", json_object_new_string(p->finished));
-        if (p->detail)
-                r = r ?: json_object_object_add(o, "detail", json_object_new_string(p->detail));
+        if (p) {
+                r = json_object_object_add(o, "action", json_object_new_string(p->action));
+                r = r ?: json_object_object_add(o, "version", json_object_new_string(p->version));
+                r = r ?: json_object_object_add(o, "feedback", json_object_new_string(p->feedback));
+                r = r
+                            ?: json_object_object_add(o, "phase",
+                                                      json_object_new_string(phase_to_string(p->phase)));
+                r = r ?: json_object_object_add(o, "announced", json_object_new_boolean(p->announced));
+                if (p->finished)
+                        r = r ?: json_object_object_add(o, "finished", json_object_new_string(p->finished));
+                if (p->detail)
+                        r = r ?: json_object_object_add(o, "detail", json_object_new_string(p->detail));
+        }
+        if (declined)
+                r = r ?: json_object_object_add(o, "declined", json_object_new_string(declined));
         s = r == 0 ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN) : NULL;
         if (!s)
                 return upk_err_oom(err);
@@ -493,12 +539,39 @@ static int pending_save(const Config *c, const Pending *p, UpkErr *err)
         return 0;
 }
 
+static int pending_save(const Config *c, const Pending *p, UpkErr *err)
+{
+        _cleanup_free_ char *declined = declined_read(c);
+
+        return state_write(c, p, declined, err);
+}
+
+/* Forget the pending action; a declined one stays. */
 static void pending_remove(const Config *c)
 {
-        _cleanup_free_ char *path = path_join(c->data_dir, HAWKBIT_STATE_FILE);
+        _cleanup_free_ char *declined = declined_read(c);
+        UpkErr e = {};
 
-        if (path)
-                (void)unlink(path);
+        if (state_write(c, NULL, declined, &e) < 0)
+                upk_log(LOG_LEVEL_WARNING, "%s", e.msg);
+}
+
+/* Remember (or with NULL forget) the declined action, in memory and in hawkbit.json. */
+static int declined_set(Hawkbit *h, const char *action, UpkErr *err)
+{
+        _cleanup_(pending_freep) Pending *p = NULL;
+        char *copy = NULL;
+        int r;
+
+        if (action && !(copy = strdup(action)))
+                return upk_err_oom(err);
+        free(h->declined);
+        h->declined = copy;
+        r = pending_load(h->config, &p);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_IO, r, "cannot read %s/%s: %m", h->config->data_dir,
+                               HAWKBIT_STATE_FILE);
+        return state_write(h->config, p, action, err);
 }
 
 /* What became of `version` after its reboot: the newest history entry about it since its install (the
@@ -1409,12 +1482,18 @@ static int send_consent(Hawkbit *h, const char *url, const char *action, UpkErr 
                 return 0;
         }
         upk_log(LOG_LEVEL_NOTICE, "hawkBit action %s: %s", action, line);
-        free(confirm ? h->approved : h->declined);
-        if (confirm)
+        if (confirm) {
+                free(h->approved);
                 h->approved = strdup(action);
-        else
-                h->declined = strdup(action);
-        return confirm ? 1 : 0;
+                return 1;
+        }
+        /* Kept across restarts: the server keeps offering it, the device does not announce it again. */
+        UpkErr e = {};
+
+        if (declined_set(h, action, &e) < 0)
+                upk_log(LOG_LEVEL_WARNING, "hawkBit action %s: the denial is not kept across a restart: %s",
+                        action, e.msg);
+        return 0;
 }
 
 /* confirmationBase: a deployment that waits for the user's consent. Offered with needs_consent (never
@@ -1485,6 +1564,17 @@ static int check_once(Hawkbit *h, const char *current_version, Offer **ret, UpkE
         r = poll_base(h, err);
         if (r < 0)
                 return r;
+        if (!h->declined_loaded) {
+                h->declined = declined_read(h->config);
+                h->declined_loaded = true;
+        }
+        if (h->declined && !h->last.confirmation_href) {
+                /* The denied action waits no longer (confirmed elsewhere, cancelled or gone). */
+                UpkErr e = {};
+
+                if (declined_set(h, NULL, &e) < 0)
+                        upk_log(LOG_LEVEL_WARNING, "%s", e.msg);
+        }
         put_config_data(h, current_version);
         if (h->auto_confirm_want >= 0) {
                 if (sync_auto_confirm(h)) {

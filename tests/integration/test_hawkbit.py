@@ -808,3 +808,60 @@ def test_feedback_with_quotes_and_utf8_in_the_details_passes_the_strict_parser(w
     assert [(f["finished"], f["accepted"]) for f in closed] == [("failure", True)], closed
     assert 'link "eth0" down \\ r\u00e9seau {x}' in " ".join(closed[0]["details"]), closed
     assert all(f["accepted"] for f in w.emu.feedback(a.id))
+
+
+@pytest.mark.parametrize("autoclose", [False, True], ids=["cancel-first", "autoclose"])
+def test_a_new_assignment_replaces_the_offered_one(world, autoclose):
+    w = world(policy="none")
+    w.emu.tenant("DEFAULT").autoclose = autoclose
+    _, a = w.assign(w.bundle())
+    w.start()
+    p = check(w)
+    assert p.returncode == 0 and "1.1.0" in p.stdout, describe(p)
+    # The operator assigns a newer version: hawkBit cancels the old action first (or closes it
+    # silently); the device accepts (nothing installed) and offers the new one.
+    _, b = w.assign(w.bundle(version="1.2.0", seed=9), version="1.2.0")
+    for _ in range(2):
+        p = check(w)
+        assert p.returncode == 0, describe(p)
+    assert w.get("AvailableVersion") == "1.2.0", describe(p)
+    fb = w.emu.feedback(a.id, "cancel")
+    assert [(f["execution"], f["finished"]) for f in fb] == ([] if autoclose else [("closed", "success")]), fb
+    assert a.status == "CANCELED" and b.active and not w.emu.feedback(b.id)
+    assert not w.emu.requests_to("download")
+    p = w.ctl("install")
+    assert p.returncode == 0, describe(p)
+    w.wait_state("pending-reboot")
+    dl = w.emu.requests_to("download")
+    assert len(dl) == 1 and f"/softwaremodules/{b.modules[0].id}/" in dl[0]["path"], dl
+
+
+def test_a_declined_deployment_stays_declined_across_a_restart(world):
+    w = world(policy="all")
+    w.emu.tenant("DEFAULT").confirmation_flow = True
+    _, a = w.assign(w.bundle())
+    w.start()
+    assert check(w).returncode == 0
+    assert w.get("ConsentNeeded") is True
+    p = w.ctl("decline", "not during the night shift")
+    assert p.returncode == 0, describe(p)
+    w.wait(lambda: confirmations(w, a.id), what="the denial")
+    w.wait(lambda: w.get("State") == "idle" and w.get("ConsentNeeded") is False, what="the end of the check")
+    assert json.loads((w.device.data / "hawkbit.json").read_text()) == {"declined": str(a.id)}
+    # The daemon restarts; hawkBit still offers the action for consent: not announced again.
+    for s in w.services:
+        s.stop()
+    s = w.start()
+    p = check(w)
+    assert p.returncode == 0 and p.stdout == "up to date\n", describe(p)
+    assert w.get("AvailableVersion") == "" and w.get("ConsentNeeded") is False
+    assert "waits for consent" not in s.text()
+    assert a.status == "WAIT_FOR_CONFIRMATION" and len(confirmations(w, a.id)) == 1
+    assert not w.emu.requests_to("download")
+    # The operator cancels it: the device accepts and forgets the denial.
+    w.emu.cancel(a.id)
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+    fb = w.emu.feedback(a.id, "cancel")
+    assert [(f["execution"], f["finished"]) for f in fb] == [("closed", "success")], fb
+    assert not (w.device.data / "hawkbit.json").exists()
