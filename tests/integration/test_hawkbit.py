@@ -865,3 +865,55 @@ def test_a_declined_deployment_stays_declined_across_a_restart(world):
     fb = w.emu.feedback(a.id, "cancel")
     assert [(f["execution"], f["finished"]) for f in fb] == [("closed", "success")], fb
     assert not (w.device.data / "hawkbit.json").exists()
+
+
+def test_two_bundles_in_one_deployment_are_refused(world):
+    w = world()
+    sm = w.emu.module({"acme-gw-1.1.0.upk": w.bundle(), "acme-gw-1.1.0-extra.upk": w.bundle(seed=8)})
+    a = w.emu.assign("gw-0042", [sm])
+    w.start()
+    p = check(w)
+    assert p.returncode == 0 and p.stdout == "up to date\n", describe(p)
+    closed = w.closed(a.id)
+    assert len(closed) == 1 and closed[0]["finished"] == "failure", closed
+    assert "more than one upkeep bundle (*.upk) among the 2 artifacts" in closed[0]["details"][0], closed
+    assert not w.emu.requests_to("download") and a.status == "ERROR"
+
+
+@pytest.mark.parametrize("delta", [-1000, 1000], ids=["smaller", "larger"])
+def test_a_wrong_announced_size_is_refused_and_nothing_is_activated(world, delta):
+    w = world()
+    data = w.bundle()
+    sm, a = w.assign(data)
+    sm.artifacts[0].size = len(data) + delta
+    w.start(env=SOON)
+    w.wait(lambda: w.closed(a.id), what="the failure report")
+    w.wait(lambda: w.get("State") in ("idle", "error"), what="the end of the install")
+    closed = w.closed(a.id)
+    assert len(closed) == 1 and closed[0]["finished"] == "failure", closed
+    assert "nothing was activated" in " ".join(closed[0]["details"]), closed
+    assert w.device.primary() == "A" and not pending(w)
+
+
+@pytest.mark.parametrize("status", [401, 503])
+def test_an_error_on_the_download_ends_the_install_without_a_loop(world, status):
+    # 401 only on the download (a CDN refusing the token) is final at once; a 503 with an HTML body is
+    # retried with a backoff until the transfer's minimum rate gives up (its grace shortened here); then
+    # the install fails, and the next check closes the action as a failure, once.
+    w = world()
+    _, a = w.assign(w.bundle())
+    w.emu.fault("download", status=status, times=-1, body="<html>no</html>")
+    s = w.start(env=dict(SOON, UPKEEP_TEST_BUNDLE_GRACE_SEC="5"))
+    w.wait(lambda: f"hawkBit action {a.id}: reported closed + failure" in s.text(), timeout=120,
+           what="the failed install and its report")
+    n = len(w.emu.requests_to("download"))
+    assert n == 1 if status == 401 else 2 <= n <= 8, n
+    closed = w.closed(a.id)
+    assert len(closed) == 1 and closed[0]["finished"] == "failure", closed
+    detail = closed[0]["details"][0]
+    assert "the install failed; nothing was activated" in detail, detail
+    assert status != 401 or "HTTP status 401" in detail, detail
+    assert w.device.primary() == "A" and not pending(w) and a.status == "ERROR"
+    assert not (w.device.data / "hawkbit.json").exists()
+    assert check(w).returncode == 0
+    assert len(w.emu.requests_to("download")) == n and len(w.closed(a.id)) == 1
