@@ -917,3 +917,47 @@ def test_an_error_on_the_download_ends_the_install_without_a_loop(world, status)
     assert not (w.device.data / "hawkbit.json").exists()
     assert check(w).returncode == 0
     assert len(w.emu.requests_to("download")) == n and len(w.closed(a.id)) == 1
+
+
+def test_a_time_forced_action_is_followed_through_its_new_link(world):
+    # Soft first, forced once the emulator's clock passes forceTime: the poll's deploymentBase link (its
+    # `c`) changes and the device follows the new link; the device's own policy (here postponed) still
+    # decides when it installs by itself, forced or not.
+    w = world()
+    _, a = w.assign(w.bundle(), kind="timeforced", force_after=3600)
+    w.start()
+    assert w.ctl("postpone", "2h").returncode == 0
+    p = check(w)
+    assert p.returncode == 0 and "1.1.0" in p.stdout, describe(p)
+    first = w.emu.requests_to("deploymentBase")[-1]["query"]
+    w.emu.advance(3601)
+    p = check(w)
+    assert p.returncode == 0 and "1.1.0" in p.stdout, describe(p)
+    polls = w.emu.requests_to("poll")
+    assert polls[-1]["status"] == 200, polls
+    second = w.emu.requests_to("deploymentBase")[-1]["query"]
+    assert second != first, (first, second)
+    assert not w.emu.requests_to("download") and w.get("AvailableVersion") == "1.1.0"
+    p = w.ctl("install")
+    assert p.returncode == 0, describe(p)
+    w.wait_state("pending-reboot")
+    assert not w.closed(a.id) and len(w.emu.requests_to("download")) == 1
+
+
+def test_a_405_on_the_cancel_feedback_is_not_retried_in_a_loop(world):
+    # The action stopped being cancelled between the poll and the feedback (hawkBit answers 405): the
+    # check ends; the next poll says what the action is now.
+    w = world(policy="none")
+    _, a = w.assign(w.bundle())
+    w.start()
+    assert check(w).returncode == 0
+    w.emu.cancel(a.id)
+    w.emu.fault("cancelFeedback", status=405, content_type="application/json",
+                body='{"errorCode": "hawkbit.server.error.action.notCancelable", "message": "x"}')
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+    assert [r["status"] for r in w.emu.requests_to("cancelFeedback")] == [405]
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+    assert [r["status"] for r in w.emu.requests_to("cancelFeedback")] == [405, 200]
+    assert a.status == "CANCELED" and not w.emu.requests_to("download")
