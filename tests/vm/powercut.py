@@ -220,7 +220,10 @@ class Cutter:
             raise Outcome("unbootable", str(e))
         # The slot that ran, the new one once confirmed or on its try, or one holding a version that was
         # confirmed there and not overwritten since.
-        if slot == new and not (reached.startswith("confirmed") or fl.booting_try(line, new) or self.good[new]):
+        # (The boot environment's confirmation comes before the daemon's "confirmed" line: a cut between the
+        # two boots the new slot as confirmed, which its line shows.)
+        if slot == new and not (reached.startswith("confirmed") or fl.booting_try(line, new)
+                                or fl.confirmed_line(line, new) or self.good[new]):
             raise Outcome("bad-slot", f"booted slot {new}, which was neither confirmed nor on a try: {line}")
         if slot not in (new, self.slot):
             raise Outcome("bad-slot", f"booted {slot!r}: {line}")

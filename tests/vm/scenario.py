@@ -163,6 +163,11 @@ class Grub:
         return f"{slot}_PENDING=1" in line and f"{slot}_OK=1" in line
 
     @staticmethod
+    def confirmed_line(line, slot):
+        """The marker line shows `slot` booted as a confirmed slot (good, no update pending on it)."""
+        return f"{slot}_OK=1" in line and f"{slot}_PENDING=1" not in line
+
+    @staticmethod
     def confirmed(env, slot, other):
         return (env.get("ORDER") == f"{slot} {other}" and env.get(f"{slot}_OK") == "1"
                 and env.get(f"{slot}_TRY") == "0" and env.get(f"{slot}_PENDING") == "0")
@@ -201,6 +206,11 @@ class UBoot:
     def booting_try(line, slot):
         # Its one attempt just taken, the try marker still set.
         return f"{slot}_LEFT=0" in line and f"{slot}_TRY=1" in line and f"BOOT_ORDER={slot} " in line
+
+    @staticmethod
+    def confirmed_line(line, slot):
+        # First in the order, no try marker (its attempt just taken).
+        return f"BOOT_ORDER={slot} " in line and re.search(rf"\b{slot}_TRY=(\s|$)", line) is not None
 
     @staticmethod
     def confirmed(env, slot, other):
