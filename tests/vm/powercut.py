@@ -55,7 +55,6 @@ import random
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -179,7 +178,7 @@ class Cutter:
             span = w["activate"] if rng.random() < 0.5 else w["switch"] + 1.5
             delay, anchor = rng.uniform(0, span), "install: activating"
         else:
-            mk = vm.wait_for(fl.marker, INSTALL_WAIT, cm, f"the reboot after the install of {version}")
+            vm.wait_for(fl.marker, INSTALL_WAIT, cm, f"the reboot after the install of {version}")
             t = time.monotonic()
             if rng.random() < 0.5:
                 delay, anchor = rng.uniform(0, w["boot"]), "the bootloader's line"
