@@ -961,3 +961,20 @@ def test_a_405_on_the_cancel_feedback_is_not_retried_in_a_loop(world):
     assert p.returncode == 0, describe(p)
     assert [r["status"] for r in w.emu.requests_to("cancelFeedback")] == [405, 200]
     assert a.status == "CANCELED" and not w.emu.requests_to("download")
+
+
+@pytest.mark.parametrize("code", [301, 302, 307])
+def test_redirects_on_the_poll_and_the_download_are_followed(world, code):
+    w = world()
+    sm, a = w.assign(w.bundle())
+    base = "/DEFAULT/controller/v1/gw-0042"
+    w.emu.fault("poll", status=code, headers={"Location": w.emu.url(base)})
+    w.emu.fault("download", status=code,
+                headers={"Location": w.emu.url(f"{base}/softwaremodules/{sm.id}/artifacts/acme-gw-1.1.0.upk")})
+    w.start()
+    p = check(w)  # one check: the redirect is followed within it, not retried by a later one
+    assert p.returncode == 0 and "1.1.0" in p.stdout, describe(p)
+    assert [r["status"] for r in w.emu.requests_to("poll")] == [code, 200]
+    w.wait_state("pending-reboot")
+    assert [r["status"] for r in w.emu.requests_to("download")] == [code, 200]
+    assert not w.closed(a.id) and w.emu.feedback(a.id)
