@@ -568,7 +568,7 @@ def test_the_device_policy_holds_forced_and_soft_actions(world, kind, hold):
     p = check(w)
     assert p.returncode == 0 and "1.1.0" in p.stdout, describe(p)
     why = "automatic installs are postponed" if hold == "postponed" else "held"
-    w.wait(lambda: f"update 1.1.0" in s.text() and why in s.text(), what="the hold")
+    w.wait(lambda: "update 1.1.0" in s.text() and why in s.text(), what="the hold")
     assert w.get("AvailableVersion") == "1.1.0" and w.get("State") == "idle"
     assert not w.emu.requests_to("download") and a.active and not w.closed(a.id)
     p = w.ctl("install")
@@ -978,3 +978,29 @@ def test_redirects_on_the_poll_and_the_download_are_followed(world, code):
     w.wait_state("pending-reboot")
     assert [r["status"] for r in w.emu.requests_to("download")] == [code, 200]
     assert not w.closed(a.id) and w.emu.feedback(a.id)
+
+
+def test_429_on_the_final_report_and_on_the_attributes_is_retried_later(world):
+    # The DoS filter's 429 (empty body): the report and the attributes wait for a later check, then go
+    # exactly once.
+    w = world()
+    _, a = w.assign(w.bundle())
+    w.start(env=SOON)
+    w.wait_state("pending-reboot")
+    for s in w.services:
+        s.stop()
+    assert w.device.reboot() in ("A", "B")
+    w.emu.fault("deploymentFeedback", status=429, times=1)
+    w.emu.fault("configData", status=429, times=1)
+    w.start()
+    p = check(w)
+    assert p.returncode != 0 and "HTTP 429" in p.stderr, describe(p)
+    assert not [f for f in w.closed(a.id) if f["accepted"]] and a.status == "RUNNING"
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+    assert [f["finished"] for f in w.closed(a.id) if f["accepted"]] == ["success"]
+    assert check(w).returncode == 0
+    assert [f["finished"] for f in w.closed(a.id) if f["accepted"]] == ["success"]
+    puts = w.emu.requests_to("configData")
+    assert [r["status"] for r in puts][-2:] == [429, 200], puts
+    assert w.emu.targets[("default", "gw-0042")].attributes["version"] == "1.1.0"
