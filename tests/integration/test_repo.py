@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from device import PKI, UPDATECTL, payload_bytes
-from test_poll import SOON, describe, make_bundle, slot_b_holds, world  # noqa: F401 (world is a fixture)
+from test_poll import SOON, World, describe, make_bundle, slot_b_holds  # noqa: F401 (World: conftest's world fixture makes it)
 from test_tuf import Client, fails, ok, server  # noqa: F401 (server is a fixture)
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
