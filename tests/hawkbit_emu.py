@@ -26,7 +26,8 @@ cancelFeedback, installedBase, configData, confirmationBase, confirmationFeedbac
 download, any. A fault answers `status` (with `body`, `content_type`, `headers`, e.g. Retry-After) `times`
 times (-1: always); status 200 with `body` serves that body in place of the real one (malformed JSON,
 an empty body, a huge body). Download plans per artifact: cut_at (close once the body reached byte N),
-rate (bytes per second), ignore_range.
+rate (bytes per second), ignore_range, replace_at_cut (the artifact's new bytes from the moment of the
+cut: the operator replaced it, with new hashes in the next deploymentBase).
 
 Binds 127.0.0.1 (or ::1) only.
 """
@@ -106,7 +107,15 @@ class Artifact:
         self.size = len(data) if size is None else size
         self.plan = {}
         self.requests = []             # the Range header of each download request (or None)
+        self.if_ranges = []            # the If-Range header of each download request (or None)
         self.bytes_sent = 0
+
+    def replace(self, data):
+        self.data = data
+        self.sha1 = hashlib.sha1(data).hexdigest()
+        self.md5 = hashlib.md5(data).hexdigest()
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        self.size = len(data)
 
 
 class Module:
@@ -316,7 +325,7 @@ class Emulator:
             self.faults.clear()
 
     def plan_download(self, module, filename, **plan):
-        known = {"cut_at", "cut_times", "rate", "ignore_range"}
+        known = {"cut_at", "cut_times", "rate", "ignore_range", "replace_at_cut"}
         assert set(plan) <= known, set(plan) - known
         with self.lock:
             art = next(a for a in module.artifacts if a.filename == filename)
@@ -941,6 +950,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(412)
         rng = self.headers.get("Range")
         art.requests.append(rng)
+        art.if_ranges.append(self.headers.get("If-Range"))
         plan = dict(art.plan)
         start, end, partial = 0, size - 1, False
         if rng and not plan.get("ignore_range") and \
@@ -987,6 +997,9 @@ class _Handler(BaseHTTPRequestHandler):
                     with emu.lock:
                         if art.plan.get("cut_times", 1) > 0:
                             art.plan["cut_times"] -= 1
+                        new = art.plan.pop("replace_at_cut", None)
+                        if new is not None:
+                            art.replace(new)
                     try:
                         self.connection.shutdown(socket.SHUT_RDWR)
                     except OSError:

@@ -36,9 +36,15 @@ A plan (keyword arguments of TestServer.plan(), or JSON) for one path; offsets a
                                      extra_only_partial=True: only in 206 answers
     rate=B                           send at most B bytes per second
     redirect=LOCATION                answer 302 with this Location (redirect_times, default -1: always)
+    validators="etag" | "date" | "none"  what names the file's version in 200 and 206 answers: an ETag
+                                     (from its mtime and size, default), only Last-Modified, or nothing
+    ignore_if_range=True             serve a Range request whatever its If-Range says (a broken server);
+                                     otherwise an If-Range that names another version gets 200 and the
+                                     whole file
 
 Counters per path: requests, bytes_sent (body bytes written to sockets), ranges (the Range header of
-each request, or null), statuses, agents (User-Agent of each request).
+each request, or null), if_ranges (the If-Range header of each request, or null), statuses, agents
+(User-Agent of each request).
 
 Binds 127.0.0.1 only (or ::1 with host="::1").
 
@@ -47,6 +53,7 @@ make_tls_files(dir) writes a throw-away PKI for TLS tests (python3-cryptography)
 
 import argparse
 import datetime
+import email.utils
 import ipaddress
 import json
 import os
@@ -83,6 +90,7 @@ class _PathState:
         self.requests = 0
         self.bytes_sent = 0
         self.ranges = []
+        self.if_ranges = []
         self.statuses = []
         self.status_after = 0
         self.agents = []
@@ -91,7 +99,8 @@ class _PathState:
     def set_plan(self, plan):
         known = {"status", "status_times", "cut_at", "cut_times", "cut_every", "cut_mode", "stall_at",
                  "stall_seconds", "stall_times", "flip", "ignore_range", "content_range_shift", "extra",
-                 "extra_mode", "rate", "redirect", "redirect_times", "status_after", "extra_only_partial"}
+                 "extra_mode", "rate", "redirect", "redirect_times", "status_after", "extra_only_partial",
+                 "validators", "ignore_if_range"}
         unknown = set(plan) - known
         if unknown:
             raise ValueError(f"unknown plan keys: {sorted(unknown)}")
@@ -115,9 +124,12 @@ class _PathState:
             raise ValueError("extra_mode must be announced, unannounced or beyond")
         if plan.get("cut_mode", "close") not in ("close", "reset"):
             raise ValueError("cut_mode must be close or reset")
+        if plan.get("validators", "etag") not in ("etag", "date", "none"):
+            raise ValueError("validators must be etag, date or none")
 
     def stats(self):
         return {"requests": self.requests, "bytes_sent": self.bytes_sent, "ranges": list(self.ranges),
+                "if_ranges": list(self.if_ranges),
                 "statuses": list(self.statuses), "agents": list(self.agents)}
 
 
@@ -308,6 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
             st = srv._state(path)
             st.requests += 1
             st.ranges.append(rng)
+            st.if_ranges.append(self.headers.get("If-Range"))
             st.agents.append(self.headers.get("User-Agent"))
             plan = dict(st.plan)
             forced = redirect = None
@@ -329,10 +342,20 @@ class _Handler(BaseHTTPRequestHandler):
         fpath = self._file(path)
         if fpath is None:
             return self._status(st, 404, "not found\n")
-        size = fpath.stat().st_size
+        fst = fpath.stat()
+        size = fst.st_size
+        kind = plan.get("validators", "etag")
+        validators = {}
+        if kind == "etag":
+            validators["ETag"] = f'"{fst.st_mtime_ns:x}-{size:x}"'
+        if kind in ("etag", "date"):
+            validators["Last-Modified"] = email.utils.formatdate(fst.st_mtime, usegmt=True)
+        if_range = self.headers.get("If-Range")
+        stale = if_range is not None and if_range not in validators.values() and \
+            not plan.get("ignore_if_range")
 
         start, end, partial = 0, size - 1, False
-        if rng is not None and not plan.get("ignore_range"):
+        if rng is not None and not plan.get("ignore_range") and not stale:
             m = _RANGE_RE.match(rng.strip())
             if not m:
                 return self._status(st, 416, "unsupported Range\n", {"Content-Range": f"bytes */{size}"})
@@ -355,6 +378,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Type", "application/octet-stream")
+        for k, v in validators.items():
+            self.send_header(k, v)
         if partial:
             shown = start + int(plan.get("content_range_shift", 0))
             self.send_header("Content-Range", f"bytes {shown}-{end}/{size}")

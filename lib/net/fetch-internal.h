@@ -53,6 +53,11 @@ struct Fetch {
         unsigned min_rate, min_rate_grace_sec;
         uint64_t offset; /* bytes delivered = the next byte wanted */
         unsigned streak; /* consecutive failed attempts, reset by an attempt that made progress */
+        /* What identifies the file's version: the first answer's strong ETag, else its Last-Modified
+         * ("" if it had neither). Sent as If-Range on a resume, and compared with later answers. */
+        char validator[FETCH_ETAG_MAX];
+        bool validator_is_etag;
+        struct curl_slist *resume_headers; /* f->headers plus If-Range, for the current resume */
 
         /* the current attempt */
         uint64_t attempt_offset; /* where it started */

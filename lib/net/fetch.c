@@ -207,6 +207,65 @@ static void fetch_note_headers(Fetch *f)
                 f->stats.retry_after_sec = sec > 86400 ? 86400 : (unsigned)sec;
 }
 
+/* A header of the final response, or NULL. */
+static const char *response_header(Fetch *f, const char *name)
+{
+        struct curl_header *h = NULL;
+
+        if (curl_easy_header(f->easy, name, 0, CURLH_HEADER, -1, &h) != CURLHE_OK)
+                return NULL;
+        return h->value;
+}
+
+/* What this answer says the file's version is, of the kind of f->validator: NULL if it says nothing. */
+static const char *response_validator(Fetch *f, bool etag)
+{
+        const char *v = response_header(f, etag ? "ETag" : "Last-Modified");
+
+        if (!v || !*v || strlen(v) >= sizeof(f->validator) || strpbrk(v, "\r\n"))
+                return NULL;
+        if (etag && strncmp(v, "W/", 2) == 0)
+                return NULL; /* a weak ETag cannot make a range request conditional */
+        return v;
+}
+
+/* Remember the version of the file the first answer delivers, for If-Range on a resume. */
+static void fetch_note_validator(Fetch *f)
+{
+        const char *v;
+        bool etag = true;
+
+        f->validator[0] = 0;
+        v = response_validator(f, true);
+        if (!v) {
+                etag = false;
+                v = response_validator(f, false);
+        }
+        if (!v)
+                return;
+        memcpy(f->validator, v, strlen(v) + 1);
+        f->validator_is_etag = etag;
+}
+
+/* A resume answer that names another version of the file than the first answer did: sets f->attempt_r.
+ * Bytes of two versions must not be joined, and a stream cannot take back what it delivered. */
+static bool fetch_changed_on_server(Fetch *f)
+{
+        const char *v;
+
+        if (!f->validator[0])
+                return false;
+        v = response_validator(f, f->validator_is_etag);
+        if (!v || streq(v, f->validator))
+                return false;
+        f->attempt_r = upk_err(&f->attempt_err, UPK_ERR_NETWORK, -ESTALE,
+                               "%s: the file changed on the server during the download (%s %s, before %s); "
+                               "the %" PRIu64 " bytes received are of the old version",
+                               f->url, f->validator_is_etag ? "ETag" : "Last-Modified", v, f->validator,
+                               f->attempt_offset);
+        return true;
+}
+
 /* Look at the final response of the current attempt, before its first body byte (or at its end when it
  * has no body). Sets f->attempt_r on a problem. */
 static void fetch_check_response(Fetch *f)
@@ -242,6 +301,11 @@ static void fetch_check_response(Fetch *f)
                 }
                 if (len != UINT64_MAX)
                         f->stats.total = len;
+                if (f->attempt_offset == 0) {
+                        if (f->stats.http_status == 200)
+                                fetch_note_validator(f);
+                } else if (fetch_changed_on_server(f))
+                        return; /* If-Range did not match: the whole new version follows */
                 /* A server that ignores Range sends the whole body again: drop what was delivered. */
                 f->skip = f->attempt_offset;
                 if (f->attempt_offset > 0)
@@ -292,6 +356,8 @@ static void fetch_check_response(Fetch *f)
                 }
                 if (total != UINT64_MAX)
                         f->stats.total = total;
+                if (fetch_changed_on_server(f))
+                        return; /* a server that did not look at If-Range */
                 if (cl >= 0 && (uint64_t)cl > f->max_length - start) {
                         f->attempt_r =
                                 upk_err(&f->attempt_err, UPK_ERR_NETWORK, -EFBIG,
@@ -538,6 +604,16 @@ static int fetch_setup_easy(Fetch *f, UpkErr *err)
         return 0;
 }
 
+static int slist_add(struct curl_slist **list, const char *s)
+{
+        struct curl_slist *l = curl_slist_append(*list, s);
+
+        if (!l)
+                return -ENOMEM;
+        *list = l;
+        return 0;
+}
+
 static int fetch_start_attempt(Fetch *f, UpkErr *err)
 {
         CURLMcode mc;
@@ -549,6 +625,23 @@ static int fetch_start_attempt(Fetch *f, UpkErr *err)
         f->attempt_retriable = false;
         upk_err_clear(&f->attempt_err);
         f->errbuf[0] = 0;
+        curl_slist_free_all(f->resume_headers);
+        f->resume_headers = NULL;
+        if (f->offset > 0 && f->validator[0]) {
+                /* Only the version already begun: a changed file is answered with 200 and found out. */
+                char line[sizeof(f->validator) + 16];
+                bool oom = false;
+
+                snprintf(line, sizeof(line), "If-Range: %s", f->validator);
+                for (struct curl_slist *i = f->headers; i && !oom; i = i->next)
+                        oom = slist_add(&f->resume_headers, i->data) < 0;
+                if (oom || slist_add(&f->resume_headers, line) < 0) {
+                        curl_slist_free_all(f->resume_headers);
+                        f->resume_headers = NULL;
+                        return upk_err(err, UPK_ERR_NETWORK, -ENOMEM, "%s: out of memory", f->url);
+                }
+        }
+        (void)curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->resume_headers ?: f->headers);
         if (f->offset > 0) {
                 snprintf(f->range, sizeof(f->range), "%" PRIu64 "-", f->offset);
                 (void)curl_easy_setopt(f->easy, CURLOPT_RANGE, f->range);
@@ -796,6 +889,7 @@ Fetch *fetch_free(Fetch *f)
         free(f->client_key);
         free(f->proxy);
         curl_slist_free_all(f->headers);
+        curl_slist_free_all(f->resume_headers);
         free(f->method);
         free(f->body);
         free(f);

@@ -1840,6 +1840,15 @@ bool hawkbit_install_finished(Hawkbit *h, FetchEngine *e, bool ok, const UpkErr 
                 h->gone = TAKE_PTR(p->action);
                 return true;
         }
+        if (err && err->kind == UPK_ERR_NETWORK && err->code == -ESTALE) {
+                /* The artifact was replaced on the server while it downloaded (If-Range, or its
+                 * size): nothing of it was activated, and the action stays open. The next check reads
+                 * the deployment again (its new hashes) and downloads the new artifact from the start. */
+                upk_log(LOG_LEVEL_NOTICE, "hawkBit action %s: %s; downloading it again", p->action,
+                        err->msg);
+                pending_remove(h->config);
+                return true;
+        }
         if (err && err->code == -ECANCELED) {
                 /* Cancelled on the device: the action stays open; the server offers it again. */
                 pending_remove(h->config);

@@ -358,13 +358,11 @@ def test_wrong_content_range_refused(serve, blob, tmp_path):
     assert r.s["bytes"] == half
 
 
-def test_file_changed_between_attempts(serve, www, blob, tmp_path):
-    """The resumed answer tells another total size: the file changed on the server."""
-    srv = serve()
+def replaced_after_the_cut(srv, www, tmp_path, new_data, **plan):
+    """Cut the first answer at half the file, put `new_data` in its place (a newer mtime) while the
+    fetch waits to resume, and return (exit status, summary, stderr)."""
     half = SIZE // 2
-
-    srv.plan("/blob.bin", cut_at=half)
-    # replace the file by a longer one as soon as the cut happened: the 206 says /SIZE+1
+    srv.plan("/blob.bin", cut_at=half, **plan)
     proc = subprocess.Popen([FETCH, srv.url("/blob.bin"), str(tmp_path / "o"), "--backoff-ms", "3000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -374,16 +372,70 @@ def test_file_changed_between_attempts(serve, www, blob, tmp_path):
             assert proc.poll() is None and time.monotonic() < deadline, "the first answer never got to the cut"
             time.sleep(0.02)
         assert srv.stats("/blob.bin")["requests"] == 1
-        (www / "blob.bin").write_bytes(blob + b"x")
+        path = www / "blob.bin"
+        old = path.stat().st_mtime
+        path.write_bytes(new_data)
+        os.utime(path, (old + 10, old + 10))  # another version, whatever the file system's clock
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert srv.stats("/blob.bin")["requests"] == 2
-    s = json.loads(out.strip().splitlines()[-1])
-    assert proc.returncode == 1 and s["code"] == -errno.ESTALE, (out, err)
+    return proc.returncode, json.loads(out.strip().splitlines()[-1]), err
+
+
+def test_file_changed_between_attempts(serve, www, blob, tmp_path):
+    """The resumed answer tells another total size (and no validator): the file changed on the server."""
+    srv = serve()
+    rc, s, err = replaced_after_the_cut(srv, www, tmp_path, blob + b"x", validators="none")
+    assert rc == 1 and s["code"] == -errno.ESTALE, (s, err)
     assert "the size changed on the server" in s["error"]
+    assert srv.stats("/blob.bin")["if_ranges"] == [None, None]
+
+
+@pytest.mark.parametrize("validators", ["etag", "date"])
+def test_resume_asks_for_the_same_version_with_if_range(serve, blob, tmp_path, validators):
+    """A resume names the version it began (the strong ETag, else Last-Modified) in If-Range."""
+    srv = serve()
+    srv.plan("/blob.bin", cut_at=SIZE // 2, validators=validators)
+    r = fetch(srv.url("/blob.bin"), tmp_path, *FAST)
+    assert_ok(r, blob)
+    st = srv.stats("/blob.bin")
+    assert st["statuses"] == [200, 206], st
+    first, resume = st["if_ranges"]
+    assert first is None and resume, st
+    assert resume.startswith('"') if validators == "etag" else resume.endswith(" GMT"), st
+
+
+def test_no_if_range_without_a_validator(serve, blob, tmp_path):
+    srv = serve()
+    srv.plan("/blob.bin", cut_at=SIZE // 2, validators="none")
+    r = fetch(srv.url("/blob.bin"), tmp_path, *FAST)
+    assert_ok(r, blob)
+    assert srv.stats("/blob.bin")["if_ranges"] == [None, None]
+
+
+@pytest.mark.parametrize("validators", ["etag", "date"])
+def test_file_replaced_by_one_of_the_same_size_is_not_joined(serve, www, blob, tmp_path, validators):
+    """The file is replaced by another of the same size while the fetch waits to resume: If-Range gets
+    the new version whole (200), and the fetch stops instead of joining two versions' bytes."""
+    srv = serve()
+    rc, s, err = replaced_after_the_cut(srv, www, tmp_path, os.urandom(SIZE), validators=validators)
+    assert rc == 1 and s["code"] == -errno.ESTALE, (s, err)
+    assert "the file changed on the server during the download" in s["error"], s
+    assert ("ETag" if validators == "etag" else "Last-Modified") in s["error"], s
+    assert s["bytes"] == SIZE // 2, s
+    assert srv.stats("/blob.bin")["statuses"] == [200, 200]
+
+
+def test_server_ignoring_if_range_is_caught_by_the_etag(serve, www, blob, tmp_path):
+    """A server that serves the range of the new version anyway: its 206 names another ETag."""
+    srv = serve()
+    rc, s, err = replaced_after_the_cut(srv, www, tmp_path, os.urandom(SIZE), ignore_if_range=True)
+    assert rc == 1 and s["code"] == -errno.ESTALE, (s, err)
+    assert "the file changed on the server during the download (ETag" in s["error"], s
+    assert srv.stats("/blob.bin")["statuses"] == [200, 206]
 
 
 def test_flipped_bytes_are_served(serve, blob, tmp_path):

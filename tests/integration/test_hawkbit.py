@@ -7,6 +7,7 @@ fall back and for a bundle the keyring refuses, cancel before the install (accep
 reboot is pending (refused), 401 naming the credential, bad and oversized answers, 404 on the download,
 configData, the artifacts that are not bundles, ETag/304."""
 
+import hashlib
 import json
 import os
 import re
@@ -776,6 +777,27 @@ def test_a_cut_download_resumes_and_a_spaced_utf8_filename_is_fetched(world, ign
     assert [r["status"] for r in w.emu.requests_to("download")] == [200, 200 if ignore_range else 206]
     assert w.device.slot["B"].read_bytes()[:256 * 1024] == payload_bytes(7, 256 * 1024)
     assert not w.closed(a.id) and w.get("State") == "pending-reboot"
+
+
+def test_an_artifact_replaced_during_the_download_is_fetched_again_from_the_start(world):
+    """Scenario 33: the operator replaces the artifact while the device waits to resume. The resume
+    names the version it began (If-Range with the ETag), gets the new one whole, and stops rather than
+    join two versions; the action stays open, and the next check downloads and verifies the new
+    artifact from its first byte."""
+    w = world()
+    old, new = w.bundle(seed=7), w.bundle(seed=8)
+    sm, a = w.assign(old)
+    name = sm.artifacts[0].filename
+    w.emu.plan_download(sm, name, cut_at=100_000, replace_at_cut=new)
+    w.start(env=SOON)
+    w.wait_state("pending-reboot")
+    art = sm.artifacts[0]
+    assert art.requests == [None, "bytes=100000-", None], art.requests
+    assert art.if_ranges == [None, f'"{hashlib.sha1(old).hexdigest()}"', None], art.if_ranges
+    assert [r["status"] for r in w.emu.requests_to("download")] == [200, 200, 200]
+    assert w.device.slot["B"].read_bytes()[:256 * 1024] == payload_bytes(8, 256 * 1024)
+    assert not w.closed(a.id) and w.get("State") == "pending-reboot"
+    assert "the file changed on the server during the download" in w.log(), w.log()
 
 
 def test_404_on_the_poll_and_on_the_deployment(world):
