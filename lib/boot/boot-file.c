@@ -336,7 +336,7 @@ int boot_file_simulate_boot(const char *state_file, char **ret_booted, UpkErr *e
         char *slots[BOOT_SLOTS_MAX] = { names[0], names[1] };
         size_t n_slots = 2;
         KvFile f;
-        KvLine *order;
+        KvLine *order, *booted_line;
         BootVars v;
         ssize_t i;
         char *s;
@@ -380,6 +380,17 @@ int boot_file_simulate_boot(const char *state_file, char **ret_booted, UpkErr *e
                         n_slots++;
                         p += len;
                 }
+        }
+
+        /* BOOTED is the bootloader's own record of its last choice, which this boot overwrites: a slot
+         * it names that the order no longer lists (marked bad since) is still one of the slots. */
+        booted_line = kv_find(&f, "BOOTED");
+        if (booted_line && n_slots < BOOT_SLOTS_MAX && strlen(booted_line->value) <= BOOT_SLOT_NAME_MAX &&
+            boot_slot_name_valid(booted_line->value) &&
+            boot_slot_index(slots, n_slots, booted_line->value) < 0) {
+                strcpy(names[n_slots], booted_line->value);
+                slots[n_slots] = names[n_slots];
+                n_slots++;
         }
 
         r = boot_vars_load(&v, slots, n_slots, BOOT_ATTEMPTS_DEFAULT, kv_lookup, &f, err);
