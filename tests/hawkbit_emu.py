@@ -26,7 +26,8 @@ cancelFeedback, installedBase, configData, confirmationBase, confirmationFeedbac
 download, any. A fault answers `status` (with `body`, `content_type`, `headers`, e.g. Retry-After) `times`
 times (-1: always); status 200 with `body` serves that body in place of the real one (malformed JSON,
 an empty body, a huge body). Download plans per artifact: cut_at (close once the body reached byte N),
-rate (bytes per second), ignore_range, replace_at_cut (the artifact's new bytes from the moment of the
+rate (bytes per second), ignore_range, stall_at + stall_seconds (stop sending at byte N until the client
+gives up or the seconds pass, then close; the outcome is in the artifact's `stalls`), replace_at_cut (the artifact's new bytes from the moment of the
 cut: the operator replaced it, with new hashes in the next deploymentBase).
 
 Binds 127.0.0.1 (or ::1) only.
@@ -36,6 +37,7 @@ import argparse
 import hashlib
 import json
 import re
+import select
 import signal
 import socket
 import ssl
@@ -108,6 +110,7 @@ class Artifact:
         self.plan = {}
         self.requests = []             # the Range header of each download request (or None)
         self.if_ranges = []            # the If-Range header of each download request (or None)
+        self.stalls = []               # per planned stall: "client gave up" or "server closed"
         self.bytes_sent = 0
 
     def replace(self, data):
@@ -325,7 +328,7 @@ class Emulator:
             self.faults.clear()
 
     def plan_download(self, module, filename, **plan):
-        known = {"cut_at", "cut_times", "rate", "ignore_range", "replace_at_cut"}
+        known = {"cut_at", "cut_times", "rate", "ignore_range", "replace_at_cut", "stall_at", "stall_seconds"}
         assert set(plan) <= known, set(plan) - known
         with self.lock:
             art = next(a for a in module.artifacts if a.filename == filename)
@@ -924,6 +927,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- downloads
 
+    def _stall(self, seconds):
+        """Send nothing until the client closes the connection or `seconds` pass."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.connection], [], [], 0.1)
+            if r:
+                try:
+                    if not self.connection.recv(4096, socket.MSG_PEEK):
+                        return "client gave up"
+                except (OSError, ValueError):  # ValueError: a TLS socket cannot peek; it only closes
+                    return "client gave up"
+                time.sleep(0.1)  # a pipelined request: not ours to read
+        return "server closed"
+
     def _download(self, method, ten, t, rest, base, raw):
         emu = self.srv
         if method != "GET" or len(rest) != 4 or rest[2] != "artifacts":
@@ -1004,6 +1021,17 @@ class _Handler(BaseHTTPRequestHandler):
                         self.connection.shutdown(socket.SHUT_RDWR)
                     except OSError:
                         pass
+                    self.close_connection = True
+                    raise _Cut()
+                stall = plan.get("stall_at")
+                if stall is not None and pos <= stall < pos + n:
+                    with emu.lock:
+                        art.plan.pop("stall_at", None)  # once
+                    self.connection.sendall(data[pos:stall])
+                    art.bytes_sent += stall - pos
+                    outcome = self._stall(plan.get("stall_seconds", 60))
+                    with emu.lock:
+                        art.stalls.append(outcome)
                     self.close_connection = True
                     raise _Cut()
                 self.connection.sendall(data[pos:pos + n])

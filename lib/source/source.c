@@ -871,6 +871,7 @@ static int stream_open_headers(FetchEngine *e, const Config *c, const char *url,
         fetch_options_from_config(&fo, c);
         fo.min_rate = limit("UPKEEP_TEST_BUNDLE_MIN_RATE", SOURCE_BUNDLE_MIN_RATE);
         fo.min_rate_grace_sec = limit("UPKEEP_TEST_BUNDLE_GRACE_SEC", SOURCE_BUNDLE_GRACE_SEC);
+        fo.low_speed_time_sec = limit("UPKEEP_TEST_BUNDLE_STALL_SEC", FETCH_LOW_SPEED_TIME_DEFAULT);
         s = stream_alloc(name);
         if (!s)
                 return upk_err_oom(err);

@@ -29,7 +29,8 @@
  * SOURCE_METADATA_MIN_RATE seconds; a bundle download must average SOURCE_BUNDLE_MIN_RATE bytes/s or
  * more once SOURCE_BUNDLE_GRACE_SEC have passed. In a test build (HAVE_TEST_HOOKS, tests/README.md)
  * UPKEEP_TEST_METADATA_MIN_RATE, UPKEEP_TEST_METADATA_ALLOWANCE_MS, UPKEEP_TEST_BUNDLE_MIN_RATE and
- * UPKEEP_TEST_BUNDLE_GRACE_SEC replace them. */
+ * UPKEEP_TEST_BUNDLE_GRACE_SEC replace them, and UPKEEP_TEST_BUNDLE_STALL_SEC the seconds without a byte
+ * after which a bundle download is given up and resumed (FETCH_LOW_SPEED_TIME_DEFAULT). */
 #define SOURCE_METADATA_MIN_RATE      4096u /* bytes/s */
 #define SOURCE_METADATA_ALLOWANCE_SEC 30u   /* the connection, TLS and the first byte */
 #define SOURCE_BUNDLE_MIN_RATE        1024u /* bytes/s */

@@ -779,6 +779,22 @@ def test_a_cut_download_resumes_and_a_spaced_utf8_filename_is_fetched(world, ign
     assert not w.closed(a.id) and w.get("State") == "pending-reboot"
 
 
+def test_a_stalled_download_is_given_up_and_resumed(world):
+    """Scenario 31: the server stops sending in the middle of the artifact and keeps the connection
+    open. The device gives up after its stall time (shortened here), not when the server closes, and
+    resumes from the byte it got to."""
+    w = world()
+    sm, a = w.assign(w.bundle())
+    w.emu.plan_download(sm, sm.artifacts[0].filename, stall_at=150_000, stall_seconds=300)
+    w.start(env=dict(SOON, UPKEEP_TEST_BUNDLE_STALL_SEC="2"))
+    w.wait_state("pending-reboot")
+    art = sm.artifacts[0]
+    assert art.stalls == ["client gave up"], art.stalls
+    assert art.requests == [None, "bytes=150000-"], art.requests
+    assert w.device.slot["B"].read_bytes()[:256 * 1024] == payload_bytes(7, 256 * 1024)
+    assert not w.closed(a.id)
+
+
 def test_an_artifact_replaced_during_the_download_is_fetched_again_from_the_start(world):
     """Scenario 33: the operator replaces the artifact while the device waits to resume. The resume
     names the version it began (If-Range with the ETag), gets the new one whole, and stops rather than
