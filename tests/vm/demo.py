@@ -123,8 +123,8 @@ def run(keep):
         load_keys(repo, image["tuf_keys"])
         repo.targets[bundle.name] = (bundle.read_bytes(), {"compatible": sc.COMPATIBLE, "version": "1.1.0"})
         repo.publish(www)
-        server = sc.serve(www)
-        show(f"served on 127.0.0.1:{sc.PORT}, which the guest reaches as {sc.URL}")
+        server = sc.serve(www, "grub")
+        show(f"served on 127.0.0.1:{sc.PORTS['grub']}, which the guest reaches as {sc.url('grub')}")
 
         heading("The machine boots: SeaBIOS, GRUB (contrib/grub/upkeep.cfg picks the slot), slot A")
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", image["disk"], "-F", "raw",

@@ -12,7 +12,7 @@ The image: a minimal Debian 12 root (mmdebstrap, from this machine's own apt sou
 sources file is the mirror argument, so whatever mirror or proxy the machine uses is used) with systemd,
 dbus, polkitd, linux-image-cloud-amd64 and libubootenv-tool, and upkeep installed with `meson install` from its own
 build of SRC (--prefix=/usr, -Dtests=false) with its unit, bus policy, polkit action and tmpfiles
-entry; a config for the flavour's boot backend, a TUF source at http://10.0.2.2:8471/ (the host's 127.0.0.1
+entry; a config for the flavour's boot backend, a TUF source at http://10.0.2.2:PORT/ (PORTS: one per flavour; the host's 127.0.0.1
 under qemu's user-mode network) polled every minute, and reboot = auto; a unit of the tests' own
 (upkeep-vm-journal.service) writes upkeepd's journal lines to the second serial port as they come.
 
@@ -34,6 +34,7 @@ hashes its install tree. Needs root (mmdebstrap root mode, file ownership in the
 """
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -54,7 +55,9 @@ MIB = 1024 * 1024
 # (name, size in MiB); the partitions follow each other from 1 MiB on.
 PARTS = [("boot", 32), ("rootA", 640), ("rootB", 640), ("data", 64)]
 ROOT_FS_MIB = 560
-PORT = 8471
+# The host port of the TUF server each flavour's image names (10.0.2.2 in the guest): one each, so that
+# the two flavours' VMs can run at once.
+PORTS = {"grub": 8471, "uboot": 8472}
 USER = "tester"
 MASKED = ["apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer",
           "e2scrub_reap.service", "fstrim.timer", "systemd-pstore.service", "getty@tty1.service"]
@@ -62,7 +65,7 @@ JOURNAL_UNIT = "upkeep-vm-journal.service"
 # Change it when base_root() changes what it makes.
 BASE_RECIPE = "1"
 
-UPKEEP_CONF = f"""# upkeep in the VM tests (tests/vm/mkimage.py)
+UPKEEP_CONF = """# upkeep in the VM tests (tests/vm/mkimage.py)
 [device]
 compatible = upkeep-vm
 version-file = /etc/upkeep/version
@@ -71,7 +74,7 @@ version-file = /etc/upkeep/version
 path = /etc/upkeep/keyring.pem
 
 [boot]
-{{boot}}
+{boot}
 
 [slot.rootfs.A]
 device = /dev/vda2
@@ -81,7 +84,7 @@ device = /dev/vda3
 
 [source]
 type = tuf
-url = http://10.0.2.2:{PORT}/
+url = http://10.0.2.2:{port}/
 root = /etc/upkeep/tuf-root.json
 poll-interval = 1m
 jitter = 0
@@ -249,7 +252,7 @@ def customize(root: Path, source: Path, keyring: Path, tuf_root: bytes, flavour:
         link.symlink_to(f"{path}/{unit}")
     etc = root / "etc/upkeep"
     etc.mkdir(parents=True, exist_ok=True)
-    (etc / "upkeep.conf").write_text(UPKEEP_CONF.format(boot=fl["boot"]))
+    (etc / "upkeep.conf").write_text(UPKEEP_CONF.format(boot=fl["boot"], port=PORTS[flavour]))
     (etc / "version").write_text("1.0.0\n")
     shutil.copyfile(keyring, etc / "keyring.pem")
     (etc / "tuf-root.json").write_bytes(tuf_root)
@@ -375,6 +378,9 @@ def main():
     source = a.source.resolve()
     cache = a.cache
     cache.mkdir(parents=True, exist_ok=True)
+    # One builder at a time: the two flavours' tests start together and share the base root and the build.
+    lock = open(cache / "lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
 
     from tufrepo import Repo  # noqa: E402
     from vmtuf import load_keys  # noqa: E402

@@ -65,7 +65,7 @@ sys.path.insert(0, str(HERE))
 
 import scenario  # noqa: E402
 import vmdriver  # noqa: E402
-from scenario import BOOT_WAIT, INSTALL_WAIT, URL, expect, say, status  # noqa: E402
+from scenario import BOOT_WAIT, INSTALL_WAIT, expect, say, status  # noqa: E402
 
 PHASES = ("a", "b", "c")
 # A first guess of the windows' lengths (s), until an update that went through measured them.
@@ -109,7 +109,7 @@ class Cutter:
         os.link(b, dest)
         b.unlink()
         shutil.rmtree(self.tmp / f"bundle-{version}", ignore_errors=True)
-        return dest, f"{URL}/b/{b.name}"
+        return dest, f"{scenario.url(self.fl.name)}/b/{b.name}"
 
     # ---- a whole update, measured ----
     def update(self, version, url):
@@ -346,7 +346,7 @@ def main():
         disk = scenario.copy_disk(image, tmp)
         www = tmp / "www"
         (www / "b").mkdir(parents=True)
-        server = scenario.serve(www)
+        server = scenario.serve(www, a.flavour)
         vm = vmdriver.VM(disk, tmp / "console.log", accel=accel, flavour=a.flavour, disk_format="raw")
         vm.start()
         mk = vm.wait_for(fl.marker, BOOT_WAIT, 0, f"the {fl.name} marker line")

@@ -6,7 +6,7 @@ image, runs the scenarios as a chain, each a TAP test point of its own:
     scenario.py grub | uboot
 
 1. update: upkeepd, started by systemd from its installed unit on slot A (1.0.0), checks the TUF
-   repository this script serves on 127.0.0.1:8471 (10.0.2.2 in the guest; `updatectl check` spares the
+   repository this script serves on 127.0.0.1:8471 (uboot: 8472; 10.0.2.2 in the guest; `updatectl check` spares the
    wait for its first poll), installs 1.1.0 into slot B by its policy and reboots the machine itself;
    the bootloader boots B, the daemon runs the health checks and confirms B; `updatectl status` on B
    says 1.1.0 on B with no error, and the boot environment holds B confirmed and first. An unprivileged
@@ -61,8 +61,7 @@ from vmtuf import load_keys  # noqa: E402
 
 BOOT_WAIT = 300
 INSTALL_WAIT = 900
-PORT = 8471
-URL = f"http://10.0.2.2:{PORT}"
+from mkimage import PORTS  # noqa: E402  (the port each flavour's image names)
 COMPATIBLE = "upkeep-vm"
 USER = "tester"  # mkimage.py's unprivileged user
 T0 = time.monotonic()
@@ -112,19 +111,25 @@ def derive_rootfs(tmp, base, version, files, remove=()):
     return img
 
 
-def serve(www):
-    """The HTTP server on 127.0.0.1:PORT, the port the image's config names. Another VM test on this
-    machine holds it while it runs: wait for it (two VMs at once would also share the CPU)."""
+def url(flavour):
+    """The repository's URL in the guest of `flavour`."""
+    return f"http://10.0.2.2:{PORTS[flavour]}"
+
+
+def serve(www, flavour):
+    """The HTTP server on 127.0.0.1 at the port the flavour's image names. Another VM test of the same
+    flavour on this machine (powercut.py, tools/demo --vm) holds it while it runs: wait for it."""
+    port = PORTS[flavour]
     waited = False
     deadline = time.monotonic() + 3600
     while True:
         try:
-            return TestServer(www, port=PORT).start()
+            return TestServer(www, port=port).start()
         except OSError as e:
             if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:
-                raise SystemExit(f"scenario: cannot serve the repository on 127.0.0.1:{PORT}: {e}")
+                raise SystemExit(f"scenario: cannot serve the repository on 127.0.0.1:{port}: {e}")
             if not waited:
-                say(f"127.0.0.1:{PORT} is in use (another VM test?): waiting for it")
+                say(f"127.0.0.1:{port} is in use (another VM test?): waiting for it")
                 waited = True
             time.sleep(5)
 
@@ -504,7 +509,7 @@ def main():
         disk = copy_disk(image, tmp)
         www = tmp / "www"
         (www / "b").mkdir(parents=True)
-        server = serve(www)
+        server = serve(www, flavour)
         base = image["rootfs_1_1_0"]
         bundles = {"1.1.0": make_bundle(tmp, "1.1.0", base)}
         fail = "#!/bin/sh\necho 'UPKEEP-HEALTH-FAIL: 1.2.0 of the VM tests fails this check on purpose'\nexit 1\n"
@@ -517,7 +522,7 @@ def main():
         urls = {}
         for version, b in bundles.items():
             os.link(b, www / "b" / b.name)
-            urls[version] = f"{URL}/b/{b.name}"
+            urls[version] = f"{url(flavour)}/b/{b.name}"
         repo = Repo()
         load_keys(repo, image["tuf_keys"])
         repo.targets[bundles["1.1.0"].name] = (bundles["1.1.0"].read_bytes(), {"compatible": COMPATIBLE,
