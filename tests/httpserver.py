@@ -43,8 +43,8 @@ A plan (keyword arguments of TestServer.plan(), or JSON) for one path; offsets a
                                      whole file
 
 Counters per path: requests, bytes_sent (body bytes written to sockets), ranges (the Range header of
-each request, or null), if_ranges (the If-Range header of each request, or null), statuses, agents
-(User-Agent of each request).
+each request, or null), if_ranges (the If-Range header of each request, or null), auths (the
+Authorization header of each request, or null), statuses, agents (User-Agent of each request).
 
 Binds 127.0.0.1 only (or ::1 with host="::1").
 
@@ -91,6 +91,7 @@ class _PathState:
         self.bytes_sent = 0
         self.ranges = []
         self.if_ranges = []
+        self.auths = []
         self.statuses = []
         self.status_after = 0
         self.agents = []
@@ -129,7 +130,7 @@ class _PathState:
 
     def stats(self):
         return {"requests": self.requests, "bytes_sent": self.bytes_sent, "ranges": list(self.ranges),
-                "if_ranges": list(self.if_ranges),
+                "if_ranges": list(self.if_ranges), "auths": list(self.auths),
                 "statuses": list(self.statuses), "agents": list(self.agents)}
 
 
@@ -321,6 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
             st.requests += 1
             st.ranges.append(rng)
             st.if_ranges.append(self.headers.get("If-Range"))
+            st.auths.append(self.headers.get("Authorization"))
             st.agents.append(self.headers.get("User-Agent"))
             plan = dict(st.plan)
             forced = redirect = None

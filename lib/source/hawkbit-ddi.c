@@ -55,6 +55,33 @@ static int parse(const void *data, size_t size, const char *what, json_object **
                 ret, err);
 }
 
+int ddi_parse_exception(const void *data, size_t size, char **ret)
+{
+        _cleanup_(json_object_putp) json_object *root = NULL;
+        char code[DDI_REASON_MAX + 4], msg[DDI_REASON_MAX + 4];
+        const char *c = NULL, *m = NULL;
+        json_object *v;
+        UpkErr err = {};
+
+        *ret = NULL;
+        if (size == 0 || size > DDI_RESPONSE_MAX || parse(data, size, "error answer", &root, &err) < 0 ||
+            !json_object_is_type(root, json_type_object))
+                return 0;
+        if (json_object_object_get_ex(root, "errorCode", &v) && json_object_is_type(v, json_type_string))
+                c = json_printable(json_object_get_string(v), code, sizeof(code));
+        if (json_object_object_get_ex(root, "message", &v) && json_object_is_type(v, json_type_string))
+                m = json_printable(json_object_get_string(v), msg, sizeof(msg));
+        if (c && !*c)
+                c = NULL;
+        if (m && !*m)
+                m = NULL;
+        if (!c && !m)
+                return 0;
+        *ret = strdup_printf("%.*s%s%.*s", DDI_REASON_MAX / 2, c ?: "", c && m ? ": " : "",
+                             DDI_REASON_MAX / 2, m ?: "");
+        return *ret ? 0 : -ENOMEM;
+}
+
 int ddi_parse_sleep(const char *s, uint64_t *ret)
 {
         unsigned v[3];
@@ -190,6 +217,7 @@ static int parse_artifact(const JsonCtx *c, json_object *a, const char *path, js
         r = r < 0 ? r
                   : json_get_dup_string(c, chunk, cpath, "version", false, DDI_NAME_MAX,
                                         &ret->chunk_version);
+        r = r < 0 ? r : json_get_bool(c, chunk, cpath, "encrypted", false, &ret->encrypted);
         r = r < 0 ? r : json_get_uint(c, a, path, "size", false, INT64_MAX, &ret->size);
         if (r < 0)
                 return r;

@@ -54,6 +54,7 @@ typedef struct DdiArtifact {
         uint64_t size;
         bool has_size;
         char *href; /* the "download" link, else "download-http"; NULL when neither */
+        bool encrypted; /* its chunk says "encrypted": true (hawkBit's artifact encryption) */
 } DdiArtifact;
 
 typedef struct DdiDeployment {
@@ -80,6 +81,11 @@ int ddi_parse_auto_confirm(const void *data, size_t size, DdiAutoConfirm *ret, U
 void ddi_auto_confirm_done(DdiAutoConfirm *a);
 /* A cancel order: the action to stop (cancelAction.stopId). */
 int ddi_parse_cancel(const void *data, size_t size, char **ret_stop_id, UpkErr *err);
+/* The server's reason in an error answer (hawkBit's ExceptionInfo: {"errorCode", "message"}): "CODE:
+ * MESSAGE" (either alone when the other is missing), printable and at most DDI_REASON_MAX bytes, into
+ * *ret; 0 and NULL when the body is not such a document. -ENOMEM. */
+#define DDI_REASON_MAX 200
+int ddi_parse_exception(const void *data, size_t size, char **ret);
 /* "HH:MM:SS" (hours 0-23): seconds; -EINVAL otherwise. */
 int ddi_parse_sleep(const char *s, uint64_t *ret);
 

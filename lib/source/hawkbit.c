@@ -344,6 +344,7 @@ static int rest(Hawkbit *h, const char *method, const char *url, const char *jso
 static int bad_status(const Hawkbit *h, const char *what, const char *url, const Answer *a, UpkErr *err)
 {
         const Config *c = h->config;
+        _cleanup_free_ char *reason = NULL;
 
         switch (a->status) {
         case 401:
@@ -374,8 +375,12 @@ static int bad_status(const Hawkbit *h, const char *what, const char *url, const
         default:
                 break;
         }
+        /* hawkBit explains most errors in an ExceptionInfo body: repeat its code and message. */
+        if (ddi_parse_exception(a->body, a->size, &reason) < 0)
+                return upk_err_oom(err);
         return upk_err(err, UPK_ERR_NETWORK, a->status >= 500 ? -EIO : -EPROTO,
-                       "hawkBit server answered HTTP %ld to the %s (%s)", a->status, what, url);
+                       "hawkBit server answered HTTP %ld to the %s (%s)%s%s", a->status, what, url,
+                       reason ? ": " : "", reason ?: "");
 }
 
 static bool success(long status)
@@ -1306,6 +1311,13 @@ static int handle_deployment(Hawkbit *h, const char *current_version, const Pend
                                       bundle->filename);
 
                 r = refuse(h, url, d.id, why ?: "no download link", err);
+        } else if (bundle->encrypted) {
+                _cleanup_free_ char *why = strdup_printf(
+                        "artifact %s is encrypted by the server (hawkBit artifact encryption), which upkeep "
+                        "does not decrypt: its bundle is signed; assign it without encryption",
+                        bundle->filename);
+
+                r = refuse(h, url, d.id, why ?: "the artifact is encrypted", err);
         } else if ((why_rb = rollback_refusal(h->config, bundle->chunk_version))) {
                 r = refuse(h, url, d.id, why_rb, err);
         } else if (d.download == DDI_SKIP) {
@@ -1706,6 +1718,19 @@ static int watch_data(Fetch *f, const void *buf, size_t size, uint64_t offset, v
 
 static void watch_done(Fetch *f, int r, const UpkErr *err, void *userdata);
 
+/* Whether a deploymentBase link (".../deploymentBase/ID?c=...") is the one of `action`. */
+static bool href_names_action(const char *href, const char *action)
+{
+        const char *p = href ? strstr(href, "/deploymentBase/") : NULL;
+        size_t n;
+
+        if (!p)
+                return false;
+        p += strlen("/deploymentBase/");
+        n = strcspn(p, "?/#");
+        return n == strlen(action) && strncmp(p, action, n) == 0;
+}
+
 /* GET `url` for the watch: the base, or (`order`) the cancel order. */
 static void watch_get(Hawkbit *h, FetchEngine *e, const char *url, bool order)
 {
@@ -1750,8 +1775,21 @@ static void watch_done(Fetch *f, int r, const UpkErr *err, void *userdata)
         }
         fetch_free(f);
         if (!order) {
-                if (ddi_parse_poll(h->watch_buf, h->watch_size, &poll, &e2) >= 0 && poll.cancel_href)
+                if (ddi_parse_poll(h->watch_buf, h->watch_size, &poll, &e2) < 0) {
+                        ddi_poll_done(&poll);
+                        return;
+                }
+                if (poll.cancel_href)
                         watch_get(h, e, poll.cancel_href, true);
+                else if (!href_names_action(poll.deployment_href, h->current->action)) {
+                        /* Neither a cancel nor the action any more: closed on the server without the
+                         * device (an operator's force-quit), or replaced. Nothing is activated. */
+                        upk_log(LOG_LEVEL_NOTICE,
+                                "hawkBit action %s: no longer offered by the server (closed there, or "
+                                "replaced); stopping the install",
+                                h->current->action);
+                        h->cancelled = true;
+                }
                 ddi_poll_done(&poll);
                 return;
         }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Fuzz the hawkBit DDI JSON parser (lib/source/hawkbit-ddi.c): the first byte picks the document (a
- * poll answer, a deployment, a confirmation, a cancel order and confirmationBase's answer, a sleep value);
+ * poll answer and an error answer's ExceptionInfo, a deployment, a confirmation, a cancel order and confirmationBase's answer, a sleep value);
  * the feedback writer gets what was parsed. */
 #include "fuzz.h"
 #include "hawkbit-ddi.h"
@@ -16,9 +16,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         switch (data[0] % 5) {
         case 0: {
                 DdiPoll p = {};
+                char *reason = NULL;
 
                 r = ddi_parse_poll(data + 1, size - 1, &p, &err);
                 ddi_poll_done(&p);
+                /* the same bytes as an error answer's body */
+                if (ddi_parse_exception(data + 1, size - 1, &reason) >= 0 && reason) {
+                        if (strlen(reason) > DDI_REASON_MAX + 8)
+                                abort();
+                        for (const char *q = reason; *q; q++)
+                                if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f)
+                                        abort(); /* printable ASCII only */
+                }
+                free(reason);
                 break;
         }
         case 1:

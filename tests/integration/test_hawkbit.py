@@ -1042,3 +1042,184 @@ def test_429_on_the_final_report_and_on_the_attributes_is_retried_later(world):
     puts = w.emu.requests_to("configData")
     assert [r["status"] for r in puts][-2:] == [429, 200], puts
     assert w.emu.targets[("default", "gw-0042")].attributes["version"] == "1.1.0"
+
+
+def test_an_action_force_quit_while_it_downloads_stops_the_install(world):
+    """Scenario 19 during the download: the operator force-quits the action (closed on the server, no
+    cancel order). The device sees it is no longer offered, stops, activates nothing and sends nothing
+    final for it."""
+    w = world()
+    data = w.bundle()
+    sm, a = w.assign(data)
+    w.emu.plan_download(sm, "acme-gw-1.1.0.upk", rate=16 * 1024)  # about 16 s for the whole bundle
+    s = w.start(env=dict(SOON, UPKEEP_TEST_HAWKBIT_CANCEL_POLL_SEC="1"))
+    w.wait(lambda: w.emu.feedback(a.id), what="the first proceeding")
+    w.emu.force_quit(a.id)
+    w.wait(lambda: "no longer offered by the server" in s.text(), what="the stop")
+    w.wait(lambda: w.get("State") in ("idle", "error"), what="the end of the install")
+    assert sm.artifacts[0].bytes_sent < len(data)
+    assert w.device.primary() == "A" and not pending(w)
+    assert not (w.device.data / "hawkbit.json").exists()
+    assert not w.closed(a.id) and not w.emu.feedback(a.id, "cancel")
+    p = check(w)
+    assert p.returncode == 0 and p.stdout == "up to date\n", describe(p)
+
+
+def test_an_encrypted_artifact_is_refused_before_any_download(world):
+    """Scenario 7: hawkBit's artifact encryption is not something the device decrypts; it says so and
+    downloads nothing."""
+    w = world()
+    sm = w.emu.module({"acme-gw-1.1.0.upk": w.bundle()}, encrypted=True)
+    a = w.emu.assign("gw-0042", [sm])
+    w.start()
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+    closed = w.closed(a.id)
+    assert [f["finished"] for f in closed] == ["failure"], closed
+    assert "acme-gw-1.1.0.upk is encrypted by the server" in closed[0]["details"][0], closed
+    assert not w.emu.requests_to("download") and w.device.primary() == "A"
+
+
+def test_a_deployment_without_artifacts_is_refused(world):
+    w = world()
+    sm = w.emu.module({})
+    a = w.emu.assign("gw-0042", [sm])
+    w.start()
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+    closed = w.closed(a.id)
+    assert [f["finished"] for f in closed] == ["failure"], closed
+    assert "no upkeep bundle (*.upk) among the 0 artifacts" in closed[0]["details"][0], closed
+
+
+@pytest.mark.parametrize("rels", [("download",), ("download-http",)], ids=["download", "download-http"])
+def test_metadata_no_sha256_and_a_single_download_link(world, rels):
+    """Scenario 7 and 27: a chunk with metadata, an artifact without a sha256 (older servers) and only
+    one of the two download links: the bundle's own signature is the check, and it installs."""
+    w = world()
+    w.emu.tenant("DEFAULT").link_rels = rels
+    sm = w.emu.module({"acme-gw-1.1.0.upk": w.bundle()}, metadata={"release": "2026.12", "channel": "stable"},
+                      hashes={"acme-gw-1.1.0.upk": ""})
+    a = w.emu.assign("gw-0042", [sm])
+    base = w.emu.url("/DEFAULT/controller/v1/gw-0042")
+    dep = w.emu._deployment(a, base, w.emu.targets[("default", "gw-0042")])
+    art = dep["chunks"][0]["artifacts"][0]
+    assert "sha256" not in art["hashes"] and set(art["_links"]) == {rels[0], "md5sum" + rels[0][8:]}, art
+    w.start(env=SOON)
+    w.wait_state("pending-reboot")
+    assert w.device.slot["B"].read_bytes()[:256 * 1024] == payload_bytes(7, 256 * 1024)
+
+
+@pytest.mark.parametrize("sleep, expect", [("00:00:01", r"3[0-3]s"), ("12:00:00", r"1[23]h( \d+m)?"),
+                                           ("30:00:00", r"1h"), ("soon", r"1h")])
+def test_the_servers_sleep_is_kept_within_bounds(world, sleep, expect):
+    """Scenario 12: the server's sleep is followed within 30 s and 24 h, plus up to a tenth of it as
+    jitter; one that is not HH:MM:SS with hours 0-23 leaves the configured poll-interval (1h here, and
+    jitter = 0)."""
+    w = world()
+    w.emu.tenant("DEFAULT").sleep = sleep
+    s = w.start()
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+    w.wait(lambda: re.search(rf"next check in {expect}\n", s.text()), what=f"the next check in {expect}")
+
+
+def test_an_error_answer_names_the_servers_reason(world):
+    """Scenario 27: a 500 with hawkBit's ExceptionInfo body: the error repeats its code and message."""
+    w = world()
+    w.start()
+    body = json.dumps({"exceptionClass": "org.eclipse.hawkbit.repository.exception.TenantNotExistException",
+                       "errorCode": "hawkbit.server.error.repo.tenantNotExist",
+                       "message": "tenant \"DEFAULT\" does not exist\n\x1b[2J"})
+    w.emu.fault("poll", status=500, body=body, content_type="application/json")
+    p = check(w)
+    assert p.returncode != 0, describe(p)
+    assert "HTTP 500" in p.stderr and "hawkbit.server.error.repo.tenantNotExist: tenant" in p.stderr, describe(p)
+    assert "\x1b" not in p.stderr and "\x1b" not in w.get("LastError")
+
+
+def test_a_refused_token_is_not_retried_in_a_tight_loop(world):
+    """Scenario 21: a 401 on every poll. The error says which credential failed, and the automatic
+    retries wait for the backoff (shortened here to 2 s), doubling."""
+    w = world()
+    w.emu.fault("poll", status=401, times=-1)
+    s = w.start(env=dict(NO_AUTO_CHECK, UPKEEP_TEST_BACKOFF_SEC="2"))
+    p = check(w)
+    assert p.returncode != 0 and "HTTP 401" in p.stderr and "target-token" in p.stderr, describe(p)
+    w.wait(lambda: len(w.emu.requests_to("poll")) >= 3, what="two automatic retries")
+    polls = w.emu.requests_to("poll")
+    gaps = [b["time"] - a["time"] for a, b in zip(polls, polls[1:3])]
+    assert gaps[0] >= 1.9 and gaps[1] >= 3.9, (gaps, s.text())
+    assert TOKEN not in w.log()
+
+
+def test_a_download_redirected_to_another_host_gets_no_token(world, tmp_path):
+    """Scenario 28: the artifact is served by a CDN the download link redirects to (another origin:
+    ::1). The bundle comes from there, and the device's token is not sent to it."""
+    from httpserver import TestServer  # noqa: E402  (tests/ is on the path)
+
+    w = world()
+    data = w.bundle()
+    sm, a = w.assign(data)
+    www = tmp_path / "cdn"
+    www.mkdir()
+    (www / "acme-gw-1.1.0.upk").write_bytes(data)
+    cdn = TestServer(www, host="::1").start()
+    try:
+        w.emu.fault("download", status=302, headers={"Location": cdn.url("/acme-gw-1.1.0.upk")})
+        w.start(env=SOON)
+        w.wait_state("pending-reboot")
+        st = cdn.stats("/acme-gw-1.1.0.upk")
+    finally:
+        cdn.stop()
+    assert st["requests"] == 1 and st["statuses"] == [200], st
+    assert st["auths"] == [None], st
+    assert [r["auth"] for r in w.emu.requests_to("download")] == [f"TargetToken {TOKEN}"]
+    assert not w.closed(a.id)
+
+
+def test_a_zero_byte_artifact_is_refused_with_nothing_activated(world):
+    """Scenario 35: a .upk of 0 bytes is not a bundle: closed + failure, saying so."""
+    w = world()
+    sm = w.emu.module({"acme-gw-1.1.0.upk": b""})
+    a = w.emu.assign("gw-0042", [sm])
+    w.start(env=SOON)
+    w.wait(lambda: w.closed(a.id), what="the failure report")
+    closed = w.closed(a.id)
+    assert [f["finished"] for f in closed] == ["failure"], closed
+    assert "nothing was activated" in closed[0]["details"][0], closed
+    assert w.device.primary() == "A" and not pending(w)
+
+
+def test_429_on_a_progress_report_does_not_stop_the_install(world):
+    """Scenario 25 on intermediate feedback: a refused `proceeding` is only a lost progress report."""
+    w = world()
+    data = w.bundle()
+    sm, a = w.assign(data)
+    w.emu.plan_download(sm, "acme-gw-1.1.0.upk", rate=32 * 1024)
+    w.emu.fault("deploymentFeedback", status=429, times=1)  # the first proceeding
+    w.start(env=SOON)
+    w.wait_state("pending-reboot")
+    sent = w.emu.requests_to("deploymentFeedback")
+    assert sent and sent[0]["status"] == 429, sent
+    assert w.device.slot["B"].read_bytes()[:256 * 1024] == payload_bytes(7, 256 * 1024)
+    assert not w.closed(a.id)
+
+
+def test_a_postponed_soft_action_installs_by_itself_when_the_postponement_ends(world):
+    """Scenario 3: a soft (attempt) action held by `updatectl postpone` is installed without anyone's
+    help once the postponement is over, and reported only after the reboot."""
+    w = world()
+    _, a = w.assign(w.bundle(), kind="soft")
+    s = w.start()
+    p = w.ctl("postpone", "6s")
+    assert p.returncode == 0, describe(p)
+    p = check(w)
+    assert p.returncode == 0 and "1.1.0" in p.stdout, describe(p)
+    w.wait(lambda: "automatic installs are postponed" in s.text(), what="the hold")
+    assert not w.emu.requests_to("download")
+    w.wait_state("pending-reboot")
+    assert len(w.emu.requests_to("download")) == 1 and not w.closed(a.id)
+    reboot_and_start(w)
+    w.wait(lambda: w.closed(a.id), what="the final report")
+    assert [f["finished"] for f in w.closed(a.id)] == ["success"]

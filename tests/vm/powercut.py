@@ -3,7 +3,7 @@
 """Power cuts on real boots: qemu is killed (SIGKILL) at random instants while upkeep updates the guest,
 and after every cut the machine must come up on a good slot and a retried update must complete.
 
-    powercut.py --cuts N --seed S [--flavour grub|uboot] [--phases a,b,c,env]
+    powercut.py --cuts N --seed S [--flavour grub|uboot] [--phases a,b,c,env] [--retry-every K]
 
 Also scenario 4 of scenario.py's chain (a few cuts, on the machine scenarios 1-3 left).
 
@@ -34,7 +34,10 @@ After each cut: the machine boots (the bootloader's line, the shell), on the slo
 cut, or on the new slot only when it was bootable there legitimately (confirmed, or on its one try,
 which the daemon then confirms); upkeepd is active (`systemctl is-active`), `updatectl status` answers;
 then, unless the update got through already, the same update is installed again and must come up
-confirmed on the new slot. One line per cut (seed, phase, instant, outcome, seconds) and a summary;
+confirmed on the new slot. With --retry-every K only every K-th cut (and the last) retries so; after
+the others the next cut's update (a newer version, into the slot that does not run) is the retry, and
+it is cut in its turn: a chain of interrupted updates, each started on the machine the previous cut
+left, that must end in a confirmed update; a long campaign takes less time so. One line per cut (seed, phase, instant, outcome, seconds) and a summary;
 the exit status is 1 when any cut ended unbootable, stuck or with a failed retry.
 
 What a kill loses (qemu runs with a raw copy of the image and cache=unsafe): everything the guest had
@@ -319,6 +322,10 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--flavour", choices=sorted(scenario.FLAVOURS), default="grub")
     ap.add_argument("--phases", default=None, help="comma-separated, of a, b, c and (uboot) env; default all")
+    ap.add_argument("--retry-every", type=int, default=1, metavar="K",
+                    help="after a cut that the update did not get through, install it again until it is "
+                         "confirmed only on every K-th cut; the other cuts go on with the next update, which "
+                         "is then the retry, cut at its own instant (default 1: every cut)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     a = ap.parse_args()
     phases = a.phases.split(",") if a.phases else list(PHASES) + (["env"] if a.flavour == "uboot" else [])
@@ -361,7 +368,7 @@ def main():
         say(f"first update (2.0.0, measures the windows) {secs:.0f} s: "
             + ", ".join(f"{k} {v:.1f} s" for k, v in cutter.windows.items()))
         for i, phase in enumerate(plan(rng, a.cuts, phases), 1):
-            r = cutter.one(i, phase, a.seed)
+            r = cutter.one(i, phase, a.seed, retry=i % max(1, a.retry_every) == 0 or i == a.cuts)
             if r["outcome"] != "ok":
                 break  # the machine's state is unknown
         results = cutter.results
