@@ -1223,3 +1223,41 @@ def test_a_postponed_soft_action_installs_by_itself_when_the_postponement_ends(w
     reboot_and_start(w)
     w.wait(lambda: w.closed(a.id), what="the final report")
     assert [f["finished"] for f in w.closed(a.id)] == ["success"]
+
+
+def test_a_410_on_downloaded_counts_as_delivered(world):
+    """Scenario 5: the `downloaded` report is answered 410 (the action closed meanwhile, or the answer to
+    an earlier delivery was lost): it is not sent again, and the kept copy stays for a later install."""
+    w = world()
+    data = w.bundle()
+    sm, a = w.assign(data, kind="downloadonly")
+    w.emu.fault("deploymentFeedback", status=410, times=1)
+    w.start()
+    p = check(w)
+    assert p.returncode == 0 and p.stdout == "up to date\n", describe(p)
+    sent = w.emu.requests_to("deploymentFeedback")
+    assert [r["status"] for r in sent][-1:] == [410], sent
+    assert (w.device.data / "hawkbit-download.upk").read_bytes() == data
+    n = len(sent)
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+    assert len(w.emu.requests_to("deploymentFeedback")) == n and len(w.emu.requests_to("download")) == 1
+
+
+def test_a_new_assignment_with_autoclose_while_the_old_one_downloads(world):
+    """Scenario 18 while the old action downloads: the server closes it by itself (autoclose) and offers
+    the new one. The device stops the old install, activates nothing of it, and installs the new one."""
+    w = world()
+    w.emu.tenant("DEFAULT").autoclose = True
+    old = w.bundle()
+    sm, a = w.assign(old)
+    w.emu.plan_download(sm, "acme-gw-1.1.0.upk", rate=16 * 1024)
+    s = w.start(env=dict(SOON, UPKEEP_TEST_HAWKBIT_CANCEL_POLL_SEC="1"))
+    w.wait(lambda: w.emu.feedback(a.id), what="the first proceeding")
+    _, b = w.assign(w.bundle(version="1.2.0", seed=9), version="1.2.0")
+    w.wait(lambda: f"hawkBit action {a.id}: no longer offered by the server" in s.text(), what="the stop")
+    assert a.status == "CANCELED" and not w.closed(a.id)
+    # The stopped install asks for a check soon: it finds the new action and installs it.
+    w.wait_state("pending-reboot")
+    assert w.device.slot["B"].read_bytes()[:256 * 1024] == payload_bytes(9, 256 * 1024)
+    assert sm.artifacts[0].bytes_sent < len(old) and not w.closed(b.id)

@@ -101,6 +101,7 @@ class Cutter:
         self.minor = first_minor
         self.windows = dict(DEFAULT_WINDOWS)
         self.results = []
+        self.boots_after_cut = 0
 
     # ---- bundles ----
     def bundle(self, version):
@@ -215,11 +216,16 @@ class Cutter:
         vm.start()
         try:
             mk = vm.wait_for(fl.marker, BOOT_WAIT, cm, "the bootloader's line after the cut")
-            slot = mk.group(1).decode()
-            line = " ".join(mk.group(0).decode().split())
             vm.wait_shell(mk.end(), BOOT_WAIT)
         except vmdriver.VMError as e:
             raise Outcome("unbootable", str(e))
+        # The system that came up is the one of the last bootloader line: a slot that does not start
+        # (its kernel panics) sends the machine back to the bootloader, which picks again.
+        boots = list(fl.marker.finditer(vm.buf, cm))
+        mk = boots[-1]
+        slot = mk.group(1).decode()
+        line = " ".join(mk.group(0).decode().split())
+        self.boots_after_cut = len(boots)
         # The slot that ran, the new one once confirmed or on its try, or one holding a version that was
         # confirmed there and not overwritten since.
         # (The boot environment's confirmation comes before the daemon's "confirmed" line: a cut between the
@@ -261,7 +267,8 @@ class Cutter:
             self.slot, self.version = slot, got
             if got == version or self.good[slot] is None:
                 self.good[slot] = got
-            up = f"up on {slot} ({got}, {st['state']})"
+            up = f"up on {slot} ({got}, {st['state']})" + (
+                f" after {self.boots_after_cut} boots" if self.boots_after_cut > 1 else "")
             if got != version and not retry:
                 retry = f"{version} not through (the next update retries)"
             elif got != version:
@@ -278,7 +285,7 @@ class Cutter:
         secs = time.monotonic() - t0
         res = {"cut": i, "seed": seed, "phase": phase, "instant": round(delay, 2), "anchor": anchor,
                "reached": reached, "outcome": outcome, "before": before, "after": (self.slot, self.version),
-               "seconds": round(secs)}
+               "boots": self.boots_after_cut, "seconds": round(secs)}
         self.results.append(res)
         if outcome == "ok":
             say(f"cut {i}: seed {seed} phase {phase} at {delay:.2f} s after {anchor} (reached: {reached}): "
@@ -303,6 +310,10 @@ def summary(results):
             reached[r["reached"]] = reached.get(r["reached"], 0) + 1
         secs = sum(r["seconds"] for r in rs) / len(rs)
         lines.append(f"phase {phase}: {len(rs)} cuts, outcomes {outs}, reached {reached}, {secs:.0f} s per cut")
+    multi = [r for r in results if r.get("boots", 1) > 1]
+    if multi:
+        lines.append(f"{len(multi)} cuts needed more than one boot to come up (a slot that did not start, then "
+                     f"the bootloader's next choice): cuts {', '.join(str(r['cut']) for r in multi)}")
     bad = [r for r in results if r["outcome"] != "ok"]
     lines.append(f"total: {len(results)} cuts, {len(results) - len(bad)} ok, {len(bad)} bad "
                  f"({', '.join(sorted(set(r['outcome'] for r in bad))) or 'none'})")

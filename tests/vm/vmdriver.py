@@ -89,18 +89,21 @@ def _kill(p):
 
 
 class VM:
-    def __init__(self, disk, log_path, accel="tcg", memory=1024, extra=(), flavour="grub", disk_format="qcow2"):
+    def __init__(self, disk, log_path, accel="tcg", memory=1024, extra=(), flavour="grub", disk_format="qcow2",
+                 smp=None):
         """flavour: the image's bootloader, "grub" (SeaBIOS boots the disk) or "uboot" (U-Boot's
         qemu-x86 ROM as the firmware; cold restarts, see above). disk_format: "qcow2" (an overlay) or
         "raw" (a copy: what a power cut keeps is then exactly what the guest had written, see
-        powercut.py)."""
+        powercut.py). smp: the guest's CPUs (default: $UPKEEP_VM_SMP, else 2; the vm suite, whose two
+        machines run at once on the CI's 2 cores, gives each one)."""
+        smp = smp or int(os.environ.get("UPKEEP_VM_SMP", "2"))
         self.disk, self.log_path, self.accel = disk, log_path, accel
         self.cold_reboots = flavour == "uboot"
         self.journal_path = Path(str(log_path) + ".ttyS1")
         firmware = ["-bios", UBOOT_ROM, "-no-reboot"] if self.cold_reboots else []
         # cache=unsafe: qemu ignores the guest's flushes, but writes what the guest wrote to the file at
         # once (raw: no metadata of its own in qemu's memory); a killed qemu loses only guest memory.
-        self.args = [QEMU, "-accel", accel, "-machine", "pc", "-m", str(memory), "-smp", "2",
+        self.args = [QEMU, "-accel", accel, "-machine", "pc", "-m", str(memory), "-smp", str(smp),
                      "-display", "none", "-monitor", "none", "-serial", "stdio",
                      "-serial", f"file:{self.journal_path}", "-nodefaults", *firmware,
                      "-drive", f"file={disk},format={disk_format},if=virtio,cache=unsafe",
