@@ -1261,3 +1261,21 @@ def test_a_new_assignment_with_autoclose_while_the_old_one_downloads(world):
     w.wait_state("pending-reboot")
     assert w.device.slot["B"].read_bytes()[:256 * 1024] == payload_bytes(9, 256 * 1024)
     assert sm.artifacts[0].bytes_sent < len(old) and not w.closed(b.id)
+
+
+def test_a_409_on_activate_auto_confirm_counts_as_switched(world):
+    """Scenario 24: the server answers 409 to activateAutoConfirm (someone switched it on meanwhile): the
+    device takes it as done and does not send it again at every check."""
+    w = world()
+    w.emu.tenant("DEFAULT").confirmation_flow = True
+    s = w.start()
+    assert check(w).returncode == 0
+    w.emu.fault("autoConfirm", status=409, times=1)
+    assert w.ctl("enable").returncode == 0
+    p = check(w)
+    assert p.returncode == 0, describe(p)
+    assert "the server's auto-confirm is on (updatectl enable)" in s.text()
+    switched = [r for r in w.emu.requests if r["path"].endswith("/activateAutoConfirm")]
+    assert [r["status"] for r in switched] == [409], switched
+    assert check(w).returncode == 0
+    assert len([r for r in w.emu.requests if r["path"].endswith("/activateAutoConfirm")]) == 1
