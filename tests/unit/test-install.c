@@ -561,6 +561,30 @@ TEST(unconfirmed_try_falls_back)
  * back to A (grub marks A_TRY=1 on its way, U-Boot and the file backend take one of A's attempts); the
  * confirmation at A's start marks B bad and confirms A, in one write each: A carries no marker and has
  * its full attempts, B stays bad. */
+/* The boot environment once the device runs A again with B bad: A first and confirmed with its
+ * attempts, no try marker left on either slot. */
+static void assert_back_on_a(const Rig *rig, const Config *c)
+{
+        Map m;
+
+        rig->read_env(c, &m);
+        if (streq(rig->name, "grub")) {
+                ASSERT_STREQ(map_get(&m, "ORDER"), "A B");
+                ASSERT_STREQ(map_get(&m, "A_OK"), "1");
+                ASSERT_STREQ(map_get(&m, "A_TRY"), "0");
+                ASSERT_STREQ(map_get(&m, "A_PENDING"), "0");
+                ASSERT_STREQ(map_get(&m, "B_OK"), "0");
+                ASSERT_STREQ(map_get(&m, "B_TRY"), "0");
+                ASSERT_STREQ(map_get(&m, "B_PENDING"), "0");
+        } else {
+                ASSERT_STREQ(map_get(&m, "BOOT_ORDER"), "A B");
+                ASSERT_STREQ(map_get(&m, "BOOT_A_LEFT"), "3");
+                ASSERT_STREQ(map_get(&m, "BOOT_A_TRY"), "");
+                ASSERT_STREQ(map_get(&m, "BOOT_B_LEFT"), "0");
+                ASSERT_STREQ(map_get(&m, "BOOT_B_TRY"), "");
+        }
+}
+
 static void fallback_cleans_up(const Rig *rig)
 {
         _cleanup_(config_freep) Config *c = device_on(rig);
@@ -586,22 +610,7 @@ static void fallback_cleans_up(const Rig *rig)
         ASSERT_EQ(slot_state(c, "B"), SLOT_STATE_BAD);
         p = primary(c);
         ASSERT_STREQ(p, "A");
-        rig->read_env(c, &m);
-        if (streq(rig->name, "grub")) {
-                ASSERT_STREQ(map_get(&m, "ORDER"), "A B");
-                ASSERT_STREQ(map_get(&m, "A_OK"), "1");
-                ASSERT_STREQ(map_get(&m, "A_TRY"), "0");
-                ASSERT_STREQ(map_get(&m, "A_PENDING"), "0");
-                ASSERT_STREQ(map_get(&m, "B_OK"), "0");
-                ASSERT_STREQ(map_get(&m, "B_TRY"), "0");
-                ASSERT_STREQ(map_get(&m, "B_PENDING"), "0");
-        } else {
-                ASSERT_STREQ(map_get(&m, "BOOT_ORDER"), "A B");
-                ASSERT_STREQ(map_get(&m, "BOOT_A_LEFT"), "3");
-                ASSERT_STREQ(map_get(&m, "BOOT_A_TRY"), "");
-                ASSERT_STREQ(map_get(&m, "BOOT_B_LEFT"), "0");
-                ASSERT_STREQ(map_get(&m, "BOOT_B_TRY"), "");
-        }
+        assert_back_on_a(rig, c);
         assert_last_history("confirm", false, "was not confirmed");
 
         /* A keeps booting, each start confirmed like any other */
@@ -666,21 +675,7 @@ static void health_rollback_cleans_up(const Rig *rig)
         ASSERT_EQ(slot_state(c, "B"), SLOT_STATE_BAD);
         p = primary(c);
         ASSERT_STREQ(p, "A");
-        rig->read_env(c, &m);
-        if (streq(rig->name, "grub")) {
-                ASSERT_STREQ(map_get(&m, "ORDER"), "A B");
-                ASSERT_STREQ(map_get(&m, "A_OK"), "1");
-                ASSERT_STREQ(map_get(&m, "A_TRY"), "0");
-                ASSERT_STREQ(map_get(&m, "A_PENDING"), "0");
-                ASSERT_STREQ(map_get(&m, "B_OK"), "0");
-                ASSERT_STREQ(map_get(&m, "B_TRY"), "0");
-        } else if (streq(rig->name, "uboot")) {
-                ASSERT_STREQ(map_get(&m, "BOOT_ORDER"), "A B");
-                ASSERT_STREQ(map_get(&m, "BOOT_A_LEFT"), "3");
-                ASSERT_STREQ(map_get(&m, "BOOT_A_TRY"), "");
-                ASSERT_STREQ(map_get(&m, "BOOT_B_LEFT"), "0");
-                ASSERT_STREQ(map_get(&m, "BOOT_B_TRY"), "");
-        }
+        assert_back_on_a(rig, c);
         /* and the next boot is a plain one of A */
         boot_to(rig, c, "A");
         confirm(c, CONFIRM_NOTHING_PENDING, &cr);
