@@ -513,13 +513,20 @@ def test_401_names_the_client_certificate(world, tmp_path):
     assert polls and polls[-1]["status"] == 401 and not polls[-1]["auth"], polls
 
 
-def test_cancel_during_the_download_stops_the_install(world):
-    w = world()
+def a_slow_install_begun(w):
+    """An action whose bundle downloads slowly (about 16 s) while the daemon looks for a cancel every
+    second, once its first proceeding came: (the bundle, its software module, the action, the service)."""
     data = w.bundle()
     sm, a = w.assign(data)
-    w.emu.plan_download(sm, "acme-gw-1.1.0.upk", rate=16 * 1024)  # about 16 s for the whole bundle
+    w.emu.plan_download(sm, "acme-gw-1.1.0.upk", rate=16 * 1024)
     s = w.start(env=dict(SOON, UPKEEP_TEST_HAWKBIT_CANCEL_POLL_SEC="1"))
     w.wait(lambda: w.emu.feedback(a.id), what="the first proceeding")
+    return data, sm, a, s
+
+
+def test_cancel_during_the_download_stops_the_install(world):
+    w = world()
+    data, sm, a, s = a_slow_install_begun(w)
     w.emu.cancel(a.id)
     w.wait(lambda: w.emu.feedback(a.id, "cancel"), what="the accepted cancel")
     fb = w.emu.feedback(a.id, "cancel")
@@ -1049,11 +1056,7 @@ def test_an_action_force_quit_while_it_downloads_stops_the_install(world):
     cancel order). The device sees it is no longer offered, stops, activates nothing and sends nothing
     final for it."""
     w = world()
-    data = w.bundle()
-    sm, a = w.assign(data)
-    w.emu.plan_download(sm, "acme-gw-1.1.0.upk", rate=16 * 1024)  # about 16 s for the whole bundle
-    s = w.start(env=dict(SOON, UPKEEP_TEST_HAWKBIT_CANCEL_POLL_SEC="1"))
-    w.wait(lambda: w.emu.feedback(a.id), what="the first proceeding")
+    data, sm, a, s = a_slow_install_begun(w)
     w.emu.force_quit(a.id)
     w.wait(lambda: "no longer offered by the server" in s.text(), what="the stop")
     w.wait(lambda: w.get("State") in ("idle", "error"), what="the end of the install")
@@ -1249,11 +1252,7 @@ def test_a_new_assignment_with_autoclose_while_the_old_one_downloads(world):
     the new one. The device stops the old install, activates nothing of it, and installs the new one."""
     w = world()
     w.emu.tenant("DEFAULT").autoclose = True
-    old = w.bundle()
-    sm, a = w.assign(old)
-    w.emu.plan_download(sm, "acme-gw-1.1.0.upk", rate=16 * 1024)
-    s = w.start(env=dict(SOON, UPKEEP_TEST_HAWKBIT_CANCEL_POLL_SEC="1"))
-    w.wait(lambda: w.emu.feedback(a.id), what="the first proceeding")
+    old, sm, a, s = a_slow_install_begun(w)
     _, b = w.assign(w.bundle(version="1.2.0", seed=9), version="1.2.0")
     w.wait(lambda: f"hawkBit action {a.id}: no longer offered by the server" in s.text(), what="the stop")
     assert a.status == "CANCELED" and not w.closed(a.id)
