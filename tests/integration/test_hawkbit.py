@@ -296,16 +296,26 @@ def test_404_on_the_download_stops(world):
     assert not (w.device.data / "hawkbit.json").exists()
 
 
-def test_no_bundle_among_the_artifacts_is_refused(world):
+@pytest.mark.parametrize("case", ["no-bundle", "no-artifacts", "encrypted"])
+def test_a_deployment_without_a_usable_bundle_is_refused(world, case):
+    """Scenario 7: no bundle among the artifacts, no artifacts at all, or a bundle the server encrypted
+    (hawkBit's artifact encryption, which the device does not decrypt): closed + failure saying so, once,
+    and nothing downloaded."""
     w = world()
-    sm = w.emu.module({"firmware.swu": b"not ours"})
+    files, message = {
+        "no-bundle": ({"firmware.swu": b"not ours"}, "no upkeep bundle (*.upk) among the 1 artifacts"),
+        "no-artifacts": ({}, "no upkeep bundle (*.upk) among the 0 artifacts"),
+        "encrypted": ({"acme-gw-1.1.0.upk": w.bundle()}, "acme-gw-1.1.0.upk is encrypted by the server"),
+    }[case]
+    sm = w.emu.module(files, encrypted=case == "encrypted")
     a = w.emu.assign("gw-0042", [sm])
     w.start()
     p = check(w)
     assert p.returncode == 0, describe(p)
     closed = w.closed(a.id)
-    assert len(closed) == 1 and closed[0]["finished"] == "failure"
-    assert "no upkeep bundle (*.upk) among the 1 artifacts" in closed[0]["details"][0]
+    assert [f["finished"] for f in closed] == ["failure"], closed
+    assert message in closed[0]["details"][0], closed
+    assert not w.emu.requests_to("download") and w.device.primary() == "A"
 
 
 def test_attributes_sent_again_when_one_changes(world):
@@ -1066,33 +1076,6 @@ def test_an_action_force_quit_while_it_downloads_stops_the_install(world):
     assert not w.closed(a.id) and not w.emu.feedback(a.id, "cancel")
     p = check(w)
     assert p.returncode == 0 and p.stdout == "up to date\n", describe(p)
-
-
-def test_an_encrypted_artifact_is_refused_before_any_download(world):
-    """Scenario 7: hawkBit's artifact encryption is not something the device decrypts; it says so and
-    downloads nothing."""
-    w = world()
-    sm = w.emu.module({"acme-gw-1.1.0.upk": w.bundle()}, encrypted=True)
-    a = w.emu.assign("gw-0042", [sm])
-    w.start()
-    p = check(w)
-    assert p.returncode == 0, describe(p)
-    closed = w.closed(a.id)
-    assert [f["finished"] for f in closed] == ["failure"], closed
-    assert "acme-gw-1.1.0.upk is encrypted by the server" in closed[0]["details"][0], closed
-    assert not w.emu.requests_to("download") and w.device.primary() == "A"
-
-
-def test_a_deployment_without_artifacts_is_refused(world):
-    w = world()
-    sm = w.emu.module({})
-    a = w.emu.assign("gw-0042", [sm])
-    w.start()
-    p = check(w)
-    assert p.returncode == 0, describe(p)
-    closed = w.closed(a.id)
-    assert [f["finished"] for f in closed] == ["failure"], closed
-    assert "no upkeep bundle (*.upk) among the 0 artifacts" in closed[0]["details"][0], closed
 
 
 @pytest.mark.parametrize("rels", [("download",), ("download-http",)], ids=["download", "download-http"])
