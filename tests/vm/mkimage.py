@@ -125,9 +125,15 @@ UBOOT_ENV = "BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=0\n"
 # What differs between the flavours: the backend's config, p1's file system, where it is mounted, the
 # contrib file the image is made from.
 FLAVOURS = {
-    "grub": {"boot": "backend = grub", "fs": "ext2", "mount": "/boot/grub", "contrib": "contrib/grub/upkeep.cfg"},
-    "uboot": {"boot": "backend = uboot\nuboot-config = /etc/fw_env.config", "fs": "vfat", "mount": "/boot/uboot",
-              "contrib": "contrib/uboot/boot.cmd"},
+    # GRUB reads ext2 (a journal's late writes would be invisible to it); without a journal, a power cut
+    # while the grub backend swaps grubenv in (a new file, a rename) can leave the file system's bitmaps
+    # wrong, which the next file created there runs into ("doubly allocated", EIO: found by powercut.py):
+    # fsck at every boot (fstab pass 2) repairs that first. uboot.env is written in place (fw_setenv):
+    # no allocation changes on the FAT.
+    "grub": {"boot": "backend = grub", "fs": "ext2", "fsck": 2, "mount": "/boot/grub",
+             "contrib": "contrib/grub/upkeep.cfg"},
+    "uboot": {"boot": "backend = uboot\nuboot-config = /etc/fw_env.config", "fs": "vfat", "fsck": 0,
+              "mount": "/boot/uboot", "contrib": "contrib/uboot/boot.cmd"},
 }
 
 
@@ -217,7 +223,7 @@ def tuf_keys(cache: Path):
 def customize(root: Path, source: Path, keyring: Path, tuf_root: bytes, flavour: str):
     fl = FLAVOURS[flavour]
     (root / "etc/hostname").write_text("upkeep-vm\n")
-    (root / "etc/fstab").write_text(f"/dev/vda1 {fl['mount']} {fl['fs']} defaults 0 0\n"
+    (root / "etc/fstab").write_text(f"/dev/vda1 {fl['mount']} {fl['fs']} defaults 0 {fl['fsck']}\n"
                                     "/dev/vda4 /var/lib/upkeep ext4 defaults 0 0\n")
     (root / fl["mount"][1:]).mkdir(parents=True, exist_ok=True)
     if flavour == "uboot":
