@@ -378,11 +378,11 @@ def main():
         path.unlink()
         say(f"first update (2.0.0, measures the windows) {secs:.0f} s: "
             + ", ".join(f"{k} {v:.1f} s" for k, v in cutter.windows.items()))
+        results = cutter.results  # filled cut by cut: a terminated campaign still sums up what it did
         for i, phase in enumerate(plan(rng, a.cuts, phases), 1):
             r = cutter.one(i, phase, a.seed, retry=i % max(1, a.retry_every) == 0 or i == a.cuts)
             if r["outcome"] != "ok":
                 break  # the machine's state is unknown
-        results = cutter.results
         ok = all(r["outcome"] == "ok" for r in results) and len(results) == a.cuts
     finally:
         if vm:
