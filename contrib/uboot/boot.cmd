@@ -30,7 +30,8 @@
 # at 3 attempts (unless BOOT_A_LEFT is set) and slot B at 0, as upkeep reads it. An environment that
 # cannot be read (missing, or a bad CRC: torn by a power cut during a write of its single copy) gives
 # both slots their attempts, A first: the device comes up on A, or on B when A does not start; upkeep
-# then sees both slots as good, the booted one first (its state.json still knows the versions). The
+# then sees both slots as good, the booted one first (its state.json still knows the versions), except
+# that a booted slot still holding an update rolled back on it is marked bad and left with a reboot. The
 # kernel is told the slot on its command line (upkeep.slot=S), which upkeep prefers to BOOTED.
 #
 # Where the environment lives: U-Boot has none of its own on qemu-x86 ("Loading Environment from

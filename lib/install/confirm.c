@@ -235,6 +235,54 @@ static int begin_on_booted(const Config *c, int *ret_lock, UpkState **ret_state,
         return 0;
 }
 
+/* The booted slot holds the version rolled back on it (not overwritten since: an install into it forgets
+ * its version first) and another slot is not marked bad (the one the update was installed from, or a
+ * later one confirmed): mark the booted slot bad and the other one good, and say why (CONFIRM_FAILED:
+ * the daemon reboots). 1 when it did so, 0 when the rule does not apply. */
+static int refuse_rolled_back_slot(const Config *c, BootBackend *boot, UpkState *s, const char *booted,
+                                   ConfirmResult *ret, UpkErr *err)
+{
+        const StateRollback *rb = &s->rollback;
+        const char *version = state_slot_version(s, booted), *other = NULL;
+        int r;
+
+        if (!rb->set || !rb->version || !rb->slot || !streq(rb->slot, booted) || !version ||
+            !streq(version, rb->version))
+                return 0;
+        for (size_t i = 0; i < c->n_slots && !other; i++) {
+                const char *name = c->slots[i].bootname;
+                SlotState st;
+
+                if (!name || streq(name, booted))
+                        continue;
+                if (boot_get_state(boot, name, &st, NULL) >= 0 && st != SLOT_STATE_BAD)
+                        other = name;
+        }
+        if (!other)
+                return 0; /* nothing to go back to: the slot that runs stays */
+
+        ret->outcome = CONFIRM_FAILED;
+        ret->version = strdup(version);
+        ret->slot = strdup(booted);
+        ret->reason = strdup_printf("slot %s still holds version %s, which was rolled back here (%s), but the "
+                                    "bootloader started it as a good slot: its boot environment was lost "
+                                    "or reset; back to slot %s%s%s%s",
+                                    booted, version, rb->reason ?: "no reason recorded", other,
+                                    state_slot_version(s, other) ? " (version " : "",
+                                    state_slot_version(s, other) ?: "", state_slot_version(s, other) ? ")" : "");
+        if (!ret->version || !ret->slot || !ret->reason)
+                return upk_err_oom(err);
+        r = boot_mark_bad(boot, booted, err);
+        if (r < 0)
+                return r;
+        r = boot_mark_good(boot, other, err);
+        if (r < 0)
+                return r;
+        install_history_record(c, "confirm", version, booted, false, ret->reason);
+        ret->reboot = c->reboot == REBOOT_AUTO;
+        return 1;
+}
+
 int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
 {
         _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
@@ -323,6 +371,16 @@ int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
                 ret->version = state_slot_version(s, booted) ? strdup(state_slot_version(s, booted)) : NULL;
                 ret->slot = strdup(booted);
                 return 0;
+        }
+
+        /* Nothing pending, yet the booted slot still holds the version that was rolled back on it: the
+         * bootloader took it for a good slot because its environment forgot (a single-copy U-Boot
+         * environment torn by a power cut, read as none; or reset by hand). It is not confirmed: back to
+         * a slot whose version is known, as after a failed health check. */
+        if (st == SLOT_STATE_GOOD) {
+                r = refuse_rolled_back_slot(c, boot, s, booted, ret, err);
+                if (r != 0)
+                        return r < 0 ? r : 0;
         }
 
         /* Nothing pending: re-arm the boot attempts of a good primary, as a bootcount reset would. */

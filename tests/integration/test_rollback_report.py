@@ -128,6 +128,33 @@ def test_bootloader_fallback_then_a_good_update(tmp_path, bus, device, service):
     assert device.state()["rollback"] is None
 
 
+def test_a_rolled_back_slot_started_again_is_refused(tmp_path, bus, device, service):
+    """The bootloader's environment is lost after a fallback (a torn single-copy U-Boot environment reads
+    as none, and both slots get attempts) and it starts B, which still holds the rolled-back 1.1.0: the
+    daemon does not confirm it, marks it bad, A good and says why (with reboot = auto it also reboots
+    back; this device has reboot = manual, and its next boot goes to A)."""
+    assert device.install(make_bundle(tmp_path, "1.1.0", payload_bytes())).returncode == 0
+    assert device.reboot() == "B"
+    assert device.reboot() == "A"
+    d = service()
+    assert_reported(bus, "1.1.0", "B", NOT_CONFIRMED)
+    d.stop()
+    device.bootenv.write_text("BOOT_ORDER=B A\nBOOT_A_LEFT=3\nBOOT_B_LEFT=3\nBOOTED=A\n")
+    assert device.reboot() == "B"
+    d = service()
+    why = ("slot B still holds version 1.1.0, which was rolled back here (" + NOT_CONFIRMED + "), but the "
+           "bootloader started it as a good slot: its boot environment was lost or reset; back to slot A")
+    assert bus.get("State") == "error"
+    assert bus.get("LastError") == f"update to version 1.1.0 on slot B failed: {why}"
+    assert f"update to version 1.1.0 on slot B failed: {why}" in d.text()
+    assert device.primary() == "A"
+    assert device.reboot() == "A"
+    d.stop()
+    d = service()
+    assert bus.get("State") == "idle" and bus.get("CurrentVersion") == "1.0.0"
+    assert_reported(bus, "1.1.0", "B", NOT_CONFIRMED)
+
+
 def test_damaged_record_is_dropped_alone(tmp_path, bus, device, service):
     data = device.data
     data.mkdir(exist_ok=True)

@@ -557,10 +557,60 @@ TEST(unconfirmed_try_falls_back)
         ASSERT_TRUE(s->rollback.time > 0);
 }
 
-/* The try marker of a bootloader fallback, on every backend: B's one try is spent, the bootloader comes
- * back to A (grub marks A_TRY=1 on its way, U-Boot and the file backend take one of A's attempts); the
- * confirmation at A's start marks B bad and confirms A, in one write each: A carries no marker and has
- * its full attempts, B stays bad. */
+/* The boot environment forgets that B was rolled back (a single-copy U-Boot environment torn by a power
+ * cut reads as none, and the boot script gives both slots their attempts; here B first): the bootloader
+ * starts B, which still holds the rolled-back 1.1.0. Its start is not confirmed: B is marked bad, A good,
+ * and the daemon is told to reboot. Once B holds another version, the rule no longer applies. */
+TEST(a_rolled_back_slot_started_as_good_is_refused)
+{
+        _cleanup_(config_freep) Config *c = device_new();
+        _cleanup_free_ uint8_t *payload = payload_new(3), *payload2 = payload_new(4);
+        _cleanup_free_ char *b1 = NULL, *a1 = NULL, *b2 = NULL, *a2 = NULL, *p = NULL, *b3 = NULL;
+        ConfirmResult cr = {};
+
+        bundle_new("b", "acme-gw", "1.1.0", payload, PAYLOAD_SIZE);
+        install_ok(c, "b.upk", "1.1.0");
+        b1 = reboot();
+        a1 = reboot();
+        ASSERT_STREQ(a1, "A");
+        confirm(c, CONFIRM_FELL_BACK, &cr);
+        confirm_result_done(&cr);
+
+        test_write_str("bootenv", "BOOT_ORDER=B A\nBOOT_A_LEFT=3\nBOOT_B_LEFT=3\nBOOTED=A\n");
+        b2 = reboot();
+        ASSERT_STREQ(b2, "B");
+        ASSERT_EQ(slot_state(c, "B"), SLOT_STATE_GOOD);
+        confirm(c, CONFIRM_FAILED, &cr);
+        ASSERT_STREQ(cr.version, "1.1.0");
+        ASSERT_STREQ(cr.slot, "B");
+        ASSERT_TRUE(strstr(cr.reason, "slot B still holds version 1.1.0, which was rolled back here (version "
+                                      "1.1.0 on slot B was not confirmed"));
+        ASSERT_TRUE(strstr(cr.reason, "its boot environment was lost or reset; back to slot A"));
+        ASSERT_TRUE(cr.reboot == (c->reboot == REBOOT_AUTO)); /* as after a failed health check */
+        confirm_result_done(&cr);
+        ASSERT_EQ(slot_state(c, "B"), SLOT_STATE_BAD);
+        p = primary(c);
+        ASSERT_STREQ(p, "A");
+        assert_last_history("confirm", false, "was lost or reset");
+        a2 = reboot();
+        ASSERT_STREQ(a2, "A");
+        confirm(c, CONFIRM_NOTHING_PENDING, &cr);
+        confirm_result_done(&cr);
+
+        /* 1.2.0 goes into B and is confirmed; a lost environment then starts a slot that holds no
+         * rolled-back version: nothing to refuse. */
+        bundle_new("c", "acme-gw", "1.2.0", payload2, PAYLOAD_SIZE);
+        install_ok(c, "c.upk", "1.2.0");
+        free(reboot());
+        confirm(c, CONFIRM_GOOD, &cr);
+        confirm_result_done(&cr);
+        test_write_str("bootenv", "BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=3\nBOOTED=B\n");
+        b3 = reboot();
+        ASSERT_STREQ(b3, "A");
+        confirm(c, CONFIRM_NOTHING_PENDING, &cr);
+        confirm_result_done(&cr);
+}
+
 /* The boot environment once the device runs A again with B bad: A first and confirmed with its
  * attempts, no try marker left on either slot. */
 static void assert_back_on_a(const Rig *rig, const Config *c)
@@ -585,6 +635,10 @@ static void assert_back_on_a(const Rig *rig, const Config *c)
         }
 }
 
+/* The try marker of a bootloader fallback, on every backend: B's one try is spent, the bootloader comes
+ * back to A (grub marks A_TRY=1 on its way, U-Boot and the file backend take one of A's attempts); the
+ * confirmation at A's start marks B bad and confirms A, in one write each: A carries no marker and has
+ * its full attempts, B stays bad. */
 static void fallback_cleans_up(const Rig *rig)
 {
         _cleanup_(config_freep) Config *c = device_on(rig);

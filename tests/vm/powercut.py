@@ -77,6 +77,8 @@ J_INSTALL = rb"install: (verifying|checking|preparing|writing)"
 J_ACTIVATING = rb"install: activating"
 J_DONE = rb"install: done"
 J_CONFIRMING = rb"state: confirming"
+# upkeepd's start-up confirmation refusing a slot that still holds a rolled-back update (and rebooting).
+REFUSED_ROLLED_BACK = re.compile(rb"which was rolled back here .* its boot environment was lost or reset")
 
 
 def other(slot):
@@ -212,20 +214,34 @@ class Cutter:
         """The boot after the cut: a good slot, the daemon, status. Returns (slot, version, st)."""
         vm, fl = self.vm, self.fl
         new = other(self.slot)
-        cm = vm.mark()
+        cm, jm = vm.mark(), vm.journal_mark()
         vm.start()
-        try:
-            mk = vm.wait_for(fl.marker, BOOT_WAIT, cm, "the bootloader's line after the cut")
-            vm.wait_shell(mk.end(), BOOT_WAIT)
-        except vmdriver.VMError as e:
-            raise Outcome("unbootable", str(e))
-        # The system that came up is the one of the last bootloader line: a slot that does not start
-        # (its kernel panics) sends the machine back to the bootloader, which picks again.
-        boots = list(fl.marker.finditer(vm.buf, cm))
-        mk = boots[-1]
-        slot = mk.group(1).decode()
-        line = " ".join(mk.group(0).decode().split())
-        self.boots_after_cut = len(boots)
+        since = cm
+        for attempt in (1, 2):
+            try:
+                mk = vm.wait_for(fl.marker, BOOT_WAIT, since, "the bootloader's line after the cut")
+                vm.wait_shell(mk.end(), BOOT_WAIT)
+            except vmdriver.VMError as e:
+                raise Outcome("unbootable", str(e))
+            # The system that came up is the one of the last bootloader line: a slot that does not start
+            # (its kernel panics) sends the machine back to the bootloader, which picks again.
+            boots = list(fl.marker.finditer(vm.buf, cm))
+            mk = boots[-1]
+            slot = mk.group(1).decode()
+            line = " ".join(mk.group(0).decode().split())
+            self.boots_after_cut = len(boots)
+            try:
+                scenario.wait_daemon(vm)
+                st = status(vm)
+            except vmdriver.VMError as e:
+                st, err = None, e
+            # A slot that still holds a rolled-back update, started because the boot environment was
+            # lost (a torn U-Boot environment): the daemon refuses it and reboots to the other slot.
+            vm.journal_mark()  # reads what the journal stream has so far
+            if attempt == 1 and REFUSED_ROLLED_BACK.search(vm.jbuf, jm):
+                since = mk.end()
+                continue
+            break
         # The slot that ran, the new one once confirmed or on its try, or one holding a version that was
         # confirmed there and not overwritten since.
         # (The boot environment's confirmation comes before the daemon's "confirmed" line: a cut between the
@@ -235,11 +251,8 @@ class Cutter:
             raise Outcome("bad-slot", f"booted slot {new}, which was neither confirmed nor on a try: {line}")
         if slot not in (new, self.slot):
             raise Outcome("bad-slot", f"booted {slot!r}: {line}")
-        try:
-            scenario.wait_daemon(vm)
-            st = status(vm)
-        except vmdriver.VMError as e:
-            raise Outcome("stuck", f"the daemon or updatectl status: {e}")
+        if st is None:
+            raise Outcome("stuck", f"the daemon or updatectl status: {err}")
         if st["booted_slot"] != slot:
             raise Outcome("stuck", f"status names slot {st['booted_slot']}, the bootloader booted {slot}")
         return slot, st
