@@ -239,11 +239,12 @@ def customize(root: Path, source: Path, keyring: Path, tuf_root: bytes, flavour:
     dropin.mkdir(parents=True, exist_ok=True)
     (dropin / "console.conf").write_text("[Service]\nStandardOutput=journal+console\nStandardError=journal+console\n")
     # upkeepd logs to the journal: its lines, as they come, on the second serial port (vmdriver's
-    # journal stream), for the tests to see where it is (the power cuts' windows).
+    # journal stream), for the tests to see where it is (the power cuts' windows). --lines=all: with
+    # --follow journalctl starts from the last 10 lines only, and a slow start lost upkeepd's first ones.
     (root / "etc/systemd/system" / JOURNAL_UNIT).write_text(
         "[Unit]\nDescription=upkeepd's journal on ttyS1 (upkeep's VM tests)\nDefaultDependencies=no\n"
         "After=systemd-journald.service\nBefore=upkeepd.service\n\n"
-        "[Service]\nExecStart=/usr/bin/journalctl --boot --follow --output=cat SYSLOG_IDENTIFIER=upkeepd\n"
+        "[Service]\nExecStart=/usr/bin/journalctl --boot --follow --lines=all --output=cat SYSLOG_IDENTIFIER=upkeepd\n"
         "StandardOutput=file:/dev/ttyS1\n")
     net = root / "etc/systemd/network"
     net.mkdir(parents=True, exist_ok=True)

@@ -86,7 +86,8 @@ def other(slot):
 
 
 class Outcome(Exception):
-    """A cut's bad end: unbootable, stuck (the daemon or status does not answer) or retry-failed."""
+    """A cut's bad end: unbootable, stuck (the daemon or status does not answer), bad-slot, retry-failed,
+    or no-cut (the update never reached the phase's anchor: a question for the harness)."""
 
     def __init__(self, kind, msg):
         super().__init__(msg)
@@ -268,11 +269,16 @@ class Cutter:
         outcome, detail = "ok", ""
         delay, anchor, reached = 0.0, "?", "?"
         try:
-            if phase == "env":
-                delay, anchor, reached = self.cut_env()
-            else:
-                self.good[other(self.slot)] = None  # the install overwrites it
-                delay, anchor, reached = self.cut(phase, url, version)
+            try:
+                if phase == "env":
+                    delay, anchor, reached = self.cut_env()
+                else:
+                    self.good[other(self.slot)] = None  # the install overwrites it
+                    delay, anchor, reached = self.cut(phase, url, version)
+            except vmdriver.VMError as e:
+                # The update did not reach the phase's anchor in time: no cut was made, and the machine's
+                # state is the harness's question, not the device's answer.
+                raise Outcome("no-cut", f"before the cut: {e}")
             slot, st = self.after_cut(version, reached)
             got = st["current_version"]
             if self.good[slot] not in (None, got) and got != version:
