@@ -107,11 +107,11 @@ set timeout=0
 source ${prefix}/upkeep.cfg
 echo "UPKEEP-GRUB slot=${upkeep_slot} ORDER=${ORDER} A_OK=${A_OK} A_TRY=${A_TRY} A_PENDING=${A_PENDING} B_OK=${B_OK} B_TRY=${B_TRY} B_PENDING=${B_PENDING}"
 menuentry "slot A" {
-        linux (hd0,msdos2)/vmlinuz root=/dev/vda2 rw console=ttyS0,115200 quiet upkeep.slot=A panic=5
+        linux (hd0,msdos2)/vmlinuz root=/dev/vda2 rw console=ttyS0,115200 quiet upkeep.slot=A panic=5 fsck.repair=yes
         initrd (hd0,msdos2)/initrd.img
 }
 menuentry "slot B" {
-        linux (hd0,msdos3)/vmlinuz root=/dev/vda3 rw console=ttyS0,115200 quiet upkeep.slot=B panic=5
+        linux (hd0,msdos3)/vmlinuz root=/dev/vda3 rw console=ttyS0,115200 quiet upkeep.slot=B panic=5 fsck.repair=yes
         initrd (hd0,msdos3)/initrd.img
 }
 """
@@ -128,8 +128,10 @@ FLAVOURS = {
     # GRUB reads ext2 (a journal's late writes would be invisible to it); without a journal, a power cut
     # while the grub backend swaps grubenv in (a new file, a rename) can leave the file system's bitmaps
     # wrong, which the next file created there runs into ("doubly allocated", EIO: found by powercut.py):
-    # fsck at every boot (fstab pass 2) repairs that first. uboot.env is written in place (fw_setenv):
-    # no allocation changes on the FAT.
+    # fsck at every boot (fstab pass 2) repairs that first, answering yes to every question (the kernel
+    # command line's fsck.repair=yes: with the default "preen", a damage preen does not fix stops the
+    # boot in emergency mode, which a CI cut in the bootloader switch ran into). uboot.env is written in
+    # place (fw_setenv): no allocation changes on the FAT.
     "grub": {"boot": "backend = grub", "fs": "ext2", "fsck": 2, "mount": "/boot/grub",
              "contrib": "contrib/grub/upkeep.cfg"},
     "uboot": {"boot": "backend = uboot\nuboot-config = /etc/fw_env.config", "fs": "vfat", "fsck": 0,
