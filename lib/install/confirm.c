@@ -243,7 +243,7 @@ static int refuse_rolled_back_slot(const Config *c, BootBackend *boot, UpkState 
                                    ConfirmResult *ret, UpkErr *err)
 {
         const StateRollback *rb = &s->rollback;
-        const char *version = state_slot_version(s, booted), *other = NULL;
+        const char *version = state_slot_version(s, booted), *other = NULL, *other_version;
         int r;
 
         if (!rb->set || !rb->version || !rb->slot || !streq(rb->slot, booted) || !version ||
@@ -260,6 +260,7 @@ static int refuse_rolled_back_slot(const Config *c, BootBackend *boot, UpkState 
         }
         if (!other)
                 return 0; /* nothing to go back to: the slot that runs stays */
+        other_version = state_slot_version(s, other);
 
         ret->outcome = CONFIRM_FAILED;
         ret->version = strdup(version);
@@ -268,8 +269,8 @@ static int refuse_rolled_back_slot(const Config *c, BootBackend *boot, UpkState 
                                     "bootloader started it as a good slot: its boot environment was lost "
                                     "or reset; back to slot %s%s%s%s",
                                     booted, version, rb->reason ?: "no reason recorded", other,
-                                    state_slot_version(s, other) ? " (version " : "",
-                                    state_slot_version(s, other) ?: "", state_slot_version(s, other) ? ")" : "");
+                                    other_version ? " (version " : "", other_version ?: "",
+                                    other_version ? ")" : "");
         if (!ret->version || !ret->slot || !ret->reason)
                 return upk_err_oom(err);
         r = boot_mark_bad(boot, booted, err);
@@ -376,7 +377,7 @@ int install_confirm(const Config *c, ConfirmResult *ret, UpkErr *err)
         /* Nothing pending, yet the booted slot still holds the version that was rolled back on it: the
          * bootloader took it for a good slot because its environment forgot (a single-copy U-Boot
          * environment torn by a power cut, read as none; or reset by hand). It is not confirmed: back to
-         * a slot whose version is known, as after a failed health check. */
+         * the other slot, as after a failed health check. */
         if (st == SLOT_STATE_GOOD) {
                 r = refuse_rolled_back_slot(c, boot, s, booted, ret, err);
                 if (r != 0)
