@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Fuzz the hawkBit DDI JSON parser (lib/source/hawkbit-ddi.c): the first byte picks the document (a
- * poll answer and an error answer's ExceptionInfo, a deployment, a confirmation, a cancel order and confirmationBase's answer, a sleep value);
- * the feedback writer gets what was parsed. */
+ * poll answer and an error answer's ExceptionInfo, a deployment, a confirmation, a cancel order and
+ * confirmationBase's answer, a sleep value); the feedback writer gets what was parsed. */
 #include "fuzz.h"
 #include "hawkbit-ddi.h"
 #include "util.h"

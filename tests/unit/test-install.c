@@ -565,7 +565,7 @@ TEST(a_rolled_back_slot_started_as_good_is_refused)
 {
         _cleanup_(config_freep) Config *c = device_new();
         _cleanup_free_ uint8_t *payload = payload_new(3), *payload2 = payload_new(4);
-        _cleanup_free_ char *b1 = NULL, *a1 = NULL, *b2 = NULL, *a2 = NULL, *p = NULL, *b3 = NULL;
+        _cleanup_free_ char *b1 = NULL, *a1 = NULL, *b2 = NULL, *a2 = NULL, *p = NULL, *a3 = NULL;
         ConfirmResult cr = {};
 
         bundle_new("b", "acme-gw", "1.1.0", payload, PAYLOAD_SIZE);
@@ -605,8 +605,8 @@ TEST(a_rolled_back_slot_started_as_good_is_refused)
         confirm(c, CONFIRM_GOOD, &cr);
         confirm_result_done(&cr);
         test_write_str("bootenv", "BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=3\nBOOTED=B\n");
-        b3 = reboot();
-        ASSERT_STREQ(b3, "A");
+        a3 = reboot();
+        ASSERT_STREQ(a3, "A");
         confirm(c, CONFIRM_NOTHING_PENDING, &cr);
         confirm_result_done(&cr);
 }
