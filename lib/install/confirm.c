@@ -265,12 +265,12 @@ static int refuse_rolled_back_slot(const Config *c, BootBackend *boot, UpkState 
         ret->outcome = CONFIRM_FAILED;
         ret->version = strdup(version);
         ret->slot = strdup(booted);
-        ret->reason = strdup_printf("slot %s still holds version %s, which was rolled back here (%s), but the "
-                                    "bootloader started it as a good slot: its boot environment was lost "
-                                    "or reset; back to slot %s%s%s%s",
-                                    booted, version, rb->reason ?: "no reason recorded", other,
-                                    other_version ? " (version " : "", other_version ?: "",
-                                    other_version ? ")" : "");
+        ret->reason = strdup_printf(
+                "slot %s still holds version %s, which was rolled back here (%s), but the "
+                "bootloader started it as a good slot: its boot environment was lost "
+                "or reset; back to slot %s%s%s%s",
+                booted, version, rb->reason ?: "no reason recorded", other,
+                other_version ? " (version " : "", other_version ?: "", other_version ? ")" : "");
         if (!ret->version || !ret->slot || !ret->reason)
                 return upk_err_oom(err);
         r = boot_mark_bad(boot, booted, err);

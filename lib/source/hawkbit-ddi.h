@@ -53,7 +53,7 @@ typedef struct DdiArtifact {
         char *sha256; /* lower-case hex, NULL when the server gives none */
         uint64_t size;
         bool has_size;
-        char *href; /* the "download" link, else "download-http"; NULL when neither */
+        char *href;     /* the "download" link, else "download-http"; NULL when neither */
         bool encrypted; /* its chunk says "encrypted": true (hawkBit's artifact encryption) */
 } DdiArtifact;
 

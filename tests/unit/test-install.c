@@ -583,8 +583,9 @@ TEST(a_rolled_back_slot_started_as_good_is_refused)
         confirm(c, CONFIRM_FAILED, &cr);
         ASSERT_STREQ(cr.version, "1.1.0");
         ASSERT_STREQ(cr.slot, "B");
-        ASSERT_TRUE(strstr(cr.reason, "slot B still holds version 1.1.0, which was rolled back here (version "
-                                      "1.1.0 on slot B was not confirmed"));
+        ASSERT_TRUE(strstr(cr.reason,
+                           "slot B still holds version 1.1.0, which was rolled back here (version "
+                           "1.1.0 on slot B was not confirmed"));
         ASSERT_TRUE(strstr(cr.reason, "its boot environment was lost or reset; back to slot A"));
         ASSERT_TRUE(cr.reboot == (c->reboot == REBOOT_AUTO)); /* as after a failed health check */
         confirm_result_done(&cr);
