@@ -23,14 +23,16 @@ enum {
         ARG_ALLOW_ANY_EKU,
         ARG_FORMAT,
         ARG_CHUNK_SIZE,
+        ARG_BLOCK_SIZE,
         ARG_COMPRESSION,
         ARG_ZSTD_LEVEL,
+        ARG_WINDOW,
 };
 
 typedef struct BundleArgs {
         const char *manifest, *cert, *key, *chain, *payload_dir, *output;
         const char *keyring, *crl;
-        const char *format, *chunk_size, *compression, *zstd_level;
+        const char *format, *chunk_size, *block_size, *compression, *zstd_level, *window;
         bool json, allow_any_eku;
         char **pos;
         int n_pos;
@@ -52,6 +54,8 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
                 { "allow-any-eku", no_argument, NULL, ARG_ALLOW_ANY_EKU },
                 { "format", required_argument, NULL, ARG_FORMAT },
                 { "chunk-size", required_argument, NULL, ARG_CHUNK_SIZE },
+                { "block-size", required_argument, NULL, ARG_BLOCK_SIZE },
+                { "window", required_argument, NULL, ARG_WINDOW },
                 { "compression", required_argument, NULL, ARG_COMPRESSION },
                 { "zstd-level", required_argument, NULL, ARG_ZSTD_LEVEL },
                 {},
@@ -107,6 +111,12 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
                 case ARG_CHUNK_SIZE:
                         args->chunk_size = optarg;
                         break;
+                case ARG_BLOCK_SIZE:
+                        args->block_size = optarg;
+                        break;
+                case ARG_WINDOW:
+                        args->window = optarg;
+                        break;
                 case ARG_COMPRESSION:
                         args->compression = optarg;
                         break;
@@ -143,11 +153,11 @@ static int verb_create(int argc, char *argv[])
         static const int allowed[] = {
                 ARG_MANIFEST,      ARG_CERT, ARG_KEY,    ARG_CHAIN,      ARG_PAYLOAD_DIR,
                 ARG_ALLOW_ANY_EKU, 'o',      ARG_FORMAT, ARG_CHUNK_SIZE, ARG_COMPRESSION,
-                ARG_ZSTD_LEVEL,    0
+                ARG_ZSTD_LEVEL,    ARG_BLOCK_SIZE, ARG_WINDOW, 0
         };
         BundleArgs a = {};
         UpkErr err = {};
-        long format = BUNDLE_FORMAT_DEFAULT, chunk_size = 0, level = 0;
+        long format = BUNDLE_FORMAT_DEFAULT, chunk_size = 0, block_size = 0, level = 0, window = 0;
         int r;
 
         r = parse_args("create", argc, argv, allowed, &a);
@@ -159,9 +169,20 @@ static int verb_create(int argc, char *argv[])
                 return cli_usage_error("bundle create needs --manifest, --cert, --key and -o");
         if (a.format && !parse_number(a.format, 1, 2, &format))
                 return cli_usage_error("bundle create: --format \"%s\": expected 1 or 2", a.format);
-        if (format == 1 && (a.chunk_size || a.compression || a.zstd_level))
-                return cli_usage_error("bundle create: --chunk-size, --compression and --zstd-level apply "
-                                       "to format 2 only");
+        if (format == 1 && (a.chunk_size || a.block_size || a.compression || a.zstd_level || a.window))
+                return cli_usage_error("bundle create: --chunk-size, --block-size, --compression, "
+                                       "--zstd-level and --window apply to format 2 only");
+        if (a.block_size &&
+            (!parse_number(a.block_size, MANIFEST_BLOCK_SIZE_MIN, MANIFEST_BLOCK_SIZE_MAX, &block_size) ||
+             (block_size & (block_size - 1)) != 0))
+                return cli_usage_error(
+                        "bundle create: --block-size \"%s\": expected a power of two from %u to %u",
+                        a.block_size, MANIFEST_BLOCK_SIZE_MIN, MANIFEST_BLOCK_SIZE_MAX);
+        if (a.window && (!parse_number(a.window, 0, MANIFEST_WINDOW_MAX, &window) ||
+                         (window != 0 && (window < MANIFEST_WINDOW_MIN || (window & (window - 1)) != 0))))
+                return cli_usage_error(
+                        "bundle create: --window \"%s\": expected 0 or a power of two from %u to %u",
+                        a.window, MANIFEST_WINDOW_MIN, MANIFEST_WINDOW_MAX);
         if (a.chunk_size &&
             (!parse_number(a.chunk_size, MANIFEST_CHUNK_SIZE_MIN, MANIFEST_CHUNK_SIZE_MAX, &chunk_size) ||
              (chunk_size & (chunk_size - 1)) != 0))
@@ -191,6 +212,9 @@ static int verb_create(int argc, char *argv[])
                 .output_path = a.output,
                 .format = (int)format,
                 .chunk_size = (uint32_t)chunk_size,
+                .block_size = (uint32_t)block_size,
+                .window_set = a.window != NULL,
+                .window = (uint32_t)window,
                 .compression_set = a.compression != NULL,
                 .compression = a.compression ? compression_from_string(a.compression) : COMPRESSION_NONE,
                 .zstd_level = (int)level,
@@ -255,8 +279,12 @@ static void info_human(const char *path, const Bundle *b)
                 if (m->format == 2) {
                         print_size("installed size", p->installed_size);
                         printf("  %-15s %s\n", "identity", hex);
-                        printf("  %-15s %" PRIu64 " of %" PRIu32 " bytes, %s\n", "chunks", p->chunk_count,
-                               p->chunk_size, compression_to_string(p->chunk_compression));
+                        printf("  %-15s %" PRIu64 " of %" PRIu32 " bytes, blocks of %" PRIu32 " bytes, %s",
+                               "chunks", p->chunk_count, p->chunk_size, p->block_size,
+                               compression_to_string(p->chunk_compression));
+                        if (p->window)
+                                printf(" with a window of %" PRIu32 " bytes", p->window);
+                        putchar('\n');
                         continue;
                 }
                 printf("  %-15s %s\n", "sha256", hex);
@@ -312,6 +340,8 @@ static int info_json(const char *path, const Bundle *b)
                                                json_object_new_uint64(p->installed_size));
                         json_object_object_add(po, "chunk_size", json_object_new_uint64(p->chunk_size));
                         json_object_object_add(po, "chunk_count", json_object_new_uint64(p->chunk_count));
+                        json_object_object_add(po, "block_size", json_object_new_uint64(p->block_size));
+                        json_object_object_add(po, "window", json_object_new_uint64(p->window));
                         json_object_object_add(
                                 po, "compression",
                                 json_object_new_string(compression_to_string(p->chunk_compression)));

@@ -86,7 +86,10 @@ struct Bundle {
         char *index_raw;
         size_t index_size;
         uint8_t *cbuf; /* one chunk's stored bytes when the source's block does not hold them whole */
-        uint8_t *dbuf; /* one zstd chunk's content */
+        /* Zstd payloads: the content decoded so far, of which the last `window` bytes are kept as the
+         * prefix of the next zstd block (upkeep-bundle(5), Blocks), followed by the chunk being decoded. */
+        uint8_t *hist;
+        size_t hist_len, hist_cap;
         ZSTD_DCtx *dctx;
         size_t cur_payload;
         uint64_t cur_chunk; /* the next chunk of the current payload */
@@ -349,9 +352,10 @@ static int open_index(Bundle *b, UpkErr *err)
         char *raw = NULL;
         UpkErr e = {};
         uint8_t digest[32];
-        uint32_t chunk_max = 0;
+        uint32_t chunk_max = 0, window_max = 0;
+        _cleanup_free_ void *content = NULL;
+        size_t size, content_size;
         bool zstd = false;
-        size_t size;
         int r;
 
         if (b->header_at[0] != 0 ||
@@ -377,7 +381,9 @@ static int open_index(Bundle *b, UpkErr *err)
         if (memcmp(digest, m->index_sha256, 32) != 0)
                 return fail(b, err, UPK_ERR_PAYLOAD, -EBADMSG,
                             "%s: sha256 mismatch with the manifest's index.sha256", CHUNK_INDEX_NAME);
-        r = chunk_index_parse(raw, size, m, &b->index, &e);
+        r = chunk_index_decompress(raw, size, m, &content, &content_size, &e);
+        if (r >= 0)
+                r = chunk_index_parse(content, content_size, m, &b->index, &e);
         if (r < 0)
                 return fail(b, err, e.kind, r, "%s", e.msg);
         for (size_t i = 0; i < m->n_payloads; i++) {
@@ -386,14 +392,19 @@ static int open_index(Bundle *b, UpkErr *err)
                 p->has_digest = true;
                 if (p->chunk_size > chunk_max)
                         chunk_max = p->chunk_size;
-                zstd = zstd || p->chunk_compression == COMPRESSION_ZSTD;
+                if (p->chunk_compression == COMPRESSION_ZSTD) {
+                        zstd = true;
+                        if (p->window > window_max)
+                                window_max = p->window;
+                }
         }
         b->cbuf = malloc(chunk_max ?: 1);
         if (zstd) {
-                b->dbuf = malloc(chunk_max);
+                b->hist_cap = (size_t)window_max + 4 * (size_t)chunk_max;
+                b->hist = malloc(b->hist_cap);
                 b->dctx = ZSTD_createDCtx();
         }
-        if (!b->cbuf || (zstd && (!b->dbuf || !b->dctx)))
+        if (!b->cbuf || (zstd && (!b->hist || !b->dctx)))
                 return fail(b, err, UPK_ERR_IO, -ENOMEM, "out of memory");
         return 0;
 }
@@ -553,6 +564,7 @@ static void payload_reset(Bundle *b)
         b->cur_chunk = 0;
         b->blk = NULL;
         b->blk_len = 0;
+        b->hist_len = 0;
 }
 
 Bundle *bundle_free(Bundle *b)
@@ -571,7 +583,7 @@ Bundle *bundle_free(Bundle *b)
         chunk_index_free(b->index);
         free(b->index_raw);
         free(b->cbuf);
-        free(b->dbuf);
+        free(b->hist);
         ZSTD_freeDCtx(b->dctx);
         manifest_free(b->manifest);
         signature_signer_done(&b->signer);
@@ -1117,7 +1129,7 @@ static int extend_span(Bundle *b, size_t *ret_len, UpkErr *err)
         while (b->cur_chunk < p->chunk_count && *ret_len < CHUNK_SPAN_MAX) {
                 const ChunkEntry *e = &b->index->entries[b->index->first[b->cur_payload] + b->cur_chunk];
 
-                if (e->kind != CHUNK_KIND_STORED || b->blk_len < e->stored_len ||
+                if (e->stored_len != manifest_chunk_length(p, b->cur_chunk) || b->blk_len < e->stored_len ||
                     *ret_len + e->stored_len > CHUNK_SPAN_MAX)
                         break;
                 if (!SHA256(b->blk, e->stored_len, digest))
@@ -1133,13 +1145,67 @@ static int extend_span(Bundle *b, size_t *ret_len, UpkErr *err)
         return 1;
 }
 
+/* Format 2, zstd payloads: make room for one more chunk of content after the window's prefix. */
+static void hist_make_room(Bundle *b, uint32_t len)
+{
+        size_t keep = b->cur->window < b->hist_len ? b->cur->window : b->hist_len;
+
+        if (b->hist_len + len <= b->hist_cap)
+                return;
+        memmove(b->hist, b->hist + b->hist_len - keep, keep);
+        b->hist_len = keep;
+}
+
+/* Format 2, zstd payloads: decode the blocks of a chunk whose stored bytes checked out, to the end of
+ * hist; each zstd frame with the prefix of the content before it. */
+static int decode_blocks(Bundle *b, const ChunkEntry *e, const uint8_t *stored, UpkErr *err)
+{
+        const ManifestPayload *p = b->cur;
+        const BlockEntry *blocks = b->index->blocks;
+
+        for (uint32_t k = 0; k < e->n_blocks; k++) {
+                const BlockEntry *be = &blocks[e->first_block + k];
+                uint64_t j = b->cur_chunk * (p->chunk_size / p->block_size) + k;
+                uint32_t len = manifest_block_length(p, j);
+                uint8_t *out = b->hist + b->hist_len;
+
+                switch (be->kind) {
+                case BLOCK_KIND_STORED:
+                        memcpy(out, stored, len);
+                        break;
+                case BLOCK_KIND_ZERO:
+                        memset(out, 0, len);
+                        break;
+                case BLOCK_KIND_ZSTD: {
+                        size_t plen = p->window < b->hist_len ? p->window : b->hist_len, n;
+
+                        if (ZSTD_getFrameContentSize(stored, be->stored_len) != len ||
+                            ZSTD_findFrameCompressedSize(stored, be->stored_len) != be->stored_len)
+                                return chunk_fail(b, err, "a block is not one zstd frame declaring its length");
+                        if (ZSTD_isError(ZSTD_DCtx_refPrefix(b->dctx, plen ? out - plen : NULL, plen)))
+                                return fail(b, err, UPK_ERR_IO, -EIO, "payload \"%s\": zstd: cannot set the prefix",
+                                            p->name);
+                        n = ZSTD_decompressDCtx(b->dctx, out, len, stored, be->stored_len);
+                        if (ZSTD_isError(n) || n != len)
+                                return chunk_fail(b, err, "a zstd block does not decompress to its length");
+                        break;
+                }
+                default: /* the index parser refuses any other kind */
+                        return chunk_fail(b, err, "a block of an unknown kind");
+                }
+                stored += be->stored_len;
+                b->hist_len += len;
+        }
+        return 0;
+}
+
 /* Format 2: the next chunk, its stored bytes checked against the index before anything else looks at
- * them, a zstd frame decompressed to exactly its content length and checked too. */
+ * them, then its blocks decoded (zstd frames to exactly their content length) and its content checked. */
 static int chunk_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err)
 {
         const ManifestPayload *p = b->cur;
         const ChunkEntry *e;
-        const uint8_t *stored = NULL;
+        const uint8_t *stored = NULL, *content;
         uint8_t digest[32];
         uint32_t len;
         int r;
@@ -1152,7 +1218,7 @@ static int chunk_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr 
                 const void *buf;
                 size_t n;
 
-                /* The chunks' stored lengths add up to the member's size: nothing may be left. */
+                /* The blocks' stored lengths add up to the member's size: nothing may be left. */
                 r = b->blk_len > 0 ? 1 : outer_block(b, &buf, &n, err);
                 if (r < 0)
                         return r;
@@ -1172,37 +1238,38 @@ static int chunk_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr 
                 return chunk_fail(b, err, "sha256 mismatch");
         *ret_buf = stored;
         *ret_len = e->stored_len;
-        if (e->kind == CHUNK_KIND_ZSTD) {
-                size_t k;
-
-                if (ZSTD_getFrameContentSize(stored, e->stored_len) != len ||
-                    ZSTD_findFrameCompressedSize(stored, e->stored_len) != e->stored_len)
-                        return chunk_fail(b, err, "not one zstd frame declaring its content length");
-                k = ZSTD_decompressDCtx(b->dctx, b->dbuf, len, stored, e->stored_len);
-                if (ZSTD_isError(k) || k != len)
-                        return chunk_fail(b, err, "zstd frame does not decompress to its content length");
-                /* The stored bytes, checked above, fix the content: a caller that overlaps hashing with
-                 * its own work (bundle_set_deferred_hashing()) may have the content hash checked while it
-                 * uses the chunk; a mismatch (an inconsistent index from the signer) still fails the
-                 * payload before it ends. */
+        if (p->chunk_compression == COMPRESSION_ZSTD) {
+                hist_make_room(b, len);
+                content = b->hist + b->hist_len;
+                r = decode_blocks(b, e, stored, err);
+                if (r < 0)
+                        return r;
+                /* The stored bytes, checked above, fix the content (the prefix is content checked
+                 * before): a caller that overlaps hashing with its own work (bundle_set_deferred_hashing())
+                 * may have the content hash checked while it uses the chunk; a mismatch (an inconsistent
+                 * index from the signer) still fails the payload before it ends. */
                 if (b->defer_hash) {
-                        b->pending_content = b->dbuf;
+                        b->pending_content = content;
                         b->pending_content_len = len;
                         b->pending_content_sha256 = e->content_sha256;
                         b->pending_chunk = b->cur_chunk;
                 } else {
-                        r = check_content(b, b->dbuf, len, e->content_sha256, b->cur_chunk, err);
+                        r = check_content(b, content, len, e->content_sha256, b->cur_chunk, err);
                         if (r < 0)
                                 return r;
                 }
                 if (b->cur_mode == BUNDLE_PAYLOAD_DECOMPRESSED) {
-                        *ret_buf = b->dbuf;
+                        *ret_buf = content;
                         *ret_len = len;
                 }
+                b->cur_out += len;
+                b->cur_chunk++;
+                return 1;
         }
+        /* Stored as is: the stored hash is the content hash. */
         b->cur_out += len;
         b->cur_chunk++;
-        if (e->kind == CHUNK_KIND_STORED && stored != b->cbuf)
+        if (stored != b->cbuf)
                 return extend_span(b, ret_len, err);
         return 1;
 }

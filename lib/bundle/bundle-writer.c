@@ -350,61 +350,132 @@ static int changed(const ManifestPayload *p, UpkErr *err)
 }
 
 typedef struct Chunker {
-        uint8_t *content, *frame;
+        /* The payload's content: the window's prefix, then the chunk being cut (zstd payloads keep the
+         * last `window` bytes of content before the chunk, see upkeep-bundle(5), Blocks). */
+        uint8_t *hist;
+        size_t hist_len, hist_cap;
+        uint8_t *stored; /* one chunk's stored bytes */
+        uint8_t *frame;
         size_t frame_cap;
         ZSTD_CCtx *cctx;
-        int zstd_level;
         int spill; /* stored bytes of zstd payloads, unlinked at once */
         uint64_t spilled;
-        uint8_t *index; /* chunks.idx as it grows */
+        uint8_t *index; /* the index content as it grows */
         size_t index_size, index_cap;
+        uint8_t *zindex; /* chunks.idx as stored: the index content as one zstd frame */
+        size_t zindex_size;
         uint64_t *spill_at; /* per payload: where its stored bytes start in the spill file */
+        size_t *index_at;   /* per payload: where its chunk entries start in the index content */
 } Chunker;
 
 static void chunker_done(Chunker *k)
 {
-        free(k->content);
+        free(k->hist);
+        free(k->stored);
         free(k->frame);
         ZSTD_freeCCtx(k->cctx);
         safe_close(k->spill);
         free(k->index);
+        free(k->zindex);
         free(k->spill_at);
+        free(k->index_at);
 }
 
-static int index_append(Chunker *k, const ChunkEntry *e, UpkErr *err)
+/* Room for `n` more bytes of index content (the payloads' total was checked against the limit). */
+static uint8_t *index_grow(Chunker *k, size_t n, UpkErr *err)
 {
-        if (k->index_size + CHUNK_ENTRY_SIZE > CHUNK_INDEX_SIZE_MAX)
-                return upk_err(err, UPK_ERR_MANIFEST, -EFBIG,
-                               "the chunk index would be larger than %u bytes: use larger chunks",
-                               CHUNK_INDEX_SIZE_MAX);
-        if (k->index_size + CHUNK_ENTRY_SIZE > k->index_cap) {
-                size_t cap = k->index_cap ? 2 * k->index_cap : 64 * CHUNK_ENTRY_SIZE;
-                uint8_t *n = realloc(k->index, cap);
-                if (!n)
-                        return upk_err_oom(err);
-                k->index = n;
+        uint8_t *at;
+
+        if (k->index_size + n > k->index_cap) {
+                size_t cap = k->index_cap ? k->index_cap : 4096;
+                uint8_t *p;
+
+                while (cap < k->index_size + n)
+                        cap *= 2;
+                p = realloc(k->index, cap);
+                if (!p) {
+                        upk_err_oom(err);
+                        return NULL;
+                }
+                k->index = p;
                 k->index_cap = cap;
         }
-        chunk_entry_serialise(e, k->index + k->index_size);
-        k->index_size += CHUNK_ENTRY_SIZE;
+        at = k->index + k->index_size;
+        k->index_size += n;
+        return at;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (p[i])
+                        return false;
+        return true;
+}
+
+/* One block of a zstd payload, whose content lies in hist at `content` with the prefix before it: zeros
+ * are not stored, a frame smaller than the content is, else the content as is. Its stored bytes go to
+ * the end of k->stored at `*stored_len`. */
+static int cut_zstd_block(Chunker *k, const ManifestPayload *p, const uint8_t *content, uint32_t len,
+                          BlockEntry *be, size_t *stored_len, UpkErr *err)
+{
+        size_t before = (size_t)(content - k->hist), plen = p->window < before ? p->window : before, z;
+
+        if (all_zero(content, len)) {
+                be->kind = BLOCK_KIND_ZERO;
+                be->stored_len = 0;
+                memset(be->match, 0, sizeof(be->match));
+                return 0;
+        }
+        if (ZSTD_isError(ZSTD_CCtx_refPrefix(k->cctx, plen ? content - plen : NULL, plen)))
+                return upk_err(err, UPK_ERR_IO, -EIO, "payload \"%s\": zstd: cannot set the prefix", p->name);
+        z = ZSTD_compress2(k->cctx, k->frame, k->frame_cap, content, len);
+        if (ZSTD_isError(z))
+                return upk_err(err, UPK_ERR_IO, -EIO, "payload \"%s\": zstd: %s", p->name, ZSTD_getErrorName(z));
+        /* A frame no smaller than its content is of no use: the block is stored as is. */
+        if (z < len) {
+                be->kind = BLOCK_KIND_ZSTD;
+                be->stored_len = (uint16_t)z;
+                memcpy(k->stored + *stored_len, k->frame, z);
+        } else {
+                be->kind = BLOCK_KIND_STORED;
+                be->stored_len = (uint16_t)len;
+                memcpy(k->stored + *stored_len, content, len);
+        }
+        *stored_len += be->stored_len;
         return 0;
 }
 
-/* Pass 1 for one payload: cut its content into chunks, compress each alone (zstd payloads, into the
- * spill file), and append the index entries; fills size and chunk_count. */
-static int chunk_payload(Chunker *k, int fd, ManifestPayload *p, UpkErr *err)
+/* Pass 1 for one payload: cut its content into chunks and blocks, compress each block (zstd payloads,
+ * into the spill file), and append its chunk entries and block entries to the index content; fills
+ * size. */
+static int chunk_payload(Chunker *k, int fd, size_t pi, ManifestPayload *p, UpkErr *err)
 {
+        uint64_t nb = manifest_block_count(p), per = p->chunk_size / p->block_size, stored = 0;
+        uint8_t *chunks, *blocks;
         Content c = {};
-        uint64_t stored = 0;
-        int r = 0;
+        int r;
 
+        k->index_at[pi] = k->index_size;
+        chunks = index_grow(k, (size_t)(p->chunk_count * CHUNK_ENTRY_SIZE + nb * BLOCK_ENTRY_SIZE), err);
+        if (!chunks)
+                return -ENOMEM;
+        blocks = chunks + p->chunk_count * CHUNK_ENTRY_SIZE;
+        k->hist_len = 0;
         r = content_open(&c, fd, p, err);
         for (uint64_t i = 0; r >= 0 && i < p->chunk_count; i++) {
                 uint32_t len = manifest_chunk_length(p, i);
-                ChunkEntry e = { .kind = CHUNK_KIND_STORED, .stored_len = len };
-                ssize_t n = content_read(&c, k->content, len, err);
-                const uint8_t *out = k->content;
+                size_t keep = p->window < k->hist_len ? p->window : k->hist_len, chunk_stored = 0;
+                ChunkEntry e = {};
+                uint8_t *content;
+                ssize_t n;
 
+                if (k->hist_len + len > k->hist_cap) {
+                        memmove(k->hist, k->hist + k->hist_len - keep, keep);
+                        k->hist_len = keep;
+                }
+                content = k->hist + k->hist_len;
+                n = content_read(&c, content, len, err);
                 if (n < 0) {
                         r = (int)n;
                         break;
@@ -413,35 +484,38 @@ static int chunk_payload(Chunker *k, int fd, ManifestPayload *p, UpkErr *err)
                         r = changed(p, err);
                         break;
                 }
-                SHA256(k->content, len, e.content_sha256);
+                SHA256(content, len, e.content_sha256);
+                for (uint64_t j = i * per; r >= 0 && j < nb && j < (i + 1) * per; j++) {
+                        const uint8_t *bp = content + (j - i * per) * p->block_size;
+                        uint32_t blen = manifest_block_length(p, j);
+                        BlockEntry be = { .kind = BLOCK_KIND_STORED, .stored_len = (uint16_t)blen };
+                        uint8_t digest[32];
+
+                        SHA256(bp, blen, digest);
+                        memcpy(be.match, digest, BLOCK_MATCH_SIZE);
+                        if (p->chunk_compression == COMPRESSION_ZSTD)
+                                r = cut_zstd_block(k, p, bp, blen, &be, &chunk_stored, err);
+                        block_entry_serialise(&be, blocks + j * BLOCK_ENTRY_SIZE);
+                }
+                if (r < 0)
+                        break;
                 if (p->chunk_compression == COMPRESSION_ZSTD) {
-                        size_t z = ZSTD_compress2(k->cctx, k->frame, k->frame_cap, k->content, len);
-                        if (ZSTD_isError(z)) {
-                                r = upk_err(err, UPK_ERR_IO, -EIO, "payload \"%s\": zstd: %s", p->name,
-                                            ZSTD_getErrorName(z));
-                                break;
-                        }
-                        /* A frame no smaller than its content is of no use: the chunk is stored as is. */
-                        if (z < len) {
-                                e.kind = CHUNK_KIND_ZSTD;
-                                e.stored_len = (uint32_t)z;
-                                out = k->frame;
-                        }
-                        r = loop_write(k->spill, out, e.stored_len);
+                        r = loop_write(k->spill, k->stored, chunk_stored);
                         if (r < 0) {
                                 r = upk_err(err, UPK_ERR_IO, r, "cannot write the temporary chunk file: %m");
                                 break;
                         }
-                        k->spilled += e.stored_len;
-                }
-                if (e.kind == CHUNK_KIND_STORED)
+                        k->spilled += chunk_stored;
+                        SHA256(k->stored, chunk_stored, e.stored_sha256);
+                } else {
+                        chunk_stored = len;
                         memcpy(e.stored_sha256, e.content_sha256, 32);
-                else
-                        SHA256(out, e.stored_len, e.stored_sha256);
-                stored += e.stored_len;
-                r = index_append(k, &e, err);
+                }
+                chunk_entry_serialise(&e, chunks + i * CHUNK_ENTRY_SIZE);
+                stored += chunk_stored;
+                k->hist_len += len;
         }
-        if (r >= 0 && content_read(&c, k->content, 1, err) != 0)
+        if (r >= 0 && content_read(&c, k->hist, 1, err) != 0)
                 r = changed(p, err);
         content_done(&c);
         if (r < 0)
@@ -450,50 +524,92 @@ static int chunk_payload(Chunker *k, int fd, ManifestPayload *p, UpkErr *err)
         return 0;
 }
 
+static bool power_of_two_in(uint64_t v, uint64_t lo, uint64_t hi)
+{
+        return v >= lo && v <= hi && (v & (v - 1)) == 0;
+}
+
+/* The chunking of one payload: what its template gives, else the options, else the defaults. */
+static int chunking(const BundleCreateOptions *opts, ManifestPayload *p, UpkErr *err)
+{
+        bool given = p->has_chunks;
+
+        if (!given || p->chunk_size == 0)
+                p->chunk_size = opts->chunk_size ?: CHUNK_SIZE_DEFAULT;
+        if (!power_of_two_in(p->chunk_size, MANIFEST_CHUNK_SIZE_MIN, MANIFEST_CHUNK_SIZE_MAX))
+                return upk_err(err, UPK_ERR_MANIFEST, -EINVAL,
+                               "payload \"%s\": chunk size %" PRIu32 " is not a power of two from %u to %u",
+                               p->name, p->chunk_size, MANIFEST_CHUNK_SIZE_MIN, MANIFEST_CHUNK_SIZE_MAX);
+        if (!given || p->block_size == 0)
+                p->block_size = opts->block_size ?: BLOCK_SIZE_DEFAULT;
+        if (!power_of_two_in(p->block_size, MANIFEST_BLOCK_SIZE_MIN, MANIFEST_BLOCK_SIZE_MAX) ||
+            p->block_size > p->chunk_size)
+                return upk_err(err, UPK_ERR_MANIFEST, -EINVAL,
+                               "payload \"%s\": block size %" PRIu32
+                               " is not a power of two from %u to %u and at most the chunk size %" PRIu32,
+                               p->name, p->block_size, MANIFEST_BLOCK_SIZE_MIN, MANIFEST_BLOCK_SIZE_MAX,
+                               p->chunk_size);
+        if (p->chunk_compression == _COMPRESSION_INVALID || !given)
+                p->chunk_compression = opts->compression_set                ? opts->compression
+                                       : p->compression != COMPRESSION_NONE ? COMPRESSION_ZSTD
+                                                                            : COMPRESSION_NONE;
+        if (p->chunk_compression != COMPRESSION_NONE && p->chunk_compression != COMPRESSION_ZSTD)
+                return upk_err(err, UPK_ERR_MANIFEST, -EINVAL, "payload \"%s\": chunks are stored as none or zstd",
+                               p->name);
+        if (p->chunk_compression == COMPRESSION_NONE)
+                p->window = 0;
+        else if (!given || p->window == MANIFEST_WINDOW_UNSET)
+                p->window = opts->window_set ? opts->window : WINDOW_DEFAULT;
+        if (p->window != 0 && !power_of_two_in(p->window, MANIFEST_WINDOW_MIN, MANIFEST_WINDOW_MAX))
+                return upk_err(err, UPK_ERR_MANIFEST, -EINVAL,
+                               "payload \"%s\": window %" PRIu32 " is not 0 or a power of two from %u to %u",
+                               p->name, p->window, MANIFEST_WINDOW_MIN, MANIFEST_WINDOW_MAX);
+        p->has_chunks = true;
+        p->chunk_count = p->installed_size / p->chunk_size + (p->installed_size % p->chunk_size != 0);
+        return 0;
+}
+
 static int chunk_all(const BundleCreateOptions *opts, const char *dir, const char *outdir, Manifest *m,
                      Chunker *k, UpkErr *err)
 {
         _cleanup_free_ char *tmp = strdup_printf("%s/.upkeep-chunks.XXXXXX", outdir);
-        uint32_t chunk_max = 0;
+        uint32_t chunk_max = 0, window_max = 0;
+        size_t need, bound, z;
         int r;
 
         if (!tmp)
                 return upk_err_oom(err);
-        k->spill_at = calloc(m->n_payloads, sizeof(uint64_t));
-        if (!k->spill_at)
+        k->spill_at = calloc(m->n_payloads ?: 1, sizeof(uint64_t));
+        k->index_at = calloc(m->n_payloads ?: 1, sizeof(size_t));
+        if (!k->spill_at || !k->index_at)
                 return upk_err_oom(err);
+        m->format = 2;
         for (size_t i = 0; i < m->n_payloads; i++) {
                 ManifestPayload *p = &m->payloads[i];
-                if (p->chunk_size == 0)
-                        p->chunk_size = opts->chunk_size ?: CHUNK_SIZE_DEFAULT;
-                if (p->chunk_size < MANIFEST_CHUNK_SIZE_MIN || p->chunk_size > MANIFEST_CHUNK_SIZE_MAX ||
-                    (p->chunk_size & (p->chunk_size - 1)) != 0)
-                        return upk_err(
-                                err, UPK_ERR_MANIFEST, -EINVAL,
-                                "payload \"%s\": chunk size %" PRIu32 " is not a power of two from %u to %u",
-                                p->name, p->chunk_size, MANIFEST_CHUNK_SIZE_MIN, MANIFEST_CHUNK_SIZE_MAX);
-                if (p->chunk_compression == _COMPRESSION_INVALID || !p->has_chunks)
-                        p->chunk_compression = opts->compression_set                ? opts->compression
-                                               : p->compression != COMPRESSION_NONE ? COMPRESSION_ZSTD
-                                                                                    : COMPRESSION_NONE;
-                if (p->chunk_compression != COMPRESSION_NONE && p->chunk_compression != COMPRESSION_ZSTD)
-                        return upk_err(err, UPK_ERR_MANIFEST, -EINVAL,
-                                       "payload \"%s\": chunks are stored as none or zstd", p->name);
-                p->has_chunks = true;
-                p->chunk_count =
-                        p->installed_size / p->chunk_size + (p->installed_size % p->chunk_size != 0);
+
+                r = chunking(opts, p, err);
+                if (r < 0)
+                        return r;
                 if (p->chunk_size > chunk_max)
                         chunk_max = p->chunk_size;
+                if (p->window > window_max)
+                        window_max = p->window;
         }
-        k->content = malloc(chunk_max);
-        k->frame_cap = ZSTD_compressBound(chunk_max);
+        r = chunk_index_content_size(m, &need, err);
+        if (r < 0)
+                return r;
+        k->hist_cap = (size_t)window_max + 4 * (size_t)chunk_max;
+        k->hist = malloc(k->hist_cap);
+        k->stored = malloc(chunk_max);
+        k->frame_cap = ZSTD_compressBound(MANIFEST_BLOCK_SIZE_MAX);
         k->frame = malloc(k->frame_cap);
         k->cctx = ZSTD_createCCtx();
-        if (!k->content || !k->frame || !k->cctx)
+        if (!k->hist || !k->stored || !k->frame || !k->cctx)
                 return upk_err_oom(err);
         if (ZSTD_isError(ZSTD_CCtx_setParameter(k->cctx, ZSTD_c_compressionLevel,
                                                 opts->zstd_level ?: BUNDLE_ZSTD_LEVEL_DEFAULT)) ||
             ZSTD_isError(ZSTD_CCtx_setParameter(k->cctx, ZSTD_c_checksumFlag, 0)) ||
+            ZSTD_isError(ZSTD_CCtx_setParameter(k->cctx, ZSTD_c_dictIDFlag, 0)) ||
             ZSTD_isError(ZSTD_CCtx_setParameter(k->cctx, ZSTD_c_contentSizeFlag, 1)))
                 return upk_err(err, UPK_ERR_IO, -EINVAL, "zstd level %d is not supported", opts->zstd_level);
         k->spill = mkostemp(tmp, O_CLOEXEC);
@@ -510,14 +626,25 @@ static int chunk_all(const BundleCreateOptions *opts, const char *dir, const cha
                 if (fd < 0)
                         return fd;
                 k->spill_at[i] = k->spilled;
-                r = chunk_payload(k, fd, &m->payloads[i], err);
+                r = chunk_payload(k, fd, i, &m->payloads[i], err);
                 if (r < 0)
                         return r;
         }
-        m->format = 2;
+        /* chunks.idx: the index content as one zstd frame that declares its size. */
+        bound = ZSTD_compressBound(k->index_size);
+        k->zindex = malloc(bound);
+        if (!k->zindex)
+                return upk_err_oom(err);
+        z = ZSTD_compress(k->zindex, bound, k->index ?: (const void *)"", k->index_size, CHUNK_INDEX_ZSTD_LEVEL);
+        if (ZSTD_isError(z))
+                return upk_err(err, UPK_ERR_IO, -EIO, "chunks.idx: zstd: %s", ZSTD_getErrorName(z));
+        if (z > CHUNK_INDEX_SIZE_MAX)
+                return upk_err(err, UPK_ERR_MANIFEST, -EFBIG, "chunks.idx would be larger than %u bytes",
+                               CHUNK_INDEX_SIZE_MAX);
+        k->zindex_size = z;
         m->has_index = true;
-        m->index_size = k->index_size;
-        SHA256(k->index, k->index_size, m->index_sha256);
+        m->index_size = k->zindex_size;
+        SHA256(k->zindex, k->zindex_size, m->index_sha256);
         return 0;
 }
 
@@ -615,17 +742,17 @@ static int out_payload(int fd, Chunker *k, size_t pi, const uint8_t *entries, in
         for (uint64_t i = 0; r >= 0 && i < p->chunk_count; i++) {
                 uint32_t len = manifest_chunk_length(p, i);
                 uint8_t digest[32];
-                ssize_t n = content_read(&c, k->content, len, err);
+                ssize_t n = content_read(&c, k->hist, len, err);
 
                 if (n < 0)
                         r = (int)n;
                 else if ((size_t)n != len)
                         r = changed(p, err);
-                else if (!SHA256(k->content, len, digest) ||
-                         memcmp(digest, entries + i * CHUNK_ENTRY_SIZE + 40, 32) != 0)
+                else if (!SHA256(k->hist, len, digest) ||
+                         memcmp(digest, entries + i * CHUNK_ENTRY_SIZE + 32, 32) != 0)
                         r = changed(p, err);
                 else
-                        r = out_write(fd, k->content, len, err);
+                        r = out_write(fd, k->hist, len, err);
         }
         content_done(&c);
         return r;
@@ -635,14 +762,13 @@ static int write_bundle2(int fd, const Manifest *m, const char *dir, Chunker *k,
                          size_t json_size, const uint8_t *sig, size_t sig_size, UpkErr *err)
 {
         static const uint8_t end[2 * TAR_BLOCK];
-        size_t entry = 0;
         int r;
 
         r = out_small(fd, BUNDLE_MANIFEST_NAME, json, json_size, err);
         if (r >= 0)
                 r = out_small(fd, BUNDLE_SIGNATURE_NAME, sig, sig_size, err);
         if (r >= 0)
-                r = out_small(fd, CHUNK_INDEX_NAME, k->index, k->index_size, err);
+                r = out_small(fd, CHUNK_INDEX_NAME, k->zindex, k->zindex_size, err);
         for (size_t i = 0; r >= 0 && i < m->n_payloads; i++) {
                 const ManifestPayload *p = &m->payloads[i];
                 _cleanup_close_ int pfd = -EBADF;
@@ -655,10 +781,9 @@ static int write_bundle2(int fd, const Manifest *m, const char *dir, Chunker *k,
                 }
                 r = out_member(fd, p->file, p->size, err);
                 if (r >= 0)
-                        r = out_payload(fd, k, i, k->index + entry * CHUNK_ENTRY_SIZE, pfd, p, err);
+                        r = out_payload(fd, k, i, k->index + k->index_at[i], pfd, p, err);
                 if (r >= 0)
                         r = out_pad(fd, p->size, err);
-                entry += p->chunk_count;
         }
         if (r >= 0)
                 r = out_write(fd, end, sizeof(end), err);

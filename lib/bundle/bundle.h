@@ -94,13 +94,17 @@ typedef struct BundleCreateOptions {
         const char *payload_dir; /* where payload files are found; default: the manifest's folder */
         const char *output_path;
         int format; /* 1 or 2; 0: BUNDLE_FORMAT_DEFAULT */
-        /* Format 2, for payloads whose template has no `chunks` of its own: the chunk size (0: 64 KiB)
+        /* Format 2, for payloads whose template has no `chunks` of its own: the chunk size (0: 256 KiB)
          * and how chunks are stored (COMPRESSION_NONE or _ZSTD; _COMPRESSION_INVALID (the default when
          * `compression_set` is false): zstd when the input file is compressed, else none). */
         uint32_t chunk_size;
+        uint32_t block_size; /* 0: 4 KiB */
         bool compression_set;
         Compression compression;
         int zstd_level; /* 0: BUNDLE_ZSTD_LEVEL_DEFAULT */
+        /* The window of zstd blocks' prefixes (`window_set` false: 256 KiB; 0: none, each block alone). */
+        bool window_set;
+        uint32_t window;
 } BundleCreateOptions;
 
 /* Write a signed bundle; the output is written to a temporary file in the output's folder and renamed

@@ -166,7 +166,7 @@ static const char *const payload_keys[] = {
         "sha256", "compression", "installed_size", "chunks",     NULL,
 };
 static const char *const index_keys[] = { "size", "sha256", NULL };
-static const char *const chunks_keys[] = { "size", "count", "compression", NULL };
+static const char *const chunks_keys[] = { "size", "block", "count", "compression", "window", NULL };
 
 uint32_t manifest_chunk_length(const ManifestPayload *p, uint64_t i)
 {
@@ -176,6 +176,28 @@ uint32_t manifest_chunk_length(const ManifestPayload *p, uint64_t i)
                 return 0;
         return (uint32_t)(p->installed_size - start < p->chunk_size ? p->installed_size - start
                                                                     : p->chunk_size);
+}
+
+uint64_t manifest_block_count(const ManifestPayload *p)
+{
+        if (p->block_size == 0)
+                return 0;
+        return p->installed_size / p->block_size + (p->installed_size % p->block_size != 0);
+}
+
+uint32_t manifest_block_length(const ManifestPayload *p, uint64_t j)
+{
+        uint64_t start = j * p->block_size;
+
+        if (start >= p->installed_size)
+                return 0;
+        return (uint32_t)(p->installed_size - start < p->block_size ? p->installed_size - start
+                                                                    : p->block_size);
+}
+
+static bool power_of_two_in(uint64_t v, uint64_t lo, uint64_t hi)
+{
+        return v >= lo && v <= hi && (v & (v - 1)) == 0;
 }
 
 static int parse_sha256(json_object *o, const char *path, const char *key, bool required, uint8_t ret[32],
@@ -219,6 +241,25 @@ static int parse_chunks(json_object *o, const char *path, bool template, Manifes
                                    size, MANIFEST_CHUNK_SIZE_MIN, MANIFEST_CHUNK_SIZE_MAX);
                 p->chunk_size = (uint32_t)size;
         }
+        r = json_get_uint(JCTX(err), c, cpath, "block", !template, MANIFEST_BLOCK_SIZE_MAX, &size);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                if (!power_of_two_in(size, MANIFEST_BLOCK_SIZE_MIN, MANIFEST_BLOCK_SIZE_MAX))
+                        return bad(err, "%s.block %" PRIu64 ": expected a power of two from %u to %u", cpath,
+                                   size, MANIFEST_BLOCK_SIZE_MIN, MANIFEST_BLOCK_SIZE_MAX);
+                p->block_size = (uint32_t)size;
+        }
+        p->window = MANIFEST_WINDOW_UNSET;
+        r = json_get_uint(JCTX(err), c, cpath, "window", !template, MANIFEST_WINDOW_MAX, &size);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                if (size != 0 && !power_of_two_in(size, MANIFEST_WINDOW_MIN, MANIFEST_WINDOW_MAX))
+                        return bad(err, "%s.window %" PRIu64 ": expected 0 or a power of two from %u to %u",
+                                   cpath, size, MANIFEST_WINDOW_MIN, MANIFEST_WINDOW_MAX);
+                p->window = (uint32_t)size;
+        }
         r = json_get_uint(JCTX(err), c, cpath, "count", !template, MANIFEST_PAYLOAD_SIZE_MAX,
                           &p->chunk_count);
         if (r < 0)
@@ -241,6 +282,14 @@ static int check_chunks(const char *path, const ManifestPayload *p, UpkErr *err)
 {
         uint64_t want = p->installed_size / p->chunk_size + (p->installed_size % p->chunk_size != 0);
 
+        if (p->block_size > p->chunk_size)
+                return bad(err, "%s.chunks.block: %" PRIu32 " is more than the chunk size %" PRIu32, path,
+                           p->block_size, p->chunk_size);
+        if (p->chunk_compression == COMPRESSION_NONE && p->window != 0)
+                return bad(err,
+                           "%s.chunks.window: %" PRIu32 ", but a payload whose blocks are not compressed has "
+                           "window 0",
+                           path, p->window);
         if (p->chunk_count != want)
                 return bad(err,
                            "%s.chunks.count: %" PRIu64 ", but installed_size %" PRIu64
@@ -745,9 +794,13 @@ static int payload_to_json(const ManifestPayload *p, int format, json_object **r
                 if (r >= 0)
                         r = add(c, "size", json_object_new_uint64(p->chunk_size));
                 if (r >= 0)
+                        r = add(c, "block", json_object_new_uint64(p->block_size));
+                if (r >= 0)
                         r = add(c, "count", json_object_new_uint64(p->chunk_count));
                 if (r >= 0)
                         r = add_string(c, "compression", compression_to_string(p->chunk_compression));
+                if (r >= 0)
+                        r = add(c, "window", json_object_new_uint64(p->window));
                 if (r < 0)
                         return r;
                 *ret = TAKE_PTR(o);
@@ -772,9 +825,9 @@ static bool payload_serialisable(const ManifestPayload *p, int format)
                 return false;
         if (format == 2)
                 return p->has_digest && p->has_installed_size && p->has_chunks &&
-                       p->chunk_size >= MANIFEST_CHUNK_SIZE_MIN &&
-                       p->chunk_size <= MANIFEST_CHUNK_SIZE_MAX &&
-                       (p->chunk_size & (p->chunk_size - 1)) == 0 &&
+                       power_of_two_in(p->chunk_size, MANIFEST_CHUNK_SIZE_MIN, MANIFEST_CHUNK_SIZE_MAX) &&
+                       power_of_two_in(p->block_size, MANIFEST_BLOCK_SIZE_MIN, MANIFEST_BLOCK_SIZE_MAX) &&
+                       (p->window == 0 || power_of_two_in(p->window, MANIFEST_WINDOW_MIN, MANIFEST_WINDOW_MAX)) &&
                        (p->chunk_compression == COMPRESSION_NONE ||
                         p->chunk_compression == COMPRESSION_ZSTD) &&
                        check_chunks("", p, NULL) >= 0;

@@ -20,7 +20,12 @@
 #define MANIFEST_PAYLOAD_SIZE_MAX (UINT64_C(1) << 46) /* 64 TiB: any size above is an attack */
 #define MANIFEST_CHUNK_SIZE_MIN   4096u               /* format 2: chunks.size, a power of two */
 #define MANIFEST_CHUNK_SIZE_MAX   (1024u * 1024u)
-#define MANIFEST_INDEX_SIZE_MAX   (64u * 1024u * 1024u) /* bytes of chunks.idx */
+#define MANIFEST_BLOCK_SIZE_MIN   4096u               /* format 2: chunks.block, a power of two */
+#define MANIFEST_BLOCK_SIZE_MAX   32768u
+#define MANIFEST_WINDOW_MIN       4096u /* format 2: chunks.window, 0 or a power of two */
+#define MANIFEST_WINDOW_MAX       (8u * 1024u * 1024u)
+#define MANIFEST_WINDOW_UNSET     UINT32_MAX /* a template that does not give chunks.window */
+#define MANIFEST_INDEX_SIZE_MAX   (64u * 1024u * 1024u) /* bytes of chunks.idx, stored and decompressed */
 
 typedef enum Compression {
         COMPRESSION_NONE,
@@ -55,12 +60,15 @@ typedef struct ManifestPayload {
         Compression compression;
         uint64_t installed_size; /* bytes after decompression; == size when not compressed */
         bool has_installed_size;
-        /* Format 2 (`chunks`): chunk size (a power of two), count and how chunks may be stored (none or
-         * zstd). In a template each part may be 0 / _COMPRESSION_INVALID: not given. */
+        /* Format 2 (`chunks`): chunk size and block size (powers of two), the chunk count, how blocks may
+         * be stored (none or zstd) and the window of a zstd block's prefix. In a template each part may be
+         * 0 / _COMPRESSION_INVALID / MANIFEST_WINDOW_UNSET: not given. */
         bool has_chunks;
         uint32_t chunk_size;
+        uint32_t block_size;
         uint64_t chunk_count;
         Compression chunk_compression;
+        uint32_t window;
 } ManifestPayload;
 
 typedef struct Manifest {
@@ -110,5 +118,8 @@ const char *compression_to_string(Compression c);
 Compression compression_from_string(const char *s);
 /* Content bytes of chunk i of a format-2 payload. */
 uint32_t manifest_chunk_length(const ManifestPayload *p, uint64_t i);
+/* Format 2: the number of blocks of a payload, and the content bytes of block j. */
+uint64_t manifest_block_count(const ManifestPayload *p);
+uint32_t manifest_block_length(const ManifestPayload *p, uint64_t j);
 const char *security_type_to_string(SecurityType t);
 SecurityType security_type_from_string(const char *s);
