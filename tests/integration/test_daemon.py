@@ -657,7 +657,7 @@ def test_polkit_decides_for_non_root(tmp_path, bus, monitor, device, service, an
      "rejected: downgrade: version 0.9.0 is not newer than the installed version 1.0.0 "
      "(downgrades need allow-downgrade = yes in [policy])"),
     ("hash", "io.upkeep.Update1.Error.Payload",
-     'rejected: payload "rootfs": chunk 8 (bytes 524288..589823): sha256 mismatch'),
+     'rejected: payload "rootfs": chunk 2 (bytes 524288..786431): sha256 mismatch'),
 ])
 def test_bad_bundle_error_reaches_the_caller(tmp_path, bus, monitor, device, service, case, name, message):
     payload = payload_bytes()

@@ -173,7 +173,7 @@ def test_journal_fields_and_fallback(tmp_path, bus, monitor):
         install(bus, tampered)
         ok, msg_tampered, error = monitor.finished()
         assert (ok, error) == (False, "io.upkeep.Update1.Error.Payload"), (msg_tampered, ns.report())
-        assert msg_tampered.startswith('rejected: payload "rootfs": chunk 8 (bytes 524288..589823): sha256 '
+        assert msg_tampered.startswith('rejected: payload "rootfs": chunk 2 (bytes 524288..786431): sha256 '
                                        'mismatch'), msg_tampered
         install(bus, good)
         assert monitor.finished(after=1) == (True, "installed version 1.1.0 into slot B", ""), ns.report()
@@ -233,7 +233,7 @@ def test_journal_fields_and_fallback(tmp_path, bus, monitor):
     ], "\n".join(json.dumps(g) for g in got)
     # The rejection names its reason at PRIORITY=3 (err).
     [rejection] = [e for e in from_upkeepd if e["PRIORITY"] == ERR]
-    assert 'payload "rootfs": chunk 8 (bytes 524288..589823): sha256 mismatch' in rejection["MESSAGE"], \
+    assert 'payload "rootfs": chunk 2 (bytes 524288..786431): sha256 mismatch' in rejection["MESSAGE"], \
         rejection
 
     # After journald stopped: the same lines on stderr, in the stderr format of logging.h.
