@@ -386,7 +386,7 @@ static uint8_t *index_grow(Chunker *k, size_t n, UpkErr *err)
 {
         uint8_t *at;
 
-        if (k->index_size + n > k->index_cap) {
+        if (!k->index || k->index_size + n > k->index_cap) {
                 size_t cap = k->index_cap ? k->index_cap : 4096;
                 uint8_t *p;
 
