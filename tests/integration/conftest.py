@@ -251,9 +251,29 @@ def zstd_frame(content, prefix=b"", level=9):
 
 
 def zstd_unframe(frame, prefix=b""):
-    """The content of a zstd frame (which must declare its content size), decoded with `prefix`."""
+    """The content of `frame`, which must be exactly one zstd frame declaring its content size, decoded
+    with `prefix`; AssertionError otherwise."""
+    size = zstandard.get_frame_parameters(frame).content_size
+    assert size != zstandard.CONTENTSIZE_UNKNOWN, "the zstd frame does not declare its content size"
     d = zstandard.ZstdCompressionDict(prefix, dict_type=zstandard.DICT_TYPE_RAWCONTENT) if prefix else None
-    return zstandard.ZstdDecompressor(dict_data=d).decompress(frame)
+    o = zstandard.ZstdDecompressor(dict_data=d).decompressobj()
+    out = o.decompress(frame)
+    assert o.eof and not o.unused_data, "not exactly one zstd frame"
+    assert len(out) == size, f"the zstd frame declares {size} bytes and holds {len(out)}"
+    return out
+
+
+def zstd_raw_frame(content, declare=None):
+    """A zstd frame written by hand (RFC 8878): single segment, an 8-byte frame content size (`declare`,
+    default len(content)), then `content` in raw (uncompressed) blocks of at most 128 KiB, no checksum.
+    Its size depends only on the content's length."""
+    out = (0xFD2FB528).to_bytes(4, "little") + bytes([0xE0]) + \
+        (len(content) if declare is None else declare).to_bytes(8, "little")
+    pieces = [content[i:i + 131072] for i in range(0, len(content), 131072)] or [b""]
+    for n, piece in enumerate(pieces):
+        last = 1 if n == len(pieces) - 1 else 0
+        out += (last | 0 << 1 | len(piece) << 3).to_bytes(3, "little") + piece
+    return out
 
 
 def index_frame(raw, level=19):
@@ -443,9 +463,43 @@ def ustar_member(name, data=b""):
     return tar_member(name, data, format=tarfile.USTAR_FORMAT)
 
 
-def payload_identity(index, first, count):
-    """What handlers get as a format-2 payload's sha256: the hash of its slice of chunks.idx."""
-    return sha256(index[first * CHUNK_ENTRY:(first + count) * CHUNK_ENTRY])
+def decode_payload(m, raw, payload, stored):
+    """The content of payload number `payload`, decoded from its member's bytes `stored` as
+    upkeep-bundle(5) says, block by block (zstd frames with their prefix); AssertionError where a block
+    breaks a rule of its kind, its match key is not its content's, or a chunk's hashes differ."""
+    e = m["payloads"][payload]
+    c = e["chunks"]
+    blocks = block_entries(m, raw, payload)
+    per = c["size"] // c["block"]
+    content = b""
+    at = 0
+    for i in range(c["count"]):
+        chunk_start, chunk_at = len(content), at
+        for j in range(i * per, min((i + 1) * per, len(blocks))):
+            kind, length, key = blocks[j]
+            want = min(c["block"], e["installed_size"] - j * c["block"])
+            data = stored[at:at + length]
+            at += length
+            if kind == KIND_STORED:
+                assert length == want, (payload, j, kind, length, want)
+            elif kind == KIND_ZSTD:
+                assert c["compression"] == "zstd" and 0 < length < want, (payload, j, kind, length, want)
+                prefix = content[max(0, len(content) - c["window"]):] if c["window"] else b""
+                data = zstd_unframe(data, prefix)
+            else:
+                assert kind == KIND_ZERO and c["compression"] == "zstd" and length == 0, (payload, j, kind)
+                assert key == bytes(5), (payload, j, key)
+                data = bytes(want)
+            assert len(data) == want, (payload, j, len(data), want)
+            if kind != KIND_ZERO:
+                assert key == match_key(data), (payload, j, "match key")
+            content += data
+        entry = raw[chunk_entry_at(m, payload, i):chunk_entry_at(m, payload, i + 1)]
+        assert entry[:32] == hashlib.sha256(stored[chunk_at:at]).digest(), (payload, i, "stored sha256")
+        assert entry[32:] == hashlib.sha256(content[chunk_start:]).digest(), (payload, i, "content sha256")
+    assert at == len(stored) == e["size"], (payload, at, len(stored), e["size"])
+    assert len(content) == e["installed_size"]
+    return content
 
 
 # ------------------------------------------------------------------------------------------------------
