@@ -10,8 +10,8 @@ and writes small bundles made by the real `updatectl bundle create`: valid ones 
 format 1 and format 2, and a few broken ones. The signing keys are thrown away: the seeds are
 regenerated together with the keyring, never one without the other. Each format-2 bundle also gives a
 fuzz-chunk-index seed (its manifest, a NUL byte, then the index content, that is chunks.idx
-decompressed), and a few of them a seed that breaks one rule of the index's blocks. Seeds kept from
-fuzzer finds (leak-*, crash-*) are left in place."""
+decompressed; two of them also with chunks.idx as stored), and a few of them a seed that breaks one
+rule of the index's blocks. Seeds kept from fuzzer finds (leak-*, crash-*) are left in place."""
 
 import importlib.util
 import json
@@ -37,12 +37,13 @@ def clear(corpus):
             old.unlink()
 
 
-def index_seed(bundle):
-    """(manifest bytes, index content) of a format-2 bundle."""
+def index_seed(bundle, stored=False):
+    """(manifest bytes, index content) of a format-2 bundle; with `stored`, chunks.idx as stored (the
+    target tries its input as both)."""
     with tarfile.open(bundle, "r:") as t:
         manifest = t.extractfile("manifest.json").read()
-        raw = zstandard.ZstdDecompressor().decompress(t.extractfile("chunks.idx").read())
-    return manifest, raw
+        index = t.extractfile("chunks.idx").read()
+    return manifest, index if stored else zstandard.ZstdDecompressor().decompress(index)
 
 
 def block_entry_at(manifest, payload, j):
@@ -132,9 +133,11 @@ def main():
                                           ("c.img", plain * 3, None)],
                              args=small + ["--compression", "zstd"], description="all fields", reboot=False)
         data = v2["three"].read_bytes()
-        index_at = data.find(b"chunks.idx")  # its header; the data follows at + 512
-        tail = len(data) - 1024 - 2000
-        for label, at in (("flipped-index", index_at + 512 + 10), ("flipped-chunk", tail)):
+        with tarfile.open(v2["three"], "r:") as tf:
+            index_at = tf.getmember("chunks.idx").offset_data
+            largest = max((m for m in tf.getmembers()[3:]), key=lambda m: m.size)
+        tail = largest.offset_data + largest.size // 2  # in a chunk of the largest payload
+        for label, at in (("flipped-index", index_at + 10), ("flipped-chunk", tail)):
             flipped = bytearray(data)
             flipped[at] ^= 1
             (corpus / f"v2-{label}.upk").write_bytes(bytes(flipped))
@@ -144,6 +147,9 @@ def main():
         for label, bundle in v2.items():
             manifest, raw = index_seed(bundle)
             (index_corpus / f"{label}.bin").write_bytes(manifest + b"\0" + raw)
+        for label in ("blocks", "three"):
+            manifest, stored = index_seed(v2[label], stored=True)
+            (index_corpus / f"{label}-stored.bin").write_bytes(manifest + b"\0" + stored)
         broken = {
             "kind-3": ("blocks", 0, 1, 0, b"\x03"),
             "kind-2-in-none": ("none", 0, 1, 0, b"\x02\x00\x00" + bytes(5)),
