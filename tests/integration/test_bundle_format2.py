@@ -121,6 +121,23 @@ def test_extract_gives_index_and_stored_blocks(env):
         assert decode_payload(m, raw, i, (out / p.file).read_bytes()) == p.raw, p.name
 
 
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_empty_payload_first(env, compression):
+    """An empty first payload (no chunk, no block, no index entry): the CLI writes it, and it verifies
+    and extracts; so does conftest's."""
+    (env.payload_dir / env.payloads[0].file).write_bytes(b"")
+    b = env.create(extra=["--compression", compression])
+    members = read_members(env.path(b))
+    m, raw = bundle_index(members)
+    assert m["payloads"][0]["size"] == m["payloads"][0]["installed_size"] == 0
+    assert m["payloads"][0]["chunks"]["count"] == 0 and members[env.payloads[0].file] == b""
+    assert_ok(env.verify(b))
+    assert_ok(env.extract(b, "out"))
+    assert (env.path("out") / env.payloads[0].file).read_bytes() == b""
+    layouts = [Layout2(b"", compression=compression)] + [Layout2(p.raw) for p in env.payloads[1:]]
+    assert_ok(env.verify(env.craft2(layouts=layouts)))
+
+
 def test_create_reproducible(env):
     a = env.create("a.upk")
     b = env.create("b.upk")
