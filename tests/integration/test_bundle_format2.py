@@ -103,7 +103,9 @@ def test_info_shows_the_chunking(env):
                      "compression": c["compression"], "window": c["window"],
                      "identity": payload_identity(m, raw, i)}, e
         assert f"identity        {e['identity']}" in res.stdout, describe(res)
-        assert re.search(rf"chunks +{c['count']} of {CHUNK_DEFAULT} bytes", res.stdout), describe(res)
+        window = f" with a window of {c['window']} bytes" if c["window"] else ""
+        assert (f"chunks          {c['count']} of {CHUNK_DEFAULT} bytes, blocks of {BLOCK_DEFAULT} bytes, "
+                f"{c['compression']}{window}\n") in res.stdout, describe(res)
 
 
 def test_extract_gives_index_and_stored_blocks(env):

@@ -14,9 +14,9 @@ import tarfile
 
 import pytest
 
-from conftest import (KIND_STORED, KIND_ZERO, KIND_ZSTD, MANIFEST, SIGNATURE, INDEX, Layout2, Payload,
-                      chunk_entry_at, chunk_ranges, cms_sign, index_content, index_frame, manifest2_for,
-                      manifest_bytes, set_index, ustar_member)
+from conftest import (INDEX, KIND_STORED, KIND_ZERO, KIND_ZSTD, MANIFEST, SIGNATURE, Layout2, Payload,
+                      block_entries, chunk_entry_at, chunk_ranges, cms_sign, index_content, index_frame,
+                      manifest2_for, manifest_bytes, set_index, ustar_member)
 from device import PKI, UPDATECTL, Device, make_bundle, payload_bytes, run
 
 CHUNK = 65536
@@ -49,14 +49,11 @@ def manifest_and_index(path):
 def chunk_offsets(path, payload_index=0):
     """(offset in the file, stored length, kinds of its blocks) of each chunk of payload `payload_index`,
     from the manifest and the index."""
-    m = members(path)
     man, raw = manifest_and_index(path)
     p = man["payloads"][payload_index]
-    at = m[p["file"]][0]
+    at = members(path)[p["file"]][0]
     per = p["chunks"]["size"] // p["chunks"]["block"]
-    kinds = [raw[i] for i in range(chunk_entry_at(man, payload_index, p["chunks"]["count"]),
-                                   chunk_entry_at(man, payload_index, p["chunks"]["count"]) +
-                                   8 * -(-p["installed_size"] // p["chunks"]["block"]), 8)]
+    kinds = [kind for kind, _, _ in block_entries(man, raw, payload_index)]
     return [(at + off, length, set(kinds[i * per:(i + 1) * per]))
             for i, (off, length) in enumerate(chunk_ranges(man, raw, payload_index))]
 
