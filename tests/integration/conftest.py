@@ -373,10 +373,6 @@ class Layout2:
                 "compression": self.compression, "window": self.window}
 
 
-def chunks_of(data, chunk_size):
-    return [data[i:i + chunk_size] for i in range(0, len(data), chunk_size)]
-
-
 def manifest2_for(payloads, layouts):
     """A format-2 manifest for `payloads` stored as `layouts` (one Layout2 each), and its index content;
     the manifest's index object describes index_frame() of that content."""
