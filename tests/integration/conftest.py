@@ -6,8 +6,9 @@ Two ways to make bundles:
   * an independent crafting path (`tar_member()`, `craft_tar()`, `cms_sign()`, `Env.craft()`) that
     writes tar streams byte by byte with Python's tarfile headers and signs arbitrary manifest bytes
     with the `openssl cms` command, so the tests can build bundles the CLI would refuse to create;
-    `Env.craft2()` does the same for format 2 (chunks stored as is), written from upkeep-bundle(5)
-    alone: a second implementation of the format.
+    `Env.craft2()` does the same for format 2 (blocks stored as is, as zstd frames with their prefix,
+    or left out as zeros; python3-zstandard compresses), written from upkeep-bundle(5) alone: a second
+    implementation of the format.
 
 Environment (set by tests/integration/meson.build):
   UPDATECTL        the updatectl binary
@@ -26,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+import zstandard
 from cryptography import x509
 
 # Exit status, from the CLI contract.
@@ -41,7 +43,8 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.sig"
 INDEX = "chunks.idx"
 BLOCK = 512
-CHUNK_ENTRY = 72
+CHUNK_ENTRY = 64
+BLOCK_ENTRY = 8
 
 NO_KEYRING_WARNING = ("WARNING: no keyring given: the signature was NOT verified; "
                       "nothing below is authenticated.")
@@ -226,40 +229,229 @@ def manifest_bytes(m):
 
 # ------------------------------------------------------------------------------------------------------
 # Format 2, from upkeep-bundle(5)
+#
+# A payload's content is cut into blocks of B bytes (the unit stored: as is, as a zstd frame decoded with
+# the content before it as its prefix, or not at all when it is zeros), grouped into chunks of C bytes
+# (the unit verified). chunks.idx as stored is one zstd frame of the index content: per payload its
+# chunk entries (64 bytes: SHA-256 of the chunk's stored bytes and of its content), then its block
+# entries (8 bytes: kind, stored length u16 big-endian, 5-byte match key).
+
+KIND_STORED = 0
+KIND_ZSTD = 1
+KIND_ZERO = 2
 
 
-def chunk_entry(kind, stored, content):
-    """One 72-byte entry of chunks.idx: kind, 3 zero bytes, the stored length (big-endian u32), the
-    SHA-256 of the stored bytes and of the content."""
-    return bytes([kind, 0, 0, 0]) + len(stored).to_bytes(4, "big") + \
-        hashlib.sha256(stored).digest() + hashlib.sha256(content).digest()
+def zstd_frame(content, prefix=b"", level=9):
+    """One zstd frame of `content` declaring its content size, without checksum or dictionary ID,
+    compressed with `prefix` as a raw content dictionary (what ZSTD_DCtx_refPrefix() decodes)."""
+    d = zstandard.ZstdCompressionDict(prefix, dict_type=zstandard.DICT_TYPE_RAWCONTENT) if prefix else None
+    c = zstandard.ZstdCompressor(level=level, dict_data=d, write_checksum=False, write_content_size=True,
+                                 write_dict_id=False)
+    return c.compress(content)
 
 
-def chunks_of(data, chunk_size):
-    return [data[i:i + chunk_size] for i in range(0, len(data), chunk_size)]
+def zstd_unframe(frame, prefix=b""):
+    """The content of `frame`, which must be exactly one zstd frame declaring its content size, decoded
+    with `prefix`; AssertionError otherwise."""
+    size = zstandard.get_frame_parameters(frame).content_size
+    assert size != zstandard.CONTENTSIZE_UNKNOWN, "the zstd frame does not declare its content size"
+    d = zstandard.ZstdCompressionDict(prefix, dict_type=zstandard.DICT_TYPE_RAWCONTENT) if prefix else None
+    o = zstandard.ZstdDecompressor(dict_data=d).decompressobj()
+    out = o.decompress(frame)
+    assert o.eof and not o.unused_data, "not exactly one zstd frame"
+    assert len(out) == size, f"the zstd frame declares {size} bytes and holds {len(out)}"
+    return out
 
 
-def chunk_index_none(data, chunk_size):
-    """The entries of a payload whose chunks are stored as is (kind 0)."""
-    return b"".join(chunk_entry(0, c, c) for c in chunks_of(data, chunk_size))
+def zstd_raw_frame(content, declare=None):
+    """A zstd frame written by hand (RFC 8878): single segment, an 8-byte frame content size (`declare`,
+    default len(content)), then `content` in raw (uncompressed) blocks of at most 128 KiB, no checksum.
+    Its size depends only on the content's length."""
+    out = (0xFD2FB528).to_bytes(4, "little") + bytes([0xE0]) + \
+        (len(content) if declare is None else declare).to_bytes(8, "little")
+    pieces = [content[i:i + 131072] for i in range(0, len(content), 131072)] or [b""]
+    for n, piece in enumerate(pieces):
+        last = 1 if n == len(pieces) - 1 else 0
+        out += (last | 0 << 1 | len(piece) << 3).to_bytes(3, "little") + piece
+    return out
 
 
-def manifest2_full(payloads, chunk_size=65536, contents=None):
-    """A format-2 manifest and its chunks.idx for `payloads` (content: p.raw, or `contents`), every
-    chunk stored as is."""
+def index_frame(raw, level=19):
+    """chunks.idx as stored: the index content `raw` as one zstd frame declaring its size."""
+    return zstd_frame(raw, level=level)
+
+
+def index_content(stored):
+    """The index content of chunks.idx as stored."""
+    return zstd_unframe(stored)
+
+
+def match_key(content):
+    return hashlib.sha256(content).digest()[:5]
+
+
+@dataclass
+class Block2:
+    """One block: its kind, its stored bytes and its content. `key` overrides the match key."""
+    kind: int
+    stored: bytes
+    content: bytes
+    key: bytes = None
+
+    def entry(self):
+        key = self.key
+        if key is None:
+            key = bytes(5) if self.kind == KIND_ZERO else match_key(self.content)
+        return bytes([self.kind]) + len(self.stored).to_bytes(2, "big") + key
+
+
+def cut_blocks(content, block=4096, compression="none", window=0, level=9, zeros=True):
+    """The blocks of `content` stored as upkeep-bundle(5)'s DETERMINISM says: with compression none all
+    kind 0; with zstd a block of zeros is kind 2 (unless not `zeros`), a block whose frame (with the
+    min(window, j x block) content bytes before it as prefix) is smaller than it kind 1, any other kind
+    0."""
+    out = []
+    for start in range(0, len(content), block):
+        c = content[start:start + block]
+        if compression == "zstd":
+            if zeros and not any(c):
+                out.append(Block2(KIND_ZERO, b"", c))
+                continue
+            f = zstd_frame(c, content[max(0, start - window):start] if window else b"", level)
+            if len(f) < len(c):
+                out.append(Block2(KIND_ZSTD, f, c))
+                continue
+        out.append(Block2(KIND_STORED, c, c))
+    return out
+
+
+@dataclass
+class Layout2:
+    """One format-2 payload: its content, chunking and blocks (cut_blocks() unless given)."""
+    content: bytes
+    chunk: int = 65536
+    block: int = 4096
+    compression: str = "none"
+    window: int = 0
+    blocks: list = None
+    level: int = 9
+
+    def __post_init__(self):
+        if self.blocks is None:
+            self.blocks = cut_blocks(self.content, self.block, self.compression, self.window, self.level)
+
+    @property
+    def stored(self):
+        return b"".join(b.stored for b in self.blocks)
+
+    @property
+    def count(self):
+        return -(-len(self.content) // self.chunk)
+
+    def chunk_blocks(self, i):
+        per = self.chunk // self.block
+        return self.blocks[i * per:(i + 1) * per]
+
+    def chunk_stored(self, i):
+        """(offset in the member, length) of chunk i's stored bytes."""
+        per = self.chunk // self.block
+        at = sum(len(b.stored) for b in self.blocks[:i * per])
+        return at, sum(len(b.stored) for b in self.chunk_blocks(i))
+
+    def chunk_entry(self, i):
+        blocks = self.chunk_blocks(i)
+        return hashlib.sha256(b"".join(b.stored for b in blocks)).digest() + \
+            hashlib.sha256(b"".join(b.content for b in blocks)).digest()
+
+    def index_part(self):
+        """This payload's part of the index content: its chunk entries, then its block entries."""
+        return b"".join(self.chunk_entry(i) for i in range(self.count)) + \
+            b"".join(b.entry() for b in self.blocks)
+
+    def chunks_obj(self):
+        return {"size": self.chunk, "block": self.block, "count": self.count,
+                "compression": self.compression, "window": self.window}
+
+
+def manifest2_for(payloads, layouts):
+    """A format-2 manifest for `payloads` stored as `layouts` (one Layout2 each), and its index content;
+    the manifest's index object describes index_frame() of that content."""
     m = manifest_template(payloads)
     m["format"] = 2
-    index = b""
-    for i, (e, p) in enumerate(zip(m["payloads"], payloads)):
-        data = p.raw if contents is None else contents[i]
+    raw = b""
+    for e, lay in zip(m["payloads"], layouts):
         e.pop("compression", None)
-        entries = chunk_index_none(data, chunk_size)
-        e["size"] = len(data)
-        e["installed_size"] = len(data)
-        e["chunks"] = {"size": chunk_size, "count": len(entries) // CHUNK_ENTRY, "compression": "none"}
-        index += entries
-    m["index"] = {"size": len(index), "sha256": sha256(index)}
-    return m, index
+        e["size"] = len(lay.stored)
+        e["installed_size"] = len(lay.content)
+        e["chunks"] = lay.chunks_obj()
+        raw += lay.index_part()
+    set_index(m, index_frame(raw))
+    return m, raw
+
+
+def set_index(m, stored):
+    """Point the manifest's index object at chunks.idx `stored` (bytes as stored)."""
+    m["index"] = {"size": len(stored), "sha256": sha256(stored)}
+
+
+def manifest2_full(payloads, chunk_size=65536, contents=None, block=4096, compression="none", window=0):
+    """A format-2 manifest, its index content and the Layout2 of each payload (content: p.raw, or
+    `contents`); by default every block stored as is."""
+    layouts = [Layout2(p.raw if contents is None else contents[i], chunk_size, block, compression, window)
+               for i, p in enumerate(payloads)]
+    m, raw = manifest2_for(payloads, layouts)
+    return m, raw, layouts
+
+
+def index_spans(m):
+    """(start, end) of each payload's part of the index content, from the manifest alone."""
+    spans = []
+    at = 0
+    for e in m["payloads"]:
+        c = e["chunks"]
+        n = -(-e["installed_size"] // c["block"])
+        spans.append((at, at + c["count"] * CHUNK_ENTRY + n * BLOCK_ENTRY))
+        at = spans[-1][1]
+    return spans
+
+
+def block_entry_at(m, payload, j):
+    """The offset of block j's entry of payload number `payload` in the index content."""
+    return index_spans(m)[payload][0] + m["payloads"][payload]["chunks"]["count"] * CHUNK_ENTRY + \
+        j * BLOCK_ENTRY
+
+
+def chunk_entry_at(m, payload, i):
+    return index_spans(m)[payload][0] + i * CHUNK_ENTRY
+
+
+def block_entries(m, raw, payload):
+    """[(kind, stored length, match key)] of payload number `payload`, read from the index content."""
+    e = m["payloads"][payload]
+    n = -(-e["installed_size"] // e["chunks"]["block"])
+    at = block_entry_at(m, payload, 0)
+    return [(raw[at + j * 8], int.from_bytes(raw[at + j * 8 + 1:at + j * 8 + 3], "big"),
+             raw[at + j * 8 + 3:at + j * 8 + 8]) for j in range(n)]
+
+
+def chunk_ranges(m, raw, payload):
+    """[(offset in the member, length)] of each chunk's stored bytes, from manifest and index content."""
+    c = m["payloads"][payload]["chunks"]
+    lengths = [length for _, length, _ in block_entries(m, raw, payload)]
+    per = c["size"] // c["block"]
+    out = []
+    at = 0
+    for i in range(c["count"]):
+        n = sum(lengths[i * per:(i + 1) * per])
+        out.append((at, n))
+        at += n
+    return out
+
+
+def payload_identity(m, raw, payload):
+    """What handlers get as a format-2 payload's sha256: the hash of its part of the index content."""
+    start, end = index_spans(m)[payload]
+    return sha256(raw[start:end])
 
 
 def ustar_member(name, data=b""):
@@ -267,9 +459,43 @@ def ustar_member(name, data=b""):
     return tar_member(name, data, format=tarfile.USTAR_FORMAT)
 
 
-def payload_identity(index, first, count):
-    """What handlers get as a format-2 payload's sha256: the hash of its slice of chunks.idx."""
-    return sha256(index[first * CHUNK_ENTRY:(first + count) * CHUNK_ENTRY])
+def decode_payload(m, raw, payload, stored):
+    """The content of payload number `payload`, decoded from its member's bytes `stored` as
+    upkeep-bundle(5) says, block by block (zstd frames with their prefix); AssertionError where a block
+    breaks a rule of its kind, its match key is not its content's, or a chunk's hashes differ."""
+    e = m["payloads"][payload]
+    c = e["chunks"]
+    blocks = block_entries(m, raw, payload)
+    per = c["size"] // c["block"]
+    content = b""
+    at = 0
+    for i in range(c["count"]):
+        chunk_start, chunk_at = len(content), at
+        for j in range(i * per, min((i + 1) * per, len(blocks))):
+            kind, length, key = blocks[j]
+            want = min(c["block"], e["installed_size"] - j * c["block"])
+            data = stored[at:at + length]
+            at += length
+            if kind == KIND_STORED:
+                assert length == want, (payload, j, kind, length, want)
+            elif kind == KIND_ZSTD:
+                assert c["compression"] == "zstd" and 0 < length < want, (payload, j, kind, length, want)
+                prefix = content[max(0, len(content) - c["window"]):] if c["window"] else b""
+                data = zstd_unframe(data, prefix)
+            else:
+                assert kind == KIND_ZERO and c["compression"] == "zstd" and length == 0, (payload, j, kind)
+                assert key == bytes(5), (payload, j, key)
+                data = bytes(want)
+            assert len(data) == want, (payload, j, len(data), want)
+            if kind != KIND_ZERO:
+                assert key == match_key(data), (payload, j, "match key")
+            content += data
+        entry = raw[chunk_entry_at(m, payload, i):chunk_entry_at(m, payload, i + 1)]
+        assert entry[:32] == hashlib.sha256(stored[chunk_at:at]).digest(), (payload, i, "stored sha256")
+        assert entry[32:] == hashlib.sha256(content[chunk_start:]).digest(), (payload, i, "content sha256")
+    assert at == len(stored) == e["size"], (payload, at, len(stored), e["size"])
+    assert len(content) == e["installed_size"]
+    return content
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -479,22 +705,31 @@ class Env:
         (self.tmp / name).write_bytes(craft_tar(members, end=end))
         return name
 
-    def craft2(self, name="c2.upk", manifest=None, index=None, payloads=None, members=None, end=True,
-               signer="signer", chain=True, chunk_size=65536):
+    def craft2(self, name="c2.upk", manifest=None, index=None, raw=None, payloads=None, members=None,
+               end=True, signer="signer", chain=True, chunk_size=65536, block=4096, compression="none",
+               window=0, layouts=None):
         """Write a crafted format-2 bundle in the canonical layout: manifest.json, its signature,
-        chunks.idx, then the payload members (default: each payload's raw bytes, chunks stored as is).
-        `manifest` (dict or bytes) and `index` replace the computed ones; `payloads` replaces the
+        chunks.idx, then the payload members (default: each payload's raw bytes cut into blocks of
+        `block` in chunks of `chunk_size`, stored by `compression` and `window`, or as `layouts`, a
+        Layout2 per payload). `raw` replaces the index content (stored as index_frame(raw), the
+        manifest's index object following it unless `manifest` is given); `index` replaces chunks.idx
+        as stored; `manifest` (dict or bytes) replaces the computed manifest; `payloads` replaces the
         payload members' (name, bytes); `members` replaces every member (bytes or (name, data))."""
-        m, idx = manifest2_full(self.payloads, chunk_size)
+        if layouts is None:
+            layouts = [Layout2(p.raw, chunk_size, block, compression, window) for p in self.payloads]
+        m, content = manifest2_for(self.payloads, layouts)
+        if raw is not None:
+            content = raw
+            set_index(m, index_frame(raw))
+        if index is None:
+            index = index_frame(content)
         if manifest is None:
             manifest = m
-        if index is None:
-            index = idx
         mbytes = manifest if isinstance(manifest, bytes) else manifest_bytes(manifest)
         if members is None:
             sig = self.sign(mbytes, signer=signer, chain=chain)
             if payloads is None:
-                payloads = [(p.file, p.raw) for p in self.payloads]
+                payloads = [(p.file, lay.stored) for p, lay in zip(self.payloads, layouts)]
             members = [(MANIFEST, mbytes), (SIGNATURE, sig), (INDEX, index)] + list(payloads)
         out = b"".join(x if isinstance(x, bytes) else ustar_member(*x) for x in members)
         if end:

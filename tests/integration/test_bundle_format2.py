@@ -1,27 +1,44 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Bundle format 2 (upkeep-bundle(5)): `updatectl bundle create` writes it by default; `info` shows the
 chunking; `verify` and `extract` check every chunk; the reader refuses a flipped byte at the chunk
-that holds it, a changed index before any payload byte, and any layout but the canonical one.
+that holds it, a changed index before any payload byte, an index that breaks a rule of its blocks or
+is not one zstd frame of the right size, and any layout but the canonical one.
 
 Bundles come from the CLI and from conftest's second implementation of the format (Env.craft2(),
-written from the man page alone); for chunks stored as is the two must agree byte for byte."""
+written from the man page alone, compressing with python3-zstandard); for blocks stored as is the two
+must agree on the index content byte for byte, and conftest's decoder (decode_payload()) must read the
+CLI's zstd blocks, prefixes and zeros back to the payloads."""
 
-import hashlib
 import json
 import os
-import subprocess
+import random
+import re
 import tarfile
 
 import pytest
+import zstandard
 
-from conftest import (BLOCK, CHUNK_ENTRY, EXIT_FORMAT, EXIT_MANIFEST, EXIT_PAYLOAD, EXIT_USAGE, INDEX,
-                      MANIFEST, SIGNATURE, assert_ok, assert_rejected, assert_status, cert_subject,
-                      chunks_of, describe, manifest2_full, parse_tar, payload_identity, read_members,
-                      sha256, tar_member, ustar_member)
+from conftest import (BLOCK, EXIT_FORMAT, EXIT_MANIFEST, EXIT_PAYLOAD, EXIT_USAGE, INDEX, KIND_STORED,
+                      KIND_ZERO, KIND_ZSTD, MANIFEST, SIGNATURE, Block2, Layout2, assert_ok, assert_status,
+                      block_entries, block_entry_at, chunk_entry_at, chunk_ranges, cut_blocks, decode_payload,
+                      describe, index_content, index_frame, manifest2_for, manifest2_full, parse_tar,
+                      payload_identity, read_members, set_index, sha256, tar_member, ustar_member,
+                      zstd_raw_frame)
+
+# What `updatectl bundle create` writes unless told otherwise (chunk-index.h).
+CHUNK_DEFAULT = 262144
+BLOCK_DEFAULT = 4096
+WINDOW_DEFAULT = 262144
+# Its options for the block size and the window.
+BLOCK_OPT = "--block-size"
+WINDOW_OPT = "--window"
+
+
+# How the reader refuses an index that breaks a rule (exit status 14): the message names chunks.idx.
+INDEX_REFUSED = r"rejected: (bundle format: )?chunks\.idx: "
 
 
 def q(s):
-    import re
     return re.escape(s)
 
 
@@ -36,6 +53,15 @@ def member_offsets(path):
     return {m.name: (m.header, m.data, m.size) for m in members}
 
 
+def bundle_index(members):
+    """(manifest, index content) of a bundle's members."""
+    return json.loads(members[MANIFEST]), index_content(members[INDEX])
+
+
+def ceil_div(a, b):
+    return -(-a // b)
+
+
 def test_create_writes_format2(env):
     b = env.create()
     members = read_members(env.path(b))
@@ -43,37 +69,46 @@ def test_create_writes_format2(env):
     m = json.loads(members[MANIFEST])
     assert m["format"] == 2
     assert m["index"] == {"size": len(members[INDEX]), "sha256": sha256(members[INDEX])}
-    for e, p in zip(m["payloads"], env.payloads):
+    # chunks.idx as stored: one zstd frame that declares the size of the index content.
+    frame = zstandard.get_frame_parameters(members[INDEX])
+    raw = index_content(members[INDEX])
+    assert frame.content_size == len(raw)
+    assert len(raw) == sum(e["chunks"]["count"] * 64 + ceil_div(e["installed_size"], e["chunks"]["block"]) * 8
+                           for e in m["payloads"])
+    for i, (e, p) in enumerate(zip(m["payloads"], env.payloads)):
         assert "sha256" not in e and "compression" not in e, e
         assert e["installed_size"] == len(p.raw)
-        # The template's compressed inputs become zstd chunks, the raw one stays as is.
+        # The template's compressed inputs become zstd payloads, the raw one stays as is.
         want = "zstd" if p.compression else "none"
-        assert e["chunks"] == {"size": 65536, "count": -(-len(p.raw) // 65536), "compression": want}, e
+        assert e["chunks"] == {"size": CHUNK_DEFAULT, "block": BLOCK_DEFAULT,
+                               "count": ceil_div(len(p.raw), CHUNK_DEFAULT), "compression": want,
+                               "window": WINDOW_DEFAULT if want == "zstd" else 0}, e
         assert e["size"] == len(members[p.file])
+        assert decode_payload(m, raw, i, members[p.file]) == p.raw, p.name
     assert_ok(env.verify(b))
 
 
 def test_info_shows_the_chunking(env):
     b = env.create()
     members = read_members(env.path(b))
-    index = members[INDEX]
+    m, raw = bundle_index(members)
     res = assert_ok(env.info(b, "--keyring", env.keyring))
     assert "Format:      2\n" in res.stdout, describe(res)
     doc = info_json(env, b)
     assert doc["format"] == 2
-    first = 0
-    for p, e in zip(env.payloads, doc["payloads"]):
-        count = -(-len(p.raw) // 65536)
+    for i, (p, e) in enumerate(zip(env.payloads, doc["payloads"])):
+        c = m["payloads"][i]["chunks"]
         assert e == {"name": p.name, "size": len(members[p.file]), "installed_size": len(p.raw),
-                     "chunk_size": 65536, "chunk_count": count,
-                     "compression": "zstd" if p.compression else "none",
-                     "identity": payload_identity(index, first, count)}, e
-        assert f"chunks          {count} of 65536 bytes, {e['compression']}" in res.stdout, describe(res)
+                     "chunk_size": CHUNK_DEFAULT, "block_size": BLOCK_DEFAULT, "chunk_count": c["count"],
+                     "compression": c["compression"], "window": c["window"],
+                     "identity": payload_identity(m, raw, i)}, e
         assert f"identity        {e['identity']}" in res.stdout, describe(res)
-        first += count
+        window = f" with a window of {c['window']} bytes" if c["window"] else ""
+        assert (f"chunks          {c['count']} of {CHUNK_DEFAULT} bytes, blocks of {BLOCK_DEFAULT} bytes, "
+                f"{c['compression']}{window}\n") in res.stdout, describe(res)
 
 
-def test_extract_gives_index_and_stored_chunks(env):
+def test_extract_gives_index_and_stored_blocks(env):
     b = env.create()
     assert_ok(env.extract(b, "out"))
     out = env.path("out")
@@ -81,13 +116,28 @@ def test_extract_gives_index_and_stored_chunks(env):
     assert sorted(os.listdir(out)) == sorted([MANIFEST, SIGNATURE, INDEX] + [p.file for p in env.payloads])
     for name, data in members.items():
         assert (out / name).read_bytes() == data, name
-    for p in env.payloads:
-        got = (out / p.file).read_bytes()
-        if p.compression:
-            # A member of independent zstd frames is one valid zstd stream.
-            got = subprocess.run(["zstd", "-d", "-c", "-q"], input=got, capture_output=True,
-                                 check=True).stdout
-        assert got == p.raw, p.name
+    # The extracted index and members are enough to get the payloads back (conftest's decoder).
+    m = json.loads((out / MANIFEST).read_bytes())
+    raw = index_content((out / INDEX).read_bytes())
+    for i, p in enumerate(env.payloads):
+        assert decode_payload(m, raw, i, (out / p.file).read_bytes()) == p.raw, p.name
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_empty_payload_first(env, compression):
+    """An empty first payload (no chunk, no block, no index entry): the CLI writes it, and it verifies
+    and extracts; so does conftest's."""
+    (env.payload_dir / env.payloads[0].file).write_bytes(b"")
+    b = env.create(extra=["--compression", compression])
+    members = read_members(env.path(b))
+    m, raw = bundle_index(members)
+    assert m["payloads"][0]["size"] == m["payloads"][0]["installed_size"] == 0
+    assert m["payloads"][0]["chunks"]["count"] == 0 and members[env.payloads[0].file] == b""
+    assert_ok(env.verify(b))
+    assert_ok(env.extract(b, "out"))
+    assert (env.path("out") / env.payloads[0].file).read_bytes() == b""
+    layouts = [Layout2(b"", compression=compression)] + [Layout2(p.raw) for p in env.payloads[1:]]
+    assert_ok(env.verify(env.craft2(layouts=layouts)))
 
 
 def test_create_reproducible(env):
@@ -96,16 +146,16 @@ def test_create_reproducible(env):
     assert env.path(a).read_bytes() == env.path(b).read_bytes()
 
 
-@pytest.mark.parametrize("chunk_size", [4096, 65536])
-def test_second_implementation_agrees(env, chunk_size):
-    """With chunks stored as is, the CLI's bundle and conftest's (from the man page) have the same
-    index, the same payload entries and the same canonical layout."""
-    b = env.create(extra=["--compression", "none", "--chunk-size", str(chunk_size)])
+@pytest.mark.parametrize("chunk_size, block", [(4096, 4096), (65536, 4096), (65536, 16384), (262144, 32768)])
+def test_second_implementation_agrees(env, chunk_size, block):
+    """With blocks stored as is, the CLI's bundle and conftest's (from the man page) have the same
+    index content, the same payload entries and the same canonical layout."""
+    b = env.create(extra=["--compression", "none", "--chunk-size", str(chunk_size), BLOCK_OPT, str(block)])
     members = read_members(env.path(b))
-    m, index = manifest2_full(env.payloads, chunk_size)
-    assert members[INDEX] == index
+    m, raw, _ = manifest2_full(env.payloads, chunk_size, block=block)
+    assert index_content(members[INDEX]) == raw
     stored = json.loads(members[MANIFEST])
-    assert stored["index"] == m["index"]
+    assert stored["index"] == {"size": len(members[INDEX]), "sha256": sha256(members[INDEX])}
     assert stored["payloads"] == m["payloads"]
     for p in env.payloads:
         assert members[p.file] == p.raw
@@ -114,38 +164,102 @@ def test_second_implementation_agrees(env, chunk_size):
     for name, (header, data, size) in member_offsets(env.path(b)).items():
         assert header == at and data == at + BLOCK, name
         at = data + -(-size // BLOCK) * BLOCK
-    raw = env.path(b).read_bytes()
-    assert raw[at:at + 2 * BLOCK] == b"\0" * (2 * BLOCK)
+    raw_file = env.path(b).read_bytes()
+    assert raw_file[at:at + 2 * BLOCK] == b"\0" * (2 * BLOCK)
     # And conftest's own bundle verifies.
-    c = env.craft2(chunk_size=chunk_size)
+    c = env.craft2(chunk_size=chunk_size, block=block)
     assert_ok(env.verify(c))
     assert_ok(env.extract(c, "out"))
     for p in env.payloads:
         assert (env.path("out") / p.file).read_bytes() == p.raw
 
 
+def delta_content(blocks=40, block=4096, tail=1234, seed=7):
+    """Content that a zstd payload stores in every way: new random blocks (stored as is), zeros (not
+    stored), text (compresses alone), copies of the block 2 back and of the block 24 back (compress only
+    with a prefix that reaches them), and a last, short block that copies the start of the block before
+    it."""
+    rnd = random.Random(seed)
+    out = []
+    for j in range(blocks):
+        kind = j % 6
+        if kind == 0 or j < 24 and kind == 4:
+            out.append(rnd.randbytes(block))
+        elif kind == 1:
+            out.append(bytes(block))
+        elif kind == 2:
+            out.append(out[j - 2])
+        elif kind == 5:
+            out.append(out[j - 1])
+        elif kind == 3:
+            out.append(bytes(b"abcdefghij\n"[rnd.randrange(11)] for _ in range(block)))
+        else:
+            out.append(out[j - 24])
+    return b"".join(out) + out[-1][:tail]
+
+
+@pytest.mark.parametrize("window", [0, 4096, 65536, 262144])
+def test_crafted_zstd_blocks_verify(env, window):
+    """conftest's zstd payload (blocks compressed with the window's prefix, zeros not stored, the rest
+    as is) verifies and extracts: the reader decodes each frame with exactly the prefix the man page
+    names. The content has blocks that compress only with the prefix, so a reader that dropped or cut it
+    would fail the content hash."""
+    content = delta_content()
+    lay = Layout2(content, 65536, 4096, "zstd", window)
+    kinds = [b.kind for b in lay.blocks]
+    assert KIND_STORED in kinds and KIND_ZSTD in kinds and KIND_ZERO in kinds, kinds
+    alone = cut_blocks(content, 4096, "zstd", 0)
+    if window:
+        # Some frames are small only thanks to their prefix.
+        assert sum(len(b.stored) for b in lay.blocks) < sum(len(b.stored) for b in alone) - 4 * 4096
+    layouts = [lay] + [Layout2(p.raw) for p in env.payloads[1:]]
+    c = env.craft2(layouts=layouts)
+    assert_ok(env.verify(c))
+    assert_ok(env.extract(c, "out"))
+    assert (env.path("out") / env.payloads[0].file).read_bytes() == lay.stored
+
+
+def test_cli_zstd_blocks_use_the_prefix_and_leave_out_zeros(env):
+    """The CLI's zstd payload, read back by conftest's decoder: zero blocks are kind 2 with no stored
+    bytes, blocks that repeat content within the window are small zstd frames, and the content is the
+    payload's."""
+    content = delta_content()
+    (env.payload_dir / env.payloads[0].file).write_bytes(content)
+    b = env.create(extra=["--compression", "zstd", "--chunk-size", "65536"])
+    members = read_members(env.path(b))
+    m, raw = bundle_index(members)
+    assert m["payloads"][0]["chunks"] == {"size": 65536, "block": BLOCK_DEFAULT,
+                                          "count": ceil_div(len(content), 65536), "compression": "zstd",
+                                          "window": WINDOW_DEFAULT}
+    assert decode_payload(m, raw, 0, members[env.payloads[0].file]) == content
+    blocks = block_entries(m, raw, 0)
+    for j, (kind, length, key) in enumerate(blocks):
+        block = content[j * 4096:(j + 1) * 4096]
+        if not any(block):
+            assert (kind, length, key) == (KIND_ZERO, 0, bytes(5)), j
+        elif j >= 2 and block == content[(j - 2) * 4096:(j - 1) * 4096]:
+            assert kind == KIND_ZSTD and length < 200, (j, kind, length)
+
+
 @pytest.mark.parametrize("compression", ["none", "zstd"])
 @pytest.mark.parametrize("chunk", [0, 2, "last"])
 def test_flipped_byte_names_its_chunk(env, compression, chunk):
     """A byte flipped in chunk N of a payload: verify and extract stop at chunk N, naming it."""
-    b = env.create(extra=["--compression", compression, "--chunk-size", "4096"])
+    b = env.create(extra=["--compression", compression, "--chunk-size", "16384"])
     raw = bytearray(env.path(b).read_bytes())
     members = read_members(env.path(b))
+    m, index = bundle_index(members)
     p = env.payloads[1]  # app: 200 KiB of compressible text
-    offs = member_offsets(env.path(b))
-    _, data, size = offs[p.file]
-    index = members[INDEX]
-    first = sum(-(-len(x.raw) // 4096) for x in env.payloads[:1])
-    count = -(-len(p.raw) // 4096)
-    n = count - 1 if chunk == "last" else chunk
-    lengths = [int.from_bytes(index[(first + i) * CHUNK_ENTRY + 4:(first + i) * CHUNK_ENTRY + 8], "big")
-               for i in range(count)]
-    at = data + sum(lengths[:n]) + lengths[n] // 2
-    raw[at] ^= 0x01
+    _, data, _ = member_offsets(env.path(b))[p.file]
+    ranges = chunk_ranges(m, index, 1)
+    n = len(ranges) - 1 if chunk == "last" else chunk
+    at, length = ranges[n]
+    assert length > 0
+    raw[data + at + length // 2] ^= 0x01
     env.path(b).write_bytes(bytes(raw))
-    end = min((n + 1) * 4096, len(p.raw)) - 1
+    end = min((n + 1) * 16384, len(p.raw)) - 1
     env.assert_rejected_everywhere(b, EXIT_PAYLOAD,
-                                   q(f'rejected: payload "{p.name}": chunk {n} (bytes {n * 4096}..{end}): '
+                                   q(f'rejected: payload "{p.name}": chunk {n} (bytes {n * 16384}..{end}): '
                                      'sha256 mismatch'))
 
 
@@ -161,22 +275,29 @@ def test_flipped_index_fails_before_any_payload(env):
 
 
 def test_index_of_other_bundle(env):
-    """A valid index of another bundle (same sizes, other content) under this manifest: refused."""
-    m, index = manifest2_full(env.payloads)
+    """A valid index of another bundle (same sizes, other content) under this manifest: refused. Both
+    are stored as frames of raw blocks, so they have the same size."""
+    m, raw, _ = manifest2_full(env.payloads)
+    set_index(m, zstd_raw_frame(raw))
     other = [bytes(len(p.raw)) for p in env.payloads]
-    _, other_index = manifest2_full(env.payloads, contents=other)
-    c = env.craft2(index=other_index)
+    _, other_raw, _ = manifest2_full(env.payloads, contents=other)
+    assert len(other_raw) == len(raw) and other_raw != raw
+    c = env.craft2(manifest=m, index=zstd_raw_frame(other_raw))
     env.assert_rejected_everywhere(c, EXIT_PAYLOAD, q("rejected: chunks.idx: sha256 mismatch"))
+    # The same manifest with its own index (a frame of raw blocks is a zstd frame like any other).
+    g = env.craft2("g.upk", manifest=m, index=zstd_raw_frame(raw))
+    assert_ok(env.verify(g))
 
 
 @pytest.mark.parametrize("case", ["pax-header", "gnu-header", "pax-on-manifest", "pax-on-index", "index-moved",
                                   "no-index"])
 def test_non_canonical_layout_is_refused(env, case):
-    m, index = manifest2_full(env.payloads)
+    m, raw, layouts = manifest2_full(env.payloads)
+    index = index_frame(raw)
     mbytes = (json.dumps(m, indent=2) + "\n").encode()
     sig = env.sign(mbytes)
     members = [ustar_member(MANIFEST, mbytes), ustar_member(SIGNATURE, sig), ustar_member(INDEX, index)] + \
-              [ustar_member(p.file, p.raw) for p in env.payloads]
+              [ustar_member(p.file, lay.stored) for p, lay in zip(env.payloads, layouts)]
     if case == "pax-header":
         members[3] = tar_member(env.payloads[0].file, env.payloads[0].raw, pax={"comment": "x"})
     elif case == "gnu-header":
@@ -221,9 +342,17 @@ def test_format1_still_readable(env):
 @pytest.mark.parametrize("args, pattern", [
     (["--format", "3"], r"--format"),
     (["--format", "1", "--chunk-size", "4096"], r"format 2 only"),
+    (["--format", "1", BLOCK_OPT, "4096"], r"format 2 only"),
+    (["--format", "1", WINDOW_OPT, "4096"], r"format 2 only"),
     (["--chunk-size", "1000"], r"--chunk-size"),
     (["--chunk-size", "2048"], r"--chunk-size"),
     (["--chunk-size", "2097152"], r"--chunk-size"),
+    ([BLOCK_OPT, "2048"], BLOCK_OPT),
+    ([BLOCK_OPT, "6000"], BLOCK_OPT),
+    ([BLOCK_OPT, "65536"], BLOCK_OPT),
+    ([WINDOW_OPT, "2048"], WINDOW_OPT),
+    ([WINDOW_OPT, "5000"], WINDOW_OPT),
+    ([WINDOW_OPT, "16777216"], WINDOW_OPT),
     (["--compression", "xz"], r"--compression"),
     (["--zstd-level", "0"], r"--zstd-level"),
     (["--zstd-level", "20"], r"--zstd-level"),
@@ -231,6 +360,14 @@ def test_format1_still_readable(env):
 def test_create_options_checked(env, args, pattern):
     res = env.run(*env.create_args(out="b.upk", extra=args))
     assert_status(res, EXIT_USAGE, pattern)
+    assert not env.path("b.upk").exists()
+
+
+def test_block_larger_than_chunk_refused(env):
+    """Blocks larger than the chunks (each option valid alone; a template may set either per payload):
+    refused naming the payload, no bundle written."""
+    res = env.run(*env.create_args(out="b.upk", extra=["--chunk-size", "8192", BLOCK_OPT, "16384"]))
+    assert_status(res, EXIT_MANIFEST, r'payload "rootfs"', r"block size 16384", r"chunk size 8192")
     assert not env.path("b.upk").exists()
 
 
@@ -243,65 +380,274 @@ def test_template_chunks_override(env):
     m = json.loads(read_members(env.path(b))[MANIFEST])
     assert m["payloads"][0]["chunks"]["size"] == 8192
     assert m["payloads"][0]["chunks"]["compression"] == "zstd"
-    assert m["payloads"][1]["chunks"] == {"size": 4096, "count": -(-len(env.payloads[1].raw) // 4096),
-                                          "compression": "none"}
+    assert m["payloads"][1]["chunks"] == {"size": 4096, "block": 4096,
+                                          "count": -(-len(env.payloads[1].raw) // 4096),
+                                          "compression": "none", "window": 0}
     assert_ok(env.verify(b))
 
 
 def test_zstd_frame_not_smaller_is_stored_as_is(env):
-    """Random bytes do not compress: with zstd every such chunk is kind 0, stored as is."""
+    """Random bytes do not compress: with zstd every such block is kind 0, stored as is."""
     b = env.create(extra=["--compression", "zstd"])
     members = read_members(env.path(b))
     p = env.payloads[0]  # random bytes
     assert members[p.file] == p.raw
-    count = -(-len(p.raw) // 65536)
-    assert all(members[INDEX][i * CHUNK_ENTRY] == 0 for i in range(count))
-    assert json.loads(members[MANIFEST])["payloads"][0]["chunks"]["compression"] == "zstd"
+    m, raw = bundle_index(members)
+    assert {kind for kind, _, _ in block_entries(m, raw, 0)} == {KIND_STORED}
+    assert m["payloads"][0]["chunks"]["compression"] == "zstd"
     assert_ok(env.verify(b))
-
-
-def zstd_frame(env, data):
-    src = env.path("frame-input")
-    src.write_bytes(data)
-    out = subprocess.run(["zstd", "-q", "-c", "--no-check", "-9", str(src)], capture_output=True,
-                         check=True).stdout
-    src.unlink()
-    return out
 
 
 @pytest.mark.parametrize("bad", [0, 1, 3])
 def test_zstd_chunk_with_wrong_content_hash(env, bad):
-    """An index whose zstd chunk `bad` decompresses to other content than its content hash (a signer's
-    inconsistent index, made here with the zstd command): refused naming that chunk, with both the
-    stored hash check (before decompressing) and the content hash check."""
+    """An index whose chunk `bad` of zstd blocks decodes to other content than its content hash (a
+    signer's inconsistent index): refused naming that chunk, with both the stored hash check (before
+    decompressing) and the content hash check."""
     p = env.payloads[1]
-    chunks = chunks_of(p.raw, 65536)
-    frames = [zstd_frame(env, c) for c in chunks]
-    entries = b""
-    for i, (c, f) in enumerate(zip(chunks, frames)):
-        assert len(f) < len(c)
-        content = c if i != bad else c[:-1] + bytes([c[-1] ^ 1])
-        entries += bytes([1, 0, 0, 0]) + len(f).to_bytes(4, "big") + \
-            hashlib.sha256(f).digest() + hashlib.sha256(content).digest()
-    m, index = manifest2_full(env.payloads)
-    first = -(-len(env.payloads[0].raw) // 65536)
-    count = len(chunks)
-    index = index[:first * CHUNK_ENTRY] + entries + index[(first + count) * CHUNK_ENTRY:]
-    m["index"] = {"size": len(index), "sha256": sha256(index)}
-    stored = b"".join(frames)
-    m["payloads"][1]["size"] = len(stored)
-    m["payloads"][1]["chunks"]["compression"] = "zstd"
-    payloads = [(q_.file, q_.raw if q_ is not p else stored) for q_ in env.payloads]
-    c = env.craft2(manifest=m, index=index, payloads=payloads)
+    layouts = [Layout2(x.raw, 65536, 4096, "zstd" if x is p else "none", 65536 if x is p else 0)
+               for x in env.payloads]
+    assert all(b.kind == KIND_ZSTD for b in layouts[1].blocks)
+    m, raw = manifest2_for(env.payloads, layouts)
+    g = env.craft2("g.upk", layouts=layouts)
+    assert_ok(env.verify(g))
+    raw = bytearray(raw)
+    raw[chunk_entry_at(m, 1, bad) + 40] ^= 0x01
+    c = env.craft2(raw=bytes(raw), layouts=layouts)
     end = min((bad + 1) * 65536, len(p.raw)) - 1
     env.assert_rejected_everywhere(c, EXIT_PAYLOAD, q(f'rejected: payload "app": chunk {bad} '
                                                       f'(bytes {bad * 65536}..{end}): content sha256 mismatch'))
-    # The same bundle with the right content hash verifies: the frames themselves are fine.
-    m2, _ = manifest2_full(env.payloads)
-    good_entries = b"".join(bytes([1, 0, 0, 0]) + len(f).to_bytes(4, "big") +
-                            hashlib.sha256(f).digest() + hashlib.sha256(c_).digest()
-                            for c_, f in zip(chunks, frames))
-    index2 = index[:first * CHUNK_ENTRY] + good_entries + index[(first + count) * CHUNK_ENTRY:]
-    m["index"] = {"size": len(index2), "sha256": sha256(index2)}
-    g = env.craft2("g.upk", manifest=m, index=index2, payloads=payloads)
-    assert_ok(env.verify(g))
+
+
+# ------------------------------------------------------------------------------------------------------
+# The rules of the index's blocks (upkeep-bundle(5), The chunk index): each broken once in an index that
+# keeps every other rule where it can; refused before any payload byte, naming chunks.idx and the block.
+
+
+def rnd_bytes(n, seed=3):
+    return random.Random(seed).randbytes(n)
+
+
+def zero_block_layout(compression):
+    """Payload 0: random, a block of zeros (block 2), random, a short last block."""
+    content = rnd_bytes(2 * 4096) + bytes(4096) + rnd_bytes(4096 + 1000, 4)
+    return Layout2(content, 8192, 4096, compression, 8192 if compression == "zstd" else 0)
+
+
+def text_layout():
+    """Payload 0 of compressible text in a zstd payload: every block kind 1."""
+    rnd = random.Random(5)
+    content = bytes(b"abcdefghij\n"[rnd.randrange(11)] for _ in range(4 * 4096 + 500))
+    lay = Layout2(content, 8192, 4096, "zstd", 0)
+    assert all(b.kind == KIND_ZSTD for b in lay.blocks)
+    return lay
+
+
+def block_rule_case(case):
+    """(layout of payload 0, [(block, offset in its entry, bytes)] to write into the index content,
+    the regex the message must match)."""
+    if case == "kind-2-in-none":
+        # Zeros left out where the payload says none (the stored total is then off too).
+        return zero_block_layout("none"), [(2, 0, bytes([KIND_ZERO, 0, 0]) + bytes(5))], r"block 2\b"
+    if case == "kind-2-match-key":
+        lay = zero_block_layout("zstd")
+        assert lay.blocks[2].kind == KIND_ZERO
+        return lay, [(2, 7, b"\x01")], r"block 2\b"
+    if case == "kind-2-stored":
+        # Zeros of kind 2 that are stored all the same (4096 bytes).
+        lay = zero_block_layout("zstd")
+        lay.blocks[2] = Block2(KIND_ZERO, bytes(4096), bytes(4096))
+        return lay, [], r"block 2\b"
+    if case == "kind-0-length":
+        # Block 0 one byte short, the last one one byte long: the stored total still adds up.
+        lay = zero_block_layout("none")
+        last = len(lay.blocks) - 1
+        return lay, [(0, 1, (4095).to_bytes(2, "big")), (last, 1, (1001).to_bytes(2, "big"))], r"block 0\b"
+    if case == "kind-1-not-smaller":
+        # A block stored as is, called a zstd frame of its full length.
+        lay = zero_block_layout("zstd")
+        assert lay.blocks[1].kind == KIND_STORED
+        return lay, [(1, 0, bytes([KIND_ZSTD]))], r"block 1\b"
+    if case == "kind-1-longer":
+        # A block stored as is, called a zstd frame one byte longer than its content; block 3 (stored as
+        # is) one byte short, so that the stored total adds up.
+        lay = zero_block_layout("zstd")
+        assert lay.blocks[1].kind == KIND_STORED and lay.blocks[3].kind == KIND_STORED
+        pokes = [(1, 0, bytes([KIND_ZSTD]) + (4097).to_bytes(2, "big")), (3, 1, (4095).to_bytes(2, "big"))]
+        return lay, pokes, r"block 1\b"
+    if case == "kind-1-empty":
+        lay = text_layout()
+        f1, f2 = len(lay.blocks[1].stored), len(lay.blocks[2].stored)
+        return lay, [(1, 1, (0).to_bytes(2, "big")), (2, 1, (f1 + f2).to_bytes(2, "big"))], r"block 1\b"
+    if case == "kind-1-in-none":
+        lay = zero_block_layout("none")
+        return lay, [(1, 0, bytes([KIND_ZSTD]))], r"block 1\b"
+    if case == "kind-3":
+        lay = zero_block_layout("zstd")
+        return lay, [(1, 0, b"\x03")], r"block 1\b"
+    if case == "kind-255":
+        lay = zero_block_layout("none")
+        return lay, [(3, 0, b"\xff")], r"block 3\b"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["kind-2-in-none", "kind-2-match-key", "kind-2-stored", "kind-0-length",
+                                  "kind-1-not-smaller", "kind-1-longer", "kind-1-empty", "kind-1-in-none",
+                                  "kind-3", "kind-255"])
+def test_block_rules(env, case):
+    lay, pokes, pattern = block_rule_case(case)
+    layouts = [lay] + [Layout2(p.raw) for p in env.payloads[1:]]
+    m, raw = manifest2_for(env.payloads, layouts)
+    raw = bytearray(raw)
+    for j, off, value in pokes:
+        at = block_entry_at(m, 0, j) + off
+        raw[at:at + len(value)] = value
+    c = env.craft2(raw=bytes(raw), layouts=layouts)
+    msg = env.assert_rejected_everywhere(c, EXIT_FORMAT, INDEX_REFUSED,
+                                         q(f'payload "{env.payloads[0].name}"'), pattern)
+    assert not env.path("out").exists(), msg
+
+
+def test_block_rules_control(env):
+    """The layouts test_block_rules breaks are valid as they are."""
+    for n, lay in enumerate([zero_block_layout("none"), zero_block_layout("zstd"), text_layout()]):
+        layouts = [lay] + [Layout2(p.raw) for p in env.payloads[1:]]
+        assert_ok(env.verify(env.craft2(f"ok{n}.upk", layouts=layouts)))
+
+
+def test_stored_total_must_be_the_size(env):
+    """The stored lengths of a payload's blocks add up to more than its size (the member one byte
+    longer, the manifest's size following it)."""
+    lay = text_layout()
+    layouts = [lay] + [Layout2(p.raw) for p in env.payloads[1:]]
+    m, raw = manifest2_for(env.payloads, layouts)
+    m["payloads"][0]["size"] += 1
+    payloads = [(env.payloads[0].file, lay.stored + b"x")] + [(p.file, p.raw) for p in env.payloads[1:]]
+    c = env.craft2(manifest=m, payloads=payloads, layouts=layouts)
+    env.assert_rejected_everywhere(c, EXIT_FORMAT, INDEX_REFUSED,
+                                   q(f'payload "{env.payloads[0].name}"'))
+
+
+# ------------------------------------------------------------------------------------------------------
+# chunks.idx as stored: exactly one zstd frame that declares the content size the payloads need.
+
+
+def skippable_frame(data):
+    return (0x184D2A50).to_bytes(4, "little") + len(data).to_bytes(4, "little") + data
+
+
+def stored_index_case(case, raw):
+    if case == "not-zstd":
+        return raw
+    if case == "no-content-size":
+        return zstandard.ZstdCompressor(level=19, write_checksum=False, write_content_size=False).compress(raw)
+    if case == "longer":
+        return index_frame(raw + bytes(8))
+    if case == "shorter":
+        return index_frame(raw[:-8])
+    if case == "one-entry-more":
+        return index_frame(raw + raw[-8:])
+    if case == "two-frames":
+        return index_frame(raw[:len(raw) // 2]) + index_frame(raw[len(raw) // 2:])
+    if case == "trailing-bytes":
+        return index_frame(raw) + bytes(4)
+    if case == "skippable-first":
+        return skippable_frame(b"upkeep") + index_frame(raw)
+    if case == "skippable-after":
+        return index_frame(raw) + skippable_frame(b"upkeep")
+    if case == "declares-less":
+        return zstd_raw_frame(raw + bytes(8), declare=len(raw))
+    if case == "declares-more":
+        return zstd_raw_frame(raw, declare=len(raw) + 8)
+    if case == "checksum":
+        # A frame with a checksum is still one frame declaring its size: but a wrong checksum is not.
+        f = bytearray(zstandard.ZstdCompressor(level=19, write_checksum=True, write_content_size=True)
+                      .compress(raw))
+        f[-1] ^= 0xff
+        return bytes(f)
+    if case == "truncated":
+        return index_frame(raw)[:-3]
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["not-zstd", "no-content-size", "longer", "shorter", "one-entry-more",
+                                  "two-frames", "trailing-bytes", "skippable-first", "skippable-after", "declares-less",
+                                  "declares-more", "checksum", "truncated"])
+def test_index_frame_rules(env, case):
+    """chunks.idx whose size and sha256 are right in the signed manifest but that is not exactly one
+    zstd frame declaring (and holding) the index content the payloads need: refused before any
+    payload."""
+    layouts = [Layout2(p.raw) for p in env.payloads]
+    m, raw = manifest2_for(env.payloads, layouts)
+    stored = stored_index_case(case, raw)
+    set_index(m, stored)
+    c = env.craft2(manifest=m, index=stored, layouts=layouts)
+    env.assert_rejected_everywhere(c, EXIT_FORMAT, INDEX_REFUSED)
+    assert not env.path("out").exists()
+
+
+def test_index_frame_with_checksum_is_accepted(env):
+    """The control of test_index_frame_rules' "checksum": with its checksum intact the frame is fine."""
+    layouts = [Layout2(p.raw) for p in env.payloads]
+    m, raw = manifest2_for(env.payloads, layouts)
+    stored = zstandard.ZstdCompressor(level=19, write_checksum=True, write_content_size=True).compress(raw)
+    set_index(m, stored)
+    assert_ok(env.verify(env.craft2(manifest=m, index=stored, layouts=layouts)))
+
+
+# ------------------------------------------------------------------------------------------------------
+# The manifest's `chunks` object (upkeep-bundle(5), Manifest keys).
+
+
+def chunks_case(case, e):
+    c = e["chunks"]
+    if case.startswith("missing-"):
+        del c[case[len("missing-"):]]
+        return r"chunks\b"
+    if case == "unknown-key":
+        c["level"] = 19
+        return r"chunks\.level|level"
+    if case == "block-string":
+        c["block"] = "4096"
+        return r"chunks\.block"
+    if case == "block-over-chunk":
+        c["size"] = 4096
+        c["block"] = 8192
+        c["count"] = -(-e["installed_size"] // 4096)
+        return r"chunks\.block"
+    if case.startswith("block-"):
+        c["block"] = int(case[len("block-"):])
+        return r"chunks\.block"
+    if case == "window-with-none":
+        c["window"] = 4096
+        return r"chunks\.window"
+    if case.startswith("window-"):
+        c["compression"] = "zstd"
+        c["window"] = int(case[len("window-"):])
+        return r"chunks\.window"
+    if case == "compression-xz":
+        c["compression"] = "xz"
+        return r"chunks\.compression"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["missing-size", "missing-block", "missing-count", "missing-compression",
+                                  "missing-window", "unknown-key", "block-0", "block-2048", "block-6000",
+                                  "block-65536", "block-string", "block-over-chunk", "window-1", "window-2048",
+                                  "window-5000", "window-16777216", "window-with-none", "compression-xz"])
+def test_manifest_chunks_rules(env, case):
+    m, raw, layouts = manifest2_full(env.payloads)
+    pattern = chunks_case(case, m["payloads"][0])
+    c = env.craft2(manifest=m, raw=raw, layouts=layouts)
+    msg = env.assert_rejected_everywhere(c, EXIT_MANIFEST, r"rejected: manifest: ", r"payloads\[0\]", pattern)
+    assert not env.path("out").exists(), msg
+
+
+@pytest.mark.parametrize("chunk_size, block, window", [(4096, 4096, 4096), (1048576, 32768, 8388608),
+                                                       (32768, 8192, 0)])
+def test_manifest_chunks_limits_accepted(env, chunk_size, block, window):
+    """The ends of the ranges of upkeep-bundle(5)'s LIMITS are accepted."""
+    layouts = [Layout2(p.raw, chunk_size, block, "zstd", window) for p in env.payloads]
+    m, raw = manifest2_for(env.payloads, layouts)
+    for i, p in enumerate(env.payloads):
+        assert decode_payload(m, raw, i, layouts[i].stored) == p.raw
+    assert_ok(env.verify(env.craft2(layouts=layouts)))

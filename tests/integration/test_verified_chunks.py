@@ -2,20 +2,26 @@
 """Format 2 end to end (issue 12): no handler ever sees an unverified byte. A byte flipped in chunk N
 reaches no handler, which gets verified whole chunks before N only; a changed chunk index stops the
 install before any handler starts; a tampered or spliced archive payload leaves no device node, setuid
-file or unverified entry in the slot."""
+file or unverified entry in the slot. Bundles that conftest crafts with zstd blocks compressed with their
+prefix, and with blocks of zeros left out, install byte for byte."""
 
 import io
 import json
 import os
+import random
 import stat
 import tarfile
 
 import pytest
 
+from conftest import (INDEX, KIND_STORED, KIND_ZERO, KIND_ZSTD, MANIFEST, SIGNATURE, Layout2, Payload,
+                      block_entries, chunk_entry_at, chunk_ranges, cms_sign, index_content, index_frame,
+                      manifest2_for, manifest_bytes, set_index, ustar_member)
 from device import PKI, UPDATECTL, Device, make_bundle, payload_bytes, run
 
 CHUNK = 65536
-ENTRY = 72
+# The chunking of the CLI bundles here: 17 chunks of 64 KiB for payload_bytes().
+CHUNKING = ["--chunk-size", str(CHUNK)]
 
 
 @pytest.fixture
@@ -32,21 +38,24 @@ def members(path):
     return out
 
 
+def manifest_and_index(path):
+    """The manifest and the index content of a bundle."""
+    with tarfile.open(path, "r:") as t:
+        man = json.loads(t.extractfile(MANIFEST).read())
+        raw = index_content(t.extractfile(INDEX).read())
+    return man, raw
+
+
 def chunk_offsets(path, payload_index=0):
-    """The data offset in the file of each chunk of payload `payload_index`, from manifest and index."""
-    m = members(path)
-    raw = path.read_bytes()
-    man = json.loads(raw[m["manifest.json"][0]:m["manifest.json"][0] + m["manifest.json"][1]])
-    idx_at = m["chunks.idx"][0]
-    first = sum(p["chunks"]["count"] for p in man["payloads"][:payload_index])
+    """(offset in the file, stored length, kinds of its blocks) of each chunk of payload `payload_index`,
+    from the manifest and the index."""
+    man, raw = manifest_and_index(path)
     p = man["payloads"][payload_index]
-    at = m[p["file"]][0]
-    out = []
-    for i in range(p["chunks"]["count"]):
-        e = raw[idx_at + (first + i) * ENTRY:idx_at + (first + i + 1) * ENTRY]
-        out.append((at, int.from_bytes(e[4:8], "big"), e[0]))
-        at += int.from_bytes(e[4:8], "big")
-    return out
+    at = members(path)[p["file"]][0]
+    per = p["chunks"]["size"] // p["chunks"]["block"]
+    kinds = [kind for kind, _, _ in block_entries(man, raw, payload_index)]
+    return [(at + off, length, set(kinds[i * per:(i + 1) * per]))
+            for i, (off, length) in enumerate(chunk_ranges(man, raw, payload_index))]
 
 
 def recording_handler(device, record):
@@ -69,11 +78,12 @@ def test_flipped_chunk_reaches_no_handler(tmp_path, device, compression, n):
     record = tmp_path / "record"
     recording_handler(device, record)
     bundle = make_bundle(tmp_path, "1.1.0", payload, handler="exec:record",
-                         create_args=["--compression", compression])
+                         create_args=CHUNKING + ["--compression", compression])
     chunks = chunk_offsets(bundle)
     assert len(chunks) == 17
     if compression == "zstd":
-        assert all(kind == 1 for _, _, kind in chunks)  # the payload repeats: every chunk compresses
+        # The payload repeats: every block compresses.
+        assert all(kinds == {KIND_ZSTD} for _, _, kinds in chunks), chunks
     at, length, _ = chunks[n]
     flip(bundle, at + length // 2)
 
@@ -92,7 +102,8 @@ def test_unbroken_bundle_gives_the_handler_everything(tmp_path, device):
     payload = payload_bytes()
     record = tmp_path / "record"
     recording_handler(device, record)
-    bundle = make_bundle(tmp_path, "1.1.0", payload, handler="exec:record", create_args=["--compression", "zstd"])
+    bundle = make_bundle(tmp_path, "1.1.0", payload, handler="exec:record",
+                         create_args=CHUNKING + ["--compression", "zstd"])
     p = device.install(bundle)
     assert p.returncode == 0, p.stderr
     assert record.read_bytes() == payload
@@ -212,18 +223,18 @@ def test_spliced_archive_leaves_nothing_unverified(tmp_path, device, compression
 # hash while the handler copies the chunk; the install still fails naming the chunk, nothing is activated.
 
 
-def resign_with_index(tmp_path, bundle, index):
-    """The same bundle with another chunks.idx: the manifest's index object follows it and is signed
-    again with the test signer; members are written back in the canonical ustar layout."""
-    from conftest import cms_sign, manifest_bytes, ustar_member
-    import hashlib
+def resign_with_index(tmp_path, bundle, raw):
+    """The same bundle with another index content `raw`: chunks.idx is its zstd frame, the manifest's
+    index object follows it and is signed again with the test signer; members are written back in the
+    canonical ustar layout."""
     with tarfile.open(bundle, "r:") as t:
         parts = [(i.name, t.extractfile(i).read()) for i in t]
     man = json.loads(parts[0][1])
-    man["index"] = {"size": len(index), "sha256": hashlib.sha256(index).hexdigest()}
+    stored = index_frame(raw)
+    set_index(man, stored)
     mbytes = manifest_bytes(man)
     sig = cms_sign(mbytes, tmp_path / "resign")
-    members = [("manifest.json", mbytes), ("manifest.json.sig", sig), ("chunks.idx", index)] + parts[3:]
+    members = [(MANIFEST, mbytes), (SIGNATURE, sig), (INDEX, stored)] + parts[3:]
     bundle.write_bytes(b"".join(ustar_member(n, d) for n, d in members) + b"\0" * 1024)
 
 
@@ -233,13 +244,12 @@ def test_inconsistent_content_hash_fails_the_install(tmp_path, device, n):
     record = tmp_path / "record"
     recording_handler(device, record)
     bundle = make_bundle(tmp_path, "1.1.0", payload, handler="exec:record",
-                         create_args=["--compression", "zstd"])
-    m = members(bundle)
-    at, size = m["chunks.idx"]
-    index = bytearray(bundle.read_bytes()[at:at + size])
-    assert index[n * ENTRY] == 1  # a zstd chunk
-    index[n * ENTRY + 40] ^= 0x01  # its content hash
-    resign_with_index(tmp_path, bundle, bytes(index))
+                         create_args=CHUNKING + ["--compression", "zstd"])
+    assert KIND_ZSTD in chunk_offsets(bundle)[n][2]  # a chunk of zstd blocks
+    man, raw = manifest_and_index(bundle)
+    raw = bytearray(raw)
+    raw[chunk_entry_at(man, 0, n) + 40] ^= 0x01  # its content hash
+    resign_with_index(tmp_path, bundle, bytes(raw))
 
     p = device.install(bundle)
     assert p.returncode != 0, p.stdout
@@ -250,3 +260,76 @@ def test_inconsistent_content_hash_fails_the_install(tmp_path, device, n):
     # What the handler got is the signed content (the frames verified), and nothing past chunk N.
     assert len(got) <= (n + 1) * CHUNK and got == payload[:len(got)]
     assert device.primary() == "A"
+
+
+# ------------------------------------------------------------------------------------------------------
+# Bundles crafted by conftest (from upkeep-bundle(5) alone): zstd blocks decoded with the content before
+# them as their prefix, blocks of zeros that are not stored.
+
+
+def crafted_bundle(tmp_path, content, layout, handler="raw"):
+    """A format-2 bundle of one slot payload `content`, stored as `layout` (a Layout2 of it), for the
+    test device (version 1.2.3)."""
+    payload = Payload("rootfs", "rootfs.img", handler, content, None, slot_class="rootfs")
+    m, raw = manifest2_for([payload], [layout])
+    stored = index_frame(raw)
+    set_index(m, stored)
+    mbytes = manifest_bytes(m)
+    sig = cms_sign(mbytes, tmp_path / "craft-sign")
+    members = [(MANIFEST, mbytes), (SIGNATURE, sig), (INDEX, stored), ("rootfs.img", layout.stored)]
+    bundle = tmp_path / "crafted.upk"
+    bundle.write_bytes(b"".join(ustar_member(n, d) for n, d in members) + b"\0" * 1024)
+    return bundle
+
+
+def repeating_content(blocks=96, seed=11):
+    """Random blocks, each used again later at distances of 1 to 80 blocks, and text: stored in a zstd
+    payload with a window as frames that decode only with their prefix."""
+    rnd = random.Random(seed)
+    out = []
+    for j in range(blocks):
+        back = rnd.choice((1, 2, 7, 31, 63, 80))
+        if j % 4 == 0 or j < back:
+            out.append(rnd.randbytes(4096))
+        elif j % 4 == 1:
+            out.append(bytes(b"upkeep \n"[rnd.randrange(8)] for _ in range(4096)))
+        else:
+            out.append(out[j - back])
+    return b"".join(out) + out[5][:3000]
+
+
+@pytest.mark.parametrize("window", [4096, 65536, 262144])
+def test_prefixed_zstd_blocks_install_byte_identical(tmp_path, device, window):
+    content = repeating_content()
+    layout = Layout2(content, 65536, 4096, "zstd", window)
+    kinds = [b.kind for b in layout.blocks]
+    assert kinds.count(KIND_ZSTD) > 20 and KIND_STORED in kinds, kinds
+    bundle = crafted_bundle(tmp_path, content, layout)
+    p = device.install(bundle)
+    assert p.returncode == 0, p.stderr
+    assert "installed version 1.2.3 into slot B" in p.stdout, p.stdout
+    assert device.slot["B"].read_bytes() == content
+
+
+@pytest.mark.parametrize("handler", ["raw", "exec:record"])
+def test_zero_blocks_install_as_zeros(tmp_path, device, handler):
+    """Blocks of zeros (kind 2, not stored) in the middle and at the end, the last one short: the
+    handler gets the zeros, and a slot that held other bytes holds them."""
+    rnd = random.Random(13)
+    content = rnd.randbytes(4096) + bytes(3 * 4096) + rnd.randbytes(5000) + bytes(4096 - 5000 % 4096) + \
+        bytes(65536) + rnd.randbytes(4096) + bytes(2000)
+    layout = Layout2(content, 16384, 4096, "zstd", 65536)
+    kinds = [b.kind for b in layout.blocks]
+    assert kinds.count(KIND_ZERO) == 3 + 16 + 1 and kinds[-1] == KIND_ZERO, kinds
+    assert len(layout.stored) < len(content) // 3
+    record = tmp_path / "record"
+    if handler == "exec:record":
+        recording_handler(device, record)
+    device.slot["B"].write_bytes(b"\xff" * len(content))
+    bundle = crafted_bundle(tmp_path, content, layout, handler=handler)
+    p = device.install(bundle)
+    assert p.returncode == 0, p.stderr
+    if handler == "raw":
+        assert device.slot["B"].read_bytes() == content
+    else:
+        assert record.read_bytes() == content
