@@ -24,8 +24,8 @@ pair, against the same reference, in temporary folders under /var/tmp (removed a
   not in V1's, one HTTP request per chunk.
 - zchunk, with zck's defaults (its content-defined chunking, buzhash, 32 KiB average between 8 and
   128 KiB; zstd level 9 per chunk, no dictionary; zck has no option to change the chunk size): the
-  bytes `zck_delta_size V1.zck V2.zck` reports, V2's header included; zckdl asks for the missing
-  chunks as ranges in few requests.
+  bytes `zck_delta_size V1.zck V2.zck` reports, V2's header included (a chunk V1 lacks counts each
+  time V2 holds it); zckdl asks for the missing chunks as ranges in few requests.
 
 Needs python3-zstandard and zstd, and for the peers casync and zchunk (apt).
 """
@@ -183,7 +183,8 @@ def peers(v1, v2, ref):
             work.mkdir()
             r = casync_peer(v1, v2, avg, work)
             lo, av, hi = (x // 1024 for x in r["sizes"])
-            log(f"casync, chunks {lo}/{av}/{hi} KiB (min/avg/max), {r['compression']} (casync's default): "
+            log(f"casync, chunks {lo}/{av}/{hi} KiB (min/avg/max), {r['compression']} (casync's default; level 3 "
+                f"for zstd): "
                 f"delta: {r['bytes'] / 1e6:.2f} MB = {100 * r['bytes'] / ref:.1f} % of the reference (index "
                 f"{r['index'] / 1e6:.2f} MB of it), {r['fetched']} chunks fetched = {r['fetched']} requests "
                 f"(+1 for the index), of {r['chunks']} distinct chunks in V2; both stores made in "
