@@ -150,11 +150,20 @@ static bool parse_number(const char *s, long min, long max, long *ret)
 
 static int verb_create(int argc, char *argv[])
 {
-        static const int allowed[] = {
-                ARG_MANIFEST,      ARG_CERT, ARG_KEY,    ARG_CHAIN,      ARG_PAYLOAD_DIR,
-                ARG_ALLOW_ANY_EKU, 'o',      ARG_FORMAT, ARG_CHUNK_SIZE, ARG_COMPRESSION,
-                ARG_ZSTD_LEVEL,    ARG_BLOCK_SIZE, ARG_WINDOW, 0
-        };
+        static const int allowed[] = { ARG_MANIFEST,
+                                       ARG_CERT,
+                                       ARG_KEY,
+                                       ARG_CHAIN,
+                                       ARG_PAYLOAD_DIR,
+                                       ARG_ALLOW_ANY_EKU,
+                                       'o',
+                                       ARG_FORMAT,
+                                       ARG_CHUNK_SIZE,
+                                       ARG_COMPRESSION,
+                                       ARG_ZSTD_LEVEL,
+                                       ARG_BLOCK_SIZE,
+                                       ARG_WINDOW,
+                                       0 };
         BundleArgs a = {};
         UpkErr err = {};
         long format = BUNDLE_FORMAT_DEFAULT, chunk_size = 0, block_size = 0, level = 0, window = 0;

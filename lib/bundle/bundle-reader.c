@@ -1181,10 +1181,11 @@ static int decode_blocks(Bundle *b, const ChunkEntry *e, const uint8_t *stored, 
 
                         if (ZSTD_getFrameContentSize(stored, be->stored_len) != len ||
                             ZSTD_findFrameCompressedSize(stored, be->stored_len) != be->stored_len)
-                                return chunk_fail(b, err, "a block is not one zstd frame declaring its length");
+                                return chunk_fail(b, err,
+                                                  "a block is not one zstd frame declaring its length");
                         if (ZSTD_isError(ZSTD_DCtx_refPrefix(b->dctx, plen ? out - plen : NULL, plen)))
-                                return fail(b, err, UPK_ERR_IO, -EIO, "payload \"%s\": zstd: cannot set the prefix",
-                                            p->name);
+                                return fail(b, err, UPK_ERR_IO, -EIO,
+                                            "payload \"%s\": zstd: cannot set the prefix", p->name);
                         n = ZSTD_decompressDCtx(b->dctx, out, len, stored, be->stored_len);
                         if (ZSTD_isError(n) || n != len)
                                 return chunk_fail(b, err, "a zstd block does not decompress to its length");

@@ -428,10 +428,12 @@ static int cut_zstd_block(Chunker *k, const ManifestPayload *p, const uint8_t *c
                 return 0;
         }
         if (ZSTD_isError(ZSTD_CCtx_refPrefix(k->cctx, plen ? content - plen : NULL, plen)))
-                return upk_err(err, UPK_ERR_IO, -EIO, "payload \"%s\": zstd: cannot set the prefix", p->name);
+                return upk_err(err, UPK_ERR_IO, -EIO, "payload \"%s\": zstd: cannot set the prefix",
+                               p->name);
         z = ZSTD_compress2(k->cctx, k->frame, k->frame_cap, content, len);
         if (ZSTD_isError(z))
-                return upk_err(err, UPK_ERR_IO, -EIO, "payload \"%s\": zstd: %s", p->name, ZSTD_getErrorName(z));
+                return upk_err(err, UPK_ERR_IO, -EIO, "payload \"%s\": zstd: %s", p->name,
+                               ZSTD_getErrorName(z));
         /* A frame no smaller than its content is of no use: the block is stored as is. */
         if (z < len) {
                 be->kind = BLOCK_KIND_ZSTD;
@@ -554,8 +556,8 @@ static int chunking(const BundleCreateOptions *opts, ManifestPayload *p, UpkErr 
                                        : p->compression != COMPRESSION_NONE ? COMPRESSION_ZSTD
                                                                             : COMPRESSION_NONE;
         if (p->chunk_compression != COMPRESSION_NONE && p->chunk_compression != COMPRESSION_ZSTD)
-                return upk_err(err, UPK_ERR_MANIFEST, -EINVAL, "payload \"%s\": chunks are stored as none or zstd",
-                               p->name);
+                return upk_err(err, UPK_ERR_MANIFEST, -EINVAL,
+                               "payload \"%s\": chunks are stored as none or zstd", p->name);
         if (p->chunk_compression == COMPRESSION_NONE)
                 p->window = 0;
         else if (!given || p->window == MANIFEST_WINDOW_UNSET)
@@ -635,7 +637,8 @@ static int chunk_all(const BundleCreateOptions *opts, const char *dir, const cha
         k->zindex = malloc(bound);
         if (!k->zindex)
                 return upk_err_oom(err);
-        z = ZSTD_compress(k->zindex, bound, k->index ?: (const void *)"", k->index_size, CHUNK_INDEX_ZSTD_LEVEL);
+        z = ZSTD_compress(k->zindex, bound, k->index ?: (const void *)"", k->index_size,
+                          CHUNK_INDEX_ZSTD_LEVEL);
         if (ZSTD_isError(z))
                 return upk_err(err, UPK_ERR_IO, -EIO, "chunks.idx: zstd: %s", ZSTD_getErrorName(z));
         if (z > CHUNK_INDEX_SIZE_MAX)

@@ -181,7 +181,8 @@ int chunk_index_parse(const void *data, size_t size, const Manifest *m, ChunkInd
                 return r;
         if (size != need)
                 return upk_err(err, UPK_ERR_FORMAT, -EBADMSG,
-                               "chunks.idx: %zu bytes, the payloads' chunks and blocks need %zu", size, need);
+                               "chunks.idx: %zu bytes, the payloads' chunks and blocks need %zu", size,
+                               need);
         for (size_t i = 0; i < m->n_payloads; i++) {
                 n_chunks += m->payloads[i].chunk_count;
                 n_blocks += manifest_block_count(&m->payloads[i]);

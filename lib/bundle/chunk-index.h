@@ -10,14 +10,14 @@
 #include "error.h"
 #include "manifest.h"
 
-#define CHUNK_INDEX_NAME     "chunks.idx"
-#define CHUNK_ENTRY_SIZE     64u
-#define BLOCK_ENTRY_SIZE     8u
-#define BLOCK_MATCH_SIZE     5u
-#define CHUNK_SIZE_DEFAULT   262144u
-#define BLOCK_SIZE_DEFAULT   4096u
-#define WINDOW_DEFAULT       262144u
-#define CHUNK_INDEX_SIZE_MAX MANIFEST_INDEX_SIZE_MAX
+#define CHUNK_INDEX_NAME       "chunks.idx"
+#define CHUNK_ENTRY_SIZE       64u
+#define BLOCK_ENTRY_SIZE       8u
+#define BLOCK_MATCH_SIZE       5u
+#define CHUNK_SIZE_DEFAULT     262144u
+#define BLOCK_SIZE_DEFAULT     4096u
+#define WINDOW_DEFAULT         262144u
+#define CHUNK_INDEX_SIZE_MAX   MANIFEST_INDEX_SIZE_MAX
 #define CHUNK_INDEX_ZSTD_LEVEL 19 /* the index is small and fetched by every delta */
 
 typedef enum BlockKind {

@@ -287,7 +287,8 @@ static int check_chunks(const char *path, const ManifestPayload *p, UpkErr *err)
                            p->block_size, p->chunk_size);
         if (p->chunk_compression == COMPRESSION_NONE && p->window != 0)
                 return bad(err,
-                           "%s.chunks.window: %" PRIu32 ", but a payload whose blocks are not compressed has "
+                           "%s.chunks.window: %" PRIu32
+                           ", but a payload whose blocks are not compressed has "
                            "window 0",
                            path, p->window);
         if (p->chunk_count != want)
@@ -827,7 +828,8 @@ static bool payload_serialisable(const ManifestPayload *p, int format)
                 return p->has_digest && p->has_installed_size && p->has_chunks &&
                        power_of_two_in(p->chunk_size, MANIFEST_CHUNK_SIZE_MIN, MANIFEST_CHUNK_SIZE_MAX) &&
                        power_of_two_in(p->block_size, MANIFEST_BLOCK_SIZE_MIN, MANIFEST_BLOCK_SIZE_MAX) &&
-                       (p->window == 0 || power_of_two_in(p->window, MANIFEST_WINDOW_MIN, MANIFEST_WINDOW_MAX)) &&
+                       (p->window == 0 ||
+                        power_of_two_in(p->window, MANIFEST_WINDOW_MIN, MANIFEST_WINDOW_MAX)) &&
                        (p->chunk_compression == COMPRESSION_NONE ||
                         p->chunk_compression == COMPRESSION_ZSTD) &&
                        check_chunks("", p, NULL) >= 0;

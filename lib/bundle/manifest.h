@@ -20,11 +20,11 @@
 #define MANIFEST_PAYLOAD_SIZE_MAX (UINT64_C(1) << 46) /* 64 TiB: any size above is an attack */
 #define MANIFEST_CHUNK_SIZE_MIN   4096u               /* format 2: chunks.size, a power of two */
 #define MANIFEST_CHUNK_SIZE_MAX   (1024u * 1024u)
-#define MANIFEST_BLOCK_SIZE_MIN   4096u               /* format 2: chunks.block, a power of two */
+#define MANIFEST_BLOCK_SIZE_MIN   4096u /* format 2: chunks.block, a power of two */
 #define MANIFEST_BLOCK_SIZE_MAX   32768u
 #define MANIFEST_WINDOW_MIN       4096u /* format 2: chunks.window, 0 or a power of two */
 #define MANIFEST_WINDOW_MAX       (8u * 1024u * 1024u)
-#define MANIFEST_WINDOW_UNSET     UINT32_MAX /* a template that does not give chunks.window */
+#define MANIFEST_WINDOW_UNSET     UINT32_MAX            /* a template that does not give chunks.window */
 #define MANIFEST_INDEX_SIZE_MAX   (64u * 1024u * 1024u) /* bytes of chunks.idx, stored and decompressed */
 
 typedef enum Compression {

@@ -32,10 +32,12 @@ static void check_rules(const Manifest *m, const ChunkIndex *idx)
 
                                 if (blen == 0 || be->kind >= _BLOCK_KIND_MAX)
                                         abort();
-                                if (be->kind != BLOCK_KIND_STORED && p->chunk_compression != COMPRESSION_ZSTD)
+                                if (be->kind != BLOCK_KIND_STORED &&
+                                    p->chunk_compression != COMPRESSION_ZSTD)
                                         abort();
                                 if ((be->kind == BLOCK_KIND_STORED && be->stored_len != blen) ||
-                                    (be->kind == BLOCK_KIND_ZSTD && (be->stored_len == 0 || be->stored_len >= blen)) ||
+                                    (be->kind == BLOCK_KIND_ZSTD &&
+                                     (be->stored_len == 0 || be->stored_len >= blen)) ||
                                     (be->kind == BLOCK_KIND_ZERO && be->stored_len != 0))
                                         abort();
                                 sum += be->stored_len;

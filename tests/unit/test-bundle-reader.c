@@ -894,9 +894,10 @@ TEST(format2_extract_and_info)
                 size_t need;
                 ASSERT_OK(chunk_index_content_size(bundle_get_manifest(b), &need, NULL));
                 /* 64-byte chunk entries and 8-byte block entries of 4 KiB blocks, for 5 + 4 chunks. */
-                ASSERT_EQ(need, (5u + 4u) * 64u + (manifest_block_count(&bundle_get_manifest(b)->payloads[0]) +
-                                                     manifest_block_count(&bundle_get_manifest(b)->payloads[1])) *
-                                                            8u);
+                ASSERT_EQ(need,
+                          (5u + 4u) * 64u + (manifest_block_count(&bundle_get_manifest(b)->payloads[0]) +
+                                             manifest_block_count(&bundle_get_manifest(b)->payloads[1])) *
+                                                    8u);
                 ASSERT_EQ(ZSTD_getFrameContentSize(raw, raw_size), need);
         }
         ASSERT_OK_E(bundle_extract(b, "out", &err), &err);

@@ -29,8 +29,8 @@ static char *manifest2(uint64_t img_size, const char *img_compression, unsigned 
 #define IMG_SIZE   (3000 + 1808)
 #define INDEX_SIZE (2 * CHUNK_ENTRY_SIZE + 3 * BLOCK_ENTRY_SIZE + CHUNK_ENTRY_SIZE + BLOCK_ENTRY_SIZE)
 /* Where the entries lie in the index content. */
-#define IMG_CHUNK(i) ((i) * CHUNK_ENTRY_SIZE)
-#define IMG_BLOCK(j) (2 * CHUNK_ENTRY_SIZE + (j) * BLOCK_ENTRY_SIZE)
+#define IMG_CHUNK(i) ((i)*CHUNK_ENTRY_SIZE)
+#define IMG_BLOCK(j) (2 * CHUNK_ENTRY_SIZE + (j)*BLOCK_ENTRY_SIZE)
 #define CFG_CHUNK    (IMG_BLOCK(3))
 #define CFG_BLOCK    (CFG_CHUNK + CHUNK_ENTRY_SIZE)
 
@@ -149,9 +149,11 @@ TEST(rules)
                 { IMG_BLOCK(0), 3, "block 0: unknown kind 3" },
                 { IMG_BLOCK(2) + 2, 0xff, "block 2: stored as is, but its stored length" },
                 { IMG_BLOCK(1) + 7, 1, "block 1: zeros, but its match key is not zero" },
-                { IMG_CHUNK(1) + 40, 0x00, "chunk 1: stored as is, but its stored and content hashes differ" },
-                { CFG_BLOCK, BLOCK_KIND_ZERO, "payload \"cfg\": block 0: kind 2 in a payload whose "
-                                              "chunks.compression is none" },
+                { IMG_CHUNK(1) + 40, 0x00,
+                  "chunk 1: stored as is, but its stored and content hashes differ" },
+                { CFG_BLOCK, BLOCK_KIND_ZERO,
+                  "payload \"cfg\": block 0: kind 2 in a payload whose "
+                  "chunks.compression is none" },
         };
         _cleanup_free_ char *json = manifest2(IMG_SIZE, "zstd", 4096, 4096);
         _cleanup_(manifest_freep) Manifest *m = parse2(json);
@@ -290,43 +292,54 @@ TEST(manifest_format2)
         "\"index\": {\"size\": 72, \"sha256\": \"" SHA_A                              \
         "\"}, \"payloads\": [{\"name\": \"img\", \"file\": "                          \
         "\"img\", \"handler\": \"raw\", \"slot_class\": \"rootfs\", " x "}]}"
-                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": 4096, \"count\": 1, "
+                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": "
+                          "4096, \"count\": 1, "
                           "\"compression\": \"none\", \"window\": 0}"),
                   NULL },
                 { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"sha256\": \"" SHA_A
-                          "\", \"chunks\": {\"size\": 4096, \"block\": 4096, \"count\": 1, \"compression\": \"none\", \"window\": 0}"),
+                          "\", \"chunks\": {\"size\": 4096, \"block\": 4096, \"count\": 1, \"compression\": "
+                          "\"none\", \"window\": 0}"),
                   "payloads[0].sha256: not in format 2" },
                 { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"compression\": \"zstd\", \"chunks\": "
                           "{\"size\": "
                           "4096, \"block\": 4096, \"count\": 1, \"compression\": \"none\", \"window\": 0}"),
                   "payloads[0].compression: not in format 2" },
                 { PAYLOAD("\"size\": 5, \"installed_size\": 5"), "missing required key \"chunks\"" },
-                { PAYLOAD("\"size\": 5, \"chunks\": {\"size\": 4096, \"block\": 4096, \"count\": 1, \"compression\": "
+                { PAYLOAD("\"size\": 5, \"chunks\": {\"size\": 4096, \"block\": 4096, \"count\": 1, "
+                          "\"compression\": "
                           "\"none\"}"),
                   "missing required key \"installed_size\"" },
-                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4095, \"block\": 4096, \"count\": 1, "
+                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4095, \"block\": "
+                          "4096, \"count\": 1, "
                           "\"compression\": \"none\", \"window\": 0}"),
                   "payloads[0].chunks.size 4095: expected a power of two" },
-                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 2048, \"block\": 4096, \"count\": 1, "
+                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 2048, \"block\": "
+                          "4096, \"count\": 1, "
                           "\"compression\": \"none\", \"window\": 0}"),
                   "payloads[0].chunks.size 2048: expected a power of two" },
-                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 2097152, \"block\": 4096, \"count\": "
+                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 2097152, \"block\": "
+                          "4096, \"count\": "
                           "1, "
                           "\"compression\": \"none\", \"window\": 0}"),
                   "payloads[0].chunks.size" },
-                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": 4096, \"count\": 2, "
+                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": "
+                          "4096, \"count\": 2, "
                           "\"compression\": \"none\", \"window\": 0}"),
                   "payloads[0].chunks.count: 2, but installed_size 5 in chunks of 4096 bytes makes 1" },
-                { PAYLOAD("\"size\": 4, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": 4096, \"count\": 1, "
+                { PAYLOAD("\"size\": 4, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": "
+                          "4096, \"count\": 1, "
                           "\"compression\": \"none\", \"window\": 0}"),
                   "differs from installed_size 5" },
-                { PAYLOAD("\"size\": 6, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": 4096, \"count\": 1, "
+                { PAYLOAD("\"size\": 6, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": "
+                          "4096, \"count\": 1, "
                           "\"compression\": \"zstd\", \"window\": 0}"),
                   "is more than installed_size" },
-                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": 4096, \"count\": 1, "
+                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": "
+                          "4096, \"count\": 1, "
                           "\"compression\": \"xz\", \"window\": 0}"),
                   "expected none or zstd" },
-                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": 4096, \"count\": 1, "
+                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": "
+                          "4096, \"count\": 1, "
                           "\"compression\": \"none\", \"window\": 0, \"x\": 1}"),
                   "payloads[0].chunks" },
                 { "{\"format\": 2, \"compatible\": \"gw\", \"version\": \"1.0.0\", \"build\": "
@@ -353,25 +366,32 @@ TEST(manifest_format2)
                   "\"raw\", \"slot_class\": \"rootfs\", \"size\": 5, \"sha256\": \"" SHA_A
                   "\", \"chunks\": {\"size\": 4096}}]}",
                   "payloads[0].chunks: only in format 2" },
-                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": 8192, "
+                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": "
+                          "8192, "
                           "\"count\": 1, \"compression\": \"none\", \"window\": 0}"),
                   "payloads[0].chunks.block: 8192 is more than the chunk size 4096" },
-                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": 2048, "
+                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": "
+                          "2048, "
                           "\"count\": 1, \"compression\": \"none\", \"window\": 0}"),
                   "payloads[0].chunks.block 2048: expected a power of two from 4096 to 32768" },
-                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": 4096, "
+                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": "
+                          "4096, "
                           "\"count\": 1, \"compression\": \"none\", \"window\": 4096}"),
-                  "payloads[0].chunks.window: 4096, but a payload whose blocks are not compressed has window 0" },
-                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": 4096, "
+                  "payloads[0].chunks.window: 4096, but a payload whose blocks are not compressed has "
+                  "window 0" },
+                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": "
+                          "4096, "
                           "\"count\": 1, \"compression\": \"zstd\", \"window\": 5000}"),
                   "payloads[0].chunks.window 5000: expected 0 or a power of two" },
-                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": 4096, "
+                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": "
+                          "4096, "
                           "\"count\": 1, \"compression\": \"zstd\", \"window\": 16777216}"),
                   "payloads[0].chunks.window" },
                 { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"count\": 1, "
                           "\"compression\": \"none\", \"window\": 0}"),
                   "missing required key \"block\"" },
-                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": 4096, "
+                { PAYLOAD("\"size\": 5, \"installed_size\": 5, \"chunks\": {\"size\": 4096, \"block\": "
+                          "4096, "
                           "\"count\": 1, \"compression\": \"none\"}"),
                   "missing required key \"window\"" },
 #undef PAYLOAD
@@ -394,8 +414,7 @@ TEST(manifest_format2)
 /* Parse, serialise, parse: the same manifest, and the same bytes again. */
 TEST(manifest_format2_round_trip)
 {
-        _cleanup_free_ char *json = manifest2(IMG_SIZE, "zstd", 4096, 4096), *out = NULL,
-                            *out2 = NULL;
+        _cleanup_free_ char *json = manifest2(IMG_SIZE, "zstd", 4096, 4096), *out = NULL, *out2 = NULL;
         _cleanup_(manifest_freep) Manifest *m = parse2(json), *m2 = NULL;
         size_t n, n2;
 
