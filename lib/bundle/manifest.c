@@ -168,14 +168,19 @@ static const char *const payload_keys[] = {
 static const char *const index_keys[] = { "size", "sha256", NULL };
 static const char *const chunks_keys[] = { "size", "block", "count", "compression", "window", NULL };
 
+/* The length of piece i when `total` bytes are cut into pieces of `size` (the last may be shorter). */
+static uint32_t piece_length(uint64_t total, uint32_t size, uint64_t i)
+{
+        uint64_t start = i * size;
+
+        if (start >= total)
+                return 0;
+        return (uint32_t)(total - start < size ? total - start : size);
+}
+
 uint32_t manifest_chunk_length(const ManifestPayload *p, uint64_t i)
 {
-        uint64_t start = i * p->chunk_size;
-
-        if (start >= p->installed_size)
-                return 0;
-        return (uint32_t)(p->installed_size - start < p->chunk_size ? p->installed_size - start
-                                                                    : p->chunk_size);
+        return piece_length(p->installed_size, p->chunk_size, i);
 }
 
 uint64_t manifest_block_count(const ManifestPayload *p)
@@ -187,12 +192,7 @@ uint64_t manifest_block_count(const ManifestPayload *p)
 
 uint32_t manifest_block_length(const ManifestPayload *p, uint64_t j)
 {
-        uint64_t start = j * p->block_size;
-
-        if (start >= p->installed_size)
-                return 0;
-        return (uint32_t)(p->installed_size - start < p->block_size ? p->installed_size - start
-                                                                    : p->block_size);
+        return piece_length(p->installed_size, p->block_size, j);
 }
 
 static bool power_of_two_in(uint64_t v, uint64_t lo, uint64_t hi)
