@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "chunk-index.h"
+#include "fileio.h"
 #include "util.h"
 
 #define READ_SIZE   (1024u * 1024u)
@@ -135,4 +136,131 @@ size_t block_table_size(const BlockTable *t)
 uint32_t block_table_block_size(const BlockTable *t)
 {
         return t->block_size;
+}
+
+/* The file: "UPKBLKT1", block size (u32), slot size (u64), the origin (32 bytes), the entry count (u64),
+ * the entries (u64 each, sorted), then the SHA-256 of everything before it; integers big-endian. */
+#define FILE_MAGIC     "UPKBLKT1"
+#define FILE_HEAD_SIZE (8u + 4u + 8u + BLOCK_TABLE_ORIGIN_SIZE + 8u)
+#define FILE_SIZE_MAX  (FILE_HEAD_SIZE + (size_t)(BLOCKNO_MAX + 1) * 8u + 32u)
+
+static void put_be(uint8_t *p, uint64_t v, unsigned bytes)
+{
+        for (unsigned i = 0; i < bytes; i++)
+                p[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
+}
+
+static uint64_t get_be(const uint8_t *p, unsigned bytes)
+{
+        uint64_t v = 0;
+
+        for (unsigned i = 0; i < bytes; i++)
+                v = v << 8 | p[i];
+        return v;
+}
+
+int block_table_serialise(const BlockTable *t, uint64_t slot_size, const uint8_t *origin, uint8_t **ret,
+                          size_t *ret_size, UpkErr *err)
+{
+        size_t size = FILE_HEAD_SIZE + t->n * 8 + 32;
+        uint8_t *d = malloc(size), *p;
+
+        if (!d)
+                return upk_err_oom(err);
+        memcpy(d, FILE_MAGIC, 8);
+        put_be(d + 8, t->block_size, 4);
+        put_be(d + 12, slot_size, 8);
+        memcpy(d + 20, origin, BLOCK_TABLE_ORIGIN_SIZE);
+        put_be(d + 20 + BLOCK_TABLE_ORIGIN_SIZE, t->n, 8);
+        p = d + FILE_HEAD_SIZE;
+        for (size_t i = 0; i < t->n; i++, p += 8)
+                put_be(p, t->entries[i], 8);
+        SHA256(d, size - 32, p);
+        *ret = d;
+        *ret_size = size;
+        return 0;
+}
+
+static int bad_table(UpkErr *err, const char *what)
+{
+        return upk_err(err, UPK_ERR_FORMAT, -EBADMSG, "block table: %s", what);
+}
+
+int block_table_parse(const void *data, size_t size, uint64_t slot_size, uint32_t block_size,
+                      const uint8_t *origin, BlockTable **ret, UpkErr *err)
+{
+        _cleanup_(block_table_freep) BlockTable *t = NULL;
+        const uint8_t *d = data;
+        uint64_t n, nblocks, prev = 0;
+        uint8_t digest[32];
+
+        if (size < FILE_HEAD_SIZE + 32 || memcmp(d, FILE_MAGIC, 8) != 0)
+                return bad_table(err, "not a block table file");
+        n = get_be(d + 20 + BLOCK_TABLE_ORIGIN_SIZE, 8);
+        if (n > BLOCKNO_MAX + 1 || size != FILE_HEAD_SIZE + n * 8 + 32)
+                return bad_table(err, "its length does not match its entry count");
+        if (!SHA256(d, size - 32, digest) || memcmp(digest, d + size - 32, 32) != 0)
+                return bad_table(err, "checksum mismatch");
+        if (get_be(d + 8, 4) != block_size || get_be(d + 12, 8) != slot_size ||
+            memcmp(d + 20, origin, BLOCK_TABLE_ORIGIN_SIZE) != 0)
+                return upk_err(err, UPK_ERR_FORMAT, -ESTALE,
+                               "block table: made for another slot content or block size");
+        if (block_size == 0)
+                return bad_table(err, "block size 0");
+        nblocks = slot_size / block_size + (slot_size % block_size != 0);
+        t = calloc(1, sizeof(*t));
+        if (!t)
+                return upk_err_oom(err);
+        t->block_size = block_size;
+        t->entries = malloc((size_t)(n ?: 1) * sizeof(uint64_t));
+        if (!t->entries)
+                return upk_err_oom(err);
+        for (uint64_t i = 0; i < n; i++) {
+                uint64_t e = get_be(d + FILE_HEAD_SIZE + i * 8, 8);
+
+                if (i > 0 && e <= prev)
+                        return bad_table(err, "entries out of order");
+                if ((e & BLOCKNO_MAX) >= nblocks)
+                        return bad_table(err, "an entry names a block past the slot's end");
+                t->entries[i] = prev = e;
+        }
+        t->n = (size_t)n;
+        *ret = TAKE_PTR(t);
+        return 0;
+}
+
+int block_table_save(const BlockTable *t, const char *dir, const char *name, uint64_t slot_size,
+                     const uint8_t *origin, UpkErr *err)
+{
+        _cleanup_free_ uint8_t *d = NULL;
+        size_t size;
+        int r;
+
+        r = block_table_serialise(t, slot_size, origin, &d, &size, err);
+        if (r < 0)
+                return r;
+        r = write_file_atomic(dir, name, d, size, 0600);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_IO, r, "%s/%s: cannot write: %m", dir, name);
+        return 0;
+}
+
+int block_table_load(const char *dir, const char *name, uint64_t slot_size, uint32_t block_size,
+                     const uint8_t *origin, BlockTable **ret, UpkErr *err)
+{
+        _cleanup_free_ char *path = strdup_printf("%s/%s", dir, name), *data = NULL;
+        size_t size;
+        int r;
+
+        if (!path)
+                return upk_err_oom(err);
+        r = read_full_file(path, FILE_SIZE_MAX, &data, &size);
+        if (r == -ENOENT)
+                return r;
+        if (r < 0)
+                return upk_err(err, UPK_ERR_IO, r, "%s: cannot read: %m", path);
+        r = block_table_parse(data, size, slot_size, block_size, origin, ret, err);
+        if (r < 0)
+                return upk_err_prefix(err, "%s", path);
+        return 0;
 }

@@ -27,3 +27,20 @@ int64_t block_table_find(const BlockTable *t, const uint8_t *key);
 /* How many blocks the table holds (blocks of zeros are not held). */
 size_t block_table_size(const BlockTable *t);
 uint32_t block_table_block_size(const BlockTable *t);
+
+/* The table as a file in the data folder, so that a slot is hashed once, not at every update. `origin`
+ * is what the caller computed the table over (a digest of the slot's path, size and the payload installed
+ * in it, say): a table saved with another origin, block size or slot size is not used (-ESTALE). */
+#define BLOCK_TABLE_ORIGIN_SIZE 32u
+int block_table_serialise(const BlockTable *t, uint64_t slot_size, const uint8_t *origin, uint8_t **ret,
+                          size_t *ret_size, UpkErr *err);
+/* Parse a serialised table and check it: its layout, its checksum, the entries sorted and within the
+ * slot; and its origin, block size and slot size against the caller's. -EBADMSG naming the rule, -ESTALE
+ * for a table of something else. */
+int block_table_parse(const void *data, size_t size, uint64_t slot_size, uint32_t block_size,
+                      const uint8_t *origin, BlockTable **ret, UpkErr *err);
+int block_table_save(const BlockTable *t, const char *dir, const char *name, uint64_t slot_size,
+                     const uint8_t *origin, UpkErr *err);
+/* -ENOENT (without an error message) when there is no saved table. */
+int block_table_load(const char *dir, const char *name, uint64_t slot_size, uint32_t block_size,
+                     const uint8_t *origin, BlockTable **ret, UpkErr *err);

@@ -93,3 +93,99 @@ TEST(short_slot_and_cancel)
         ASSERT_TRUE(!t);
         close(fd);
 }
+
+static BlockTable *table_of(const uint8_t *img, size_t size)
+{
+        BlockTable *t = NULL;
+        UpkErr err = {};
+        int fd;
+
+        test_write_file("slot.img", img, size);
+        fd = open("slot.img", O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK_E(block_table_compute(fd, "slot.img", size, B, NULL, NULL, &t, &err), &err);
+        close(fd);
+        return t;
+}
+
+/* Saved and loaded: the same lookups; another origin, block size or slot size is -ESTALE; every rule of
+ * the file broken once is -EBADMSG; no file is -ENOENT. */
+TEST(saved_and_loaded)
+{
+        const size_t size = 40 * B;
+        _cleanup_free_ uint8_t *img = calloc(1, size), *d = NULL;
+        _cleanup_(block_table_freep) BlockTable *t = NULL, *u = NULL;
+        uint8_t origin[BLOCK_TABLE_ORIGIN_SIZE], other[BLOCK_TABLE_ORIGIN_SIZE], key[BLOCK_MATCH_SIZE];
+        _cleanup_free_ char *cwd = test_cwd_path(".");
+        size_t n;
+        UpkErr err = {};
+
+        ASSERT_TRUE(img);
+        for (size_t j = 0; j < 40; j += 2)
+                fill(img + j * B, B, (unsigned)j);
+        t = table_of(img, size);
+        memset(origin, 0x5a, sizeof(origin));
+        memset(other, 0xa5, sizeof(other));
+        ASSERT_EQ(block_table_load(cwd, "t.tbl", size, B, origin, &u, &err), -ENOENT);
+        ASSERT_OK_E(block_table_save(t, cwd, "t.tbl", size, origin, &err), &err);
+        ASSERT_OK_E(block_table_load(cwd, "t.tbl", size, B, origin, &u, &err), &err);
+        ASSERT_EQ(block_table_size(u), 20u);
+        for (size_t j = 0; j < 40; j += 2) {
+                key_of(img + j * B, B, key);
+                ASSERT_EQ(block_table_find(u, key), (int64_t)j);
+        }
+        block_table_free(u);
+        u = NULL;
+        ASSERT_UPK_ERR(block_table_load(cwd, "t.tbl", size, B, other, &u, &err), &err, -ESTALE,
+                       UPK_ERR_FORMAT, "another slot content");
+        ASSERT_UPK_ERR(block_table_load(cwd, "t.tbl", size + 1, B, origin, &u, &err), &err, -ESTALE,
+                       UPK_ERR_FORMAT, "another slot content");
+        ASSERT_UPK_ERR(block_table_load(cwd, "t.tbl", size, 2 * B, origin, &u, &err), &err, -ESTALE,
+                       UPK_ERR_FORMAT, "another slot content");
+
+        ASSERT_OK_E(block_table_serialise(t, size, origin, &d, &n, &err), &err);
+        {
+                static const struct {
+                        size_t at;
+                        const char *message;
+                } cases[] = {
+                        { 0, "not a block table file" },
+                        { 20 + BLOCK_TABLE_ORIGIN_SIZE + 7, "its length does not match its entry count" },
+                        { 60 + 3, "checksum mismatch" }, /* an entry's key */
+                };
+                for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                        d[cases[i].at] ^= 1;
+                        ASSERT_UPK_ERR(block_table_parse(d, n, size, B, origin, &u, &err), &err, -EBADMSG,
+                                       UPK_ERR_FORMAT, cases[i].message);
+                        d[cases[i].at] ^= 1;
+                }
+                ASSERT_UPK_ERR(block_table_parse(d, n - 1, size, B, origin, &u, &err), &err, -EBADMSG,
+                               UPK_ERR_FORMAT, "its length does not match");
+        }
+        /* A table whose entries are out of order or past the slot, with a right checksum: refused. */
+        {
+                uint8_t tmp[8];
+
+                memcpy(tmp, d + 60, 8);
+                memcpy(d + 60, d + 68, 8);
+                memcpy(d + 68, tmp, 8);
+                SHA256(d, n - 32, d + n - 32);
+                ASSERT_UPK_ERR(block_table_parse(d, n, size, B, origin, &u, &err), &err, -EBADMSG,
+                               UPK_ERR_FORMAT, "entries out of order");
+                ASSERT_UPK_ERR(block_table_parse(d, n, 8 * B, B, origin, &u, &err), &err, -ESTALE,
+                               UPK_ERR_FORMAT, "another slot content");
+        }
+        /* The last entry (the largest key) names block 2^24 - 1, past the slot's 40 blocks. */
+        {
+                block_table_free(t);
+                t = table_of(img, size);
+                free(d);
+                d = NULL;
+                ASSERT_OK_E(block_table_serialise(t, size, origin, &d, &n, &err), &err);
+                d[n - 32 - 3] = d[n - 32 - 2] = d[n - 32 - 1] = 0xff;
+                SHA256(d, n - 32, d + n - 32);
+                ASSERT_UPK_ERR(block_table_parse(d, n, size, B, origin, &u, &err), &err, -EBADMSG,
+                               UPK_ERR_FORMAT, "an entry names a block past the slot's end");
+        }
+        ASSERT_TRUE(!u);
+}
