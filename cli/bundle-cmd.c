@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "bundle.h"
+#include "chunk-index.h"
 #include "cli.h"
 
 #define ZSTD_LEVEL_MAX 19 /* zstd's levels above need --ultra memory on the reading side as well */
@@ -240,6 +241,28 @@ static void print_size(const char *label, uint64_t v)
         printf("  %-15s %" PRIu64 " bytes\n", label, v);
 }
 
+/* A format-2 payload's blocks by how they are stored: as is, zstd frames, zeros. */
+typedef struct BlockCounts {
+        uint64_t n[_BLOCK_KIND_MAX];
+        uint64_t stored[_BLOCK_KIND_MAX];
+} BlockCounts;
+
+static BlockCounts block_counts(const Bundle *b, size_t payload)
+{
+        const ChunkIndex *idx = bundle_get_index(b);
+        BlockCounts c = {};
+
+        if (!idx || idx->first[payload] == idx->first[payload + 1])
+                return c;
+        for (size_t i = idx->first[payload]; i < idx->first[payload + 1]; i++)
+                for (uint32_t k = 0; k < idx->entries[i].n_blocks; k++) {
+                        const BlockEntry *e = &idx->blocks[idx->entries[i].first_block + k];
+                        c.n[e->kind]++;
+                        c.stored[e->kind] += e->stored_len;
+                }
+        return c;
+}
+
 static void info_human(const char *path, const Bundle *b)
 {
         const Manifest *m = bundle_get_manifest(b);
@@ -294,6 +317,14 @@ static void info_human(const char *path, const Bundle *b)
                         if (p->window)
                                 printf(" with a window of %" PRIu32 " bytes", p->window);
                         putchar('\n');
+                        {
+                                BlockCounts c = block_counts(b, i);
+                                printf("  %-15s %" PRIu64 " as is (%" PRIu64 " bytes), %" PRIu64
+                                       " zstd (%" PRIu64 " bytes), %" PRIu64 " zeros\n",
+                                       "blocks", c.n[BLOCK_KIND_STORED], c.stored[BLOCK_KIND_STORED],
+                                       c.n[BLOCK_KIND_ZSTD], c.stored[BLOCK_KIND_ZSTD],
+                                       c.n[BLOCK_KIND_ZERO]);
+                        }
                         continue;
                 }
                 printf("  %-15s %s\n", "sha256", hex);
@@ -355,6 +386,21 @@ static int info_json(const char *path, const Bundle *b)
                                 po, "compression",
                                 json_object_new_string(compression_to_string(p->chunk_compression)));
                         json_object_object_add(po, "identity", json_object_new_string(hex));
+                        {
+                                BlockCounts c = block_counts(b, i);
+                                json_object *bo = json_object_new_object();
+                                static const char *const names[_BLOCK_KIND_MAX] = { "stored", "zstd",
+                                                                                    "zeros" };
+
+                                for (int k = 0; k < _BLOCK_KIND_MAX; k++) {
+                                        json_object *ko = json_object_new_object();
+                                        json_object_object_add(ko, "count", json_object_new_uint64(c.n[k]));
+                                        json_object_object_add(ko, "bytes",
+                                                               json_object_new_uint64(c.stored[k]));
+                                        json_object_object_add(bo, names[k], ko);
+                                }
+                                json_object_object_add(po, "blocks", bo);
+                        }
                         json_object_array_add(arr, po);
                 }
         }

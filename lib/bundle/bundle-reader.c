@@ -625,6 +625,11 @@ void bundle_get_raw_index(const Bundle *b, const void **ret, size_t *ret_size)
         *ret_size = b->index_size;
 }
 
+const ChunkIndex *bundle_get_index(const Bundle *b)
+{
+        return b->index;
+}
+
 uint64_t bundle_get_position(const Bundle *b)
 {
         return b->position;

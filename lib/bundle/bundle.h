@@ -49,6 +49,9 @@ void bundle_get_raw(const Bundle *b, const void **ret_manifest, size_t *ret_mani
 
 /* Format 2: the bytes of chunks.idx as stored (checked against the manifest); NULL, 0 in format 1. */
 void bundle_get_raw_index(const Bundle *b, const void **ret, size_t *ret_size);
+/* Format 2: the parsed chunk index (NULL in format 1). */
+typedef struct ChunkIndex ChunkIndex;
+const ChunkIndex *bundle_get_index(const Bundle *b);
 
 typedef enum BundlePayloadMode {
         BUNDLE_PAYLOAD_STORED,       /* the bytes as stored in the bundle */

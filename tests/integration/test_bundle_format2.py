@@ -98,10 +98,17 @@ def test_info_shows_the_chunking(env):
     assert doc["format"] == 2
     for i, (p, e) in enumerate(zip(env.payloads, doc["payloads"])):
         c = m["payloads"][i]["chunks"]
+        entries = block_entries(m, raw, i)
+        blocks = {name: {"count": sum(1 for k, _, _ in entries if k == kind),
+                         "bytes": sum(n for k, n, _ in entries if k == kind)}
+                  for kind, name in enumerate(("stored", "zstd", "zeros"))}
         assert e == {"name": p.name, "size": len(members[p.file]), "installed_size": len(p.raw),
                      "chunk_size": CHUNK_DEFAULT, "block_size": BLOCK_DEFAULT, "chunk_count": c["count"],
                      "compression": c["compression"], "window": c["window"],
-                     "identity": payload_identity(m, raw, i)}, e
+                     "identity": payload_identity(m, raw, i), "blocks": blocks}, e
+        assert (f"blocks          {blocks['stored']['count']} as is ({blocks['stored']['bytes']} bytes), "
+                f"{blocks['zstd']['count']} zstd ({blocks['zstd']['bytes']} bytes), "
+                f"{blocks['zeros']['count']} zeros\n") in res.stdout, describe(res)
         assert f"identity        {e['identity']}" in res.stdout, describe(res)
         window = f" with a window of {c['window']} bytes" if c["window"] else ""
         assert (f"chunks          {c['count']} of {CHUNK_DEFAULT} bytes, blocks of {BLOCK_DEFAULT} bytes, "
