@@ -239,7 +239,9 @@ class Cutter:
             # A slot that still holds a rolled-back update, started because the boot environment was
             # lost (a torn U-Boot environment): the daemon refuses it and reboots to the other slot.
             vm.journal_mark()  # reads what the journal stream has so far
-            if attempt == 1 and REFUSED_ROLLED_BACK.search(vm.jbuf, jm):
+            # Wait for the boot after the refusal, unless it came already (the shell came up only on it:
+            # then the last bootloader line is that boot's, and waiting for another would wait in vain).
+            if attempt == 1 and len(boots) == 1 and REFUSED_ROLLED_BACK.search(vm.jbuf, jm):
                 since = mk.end()
                 continue
             break
