@@ -188,8 +188,9 @@ static int verb_create(int argc, char *argv[])
                 return cli_usage_error(
                         "bundle create: --block-size \"%s\": expected a power of two from %u to %u",
                         a.block_size, MANIFEST_BLOCK_SIZE_MIN, MANIFEST_BLOCK_SIZE_MAX);
-        if (a.window && (!parse_number(a.window, 0, MANIFEST_WINDOW_MAX, &window) ||
-                         (window != 0 && (window < (long)MANIFEST_WINDOW_MIN || (window & (window - 1)) != 0))))
+        if (a.window &&
+            (!parse_number(a.window, 0, MANIFEST_WINDOW_MAX, &window) ||
+             (window != 0 && (window < (long)MANIFEST_WINDOW_MIN || (window & (window - 1)) != 0))))
                 return cli_usage_error(
                         "bundle create: --window \"%s\": expected 0 or a power of two from %u to %u",
                         a.window, MANIFEST_WINDOW_MIN, MANIFEST_WINDOW_MAX);
