@@ -22,6 +22,7 @@ enum {
         ARG_CRL,
         ARG_JSON,
         ARG_ALLOW_ANY_EKU,
+        ARG_CONTENT,
         ARG_FORMAT,
         ARG_CHUNK_SIZE,
         ARG_BLOCK_SIZE,
@@ -34,7 +35,7 @@ typedef struct BundleArgs {
         const char *manifest, *cert, *key, *chain, *payload_dir, *output;
         const char *keyring, *crl;
         const char *format, *chunk_size, *block_size, *compression, *zstd_level, *window;
-        bool json, allow_any_eku;
+        bool json, allow_any_eku, content;
         char **pos;
         int n_pos;
 } BundleArgs;
@@ -53,6 +54,7 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
                 { "crl", required_argument, NULL, ARG_CRL },
                 { "json", no_argument, NULL, ARG_JSON },
                 { "allow-any-eku", no_argument, NULL, ARG_ALLOW_ANY_EKU },
+                { "content", no_argument, NULL, ARG_CONTENT },
                 { "format", required_argument, NULL, ARG_FORMAT },
                 { "chunk-size", required_argument, NULL, ARG_CHUNK_SIZE },
                 { "block-size", required_argument, NULL, ARG_BLOCK_SIZE },
@@ -105,6 +107,9 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
                         break;
                 case ARG_ALLOW_ANY_EKU:
                         args->allow_any_eku = true;
+                        break;
+                case ARG_CONTENT:
+                        args->content = true;
                         break;
                 case ARG_FORMAT:
                         args->format = optarg;
@@ -446,9 +451,10 @@ static int open_verified(const char *verb, int argc, char *argv[], int n_pos, Bu
                          UpkErr *err)
 {
         static const int allowed[] = { ARG_KEYRING, ARG_CRL, ARG_ALLOW_ANY_EKU, 0 };
+        static const int allowed_verify[] = { ARG_KEYRING, ARG_CRL, ARG_ALLOW_ANY_EKU, ARG_CONTENT, 0 };
         int r;
 
-        r = parse_args(verb, argc, argv, allowed, a);
+        r = parse_args(verb, argc, argv, streq(verb, "verify") ? allowed_verify : allowed, a);
         if (r != 0)
                 return r;
         if (a->n_pos != n_pos)
@@ -482,6 +488,9 @@ static int verb_verify(int argc, char *argv[])
         r = open_verified("verify", argc, argv, 1, &a, &b, &err);
         if (r != 0)
                 return r;
+        /* What an install checks; --content also the content hashes of chunks whose stored bytes
+         * checked out (the signer's consistency; upkeep-bundle(5), Verification). */
+        bundle_set_content_check(b, a.content);
         r = bundle_verify_rest(b, &err);
         if (r < 0)
                 return cli_report(a.pos[0], &err);

@@ -66,10 +66,11 @@ struct Bundle {
         bool tee_handed;         /* tee_buf went out with the last call: start it anew */
         UpkErr first_err;        /* what made the reader stop, repeated to every later call */
         bool defer_hash;         /* see bundle_set_deferred_hashing() */
+        bool skip_content_check; /* see bundle_set_content_check() */
         const void *pending_buf; /* the block handed out last, not hashed yet */
         size_t pending_len;
-        /* Format 2, deferred: the content of the zstd chunk handed out last, whose stored bytes were
-         * checked before it was decompressed, and whose content hash is checked while the caller uses it. */
+        /* Format 2, deferred: the content handed out last that did not come from verified stored bytes
+         * (a delta's), whose content check the caller may take over (bundle_take_content_check()). */
         const uint8_t *pending_content;
         size_t pending_content_len;
         const uint8_t *pending_content_sha256;
@@ -682,6 +683,33 @@ int bundle_hash_pending(Bundle *b, UpkErr *err)
         return 0;
 }
 
+bool bundle_take_content_check(Bundle *b, BundleContentCheck *ret)
+{
+        const ManifestPayload *p = b->cur;
+        uint64_t start;
+
+        if (!b->pending_content)
+                return false;
+        start = b->pending_chunk * p->chunk_size;
+        memcpy(ret->sha256, b->pending_content_sha256, 32);
+        (void)snprintf(ret->message, sizeof(ret->message),
+                       "payload \"%s\": chunk %llu (bytes %llu..%llu): content sha256 mismatch", p->name,
+                       (unsigned long long)b->pending_chunk, (unsigned long long)start,
+                       (unsigned long long)(start + manifest_chunk_length(p, b->pending_chunk) - 1));
+        b->pending_content = NULL;
+        return true;
+}
+
+bool bundle_has_pending_hash(const Bundle *b)
+{
+        return b->pending_content || b->pending_buf;
+}
+
+void bundle_set_content_check(Bundle *b, bool check)
+{
+        b->skip_content_check = !check;
+}
+
 void bundle_set_deferred_hashing(Bundle *b, bool defer)
 {
         b->defer_hash = defer;
@@ -1250,16 +1278,10 @@ static int chunk_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr 
                 r = decode_blocks(b, e, stored, err);
                 if (r < 0)
                         return r;
-                /* The stored bytes, checked above, fix the content (the prefix is content checked
-                 * before): a caller that overlaps hashing with its own work (bundle_set_deferred_hashing())
-                 * may have the content hash checked while it uses the chunk; a mismatch (an inconsistent
-                 * index from the signer) still fails the payload before it ends. */
-                if (b->defer_hash) {
-                        b->pending_content = content;
-                        b->pending_content_len = len;
-                        b->pending_content_sha256 = e->content_sha256;
-                        b->pending_chunk = b->cur_chunk;
-                } else {
+                /* The stored bytes, checked above, fix the content (the prefix is content decoded from
+                 * bytes checked before, and zstd decodes deterministically): an installer does not
+                 * hash it again (bundle_set_content_check()). */
+                if (!b->skip_content_check) {
                         r = check_content(b, content, len, e->content_sha256, b->cur_chunk, err);
                         if (r < 0)
                                 return r;

@@ -166,6 +166,7 @@ static int write_payloads(Job *j, UpkErr *err)
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot start the writer thread: %m");
         bundle_set_deferred_hashing(j->bundle, true);
+        bundle_set_content_check(j->bundle, false); /* the checked stored bytes fix the content */
         if (install_crash_write_at(&crash_at))
                 writer_crash_after(w, crash_at);
 
@@ -193,12 +194,27 @@ static int write_payloads(Job *j, UpkErr *err)
                 if (r < 0)
                         return r;
                 writer_set_handler(w, h);
-                /* The writer thread copies each block while this thread hashes it, and writes while
-                 * this thread reads the next. */
+                /* The writer thread copies each block while this thread hashes it (or hashes its copy
+                 * itself), and writes while this thread reads the next. */
                 while ((r = bundle_read_block(j->bundle, &buf, &len, err)) > 0) {
+                        BundleContentCheck check;
+                        bool checked;
+
                         if (j->o && j->o->cancelled && j->o->cancelled(j->o->userdata))
                                 return upk_err(err, UPK_ERR_IO, -ECANCELED, "cancelled");
-                        r = writer_lend(w, buf, len, err);
+                        /* A zstd chunk's content hash is the writer thread's to check, on its copy,
+                         * before it writes any of it; a larger block's is checked here. */
+                        checked = len <= WRITER_CHECKED_MAX && bundle_take_content_check(j->bundle, &check);
+                        if (!bundle_has_pending_hash(j->bundle)) {
+                                /* Nothing to overlap with the copy: this thread copies, and goes on
+                                 * while the writer thread hashes and writes. */
+                                r = writer_push(w, buf, len, checked ? &check : NULL, err);
+                                if (r < 0)
+                                        return r;
+                                report(j->o, INSTALL_PHASE_WRITING, writer_written(w), j->total);
+                                continue;
+                        }
+                        r = writer_lend(w, buf, len, checked ? &check : NULL, err);
                         if (r < 0)
                                 return r;
                         r = bundle_hash_pending(j->bundle, err);

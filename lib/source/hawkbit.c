@@ -1145,8 +1145,10 @@ static int keep_bundle(Hawkbit *h, const DdiDeployment *d, const DdiArtifact *a,
                 r = upk_err(err, UPK_ERR_PAYLOAD, -EMEDIUMTYPE,
                             "%s: the bundle is for \"%s\", this device is \"%s\"", a->filename,
                             bundle_get_manifest(b)->compatible, c->compatible);
-        if (r >= 0)
+        if (r >= 0) {
+                bundle_set_content_check(b, false); /* as the installer */
                 r = bundle_verify_rest(b, err);
+        }
         if (r >= 0) {
                 kept = (Kept){ .sha256 = hex,
                                .version = bundle_get_manifest(b)->version_str,

@@ -19,7 +19,8 @@ import pytest
 import zstandard
 
 from conftest import (BLOCK, EXIT_FORMAT, EXIT_MANIFEST, EXIT_PAYLOAD, EXIT_USAGE, INDEX, KIND_STORED,
-                      KIND_ZERO, KIND_ZSTD, MANIFEST, SIGNATURE, Block2, Layout2, assert_ok, assert_status,
+                      KIND_ZERO, KIND_ZSTD, MANIFEST, SIGNATURE, Block2, Layout2, assert_ok, assert_rejected,
+                      assert_status,
                       block_entries, block_entry_at, chunk_entry_at, chunk_ranges, cut_blocks, decode_payload,
                       describe, index_content, index_frame, manifest2_for, manifest2_full, parse_tar,
                       payload_identity, read_members, set_index, sha256, tar_member, ustar_member,
@@ -408,8 +409,9 @@ def test_zstd_frame_not_smaller_is_stored_as_is(env):
 @pytest.mark.parametrize("bad", [0, 1, 3])
 def test_zstd_chunk_with_wrong_content_hash(env, bad):
     """An index whose chunk `bad` of zstd blocks decodes to other content than its content hash (a
-    signer's inconsistent index): refused naming that chunk, with both the stored hash check (before
-    decompressing) and the content hash check."""
+    signer's inconsistent index): `verify --content` and `extract` refuse it naming that chunk, with both
+    the stored hash check (before decompressing) and the content hash check; plain `verify` checks what
+    an install checks (the stored bytes, which fix the content) and accepts it."""
     p = env.payloads[1]
     layouts = [Layout2(x.raw, 65536, 4096, "zstd" if x is p else "none", 65536 if x is p else 0)
                for x in env.payloads]
@@ -421,8 +423,11 @@ def test_zstd_chunk_with_wrong_content_hash(env, bad):
     raw[chunk_entry_at(m, 1, bad) + 40] ^= 0x01
     c = env.craft2(raw=bytes(raw), layouts=layouts)
     end = min((bad + 1) * 65536, len(p.raw)) - 1
-    env.assert_rejected_everywhere(c, EXIT_PAYLOAD, q(f'rejected: payload "app": chunk {bad} '
-                                                      f'(bytes {bad * 65536}..{end}): content sha256 mismatch'))
+    want = q(f'rejected: payload "app": chunk {bad} (bytes {bad * 65536}..{end}): content sha256 mismatch')
+    assert_ok(env.verify(c))
+    assert_rejected(env.verify(c, "--content"), c, EXIT_PAYLOAD, want)
+    assert_rejected(env.extract(c, "out"), c, EXIT_PAYLOAD, want)
+    assert not (env.tmp / "out").exists(), "extract left its folder behind"
 
 
 # ------------------------------------------------------------------------------------------------------
