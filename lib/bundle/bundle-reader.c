@@ -97,6 +97,17 @@ struct Bundle {
         BundlePayloadMode cur_mode;
         const uint8_t *blk; /* what is left of the member's last block from libarchive */
         size_t blk_len;
+        uint64_t *payload_at; /* format 2: where each payload's member data starts in the file */
+
+        /* Delta reading (bundle_set_delta()). */
+        bool delta;
+        BundleDeltaSource dsrc;
+        BundleDeltaStats dstats;
+        uint64_t delta_stored_at; /* where the current chunk's stored bytes start in its member */
+        const uint8_t *fbuf;      /* what is left of the current piece of fetched bytes ... */
+        size_t flen;
+        uint64_t foff; /* ... and its offset in the file */
+        uint8_t *bbuf; /* one block's stored bytes, fetched */
 };
 
 static bool is_format2(const Bundle *b)
@@ -399,6 +410,14 @@ static int open_index(Bundle *b, UpkErr *err)
                                 window_max = p->window;
                 }
         }
+        /* The canonical layout: each payload's header right after the previous member's padded data. */
+        b->payload_at = calloc(m->n_payloads ?: 1, sizeof(uint64_t));
+        if (!b->payload_at)
+                return fail(b, err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        for (size_t i = 0, at = b->next_header; i < m->n_payloads; i++) {
+                b->payload_at[i] = at + TAR_BLOCK;
+                at += TAR_BLOCK + (m->payloads[i].size + TAR_BLOCK - 1) / TAR_BLOCK * TAR_BLOCK;
+        }
         b->cbuf = malloc(chunk_max ?: 1);
         if (zstd) {
                 b->hist_cap = (size_t)window_max + 4 * (size_t)chunk_max;
@@ -456,8 +475,14 @@ static int bundle_open_internal(Bundle *b, const BundleOpenOptions *opts, UpkErr
                 b->failed = true;
                 return r;
         }
-        if (is_format2(b))
+        if (is_format2(b)) {
+                if (opts && opts->on_head_size)
+                        opts->on_head_size(opts->head_userdata,
+                                           b->next_header + TAR_BLOCK +
+                                                   (b->manifest->index_size + TAR_BLOCK - 1) / TAR_BLOCK *
+                                                           TAR_BLOCK);
                 return open_index(b, err);
+        }
         return 0;
 }
 
@@ -566,6 +591,7 @@ static void payload_reset(Bundle *b)
         b->blk = NULL;
         b->blk_len = 0;
         b->hist_len = 0;
+        b->delta_stored_at = 0;
 }
 
 Bundle *bundle_free(Bundle *b)
@@ -584,6 +610,8 @@ Bundle *bundle_free(Bundle *b)
         chunk_index_free(b->index);
         free(b->index_raw);
         free(b->cbuf);
+        free(b->bbuf);
+        free(b->payload_at);
         free(b->hist);
         ZSTD_freeDCtx(b->dctx);
         manifest_free(b->manifest);
@@ -939,6 +967,26 @@ int bundle_next_payload(Bundle *b, BundlePayloadMode mode, const ManifestPayload
         if (b->ended)
                 return 0;
 
+        if (b->delta) {
+                /* The members are where the canonical layout puts them; their headers and the
+                 * archive's end were not fetched. */
+                if (b->next_payload >= b->manifest->n_payloads) {
+                        b->ended = true;
+                        return 0;
+                }
+                if (mode != BUNDLE_PAYLOAD_DECOMPRESSED)
+                        return fail(b, err, UPK_ERR_IO, -EINVAL, "a delta reads payloads decompressed only");
+                p = &b->manifest->payloads[b->next_payload];
+                payload_reset(b);
+                b->cur = p;
+                b->cur_active = true;
+                b->cur_payload = b->next_payload++;
+                b->cur_mode = mode;
+                if (ret)
+                        *ret = p;
+                return 1;
+        }
+
         if (b->next_payload >= b->manifest->n_payloads) {
                 r = archive_read_next_header(b->a, &e);
                 if (r == ARCHIVE_EOF && is_format2(b) &&
@@ -1189,6 +1237,50 @@ static void hist_make_room(Bundle *b, uint32_t len)
         b->hist_len = keep;
 }
 
+/* Format 2: decode block `j` of the current payload (its entry `be`, its stored bytes at `stored`) to
+ * `out`, which follows the content before it in hist for a zstd block; 0, or -EBADMSG for a frame that is
+ * not one frame declaring the block's length or does not decode to exactly that. */
+static int decode_block(Bundle *b, const BlockEntry *be, uint64_t j, const uint8_t *stored, uint8_t *out)
+{
+        const ManifestPayload *p = b->cur;
+        uint32_t len = manifest_block_length(p, j);
+        size_t n;
+
+        switch (be->kind) {
+        case BLOCK_KIND_STORED:
+                memcpy(out, stored, len);
+                return 0;
+        case BLOCK_KIND_ZERO:
+                memset(out, 0, len);
+                return 0;
+        case BLOCK_KIND_ZSTD: {
+                size_t before = (size_t)(out - b->hist), plen = p->window < before ? p->window : before;
+
+                if (ZSTD_getFrameContentSize(stored, be->stored_len) != len ||
+                    ZSTD_findFrameCompressedSize(stored, be->stored_len) != be->stored_len)
+                        return -EBADMSG;
+                if (ZSTD_isError(ZSTD_DCtx_refPrefix(b->dctx, plen ? out - plen : NULL, plen)))
+                        return -ENOMEM;
+                n = ZSTD_decompressDCtx(b->dctx, out, len, stored, be->stored_len);
+                if (ZSTD_isError(n) || n != len)
+                        return -EPROTO;
+                return 0;
+        }
+        default: /* the index parser refuses any other kind */
+                return -EBADMSG;
+        }
+}
+
+static int decode_failed(Bundle *b, int r, UpkErr *err)
+{
+        if (r == -ENOMEM)
+                return fail(b, err, UPK_ERR_IO, -EIO, "payload \"%s\": zstd: cannot set the prefix",
+                            b->cur->name);
+        return chunk_fail(b, err,
+                          r == -EPROTO ? "a zstd block does not decompress to its length"
+                                       : "a block is not one zstd frame declaring its length");
+}
+
 /* Format 2, zstd payloads: decode the blocks of a chunk whose stored bytes checked out, to the end of
  * hist; each zstd frame with the prefix of the content before it. */
 static int decode_blocks(Bundle *b, const ChunkEntry *e, const uint8_t *stored, UpkErr *err)
@@ -1199,38 +1291,228 @@ static int decode_blocks(Bundle *b, const ChunkEntry *e, const uint8_t *stored, 
         for (uint32_t k = 0; k < e->n_blocks; k++) {
                 const BlockEntry *be = &blocks[e->first_block + k];
                 uint64_t j = b->cur_chunk * (p->chunk_size / p->block_size) + k;
-                uint32_t len = manifest_block_length(p, j);
-                uint8_t *out = b->hist + b->hist_len;
+                int r = decode_block(b, be, j, stored, b->hist + b->hist_len);
 
-                switch (be->kind) {
-                case BLOCK_KIND_STORED:
-                        memcpy(out, stored, len);
-                        break;
-                case BLOCK_KIND_ZERO:
-                        memset(out, 0, len);
-                        break;
-                case BLOCK_KIND_ZSTD: {
-                        size_t plen = p->window < b->hist_len ? p->window : b->hist_len, n;
-
-                        if (ZSTD_getFrameContentSize(stored, be->stored_len) != len ||
-                            ZSTD_findFrameCompressedSize(stored, be->stored_len) != be->stored_len)
-                                return chunk_fail(b, err,
-                                                  "a block is not one zstd frame declaring its length");
-                        if (ZSTD_isError(ZSTD_DCtx_refPrefix(b->dctx, plen ? out - plen : NULL, plen)))
-                                return fail(b, err, UPK_ERR_IO, -EIO,
-                                            "payload \"%s\": zstd: cannot set the prefix", p->name);
-                        n = ZSTD_decompressDCtx(b->dctx, out, len, stored, be->stored_len);
-                        if (ZSTD_isError(n) || n != len)
-                                return chunk_fail(b, err, "a zstd block does not decompress to its length");
-                        break;
-                }
-                default: /* the index parser refuses any other kind */
-                        return chunk_fail(b, err, "a block of an unknown kind");
-                }
+                if (r < 0)
+                        return decode_failed(b, r, err);
                 stored += be->stored_len;
-                b->hist_len += len;
+                b->hist_len += manifest_block_length(p, j);
         }
         return 0;
+}
+
+/* Delta: `n` fetched bytes at file offset `at` into `dst`; the pieces' bytes before `at` are gaps. */
+static int delta_take(Bundle *b, uint64_t at, uint8_t *dst, size_t n, UpkErr *err)
+{
+        while (n > 0) {
+                size_t k;
+
+                if (b->flen == 0 || b->foff + b->flen <= at) {
+                        const void *buf;
+                        UpkErr e = {};
+                        ssize_t got = b->dsrc.next_fetched(b->dsrc.userdata, &b->foff, &buf, &e);
+
+                        b->flen = 0;
+                        if (got < 0)
+                                return fail(b, err, e.kind != UPK_ERR_NONE ? e.kind : UPK_ERR_NETWORK,
+                                            (int)got, "%s", e.msg[0] ? e.msg : strerror((int)-got));
+                        if (got == 0)
+                                return fail(b, err, UPK_ERR_NETWORK, -EPROTO,
+                                            "payload \"%s\": the fetched ranges end before byte %llu of the "
+                                            "bundle",
+                                            b->cur->name, (unsigned long long)at);
+                        b->fbuf = buf;
+                        b->flen = (size_t)got;
+                        continue;
+                }
+                if (b->foff > at)
+                        return fail(b, err, UPK_ERR_NETWORK, -EPROTO,
+                                    "payload \"%s\": the fetched ranges skip byte %llu of the bundle",
+                                    b->cur->name, (unsigned long long)at);
+                b->fbuf += at - b->foff;
+                b->flen -= (size_t)(at - b->foff);
+                b->foff = at;
+                k = n < b->flen ? n : b->flen;
+                memcpy(dst, b->fbuf, k);
+                b->fbuf += k;
+                b->flen -= k;
+                b->foff += k;
+                dst += k;
+                at += k;
+                n -= k;
+                b->dstats.fetched_bytes += k;
+        }
+        return 0;
+}
+
+static int check_stored(Bundle *b, const ChunkEntry *e, const uint8_t *stored, bool *ret_ok, UpkErr *err)
+{
+        uint8_t digest[32];
+
+        if (!SHA256(stored, e->stored_len, digest))
+                return fail(b, err, UPK_ERR_IO, -EIO, "payload \"%s\": SHA-256 failed", b->cur->name);
+        *ret_ok = memcmp(digest, e->stored_sha256, 32) == 0;
+        return 0;
+}
+
+/* Delta: the chunk's content, from the slot's blocks, zeros and fetched blocks, at `out` (in hist after
+ * the content before it for zstd payloads, cbuf otherwise); false when a local block could not be read
+ * or a fetched zstd block did not decode: the chunk is then fetched whole. */
+static int delta_assemble(Bundle *b, const ChunkEntry *e, const uint8_t *origin, const int64_t *local_at,
+                          uint64_t j0, uint8_t *out, bool *ret_ok, UpkErr *err)
+{
+        const ManifestPayload *p = b->cur;
+        uint64_t at = b->payload_at[b->cur_payload] + b->delta_stored_at;
+        int r;
+
+        *ret_ok = true;
+        for (uint32_t k = 0; k < e->n_blocks; k++) {
+                const BlockEntry *be = &b->index->blocks[e->first_block + k];
+                uint64_t j = j0 + k;
+                uint32_t len = manifest_block_length(p, j);
+
+                switch (origin[j]) {
+                case BUNDLE_BLOCK_LOCAL:
+                        if (local_at[j] < 0 || b->dsrc.read_local(b->dsrc.userdata, (uint64_t)local_at[j],
+                                                                  out, len) != (ssize_t)len)
+                                *ret_ok = false;
+                        break;
+                case BUNDLE_BLOCK_FETCH:
+                        r = delta_take(b, at, b->bbuf, be->stored_len, err);
+                        if (r < 0)
+                                return r;
+                        if (*ret_ok && decode_block(b, be, j, b->bbuf, out) < 0)
+                                *ret_ok = false;
+                        break;
+                default:
+                        memset(out, 0, len);
+                        break;
+                }
+                at += be->stored_len;
+                out += len;
+        }
+        return 0;
+}
+
+/* Delta: the next chunk (see bundle_set_delta()). */
+static int delta_chunk(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err)
+{
+        const ManifestPayload *p = b->cur;
+        const ChunkEntry *e = &b->index->entries[b->index->first[b->cur_payload] + b->cur_chunk];
+        const uint8_t *origin = b->dsrc.origin[b->cur_payload];
+        const int64_t *local_at = b->dsrc.local_at[b->cur_payload];
+        uint64_t j0 = b->cur_chunk * (p->chunk_size / p->block_size);
+        uint64_t at = b->payload_at[b->cur_payload] + b->delta_stored_at;
+        uint32_t len = manifest_chunk_length(p, b->cur_chunk);
+        bool zstd = p->chunk_compression == COMPRESSION_ZSTD, all_fetched = true, ok = false;
+        uint64_t local = 0, zeros = 0;
+        uint8_t *content;
+        uint8_t digest[32];
+        int r;
+
+        if (zstd)
+                hist_make_room(b, len);
+        content = zstd ? b->hist + b->hist_len : b->cbuf;
+        for (uint32_t k = 0; k < e->n_blocks; k++) {
+                uint32_t blen = manifest_block_length(p, j0 + k);
+
+                if (origin[j0 + k] == BUNDLE_BLOCK_LOCAL) {
+                        all_fetched = false;
+                        local += blen;
+                } else if (origin[j0 + k] == BUNDLE_BLOCK_ZERO)
+                        zeros += blen;
+        }
+        if (all_fetched) {
+                /* Every stored byte of the chunk was fetched (zero blocks store none): checked as stored
+                 * bytes before anything decodes them, as in a full read. */
+                r = delta_take(b, at, b->cbuf, e->stored_len, err);
+                if (r < 0)
+                        return r;
+                r = check_stored(b, e, b->cbuf, &ok, err);
+                if (r < 0)
+                        return r;
+        } else {
+                r = delta_assemble(b, e, origin, local_at, j0, content, &ok, err);
+                if (r < 0)
+                        return r;
+                if (ok) {
+                        if (!SHA256(content, len, digest))
+                                return fail(b, err, UPK_ERR_IO, -EIO, "payload \"%s\": SHA-256 failed",
+                                            p->name);
+                        ok = memcmp(digest, e->content_sha256, 32) == 0;
+                }
+                if (ok) {
+                        b->dstats.local_bytes += local;
+                        b->dstats.zero_bytes += zeros;
+                        goto done;
+                }
+        }
+        if (!ok) {
+                /* The slot's blocks were not what the index says, or the fetched bytes were wrong: the
+                 * chunk's stored bytes, fetched whole and checked. */
+                UpkErr e2 = {};
+
+                r = b->dsrc.fetch_range(b->dsrc.userdata, at, e->stored_len, b->cbuf, &e2);
+                if (r < 0)
+                        return fail(b, err, e2.kind != UPK_ERR_NONE ? e2.kind : UPK_ERR_NETWORK, r, "%s",
+                                    e2.msg[0] ? e2.msg : strerror(-r));
+                b->dstats.refetched_chunks++;
+                b->dstats.refetched_bytes += e->stored_len;
+                r = check_stored(b, e, b->cbuf, &ok, err);
+                if (r < 0)
+                        return r;
+                if (!ok)
+                        return chunk_fail(b, err, "sha256 mismatch");
+        }
+        b->dstats.zero_bytes += zeros;
+        if (zstd) {
+                /* from cbuf's checked stored bytes to the end of hist; otherwise cbuf is the content */
+                r = decode_blocks(b, e, b->cbuf, err);
+                if (r < 0)
+                        return r;
+        }
+        goto handed;
+done:
+        if (zstd)
+                b->hist_len += len;
+handed:
+        *ret_buf = content;
+        *ret_len = len;
+        b->delta_stored_at += e->stored_len;
+        b->cur_out += len;
+        b->cur_chunk++;
+        return 1;
+}
+
+int bundle_set_delta(Bundle *b, const BundleDeltaSource *src, UpkErr *err)
+{
+        uint32_t block_max = 0;
+
+        if (!is_format2(b) || !b->index)
+                return upk_err(err, UPK_ERR_FORMAT, -EINVAL, "a delta needs a bundle of format 2");
+        if (b->failed)
+                return failed_before(b, err);
+        if (b->next_payload > 0 || b->cur_active)
+                return upk_err(err, UPK_ERR_IO, -EBUSY, "a delta must be set before the first payload");
+        for (size_t i = 0; i < b->manifest->n_payloads; i++)
+                if (b->manifest->payloads[i].block_size > block_max)
+                        block_max = b->manifest->payloads[i].block_size;
+        b->bbuf = malloc(block_max ?: 1);
+        if (!b->bbuf)
+                return upk_err_oom(err);
+        b->dsrc = *src;
+        b->delta = true;
+        return 0;
+}
+
+void bundle_get_delta_stats(const Bundle *b, BundleDeltaStats *ret)
+{
+        *ret = b->dstats;
+}
+
+uint64_t bundle_payload_offset(const Bundle *b, size_t i)
+{
+        return b->payload_at && i < b->manifest->n_payloads ? b->payload_at[i] : 0;
 }
 
 /* Format 2: the next chunk, its stored bytes checked against the index before anything else looks at
@@ -1248,6 +1530,8 @@ static int chunk_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr 
         r = bundle_hash_pending(b, err);
         if (r < 0)
                 return r;
+        if (b->delta)
+                return b->cur_chunk < p->chunk_count ? delta_chunk(b, ret_buf, ret_len, err) : 0;
         if (b->cur_chunk >= p->chunk_count) {
                 const void *buf;
                 size_t n;

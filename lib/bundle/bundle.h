@@ -27,6 +27,11 @@ typedef struct BundleOpenOptions {
         const char *keyring; /* trusted CAs (PEM); NULL opens UNVERIFIED (only `bundle info` may) */
         const char *crl;     /* optional */
         bool allow_any_eku;  /* SIGNATURE_ALLOW_ANY_EKU: a signer without codeSigning (weaker) */
+        /* Format 2, optional: told, once the manifest is parsed and before the index is read, how many
+         * bytes from the start of the file hold the manifest, the signature and the index (padded): all
+         * that a delta reader (bundle_set_delta()) takes from the source. */
+        void (*on_head_size)(void *userdata, uint64_t size);
+        void *head_userdata;
 } BundleOpenOptions;
 
 /* Read and check manifest.json and manifest.json.sig; verify the signature (when a keyring is given),
@@ -98,6 +103,52 @@ typedef struct BundleContentCheck {
 bool bundle_take_content_check(Bundle *b, BundleContentCheck *ret);
 /* Whether bundle_hash_pending() has work for the block just returned. */
 bool bundle_has_pending_hash(const Bundle *b);
+
+/* Delta updates (format 2; upkeep-bundle(5), Deltas): after bundle_open_*() has read the head (see
+ * on_head_size), the payloads' bytes come not from the source but block by block from where the caller's
+ * plan says: zeros, the device's own slot (read_local), or the bundle file's bytes that the caller fetches
+ * (next_fetched). The verification does not trust the plan: a chunk whose stored bytes all came from the
+ * file is checked against its stored hash before it is decoded, as always; a chunk with blocks from the
+ * device is assembled, decoded and checked against its content hash before any of it is handed on, and
+ * when that fails (the slot changed, a match key collided, a read failed) the chunk is fetched whole with
+ * fetch_range and checked as stored bytes. Only BUNDLE_PAYLOAD_DECOMPRESSED reads; nothing after the
+ * last payload is read or checked (the trailer was not fetched). */
+typedef enum BundleBlockOrigin {
+        BUNDLE_BLOCK_ZERO,  /* a block of zeros (kind 2) */
+        BUNDLE_BLOCK_LOCAL, /* from the device's slot */
+        BUNDLE_BLOCK_FETCH, /* its stored bytes from the fetched ranges */
+} BundleBlockOrigin;
+
+typedef struct BundleDeltaSource {
+        /* Per payload (manifest order), per block: a BundleBlockOrigin, and for local ones the slot's
+         * block number in local_at (others ignored). Both owned by the caller, alive while reading. */
+        const uint8_t *const *origin;
+        const int64_t *const *local_at;
+        /* Read `size` bytes of the slot's block `block` into `buf` (the slot's block size is the payload's
+         * block_size). A failure (or short read: fewer bytes returned) only makes the chunk be fetched. */
+        ssize_t (*read_local)(void *userdata, uint64_t block, void *buf, size_t size);
+        /* The next piece of fetched bytes: its offset in the bundle file, in place (valid until the next
+         * call); pieces come in ascending order and cover at least the stored bytes of every block marked
+         * BUNDLE_BLOCK_FETCH, gaps allowed. Returns the size, 0 at the end, or -errno with `err`. */
+        ssize_t (*next_fetched)(void *userdata, uint64_t *ret_offset, const void **ret_buf, UpkErr *err);
+        /* Fetch bytes [offset, offset + size) of the bundle file into `buf` now: 0 or -errno with `err`. */
+        int (*fetch_range)(void *userdata, uint64_t offset, size_t size, void *buf, UpkErr *err);
+        void *userdata;
+} BundleDeltaSource;
+
+typedef struct BundleDeltaStats {
+        uint64_t local_bytes;      /* content from the device's slot, in chunks that checked out */
+        uint64_t fetched_bytes;    /* stored bytes taken from next_fetched */
+        uint64_t zero_bytes;       /* content of zero blocks */
+        uint64_t refetched_chunks; /* chunks fetched whole after a failed content check */
+        uint64_t refetched_bytes;
+} BundleDeltaStats;
+
+/* Switch an opened format-2 bundle, before its first payload, to delta reading. `src` is copied. */
+int bundle_set_delta(Bundle *b, const BundleDeltaSource *src, UpkErr *err);
+void bundle_get_delta_stats(const Bundle *b, BundleDeltaStats *ret);
+/* Where payload `i`'s member data starts in the bundle file (format 2's canonical layout). */
+uint64_t bundle_payload_offset(const Bundle *b, size_t i);
 
 /* Read and check everything that is left (all payloads, end of stream). */
 int bundle_verify_rest(Bundle *b, UpkErr *err);

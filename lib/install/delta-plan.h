@@ -14,11 +14,11 @@
 #include "chunk-index.h"
 #include "error.h"
 
-typedef enum DeltaSource {
-        DELTA_ZERO,
-        DELTA_LOCAL,
-        DELTA_FETCH,
-} DeltaSource;
+/* The plan's sources are the reader's block origins (bundle_set_delta()). */
+typedef BundleBlockOrigin DeltaSource;
+#define DELTA_ZERO  BUNDLE_BLOCK_ZERO
+#define DELTA_LOCAL BUNDLE_BLOCK_LOCAL
+#define DELTA_FETCH BUNDLE_BLOCK_FETCH
 
 typedef struct DeltaRange {
         uint64_t start, end; /* bytes [start, end) of the bundle file */
