@@ -69,12 +69,6 @@ struct Bundle {
         bool skip_content_check; /* see bundle_set_content_check() */
         const void *pending_buf; /* the block handed out last, not hashed yet */
         size_t pending_len;
-        /* Format 2, deferred: the content handed out last that did not come from verified stored bytes
-         * (a delta's), whose content check the caller may take over (bundle_take_content_check()). */
-        const uint8_t *pending_content;
-        size_t pending_content_len;
-        const uint8_t *pending_content_sha256;
-        uint64_t pending_chunk;
         EVP_MD_CTX *md;
         uint64_t cur_stored;
         uint64_t cur_out;
@@ -581,7 +575,6 @@ static void payload_reset(Bundle *b)
         b->cur_inner_eof = false;
         b->cur_tee = false;
         b->pending_buf = NULL;
-        b->pending_content = NULL;
         b->pending_len = 0;
         b->tee_len = 0;
         b->tee_handed = false;
@@ -695,13 +688,6 @@ static int check_content(Bundle *b, const uint8_t *content, size_t len, const ui
 /* The next block of stored bytes of the current member, hashed and counted; 0 at its end. */
 int bundle_hash_pending(Bundle *b, UpkErr *err)
 {
-        if (b->pending_content) {
-                const uint8_t *content = b->pending_content;
-
-                b->pending_content = NULL;
-                return check_content(b, content, b->pending_content_len, b->pending_content_sha256,
-                                     b->pending_chunk, err);
-        }
         if (!b->pending_buf)
                 return 0;
         if (EVP_DigestUpdate(b->md, b->pending_buf, b->pending_len) != 1)
@@ -711,26 +697,9 @@ int bundle_hash_pending(Bundle *b, UpkErr *err)
         return 0;
 }
 
-bool bundle_take_content_check(Bundle *b, BundleContentCheck *ret)
-{
-        const ManifestPayload *p = b->cur;
-        uint64_t start;
-
-        if (!b->pending_content)
-                return false;
-        start = b->pending_chunk * p->chunk_size;
-        memcpy(ret->sha256, b->pending_content_sha256, 32);
-        (void)snprintf(ret->message, sizeof(ret->message),
-                       "payload \"%s\": chunk %llu (bytes %llu..%llu): content sha256 mismatch", p->name,
-                       (unsigned long long)b->pending_chunk, (unsigned long long)start,
-                       (unsigned long long)(start + manifest_chunk_length(p, b->pending_chunk) - 1));
-        b->pending_content = NULL;
-        return true;
-}
-
 bool bundle_has_pending_hash(const Bundle *b)
 {
-        return b->pending_content || b->pending_buf;
+        return b->pending_buf != NULL;
 }
 
 void bundle_set_content_check(Bundle *b, bool check)

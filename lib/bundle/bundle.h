@@ -80,8 +80,7 @@ int bundle_read_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *
  * of an uncompressed payload is hashed not inside bundle_read_block() but by bundle_hash_pending(),
  * which the caller may call while it works on the block in another thread (the buffer is only read
  * on both sides), and which the next read and the end-of-payload check call anyway. Format 2: a chunk's
- * stored bytes are always verified before it is handed out; what may be deferred is the check of content
- * that did not come from verified stored bytes (below). */
+ * stored bytes are always verified before it is handed out, so nothing is deferred. */
 void bundle_set_deferred_hashing(Bundle *b, bool defer);
 int bundle_hash_pending(Bundle *b, UpkErr *err);
 
@@ -91,16 +90,6 @@ int bundle_hash_pending(Bundle *b, UpkErr *err);
  * it would double the hashing. */
 void bundle_set_content_check(Bundle *b, bool check);
 
-/* With deferred hashing, the content check of the zstd chunk just returned, taken over by the caller
- * (which may run it on another thread, on its own copy of the bytes): the SHA-256 the content must have,
- * and the message to fail with (UPK_ERR_PAYLOAD, -EBADMSG) when it does not. The caller must run it
- * before any byte of the block is used, and fail the payload on a mismatch. Returns false when nothing
- * is pending (the block needs no further check, or was checked already). */
-typedef struct BundleContentCheck {
-        uint8_t sha256[32];
-        char message[UPK_ERR_MSG_MAX];
-} BundleContentCheck;
-bool bundle_take_content_check(Bundle *b, BundleContentCheck *ret);
 /* Whether bundle_hash_pending() has work for the block just returned. */
 bool bundle_has_pending_hash(const Bundle *b);
 

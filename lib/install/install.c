@@ -194,27 +194,22 @@ static int write_payloads(Job *j, UpkErr *err)
                 if (r < 0)
                         return r;
                 writer_set_handler(w, h);
-                /* The writer thread copies each block while this thread hashes it (or hashes its copy
-                 * itself), and writes while this thread reads the next. */
+                /* The writer thread copies each block while this thread hashes it, and writes while
+                 * this thread reads the next. */
                 while ((r = bundle_read_block(j->bundle, &buf, &len, err)) > 0) {
-                        BundleContentCheck check;
-                        bool checked;
-
                         if (j->o && j->o->cancelled && j->o->cancelled(j->o->userdata))
                                 return upk_err(err, UPK_ERR_IO, -ECANCELED, "cancelled");
-                        /* A zstd chunk's content hash is the writer thread's to check, on its copy,
-                         * before it writes any of it; a larger block's is checked here. */
-                        checked = len <= WRITER_CHECKED_MAX && bundle_take_content_check(j->bundle, &check);
                         if (!bundle_has_pending_hash(j->bundle)) {
-                                /* Nothing to overlap with the copy: this thread copies, and goes on
-                                 * while the writer thread hashes and writes. */
-                                r = writer_push(w, buf, len, checked ? &check : NULL, err);
+                                /* Format 2 (checked before it was handed out): nothing to overlap with
+                                 * the copy, so this thread copies, and goes on while the writer thread
+                                 * writes. */
+                                r = writer_push(w, buf, len, err);
                                 if (r < 0)
                                         return r;
                                 report(j->o, INSTALL_PHASE_WRITING, writer_written(w), j->total);
                                 continue;
                         }
-                        r = writer_lend(w, buf, len, checked ? &check : NULL, err);
+                        r = writer_lend(w, buf, len, err);
                         if (r < 0)
                                 return r;
                         r = bundle_hash_pending(j->bundle, err);

@@ -2,10 +2,8 @@
 #include "writer.h"
 
 #include <assert.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
-#include <string.h>
 
 struct Writer {
         pthread_t thread;
@@ -15,20 +13,12 @@ struct Writer {
         /* the block lent by the caller, not yet (fully) copied */
         const uint8_t *lent;
         size_t lent_len, lent_off;
-        const BundleContentCheck *lent_check; /* NULL: the lent block needs no check */
-        /* the queue of copies, written in order: slots [tail, tail + count) are filled; of them the
-         * first `processed` had their share of a content check done, and the first `writable` may be
-         * written (every slot of a checked block only once the whole block checked out) */
+        /* the queue of copies, written in order */
         uint8_t *buf[WRITER_SLOTS];
         size_t len[WRITER_SLOTS];
-        bool part[WRITER_SLOTS]; /* a piece of a checked block */
-        bool last[WRITER_SLOTS]; /* its last piece: check[] holds the expected hash */
-        BundleContentCheck check[WRITER_SLOTS];
-        unsigned head, tail, count, processed, writable;
-        EVP_MD_CTX *md; /* the checked block being hashed */
-        bool busy;      /* writing the slot at tail */
-        bool copying;   /* copying from the lent block, without the lock */
-        bool hashing;   /* hashing the slot at tail + processed, without the lock */
+        unsigned head, tail, count;
+        bool busy;    /* writing the slot at tail */
+        bool copying; /* copying from the lent block, without the lock */
         bool quit;
         Handler *h;
         int error;
@@ -66,41 +56,6 @@ static void write_slot(Writer *w)
                 w->written += len;
         w->tail = (w->tail + 1) % WRITER_SLOTS;
         w->count--;
-        w->processed--;
-        w->writable--;
-}
-
-/* The slot after the processed ones: a piece of a checked block is hashed (outside the lock: the
- * slot is neither written nor refilled before it counts as processed), and the block's last piece
- * compares the hash; a slot of a block without a check is processed at once. */
-static void process_slot(Writer *w)
-{
-        unsigned slot = (w->tail + w->processed) % WRITER_SLOTS;
-        uint8_t digest[EVP_MAX_MD_SIZE];
-        bool ok = true;
-
-        if (w->part[slot]) {
-                w->hashing = true;
-                pthread_mutex_unlock(&w->lock);
-                if (w->md && EVP_DigestUpdate(w->md, w->buf[slot], w->len[slot]) != 1)
-                        ok = false;
-                if (w->md && w->last[slot])
-                        ok = ok && EVP_DigestFinal_ex(w->md, digest, NULL) == 1 &&
-                             EVP_DigestInit_ex(w->md, EVP_sha256(), NULL) == 1;
-                pthread_mutex_lock(&w->lock);
-                w->hashing = false;
-                if (w->error == 0 && (!w->md || !ok)) {
-                        w->error = -EIO;
-                        (void)upk_err(&w->err, UPK_ERR_IO, -EIO, "writer: SHA-256 failed");
-                } else if (w->error == 0 && w->last[slot] &&
-                           memcmp(digest, w->check[slot].sha256, 32) != 0) {
-                        w->error = -EBADMSG;
-                        (void)upk_err(&w->err, UPK_ERR_PAYLOAD, -EBADMSG, "%s", w->check[slot].message);
-                }
-        }
-        w->processed++;
-        if (!w->part[slot] || w->last[slot])
-                w->writable = w->processed;
 }
 
 static void copy_lent(Writer *w)
@@ -118,19 +73,11 @@ static void copy_lent(Writer *w)
         pthread_mutex_lock(&w->lock);
         w->copying = false;
         w->len[slot] = n;
-        w->part[slot] = w->lent_check != NULL;
-        w->last[slot] = false;
         w->head = (w->head + 1) % WRITER_SLOTS;
         w->count++;
         w->lent_off += n;
-        if (w->lent_off == w->lent_len) {
-                if (w->lent_check) {
-                        w->last[slot] = true;
-                        w->check[slot] = *w->lent_check;
-                }
+        if (w->lent_off == w->lent_len)
                 w->lent = NULL;
-                w->lent_check = NULL;
-        }
 }
 
 static void *writer_thread(void *userdata)
@@ -139,19 +86,13 @@ static void *writer_thread(void *userdata)
 
         pthread_mutex_lock(&w->lock);
         for (;;) {
-                if (w->error != 0) /* nothing more is written: what is queued is dropped as it comes */
-                        w->processed = w->writable = w->count;
-                while (!(w->lent && w->count < WRITER_SLOTS) && w->processed == w->count &&
-                       w->writable == 0 && !w->quit)
+                while (!(w->lent && w->count < WRITER_SLOTS) && w->count == 0 && !w->quit)
                         pthread_cond_wait(&w->cond, &w->lock);
-                if (w->lent && w->error != 0) {
+                if (w->lent && w->error != 0)
                         w->lent = NULL; /* nothing more is written: give the block back at once */
-                        w->lent_check = NULL;
-                } else if (w->lent && w->count < WRITER_SLOTS && !w->quit)
+                else if (w->lent && w->count < WRITER_SLOTS && !w->quit)
                         copy_lent(w); /* first: it lets the caller go on */
-                else if (w->processed < w->count && !w->quit)
-                        process_slot(w); /* then the check, which decides whether it may be written */
-                else if (w->writable > 0 && !w->quit)
+                else if (w->count > 0 && !w->quit)
                         write_slot(w);
                 else
                         break;
@@ -170,9 +111,6 @@ int writer_new(Writer **ret)
                 return -ENOMEM;
         pthread_mutex_init(&w->lock, NULL);
         pthread_cond_init(&w->cond, NULL);
-        w->md = EVP_MD_CTX_new();
-        if (!w->md || EVP_DigestInit_ex(w->md, EVP_sha256(), NULL) != 1)
-                return -ENOMEM;
         for (unsigned i = 0; i < WRITER_SLOTS; i++) {
                 w->buf[i] = malloc(WRITER_SLOT_SIZE);
                 if (!w->buf[i])
@@ -199,7 +137,6 @@ Writer *writer_free(Writer *w)
         }
         for (unsigned i = 0; i < WRITER_SLOTS; i++)
                 free(w->buf[i]);
-        EVP_MD_CTX_free(w->md);
         pthread_cond_destroy(&w->cond);
         pthread_mutex_destroy(&w->lock);
         free(w);
@@ -219,12 +156,10 @@ static int failed(Writer *w, UpkErr *err)
                        w->err.msg[0] ? w->err.msg : strerror(-w->error));
 }
 
-int writer_lend(Writer *w, const void *buf, size_t len, const BundleContentCheck *check, UpkErr *err)
+int writer_lend(Writer *w, const void *buf, size_t len, UpkErr *err)
 {
         int r = 0;
 
-        if (check && (len == 0 || len > WRITER_CHECKED_MAX))
-                return upk_err(err, UPK_ERR_IO, -E2BIG, "writer: a checked block of %zu bytes", len);
         pthread_mutex_lock(&w->lock);
         while (w->lent && w->error == 0)
                 pthread_cond_wait(&w->cond, &w->lock);
@@ -234,29 +169,24 @@ int writer_lend(Writer *w, const void *buf, size_t len, const BundleContentCheck
                 w->lent = buf;
                 w->lent_len = len;
                 w->lent_off = 0;
-                w->lent_check = check;
                 pthread_cond_broadcast(&w->cond);
         }
         pthread_mutex_unlock(&w->lock);
         return r;
 }
 
-int writer_push(Writer *w, const void *buf, size_t len, const BundleContentCheck *check, UpkErr *err)
+int writer_push(Writer *w, const void *buf, size_t len, UpkErr *err)
 {
         const uint8_t *src = buf;
         size_t off = 0;
         int r = 0;
 
-        if (check && (len == 0 || len > WRITER_CHECKED_MAX))
-                return upk_err(err, UPK_ERR_IO, -E2BIG, "writer: a checked block of %zu bytes", len);
         pthread_mutex_lock(&w->lock);
         assert(!w->lent);
         while (off < len) {
                 unsigned slot;
                 size_t n;
 
-                /* The queue frees up as the thread writes: the pieces of a checked block wait only for
-                 * slots of earlier, whole blocks. */
                 while (w->count == WRITER_SLOTS && w->error == 0)
                         pthread_cond_wait(&w->cond, &w->lock);
                 if (w->error != 0)
@@ -269,10 +199,6 @@ int writer_push(Writer *w, const void *buf, size_t len, const BundleContentCheck
                 pthread_mutex_lock(&w->lock);
                 off += n;
                 w->len[slot] = n;
-                w->part[slot] = check != NULL;
-                w->last[slot] = check && off == len;
-                if (w->last[slot])
-                        w->check[slot] = *check;
                 w->head = (w->head + 1) % WRITER_SLOTS;
                 w->count++;
                 pthread_cond_broadcast(&w->cond);
@@ -301,7 +227,7 @@ int writer_drain(Writer *w, UpkErr *err)
         int r = 0;
 
         pthread_mutex_lock(&w->lock);
-        while (w->lent || w->copying || w->hashing || w->count > 0 || w->busy)
+        while (w->lent || w->copying || w->count > 0 || w->busy)
                 pthread_cond_wait(&w->cond, &w->lock);
         if (w->error != 0)
                 r = failed(w, err);

@@ -3,21 +3,18 @@
 
 /* A writer thread between the bundle reader and a payload handler. The caller lends it each block
  * (writer_lend()), hashes the block meanwhile (bundle_hash_pending(), see bundle_set_deferred_hashing())
- * or leaves a content check to the thread (bundle_take_content_check()), and waits only until the thread has
- * copied it into a small queue (writer_release()); the thread then writes the queue to the handler while the
- * caller reads on. So reading, hashing, copying and writing overlap on two cores, and memory stays flat
- * whatever the payload size (WRITER_SLOTS x WRITER_SLOT_SIZE bytes). The handler's other steps (begin,
- * finish, commit, rollback) stay with the caller and are only called after writer_drain(), so a handler is
- * never called from two threads at once. */
+ * and waits only until the thread has copied it into a small queue (writer_release()); the thread then
+ * writes the queue to the handler while the caller reads on. So reading, hashing, copying and writing
+ * overlap on two cores, and memory stays flat whatever the payload size (WRITER_SLOTS x
+ * WRITER_SLOT_SIZE bytes). The handler's other steps (begin, finish, commit, rollback) stay with the
+ * caller and are only called after writer_drain(), so a handler is never called from two threads at
+ * once. */
 
-#include "bundle.h"
 #include "error.h"
 #include "handler.h"
 
 #define WRITER_SLOTS     3
 #define WRITER_SLOT_SIZE (256u * 1024u)
-/* A checked block must fit the queue whole: none of it is written before all of it was hashed. */
-#define WRITER_CHECKED_MAX (WRITER_SLOTS * WRITER_SLOT_SIZE)
 
 typedef struct Writer Writer;
 
@@ -29,14 +26,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Writer *, writer_free);
 /* The handler that the following blocks go to; only while drained. */
 void writer_set_handler(Writer *w, Handler *h);
 /* Lend `buf` to the thread and return at once; it must stay valid and unchanged until
- * writer_release(). Fails with the handler's first error. With `check` (copied by writer_release(); at
- * most WRITER_CHECKED_MAX bytes), the thread hashes its copy of the block after the release and writes
- * none of it unless the SHA-256 matches; a mismatch is the writer's error, with the check's message. */
-int writer_lend(Writer *w, const void *buf, size_t len, const BundleContentCheck *check, UpkErr *err);
+ * writer_release(). Fails with the handler's first error. */
+int writer_lend(Writer *w, const void *buf, size_t len, UpkErr *err);
 /* For a caller with nothing to do meanwhile: copy `buf` into the queue on the calling thread, waiting
- * only for free room (not for the thread's current write or hash), and return; `check` as with
- * writer_lend(). Not while a block is lent. */
-int writer_push(Writer *w, const void *buf, size_t len, const BundleContentCheck *check, UpkErr *err);
+ * only for free room (not for the thread's current write), and return. Not while a block is lent. */
+int writer_push(Writer *w, const void *buf, size_t len, UpkErr *err);
 /* Wait until the lent block is copied into the queue: the caller may reuse its buffer. */
 int writer_release(Writer *w, UpkErr *err);
 /* Wait until everything queued was written; the handler's first error, if any. */

@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <sys/stat.h>
 
-#include <openssl/sha.h>
-
 #include "fileio.h"
 #include "tests.h"
 #include "writer.h"
@@ -46,7 +44,7 @@ TEST(blocks_arrive_in_order_and_whole)
                 size_t len = (k * 4099) % (1024 * 1024) + 1;
                 if (len > n - off)
                         len = n - off;
-                ASSERT_OK_E(writer_lend(w, data + off, len, NULL, &err), &err);
+                ASSERT_OK_E(writer_lend(w, data + off, len, &err), &err);
                 ASSERT_OK_E(writer_release(w, &err), &err);
                 off += len;
         }
@@ -80,7 +78,7 @@ TEST(a_handler_error_reaches_the_pusher)
         ASSERT_OK(writer_new(&w));
         writer_set_handler(w, h);
         for (unsigned i = 0; i < 4096 && r >= 0; i++) {
-                r = writer_lend(w, data, 256 * 1024, NULL, &err);
+                r = writer_lend(w, data, 256 * 1024, &err);
                 if (r >= 0)
                         r = writer_release(w, &err);
         }
@@ -90,7 +88,7 @@ TEST(a_handler_error_reaches_the_pusher)
         ASSERT_TRUE(strstr(err.msg, "quits"));
         /* the error stays, and nothing more is written */
         UpkErr again = {};
-        ASSERT_EQ(writer_lend(w, data, 10, NULL, &again), r);
+        ASSERT_EQ(writer_lend(w, data, 10, &again), r);
         ASSERT_EQ(writer_drain(w, &again), r);
 }
 
@@ -109,90 +107,48 @@ TEST(free_with_queued_blocks_does_not_hang)
         ASSERT_OK(writer_new(&w));
         writer_set_handler(w, h);
         for (unsigned i = 0; i < WRITER_SLOTS + 2; i++) {
-                ASSERT_OK(writer_lend(w, data, 1024 * 1024, NULL, &err));
+                ASSERT_OK(writer_lend(w, data, 1024 * 1024, &err));
                 ASSERT_OK(writer_release(w, &err));
         }
         writer_free(w); /* drops what is queued; finishes the slot being written */
         handler_rollback(h);
 }
 
-static void sha256_of(const void *buf, size_t len, uint8_t ret[32])
-{
-        ASSERT_TRUE(SHA256(buf, len, ret) != NULL);
-}
-
-/* A block lent with a content check is written only when its hash matches; a mismatch writes nothing of
- * it nor anything after it (what is queued before it may be dropped too, as after any error), and its
- * message is the writer's error. */
-TEST(checked_blocks_are_written_only_when_they_match)
+/* writer_push() copies on the caller's thread, in order with lent blocks. */
+TEST(pushed_and_lent_blocks_arrive_in_order)
 {
         _cleanup_(writer_freep) Writer *w = NULL;
         _cleanup_(handler_freep) Handler *h = NULL;
-        _cleanup_free_ char *dir = realpath(".", NULL);
-        _cleanup_free_ char *dest = strdup_printf("%s/slot.img", dir);
         _cleanup_free_ char *got = NULL;
-        size_t n = 4 * WRITER_CHECKED_MAX, off = 0, good, got_size;
+        size_t n = 5 * 1024 * 1024 + 3, got_size, off = 0;
         _cleanup_free_ uint8_t *data = malloc(n);
-        /* sizes: whole slots, a block of the most a check may cover, odd pieces, unchecked ones */
-        static const size_t sizes[] = { WRITER_SLOT_SIZE,     WRITER_CHECKED_MAX,       1,     4096,
-                                        WRITER_SLOT_SIZE + 1, 2 * WRITER_SLOT_SIZE - 3, 77777, 65536 };
-        BundleContentCheck check = {};
         UpkErr err = {};
-        int r;
 
         for (size_t i = 0; i < n; i++)
-                data[i] = (uint8_t)(i * 13 + i / 1000);
-        ASSERT_OK_E(handler_open("raw", NULL, &h, &err), &err);
-        struct upkeep_payload p = payload(dest, UPKEEP_PAYLOAD_SIZE_UNKNOWN);
-        ASSERT_OK_E(handler_begin(h, &p, &err), &err);
+                data[i] = (uint8_t)(i * 7 + i / 3000);
         ASSERT_OK(writer_new(&w));
+        ASSERT_OK_E(handler_open("raw", NULL, &h, &err), &err);
+        _cleanup_free_ char *dir = realpath(".", NULL);
+        _cleanup_free_ char *dest = strdup_printf("%s/slot.img", dir);
+        struct upkeep_payload p = payload(dest, n);
+        ASSERT_OK_E(handler_begin(h, &p, &err), &err);
         writer_set_handler(w, h);
-
-        /* too large to check in the queue */
-        ASSERT_UPK_ERR(writer_lend(w, data, WRITER_CHECKED_MAX + 1, &check, &err), &err, -E2BIG, UPK_ERR_IO,
-                       "checked block");
-        upk_err_clear(&err);
-
-        for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
-                bool checked = i % 4 != 3;
-
-                sha256_of(data + off, sizes[i], check.sha256);
-                snprintf(check.message, sizeof(check.message), "block %zu does not match", i);
-                ASSERT_OK_E(writer_lend(w, data + off, sizes[i], checked ? &check : NULL, &err), &err);
-                ASSERT_OK_E(writer_release(w, &err), &err);
-                off += sizes[i];
+        for (size_t k = 1; off < n; k++) {
+                size_t len = (k * 300007) % (3 * WRITER_SLOT_SIZE) + 1;
+                if (len > n - off)
+                        len = n - off;
+                if (k % 3 == 0) {
+                        ASSERT_OK_E(writer_lend(w, data + off, len, &err), &err);
+                        ASSERT_OK_E(writer_release(w, &err), &err);
+                } else
+                        ASSERT_OK_E(writer_push(w, data + off, len, &err), &err);
+                off += len;
         }
         ASSERT_OK_E(writer_drain(w, &err), &err);
-        good = off;
-        ASSERT_EQ(writer_written(w), good);
-
-        /* a good block queued, then one whose hash is wrong, then more: only the first is written */
-        sha256_of(data + off, 1000, check.sha256);
-        ASSERT_OK_E(writer_lend(w, data + off, 1000, &check, &err), &err);
-        ASSERT_OK_E(writer_release(w, &err), &err);
-        off += 1000;
-        good = off;
-        sha256_of(data + off, WRITER_SLOT_SIZE + 5, check.sha256);
-        check.sha256[31] ^= 1;
-        snprintf(check.message, sizeof(check.message), "chunk 7: content sha256 mismatch");
-        r = writer_lend(w, data + off, WRITER_SLOT_SIZE + 5, &check, &err);
-        if (r >= 0)
-                r = writer_release(w, &err);
-        for (unsigned i = 0; i < 3 && r >= 0; i++) {
-                off += WRITER_SLOT_SIZE + 5;
-                r = writer_lend(w, data + off, 1000, NULL, &err);
-                if (r >= 0)
-                        r = writer_release(w, &err);
-        }
-        if (r >= 0)
-                r = writer_drain(w, &err);
-        ASSERT_EQ(r, -EBADMSG);
-        ASSERT_EQ(err.kind, UPK_ERR_PAYLOAD);
-        ASSERT_TRUE(strstr(err.msg, "chunk 7: content sha256 mismatch"));
-        /* the good block queued before it may have been dropped with the error */
-        ASSERT_TRUE(writer_written(w) == good || writer_written(w) == good - 1000);
+        ASSERT_EQ(writer_written(w), n);
+        ASSERT_OK_E(handler_finish(h, &err), &err);
+        ASSERT_OK_E(handler_commit(h, &err), &err);
         ASSERT_OK(read_full_file("slot.img", n, &got, &got_size));
-        ASSERT_EQ(got_size, writer_written(w));
-        ASSERT_TRUE(memcmp(got, data, got_size) == 0);
-        handler_rollback(h);
+        ASSERT_EQ(got_size, n);
+        ASSERT_TRUE(memcmp(got, data, n) == 0);
 }
