@@ -46,13 +46,13 @@ struct MultipartParser {
 static bool is_bchar(char c)
 {
         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-               strchr("'()+_,-./:=? ", c);
+               (c != 0 && strchr("'()+_,-./:=? ", c));
 }
 
 static bool is_tchar(char c)
 {
         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-               strchr("!#$%&'*+-.^_`|~", c);
+               (c != 0 && strchr("!#$%&'*+-.^_`|~", c));
 }
 
 static const char *skip_ows(const char *p)
