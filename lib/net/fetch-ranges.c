@@ -373,12 +373,18 @@ static void ranges_done(Fetch *f, int r, const UpkErr *err, void *userdata)
 }
 
 static int fetch_ranges_new(const char *url, uint64_t total, const char *validator, const FetchRange *ranges,
-                            size_t n, FetchRanges **ret, UpkErr *err)
+                            size_t n, const FetchOptions *opts, FetchRanges **ret, UpkErr *err)
 {
         _cleanup_(fetch_ranges_freep) FetchRanges *fr = NULL;
 
         if (!url)
                 return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "no URL to fetch");
+        if (opts &&
+            (opts->any_status || opts->body_size > 0 || (opts->method && !streq(opts->method, "GET"))))
+                return upk_err(
+                        err, UPK_ERR_CONFIG, -EINVAL,
+                        "%.256s: ranges are fetched with GET, not as a REST call (method, body, any_status)",
+                        url);
         if (n == 0 || n > FETCH_RANGES_MAX)
                 return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "%.256s: %zu ranges to fetch, not 1 to %u", url,
                                n, FETCH_RANGES_MAX);
@@ -423,7 +429,7 @@ int fetch_stream_new_ranges(FetchEngine *e, const char *url, uint64_t total, con
         if (total == 0 || total == UINT64_MAX)
                 return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "%.256s: file size %" PRIu64 " for ranges",
                                url ?: "(null)", total);
-        r = fetch_ranges_new(url, total, validator, ranges, n_ranges, &fr, err);
+        r = fetch_ranges_new(url, total, validator, ranges, n_ranges, opts, &fr, err);
         if (r < 0)
                 return r;
         r = fetch_stream_alloc(e, buffer_size, &s, err);
@@ -472,7 +478,7 @@ int fetch_range_to_memory(const char *url, uint64_t offset, uint64_t length, con
                 return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
                                "%.256s: %" PRIu64 " bytes at %" PRIu64 ": not 1 to %u bytes in a file",
                                url ?: "(null)", length, offset, FETCH_MEMORY_MAX);
-        r = fetch_ranges_new(url, UINT64_MAX - 1, NULL, &range, 1, &fr, err);
+        r = fetch_ranges_new(url, UINT64_MAX - 1, NULL, &range, 1, opts, &fr, err);
         if (r < 0)
                 return r;
         fr->total = UINT64_MAX;
