@@ -59,7 +59,8 @@ A plan (keyword arguments of TestServer.plan(), or JSON) for one path; offsets a
 
 Counters per path: requests, bytes_sent (body bytes written to sockets), ranges (the Range header of
 each request, or null), if_ranges (the If-Range header of each request, or null), auths (the
-Authorization header of each request, or null), statuses, agents (User-Agent of each request).
+Authorization header of each request, or null), statuses, agents (User-Agent of each request), ports
+(the client's port of each request: one port for requests on one connection).
 
 Binds 127.0.0.1 only (or ::1 with host="::1").
 
@@ -113,6 +114,7 @@ class _PathState:
         self.statuses = []
         self.status_after = 0
         self.agents = []
+        self.ports = []
         self.redirect_left = 0
 
     def set_plan(self, plan):
@@ -154,7 +156,8 @@ class _PathState:
     def stats(self):
         return {"requests": self.requests, "bytes_sent": self.bytes_sent, "ranges": list(self.ranges),
                 "if_ranges": list(self.if_ranges), "auths": list(self.auths),
-                "statuses": list(self.statuses), "agents": list(self.agents)}
+                "statuses": list(self.statuses), "agents": list(self.agents),
+                "ports": list(self.ports)}
 
 
 class TestServer:
@@ -348,6 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
             st.if_ranges.append(self.headers.get("If-Range"))
             st.auths.append(self.headers.get("Authorization"))
             st.agents.append(self.headers.get("User-Agent"))
+            st.ports.append(self.client_address[1])
             plan = dict(st.plan)
             forced = redirect = None
             if st.status_left != 0 and st.status_after > 0:

@@ -41,7 +41,6 @@ struct FetchRanges {
         uint64_t pos, end;       /* ... at file offset pos, its last byte end */
         bool callback_failed;    /* the error came from our checks, not from the parser */
 
-        Fetch *fetch;
         bool multipart, single_range;
         unsigned requests, retries;
         uint64_t wire_bytes;
@@ -440,7 +439,6 @@ int fetch_stream_new_ranges(FetchEngine *e, const char *url, uint64_t total, con
                              &f, err);
         if (r < 0)
                 return r;
-        fr->fetch = f;
         fetch_stream_attach(s, f, TAKE_PTR(fr));
         *ret = TAKE_PTR(s);
         return 0;
@@ -495,7 +493,6 @@ int fetch_range_to_memory(const char *url, uint64_t offset, uint64_t length, con
                              err);
         if (r < 0)
                 return r;
-        fr->fetch = f;
         while (!fr->done) {
                 r = sd_event_run(event, UINT64_MAX);
                 if (r < 0)

@@ -70,6 +70,7 @@ def test_multipart_300_ranges_in_3_requests(serve, blob, tmp_path):
     st = srv.stats("/blob.bin")
     assert st["requests"] == 3 and all(x.count(",") < 128 for x in st["ranges"]), st
     assert len(st["ranges"][0]) <= 4000 + len("bytes="), st
+    assert len(set(st["ports"])) == 1, st  # one connection, kept alive
 
 
 def test_single_range(serve, blob, tmp_path):
