@@ -5,9 +5,12 @@ one range only, all coalesced into one), resume after a cut inside a multipart b
 (Range ignored, a changed file, wrong parts), cancel and flow control."""
 
 import errno
+import hashlib
 import os
 import random
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -183,7 +186,6 @@ def test_slow_reader_small_buffer(serve, blob, tmp_path):
 
 
 def test_check_sees_the_range_bytes(serve, blob, tmp_path):
-    import hashlib
     srv = serve()
     ranges = spread(30, 3000)
     r = get(srv, ranges, tmp_path, "--check-sha256", hashlib.sha256(expected(blob, ranges)).hexdigest())
@@ -241,8 +243,6 @@ def test_file_replaced_after_a_cut(serve, www, blob, tmp_path):
     ranges = spread(20, 10_000)
     # the first answer is cut; the file changes before the retry (If-Range no longer matches: 200)
     srv.plan("/blob.bin", cut_at=ranges[5][0] + 10, stall_at=ranges[5][0], stall_seconds=0.5)
-    import threading
-    import time
 
     def replace():
         time.sleep(0.2)
