@@ -5,7 +5,7 @@
  *                [--retries N] [--no-retry] [--backoff-ms N] [--connect-timeout S]
  *                [--low-speed-time S] [--low-speed-limit B] [--slow-consumer] [--stream]
  *                [--stream-copy] [--stream-buffer N] [--check-sha256 HEX [--check-fail-after N]]
- *                [--memory]
+ *                [--memory] [--ranges A-B,C-D,... --total N [--validator ETAG]] [--range-memory OFF,LEN]
  *
  * Default mode: a Fetch on an sd_event loop writes the body to OUT from its data callback.
  * --slow-consumer: the consumer pauses delivery after each block and resumes it 2 ms later (half the
@@ -17,11 +17,19 @@
  *   stream at the end unless its SHA-256 is HEX ("check: ..." messages). --check-fail-after N: it fails
  *   once it has seen N bytes or more.
  * --memory: fetch_to_memory() (no loop of our own), then write OUT.
+ * --ranges A-B,C-D,...: the byte ranges A to B, C to D ... (inclusive positions, as in HTTP's Range) of a
+ *   file of --total N bytes through fetch_stream_new_ranges() and a reader thread as with --stream (the
+ *   same --stream-copy, --stream-buffer, --slow-consumer and --check-sha256), their bytes one after the
+ *   other into OUT; --validator ETAG is sent as If-Range. --cancel-after N: the reader cancels the stream
+ *   once it has read N bytes or more.
+ * --range-memory OFF,LEN: fetch_range_to_memory() for LEN bytes at OFF, then write OUT.
  *
  * Prints one JSON line on stdout: {"ok":..., "bytes":..., "received":..., "attempts":..., "retries":...,
  * "resumed_from":[...], "ignored_ranges":..., "http_status":..., "pauses":..., "total":..., and on failure
  * "error",
- * "code", "kind"}. Exit status 0 on success, 1 on a failed fetch, 2 on bad usage. */
+ * "code", "kind"}; with --ranges and --range-memory {"ok":..., "bytes":..., "requests":..., "retries":...,
+ * "wire_bytes":..., "delivered":..., "multipart":..., "single_range":..., and "total", "etag" for
+ * --range-memory}. Exit status 0 on success, 1 on a failed fetch, 2 on bad usage. */
 
 #include <fcntl.h>
 #include <getopt.h>
@@ -34,12 +42,14 @@
 
 #include <openssl/evp.h>
 
+#include "fetch-ranges.h"
 #include "fetch.h"
 #include "fileio.h"
 #include "hexdecoct.h"
 
 #define SLOW_DELAY_USEC 2000u
 #define READ_BLOCK      (1024u * 1024u) /* as the bundle reader */
+#define TOOL_RANGES_MAX 100000
 
 typedef struct Tool {
         sd_event *event;
@@ -62,6 +72,7 @@ typedef struct Tool {
         const char *want_sha256;
         uint64_t checked;
         uint64_t check_fail_after; /* 0: never */
+        uint64_t cancel_after;     /* 0: never */
 } Tool;
 
 static int check_sha256(const void *data, size_t size, void *userdata, UpkErr *err)
@@ -167,6 +178,8 @@ static void *reader_thread(void *userdata)
                         break;
                 }
                 t->read_bytes += (uint64_t)n;
+                if (t->cancel_after && t->read_bytes >= t->cancel_after)
+                        fetch_stream_cancel(t->stream);
                 if (loop_write(t->out_fd, p, (size_t)n) < 0) {
                         t->read_r = upk_err(&t->read_err, UPK_ERR_IO, -errno, "write: %s", strerror(errno));
                         fetch_stream_cancel(t->stream);
@@ -192,6 +205,80 @@ static int on_reader_done(sd_event_source *s, int fd, uint32_t revents, void *us
         return 0;
 }
 
+static void print_string(const char *s)
+{
+        putchar('"');
+        for (const char *p = s; *p; p++) {
+                if (*p == '"' || *p == '\\')
+                        printf("\\%c", *p);
+                else if ((unsigned char)*p < 0x20)
+                        printf("\\u%04x", (unsigned char)*p);
+                else
+                        putchar(*p);
+        }
+        putchar('"');
+}
+
+static void print_error_end(int r, const UpkErr *err)
+{
+        if (r < 0) {
+                printf(", \"code\": %d, \"kind\": \"%s\", \"error\": ", r,
+                       upk_err_kind_to_string(err->kind) ?: "?");
+                print_string(err->msg);
+        }
+        printf("}\n");
+        fflush(stdout);
+}
+
+static void print_ranges_summary(const FetchRangesStats *st, uint64_t bytes, int r, const UpkErr *err)
+{
+        printf("{\"ok\": %s, \"bytes\": %" PRIu64
+               ", \"requests\": %u, \"retries\": %u, \"wire_bytes\": %" PRIu64 ", \"delivered\": %" PRIu64
+               ", \"multipart\": %s, \"single_range\": %s",
+               r >= 0 ? "true" : "false", bytes, st->requests, st->retries, st->wire_bytes, st->delivered,
+               st->multipart ? "true" : "false", st->single_range ? "true" : "false");
+}
+
+/* "A-B,C-D,..." into a new array; -EINVAL on anything else. */
+static int parse_ranges(const char *s, FetchRange **ret, size_t *ret_n)
+{
+        _cleanup_free_ FetchRange *v = NULL;
+        size_t n = 0;
+
+        v = calloc(TOOL_RANGES_MAX, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        for (const char *p = s; *p;) {
+                char num[32];
+                uint64_t a, b;
+                size_t k = strcspn(p, "-");
+
+                if (n >= TOOL_RANGES_MAX || k == 0 || k >= sizeof(num) || p[k] != '-')
+                        return -EINVAL;
+                memcpy(num, p, k);
+                num[k] = 0;
+                if (safe_atou64(num, &a) < 0)
+                        return -EINVAL;
+                p += k + 1;
+                k = strcspn(p, ",");
+                if (k == 0 || k >= sizeof(num))
+                        return -EINVAL;
+                memcpy(num, p, k);
+                num[k] = 0;
+                if (safe_atou64(num, &b) < 0 || b < a || b == UINT64_MAX)
+                        return -EINVAL;
+                v[n++] = (FetchRange){ a, b - a + 1 };
+                p += k;
+                if (*p == ',')
+                        p++;
+        }
+        if (n == 0)
+                return -EINVAL;
+        *ret = TAKE_PTR(v);
+        *ret_n = n;
+        return 0;
+}
+
 static void print_summary(const FetchStats *st, uint64_t bytes, int r, const UpkErr *err)
 {
         printf("{\"ok\": %s, \"bytes\": %" PRIu64, r >= 0 ? "true" : "false", bytes);
@@ -207,21 +294,7 @@ static void print_summary(const FetchStats *st, uint64_t bytes, int r, const Upk
                 if (st->total != UINT64_MAX)
                         printf(", \"total\": %" PRIu64, st->total);
         }
-        if (r < 0) {
-                printf(", \"code\": %d, \"kind\": \"%s\", \"error\": \"", r,
-                       upk_err_kind_to_string(err->kind) ?: "?");
-                for (const char *p = err->msg; *p; p++) {
-                        if (*p == '"' || *p == '\\')
-                                printf("\\%c", *p);
-                        else if ((unsigned char)*p < 0x20)
-                                printf("\\u%04x", (unsigned char)*p);
-                        else
-                                putchar(*p);
-                }
-                printf("\"");
-        }
-        printf("}\n");
-        fflush(stdout);
+        print_error_end(r, err);
 }
 
 static int parse_u(const char *s, const char *opt, uint64_t max, uint64_t *ret)
@@ -257,6 +330,11 @@ int main(int argc, char **argv)
                 ARG_CHECK_SHA256,
                 ARG_CHECK_FAIL_AFTER,
                 ARG_MEMORY,
+                ARG_RANGES,
+                ARG_TOTAL,
+                ARG_VALIDATOR,
+                ARG_RANGE_MEMORY,
+                ARG_CANCEL_AFTER,
         };
         static const struct option options[] = {
                 { "max-length", required_argument, NULL, ARG_MAX_LENGTH },
@@ -277,6 +355,11 @@ int main(int argc, char **argv)
                 { "check-sha256", required_argument, NULL, ARG_CHECK_SHA256 },
                 { "check-fail-after", required_argument, NULL, ARG_CHECK_FAIL_AFTER },
                 { "memory", no_argument, NULL, ARG_MEMORY },
+                { "ranges", required_argument, NULL, ARG_RANGES },
+                { "total", required_argument, NULL, ARG_TOTAL },
+                { "validator", required_argument, NULL, ARG_VALIDATOR },
+                { "range-memory", required_argument, NULL, ARG_RANGE_MEMORY },
+                { "cancel-after", required_argument, NULL, ARG_CANCEL_AFTER },
                 {},
         };
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
@@ -284,7 +367,11 @@ int main(int argc, char **argv)
         _cleanup_close_ int out_fd = -EBADF, done_fd = -EBADF;
         FetchOptions opts = { 0 };
         uint64_t max_length = UINT64_MAX / 2, v, stream_buffer = 0;
-        bool stream = false, memory = false;
+        bool stream = false, memory = false, range_memory = false;
+        _cleanup_free_ FetchRange *ranges = NULL;
+        size_t n_ranges = 0;
+        uint64_t total = 0, range_off = 0, range_len = 0;
+        const char *validator = NULL;
         Tool t = { .done_fd = -EBADF };
         UpkErr err = { 0 };
         const char *url, *out;
@@ -366,6 +453,42 @@ int main(int argc, char **argv)
                 case ARG_MEMORY:
                         memory = true;
                         break;
+                case ARG_RANGES:
+                        free(ranges);
+                        ranges = NULL;
+                        if (parse_ranges(optarg, &ranges, &n_ranges) < 0) {
+                                fprintf(stderr, "upkeep-fetch: --ranges: bad list \"%s\"\n", optarg);
+                                return 2;
+                        }
+                        stream = true;
+                        break;
+                case ARG_TOTAL:
+                        if (parse_u(optarg, "--total", UINT64_MAX, &total) < 0)
+                                return 2;
+                        break;
+                case ARG_VALIDATOR:
+                        validator = optarg;
+                        break;
+                case ARG_RANGE_MEMORY: {
+                        const char *comma = strchr(optarg, ',');
+                        char num[32];
+
+                        if (!comma || (size_t)(comma - optarg) >= sizeof(num)) {
+                                fprintf(stderr, "upkeep-fetch: --range-memory: OFF,LEN\n");
+                                return 2;
+                        }
+                        memcpy(num, optarg, (size_t)(comma - optarg));
+                        num[comma - optarg] = 0;
+                        if (parse_u(num, "--range-memory", UINT64_MAX, &range_off) < 0 ||
+                            parse_u(comma + 1, "--range-memory", UINT64_MAX, &range_len) < 0)
+                                return 2;
+                        range_memory = true;
+                        break;
+                }
+                case ARG_CANCEL_AFTER:
+                        if (parse_u(optarg, "--cancel-after", UINT64_MAX, &t.cancel_after) < 0)
+                                return 2;
+                        break;
                 default:
                         return 2;
                 }
@@ -383,6 +506,27 @@ int main(int argc, char **argv)
                 return 1;
         }
         t.out_fd = out_fd;
+
+        if (range_memory) {
+                _cleanup_free_ void *buf = NULL;
+                FetchRangesStats st = { 0 };
+                char etag[FETCH_ETAG_MAX] = "";
+                uint64_t file_total = 0;
+
+                r = fetch_range_to_memory(url, range_off, range_len, &opts, &buf, &file_total, etag, &st,
+                                          &err);
+                if (r >= 0)
+                        r = loop_write(out_fd, buf, (size_t)range_len);
+                print_ranges_summary(&st, r >= 0 ? range_len : 0, r, &err);
+                if (r >= 0) {
+                        printf(", \"total\": %" PRIu64 ", \"etag\": ", file_total);
+                        print_string(etag);
+                }
+                print_error_end(r, &err);
+                if (r < 0)
+                        fprintf(stderr, "upkeep-fetch: %s\n", err.msg);
+                return r < 0 ? 1 : 0;
+        }
 
         if (memory) {
                 _cleanup_free_ char *buf = NULL;
@@ -422,7 +566,12 @@ int main(int argc, char **argv)
                         upk_err(&err, UPK_ERR_IO, r, "sd_event_add_io: %s", strerror(-r));
                         goto fail;
                 }
-                r = fetch_stream_new(engine, url, max_length, &opts, (size_t)stream_buffer, &t.stream, &err);
+                if (ranges)
+                        r = fetch_stream_new_ranges(engine, url, total, validator, ranges, n_ranges, &opts,
+                                                    (size_t)stream_buffer, &t.stream, &err);
+                else
+                        r = fetch_stream_new(engine, url, max_length, &opts, (size_t)stream_buffer,
+                                             &t.stream, &err);
                 if (r < 0)
                         goto fail;
                 if (t.want_sha256) {
@@ -447,7 +596,13 @@ int main(int argc, char **argv)
                         r = t.read_r;
                 if (r < 0 && t.read_err.kind != UPK_ERR_NONE)
                         err = t.read_err;
-                {
+                if (ranges) {
+                        FetchRangesStats st;
+
+                        fetch_stream_get_ranges_stats(t.stream, &st);
+                        print_ranges_summary(&st, t.read_bytes, r, &err);
+                        print_error_end(r, &err);
+                } else {
                         Fetch *f = fetch_stream_get_fetch(t.stream);
 
                         print_summary(f ? fetch_get_stats(f) : NULL, t.read_bytes, r, &err);

@@ -41,10 +41,26 @@ A plan (keyword arguments of TestServer.plan(), or JSON) for one path; offsets a
     ignore_if_range=True             serve a Range request whatever its If-Range says (a broken server);
                                      otherwise an If-Range that names another version gets 200 and the
                                      whole file
+    multirange=M                     how a request for several ranges ("Range: bytes=a-b,c-d") is answered:
+                                     "multipart" (default: 206 multipart/byteranges, a part per range, each
+                                     with Content-Type and Content-Range), "first-only" (a plain 206 with the
+                                     first range only), "coalesce" (a plain 206 from the first range's start
+                                     to the last one's end), "coalesce-parts" (multipart, neighbouring ranges
+                                     less than 1000 bytes apart merged into one part with their gap),
+                                     "ignore" (200 with the whole file)
+    multirange_wrong=W               answer several ranges wrongly: "overlap" (the second part starts inside
+                                     the first), "outside" (the last part goes 10 bytes past what was asked),
+                                     "order" (the parts in reverse order), "total" (a Content-Range total one
+                                     more than the file's size; also in "first-only" and "coalesce"),
+                                     "length" (the first part's Content-Range announces a byte less than
+                                     its part carries: a malformed multipart body)
+    The cut, stall, flip and rate plans apply to the parts' file bytes as to a single range (cut_at=N cuts
+    a multipart body when its part reaches file byte N); status plans come before any of them.
 
 Counters per path: requests, bytes_sent (body bytes written to sockets), ranges (the Range header of
 each request, or null), if_ranges (the If-Range header of each request, or null), auths (the
-Authorization header of each request, or null), statuses, agents (User-Agent of each request).
+Authorization header of each request, or null), statuses, agents (User-Agent of each request), ports
+(the client's port of each request: one port for requests on one connection).
 
 Binds 127.0.0.1 only (or ::1 with host="::1").
 
@@ -75,6 +91,9 @@ CONTROL = "/__control"
 CONTROL_BODY_MAX = 1024 * 1024
 
 _RANGE_RE = re.compile(r"^bytes=(\d{1,20})-(\d{0,20})$")
+_SPEC_RE = re.compile(r"^(\d{1,20})-(\d{0,20})$")
+RANGES_MAX = 1000  # ranges of one multi-range request
+COALESCE_GAP = 1000  # multirange="coalesce-parts" merges ranges closer than this
 
 
 class _Cut(Exception):
@@ -95,13 +114,14 @@ class _PathState:
         self.statuses = []
         self.status_after = 0
         self.agents = []
+        self.ports = []
         self.redirect_left = 0
 
     def set_plan(self, plan):
         known = {"status", "status_times", "cut_at", "cut_times", "cut_every", "cut_mode", "stall_at",
                  "stall_seconds", "stall_times", "flip", "ignore_range", "content_range_shift", "extra",
                  "extra_mode", "rate", "redirect", "redirect_times", "status_after", "extra_only_partial",
-                 "validators", "ignore_if_range"}
+                 "validators", "ignore_if_range", "multirange", "multirange_wrong"}
         unknown = set(plan) - known
         if unknown:
             raise ValueError(f"unknown plan keys: {sorted(unknown)}")
@@ -127,11 +147,17 @@ class _PathState:
             raise ValueError("cut_mode must be close or reset")
         if plan.get("validators", "etag") not in ("etag", "date", "none"):
             raise ValueError("validators must be etag, date or none")
+        if plan.get("multirange", "multipart") not in ("multipart", "first-only", "coalesce", "coalesce-parts",
+                                                       "ignore"):
+            raise ValueError("multirange must be multipart, first-only, coalesce, coalesce-parts or ignore")
+        if plan.get("multirange_wrong") not in (None, "overlap", "outside", "order", "total", "length"):
+            raise ValueError("multirange_wrong must be overlap, outside, order, total or length")
 
     def stats(self):
         return {"requests": self.requests, "bytes_sent": self.bytes_sent, "ranges": list(self.ranges),
                 "if_ranges": list(self.if_ranges), "auths": list(self.auths),
-                "statuses": list(self.statuses), "agents": list(self.agents)}
+                "statuses": list(self.statuses), "agents": list(self.agents),
+                "ports": list(self.ports)}
 
 
 class TestServer:
@@ -317,6 +343,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, {"paths": self.srv.all_stats()})
         srv = self.srv
         rng = self.headers.get("Range")
+        self._sent_here = 0
         with srv._lock:
             st = srv._state(path)
             st.requests += 1
@@ -324,6 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
             st.if_ranges.append(self.headers.get("If-Range"))
             st.auths.append(self.headers.get("Authorization"))
             st.agents.append(self.headers.get("User-Agent"))
+            st.ports.append(self.client_address[1])
             plan = dict(st.plan)
             forced = redirect = None
             if st.status_left != 0 and st.status_after > 0:
@@ -357,7 +385,10 @@ class _Handler(BaseHTTPRequestHandler):
             not plan.get("ignore_if_range")
 
         start, end, partial = 0, size - 1, False
-        if rng is not None and not plan.get("ignore_range") and not stale:
+        multi = rng is not None and "," in rng
+        if multi and not plan.get("ignore_range") and not stale and plan.get("multirange") != "ignore":
+            return self._multirange(st, plan, fpath, size, rng, validators, head)
+        if rng is not None and not multi and not plan.get("ignore_range") and not stale:
             m = _RANGE_RE.match(rng.strip())
             if not m:
                 return self._status(st, 416, "unsupported Range\n", {"Content-Range": f"bytes */{size}"})
@@ -400,6 +431,72 @@ class _Handler(BaseHTTPRequestHandler):
             self._count_send(st, b"\xa5" * extra)
             if mode == "beyond":
                 self.close_connection = True
+
+    def _multirange(self, st, plan, fpath, size, rng, validators, head):
+        """A request for several ranges, answered as plan["multirange"] says."""
+        specs = rng.strip()[len("bytes="):].split(",") if rng.strip().startswith("bytes=") else []
+        ranges = []
+        for spec in specs:
+            m = _SPEC_RE.match(spec.strip())
+            if not m or len(specs) > RANGES_MAX:
+                return self._status(st, 416, "unsupported Range\n", {"Content-Range": f"bytes */{size}"})
+            a = int(m.group(1))
+            b = min(int(m.group(2)) if m.group(2) else size - 1, size - 1)
+            if a >= size or a > b:
+                return self._status(st, 416, "range not satisfiable\n", {"Content-Range": f"bytes */{size}"})
+            ranges.append((a, b))
+        mode = plan.get("multirange", "multipart")
+        wrong = plan.get("multirange_wrong")
+        shown_total = size + 1 if wrong == "total" else size
+        if mode in ("first-only", "coalesce"):
+            a, b = ranges[0][0], ranges[0][1] if mode == "first-only" else ranges[-1][1]
+            with self.srv._lock:
+                st.statuses.append(206)
+            self.send_response(206)
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Type", "application/octet-stream")
+            for k, v in validators.items():
+                self.send_header(k, v)
+            self.send_header("Content-Range", f"bytes {a}-{b}/{shown_total}")
+            self.send_header("Content-Length", str(b - a + 1))
+            self.end_headers()
+            if not head:
+                self._send_body(st, plan, fpath, a, b - a + 1)
+            return
+        parts = []
+        for a, b in ranges:
+            if mode == "coalesce-parts" and parts and a - parts[-1][1] - 1 < COALESCE_GAP:
+                parts[-1] = (parts[-1][0], max(b, parts[-1][1]))
+            else:
+                parts.append((a, b))
+        if wrong == "order":
+            parts.reverse()
+        elif wrong == "overlap" and len(parts) > 1:
+            parts[1] = ((parts[0][0] + parts[0][1] + 1) // 2, parts[1][1])
+        elif wrong == "outside":
+            parts[-1] = (parts[-1][0], min(size - 1, parts[-1][1] + 10))
+        boundary = "THIS_SEPARATES_" + os.urandom(6).hex()
+        shown = [(a, b - 1 if wrong == "length" and i == 0 and b > a else b) for i, (a, b) in enumerate(parts)]
+        heads = [(f"--{boundary}\r\nContent-Type: application/octet-stream\r\n"
+                  f"Content-Range: bytes {a}-{b}/{shown_total}\r\n\r\n").encode() for a, b in shown]
+        heads = [heads[0]] + [b"\r\n" + h for h in heads[1:]]
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        length = sum(len(h) for h in heads) + sum(b - a + 1 for a, b in parts) + len(tail)
+        with self.srv._lock:
+            st.statuses.append(206)
+        self.send_response(206)
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Type", f"multipart/byteranges; boundary={boundary}")
+        for k, v in validators.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        if head:
+            return
+        for h, (a, b) in zip(heads, parts):
+            self._count_send(st, h)
+            self._send_body(st, plan, fpath, a, b - a + 1)
+        self._count_send(st, tail)
 
     def _status(self, st, code, text, headers=None):
         body = text.encode()
@@ -479,13 +576,16 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(n / rate)
 
     def _send_body(self, st, plan, fpath, start, length):
-        pos, end, sent_here = start, start + length, 0
+        """File bytes [start, start + length) of the response (all of it, or one part of a multipart body);
+        cut_every counts the body bytes of the whole response."""
+        pos, end, sent_here = start, start + length, self._sent_here
         with open(fpath, "rb") as f:
             while pos < end:
                 off, what, idx = self._next_event(st, plan, pos, end, sent_here)
                 if off > pos:
                     self._send_range(st, plan, f, pos, off - pos)
                     sent_here += off - pos
+                    self._sent_here = sent_here
                     pos = off
                 if what is None:
                     continue

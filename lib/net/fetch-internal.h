@@ -15,6 +15,24 @@ typedef enum FetchState {
         FETCH_FINISHED,
 } FetchState;
 
+/* A fetch whose every request asks for byte ranges (fetch-ranges.c). fetch.c keeps the transfer, the
+ * retry with backoff, the deadline, the rate and the cancel; the ops own what the bytes mean. The data
+ * callback gets each response's body bytes as they come off the wire (`offset` counts them over all
+ * responses); the ops keep f->offset and f->stats.delivered at the range bytes handed out, which is the
+ * progress that resets the retry budget. */
+typedef struct FetchRangeOps {
+        /* Before each request: the value for "Range: bytes=...", kept until the next call. */
+        const char *(*request)(Fetch *f, void *userdata);
+        /* A 200 or 206 answer, before its first body byte: 0 to take its body, or -errno with `err`
+         * (final). Other statuses are handled as for any fetch. */
+        int (*response)(Fetch *f, long status, void *userdata, UpkErr *err);
+        /* The response ended without a transport error: 1 when every range was delivered, 0 when another
+         * request is needed (it follows at once), or -errno with `err` and *ret_retriable. */
+        int (*end)(Fetch *f, void *userdata, bool *ret_retriable, UpkErr *err);
+        /* Every range was delivered (a transfer that failed at its very end is then a success). */
+        bool (*complete)(void *userdata);
+} FetchRangeOps;
+
 struct FetchEngine {
         sd_event *event;
         CURLM *multi;
@@ -70,9 +88,33 @@ struct Fetch {
         char errbuf[CURL_ERROR_SIZE];
 
         FetchStats stats;
+        const FetchRangeOps *range_ops; /* NULL for a plain fetch */
 };
 
 /* fetch.c: take the fetch off the engine's multi handle and stop its retry timer. */
 void fetch_detach(Fetch *f);
 /* fetch.c: the current attempt ended with curl's `code` (the engine saw it finish). */
 void fetch_attempt_done(Fetch *f, CURLcode code);
+
+/* fetch.c: a fetch of byte ranges (see FetchRangeOps); `validator` (an ETag, may be NULL or "") goes out
+ * as If-Range with every request; `total` is the file's size if known, else UINT64_MAX. */
+int fetch_new_ranged(FetchEngine *e, const char *url, uint64_t total, const char *validator,
+                     const FetchOptions *opts, const FetchRangeOps *ops, FetchDataFunc data,
+                     FetchDoneFunc done, void *userdata, Fetch **ret, UpkErr *err);
+/* fetch.c: a header of the current attempt's final response, or NULL. */
+const char *fetch_response_header(Fetch *f, const char *name);
+
+/* fetch-stream.c, for a producer other than a plain fetch (fetch-ranges.c): a stream without a fetch, to
+ * which the producer attaches its fetch and its state (freed with the stream, after the fetch). */
+typedef struct FetchRanges FetchRanges;
+FetchRanges *fetch_ranges_free(FetchRanges *r);
+int fetch_stream_alloc(FetchEngine *e, size_t buffer_size, FetchStream **ret, UpkErr *err);
+void fetch_stream_attach(FetchStream *s, Fetch *f, FetchRanges *ranges);
+FetchRanges *fetch_stream_get_ranges(FetchStream *s);
+/* From the fetch's data callback: FETCH_DATA_CONTINUE when `size` bytes fit into the ring now (append
+ * them, or fewer, with fetch_stream_append() before returning), FETCH_DATA_PAUSE when not (the fetch is
+ * resumed once there is room), or -errno with `err` (cancelled, or the check failed). */
+int fetch_stream_reserve(FetchStream *s, Fetch *f, size_t size, UpkErr *err);
+void fetch_stream_append(FetchStream *s, const void *buf, size_t size);
+/* From the fetch's done callback. */
+void fetch_stream_done(FetchStream *s, int r, const UpkErr *err);

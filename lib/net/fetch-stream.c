@@ -17,6 +17,7 @@
 
 struct FetchStream {
         Fetch *fetch;
+        FetchRanges *ranges; /* the producer's state, for a stream of byte ranges */
         sd_event_source *wake_source;
         int wake_fd;
         FetchStreamCheckFunc check;
@@ -94,12 +95,8 @@ static void stream_fail(FetchStream *s, int r, const UpkErr *err, const char *wh
                 upk_err(&s->err, UPK_ERR_NETWORK, s->r, "%s failed", what);
 }
 
-static int stream_data(Fetch *f, const void *buf, size_t size, uint64_t offset, void *userdata, UpkErr *err)
+int fetch_stream_reserve(FetchStream *s, Fetch *f, size_t size, UpkErr *err)
 {
-        FetchStream *s = userdata;
-        size_t tail, first;
-        bool wake;
-
         pthread_mutex_lock(&s->lock);
         if (s->cancelled || s->r < 0) {
                 /* cancelled, or the check failed: the transfer is of no use any more */
@@ -124,6 +121,17 @@ static int stream_data(Fetch *f, const void *buf, size_t size, uint64_t offset, 
                 pthread_mutex_unlock(&s->lock);
                 return FETCH_DATA_PAUSE;
         }
+        pthread_mutex_unlock(&s->lock);
+        return FETCH_DATA_CONTINUE;
+}
+
+void fetch_stream_append(FetchStream *s, const void *buf, size_t size)
+{
+        size_t tail, first;
+        bool wake;
+
+        pthread_mutex_lock(&s->lock);
+        assert(s->capacity - (size_t)(s->in - stream_base(s)) >= size);
         tail = (size_t)(s->in % s->capacity);
         pthread_mutex_unlock(&s->lock);
 
@@ -141,19 +149,32 @@ static int stream_data(Fetch *f, const void *buf, size_t size, uint64_t offset, 
         pthread_mutex_unlock(&s->lock);
         if (wake)
                 pthread_cond_broadcast(&s->cond);
+}
+
+static int stream_data(Fetch *f, const void *buf, size_t size, uint64_t offset, void *userdata, UpkErr *err)
+{
+        FetchStream *s = userdata;
+        int r = fetch_stream_reserve(s, f, size, err);
+
+        if (r != FETCH_DATA_CONTINUE)
+                return r;
+        fetch_stream_append(s, buf, size);
         return FETCH_DATA_CONTINUE;
 }
 
-static void stream_done(Fetch *f, int r, const UpkErr *err, void *userdata)
+void fetch_stream_done(FetchStream *s, int r, const UpkErr *err)
 {
-        FetchStream *s = userdata;
-
         pthread_mutex_lock(&s->lock);
         s->finished = true;
         if (r < 0)
                 stream_fail(s, r, err, "download");
         pthread_mutex_unlock(&s->lock);
         pthread_cond_broadcast(&s->cond);
+}
+
+static void stream_done(Fetch *f, int r, const UpkErr *err, void *userdata)
+{
+        fetch_stream_done(userdata, r, err);
 }
 
 static int on_stream_wake(sd_event_source *src, int fd, uint32_t revents, void *userdata)
@@ -187,8 +208,7 @@ static int on_stream_wake(sd_event_source *src, int fd, uint32_t revents, void *
         return 0;
 }
 
-int fetch_stream_new(FetchEngine *e, const char *url, uint64_t max_length, const FetchOptions *opts,
-                     size_t buffer_size, FetchStream **ret, UpkErr *err)
+int fetch_stream_alloc(FetchEngine *e, size_t buffer_size, FetchStream **ret, UpkErr *err)
 {
         _cleanup_(fetch_stream_freep) FetchStream *s = NULL;
         int r;
@@ -215,6 +235,30 @@ int fetch_stream_new(FetchEngine *e, const char *url, uint64_t max_length, const
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot watch the stream's eventfd: %m");
         (void)sd_event_source_set_description(s->wake_source, "fetch-stream-wake");
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+void fetch_stream_attach(FetchStream *s, Fetch *f, FetchRanges *ranges)
+{
+        s->fetch = f;
+        s->ranges = ranges;
+}
+
+FetchRanges *fetch_stream_get_ranges(FetchStream *s)
+{
+        return s->ranges;
+}
+
+int fetch_stream_new(FetchEngine *e, const char *url, uint64_t max_length, const FetchOptions *opts,
+                     size_t buffer_size, FetchStream **ret, UpkErr *err)
+{
+        _cleanup_(fetch_stream_freep) FetchStream *s = NULL;
+        int r;
+
+        r = fetch_stream_alloc(e, buffer_size, &s, err);
+        if (r < 0)
+                return r;
         r = fetch_new(e, url, max_length, opts, stream_data, stream_done, s, &s->fetch, err);
         if (r < 0)
                 return r;
@@ -227,6 +271,7 @@ FetchStream *fetch_stream_free(FetchStream *s)
         if (!s)
                 return NULL;
         fetch_free(s->fetch);
+        fetch_ranges_free(s->ranges);
         if (s->check_started) {
                 pthread_mutex_lock(&s->lock);
                 s->quit = true;

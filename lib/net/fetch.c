@@ -207,8 +207,7 @@ static void fetch_note_headers(Fetch *f)
                 f->stats.retry_after_sec = sec > 86400 ? 86400 : (unsigned)sec;
 }
 
-/* A header of the final response, or NULL. */
-static const char *response_header(Fetch *f, const char *name)
+const char *fetch_response_header(Fetch *f, const char *name)
 {
         struct curl_header *h = NULL;
 
@@ -220,7 +219,7 @@ static const char *response_header(Fetch *f, const char *name)
 /* What this answer says the file's version is, of the kind of f->validator: NULL if it says nothing. */
 static const char *response_validator(Fetch *f, bool etag)
 {
-        const char *v = response_header(f, etag ? "ETag" : "Last-Modified");
+        const char *v = fetch_response_header(f, etag ? "ETag" : "Last-Modified");
 
         if (!v || !*v || strlen(v) >= sizeof(f->validator) || strpbrk(v, "\r\n"))
                 return NULL;
@@ -281,6 +280,12 @@ static void fetch_check_response(Fetch *f)
         fetch_note_headers(f);
         if (f->any_status && code != 206)
                 code = 200; /* an answer, whatever its status: the caller looks at http_status */
+        if (f->range_ops && (code == 200 || code == 206)) {
+                r = f->range_ops->response(f, code, f->userdata, &f->attempt_err);
+                if (r < 0)
+                        f->attempt_r = r;
+                return;
+        }
 
         if (code == 200) {
                 uint64_t len = cl >= 0 ? (uint64_t)cl : UINT64_MAX;
@@ -408,7 +413,11 @@ static size_t on_curl_write(char *ptr, size_t size, size_t nmemb, void *userdata
         data += s;
         len = n - s;
         if (len > 0) {
-                if (len > f->max_length - f->offset) {
+                /* Of a range fetch, every body byte goes to the data callback, its offset counting the
+                 * bytes of all responses; the range bytes it hands out are bounded by the ranges. */
+                const uint64_t offset = f->range_ops ? f->stats.received : f->offset;
+
+                if (!f->range_ops && len > f->max_length - f->offset) {
                         f->stats.received += n;
                         f->attempt_r = upk_err(&f->attempt_err, UPK_ERR_NETWORK, -EFBIG,
                                                "%s: the server sent more than the %" PRIu64
@@ -417,12 +426,12 @@ static size_t on_curl_write(char *ptr, size_t size, size_t nmemb, void *userdata
                         return 0;
                 }
                 f->in_data_cb = true;
-                r = f->data_cb(f, data, len, f->offset, f->userdata, &f->attempt_err);
+                r = f->data_cb(f, data, len, offset, f->userdata, &f->attempt_err);
                 f->in_data_cb = false;
                 if (r < 0) {
                         if (f->attempt_err.kind == UPK_ERR_NONE)
                                 upk_err(&f->attempt_err, UPK_ERR_IO, r,
-                                        "%s: the consumer refused byte %" PRIu64, f->url, f->offset);
+                                        "%s: the consumer refused byte %" PRIu64, f->url, offset);
                         f->attempt_r = r;
                         f->attempt_retriable = false;
                         return 0;
@@ -434,8 +443,10 @@ static size_t on_curl_write(char *ptr, size_t size, size_t nmemb, void *userdata
                 }
         }
         f->skip -= s;
-        f->offset += len;
-        f->stats.delivered += len;
+        if (!f->range_ops) {
+                f->offset += len;
+                f->stats.delivered += len;
+        }
         f->stats.received += n;
         return n;
 }
@@ -452,6 +463,21 @@ static int on_retry_timer(sd_event_source *s, uint64_t usec, void *userdata)
         r = fetch_start_attempt(f, &e);
         if (r < 0)
                 fetch_finish(f, r, &e);
+        return 0;
+}
+
+/* The next attempt after `usec` (0: as soon as the loop is back), from a timer rather than from inside
+ * the engine's handling of the multi handle. */
+static int fetch_schedule_attempt(Fetch *f, uint64_t usec, UpkErr *err)
+{
+        int r;
+
+        r = sd_event_add_time_relative(f->engine->event, &f->retry_timer, CLOCK_MONOTONIC, usec, 1,
+                                       on_retry_timer, f);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_IO, r, "%s: cannot schedule the next request: %m", f->url);
+        (void)sd_event_source_set_description(f->retry_timer, "fetch-retry");
+        f->state = FETCH_WAITING;
         return 0;
 }
 
@@ -495,6 +521,18 @@ void fetch_attempt_done(Fetch *f, CURLcode code)
                 r = errno_of_curl(code, &retriable, &kind);
                 upk_err(&e, kind, r, "%s: %s%s%s (at byte %" PRIu64 ")", f->url, curl_easy_strerror(code),
                         f->errbuf[0] ? ": " : "", f->errbuf, f->offset);
+        } else if (f->range_ops) {
+                r = f->range_ops->end(f, f->userdata, &retriable, &e);
+                if (r == 0) {
+                        /* This answer was complete, more ranges are wanted: the next request, at once. */
+                        f->streak = 0;
+                        r = fetch_schedule_attempt(f, 0, &e);
+                        if (r < 0)
+                                fetch_finish(f, r, &e);
+                        return;
+                }
+                if (r > 0)
+                        r = 0;
         } else if (f->skip > 0) {
                 r = upk_err(&e, UPK_ERR_NETWORK, -ECONNRESET,
                             "%s: the body ended at byte %" PRIu64 ", before the %" PRIu64
@@ -514,14 +552,21 @@ void fetch_attempt_done(Fetch *f, CURLcode code)
         }
 
         /* Everything is there even though the connection failed at the very end. */
-        if (retriable && f->stats.total != UINT64_MAX && f->offset == f->stats.total && f->skip == 0) {
+        if (retriable && f->range_ops && f->range_ops->complete(f->userdata)) {
+                fetch_finish(f, 0, NULL);
+                return;
+        }
+        if (retriable && !f->range_ops && f->stats.total != UINT64_MAX && f->offset == f->stats.total &&
+            f->skip == 0) {
                 fetch_finish(f, 0, NULL);
                 return;
         }
 
         progress = f->offset > f->attempt_offset;
         f->streak = progress ? 1 : f->streak + 1;
-        if (!retriable || f->no_retry || f->streak > f->retries || f->stats.attempts >= FETCH_ATTEMPTS_MAX) {
+        /* A range fetch makes one request per batch of ranges: only its retries count against the cap. */
+        if (!retriable || f->no_retry || f->streak > f->retries ||
+            (f->range_ops ? f->stats.retries : f->stats.attempts) >= FETCH_ATTEMPTS_MAX) {
                 if (retriable && !f->no_retry)
                         upk_err_prefix(&e, "gave up after %u attempts", f->stats.attempts);
                 fetch_finish(f, r, &e);
@@ -533,15 +578,12 @@ void fetch_attempt_done(Fetch *f, CURLcode code)
                 delay *= 2;
         if (delay > f->backoff_max_msec)
                 delay = f->backoff_max_msec;
-        r = sd_event_add_time_relative(f->engine->event, &f->retry_timer, CLOCK_MONOTONIC, delay * 1000u, 1,
-                                       on_retry_timer, f);
+        r = fetch_schedule_attempt(f, delay * 1000u, NULL);
         if (r < 0) {
                 upk_err_prefix(&e, "cannot schedule a retry (%s)", strerror(-r));
                 fetch_finish(f, e.code, &e);
                 return;
         }
-        (void)sd_event_source_set_description(f->retry_timer, "fetch-retry");
-        f->state = FETCH_WAITING;
         f->stats.retries++;
 }
 
@@ -627,7 +669,7 @@ static int fetch_start_attempt(Fetch *f, UpkErr *err)
         f->errbuf[0] = 0;
         curl_slist_free_all(f->resume_headers);
         f->resume_headers = NULL;
-        if (f->offset > 0 && f->validator[0]) {
+        if ((f->offset > 0 || f->range_ops) && f->validator[0]) {
                 /* Only the version already begun: a changed file is answered with 200 and found out. */
                 char line[sizeof(f->validator) + 16];
                 bool oom = false;
@@ -642,7 +684,9 @@ static int fetch_start_attempt(Fetch *f, UpkErr *err)
                 }
         }
         (void)curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->resume_headers ?: f->headers);
-        if (f->offset > 0) {
+        if (f->range_ops)
+                (void)curl_easy_setopt(f->easy, CURLOPT_RANGE, f->range_ops->request(f, f->userdata));
+        else if (f->offset > 0) {
                 snprintf(f->range, sizeof(f->range), "%" PRIu64 "-", f->offset);
                 (void)curl_easy_setopt(f->easy, CURLOPT_RANGE, f->range);
                 if (f->stats.n_resumes < FETCH_STATS_RESUMES_MAX)
@@ -760,8 +804,9 @@ static char *strdup_or_null(const char *s, bool *oom)
         return d;
 }
 
-int fetch_new(FetchEngine *e, const char *url, uint64_t max_length, const FetchOptions *opts,
-              FetchDataFunc data, FetchDoneFunc done, void *userdata, Fetch **ret, UpkErr *err)
+static int fetch_create(FetchEngine *e, const char *url, uint64_t max_length, const FetchOptions *opts,
+                        const FetchRangeOps *ops, const char *validator, FetchDataFunc data,
+                        FetchDoneFunc done, void *userdata, Fetch **ret, UpkErr *err)
 {
         static const FetchOptions no_opts = { 0 };
         _cleanup_(fetch_freep) Fetch *f = NULL;
@@ -847,6 +892,16 @@ int fetch_new(FetchEngine *e, const char *url, uint64_t max_length, const FetchO
                 f->backoff_max_msec = f->backoff_msec;
         f->stats.total = UINT64_MAX;
         f->state = FETCH_FINISHED;
+        f->range_ops = ops;
+        if (ops) {
+                f->stats.total = max_length;
+                /* Only a strong ETag makes a range request conditional; a weak one is not sent. */
+                if (validator && strlen(validator) < sizeof(f->validator) && !strpbrk(validator, "\r\n") &&
+                    strncmp(validator, "W/", 2) != 0) {
+                        memcpy(f->validator, validator, strlen(validator) + 1);
+                        f->validator_is_etag = true;
+                }
+        }
 
         f->easy = curl_easy_init();
         if (!f->easy)
@@ -869,6 +924,19 @@ int fetch_new(FetchEngine *e, const char *url, uint64_t max_length, const FetchO
                 return r;
         *ret = TAKE_PTR(f);
         return 0;
+}
+
+int fetch_new(FetchEngine *e, const char *url, uint64_t max_length, const FetchOptions *opts,
+              FetchDataFunc data, FetchDoneFunc done, void *userdata, Fetch **ret, UpkErr *err)
+{
+        return fetch_create(e, url, max_length, opts, NULL, NULL, data, done, userdata, ret, err);
+}
+
+int fetch_new_ranged(FetchEngine *e, const char *url, uint64_t total, const char *validator,
+                     const FetchOptions *opts, const FetchRangeOps *ops, FetchDataFunc data,
+                     FetchDoneFunc done, void *userdata, Fetch **ret, UpkErr *err)
+{
+        return fetch_create(e, url, total, opts, ops, validator, data, done, userdata, ret, err);
 }
 
 Fetch *fetch_free(Fetch *f)

@@ -163,7 +163,8 @@ int fetch_request(const char *url, uint64_t max_length, const FetchOptions *opts
                   size_t *ret_size, FetchStats *ret_stats, UpkErr *err);
 
 /* FetchStream: a fetch whose bytes a worker thread pulls, e.g. the installer via
- * bundle_open_next(fetch_stream_next, stream, ...). The loop side fills a bounded ring buffer and pauses
+ * bundle_open_next(fetch_stream_next, stream, ...); fetch_stream_new_ranges() (fetch-ranges.h) makes one
+ * of some byte ranges of a file. The loop side fills a bounded ring buffer and pauses
  * the transfer while it is full; the reader wakes the loop (an eventfd) when it has drained it enough.
  *
  *   loop thread:   fetch_stream_new(), fetch_stream_set_check() ... (worker runs) ... fetch_stream_free()

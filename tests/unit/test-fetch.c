@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sys/socket.h>
 
+#include "fetch-ranges.h"
 #include "fetch.h"
 #include "tests.h"
 
@@ -219,4 +220,86 @@ TEST(empty_proxy_ignores_the_environment)
         ASSERT_TRUE(strstr(err.msg, at_server));
         ASSERT_FALSE(strstr(err.msg, at_proxy));
         ASSERT_OK(unsetenv("http_proxy"));
+}
+
+TEST(bad_ranges)
+{
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        _cleanup_(fetch_engine_freep) FetchEngine *e = NULL;
+        static const struct {
+                const char *name;
+                FetchRange r[2];
+                size_t n;
+                uint64_t total;
+                const char *msg;
+        } cases[] = {
+                { "none", { { 0, 1 } }, 0, 10, "0 ranges to fetch" },
+                { "empty", { { 0, 0 } }, 1, 10, "range 0 (0 bytes at 0) is empty" },
+                { "beyond", { { 5, 6 } }, 1, 10, "range 0 (6 bytes at 5)" },
+                { "overflow", { { 5, UINT64_MAX } }, 1, 10, "range 0" },
+                { "overlap", { { 0, 5 }, { 4, 1 } }, 2, 10, "range 1 (1 bytes at 4)" },
+                { "unsorted", { { 5, 1 }, { 0, 1 } }, 2, 10, "not after the one before" },
+                { "no total", { { 0, 1 } }, 1, 0, "file size 0" },
+        };
+        FetchOptions rest = { .method = "POST" };
+        FetchStream *s = NULL;
+        void *buf = NULL;
+        UpkErr err = { 0 };
+
+        ASSERT_OK(sd_event_new(&event));
+        ASSERT_OK_E(fetch_engine_new(event, &e, &err), &err);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                int r;
+
+                upk_err_clear(&err);
+                r = fetch_stream_new_ranges(e, "http://example.com/x", cases[i].total, NULL, cases[i].r,
+                                            cases[i].n, NULL, 0, &s, &err);
+                if (r != -EINVAL || err.kind != UPK_ERR_CONFIG || !strstr(err.msg, cases[i].msg))
+                        test_fail("%s: %d \"%s\"", cases[i].name, r, err.msg);
+        }
+        upk_err_clear(&err);
+        ASSERT_UPK_ERR(fetch_stream_new_ranges(e, "ftp://example.com/x", 10, NULL, cases[1].r + 0, 0, NULL,
+                                               0, &s, &err),
+                       &err, -EINVAL, UPK_ERR_CONFIG, "0 ranges");
+        upk_err_clear(&err);
+        ASSERT_UPK_ERR(fetch_stream_new_ranges(e, "ftp://example.com/x", 10, NULL, cases[2].r, 1, NULL, 0,
+                                               &s, &err),
+                       &err, -EINVAL, UPK_ERR_CONFIG, "beyond the file");
+        upk_err_clear(&err);
+        ASSERT_UPK_ERR(fetch_stream_new_ranges(e, "ftp://example.com/x", 100, NULL, cases[2].r, 1, NULL, 0,
+                                               &s, &err),
+                       &err, -EPROTONOSUPPORT, UPK_ERR_CONFIG, "only http:// and https://");
+        upk_err_clear(&err);
+        ASSERT_UPK_ERR(fetch_stream_new_ranges(e, "http://example.com/x", 100, NULL, cases[2].r, 1, &rest, 0,
+                                               &s, &err),
+                       &err, -EINVAL, UPK_ERR_CONFIG, "not as a REST call");
+        upk_err_clear(&err);
+        ASSERT_UPK_ERR(fetch_stream_new_ranges(e, "http://example.com/x", 100, NULL, cases[2].r, 1, NULL,
+                                               1000, &s, &err),
+                       &err, -EINVAL, UPK_ERR_CONFIG, "stream buffer");
+        upk_err_clear(&err);
+        ASSERT_UPK_ERR(fetch_range_to_memory("http://example.com/x", 0, FETCH_MEMORY_MAX + 1ull, NULL, &buf,
+                                             NULL, NULL, NULL, &err),
+                       &err, -EINVAL, UPK_ERR_CONFIG, "not 1 to");
+        upk_err_clear(&err);
+        ASSERT_UPK_ERR(fetch_range_to_memory("http://example.com/x", UINT64_MAX - 5, 10, NULL, &buf, NULL,
+                                             NULL, NULL, &err),
+                       &err, -EINVAL, UPK_ERR_CONFIG, "not 1 to");
+        ASSERT_TRUE(s == NULL && buf == NULL);
+}
+
+TEST(range_connection_refused)
+{
+        FetchOptions o = { .retries = 2, .backoff_msec = 10 };
+        _cleanup_free_ char *url = strdup_printf("http://127.0.0.1:%u/x", closed_port());
+        FetchRangesStats st = { 0 };
+        void *buf = NULL;
+        UpkErr err = { 0 };
+
+        ASSERT_UPK_ERR(fetch_range_to_memory(url, 10, 10, &o, &buf, NULL, NULL, &st, &err), &err,
+                       -ECONNREFUSED, UPK_ERR_NETWORK, "gave up after 3 attempts");
+        ASSERT_EQ(st.requests, 3);
+        ASSERT_EQ(st.retries, 2);
+        ASSERT_EQ(st.delivered, 0);
+        ASSERT_TRUE(buf == NULL);
 }
