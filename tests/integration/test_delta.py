@@ -1,0 +1,342 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Delta updates (upkeep-bundle(5), Deltas) through upkeepd on a private bus: a device whose booted slot A
+holds image v1 installs a format-2 bundle of v2 from a URL of the test server (tests/httpserver.py) and
+downloads only the blocks slot A lacks, with Range requests (multi-range, and one range per answer from a
+server that gives only the first), with slot B byte for byte v2. A server that ignores Range gets the
+whole bundle downloaded after one "delta: ...; downloading the whole bundle" line; `[install] delta = no`
+makes no Range request at all.
+
+The image pair is made here, seeded: v1 is 8 MiB of 4 KiB blocks, runs of random blocks, of text-like
+blocks (some repeated) and of zeros; v2 is v1 with about 3% of the blocks replaced by new random content,
+1% moved (pairs of blocks swapped) and a few blocks zeroed."""
+
+import json
+import os
+import random
+import re
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from device import Device, make_bundle
+from test_daemon import Bus, Monitor, Service, install
+
+SOURCE_ROOT = Path(os.environ.get("UPKEEP_SOURCE_ROOT", Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(SOURCE_ROOT / "tests"))
+from httpserver import TestServer  # noqa: E402
+
+BLOCK = 4096
+BLOCKS = 2048  # v1 and v2: 8 MiB
+SEED = 20261207
+BUNDLE_PATH = "/delta/acme-gw-1.1.0.upk"
+INSTALLED = "installed version 1.1.0 into slot B"
+NO_AUTO_CHECK = {"UPKEEP_TEST_FIRST_CHECK_SEC": "3600", "TZ": "UTC"}
+
+# The one line of a delta install (the contract of the daemon's output).
+DELTA_RE = re.compile(r"delta: (?P<reused>\d+) of (?P<total>\d+) bytes of the payloads taken from slot A, "
+                      r"(?P<fetched>\d+) bytes downloaded in (?P<requests>\d+) requests "
+                      r"\((?P<pct>\d+\.\d)% of the bundle's (?P<size>\d+) bytes\)")
+# The one line of a delta given up for a full download.
+FALLBACK_RE = re.compile(r"delta: (?P<reason>.+); downloading the whole bundle$", re.MULTILINE)
+
+WORDS = ("the and of to in is for on that with as by at from this be are it or an was which system update "
+         "slot bundle chunk block install kernel module driver config network service journal boot root "
+         "device file path version gateway sensor value error warning info debug level timeout retry "
+         "usr lib bin etc var share locale python3 dist packages site init d systemd unit target").split()
+
+
+# ------------------------------------------------------------------------------------------------------
+# The image pair and the bundle
+
+
+def text_block(rng):
+    """4 KiB of text-like lines: words of a small vocabulary, numbers, line ends; compressible."""
+    out = []
+    n = 0
+    while n < BLOCK:
+        line = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12)))
+        line += f" = {rng.randint(0, 99999)}\n"
+        out.append(line)
+        n += len(line)
+    return "".join(out).encode()[:BLOCK]
+
+
+def make_pair(seed=SEED):
+    """(v1, v2, info): v1 in runs of random, text-like and zero blocks; v2 from v1 with blocks changed,
+    swapped and zeroed at seeded places; info counts them."""
+    rng = random.Random(seed)
+    templates = [text_block(rng) for _ in range(4)]  # blocks repeated in several places
+    v1 = []
+    while len(v1) < BLOCKS:
+        kind = rng.choices(["random", "text", "repeat", "zero"], weights=[35, 35, 10, 20])[0]
+        for _ in range(min(rng.randint(1, 24), BLOCKS - len(v1))):
+            if kind == "random":
+                v1.append(rng.randbytes(BLOCK))
+            elif kind == "text":
+                v1.append(text_block(rng))
+            elif kind == "repeat":
+                v1.append(rng.choice(templates))
+            else:
+                v1.append(bytes(BLOCK))
+    nonzero = [j for j, b in enumerate(v1) if any(b)]
+    picked = rng.sample(nonzero, BLOCKS * 3 // 100 + BLOCKS // 100 + 8)
+    changed = picked[:BLOCKS * 3 // 100]  # 61: new random content
+    moved = picked[len(changed):len(changed) + BLOCKS // 100]  # 20: 10 pairs swapped
+    zeroed = picked[len(changed) + len(moved):]  # 8: zeros now
+    v2 = list(v1)
+    for j in changed:
+        v2[j] = rng.randbytes(BLOCK)
+    for a, b in zip(moved[0::2], moved[1::2]):
+        v2[a], v2[b] = v1[b], v1[a]
+    for j in zeroed:
+        v2[j] = bytes(BLOCK)
+    v1b, v2b = b"".join(v1), b"".join(v2)
+    in_v1 = set(v1)
+    assert len(v1b) == len(v2b) == BLOCKS * BLOCK
+    info = {"changed": len(changed), "moved": len(moved), "zeroed": len(zeroed),
+            "zero_blocks_v1": BLOCKS - len(nonzero),
+            # blocks of v2 that are neither zeros nor anywhere in v1: what a delta must download
+            "new_blocks": sum(1 for b in v2 if any(b) and b not in in_v1)}
+    return v1b, v2b, info
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return make_pair()
+
+
+def bundle_head(path):
+    """The manifest of a bundle and the names of its members, in order."""
+    with tarfile.open(path, "r:") as t:
+        names = t.getnames()
+        manifest = json.loads(t.extractfile("manifest.json").read())
+    return manifest, names
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, pair):
+    """The format-2 bundle of v2 (zstd blocks, default chunking), version 1.1.0."""
+    tmp = tmp_path_factory.mktemp("bundle")
+    out = make_bundle(tmp, "1.1.0", pair[1], name="delta", create_args=["--format", "2", "--compression", "zstd"])
+    manifest, names = bundle_head(out)
+    assert manifest["format"] == 2, manifest
+    assert names[:3] == ["manifest.json", "manifest.json.sig", "chunks.idx"], names
+    (p,) = manifest["payloads"]
+    assert (p["handler"], p["slot_class"], p["installed_size"]) == ("raw", "rootfs", len(pair[1])), p
+    assert p["chunks"]["compression"] == "zstd" and p["chunks"]["block"] == BLOCK, p
+    # zstd had work: the text-like blocks compress and the zeros are not stored.
+    assert p["size"] < 0.8 * len(pair[1]), p
+    return out
+
+
+def test_the_image_pair_is_as_described(pair):
+    """The pair's own check (and that it is deterministic): a mix of blocks, about 3% new in v2."""
+    v1, v2, info = pair
+    assert make_pair() == pair
+    assert v1 != v2
+    blocks1 = [v1[i:i + BLOCK] for i in range(0, len(v1), BLOCK)]
+    blocks2 = [v2[i:i + BLOCK] for i in range(0, len(v2), BLOCK)]
+    differ = sum(1 for a, b in zip(blocks1, blocks2) if a != b)
+    assert differ == info["changed"] + info["moved"] + info["zeroed"], (differ, info)
+    assert info["new_blocks"] == info["changed"], info
+    assert 0.1 * BLOCKS < info["zero_blocks_v1"] < 0.3 * BLOCKS, info
+    assert len(set(blocks1)) < len(blocks1) - info["zero_blocks_v1"], "no repeated text blocks"
+
+
+# ------------------------------------------------------------------------------------------------------
+# The world: a device with v1 in slot A, the server with the bundle, a private bus, upkeepd
+
+
+class World:
+    """A device whose booted slot A holds v1, the bundle of v2 on the test server, a private bus with a
+    monitor, upkeepd (started by start()). Everything started is stopped by close(), also when the
+    constructor fails half way."""
+
+    def __init__(self, tmp, v1, bundle, delta=None):
+        self.tmp = tmp
+        self.server = self.bus = self.monitor = None
+        self.services = []
+        try:
+            tmp.mkdir(parents=True)
+            self.device = Device(tmp / "dev")
+            conf = self.device.conf.read_text()
+            # Slot A, the booted slot, is the file we write v1 into.
+            assert f"[slot.rootfs.A]\ndevice = {self.device.slot['A']}\n" in conf, conf
+            assert self.device.booted() == "A"
+            self.device.slot["A"].write_bytes(v1)
+            if delta is not None:
+                if "\n[install]\n" in conf:
+                    conf = conf.replace("\n[install]\n", f"\n[install]\ndelta = {delta}\n", 1)
+                else:
+                    conf += f"\n[install]\ndelta = {delta}\n"
+            conf += "\n[source]\ntype = none\n"
+            self.device.conf.write_text(conf)
+            self.www = tmp / "www"
+            target = self.www / BUNDLE_PATH.lstrip("/")
+            target.parent.mkdir(parents=True)
+            target.write_bytes(Path(bundle).read_bytes())
+            self.size = target.stat().st_size
+            self.server = TestServer(self.www).start()
+            self.bus = Bus()
+            self.monitor = Monitor(self.bus)
+        except BaseException:
+            self.close()
+            raise
+
+    def start(self):
+        s = Service(self.bus, self.device, env=NO_AUTO_CHECK)
+        self.services.append(s)
+        return s
+
+    def install(self, timeout=90):
+        """Install the bundle from its URL through the bus; the Finished signal's (ok, message, error)."""
+        install(self.bus, self.server.url(BUNDLE_PATH))
+        return self.monitor.finished(timeout=timeout)
+
+    def stats(self):
+        return self.server.stats(BUNDLE_PATH)
+
+    def log(self):
+        return "\n".join(s.text() for s in self.services)
+
+    def slot_b_holds(self, data):
+        return self.device.slot["B"].read_bytes()[:len(data)] == data
+
+    def close(self):
+        for s in self.services:
+            s.kill()
+        if self.monitor:
+            self.monitor.stop()
+        if self.bus:
+            self.bus.stop()
+        if self.server:
+            self.server.stop()
+
+
+@pytest.fixture
+def world(tmp_path, pair, bundle):
+    """world(**kw): a World under tmp_path with v1 in slot A and the bundle served, upkeepd running."""
+    worlds = []
+
+    def make(plan=None, **kw):
+        w = World(tmp_path / f"w{len(worlds)}", pair[0], bundle, **kw)
+        worlds.append(w)
+        if plan:
+            w.server.plan(BUNDLE_PATH, **plan)
+        w.start()
+        return w
+    try:
+        yield make
+    finally:
+        for w in worlds:
+            w.close()
+
+
+def delta_lines(text):
+    return [line for line in text.splitlines() if "delta:" in line]
+
+
+def assert_installed(w, finished, v1, v2):
+    log = w.log()
+    assert finished == (True, INSTALLED, ""), f"{finished}\n{log}"
+    assert w.bus.get("State") == "pending-reboot", log
+    assert w.device.state()["pending"]["version"] == "1.1.0"
+    # Slot B holds v2 byte for byte; slot A, which the delta read, is untouched.
+    assert w.slot_b_holds(v2), log
+    assert w.device.slot["A"].read_bytes() == v1
+
+
+def the_delta_line(w):
+    """The one delta line of the daemon's output, parsed; fails with the whole output when there is none
+    or more than one."""
+    log = w.log()
+    lines = delta_lines(log)
+    assert len(lines) == 1, f"expected one delta: line, got {lines}:\n{log}"
+    m = DELTA_RE.search(lines[0])
+    assert m, f"not a delta summary: {lines[0]!r}\n{log}"
+    got = {k: int(v) for k, v in m.groupdict().items() if k != "pct"}
+    got["pct"] = float(m["pct"])
+    return got
+
+
+def check_delta_numbers(w, got, v2):
+    """What every delta summary must say, whatever the server's way of answering ranges."""
+    assert got["size"] == w.size, (got, w.size)
+    assert 0 < got["reused"] <= got["total"] <= len(v2), got
+    assert got["requests"] >= 1, got
+    # pct is fetched as a part of the bundle, with one decimal.
+    assert abs(got["pct"] - 100 * got["fetched"] / got["size"]) <= 0.051, got
+
+
+# ------------------------------------------------------------------------------------------------------
+# The tests
+
+
+def test_delta_downloads_only_what_slot_a_lacks(world, pair):
+    v1, v2, info = pair
+    w = world()
+    finished = w.install()
+    assert_installed(w, finished, v1, v2)
+    got = the_delta_line(w)
+    check_delta_numbers(w, got, v2)
+    st = w.stats()
+    quarter = w.size // 4
+    assert got["fetched"] < quarter, (got, w.size)
+    # At least the new blocks (stored as they are: random content does not compress) came over the wire.
+    assert got["fetched"] >= info["new_blocks"] * BLOCK, (got, info)
+    # Most of v2's bytes were in slot A: all but the new blocks and the zeros.
+    assert got["reused"] >= len(v2) - (info["new_blocks"] + info["zero_blocks_v1"] + info["zeroed"]) * BLOCK \
+        - len(v2) // 10, (got, info)
+    assert st["bytes_sent"] < quarter, (st["bytes_sent"], w.size)
+    assert st["requests"] < 20, st
+    assert got["requests"] <= st["requests"], (got, st)
+    # Every request was for ranges (the head, then the missing blocks), and some asked for several.
+    assert all(r is not None and r.startswith("bytes=") for r in st["ranges"]), st["ranges"]
+    assert any("," in r for r in st["ranges"]), st["ranges"]
+
+
+def test_a_server_that_ignores_range_gets_a_full_download(world, pair):
+    v1, v2, _ = pair
+    w = world(plan={"ignore_range": True})
+    finished = w.install()
+    assert_installed(w, finished, v1, v2)
+    log = w.log()
+    lines = delta_lines(log)
+    assert len(lines) == 1, f"expected one delta: line, got {lines}:\n{log}"
+    assert FALLBACK_RE.search(lines[0]), f"not a fallback line: {lines[0]!r}\n{log}"
+    assert not DELTA_RE.search(log), log
+    st = w.stats()
+    assert st["bytes_sent"] >= w.size, (st["bytes_sent"], w.size)
+    assert 200 in st["statuses"], st
+
+
+def test_a_server_that_answers_one_range_per_request_still_gives_a_delta(world, pair):
+    v1, v2, _ = pair
+    w = world(plan={"multirange": "first-only"})
+    finished = w.install(timeout=120)
+    assert_installed(w, finished, v1, v2)
+    got = the_delta_line(w)
+    check_delta_numbers(w, got, v2)
+    assert got["fetched"] < w.size // 4, (got, w.size)
+    assert not FALLBACK_RE.search(w.log()), w.log()
+    st = w.stats()
+    assert all(r is not None for r in st["ranges"]), st["ranges"]
+    assert st["bytes_sent"] < w.size // 2, (st["bytes_sent"], w.size)
+
+
+def test_delta_no_makes_no_range_request(world, pair):
+    v1, v2, _ = pair
+    w = world(delta="no")
+    assert "\n[install]\ndelta = no\n" in w.device.conf.read_text()
+    finished = w.install()
+    assert_installed(w, finished, v1, v2)
+    log = w.log()
+    # The key is known (an upkeepd that ignores it as unknown would pass the rest without testing it).
+    assert 'unknown key "delta"' not in log, log
+    assert delta_lines(log) == [], log
+    st = w.stats()
+    assert st["requests"] >= 1, st
+    assert st["ranges"] == [None] * st["requests"], st
+    assert st["bytes_sent"] >= w.size, (st["bytes_sent"], w.size)
