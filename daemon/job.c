@@ -6,6 +6,8 @@
 
 #include "job.h"
 
+#include "fetch-ranges.h"
+
 struct Job {
         /* set before the worker starts, read-only afterwards */
         JobKind kind;
@@ -18,6 +20,10 @@ struct Job {
         Source *update_source;
         char *current_version;
         bool want_manifest;
+        char *delta_url;
+        uint8_t delta_manifest_sha256[32];
+        bool has_delta_manifest_sha256;
+        int cancel_efd; /* readable once cancelled: ends a delta's blocking downloads */
         JobNotifyFunc notify;
         void *userdata;
         int efd;
@@ -124,6 +130,85 @@ static int read_slot_states(const Config *c, JobResult *res, UpkErr *err)
         return 0;
 }
 
+/* A delta's downloads: blocking range requests from the worker, each with its own short-lived loop. */
+typedef struct DeltaNet {
+        Job *job;
+        const char *url;
+        FetchOptions fo;
+        uint64_t total;
+        char etag[FETCH_ETAG_MAX];
+        unsigned requests;
+        uint64_t wire_bytes;
+} DeltaNet;
+
+static void delta_net_count(DeltaNet *n, const FetchRangesStats *st)
+{
+        n->requests += st->requests;
+        n->wire_bytes += st->wire_bytes;
+}
+
+static int delta_read_range(void *userdata, uint64_t offset, size_t size, void *buf, uint64_t *ret_total,
+                            UpkErr *err)
+{
+        DeltaNet *n = userdata;
+        _cleanup_free_ void *data = NULL;
+        char etag[FETCH_ETAG_MAX] = "";
+        FetchRangesStats st = {};
+        uint64_t total = 0;
+        int r;
+
+        r = fetch_range_to_memory(n->url, offset, size, &n->fo, &data, &total, etag, &st, err);
+        delta_net_count(n, &st);
+        if (r < 0)
+                return r;
+        if (n->total == 0) {
+                n->total = total;
+                memcpy(n->etag, etag, sizeof(etag));
+        } else if (total != n->total || !streq(etag, n->etag))
+                return upk_err(err, UPK_ERR_NETWORK, -ESTALE, "%s: the file changed on the server", n->url);
+        memcpy(buf, data, size);
+        if (ret_total)
+                *ret_total = total;
+        return 0;
+}
+
+static int delta_read_ranges(void *userdata, const DeltaRange *ranges, size_t k, void *buf, size_t size,
+                             UpkErr *err)
+{
+        DeltaNet *n = userdata;
+        _cleanup_free_ FetchRange *fr = calloc(k ?: 1, sizeof(*fr));
+        FetchRangesStats st = {};
+        int r;
+
+        if (!fr)
+                return upk_err_oom(err);
+        for (size_t i = 0; i < k; i++)
+                fr[i] = (FetchRange){ ranges[i].start, ranges[i].end - ranges[i].start };
+        r = fetch_ranges_to_memory(n->url, n->total, n->etag, fr, k, &n->fo, buf, size, &st, err);
+        delta_net_count(n, &st);
+        return r;
+}
+
+static int job_install_delta(Job *j, const InstallOptions *o, JobResult *res, UpkErr *err)
+{
+        DeltaNet n = { .job = j, .url = j->delta_url };
+        InstallDeltaIo io = { .read_range = delta_read_range,
+                              .read_ranges = delta_read_ranges,
+                              .userdata = &n,
+                              .manifest_sha256 =
+                                      j->has_delta_manifest_sha256 ? j->delta_manifest_sha256 : NULL };
+        int r;
+
+        fetch_options_from_config(&n.fo, j->config);
+        n.fo.cancel_fd = j->cancel_efd;
+        r = install_bundle_delta(j->config, &io, o, &res->install, &res->delta, err);
+        res->delta_requests = n.requests;
+        res->delta_wire_bytes = n.wire_bytes;
+        if (r < 0 && !job_is_cancelled(j) && install_delta_falls_back(r, err))
+                res->delta_fallback = true;
+        return r;
+}
+
 static void *job_thread(void *userdata)
 {
         Job *j = userdata;
@@ -143,7 +228,9 @@ static void *job_thread(void *userdata)
 
         switch (j->kind) {
         case JOB_INSTALL:
-                if (j->next)
+                if (j->delta_url)
+                        r = job_install_delta(j, &o, &res, &err);
+                else if (j->next)
                         r = install_bundle_next(j->config, j->next, j->next_userdata, &o, &res.install,
                                                 &err);
                 else
@@ -220,6 +307,7 @@ int job_start(sd_event *e, const Config *c, const JobParams *p, JobNotifyFunc no
         j->userdata = userdata;
         j->snap.phase = _INSTALL_PHASE_INVALID;
         j->last_wake_percent = -1;
+        j->cancel_efd = -EBADF;
         j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (j->efd < 0)
                 return -errno;
@@ -238,6 +326,18 @@ int job_start(sd_event *e, const Config *c, const JobParams *p, JobNotifyFunc no
                 if (!j->current_version)
                         return -ENOMEM;
         }
+        if (p->delta_url) {
+                j->delta_url = strdup(p->delta_url);
+                if (!j->delta_url)
+                        return -ENOMEM;
+        }
+        if (p->delta_manifest_sha256) {
+                memcpy(j->delta_manifest_sha256, p->delta_manifest_sha256, 32);
+                j->has_delta_manifest_sha256 = true;
+        }
+        j->cancel_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (j->cancel_efd < 0)
+                return -errno;
         r = sd_event_add_io(e, &j->source, j->efd, EPOLLIN, on_eventfd, j);
         if (r < 0)
                 return r;
@@ -253,6 +353,8 @@ int job_start(sd_event *e, const Config *c, const JobParams *p, JobNotifyFunc no
 void job_cancel(Job *j)
 {
         atomic_store(&j->cancel, true);
+        if (j->cancel_efd >= 0)
+                (void)eventfd_write(j->cancel_efd, 1);
 }
 
 bool job_is_cancelled(Job *j)
@@ -327,6 +429,8 @@ Job *job_free(Job *j)
         job_wait(j);
         sd_event_source_disable_unref(j->source);
         safe_close(j->efd);
+        safe_close(j->cancel_efd);
+        free(j->delta_url);
         job_result_done(&j->res);
         pthread_mutex_destroy(&j->lock);
         free(j->path);

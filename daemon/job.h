@@ -49,6 +49,10 @@ typedef struct JobParams {
         Source *source;     /* JOB_CHECK: used by the worker only while the job runs */
         const char *current_version;
         bool want_manifest;
+        /* JOB_INSTALL as a delta (install_bundle_delta()) from this URL, instead of `next`/`path`; with
+         * TUF, the manifest's SHA-256 the repository signed (32 bytes, or NULL) */
+        const char *delta_url;
+        const uint8_t *delta_manifest_sha256;
 } JobParams;
 
 /* What a finished job hands out; the member of its kind is filled (the others stay empty). */
@@ -64,6 +68,12 @@ typedef struct JobResult {
         char *slot;              /* JOB_ROLLBACK: the slot that is primary again */
         bool cancelled;          /* JOB_ROLLBACK: it cancelled an update that waited for its reboot */
         char *cancelled_version; /* JOB_CANCEL_PENDING: the version not taken (may be NULL) */
+        /* JOB_INSTALL as a delta: what it took from where; delta_fallback when it could not be done (the
+         * error says why) and the whole bundle should be installed instead */
+        InstallDeltaStats delta;
+        unsigned delta_requests;
+        uint64_t delta_wire_bytes;
+        bool delta_fallback;
 } JobResult;
 
 void job_result_done(JobResult *r);

@@ -10,6 +10,7 @@
 #include "bus.h"
 #include "logging.h"
 #include "manager.h"
+#include "hexdecoct.h"
 #include "path-util.h"
 #include "polkit.h"
 #include "reboot.h"
@@ -203,6 +204,35 @@ static int on_check_timer(sd_event_source *source, uint64_t usec, void *userdata
 static void arm_timer(Manager *m, sd_event_source **source, uint64_t delay, sd_event_time_handler_t cb,
                       const char *what);
 
+static int install_offer(Manager *m, bool allow_downgrade, bool automatic, sd_bus_error *error);
+static int install_url(Manager *m, const char *url, bool allow_downgrade, sd_bus_error *error);
+
+/* A delta that could not be done (a server without Range requests, one that answered them wrongly, a
+ * bundle without a chunk index...): the same install again, from the whole bundle. */
+static int restart_whole(Manager *m, const JobResult *jr, const UpkErr *why)
+{
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *url = m->job_source;
+        bool offer = m->job_offer, automatic = m->job_automatic;
+        int r;
+
+        m->job_source = NULL;
+        log_fields(LOG_LEVEL_NOTICE, NULL, "delta: %s; downloading the whole bundle",
+                   why->msg[0] ? why->msg : strerror(-why->code));
+        m->no_delta = true;
+        if (offer && m->offer) {
+                m->job_offer = false;
+                r = install_offer(m, m->job_allow_downgrade, automatic, &error);
+        } else
+                r = install_url(m, url, m->job_allow_downgrade, &error);
+        m->no_delta = false;
+        if (r < 0) {
+                m->job_source = TAKE_PTR(url);
+                m->job_offer = offer;
+        }
+        return r;
+}
+
 static void finish_install(Manager *m)
 {
         JobResult jr = {};
@@ -213,6 +243,21 @@ static void finish_install(Manager *m)
 
         r = job_join(m->job, &jr, &err);
         m->job = job_free(m->job);
+        if (r < 0 && jr.delta_fallback && !m->exiting && restart_whole(m, &jr, &err) >= 0) {
+                job_result_done(&jr);
+                return;
+        }
+        if (r >= 0 && jr.delta.reached_install)
+                log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .slot = jr.delta.slot },
+                           "delta: %" PRIu64 " of %" PRIu64
+                           " bytes of the payloads taken from slot %s, %" PRIu64
+                           " bytes downloaded in %u requests (%.1f%% of the bundle's %" PRIu64 " bytes)",
+                           jr.delta.local_bytes, jr.delta.payload_bytes, jr.delta.slot, jr.delta_wire_bytes,
+                           jr.delta_requests,
+                           jr.delta.file_size
+                                   ? 100.0 * (double)jr.delta_wire_bytes / (double)jr.delta.file_size
+                                   : 0.0,
+                           jr.delta.file_size);
         if (m->stream) {
                 UpkErr serr;
 
@@ -467,6 +512,7 @@ static int start_install(Manager *m, const char *what, const char *version, cons
                 return sd_bus_error_set_errnof(error, r, "cannot start the install: %m");
         }
         m->job_automatic = automatic;
+        m->job_allow_downgrade = p->allow_downgrade;
         log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .version = version, .action = p->action },
                    "%sinstalling %s%s%s%s%s", automatic ? "automatically " : "", version ? "version " : "",
                    version ?: "", version ? " from " : "", what,
@@ -480,15 +526,32 @@ static int start_install(Manager *m, const char *what, const char *version, cons
 }
 
 /* The offered update: streamed from the repository (tuf), or a file (local). */
+static bool offer_manifest_sha256(const Offer *o, uint8_t ret[32])
+{
+#if HAVE_TUF
+        return o->target && o->target->has_manifest_sha256 && o->target->manifest_sha256 &&
+               hex_decode(o->target->manifest_sha256, ret, 32) >= 0;
+#else
+        return false;
+#endif
+}
+
 static int install_offer(Manager *m, bool allow_downgrade, bool automatic, sd_bus_error *error)
 {
         JobParams p = { .kind = JOB_INSTALL,
                         .allow_downgrade = allow_downgrade,
                         .action = m->offer->action_id };
+        uint8_t digest[32];
         UpkErr err = {};
         int r;
 
-        if (m->offer->target || (m->offer->action_id && !m->offer->kept)) {
+        if (m->offer->target && !m->offer->action_id && m->config->delta && !m->no_delta &&
+            offer_manifest_sha256(m->offer, digest)) {
+                /* TUF: the target's custom.manifest_sha256 ties a partial download to the repository's
+                 * signature. */
+                p.delta_url = m->offer->location;
+                p.delta_manifest_sha256 = digest;
+        } else if (m->offer->target || (m->offer->action_id && !m->offer->kept)) {
                 r = m->offer->action_id ? source_stream_open_action(m->fetch_engine, m->source, m->offer,
                                                                     &m->stream, &err)
                                         : source_stream_open_offer(m->fetch_engine, m->config, m->offer,
@@ -565,6 +628,25 @@ int manager_consent(Manager *m, bool confirm, const char *reason, sd_bus_error *
         return 0;
 }
 
+/* From a URL: a delta when it may be one ([install] delta), else the whole bundle streamed. */
+static int install_url(Manager *m, const char *url, bool allow_downgrade, sd_bus_error *error)
+{
+        JobParams p = { .kind = JOB_INSTALL, .allow_downgrade = allow_downgrade };
+        UpkErr err = {};
+        int r;
+
+        if (m->config->delta && !m->no_delta)
+                p.delta_url = url;
+        else {
+                r = source_stream_open_url(m->fetch_engine, m->config, url, &m->stream, &err);
+                if (r < 0)
+                        return bus_error_set_upk(error, &err);
+                p.next = source_stream_next;
+                p.next_userdata = m->stream;
+        }
+        return start_install(m, url, NULL, &p, false, error);
+}
+
 int manager_install(Manager *m, const char *source, int fd, bool allow_downgrade, sd_bus_error *error)
 {
         JobParams p = { .kind = JOB_INSTALL, .allow_downgrade = allow_downgrade };
@@ -603,14 +685,8 @@ int manager_install(Manager *m, const char *source, int fd, bool allow_downgrade
                         return manager_consent(m, true, NULL, error);
                 return install_offer(m, allow_downgrade, false, error);
         }
-        if (strneq(source, "http://", 7) || strneq(source, "https://", 8)) {
-                r = source_stream_open_url(m->fetch_engine, m->config, source, &m->stream, &err);
-                if (r < 0)
-                        return bus_error_set_upk(error, &err);
-                p.next = source_stream_next;
-                p.next_userdata = m->stream;
-                return start_install(m, source, NULL, &p, false, error);
-        }
+        if (strneq(source, "http://", 7) || strneq(source, "https://", 8))
+                return install_url(m, source, allow_downgrade, error);
         if (source[0] != '/')
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "the bundle must be given by its absolute path, not \"%s\"",

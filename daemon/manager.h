@@ -84,7 +84,9 @@ typedef struct Manager {
         int consent_needed;       /* ConsentNeeded (b): the offer waits for the user's consent */
         bool job_automatic;       /* the install was started by the policy, not by a caller */
         bool job_offer;           /* the install is of the source's offer (the source hears of it) */
-        SourceStream *stream;     /* the running install's download, if any */
+        bool job_allow_downgrade;
+        bool no_delta;        /* the next install downloads the whole bundle (a delta fell back) */
+        SourceStream *stream; /* the running install's download, if any */
         ManagerState state_before_check;
         /* An Install that came while a check ran: the check is cancelled, and this install starts when
          * its worker has ended (finish_check). */

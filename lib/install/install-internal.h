@@ -21,6 +21,10 @@ int install_check_target(const Config *c, const char *payload, const char *targe
  * `dev` is not a partition or sysfs does not say. -ENOMEM only. */
 int install_block_whole_disk(const char *sysfs, dev_t dev, dev_t *ret);
 
+/* install.c: the install of an opened bundle (the caller keeps it). */
+int install_bundle_opened(const Config *c, Bundle *b, const InstallOptions *o, InstallResult *ret,
+                          UpkErr *err);
+
 /* operation.c */
 void install_crash_point(const char *name);
 bool install_crash_write_at(uint64_t *ret);

@@ -317,7 +317,7 @@ fail:
         return r;
 }
 
-static int install_common(const Config *c, Bundle *b, const InstallOptions *o, InstallResult *ret,
+int install_bundle_opened(const Config *c, Bundle *b, const InstallOptions *o, InstallResult *ret,
                           UpkErr *err)
 {
         _cleanup_close_ int lock = -EBADF;
@@ -407,7 +407,7 @@ int install_bundle_path(const Config *c, const char *path, const InstallOptions 
                 install_history_record_install(c, o, NULL, NULL, false, err ? err->msg : strerror(-r));
                 return r;
         }
-        return install_common(c, b, o, ret, err);
+        return install_bundle_opened(c, b, o, ret, err);
 }
 
 int install_bundle_next(const Config *c, BundleNextFunc next, void *userdata, const InstallOptions *o,
@@ -423,7 +423,7 @@ int install_bundle_next(const Config *c, BundleNextFunc next, void *userdata, co
                 install_history_record_install(c, o, NULL, NULL, false, err ? err->msg : strerror(-r));
                 return r;
         }
-        return install_common(c, b, o, ret, err);
+        return install_bundle_opened(c, b, o, ret, err);
 }
 
 static const char *const phase_table[_INSTALL_PHASE_MAX] = {

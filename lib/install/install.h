@@ -18,6 +18,7 @@
 
 #include "boot.h"
 #include "bundle.h"
+#include "delta-plan.h"
 #include "conf.h"
 #include "state.h"
 
@@ -79,6 +80,39 @@ int install_bundle_path(const Config *c, const char *path, const InstallOptions 
                         UpkErr *err);
 int install_bundle_next(const Config *c, BundleNextFunc next, void *userdata, const InstallOptions *o,
                         InstallResult *ret, UpkErr *err);
+
+/* A delta install from a URL (upkeep-bundle(5), Deltas; [install] delta): the caller fetches byte ranges
+ * of the bundle file. Blocking; both may fail with a UpkErr. */
+typedef struct InstallDeltaIo {
+        /* Bytes [offset, offset + size) into `buf`; the first call also gives the file's size. A server
+         * that ignores Range requests: -EOPNOTSUPP. */
+        int (*read_range)(void *userdata, uint64_t offset, size_t size, void *buf, uint64_t *ret_total,
+                          UpkErr *err);
+        /* The bytes of `n` ranges, one after the other, into `buf` of `size` (their sum) bytes. */
+        int (*read_ranges)(void *userdata, const DeltaRange *ranges, size_t n, void *buf, size_t size,
+                           UpkErr *err);
+        void *userdata;
+        const uint8_t *manifest_sha256; /* TUF's custom.manifest_sha256 the manifest must match; or NULL */
+} InstallDeltaIo;
+
+typedef struct InstallDeltaStats {
+        char slot[16];          /* the booted slot the blocks came from */
+        uint64_t file_size;     /* the bundle file's */
+        uint64_t head_bytes;    /* manifest, signature and index, fetched */
+        uint64_t payload_bytes; /* the payloads' installed sizes */
+        uint64_t planned_local_blocks;
+        uint64_t fetch_planned; /* bytes of the ranges to fetch */
+        uint64_t local_bytes, fetched_bytes, zero_bytes, refetched_chunks, refetched_bytes;
+        bool reached_install;
+} InstallDeltaStats;
+
+/* Progress reports count the bytes fetched of those planned while writing. Fails with -EOPNOTSUPP before
+ * anything is written when a delta is not possible (format 1, no payload raw into an A/B slot whose booted
+ * slot can be read, a server that ignores Range): install_delta_falls_back() says when the caller should
+ * install from the whole bundle instead (also after a network failure: the slot is not activated). */
+int install_bundle_delta(const Config *c, const InstallDeltaIo *io, const InstallOptions *o,
+                         InstallResult *ret, InstallDeltaStats *ret_stats, UpkErr *err);
+bool install_delta_falls_back(int r, const UpkErr *err);
 
 typedef enum ConfirmOutcome {
         CONFIRM_NOTHING_PENDING, /* no update waited for confirmation */

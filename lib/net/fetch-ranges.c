@@ -461,35 +461,21 @@ void fetch_stream_get_ranges_stats(FetchStream *s, FetchRangesStats *ret)
         };
 }
 
-int fetch_range_to_memory(const char *url, uint64_t offset, uint64_t length, const FetchOptions *opts,
-                          void **ret, uint64_t *ret_total, char *ret_etag, FetchRangesStats *ret_stats,
-                          UpkErr *err)
+static int ranges_to_memory(FetchRanges *fr, const char *url, uint64_t total, const char *validator,
+                            const FetchOptions *opts, FetchRangesStats *ret_stats, UpkErr *err)
 {
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         _cleanup_(fetch_engine_freep) FetchEngine *e = NULL;
-        _cleanup_(fetch_ranges_freep) FetchRanges *fr = NULL;
         _cleanup_(fetch_freep) Fetch *f = NULL;
-        const FetchRange range = { offset, length };
         int r;
 
-        if (length == 0 || length > FETCH_MEMORY_MAX || offset > UINT64_MAX - 1 - length)
-                return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
-                               "%.256s: %" PRIu64 " bytes at %" PRIu64 ": not 1 to %u bytes in a file",
-                               url ?: "(null)", length, offset, FETCH_MEMORY_MAX);
-        r = fetch_ranges_new(url, UINT64_MAX - 1, NULL, &range, 1, opts, &fr, err);
-        if (r < 0)
-                return r;
-        fr->total = UINT64_MAX;
-        fr->mem = malloc(length);
-        if (!fr->mem)
-                return upk_err_oom(err);
         r = sd_event_new(&event);
         if (r < 0)
                 return upk_err(err, UPK_ERR_IO, r, "cannot create an event loop: %m");
         r = fetch_engine_new(event, &e, err);
         if (r < 0)
                 return r;
-        r = fetch_new_ranged(e, url, UINT64_MAX, NULL, opts, &range_ops, ranges_data, ranges_done, fr, &f,
+        r = fetch_new_ranged(e, url, total, validator, opts, &range_ops, ranges_data, ranges_done, fr, &f,
                              err);
         if (r < 0)
                 return r;
@@ -512,10 +498,60 @@ int fetch_range_to_memory(const char *url, uint64_t offset, uint64_t length, con
                         *err = fr->err;
                 return fr->r;
         }
+        return 0;
+}
+
+int fetch_range_to_memory(const char *url, uint64_t offset, uint64_t length, const FetchOptions *opts,
+                          void **ret, uint64_t *ret_total, char *ret_etag, FetchRangesStats *ret_stats,
+                          UpkErr *err)
+{
+        _cleanup_(fetch_ranges_freep) FetchRanges *fr = NULL;
+        const FetchRange range = { offset, length };
+        int r;
+
+        if (length == 0 || length > FETCH_MEMORY_MAX || offset > UINT64_MAX - 1 - length)
+                return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
+                               "%.256s: %" PRIu64 " bytes at %" PRIu64 ": not 1 to %u bytes in a file",
+                               url ?: "(null)", length, offset, FETCH_MEMORY_MAX);
+        r = fetch_ranges_new(url, UINT64_MAX - 1, NULL, &range, 1, opts, &fr, err);
+        if (r < 0)
+                return r;
+        fr->total = UINT64_MAX;
+        fr->mem = malloc(length);
+        if (!fr->mem)
+                return upk_err_oom(err);
+        r = ranges_to_memory(fr, url, UINT64_MAX, NULL, opts, ret_stats, err);
+        if (r < 0)
+                return r;
         if (ret_total)
                 *ret_total = fr->total;
         if (ret_etag)
                 memcpy(ret_etag, fr->etag, sizeof(fr->etag));
         *ret = TAKE_PTR(fr->mem);
         return 0;
+}
+
+int fetch_ranges_to_memory(const char *url, uint64_t total, const char *validator, const FetchRange *ranges,
+                           size_t n_ranges, const FetchOptions *opts, void *buf, size_t size,
+                           FetchRangesStats *ret_stats, UpkErr *err)
+{
+        _cleanup_(fetch_ranges_freep) FetchRanges *fr = NULL;
+        uint64_t sum = 0;
+        int r;
+
+        if (total == 0 || total == UINT64_MAX)
+                return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "%.256s: file size %" PRIu64 " for ranges",
+                               url ?: "(null)", total);
+        r = fetch_ranges_new(url, total, validator, ranges, n_ranges, opts, &fr, err);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n_ranges; i++)
+                sum += ranges[i].length;
+        if (sum != size)
+                return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
+                               "%.256s: the ranges hold %" PRIu64 " bytes, the buffer %zu", url, sum, size);
+        fr->mem = buf; /* borrowed: given back before fr is freed */
+        r = ranges_to_memory(fr, url, total, fr->validator, opts, ret_stats, err);
+        fr->mem = NULL;
+        return r;
 }

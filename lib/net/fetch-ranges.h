@@ -24,7 +24,7 @@
 #define FETCH_RANGES_MAX         (1024u * 1024u) /* ranges of one stream */
 #define FETCH_RANGES_PER_REQUEST 128
 #define FETCH_RANGES_HEADER_MAX  4000          /* the Range header's value, at most */
-#define FETCH_RANGES_MERGE_GAP   (64u * 1024u) /* single-range requests: gaps below this are fetched */
+#define FETCH_RANGES_MERGE_GAP   (16u * 1024u) /* single-range requests: gaps below this are fetched */
 
 typedef struct FetchRange {
         uint64_t offset, length;
@@ -62,3 +62,8 @@ void fetch_stream_get_ranges_stats(FetchStream *s, FetchRangesStats *ret);
 int fetch_range_to_memory(const char *url, uint64_t offset, uint64_t length, const FetchOptions *opts,
                           void **ret, uint64_t *ret_total, char *ret_etag, FetchRangesStats *ret_stats,
                           UpkErr *err);
+/* Blocking, with a private loop: the bytes of `ranges` (as for fetch_stream_new_ranges()) one after the
+ * other into `buf`, whose `size` must be their sum. The same answers are taken and refused. */
+int fetch_ranges_to_memory(const char *url, uint64_t total, const char *validator, const FetchRange *ranges,
+                           size_t n_ranges, const FetchOptions *opts, void *buf, size_t size,
+                           FetchRangesStats *ret_stats, UpkErr *err);

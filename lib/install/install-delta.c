@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* A delta install (upkeep-bundle(5), Deltas): the bundle's head read in ranges, the booted slot's block
+ * table (cached in the data folder), a plan per payload, and the reader fed from the slot, zeros and
+ * the fetched ranges; then the same install as from a whole bundle. */
+#include "install-internal.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "block-table.h"
+#include "chunk-index.h"
+#include "delta-plan.h"
+#include "fileio.h"
+#include "util.h"
+
+#define HEAD_FIRST   (64u * 1024u)          /* the first request: manifest and signature, usually */
+#define HEAD_MAX     (128u * 1024u * 1024u) /* the head is bounded by the signed manifest anyway */
+#define DELTA_GAP    512u                   /* about a multipart part's own headers */
+#define BATCH_RANGES 128u
+#define BATCH_BYTES  (4u * 1024u * 1024u)
+
+typedef struct Head {
+        const InstallDeltaIo *io;
+        uint8_t *buf;
+        size_t len;
+        uint64_t pos;
+        uint64_t want; /* the head's size, once the manifest said */
+        uint64_t total;
+        int r;
+        UpkErr err;
+} Head;
+
+static void on_head_size(void *userdata, uint64_t size)
+{
+        Head *h = userdata;
+        h->want = size;
+}
+
+static ssize_t head_read(void *userdata, void *buf, size_t size)
+{
+        Head *h = userdata;
+        size_t n;
+
+        if (h->r < 0)
+                return h->r;
+        if (h->pos == h->len) {
+                uint64_t end = h->want ? h->want : h->len ? 2 * (uint64_t)h->len : HEAD_FIRST;
+                uint8_t *b;
+                int r;
+
+                if (h->total != UINT64_MAX && end > h->total)
+                        end = h->total;
+                if (end <= h->len)
+                        return 0;
+                if (end > HEAD_MAX) {
+                        h->r = upk_err(&h->err, UPK_ERR_FORMAT, -EFBIG,
+                                       "the bundle's head is more than %u bytes", HEAD_MAX);
+                        return h->r;
+                }
+                b = realloc(h->buf, end);
+                if (!b)
+                        return (h->r = upk_err_oom(&h->err));
+                h->buf = b;
+                r = h->io->read_range(h->io->userdata, h->len, (size_t)(end - h->len), h->buf + h->len,
+                                      h->len == 0 ? &h->total : NULL, &h->err);
+                if (r < 0)
+                        return (h->r = r);
+                h->len = (size_t)end;
+        }
+        n = size < h->len - h->pos ? size : (size_t)(h->len - h->pos);
+        memcpy(buf, h->buf + h->pos, n);
+        h->pos += n;
+        return (ssize_t)n;
+}
+
+typedef struct Delta {
+        const InstallDeltaIo *io;
+        size_t n_payloads;
+        DeltaPlan *plans[MANIFEST_PAYLOADS_MAX];
+        const uint8_t *origin[MANIFEST_PAYLOADS_MAX];
+        const int64_t *local_at[MANIFEST_PAYLOADS_MAX];
+        int local_fd;
+        uint32_t local_bs; /* the booted slot's block size in its table */
+        /* the fetched ranges, all payloads' in file order: the next one to fetch ... */
+        size_t payload, range;
+        uint64_t range_done; /* bytes of ranges[range] already in a batch */
+        /* ... and the batch handed out */
+        DeltaRange batch[BATCH_RANGES];
+        size_t batch_n, batch_i;
+        uint64_t batch_off;
+        uint8_t *buf;
+        uint64_t fetch_total, fetched;
+        const InstallOptions *o;
+} Delta;
+
+static void delta_done(Delta *d)
+{
+        for (size_t i = 0; i < MANIFEST_PAYLOADS_MAX; i++)
+                delta_plan_free(d->plans[i]);
+        safe_close(d->local_fd);
+        free(d->buf);
+}
+
+static ssize_t d_read_local(void *userdata, uint64_t block, void *buf, size_t size)
+{
+        Delta *d = userdata;
+
+        if (d->local_fd < 0 || d->local_bs == 0)
+                return -EBADF;
+        return pread(d->local_fd, buf, size, (off_t)(block * d->local_bs));
+}
+
+/* The next batch: up to BATCH_RANGES ranges and BATCH_BYTES bytes, a long range in pieces. */
+static int next_batch(Delta *d, UpkErr *err)
+{
+        uint64_t bytes = 0;
+        int r;
+
+        d->batch_n = d->batch_i = 0;
+        d->batch_off = 0;
+        while (d->payload < d->n_payloads && d->batch_n < BATCH_RANGES && bytes < BATCH_BYTES) {
+                const DeltaPlan *p = d->plans[d->payload];
+                const DeltaRange *rg;
+                uint64_t start, len;
+
+                if (!p || d->range >= p->n_ranges) {
+                        d->payload++;
+                        d->range = 0;
+                        continue;
+                }
+                rg = &p->ranges[d->range];
+                start = rg->start + d->range_done;
+                len = rg->end - start;
+                if (len > BATCH_BYTES - bytes)
+                        len = BATCH_BYTES - bytes;
+                d->batch[d->batch_n++] = (DeltaRange){ start, start + len };
+                bytes += len;
+                d->range_done += len;
+                if (start + len == rg->end) {
+                        d->range++;
+                        d->range_done = 0;
+                }
+        }
+        if (d->batch_n == 0)
+                return 0;
+        r = d->io->read_ranges(d->io->userdata, d->batch, d->batch_n, d->buf, (size_t)bytes, err);
+        if (r < 0)
+                return r;
+        return 1;
+}
+
+static ssize_t d_next_fetched(void *userdata, uint64_t *ret_offset, const void **ret_buf, UpkErr *err)
+{
+        Delta *d = userdata;
+        const DeltaRange *rg;
+        size_t n;
+        int r;
+
+        if (d->batch_i == d->batch_n) {
+                r = next_batch(d, err);
+                if (r <= 0)
+                        return r;
+        }
+        rg = &d->batch[d->batch_i++];
+        n = (size_t)(rg->end - rg->start);
+        *ret_offset = rg->start;
+        *ret_buf = d->buf + d->batch_off;
+        d->batch_off += n;
+        d->fetched += n;
+        return (ssize_t)n;
+}
+
+static int d_fetch_range(void *userdata, uint64_t offset, size_t size, void *buf, UpkErr *err)
+{
+        Delta *d = userdata;
+        return d->io->read_range(d->io->userdata, offset, size, buf, NULL, err);
+}
+
+/* Progress in bytes to transfer, not in bytes installed. */
+static void d_progress(void *userdata, InstallPhase phase, uint64_t done, uint64_t total)
+{
+        Delta *d = userdata;
+
+        if (d->o && d->o->progress)
+                d->o->progress(d->o->userdata, phase, phase == INSTALL_PHASE_WRITING ? d->fetched : done,
+                               phase == INSTALL_PHASE_WRITING ? d->fetch_total : total);
+}
+
+static bool d_cancelled(void *userdata)
+{
+        Delta *d = userdata;
+        return d->o && d->o->cancelled && d->o->cancelled(d->o->userdata);
+}
+
+static int device_size(int fd, uint64_t *ret)
+{
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISBLK(st.st_mode))
+                return ioctl(fd, BLKGETSIZE64, ret) < 0 ? -errno : 0;
+        if (!S_ISREG(st.st_mode))
+                return -ENOTBLK;
+        *ret = (uint64_t)st.st_size;
+        return 0;
+}
+
+/* The booted slot's block table, from the data folder when it was made over the same slot (its path,
+ * size, and for a file its inode and modification time), else computed and saved. */
+static int booted_table(const Config *c, const SlotConfig *s, int fd, uint64_t size, uint32_t block_size,
+                        const InstallOptions *o, BlockTable **ret, UpkErr *err)
+{
+        _cleanup_free_ char *name = NULL, *what = NULL;
+        uint8_t origin[BLOCK_TABLE_ORIGIN_SIZE];
+        struct stat st;
+        int r;
+
+        if (fstat(fd, &st) < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "cannot stat %s: %m", s->device);
+        what = strdup_printf("%s\n%" PRIu64 "\n%" PRIu64 "\n%lld.%09ld\n", s->device, size,
+                             S_ISREG(st.st_mode) ? (uint64_t)st.st_ino : 0,
+                             S_ISREG(st.st_mode) ? (long long)st.st_mtim.tv_sec : 0LL,
+                             S_ISREG(st.st_mode) ? st.st_mtim.tv_nsec : 0L);
+        name = strdup_printf("blocks-%s-%s.table", s->class, s->name);
+        if (!what || !name)
+                return upk_err_oom(err);
+        if (!SHA256((const uint8_t *)what, strlen(what), origin))
+                return upk_err(err, UPK_ERR_IO, -EIO, "SHA-256 failed");
+        r = block_table_load(c->data_dir, name, size, block_size, origin, ret, NULL);
+        if (r >= 0)
+                return 0;
+        r = block_table_compute(fd, s->device, size, block_size, o ? o->cancelled : NULL,
+                                o ? o->userdata : NULL, ret, err);
+        if (r < 0)
+                return r;
+        (void)block_table_save(*ret, c->data_dir, name, size, origin, NULL); /* only a cache */
+        return 0;
+}
+
+/* Plan every payload; the ones that go raw into an A/B slot against the booted slot of their class. */
+static int plan_payloads(const Config *c, Bundle *b, Delta *d, const InstallOptions *o,
+                         InstallDeltaStats *st, UpkErr *err)
+{
+        _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
+        _cleanup_(block_table_freep) BlockTable *t = NULL;
+        _cleanup_free_ char *booted = NULL;
+        const Manifest *m = bundle_get_manifest(b);
+        const SlotConfig *local = NULL;
+        int r;
+
+        r = install_open_boot(c, &boot, err);
+        if (r >= 0)
+                r = install_find_booted(c, boot, &booted, err);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < m->n_payloads; i++) {
+                const ManifestPayload *p = &m->payloads[i];
+                const SlotConfig *s = NULL;
+
+                if (p->slot_class && streq(p->handler, "raw") && !t)
+                        for (size_t k = 0; k < c->n_slots && !s; k++)
+                                if (streq(c->slots[k].class, p->slot_class) &&
+                                    streq(c->slots[k].bootname, booted))
+                                        s = &c->slots[k];
+                if (s) {
+                        uint64_t size;
+
+                        d->local_fd = open(s->device, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                        if (d->local_fd < 0 || device_size(d->local_fd, &size) < 0 || size == 0) {
+                                d->local_fd = safe_close(d->local_fd);
+                                s = NULL;
+                        } else {
+                                r = booted_table(c, s, d->local_fd, size, p->block_size, o, &t, err);
+                                if (r < 0)
+                                        return r;
+                                local = s;
+                                d->local_bs = p->block_size;
+                        }
+                }
+                r = delta_plan(b, i, s ? t : NULL, DELTA_GAP, &d->plans[i], err);
+                if (r < 0)
+                        return r;
+                d->origin[i] = d->plans[i]->source;
+                d->local_at[i] = d->plans[i]->local_at;
+                d->fetch_total += d->plans[i]->range_bytes;
+                st->payload_bytes += p->installed_size;
+                st->planned_local_blocks += d->plans[i]->counts[DELTA_LOCAL];
+        }
+        if (!local)
+                return upk_err(err, UPK_ERR_IO, -EOPNOTSUPP,
+                               "no payload goes raw into an A/B slot whose booted slot can be read");
+        snprintf(st->slot, sizeof(st->slot), "%s", local->name);
+        return 0;
+}
+
+int install_bundle_delta(const Config *c, const InstallDeltaIo *io, const InstallOptions *o,
+                         InstallResult *ret, InstallDeltaStats *ret_stats, UpkErr *err)
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        Head h = { .io = io, .total = UINT64_MAX };
+        BundleOpenOptions opts = { .keyring = c->keyring,
+                                   .crl = c->crl,
+                                   .allow_any_eku = c->allow_any_eku,
+                                   .on_head_size = on_head_size,
+                                   .head_userdata = &h };
+        Delta d = { .io = io, .local_fd = -EBADF, .o = o };
+        InstallOptions wrapped = {};
+        InstallDeltaStats st = {};
+        BundleDeltaStats bs;
+        uint8_t digest[32];
+        const void *raw;
+        size_t raw_size;
+        int r;
+
+        if (o && o->progress)
+                o->progress(o->userdata, INSTALL_PHASE_VERIFYING, 0, 0);
+        r = bundle_open_func(head_read, &h, &opts, &b, err);
+        st.head_bytes = h.len;
+        st.file_size = h.total;
+        free(h.buf);
+        if (r < 0) {
+                /* The source's own error (a server that ignores Range, say) says more. */
+                if (h.r < 0) {
+                        *err = h.err;
+                        r = h.r;
+                }
+                goto out;
+        }
+        if (bundle_get_manifest(b)->format < 2) {
+                r = upk_err(err, UPK_ERR_IO, -EOPNOTSUPP, "a bundle of format 1 has no chunk index");
+                goto out;
+        }
+        if (io->manifest_sha256) {
+                /* TUF: the repository signed this manifest's digest; the partial download hangs on it. */
+                bundle_get_raw(b, &raw, &raw_size, NULL, NULL);
+                SHA256(raw, raw_size, digest);
+                if (memcmp(digest, io->manifest_sha256, 32) != 0) {
+                        r = upk_err(err, UPK_ERR_PAYLOAD, -EBADMSG,
+                                    "the bundle's manifest is not the one the repository signed "
+                                    "(custom.manifest_sha256)");
+                        goto out;
+                }
+        }
+        d.n_payloads = bundle_get_manifest(b)->n_payloads;
+        r = plan_payloads(c, b, &d, o, &st, err);
+        if (r < 0)
+                goto out;
+        d.buf = malloc(BATCH_BYTES);
+        if (!d.buf) {
+                r = upk_err_oom(err);
+                goto out;
+        }
+        r = bundle_set_delta(b,
+                             &(BundleDeltaSource){ .origin = d.origin,
+                                                   .local_at = d.local_at,
+                                                   .read_local = d_read_local,
+                                                   .next_fetched = d_next_fetched,
+                                                   .fetch_range = d_fetch_range,
+                                                   .userdata = &d },
+                             err);
+        if (r < 0)
+                goto out;
+        if (o)
+                wrapped = *o;
+        wrapped.progress = d_progress;
+        wrapped.cancelled = d_cancelled;
+        wrapped.userdata = &d;
+        st.fetch_planned = d.fetch_total;
+        r = install_bundle_opened(c, b, &wrapped, ret, err);
+        st.reached_install = true;
+        bundle_get_delta_stats(b, &bs);
+        st.local_bytes = bs.local_bytes;
+        st.fetched_bytes = bs.fetched_bytes;
+        st.zero_bytes = bs.zero_bytes;
+        st.refetched_chunks = bs.refetched_chunks;
+        st.refetched_bytes = bs.refetched_bytes;
+out:
+        if (r < 0 && !st.reached_install && !install_delta_falls_back(r, err))
+                install_history_record_install(c, o, b ? bundle_get_manifest(b)->version_str : NULL, NULL,
+                                               false, err->msg);
+        delta_done(&d);
+        if (ret_stats)
+                *ret_stats = st;
+        return r;
+}
+
+bool install_delta_falls_back(int r, const UpkErr *err)
+{
+        return r != -ECANCELED && (r == -EOPNOTSUPP || (err && err->kind == UPK_ERR_NETWORK));
+}
