@@ -199,7 +199,7 @@ static int job_install_delta(Job *j, const InstallOptions *o, JobResult *res, Up
                                       j->has_delta_manifest_sha256 ? j->delta_manifest_sha256 : NULL };
         int r;
 
-        fetch_options_from_config(&n.fo, j->config);
+        source_bundle_fetch_options(j->config, &n.fo);
         n.fo.cancel_fd = j->cancel_efd;
         r = install_bundle_delta(j->config, &io, o, &res->install, &res->delta, err);
         res->delta_requests = n.requests;

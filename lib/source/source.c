@@ -848,6 +848,15 @@ SourceStream *source_stream_free(SourceStream *s)
         return NULL;
 }
 
+void source_bundle_fetch_options(const Config *c, FetchOptions *fo)
+{
+        *fo = (FetchOptions){};
+        fetch_options_from_config(fo, c);
+        fo->min_rate = limit("UPKEEP_TEST_BUNDLE_MIN_RATE", SOURCE_BUNDLE_MIN_RATE);
+        fo->min_rate_grace_sec = limit("UPKEEP_TEST_BUNDLE_GRACE_SEC", SOURCE_BUNDLE_GRACE_SEC);
+        fo->low_speed_time_sec = limit("UPKEEP_TEST_BUNDLE_STALL_SEC", FETCH_LOW_SPEED_TIME_DEFAULT);
+}
+
 static SourceStream *stream_alloc(const char *name)
 {
         SourceStream *s = calloc(1, sizeof(*s));
@@ -865,13 +874,11 @@ static int stream_open_headers(FetchEngine *e, const Config *c, const char *url,
                                const char *name, const char *const *headers, SourceStream **ret, UpkErr *err)
 {
         _cleanup_(source_stream_freep) SourceStream *s = NULL;
-        FetchOptions fo = { .headers = headers };
+        FetchOptions fo = {};
         int r;
 
-        fetch_options_from_config(&fo, c);
-        fo.min_rate = limit("UPKEEP_TEST_BUNDLE_MIN_RATE", SOURCE_BUNDLE_MIN_RATE);
-        fo.min_rate_grace_sec = limit("UPKEEP_TEST_BUNDLE_GRACE_SEC", SOURCE_BUNDLE_GRACE_SEC);
-        fo.low_speed_time_sec = limit("UPKEEP_TEST_BUNDLE_STALL_SEC", FETCH_LOW_SPEED_TIME_DEFAULT);
+        source_bundle_fetch_options(c, &fo);
+        fo.headers = headers;
         s = stream_alloc(name);
         if (!s)
                 return upk_err_oom(err);

@@ -36,6 +36,9 @@
 #define SOURCE_BUNDLE_MIN_RATE        1024u /* bytes/s */
 #define SOURCE_BUNDLE_GRACE_SEC       60u
 
+/* The options of a bundle download from the configuration, with the limits above (a delta's ranges too). */
+void source_bundle_fetch_options(const Config *c, FetchOptions *fo);
+
 typedef struct Offer {
         char *version;
         char *name;        /* the TUF target path, or the file name in the local folder */
