@@ -21,6 +21,7 @@ struct Job {
         char *current_version;
         bool want_manifest;
         char *delta_url;
+        char *delta_name;
         uint8_t delta_manifest_sha256[32];
         bool has_delta_manifest_sha256;
         int cancel_efd; /* readable once cancelled: ends a delta's blocking downloads */
@@ -196,7 +197,8 @@ static int job_install_delta(Job *j, const InstallOptions *o, JobResult *res, Up
                               .read_ranges = delta_read_ranges,
                               .userdata = &n,
                               .manifest_sha256 =
-                                      j->has_delta_manifest_sha256 ? j->delta_manifest_sha256 : NULL };
+                                      j->has_delta_manifest_sha256 ? j->delta_manifest_sha256 : NULL,
+                              .name = j->delta_name };
         int r;
 
         source_bundle_fetch_options(j->config, &n.fo);
@@ -331,6 +333,11 @@ int job_start(sd_event *e, const Config *c, const JobParams *p, JobNotifyFunc no
                 if (!j->delta_url)
                         return -ENOMEM;
         }
+        if (p->delta_name) {
+                j->delta_name = strdup(p->delta_name);
+                if (!j->delta_name)
+                        return -ENOMEM;
+        }
         if (p->delta_manifest_sha256) {
                 memcpy(j->delta_manifest_sha256, p->delta_manifest_sha256, 32);
                 j->has_delta_manifest_sha256 = true;
@@ -431,6 +438,7 @@ Job *job_free(Job *j)
         safe_close(j->efd);
         safe_close(j->cancel_efd);
         free(j->delta_url);
+        free(j->delta_name);
         job_result_done(&j->res);
         pthread_mutex_destroy(&j->lock);
         free(j->path);

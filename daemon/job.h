@@ -53,6 +53,7 @@ typedef struct JobParams {
          * TUF, the manifest's SHA-256 the repository signed (32 bytes, or NULL) */
         const char *delta_url;
         const uint8_t *delta_manifest_sha256;
+        const char *delta_name; /* the TUF target's name, for messages */
 } JobParams;
 
 /* What a finished job hands out; the member of its kind is filled (the others stay empty). */

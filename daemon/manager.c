@@ -520,8 +520,10 @@ static int start_install(Manager *m, const char *what, const char *version, cons
         manager_set_last_error(m, "");
         manager_set_progress(m, 0, 0);
         manager_set_phase(m, "");
-        manager_set_state(m, m->stream && source_stream_transferring(m->stream) ? MANAGER_DOWNLOADING
-                                                                                : MANAGER_INSTALLING);
+        /* A delta downloads as it installs, to its end. */
+        manager_set_state(m, (m->stream && source_stream_transferring(m->stream)) || p->delta_url
+                                     ? MANAGER_DOWNLOADING
+                                     : MANAGER_INSTALLING);
         return 0;
 }
 
@@ -545,12 +547,13 @@ static int install_offer(Manager *m, bool allow_downgrade, bool automatic, sd_bu
         UpkErr err = {};
         int r;
 
-        if (m->offer->target && !m->offer->action_id && m->config->delta && !m->no_delta &&
-            offer_manifest_sha256(m->offer, digest)) {
+        if (m->offer->target && !m->offer->action_id && !m->no_delta &&
+            install_delta_possible(m->config, m->booted_slot) && offer_manifest_sha256(m->offer, digest)) {
                 /* TUF: the target's custom.manifest_sha256 ties a partial download to the repository's
                  * signature. */
                 p.delta_url = m->offer->location;
                 p.delta_manifest_sha256 = digest;
+                p.delta_name = m->offer->name;
         } else if (m->offer->target || (m->offer->action_id && !m->offer->kept)) {
                 r = m->offer->action_id ? source_stream_open_action(m->fetch_engine, m->source, m->offer,
                                                                     &m->stream, &err)
@@ -635,7 +638,7 @@ static int install_url(Manager *m, const char *url, bool allow_downgrade, sd_bus
         UpkErr err = {};
         int r;
 
-        if (m->config->delta && !m->no_delta)
+        if (!m->no_delta && install_delta_possible(m->config, m->booted_slot))
                 p.delta_url = url;
         else {
                 r = source_stream_open_url(m->fetch_engine, m->config, url, &m->stream, &err);

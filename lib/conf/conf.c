@@ -460,7 +460,7 @@ static const KeyDesc config_keys[] = {
         { "health", "timeout", parse_health_timeout, CFG(health_timeout_usec), "60s", false },
         { "install", "handlers-dir", parse_abs_path, CFG(handlers_dir), CONFIG_DEFAULT_HANDLERS_DIR, true },
         { "install", "allowed-targets", parse_abs_paths, CFG(allowed_targets), NULL, true },
-        { "install", "delta", parse_bool, CFG(delta), "no", false },
+        { "install", "delta", parse_bool, CFG(delta), "yes", false },
 };
 
 #define SLOT(field) offsetof(SlotConfig, field)

@@ -121,7 +121,7 @@ typedef struct Config {
         char *handlers_dir;    /* default /usr/lib/upkeep/handlers */
         char *allowed_targets; /* space-separated absolute path prefixes a payload's target must be
                                 * under; NULL: anywhere but the slots and upkeep's own files */
-        bool delta;            /* default no: from a URL, fetch only the blocks the booted slot lacks */
+        bool delta;            /* default yes: from a URL, fetch only the blocks the booted slot lacks */
 
         /* [attributes]: what the device tells an update server about itself (hawkBit's configData)
          * beside what upkeep knows: name, value, name, value, ..., NULL */

@@ -16,6 +16,7 @@
 #include "chunk-index.h"
 #include "delta-plan.h"
 #include "fileio.h"
+#include "hexdecoct.h"
 #include "util.h"
 
 #define HEAD_FIRST   (64u * 1024u)          /* the first request: manifest and signature, usually */
@@ -295,8 +296,29 @@ static int plan_payloads(const Config *c, Bundle *b, Delta *d, const InstallOpti
         if (!local)
                 return upk_err(err, UPK_ERR_IO, -EOPNOTSUPP,
                                "no payload goes raw into an A/B slot whose booted slot can be read");
+        if (st->planned_local_blocks == 0)
+                return upk_err(err, UPK_ERR_IO, -EOPNOTSUPP, "slot %s holds none of the bundle's blocks",
+                               local->name);
         snprintf(st->slot, sizeof(st->slot), "%s", local->name);
         return 0;
+}
+
+bool install_delta_possible(const Config *c, const char *booted)
+{
+        if (!c->delta || !booted)
+                return false;
+        for (size_t k = 0; k < c->n_slots; k++) {
+                const SlotConfig *s = &c->slots[k];
+                _cleanup_close_ int fd = -EBADF;
+                uint64_t size;
+
+                if (!streq(s->bootname, booted))
+                        continue;
+                fd = open(s->device, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+                if (fd >= 0 && device_size(fd, &size) >= 0 && size > 0)
+                        return true;
+        }
+        return false;
 }
 
 int install_bundle_delta(const Config *c, const InstallDeltaIo *io, const InstallOptions *o,
@@ -341,9 +363,15 @@ int install_bundle_delta(const Config *c, const InstallDeltaIo *io, const Instal
                 bundle_get_raw(b, &raw, &raw_size, NULL, NULL);
                 SHA256(raw, raw_size, digest);
                 if (memcmp(digest, io->manifest_sha256, 32) != 0) {
-                        r = upk_err(err, UPK_ERR_PAYLOAD, -EBADMSG,
-                                    "the bundle's manifest is not the one the repository signed "
-                                    "(custom.manifest_sha256)");
+                        char have[65], want[65];
+
+                        hex_encode(digest, 32, have);
+                        hex_encode(io->manifest_sha256, 32, want);
+                        r = upk_err(
+                                err, UPK_ERR_PAYLOAD, -EBADMSG,
+                                "target %s: the bundle's manifest.json has sha256 %s, but the repository's "
+                                "custom.manifest_sha256 says %s",
+                                io->name ?: "(unnamed)", have, want);
                         goto out;
                 }
         }

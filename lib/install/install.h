@@ -93,6 +93,7 @@ typedef struct InstallDeltaIo {
                            UpkErr *err);
         void *userdata;
         const uint8_t *manifest_sha256; /* TUF's custom.manifest_sha256 the manifest must match; or NULL */
+        const char *name;               /* the TUF target's name, for that message */
 } InstallDeltaIo;
 
 typedef struct InstallDeltaStats {
@@ -113,6 +114,9 @@ typedef struct InstallDeltaStats {
 int install_bundle_delta(const Config *c, const InstallDeltaIo *io, const InstallOptions *o,
                          InstallResult *ret, InstallDeltaStats *ret_stats, UpkErr *err);
 bool install_delta_falls_back(int r, const UpkErr *err);
+/* Cheap, without the network: [install] delta is on and a slot with the bootname `booted` can be read
+ * and is not empty (there may be something to reuse). */
+bool install_delta_possible(const Config *c, const char *booted);
 
 typedef enum ConfirmOutcome {
         CONFIRM_NOTHING_PENDING, /* no update waited for confirmation */

@@ -295,8 +295,15 @@ def test_wrong_compatible_and_lower_versions_are_never_offered(tmp_path, world):
     assert w.device.state()["pending"]["version"] == "1.2.0"
 
 
+def whole_downloads_only(w):
+    """The whole bundle streamed, as these tests count its requests ([install] delta = no)."""
+    with open(w.device.conf, "a") as f:
+        f.write("\n[install]\ndelta = no\n")
+
+
 def test_download_cut_at_half_resumes_and_the_install_completes(tmp_path, world):
     w = world(policy="all")
+    whole_downloads_only(w)
     payload = payload_bytes(17, 8 * 1024 * 1024)
     name = w.add(make_bundle(tmp_path, "1.1.0", payload), "1.1.0")
     w.publish()
@@ -534,6 +541,7 @@ def test_local_source(tmp_path, world):
 
 def test_install_from_a_url_resumes_after_a_cut(tmp_path, world):
     w = world(policy="none", source="type = none\n")
+    whole_downloads_only(w)
     payload = payload_bytes(29, 4 * 1024 * 1024)
     b = make_bundle(tmp_path, "1.1.0", payload)
     (w.www / "b.upk").write_bytes(b.read_bytes())
@@ -574,3 +582,68 @@ def test_tuf_without_a_root_is_refused_at_the_start(tmp_path):
                        env=dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS="unix:path=/nonexistent"))
     assert p.returncode == 16, describe(p)
     assert p.stderr.startswith("upkeepd: [source] root: required for type = tuf"), describe(p)
+
+
+# ------------------------------------------------------------------------------------------------------
+# A TUF target that carries custom.manifest_sha256 installs as a delta when the booted slot holds an
+# older image ([install] delta, on by default): only the blocks it lacks are downloaded, the manifest is
+# checked against the repository's digest first.
+
+DELTA_RE = re.compile(r"delta: (\d+) of (\d+) bytes of the payloads taken from slot A, (\d+) bytes downloaded "
+                      r"in (\d+) requests \(([\d.]+)% of the bundle's (\d+) bytes\)")
+
+
+def delta_pair(seed):
+    """v1 in slot A and v2: v2 changes 8 of v1's 4 KiB blocks."""
+    v1 = bytearray(payload_bytes(seed))
+    v2 = bytearray(v1)
+    for k in range(8):
+        at = (k * 37 + 5) % (len(v2) // 4096) * 4096
+        v2[at:at + 4096] = hashlib.sha256(bytes([k])).digest() * 128
+    return bytes(v1), bytes(v2)
+
+
+def test_tuf_target_installs_as_a_delta(tmp_path, world):
+    w = world(policy="none")
+    v1, v2 = delta_pair(41)
+    w.device.slot["A"].write_bytes(v1)
+    b = make_bundle(tmp_path, "1.1.0", v2)
+    name = w.add(b, "1.1.0")
+    w.publish()
+    w.start(env=NO_AUTO_CHECK)
+    assert w.bus.call("Check") == ["1.1.0"]
+    p = w.ctl("install")
+    assert p.returncode == 0, describe(p) + w.log()
+    assert slot_b_holds(w.device, v2)
+    m = DELTA_RE.search(w.log())
+    assert m, w.log()
+    reused, total, wire, requests = (int(m.group(i)) for i in (1, 2, 3, 4))
+    size = b.stat().st_size
+    assert total == len(v2) and reused >= len(v2) - 9 * 4096, m.group(0)
+    assert wire < size // 4 and requests < 10, m.group(0)
+    st = w.server.stats(w.target_path(name))
+    assert all(r is not None for r in st["ranges"]), st["ranges"]
+    assert st["bytes_sent"] < size // 4, (st["bytes_sent"], size)
+    w.wait_state("pending-reboot")
+    assert "downloading" in w.monitor.states(), w.monitor.states()
+
+
+def test_tuf_delta_refuses_another_manifest(tmp_path, world):
+    w = world(policy="none")
+    v1, v2 = delta_pair(43)
+    w.device.slot["A"].write_bytes(v1)
+    b = make_bundle(tmp_path, "1.1.0", v2)
+    name = "acme-gw-1.1.0-acme-gw.upk"
+    wrong = hashlib.sha256(b"another manifest").hexdigest()
+    w.repo.targets[name] = (b.read_bytes(), {"compatible": "acme-gw", "version": "1.1.0",
+                                             "manifest_sha256": wrong})
+    w.publish()
+    right = hashlib.sha256(manifest_bytes_of(b)).hexdigest()
+    w.start(env=NO_AUTO_CHECK)
+    assert w.bus.call("Check") == ["1.1.0"]
+    p = w.ctl("install")
+    assert p.returncode != 0, describe(p)
+    assert (f"target {name}: the bundle's manifest.json has sha256 {right}, but the repository's "
+            f"custom.manifest_sha256 says {wrong}") in p.stderr, describe(p) + w.log()
+    assert "downloading the whole bundle" not in w.log()
+    assert w.device.primary() == "A"
