@@ -61,6 +61,9 @@ typedef struct UpdateProps {
         /* RolledBack: version ("" unknown), slot ("" when nothing was rolled back), reason, time */
         char *rb_version, *rb_slot, *rb_reason;
         uint64_t rb_time;
+        /* LastDelta: bytes taken from the booted slot, of the payloads' bytes, downloaded; requests */
+        uint64_t delta_reused, delta_total, delta_downloaded;
+        uint32_t delta_requests;
 } UpdateProps;
 
 void update_props_done(UpdateProps *p);

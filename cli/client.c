@@ -207,6 +207,19 @@ static int set_rolled_back(UpdateProps *p, sd_bus_message *m)
         return sd_bus_message_exit_container(m);
 }
 
+static int set_last_delta(UpdateProps *p, sd_bus_message *m)
+{
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'v', "(tttu)");
+        if (r >= 0)
+                r = sd_bus_message_read(m, "(tttu)", &p->delta_reused, &p->delta_total, &p->delta_downloaded,
+                                        &p->delta_requests);
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
 #define PROPERTY_NAMES_MAX 64
 
 int update_props_apply(UpdateProps *props, sd_bus_message *m, char ***ret_changed)
@@ -253,6 +266,8 @@ int update_props_apply(UpdateProps *props, sd_bus_message *m, char ***ret_change
                         r = set_bool(&props->auto_update, m);
                 else if (streq(name, "RolledBack"))
                         r = set_rolled_back(props, m);
+                else if (streq(name, "LastDelta"))
+                        r = set_last_delta(props, m);
                 else {
                         r = sd_bus_message_skip(m, "v");
                         name = NULL;
@@ -317,6 +332,13 @@ char *update_props_describe(const UpdateProps *p, const char *name)
                 return strdup(format_when(when, sizeof(when), p->last_check));
         if (streq(name, "AutoUpdate"))
                 return strdup(p->auto_update ? "yes" : "no");
+        if (streq(name, "LastDelta"))
+                return p->delta_total == 0
+                               ? strdup("")
+                               : strdup_printf("%" PRIu64 " of %" PRIu64 " bytes reused, %" PRIu64
+                                               " downloaded in %" PRIu32 " requests",
+                                               p->delta_reused, p->delta_total, p->delta_downloaded,
+                                               p->delta_requests);
         if (streq(name, "RolledBack"))
                 return isempty(p->rb_slot)
                                ? strdup("")

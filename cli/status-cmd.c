@@ -73,6 +73,18 @@ static int print_json(const UpdateProps *p, bool known, int64_t days)
                 r |= json_object_object_add(rb, "time", json_object_new_uint64(p->rb_time));
         }
         r |= json_object_object_add(o, "rolled_back", TAKE_PTR(rb));
+        if (p->delta_total > 0) {
+                _cleanup_(json_object_putp) json_object *d = json_object_new_object();
+
+                if (!d)
+                        return -ENOMEM;
+                r |= json_object_object_add(d, "reused", json_object_new_uint64(p->delta_reused));
+                r |= json_object_object_add(d, "total", json_object_new_uint64(p->delta_total));
+                r |= json_object_object_add(d, "downloaded", json_object_new_uint64(p->delta_downloaded));
+                r |= json_object_object_add(d, "requests", json_object_new_uint64(p->delta_requests));
+                r |= json_object_object_add(o, "last_delta", TAKE_PTR(d));
+        } else
+                r |= json_object_object_add(o, "last_delta", NULL);
         if (r != 0)
                 return -ENOMEM;
         return cli_print_json(o);
@@ -128,6 +140,16 @@ int status_main(int argc, char *argv[], CliArgs *args)
         line("Last check", format_when(buf, sizeof(buf), p.last_check));
         if (!isempty(p.last_error))
                 line("Last error", p.last_error);
+        if (p.delta_total > 0) {
+                char b3[FORMAT_BYTES_MAX];
+
+                snprintf(buf, sizeof(buf),
+                         "%s of %s reused from the booted slot, %s downloaded (%" PRIu32 " requests)",
+                         format_bytes(b1, sizeof(b1), p.delta_reused),
+                         format_bytes(b2, sizeof(b2), p.delta_total),
+                         format_bytes(b3, sizeof(b3), p.delta_downloaded), p.delta_requests);
+                line("Last delta", buf);
+        }
         if (!isempty(p.rb_slot)) {
                 char when[FORMAT_WHEN_MAX];
 

@@ -60,6 +60,15 @@ static int property_get_progress(sd_bus *bus, const char *path, const char *inte
         return sd_bus_message_append(reply, "(tt)", m->progress_done, m->progress_total);
 }
 
+static int property_get_last_delta(sd_bus *bus, const char *path, const char *interface,
+                                   const char *property, sd_bus_message *reply, void *userdata,
+                                   sd_bus_error *error)
+{
+        Manager *m = userdata;
+        return sd_bus_message_append(reply, "(tttu)", m->delta_reused, m->delta_total, m->delta_downloaded,
+                                     m->delta_requests);
+}
+
 static int property_get_rolled_back(sd_bus *bus, const char *path, const char *interface,
                                     const char *property, sd_bus_message *reply, void *userdata,
                                     sd_bus_error *error)
@@ -353,6 +362,8 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("SupportEnd", "s", NULL, offsetof(Manager, support_end),
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("ConsentNeeded", "b", NULL, offsetof(Manager, consent_needed),
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("LastDelta", "(tttu)", property_get_last_delta, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("RolledBack", "(ssst)", property_get_rolled_back, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

@@ -247,6 +247,13 @@ static void finish_install(Manager *m)
                 job_result_done(&jr);
                 return;
         }
+        if (r >= 0 && jr.delta.reached_install) {
+                m->delta_reused = jr.delta.local_bytes;
+                m->delta_total = jr.delta.payload_bytes;
+                m->delta_downloaded = jr.delta_wire_bytes;
+                m->delta_requests = jr.delta_requests;
+                bus_emit_changed(m, "LastDelta", NULL);
+        }
         if (r >= 0 && jr.delta.reached_install)
                 log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .slot = jr.delta.slot },
                            "delta: %" PRIu64 " of %" PRIu64

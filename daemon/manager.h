@@ -85,7 +85,10 @@ typedef struct Manager {
         bool job_automatic;       /* the install was started by the policy, not by a caller */
         bool job_offer;           /* the install is of the source's offer (the source hears of it) */
         bool job_allow_downgrade;
-        bool no_delta;        /* the next install downloads the whole bundle (a delta fell back) */
+        bool no_delta; /* the next install downloads the whole bundle (a delta fell back) */
+        /* LastDelta: the last install done as a delta since the start (zeros: none) */
+        uint64_t delta_reused, delta_total, delta_downloaded;
+        unsigned delta_requests;
         SourceStream *stream; /* the running install's download, if any */
         ManagerState state_before_check;
         /* An Install that came while a check ran: the check is cancelled, and this install starts when

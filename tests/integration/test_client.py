@@ -229,8 +229,8 @@ def test_status_json(daemon):
     s = daemon.status()
     assert set(s) == {"state", "phase", "progress", "current_version", "available_version", "compatible",
                       "booted_slot", "auto_update", "last_check", "last_error", "support_end",
-                      "support_days_left", "support_ended", "rolled_back"}
-    assert s["rolled_back"] is None
+                      "support_days_left", "support_ended", "rolled_back", "last_delta"}
+    assert s["rolled_back"] is None and s["last_delta"] is None
     assert s["state"] == "idle"
     assert s["phase"] == ""
     assert s["progress"] == {"done": 0, "total": 0}

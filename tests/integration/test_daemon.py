@@ -318,6 +318,7 @@ def test_introspection_lists_every_member(bus, service):
         "CurrentVersion": ("s", "read"), "AvailableVersion": ("s", "read"), "Compatible": ("s", "read"),
         "BootedSlot": ("s", "read"), "LastCheck": ("t", "read"), "LastError": ("s", "read"),
         "AutoUpdate": ("b", "read"), "SupportEnd": ("s", "read"), "RolledBack": ("(ssst)", "read"),
+        "LastDelta": ("(tttu)", "read"),
         "ConsentNeeded": ("b", "read"),
     }
     methods = {}

@@ -14,13 +14,14 @@ import json
 import os
 import random
 import re
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from device import Device, make_bundle
+from device import UPDATECTL, Device, make_bundle
 from test_daemon import Bus, Monitor, Service, install
 
 SOURCE_ROOT = Path(os.environ.get("UPKEEP_SOURCE_ROOT", Path(__file__).resolve().parents[2]))
@@ -295,6 +296,16 @@ def test_delta_downloads_only_what_slot_a_lacks(world, pair):
     # Every request was for ranges (the head, then the missing blocks), and some asked for several.
     assert all(r is not None and r.startswith("bytes=") for r in st["ranges"]), st["ranges"]
     assert any("," in r for r in st["ranges"]), st["ranges"]
+    # The bus and `updatectl status` say the same as the journal line.
+    assert w.bus.get("LastDelta") == [got["reused"], got["total"], got["fetched"], got["requests"]]
+    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=w.bus.address)
+    p = subprocess.run([UPDATECTL, "status", "--json"], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["last_delta"] == {"reused": got["reused"], "total": got["total"],
+                                                  "downloaded": got["fetched"], "requests": got["requests"]}
+    p = subprocess.run([UPDATECTL, "status"], capture_output=True, text=True, env=env, timeout=60)
+    assert re.search(r"Last delta: .* of .* reused from the booted slot, .* downloaded \(\d+ requests\)",
+                     p.stdout), p.stdout
 
 
 def test_a_server_that_ignores_range_gets_a_full_download(world, pair):
