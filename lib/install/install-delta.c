@@ -188,8 +188,8 @@ static void d_progress(void *userdata, InstallPhase phase, uint64_t done, uint64
         Delta *d = userdata;
 
         if (d->o && d->o->progress)
-                d->o->progress(d->o->userdata, phase, phase == INSTALL_PHASE_WRITING ? d->fetched : done,
-                               phase == INSTALL_PHASE_WRITING ? d->fetch_total : total);
+                d->o->progress(d->o->userdata, phase, total > 0 ? d->fetched : done,
+                               total > 0 ? d->fetch_total : total);
 }
 
 static bool d_cancelled(void *userdata)

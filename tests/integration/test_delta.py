@@ -296,6 +296,12 @@ def test_delta_downloads_only_what_slot_a_lacks(world, pair):
     # Every request was for ranges (the head, then the missing blocks), and some asked for several.
     assert all(r is not None and r.startswith("bytes=") for r in st["ranges"]), st["ranges"]
     assert any("," in r for r in st["ranges"]), st["ranges"]
+    # Progress counts the bytes to download, not the image's.
+    totals = {m["payload"]["data"][1]["Progress"]["data"][1]
+              for m in w.monitor.find(lambda m: m.get("member") == "PropertiesChanged")
+              if "Progress" in m["payload"]["data"][1]}
+    assert any(0 < t < quarter for t in totals), totals
+    assert not any(t >= len(v2) for t in totals), totals
     # The bus and `updatectl status` say the same as the journal line.
     assert w.bus.get("LastDelta") == [got["reused"], got["total"], got["fetched"], got["requests"]]
     env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=w.bus.address)
@@ -351,3 +357,17 @@ def test_delta_no_makes_no_range_request(world, pair):
     assert st["requests"] >= 1, st
     assert st["ranges"] == [None] * st["requests"], st
     assert st["bytes_sent"] >= w.size, (st["bytes_sent"], w.size)
+
+
+def test_a_delta_resumes_after_cut_connections(world, pair):
+    """Every answer is cut after 20,000 body bytes: each range request resumes where it stopped, and the
+    delta completes without falling back."""
+    v1, v2, _ = pair
+    w = world(plan={"cut_every": 20000})
+    finished = w.install(timeout=120)
+    assert_installed(w, finished, v1, v2)
+    got = the_delta_line(w)
+    assert got["fetched"] < w.size // 4, (got, w.size)
+    assert not FALLBACK_RE.search(w.log()), w.log()
+    st = w.stats()
+    assert st["requests"] > got["fetched"] // 20000, st

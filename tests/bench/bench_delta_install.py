@@ -1,0 +1,232 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Benchmark (not a test): a delta install on the device side, end to end, against a full install of the
+same bundle from a local file, measured in the same run.
+
+Two image pairs, each as slot A (booted, holding v1) and a format-2 bundle of v2 on the test server
+(tests/httpserver.py on 127.0.0.1, so the transfer itself costs almost nothing and the figures are the
+device's own work):
+  - the Debian pair of bench_delta.py (tests/bench/mkdeltapair.py: ext4 1 GiB images, a minimal gateway
+    root and the same with the security and point-release updates), unless --no-debian;
+  - a synthetic pair: 256 MiB, half random and half text, and the same with one file of 1 MiB changed
+    (256 contiguous 4 KiB blocks of new random bytes), where the issue asks for a delta under 2 MB.
+For each: `upkeepd --config C install URL` ([install] delta = yes) with a cold block table (slot A hashed
+during the install) and again with the table cached in the data dir; `upkeepd install FILE` (the whole
+bundle from a local file); and what went over the wire: bytes the server sent, requests, the daemon's
+"delta:" line. Peak RSS from /usr/bin/time -f %M.
+
+Goals (issue 15): bytes on the wire <= 20 % of the image compressed whole (`zstd -19 --long`, the
+reference) for the Debian pair; < 2 MB for the synthetic one; at most a few hundred requests; the delta
+install no slower than the full install from a local file plus the transfer (here about nothing); peak
+RSS under 16 MiB plus the index.
+
+usage: /usr/bin/python3 tests/bench/bench_delta_install.py BUILD_DIR [--level 9] [--no-debian]
+       [--pair-cache DIR] [--keep-bundle]"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SOURCE = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(SOURCE / "tests"))
+from httpserver import TestServer  # noqa: E402
+
+MIB = 1024 * 1024
+DELTA_RE = re.compile(r"delta: (\d+) of (\d+) bytes of the payloads taken from slot A, (\d+) bytes downloaded "
+                      r"in (\d+) requests")
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def timed(cmd):
+    t0 = time.monotonic()
+    p = subprocess.run(["/usr/bin/time", "-f", "%M", *map(str, cmd)], capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    if p.returncode != 0:
+        sys.exit(f"bench_delta_install: {cmd} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return wall, int(p.stderr.strip().splitlines()[-1]) / 1024, p.stdout + p.stderr
+
+
+def make_device(root, pki, v1, delta=True):
+    root.mkdir()
+    (root / "os-release").write_text("VERSION_ID=1.0.0\n")
+    shutil.copyfile(v1, root / "slotA.img")
+    (root / "slotB.img").write_bytes(b"")
+    (root / "bootenv").write_text('BOOT_ORDER="A B"\nBOOT_A_LEFT=3\nBOOT_B_LEFT=0\nBOOTED=A\n')
+    conf = root / "upkeep.conf"
+    conf.write_text(f"""[device]
+compatible = bench
+version-file = {root}/os-release
+data-dir = {root}/data
+[keyring]
+path = {pki}/keyring.pem
+[boot]
+backend = file
+state-file = {root}/bootenv
+[slot.rootfs.A]
+device = {root}/slotA.img
+[slot.rootfs.B]
+device = {root}/slotB.img
+[policy]
+reboot = manual
+[health]
+dir = {root}/health.d
+[install]
+delta = {"yes" if delta else "no"}
+""")
+    return conf
+
+
+def make_bundle(updatectl, pki, image, out, level):
+    d = out.parent / (out.name + ".src")
+    d.mkdir()
+    os.symlink(image, d / "rootfs.img")
+    (d / "manifest.json").write_text(json.dumps({
+        "format": 2, "compatible": "bench", "version": "2.0.0", "build": "2026-01-01T00:00:00Z",
+        "payloads": [{"name": "rootfs", "file": "rootfs.img", "handler": "raw", "slot_class": "rootfs",
+                      "chunks": {"compression": "zstd"}}]}))
+    t0 = time.monotonic()
+    subprocess.run([updatectl, "bundle", "create", "--manifest", d / "manifest.json", "--cert", pki / "signer.pem",
+                    "--key", pki / "signer.key", "--chain", pki / "chain.pem", "--zstd-level", str(level),
+                    "-o", out], check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - t0
+
+
+def same_prefix(path, image):
+    """Whether the slot file starts with the image's bytes (compared by SHA-256 of that many bytes)."""
+    n = image.stat().st_size
+    h1, h2 = hashlib.sha256(), hashlib.sha256()
+    with open(path, "rb") as a, open(image, "rb") as b:
+        left = n
+        while left:
+            k = min(left, 8 * MIB)
+            x = a.read(k)
+            if len(x) != k:
+                return False
+            h1.update(x)
+            h2.update(b.read(k))
+            left -= k
+    return h1.digest() == h2.digest()
+
+
+def measure(name, build, pki, tmp, v1, v2, bundle, reference):
+    upkeepd = build / "daemon" / "upkeepd"
+    www = tmp / f"www-{name}"
+    www.mkdir()
+    os.symlink(bundle, www / "b.upk")
+    size = bundle.stat().st_size
+    rows = {}
+    with TestServer(www) as srv:
+        url = srv.url("/b.upk")
+        dev = tmp / f"dev-{name}-delta"
+        conf = make_device(dev, pki, v1)
+        for run in ("cold", "cached"):
+            srv.reset()
+            if run == "cached":  # the same device, its data dir (and the table in it) kept
+                (dev / "slotB.img").write_bytes(b"")
+            wall, rss, out = timed([upkeepd, "--config", conf, "install", url])
+            m = DELTA_RE.search(out)
+            if not m:
+                sys.exit(f"bench_delta_install: no delta line for {name} ({run}):\n{out}")
+            if not same_prefix(dev / "slotB.img", v2):
+                sys.exit(f"bench_delta_install: slot B is not v2 after the {name} delta ({run})")
+            st = srv.stats("/b.upk")
+            rows[run] = dict(wall=wall, rss=rss, reused=int(m.group(1)), total=int(m.group(2)),
+                             wire=int(m.group(3)), requests=int(m.group(4)), sent=st["bytes_sent"],
+                             server_requests=st["requests"])
+        shutil.rmtree(dev)
+    dev = tmp / f"dev-{name}-full"
+    conf = make_device(dev, pki, v1, delta=False)
+    wall, rss, _ = timed([upkeepd, "--config", conf, "install", bundle])
+    if not same_prefix(dev / "slotB.img", v2):
+        sys.exit(f"bench_delta_install: slot B is not v2 after the {name} full install")
+    rows["full"] = dict(wall=wall, rss=rss)
+    shutil.rmtree(dev)
+
+    c, k, f = rows["cold"], rows["cached"], rows["full"]
+    log(f"\n{name}: image {v2.stat().st_size / MIB:.0f} MiB, bundle {size / 1e6:.2f} MB, reference "
+        f"{reference / 1e6:.2f} MB")
+    log(f"  {'':22} | {'wall':>8} | {'peak RSS':>9} | {'on the wire':>12} | {'% of ref':>8} | {'requests':>8} | reused")
+    for label, r in (("delta, table cold", c), ("delta, table cached", k)):
+        log(f"  {label:22} | {r['wall']:6.2f} s | {r['rss']:5.1f} MiB | {r['sent'] / 1e6:9.2f} MB | "
+            f"{100 * r['sent'] / reference:7.1f} % | {r['server_requests']:8} | "
+            f"{r['reused'] / MIB:.1f} of {r['total'] / MIB:.1f} MiB")
+    log(f"  {'full, local file':22} | {f['wall']:6.2f} s | {f['rss']:5.1f} MiB | {'(none)':>12} |")
+    log(f"  delta (cached) / full install time: {k['wall'] / f['wall']:.2f}; cold: {c['wall'] / f['wall']:.2f}")
+    return rows
+
+
+def synthetic_pair(tmp):
+    v1, v2 = tmp / "syn-v1.img", tmp / "syn-v2.img"
+    words = b"upkeep downloads only the blocks a device lacks\n"
+    text = (words * (MIB // 2 // len(words) + 1))[:MIB // 2]
+    with open(v1, "wb") as f:
+        for i in range(256):
+            f.write(os.urandom(MIB // 2))
+            f.write(text[i % 64:] + text[:i % 64])
+    shutil.copyfile(v1, v2)
+    with open(v2, "r+b") as f:
+        f.seek(100 * MIB + 5 * 4096)  # one file of 1 MiB, block-aligned as a file system places it
+        f.write(os.urandom(MIB))
+    return v1, v2
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build", type=Path)
+    ap.add_argument("--level", type=int, default=9)
+    ap.add_argument("--debian", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--pair-cache", type=Path, default=Path("/var/tmp/upkeep-bench-cache"))
+    a = ap.parse_args()
+    build = a.build.resolve()
+    updatectl = build / "cli" / "updatectl"
+    pki = build / "tests" / "pki"
+    for exe in (updatectl, build / "daemon" / "upkeepd", Path("/usr/bin/time")):
+        if not os.access(exe, os.X_OK):
+            sys.exit(f"bench_delta_install: {exe} is missing")
+    with tempfile.TemporaryDirectory(prefix="upkeep-bench-dinst-", dir="/var/tmp") as tmp:
+        tmp = Path(tmp)
+        v1, v2 = synthetic_pair(tmp)
+        ref = tmp / "syn-v2.zst19"
+        subprocess.run(["zstd", "-19", "--long=27", "-T0", "-q", "-f", "-o", ref, v2], check=True)
+        b = tmp / "syn.upk"
+        took = make_bundle(updatectl, pki, v2, b, a.level)
+        log(f"synthetic bundle made in {took:.0f} s (level {a.level})")
+        rows = measure("synthetic 256 MiB, 1 MiB changed", build, pki, tmp, v1, v2, b, ref.stat().st_size)
+        ok = rows["cached"]["sent"] < 2e6
+        log(f"  goal: under 2 MB on the wire: {'ok' if ok else 'MISSED'}")
+        for f in (v1, v2, b, ref):
+            f.unlink()
+        if a.debian:
+            pair = json.loads(subprocess.run([sys.executable, SOURCE / "tests/bench/mkdeltapair.py", "--cache",
+                                              a.pair_cache], check=True, capture_output=True, text=True).stdout)
+            v1, v2 = Path(pair["v1"]), Path(pair["v2"])
+            ref = v2.with_suffix(".zst19")
+            if not ref.exists():
+                subprocess.run(["zstd", "-19", "--long=27", "-T0", "-q", "-f", "-o", ref, v2], check=True)
+            # cached beside the pair, for this signer (a build's test PKI is its own)
+            signer = hashlib.sha256((pki / "signer.pem").read_bytes()).hexdigest()[:12]
+            b = Path(pair["v2"]).parent / f"v2-level{a.level}-{signer}.upk"
+            if not b.exists():  # making it takes minutes
+                took = make_bundle(updatectl, pki, v2, tmp / "deb.upk", a.level)
+                shutil.move(tmp / "deb.upk", b)
+                log(f"Debian bundle made in {took:.0f} s (level {a.level}), kept as {b}")
+            rows = measure("Debian ext4 pair (security updates)", build, pki, tmp, v1, v2, b, ref.stat().st_size)
+            good = rows["cached"]["sent"] <= 0.20 * ref.stat().st_size
+            ok &= good
+            log(f"  goal: at most 20 % of the reference on the wire: {'ok' if good else 'MISSED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
