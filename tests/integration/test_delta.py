@@ -16,6 +16,7 @@ import random
 import re
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -433,5 +434,23 @@ def test_offline_verb_reports_a_url_that_is_not_there(world, delta):
     # Nothing written, nothing activated.
     assert w.device.bootenv.read_text() == bootenv, out
     assert w.device.slot["B"].read_bytes() == slot_b, out
+    state = w.device.data / "state.json"
+    assert not state.exists() or not json.loads(state.read_text()).get("pending"), out
+
+
+def test_offline_verb_stops_the_download_when_the_install_fails(world):
+    """A bundle damaged on the wire (delta = no): the installer fails on the damaged chunk while the
+    download still runs (stalled further on); the verb cancels it, ends its loop and exits at once."""
+    w = world(offline=True, delta="no")
+    bootenv = w.device.bootenv.read_text()
+    w.server.plan(BUNDLE_PATH, flip=[w.size // 3], stall_at=w.size * 3 // 4, stall_seconds=60)
+    start = time.monotonic()
+    p = w.install_offline()
+    took = time.monotonic() - start
+    out = f"{p.stdout}\n{p.stderr}"
+    assert p.returncode != 0, out
+    assert INSTALLED not in p.stdout, out
+    assert took < 30, (took, out)
+    assert w.device.bootenv.read_text() == bootenv, out
     state = w.device.data / "state.json"
     assert not state.exists() or not json.loads(state.read_text()).get("pending"), out
