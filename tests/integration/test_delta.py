@@ -4,7 +4,8 @@ holds image v1 installs a format-2 bundle of v2 from a URL of the test server (t
 downloads only the blocks slot A lacks, with Range requests (multi-range, and one range per answer from a
 server that gives only the first), with slot B byte for byte v2. A server that ignores Range gets the
 whole bundle downloaded after one "delta: ...; downloading the whole bundle" line; `[install] delta = no`
-makes no Range request at all. (`delta = yes` is set in the conf: the default is no for now.)
+makes no Range request at all. (`delta = yes` is set in the conf: the default is no for now.) The offline
+verb `upkeepd install URL` does the same without a bus, and reports a URL that is not there.
 
 The image pair is made here, seeded: v1 is 8 MiB of 4 KiB blocks, runs of random blocks, of text-like
 blocks (some repeated) and of zeros; v2 is v1 with about 3% of the blocks replaced by new random content,
