@@ -6,7 +6,7 @@
 
 #include "job.h"
 
-#include "fetch-ranges.h"
+#include "delta-net.h"
 
 struct Job {
         /* set before the worker starts, read-only afterwards */
@@ -131,78 +131,16 @@ static int read_slot_states(const Config *c, JobResult *res, UpkErr *err)
         return 0;
 }
 
-/* A delta's downloads: blocking range requests from the worker, each with its own short-lived loop. */
-typedef struct DeltaNet {
-        Job *job;
-        const char *url;
-        FetchOptions fo;
-        uint64_t total;
-        char etag[FETCH_ETAG_MAX];
-        unsigned requests;
-        uint64_t wire_bytes;
-} DeltaNet;
-
-static void delta_net_count(DeltaNet *n, const FetchRangesStats *st)
-{
-        n->requests += st->requests;
-        n->wire_bytes += st->wire_bytes;
-}
-
-static int delta_read_range(void *userdata, uint64_t offset, size_t size, void *buf, uint64_t *ret_total,
-                            UpkErr *err)
-{
-        DeltaNet *n = userdata;
-        _cleanup_free_ void *data = NULL;
-        char etag[FETCH_ETAG_MAX] = "";
-        FetchRangesStats st = {};
-        uint64_t total = 0;
-        int r;
-
-        r = fetch_range_to_memory(n->url, offset, size, &n->fo, &data, &total, etag, &st, err);
-        delta_net_count(n, &st);
-        if (r < 0)
-                return r;
-        if (n->total == 0) {
-                n->total = total;
-                memcpy(n->etag, etag, sizeof(etag));
-        } else if (total != n->total || !streq(etag, n->etag))
-                return upk_err(err, UPK_ERR_NETWORK, -ESTALE, "%s: the file changed on the server", n->url);
-        memcpy(buf, data, size);
-        if (ret_total)
-                *ret_total = total;
-        return 0;
-}
-
-static int delta_read_ranges(void *userdata, const DeltaRange *ranges, size_t k, void *buf, size_t size,
-                             UpkErr *err)
-{
-        DeltaNet *n = userdata;
-        _cleanup_free_ FetchRange *fr = calloc(k ?: 1, sizeof(*fr));
-        FetchRangesStats st = {};
-        int r;
-
-        if (!fr)
-                return upk_err_oom(err);
-        for (size_t i = 0; i < k; i++)
-                fr[i] = (FetchRange){ ranges[i].start, ranges[i].end - ranges[i].start };
-        r = fetch_ranges_to_memory(n->url, n->total, n->etag, fr, k, &n->fo, buf, size, &st, err);
-        delta_net_count(n, &st);
-        return r;
-}
-
 static int job_install_delta(Job *j, const InstallOptions *o, JobResult *res, UpkErr *err)
 {
-        DeltaNet n = { .job = j, .url = j->delta_url };
-        InstallDeltaIo io = { .read_range = delta_read_range,
-                              .read_ranges = delta_read_ranges,
-                              .userdata = &n,
-                              .manifest_sha256 =
-                                      j->has_delta_manifest_sha256 ? j->delta_manifest_sha256 : NULL,
-                              .name = j->delta_name };
+        DeltaNet n;
+        InstallDeltaIo io;
         int r;
 
-        source_bundle_fetch_options(j->config, &n.fo);
-        n.fo.cancel_fd = j->cancel_efd;
+        delta_net_init(&n, j->config, j->delta_url, j->cancel_efd, &io);
+        if (j->has_delta_manifest_sha256)
+                io.manifest_sha256 = j->delta_manifest_sha256;
+        io.name = j->delta_name;
         r = install_bundle_delta(j->config, &io, o, &res->install, &res->delta, err);
         res->delta_requests = n.requests;
         res->delta_wire_bytes = n.wire_bytes;

@@ -8,6 +8,7 @@
 
 #include "boot.h"
 #include "bus.h"
+#include "delta-net.h"
 #include "logging.h"
 #include "manager.h"
 #include "hexdecoct.h"
@@ -248,23 +249,17 @@ static void finish_install(Manager *m)
                 return;
         }
         if (r >= 0 && jr.delta.reached_install) {
+                _cleanup_free_ char *line =
+                        delta_net_summary(&jr.delta, jr.delta_requests, jr.delta_wire_bytes);
+
                 m->delta_reused = jr.delta.local_bytes;
                 m->delta_total = jr.delta.payload_bytes;
                 m->delta_downloaded = jr.delta_wire_bytes;
                 m->delta_requests = jr.delta_requests;
                 bus_emit_changed(m, "LastDelta", NULL);
+                log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .slot = jr.delta.slot }, "%s",
+                           line ?: "delta: done (out of memory for its summary)");
         }
-        if (r >= 0 && jr.delta.reached_install)
-                log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .slot = jr.delta.slot },
-                           "delta: %" PRIu64 " of %" PRIu64
-                           " bytes of the payloads taken from slot %s, %" PRIu64
-                           " bytes downloaded in %u requests (%.1f%% of the bundle's %" PRIu64 " bytes)",
-                           jr.delta.local_bytes, jr.delta.payload_bytes, jr.delta.slot, jr.delta_wire_bytes,
-                           jr.delta_requests,
-                           jr.delta.file_size
-                                   ? 100.0 * (double)jr.delta_wire_bytes / (double)jr.delta.file_size
-                                   : 0.0,
-                           jr.delta.file_size);
         if (m->stream) {
                 UpkErr serr;
 

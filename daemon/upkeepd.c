@@ -3,15 +3,20 @@
  * service, upkeepd(8)). Its verbs run one operation in the foreground without the bus: the installer for
  * factory, rescue and test use, and the boot-time confirmation. */
 #include <getopt.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "conf.h"
+#include "delta-net.h"
+#include "fetch.h"
 #include "install.h"
 #include "log.h"
 #include "logging.h"
 #include "manager.h"
 #include "reboot.h"
+#include "source.h"
 
 static const char *arg_config = CONFIG_DEFAULT_PATH;
 static bool arg_allow_downgrade;
@@ -54,8 +59,9 @@ static void help(void)
         printf("upkeepd — the upkeep update agent\n\n"
                "upkeepd [--config FILE] [--no-reboot]\n"
                "                                   run the service io.upkeep.Update1 on the system bus\n"
-               "upkeepd [--config FILE] install [--allow-downgrade] BUNDLE\n"
-               "                                   install a bundle into the inactive slot, now\n"
+               "upkeepd [--config FILE] install [--allow-downgrade] BUNDLE|URL\n"
+               "                                   install a bundle (a file, or an http(s) URL: a delta\n"
+               "                                   when [install] delta = yes) into the inactive slot, now\n"
                "upkeepd [--config FILE] confirm    confirm or fail a pending update (at boot)\n"
                "upkeepd [--config FILE] mark-good  mark the booted slot good and primary\n"
                "upkeepd [--config FILE] rollback   make the other slot primary again (or cancel the\n"
@@ -113,6 +119,142 @@ static int load_config(Config **ret)
         return 0;
 }
 
+/* The whole bundle from a URL, streamed into the installer without being stored: a thread of its own runs
+ * a private loop with the download (FetchEngine, FetchStream), this thread reads the stream. Everything is
+ * made before the loop thread starts and freed after it was joined. */
+typedef struct Download {
+        sd_event *event;
+        FetchEngine *engine;
+        FetchStream *stream;
+        sd_event_source *quit_source;
+        int quit_fd; /* readable: the loop exits */
+        pthread_t thread;
+        bool started;
+        int loop_r; /* sd_event_loop()'s result */
+} Download;
+
+static int on_download_quit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+static void *download_thread(void *userdata)
+{
+        Download *d = userdata;
+
+        d->loop_r = sd_event_loop(d->event);
+        if (d->loop_r < 0)
+                fetch_stream_cancel(d->stream); /* the reader must not wait for good */
+        return NULL;
+}
+
+/* Stops the transfer if it still runs (the install stopped reading early, or failed), ends the loop, joins
+ * its thread and frees everything. */
+static void download_done(Download *d)
+{
+        if (d->started) {
+                fetch_stream_cancel(d->stream);
+                (void)eventfd_write(d->quit_fd, 1);
+                pthread_join(d->thread, NULL);
+                d->started = false;
+        }
+        d->stream = fetch_stream_free(d->stream);
+        d->engine = fetch_engine_free(d->engine);
+        d->quit_source = sd_event_source_disable_unref(d->quit_source);
+        d->quit_fd = safe_close(d->quit_fd);
+        d->event = sd_event_unref(d->event);
+}
+
+static int download_start(Download *d, const Config *c, const char *url, UpkErr *err)
+{
+        FetchOptions fo;
+        int r;
+
+        *d = (Download){ .quit_fd = -EBADF };
+        r = sd_event_new(&d->event);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_IO, r, "cannot make an event loop: %m");
+        d->quit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (d->quit_fd < 0)
+                return upk_err(err, UPK_ERR_IO, -errno, "eventfd: %m");
+        r = sd_event_add_io(d->event, &d->quit_source, d->quit_fd, EPOLLIN, on_download_quit, d);
+        if (r < 0)
+                return upk_err(err, UPK_ERR_IO, r, "cannot watch an eventfd: %m");
+        r = fetch_engine_new(d->event, &d->engine, err);
+        if (r < 0)
+                return r;
+        source_bundle_fetch_options(c, &fo);
+        r = fetch_stream_new(d->engine, url, SOURCE_URL_BUNDLE_MAX, &fo, 0, &d->stream, err);
+        if (r < 0)
+                return r;
+        r = pthread_create(&d->thread, NULL, download_thread, d);
+        if (r != 0)
+                return upk_err(err, UPK_ERR_IO, -r, "cannot start the download's thread: %s", strerror(r));
+        d->started = true;
+        return 0;
+}
+
+static int install_whole_url(const Config *c, const char *url, const InstallOptions *o, InstallResult *res,
+                             UpkErr *err)
+{
+        Download d;
+        int r;
+
+        r = download_start(&d, c, url, err);
+        if (r >= 0) {
+                r = install_bundle_next(c, fetch_stream_next, d.stream, o, res, err);
+                if (r < 0) {
+                        UpkErr serr = {};
+
+                        /* The download's own failure says more than the installer's "read error". */
+                        fetch_stream_get_error(d.stream, &serr);
+                        if (serr.kind != UPK_ERR_NONE)
+                                *err = serr;
+                }
+        }
+        download_done(&d);
+        if (r < 0 && d.loop_r < 0) {
+                upk_err_clear(err);
+                return upk_err(err, UPK_ERR_IO, d.loop_r, "the download's event loop failed: %m");
+        }
+        return r;
+}
+
+/* From a URL: a delta when [install] delta = yes, the whole bundle when it cannot be one or delta = no. */
+static int install_url(const Config *c, const char *url, const InstallOptions *o, InstallResult *res,
+                       UpkErr *err)
+{
+        if (c->delta) {
+                InstallDeltaStats st = {};
+                InstallDeltaIo io;
+                DeltaNet n;
+                int r;
+
+                delta_net_init(&n, c, url, -EBADF, &io);
+                r = install_bundle_delta(c, &io, o, res, &st, err);
+                if (r >= 0) {
+                        if (st.reached_install) {
+                                _cleanup_free_ char *line = delta_net_summary(&st, n.requests, n.wire_bytes);
+
+                                printf("%s\n", line ?: "delta: done (out of memory for its summary)");
+                        }
+                        return r;
+                }
+                if (!install_delta_falls_back(r, err))
+                        return r;
+                printf("delta: %s; downloading the whole bundle\n",
+                       err->msg[0] ? err->msg : strerror(-err->code));
+                fflush(stdout);
+                upk_err_clear(err);
+        }
+        return install_whole_url(c, url, o, res, err);
+}
+
+static bool is_url(const char *s)
+{
+        return strneq(s, "http://", 7) || strneq(s, "https://", 8);
+}
+
 static int verb_install(const char *bundle)
 {
         _cleanup_(config_freep) Config *c = NULL;
@@ -129,9 +271,13 @@ static int verb_install(const char *bundle)
         r = load_config(&c);
         if (r != 0)
                 return r;
-        r = install_bundle_path(c, bundle, &o, &res, &err);
+        if (is_url(bundle))
+                r = install_url(c, bundle, &o, &res, &err);
+        else
+                r = install_bundle_path(c, bundle, &o, &res, &err);
         if (r < 0)
-                return report_error(bundle, &err);
+                /* A download's failure names the URL already. */
+                return report_error(err.kind == UPK_ERR_NETWORK ? NULL : bundle, &err);
         printf("installed version %s into slot %s; it boots once on the next reboot and must then be "
                "confirmed\n",
                res.version, res.slot);

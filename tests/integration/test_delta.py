@@ -4,7 +4,8 @@ holds image v1 installs a format-2 bundle of v2 from a URL of the test server (t
 downloads only the blocks slot A lacks, with Range requests (multi-range, and one range per answer from a
 server that gives only the first), with slot B byte for byte v2. A server that ignores Range gets the
 whole bundle downloaded after one "delta: ...; downloading the whole bundle" line; `[install] delta = no`
-makes no Range request at all. (`delta = yes` is set in the conf: the default is no for now.)
+makes no Range request at all. (`delta = yes` is set in the conf: the default is no for now.) The offline
+verb `upkeepd install URL` does the same without a bus, and reports a URL that is not there.
 
 The image pair is made here, seeded: v1 is 8 MiB of 4 KiB blocks, runs of random blocks, of text-like
 blocks (some repeated) and of zeros; v2 is v1 with about 3% of the blocks replaced by new random content,
@@ -17,6 +18,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -155,7 +157,7 @@ class World:
     monitor, upkeepd (started by start()). Everything started is stopped by close(), also when the
     constructor fails half way."""
 
-    def __init__(self, tmp, v1, bundle, delta="yes"):
+    def __init__(self, tmp, v1, bundle, delta="yes", bus=True):
         self.tmp = tmp
         self.server = self.bus = self.monitor = None
         self.services = []
@@ -180,8 +182,9 @@ class World:
             target.write_bytes(Path(bundle).read_bytes())
             self.size = target.stat().st_size
             self.server = TestServer(self.www).start()
-            self.bus = Bus()
-            self.monitor = Monitor(self.bus)
+            if bus:
+                self.bus = Bus()
+                self.monitor = Monitor(self.bus)
         except BaseException:
             self.close()
             raise
@@ -195,6 +198,10 @@ class World:
         """Install the bundle from its URL through the bus; the Finished signal's (ok, message, error)."""
         install(self.bus, self.server.url(BUNDLE_PATH))
         return self.monitor.finished(timeout=timeout)
+
+    def install_offline(self, path=BUNDLE_PATH):
+        """`upkeepd --config CONF install URL`, the offline verb: its CompletedProcess."""
+        return self.device.upkeepd("install", self.server.url(path))
 
     def stats(self):
         return self.server.stats(BUNDLE_PATH)
@@ -221,12 +228,14 @@ def world(tmp_path, pair, bundle):
     """world(**kw): a World under tmp_path with v1 in slot A and the bundle served, upkeepd running."""
     worlds = []
 
-    def make(plan=None, **kw):
-        w = World(tmp_path / f"w{len(worlds)}", pair[0], bundle, **kw)
+    def make(plan=None, offline=False, **kw):
+        """offline: no bus and no service, for the offline verb (World.install_offline())."""
+        w = World(tmp_path / f"w{len(worlds)}", pair[0], bundle, bus=not offline, **kw)
         worlds.append(w)
         if plan:
             w.server.plan(BUNDLE_PATH, **plan)
-        w.start()
+        if not offline:
+            w.start()
         return w
     try:
         yield make
@@ -371,3 +380,109 @@ def test_a_delta_resumes_after_cut_connections(world, pair):
     assert not FALLBACK_RE.search(w.log()), w.log()
     st = w.stats()
     assert st["requests"] > got["fetched"] // 20000, st
+
+
+# ------------------------------------------------------------------------------------------------------
+# The offline verb: `upkeepd --config CONF install URL`, no bus
+
+
+def the_offline_delta_line(w, p):
+    out = f"{p.stdout}\n{p.stderr}"
+    lines = delta_lines(p.stdout)
+    assert len(lines) == 1, f"expected one delta: line, got {lines}:\n{out}"
+    m = DELTA_RE.fullmatch(lines[0])
+    assert m, f"not a delta summary: {lines[0]!r}\n{out}"
+    got = {k: int(v) for k, v in m.groupdict().items() if k != "pct"}
+    got["pct"] = float(m["pct"])
+    return got
+
+
+def assert_installed_offline(w, p, v1, v2):
+    out = f"{p.stdout}\n{p.stderr}"
+    assert p.returncode == 0, out
+    assert INSTALLED in p.stdout, out
+    # The summary (or the fallback line) comes before the result.
+    assert all(p.stdout.index(line) < p.stdout.index(INSTALLED) for line in delta_lines(p.stdout)), out
+    assert w.device.state()["pending"]["version"] == "1.1.0", out
+    assert w.slot_b_holds(v2), out
+    assert w.device.slot["A"].read_bytes() == v1
+
+
+def test_offline_verb_installs_a_delta_from_a_url(world, pair):
+    v1, v2, info = pair
+    w = world(offline=True)
+    p = w.install_offline()
+    assert_installed_offline(w, p, v1, v2)
+    got = the_offline_delta_line(w, p)
+    check_delta_numbers(w, got, v2)
+    assert got["fetched"] < w.size // 4, (got, w.size)
+    assert got["fetched"] >= info["new_blocks"] * BLOCK, (got, info)
+    st = w.stats()
+    assert st["bytes_sent"] < w.size // 4, (st["bytes_sent"], w.size)
+    assert got["requests"] <= st["requests"], (got, st)
+    assert all(r is not None and r.startswith("bytes=") for r in st["ranges"]), st["ranges"]
+
+
+def test_offline_verb_falls_back_to_the_whole_bundle(world, pair):
+    v1, v2, _ = pair
+    w = world(offline=True, plan={"ignore_range": True})
+    p = w.install_offline()
+    assert_installed_offline(w, p, v1, v2)
+    lines = delta_lines(p.stdout)
+    assert len(lines) == 1, f"expected one delta: line, got {lines}:\n{p.stdout}\n{p.stderr}"
+    assert FALLBACK_RE.search(lines[0]), f"not a fallback line: {lines[0]!r}\n{p.stdout}"
+    assert not DELTA_RE.search(p.stdout), p.stdout
+    st = w.stats()
+    assert st["bytes_sent"] >= w.size, (st["bytes_sent"], w.size)
+    assert 200 in st["statuses"], st
+
+
+def test_offline_verb_with_delta_no_streams_the_whole_bundle(world, pair):
+    v1, v2, _ = pair
+    w = world(offline=True, delta="no")
+    p = w.install_offline()
+    assert_installed_offline(w, p, v1, v2)
+    assert 'unknown key "delta"' not in p.stderr, p.stderr
+    assert delta_lines(p.stdout) == [], p.stdout
+    st = w.stats()
+    assert st["requests"] >= 1, st
+    assert st["ranges"] == [None] * st["requests"], st
+    assert st["bytes_sent"] >= w.size, (st["bytes_sent"], w.size)
+
+
+@pytest.mark.parametrize("delta", ["yes", "no"])
+def test_offline_verb_reports_a_url_that_is_not_there(world, delta):
+    w = world(offline=True, delta=delta)
+    bootenv = w.device.bootenv.read_text()
+    slot_b = w.device.slot["B"].read_bytes()
+    missing = "/delta/missing-1.1.0.upk"
+    url = w.server.url(missing)
+    p = w.install_offline(missing)
+    out = f"{p.stdout}\n{p.stderr}"
+    assert p.returncode != 0, out
+    assert INSTALLED not in p.stdout, out
+    (line,) = [x for x in p.stderr.splitlines() if x.startswith("upkeepd: ")]
+    assert url in line and "404" in line, out
+    # Nothing written, nothing activated.
+    assert w.device.bootenv.read_text() == bootenv, out
+    assert w.device.slot["B"].read_bytes() == slot_b, out
+    state = w.device.data / "state.json"
+    assert not state.exists() or not json.loads(state.read_text()).get("pending"), out
+
+
+def test_offline_verb_stops_the_download_when_the_install_fails(world):
+    """A bundle damaged on the wire (delta = no): the installer fails on the damaged chunk while the
+    download still runs (stalled further on); the verb cancels it, ends its loop and exits at once."""
+    w = world(offline=True, delta="no")
+    bootenv = w.device.bootenv.read_text()
+    w.server.plan(BUNDLE_PATH, flip=[w.size // 3], stall_at=w.size * 3 // 4, stall_seconds=60)
+    start = time.monotonic()
+    p = w.install_offline()
+    took = time.monotonic() - start
+    out = f"{p.stdout}\n{p.stderr}"
+    assert p.returncode != 0, out
+    assert INSTALLED not in p.stdout, out
+    assert took < 30, (took, out)
+    assert w.device.bootenv.read_text() == bootenv, out
+    state = w.device.data / "state.json"
+    assert not state.exists() or not json.loads(state.read_text()).get("pending"), out
