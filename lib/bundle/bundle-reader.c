@@ -1338,14 +1338,26 @@ static int delta_assemble(Bundle *b, const ChunkEntry *e, const uint8_t *origin,
         for (uint32_t k = 0; k < e->n_blocks; k++) {
                 const BlockEntry *be = &b->index->blocks[e->first_block + k];
                 uint64_t j = j0 + k;
-                uint32_t len = manifest_block_length(p, j);
+                size_t len = manifest_block_length(p, j);
 
                 switch (origin[j]) {
-                case BUNDLE_BLOCK_LOCAL:
+                case BUNDLE_BLOCK_LOCAL: {
+                        uint32_t n = 1;
+
+                        /* A run of blocks that lie one after the other in the slot too: one read. */
+                        while (k + n < e->n_blocks && origin[j + n] == BUNDLE_BLOCK_LOCAL &&
+                               local_at[j] >= 0 && local_at[j + n] == local_at[j] + (int64_t)n) {
+                                at += b->index->blocks[e->first_block + k + n - 1].stored_len;
+                                len += manifest_block_length(p, j + n);
+                                n++;
+                        }
                         if (local_at[j] < 0 || b->dsrc.read_local(b->dsrc.userdata, (uint64_t)local_at[j],
                                                                   out, len) != (ssize_t)len)
                                 *ret_ok = false;
+                        k += n - 1;
+                        be = &b->index->blocks[e->first_block + k];
                         break;
+                }
                 case BUNDLE_BLOCK_FETCH:
                         r = delta_take(b, at, b->bbuf, be->stored_len, err);
                         if (r < 0)

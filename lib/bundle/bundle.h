@@ -113,8 +113,10 @@ typedef struct BundleDeltaSource {
          * block number in local_at (others ignored). Both owned by the caller, alive while reading. */
         const uint8_t *const *origin;
         const int64_t *const *local_at;
-        /* Read `size` bytes of the slot's block `block` into `buf` (the slot's block size is the payload's
-         * block_size). A failure (or short read: fewer bytes returned) only makes the chunk be fetched. */
+        /* Read `size` bytes from the start of the slot's block `block` on into `buf` (the slot's block size
+         * is the payload's block_size; a run of blocks that follow each other in the slot as in the
+         * payload is read at once). A failure (or a short read: fewer bytes returned) only makes the chunk
+         * be fetched. */
         ssize_t (*read_local)(void *userdata, uint64_t block, void *buf, size_t size);
         /* The next piece of fetched bytes: its offset in the bundle file, in place (valid until the next
          * call); pieces come in ascending order and cover at least the stored bytes of every block marked
