@@ -17,6 +17,7 @@
 #include "delta-plan.h"
 #include "fileio.h"
 #include "hexdecoct.h"
+#include "log.h"
 #include "util.h"
 
 #define HEAD_FIRST   (64u * 1024u)          /* the first request: manifest and signature, usually */
@@ -212,8 +213,24 @@ static int device_size(int fd, uint64_t *ret)
         return 0;
 }
 
+static char *table_name(const SlotConfig *s)
+{
+        return strdup_printf("blocks-%s-%s.table", s->class, s->name);
+}
+
+void install_delta_forget_slot(const Config *c, const SlotConfig *s)
+{
+        _cleanup_free_ char *name = table_name(s), *path = NULL;
+
+        if (name && (path = strdup_printf("%s/%s", c->data_dir, name)) && unlink(path) < 0 &&
+            errno != ENOENT)
+                upk_log(LOG_LEVEL_WARNING, "cannot remove %s: %m", path);
+}
+
 /* The booted slot's block table, from the data folder when it was made over the same slot (its path,
- * size, and for a file its inode and modification time), else computed and saved. */
+ * size, and for a file its inode and modification time; a block device's change is not seen that way,
+ * so an install into a slot removes its table first: install_delta_forget_slot()), else computed and
+ * saved. */
 static int booted_table(const Config *c, const SlotConfig *s, int fd, uint64_t size, uint32_t block_size,
                         const InstallOptions *o, BlockTable **ret, UpkErr *err)
 {
@@ -228,7 +245,7 @@ static int booted_table(const Config *c, const SlotConfig *s, int fd, uint64_t s
                              S_ISREG(st.st_mode) ? (uint64_t)st.st_ino : 0,
                              S_ISREG(st.st_mode) ? (long long)st.st_mtim.tv_sec : 0LL,
                              S_ISREG(st.st_mode) ? st.st_mtim.tv_nsec : 0L);
-        name = strdup_printf("blocks-%s-%s.table", s->class, s->name);
+        name = table_name(s);
         if (!what || !name)
                 return upk_err_oom(err);
         if (!SHA256((const uint8_t *)what, strlen(what), origin))

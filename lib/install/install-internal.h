@@ -25,6 +25,9 @@ int install_block_whole_disk(const char *sysfs, dev_t dev, dev_t *ret);
 int install_bundle_opened(const Config *c, Bundle *b, const InstallOptions *o, InstallResult *ret,
                           UpkErr *err);
 
+/* install-delta.c: the slot is about to be written: its cached block table goes. */
+void install_delta_forget_slot(const Config *c, const SlotConfig *s);
+
 /* operation.c */
 void install_crash_point(const char *name);
 bool install_crash_write_at(uint64_t *ret);

@@ -173,6 +173,9 @@ static int write_payloads(Job *j, UpkErr *err)
         while ((r = bundle_next_payload(j->bundle, BUNDLE_PAYLOAD_DECOMPRESSED, &p, err)) > 0) {
                 const SlotConfig *s = j->slots[i];
                 Handler *h = j->handlers[i];
+
+                if (s) /* its block table would describe what is about to be overwritten */
+                        install_delta_forget_slot(j->c, s);
                 const void *buf;
                 size_t len;
 

@@ -287,7 +287,12 @@ def check_delta_numbers(w, got, v2):
 def test_delta_downloads_only_what_slot_a_lacks(world, pair):
     v1, v2, info = pair
     w = world()
+    # A block table of slot B from an earlier time: the install overwrites B, so it must go.
+    w.device.data.mkdir(parents=True, exist_ok=True)
+    (w.device.data / "blocks-rootfs-B.table").write_bytes(b"stale")
     finished = w.install()
+    assert not (w.device.data / "blocks-rootfs-B.table").exists()
+    assert (w.device.data / "blocks-rootfs-A.table").stat().st_size > 0  # slot A's, kept for the next time
     assert_installed(w, finished, v1, v2)
     got = the_delta_line(w)
     check_delta_numbers(w, got, v2)
