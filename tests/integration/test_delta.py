@@ -491,3 +491,22 @@ def test_offline_verb_stops_the_download_when_the_install_fails(world):
     assert w.device.bootenv.read_text() == bootenv, out
     state = w.device.data / "state.json"
     assert not state.exists() or not json.loads(state.read_text()).get("pending"), out
+
+
+def test_cancel_stops_a_delta_at_once(world, pair):
+    """A server that trickles (2 kB/s): Cancel ends the delta's range download within seconds, nothing is
+    activated, and no whole download follows."""
+    v1, v2, _ = pair
+    w = world(plan={"rate": 2000})
+    install(w.bus, w.server.url(BUNDLE_PATH))
+    deadline = time.monotonic() + 30
+    while w.bus.get("State") != "downloading" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1)
+    t0 = time.monotonic()
+    w.bus.call("Cancel")
+    ok, message, error = w.monitor.finished(timeout=30)
+    assert time.monotonic() - t0 < 5, (time.monotonic() - t0, w.log())
+    assert (ok, error) == (False, "io.upkeep.Update1.Error.Cancelled"), (message, w.log())
+    assert "downloading the whole bundle" not in w.log()
+    assert w.device.primary() == "A"
