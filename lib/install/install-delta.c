@@ -294,9 +294,15 @@ static int plan_payloads(const Config *c, Bundle *b, Delta *d, const InstallOpti
                                 d->local_fd = safe_close(d->local_fd);
                                 s = NULL;
                         } else {
-                                r = booted_table(c, s, d->local_fd, size, p->block_size, o, &t, err);
-                                if (r < 0)
+                                UpkErr e = {};
+
+                                r = booted_table(c, s, d->local_fd, size, p->block_size, o, &t, &e);
+                                if (r == -ECANCELED) {
+                                        *err = e;
                                         return r;
+                                }
+                                if (r < 0) /* a slot that cannot be read whole: nothing to reuse */
+                                        return upk_err(err, UPK_ERR_IO, -EOPNOTSUPP, "%s", e.msg);
                                 local = s;
                                 d->local_bs = p->block_size;
                         }
