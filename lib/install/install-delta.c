@@ -24,7 +24,7 @@
 #define HEAD_MAX     (128u * 1024u * 1024u) /* the head is bounded by the signed manifest anyway */
 #define DELTA_GAP    512u                   /* about a multipart part's own headers */
 #define BATCH_RANGES 128u
-#define BATCH_BYTES  (4u * 1024u * 1024u)
+#define BATCH_BYTES  (1024u * 1024u) /* held whole in memory */
 
 typedef struct Head {
         const InstallDeltaIo *io;
