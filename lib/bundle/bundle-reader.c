@@ -1277,9 +1277,11 @@ static int delta_take(Bundle *b, uint64_t at, uint8_t *dst, size_t n, UpkErr *er
                 size_t k;
 
                 if (b->flen == 0 || b->foff + b->flen <= at) {
+                        /* The end of the last piece: the next may not start before it. */
+                        uint64_t end = b->foff + b->flen, off = 0;
                         const void *buf;
                         UpkErr e = {};
-                        ssize_t got = b->dsrc.next_fetched(b->dsrc.userdata, &b->foff, &buf, &e);
+                        ssize_t got = b->dsrc.next_fetched(b->dsrc.userdata, &off, &buf, &e);
 
                         b->flen = 0;
                         if (got < 0)
@@ -1290,6 +1292,17 @@ static int delta_take(Bundle *b, uint64_t at, uint8_t *dst, size_t n, UpkErr *er
                                             "payload \"%s\": the fetched ranges end before byte %llu of the "
                                             "bundle",
                                             b->cur->name, (unsigned long long)at);
+                        if (off < end)
+                                return fail(b, err, UPK_ERR_NETWORK, -EPROTO,
+                                            "payload \"%s\": the fetched ranges go back to byte %llu after "
+                                            "byte %llu of the bundle",
+                                            b->cur->name, (unsigned long long)off, (unsigned long long)end);
+                        if ((uint64_t)got > UINT64_MAX - off)
+                                return fail(b, err, UPK_ERR_NETWORK, -EPROTO,
+                                            "payload \"%s\": a fetched piece at byte %llu of the bundle "
+                                            "ends past the largest offset",
+                                            b->cur->name, (unsigned long long)off);
+                        b->foff = off;
                         b->fbuf = buf;
                         b->flen = (size_t)got;
                         continue;
@@ -1346,7 +1359,8 @@ static int delta_assemble(Bundle *b, const ChunkEntry *e, const uint8_t *origin,
 
                         /* A run of blocks that lie one after the other in the slot too: one read. */
                         while (k + n < e->n_blocks && origin[j + n] == BUNDLE_BLOCK_LOCAL &&
-                               local_at[j] >= 0 && local_at[j + n] == local_at[j] + (int64_t)n) {
+                               local_at[j] >= 0 && local_at[j + n] >= 0 &&
+                               (uint64_t)local_at[j + n] - (uint64_t)local_at[j] == n) {
                                 at += b->index->blocks[e->first_block + k + n - 1].stored_len;
                                 len += manifest_block_length(p, j + n);
                                 n++;

@@ -120,7 +120,8 @@ typedef struct BundleDeltaSource {
         ssize_t (*read_local)(void *userdata, uint64_t block, void *buf, size_t size);
         /* The next piece of fetched bytes: its offset in the bundle file, in place (valid until the next
          * call); pieces come in ascending order and cover at least the stored bytes of every block marked
-         * BUNDLE_BLOCK_FETCH, gaps allowed. Returns the size, 0 at the end, or -errno with `err`. */
+         * BUNDLE_BLOCK_FETCH, gaps allowed (a piece that starts before the previous one's end, or skips
+         * a byte that is needed, fails the read). Returns the size, 0 at the end, or -errno with `err`. */
         ssize_t (*next_fetched)(void *userdata, uint64_t *ret_offset, const void **ret_buf, UpkErr *err);
         /* Fetch bytes [offset, offset + size) of the bundle file into `buf` now: 0 or -errno with `err`. */
         int (*fetch_range)(void *userdata, uint64_t offset, size_t size, void *buf, UpkErr *err);
