@@ -67,6 +67,8 @@ struct Bundle {
         UpkErr first_err;        /* what made the reader stop, repeated to every later call */
         bool defer_hash;         /* see bundle_set_deferred_hashing() */
         bool skip_content_check; /* see bundle_set_content_check() */
+        bool discard;            /* bundle_verify_rest(): the caller does not look at the bytes */
+        EVP_MD_CTX *span_md;     /* for hash_spanning() */
         const void *pending_buf; /* the block handed out last, not hashed yet */
         size_t pending_len;
         EVP_MD_CTX *md;
@@ -604,6 +606,7 @@ Bundle *bundle_free(Bundle *b)
         free(b->index_raw);
         free(b->cbuf);
         free(b->bbuf);
+        EVP_MD_CTX_free(b->span_md);
         free(b->payload_at);
         free(b->hist);
         ZSTD_freeDCtx(b->dctx);
@@ -1167,6 +1170,42 @@ static int gather(Bundle *b, size_t n, const uint8_t **ret, UpkErr *err)
         return 0;
 }
 
+/* Format 2, bytes nobody looks at: the SHA-256 of the next `n` stored bytes of the member, hashed
+ * across the source's blocks as they come. */
+static int hash_spanning(Bundle *b, size_t n, uint8_t digest[32], UpkErr *err)
+{
+        if (!b->span_md && !(b->span_md = EVP_MD_CTX_new()))
+                return fail(b, err, UPK_ERR_IO, -ENOMEM, "out of memory");
+        if (EVP_DigestInit_ex(b->span_md, EVP_sha256(), NULL) != 1)
+                return fail(b, err, UPK_ERR_IO, -EIO, "payload \"%s\": SHA-256 failed", b->cur->name);
+        while (n > 0) {
+                size_t k;
+
+                if (b->blk_len == 0) {
+                        const void *buf;
+                        int r = outer_block(b, &buf, &b->blk_len, err);
+
+                        if (r < 0)
+                                return r;
+                        if (r == 0)
+                                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                                            "bundle format: member \"%s\" ends inside chunk %llu",
+                                            b->cur->file, (unsigned long long)b->cur_chunk);
+                        b->blk = buf;
+                }
+                k = n < b->blk_len ? n : b->blk_len;
+                if (EVP_DigestUpdate(b->span_md, b->blk, k) != 1)
+                        return fail(b, err, UPK_ERR_IO, -EIO, "payload \"%s\": SHA-256 failed",
+                                    b->cur->name);
+                b->blk += k;
+                b->blk_len -= k;
+                n -= k;
+        }
+        if (EVP_DigestFinal_ex(b->span_md, digest, NULL) != 1)
+                return fail(b, err, UPK_ERR_IO, -EIO, "payload \"%s\": SHA-256 failed", b->cur->name);
+        return 0;
+}
+
 /* Format 2: a chunk stored as is was verified in place, in the source's block; the chunks after it that
  * are stored as is and lie whole in the same block are verified too and handed on with it as one span
  * (up to CHUNK_SPAN_MAX), so that the caller's cost per block is not paid for every small chunk. A chunk
@@ -1542,11 +1581,19 @@ static int chunk_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr 
         }
         e = &b->index->entries[b->index->first[b->cur_payload] + b->cur_chunk];
         len = manifest_chunk_length(p, b->cur_chunk);
-        r = gather(b, e->stored_len, &stored, err);
-        if (r < 0)
-                return r;
-        if (!SHA256(stored, e->stored_len, digest))
-                return fail(b, err, UPK_ERR_IO, -EIO, "payload \"%s\": SHA-256 failed", p->name);
+        if (b->discard && p->chunk_compression != COMPRESSION_ZSTD && b->blk_len < e->stored_len) {
+                /* Nobody looks at the bytes (bundle_verify_rest()): a chunk across the source's blocks is
+                 * hashed where it lies, not copied together first. */
+                r = hash_spanning(b, e->stored_len, digest, err);
+                if (r < 0)
+                        return r;
+        } else {
+                r = gather(b, e->stored_len, &stored, err);
+                if (r < 0)
+                        return r;
+                if (!SHA256(stored, e->stored_len, digest))
+                        return fail(b, err, UPK_ERR_IO, -EIO, "payload \"%s\": SHA-256 failed", p->name);
+        }
         if (memcmp(digest, e->stored_sha256, 32) != 0)
                 return chunk_fail(b, err, "sha256 mismatch");
         *ret_buf = stored;
@@ -1616,6 +1663,7 @@ int bundle_verify_rest(Bundle *b, UpkErr *err)
         size_t len;
         int r;
 
+        b->discard = true;
         while ((r = bundle_next_payload(b, BUNDLE_PAYLOAD_DECOMPRESSED, &p, err)) > 0) {
                 while ((r = bundle_read_block(b, &buf, &len, err)) > 0)
                         ;

@@ -11,7 +11,8 @@ device's own work):
   - a synthetic pair: 256 MiB, half random and half text, and the same with one file of 1 MiB changed
     (256 contiguous 4 KiB blocks of new random bytes), where the issue asks for a delta under 2 MB.
 For each: `upkeepd --config C install URL` ([install] delta = yes) with a cold block table (slot A hashed
-during the install) and again with the table cached in the data dir; `upkeepd install FILE` (the whole
+during the install), again with the table cached in the data dir, and once more from a server that answers
+one range per request (single-range mode: neighbouring ranges merged); `upkeepd install FILE` (the whole
 bundle from a local file); and what went over the wire: bytes the server sent, requests, the daemon's
 "delta:" line. Peak RSS from /usr/bin/time -f %M.
 
@@ -58,32 +59,15 @@ def timed(cmd):
 
 
 def make_device(root, pki, v1, delta=True):
-    root.mkdir()
-    (root / "os-release").write_text("VERSION_ID=1.0.0\n")
+    """bench_install.py's device, with slot A holding v1 and [install] delta set."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_install", SOURCE / "tests/bench/bench_install.py")
+    bench_install = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_install)
+    conf = bench_install.make_device(root, pki)
     shutil.copyfile(v1, root / "slotA.img")
-    (root / "slotB.img").write_bytes(b"")
-    (root / "bootenv").write_text('BOOT_ORDER="A B"\nBOOT_A_LEFT=3\nBOOT_B_LEFT=0\nBOOTED=A\n')
-    conf = root / "upkeep.conf"
-    conf.write_text(f"""[device]
-compatible = bench
-version-file = {root}/os-release
-data-dir = {root}/data
-[keyring]
-path = {pki}/keyring.pem
-[boot]
-backend = file
-state-file = {root}/bootenv
-[slot.rootfs.A]
-device = {root}/slotA.img
-[slot.rootfs.B]
-device = {root}/slotB.img
-[policy]
-reboot = manual
-[health]
-dir = {root}/health.d
-[install]
-delta = {"yes" if delta else "no"}
-""")
+    with open(conf, "a") as f:
+        f.write(f"[install]\ndelta = {'yes' if delta else 'no'}\n")
     return conf
 
 
@@ -133,10 +117,12 @@ def measure(name, build, pki, tmp, v1, v2, bundle, reference):
         url = srv.url("/b.upk")
         dev = tmp / f"dev-{name}-delta"
         conf = make_device(dev, pki, v1)
-        for run in ("cold", "cached"):
+        for run in ("cold", "cached", "first-only"):
             srv.reset()
-            if run == "cached":  # the same device, its data dir (and the table in it) kept
+            if run != "cold":  # the same device, its data dir (and the table in it) kept
                 (dev / "slotB.img").write_bytes(b"")
+            if run == "first-only":  # a server that answers one range per request
+                srv.plan("/b.upk", multirange="first-only")
             wall, rss, out = timed([upkeepd, "--config", conf, "install", url])
             m = DELTA_RE.search(out)
             if not m:
@@ -160,7 +146,8 @@ def measure(name, build, pki, tmp, v1, v2, bundle, reference):
     log(f"\n{name}: image {v2.stat().st_size / MIB:.0f} MiB, bundle {size / 1e6:.2f} MB, reference "
         f"{reference / 1e6:.2f} MB")
     log(f"  {'':22} | {'wall':>8} | {'peak RSS':>9} | {'on the wire':>12} | {'% of ref':>8} | {'requests':>8} | reused")
-    for label, r in (("delta, table cold", c), ("delta, table cached", k)):
+    for label, r in (("delta, table cold", c), ("delta, table cached", k),
+                     ("delta, one range/answer", rows["first-only"])):
         log(f"  {label:22} | {r['wall']:6.2f} s | {r['rss']:5.1f} MiB | {r['sent'] / 1e6:9.2f} MB | "
             f"{100 * r['sent'] / reference:7.1f} % | {r['server_requests']:8} | "
             f"{r['reused'] / MIB:.1f} of {r['total'] / MIB:.1f} MiB")
