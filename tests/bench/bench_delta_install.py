@@ -22,7 +22,7 @@ install no slower than the full install from a local file plus the transfer (her
 RSS under 16 MiB plus the index.
 
 usage: /usr/bin/python3 tests/bench/bench_delta_install.py BUILD_DIR [--level 9] [--no-debian]
-       [--pair-cache DIR] [--keep-bundle]"""
+       [--no-synthetic] [--pair-cache DIR]"""
 
 import argparse
 import hashlib
@@ -171,11 +171,27 @@ def synthetic_pair(tmp):
     return v1, v2
 
 
+def synthetic(a, build, updatectl, pki, tmp):
+    v1, v2 = synthetic_pair(tmp)
+    ref = tmp / "syn-v2.zst19"
+    subprocess.run(["zstd", "-19", "--long=27", "-T0", "-q", "-f", "-o", ref, v2], check=True)
+    b = tmp / "syn.upk"
+    took = make_bundle(updatectl, pki, v2, b, a.level)
+    log(f"synthetic bundle made in {took:.0f} s (level {a.level})")
+    rows = measure("synthetic 256 MiB, 1 MiB changed", build, pki, tmp, v1, v2, b, ref.stat().st_size)
+    ok = rows["cached"]["sent"] < 2e6
+    log(f"  goal: under 2 MB on the wire: {'ok' if ok else 'MISSED'}")
+    for f in (v1, v2, b, ref):
+        f.unlink()
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build", type=Path)
     ap.add_argument("--level", type=int, default=9)
     ap.add_argument("--debian", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--synthetic", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--pair-cache", type=Path, default=Path("/var/tmp/upkeep-bench-cache"))
     a = ap.parse_args()
     build = a.build.resolve()
@@ -186,17 +202,9 @@ def main():
             sys.exit(f"bench_delta_install: {exe} is missing")
     with tempfile.TemporaryDirectory(prefix="upkeep-bench-dinst-", dir="/var/tmp") as tmp:
         tmp = Path(tmp)
-        v1, v2 = synthetic_pair(tmp)
-        ref = tmp / "syn-v2.zst19"
-        subprocess.run(["zstd", "-19", "--long=27", "-T0", "-q", "-f", "-o", ref, v2], check=True)
-        b = tmp / "syn.upk"
-        took = make_bundle(updatectl, pki, v2, b, a.level)
-        log(f"synthetic bundle made in {took:.0f} s (level {a.level})")
-        rows = measure("synthetic 256 MiB, 1 MiB changed", build, pki, tmp, v1, v2, b, ref.stat().st_size)
-        ok = rows["cached"]["sent"] < 2e6
-        log(f"  goal: under 2 MB on the wire: {'ok' if ok else 'MISSED'}")
-        for f in (v1, v2, b, ref):
-            f.unlink()
+        ok = True
+        if a.synthetic:
+            ok = synthetic(a, build, updatectl, pki, tmp)
         if a.debian:
             pair = json.loads(subprocess.run([sys.executable, SOURCE / "tests/bench/mkdeltapair.py", "--cache",
                                               a.pair_cache], check=True, capture_output=True, text=True).stdout)
