@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <openssl/sha.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -51,13 +53,104 @@ static bool all_zero(const uint8_t *p, size_t n)
         return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
+/* One part of the slot, hashed by one thread: blocks [first, end) into entries from `first` on. */
+typedef struct TablePart {
+        int fd;
+        const char *what;
+        uint64_t size, first, end;
+        uint32_t block_size;
+        bool (*cancelled)(void *userdata);
+        void *userdata;
+        atomic_bool *stop; /* set by the part that fails: the others end at their next read */
+        uint64_t *entries;
+        size_t n; /* entries written, from entries[first] on */
+        int r;
+        UpkErr err;
+} TablePart;
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+        return a < b ? a : b;
+}
+
+static int part_fail(TablePart *p, int r)
+{
+        atomic_store(p->stop, true);
+        p->r = r;
+        return r;
+}
+
+static void *part_run(void *userdata)
+{
+        TablePart *p = userdata;
+        _cleanup_free_ uint8_t *buf = malloc(READ_SIZE);
+        uint64_t blockno = p->first, at = p->first * p->block_size;
+
+        if (!buf) {
+                part_fail(p, upk_err_oom(&p->err));
+                return NULL;
+        }
+        while (blockno < p->end) {
+                uint64_t span = (p->end - blockno) * p->block_size;
+                size_t want = (size_t)min_u64(min_u64(READ_SIZE, span), p->size - at), got = 0;
+
+                if (atomic_load(p->stop))
+                        return NULL;
+                if (p->cancelled && p->cancelled(p->userdata)) {
+                        part_fail(p, upk_err(&p->err, UPK_ERR_IO, -ECANCELED, "%s: cancelled", p->what));
+                        return NULL;
+                }
+                while (got < want) {
+                        ssize_t k = pread(p->fd, buf + got, want - got, (off_t)(at + got));
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        if (k < 0) {
+                                part_fail(p, upk_err(&p->err, UPK_ERR_IO, -errno,
+                                                     "%s: cannot read at byte %" PRIu64 ": %m", p->what,
+                                                     at + got));
+                                return NULL;
+                        }
+                        if (k == 0) {
+                                part_fail(p,
+                                          upk_err(&p->err, UPK_ERR_IO, -EIO,
+                                                  "%s: ends at byte %" PRIu64 ", expected %" PRIu64 " bytes",
+                                                  p->what, at + got, p->size));
+                                return NULL;
+                        }
+                        got += (size_t)k;
+                }
+                for (size_t off = 0; off < want && blockno < p->end; off += p->block_size, blockno++) {
+                        size_t len = want - off < p->block_size ? want - off : p->block_size;
+                        uint8_t digest[32];
+
+                        if (all_zero(buf + off, len))
+                                continue;
+                        if (!SHA256(buf + off, len, digest)) {
+                                part_fail(p,
+                                          upk_err(&p->err, UPK_ERR_IO, -EIO, "%s: SHA-256 failed", p->what));
+                                return NULL;
+                        }
+                        p->entries[p->first + p->n++] = key40(digest) << 24 | blockno;
+                }
+                at += want;
+        }
+        return NULL;
+}
+
+/* Slots from this size on are hashed by several threads, in parts of equal size. */
+#define PARALLEL_MIN (16u * READ_SIZE)
+#define PARTS_MAX    4u
+
 int block_table_compute(int fd, const char *what, uint64_t size, uint32_t block_size,
                         bool (*cancelled)(void *userdata), void *userdata, BlockTable **ret, UpkErr *err)
 {
         _cleanup_(block_table_freep) BlockTable *t = NULL;
-        _cleanup_free_ uint8_t *buf = NULL;
-        uint64_t nblocks, at = 0, blockno = 0;
-        size_t per_read;
+        TablePart parts[PARTS_MAX] = {};
+        pthread_t threads[PARTS_MAX];
+        atomic_bool stop = false;
+        uint64_t nblocks, per;
+        unsigned n_parts = 1, started = 1;
+        long cpus;
 
         if (block_size == 0 || block_size > READ_SIZE || READ_SIZE % block_size != 0)
                 return upk_err(err, UPK_ERR_IO, -EINVAL, "%s: block size %" PRIu32 " is not supported", what,
@@ -66,43 +159,47 @@ int block_table_compute(int fd, const char *what, uint64_t size, uint32_t block_
         if (nblocks > BLOCKNO_MAX + 1)
                 nblocks = BLOCKNO_MAX + 1;
         t = calloc(1, sizeof(*t));
-        buf = malloc(READ_SIZE);
-        if (!t || !buf)
+        if (!t)
                 return upk_err_oom(err);
         t->block_size = block_size;
         t->entries = malloc((size_t)(nblocks ?: 1) * sizeof(uint64_t));
         if (!t->entries)
                 return upk_err_oom(err);
-        per_read = READ_SIZE;
-        while (blockno < nblocks) {
-                size_t want = size - at < per_read ? (size_t)(size - at) : per_read, got = 0;
-
-                if (cancelled && cancelled(userdata))
-                        return upk_err(err, UPK_ERR_IO, -ECANCELED, "%s: cancelled", what);
-                while (got < want) {
-                        ssize_t k = pread(fd, buf + got, want - got, (off_t)(at + got));
-                        if (k < 0 && errno == EINTR)
-                                continue;
-                        if (k < 0)
-                                return upk_err(err, UPK_ERR_IO, -errno,
-                                               "%s: cannot read at byte %" PRIu64 ": %m", what, at + got);
-                        if (k == 0)
-                                return upk_err(err, UPK_ERR_IO, -EIO,
-                                               "%s: ends at byte %" PRIu64 ", expected %" PRIu64 " bytes",
-                                               what, at + got, size);
-                        got += (size_t)k;
+        cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        if (size >= PARALLEL_MIN && cpus > 1)
+                n_parts = cpus < (long)PARTS_MAX ? (unsigned)cpus : PARTS_MAX;
+        /* Parts of whole reads, so that a part's reads are those of a single thread. */
+        per = (nblocks / n_parts + READ_SIZE / block_size - 1) / (READ_SIZE / block_size) *
+              (READ_SIZE / block_size);
+        for (unsigned i = 0; i < n_parts; i++)
+                parts[i] = (TablePart){ .fd = fd,
+                                        .what = what,
+                                        .size = size,
+                                        .first = min_u64(i * per, nblocks),
+                                        .end = i + 1 == n_parts ? nblocks : min_u64((i + 1) * per, nblocks),
+                                        .block_size = block_size,
+                                        .cancelled = cancelled,
+                                        .userdata = userdata,
+                                        .stop = &stop,
+                                        .entries = t->entries };
+        for (; started < n_parts; started++)
+                if (pthread_create(&threads[started], NULL, part_run, &parts[started]) != 0)
+                        break; /* the parts not started are hashed here, after part 0 */
+        for (unsigned i = 0; i < n_parts; i++) {
+                if (i == 0 || i >= started)
+                        part_run(&parts[i]);
+                else
+                        pthread_join(threads[i], NULL);
+        }
+        /* The first part that failed says why (a cancel, or the lowest read error). */
+        for (unsigned i = 0; i < n_parts; i++)
+                if (parts[i].r < 0) {
+                        *err = parts[i].err;
+                        return parts[i].r;
                 }
-                for (size_t off = 0; off < want && blockno < nblocks; off += block_size, blockno++) {
-                        size_t len = want - off < block_size ? want - off : block_size;
-                        uint8_t digest[32];
-
-                        if (all_zero(buf + off, len))
-                                continue;
-                        if (!SHA256(buf + off, len, digest))
-                                return upk_err(err, UPK_ERR_IO, -EIO, "%s: SHA-256 failed", what);
-                        t->entries[t->n++] = key40(digest) << 24 | blockno;
-                }
-                at += want;
+        for (unsigned i = 0; i < n_parts; i++) {
+                memmove(t->entries + t->n, t->entries + parts[i].first, parts[i].n * sizeof(uint64_t));
+                t->n += parts[i].n;
         }
         qsort(t->entries, t->n, sizeof(uint64_t), cmp_u64);
         *ret = TAKE_PTR(t);

@@ -16,7 +16,8 @@ typedef struct BlockTable BlockTable;
 /* Hash every `block_size` block of the first `size` bytes of `fd` (read with pread from offset 0; the
  * last block may be shorter). Blocks past 2^24 (64 GiB in 4 KiB blocks) are not in the table. A read
  * error or a short read fails with the errno and `what` named. `cancelled`, when given, is asked between
- * reads of 1 MiB and makes the computation fail with -ECANCELED. */
+ * reads of 1 MiB and makes the computation fail with -ECANCELED; a slot of 16 MiB or more is hashed by up
+ * to four threads (one per online CPU), which may all call `cancelled`. */
 int block_table_compute(int fd, const char *what, uint64_t size, uint32_t block_size,
                         bool (*cancelled)(void *userdata), void *userdata, BlockTable **ret, UpkErr *err);
 BlockTable *block_table_free(BlockTable *t);

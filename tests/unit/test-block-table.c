@@ -24,11 +24,11 @@ static void key_of(const uint8_t *p, size_t n, uint8_t key[BLOCK_MATCH_SIZE])
         memcpy(key, d, BLOCK_MATCH_SIZE);
 }
 
-/* A slot of 300 blocks and a short tail: distinct blocks, zeros, a repeated block; every block that is not
+/* A slot of n blocks and a short tail: distinct blocks, zeros, a repeated block; every block that is not
  * zeros is found at a block that holds its content, zeros are not held, an unknown key is not found. */
-TEST(finds_every_block_but_zeros)
+static void check_finds(size_t n)
 {
-        const size_t n = 300, size = n * B + 100;
+        const size_t size = n * B + 100;
         _cleanup_free_ uint8_t *img = calloc(1, size);
         _cleanup_(block_table_freep) BlockTable *t = NULL;
         uint8_t key[BLOCK_MATCH_SIZE];
@@ -65,6 +65,37 @@ TEST(finds_every_block_but_zeros)
         }
         memset(key, 0xee, sizeof(key));
         ASSERT_EQ(block_table_find(t, key), -ENOENT);
+}
+
+TEST(finds_every_block_but_zeros)
+{
+        check_finds(300);
+}
+
+/* 20 MiB: hashed in parts by several threads where there are several CPUs; the same table. */
+TEST(finds_every_block_but_zeros_in_parts)
+{
+        check_finds(5000);
+}
+
+/* A slot that ends inside the second of two parts: that part's error, naming where the slot ends. */
+TEST(short_slot_in_parts)
+{
+        const size_t size = 20u * 1024 * 1024;
+        _cleanup_free_ uint8_t *img = malloc(size);
+        _cleanup_(block_table_freep) BlockTable *t = NULL;
+        UpkErr err = {};
+        int fd;
+
+        ASSERT_TRUE(img);
+        fill(img, size, 3);
+        test_write_file("slot.img", img, size);
+        fd = open("slot.img", O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_UPK_ERR(block_table_compute(fd, "slot A", 24u * 1024 * 1024, B, NULL, NULL, &t, &err), &err,
+                       -EIO, UPK_ERR_IO, "slot A: ends at byte 20971520, expected 25165824 bytes");
+        ASSERT_TRUE(!t);
+        close(fd);
 }
 
 static bool cancel_now(void *userdata)
