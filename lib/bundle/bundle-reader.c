@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "bundle.h"
 #include "chunk-index.h"
+#include "hash-pool.h"
 #include "readahead.h"
 
 #include "hexdecoct.h"
@@ -21,6 +22,9 @@
 
 #define TAR_BLOCK      512u
 #define CHUNK_SPAN_MAX (1024u * 1024u) /* verified chunks handed on at once, at most */
+/* Delta: chunks made of the slot's blocks assembled ahead of the one handed out and hashed together on
+ * several cores; at most what hist holds besides the window (4 chunks). */
+#define DELTA_AHEAD_MAX 4u
 
 typedef enum MemberKind {
         MEMBER_MANIFEST,
@@ -104,6 +108,15 @@ struct Bundle {
         size_t flen;
         uint64_t foff; /* ... and its offset in the file */
         uint8_t *bbuf; /* one block's stored bytes, fetched */
+        /* Zstd payloads: chunks of the slot's blocks (and zeros) assembled in hist after the one handed
+         * out last, already hashed: ahead[i_ahead] is the current chunk while i_ahead < n_ahead. */
+        struct {
+                bool ok; /* read and its content hash matched */
+                uint64_t local, zeros;
+        } ahead[DELTA_AHEAD_MAX];
+        size_t n_ahead, i_ahead;
+        HashPool *pool;   /* created for the first batch of several chunks */
+        bool pool_failed; /* no threads: the batch is hashed here */
 };
 
 static bool is_format2(const Bundle *b)
@@ -587,6 +600,7 @@ static void payload_reset(Bundle *b)
         b->blk_len = 0;
         b->hist_len = 0;
         b->delta_stored_at = 0;
+        b->n_ahead = b->i_ahead = 0;
 }
 
 Bundle *bundle_free(Bundle *b)
@@ -606,6 +620,7 @@ Bundle *bundle_free(Bundle *b)
         free(b->index_raw);
         free(b->cbuf);
         free(b->bbuf);
+        hash_pool_free(b->pool);
         EVP_MD_CTX_free(b->span_md);
         free(b->payload_at);
         free(b->hist);
@@ -1380,10 +1395,9 @@ static int check_stored(Bundle *b, const ChunkEntry *e, const uint8_t *stored, b
  * the content before it for zstd payloads, cbuf otherwise); false when a local block could not be read
  * or a fetched zstd block did not decode: the chunk is then fetched whole. */
 static int delta_assemble(Bundle *b, const ChunkEntry *e, const uint8_t *origin, const int64_t *local_at,
-                          uint64_t j0, uint8_t *out, bool *ret_ok, UpkErr *err)
+                          uint64_t j0, uint64_t at, uint8_t *out, bool *ret_ok, UpkErr *err)
 {
         const ManifestPayload *p = b->cur;
-        uint64_t at = b->payload_at[b->cur_payload] + b->delta_stored_at;
         int r;
 
         *ret_ok = true;
@@ -1428,6 +1442,105 @@ static int delta_assemble(Bundle *b, const ChunkEntry *e, const uint8_t *origin,
         return 0;
 }
 
+/* Delta: how the blocks of chunk `c` of the current payload come: bytes from the slot and zeros. */
+static void delta_count(Bundle *b, uint64_t c, bool *ret_all_fetched, uint64_t *ret_local,
+                        uint64_t *ret_zeros)
+{
+        const ManifestPayload *p = b->cur;
+        const ChunkEntry *e = &b->index->entries[b->index->first[b->cur_payload] + c];
+        const uint8_t *origin = b->dsrc.origin[b->cur_payload];
+        uint64_t j0 = c * (p->chunk_size / p->block_size), local = 0, zeros = 0;
+        bool all_fetched = true;
+
+        for (uint32_t k = 0; k < e->n_blocks; k++) {
+                uint32_t blen = manifest_block_length(p, j0 + k);
+
+                if (origin[j0 + k] == BUNDLE_BLOCK_LOCAL) {
+                        all_fetched = false;
+                        local += blen;
+                } else if (origin[j0 + k] == BUNDLE_BLOCK_ZERO)
+                        zeros += blen;
+        }
+        *ret_all_fetched = all_fetched;
+        *ret_local = local;
+        *ret_zeros = zeros;
+}
+
+/* Whether chunk `c` is made of the slot's blocks and zeros only, at least one from the slot: its content
+ * does not depend on the content before it, nor on fetched bytes. */
+static bool delta_slot_only(Bundle *b, uint64_t c)
+{
+        bool all_fetched;
+        uint64_t local, zeros;
+
+        delta_count(b, c, &all_fetched, &local, &zeros);
+        return !all_fetched && local + zeros == manifest_chunk_length(b->cur, c);
+}
+
+/* Delta, zstd payloads: the current chunk and up to DELTA_AHEAD_MAX - 1 after it that are made of the
+ * slot's blocks, read one after the other into hist and their content hashes checked on several cores.
+ * They are handed out from there in order; one whose blocks did not match is fetched whole then, in its
+ * place (the chunks after it do not depend on its content). */
+static int delta_prepare(Bundle *b, UpkErr *err)
+{
+        const ManifestPayload *p = b->cur;
+        const uint8_t *origin = b->dsrc.origin[b->cur_payload];
+        const int64_t *local_at = b->dsrc.local_at[b->cur_payload];
+        uint64_t per = p->chunk_size / p->block_size,
+                 at = b->payload_at[b->cur_payload] + b->delta_stored_at;
+        HashJob jobs[DELTA_AHEAD_MAX];
+        size_t n = 0, total = 0, slot_of[DELTA_AHEAD_MAX], n_jobs = 0;
+        uint8_t *out;
+        int r;
+
+        while (n < DELTA_AHEAD_MAX && b->cur_chunk + n < p->chunk_count &&
+               delta_slot_only(b, b->cur_chunk + n)) {
+                total += manifest_chunk_length(p, b->cur_chunk + n);
+                n++;
+        }
+        hist_make_room(b, (uint32_t)total); /* room for DELTA_AHEAD_MAX chunks after the window */
+        out = b->hist + b->hist_len;
+        for (size_t i = 0; i < n; i++) {
+                uint64_t c = b->cur_chunk + i;
+                const ChunkEntry *e = &b->index->entries[b->index->first[b->cur_payload] + c];
+                uint32_t len = manifest_chunk_length(p, c);
+                bool all_fetched, ok;
+
+                delta_count(b, c, &all_fetched, &b->ahead[i].local, &b->ahead[i].zeros);
+                r = delta_assemble(b, e, origin, local_at, c * per, at, out, &ok, err);
+                if (r < 0)
+                        return r;
+                b->ahead[i].ok = ok;
+                if (ok) {
+                        jobs[n_jobs] = (HashJob){ .data = out, .size = len };
+                        slot_of[n_jobs++] = i;
+                }
+                at += e->stored_len;
+                out += len;
+        }
+        if (n_jobs > 1 && !b->pool && !b->pool_failed)
+                b->pool_failed = hash_pool_new(hash_pool_threads_default(), &b->pool) < 0;
+        if (b->pool)
+                r = hash_pool_run(b->pool, jobs, n_jobs);
+        else {
+                r = 0;
+                for (size_t i = 0; i < n_jobs && r >= 0; i++)
+                        if (!SHA256(jobs[i].data, jobs[i].size, jobs[i].digest))
+                                r = -EIO;
+        }
+        if (r < 0)
+                return fail(b, err, UPK_ERR_IO, -EIO, "payload \"%s\": SHA-256 failed", p->name);
+        for (size_t i = 0; i < n_jobs; i++) {
+                const ChunkEntry *e =
+                        &b->index->entries[b->index->first[b->cur_payload] + b->cur_chunk + slot_of[i]];
+
+                b->ahead[slot_of[i]].ok = memcmp(jobs[i].digest, e->content_sha256, 32) == 0;
+        }
+        b->n_ahead = n;
+        b->i_ahead = 0;
+        return 0;
+}
+
 /* Delta: the next chunk (see bundle_set_delta()). */
 static int delta_chunk(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *err)
 {
@@ -1438,24 +1551,35 @@ static int delta_chunk(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr 
         uint64_t j0 = b->cur_chunk * (p->chunk_size / p->block_size);
         uint64_t at = b->payload_at[b->cur_payload] + b->delta_stored_at;
         uint32_t len = manifest_chunk_length(p, b->cur_chunk);
-        bool zstd = p->chunk_compression == COMPRESSION_ZSTD, all_fetched = true, ok = false;
-        uint64_t local = 0, zeros = 0;
+        bool zstd = p->chunk_compression == COMPRESSION_ZSTD, all_fetched, ok = false;
+        uint64_t local, zeros;
         uint8_t *content;
         uint8_t digest[32];
         int r;
 
+        if (zstd && b->i_ahead == b->n_ahead && delta_slot_only(b, b->cur_chunk)) {
+                r = delta_prepare(b, err);
+                if (r < 0)
+                        return r;
+        }
+        if (b->i_ahead < b->n_ahead) {
+                /* Assembled and hashed by delta_prepare(), in place in hist. */
+                content = b->hist + b->hist_len;
+                ok = b->ahead[b->i_ahead].ok;
+                local = b->ahead[b->i_ahead].local;
+                zeros = b->ahead[b->i_ahead].zeros;
+                b->i_ahead++;
+                if (ok) {
+                        b->dstats.local_bytes += local;
+                        b->dstats.zero_bytes += zeros;
+                        goto done;
+                }
+                goto refetch;
+        }
         if (zstd)
                 hist_make_room(b, len);
         content = zstd ? b->hist + b->hist_len : b->cbuf;
-        for (uint32_t k = 0; k < e->n_blocks; k++) {
-                uint32_t blen = manifest_block_length(p, j0 + k);
-
-                if (origin[j0 + k] == BUNDLE_BLOCK_LOCAL) {
-                        all_fetched = false;
-                        local += blen;
-                } else if (origin[j0 + k] == BUNDLE_BLOCK_ZERO)
-                        zeros += blen;
-        }
+        delta_count(b, b->cur_chunk, &all_fetched, &local, &zeros);
         if (all_fetched) {
                 /* Every stored byte of the chunk was fetched (zero blocks store none): checked as stored
                  * bytes before anything decodes them, as in a full read. */
@@ -1466,7 +1590,7 @@ static int delta_chunk(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr 
                 if (r < 0)
                         return r;
         } else {
-                r = delta_assemble(b, e, origin, local_at, j0, content, &ok, err);
+                r = delta_assemble(b, e, origin, local_at, j0, at, content, &ok, err);
                 if (r < 0)
                         return r;
                 if (ok) {
@@ -1481,6 +1605,7 @@ static int delta_chunk(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr 
                         goto done;
                 }
         }
+refetch:
         if (!ok) {
                 /* The slot's blocks were not what the index says, or the fetched bytes were wrong: the
                  * chunk's stored bytes, fetched whole and checked. */

@@ -309,3 +309,94 @@ TEST(delta_read_fails_when_the_fetched_chunk_is_wrong)
         ASSERT_EQ(got_size, 65536u); /* chunk 0 only */
         ASSERT_TRUE(memcmp(got, img, got_size) == 0);
 }
+
+/* Text that zstd compresses by reference to the blocks before it; each block its own (its number). */
+static void text_block(uint8_t *p, size_t j, unsigned version)
+{
+        size_t n = 0;
+
+        while (n < B) {
+                char line[96];
+                int k = snprintf(line, sizeof(line), "v%u block %zu line %zu: a gateway keeps its slots\n",
+                                 version, j, n / 48);
+                size_t take = (size_t)k < B - n ? (size_t)k : B - n;
+
+                memcpy(p + n, line, take);
+                n += take;
+        }
+}
+
+/* Chunks made of the slot's blocks are read and hashed ahead in batches (several cores): 16 KiB chunks,
+ * text in zstd frames with a window. Chunks 0-3 from the slot (a batch of four), chunk 4 from the slot
+ * but its block 17 (fetched: its frame refers to the chunks before it), chunks 5-6 from the slot with a
+ * zero block, chunks 7-9 new. Round 1: the slot's block 9 (chunk 2, inside the batch) changed after
+ * the table was made: chunk 2 alone is fetched again, in its place, and block 17 still decodes against
+ * the right content. */
+TEST(delta_read_slot_chunks_ahead)
+{
+        const size_t n = 40, size = n * B;
+        _cleanup_free_ uint8_t *old = calloc(1, size), *img = calloc(1, size);
+        BundleOpenOptions o = { .keyring = test_pki("keyring.pem") };
+        _cleanup_free_ char *file = NULL;
+        size_t file_size;
+
+        ASSERT_TRUE(old && img);
+        for (size_t j = 0; j < n; j++) {
+                if (j == 21)
+                        continue; /* zeros in both */
+                text_block(old + j * B, j, 1);
+                text_block(img + j * B, j, j == 17 || j >= 28 ? 2 : 1);
+        }
+        test_write_file("new.img", img, size);
+        test_write_str(
+                "manifest.json",
+                "{\"format\": 2, \"compatible\": \"gw\", \"version\": \"2.0.0\", \"build\": "
+                "\"2026-01-01T00:00:00Z\", \"payloads\": [{\"name\": \"rootfs\", \"file\": \"new.img\", "
+                "\"handler\": \"raw\", \"slot_class\": \"rootfs\", \"chunks\": {\"size\": 16384, "
+                "\"compression\": \"zstd\"}}]}");
+        create_bundle2("manifest.json", "b.upk");
+        file = file_contents("b.upk", &file_size);
+
+        for (unsigned round = 0; round < 2; round++) {
+                _cleanup_(block_table_freep) BlockTable *t = NULL;
+                _cleanup_(bundle_freep) Bundle *b = NULL;
+                _cleanup_(delta_plan_freep) DeltaPlan *p = NULL;
+                _cleanup_free_ uint8_t *got = NULL;
+                uint8_t junk[B];
+                BundleDeltaStats st;
+                size_t got_size;
+                UpkErr err = {};
+                DeltaIo io = { .file = (const uint8_t *)file,
+                               .file_size = file_size,
+                               .flip_at = UINT64_MAX };
+                int fd;
+
+                test_write_file("slot.img", old, size);
+                fd = open("slot.img", O_RDONLY | O_CLOEXEC);
+                ASSERT_TRUE(fd >= 0);
+                ASSERT_OK_E(block_table_compute(fd, "slot.img", size, B, NULL, NULL, &t, &err), &err);
+                close(fd);
+                if (round == 1) {
+                        memset(junk, 0x5a, sizeof(junk));
+                        fd = open("slot.img", O_WRONLY | O_CLOEXEC);
+                        ASSERT_EQ(pwrite(fd, junk, B, (off_t)9 * B), (ssize_t)B);
+                        close(fd);
+                }
+                ASSERT_OK_E(bundle_open_path("b.upk", &o, &b, &err), &err);
+                ASSERT_OK_E(delta_plan(b, 0, t, 0, &p, &err), &err);
+                ASSERT_EQ(p->counts[DELTA_FETCH], 13u); /* block 17 and chunks 7-9 */
+                ASSERT_EQ(p->counts[DELTA_ZERO], 1u);
+                io.plan = p;
+                io.slot_fd = open("slot.img", O_RDONLY | O_CLOEXEC);
+                ASSERT_TRUE(io.slot_fd >= 0);
+                ASSERT_OK_E(delta_read(&io, b, &got, &got_size, &err), &err);
+                close(io.slot_fd);
+                ASSERT_EQ(got_size, size);
+                ASSERT_TRUE(memcmp(got, img, size) == 0);
+                bundle_get_delta_stats(b, &st);
+                ASSERT_EQ(st.refetched_chunks, round);
+                ASSERT_EQ(io.refetches, round);
+                ASSERT_EQ(st.local_bytes, (26u - 4u * round) * B);
+                ASSERT_EQ(st.zero_bytes, (uint64_t)B);
+        }
+}
