@@ -21,8 +21,11 @@ reference) for the Debian pair; < 2 MB for the synthetic one; at most a few hund
 install no slower than the full install from a local file plus the transfer (here about nothing); peak
 RSS under 16 MiB plus the index.
 
+With --peers (the default), also casync's and zchunk's bytes for the Debian pair in the same run
+(bench_delta.py's measurements; needs casync and zchunk).
+
 usage: /usr/bin/python3 tests/bench/bench_delta_install.py BUILD_DIR [--level 9] [--no-debian]
-       [--no-synthetic] [--pair-cache DIR]"""
+       [--no-synthetic] [--no-peers] [--pair-cache DIR]"""
 
 import argparse
 import hashlib
@@ -56,6 +59,16 @@ def timed(cmd):
     if p.returncode != 0:
         sys.exit(f"bench_delta_install: {cmd} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     return wall, int(p.stderr.strip().splitlines()[-1]) / 1024, p.stdout + p.stderr
+
+
+def bench_delta():
+    """tests/bench/bench_delta.py as a module (its casync and zchunk measurements)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_delta", SOURCE / "tests/bench/bench_delta.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.need_tools(["casync", "zck", "zck_delta_size", "zck_read_header"])
+    return mod
 
 
 def make_device(root, pki, v1, delta=True):
@@ -193,6 +206,7 @@ def main():
     ap.add_argument("--debian", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--synthetic", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--pair-cache", type=Path, default=Path("/var/tmp/upkeep-bench-cache"))
+    ap.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True)
     a = ap.parse_args()
     build = a.build.resolve()
     updatectl = build / "cli" / "updatectl"
@@ -223,6 +237,9 @@ def main():
             good = rows["cached"]["sent"] <= 0.20 * ref.stat().st_size
             ok &= good
             log(f"  goal: at most 20 % of the reference on the wire: {'ok' if good else 'MISSED'}")
+            if a.peers:  # the same pair, the same reference, this run
+                log("\npeers on the same pair (bench_delta.py), against the same reference:")
+                bench_delta().peers(v1, v2, ref.stat().st_size)
     return 0 if ok else 1
 
 
