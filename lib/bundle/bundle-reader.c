@@ -1418,8 +1418,9 @@ static int delta_assemble(Bundle *b, const ChunkEntry *e, const uint8_t *origin,
                                 len += manifest_block_length(p, j + n);
                                 n++;
                         }
-                        if (local_at[j] < 0 || b->dsrc.read_local(b->dsrc.userdata, (uint64_t)local_at[j],
-                                                                  out, len) != (ssize_t)len)
+                        if (local_at[j] < 0 ||
+                            b->dsrc.read_local(b->dsrc.userdata, b->cur_payload, (uint64_t)local_at[j], out,
+                                               len) != (ssize_t)len)
                                 *ret_ok = false;
                         k += n - 1;
                         be = &b->index->blocks[e->first_block + k];
@@ -1611,7 +1612,7 @@ refetch:
                  * chunk's stored bytes, fetched whole and checked. */
                 UpkErr e2 = {};
 
-                r = b->dsrc.fetch_range(b->dsrc.userdata, at, e->stored_len, b->cbuf, &e2);
+                r = b->dsrc.fetch_range(b->dsrc.userdata, b->cur_payload, at, e->stored_len, b->cbuf, &e2);
                 if (r < 0)
                         return fail(b, err, e2.kind != UPK_ERR_NONE ? e2.kind : UPK_ERR_NETWORK, r, "%s",
                                     e2.msg[0] ? e2.msg : strerror(-r));

@@ -113,18 +113,21 @@ typedef struct BundleDeltaSource {
          * block number in local_at (others ignored). Both owned by the caller, alive while reading. */
         const uint8_t *const *origin;
         const int64_t *const *local_at;
-        /* Read `size` bytes from the start of the slot's block `block` on into `buf` (the slot's block size
-         * is the payload's block_size; a run of blocks that follow each other in the slot as in the
-         * payload is read at once). A failure (or a short read: fewer bytes returned) only makes the chunk
-         * be fetched. */
-        ssize_t (*read_local)(void *userdata, uint64_t block, void *buf, size_t size);
+        /* Read `size` bytes from the start of block `block` of the slot that payload `payload` (manifest
+         * order) reuses on into `buf` (the slot's block size is the payload's block_size; a run of blocks
+         * that follow each other in the slot as in the payload is read at once). A failure (or a short
+         * read: fewer bytes returned) only makes the chunk be fetched. */
+        ssize_t (*read_local)(void *userdata, size_t payload, uint64_t block, void *buf, size_t size);
         /* The next piece of fetched bytes: its offset in the bundle file, in place (valid until the next
          * call); pieces come in ascending order and cover at least the stored bytes of every block marked
          * BUNDLE_BLOCK_FETCH, gaps allowed (a piece that starts before the previous one's end, or skips
          * a byte that is needed, fails the read). Returns the size, 0 at the end, or -errno with `err`. */
         ssize_t (*next_fetched)(void *userdata, uint64_t *ret_offset, const void **ret_buf, UpkErr *err);
-        /* Fetch bytes [offset, offset + size) of the bundle file into `buf` now: 0 or -errno with `err`. */
-        int (*fetch_range)(void *userdata, uint64_t offset, size_t size, void *buf, UpkErr *err);
+        /* Fetch bytes [offset, offset + size) of the bundle file, a chunk of payload `payload` whose
+         * assembled content did not check out, into `buf` now: 0 or -errno with `err` (the reading fails
+         * with it). */
+        int (*fetch_range)(void *userdata, size_t payload, uint64_t offset, size_t size, void *buf,
+                           UpkErr *err);
         void *userdata;
 } BundleDeltaSource;
 

@@ -86,8 +86,10 @@ typedef struct Delta {
         DeltaPlan *plans[MANIFEST_PAYLOADS_MAX];
         const uint8_t *origin[MANIFEST_PAYLOADS_MAX];
         const int64_t *local_at[MANIFEST_PAYLOADS_MAX];
-        int local_fd;
-        uint32_t local_bs; /* the booted slot's block size in its table */
+        /* per payload, the booted slot of its class it reuses blocks of (or NULL and -EBADF), open */
+        const SlotConfig *local[MANIFEST_PAYLOADS_MAX];
+        int local_fd[MANIFEST_PAYLOADS_MAX];
+        uint32_t block_size[MANIFEST_PAYLOADS_MAX]; /* the payload's, its slot's table's */
         /* the fetched ranges, all payloads' in file order: the next one to fetch ... */
         size_t payload, range;
         uint64_t range_done; /* bytes of ranges[range] already in a batch */
@@ -102,19 +104,22 @@ typedef struct Delta {
 
 static void delta_done(Delta *d)
 {
-        for (size_t i = 0; i < MANIFEST_PAYLOADS_MAX; i++)
+        for (size_t i = 0; i < MANIFEST_PAYLOADS_MAX; i++) {
                 delta_plan_free(d->plans[i]);
-        safe_close(d->local_fd);
+                safe_close(d->local_fd[i]);
+        }
         free(d->buf);
 }
 
-static ssize_t d_read_local(void *userdata, uint64_t block, void *buf, size_t size)
+static ssize_t d_read_local(void *userdata, size_t payload, uint64_t block, void *buf, size_t size)
 {
         Delta *d = userdata;
+        uint32_t bs;
 
-        if (d->local_fd < 0 || d->local_bs == 0)
+        if (payload >= d->n_payloads || d->local_fd[payload] < 0)
                 return -EBADF;
-        return pread(d->local_fd, buf, size, (off_t)(block * d->local_bs));
+        bs = d->block_size[payload];
+        return pread(d->local_fd[payload], buf, size, (off_t)(block * bs));
 }
 
 /* The next batch: up to BATCH_RANGES ranges and BATCH_BYTES bytes, a long range in pieces. */
@@ -177,7 +182,8 @@ static ssize_t d_next_fetched(void *userdata, uint64_t *ret_offset, const void *
         return (ssize_t)n;
 }
 
-static int d_fetch_range(void *userdata, uint64_t offset, size_t size, void *buf, UpkErr *err)
+static int d_fetch_range(void *userdata, size_t payload, uint64_t offset, size_t size, void *buf,
+                         UpkErr *err)
 {
         Delta *d = userdata;
         return d->io->read_range(d->io->userdata, offset, size, buf, NULL, err);
@@ -261,15 +267,37 @@ static int booted_table(const Config *c, const SlotConfig *s, int fd, uint64_t s
         return 0;
 }
 
-/* Plan every payload; the ones that go raw into an A/B slot against the booted slot of their class. */
+/* The booted slot of class `class` that a payload into that class can reuse blocks of (NULL when there
+ * is none), open in *ret_fd, with its size. A slot that cannot be opened or is empty is none. */
+static const SlotConfig *booted_slot_of(const Config *c, const char *class, const char *booted, int *ret_fd,
+                                        uint64_t *ret_size)
+{
+        for (size_t k = 0; k < c->n_slots; k++) {
+                const SlotConfig *s = &c->slots[k];
+                _cleanup_close_ int fd = -EBADF;
+
+                if (!streq(s->class, class) || !streq(s->bootname, booted))
+                        continue;
+                fd = open(s->device, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0 || device_size(fd, ret_size) < 0 || *ret_size == 0)
+                        return NULL;
+                *ret_fd = TAKE_FD(fd);
+                return s;
+        }
+        return NULL;
+}
+
+/* Plan every payload; each one that goes raw into an A/B slot class against the block table of the
+ * booted slot of its class (its own table, cached per class and slot). Payloads without one are planned
+ * to be fetched whole, in ranges. A delta needs at least one payload with blocks to reuse. */
 static int plan_payloads(const Config *c, Bundle *b, Delta *d, const InstallOptions *o,
                          InstallDeltaStats *st, UpkErr *err)
 {
         _cleanup_(boot_backend_freep) BootBackend *boot = NULL;
-        _cleanup_(block_table_freep) BlockTable *t = NULL;
         _cleanup_free_ char *booted = NULL;
         const Manifest *m = bundle_get_manifest(b);
-        const SlotConfig *local = NULL;
+        const SlotConfig *first = NULL;
+        bool one_name = true;
         int r;
 
         r = install_open_boot(c, &boot, err);
@@ -278,36 +306,27 @@ static int plan_payloads(const Config *c, Bundle *b, Delta *d, const InstallOpti
         if (r < 0)
                 return r;
         for (size_t i = 0; i < m->n_payloads; i++) {
+                _cleanup_(block_table_freep) BlockTable *t = NULL;
                 const ManifestPayload *p = &m->payloads[i];
                 const SlotConfig *s = NULL;
+                uint64_t size;
 
-                if (p->slot_class && streq(p->handler, "raw") && !t)
-                        for (size_t k = 0; k < c->n_slots && !s; k++)
-                                if (streq(c->slots[k].class, p->slot_class) &&
-                                    streq(c->slots[k].bootname, booted))
-                                        s = &c->slots[k];
+                if (p->slot_class && streq(p->handler, "raw"))
+                        s = booted_slot_of(c, p->slot_class, booted, &d->local_fd[i], &size);
                 if (s) {
-                        uint64_t size;
+                        UpkErr e = {};
 
-                        d->local_fd = open(s->device, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-                        if (d->local_fd < 0 || device_size(d->local_fd, &size) < 0 || size == 0) {
-                                d->local_fd = safe_close(d->local_fd);
-                                s = NULL;
-                        } else {
-                                UpkErr e = {};
-
-                                r = booted_table(c, s, d->local_fd, size, p->block_size, o, &t, &e);
-                                if (r == -ECANCELED) {
-                                        *err = e;
-                                        return r;
-                                }
-                                if (r < 0) /* a slot that cannot be read whole: nothing to reuse */
-                                        return upk_err(err, UPK_ERR_IO, -EOPNOTSUPP, "%s", e.msg);
-                                local = s;
-                                d->local_bs = p->block_size;
+                        r = booted_table(c, s, d->local_fd[i], size, p->block_size, o, &t, &e);
+                        if (r == -ECANCELED) {
+                                *err = e;
+                                return r;
                         }
+                        if (r < 0) /* a slot that cannot be read whole: nothing to reuse */
+                                return upk_err(err, UPK_ERR_IO, -EOPNOTSUPP, "%s", e.msg);
+                        d->local[i] = s;
+                        d->block_size[i] = p->block_size;
                 }
-                r = delta_plan(b, i, s ? t : NULL, DELTA_GAP, &d->plans[i], err);
+                r = delta_plan(b, i, t, DELTA_GAP, &d->plans[i], err);
                 if (r < 0)
                         return r;
                 d->origin[i] = d->plans[i]->source;
@@ -315,14 +334,26 @@ static int plan_payloads(const Config *c, Bundle *b, Delta *d, const InstallOpti
                 d->fetch_total += d->plans[i]->range_bytes;
                 st->payload_bytes += p->installed_size;
                 st->planned_local_blocks += d->plans[i]->counts[DELTA_LOCAL];
+                if (s && d->plans[i]->counts[DELTA_LOCAL] > 0) {
+                        if (!first)
+                                first = s;
+                        else if (!streq(s->name, first->name))
+                                one_name = false;
+                }
+                if (s && d->plans[i]->counts[DELTA_LOCAL] == 0) /* nothing to read there */
+                        d->local_fd[i] = safe_close(d->local_fd[i]);
         }
-        if (!local)
-                return upk_err(err, UPK_ERR_IO, -EOPNOTSUPP,
-                               "no payload goes raw into an A/B slot whose booted slot can be read");
-        if (st->planned_local_blocks == 0)
+        if (!first) {
+                for (size_t i = 0; i < m->n_payloads && !first; i++)
+                        first = d->local[i];
+                if (!first)
+                        return upk_err(err, UPK_ERR_IO, -EOPNOTSUPP,
+                                       "no payload goes raw into an A/B slot whose booted slot can be read");
                 return upk_err(err, UPK_ERR_IO, -EOPNOTSUPP, "slot %s holds none of the bundle's blocks",
-                               local->name);
-        snprintf(st->slot, sizeof(st->slot), "%s", local->name);
+                               first->name);
+        }
+        /* The slots the blocks came from: one name, or the slots' common bootname. */
+        snprintf(st->slot, sizeof(st->slot), "%s", one_name ? first->name : booted);
         return 0;
 }
 
@@ -354,7 +385,7 @@ int install_bundle_delta(const Config *c, const InstallDeltaIo *io, const Instal
                                    .allow_any_eku = c->allow_any_eku,
                                    .on_head_size = on_head_size,
                                    .head_userdata = &h };
-        Delta d = { .io = io, .local_fd = -EBADF, .o = o };
+        Delta d = { .io = io, .o = o };
         InstallOptions wrapped = {};
         InstallDeltaStats st = {};
         BundleDeltaStats bs;
@@ -363,6 +394,8 @@ int install_bundle_delta(const Config *c, const InstallDeltaIo *io, const Instal
         size_t raw_size;
         int r;
 
+        for (size_t i = 0; i < MANIFEST_PAYLOADS_MAX; i++)
+                d.local_fd[i] = -EBADF;
         if (o && o->progress)
                 o->progress(o->userdata, INSTALL_PHASE_VERIFYING, 0, 0);
         r = bundle_open_func(head_read, &h, &opts, &b, err);

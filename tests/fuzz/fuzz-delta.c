@@ -189,7 +189,7 @@ static void fill_from_file(uint8_t *buf, uint64_t offset, size_t n)
                                  : 0;
 }
 
-static ssize_t io_read_local(void *userdata, uint64_t block, void *buf, size_t size)
+static ssize_t io_read_local(void *userdata, size_t payload, uint64_t block, void *buf, size_t size)
 {
         Io *io = userdata;
         uint64_t at;
@@ -249,7 +249,8 @@ static ssize_t io_next_fetched(void *userdata, uint64_t *ret_offset, const void 
         return (ssize_t)n;
 }
 
-static int io_fetch_range(void *userdata, uint64_t offset, size_t size, void *buf, UpkErr *err)
+static int io_fetch_range(void *userdata, size_t payload, uint64_t offset, size_t size, void *buf,
+                          UpkErr *err)
 {
         Io *io = userdata;
         unsigned mode = io->next_refetch < io->n_refetch ? io->refetch[io->next_refetch++] & 3 : 0;

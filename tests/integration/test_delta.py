@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from device import UPDATECTL, Device, make_bundle
+from device import PKI, UPDATECTL, Device, make_bundle, run
 from test_daemon import Bus, Monitor, Service, install
 
 SOURCE_ROOT = Path(os.environ.get("UPKEEP_SOURCE_ROOT", Path(__file__).resolve().parents[2]))
@@ -385,6 +385,80 @@ def test_a_delta_resumes_after_cut_connections(world, pair):
     assert not FALLBACK_RE.search(w.log()), w.log()
     st = w.stats()
     assert st["requests"] > got["fetched"] // 20000, st
+
+
+def make_two_class_bundle(tmp, root, app):
+    """A format-2 bundle (zstd) of version 1.1.0 with two raw payloads into two A/B slot classes: `root`
+    into rootfs, `app` into appfs."""
+    d = tmp / "src-two"
+    d.mkdir()
+    (d / "rootfs.img").write_bytes(root)
+    (d / "appfs.img").write_bytes(app)
+    manifest = {
+        "format": 1, "compatible": "acme-gw", "version": "1.1.0", "build": "2026-11-25T10:00:00Z",
+        "payloads": [{"name": "rootfs", "file": "rootfs.img", "handler": "raw", "slot_class": "rootfs"},
+                     {"name": "appfs", "file": "appfs.img", "handler": "raw", "slot_class": "appfs"}],
+    }
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp / "two-1.1.0.upk"
+    run(UPDATECTL, "bundle", "create", "--manifest", d / "manifest.json", "--cert", PKI / "signer.pem",
+        "--key", PKI / "signer.key", "--chain", PKI / "chain.pem", "--format", "2", "--compression", "zstd",
+        "-o", out, check=True)
+    return out
+
+
+def add_appfs_slots(w, app_v1):
+    """Slot class appfs (files appA.img, booted A holding `app_v1`, and appB.img) in w's device."""
+    dev = w.device
+    slots = {"A": dev.root / "appA.img", "B": dev.root / "appB.img"}
+    slots["A"].write_bytes(app_v1)
+    slots["B"].write_bytes(b"")
+    conf = dev.conf.read_text()
+    assert "\n[policy]\n" in conf, conf
+    conf = conf.replace("\n[policy]\n", f"\n[slot.appfs.A]\ndevice = {slots['A']}\n\n"
+                        f"[slot.appfs.B]\ndevice = {slots['B']}\n\n[policy]\n", 1)
+    dev.conf.write_text(conf)
+    return slots
+
+
+def test_a_delta_reuses_the_booted_slots_of_two_classes(tmp_path, pair):
+    """Two raw payloads into two A/B slot classes (rootfs and appfs): each is planned against the block
+    table of the booted slot of its class, so both reuse their slot's blocks; both B slots end up byte
+    for byte the new images and only a small part of the bundle comes over the wire."""
+    v1, v2, info = pair
+    a1, a2, ainfo = make_pair(SEED + 1)
+    bundle = make_two_class_bundle(tmp_path, v2, a2)
+    manifest, names = bundle_head(bundle)
+    assert [p["slot_class"] for p in manifest["payloads"]] == ["rootfs", "appfs"], manifest
+    w = World(tmp_path / "w", v1, bundle)
+    try:
+        app = add_appfs_slots(w, a1)
+        w.start()
+        finished = w.install()
+        assert_installed(w, finished, v1, v2)
+        log = w.log()
+        assert app["B"].read_bytes() == a2, log
+        assert app["A"].read_bytes() == a1, log
+        for table in ("blocks-rootfs-A.table", "blocks-appfs-A.table"):
+            assert (w.device.data / table).stat().st_size > 0, (table, log)
+        got = the_delta_line(w)
+        assert got["size"] == w.size, (got, w.size)
+        assert got["total"] == len(v2) + len(a2), got
+        # The blocks of both payloads that are neither new nor zeros came from the slots: more than one
+        # payload's worth.
+        lacking = (info["new_blocks"] + info["zero_blocks_v1"] + info["zeroed"]
+                   + ainfo["new_blocks"] + ainfo["zero_blocks_v1"] + ainfo["zeroed"]) * BLOCK
+        assert got["reused"] >= got["total"] - lacking - got["total"] // 10, (got, info, ainfo)
+        assert got["reused"] > len(v2), got
+        assert got["fetched"] >= (info["new_blocks"] + ainfo["new_blocks"]) * BLOCK, (got, info, ainfo)
+        assert got["fetched"] < w.size // 4, (got, w.size)
+        assert not FALLBACK_RE.search(log), log
+        st = w.stats()
+        assert st["bytes_sent"] < w.size // 4, (st["bytes_sent"], w.size)
+        assert all(r is not None and r.startswith("bytes=") for r in st["ranges"]), st["ranges"]
+        assert w.bus.get("LastDelta") == [got["reused"], got["total"], got["fetched"], got["requests"]]
+    finally:
+        w.close()
 
 
 # ------------------------------------------------------------------------------------------------------

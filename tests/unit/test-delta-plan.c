@@ -122,7 +122,7 @@ typedef struct DeltaIo {
         uint8_t piece_buf[5000];
 } DeltaIo;
 
-static ssize_t io_read_local(void *userdata, uint64_t block, void *buf, size_t size)
+static ssize_t io_read_local(void *userdata, size_t payload, uint64_t block, void *buf, size_t size)
 {
         DeltaIo *io = userdata;
         return pread(io->slot_fd, buf, size, (off_t)(block * B));
@@ -155,7 +155,8 @@ static ssize_t io_next_fetched(void *userdata, uint64_t *ret_offset, const void 
         return (ssize_t)n;
 }
 
-static int io_fetch_range(void *userdata, uint64_t offset, size_t size, void *buf, UpkErr *err)
+static int io_fetch_range(void *userdata, size_t payload, uint64_t offset, size_t size, void *buf,
+                          UpkErr *err)
 {
         DeltaIo *io = userdata;
 
