@@ -25,6 +25,13 @@
 #define DELTA_GAP    512u                   /* about a multipart part's own headers */
 #define BATCH_RANGES 128u
 #define BATCH_BYTES  (1024u * 1024u) /* held whole in memory */
+/* A chunk whose blocks from the booted slot did not check out is fetched whole, one request per chunk.
+ * A few are expected (a match key shared by two blocks of other content); many mean that the slot's
+ * cached table no longer describes the slot (a block device changed under it, which its key does not
+ * see): past this part of the bundle file's size refetched, the delta is given up (the stale table
+ * removed) for the whole download. A quarter bounds what a delta can cost over the whole download to
+ * the planned ranges and a quarter, while a handful of collisions stay far below it. */
+#define REFETCH_MAX_DIVISOR 4u
 
 typedef struct Head {
         const InstallDeltaIo *io;
@@ -99,6 +106,10 @@ typedef struct Delta {
         uint64_t batch_off;
         uint8_t *buf;
         uint64_t fetch_total, fetched;
+        /* chunks fetched whole again (d_fetch_range()): in all, their bytes, per payload */
+        uint64_t refetched_chunks, refetched, refetched_max, file_size;
+        uint64_t refetched_of[MANIFEST_PAYLOADS_MAX];
+        const Config *c;
         const InstallOptions *o;
 } Delta;
 
@@ -186,6 +197,32 @@ static int d_fetch_range(void *userdata, size_t payload, uint64_t offset, size_t
                          UpkErr *err)
 {
         Delta *d = userdata;
+
+        if (payload >= d->n_payloads)
+                return upk_err(err, UPK_ERR_IO, -EINVAL, "delta: no payload %zu", payload);
+        if (d->refetched + size > d->refetched_max) {
+                const SlotConfig *s = d->local[payload];
+                char what[128];
+
+                /* The tables of the slots whose blocks failed would mislead the next delta too. */
+                for (size_t i = 0; i < d->n_payloads; i++)
+                        if (d->local[i] && (d->refetched_of[i] > 0 || i == payload))
+                                install_delta_forget_slot(d->c, d->local[i]);
+                if (s)
+                        snprintf(what, sizeof(what), "slot %s (%s.%s)", s->name, s->class, s->name);
+                else
+                        snprintf(what, sizeof(what), "payload %zu", payload);
+                return upk_err(err, UPK_ERR_IO, -ESTALE,
+                               "%s: %" PRIu64 " chunks (%" PRIu64
+                               " bytes) fetched again after their blocks did not check out against the "
+                               "bundle's index; one more would pass a quarter of the bundle's %" PRIu64
+                               " bytes%s",
+                               what, d->refetched_chunks, d->refetched, d->file_size,
+                               s ? ": the slot's block table is out of date (removed)" : "");
+        }
+        d->refetched += size;
+        d->refetched_of[payload] += size;
+        d->refetched_chunks++;
         return d->io->read_range(d->io->userdata, offset, size, buf, NULL, err);
 }
 
@@ -263,7 +300,9 @@ static int booted_table(const Config *c, const SlotConfig *s, int fd, uint64_t s
                                 o ? o->userdata : NULL, ret, err);
         if (r < 0)
                 return r;
-        (void)block_table_save(*ret, c->data_dir, name, size, origin, NULL); /* only a cache */
+        /* Only a cache; the data folder may not exist yet before a device's first install. */
+        if (mkdir_p(c->data_dir, 0755) >= 0)
+                (void)block_table_save(*ret, c->data_dir, name, size, origin, NULL);
         return 0;
 }
 
@@ -385,7 +424,7 @@ int install_bundle_delta(const Config *c, const InstallDeltaIo *io, const Instal
                                    .allow_any_eku = c->allow_any_eku,
                                    .on_head_size = on_head_size,
                                    .head_userdata = &h };
-        Delta d = { .io = io, .o = o };
+        Delta d = { .io = io, .c = c, .o = o };
         InstallOptions wrapped = {};
         InstallDeltaStats st = {};
         BundleDeltaStats bs;
@@ -456,6 +495,8 @@ int install_bundle_delta(const Config *c, const InstallDeltaIo *io, const Instal
         wrapped.cancelled = d_cancelled;
         wrapped.userdata = &d;
         st.fetch_planned = d.fetch_total;
+        d.file_size = h.total;
+        d.refetched_max = h.total == UINT64_MAX ? UINT64_MAX : h.total / REFETCH_MAX_DIVISOR;
         r = install_bundle_opened(c, b, &wrapped, ret, err);
         st.reached_install = true;
         bundle_get_delta_stats(b, &bs);
@@ -474,7 +515,12 @@ out:
         return r;
 }
 
+/* A fall back after the install began writing is safe: the target slot was marked bad before the first
+ * write, the whole install writes it again from its start and marks it bad again, and nothing activates
+ * it before all of it is written and checked. What never falls back is a cancel and bytes that failed
+ * their check (the bundle on the server is damaged: downloading it whole would not mend that). */
 bool install_delta_falls_back(int r, const UpkErr *err)
 {
-        return r != -ECANCELED && (r == -EOPNOTSUPP || (err && err->kind == UPK_ERR_NETWORK));
+        return r != -ECANCELED &&
+               (r == -EOPNOTSUPP || r == -ESTALE || (err && err->kind == UPK_ERR_NETWORK));
 }

@@ -109,8 +109,10 @@ typedef struct InstallDeltaStats {
 
 /* Progress reports count the bytes fetched of those planned while writing. Fails with -EOPNOTSUPP before
  * anything is written when a delta is not possible (format 1, no payload raw into an A/B slot whose booted
- * slot can be read, a server that ignores Range): install_delta_falls_back() says when the caller should
- * install from the whole bundle instead (also after a network failure: the slot is not activated). */
+ * slot can be read, a server that ignores Range), and with -ESTALE while writing when more than a quarter
+ * of the bundle file had to be fetched again because the booted slots' blocks did not match their
+ * tables (the tables are removed): install_delta_falls_back() says when the caller should install from
+ * the whole bundle instead (also after a network failure: the slot is not activated). */
 int install_bundle_delta(const Config *c, const InstallDeltaIo *io, const InstallOptions *o,
                          InstallResult *ret, InstallDeltaStats *ret_stats, UpkErr *err);
 bool install_delta_falls_back(int r, const UpkErr *err);

@@ -461,6 +461,65 @@ def test_a_delta_reuses_the_booted_slots_of_two_classes(tmp_path, pair):
         w.close()
 
 
+def make_stale(path):
+    """Change every 4 KiB block of the file at `path` in place (its first byte), keeping what its block
+    table is keyed by: path, size, inode and modification time. A block device's table cannot see such
+    a change either."""
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    for i in range(0, len(data), BLOCK):
+        data[i] ^= 0xA5
+    with open(path, "r+b") as f:
+        f.write(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size,
+                                                                before.st_mtime_ns)
+    return bytes(data)
+
+
+def test_a_stale_block_table_gives_up_the_delta_for_the_whole_download(tmp_path, pair, bundle):
+    """Slot A changed under its cached block table (a table made by an earlier delta, the slot's content
+    changed with its size, inode and mtime kept): the blocks the table promises do not check out, chunk
+    after chunk is fetched again, and past a quarter of the bundle the delta is given up: one "delta: ...;
+    downloading the whole bundle" line naming the slot, the whole bundle downloaded, slot B byte for byte
+    v2 all the same, and the stale table gone so that the next delta computes it again."""
+    v1, v2, _ = pair
+    w = World(tmp_path / "w", v1, bundle)
+    try:
+        table = w.device.data / "blocks-rootfs-A.table"
+        p = w.install_offline()
+        assert_installed_offline(w, p, v1, v2)
+        assert DELTA_RE.search(p.stdout), p.stdout
+        assert table.stat().st_size > 0
+        stale = make_stale(w.device.slot["A"])
+        w.device.slot["B"].write_bytes(b"")
+        before = w.stats()
+        w.start()
+        finished = w.install(timeout=120)
+        log = w.log()
+        assert finished == (True, INSTALLED, ""), f"{finished}\n{log}"
+        assert w.slot_b_holds(v2), log
+        assert w.device.slot["A"].read_bytes() == stale, log
+        lines = delta_lines(log)
+        assert len(lines) == 1, f"expected one delta: line, got {lines}:\n{log}"
+        m = FALLBACK_RE.search(lines[0])
+        assert m, f"not a fallback line: {lines[0]!r}\n{log}"
+        assert re.fullmatch(r"slot A \(rootfs\.A\): \d+ chunks \(\d+ bytes\) fetched again .*: the slot's block "
+                            r"table is out of date \(removed\)", m["reason"]), m["reason"]
+        assert not DELTA_RE.search(log), log
+        assert not table.exists(), log
+        st = w.stats()
+        sent = st["bytes_sent"] - before["bytes_sent"]
+        # The refetches stopped at a quarter of the bundle; then the whole bundle came.
+        assert w.size <= sent < w.size * 2, (sent, w.size)
+        assert None in st["ranges"][len(before["ranges"]):], st["ranges"]
+        # The whole install is the one in the history that succeeded.
+        assert w.device.history()[-1]["ok"] is True, w.device.history()
+    finally:
+        w.close()
+
+
 # ------------------------------------------------------------------------------------------------------
 # The offline verb: `upkeepd --config CONF install URL`, no bus
 
