@@ -520,6 +520,50 @@ def test_a_stale_block_table_gives_up_the_delta_for_the_whole_download(tmp_path,
         w.close()
 
 
+SHORT_FILE = Path("/sys/devices/system/cpu/online")  # a regular file of 4096 bytes that reads shorter
+
+
+def test_a_booted_slot_that_cannot_be_read_whole_gives_the_whole_download(tmp_path, pair, bundle):
+    """Slot A opens and says it has bytes, but reading it ends early (a sysfs file: 4096 bytes by its
+    size, a few when read; a failing disk reads as an error): its block table cannot be made, so there
+    is nothing to reuse and the install is the whole download after one "delta: ...; downloading the
+    whole bundle" line naming the slot's device, not a failed install."""
+    v1, v2, _ = pair
+    try:
+        st = SHORT_FILE.stat()
+        short = st.st_size > 0 and len(SHORT_FILE.read_bytes()) < st.st_size
+    except OSError:
+        short = False
+    if not short:
+        pytest.skip(f"{SHORT_FILE} is not a file that reads shorter than its size here")
+    w = World(tmp_path / "w", v1, bundle)
+    try:
+        conf = w.device.conf.read_text()
+        line = f"[slot.rootfs.A]\ndevice = {w.device.slot['A']}\n"
+        assert line in conf, conf
+        w.device.conf.write_text(conf.replace(line, f"[slot.rootfs.A]\ndevice = {SHORT_FILE}\n", 1))
+        w.start()
+        finished = w.install()
+        log = w.log()
+        assert finished == (True, INSTALLED, ""), f"{finished}\n{log}"
+        assert w.slot_b_holds(v2), log
+        lines = delta_lines(log)
+        assert len(lines) == 1, f"expected one delta: line, got {lines}:\n{log}"
+        m = FALLBACK_RE.search(lines[0])
+        assert m, f"not a fallback line: {lines[0]!r}\n{log}"
+        assert str(SHORT_FILE) in m["reason"] and "ends at byte" in m["reason"], m["reason"]
+        assert not DELTA_RE.search(log), log
+        assert not (w.device.data / "blocks-rootfs-A.table").exists(), log
+        st = w.stats()
+        assert st["bytes_sent"] >= w.size, (st["bytes_sent"], w.size)
+        assert 200 in st["statuses"], st
+        # Given up before the install began: the history holds the whole install only.
+        assert [(h["operation"], h["ok"]) for h in w.device.history()] == [("install", True)], \
+            w.device.history()
+    finally:
+        w.close()
+
+
 # ------------------------------------------------------------------------------------------------------
 # The offline verb: `upkeepd --config CONF install URL`, no bus
 
