@@ -18,6 +18,7 @@
 #include "fileio.h"
 #include "hexdecoct.h"
 #include "log.h"
+#include "signature.h"
 #include "util.h"
 
 #define HEAD_FIRST   (64u * 1024u)          /* the first request: manifest and signature, usually */
@@ -32,6 +33,12 @@
  * removed) for the whole download. A quarter bounds what a delta can cost over the whole download to
  * the planned ranges and a quarter, while a handful of collisions stay far below it. */
 #define REFETCH_MAX_DIVISOR 4u
+
+/* What bounds the head in fact: the manifest's and its signature's limits, the index size a manifest may
+ * declare, and their three tar headers (the canonical layout has no others). HEAD_MAX is the guard of
+ * head_read() should that change. */
+_Static_assert(MANIFEST_SIZE_MAX + SIGNATURE_SIZE_MAX + MANIFEST_INDEX_SIZE_MAX + 3u * 512u <= HEAD_MAX,
+               "a bundle's head may be larger than HEAD_MAX");
 
 typedef struct Head {
         const InstallDeltaIo *io;

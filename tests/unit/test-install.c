@@ -885,6 +885,121 @@ TEST(cancelled_install_leaves_the_old_slot_primary)
         ASSERT_STREQ(booted, "A");
 }
 
+/* A delta's source over a bundle file in memory: the furthest byte asked for. */
+typedef struct MemRanges {
+        const uint8_t *file;
+        size_t size;
+        uint64_t asked;
+} MemRanges;
+
+static int mem_read_range(void *userdata, uint64_t offset, size_t size, void *buf, uint64_t *ret_total,
+                          UpkErr *err)
+{
+        MemRanges *m = userdata;
+
+        if (ret_total)
+                *ret_total = m->size;
+        if (offset + size > m->asked)
+                m->asked = offset + size;
+        if (offset > m->size || size > m->size - offset)
+                return upk_err(err, UPK_ERR_IO, -ERANGE, "range past the file's end");
+        memcpy(buf, m->file + offset, size);
+        return 0;
+}
+
+static int mem_read_ranges(void *userdata, const DeltaRange *ranges, size_t n, void *buf, size_t size,
+                           UpkErr *err)
+{
+        return upk_err(err, UPK_ERR_IO, -EINVAL, "no payload range was to be fetched");
+}
+
+/* b.upk as a format-2 bundle whose signed manifest says its index is `index_size` bytes (the index
+ * member is the true one); returns the file. */
+static char *bundle_claiming_index_size(uint64_t index_size, size_t *ret_size)
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        _cleanup_free_ uint8_t *payload = payload_new(3), *sig = NULL;
+        _cleanup_free_ char *manifest = NULL;
+        const void *raw, *idx;
+        size_t raw_size, idx_size, sig_size;
+        const char *at, *num;
+        UpkErr e = {};
+
+        test_write_file("rootfs.img", payload, PAYLOAD_SIZE);
+        test_write_str("manifest.json",
+                       "{ \"format\": 1, \"compatible\": \"acme-gw\", \"version\": \"1.1.0\",\n"
+                       "  \"build\": \"2026-11-25T10:00:00Z\",\n"
+                       "  \"payloads\": [ { \"name\": \"rootfs\", \"file\": \"rootfs.img\", "
+                       "\"handler\": \"raw\", \"slot_class\": \"rootfs\" } ] }\n");
+        create_bundle2("manifest.json", "orig.upk");
+        ASSERT_OK_E(bundle_open_path("orig.upk", NULL, &b, &e), &e);
+        bundle_get_raw(b, &raw, &raw_size, NULL, NULL);
+        bundle_get_raw_index(b, &idx, &idx_size);
+        /* "index":{ "size":N, ...: N replaced */
+        manifest = strndup(raw, raw_size);
+        ASSERT_TRUE(manifest);
+        at = strstr(manifest, "\"index\"");
+        ASSERT_TRUE(at);
+        num = strstr(at, "\"size\":");
+        ASSERT_TRUE(num);
+        num += strlen("\"size\":");
+        _cleanup_free_ char *crafted = strdup_printf("%.*s%" PRIu64 "%s", (int)(num - manifest), manifest,
+                                                     index_size, num + strspn(num, " 0123456789"));
+        ASSERT_TRUE(crafted);
+        sign_file(crafted, strlen(crafted), &sig, &sig_size);
+        write_tar("b.upk",
+                  (TarMember[]){ { .name = "manifest.json", .data = crafted, .size = strlen(crafted) },
+                                 { .name = "manifest.json.sig", .data = sig, .size = sig_size },
+                                 { .name = "chunks.idx", .data = idx, .size = idx_size },
+                                 { .name = "rootfs.img", .data = payload, .size = PAYLOAD_SIZE } },
+                  4);
+        return file_contents("b.upk", ret_size);
+}
+
+/* A signed manifest whose index would make the bundle's head larger than anything a delta holds: refused
+ * by the manifest's bound (64 MiB, which keeps the head far under install-delta.c's HEAD_MAX) before
+ * any range past the first is asked for; at the bound, the index member's true size is refused without
+ * asking past the file. Neither falls back to the whole download (the bundle is bad), nothing is
+ * written. */
+TEST(delta_refuses_a_head_past_its_bounds)
+{
+        _cleanup_(config_freep) Config *c = device_new();
+        static const uint64_t claims[] = { UINT64_C(1) << 40, MANIFEST_INDEX_SIZE_MAX + 1u,
+                                           MANIFEST_INDEX_SIZE_MAX };
+
+        for (size_t i = 0; i < ELEMENTSOF(claims); i++) {
+                size_t size;
+                _cleanup_free_ char *file = bundle_claiming_index_size(claims[i], &size);
+                _cleanup_(state_freep) UpkState *s = NULL;
+                MemRanges m = { .file = (const uint8_t *)file, .size = size };
+                InstallDeltaIo io = { .read_range = mem_read_range,
+                                      .read_ranges = mem_read_ranges,
+                                      .userdata = &m };
+                InstallDeltaStats st = {};
+                InstallResult res = {};
+                UpkErr e = {};
+                int r;
+
+                if (claims[i] > MANIFEST_INDEX_SIZE_MAX) {
+                        ASSERT_UPK_ERR(install_bundle_delta(c, &io, NULL, &res, &st, &e), &e, -EBADMSG,
+                                       UPK_ERR_MANIFEST, "index.size");
+                        ASSERT_TRUE(strstr(e.msg, "larger than the maximum 67108864"));
+                        ASSERT_TRUE(m.asked <= 64u * 1024u); /* the first request only */
+                } else {
+                        r = install_bundle_delta(c, &io, NULL, &res, &st, &e);
+                        ASSERT_TRUE(r < 0);
+                        ASSERT_EQ(e.kind, UPK_ERR_FORMAT);
+                        ASSERT_TRUE(strstr(e.msg, "chunks.idx"));
+                        ASSERT_TRUE(m.asked <= size);
+                }
+                ASSERT_FALSE(install_delta_falls_back(e.code, &e));
+                ASSERT_FALSE(st.reached_install);
+                assert_slot_holds("slotB.img", "", 0);
+                s = state();
+                ASSERT_FALSE(s->pending);
+        }
+}
+
 TEST(one_operation_at_a_time)
 {
         _cleanup_(config_freep) Config *c = device_new();
