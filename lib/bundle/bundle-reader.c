@@ -1146,6 +1146,24 @@ static int tee_block(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr *e
         return outer_block(b, ret_buf, ret_len, err);
 }
 
+/* Format 2: the member's next block from the source into blk and blk_len (the current one used up): 0,
+ * or -EBADMSG when the member ends first, inside the current chunk. */
+static int member_next_block(Bundle *b, UpkErr *err)
+{
+        const void *buf;
+        int r;
+
+        r = outer_block(b, &buf, &b->blk_len, err);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
+                            "bundle format: member \"%s\" ends inside chunk %llu", b->cur->file,
+                            (unsigned long long)b->cur_chunk);
+        b->blk = buf;
+        return 0;
+}
+
 /* Format 2: the next `n` stored bytes of the member in one piece: in place when the source's block
  * holds them whole (valid until the next read), else copied into cbuf. */
 static int gather(Bundle *b, size_t n, const uint8_t **ret, UpkErr *err)
@@ -1163,15 +1181,9 @@ static int gather(Bundle *b, size_t n, const uint8_t **ret, UpkErr *err)
                 size_t k;
 
                 if (b->blk_len == 0) {
-                        const void *buf;
-                        r = outer_block(b, &buf, &b->blk_len, err);
+                        r = member_next_block(b, err);
                         if (r < 0)
                                 return r;
-                        if (r == 0)
-                                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
-                                            "bundle format: member \"%s\" ends inside chunk %llu",
-                                            b->cur->file, (unsigned long long)b->cur_chunk);
-                        b->blk = buf;
                         if (have == 0 && b->blk_len >= n)
                                 return gather(b, n, ret, err);
                 }
@@ -1197,16 +1209,10 @@ static int hash_spanning(Bundle *b, size_t n, uint8_t digest[32], UpkErr *err)
                 size_t k;
 
                 if (b->blk_len == 0) {
-                        const void *buf;
-                        int r = outer_block(b, &buf, &b->blk_len, err);
+                        int r = member_next_block(b, err);
 
                         if (r < 0)
                                 return r;
-                        if (r == 0)
-                                return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
-                                            "bundle format: member \"%s\" ends inside chunk %llu",
-                                            b->cur->file, (unsigned long long)b->cur_chunk);
-                        b->blk = buf;
                 }
                 k = n < b->blk_len ? n : b->blk_len;
                 if (EVP_DigestUpdate(b->span_md, b->blk, k) != 1)
