@@ -376,6 +376,10 @@ static int fetch_ranges_new(const char *url, uint64_t total, const char *validat
 {
         _cleanup_(fetch_ranges_freep) FetchRanges *fr = NULL;
 
+        /* The file's size is known (a range to memory of a size not known yet passes its own bound). */
+        if (total == 0 || total == UINT64_MAX)
+                return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "%.256s: file size %" PRIu64 " for ranges",
+                               url ?: "(null)", total);
         if (!url)
                 return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "no URL to fetch");
         if (opts &&
@@ -425,9 +429,6 @@ int fetch_stream_new_ranges(FetchEngine *e, const char *url, uint64_t total, con
         Fetch *f = NULL;
         int r;
 
-        if (total == 0 || total == UINT64_MAX)
-                return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "%.256s: file size %" PRIu64 " for ranges",
-                               url ?: "(null)", total);
         r = fetch_ranges_new(url, total, validator, ranges, n_ranges, opts, &fr, err);
         if (r < 0)
                 return r;
@@ -539,9 +540,6 @@ int fetch_ranges_to_memory(const char *url, uint64_t total, const char *validato
         uint64_t sum = 0;
         int r;
 
-        if (total == 0 || total == UINT64_MAX)
-                return upk_err(err, UPK_ERR_CONFIG, -EINVAL, "%.256s: file size %" PRIu64 " for ranges",
-                               url ?: "(null)", total);
         r = fetch_ranges_new(url, total, validator, ranges, n_ranges, opts, &fr, err);
         if (r < 0)
                 return r;
