@@ -31,7 +31,8 @@
  * cached table no longer describes the slot (a block device changed under it, which its key does not
  * see): past this part of the bundle file's size refetched, the delta is given up (the stale table
  * removed) for the whole download. A quarter bounds what a delta can cost over the whole download to
- * the planned ranges and a quarter, while a handful of collisions stay far below it. */
+ * the planned ranges and a quarter, while a handful of collisions stay far below it (in a bundle of a
+ * few chunks one chunk may pass it: the whole download is small then too). */
 #define REFETCH_MAX_DIVISOR 4u
 
 /* What bounds the head in fact: the manifest's and its signature's limits, the index size a manifest may
