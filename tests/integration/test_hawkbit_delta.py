@@ -238,3 +238,29 @@ def test_a_404_on_the_ranges_stops_the_install_as_without_a_delta(world, pair, b
     assert not w.closed(a.id)
     assert not (w.device.data / "hawkbit.json").exists()
     assert w.device.primary() == "A" and not pending(w)
+
+
+def test_updatectl_cancel_ends_the_range_requests(world, pair, bundle):
+    """The user's cancel during a delta that trickles (8 kB/s): the range download ends within seconds,
+    nothing is activated, no whole download follows, and the server hears nothing final: the action
+    stays open."""
+    v1, _, _ = pair
+    w = world(v1=v1)
+    sm, a = w.deployed(bundle, rate=8 * 1024)
+    s = w.start(env=SOON)
+    w.wait(lambda: w.downloads() and w.get("State") == "downloading", what="the range download")
+    time.sleep(1)
+    t0 = time.monotonic()
+    p = w.ctl("cancel")
+    assert p.returncode == 0, f"{p.stdout}\n{p.stderr}"
+    w.wait(lambda: w.get("State") in ("idle", "error"), what="the end of the install")
+    assert time.monotonic() - t0 < 5, (time.monotonic() - t0, s.text())
+    assert "the install was cancelled" in s.text(), s.text()
+    assert "downloading the whole bundle" not in s.text()
+    n = len(w.downloads())
+    time.sleep(1)
+    assert len(w.downloads()) == n and all(r["range"] for r in w.downloads()), w.downloads()
+    assert sm.artifacts[0].bytes_sent < len(bundle) // 2
+    assert w.device.primary() == "A" and not pending(w)
+    assert not w.closed(a.id) and a.active
+    assert not [f for f in w.emu.feedback(a.id) if f["finished"] == "failure"]
