@@ -264,3 +264,31 @@ def test_updatectl_cancel_ends_the_range_requests(world, pair, bundle):
     assert w.device.primary() == "A" and not pending(w)
     assert not w.closed(a.id) and a.active
     assert not [f for f in w.emu.feedback(a.id) if f["finished"] == "failure"]
+
+
+def test_ranges_redirected_to_another_host_get_no_token(world, pair, bundle, tmp_path):
+    """Scenario 28 as a delta: every download request is redirected to a CDN (another origin, ::1). The
+    ranges come from there, the token goes only to the hawkBit server."""
+    from httpserver import TestServer  # noqa: E402  (tests/ is on the path)
+
+    v1, v2, _ = pair
+    w = world(v1=v1)
+    _, a = w.deployed(bundle)
+    www = tmp_path / "cdn"
+    www.mkdir()
+    (www / FILENAME).write_bytes(bundle)
+    cdn = TestServer(www, host="::1").start()
+    try:
+        w.emu.fault("download", status=302, times=-1, headers={"Location": cdn.url("/" + FILENAME)})
+        w.start(env=SOON)
+        w.wait_state("pending-reboot", timeout=120)
+        st = cdn.stats("/" + FILENAME)
+    finally:
+        cdn.stop()
+    assert w.device.slot["B"].read_bytes()[:len(v2)] == v2, w.log()
+    the_delta_line(w)
+    assert st["requests"] >= 2 and all(r and r.startswith("bytes=") for r in st["ranges"]), st
+    assert st["auths"] == [None] * st["requests"], st
+    assert st["bytes_sent"] < len(bundle) // 4, st
+    assert all(r["auth"] == f"TargetToken {TOKEN}" for r in w.downloads()), w.downloads()
+    assert not w.closed(a.id)
