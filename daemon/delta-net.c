@@ -25,6 +25,11 @@ static int delta_read_range(void *userdata, uint64_t offset, size_t size, void *
         if (r < 0)
                 return r;
         if (n->total == 0) {
+                if (n->expect_total && total != n->expect_total)
+                        return upk_err(err, UPK_ERR_NETWORK, -ESTALE,
+                                       "%s: the file at %s has %" PRIu64
+                                       " bytes, but the update server announced %" PRIu64,
+                                       n->name ?: n->url, n->url, total, n->expect_total);
                 n->total = total;
                 memcpy(n->etag, etag, sizeof(etag));
         } else if (total != n->total || !streq(etag, n->etag))

@@ -12,7 +12,12 @@
 
 typedef struct DeltaNet {
         const char *url; /* borrowed: must outlive the install */
-        FetchOptions fo;
+        FetchOptions fo; /* the caller may add headers (borrowed, like url) */
+        /* The size the update server announced for the file (a hawkBit artifact's), 0: none. A first
+         * answer of another total fails the delta with -ESTALE (UPK_ERR_NETWORK: the caller falls back to
+         * the whole download), naming `name` (borrowed; NULL: the URL). */
+        uint64_t expect_total;
+        const char *name;
         uint64_t total;            /* the file's size, from the first answer */
         char etag[FETCH_ETAG_MAX]; /* and its ETag: a later answer with another one is refused */
         unsigned requests;

@@ -7,6 +7,7 @@
 #include "job.h"
 
 #include "delta-net.h"
+#include "strv.h"
 
 struct Job {
         /* set before the worker starts, read-only afterwards */
@@ -24,6 +25,8 @@ struct Job {
         char *delta_name;
         uint8_t delta_manifest_sha256[32];
         bool has_delta_manifest_sha256;
+        char **delta_headers; /* hold a secret: erased when freed */
+        uint64_t delta_size;
         int cancel_efd; /* readable once cancelled: ends a delta's blocking downloads */
         JobNotifyFunc notify;
         void *userdata;
@@ -141,6 +144,9 @@ static int job_install_delta(Job *j, const InstallOptions *o, JobResult *res, Up
         if (j->has_delta_manifest_sha256)
                 io.manifest_sha256 = j->delta_manifest_sha256;
         io.name = j->delta_name;
+        n.fo.headers = (const char *const *)j->delta_headers;
+        n.expect_total = j->delta_size;
+        n.name = j->delta_name;
         r = install_bundle_delta(j->config, &io, o, &res->install, &res->delta, err);
         res->delta_requests = n.requests;
         res->delta_wire_bytes = n.wire_bytes;
@@ -276,6 +282,9 @@ int job_start(sd_event *e, const Config *c, const JobParams *p, JobNotifyFunc no
                 if (!j->delta_name)
                         return -ENOMEM;
         }
+        if (strv_copy(p->delta_headers, &j->delta_headers) < 0)
+                return -ENOMEM;
+        j->delta_size = p->delta_size;
         if (p->delta_manifest_sha256) {
                 memcpy(j->delta_manifest_sha256, p->delta_manifest_sha256, 32);
                 j->has_delta_manifest_sha256 = true;
@@ -377,6 +386,7 @@ Job *job_free(Job *j)
         safe_close(j->cancel_efd);
         free(j->delta_url);
         free(j->delta_name);
+        strv_free_erase(j->delta_headers);
         job_result_done(&j->res);
         pthread_mutex_destroy(&j->lock);
         free(j->path);

@@ -53,7 +53,11 @@ typedef struct JobParams {
          * TUF, the manifest's SHA-256 the repository signed (32 bytes, or NULL) */
         const char *delta_url;
         const uint8_t *delta_manifest_sha256;
-        const char *delta_name; /* the TUF target's name, for messages */
+        const char *delta_name; /* the TUF target's or hawkBit artifact's name, for messages */
+        /* hawkBit: the request headers of its downloads (the credentials: copied, and erased when the
+         * job is freed) and the artifact's announced size (0: none), which the file's must equal */
+        const char *const *delta_headers;
+        uint64_t delta_size;
 } JobParams;
 
 /* What a finished job hands out; the member of its kind is filled (the others stay empty). */

@@ -15,6 +15,7 @@
 #include "path-util.h"
 #include "polkit.h"
 #include "reboot.h"
+#include "strv.h"
 #include "support.h"
 #include "version.h"
 
@@ -545,6 +546,8 @@ static int install_offer(Manager *m, bool allow_downgrade, bool automatic, sd_bu
         JobParams p = { .kind = JOB_INSTALL,
                         .allow_downgrade = allow_downgrade,
                         .action = m->offer->action_id };
+        _cleanup_strv_free_erase_ char **headers = NULL;
+        bool restart = m->no_delta; /* restart_whole(): the source saw this install start */
         uint8_t digest[32];
         UpkErr err = {};
         int r;
@@ -556,6 +559,18 @@ static int install_offer(Manager *m, bool allow_downgrade, bool automatic, sd_bu
                 p.delta_url = m->offer->location;
                 p.delta_manifest_sha256 = digest;
                 p.delta_name = m->offer->name;
+        } else if (m->offer->action_id && !m->offer->kept && !m->no_delta &&
+                   install_delta_possible(m->config, m->booted_slot)) {
+                /* hawkBit: the ranges with the server's credentials; the artifact's announced size must
+                 * be the file's. Its sha256 cannot be checked on a part of it: the bundle's signature
+                 * over the manifest and the signed chunk index cover every byte installed. */
+                r = source_action_headers(m->source, m->offer, &headers, &err);
+                if (r < 0)
+                        return bus_error_set_upk(error, &err);
+                p.delta_url = m->offer->location;
+                p.delta_name = m->offer->name;
+                p.delta_headers = (const char *const *)headers;
+                p.delta_size = m->offer->length;
         } else if (m->offer->target || (m->offer->action_id && !m->offer->kept)) {
                 r = m->offer->action_id ? source_stream_open_action(m->fetch_engine, m->source, m->offer,
                                                                     &m->stream, &err)
@@ -570,7 +585,8 @@ static int install_offer(Manager *m, bool allow_downgrade, bool automatic, sd_bu
         r = start_install(m, m->offer->location, m->offer->version, &p, automatic, error);
         if (r >= 0) {
                 m->job_offer = true;
-                source_install_started(m->source, m->fetch_engine, m->offer);
+                if (!restart)
+                        source_install_started(m->source, m->fetch_engine, m->offer);
                 arm_timer(m, &m->watch_timer, USEC_PER_SEC, on_watch_timer, "install watch");
         }
         return r;

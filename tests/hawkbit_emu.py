@@ -3,7 +3,8 @@
 """An Eclipse hawkBit DDI server emulator for the tests, written from the project's DDI reference
 (shared/reference/hawkbit-ddi.md): tenants, target and gateway tokens, the action state machine with its
 404/405/410 rules, forced / soft / time-forced / download-only actions, maintenance windows, consent with
-auto-confirm, cancel, configData storage, ETag/304 on the poll, Range downloads with cuts and throttling,
+auto-confirm, cancel, configData storage, ETag/304 on the poll, Range downloads (several ranges in one
+request answered multipart/byteranges, as hawkBit does) with cuts and throttling,
 and misbehaviour on request. Every request and every feedback is recorded for the tests to assert on.
 
 In process (pytest):
@@ -58,7 +59,8 @@ MESSAGES_QUOTA = 50
 ATTRIBUTES_QUOTA = 100
 ATTRIBUTE_LEN_MAX = 128
 _ATTR_RE = re.compile(r"^[A-Za-z0-9_\-!@#$%^&*()+=\[\]{}|;:'\",.<>/\\?\s]*$")
-_RANGE_RE = re.compile(r"^bytes=(\d{0,20})-(\d{0,20})$")
+_RANGE_SPEC_RE = re.compile(r"^(\d{0,20})-(\d{0,20})$")
+RANGES_MAX = 1000  # ranges in one request; more: 416
 FAULT_KINDS = {"poll", "deploymentBase", "deploymentFeedback", "cancelAction", "cancelFeedback",
                "installedBase", "configData", "confirmationBase", "confirmationFeedback", "autoConfirm",
                "download", "any"}
@@ -254,11 +256,12 @@ class Emulator:
             return t
 
     def module(self, artifacts, part="os", name="upkeep", version="1.1.0", encrypted=False, metadata=None,
-               hashes=None):
+               hashes=None, sizes=None):
         """A software module; `artifacts` maps file names to bytes (in order); `hashes` maps a file name
-        to a wrong sha256 to advertise."""
+        to a wrong sha256 to advertise, `sizes` to a wrong size."""
         with self.lock:
-            arts = [Artifact(fn, data, sha256=(hashes or {}).get(fn)) for fn, data in artifacts.items()]
+            arts = [Artifact(fn, data, sha256=(hashes or {}).get(fn), size=(sizes or {}).get(fn))
+                    for fn, data in artifacts.items()]
             m = Module(self._next_module, part, name, version, arts, encrypted, metadata)
             self._next_module += 1
             self.modules[m.id] = m
@@ -969,79 +972,107 @@ class _Handler(BaseHTTPRequestHandler):
         art.requests.append(rng)
         art.if_ranges.append(self.headers.get("If-Range"))
         plan = dict(art.plan)
-        start, end, partial = 0, size - 1, False
+        ranges = None  # [(start, end)] inclusive; None: the whole artifact
         if rng and not plan.get("ignore_range") and \
                 (not self.headers.get("If-Range") or self.headers.get("If-Range") == etag):
-            mm = _RANGE_RE.match(rng.strip())
-            if not mm or (not mm.group(1) and not mm.group(2)):
-                return self._send(416, b"", headers={"Content-Range": f"bytes */{size}"})
-            if mm.group(1):
-                start = int(mm.group(1))
-                end = min(int(mm.group(2)), size - 1) if mm.group(2) else size - 1
-            else:
-                start = max(0, size - int(mm.group(2)))
-            if start >= size or start > end:
-                return self._send(416, b"", headers={"Content-Range": f"bytes */{size}"})
-            partial = True
-        if not partial:  # a full download adds a DOWNLOAD status; ranged ones do not (since 0.8.0)
+            ranges = []
+            specs = rng.strip()[len("bytes="):].split(",") if rng.strip().startswith("bytes=") else [""]
+            for spec in specs:
+                mm = _RANGE_SPEC_RE.match(spec.strip())
+                if not mm or (not mm.group(1) and not mm.group(2)) or len(specs) > RANGES_MAX:
+                    return self._send(416, b"", headers={"Content-Range": f"bytes */{size}"})
+                if mm.group(1):
+                    start = int(mm.group(1))
+                    end = min(int(mm.group(2)), size - 1) if mm.group(2) else size - 1
+                else:
+                    start, end = max(0, size - int(mm.group(2))), size - 1
+                if start >= size or start > end:
+                    return self._send(416, b"", headers={"Content-Range": f"bytes */{size}"})
+                ranges.append((start, end))
+        if ranges is None:  # a full download adds a DOWNLOAD status; ranged ones do not (since 0.8.0)
             for a in emu._actions_of(t):
                 if a.active and m in a.modules:
                     a.history.append(("DOWNLOAD", [f"Target downloads {self.path}"], None))
         headers = {"Accept-Ranges": "bytes", "ETag": etag,
                    "Content-Disposition": f"attachment;filename={quote(art.filename)}"}
-        if partial:
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        length = end - start + 1 if size else 0
-        self.send_response(206 if partial else 200)
+        parts = [(b"", 0, size - 1)] if ranges is None else [(b"", *ranges[0])]
+        content_type = "application/octet-stream"
+        if ranges is not None and len(ranges) == 1:
+            headers["Content-Range"] = f"bytes {ranges[0][0]}-{ranges[0][1]}/{size}"
+        elif ranges is not None:
+            # Several ranges: multipart/byteranges, as hawkBit's FileStreamingUtil answers them.
+            boundary = "THIS_STRING_SEPARATES_MULTIPART"
+            content_type = f"multipart/byteranges; boundary={boundary}"
+            parts = [((b"\r\n" if i else b"") +
+                      (f"--{boundary}\r\nContent-Type: application/octet-stream\r\n"
+                       f"Content-Range: bytes {a}-{b}/{size}\r\n\r\n").encode(), a, b)
+                     for i, (a, b) in enumerate(ranges)]
+        tail = f"\r\n--{boundary}--\r\n".encode() if ranges is not None and len(ranges) > 1 else b""
+        length = sum(len(h) + (b - a + 1 if size else 0) for h, a, b in parts) + len(tail)
+        status = 200 if ranges is None else 206
+        self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
-        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(length))
         self.end_headers()
-        self.rec["status"] = 206 if partial else 200
-        cut = plan.get("cut_at")
-        rate = plan.get("rate")
-        pos = start
+        self.rec["status"] = status
         emu.lock.release()  # the body is sent without the lock: other requests go on meanwhile
         try:
-            while pos <= end:
-                n = min(64 * 1024 if not rate else max(1, rate // 10), end + 1 - pos)
-                if cut is not None and plan.get("cut_times", 1) != 0 and pos <= cut < pos + n:
-                    n = cut - pos
-                    if n:
-                        self.connection.sendall(data[pos:pos + n])
-                        art.bytes_sent += n
-                    with emu.lock:
-                        if art.plan.get("cut_times", 1) > 0:
-                            art.plan["cut_times"] -= 1
-                        new = art.plan.pop("replace_at_cut", None)
-                        if new is not None:
-                            art.replace(new)
-                    try:
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-                    self.close_connection = True
-                    raise _Cut()
-                stall = plan.get("stall_at")
-                if stall is not None and pos <= stall < pos + n:
-                    with emu.lock:
-                        art.plan.pop("stall_at", None)  # once
-                    self.connection.sendall(data[pos:stall])
-                    art.bytes_sent += stall - pos
-                    outcome = self._stall(plan.get("stall_seconds", 60))
-                    with emu.lock:
-                        art.stalls.append(outcome)
-                    self.close_connection = True
-                    raise _Cut()
-                self.connection.sendall(data[pos:pos + n])
-                art.bytes_sent += n
-                pos += n
-                if rate:
-                    time.sleep(n / rate)
+            for head, a, b in parts:
+                if head:
+                    self.connection.sendall(head)
+                    art.bytes_sent += len(head)
+                if size:
+                    self._send_span(art, plan, data, a, b)
+            if tail:
+                self.connection.sendall(tail)
+                art.bytes_sent += len(tail)
         finally:
             emu.lock.acquire()
         return self.rec["status"]
+
+    def _send_span(self, art, plan, data, pos, end):
+        """The artifact's bytes pos..end (inclusive) with the plan's cut, stall and rate; the lock is not
+        held."""
+        emu = self.srv
+        cut = plan.get("cut_at")
+        rate = plan.get("rate")
+        while pos <= end:
+            n = min(64 * 1024 if not rate else max(1, rate // 10), end + 1 - pos)
+            if cut is not None and plan.get("cut_times", 1) != 0 and pos <= cut < pos + n:
+                n = cut - pos
+                if n:
+                    self.connection.sendall(data[pos:pos + n])
+                    art.bytes_sent += n
+                with emu.lock:
+                    if art.plan.get("cut_times", 1) > 0:
+                        art.plan["cut_times"] -= 1
+                    new = art.plan.pop("replace_at_cut", None)
+                    if new is not None:
+                        art.replace(new)
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                self.close_connection = True
+                raise _Cut()
+            stall = plan.get("stall_at")
+            if stall is not None and pos <= stall < pos + n:
+                with emu.lock:
+                    art.plan.pop("stall_at", None)  # once
+                self.connection.sendall(data[pos:stall])
+                art.bytes_sent += stall - pos
+                outcome = self._stall(plan.get("stall_seconds", 60))
+                with emu.lock:
+                    art.stalls.append(outcome)
+                self.close_connection = True
+                raise _Cut()
+            self.connection.sendall(data[pos:pos + n])
+            art.bytes_sent += n
+            pos += n
+            if rate:
+                time.sleep(n / rate)
 
 
 def main():

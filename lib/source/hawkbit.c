@@ -1068,7 +1068,7 @@ static int keep_bundle(Hawkbit *h, const DdiDeployment *d, const DdiArtifact *a,
         const Config *c = h->config;
         _cleanup_free_ char *part = path_join(c->data_dir, HAWKBIT_KEPT_FILE ".part"),
                             *file = path_join(c->data_dir, HAWKBIT_KEPT_FILE);
-        _cleanup_strv_free_ char **headers = NULL;
+        _cleanup_strv_free_erase_ char **headers = NULL;
         _cleanup_(bundle_freep) Bundle *b = NULL;
         _cleanup_close_ int fd = -EBADF;
         KeepFetch k = {};
@@ -1115,8 +1115,6 @@ static int keep_bundle(Hawkbit *h, const DdiDeployment *d, const DdiArtifact *a,
                 "hawkBit action %s: downloading %s to keep it until its install is allowed", d->id,
                 a->filename);
         r = fetch_sync(a->href, max, &fo, keep_data, &k, NULL, err);
-        for (size_t i = 0; headers && headers[i]; i++)
-                explicit_bzero(headers[i], strlen(headers[i]));
         if (r >= 0 && (EVP_DigestFinal_ex(k.sha256, digest, &len) != 1 || len != sizeof(digest)))
                 r = upk_err(err, UPK_ERR_IO, -EIO, "cannot compute a SHA-256");
         EVP_MD_CTX_free(k.sha256);

@@ -940,9 +940,7 @@ int source_stream_open_action(FetchEngine *e, Source *src, const Offer *o, Sourc
                 return r;
         r = stream_open_headers(e, src->config, o->location, o->length ?: SOURCE_URL_BUNDLE_MAX, o->name,
                                 (const char *const *)headers, &s, err);
-        for (size_t i = 0; headers && headers[i]; i++)
-                explicit_bzero(headers[i], strlen(headers[i]));
-        strv_free(headers);
+        strv_free_erase(headers);
         if (r < 0)
                 return r;
         s->expect_size = o->length;
@@ -960,8 +958,20 @@ int source_stream_open_action(FetchEngine *e, Source *src, const Offer *o, Sourc
         *ret = TAKE_PTR(s);
         return 0;
 }
+
+int source_action_headers(Source *src, const Offer *o, char ***ret, UpkErr *err)
+{
+        if (!src->hawkbit || !o->action_id)
+                return upk_err(err, UPK_ERR_IO, -EINVAL, "%s: not a hawkBit deployment", o->name);
+        return hawkbit_download_headers(src->hawkbit, ret, err);
+}
 #else
 int source_stream_open_action(FetchEngine *e, Source *src, const Offer *o, SourceStream **ret, UpkErr *err)
+{
+        return upk_err(err, UPK_ERR_CONFIG, -EOPNOTSUPP, "built without hawkBit support");
+}
+
+int source_action_headers(Source *src, const Offer *o, char ***ret, UpkErr *err)
 {
         return upk_err(err, UPK_ERR_CONFIG, -EOPNOTSUPP, "built without hawkBit support");
 }

@@ -115,6 +115,10 @@ int source_stream_open_offer(FetchEngine *e, const Config *c, const Offer *o, So
  * length and sha256 (when the server names them) checked as the bytes stream, before the installer
  * activates anything. */
 int source_stream_open_action(FetchEngine *e, Source *src, const Offer *o, SourceStream **ret, UpkErr *err);
+/* Loop thread: the request headers every download of the hawkbit offer `o` carries (the server's
+ * credentials), for the range requests of a delta of it: a NULL-terminated vector (NULL when none)
+ * holding a secret, which the caller frees with strv_free_erase(). */
+int source_action_headers(Source *src, const Offer *o, char ***ret, UpkErr *err);
 int source_stream_open_url(FetchEngine *e, const Config *c, const char *url, SourceStream **ret,
                            UpkErr *err);
 /* Any thread: the bytes of a descriptor the caller owns (a pipe: "updatectl install -"); takes `fd`

@@ -793,7 +793,7 @@ def gzip_bytes(data):
 
 @pytest.fixture
 def world(request, tmp_path):
-    """The daemon tests' worlds (test_poll, test_slow_retrieval, test_hawkbit): a factory of the test
+    """The daemon tests' worlds (test_poll, test_slow_retrieval, test_hawkbit, test_hawkbit_delta): a factory of the test
     module's own `World` class, world(**kw) making one under tmp_path; every one made is closed at the end
     (its daemons, bus and servers stopped), also when the test failed."""
     cls = request.module.World

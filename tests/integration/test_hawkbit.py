@@ -33,15 +33,21 @@ SOON = {"UPKEEP_TEST_FIRST_CHECK_SEC": "1"}
 
 class World(PollWorld):
     """A device, the emulator with target gw-0042, a private bus; upkeepd started on demand (ctl, get,
-    wait, wait_state and log as test_poll's World)."""
+    wait, wait_state and log as test_poll's World). `[install] delta` is `no` unless asked: these tests
+    pin the whole download's requests (a delta would first read the bundle's head with a Range request,
+    then fall back for the format 1 bundles made here); test_hawkbit_delta.py covers deltas."""
 
-    def __init__(self, tmp, policy="all", auth="target-token", token=TOKEN + "\n", health_fail=False, tls=None):
+    def __init__(self, tmp, policy="all", auth="target-token", token=TOKEN + "\n", health_fail=False, tls=None,
+                 delta="no"):
         self.tmp = tmp
         # tls: make_tls_files()'s certificates: the emulator on https, asking for a client certificate
         self.emu = Emulator(tls=(tls["server"], tls["server-key"]) if tls else None,
                             client_ca=tls["client-ca"] if tls else None).start()
         self.emu.target("gw-0042", token=TOKEN)
         self.device = Device(tmp / "dev", extra_policy=f"auto-install = {policy}\n")
+        conf = self.device.conf.read_text()
+        assert "\n[install]\n" in conf, conf
+        self.device.conf.write_text(conf.replace("\n[install]\n", f"\n[install]\ndelta = {delta}\n", 1))
         self.token_file = tmp / "hawkbit.token"
         self.token_file.write_text(token)
         self.token_file.chmod(0o600)

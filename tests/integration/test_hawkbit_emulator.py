@@ -132,6 +132,25 @@ def test_forced_action_flow_and_410(emu):
     assert (st, h["Content-Range"]) == (416, f"bytes */{len(DATA)}")
     st, _, body = call(emu, url, headers={"Range": "bytes=10-", "If-Range": '"other"'})
     assert (st, body) == (200, DATA)
+    # Several ranges: multipart/byteranges, a part per range with its Content-Range.
+    st, h, body = call(emu, url, headers={"Range": "bytes=0-9,100-199,-5"})
+    assert st == 206 and "Content-Range" not in h, (st, dict(h))
+    ctype = h["Content-Type"]
+    assert ctype.startswith("multipart/byteranges; boundary="), ctype
+    boundary = ctype.split("boundary=", 1)[1].encode()
+    assert int(h["Content-Length"]) == len(body)
+    assert body.endswith(b"\r\n--" + boundary + b"--\r\n"), body[-80:]
+    got = []
+    for part in body.split(b"--" + boundary)[1:-1]:
+        head, _, data = part.partition(b"\r\n\r\n")
+        (cr,) = [x for x in head.decode().split("\r\n") if x.startswith("Content-Range: ")]
+        first, last = map(int, cr.split()[2].split("/")[0].split("-"))
+        assert cr.endswith(f"/{len(DATA)}"), cr
+        got.append((first, last, data.removesuffix(b"\r\n")))
+    n = len(DATA)
+    assert got == [(0, 9, DATA[:10]), (100, 199, DATA[100:200]), (n - 5, n - 1, DATA[-5:])], got
+    st, h, _ = call(emu, url, headers={"Range": f"bytes=0-9,{len(DATA)}-"})
+    assert (st, h["Content-Range"]) == (416, f"bytes */{len(DATA)}")
     assert call(emu, url, headers={"If-Match": '"other"'})[0] == 412
     st, _, body = call(emu, url + ".MD5SUM")
     assert body.decode() == f"{hashlib.md5(DATA).hexdigest()}  b.upk"

@@ -47,3 +47,20 @@ TEST(free_a_partly_filled_array)
         ASSERT_EQ(strv_length(l), 2);
         ASSERT_TRUE(strv_free(l) == NULL);
 }
+
+TEST(copy_and_free_erase)
+{
+        static const char *const words[] = { "Authorization: TargetToken t0k", "b", NULL };
+        _cleanup_strv_free_erase_ char **copy = NULL;
+        char **none = (char **)1;
+
+        ASSERT_EQ(strv_copy(words, &copy), 0);
+        ASSERT_EQ(strv_length(copy), 2);
+        ASSERT_TRUE(copy[0] != words[0]);
+        ASSERT_STREQ(copy[0], words[0]);
+        ASSERT_STREQ(copy[1], "b");
+        ASSERT_TRUE(copy[2] == NULL);
+        ASSERT_EQ(strv_copy(NULL, &none), 0);
+        ASSERT_TRUE(none == NULL);
+        ASSERT_TRUE(strv_free_erase(NULL) == NULL);
+}
