@@ -166,6 +166,16 @@ def measure(name, build, pki, tmp, v1, v2, bundle, reference):
             f"{r['reused'] / MIB:.1f} of {r['total'] / MIB:.1f} MiB")
     log(f"  {'full, local file':22} | {f['wall']:6.2f} s | {f['rss']:5.1f} MiB | {'(none)':>12} |")
     log(f"  delta (cached) / full install time: {k['wall'] / f['wall']:.2f}; cold: {c['wall'] / f['wall']:.2f}")
+    # Memory: the same upkeepd that only loads its shared libraries, and the index's size (raw: 64 bytes a
+    # chunk, 8 a block), against the goal of 16 MiB plus the index.
+    _, base, _ = timed([upkeepd, "--version"])
+    info = json.loads(subprocess.run([build / "cli" / "updatectl", "bundle", "info", "--json", bundle], check=True,
+                                     capture_output=True, text=True).stdout)
+    raw = sum(p["chunk_count"] * 64 + (p["installed_size"] + p["block_size"] - 1) // p["block_size"] * 8
+              for p in info["payloads"])
+    log(f"  memory: `upkeepd --version` (its libraries, nothing else) {base:.1f} MiB; above that: delta cold "
+        f"{c['rss'] - base:.1f} MiB, cached {k['rss'] - base:.1f} MiB, full {f['rss'] - base:.1f} MiB; the index "
+        f"{raw / MIB:.2f} MiB raw ({info['manifest']['index']['size'] / MIB:.2f} MiB stored)")
     return rows
 
 
