@@ -1400,7 +1400,7 @@ static int check_stored(Bundle *b, const ChunkEntry *e, const uint8_t *stored, b
 /* Delta: the chunk's content, from the slot's blocks, zeros and fetched blocks, at `out` (in hist after
  * the content before it for zstd payloads, cbuf otherwise); false when a local block could not be read
  * or a fetched zstd block did not decode: the chunk is then fetched whole. */
-static int delta_assemble(Bundle *b, const ChunkEntry *e, const uint8_t *origin, const int64_t *local_at,
+static int delta_assemble(Bundle *b, const ChunkEntry *e, const uint8_t *origin, const int32_t *local_at,
                           uint64_t j0, uint64_t at, uint8_t *out, bool *ret_ok, UpkErr *err)
 {
         const ManifestPayload *p = b->cur;
@@ -1492,7 +1492,7 @@ static int delta_prepare(Bundle *b, UpkErr *err)
 {
         const ManifestPayload *p = b->cur;
         const uint8_t *origin = b->dsrc.origin[b->cur_payload];
-        const int64_t *local_at = b->dsrc.local_at[b->cur_payload];
+        const int32_t *local_at = b->dsrc.local_at[b->cur_payload];
         uint64_t per = p->chunk_size / p->block_size,
                  at = b->payload_at[b->cur_payload] + b->delta_stored_at;
         HashJob jobs[DELTA_AHEAD_MAX];
@@ -1554,7 +1554,7 @@ static int delta_chunk(Bundle *b, const void **ret_buf, size_t *ret_len, UpkErr 
         const ManifestPayload *p = b->cur;
         const ChunkEntry *e = &b->index->entries[b->index->first[b->cur_payload] + b->cur_chunk];
         const uint8_t *origin = b->dsrc.origin[b->cur_payload];
-        const int64_t *local_at = b->dsrc.local_at[b->cur_payload];
+        const int32_t *local_at = b->dsrc.local_at[b->cur_payload];
         uint64_t j0 = b->cur_chunk * (p->chunk_size / p->block_size);
         uint64_t at = b->payload_at[b->cur_payload] + b->delta_stored_at;
         uint32_t len = manifest_chunk_length(p, b->cur_chunk);

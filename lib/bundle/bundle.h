@@ -110,9 +110,9 @@ typedef enum BundleBlockOrigin {
 
 typedef struct BundleDeltaSource {
         /* Per payload (manifest order), per block: a BundleBlockOrigin, and for local ones the slot's
-         * block number in local_at (others ignored). Both owned by the caller, alive while reading. */
+         * block number in local_at (below 2^31; others ignored). Both owned by the caller, alive while reading. */
         const uint8_t *const *origin;
-        const int64_t *const *local_at;
+        const int32_t *const *local_at;
         /* Read `size` bytes from the start of block `block` of the slot that payload `payload` (manifest
          * order) reuses on into `buf` (the slot's block size is the payload's block_size; a run of blocks
          * that follow each other in the slot as in the payload is read at once). A failure (or a short

@@ -88,7 +88,7 @@ int delta_plan(const Bundle *b, size_t payload, const BlockTable *t, uint32_t ga
         p->member_at = at = offsets[3 + payload];
         p->n_blocks = manifest_block_count(mp);
         p->source = malloc(p->n_blocks ?: 1);
-        p->local_at = malloc((p->n_blocks ?: 1) * sizeof(int64_t));
+        p->local_at = malloc((p->n_blocks ?: 1) * sizeof(int32_t));
         if (!p->source || !p->local_at)
                 return upk_err_oom(err);
         for (size_t c = idx->first[payload]; c < idx->first[payload + 1]; c++)
@@ -99,7 +99,7 @@ int delta_plan(const Bundle *b, size_t payload, const BlockTable *t, uint32_t ga
 
                         if (e->kind != BLOCK_KIND_ZERO && t)
                                 local = block_table_find(t, e->match);
-                        p->local_at[j] = local >= 0 ? local : -1;
+                        p->local_at[j] = local >= 0 ? (int32_t)local : -1;
                         p->source[j] = e->kind == BLOCK_KIND_ZERO ? DELTA_ZERO
                                        : local >= 0               ? DELTA_LOCAL
                                                                   : DELTA_FETCH;

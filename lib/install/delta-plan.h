@@ -27,7 +27,7 @@ typedef struct DeltaRange {
 typedef struct DeltaPlan {
         uint64_t n_blocks;
         uint8_t *source;    /* per block: a DeltaSource */
-        int64_t *local_at;  /* per block: the slot's block number when local, else -1 */
+        int32_t *local_at;  /* per block: the slot's block number when local (< 2^24), else -1 */
         uint64_t member_at; /* where the payload's member data starts in the bundle file */
         DeltaRange *ranges;
         size_t n_ranges;

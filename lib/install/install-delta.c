@@ -100,7 +100,7 @@ typedef struct Delta {
         size_t n_payloads;
         DeltaPlan *plans[MANIFEST_PAYLOADS_MAX];
         const uint8_t *origin[MANIFEST_PAYLOADS_MAX];
-        const int64_t *local_at[MANIFEST_PAYLOADS_MAX];
+        const int32_t *local_at[MANIFEST_PAYLOADS_MAX];
         /* per payload, the booted slot of its class it reuses blocks of (or NULL and -EBADF), open */
         const SlotConfig *local[MANIFEST_PAYLOADS_MAX];
         int local_fd[MANIFEST_PAYLOADS_MAX];

@@ -277,10 +277,10 @@ static int io_fetch_range(void *userdata, size_t payload, uint64_t offset, size_
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         _cleanup_free_ uint8_t *origin_all = NULL;
-        _cleanup_free_ int64_t *local_all = NULL;
+        _cleanup_free_ int32_t *local_all = NULL;
         _cleanup_(bundle_freep) Bundle *b = NULL;
         const uint8_t *origin[DELTA_PAYLOADS_MAX];
-        const int64_t *local_at[DELTA_PAYLOADS_MAX];
+        const int32_t *local_at[DELTA_PAYLOADS_MAX];
         const ManifestPayload *p;
         Cursor c = { .data = data, .size = size };
         MemSource mem;
@@ -297,7 +297,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 return 0;
 
         origin_all = malloc(truth.total_blocks ?: 1);
-        local_all = malloc(sizeof(int64_t) * (truth.total_blocks ?: 1));
+        local_all = malloc(sizeof(int32_t) * (truth.total_blocks ?: 1));
         if (!origin_all || !local_all)
                 abort();
         for (uint64_t j = 0; j < truth.total_blocks; j++) {
@@ -307,11 +307,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 : (o & 3) == 1 ? BUNDLE_BLOCK_LOCAL
                                                : BUNDLE_BLOCK_FETCH;
                 if (o & 0x80)
-                        local_all[j] = INT64_MAX - l;
+                        local_all[j] = INT32_MAX - l;
                 else if (o & 0x40)
-                        local_all[j] = -1 - (int64_t)l;
+                        local_all[j] = -1 - (int32_t)l;
                 else
-                        local_all[j] = (int64_t)j + (int8_t)l;
+                        local_all[j] = (int32_t)j + (int8_t)l;
         }
         for (i = 0; i < truth.n_payloads; i++) {
                 origin[i] = origin_all + truth.first_block[i];

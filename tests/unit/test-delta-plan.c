@@ -185,7 +185,7 @@ static int delta_read(DeltaIo *io, Bundle *b, uint8_t **ret, size_t *ret_size, U
 {
         const DeltaPlan *plan = io->plan;
         const uint8_t *origin[1] = { plan->source };
-        const int64_t *local_at[1] = { plan->local_at };
+        const int32_t *local_at[1] = { plan->local_at };
         BundleDeltaSource src = {
                 .origin = origin,
                 .local_at = local_at,
