@@ -225,6 +225,26 @@ int64_t block_table_find(const BlockTable *t, const uint8_t *key)
         return -ENOENT;
 }
 
+int64_t block_table_find_near(const BlockTable *t, const uint8_t *key, uint64_t hint)
+{
+        uint64_t want = key40(key) << 24 | hint;
+        size_t lo = 0, hi = t->n;
+
+        if (hint > BLOCKNO_MAX)
+                return block_table_find(t, key);
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (t->entries[mid] < want)
+                        lo = mid + 1;
+                else if (t->entries[mid] > want)
+                        hi = mid;
+                else
+                        return (int64_t)hint;
+        }
+        return block_table_find(t, key);
+}
+
 size_t block_table_size(const BlockTable *t)
 {
         return t->n;

@@ -25,6 +25,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(BlockTable *, block_table_free);
 
 /* The number of a block whose match key is `key` (any, when several have it), or -ENOENT. */
 int64_t block_table_find(const BlockTable *t, const uint8_t *key);
+/* The same, but block `hint` when it is one of the blocks with that key. */
+int64_t block_table_find_near(const BlockTable *t, const uint8_t *key, uint64_t hint);
 /* How many blocks the table holds (blocks of zeros are not held). */
 size_t block_table_size(const BlockTable *t);
 uint32_t block_table_block_size(const BlockTable *t);

@@ -97,8 +97,13 @@ int delta_plan(const Bundle *b, size_t payload, const BlockTable *t, uint32_t ga
                         int64_t local = -ENOENT;
                         int r;
 
+                        /* Of several blocks with the content, the one after the block before (or at the
+                         * same place): runs of blocks are read from the slot at once. */
                         if (e->kind != BLOCK_KIND_ZERO && t)
-                                local = block_table_find(t, e->match);
+                                local = block_table_find_near(t, e->match,
+                                                              j > 0 && p->local_at[j - 1] >= 0
+                                                                      ? (uint64_t)p->local_at[j - 1] + 1
+                                                                      : j);
                         p->local_at[j] = local >= 0 ? (int32_t)local : -1;
                         p->source[j] = e->kind == BLOCK_KIND_ZERO ? DELTA_ZERO
                                        : local >= 0               ? DELTA_LOCAL

@@ -63,8 +63,19 @@ static void check_finds(size_t n)
                 ASSERT_TRUE(at >= 0);
                 ASSERT_EQ(memcmp(img + (size_t)at * B, img + j * B, len), 0);
         }
+        /* Blocks 5 and 200 hold the same: the one asked for, when it is one of them. */
+        key_of(img + 5 * B, B, key);
+        ASSERT_EQ(block_table_find_near(t, key, 200), 200);
+        ASSERT_EQ(block_table_find_near(t, key, 5), 5);
+        for (uint64_t hint = 6; hint <= 7; hint++) {
+                int64_t at = block_table_find_near(t, key, hint == 6 ? 6 : UINT64_MAX);
+
+                ASSERT_TRUE(at >= 0);
+                ASSERT_EQ(memcmp(img + (size_t)at * B, img + 5 * B, B), 0);
+        }
         memset(key, 0xee, sizeof(key));
         ASSERT_EQ(block_table_find(t, key), -ENOENT);
+        ASSERT_EQ(block_table_find_near(t, key, 5), -ENOENT);
 }
 
 TEST(finds_every_block_but_zeros)
