@@ -502,6 +502,7 @@ int install_bundle_delta(const Config *c, const InstallDeltaIo *io, const Instal
         wrapped.progress = d_progress;
         wrapped.cancelled = d_cancelled;
         wrapped.userdata = &d;
+        wrapped.retried = install_delta_falls_back; /* the whole install's entry stands for both */
         st.fetch_planned = d.fetch_total;
         d.file_size = h.total;
         d.refetched_max = h.total == UINT64_MAX ? UINT64_MAX : h.total / REFETCH_MAX_DIVISOR;

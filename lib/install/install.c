@@ -339,8 +339,9 @@ int install_bundle_opened(const Config *c, Bundle *b, const InstallOptions *o, I
         if (r >= 0)
                 r = install_job(&j, err);
         if (r < 0) {
-                install_history_record_install(c, o, j.m->version_str, j.target, false,
-                                               err ? err->msg : strerror(-r));
+                if (!(o && o->retried && o->retried(r, err)))
+                        install_history_record_install(c, o, j.m->version_str, j.target, false,
+                                                       err ? err->msg : strerror(-r));
                 goto out;
         }
         install_history_record_install(c, o, j.m->version_str, j.target, true, NULL);

@@ -45,6 +45,9 @@ typedef struct InstallOptions {
         bool regular_file_only;
         /* The update server's action this install carries out (hawkBit), for the history; may be NULL. */
         const char *action;
+        /* When given and true for a failure, the failure is not written to the history: the caller tries
+         * the same install again (a delta that falls back to the whole download). */
+        bool (*retried)(int r, const UpkErr *err);
 } InstallOptions;
 
 typedef struct InstallResult {
