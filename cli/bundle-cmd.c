@@ -29,12 +29,13 @@ enum {
         ARG_COMPRESSION,
         ARG_ZSTD_LEVEL,
         ARG_WINDOW,
+        ARG_JOBS,
 };
 
 typedef struct BundleArgs {
         const char *manifest, *cert, *key, *chain, *payload_dir, *output;
         const char *keyring, *crl;
-        const char *format, *chunk_size, *block_size, *compression, *zstd_level, *window;
+        const char *format, *chunk_size, *block_size, *compression, *zstd_level, *window, *jobs;
         bool json, allow_any_eku, content;
         char **pos;
         int n_pos;
@@ -61,6 +62,7 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
                 { "window", required_argument, NULL, ARG_WINDOW },
                 { "compression", required_argument, NULL, ARG_COMPRESSION },
                 { "zstd-level", required_argument, NULL, ARG_ZSTD_LEVEL },
+                { "jobs", required_argument, NULL, ARG_JOBS },
                 {},
         };
         int c;
@@ -129,6 +131,9 @@ static int parse_args(const char *verb, int argc, char *argv[], const int *allow
                 case ARG_ZSTD_LEVEL:
                         args->zstd_level = optarg;
                         break;
+                case ARG_JOBS:
+                        args->jobs = optarg;
+                        break;
                 default:
                         return cli_usage_error("bundle %s: unexpected option", verb);
                 }
@@ -169,10 +174,11 @@ static int verb_create(int argc, char *argv[])
                                        ARG_ZSTD_LEVEL,
                                        ARG_BLOCK_SIZE,
                                        ARG_WINDOW,
+                                       ARG_JOBS,
                                        0 };
         BundleArgs a = {};
         UpkErr err = {};
-        long format = BUNDLE_FORMAT_DEFAULT, chunk_size = 0, block_size = 0, level = 0, window = 0;
+        long format = BUNDLE_FORMAT_DEFAULT, chunk_size = 0, block_size = 0, level = 0, window = 0, jobs = 0;
         int r;
 
         r = parse_args("create", argc, argv, allowed, &a);
@@ -184,9 +190,10 @@ static int verb_create(int argc, char *argv[])
                 return cli_usage_error("bundle create needs --manifest, --cert, --key and -o");
         if (a.format && !parse_number(a.format, 1, 2, &format))
                 return cli_usage_error("bundle create: --format \"%s\": expected 1 or 2", a.format);
-        if (format == 1 && (a.chunk_size || a.block_size || a.compression || a.zstd_level || a.window))
+        if (format == 1 &&
+            (a.chunk_size || a.block_size || a.compression || a.zstd_level || a.window || a.jobs))
                 return cli_usage_error("bundle create: --chunk-size, --block-size, --compression, "
-                                       "--zstd-level and --window apply to format 2 only");
+                                       "--zstd-level, --window and --jobs apply to format 2 only");
         if (a.block_size &&
             (!parse_number(a.block_size, MANIFEST_BLOCK_SIZE_MIN, MANIFEST_BLOCK_SIZE_MAX, &block_size) ||
              (block_size & (block_size - 1)) != 0))
@@ -211,6 +218,10 @@ static int verb_create(int argc, char *argv[])
         if (a.zstd_level && !parse_number(a.zstd_level, 1, ZSTD_LEVEL_MAX, &level))
                 return cli_usage_error("bundle create: --zstd-level \"%s\": expected 1 to %d", a.zstd_level,
                                        ZSTD_LEVEL_MAX);
+        if (a.jobs && !parse_number(a.jobs, 1, BUNDLE_JOBS_MAX, &jobs))
+                return cli_usage_error(
+                        "bundle create: --jobs \"%s\": expected a number of threads from 1 to %d", a.jobs,
+                        BUNDLE_JOBS_MAX);
 
         /* Devices would refuse this signer: say so before the work, but sign anyway (the devices
          * decide, and a PKI under test may want exactly such a bundle). */
@@ -234,6 +245,7 @@ static int verb_create(int argc, char *argv[])
                 .compression_set = a.compression != NULL,
                 .compression = a.compression ? compression_from_string(a.compression) : COMPRESSION_NONE,
                 .zstd_level = (int)level,
+                .jobs = (unsigned)jobs, /* 0: the online CPUs */
         };
         r = bundle_create(&opts, &err);
         if (r < 0)

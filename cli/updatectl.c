@@ -111,7 +111,9 @@ static void help(void)
 #endif
         printf("Bundles (offline: no daemon needed):\n"
                "  bundle create --manifest M.json --cert C.pem --key K.pem [--chain I.pem]\n"
-               "                [--payload-dir DIR] [--allow-any-eku] -o OUT.upk\n"
+               "                [--payload-dir DIR] [--allow-any-eku] [--format 1|2] [--chunk-size N]\n"
+               "                [--block-size N] [--compression none|zstd] [--zstd-level N] [--window N]\n"
+               "                [--jobs N] -o OUT.upk\n"
                "  bundle info [--keyring CA.pem] [--crl CRL.pem] [--allow-any-eku] [--json] B.upk\n"
                "  bundle verify --keyring CA.pem [--crl CRL.pem] [--allow-any-eku] B.upk\n"
                "  bundle extract --keyring CA.pem [--crl CRL.pem] [--allow-any-eku] B.upk DIR\n"

@@ -4,8 +4,10 @@
 
 #include <fcntl.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #include "abi-time.h"
@@ -14,6 +16,7 @@
 #include "hexdecoct.h"
 #include "openssl-util.h"
 #include "path-util.h"
+#include "util.h"
 
 #define WRITE_CHUNK (1024u * 1024u)
 #define TAR_BLOCK   512u
@@ -349,15 +352,71 @@ static int changed(const ManifestPayload *p, UpkErr *err)
                        p->name, p->file);
 }
 
-typedef struct Chunker {
-        /* The payload's content: the window's prefix, then the chunk being cut (zstd payloads keep the
-         * last `window` bytes of content before the chunk, see upkeep-bundle(5), Blocks). */
-        uint8_t *hist;
-        size_t hist_len, hist_cap;
-        uint8_t *stored; /* one chunk's stored bytes */
+/* Format 2 on several threads (BundleCreateOptions.jobs). A block's stored bytes depend only on the
+ * content before it, so the work splits freely: the main thread reads a batch of chunks, with the
+ * window's prefix before them, into one buffer; the jobs (the main thread and jobs - 1 workers, each
+ * with its own ZSTD_CCtx of the same parameters) take the batch's chunks in order, each job writing the
+ * chunk's entry and block entries into the index content and its stored bytes into the chunk's slot;
+ * then the main thread writes the slots to the spill file in chunk order. While the jobs cut a batch,
+ * the main thread reads the next one into a second buffer. So the output is the same for every number
+ * of jobs, and so is the error of a failed run: chunks are taken in order, and the one reported is that
+ * of the lowest chunk that failed, after every chunk before it was cut (a failed read after them).
+ *
+ * Memory: a batch is BATCH_CHUNKS_PER_JOB chunks per job, at most BATCH_SIZE_MAX bytes but at least
+ * one chunk per job; there are two batch buffers, each with room for a window before the batch, and one
+ * batch of stored bytes: 3 x batch + 2 x window, plus each job's zstd state. With the default chunks
+ * and window (256 KiB each) that is 3 MiB per job and 512 KiB. */
+#define BATCH_CHUNKS_PER_JOB 4
+#define BATCH_SIZE_MAX       (64u * 1024u * 1024u)
+
+typedef struct Chunker Chunker;
+
+/* One job's own state; the main thread's is cutters[0]. */
+typedef struct Cutter {
+        Chunker *k;
+        ZSTD_CCtx *cctx;
         uint8_t *frame;
         size_t frame_cap;
-        ZSTD_CCtx *cctx;
+        UpkErr err;
+        pthread_t thread;
+        bool started;
+} Cutter;
+
+/* Chunks of a payload as read: the prefix (the last `window` bytes of content before them, fewer at
+ * the payload's start), then their content. */
+typedef struct Batch {
+        uint8_t *buf;
+        size_t prefix_len, len; /* len: the prefix and the content */
+        uint64_t first;         /* the payload's chunk number of the first */
+        size_t n;               /* chunks read whole */
+        int r;                  /* 0, or the error of the read after those chunks, in err */
+        UpkErr err;
+} Batch;
+
+struct Chunker {
+        uint32_t chunk_max;
+        size_t batch_chunks; /* chunks per batch */
+        Batch batch[2];      /* batch[0].buf is also pass 2's buffer of one chunk */
+        uint8_t *stored;     /* the stored bytes of each chunk of a batch, chunk_max apart */
+        size_t *stored_len;
+        Cutter *cutters;
+        size_t n_cutters;
+        uint64_t fail_block; /* test hook: the block of each zstd payload whose frame does not fit */
+
+        pthread_mutex_t lock;
+        pthread_cond_t work, done;
+        bool lock_init;
+        /* Guarded by lock: the batch being cut and how far the jobs are. */
+        unsigned gen; /* a new batch to cut */
+        bool quit;
+        const Batch *cur;
+        const ManifestPayload *p;
+        uint8_t *chunks, *blocks; /* the payload's chunk entries and block entries in the index content */
+        size_t next, in_flight;
+        bool stop;
+        size_t err_at; /* the lowest chunk of the batch that failed (SIZE_MAX: none), its error in err */
+        UpkErr err;
+
         int spill; /* stored bytes of zstd payloads, unlinked at once */
         uint64_t spilled;
         uint8_t *index; /* the index content as it grows */
@@ -366,14 +425,41 @@ typedef struct Chunker {
         size_t zindex_size;
         uint64_t *spill_at; /* per payload: where its stored bytes start in the spill file */
         size_t *index_at;   /* per payload: where its chunk entries start in the index content */
-} Chunker;
+};
+
+/* Stop the workers: they wait for work, so each is at most a wake-up away. */
+static void cutters_stop(Chunker *k)
+{
+        if (!k->lock_init)
+                return;
+        pthread_mutex_lock(&k->lock);
+        k->quit = true;
+        pthread_cond_broadcast(&k->work);
+        pthread_mutex_unlock(&k->lock);
+        for (size_t i = 0; i < k->n_cutters; i++)
+                if (k->cutters[i].started) {
+                        pthread_join(k->cutters[i].thread, NULL);
+                        k->cutters[i].started = false;
+                }
+}
 
 static void chunker_done(Chunker *k)
 {
-        free(k->hist);
+        cutters_stop(k);
+        if (k->lock_init) {
+                pthread_cond_destroy(&k->done);
+                pthread_cond_destroy(&k->work);
+                pthread_mutex_destroy(&k->lock);
+        }
+        for (size_t i = 0; i < k->n_cutters; i++) {
+                ZSTD_freeCCtx(k->cutters[i].cctx);
+                free(k->cutters[i].frame);
+        }
+        free(k->cutters);
+        free(k->batch[0].buf);
+        free(k->batch[1].buf);
         free(k->stored);
-        free(k->frame);
-        ZSTD_freeCCtx(k->cctx);
+        free(k->stored_len);
         safe_close(k->spill);
         free(k->index);
         free(k->zindex);
@@ -413,13 +499,15 @@ static bool all_zero(const uint8_t *p, size_t n)
         return true;
 }
 
-/* One block of a zstd payload, whose content lies in hist at `content` with the prefix before it: zeros
- * are not stored, a frame smaller than the content is, else the content as is. Its stored bytes go to
- * the end of k->stored at `*stored_len`. */
-static int cut_zstd_block(Chunker *k, const ManifestPayload *p, const uint8_t *content, uint32_t len,
-                          BlockEntry *be, size_t *stored_len, UpkErr *err)
+/* Block `j` of a zstd payload, whose content lies at `content` in a buffer that starts at `start`, with
+ * the prefix before it: zeros are not stored, a frame smaller than the content is, else the content as
+ * is. Its stored bytes go to `stored` at `*stored_len`. */
+static int cut_zstd_block(Cutter *c, const ManifestPayload *p, const uint8_t *start, const uint8_t *content,
+                          uint32_t len, uint64_t j, BlockEntry *be, uint8_t *stored, size_t *stored_len,
+                          UpkErr *err)
 {
-        size_t before = (size_t)(content - k->hist), plen = p->window < before ? p->window : before, z;
+        size_t before = (size_t)(content - start), plen = p->window < before ? p->window : before, z;
+        size_t cap = j == c->k->fail_block ? 0 : c->frame_cap;
 
         if (all_zero(content, len)) {
                 be->kind = BLOCK_KIND_ZERO;
@@ -427,10 +515,10 @@ static int cut_zstd_block(Chunker *k, const ManifestPayload *p, const uint8_t *c
                 memset(be->match, 0, sizeof(be->match));
                 return 0;
         }
-        if (ZSTD_isError(ZSTD_CCtx_refPrefix(k->cctx, plen ? content - plen : NULL, plen)))
+        if (ZSTD_isError(ZSTD_CCtx_refPrefix(c->cctx, plen ? content - plen : NULL, plen)))
                 return upk_err(err, UPK_ERR_IO, -EIO, "payload \"%s\": zstd: cannot set the prefix",
                                p->name);
-        z = ZSTD_compress2(k->cctx, k->frame, k->frame_cap, content, len);
+        z = ZSTD_compress2(c->cctx, c->frame, cap, content, len);
         if (ZSTD_isError(z))
                 return upk_err(err, UPK_ERR_IO, -EIO, "payload \"%s\": zstd: %s", p->name,
                                ZSTD_getErrorName(z));
@@ -438,14 +526,171 @@ static int cut_zstd_block(Chunker *k, const ManifestPayload *p, const uint8_t *c
         if (z < len) {
                 be->kind = BLOCK_KIND_ZSTD;
                 be->stored_len = (uint16_t)z;
-                memcpy(k->stored + *stored_len, k->frame, z);
+                memcpy(stored + *stored_len, c->frame, z);
         } else {
                 be->kind = BLOCK_KIND_STORED;
                 be->stored_len = (uint16_t)len;
-                memcpy(k->stored + *stored_len, content, len);
+                memcpy(stored + *stored_len, content, len);
         }
         *stored_len += be->stored_len;
         return 0;
+}
+
+/* Chunk `slot` of batch `b`: its entry and its block entries into the index content, its stored bytes
+ * (zstd payloads) into its slot. Any job may cut it; no other chunk touches what it writes. */
+static int cut_chunk(Cutter *c, const Batch *b, size_t slot, UpkErr *err)
+{
+        Chunker *k = c->k;
+        const ManifestPayload *p = k->p;
+        uint64_t i = b->first + slot, nb = manifest_block_count(p), per = p->chunk_size / p->block_size;
+        uint32_t len = manifest_chunk_length(p, i);
+        const uint8_t *content = b->buf + b->prefix_len + slot * (size_t)p->chunk_size;
+        uint8_t *stored = k->stored + slot * (size_t)k->chunk_max;
+        size_t stored_len = 0;
+        ChunkEntry e = {};
+        int r = 0;
+
+        SHA256(content, len, e.content_sha256);
+        for (uint64_t j = i * per; r >= 0 && j < nb && j < (i + 1) * per; j++) {
+                const uint8_t *bp = content + (size_t)(j - i * per) * p->block_size;
+                uint32_t blen = manifest_block_length(p, j);
+                BlockEntry be = { .kind = BLOCK_KIND_STORED, .stored_len = (uint16_t)blen };
+                uint8_t digest[32];
+
+                SHA256(bp, blen, digest);
+                memcpy(be.match, digest, BLOCK_MATCH_SIZE);
+                if (p->chunk_compression == COMPRESSION_ZSTD)
+                        r = cut_zstd_block(c, p, b->buf, bp, blen, j, &be, stored, &stored_len, err);
+                block_entry_serialise(&be, k->blocks + j * BLOCK_ENTRY_SIZE);
+        }
+        if (r < 0)
+                return r;
+        if (p->chunk_compression == COMPRESSION_ZSTD)
+                SHA256(stored, stored_len, e.stored_sha256);
+        else {
+                stored_len = len;
+                memcpy(e.stored_sha256, e.content_sha256, 32);
+        }
+        chunk_entry_serialise(&e, k->chunks + i * CHUNK_ENTRY_SIZE);
+        k->stored_len[slot] = stored_len;
+        return 0;
+}
+
+/* Cut chunks of the current batch until none is left or one failed. Called, and returns, with the lock
+ * held. */
+static void cut_some(Cutter *c)
+{
+        Chunker *k = c->k;
+
+        /* A worker may wake only after the batch it was woken for is done (cur is NULL then). */
+        while (k->cur && !k->stop && k->next < k->cur->n) {
+                const Batch *b = k->cur;
+                size_t slot = k->next++;
+                int r;
+
+                k->in_flight++;
+                pthread_mutex_unlock(&k->lock);
+                upk_err_clear(&c->err);
+                r = cut_chunk(c, b, slot, &c->err);
+                pthread_mutex_lock(&k->lock);
+                k->in_flight--;
+                if (r < 0) {
+                        k->stop = true;
+                        if (slot < k->err_at) {
+                                k->err_at = slot;
+                                k->err = c->err;
+                        }
+                }
+        }
+        if (k->in_flight == 0)
+                pthread_cond_broadcast(&k->done);
+}
+
+static void *cutter_thread(void *userdata)
+{
+        Cutter *c = userdata;
+        Chunker *k = c->k;
+        unsigned seen = 0;
+
+        pthread_mutex_lock(&k->lock);
+        for (;;) {
+                while (k->gen == seen && !k->quit)
+                        pthread_cond_wait(&k->work, &k->lock);
+                if (k->quit)
+                        break;
+                seen = k->gen;
+                cut_some(c);
+        }
+        pthread_mutex_unlock(&k->lock);
+        return NULL;
+}
+
+/* Hand batch `b` to the workers. */
+static void cut_start(Chunker *k, const Batch *b)
+{
+        pthread_mutex_lock(&k->lock);
+        k->cur = b;
+        k->next = 0;
+        k->in_flight = 0;
+        k->stop = false;
+        k->err_at = SIZE_MAX;
+        k->gen++;
+        pthread_cond_broadcast(&k->work);
+        pthread_mutex_unlock(&k->lock);
+}
+
+/* Cut what the workers have not taken yet of the batch, wait for theirs, and return the first error. */
+static int cut_finish(Chunker *k, UpkErr *err)
+{
+        int r = 0;
+
+        pthread_mutex_lock(&k->lock);
+        cut_some(&k->cutters[0]);
+        while (k->in_flight > 0)
+                pthread_cond_wait(&k->done, &k->lock);
+        if (k->err_at != SIZE_MAX)
+                r = upk_err(err, k->err.kind, k->err.code, "%s", k->err.msg);
+        k->cur = NULL;
+        pthread_mutex_unlock(&k->lock);
+        return r;
+}
+
+/* Read the chunks from `first` on into `b`, at most a batch, after the last `window` bytes of content
+ * of `prev` (NULL at the payload's start). A read that fails or comes short is kept in `b`, after the
+ * chunks read whole before it, to be reported once those are cut (as one job would). Past the last
+ * chunk, it checks that the content ends there. */
+static void batch_read(Chunker *k, Content *c, const ManifestPayload *p, const Batch *prev, Batch *b,
+                       uint64_t first)
+{
+        size_t keep = prev ? (p->window < prev->len ? p->window : prev->len) : 0;
+
+        if (keep > 0)
+                memcpy(b->buf, prev->buf + prev->len - keep, keep);
+        b->prefix_len = b->len = keep;
+        b->first = first;
+        b->n = 0;
+        b->r = 0;
+        upk_err_clear(&b->err);
+        if (first == p->chunk_count) {
+                if (content_read(c, b->buf + b->len, 1, &b->err) != 0)
+                        b->r = changed(p, &b->err);
+                return;
+        }
+        while (b->n < k->batch_chunks && first + b->n < p->chunk_count) {
+                uint32_t len = manifest_chunk_length(p, first + b->n);
+                ssize_t n = content_read(c, b->buf + b->len, len, &b->err);
+
+                if (n < 0) {
+                        b->r = (int)n;
+                        return;
+                }
+                if ((size_t)n != len) {
+                        b->r = changed(p, &b->err);
+                        return;
+                }
+                b->len += len;
+                b->n++;
+        }
 }
 
 /* Pass 1 for one payload: cut its content into chunks and blocks, compress each block (zstd payloads,
@@ -453,72 +698,51 @@ static int cut_zstd_block(Chunker *k, const ManifestPayload *p, const uint8_t *c
  * size. */
 static int chunk_payload(Chunker *k, int fd, size_t pi, ManifestPayload *p, UpkErr *err)
 {
-        uint64_t nb = manifest_block_count(p), per = p->chunk_size / p->block_size, stored = 0;
-        uint8_t *chunks, *blocks;
+        uint64_t nb = manifest_block_count(p), stored = 0;
+        Batch *cur = &k->batch[0], *next = &k->batch[1];
         Content c = {};
         int r;
 
         k->index_at[pi] = k->index_size;
-        chunks = index_grow(k, (size_t)(p->chunk_count * CHUNK_ENTRY_SIZE + nb * BLOCK_ENTRY_SIZE), err);
-        if (!chunks)
+        k->chunks = index_grow(k, (size_t)(p->chunk_count * CHUNK_ENTRY_SIZE + nb * BLOCK_ENTRY_SIZE), err);
+        if (!k->chunks)
                 return -ENOMEM;
-        blocks = chunks + p->chunk_count * CHUNK_ENTRY_SIZE;
-        k->hist_len = 0;
+        k->blocks = k->chunks + p->chunk_count * CHUNK_ENTRY_SIZE;
+        k->p = p;
         r = content_open(&c, fd, p, err);
-        for (uint64_t i = 0; r >= 0 && i < p->chunk_count; i++) {
-                uint32_t len = manifest_chunk_length(p, i);
-                size_t keep = p->window < k->hist_len ? p->window : k->hist_len, chunk_stored = 0;
-                ChunkEntry e = {};
-                uint8_t *content;
-                ssize_t n;
+        if (r >= 0)
+                batch_read(k, &c, p, NULL, cur, 0);
+        while (r >= 0) {
+                Batch *t;
 
-                if (k->hist_len + len > k->hist_cap) {
-                        memmove(k->hist, k->hist + k->hist_len - keep, keep);
-                        k->hist_len = keep;
-                }
-                content = k->hist + k->hist_len;
-                n = content_read(&c, content, len, err);
-                if (n < 0) {
-                        r = (int)n;
-                        break;
-                }
-                if ((size_t)n != len) {
-                        r = changed(p, err);
-                        break;
-                }
-                SHA256(content, len, e.content_sha256);
-                for (uint64_t j = i * per; r >= 0 && j < nb && j < (i + 1) * per; j++) {
-                        const uint8_t *bp = content + (j - i * per) * p->block_size;
-                        uint32_t blen = manifest_block_length(p, j);
-                        BlockEntry be = { .kind = BLOCK_KIND_STORED, .stored_len = (uint16_t)blen };
-                        uint8_t digest[32];
-
-                        SHA256(bp, blen, digest);
-                        memcpy(be.match, digest, BLOCK_MATCH_SIZE);
-                        if (p->chunk_compression == COMPRESSION_ZSTD)
-                                r = cut_zstd_block(k, p, bp, blen, &be, &chunk_stored, err);
-                        block_entry_serialise(&be, blocks + j * BLOCK_ENTRY_SIZE);
-                }
-                if (r < 0)
-                        break;
-                if (p->chunk_compression == COMPRESSION_ZSTD) {
-                        r = loop_write(k->spill, k->stored, chunk_stored);
-                        if (r < 0) {
-                                r = upk_err(err, UPK_ERR_IO, r, "cannot write the temporary chunk file: %m");
-                                break;
+                if (cur->n > 0) {
+                        cut_start(k, cur);
+                        /* The next batch, read while the jobs cut this one. */
+                        if (cur->r >= 0)
+                                batch_read(k, &c, p, cur, next, cur->first + cur->n);
+                        r = cut_finish(k, err);
+                        for (size_t s = 0; r >= 0 && s < cur->n; s++) {
+                                if (p->chunk_compression == COMPRESSION_ZSTD) {
+                                        r = loop_write(k->spill, k->stored + s * (size_t)k->chunk_max,
+                                                       k->stored_len[s]);
+                                        if (r < 0) {
+                                                r = upk_err(err, UPK_ERR_IO, r,
+                                                            "cannot write the temporary chunk file: %m");
+                                                break;
+                                        }
+                                        k->spilled += k->stored_len[s];
+                                }
+                                stored += k->stored_len[s];
                         }
-                        k->spilled += chunk_stored;
-                        SHA256(k->stored, chunk_stored, e.stored_sha256);
-                } else {
-                        chunk_stored = len;
-                        memcpy(e.stored_sha256, e.content_sha256, 32);
                 }
-                chunk_entry_serialise(&e, chunks + i * CHUNK_ENTRY_SIZE);
-                stored += chunk_stored;
-                k->hist_len += len;
+                if (r >= 0 && cur->r < 0)
+                        r = upk_err(err, cur->err.kind, cur->err.code, "%s", cur->err.msg);
+                if (r < 0 || cur->n == 0)
+                        break;
+                t = cur;
+                cur = next;
+                next = t;
         }
-        if (r >= 0 && content_read(&c, k->hist, 1, err) != 0)
-                r = changed(p, err);
         content_done(&c);
         if (r < 0)
                 return r;
@@ -571,13 +795,48 @@ static int chunking(const BundleCreateOptions *opts, ManifestPayload *p, UpkErr 
         return 0;
 }
 
+/* A job's zstd context, with the parameters that make the frames what upkeep-bundle(5) says. */
+static int cutter_init(Chunker *k, Cutter *c, int level, UpkErr *err)
+{
+        c->k = k;
+        c->frame_cap = ZSTD_compressBound(MANIFEST_BLOCK_SIZE_MAX);
+        c->frame = malloc(c->frame_cap);
+        c->cctx = ZSTD_createCCtx();
+        if (!c->frame || !c->cctx)
+                return upk_err_oom(err);
+        if (ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_compressionLevel, level)) ||
+            ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_checksumFlag, 0)) ||
+            ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_dictIDFlag, 0)) ||
+            ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_contentSizeFlag, 1)))
+                return upk_err(err, UPK_ERR_IO, -EINVAL, "zstd level %d is not supported", level);
+        return 0;
+}
+
+/* How many jobs: the option, else the online CPUs; at most BUNDLE_JOBS_MAX, and no more than there are
+ * chunks. */
+static size_t jobs_for(const BundleCreateOptions *opts, uint64_t chunks)
+{
+        uint64_t jobs = opts->jobs;
+
+        if (jobs == 0) {
+                long n = sysconf(_SC_NPROCESSORS_ONLN);
+                jobs = n > 0 ? (uint64_t)n : 1;
+        }
+        if (jobs > BUNDLE_JOBS_MAX)
+                jobs = BUNDLE_JOBS_MAX;
+        if (jobs > chunks)
+                jobs = chunks;
+        return jobs > 0 ? (size_t)jobs : 1;
+}
+
 static int chunk_all(const BundleCreateOptions *opts, const char *dir, const char *outdir, Manifest *m,
                      Chunker *k, UpkErr *err)
 {
         _cleanup_free_ char *tmp = strdup_printf("%s/.upkeep-chunks.XXXXXX", outdir);
-        uint32_t chunk_max = 0, window_max = 0;
-        size_t need, bound, z;
-        int r;
+        uint32_t window_max = 0;
+        uint64_t chunks = 0;
+        size_t need, bound, z, jobs, buf_size;
+        int level = opts->zstd_level ?: BUNDLE_ZSTD_LEVEL_DEFAULT, r;
 
         if (!tmp)
                 return upk_err_oom(err);
@@ -592,28 +851,51 @@ static int chunk_all(const BundleCreateOptions *opts, const char *dir, const cha
                 r = chunking(opts, p, err);
                 if (r < 0)
                         return r;
-                if (p->chunk_size > chunk_max)
-                        chunk_max = p->chunk_size;
+                if (p->chunk_size > k->chunk_max)
+                        k->chunk_max = p->chunk_size;
                 if (p->window > window_max)
                         window_max = p->window;
+                chunks += p->chunk_count;
         }
         r = chunk_index_content_size(m, &need, err);
         if (r < 0)
                 return r;
-        k->hist_cap = (size_t)window_max + 4 * (size_t)chunk_max;
-        k->hist = malloc(k->hist_cap);
-        k->stored = malloc(chunk_max);
-        k->frame_cap = ZSTD_compressBound(MANIFEST_BLOCK_SIZE_MAX);
-        k->frame = malloc(k->frame_cap);
-        k->cctx = ZSTD_createCCtx();
-        if (!k->hist || !k->stored || !k->frame || !k->cctx)
+        jobs = jobs_for(opts, chunks);
+        k->batch_chunks = jobs * BATCH_CHUNKS_PER_JOB;
+        if (k->batch_chunks * k->chunk_max > BATCH_SIZE_MAX)
+                k->batch_chunks =
+                        BATCH_SIZE_MAX / k->chunk_max > jobs ? BATCH_SIZE_MAX / k->chunk_max : jobs;
+        buf_size = (size_t)window_max + k->batch_chunks * k->chunk_max;
+        k->batch[0].buf = malloc(buf_size);
+        k->batch[1].buf = malloc(buf_size);
+        k->stored = malloc(k->batch_chunks * k->chunk_max);
+        k->stored_len = calloc(k->batch_chunks, sizeof(size_t));
+        k->cutters = calloc(jobs, sizeof(Cutter));
+        if (!k->batch[0].buf || !k->batch[1].buf || !k->stored || !k->stored_len || !k->cutters)
                 return upk_err_oom(err);
-        if (ZSTD_isError(ZSTD_CCtx_setParameter(k->cctx, ZSTD_c_compressionLevel,
-                                                opts->zstd_level ?: BUNDLE_ZSTD_LEVEL_DEFAULT)) ||
-            ZSTD_isError(ZSTD_CCtx_setParameter(k->cctx, ZSTD_c_checksumFlag, 0)) ||
-            ZSTD_isError(ZSTD_CCtx_setParameter(k->cctx, ZSTD_c_dictIDFlag, 0)) ||
-            ZSTD_isError(ZSTD_CCtx_setParameter(k->cctx, ZSTD_c_contentSizeFlag, 1)))
-                return upk_err(err, UPK_ERR_IO, -EINVAL, "zstd level %d is not supported", opts->zstd_level);
+        k->fail_block = UINT64_MAX;
+#if HAVE_TEST_HOOKS
+        {
+                const char *s = secure_getenv("UPKEEP_TEST_ZSTD_FAIL_BLOCK");
+                if (s && safe_atou64(s, &k->fail_block) < 0)
+                        k->fail_block = UINT64_MAX;
+        }
+#endif
+        k->n_cutters = jobs;
+        for (size_t i = 0; i < jobs; i++) {
+                r = cutter_init(k, &k->cutters[i], level, err);
+                if (r < 0)
+                        return r;
+        }
+        pthread_mutex_init(&k->lock, NULL);
+        pthread_cond_init(&k->work, NULL);
+        pthread_cond_init(&k->done, NULL);
+        k->lock_init = true;
+        /* Workers besides the main thread (cutters[0]). One that cannot be started leaves its share to
+         * the others: the output is the same. */
+        for (size_t i = 1; i < jobs; i++)
+                k->cutters[i].started =
+                        pthread_create(&k->cutters[i].thread, NULL, cutter_thread, &k->cutters[i]) == 0;
         k->spill = mkostemp(tmp, O_CLOEXEC);
         if (k->spill < 0)
                 return upk_err(err, UPK_ERR_IO, -errno, "%s: cannot create a temporary file: %m",
@@ -632,6 +914,7 @@ static int chunk_all(const BundleCreateOptions *opts, const char *dir, const cha
                 if (r < 0)
                         return r;
         }
+        cutters_stop(k);
         /* chunks.idx: the index content as one zstd frame that declares its size. */
         bound = ZSTD_compressBound(k->index_size);
         k->zindex = malloc(bound);
@@ -745,17 +1028,17 @@ static int out_payload(int fd, Chunker *k, size_t pi, const uint8_t *entries, in
         for (uint64_t i = 0; r >= 0 && i < p->chunk_count; i++) {
                 uint32_t len = manifest_chunk_length(p, i);
                 uint8_t digest[32];
-                ssize_t n = content_read(&c, k->hist, len, err);
+                ssize_t n = content_read(&c, k->batch[0].buf, len, err);
 
                 if (n < 0)
                         r = (int)n;
                 else if ((size_t)n != len)
                         r = changed(p, err);
-                else if (!SHA256(k->hist, len, digest) ||
+                else if (!SHA256(k->batch[0].buf, len, digest) ||
                          memcmp(digest, entries + i * CHUNK_ENTRY_SIZE + 32, 32) != 0)
                         r = changed(p, err);
                 else
-                        r = out_write(fd, k->hist, len, err);
+                        r = out_write(fd, k->batch[0].buf, len, err);
         }
         content_done(&c);
         return r;

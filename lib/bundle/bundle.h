@@ -153,6 +153,7 @@ uint64_t bundle_get_position(const Bundle *b);
 
 #define BUNDLE_FORMAT_DEFAULT     2
 #define BUNDLE_ZSTD_LEVEL_DEFAULT 9
+#define BUNDLE_JOBS_MAX           64
 
 typedef struct BundleCreateOptions {
         const char *manifest_path; /* template: size and sha256 are filled in */
@@ -173,6 +174,10 @@ typedef struct BundleCreateOptions {
         /* The window of zstd blocks' prefixes (`window_set` false: 256 KiB; 0: none, each block alone). */
         bool window_set;
         uint32_t window;
+        /* Format 2: how many threads cut the payloads into blocks, the caller's included (1: no other
+         * thread); 0: the number of online CPUs. At most BUNDLE_JOBS_MAX (more count as that). The
+         * output is the same for every number. */
+        unsigned jobs;
 } BundleCreateOptions;
 
 /* Write a signed bundle; the output is written to a temporary file in the output's folder and renamed
