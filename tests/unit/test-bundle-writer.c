@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "bundle-test-util.h"
 
+#include <dirent.h>
+
 static const char template_raw[] = "{ \"format\": 1, \"compatible\": \"acme-gw\", \"version\": \"1.0.0\", "
                                    "\"build\": \"2026-11-25T10:00:00Z\",\n"
                                    "  \"payloads\": [ { \"name\": \"rootfs\", \"file\": \"rootfs.img\", "
@@ -168,4 +170,153 @@ TEST(create_errors_name_the_file)
         ASSERT_UPK_ERR(create("m.json", NULL, "nodir/a.upk", &err), &err, -ENOENT, UPK_ERR_IO,
                        "nodir/a.upk");
         ASSERT_EQ(access("a.upk", F_OK), -1);
+}
+
+/* ---- format 2 on several threads (BundleCreateOptions.jobs) ---- */
+
+static const char template2[] = "{ \"format\": 2, \"compatible\": \"acme-gw\", \"version\": \"1.0.0\", "
+                                "\"build\": \"2026-11-25T10:00:00Z\",\n"
+                                "  \"payloads\": [ { \"name\": \"rootfs\", \"file\": \"rootfs.img\", "
+                                "\"handler\": \"raw\", \"slot_class\": \"rootfs\", \"chunks\": { \"size\": "
+                                "16384, \"compression\": \"zstd\", \"window\": 65536 } } ] }\n";
+
+/* 150 blocks of 4 KiB in every kind a zstd payload stores (random: as is; zeros: left out; text and
+ * copies: frames, some only with the prefix), then 1234 bytes: the last chunk and block are partial. */
+static size_t payload2_file(const char *name)
+{
+        size_t size = 150 * 4096 + 1234;
+        _cleanup_free_ uint8_t *p = random_bytes(size, 11);
+
+        for (size_t j = 0; j < 150; j++) {
+                uint8_t *b = p + j * 4096;
+                switch (j % 6) {
+                case 1:
+                        memset(b, 0, 4096);
+                        break;
+                case 2:
+                        for (size_t i = 0; i < 4096; i++)
+                                b[i] = (uint8_t) "abcdefghij\n"[b[i] % 11];
+                        break;
+                case 3:
+                        memcpy(b, b - 2 * 4096, 4096);
+                        break;
+                case 4:
+                        if (j >= 12)
+                                memcpy(b, b - 12 * 4096, 4096);
+                        break;
+                default:
+                        break; /* random */
+                }
+        }
+        memcpy(p + 150 * 4096, p + 2 * 4096, 1234);
+        test_write_file(name, p, size);
+        return size;
+}
+
+static int create2(const char *out, unsigned jobs, UpkErr *err)
+{
+        BundleCreateOptions o = {
+                .manifest_path = "m.json",
+                .cert_path = test_pki("signer.pem"), /* RSA: the signature is deterministic */
+                .key_path = test_pki("signer.key"),
+                .chain_path = test_pki("chain.pem"),
+                .output_path = out,
+                .jobs = jobs,
+        };
+        upk_err_clear(err);
+        return bundle_create(&o, err);
+}
+
+/* Threads of this process. */
+static size_t task_count(void)
+{
+        DIR *d = opendir("/proc/self/task");
+        struct dirent *de;
+        size_t n = 0;
+
+        ASSERT_TRUE(d);
+        while ((de = readdir(d)))
+                n += de->d_name[0] != '.';
+        closedir(d);
+        return n;
+}
+
+/* Names in the current folder, sorted, joined with spaces. */
+static char *folder_names(void)
+{
+        struct dirent **list = NULL;
+        char *out = strdup("");
+        int n = scandir(".", &list, NULL, alphasort);
+
+        ASSERT_TRUE(n >= 0 && out);
+        for (int i = 0; i < n; i++) {
+                if (list[i]->d_name[0] != '.' || strlen(list[i]->d_name) > 2) {
+                        char *s = strdup_printf("%s%s ", out, list[i]->d_name);
+                        ASSERT_TRUE(s);
+                        free(out);
+                        out = s;
+                }
+                free(list[i]);
+        }
+        free(list);
+        return out;
+}
+
+TEST(jobs_give_the_same_bytes)
+{
+        static const unsigned jobs[] = { 2, 3, 7, 0 };
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        BundleOpenOptions o = {};
+        _cleanup_free_ char *a = NULL;
+        size_t an;
+        UpkErr err = {};
+
+        payload2_file("rootfs.img");
+        test_write_file("m.json", template2, strlen(template2));
+        ASSERT_OK_E(create2("1.upk", 1, &err), &err);
+        a = file_contents("1.upk", &an);
+        for (size_t i = 0; i < ELEMENTSOF(jobs); i++) {
+                _cleanup_free_ char *name = strdup_printf("%u.upk", jobs[i]), *c = NULL;
+                size_t cn;
+
+                ASSERT_OK_E(create2(name, jobs[i], &err), &err);
+                c = file_contents(name, &cn);
+                ASSERT_EQ(cn, an);
+                ASSERT_TRUE(memcmp(a, c, an) == 0);
+        }
+        o.keyring = test_pki("keyring.pem"); /* test_pki()'s result lasts four calls */
+        ASSERT_OK_E(bundle_open_path("1.upk", &o, &b, &err), &err);
+        ASSERT_EQ(bundle_get_manifest(b)->payloads[0].chunk_count, 38);
+        ASSERT_OK_E(bundle_verify_rest(b, &err), &err);
+}
+
+/* A block whose compression fails (the test hook gives zstd no room for the frame): the run stops with
+ * zstd's error for that payload, the same for every number of jobs, no thread is left and no file
+ * (neither the output's temporary file nor the spill file). Block 110 is in the third batch of 3 jobs
+ * (12 chunks of 4 blocks each), so the jobs are cutting the chunks around it when it fails. */
+TEST(failed_block_stops_every_job)
+{
+        static const unsigned jobs[] = { 1, 2, 3, 7 };
+        _cleanup_free_ char *before = NULL;
+        char first[UPK_ERR_MSG_MAX] = "";
+        size_t tasks = task_count();
+
+        payload2_file("rootfs.img");
+        test_write_file("m.json", template2, strlen(template2));
+        before = folder_names();
+        ASSERT_EQ(setenv("UPKEEP_TEST_ZSTD_FAIL_BLOCK", "110", 1), 0);
+        for (size_t i = 0; i < ELEMENTSOF(jobs); i++) {
+                _cleanup_free_ char *after = NULL;
+                UpkErr err = {};
+
+                ASSERT_UPK_ERR(create2("a.upk", jobs[i], &err), &err, -EIO, UPK_ERR_IO,
+                               "payload \"rootfs\": zstd: ");
+                if (i == 0)
+                        snprintf(first, sizeof(first), "%s", err.msg);
+                ASSERT_STREQ(err.msg, first);
+                ASSERT_EQ(task_count(), tasks);
+                after = folder_names();
+                ASSERT_STREQ(after, before);
+        }
+        ASSERT_EQ(unsetenv("UPKEEP_TEST_ZSTD_FAIL_BLOCK"), 0);
 }
