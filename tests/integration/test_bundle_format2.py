@@ -13,12 +13,13 @@ import json
 import os
 import random
 import re
+import subprocess
 import tarfile
 
 import pytest
 import zstandard
 
-from conftest import (BLOCK, EXIT_FORMAT, EXIT_MANIFEST, EXIT_PAYLOAD, EXIT_USAGE, INDEX, KIND_STORED,
+from conftest import (BLOCK, EXIT_FORMAT, RUN_TIMEOUT, UPDATECTL, EXIT_MANIFEST, EXIT_PAYLOAD, EXIT_USAGE, INDEX, KIND_STORED,
                       KIND_ZERO, KIND_ZSTD, MANIFEST, SIGNATURE, Block2, Layout2, assert_ok, assert_rejected,
                       assert_status,
                       block_entries, block_entry_at, chunk_entry_at, chunk_ranges, cut_blocks, decode_payload,
@@ -364,11 +365,65 @@ def test_format1_still_readable(env):
     (["--compression", "xz"], r"--compression"),
     (["--zstd-level", "0"], r"--zstd-level"),
     (["--zstd-level", "20"], r"--zstd-level"),
+    (["--format", "1", "--jobs", "2"], r"format 2 only"),
+    (["--jobs", "0"], q('--jobs "0": expected a number of threads from 1 to 64')),
+    (["--jobs", "-1"], q('--jobs "-1": expected a number of threads from 1 to 64')),
+    (["--jobs", "x"], q('--jobs "x": expected a number of threads from 1 to 64')),
+    (["--jobs", "65"], q('--jobs "65": expected a number of threads from 1 to 64')),
+    (["--jobs", ""], q('--jobs "": expected')),
+    (["--jobs", "2x"], q('--jobs "2x": expected')),
 ])
 def test_create_options_checked(env, args, pattern):
     res = env.run(*env.create_args(out="b.upk", extra=args))
     assert_status(res, EXIT_USAGE, pattern)
     assert not env.path("b.upk").exists()
+
+
+def jobs_bundle(env, jobs, out):
+    """A zstd payload of several batches of chunks for every job count (16 KiB chunks: 4 blocks each; the
+    content of delta_content(), whose last chunk and block are partial), with a window."""
+    extra = ["--compression", "zstd", "--chunk-size", "16384", WINDOW_OPT, "65536"]
+    if jobs is not None:
+        extra += ["--jobs", str(jobs)]
+    return env.create(out, extra=extra)
+
+
+def test_jobs_give_the_same_bytes(env):
+    """`--jobs N` cuts the blocks on N threads: the bundle is the same, byte for byte, for every N and for
+    the default (the machine's CPUs); the RSA signer makes even the signature the same."""
+    content = delta_content(blocks=150, tail=1234)
+    (env.payload_dir / env.payloads[0].file).write_bytes(content)
+    one = env.path(jobs_bundle(env, 1, "1.upk")).read_bytes()
+    for jobs in (2, 3, None):
+        other = env.path(jobs_bundle(env, jobs, f"{jobs}.upk")).read_bytes()
+        assert other == one, f"--jobs {jobs} differs from --jobs 1"
+    members = read_members(env.path("1.upk"))
+    m, raw = bundle_index(members)
+    assert m["payloads"][0]["chunks"]["count"] == ceil_div(len(content), 16384) > 12
+    kinds = {kind for kind, _, _ in block_entries(m, raw, 0)}
+    assert kinds == {KIND_STORED, KIND_ZSTD, KIND_ZERO}, kinds
+    assert decode_payload(m, raw, 0, members[env.payloads[0].file]) == content
+    assert_ok(env.verify("1.upk"))
+
+
+def test_failed_block_stops_the_run_for_every_jobs(env):
+    """A block whose compression fails (the test hook UPKEEP_TEST_ZSTD_FAIL_BLOCK gives zstd no room):
+    the same message and status for 1 and 3 jobs, and no file left, not even a temporary one."""
+    content = delta_content(blocks=150, tail=1234)
+    (env.payload_dir / env.payloads[0].file).write_bytes(content)
+    env.write_template()
+    before = env.snapshot()
+    results = []
+    for jobs in (1, 3):
+        args = env.create_args(out="b.upk", manifest=env.path("manifest.json"),
+                               extra=["--compression", "zstd", "--chunk-size", "16384", "--jobs", str(jobs)])
+        res = subprocess.run([str(UPDATECTL)] + [str(a) for a in args], cwd=env.tmp, capture_output=True,
+                             text=True, timeout=RUN_TIMEOUT, env=dict(os.environ, UPKEEP_TEST_ZSTD_FAIL_BLOCK="110"))
+        assert res.returncode not in (0, EXIT_USAGE) and res.returncode < 128, describe(res)
+        assert re.search(q('payload "rootfs": zstd: '), res.stderr), describe(res)
+        assert env.snapshot() == before, f"--jobs {jobs} left files behind"
+        results.append((res.returncode, res.stderr))
+    assert results[0] == results[1]
 
 
 def test_block_larger_than_chunk_refused(env):

@@ -728,6 +728,9 @@ def test_bash_completion(tmp_path):
     assert complete(["updatectl", "bundle", ""], tmp_path) == ["create", "extract", "info", "verify"]
     assert complete(["updatectl", "bundle", "verify", "--"], tmp_path) == ["--allow-any-eku", "--crl", "--keyring"]
     assert complete(["updatectl", "bundle", "create", "--payload-dir", ""], tmp_path) == ["out"]
+    assert complete(["updatectl", "bundle", "create", "--j"], tmp_path) == ["--jobs"]
+    assert complete(["updatectl", "bundle", "create", "--jobs", ""], tmp_path) == []
+    assert complete(["updatectl", "bundle", "create", "--compression", ""], tmp_path) == ["none", "zstd"]
     assert complete(["updatectl", "bundle", "extract", "--keyring", "k.pem", "b.upk", ""], tmp_path) == ["out"]
     assert complete(["updatectl", "repo", ""], tmp_path) == ["add", "init", "remove", "rotate", "status",
                                                               "timestamp"]
