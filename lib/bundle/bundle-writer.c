@@ -353,25 +353,30 @@ static int changed(const ManifestPayload *p, UpkErr *err)
 }
 
 /* Format 2 on several threads (BundleCreateOptions.jobs). A block's stored bytes depend only on the
- * content before it, so the work splits freely: the main thread reads a batch of chunks, with the
- * window's prefix before them, into one buffer; the jobs (the main thread and jobs - 1 workers, each
- * with its own ZSTD_CCtx of the same parameters) take the batch's chunks in order, each job writing the
- * chunk's entry and block entries into the index content and its stored bytes into the chunk's slot;
- * then the main thread writes the slots to the spill file in chunk order. While the jobs cut a batch,
- * the main thread reads the next one into a second buffer. So the output is the same for every number
- * of jobs, and so is the error of a failed run: chunks are taken in order, and the one reported is that
- * of the lowest chunk that failed, after every chunk before it was cut (a failed read after them).
+ * content before it, so the work splits freely. The main thread reads the payload's content in batches of
+ * chunks, each batch in its own buffer after the window's prefix (the last `window` bytes of content
+ * before it, so that every block has its prefix right before it, as with one thread). With jobs > 1,
+ * `jobs` workers, each with its own ZSTD_CCtx of the same parameters, take the chunks of the batches read
+ * in chunk order (the oldest batch first), each writing its chunk's entry and block entries into the index
+ * content and its stored bytes into the chunk's slot of the batch. The main thread writes a batch to the
+ * spill file once all its chunks are cut, in batch order, and meanwhile reads batches ahead into the
+ * free buffers: BATCHES of them, so the workers go on with the next batch while the last chunks of one
+ * are still being cut. With one job the main thread does it all, a batch after the other. So the output
+ * is the same for every number of jobs, and so is the error of a failed run: the one reported is the
+ * error of the lowest chunk that failed (chunks are taken in order, so every chunk before it was cut);
+ * a read that failed is reported after the chunks before it are cut and written.
  *
  * Memory: a batch is BATCH_CHUNKS_PER_JOB chunks per job, at most BATCH_SIZE_MAX bytes but at least
- * one chunk per job; there are two batch buffers, each with room for a window before the batch, and one
- * batch of stored bytes: 3 x batch + 2 x window, plus each job's zstd state. With the default chunks
- * and window (256 KiB each) that is 3 MiB per job and 512 KiB. */
-#define BATCH_CHUNKS_PER_JOB 4
-#define BATCH_SIZE_MAX       (64u * 1024u * 1024u)
+ * one chunk per job. Each of the BATCHES buffers holds a window and a batch of content, and a batch of
+ * stored bytes: 3 x window + 6 x batch in all, plus each job's zstd state. With the default chunks and
+ * window (256 KiB each), that is 3 MiB per job and 768 KiB. */
+#define BATCH_CHUNKS_PER_JOB 2
+#define BATCHES              3
+#define BATCH_SIZE_MAX       (32u * 1024u * 1024u)
 
 typedef struct Chunker Chunker;
 
-/* One job's own state; the main thread's is cutters[0]. */
+/* One job's own state; with one job, the main thread's. */
 typedef struct Cutter {
         Chunker *k;
         ZSTD_CCtx *cctx;
@@ -383,7 +388,7 @@ typedef struct Cutter {
 } Cutter;
 
 /* Chunks of a payload as read: the prefix (the last `window` bytes of content before them, fewer at
- * the payload's start), then their content. */
+ * the payload's start), then their content; and what the jobs made of them. */
 typedef struct Batch {
         uint8_t *buf;
         size_t prefix_len, len; /* len: the prefix and the content */
@@ -391,31 +396,34 @@ typedef struct Batch {
         size_t n;               /* chunks read whole */
         int r;                  /* 0, or the error of the read after those chunks, in err */
         UpkErr err;
+        size_t taken, done; /* chunks taken by a job, chunks cut (guarded by the lock) */
+        uint8_t *stored;    /* the stored bytes of each chunk, chunk_max apart */
+        size_t *stored_len;
 } Batch;
 
 struct Chunker {
         uint32_t chunk_max;
-        size_t batch_chunks; /* chunks per batch */
-        Batch batch[2];      /* batch[0].buf is also pass 2's buffer of one chunk */
-        uint8_t *stored;     /* the stored bytes of each chunk of a batch, chunk_max apart */
-        size_t *stored_len;
-        Cutter *cutters;
+        size_t batch_chunks;  /* chunks per batch */
+        Batch batch[BATCHES]; /* a ring; batch[0].buf is also pass 2's buffer of one chunk */
+        Cutter *cutters;      /* the jobs' (with one job, the main thread's) */
         size_t n_cutters;
+        bool threaded;       /* workers cut, the main thread reads and writes */
         uint64_t fail_block; /* test hook: the block of each zstd payload whose frame does not fit */
 
         pthread_mutex_t lock;
-        pthread_cond_t work, done;
+        pthread_cond_t work,
+                done; /* to the workers: a batch was read; to the main thread: a chunk was cut */
         bool lock_init;
-        /* Guarded by lock: the batch being cut and how far the jobs are. */
-        unsigned gen; /* a new batch to cut */
+        /* Guarded by lock: */
         bool quit;
-        const Batch *cur;
-        const ManifestPayload *p;
-        uint8_t *chunks, *blocks; /* the payload's chunk entries and block entries in the index content */
-        size_t next, in_flight;
-        bool stop;
-        size_t err_at; /* the lowest chunk of the batch that failed (SIZE_MAX: none), its error in err */
+        size_t head, count; /* the batches read and not yet written: count from batch[head] on */
+        size_t in_flight;   /* chunks being cut */
+        bool stop;          /* a chunk failed: take no more */
+        uint64_t err_at;    /* the lowest chunk that failed; its error in err */
         UpkErr err;
+        /* The payload being cut (set while no chunk is in flight). */
+        const ManifestPayload *p;
+        uint8_t *chunks, *blocks; /* its chunk entries and block entries in the index content */
 
         int spill; /* stored bytes of zstd payloads, unlinked at once */
         uint64_t spilled;
@@ -456,10 +464,11 @@ static void chunker_done(Chunker *k)
                 free(k->cutters[i].frame);
         }
         free(k->cutters);
-        free(k->batch[0].buf);
-        free(k->batch[1].buf);
-        free(k->stored);
-        free(k->stored_len);
+        for (size_t i = 0; i < BATCHES; i++) {
+                free(k->batch[i].buf);
+                free(k->batch[i].stored);
+                free(k->batch[i].stored_len);
+        }
         safe_close(k->spill);
         free(k->index);
         free(k->zindex);
@@ -545,7 +554,7 @@ static int cut_chunk(Cutter *c, const Batch *b, size_t slot, UpkErr *err)
         uint64_t i = b->first + slot, nb = manifest_block_count(p), per = p->chunk_size / p->block_size;
         uint32_t len = manifest_chunk_length(p, i);
         const uint8_t *content = b->buf + b->prefix_len + slot * (size_t)p->chunk_size;
-        uint8_t *stored = k->stored + slot * (size_t)k->chunk_max;
+        uint8_t *stored = b->stored + slot * (size_t)k->chunk_max;
         size_t stored_len = 0;
         ChunkEntry e = {};
         int r = 0;
@@ -572,87 +581,59 @@ static int cut_chunk(Cutter *c, const Batch *b, size_t slot, UpkErr *err)
                 memcpy(e.stored_sha256, e.content_sha256, 32);
         }
         chunk_entry_serialise(&e, k->chunks + i * CHUNK_ENTRY_SIZE);
-        k->stored_len[slot] = stored_len;
+        b->stored_len[slot] = stored_len;
         return 0;
 }
 
-/* Cut chunks of the current batch until none is left or one failed. Called, and returns, with the lock
- * held. */
-static void cut_some(Cutter *c)
+/* The oldest chunk that no job took yet: its batch (and slot), or NULL. With the lock held. */
+static Batch *take_chunk(Chunker *k, size_t *ret_slot)
 {
-        Chunker *k = c->k;
+        if (k->stop)
+                return NULL;
+        for (size_t i = 0; i < k->count; i++) {
+                Batch *b = &k->batch[(k->head + i) % BATCHES];
 
-        /* A worker may wake only after the batch it was woken for is done (cur is NULL then). */
-        while (k->cur && !k->stop && k->next < k->cur->n) {
-                const Batch *b = k->cur;
-                size_t slot = k->next++;
-                int r;
-
-                k->in_flight++;
-                pthread_mutex_unlock(&k->lock);
-                upk_err_clear(&c->err);
-                r = cut_chunk(c, b, slot, &c->err);
-                pthread_mutex_lock(&k->lock);
-                k->in_flight--;
-                if (r < 0) {
-                        k->stop = true;
-                        if (slot < k->err_at) {
-                                k->err_at = slot;
-                                k->err = c->err;
-                        }
+                if (b->taken < b->n) {
+                        *ret_slot = b->taken++;
+                        return b;
                 }
         }
-        if (k->in_flight == 0)
-                pthread_cond_broadcast(&k->done);
+        return NULL;
 }
 
 static void *cutter_thread(void *userdata)
 {
         Cutter *c = userdata;
         Chunker *k = c->k;
-        unsigned seen = 0;
 
         pthread_mutex_lock(&k->lock);
-        for (;;) {
-                while (k->gen == seen && !k->quit)
+        while (!k->quit) {
+                size_t slot;
+                Batch *b = take_chunk(k, &slot);
+                int r;
+
+                if (!b) {
                         pthread_cond_wait(&k->work, &k->lock);
-                if (k->quit)
-                        break;
-                seen = k->gen;
-                cut_some(c);
+                        continue;
+                }
+                k->in_flight++;
+                pthread_mutex_unlock(&k->lock);
+                upk_err_clear(&c->err);
+                r = cut_chunk(c, b, slot, &c->err);
+                pthread_mutex_lock(&k->lock);
+                k->in_flight--;
+                b->done++;
+                if (r < 0) {
+                        if (!k->stop || b->first + slot < k->err_at) {
+                                k->err_at = b->first + slot;
+                                k->err = c->err;
+                        }
+                        k->stop = true;
+                }
+                pthread_cond_signal(&k->done);
         }
         pthread_mutex_unlock(&k->lock);
         return NULL;
-}
-
-/* Hand batch `b` to the workers. */
-static void cut_start(Chunker *k, const Batch *b)
-{
-        pthread_mutex_lock(&k->lock);
-        k->cur = b;
-        k->next = 0;
-        k->in_flight = 0;
-        k->stop = false;
-        k->err_at = SIZE_MAX;
-        k->gen++;
-        pthread_cond_broadcast(&k->work);
-        pthread_mutex_unlock(&k->lock);
-}
-
-/* Cut what the workers have not taken yet of the batch, wait for theirs, and return the first error. */
-static int cut_finish(Chunker *k, UpkErr *err)
-{
-        int r = 0;
-
-        pthread_mutex_lock(&k->lock);
-        cut_some(&k->cutters[0]);
-        while (k->in_flight > 0)
-                pthread_cond_wait(&k->done, &k->lock);
-        if (k->err_at != SIZE_MAX)
-                r = upk_err(err, k->err.kind, k->err.code, "%s", k->err.msg);
-        k->cur = NULL;
-        pthread_mutex_unlock(&k->lock);
-        return r;
 }
 
 /* Read the chunks from `first` on into `b`, at most a batch, after the last `window` bytes of content
@@ -668,7 +649,7 @@ static void batch_read(Chunker *k, Content *c, const ManifestPayload *p, const B
                 memcpy(b->buf, prev->buf + prev->len - keep, keep);
         b->prefix_len = b->len = keep;
         b->first = first;
-        b->n = 0;
+        b->n = b->taken = b->done = 0;
         b->r = 0;
         upk_err_clear(&b->err);
         if (first == p->chunk_count) {
@@ -693,56 +674,127 @@ static void batch_read(Chunker *k, Content *c, const ManifestPayload *p, const B
         }
 }
 
+/* A batch whose chunks are all cut: the stored bytes to the spill file (zstd payloads), in order; then
+ * the error of its read, if it failed. */
+static int batch_write(Chunker *k, const Batch *b, const ManifestPayload *p, uint64_t *stored, UpkErr *err)
+{
+        for (size_t s = 0; s < b->n; s++) {
+                if (p->chunk_compression == COMPRESSION_ZSTD) {
+                        int r = loop_write(k->spill, b->stored + s * (size_t)k->chunk_max, b->stored_len[s]);
+                        if (r < 0)
+                                return upk_err(err, UPK_ERR_IO, r,
+                                               "cannot write the temporary chunk file: %m");
+                        k->spilled += b->stored_len[s];
+                }
+                *stored += b->stored_len[s];
+        }
+        if (b->r < 0)
+                return upk_err(err, b->err.kind, b->err.code, "%s", b->err.msg);
+        return 0;
+}
+
+/* One job: the main thread reads, cuts and writes one batch after the other. */
+static int cut_alone(Chunker *k, Content *c, const ManifestPayload *p, uint64_t *stored, UpkErr *err)
+{
+        Batch *prev = NULL;
+        int r = 0;
+
+        for (uint64_t first = 0, i = 0;; i++) {
+                Batch *b = &k->batch[i % 2];
+
+                batch_read(k, c, p, prev, b, first);
+                for (size_t s = 0; r >= 0 && s < b->n; s++)
+                        r = cut_chunk(&k->cutters[0], b, s, err);
+                if (r >= 0)
+                        r = batch_write(k, b, p, stored, err);
+                if (r < 0 || b->n == 0)
+                        return r;
+                first += b->n;
+                prev = b;
+        }
+}
+
+/* Several jobs: the main thread reads batches ahead while the workers cut them, and writes each batch
+ * once it is cut. */
+static int cut_together(Chunker *k, Content *c, const ManifestPayload *p, uint64_t *stored, UpkErr *err)
+{
+        uint64_t first = 0;
+        bool read_all = false; /* the last batch is read (one of no chunk, or whose read failed) */
+        int r = 0;
+
+        pthread_mutex_lock(&k->lock);
+        k->stop = false;
+        k->err_at = UINT64_MAX;
+        for (;;) {
+                Batch *head = &k->batch[k->head];
+
+                if (k->stop) {
+                        while (k->in_flight > 0)
+                                pthread_cond_wait(&k->done, &k->lock);
+                        r = upk_err(err, k->err.kind, k->err.code, "%s", k->err.msg);
+                        break;
+                }
+                if (k->count > 0 && head->done == head->n) {
+                        pthread_mutex_unlock(&k->lock);
+                        r = batch_write(k, head, p, stored, err);
+                        pthread_mutex_lock(&k->lock);
+                        if (r < 0) {
+                                k->stop = true;
+                                while (k->in_flight > 0)
+                                        pthread_cond_wait(&k->done, &k->lock);
+                                break;
+                        }
+                        /* Its buffer stays as it is until the next batch is read into another one: the
+                         * next batch's prefix may come from it. */
+                        k->head = (k->head + 1) % BATCHES;
+                        if (--k->count == 0 && read_all)
+                                break;
+                        continue;
+                }
+                if (!read_all && k->count < BATCHES) {
+                        Batch *b = &k->batch[(k->head + k->count) % BATCHES];
+                        const Batch *prev =
+                                first > 0 ? &k->batch[(k->head + k->count + BATCHES - 1) % BATCHES] : NULL;
+
+                        /* A free buffer belongs to this thread alone; the others only read prev. */
+                        pthread_mutex_unlock(&k->lock);
+                        batch_read(k, c, p, prev, b, first);
+                        pthread_mutex_lock(&k->lock);
+                        first += b->n;
+                        read_all = b->r < 0 || b->n == 0;
+                        k->count++;
+                        pthread_cond_broadcast(&k->work);
+                        continue;
+                }
+                pthread_cond_wait(&k->done, &k->lock);
+        }
+        pthread_mutex_unlock(&k->lock);
+        return r;
+}
+
 /* Pass 1 for one payload: cut its content into chunks and blocks, compress each block (zstd payloads,
  * into the spill file), and append its chunk entries and block entries to the index content; fills
  * size. */
 static int chunk_payload(Chunker *k, int fd, size_t pi, ManifestPayload *p, UpkErr *err)
 {
         uint64_t nb = manifest_block_count(p), stored = 0;
-        Batch *cur = &k->batch[0], *next = &k->batch[1];
+        uint8_t *chunks;
         Content c = {};
         int r;
 
         k->index_at[pi] = k->index_size;
-        k->chunks = index_grow(k, (size_t)(p->chunk_count * CHUNK_ENTRY_SIZE + nb * BLOCK_ENTRY_SIZE), err);
-        if (!k->chunks)
+        chunks = index_grow(k, (size_t)(p->chunk_count * CHUNK_ENTRY_SIZE + nb * BLOCK_ENTRY_SIZE), err);
+        if (!chunks)
                 return -ENOMEM;
-        k->blocks = k->chunks + p->chunk_count * CHUNK_ENTRY_SIZE;
+        /* No chunk is in flight between payloads: the workers see these once they take one. */
+        pthread_mutex_lock(&k->lock);
         k->p = p;
+        k->chunks = chunks;
+        k->blocks = chunks + p->chunk_count * CHUNK_ENTRY_SIZE;
+        pthread_mutex_unlock(&k->lock);
         r = content_open(&c, fd, p, err);
         if (r >= 0)
-                batch_read(k, &c, p, NULL, cur, 0);
-        while (r >= 0) {
-                Batch *t;
-
-                if (cur->n > 0) {
-                        cut_start(k, cur);
-                        /* The next batch, read while the jobs cut this one. */
-                        if (cur->r >= 0)
-                                batch_read(k, &c, p, cur, next, cur->first + cur->n);
-                        r = cut_finish(k, err);
-                        for (size_t s = 0; r >= 0 && s < cur->n; s++) {
-                                if (p->chunk_compression == COMPRESSION_ZSTD) {
-                                        r = loop_write(k->spill, k->stored + s * (size_t)k->chunk_max,
-                                                       k->stored_len[s]);
-                                        if (r < 0) {
-                                                r = upk_err(err, UPK_ERR_IO, r,
-                                                            "cannot write the temporary chunk file: %m");
-                                                break;
-                                        }
-                                        k->spilled += k->stored_len[s];
-                                }
-                                stored += k->stored_len[s];
-                        }
-                }
-                if (r >= 0 && cur->r < 0)
-                        r = upk_err(err, cur->err.kind, cur->err.code, "%s", cur->err.msg);
-                if (r < 0 || cur->n == 0)
-                        break;
-                t = cur;
-                cur = next;
-                next = t;
-        }
+                r = k->threaded ? cut_together(k, &c, p, &stored, err) : cut_alone(k, &c, p, &stored, err);
         content_done(&c);
         if (r < 0)
                 return r;
@@ -866,12 +918,17 @@ static int chunk_all(const BundleCreateOptions *opts, const char *dir, const cha
                 k->batch_chunks =
                         BATCH_SIZE_MAX / k->chunk_max > jobs ? BATCH_SIZE_MAX / k->chunk_max : jobs;
         buf_size = (size_t)window_max + k->batch_chunks * k->chunk_max;
-        k->batch[0].buf = malloc(buf_size);
-        k->batch[1].buf = malloc(buf_size);
-        k->stored = malloc(k->batch_chunks * k->chunk_max);
-        k->stored_len = calloc(k->batch_chunks, sizeof(size_t));
+        for (size_t i = 0; i < BATCHES; i++) {
+                Batch *b = &k->batch[i];
+
+                b->buf = malloc(buf_size);
+                b->stored = malloc(k->batch_chunks * k->chunk_max);
+                b->stored_len = calloc(k->batch_chunks, sizeof(size_t));
+                if (!b->buf || !b->stored || !b->stored_len)
+                        return upk_err_oom(err);
+        }
         k->cutters = calloc(jobs, sizeof(Cutter));
-        if (!k->batch[0].buf || !k->batch[1].buf || !k->stored || !k->stored_len || !k->cutters)
+        if (!k->cutters)
                 return upk_err_oom(err);
         k->fail_block = UINT64_MAX;
 #if HAVE_TEST_HOOKS
@@ -891,11 +948,13 @@ static int chunk_all(const BundleCreateOptions *opts, const char *dir, const cha
         pthread_cond_init(&k->work, NULL);
         pthread_cond_init(&k->done, NULL);
         k->lock_init = true;
-        /* Workers besides the main thread (cutters[0]). One that cannot be started leaves its share to
-         * the others: the output is the same. */
-        for (size_t i = 1; i < jobs; i++)
+        /* With more than one job, a worker for each; one that cannot be started leaves its share to the
+         * others, and with none the main thread cuts alone: the output is the same. */
+        for (size_t i = 0; jobs > 1 && i < jobs; i++) {
                 k->cutters[i].started =
                         pthread_create(&k->cutters[i].thread, NULL, cutter_thread, &k->cutters[i]) == 0;
+                k->threaded = k->threaded || k->cutters[i].started;
+        }
         k->spill = mkostemp(tmp, O_CLOEXEC);
         if (k->spill < 0)
                 return upk_err(err, UPK_ERR_IO, -errno, "%s: cannot create a temporary file: %m",
