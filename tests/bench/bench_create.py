@@ -10,9 +10,11 @@ usage: /usr/bin/python3 tests/bench/bench_create.py BUILD_DIR [--cases 256:9,32:
 Each case SIZE:LEVEL is a payload of SIZE MiB, half random and half text like bench_install.py's, made
 with --zstd-level LEVEL. For each --jobs count it prints the best wall time of --runs runs, the CPU time
 (user + system, all threads) of that run, its peak RSS (/usr/bin/time -f, Debian package `time`), and
-the ratio of the first count's wall time to this one's. It also prints the online CPUs and the load
-average before and after: on a shared machine the other processes take their share of the CPUs, and a
-ratio is only as good as the CPUs that were free. Everything lives in a temporary folder under /var/tmp,
+the ratio of the first count's wall time to this one's. As a control, it runs as many independent
+`--jobs 1` processes at once as the largest count and prints their throughput against one alone: the
+most that threads could give on this machine at that moment (CPUs that share caches and memory bandwidth,
+or that other processes use, give less than their number; zstd's high levels are bound by memory). It
+also prints the online CPUs and the load average before and after. Everything lives in a temporary folder under /var/tmp,
 removed at the end."""
 
 import argparse
@@ -109,6 +111,31 @@ def main():
                 out.unlink()
                 print(f"  --jobs {j:<3} {wall:8.2f} s wall  {cpu:8.2f} s CPU  {rss / 1024:7.1f} MiB peak RSS  "
                       f"{size / wall:7.2f} MiB/s  speed-up vs --jobs {jobs[0]}: {first_wall / wall:.2f}x")
+            # The machine's own limit, as a control: as many independent --jobs 1 runs at once as the
+            # largest --jobs count. Their speed-up is the most that threads could give right now (on a
+            # machine whose CPUs share caches and memory bandwidth, or that others use, less than n).
+            n = max(jobs)
+            if n > 1:
+                outs = [tmp / f"c{size}-{level}-{i}.upk" for i in range(n)]
+                t0 = time.monotonic()
+                procs = [subprocess.Popen(["/usr/bin/time", "-f", "%U %S", str(updatectl), "bundle", "create",
+                                           "--manifest", str(src / "manifest.json"), "--cert",
+                                           str(pki / "signer.pem"), "--key", str(pki / "signer.key"), "--chain",
+                                           str(pki / "chain.pem"), "--compression", "zstd", "--zstd-level",
+                                           str(level), "--jobs", "1", "-o", str(o)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                         for o in outs]
+                cpu = 0.0
+                for pr in procs:
+                    _, errs = pr.communicate()
+                    if pr.returncode != 0:
+                        sys.exit(f"bench_create: the control run failed:\n{errs}")
+                    cpu += sum(float(x) for x in errs.strip().splitlines()[-1].split())
+                wall = time.monotonic() - t0
+                for o in outs:
+                    o.unlink()
+                print(f"  control: {n} runs of --jobs 1 at once: {wall:8.2f} s wall  {cpu / n:8.2f} s CPU each  "
+                      f"throughput vs one --jobs 1 run: {n * first_wall / wall:.2f}x")
             print(f"  bundle: {len(first_bytes)} bytes ({100 * len(first_bytes) / (size * MIB):.1f} % of the "
                   f"payload), the same bytes for every --jobs")
     print(f"\nload average after: {loadavg()}")
