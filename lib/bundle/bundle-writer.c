@@ -411,8 +411,8 @@ struct Chunker {
         uint64_t fail_block; /* test hook: the block of each zstd payload whose frame does not fit */
 
         pthread_mutex_t lock;
-        pthread_cond_t work,
-                done; /* to the workers: a batch was read; to the main thread: a chunk was cut */
+        /* work: to the workers, a batch was read; done: to the main thread, a chunk was cut */
+        pthread_cond_t work, done;
         bool lock_init;
         /* Guarded by lock: */
         bool quit;
