@@ -14,7 +14,7 @@ For each: `upkeepd --config C install URL` ([install] delta = yes) with a cold b
 during the install), again with the table cached in the data dir, and once more from a server that answers
 one range per request (single-range mode: neighbouring ranges merged); `upkeepd install FILE` (the whole
 bundle from a local file); and what went over the wire: bytes the server sent, requests, the daemon's
-"delta:" line. Peak RSS from /usr/bin/time -f %M.
+"delta:" line. Peak RSS (the kernel's maxrss), and the peak of the anonymous memory (RssAnon, sampled).
 
 Goals (issue 15): bytes on the wire <= 20 % of the image compressed whole (`zstd -19 --long`, the
 reference) for the Debian pair; < 2 MB for the synthetic one; at most a few hundred requests; the delta
@@ -53,12 +53,34 @@ def log(msg):
 
 
 def timed(cmd):
+    """Wall time, peak RSS (MiB, /usr/bin/time's %M), output, and in timed.anon the peak of the process's
+    anonymous memory (RssAnon: heap, stacks; not the pages of its shared libraries), sampled every 2 ms."""
     t0 = time.monotonic()
-    p = subprocess.run(["/usr/bin/time", "-f", "%M", *map(str, cmd)], capture_output=True, text=True)
+    err, outf = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # files: a full pipe would block it
+    p = subprocess.Popen(["/usr/bin/time", "-o", "/dev/stderr", "-f", "%M", *map(str, cmd)], stdout=outf,
+                         stderr=err)
+    anon, child = 0, None
+    while p.poll() is None:
+        try:
+            if child is None:
+                with open(f"/proc/{p.pid}/task/{p.pid}/children") as f:
+                    child = int(f.read().split()[0])
+            with open(f"/proc/{child}/status") as f:
+                for line in f:
+                    if line.startswith("RssAnon:"):
+                        anon = max(anon, int(line.split()[1]))
+        except (OSError, IndexError, ValueError):
+            pass
+        time.sleep(0.002)
     wall = time.monotonic() - t0
+    outf.seek(0)
+    out = outf.read().decode(errors="replace")
+    err.seek(0)
+    text = err.read().decode(errors="replace")
     if p.returncode != 0:
-        sys.exit(f"bench_delta_install: {cmd} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return wall, int(p.stderr.strip().splitlines()[-1]) / 1024, p.stdout + p.stderr
+        sys.exit(f"bench_delta_install: {cmd} failed ({p.returncode}):\n{out}\n{text}")
+    timed.anon = anon / 1024
+    return wall, int(text.strip().splitlines()[-1]) / 1024, out + text
 
 
 def bench_delta():
@@ -137,22 +159,24 @@ def measure(name, build, pki, tmp, v1, v2, bundle, reference):
             if run == "first-only":  # a server that answers one range per request
                 srv.plan("/b.upk", multirange="first-only")
             wall, rss, out = timed([upkeepd, "--config", conf, "install", url])
+            anon = timed.anon
             m = DELTA_RE.search(out)
             if not m:
                 sys.exit(f"bench_delta_install: no delta line for {name} ({run}):\n{out}")
             if not same_prefix(dev / "slotB.img", v2):
                 sys.exit(f"bench_delta_install: slot B is not v2 after the {name} delta ({run})")
             st = srv.stats("/b.upk")
-            rows[run] = dict(wall=wall, rss=rss, reused=int(m.group(1)), total=int(m.group(2)),
+            rows[run] = dict(wall=wall, rss=rss, anon=anon, reused=int(m.group(1)), total=int(m.group(2)),
                              wire=int(m.group(3)), requests=int(m.group(4)), sent=st["bytes_sent"],
                              server_requests=st["requests"])
         shutil.rmtree(dev)
     dev = tmp / f"dev-{name}-full"
     conf = make_device(dev, pki, v1, delta=False)
     wall, rss, _ = timed([upkeepd, "--config", conf, "install", bundle])
+    anon = timed.anon
     if not same_prefix(dev / "slotB.img", v2):
         sys.exit(f"bench_delta_install: slot B is not v2 after the {name} full install")
-    rows["full"] = dict(wall=wall, rss=rss)
+    rows["full"] = dict(wall=wall, rss=rss, anon=anon)
     shutil.rmtree(dev)
 
     c, k, f = rows["cold"], rows["cached"], rows["full"]
@@ -174,8 +198,10 @@ def measure(name, build, pki, tmp, v1, v2, bundle, reference):
     raw = sum(p["chunk_count"] * 64 + (p["installed_size"] + p["block_size"] - 1) // p["block_size"] * 8
               for p in info["payloads"])
     log(f"  memory: `upkeepd --version` (its libraries, nothing else) {base:.1f} MiB; above that: delta cold "
-        f"{c['rss'] - base:.1f} MiB, cached {k['rss'] - base:.1f} MiB, full {f['rss'] - base:.1f} MiB; the index "
-        f"{raw / MIB:.2f} MiB raw ({info['manifest']['index']['size'] / MIB:.2f} MiB stored)")
+        f"{c['rss'] - base:.1f} MiB, cached {k['rss'] - base:.1f} MiB, full {f['rss'] - base:.1f} MiB; anonymous "
+        f"memory (heap, stacks) at its peak: delta cold {c['anon']:.1f} MiB, cached {k['anon']:.1f} MiB, full "
+        f"{f['anon']:.1f} MiB; the index {raw / MIB:.2f} MiB raw ({info['manifest']['index']['size'] / MIB:.2f} "
+        f"MiB stored)")
     return rows
 
 
