@@ -314,7 +314,9 @@ TEST(failed_block_stops_every_job)
                 if (i == 0)
                         snprintf(first, sizeof(first), "%s", err.msg);
                 ASSERT_STREQ(err.msg, first);
-                ASSERT_EQ(task_count(), tasks);
+                /* qemu-user runs threads of its own, which come and go: the count is the host's only. */
+                if (!test_emulated())
+                        ASSERT_EQ(task_count(), tasks);
                 after = folder_names();
                 ASSERT_STREQ(after, before);
         }
