@@ -194,7 +194,8 @@ int block_table_compute(int fd, const char *what, uint64_t size, uint32_t block_
         /* The first part that failed says why (a cancel, or the lowest read error). */
         for (unsigned i = 0; i < n_parts; i++)
                 if (parts[i].r < 0) {
-                        *err = parts[i].err;
+                        if (err && err->kind == UPK_ERR_NONE) /* the first error stays, as upk_err() does */
+                                *err = parts[i].err;
                         return parts[i].r;
                 }
         for (unsigned i = 0; i < n_parts; i++) {
