@@ -110,7 +110,8 @@ typedef enum BundleBlockOrigin {
 
 typedef struct BundleDeltaSource {
         /* Per payload (manifest order), per block: a BundleBlockOrigin, and for local ones the slot's
-         * block number in local_at (below 2^31; others ignored). Both owned by the caller, alive while reading. */
+         * block number in local_at (below 2^31; others ignored). Both owned by the caller, alive while
+         * reading. */
         const uint8_t *const *origin;
         const int32_t *const *local_at;
         /* Read `size` bytes from the start of block `block` of the slot that payload `payload` (manifest
