@@ -828,9 +828,7 @@ static int chunking(const BundleCreateOptions *opts, ManifestPayload *p, UpkErr 
                                p->name, p->block_size, MANIFEST_BLOCK_SIZE_MIN, MANIFEST_BLOCK_SIZE_MAX,
                                p->chunk_size);
         if (p->chunk_compression == _COMPRESSION_INVALID || !given)
-                p->chunk_compression = opts->compression_set                ? opts->compression
-                                       : p->compression != COMPRESSION_NONE ? COMPRESSION_ZSTD
-                                                                            : COMPRESSION_NONE;
+                p->chunk_compression = opts->compression_set ? opts->compression : COMPRESSION_ZSTD;
         if (p->chunk_compression != COMPRESSION_NONE && p->chunk_compression != COMPRESSION_ZSTD)
                 return upk_err(err, UPK_ERR_MANIFEST, -EINVAL,
                                "payload \"%s\": chunks are stored as none or zstd", p->name);

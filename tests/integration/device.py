@@ -15,6 +15,9 @@ BOOTSIM = os.environ.get("UPKEEP_BOOTSIM", str(BUILD / "tests" / "upkeep-bootsim
 PKI = Path(os.environ["UPKEEP_TEST_PKI"])
 
 PAYLOAD_SIZE = 1024 * 1024 + 4321
+# `bundle create` options that store a payload's blocks as they are (zstd blocks are the default): for the
+# tests that flip, cut or count the payload's bytes inside the bundle file.
+STORED = ["--compression", "none"]
 
 
 def run(*args, env=None, check=False):

@@ -80,8 +80,8 @@ def test_create_writes_format2(env):
     for i, (e, p) in enumerate(zip(m["payloads"], env.payloads)):
         assert "sha256" not in e and "compression" not in e, e
         assert e["installed_size"] == len(p.raw)
-        # The template's compressed inputs become zstd payloads, the raw one stays as is.
-        want = "zstd" if p.compression else "none"
+        # Every payload gets zstd blocks by default, its input compressed or not.
+        want = "zstd"
         assert e["chunks"] == {"size": CHUNK_DEFAULT, "block": BLOCK_DEFAULT,
                                "count": ceil_div(len(p.raw), CHUNK_DEFAULT), "compression": want,
                                "window": WINDOW_DEFAULT if want == "zstd" else 0}, e

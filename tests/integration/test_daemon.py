@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from device import PAYLOAD_SIZE, UPKEEPD, Device, make_bundle, payload_bytes
+from device import PAYLOAD_SIZE, STORED, UPKEEPD, Device, make_bundle, payload_bytes
 
 SOURCE_ROOT = Path(os.environ.get("UPKEEP_SOURCE_ROOT", Path(__file__).resolve().parents[2]))
 POLICY = SOURCE_ROOT / "systemd" / "io.upkeep.Update1.conf"
@@ -663,7 +663,8 @@ def test_polkit_decides_for_non_root(tmp_path, bus, monitor, device, service, an
 def test_bad_bundle_error_reaches_the_caller(tmp_path, bus, monitor, device, service, case, name, message):
     payload = payload_bytes()
     bundle = make_bundle(tmp_path, "0.9.0" if case == "older" else "1.1.0", payload,
-                         compatible="other-gw" if case == "incompatible" else "acme-gw")
+                         compatible="other-gw" if case == "incompatible" else "acme-gw",
+                         create_args=STORED if case == "hash" else ())
     data = bytearray(bundle.read_bytes())
     if case == "bad-signature":
         data[data.find(b'"compatible"') + 3] ^= 0x01

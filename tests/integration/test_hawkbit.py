@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from device import Device, make_bundle, payload_bytes
+from device import STORED, Device, make_bundle, payload_bytes
 from test_daemon import Bus, Monitor, Service
 from test_poll import World as PollWorld
 
@@ -66,8 +66,9 @@ class World(PollWorld):
         self.services = []
 
     def bundle(self, version="1.1.0", seed=7, signer="signer"):
+        """Its blocks stored as they are: the tests cut, stall and count the download at its bytes."""
         return make_bundle(self.tmp, version, payload_bytes(seed, 256 * 1024), name=f"{signer}-{seed}",
-                           signer=signer).read_bytes()
+                           signer=signer, create_args=STORED).read_bytes()
 
     def assign(self, data, version="1.1.0", extra=None, **kw):
         files = {f"acme-gw-{version}.upk": data}

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from device import PAYLOAD_SIZE, UPKEEPD, Device, make_bundle, payload_bytes, run
+from device import PAYLOAD_SIZE, STORED, UPKEEPD, Device, make_bundle, payload_bytes, run
 
 
 @pytest.fixture
@@ -264,7 +264,8 @@ def test_rejections_leave_the_booted_slot_primary(tmp_path, case, status, messag
     payload = payload_bytes()
     version = {"same-version": "1.0.0", "older": "0.9.0"}.get(case, "1.1.0")
     bundle = make_bundle(tmp_path, version, payload, compatible="other-gw" if case == "incompatible" else "acme-gw",
-                         min_version="1.0.5" if case == "min-version" else None)
+                         min_version="1.0.5" if case == "min-version" else None,
+                         create_args=STORED if case == "hash-halfway" else ())
     if case == "hash-halfway":
         data = bytearray(bundle.read_bytes())
         at = data.find(payload[:4096]) + PAYLOAD_SIZE // 2

@@ -13,7 +13,7 @@ import tarfile
 
 import pytest
 
-from device import PAYLOAD_SIZE, Device, make_bundle, payload_bytes
+from device import PAYLOAD_SIZE, STORED, Device, make_bundle, payload_bytes
 
 STAGING = ".upkeep-staging"
 EXIT_FORMAT = 14
@@ -121,7 +121,7 @@ def test_tampered_archive_leaves_nothing_in_the_slot(tmp_path):
     """Format 2: the chunks before b.txt's verify and reach the handler (a.txt is unpacked into the staging
     folder), the third fails: nothing of the payload is in the slot, not even the verified a.txt."""
     device = folder_device(tmp_path)
-    bundle = tampered_archive_bundle(tmp_path, ["--chunk-size", "4096"])
+    bundle = tampered_archive_bundle(tmp_path, ["--chunk-size", "4096", *STORED])
     slot_mode = stat.S_IMODE(device.slot["B"].stat().st_mode)
     p = device.install(bundle)
     assert p.returncode == EXIT_PAYLOAD, (p.returncode, p.stderr)
@@ -203,7 +203,7 @@ def test_file_payload_goes_live_only_when_every_payload_verified(tmp_path):
     target.write_bytes(b"old config\n")
     payload = payload_bytes()
     bundle = make_bundle(tmp_path, "1.1.0", payload, targets=[("config", "file", target, b"new config\n")],
-                         targets_first=True)
+                         targets_first=True, create_args=STORED)
     data = bytearray(bundle.read_bytes())
     assert data.find(b"new config\n") < data.find(payload[:4096])  # the file payload comes first
     at = data.find(payload[:4096]) + PAYLOAD_SIZE - 100  # the last chunk of the slot's payload

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from device import PAYLOAD_SIZE, UPKEEPD, Device, make_bundle, payload_bytes
+from device import PAYLOAD_SIZE, STORED, UPKEEPD, Device, make_bundle, payload_bytes
 from test_daemon import IFACE, NAME, PATH, bus, install, monitor  # noqa: F401 (bus, monitor: fixtures)
 
 DRIVER = Path(__file__).resolve().parent / "journal-ns.py"
@@ -150,7 +150,7 @@ def test_journal_fields_and_fallback(tmp_path, bus, monitor):
     payload = payload_bytes()
     good = make_bundle(tmp_path, "1.1.0", payload, name="good")
     # The payload changed after signing: the hash check catches it while writing.
-    tampered = make_bundle(tmp_path, "1.1.0", payload, name="tampered")
+    tampered = make_bundle(tmp_path, "1.1.0", payload, name="tampered", create_args=STORED)
     data = bytearray(tampered.read_bytes())
     data[data.find(payload[:4096]) + PAYLOAD_SIZE // 2] ^= 0xFF
     tampered.write_bytes(bytes(data))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from device import PKI, UPDATECTL, UPKEEPD, Device, payload_bytes, run
+from device import PKI, STORED, UPDATECTL, UPKEEPD, Device, payload_bytes, run
 from test_daemon import Bus, Monitor, Service
 from tufrepo import Repo, expires_in
 
@@ -31,8 +31,9 @@ NO_AUTO_CHECK = {"UPKEEP_TEST_FIRST_CHECK_SEC": "3600"}
 SOON = {"UPKEEP_TEST_FIRST_CHECK_SEC": "1"}
 
 
-def make_bundle(tmp: Path, version, payload: bytes, *, compatible="acme-gw", security=None, name="b"):
-    """A signed bundle with one raw payload; `security` is the manifest's security.type (or None)."""
+def make_bundle(tmp: Path, version, payload: bytes, *, compatible="acme-gw", security=None, name="b", create_args=()):
+    """A signed bundle with one raw payload; `security` is the manifest's security.type (or None);
+    `create_args`: more options of `updatectl bundle create`."""
     d = tmp / f"src-{name}-{version}-{security}"
     d.mkdir()
     (d / "rootfs.img").write_bytes(payload)
@@ -45,7 +46,7 @@ def make_bundle(tmp: Path, version, payload: bytes, *, compatible="acme-gw", sec
     (d / "manifest.json").write_text(json.dumps(manifest))
     out = tmp / f"{name}-{version}-{security}.upk"
     run(UPDATECTL, "bundle", "create", "--manifest", d / "manifest.json", "--cert", PKI / "signer.pem",
-        "--key", PKI / "signer.key", "--chain", PKI / "chain.pem", "-o", out, check=True)
+        "--key", PKI / "signer.key", "--chain", PKI / "chain.pem", *create_args, "-o", out, check=True)
     return out
 
 
@@ -220,9 +221,9 @@ def test_switched_off_is_like_none(tmp_path, world):
                                                 (None, False)])
 def test_security_policy(tmp_path, world, security, installed):
     w = world(policy="security")
-    # Held bundles are big, to see that only their head was read.
+    # Held bundles are big (their blocks stored as they are), to see that only their head was read.
     payload = payload_bytes(14, 1024 * 1024 if installed else 32 * 1024 * 1024)
-    w.add(make_bundle(tmp_path, "1.1.0", payload, security=security), "1.1.0")
+    w.add(make_bundle(tmp_path, "1.1.0", payload, security=security, create_args=STORED), "1.1.0")
     w.publish()
     s = w.start(env=NO_AUTO_CHECK)
     p = w.ctl("check")
@@ -607,7 +608,7 @@ def test_tuf_target_installs_as_a_delta(tmp_path, world):
     w = world(policy="none")
     v1, v2 = delta_pair(41)
     w.device.slot["A"].write_bytes(v1)
-    b = make_bundle(tmp_path, "1.1.0", v2)
+    b = make_bundle(tmp_path, "1.1.0", v2, create_args=STORED)  # a bundle as large as the image
     name = w.add(b, "1.1.0")
     w.publish()
     w.start(env=NO_AUTO_CHECK)
@@ -632,7 +633,7 @@ def test_tuf_delta_refuses_another_manifest(tmp_path, world):
     w = world(policy="none")
     v1, v2 = delta_pair(43)
     w.device.slot["A"].write_bytes(v1)
-    b = make_bundle(tmp_path, "1.1.0", v2)
+    b = make_bundle(tmp_path, "1.1.0", v2, create_args=STORED)  # a bundle as large as the image
     name = "acme-gw-1.1.0-acme-gw.upk"
     wrong = hashlib.sha256(b"another manifest").hexdigest()
     w.repo.targets[name] = (b.read_bytes(), {"compatible": "acme-gw", "version": "1.1.0",
