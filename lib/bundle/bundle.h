@@ -153,7 +153,7 @@ int bundle_verify_rest(Bundle *b, UpkErr *err);
 uint64_t bundle_get_position(const Bundle *b);
 
 #define BUNDLE_FORMAT_DEFAULT     2
-#define BUNDLE_ZSTD_LEVEL_DEFAULT 9
+#define BUNDLE_ZSTD_LEVEL_DEFAULT 19
 #define BUNDLE_JOBS_MAX           64
 
 typedef struct BundleCreateOptions {

@@ -24,7 +24,7 @@ RSS under 16 MiB plus the index.
 With --peers (the default), also casync's and zchunk's bytes for the Debian pair in the same run
 (bench_delta.py's measurements; needs casync and zchunk).
 
-usage: /usr/bin/python3 tests/bench/bench_delta_install.py BUILD_DIR [--level 9] [--no-debian]
+usage: /usr/bin/python3 tests/bench/bench_delta_install.py BUILD_DIR [--level 19] [--no-debian]
        [--no-synthetic] [--no-peers] [--pair-cache DIR]"""
 
 import argparse
@@ -238,7 +238,7 @@ def synthetic(a, build, updatectl, pki, tmp):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build", type=Path)
-    ap.add_argument("--level", type=int, default=9)
+    ap.add_argument("--level", type=int, default=19)
     ap.add_argument("--debian", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--synthetic", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--pair-cache", type=Path, default=Path("/var/tmp/upkeep-bench-cache"))
