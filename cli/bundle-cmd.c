@@ -475,7 +475,10 @@ static int open_verified(const char *verb, int argc, char *argv[], int n_pos, Bu
         if (!a->keyring)
                 return cli_usage_error("bundle %s needs --keyring (the trusted CA certificates)", verb);
 
-        BundleOpenOptions opts = { .keyring = a->keyring, .crl = a->crl, .allow_any_eku = a->allow_any_eku };
+        BundleOpenOptions opts = { .keyring = a->keyring,
+                                   .crl = a->crl,
+                                   .allow_any_eku = a->allow_any_eku,
+                                   .keep_raw_index = streq(verb, "extract") };
         r = bundle_open_path(a->pos[0], &opts, ret, err);
         if (r < 0)
                 return cli_report(a->pos[0], err);

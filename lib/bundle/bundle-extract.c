@@ -63,6 +63,9 @@ static int extract_all(Bundle *b, Written *w, UpkErr *err)
                 return r;
         if (bundle_get_manifest(b)->format == 2) {
                 bundle_get_raw_index(b, &data, &data_size);
+                if (!data)
+                        return upk_err(err, UPK_ERR_CONFIG, -EINVAL,
+                                       "%s: the bundle was opened without keep_raw_index", CHUNK_INDEX_NAME);
                 r = write_whole(w, CHUNK_INDEX_NAME, data, data_size, err);
                 if (r < 0)
                         return r;

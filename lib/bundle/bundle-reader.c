@@ -367,7 +367,7 @@ static int read_small_member(Bundle *b, MemberKind kind, size_t max, char **ret,
 
 /* Format 2: the layout so far, then chunks.idx: its size and hash checked against the signed manifest
  * before a byte of it is parsed; each payload's identity is the hash of its slice. */
-static int open_index(Bundle *b, UpkErr *err)
+static int open_index(Bundle *b, bool keep_raw, UpkErr *err)
 {
         const Manifest *m = b->manifest;
         char *raw = NULL;
@@ -407,6 +407,11 @@ static int open_index(Bundle *b, UpkErr *err)
                 r = chunk_index_parse(content, content_size, m, &b->index, &e);
         if (r < 0)
                 return fail(b, err, e.kind, r, "%s", e.msg);
+        if (!keep_raw) {
+                free(b->index_raw);
+                b->index_raw = NULL;
+                b->index_size = 0;
+        }
         for (size_t i = 0; i < m->n_payloads; i++) {
                 ManifestPayload *p = &b->manifest->payloads[i];
                 memcpy(p->sha256, b->index->identity[i], 32);
@@ -490,7 +495,7 @@ static int bundle_open_internal(Bundle *b, const BundleOpenOptions *opts, UpkErr
                                            b->next_header + TAR_BLOCK +
                                                    (b->manifest->index_size + TAR_BLOCK - 1) / TAR_BLOCK *
                                                            TAR_BLOCK);
-                return open_index(b, err);
+                return open_index(b, opts && opts->keep_raw_index, err);
         }
         return 0;
 }

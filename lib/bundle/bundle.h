@@ -32,6 +32,9 @@ typedef struct BundleOpenOptions {
          * that a delta reader (bundle_set_delta()) takes from the source. */
         void (*on_head_size)(void *userdata, uint64_t size);
         void *head_userdata;
+        /* Format 2: keep chunks.idx's stored bytes for bundle_get_raw_index() (`bundle extract`); else
+         * they are freed once the index is parsed (a 1 GiB payload's are about half a MiB). */
+        bool keep_raw_index;
 } BundleOpenOptions;
 
 /* Read and check manifest.json and manifest.json.sig; verify the signature (when a keyring is given),
@@ -52,7 +55,8 @@ const SignatureSigner *bundle_get_signer(const Bundle *b); /* NULL when unverifi
 void bundle_get_raw(const Bundle *b, const void **ret_manifest, size_t *ret_manifest_size,
                     const void **ret_sig, size_t *ret_sig_size);
 
-/* Format 2: the bytes of chunks.idx as stored (checked against the manifest); NULL, 0 in format 1. */
+/* Format 2: the bytes of chunks.idx as stored (checked against the manifest), when the bundle was opened
+ * with keep_raw_index; else, and in format 1, NULL, 0. */
 void bundle_get_raw_index(const Bundle *b, const void **ret, size_t *ret_size);
 /* Format 2: the parsed chunk index (NULL in format 1). */
 typedef struct ChunkIndex ChunkIndex;

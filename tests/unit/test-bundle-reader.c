@@ -888,7 +888,15 @@ TEST(format2_extract_and_info)
         Fixture f;
 
         fixture_make2(&f);
+        /* Not kept unless asked: freed once parsed, and extract refuses to write an index it has not. */
         ASSERT_OK_E(bundle_open_path("b2.upk", keyring(), &b, &err), &err);
+        bundle_get_raw_index(b, &raw, &raw_size);
+        ASSERT_TRUE(!raw && raw_size == 0);
+        ASSERT_UPK_ERR(bundle_extract(b, "out0", &err), &err, -EINVAL, UPK_ERR_CONFIG, "keep_raw_index");
+        b = bundle_free(b);
+        keyring()->keep_raw_index = true;
+        ASSERT_OK_E(bundle_open_path("b2.upk", keyring(), &b, &err), &err);
+        keyring()->keep_raw_index = false;
         bundle_get_raw_index(b, &raw, &raw_size);
         {
                 size_t need;

@@ -932,7 +932,8 @@ static char *bundle_claiming_index_size(uint64_t index_size, size_t *ret_size)
                        "  \"payloads\": [ { \"name\": \"rootfs\", \"file\": \"rootfs.img\", "
                        "\"handler\": \"raw\", \"slot_class\": \"rootfs\" } ] }\n");
         create_bundle2("manifest.json", "orig.upk");
-        ASSERT_OK_E(bundle_open_path("orig.upk", NULL, &b, &e), &e);
+        ASSERT_OK_E(bundle_open_path("orig.upk", &(BundleOpenOptions){ .keep_raw_index = true }, &b, &e),
+                    &e);
         bundle_get_raw(b, &raw, &raw_size, NULL, NULL);
         bundle_get_raw_index(b, &idx, &idx_size);
         /* "index":{ "size":N, ...: N replaced */
