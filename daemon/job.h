@@ -24,6 +24,10 @@ typedef enum JobKind {
         JOB_ROLLBACK,       /* install_rollback() */
         JOB_MARK_GOOD,      /* install_mark_good() */
         JOB_CANCEL_PENDING, /* install_cancel_pending() */
+        /* install_delta_prepare_tables(): in the background, at the lowest CPU and I/O priority (that
+         * thread and the hashing threads it starts only); in a test build UPKEEP_TEST_PREPARE_DELAY_MS
+         * holds it that long before each 1 MiB read (a cancel ends the wait at once) */
+        JOB_PREPARE_DELTA,
         _JOB_KIND_MAX,
         _JOB_KIND_INVALID = -EINVAL,
 } JobKind;
@@ -49,6 +53,7 @@ typedef struct JobParams {
         Source *source;     /* JOB_CHECK: used by the worker only while the job runs */
         const char *current_version;
         bool want_manifest;
+        const char *booted; /* JOB_PREPARE_DELTA: the booted slot's bootname */
         /* JOB_INSTALL as a delta (install_bundle_delta()) from this URL, instead of `next`/`path`; with
          * TUF, the manifest's SHA-256 the repository signed (32 bytes, or NULL) */
         const char *delta_url;
@@ -79,6 +84,7 @@ typedef struct JobResult {
         unsigned delta_requests;
         uint64_t delta_wire_bytes;
         bool delta_fallback;
+        InstallPrepareStats prepare; /* JOB_PREPARE_DELTA */
 } JobResult;
 
 void job_result_done(JobResult *r);
