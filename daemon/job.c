@@ -407,6 +407,11 @@ static const char *const job_what[_JOB_KIND_MAX] = {
         [JOB_PREPARE_DELTA] = "computing the booted slot's block tables",
 };
 
+const char *job_kind_what(JobKind k)
+{
+        return string_table_get(job_what, _JOB_KIND_MAX, k) ?: "a job";
+}
+
 int job_join(Job *j, JobResult *ret, UpkErr *ret_err)
 {
         job_wait(j);
@@ -418,7 +423,7 @@ int job_join(Job *j, JobResult *ret, UpkErr *ret_err)
                 *ret_err = j->err;
                 /* Every failure reaches a log line, LastError or a bus reply with a message. */
                 if (j->result < 0)
-                        (void)upk_err_ensure(ret_err, j->result, "%s failed", job_what[j->kind]);
+                        (void)upk_err_ensure(ret_err, j->result, "%s failed", job_kind_what(j->kind));
         }
         return j->result;
 }

@@ -94,6 +94,8 @@ int job_start(sd_event *e, const Config *c, const JobParams *p, JobNotifyFunc no
 void job_cancel(Job *j);
 bool job_is_cancelled(Job *j);
 JobKind job_kind(Job *j);
+/* What a job of kind `k` does, for messages: "the install", "the check for updates"... */
+const char *job_kind_what(JobKind k);
 void job_snapshot(Job *j, JobSnapshot *ret);
 /* Once finished: join the worker and hand out its result. `ret` (may be NULL) is filled whatever the
  * result (the caller calls job_result_done()); returns the operation's return value. On failure

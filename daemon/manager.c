@@ -206,9 +206,9 @@ static int refuse_busy(Manager *m, sd_bus_error *error)
 
 static void on_prepare_job(Job *j, void *userdata);
 
-/* The background job's end (finished, or stopped by prepare_stop()): one line. Cancelled, it is due again
- * (prepare_start() after the job that stopped it); otherwise done until the next confirmation. */
-static void finish_prepare(Manager *m)
+/* The background job's end (finished, or stopped by prepare_stop() for `why`): one line. Cancelled, it is
+ * due again (prepare_start() after the job that stopped it); otherwise done until the next confirmation. */
+static void finish_prepare(Manager *m, const char *why)
 {
         bool cancelled = job_is_cancelled(m->prepare_job);
         JobResult jr = {};
@@ -218,10 +218,10 @@ static void finish_prepare(Manager *m)
         r = job_join(m->prepare_job, &jr, &err);
         m->prepare_job = job_free(m->prepare_job);
         if (r == -ECANCELED && cancelled) {
-                log_fields(
-                        LOG_LEVEL_DEBUG, &(LogFields){ .slot = m->booted_slot },
-                        "block tables of slot %s: given up for another job, computed again when it is done",
-                        m->booted_slot);
+                log_fields(LOG_LEVEL_DEBUG, &(LogFields){ .slot = m->booted_slot },
+                           "block tables of slot %s: given up for %s (computed again when the daemon is "
+                           "idle next)",
+                           m->booted_slot, why);
                 job_result_done(&jr);
                 return;
         }
@@ -266,13 +266,13 @@ static void prepare_start(Manager *m)
 }
 
 /* Before any job: the background job gives way, cancelled and joined at once (the hashing looks at the
- * cancel between reads of 1 MiB). */
-static void prepare_stop(Manager *m)
+ * cancel between reads of 1 MiB). `why` names what it gives way to, for the debug line. */
+static void prepare_stop(Manager *m, const char *why)
 {
         if (!m->prepare_job)
                 return;
         job_cancel(m->prepare_job);
-        finish_prepare(m);
+        finish_prepare(m, why);
 }
 
 static void on_prepare_job(Job *j, void *userdata)
@@ -282,7 +282,7 @@ static void on_prepare_job(Job *j, void *userdata)
 
         job_snapshot(j, &snap);
         if (snap.finished)
-                finish_prepare(m);
+                finish_prepare(m, NULL); /* not cancelled: its result */
 }
 
 static void on_job(Job *j, void *userdata);
@@ -291,7 +291,7 @@ static void on_job(Job *j, void *userdata);
  * stops first, so that nothing a caller or the schedule asks for waits for it. */
 static int start_job(Manager *m, const JobParams *p)
 {
-        prepare_stop(m);
+        prepare_stop(m, job_kind_what(p->kind));
         return job_start(m->event, m->config, p, on_job, m, &m->job);
 }
 
@@ -1258,6 +1258,7 @@ static void finish_boot_job(Manager *m)
                            "primary",
                            m->booted_slot);
                 manager_refresh(m);
+                m->prepare_due = true; /* the booted slot, good, is the next boot's again */
                 if (call && kind == JOB_ROLLBACK)
                         (void)sd_bus_reply_method_return(call, "s", jr.slot);
                 else if (call)
@@ -1266,6 +1267,7 @@ static void finish_boot_job(Manager *m)
                 log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .slot = jr.slot },
                            "rollback: slot %s is primary again", jr.slot);
                 manager_refresh(m);
+                m->prepare_due = false; /* the next boot is the other slot's */
                 if (m->config->reboot == REBOOT_AUTO) {
                         _cleanup_free_ char *why = strdup_printf("start slot %s", jr.slot);
                         manager_reboot(m, why ?: "start the other slot");
@@ -1467,7 +1469,7 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         log_msg(LOG_LEVEL_NOTICE, "received %s, stopping", strsignal((int)si->ssi_signo));
         (void)sd_notify(false, "STOPPING=1");
         m->exiting = true;
-        prepare_stop(m);
+        prepare_stop(m, "the daemon's stop");
         if (m->job) {
                 /* A cancelled install stops at its next block; the loop exits when the worker is joined. */
                 if (job_kind(m->job) == JOB_INSTALL || job_kind(m->job) == JOB_CHECK)

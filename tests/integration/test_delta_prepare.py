@@ -8,11 +8,12 @@ from a URL. UPKEEP_TEST_PREPARE_DELAY_MS (a test build's hook) makes the hashing
 it runs."""
 
 import signal
+import subprocess
 import time
 
 import pytest
 
-from test_daemon import Service, install
+from test_daemon import Service, install, thread_nices
 from test_delta import (BLOCKS, BUNDLE_PATH, INSTALLED, NO_AUTO_CHECK, World, assert_installed, the_delta_line,
                         bundle, pair)  # noqa: F401 (fixtures)
 
@@ -21,7 +22,7 @@ TABLE_B = "blocks-rootfs-B.table"
 READY_A = f"block table of slot rootfs.A ready for delta updates: {BLOCKS} blocks in "
 READY_B = f"block table of slot rootfs.B ready for delta updates: {BLOCKS} blocks in "
 RUNNING = "computing the block tables of slot A for delta updates in the background"
-GIVEN_UP = "block tables of slot A: given up for another job"
+GIVEN_UP = "block tables of slot A: given up for the install"
 SLOW = {**NO_AUTO_CHECK, "UPKEEP_TEST_PREPARE_DELAY_MS": "3000"}  # 8 MiB: 24 s at least
 
 
@@ -85,14 +86,23 @@ def test_the_booted_slots_table_is_made_before_any_install(worlds, pair):
 
 
 def test_an_install_does_not_wait_for_the_background_table(worlds, pair):
-    """(b) While the background hashing runs (slowed down to take half a minute), an install starts at
-    once and succeeds: the hashing is given up (no table file, no temporary file left), and the install
+    """(b) While the background hashing runs (slowed down to take half a minute) in a thread at nice 19
+    and in the idle I/O class, the event loop's thread keeping its priority, an install starts at once
+    and succeeds: the hashing is given up (no table file, no temporary file left), and the install
     computes the table itself. With the update waiting for its reboot, the hashing does not come back."""
     v1, v2, _ = pair
     w = worlds()
-    start(w, env=SLOW)
+    s = start(w, env=SLOW)
     wait_for("the background hashing", lambda: RUNNING in w.log(), w)
     time.sleep(0.5)
+    pid = s.proc.pid
+    nices = thread_nices(pid)
+    if nices[pid] < 19:  # the test runner is not niced to the end itself
+        (tid,) = [t for t, n in nices.items() if n == 19]
+        io = subprocess.run(["ionice", "-p", str(tid)], capture_output=True, text=True, timeout=30)
+        assert io.stdout.strip() == "idle", (io.stdout, io.stderr)
+        main = subprocess.run(["ionice", "-p", str(pid)], capture_output=True, text=True, timeout=30)
+        assert main.stdout.strip() != "idle", main.stdout
     t0 = time.monotonic()
     install(w.bus, w.server.url(BUNDLE_PATH))
     wait_for("the install's start", lambda: w.bus.get("State") in ("downloading", "installing"), w)
