@@ -221,21 +221,22 @@ static void finish_prepare(Manager *m, const char *why)
                 log_fields(LOG_LEVEL_DEBUG, &(LogFields){ .slot = m->booted_slot },
                            "block tables of slot %s: given up for %s (computed again when the daemon is "
                            "idle next)",
-                           m->booted_slot, why);
+                           m->booted_slot, why ?: "a job");
                 job_result_done(&jr);
                 return;
         }
         m->prepare_due = false;
         if (r < 0)
                 log_fields(LOG_LEVEL_WARNING, &(LogFields){ .slot = m->booted_slot },
-                           "cannot compute the block table of the booted slot for delta updates (the first "
-                           "delta install will try again): %s",
+                           "cannot prepare the booted slot's block table for delta updates: %s; the first "
+                           "delta install will try again",
                            err.msg);
         else if (jr.prepare.computed > 0)
                 log_fields(LOG_LEVEL_INFO, &(LogFields){ .slot = m->booted_slot },
-                           "block table%s of slot %s ready for delta updates: %" PRIu64 " blocks in %.1f s",
-                           jr.prepare.computed > 1 ? "s" : "", jr.prepare.slots, jr.prepare.blocks,
-                           jr.prepare.seconds);
+                           "block table%s of slot%s %s ready for delta updates: %" PRIu64
+                           " blocks in %.1f s",
+                           jr.prepare.computed > 1 ? "s" : "", jr.prepare.computed > 1 ? "s" : "",
+                           jr.prepare.slots, jr.prepare.blocks, jr.prepare.seconds);
         else
                 log_fields(LOG_LEVEL_DEBUG, &(LogFields){ .slot = m->booted_slot },
                            "block tables of slot %s already up to date", m->booted_slot);

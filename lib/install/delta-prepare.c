@@ -49,6 +49,7 @@ static int prepare_slot(const Config *c, const SlotConfig *s, bool (*cancelled)(
         _cleanup_(block_table_freep) BlockTable *t = NULL;
         _cleanup_free_ char *name = install_delta_table_name(s);
         _cleanup_close_ int fd = -EBADF;
+        UpkErr save_err = {};
         uint64_t size;
         bool computed;
         double start;
@@ -63,7 +64,7 @@ static int prepare_slot(const Config *c, const SlotConfig *s, bool (*cancelled)(
         remove_stale_temporaries(c->data_dir, name);
         start = monotonic_sec();
         r = install_delta_slot_table(c, s, fd, size, BLOCK_SIZE_DEFAULT, cancelled, userdata, &t, &computed,
-                                     err);
+                                     &save_err, err);
         if (r < 0) {
                 if (r != -ECANCELED)
                         (void)upk_err_prefix(err, "slot %s.%s", s->class, s->name);
@@ -72,6 +73,13 @@ static int prepare_slot(const Config *c, const SlotConfig *s, bool (*cancelled)(
         if (!computed) {
                 st->cached++;
                 return 0;
+        }
+        /* Made for nothing (and made again at every start) unless it is kept: the caller must hear of it. */
+        if (save_err.code < 0) {
+                if (err)
+                        *err = save_err;
+                (void)upk_err_prefix(err, "slot %s.%s: its block table cannot be kept", s->class, s->name);
+                return save_err.code;
         }
         st->computed++;
         st->blocks += size / BLOCK_SIZE_DEFAULT + (size % BLOCK_SIZE_DEFAULT != 0);

@@ -283,7 +283,7 @@ void install_delta_forget_slot(const Config *c, const SlotConfig *s)
  * into a slot removes its table first: install_delta_forget_slot()), else computed and saved. */
 int install_delta_slot_table(const Config *c, const SlotConfig *s, int fd, uint64_t size,
                              uint32_t block_size, bool (*cancelled)(void *userdata), void *userdata,
-                             BlockTable **ret, bool *ret_computed, UpkErr *err)
+                             BlockTable **ret, bool *ret_computed, UpkErr *save_err, UpkErr *err)
 {
         _cleanup_free_ char *name = NULL, *what = NULL;
         _cleanup_(block_table_freep) BlockTable *t = NULL;
@@ -311,8 +311,11 @@ int install_delta_slot_table(const Config *c, const SlotConfig *s, int fd, uint6
         if (r < 0)
                 return r;
         /* Only a cache; the data folder may not exist yet before a device's first install. */
-        if (mkdir_p(c->data_dir, 0755) >= 0)
-                (void)block_table_save(t, c->data_dir, name, size, origin, NULL);
+        r = mkdir_p(c->data_dir, 0755);
+        if (r < 0)
+                (void)upk_err(save_err, UPK_ERR_IO, r, "cannot create %s: %m", c->data_dir);
+        else
+                (void)block_table_save(t, c->data_dir, name, size, origin, save_err);
         *ret = TAKE_PTR(t);
         *ret_computed = true;
         return 0;
@@ -387,7 +390,7 @@ static int plan_payloads(const Config *c, Bundle *b, Delta *d, const InstallOpti
 
                         r = install_delta_slot_table(c, s, d->local_fd[i], size, p->block_size,
                                                      o ? o->cancelled : NULL, o ? o->userdata : NULL, &t,
-                                                     &computed, &e);
+                                                     &computed, NULL, &e);
                         if (r == -ECANCELED) {
                                 *err = e;
                                 return r;

@@ -35,10 +35,12 @@ char *install_delta_table_name(const SlotConfig *s);
 int install_delta_open_slot(const SlotConfig *s, int *ret_fd, uint64_t *ret_size);
 /* The block table of slot `s` (open in `fd`, `size` bytes) at `block_size`: the one saved in the data
  * folder when it was made over the same slot content as far as its key sees (*ret_computed false), else
- * computed (block_table_compute(), `cancelled` polled between reads) and saved (*ret_computed true). */
+ * computed (block_table_compute(), `cancelled` polled between reads) and saved (*ret_computed true). The
+ * table is only a cache: a failure to save it is not the call's, but is told in `save_err` (may be NULL;
+ * untouched when saved). */
 int install_delta_slot_table(const Config *c, const SlotConfig *s, int fd, uint64_t size,
                              uint32_t block_size, bool (*cancelled)(void *userdata), void *userdata,
-                             BlockTable **ret, bool *ret_computed, UpkErr *err);
+                             BlockTable **ret, bool *ret_computed, UpkErr *save_err, UpkErr *err);
 
 /* operation.c */
 void install_crash_point(const char *name);

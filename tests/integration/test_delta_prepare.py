@@ -14,8 +14,8 @@ import time
 import pytest
 
 from test_daemon import Service, install, thread_nices
-from test_delta import (BLOCKS, BUNDLE_PATH, INSTALLED, NO_AUTO_CHECK, World, assert_installed, the_delta_line,
-                        bundle, pair)  # noqa: F401 (fixtures)
+from test_delta import (BLOCKS, BUNDLE_PATH, INSTALLED, NO_AUTO_CHECK, SHORT_FILE, World, assert_installed,
+                        the_delta_line, bundle, pair)  # noqa: F401 (fixtures)
 
 TABLE_A = "blocks-rootfs-A.table"
 TABLE_B = "blocks-rootfs-B.table"
@@ -183,3 +183,32 @@ def test_after_the_reboot_the_new_slot_gets_its_table(worlds, pair):
     assert (w.device.data / TABLE_B).stat().st_size > 0, s.text()
     assert READY_A not in s.text(), s.text()
     assert w.bus.get("State") == "idle"
+
+
+def test_a_booted_slot_that_cannot_be_read_gets_one_warning(worlds):
+    """Slot A opens and says it has bytes but reads short (a sysfs file): one warning naming the slot, the
+    file and the reason; no table, and the service stays idle."""
+    try:
+        st = SHORT_FILE.stat()
+        short = st.st_size > 0 and len(SHORT_FILE.read_bytes()) < st.st_size
+    except OSError:
+        short = False
+    if not short:
+        pytest.skip(f"{SHORT_FILE} is not a file that reads shorter than its size here")
+    w = worlds()
+    conf = w.device.conf.read_text()
+    line = f"[slot.rootfs.A]\ndevice = {w.device.slot['A']}\n"
+    assert line in conf, conf
+    w.device.conf.write_text(conf.replace(line, f"[slot.rootfs.A]\ndevice = {SHORT_FILE}\n", 1))
+    start(w)
+    wait_for("the warning", lambda: "warning: cannot prepare" in w.log(), w)
+    time.sleep(1)
+    log = w.log()
+    (warning,) = [x for x in log.splitlines() if x.startswith("upkeepd: warning: ")]
+    assert warning.startswith("upkeepd: warning: cannot prepare the booted slot's block table for delta updates: "
+                              f"slot rootfs.A: {SHORT_FILE}: ends at byte "), warning
+    assert "the first delta install will try again" in warning, warning
+    assert "ready for delta updates" not in log, log
+    assert leftovers(w) == [], log
+    assert w.bus.get("State") == "idle"
+    assert w.bus.get("LastError") == ""

@@ -70,9 +70,9 @@ static void assert_saved(const Config *c, const SlotConfig *s, uint64_t size)
         int fd = open(s->device, O_RDONLY | O_CLOEXEC);
 
         ASSERT_TRUE(fd >= 0);
-        ASSERT_OK_E(
-                install_delta_slot_table(c, s, fd, size, BLOCK_SIZE_DEFAULT, NULL, NULL, &t, &computed, &e),
-                &e);
+        ASSERT_OK_E(install_delta_slot_table(c, s, fd, size, BLOCK_SIZE_DEFAULT, NULL, NULL, &t, &computed,
+                                             NULL, &e),
+                    &e);
         close(fd);
         ASSERT_FALSE(computed);
         ASSERT_EQ(block_table_size(t), (size_t)(size / BLOCK_SIZE_DEFAULT));
@@ -199,4 +199,18 @@ TEST(a_slot_that_cannot_be_read)
                        "slot rootfs.A: /sys/devices/system/cpu/online");
         ASSERT_FALSE(exists("data/blocks-rootfs-A.table"));
         ASSERT_TRUE(exists("data/blocks-appfs-A.table"));
+}
+
+/* A table that cannot be kept (the data folder is a file here) would be made again at every start: the
+ * call fails, naming the slot and the file. */
+TEST(a_table_that_cannot_be_kept)
+{
+        _cleanup_(config_freep) Config *c = device(MIB, NULL);
+        InstallPrepareStats st = {};
+        UpkErr e = {};
+
+        test_write_str("data", "not a folder\n");
+        ASSERT_UPK_ERR(install_delta_prepare_tables(c, "A", NULL, NULL, &st, &e), &e, -ENOTDIR, UPK_ERR_IO,
+                       "slot rootfs.A: its block table cannot be kept: ");
+        ASSERT_TRUE(strstr(e.msg, "data/blocks-rootfs-A.table: cannot write: "));
 }
