@@ -292,8 +292,13 @@ static void on_job(Job *j, void *userdata);
  * stops first, so that nothing a caller or the schedule asks for waits for it. */
 static int start_job(Manager *m, const JobParams *p)
 {
+        int r;
+
         prepare_stop(m, job_kind_what(p->kind));
-        return job_start(m->event, m->config, p, on_job, m, &m->job);
+        r = job_start(m->event, m->config, p, on_job, m, &m->job);
+        if (r < 0)
+                prepare_start(m); /* nothing runs instead */
+        return r;
 }
 
 static int on_check_timer(sd_event_source *source, uint64_t usec, void *userdata);
@@ -482,8 +487,9 @@ static void finish_confirm(Manager *m)
                         manager_refresh(m);
                         if (res.outcome == CONFIRM_FELL_BACK) {
                                 /* Up on the old slot, which works: RolledBack tells, as after a
-                                 * health check's rollback. */
+                                 * health check's rollback. The old slot is confirmed good again. */
                                 manager_set_state(m, MANAGER_IDLE);
+                                m->prepare_due = true;
                                 break;
                         }
                         /* Still on the failed slot, until the reboot back. */
