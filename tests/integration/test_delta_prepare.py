@@ -212,3 +212,25 @@ def test_a_booted_slot_that_cannot_be_read_gets_one_warning(worlds):
     assert leftovers(w) == [], log
     assert w.bus.get("State") == "idle"
     assert w.bus.get("LastError") == ""
+
+
+def test_a_check_stops_the_background_table_which_then_starts_over(worlds):
+    """A Check (a local source here; a scheduled check or a hawkBit poll starts the same job) while the
+    slow hashing runs: answered at once, the hashing given up for it and started over when the check
+    ends with the service idle."""
+    w = worlds()
+    folder = w.tmp / "usb"
+    folder.mkdir()
+    conf = w.device.conf.read_text()
+    assert "\n[source]\ntype = none\n" in conf, conf
+    w.device.conf.write_text(conf.replace("\n[source]\ntype = none\n", f"\n[source]\ntype = local\ndir = {folder}\n"))
+    start(w, env=SLOW)
+    wait_for("the background hashing", lambda: RUNNING in w.log(), w)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    assert w.bus.call("Check") == [""], w.log()  # up to date
+    assert time.monotonic() - t0 < 2.5, w.log()
+    assert "block tables of slot A: given up for the check for updates" in w.log(), w.log()
+    wait_for("the hashing to start over", lambda: w.log().count(RUNNING) == 2, w)
+    assert w.bus.get("State") == "idle"
+    assert leftovers(w) == [], w.log()
