@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <linux/ioprio.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "job.h"
 
@@ -21,6 +26,7 @@ struct Job {
         Source *update_source;
         char *current_version;
         bool want_manifest;
+        char *booted;
         char *delta_url;
         char *delta_name;
         uint8_t delta_manifest_sha256[32];
@@ -88,7 +94,35 @@ static bool on_cancelled(void *userdata)
         return atomic_load(&j->cancel);
 }
 
-#define JOB_NICE_INCREMENT 10
+#define JOB_NICE_INCREMENT  10
+#define JOB_NICE_BACKGROUND 19 /* the lowest */
+
+/* The background job's thread (and the threads it starts, which inherit both): the CPU when nothing
+ * else wants it, the disk when nothing else uses it. Best effort: a system that refuses keeps it at the
+ * job's usual priority. */
+static void thread_background_priority(void)
+{
+        pid_t tid = gettid();
+
+        (void)setpriority(PRIO_PROCESS, (id_t)tid, JOB_NICE_BACKGROUND);
+        (void)syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid, IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0));
+}
+
+/* JOB_PREPARE_DELTA's cancel check, before each 1 MiB read of a slot (from several threads). */
+static bool on_prepare_cancelled(void *userdata)
+{
+        Job *j = userdata;
+
+#if HAVE_TEST_HOOKS
+        const char *v = secure_getenv("UPKEEP_TEST_PREPARE_DELAY_MS");
+        uint64_t ms;
+
+        /* A test slows the hashing down to act while it runs; the cancel's eventfd ends the wait. */
+        if (v && safe_atou64(v, &ms) >= 0 && ms > 0 && ms <= 60000 && !atomic_load(&j->cancel))
+                (void)poll(&(struct pollfd){ .fd = j->cancel_efd, .events = POLLIN }, 1, (int)ms);
+#endif
+        return atomic_load(&j->cancel);
+}
 
 /* The booted slot, and whether an install waits for its reboot: the booted slot is not the pending one
  * and the bootloader takes the pending one next (the daemon restarted without a reboot). A pending
@@ -170,7 +204,10 @@ static void *job_thread(void *userdata)
 
         /* The bus comes first: this thread, and the threads it starts (the installer's writer and
          * read-ahead), yield the CPU to the event loop whenever it has something to do. */
-        thread_lower_priority(JOB_NICE_INCREMENT);
+        if (j->kind == JOB_PREPARE_DELTA)
+                thread_background_priority();
+        else
+                thread_lower_priority(JOB_NICE_INCREMENT);
 
         switch (j->kind) {
         case JOB_INSTALL:
@@ -205,6 +242,10 @@ static void *job_thread(void *userdata)
         case JOB_CANCEL_PENDING:
                 r = install_cancel_pending(j->config, &res.cancelled_version, &err);
                 (void)probe_boot(j->config, &res);
+                break;
+        case JOB_PREPARE_DELTA:
+                r = install_delta_prepare_tables(j->config, j->booted, on_prepare_cancelled, j, &res.prepare,
+                                                 &err);
                 break;
         case _JOB_KIND_MAX:
         case _JOB_KIND_INVALID:
@@ -270,6 +311,11 @@ int job_start(sd_event *e, const Config *c, const JobParams *p, JobNotifyFunc no
         if (p->current_version) {
                 j->current_version = strdup(p->current_version);
                 if (!j->current_version)
+                        return -ENOMEM;
+        }
+        if (p->booted) {
+                j->booted = strdup(p->booted);
+                if (!j->booted)
                         return -ENOMEM;
         }
         if (p->delta_url) {
@@ -357,7 +403,14 @@ static const char *const job_what[_JOB_KIND_MAX] = {
         [JOB_SLOTS] = "reading the slots from the boot backend",
         [JOB_ROLLBACK] = "the rollback",
         [JOB_MARK_GOOD] = "marking the booted slot good",
+        [JOB_CANCEL_PENDING] = "cancelling the update that waits for its reboot",
+        [JOB_PREPARE_DELTA] = "computing the booted slot's block tables",
 };
+
+const char *job_kind_what(JobKind k)
+{
+        return string_table_get(job_what, _JOB_KIND_MAX, k) ?: "a job";
+}
 
 int job_join(Job *j, JobResult *ret, UpkErr *ret_err)
 {
@@ -370,7 +423,7 @@ int job_join(Job *j, JobResult *ret, UpkErr *ret_err)
                 *ret_err = j->err;
                 /* Every failure reaches a log line, LastError or a bus reply with a message. */
                 if (j->result < 0)
-                        (void)upk_err_ensure(ret_err, j->result, "%s failed", job_what[j->kind]);
+                        (void)upk_err_ensure(ret_err, j->result, "%s failed", job_kind_what(j->kind));
         }
         return j->result;
 }
@@ -392,6 +445,7 @@ Job *job_free(Job *j)
         free(j->path);
         free(j->action);
         free(j->current_version);
+        free(j->booted);
         free(j);
         return NULL;
 }

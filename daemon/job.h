@@ -24,6 +24,10 @@ typedef enum JobKind {
         JOB_ROLLBACK,       /* install_rollback() */
         JOB_MARK_GOOD,      /* install_mark_good() */
         JOB_CANCEL_PENDING, /* install_cancel_pending() */
+        /* install_delta_prepare_tables(): in the background, at the lowest CPU and I/O priority (that
+         * thread and the hashing threads it starts only); in a test build UPKEEP_TEST_PREPARE_DELAY_MS
+         * holds it that long before each 1 MiB read (a cancel ends the wait at once) */
+        JOB_PREPARE_DELTA,
         _JOB_KIND_MAX,
         _JOB_KIND_INVALID = -EINVAL,
 } JobKind;
@@ -49,6 +53,7 @@ typedef struct JobParams {
         Source *source;     /* JOB_CHECK: used by the worker only while the job runs */
         const char *current_version;
         bool want_manifest;
+        const char *booted; /* JOB_PREPARE_DELTA: the booted slot's bootname */
         /* JOB_INSTALL as a delta (install_bundle_delta()) from this URL, instead of `next`/`path`; with
          * TUF, the manifest's SHA-256 the repository signed (32 bytes, or NULL) */
         const char *delta_url;
@@ -79,6 +84,7 @@ typedef struct JobResult {
         unsigned delta_requests;
         uint64_t delta_wire_bytes;
         bool delta_fallback;
+        InstallPrepareStats prepare; /* JOB_PREPARE_DELTA */
 } JobResult;
 
 void job_result_done(JobResult *r);
@@ -88,6 +94,8 @@ int job_start(sd_event *e, const Config *c, const JobParams *p, JobNotifyFunc no
 void job_cancel(Job *j);
 bool job_is_cancelled(Job *j);
 JobKind job_kind(Job *j);
+/* What a job of kind `k` does, for messages: "the install", "the check for updates"... */
+const char *job_kind_what(JobKind k);
 void job_snapshot(Job *j, JobSnapshot *ret);
 /* Once finished: join the worker and hand out its result. `ret` (may be NULL) is filled whatever the
  * result (the caller calls job_result_done()); returns the operation's return value. On failure

@@ -28,6 +28,8 @@ static int level_to_priority(LogLevel level)
                 return LOG_NOTICE;
         case LOG_LEVEL_INFO:
                 return LOG_INFO;
+        case LOG_LEVEL_DEBUG:
+                return LOG_DEBUG;
         case _LOG_LEVEL_MAX:
         case _LOG_LEVEL_INVALID:
                 break;
@@ -39,6 +41,7 @@ static void log_stderr(LogLevel level, const LogFields *f, const char *msg)
 {
         const char *prefix = level == LOG_LEVEL_ERROR     ? "error: "
                              : level == LOG_LEVEL_WARNING ? "warning: "
+                             : level == LOG_LEVEL_DEBUG   ? "debug: "
                                                           : "";
         char fields[LOG_LINE_MAX] = "";
 

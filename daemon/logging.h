@@ -3,7 +3,7 @@
 
 /* The service's log: the journal with structured fields (UPKEEP_PHASE=, UPKEEP_VERSION=, UPKEEP_SLOT=)
  * when /run/systemd/journal/socket is writable at log_open(), else one line per message on stderr:
- *   upkeepd: [error: |warning: ]MESSAGE [UPKEEP_PHASE=... UPKEEP_VERSION=... UPKEEP_SLOT=...]
+ *   upkeepd: [error: |warning: |debug: ]MESSAGE [UPKEEP_PHASE=... UPKEEP_VERSION=... UPKEEP_SLOT=...]
  * A message the journal does not take (journald stopped) goes to stderr in that format too.
  * Thread-safe (the library's log hook may fire in the worker). */
 

@@ -202,6 +202,105 @@ static int refuse_busy(Manager *m, sd_bus_error *error)
                                  busy_with(m));
 }
 
+/* ---- the booted slots' block tables, in the background ---- */
+
+static void on_prepare_job(Job *j, void *userdata);
+
+/* The background job's end (finished, or stopped by prepare_stop() for `why`): one line. Cancelled, it is
+ * due again (prepare_start() after the job that stopped it); otherwise done until the next confirmation. */
+static void finish_prepare(Manager *m, const char *why)
+{
+        bool cancelled = job_is_cancelled(m->prepare_job);
+        JobResult jr = {};
+        UpkErr err = {};
+        int r;
+
+        r = job_join(m->prepare_job, &jr, &err);
+        m->prepare_job = job_free(m->prepare_job);
+        if (r == -ECANCELED && cancelled) {
+                log_fields(LOG_LEVEL_DEBUG, &(LogFields){ .slot = m->booted_slot },
+                           "block tables of slot %s: given up for %s (computed again when the daemon is "
+                           "idle next)",
+                           m->booted_slot, why ?: "a job");
+                job_result_done(&jr);
+                return;
+        }
+        m->prepare_due = false;
+        if (r < 0)
+                log_fields(LOG_LEVEL_WARNING, &(LogFields){ .slot = m->booted_slot },
+                           "cannot prepare the booted slot's block table for delta updates: %s; the first "
+                           "delta install will try again",
+                           err.msg);
+        else if (jr.prepare.computed > 0)
+                log_fields(LOG_LEVEL_INFO, &(LogFields){ .slot = m->booted_slot },
+                           "block table%s of slot%s %s ready for delta updates: %" PRIu64
+                           " blocks in %.1f s",
+                           jr.prepare.computed > 1 ? "s" : "", jr.prepare.computed > 1 ? "s" : "",
+                           jr.prepare.slots, jr.prepare.blocks, jr.prepare.seconds);
+        else
+                log_fields(LOG_LEVEL_DEBUG, &(LogFields){ .slot = m->booted_slot },
+                           "block tables of slot %s already up to date", m->booted_slot);
+        job_result_done(&jr);
+}
+
+/* When due and nothing else runs (idle: not while an update waits for its reboot, nor after an error). */
+static void prepare_start(Manager *m)
+{
+        int r;
+
+        if (!m->prepare_due || m->prepare_job || m->job || m->exiting || m->state != MANAGER_IDLE ||
+            !m->config->delta || isempty(m->booted_slot))
+                return;
+        r = job_start(m->event, m->config,
+                      &(JobParams){ .kind = JOB_PREPARE_DELTA, .booted = m->booted_slot }, on_prepare_job, m,
+                      &m->prepare_job);
+        if (r < 0) {
+                log_errno(LOG_LEVEL_WARNING, r,
+                          "cannot start computing the block tables of slot %s for delta updates: %m",
+                          m->booted_slot);
+                m->prepare_due = false;
+                return;
+        }
+        log_fields(LOG_LEVEL_DEBUG, &(LogFields){ .slot = m->booted_slot },
+                   "computing the block tables of slot %s for delta updates in the background",
+                   m->booted_slot);
+}
+
+/* Before any job: the background job gives way, cancelled and joined at once (the hashing looks at the
+ * cancel between reads of 1 MiB). `why` names what it gives way to, for the debug line. */
+static void prepare_stop(Manager *m, const char *why)
+{
+        if (!m->prepare_job)
+                return;
+        job_cancel(m->prepare_job);
+        finish_prepare(m, why);
+}
+
+static void on_prepare_job(Job *j, void *userdata)
+{
+        Manager *m = userdata;
+        JobSnapshot snap;
+
+        job_snapshot(j, &snap);
+        if (snap.finished)
+                finish_prepare(m, NULL); /* not cancelled: its result */
+}
+
+static void on_job(Job *j, void *userdata);
+
+/* Every job of the manager starts here (GetSlots' reads run beside it, elsewhere): the background job
+ * stops first, so that nothing a caller or the schedule asks for waits for it. */
+static int start_job(Manager *m, const JobParams *p)
+{
+        int r;
+
+        prepare_stop(m, job_kind_what(p->kind));
+        r = job_start(m->event, m->config, p, on_job, m, &m->job);
+        if (r < 0)
+                prepare_start(m); /* nothing runs instead */
+        return r;
+}
+
 static int on_check_timer(sd_event_source *source, uint64_t usec, void *userdata);
 static void arm_timer(Manager *m, sd_event_source **source, uint64_t delay, sd_event_time_handler_t cb,
                       const char *what);
@@ -371,12 +470,14 @@ static void finish_confirm(Manager *m)
                         manager_refresh(m);
                         manager_set_state(m, MANAGER_IDLE);
                         rollback_warn(m);
+                        m->prepare_due = true;
                         break;
                 case CONFIRM_GOOD:
                         log_fields(LOG_LEVEL_NOTICE, &f, "confirmed version %s on slot %s",
                                    res.version ?: "(unknown)", res.slot);
                         manager_refresh(m);
                         manager_set_state(m, MANAGER_IDLE);
+                        m->prepare_due = true;
                         break;
                 case CONFIRM_FAILED:
                 case CONFIRM_FELL_BACK:
@@ -386,8 +487,9 @@ static void finish_confirm(Manager *m)
                         manager_refresh(m);
                         if (res.outcome == CONFIRM_FELL_BACK) {
                                 /* Up on the old slot, which works: RolledBack tells, as after a
-                                 * health check's rollback. */
+                                 * health check's rollback. The old slot is confirmed good again. */
                                 manager_set_state(m, MANAGER_IDLE);
+                                m->prepare_due = true;
                                 break;
                         }
                         /* Still on the failed slot, until the reboot back. */
@@ -477,7 +579,8 @@ static void on_job(Job *j, void *userdata)
         case JOB_CANCEL_PENDING:
                 finish_boot_job(m);
                 break;
-        case JOB_SLOTS: /* runs beside the job: on_slots_job() */
+        case JOB_SLOTS:         /* runs beside the job: on_slots_job() */
+        case JOB_PREPARE_DELTA: /* in the background: on_prepare_job() */
         case _JOB_KIND_MAX:
         case _JOB_KIND_INVALID:
                 break;
@@ -495,6 +598,7 @@ static void on_job(Job *j, void *userdata)
                 m->hold_due = false;
                 maybe_auto_install(m);
         }
+        prepare_start(m);
 }
 
 /* `what` names the bundle in the log: its path or URL; `version` the offered version, if known. */
@@ -509,7 +613,7 @@ static int start_install(Manager *m, const char *what, const char *version, cons
         m->job_action = p->action ? strdup(p->action) : NULL;
         if (!m->job_source || (p->action && !m->job_action))
                 return -ENOMEM;
-        r = job_start(m->event, m->config, p, on_job, m, &m->job);
+        r = start_job(m, p);
         if (r < 0) {
                 m->stream = source_stream_free(m->stream);
                 return sd_bus_error_set_errnof(error, r, "cannot start the install: %m");
@@ -910,7 +1014,7 @@ static int start_check(Manager *m)
         p.current_version = isempty(m->current_version) ? NULL : m->current_version;
         /* The security policy decides by the bundle's signed manifest: read its first bytes too. */
         p.want_manifest = m->config->auto_install == AUTO_INSTALL_SECURITY && (!s || s->auto_update);
-        r = job_start(m->event, m->config, &p, on_job, m, &m->job);
+        r = start_job(m, &p);
         if (r < 0) {
                 log_errno(LOG_LEVEL_ERROR, r, "cannot start the check: %m");
                 schedule_check(m, schedule_after_check(&m->schedule, false, random_u64()));
@@ -1112,7 +1216,7 @@ static int start_boot_job(Manager *m, JobKind kind, sd_bus_message *call, sd_bus
 
         if (manager_busy(m))
                 return refuse_busy(m, error);
-        r = job_start(m->event, m->config, &(JobParams){ .kind = kind }, on_job, m, &m->job);
+        r = start_job(m, &(JobParams){ .kind = kind });
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "cannot start the %s: %m",
                                                kind == JOB_ROLLBACK    ? "rollback"
@@ -1161,6 +1265,7 @@ static void finish_boot_job(Manager *m)
                            "primary",
                            m->booted_slot);
                 manager_refresh(m);
+                m->prepare_due = true; /* the booted slot, good, is the next boot's again */
                 if (call && kind == JOB_ROLLBACK)
                         (void)sd_bus_reply_method_return(call, "s", jr.slot);
                 else if (call)
@@ -1169,6 +1274,7 @@ static void finish_boot_job(Manager *m)
                 log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .slot = jr.slot },
                            "rollback: slot %s is primary again", jr.slot);
                 manager_refresh(m);
+                m->prepare_due = false; /* the next boot is the other slot's */
                 if (m->config->reboot == REBOOT_AUTO) {
                         _cleanup_free_ char *why = strdup_printf("start slot %s", jr.slot);
                         manager_reboot(m, why ?: "start the other slot");
@@ -1179,6 +1285,7 @@ static void finish_boot_job(Manager *m)
                 log_fields(LOG_LEVEL_NOTICE, &(LogFields){ .slot = m->booted_slot },
                            "the booted slot is marked good");
                 manager_refresh(m);
+                m->prepare_due = true;
                 if (call)
                         (void)sd_bus_reply_method_return(call, NULL);
         }
@@ -1369,6 +1476,7 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         log_msg(LOG_LEVEL_NOTICE, "received %s, stopping", strsignal((int)si->ssi_signo));
         (void)sd_notify(false, "STOPPING=1");
         m->exiting = true;
+        prepare_stop(m, "the daemon's stop");
         if (m->job) {
                 /* A cancelled install stops at its next block; the loop exits when the worker is joined. */
                 if (job_kind(m->job) == JOB_INSTALL || job_kind(m->job) == JOB_CHECK)
@@ -1457,7 +1565,7 @@ static void finish_probe(Manager *m)
                 return;
         }
         job_result_done(&jr);
-        r = job_start(m->event, m->config, &(JobParams){ .kind = JOB_CONFIRM }, on_job, m, &m->job);
+        r = start_job(m, &(JobParams){ .kind = JOB_CONFIRM });
         if (r < 0) {
                 log_errno(LOG_LEVEL_ERROR, r, "cannot start the confirmation: %m");
                 (void)sd_event_exit(m->event, r);
@@ -1504,7 +1612,7 @@ int manager_start(Manager *m)
 
         /* The booted slot, read once in the worker (the boot backend's tools may take seconds); the
          * confirmation follows (finish_probe). */
-        r = job_start(m->event, m->config, &(JobParams){ .kind = JOB_PROBE }, on_job, m, &m->job);
+        r = start_job(m, &(JobParams){ .kind = JOB_PROBE });
         if (r < 0) {
                 log_errno(LOG_LEVEL_ERROR, r, "cannot start reading the booted slot: %m");
                 return r;
@@ -1524,6 +1632,7 @@ Manager *manager_free(Manager *m)
         polkit_cancel_all(m);
         if (m->stream)
                 source_stream_cancel(m->stream);
+        m->prepare_job = job_free(m->prepare_job);
         m->job = job_free(m->job);
         m->job_call = sd_bus_message_unref(m->job_call);
         m->slots_job = job_free(m->slots_job);

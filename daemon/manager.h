@@ -14,6 +14,9 @@
  *   RolledBack says what happened until AcknowledgeRollback or a confirmed update)
  *   Rollback, MarkGood: a job each (the State does not change; other jobs are refused as busy
  *            meanwhile); the call is answered when the job ends.
+ *   after confirming (or MarkGood) the booted slot good, while idle with [install] delta on: the booted
+ *            slots' block tables computed in the background (JOB_PREPARE_DELTA); any job that starts stops
+ *            it first (cancelled and joined), the State does not show it.
  * The boot backend's tools may take seconds: the loop never calls them. The booted slot is read once
  * at the start and cached (BootedSlot, and CurrentVersion which depends on it, are empty until then);
  * GetSlots is answered when a read in its own worker thread ends (it runs beside any job).
@@ -116,6 +119,11 @@ typedef struct Manager {
         Job *slots_job;
         sd_bus_message *slots_calls[SLOTS_CALLS_MAX];
         size_t n_slots_calls, n_slots_served;
+        /* The booted slots' block tables for delta updates (JOB_PREPARE_DELTA), computed in the background
+         * once the booted slot is confirmed good: beside nothing (the State stays idle; every job stops it
+         * first) and again after a job that stopped it, until it has run to its end once. */
+        Job *prepare_job;
+        bool prepare_due;
         bool exiting; /* SIGTERM came: exit once the job is gone */
         sd_event_source *support_timer;
         AuthQuery *auth_queries; /* polkit checks in flight (polkit.c) */

@@ -370,10 +370,8 @@ static int verb_rollback(void)
 static void log_stderr(LogLevel level, const char *message, void *userdata)
 {
         static const char *const prefix[_LOG_LEVEL_MAX] = {
-                [LOG_LEVEL_ERROR] = "error: ",
-                [LOG_LEVEL_WARNING] = "warning: ",
-                [LOG_LEVEL_NOTICE] = "",
-                [LOG_LEVEL_INFO] = "",
+                [LOG_LEVEL_ERROR] = "error: ", [LOG_LEVEL_WARNING] = "warning: ", [LOG_LEVEL_NOTICE] = "",
+                [LOG_LEVEL_INFO] = "",         [LOG_LEVEL_DEBUG] = "debug: ",
         };
         fprintf(stderr, "upkeepd: %s%s\n", level >= 0 && level < _LOG_LEVEL_MAX ? prefix[level] : "",
                 message);

@@ -12,6 +12,7 @@ typedef enum LogLevel {
         LOG_LEVEL_WARNING,
         LOG_LEVEL_NOTICE,
         LOG_LEVEL_INFO,
+        LOG_LEVEL_DEBUG, /* what only someone chasing a problem wants: the journal keeps it at priority 7 */
         _LOG_LEVEL_MAX,
         _LOG_LEVEL_INVALID = -EINVAL,
 } LogLevel;

@@ -264,28 +264,29 @@ static int device_size(int fd, uint64_t *ret)
         return 0;
 }
 
-static char *table_name(const SlotConfig *s)
+char *install_delta_table_name(const SlotConfig *s)
 {
         return strdup_printf("blocks-%s-%s.table", s->class, s->name);
 }
 
 void install_delta_forget_slot(const Config *c, const SlotConfig *s)
 {
-        _cleanup_free_ char *name = table_name(s), *path = NULL;
+        _cleanup_free_ char *name = install_delta_table_name(s), *path = NULL;
 
         if (name && (path = strdup_printf("%s/%s", c->data_dir, name)) && unlink(path) < 0 &&
             errno != ENOENT)
                 upk_log(LOG_LEVEL_WARNING, "cannot remove %s: %m", path);
 }
 
-/* The booted slot's block table, from the data folder when it was made over the same slot (its path,
- * size, and for a file its inode and modification time; a block device's change is not seen that way,
- * so an install into a slot removes its table first: install_delta_forget_slot()), else computed and
- * saved. */
-static int booted_table(const Config *c, const SlotConfig *s, int fd, uint64_t size, uint32_t block_size,
-                        const InstallOptions *o, BlockTable **ret, UpkErr *err)
+/* The slot's block table, from the data folder when it was made over the same slot (its path, size, and
+ * for a file its inode and modification time; a block device's change is not seen that way, so an install
+ * into a slot removes its table first: install_delta_forget_slot()), else computed and saved. */
+int install_delta_slot_table(const Config *c, const SlotConfig *s, int fd, uint64_t size,
+                             uint32_t block_size, bool (*cancelled)(void *userdata), void *userdata,
+                             BlockTable **ret, bool *ret_computed, UpkErr *save_err, UpkErr *err)
 {
         _cleanup_free_ char *name = NULL, *what = NULL;
+        _cleanup_(block_table_freep) BlockTable *t = NULL;
         uint8_t origin[BLOCK_TABLE_ORIGIN_SIZE];
         struct stat st;
         int r;
@@ -296,21 +297,48 @@ static int booted_table(const Config *c, const SlotConfig *s, int fd, uint64_t s
                              S_ISREG(st.st_mode) ? (uint64_t)st.st_ino : 0,
                              S_ISREG(st.st_mode) ? (long long)st.st_mtim.tv_sec : 0LL,
                              S_ISREG(st.st_mode) ? st.st_mtim.tv_nsec : 0L);
-        name = table_name(s);
+        name = install_delta_table_name(s);
         if (!what || !name)
                 return upk_err_oom(err);
         if (!SHA256((const uint8_t *)what, strlen(what), origin))
                 return upk_err(err, UPK_ERR_IO, -EIO, "SHA-256 failed");
-        r = block_table_load(c->data_dir, name, size, block_size, origin, ret, NULL);
-        if (r >= 0)
+        if (block_table_load(c->data_dir, name, size, block_size, origin, &t, NULL) >= 0) {
+                *ret = TAKE_PTR(t);
+                *ret_computed = false;
                 return 0;
-        r = block_table_compute(fd, s->device, size, block_size, o ? o->cancelled : NULL,
-                                o ? o->userdata : NULL, ret, err);
+        }
+        r = block_table_compute(fd, s->device, size, block_size, cancelled, userdata, &t, err);
         if (r < 0)
                 return r;
         /* Only a cache; the data folder may not exist yet before a device's first install. */
-        if (mkdir_p(c->data_dir, 0755) >= 0)
-                (void)block_table_save(*ret, c->data_dir, name, size, origin, NULL);
+        r = mkdir_p(c->data_dir, 0755);
+        if (r < 0)
+                (void)upk_err(save_err, UPK_ERR_IO, r, "cannot create %s: %m", c->data_dir);
+        else
+                (void)block_table_save(t, c->data_dir, name, size, origin, save_err);
+        *ret = TAKE_PTR(t);
+        *ret_computed = true;
+        return 0;
+}
+
+int install_delta_open_slot(const SlotConfig *s, int *ret_fd, uint64_t *ret_size)
+{
+        _cleanup_close_ int fd = -EBADF;
+        uint64_t size;
+        int r;
+
+        /* O_NONBLOCK: a FIFO given as a slot must not wait for a writer (it is then refused as neither a
+         * file nor a block device); reads of those two do not heed it. */
+        fd = open(s->device, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        r = device_size(fd, &size);
+        if (r < 0)
+                return r;
+        if (size == 0)
+                return -ENODATA;
+        *ret_fd = TAKE_FD(fd);
+        *ret_size = size;
         return 0;
 }
 
@@ -321,15 +349,10 @@ static const SlotConfig *booted_slot_of(const Config *c, const char *class, cons
 {
         for (size_t k = 0; k < c->n_slots; k++) {
                 const SlotConfig *s = &c->slots[k];
-                _cleanup_close_ int fd = -EBADF;
 
                 if (!streq(s->class, class) || !streq(s->bootname, booted))
                         continue;
-                fd = open(s->device, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-                if (fd < 0 || device_size(fd, ret_size) < 0 || *ret_size == 0)
-                        return NULL;
-                *ret_fd = TAKE_FD(fd);
-                return s;
+                return install_delta_open_slot(s, ret_fd, ret_size) >= 0 ? s : NULL;
         }
         return NULL;
 }
@@ -363,7 +386,11 @@ static int plan_payloads(const Config *c, Bundle *b, Delta *d, const InstallOpti
                 if (s) {
                         UpkErr e = {};
 
-                        r = booted_table(c, s, d->local_fd[i], size, p->block_size, o, &t, &e);
+                        bool computed;
+
+                        r = install_delta_slot_table(c, s, d->local_fd[i], size, p->block_size,
+                                                     o ? o->cancelled : NULL, o ? o->userdata : NULL, &t,
+                                                     &computed, NULL, &e);
                         if (r == -ECANCELED) {
                                 *err = e;
                                 return r;
@@ -372,6 +399,10 @@ static int plan_payloads(const Config *c, Bundle *b, Delta *d, const InstallOpti
                                 return upk_err(err, UPK_ERR_IO, -EOPNOTSUPP, "%s", e.msg);
                         d->local[i] = s;
                         d->block_size[i] = p->block_size;
+                        if (computed)
+                                st->tables_computed++;
+                        else
+                                st->tables_cached++;
                 }
                 r = delta_plan(b, i, t, DELTA_GAP, &d->plans[i], err);
                 if (r < 0)

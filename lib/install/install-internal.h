@@ -27,6 +27,20 @@ int install_bundle_opened(const Config *c, Bundle *b, const InstallOptions *o, I
 
 /* install-delta.c: the slot is about to be written: its cached block table goes. */
 void install_delta_forget_slot(const Config *c, const SlotConfig *s);
+/* The name of the slot's cached block table in the data folder: "blocks-CLASS-NAME.table". */
+char *install_delta_table_name(const SlotConfig *s);
+/* A slot a raw payload of its class could reuse blocks of: open read-only in *ret_fd, with its size.
+ * -errno when it cannot be opened, -ENOTBLK when neither a regular file nor a block device, -ENODATA when
+ * empty. */
+int install_delta_open_slot(const SlotConfig *s, int *ret_fd, uint64_t *ret_size);
+/* The block table of slot `s` (open in `fd`, `size` bytes) at `block_size`: the one saved in the data
+ * folder when it was made over the same slot content as far as its key sees (*ret_computed false), else
+ * computed (block_table_compute(), `cancelled` polled between reads) and saved (*ret_computed true). The
+ * table is only a cache: a failure to save it is not the call's, but is told in `save_err` (may be NULL;
+ * untouched when saved). */
+int install_delta_slot_table(const Config *c, const SlotConfig *s, int fd, uint64_t size,
+                             uint32_t block_size, bool (*cancelled)(void *userdata), void *userdata,
+                             BlockTable **ret, bool *ret_computed, UpkErr *save_err, UpkErr *err);
 
 /* operation.c */
 void install_crash_point(const char *name);

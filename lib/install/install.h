@@ -107,6 +107,8 @@ typedef struct InstallDeltaStats {
         uint64_t planned_local_blocks;
         uint64_t fetch_planned; /* bytes of the ranges to fetch */
         uint64_t local_bytes, fetched_bytes, zero_bytes, refetched_chunks, refetched_bytes;
+        /* the booted slots' block tables: computed for this install, or taken from the data folder */
+        unsigned tables_computed, tables_cached;
         bool reached_install;
 } InstallDeltaStats;
 
@@ -122,6 +124,25 @@ bool install_delta_falls_back(int r, const UpkErr *err);
 /* Cheap, without the network: [install] delta is on and a slot with the bootname `booted` can be read
  * and is not empty (there may be something to reuse). */
 bool install_delta_possible(const Config *c, const char *booted);
+
+typedef struct InstallPrepareStats {
+        unsigned computed; /* tables computed and saved now */
+        unsigned cached;   /* tables that were already there and valid */
+        uint64_t blocks;   /* the blocks hashed for those computed */
+        double seconds;    /* the time spent computing them */
+        char slots[256];   /* the slots whose tables were computed: "rootfs.A, appfs.A" (cut when longer) */
+} InstallPrepareStats;
+
+/* Before a delta needs them: the block table of every slot with the bootname `booted` that a raw payload
+ * could reuse blocks of (a non-empty file or block device that can be read; one slot per class), at the
+ * default block size of a bundle's payload (BLOCK_SIZE_DEFAULT; a bundle with another block size gets its
+ * table computed by its install), loaded from the data folder or else computed and saved there. Does
+ * nothing when [install] delta is off or `booted` is NULL. `cancelled` (may be NULL) is polled between
+ * reads of 1 MiB: -ECANCELED then, and the slot's table is not saved (a saved table is always whole: it
+ * is written to a temporary file and renamed). A slot that fails to be read fails the call with its
+ * error naming the slot (the other slots are done all the same). Blocking: for a worker thread. */
+int install_delta_prepare_tables(const Config *c, const char *booted, bool (*cancelled)(void *userdata),
+                                 void *userdata, InstallPrepareStats *ret, UpkErr *err);
 
 typedef enum ConfirmOutcome {
         CONFIRM_NOTHING_PENDING, /* no update waited for confirmation */

@@ -410,6 +410,12 @@ def test_worker_threads_yield_to_the_event_loop(tmp_path, bus, monitor, device, 
     event loop, which keeps the process's own priority: the bus comes first."""
     s = service()
     pid = s.proc.pid
+    # The booted slot's block table, made in the background after the start at nice 19: done first (the
+    # line comes once its thread is joined).
+    deadline = time.monotonic() + 30
+    while "block table of slot rootfs.A ready" not in s.text():
+        assert time.monotonic() < deadline, s.text()
+        time.sleep(0.05)
     base = thread_nices(pid)[pid]  # what the test runner gave it: 0, unless it runs niced itself
     worker = min(base + 10, 19)
     assert set(thread_nices(pid).values()) == {base}

@@ -37,10 +37,12 @@ BUNDLE_PATH = "/delta/acme-gw-1.1.0.upk"
 INSTALLED = "installed version 1.1.0 into slot B"
 NO_AUTO_CHECK = {"UPKEEP_TEST_FIRST_CHECK_SEC": "3600", "TZ": "UTC"}
 
-# The one line of a delta install (the contract of the daemon's output).
+# The one line of a delta install (the contract of the daemon's output); `table` says whether the booted
+# slot's block table was computed by the install or taken from the data folder.
 DELTA_RE = re.compile(r"delta: (?P<reused>\d+) of (?P<total>\d+) bytes of the payloads taken from slot A, "
                       r"(?P<fetched>\d+) bytes downloaded in (?P<requests>\d+) requests "
-                      r"\((?P<pct>\d+\.\d)% of the bundle's (?P<size>\d+) bytes\)")
+                      r"\((?P<pct>\d+\.\d)% of the bundle's (?P<size>\d+) bytes\); "
+                      r"block table (?P<table>cached|computed)")
 # The one line of a delta given up for a full download.
 FALLBACK_RE = re.compile(r"delta: (?P<reason>.+); downloading the whole bundle$", re.MULTILINE)
 
@@ -266,8 +268,9 @@ def the_delta_line(w):
     assert len(lines) == 1, f"expected one delta: line, got {lines}:\n{log}"
     m = DELTA_RE.search(lines[0])
     assert m, f"not a delta summary: {lines[0]!r}\n{log}"
-    got = {k: int(v) for k, v in m.groupdict().items() if k != "pct"}
+    got = {k: int(v) for k, v in m.groupdict().items() if k not in ("pct", "table")}
     got["pct"] = float(m["pct"])
+    got["table"] = m["table"]
     return got
 
 
@@ -575,8 +578,9 @@ def the_offline_delta_line(w, p):
     assert len(lines) == 1, f"expected one delta: line, got {lines}:\n{out}"
     m = DELTA_RE.fullmatch(lines[0])
     assert m, f"not a delta summary: {lines[0]!r}\n{out}"
-    got = {k: int(v) for k, v in m.groupdict().items() if k != "pct"}
+    got = {k: int(v) for k, v in m.groupdict().items() if k not in ("pct", "table")}
     got["pct"] = float(m["pct"])
+    got["table"] = m["table"]
     return got
 
 
@@ -598,6 +602,7 @@ def test_offline_verb_installs_a_delta_from_a_url(world, pair):
     assert_installed_offline(w, p, v1, v2)
     got = the_offline_delta_line(w, p)
     check_delta_numbers(w, got, v2)
+    assert got["table"] == "computed", got  # no daemon made it before
     assert got["fetched"] < w.size // 4, (got, w.size)
     assert got["fetched"] >= info["new_blocks"] * BLOCK, (got, info)
     st = w.stats()

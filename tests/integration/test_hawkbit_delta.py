@@ -72,7 +72,7 @@ def the_delta_line(w):
     assert len(lines) == 1, f"expected one delta: line, got {lines}:\n{w.log()}"
     m = DELTA_RE.search(lines[0])
     assert m, f"not a delta summary: {lines[0]!r}\n{w.log()}"
-    return {k: int(v) for k, v in m.groupdict().items() if k != "pct"}
+    return {k: int(v) for k, v in m.groupdict().items() if k not in ("pct", "table")}
 
 
 def the_fallback_line(w):
