@@ -288,13 +288,16 @@ static void on_prepare_job(Job *j, void *userdata)
 
 static void on_job(Job *j, void *userdata);
 
-/* Every job of the manager starts here (GetSlots' reads run beside it, elsewhere): the background job
- * stops first, so that nothing a caller or the schedule asks for waits for it. */
+/* Every job of the manager starts here (GetSlots' reads run beside it, elsewhere). The background job
+ * stops first for every job that reads or writes slots or the boot state, so that nothing a caller or the
+ * schedule asks for waits for it. A check (the network and metadata only) runs beside it: a device whose
+ * checks or hawkBit polls come more often than its slot takes to hash would otherwise never get a table. */
 static int start_job(Manager *m, const JobParams *p)
 {
         int r;
 
-        prepare_stop(m, job_kind_what(p->kind));
+        if (p->kind != JOB_CHECK)
+                prepare_stop(m, job_kind_what(p->kind));
         r = job_start(m->event, m->config, p, on_job, m, &m->job);
         if (r < 0)
                 prepare_start(m); /* nothing runs instead */

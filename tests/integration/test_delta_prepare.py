@@ -214,10 +214,10 @@ def test_a_booted_slot_that_cannot_be_read_gets_one_warning(worlds):
     assert w.bus.get("LastError") == ""
 
 
-def test_a_check_stops_the_background_table_which_then_starts_over(worlds):
+def test_a_check_runs_beside_the_background_table(worlds):
     """A Check (a local source here; a scheduled check or a hawkBit poll starts the same job) while the
-    slow hashing runs: answered at once, the hashing given up for it and started over when the check
-    ends with the service idle."""
+    slow hashing runs: answered at once, and the hashing goes on (a device polled more often than its slot
+    takes to hash must still get its table); an install then stops it."""
     w = worlds()
     folder = w.tmp / "usb"
     folder.mkdir()
@@ -228,9 +228,10 @@ def test_a_check_stops_the_background_table_which_then_starts_over(worlds):
     wait_for("the background hashing", lambda: RUNNING in w.log(), w)
     time.sleep(0.5)
     t0 = time.monotonic()
-    assert w.bus.call("Check") == [""], w.log()  # up to date
+    for _ in range(3):
+        assert w.bus.call("Check") == [""], w.log()  # up to date
     assert time.monotonic() - t0 < 2.5, w.log()
-    assert "block tables of slot A: given up for the check for updates" in w.log(), w.log()
-    wait_for("the hashing to start over", lambda: w.log().count(RUNNING) == 2, w)
+    time.sleep(0.5)
+    assert "given up" not in w.log() and w.log().count(RUNNING) == 1, w.log()
     assert w.bus.get("State") == "idle"
     assert leftovers(w) == [], w.log()
