@@ -22,9 +22,12 @@
 
 #define TAR_BLOCK      512u
 #define CHUNK_SPAN_MAX (1024u * 1024u) /* verified chunks handed on at once, at most */
-/* Delta: chunks made of the slot's blocks assembled ahead of the one handed out and hashed together on
- * several cores; at most what hist holds besides the window (4 chunks). */
-#define DELTA_AHEAD_MAX 4u
+/* hist holds the window and this many chunks after it (the window is moved back to its start when the
+ * next chunk does not fit) ... */
+#define HIST_CHUNKS 2u
+/* ... or, for a delta, as many as it assembles ahead of the one handed out and hashes together on several
+ * cores: BundleDeltaSource.ahead, at most this many. */
+#define DELTA_AHEAD_MAX BUNDLE_DELTA_AHEAD_MAX
 
 typedef enum MemberKind {
         MEMBER_MANIFEST,
@@ -114,7 +117,7 @@ struct Bundle {
                 bool ok; /* read and its content hash matched */
                 uint64_t local, zeros;
         } ahead[DELTA_AHEAD_MAX];
-        size_t n_ahead, i_ahead;
+        size_t n_ahead, i_ahead, ahead_max;
         HashPool *pool;   /* created for the first batch of several chunks */
         bool pool_failed; /* no threads: the batch is hashed here */
 };
@@ -434,7 +437,7 @@ static int open_index(Bundle *b, bool keep_raw, UpkErr *err)
         }
         b->cbuf = malloc(chunk_max ?: 1);
         if (zstd) {
-                b->hist_cap = (size_t)window_max + 4 * (size_t)chunk_max;
+                b->hist_cap = (size_t)window_max + HIST_CHUNKS * (size_t)chunk_max;
                 b->hist = malloc(b->hist_cap);
                 b->dctx = ZSTD_createDCtx();
         }
@@ -1505,12 +1508,12 @@ static int delta_prepare(Bundle *b, UpkErr *err)
         uint8_t *out;
         int r;
 
-        while (n < DELTA_AHEAD_MAX && b->cur_chunk + n < p->chunk_count &&
+        while (n < b->ahead_max && b->cur_chunk + n < p->chunk_count &&
                delta_slot_only(b, b->cur_chunk + n)) {
                 total += manifest_chunk_length(p, b->cur_chunk + n);
                 n++;
         }
-        hist_make_room(b, (uint32_t)total); /* room for DELTA_AHEAD_MAX chunks after the window */
+        hist_make_room(b, (uint32_t)total); /* room for ahead_max chunks after the window */
         out = b->hist + b->hist_len;
         for (size_t i = 0; i < n; i++) {
                 uint64_t c = b->cur_chunk + i;
@@ -1657,7 +1660,7 @@ handed:
 
 int bundle_set_delta(Bundle *b, const BundleDeltaSource *src, UpkErr *err)
 {
-        uint32_t block_max = 0;
+        uint32_t block_max = 0, chunk_max = 0, window_max = 0;
 
         if (!is_format2(b) || !b->index)
                 return upk_err(err, UPK_ERR_FORMAT, -EINVAL, "a delta needs a bundle of format 2");
@@ -1665,9 +1668,28 @@ int bundle_set_delta(Bundle *b, const BundleDeltaSource *src, UpkErr *err)
                 return failed_before(b, err);
         if (b->next_payload > 0 || b->cur_active)
                 return upk_err(err, UPK_ERR_IO, -EBUSY, "a delta must be set before the first payload");
-        for (size_t i = 0; i < b->manifest->n_payloads; i++)
-                if (b->manifest->payloads[i].block_size > block_max)
-                        block_max = b->manifest->payloads[i].block_size;
+        for (size_t i = 0; i < b->manifest->n_payloads; i++) {
+                const ManifestPayload *p = &b->manifest->payloads[i];
+
+                if (p->block_size > block_max)
+                        block_max = p->block_size;
+                if (p->chunk_size > chunk_max)
+                        chunk_max = p->chunk_size;
+                if (p->chunk_compression == COMPRESSION_ZSTD && p->window > window_max)
+                        window_max = p->window;
+        }
+        b->ahead_max = src->ahead ?: hash_pool_threads_default() + 1;
+        if (b->ahead_max > DELTA_AHEAD_MAX)
+                b->ahead_max = DELTA_AHEAD_MAX;
+        if (b->hist && b->ahead_max > HIST_CHUNKS) {
+                size_t cap = (size_t)window_max + b->ahead_max * (size_t)chunk_max;
+                uint8_t *h = realloc(b->hist, cap);
+
+                if (!h)
+                        return upk_err_oom(err);
+                b->hist = h;
+                b->hist_cap = cap;
+        }
         b->bbuf = malloc(block_max ?: 1);
         if (!b->bbuf)
                 return upk_err_oom(err);

@@ -134,7 +134,13 @@ typedef struct BundleDeltaSource {
         int (*fetch_range)(void *userdata, size_t payload, uint64_t offset, size_t size, void *buf,
                            UpkErr *err);
         void *userdata;
+        /* Zstd payloads: how many chunks made only of the slot's blocks (and zeros) are assembled at once
+         * and their content hashes computed together, 1 to BUNDLE_DELTA_AHEAD_MAX; each costs a chunk of
+         * memory. 0: one for each thread of the hash pool and one for the reader's own (2 on two CPUs). */
+        unsigned ahead;
 } BundleDeltaSource;
+
+#define BUNDLE_DELTA_AHEAD_MAX 4u
 
 typedef struct BundleDeltaStats {
         uint64_t local_bytes;      /* content from the device's slot, in chunks that checked out */

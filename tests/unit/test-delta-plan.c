@@ -119,6 +119,7 @@ typedef struct DeltaIo {
         uint64_t flip_at;  /* a byte of the fetched stream to flip (UINT64_MAX: none) */
         bool refetch_wrong;
         unsigned refetches;
+        unsigned ahead; /* BundleDeltaSource.ahead */
         uint8_t piece_buf[5000];
 } DeltaIo;
 
@@ -193,6 +194,7 @@ static int delta_read(DeltaIo *io, Bundle *b, uint8_t **ret, size_t *ret_size, U
                 .next_fetched = io_next_fetched,
                 .fetch_range = io_fetch_range,
                 .userdata = io,
+                .ahead = io->ahead,
         };
         const ManifestPayload *p;
         int r;
@@ -358,7 +360,10 @@ TEST(delta_read_slot_chunks_ahead)
         create_bundle2("manifest.json", "b.upk");
         file = file_contents("b.upk", &file_size);
 
-        for (unsigned round = 0; round < 2; round++) {
+        /* Batches of every size (0: the default for this machine's CPUs), with a slot block changed under
+         * the table in the second round. */
+        for (unsigned k = 0; k < 2 * (BUNDLE_DELTA_AHEAD_MAX + 1); k++) {
+                unsigned round = k % 2, ahead = k / 2;
                 _cleanup_(block_table_freep) BlockTable *t = NULL;
                 _cleanup_(bundle_freep) Bundle *b = NULL;
                 _cleanup_(delta_plan_freep) DeltaPlan *p = NULL;
@@ -369,7 +374,8 @@ TEST(delta_read_slot_chunks_ahead)
                 UpkErr err = {};
                 DeltaIo io = { .file = (const uint8_t *)file,
                                .file_size = file_size,
-                               .flip_at = UINT64_MAX };
+                               .flip_at = UINT64_MAX,
+                               .ahead = ahead };
                 int fd;
 
                 test_write_file("slot.img", old, size);
