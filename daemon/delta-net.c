@@ -17,10 +17,12 @@ static int delta_read_range(void *userdata, uint64_t offset, size_t size, void *
         _cleanup_free_ void *data = NULL;
         char etag[FETCH_ETAG_MAX] = "";
         FetchRangesStats st = {};
-        uint64_t total = 0;
+        uint64_t total = 0, length = size;
         int r;
 
-        r = fetch_range_to_memory(n->url, offset, size, &n->fo, &data, &total, etag, &st, err);
+        /* The first request (the head) may run past the end of a small bundle. */
+        r = fetch_range_to_memory(n->url, offset, size, &n->fo, &data, ret_total ? &length : NULL, &total,
+                                  etag, &st, err);
         delta_net_count(n, &st);
         if (r < 0)
                 return r;
@@ -34,7 +36,7 @@ static int delta_read_range(void *userdata, uint64_t offset, size_t size, void *
                 memcpy(n->etag, etag, sizeof(etag));
         } else if (total != n->total || !streq(etag, n->etag))
                 return upk_err(err, UPK_ERR_NETWORK, -ESTALE, "%s: the file changed on the server", n->url);
-        memcpy(buf, data, size);
+        memcpy(buf, data, length);
         if (ret_total)
                 *ret_total = total;
         return 0;

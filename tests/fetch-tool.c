@@ -22,7 +22,8 @@
  *   same --stream-copy, --stream-buffer, --slow-consumer and --check-sha256), their bytes one after the
  *   other into OUT; --validator ETAG is sent as If-Range. --cancel-after N: the reader cancels the stream
  *   once it has read N bytes or more.
- * --range-memory OFF,LEN: fetch_range_to_memory() for LEN bytes at OFF, then write OUT.
+ * --range-memory OFF,LEN: fetch_range_to_memory() for LEN bytes at OFF, then write OUT; with --up-to-end,
+ *   a file that ends inside them gives its bytes up to its end.
  *
  * Prints one JSON line on stdout: {"ok":..., "bytes":..., "received":..., "attempts":..., "retries":...,
  * "resumed_from":[...], "ignored_ranges":..., "http_status":..., "pauses":..., "total":..., and on failure
@@ -334,6 +335,7 @@ int main(int argc, char **argv)
                 ARG_TOTAL,
                 ARG_VALIDATOR,
                 ARG_RANGE_MEMORY,
+                ARG_UP_TO_END,
                 ARG_CANCEL_AFTER,
         };
         static const struct option options[] = {
@@ -359,6 +361,7 @@ int main(int argc, char **argv)
                 { "total", required_argument, NULL, ARG_TOTAL },
                 { "validator", required_argument, NULL, ARG_VALIDATOR },
                 { "range-memory", required_argument, NULL, ARG_RANGE_MEMORY },
+                { "up-to-end", no_argument, NULL, ARG_UP_TO_END },
                 { "cancel-after", required_argument, NULL, ARG_CANCEL_AFTER },
                 {},
         };
@@ -367,7 +370,7 @@ int main(int argc, char **argv)
         _cleanup_close_ int out_fd = -EBADF, done_fd = -EBADF;
         FetchOptions opts = { 0 };
         uint64_t max_length = UINT64_MAX / 2, v, stream_buffer = 0;
-        bool stream = false, memory = false, range_memory = false;
+        bool stream = false, memory = false, range_memory = false, range_up_to_end = false;
         _cleanup_free_ FetchRange *ranges = NULL;
         size_t n_ranges = 0;
         uint64_t total = 0, range_off = 0, range_len = 0;
@@ -485,6 +488,9 @@ int main(int argc, char **argv)
                         range_memory = true;
                         break;
                 }
+                case ARG_UP_TO_END:
+                        range_up_to_end = true;
+                        break;
                 case ARG_CANCEL_AFTER:
                         if (parse_u(optarg, "--cancel-after", UINT64_MAX, &t.cancel_after) < 0)
                                 return 2;
@@ -513,8 +519,8 @@ int main(int argc, char **argv)
                 char etag[FETCH_ETAG_MAX] = "";
                 uint64_t file_total = 0;
 
-                r = fetch_range_to_memory(url, range_off, range_len, &opts, &buf, &file_total, etag, &st,
-                                          &err);
+                r = fetch_range_to_memory(url, range_off, range_len, &opts, &buf,
+                                          range_up_to_end ? &range_len : NULL, &file_total, etag, &st, &err);
                 if (r >= 0)
                         r = loop_write(out_fd, buf, (size_t)range_len);
                 print_ranges_summary(&st, r >= 0 ? range_len : 0, r, &err);

@@ -87,6 +87,8 @@ static ssize_t head_read(void *userdata, void *buf, size_t size)
                                       h->len == 0 ? &h->total : NULL, &h->err);
                 if (r < 0)
                         return (h->r = r);
+                if (h->len == 0 && h->total < end) /* a bundle smaller than the first request */
+                        end = h->total;
                 h->len = (size_t)end;
         }
         n = size < h->len - h->pos ? size : (size_t)(h->len - h->pos);
@@ -119,6 +121,9 @@ typedef struct Delta {
         uint64_t refetched_of[MANIFEST_PAYLOADS_MAX];
         const Config *c;
         const InstallOptions *o;
+        /* a bundle that the first request brought whole (smaller than HEAD_FIRST): its ranges come from
+         * here, not from the server again */
+        uint8_t *whole;
 } Delta;
 
 static void delta_done(Delta *d)
@@ -128,6 +133,7 @@ static void delta_done(Delta *d)
                 safe_close(d->local_fd[i]);
         }
         free(d->buf);
+        free(d->whole);
 }
 
 static ssize_t d_read_local(void *userdata, size_t payload, uint64_t block, void *buf, size_t size)
@@ -174,6 +180,20 @@ static int next_batch(Delta *d, UpkErr *err)
         }
         if (d->batch_n == 0)
                 return 0;
+        if (d->whole) {
+                for (size_t i = 0, at = 0; i < d->batch_n; i++) {
+                        const DeltaRange *rg = &d->batch[i];
+
+                        if (rg->end > d->file_size)
+                                return upk_err(err, UPK_ERR_FORMAT, -EBADMSG,
+                                               "delta: bytes %" PRIu64 "-%" PRIu64
+                                               " are past the bundle's end (%" PRIu64 " bytes)",
+                                               rg->start, rg->end - 1, d->file_size);
+                        memcpy(d->buf + at, d->whole + rg->start, (size_t)(rg->end - rg->start));
+                        at += (size_t)(rg->end - rg->start);
+                }
+                return 1;
+        }
         r = d->io->read_ranges(d->io->userdata, d->batch, d->batch_n, d->buf, (size_t)bytes, err);
         if (r < 0)
                 return r;
@@ -231,6 +251,14 @@ static int d_fetch_range(void *userdata, size_t payload, uint64_t offset, size_t
         d->refetched += size;
         d->refetched_of[payload] += size;
         d->refetched_chunks++;
+        if (d->whole) {
+                if (offset > d->file_size || size > d->file_size - offset)
+                        return upk_err(err, UPK_ERR_FORMAT, -EBADMSG,
+                                       "delta: bytes %" PRIu64 "+%zu are past the bundle's end", offset,
+                                       size);
+                memcpy(buf, d->whole + offset, size);
+                return 0;
+        }
         return d->io->read_range(d->io->userdata, offset, size, buf, NULL, err);
 }
 
@@ -479,6 +507,8 @@ int install_bundle_delta(const Config *c, const InstallDeltaIo *io, const Instal
         r = bundle_open_func(head_read, &h, &opts, &b, err);
         st.head_bytes = h.len;
         st.file_size = h.total;
+        if (r >= 0 && h.total != UINT64_MAX && h.len == h.total)
+                d.whole = TAKE_PTR(h.buf);
         free(h.buf);
         if (r < 0) {
                 /* The source's own error (a server that ignores Range, say) says more. */

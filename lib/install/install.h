@@ -87,8 +87,9 @@ int install_bundle_next(const Config *c, BundleNextFunc next, void *userdata, co
 /* A delta install from a URL (upkeep-bundle(5), Deltas; [install] delta): the caller fetches byte ranges
  * of the bundle file. Blocking; both may fail with a UpkErr. */
 typedef struct InstallDeltaIo {
-        /* Bytes [offset, offset + size) into `buf`; the first call also gives the file's size. A server
-         * that ignores Range requests: -EOPNOTSUPP. */
+        /* Bytes [offset, offset + size) into `buf`; the first call also gives the file's size, and when
+         * the file ends before offset + size (but after offset) reads up to its end. A server that
+         * ignores Range requests: -EOPNOTSUPP. */
         int (*read_range)(void *userdata, uint64_t offset, size_t size, void *buf, uint64_t *ret_total,
                           UpkErr *err);
         /* The bytes of `n` ranges, one after the other, into `buf` of `size` (their sum) bytes. */

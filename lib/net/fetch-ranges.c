@@ -18,6 +18,7 @@ struct FetchRanges {
         FetchRange *ranges;
         size_t n;
         uint64_t total; /* the file's size; UINT64_MAX while unknown (to memory, before the first answer) */
+        bool up_to_end; /* one range, to memory: a file that ends inside it gives the bytes up to its end */
         char validator[FETCH_ETAG_MAX];
         char etag[FETCH_ETAG_MAX]; /* of the last answer */
 
@@ -131,6 +132,12 @@ static int ranges_check_part(FetchRanges *fr, uint64_t start, uint64_t end, uint
         if (total != UINT64_MAX && fr->total == UINT64_MAX) {
                 /* To memory: the first answer says how large the file is. */
                 fr->total = total;
+                if (fr->up_to_end && fr->n == 1 && fr->ranges[0].offset < total &&
+                    range_last(&fr->ranges[0]) >= total) {
+                        fr->ranges[0].length = total - fr->ranges[0].offset;
+                        if (fr->asked_last >= total)
+                                fr->asked_last = total - 1;
+                }
                 if (range_last(&fr->ranges[fr->n - 1]) >= total) {
                         fr->callback_failed = true;
                         return upk_err(err, UPK_ERR_NETWORK, -ERANGE,
@@ -503,8 +510,8 @@ static int ranges_to_memory(FetchRanges *fr, const char *url, uint64_t total, co
 }
 
 int fetch_range_to_memory(const char *url, uint64_t offset, uint64_t length, const FetchOptions *opts,
-                          void **ret, uint64_t *ret_total, char *ret_etag, FetchRangesStats *ret_stats,
-                          UpkErr *err)
+                          void **ret, uint64_t *ret_length, uint64_t *ret_total, char *ret_etag,
+                          FetchRangesStats *ret_stats, UpkErr *err)
 {
         _cleanup_(fetch_ranges_freep) FetchRanges *fr = NULL;
         const FetchRange range = { offset, length };
@@ -518,12 +525,15 @@ int fetch_range_to_memory(const char *url, uint64_t offset, uint64_t length, con
         if (r < 0)
                 return r;
         fr->total = UINT64_MAX;
+        fr->up_to_end = ret_length;
         fr->mem = malloc(length);
         if (!fr->mem)
                 return upk_err_oom(err);
         r = ranges_to_memory(fr, url, UINT64_MAX, NULL, opts, ret_stats, err);
         if (r < 0)
                 return r;
+        if (ret_length)
+                *ret_length = fr->ranges[0].length;
         if (ret_total)
                 *ret_total = fr->total;
         if (ret_etag)

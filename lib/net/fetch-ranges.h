@@ -57,11 +57,13 @@ void fetch_stream_get_ranges_stats(FetchStream *s, FetchRangesStats *ret);
  * most FETCH_MEMORY_MAX, into a new buffer; the file's size from Content-Range (UINT64_MAX if the server
  * gave "*") and its ETag ("" if none or longer than FETCH_ETAG_MAX - 1) into *ret_total and ret_etag
  * (FETCH_ETAG_MAX bytes; both optional). A server that answers 200 fails with -EOPNOTSUPP as soon as its
- * status is known, before its body; a file shorter than offset + length with -ERANGE. The counters go to
+ * status is known, before its body. A file shorter than offset + length fails with -ERANGE, unless
+ * `ret_length` is given and the file ends after `offset`: then its bytes up to its end are the answer
+ * (as HTTP serves a range that runs past the end), their count in *ret_length. The counters go to
  * *ret_stats (optional), also on failure. */
 int fetch_range_to_memory(const char *url, uint64_t offset, uint64_t length, const FetchOptions *opts,
-                          void **ret, uint64_t *ret_total, char *ret_etag, FetchRangesStats *ret_stats,
-                          UpkErr *err);
+                          void **ret, uint64_t *ret_length, uint64_t *ret_total, char *ret_etag,
+                          FetchRangesStats *ret_stats, UpkErr *err);
 /* Blocking, with a private loop: the bytes of `ranges` (as for fetch_stream_new_ranges()) one after the
  * other into `buf`, whose `size` must be their sum. The same answers are taken and refused. */
 int fetch_ranges_to_memory(const char *url, uint64_t total, const char *validator, const FetchRange *ranges,

@@ -693,3 +693,32 @@ def test_cancel_stops_a_delta_at_once(world, pair):
     assert (ok, error) == (False, "io.upkeep.Update1.Error.Cancelled"), (message, w.log())
     assert "downloading the whole bundle" not in w.log()
     assert w.device.primary() == "A"
+
+
+def test_a_bundle_smaller_than_the_first_request_is_a_delta_too(tmp_path):
+    """A bundle of a few KiB (a small image, zstd blocks): the first request for its head asks for more
+    bytes than the file has and gets the file up to its end (as HTTP serves such a range); the delta goes
+    on from there, without a fallback to the whole download, and takes its blocks from that answer."""
+    rng = random.Random(SEED + 1)
+    v1 = b"".join(text_block(rng) for _ in range(32))  # 128 KiB
+    v2 = bytearray(v1)
+    v2[5 * BLOCK:6 * BLOCK] = bytes(rng.getrandbits(8) for _ in range(BLOCK))
+    v2 = bytes(v2)
+    small = make_bundle(tmp_path, "1.1.0", v2, name="small")
+    size = small.stat().st_size
+    assert size < 64 * 1024, size  # smaller than the delta's first request (install-delta.c, HEAD_FIRST)
+    w = World(tmp_path / "w", v1, small, bus=False)
+    try:
+        p = w.install_offline()
+        out = f"{p.stdout}\n{p.stderr}"
+        assert p.returncode == 0 and INSTALLED in p.stdout, out
+        assert not FALLBACK_RE.search(p.stdout), out
+        got = the_offline_delta_line(w, p)
+        assert got["size"] == size and got["reused"] == len(v1) - BLOCK, got
+        assert w.slot_b_holds(v2), out
+        # One request: the changed block's bytes were in its answer already.
+        st = w.stats()
+        assert st["ranges"] == ["bytes=0-65535"] and st["bytes_sent"] == size, st
+        assert got["requests"] == 1 and got["fetched"] == size, got
+    finally:
+        w.close()

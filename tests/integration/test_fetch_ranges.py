@@ -327,3 +327,18 @@ def test_range_to_memory_beyond_the_file(serve, blob, tmp_path):
     assert_fail(r, errno.ERANGE, "network", f"the file has {SIZE} bytes")
     r = fetch(srv.url("/blob.bin"), tmp_path, "--range-memory", f"{SIZE + 10},20")
     assert_fail(r, errno.ERANGE, "network", "416")
+
+
+def test_range_to_memory_up_to_the_end(serve, blob, tmp_path):
+    """--up-to-end (the delta's first request for a bundle's head): a file that ends inside the range gives
+    its bytes up to its end, in the one request; one that ends before the range starts is still refused."""
+    srv = serve()
+    r = fetch(srv.url("/blob.bin"), tmp_path, "--range-memory", f"{SIZE - 10},20", "--up-to-end")
+    assert r.rc == 0, r
+    assert r.data() == blob[SIZE - 10:]
+    assert r.s["total"] == SIZE and r.s["requests"] == 1 and r.s["wire_bytes"] == 10, r
+    assert srv.stats("/blob.bin")["ranges"] == [f"bytes={SIZE - 10}-{SIZE + 9}"]
+    r = fetch(srv.url("/blob.bin"), tmp_path, "--range-memory", f"0,{SIZE + 4096}", "--up-to-end")
+    assert r.rc == 0 and r.data() == blob, r
+    r = fetch(srv.url("/blob.bin"), tmp_path, "--range-memory", f"{SIZE + 10},20", "--up-to-end")
+    assert_fail(r, errno.ERANGE, "network", "416")

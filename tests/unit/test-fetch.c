@@ -279,11 +279,11 @@ TEST(bad_ranges)
                        &err, -EINVAL, UPK_ERR_CONFIG, "stream buffer");
         upk_err_clear(&err);
         ASSERT_UPK_ERR(fetch_range_to_memory("http://example.com/x", 0, FETCH_MEMORY_MAX + 1ull, NULL, &buf,
-                                             NULL, NULL, NULL, &err),
+                                             NULL, NULL, NULL, NULL, &err),
                        &err, -EINVAL, UPK_ERR_CONFIG, "not 1 to");
         upk_err_clear(&err);
         ASSERT_UPK_ERR(fetch_range_to_memory("http://example.com/x", UINT64_MAX - 5, 10, NULL, &buf, NULL,
-                                             NULL, NULL, &err),
+                                             NULL, NULL, NULL, &err),
                        &err, -EINVAL, UPK_ERR_CONFIG, "not 1 to");
         ASSERT_TRUE(s == NULL && buf == NULL);
 }
@@ -296,7 +296,7 @@ TEST(range_connection_refused)
         void *buf = NULL;
         UpkErr err = { 0 };
 
-        ASSERT_UPK_ERR(fetch_range_to_memory(url, 10, 10, &o, &buf, NULL, NULL, &st, &err), &err,
+        ASSERT_UPK_ERR(fetch_range_to_memory(url, 10, 10, &o, &buf, NULL, NULL, NULL, &st, &err), &err,
                        -ECONNREFUSED, UPK_ERR_NETWORK, "gave up after 3 attempts");
         ASSERT_EQ(st.requests, 3);
         ASSERT_EQ(st.retries, 2);

@@ -901,6 +901,8 @@ static int mem_read_range(void *userdata, uint64_t offset, size_t size, void *bu
                 *ret_total = m->size;
         if (offset + size > m->asked)
                 m->asked = offset + size;
+        if (ret_total && offset < m->size && size > m->size - offset)
+                size = m->size - offset; /* the first call reads up to the end (InstallDeltaIo) */
         if (offset > m->size || size > m->size - offset)
                 return upk_err(err, UPK_ERR_IO, -ERANGE, "range past the file's end");
         memcpy(buf, m->file + offset, size);
