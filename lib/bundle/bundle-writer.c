@@ -376,10 +376,16 @@ static int changed(const ManifestPayload *p, UpkErr *err)
 
 typedef struct Chunker Chunker;
 
+/* From this level on, a block is first compressed at level 1 (with the same prefix): content that level 1
+ * cannot make smaller (already compressed, random) is stored as it is without the slow level's attempt,
+ * which costs 25 times as long for such a block at level 19 and would almost never save a byte. */
+#define PROBE_FROM_LEVEL 6
+
 /* One job's own state; with one job, the main thread's. */
 typedef struct Cutter {
         Chunker *k;
         ZSTD_CCtx *cctx;
+        ZSTD_CCtx *probe; /* level 1, from PROBE_FROM_LEVEL on (else NULL) */
         uint8_t *frame;
         size_t frame_cap;
         UpkErr err;
@@ -461,6 +467,7 @@ static void chunker_done(Chunker *k)
         }
         for (size_t i = 0; i < k->n_cutters; i++) {
                 ZSTD_freeCCtx(k->cutters[i].cctx);
+                ZSTD_freeCCtx(k->cutters[i].probe);
                 free(k->cutters[i].frame);
         }
         free(k->cutters);
@@ -508,6 +515,24 @@ static bool all_zero(const uint8_t *p, size_t n)
         return true;
 }
 
+/* A block's frame into c->frame (at most `cap` bytes) with `cctx`, after the `plen` bytes at `prefix`. */
+static int block_frame(Cutter *c, ZSTD_CCtx *cctx, const ManifestPayload *p, const uint8_t *prefix,
+                       size_t plen, const uint8_t *content, uint32_t len, size_t cap, size_t *ret,
+                       UpkErr *err)
+{
+        size_t z;
+
+        if (plen > 0 && ZSTD_isError(ZSTD_CCtx_refPrefix(cctx, prefix, plen)))
+                return upk_err(err, UPK_ERR_IO, -EIO, "payload \"%s\": zstd: cannot set the prefix",
+                               p->name);
+        z = ZSTD_compress2(cctx, c->frame, cap, content, len);
+        if (ZSTD_isError(z))
+                return upk_err(err, UPK_ERR_IO, -EIO, "payload \"%s\": zstd: %s", p->name,
+                               ZSTD_getErrorName(z));
+        *ret = z;
+        return 0;
+}
+
 /* Block `j` of a zstd payload, whose content lies at `content` in a buffer that starts at `start`, with
  * the prefix before it: zeros are not stored, a frame smaller than the content is, else the content as
  * is. Its stored bytes go to `stored` at `*stored_len`. */
@@ -515,8 +540,9 @@ static int cut_zstd_block(Cutter *c, const ManifestPayload *p, const uint8_t *st
                           uint32_t len, uint64_t j, BlockEntry *be, uint8_t *stored, size_t *stored_len,
                           UpkErr *err)
 {
-        size_t before = (size_t)(content - start), plen = p->window < before ? p->window : before, z;
+        size_t before = (size_t)(content - start), plen = p->window < before ? p->window : before, z = 0;
         size_t cap = j == c->k->fail_block ? 0 : c->frame_cap;
+        int r;
 
         if (all_zero(content, len)) {
                 be->kind = BLOCK_KIND_ZERO;
@@ -524,13 +550,21 @@ static int cut_zstd_block(Cutter *c, const ManifestPayload *p, const uint8_t *st
                 memset(be->match, 0, sizeof(be->match));
                 return 0;
         }
-        if (ZSTD_isError(ZSTD_CCtx_refPrefix(c->cctx, plen ? content - plen : NULL, plen)))
-                return upk_err(err, UPK_ERR_IO, -EIO, "payload \"%s\": zstd: cannot set the prefix",
-                               p->name);
-        z = ZSTD_compress2(c->cctx, c->frame, cap, content, len);
-        if (ZSTD_isError(z))
-                return upk_err(err, UPK_ERR_IO, -EIO, "payload \"%s\": zstd: %s", p->name,
-                               ZSTD_getErrorName(z));
+        /* The probe: level 1 on the block alone (microseconds); a block it cannot shrink gets a second
+         * look with the window (it may repeat content before it); one that level 1 cannot shrink either
+         * way is stored as it is without the level's attempt. */
+        if (c->probe) {
+                r = block_frame(c, c->probe, p, NULL, 0, content, len, cap, &z, err);
+                if (r >= 0 && z >= len && plen > 0)
+                        r = block_frame(c, c->probe, p, content - plen, plen, content, len, cap, &z, err);
+                if (r < 0)
+                        return r;
+        }
+        if (!c->probe || z < len) {
+                r = block_frame(c, c->cctx, p, content - plen, plen, content, len, cap, &z, err);
+                if (r < 0)
+                        return r;
+        }
         /* A frame no smaller than its content is of no use: the block is stored as is. */
         if (z < len) {
                 be->kind = BLOCK_KIND_ZSTD;
@@ -854,11 +888,15 @@ static int cutter_init(Chunker *k, Cutter *c, int level, UpkErr *err)
         c->cctx = ZSTD_createCCtx();
         if (!c->frame || !c->cctx)
                 return upk_err_oom(err);
-        if (ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_compressionLevel, level)) ||
-            ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_checksumFlag, 0)) ||
-            ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_dictIDFlag, 0)) ||
-            ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_contentSizeFlag, 1)))
-                return upk_err(err, UPK_ERR_IO, -EINVAL, "zstd level %d is not supported", level);
+        if (level >= PROBE_FROM_LEVEL && !(c->probe = ZSTD_createCCtx()))
+                return upk_err_oom(err);
+        for (ZSTD_CCtx *cctx = c->cctx; cctx; cctx = cctx == c->cctx ? c->probe : NULL)
+                if (ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel,
+                                                        cctx == c->cctx ? level : 1)) ||
+                    ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0)) ||
+                    ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_dictIDFlag, 0)) ||
+                    ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1)))
+                        return upk_err(err, UPK_ERR_IO, -EINVAL, "zstd level %d is not supported", level);
         return 0;
 }
 

@@ -3,6 +3,8 @@
 
 #include <dirent.h>
 
+#include "chunk-index.h"
+
 static const char template_raw[] = "{ \"format\": 1, \"compatible\": \"acme-gw\", \"version\": \"1.0.0\", "
                                    "\"build\": \"2026-11-25T10:00:00Z\",\n"
                                    "  \"payloads\": [ { \"name\": \"rootfs\", \"file\": \"rootfs.img\", "
@@ -321,4 +323,46 @@ TEST(failed_block_stops_every_job)
                 ASSERT_STREQ(after, before);
         }
         ASSERT_EQ(unsetenv("UPKEEP_TEST_ZSTD_FAIL_BLOCK"), 0);
+}
+
+/* The kind of each block at the default level (19, with the level-1 probe): random blocks as they are,
+ * zeros left out, text and copies of a random block 12 blocks before (inside the 64 KiB window: only the
+ * window makes them smaller, which the probe's second look must see) as frames. */
+TEST(block_kinds_at_the_default_level)
+{
+        _cleanup_(bundle_freep) Bundle *b = NULL;
+        BundleOpenOptions o = {};
+        const ChunkIndex *idx;
+        UpkErr err = {};
+
+        payload2_file("rootfs.img");
+        test_write_file("m.json", template2, strlen(template2));
+        ASSERT_OK_E(create2("k.upk", 1, &err), &err);
+        o.keyring = test_pki("keyring.pem");
+        ASSERT_OK_E(bundle_open_path("k.upk", &o, &b, &err), &err);
+        idx = bundle_get_index(b);
+        ASSERT_EQ(idx->n_blocks, 151u);
+        for (size_t j = 0; j < 150; j++) {
+                unsigned want;
+
+                switch (j % 6) {
+                case 1:
+                case 3: /* a copy of the zeros two blocks before */
+                        want = BLOCK_KIND_ZERO;
+                        break;
+                case 2:
+                        want = BLOCK_KIND_ZSTD;
+                        break;
+                case 4:
+                        want = j >= 12 ? BLOCK_KIND_ZSTD : BLOCK_KIND_STORED;
+                        break;
+                default:
+                        want = BLOCK_KIND_STORED;
+                }
+                if (idx->blocks[j].kind != want)
+                        test_fail("block %zu: kind %u, not %u", j, (unsigned)idx->blocks[j].kind, want);
+                if (want == BLOCK_KIND_ZSTD)
+                        ASSERT_TRUE(idx->blocks[j].stored_len < 4096);
+        }
+        ASSERT_OK_E(bundle_verify_rest(b, &err), &err);
 }
