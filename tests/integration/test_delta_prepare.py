@@ -15,7 +15,7 @@ import pytest
 
 from test_daemon import Service, install, thread_nices
 from test_delta import (BLOCKS, BUNDLE_PATH, INSTALLED, NO_AUTO_CHECK, SHORT_FILE, World, assert_installed,
-                        the_delta_line, bundle, pair)  # noqa: F401 (fixtures)
+                        skip_unless_short_file, the_delta_line, bundle, pair)  # noqa: F401 (fixtures)
 
 TABLE_A = "blocks-rootfs-A.table"
 TABLE_B = "blocks-rootfs-B.table"
@@ -188,13 +188,7 @@ def test_after_the_reboot_the_new_slot_gets_its_table(worlds, pair):
 def test_a_booted_slot_that_cannot_be_read_gets_one_warning(worlds):
     """Slot A opens and says it has bytes but reads short (a sysfs file): one warning naming the slot, the
     file and the reason; no table, and the service stays idle."""
-    try:
-        st = SHORT_FILE.stat()
-        short = st.st_size > 0 and len(SHORT_FILE.read_bytes()) < st.st_size
-    except OSError:
-        short = False
-    if not short:
-        pytest.skip(f"{SHORT_FILE} is not a file that reads shorter than its size here")
+    skip_unless_short_file()
     w = worlds()
     conf = w.device.conf.read_text()
     line = f"[slot.rootfs.A]\ndevice = {w.device.slot['A']}\n"
