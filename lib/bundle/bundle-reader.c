@@ -896,14 +896,6 @@ static int inner_open(Bundle *b, UpkErr *err)
         return 0;
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-        for (size_t i = 0; i < n; i++)
-                if (p[i])
-                        return false;
-        return true;
-}
-
 /* After the end-of-archive blocks only zero padding may follow: nothing hides behind the end. */
 static int check_trailer(Bundle *b, UpkErr *err)
 {
@@ -912,7 +904,7 @@ static int check_trailer(Bundle *b, UpkErr *err)
 
         if (consumed >= 0 && (uint64_t)consumed >= chunk_start && (uint64_t)consumed <= b->position) {
                 size_t off = (size_t)((uint64_t)consumed - chunk_start);
-                if (!all_zero(b->chunk + off, b->chunk_len - off))
+                if (!memeqzero(b->chunk + off, b->chunk_len - off))
                         return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
                                     "bundle format: data follows the end of the tar archive at byte %llu",
                                     (unsigned long long)consumed);
@@ -927,7 +919,7 @@ static int check_trailer(Bundle *b, UpkErr *err)
                                     "read error after the end of the tar archive: %s", strerror((int)-k));
                 if (k == 0)
                         return 0;
-                if (!all_zero(buf, (size_t)k) || (zeros += (uint64_t)k) > BUNDLE_TRAILER_MAX)
+                if (!memeqzero(buf, (size_t)k) || (zeros += (uint64_t)k) > BUNDLE_TRAILER_MAX)
                         return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
                                     "bundle format: data follows the end of the tar archive at byte %llu",
                                     (unsigned long long)at);

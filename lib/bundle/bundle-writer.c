@@ -500,14 +500,6 @@ static uint8_t *index_grow(Chunker *k, size_t n, UpkErr *err)
         return at;
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-        for (size_t i = 0; i < n; i++)
-                if (p[i])
-                        return false;
-        return true;
-}
-
 /* Block `j` of a zstd payload, whose content lies at `content` in a buffer that starts at `start`, with
  * the prefix before it: zeros are not stored, a frame smaller than the content is, else the content as
  * is. Its stored bytes go to `stored` at `*stored_len`. */
@@ -518,7 +510,7 @@ static int cut_zstd_block(Cutter *c, const ManifestPayload *p, const uint8_t *st
         size_t before = (size_t)(content - start), plen = p->window < before ? p->window : before, z;
         size_t cap = j == c->k->fail_block ? 0 : c->frame_cap;
 
-        if (all_zero(content, len)) {
+        if (memeqzero(content, len)) {
                 be->kind = BLOCK_KIND_ZERO;
                 be->stored_len = 0;
                 memset(be->match, 0, sizeof(be->match));
