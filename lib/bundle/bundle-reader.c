@@ -116,7 +116,7 @@ struct Bundle {
         } ahead[DELTA_AHEAD_MAX];
         size_t n_ahead, i_ahead;
         HashPool *pool;   /* created for the first batch of several chunks */
-        bool pool_failed; /* no threads: the batch is hashed here */
+        bool pool_failed; /* no threads, or the pool failed: every batch is hashed here */
 };
 
 static bool is_format2(const Bundle *b)
@@ -1519,9 +1519,14 @@ static int delta_prepare(Bundle *b, UpkErr *err)
         }
         if (n_jobs > 1 && !b->pool && !b->pool_failed)
                 b->pool_failed = hash_pool_new(hash_pool_threads_default(), &b->pool) < 0;
-        if (b->pool)
-                r = hash_pool_run(b->pool, jobs, n_jobs);
-        else {
+        r = b->pool ? hash_pool_run(b->pool, jobs, n_jobs) : -EAGAIN;
+        if (r < 0 && b->pool) {
+                /* A job failed on the pool: it is not used again, and this batch is hashed here. */
+                b->pool = hash_pool_free(b->pool);
+                b->pool_failed = true;
+        }
+        if (r < 0) {
+                /* No pool (none needed, or no thread could be started): the same digests, one by one. */
                 r = 0;
                 for (size_t i = 0; i < n_jobs && r >= 0; i++)
                         if (!SHA256(jobs[i].data, jobs[i].size, jobs[i].digest))
