@@ -72,10 +72,11 @@ void delta_net_init(DeltaNet *n, const Config *c, const char *url, int cancel_fd
 char *delta_net_summary(const InstallDeltaStats *st, unsigned requests, uint64_t wire_bytes)
 {
         return strdup_printf("delta: %" PRIu64 " of %" PRIu64
-                             " bytes of the payloads taken from slot %s, %" PRIu64
+                             " bytes of the payloads taken from slot%s %s, %" PRIu64
                              " bytes downloaded in %u requests (%.1f%% of the bundle's %" PRIu64
                              " bytes); block table %s",
-                             st->local_bytes, st->payload_bytes, st->slot, wire_bytes, requests,
+                             st->local_bytes, st->payload_bytes, st->n_slots > 1 ? "s" : "",
+                             st->n_slots > 1 ? st->slots : st->slot, wire_bytes, requests,
                              st->file_size ? 100.0 * (double)wire_bytes / (double)st->file_size : 0.0,
                              st->file_size, st->tables_computed > 0 ? "computed" : "cached");
 }

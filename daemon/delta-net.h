@@ -31,5 +31,6 @@ void delta_net_init(DeltaNet *n, const Config *c, const char *url, int cancel_fd
 
 /* "delta: L of P bytes of the payloads taken from slot S, W bytes downloaded in N requests (X% of the
  * bundle's F bytes); block table cached" ("computed" when the install had to hash a booted slot): a new
- * string, NULL when out of memory. */
+ * string, NULL when out of memory. Blocks from the slots of several classes: "taken from slots rootfs.A,
+ * appfs.B, ...", each slot by its class and name. */
 char *delta_net_summary(const InstallDeltaStats *st, unsigned requests, uint64_t wire_bytes);

@@ -63,6 +63,18 @@ bool filename_is_plain(const char *s, size_t max)
         return true;
 }
 
+bool memeqzero(const void *data, size_t n)
+{
+        const uint8_t *p = data;
+        size_t head = n < 16 ? n : 16;
+
+        for (size_t i = 0; i < head; i++)
+                if (p[i])
+                        return false;
+        /* p[i] == p[i + 16] for every i, and the first 16 are zero: so is every byte. */
+        return n <= 16 || memcmp(p, p + 16, n - 16) == 0;
+}
+
 uint64_t now_usec(void)
 {
         struct timespec ts;

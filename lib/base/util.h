@@ -68,6 +68,10 @@ char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
 /* A plain file name: non-empty, at most `max` bytes, no '/', not "." or "..", no control bytes. */
 bool filename_is_plain(const char *s, size_t max);
 
+/* Whether the `n` bytes at `data` are all zero (true for n = 0): the first 16 bytes one by one, then the
+ * buffer against itself 16 bytes on, with memcmp() (which reads words). */
+bool memeqzero(const void *data, size_t n);
+
 /* CLOCK_REALTIME in µs. */
 uint64_t now_usec(void);
 /* Lower the calling thread's priority by `increment` nice levels, for background work beside an event

@@ -119,7 +119,7 @@ struct Bundle {
         } ahead[DELTA_AHEAD_MAX];
         size_t n_ahead, i_ahead, ahead_max;
         HashPool *pool;   /* created for the first batch of several chunks */
-        bool pool_failed; /* no threads: the batch is hashed here */
+        bool pool_failed; /* no threads, or the pool failed: every batch is hashed here */
 };
 
 static bool is_format2(const Bundle *b)
@@ -904,14 +904,6 @@ static int inner_open(Bundle *b, UpkErr *err)
         return 0;
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-        for (size_t i = 0; i < n; i++)
-                if (p[i])
-                        return false;
-        return true;
-}
-
 /* After the end-of-archive blocks only zero padding may follow: nothing hides behind the end. */
 static int check_trailer(Bundle *b, UpkErr *err)
 {
@@ -920,7 +912,7 @@ static int check_trailer(Bundle *b, UpkErr *err)
 
         if (consumed >= 0 && (uint64_t)consumed >= chunk_start && (uint64_t)consumed <= b->position) {
                 size_t off = (size_t)((uint64_t)consumed - chunk_start);
-                if (!all_zero(b->chunk + off, b->chunk_len - off))
+                if (!memeqzero(b->chunk + off, b->chunk_len - off))
                         return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
                                     "bundle format: data follows the end of the tar archive at byte %llu",
                                     (unsigned long long)consumed);
@@ -935,7 +927,7 @@ static int check_trailer(Bundle *b, UpkErr *err)
                                     "read error after the end of the tar archive: %s", strerror((int)-k));
                 if (k == 0)
                         return 0;
-                if (!all_zero(buf, (size_t)k) || (zeros += (uint64_t)k) > BUNDLE_TRAILER_MAX)
+                if (!memeqzero(buf, (size_t)k) || (zeros += (uint64_t)k) > BUNDLE_TRAILER_MAX)
                         return fail(b, err, UPK_ERR_FORMAT, -EBADMSG,
                                     "bundle format: data follows the end of the tar archive at byte %llu",
                                     (unsigned long long)at);
@@ -1535,9 +1527,14 @@ static int delta_prepare(Bundle *b, UpkErr *err)
         }
         if (n_jobs > 1 && !b->pool && !b->pool_failed)
                 b->pool_failed = hash_pool_new(hash_pool_threads_default(), &b->pool) < 0;
-        if (b->pool)
-                r = hash_pool_run(b->pool, jobs, n_jobs);
-        else {
+        r = b->pool ? hash_pool_run(b->pool, jobs, n_jobs) : -EAGAIN;
+        if (r < 0 && b->pool) {
+                /* A job failed on the pool: it is not used again, and this batch is hashed here. */
+                b->pool = hash_pool_free(b->pool);
+                b->pool_failed = true;
+        }
+        if (r < 0) {
+                /* No pool (none needed, or no thread could be started): the same digests, one by one. */
                 r = 0;
                 for (size_t i = 0; i < n_jobs && r >= 0; i++)
                         if (!SHA256(jobs[i].data, jobs[i].size, jobs[i].digest))

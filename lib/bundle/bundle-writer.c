@@ -507,14 +507,6 @@ static uint8_t *index_grow(Chunker *k, size_t n, UpkErr *err)
         return at;
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-        for (size_t i = 0; i < n; i++)
-                if (p[i])
-                        return false;
-        return true;
-}
-
 /* A block's frame into c->frame (at most `cap` bytes) with `cctx`, after the `plen` bytes at `prefix`. */
 static int block_frame(Cutter *c, ZSTD_CCtx *cctx, const ManifestPayload *p, const uint8_t *prefix,
                        size_t plen, const uint8_t *content, uint32_t len, size_t cap, size_t *ret,
@@ -544,7 +536,7 @@ static int cut_zstd_block(Cutter *c, const ManifestPayload *p, const uint8_t *st
         size_t cap = j == c->k->fail_block ? 0 : c->frame_cap;
         int r;
 
-        if (all_zero(content, len)) {
+        if (memeqzero(content, len)) {
                 be->kind = BLOCK_KIND_ZERO;
                 be->stored_len = 0;
                 memset(be->match, 0, sizeof(be->match));
@@ -879,6 +871,70 @@ static int chunking(const BundleCreateOptions *opts, ManifestPayload *p, UpkErr 
         return 0;
 }
 
+/* Whether the index of the `n` payloads `ps` (their chunking set) fits in an index: -EFBIG
+ * (UPK_ERR_MANIFEST) if not, naming what each payload needs and what to change. */
+static int check_index_size(const ManifestPayload *ps, size_t n, UpkErr *err)
+{
+        char list[640] = "";
+        size_t at = 0;
+        uint64_t total = 0;
+
+        for (size_t i = 0; i < n; i++)
+                total += chunk_index_payload_size(&ps[i]); /* each < 2^44 (64 TiB / 4096 * 72) */
+        if (total <= CHUNK_INDEX_SIZE_MAX)
+                return 0;
+        for (size_t i = 0; i < n && at < sizeof(list); i++) {
+                const ManifestPayload *p = &ps[i];
+                int k;
+
+                if (chunk_index_payload_size(p) == 0)
+                        continue;
+                k = snprintf(list + at, sizeof(list) - at,
+                             "%spayload \"%s\" (%" PRIu64 " bytes in %" PRIu32 "-byte blocks and %" PRIu32
+                             "-byte chunks) needs %" PRIu64 " bytes",
+                             at > 0 ? ", " : "", p->name, p->installed_size, p->block_size, p->chunk_size,
+                             chunk_index_payload_size(p));
+                if (k < 0 || (size_t)k >= sizeof(list) - at) {
+                        /* No room for all: the list ends with "..." */
+                        memcpy(list + sizeof(list) - 4, "...", 4);
+                        break;
+                }
+                at += (size_t)k;
+        }
+        return upk_err(err, UPK_ERR_MANIFEST, -EFBIG,
+                       "the payloads' chunk index (%s) would be %" PRIu64
+                       " bytes, more than the %u bytes an index may hold: %s; use a larger --block-size or "
+                       "--chunk-size (or chunks.block and chunks.size in the template)",
+                       CHUNK_INDEX_NAME, total, CHUNK_INDEX_SIZE_MAX, list);
+}
+
+/* Format 2: whether the index fits, from what is known before a payload is read (the size of each file
+ * given as it is; a compressed one counts once it is decompressed, in chunk_all()): a payload too large
+ * for its blocks is refused at once, not after every payload has been hashed. */
+static int precheck_index_size(const BundleCreateOptions *opts, const char *dir, const Manifest *m,
+                               UpkErr *err)
+{
+        _cleanup_free_ ManifestPayload *ps = calloc(m->n_payloads ?: 1, sizeof(*ps));
+        int r;
+
+        if (!ps)
+                return upk_err_oom(err);
+        for (size_t i = 0; i < m->n_payloads; i++) {
+                ps[i] = m->payloads[i]; /* a shallow copy: only its sizes and chunking change */
+                ps[i].installed_size = 0;
+                if (ps[i].compression == COMPRESSION_NONE) {
+                        _cleanup_close_ int fd = open_payload(dir, &ps[i], &ps[i].installed_size, err);
+
+                        if (fd < 0)
+                                return fd;
+                }
+                r = chunking(opts, &ps[i], err);
+                if (r < 0)
+                        return r;
+        }
+        return check_index_size(ps, m->n_payloads, err);
+}
+
 /* A job's zstd context, with the parameters that make the frames what upkeep-bundle(5) says. */
 static int cutter_init(Chunker *k, Cutter *c, int level, UpkErr *err)
 {
@@ -923,7 +979,7 @@ static int chunk_all(const BundleCreateOptions *opts, const char *dir, const cha
         _cleanup_free_ char *tmp = strdup_printf("%s/.upkeep-chunks.XXXXXX", outdir);
         uint32_t window_max = 0;
         uint64_t chunks = 0;
-        size_t need, bound, z, jobs, buf_size;
+        size_t bound, z, jobs, buf_size;
         int level = opts->zstd_level ?: BUNDLE_ZSTD_LEVEL_DEFAULT, r;
 
         if (!tmp)
@@ -945,7 +1001,7 @@ static int chunk_all(const BundleCreateOptions *opts, const char *dir, const cha
                         window_max = p->window;
                 chunks += p->chunk_count;
         }
-        r = chunk_index_content_size(m, &need, err);
+        r = check_index_size(m->payloads, m->n_payloads, err);
         if (r < 0)
                 return r;
         jobs = jobs_for(opts, chunks);
@@ -1020,8 +1076,10 @@ static int chunk_all(const BundleCreateOptions *opts, const char *dir, const cha
         if (ZSTD_isError(z))
                 return upk_err(err, UPK_ERR_IO, -EIO, "chunks.idx: zstd: %s", ZSTD_getErrorName(z));
         if (z > CHUNK_INDEX_SIZE_MAX)
-                return upk_err(err, UPK_ERR_MANIFEST, -EFBIG, "chunks.idx would be larger than %u bytes",
-                               CHUNK_INDEX_SIZE_MAX);
+                return upk_err(err, UPK_ERR_MANIFEST, -EFBIG,
+                               "%s: the payloads' index compresses to %zu bytes, more than the %u bytes an "
+                               "index may hold; use a larger --block-size or --chunk-size",
+                               CHUNK_INDEX_NAME, z, CHUNK_INDEX_SIZE_MAX);
         k->zindex_size = z;
         m->has_index = true;
         m->index_size = k->zindex_size;
@@ -1207,6 +1265,11 @@ int bundle_create(const BundleCreateOptions *opts, UpkErr *err)
         outdir = path_dirname(opts->output_path);
         if (!outdir)
                 return upk_err_oom(err);
+        if (format == 2) {
+                r = precheck_index_size(opts, dir, m, err);
+                if (r < 0)
+                        return r;
+        }
         for (size_t i = 0; i < m->n_payloads; i++) {
                 if (format == 1 && m->payloads[i].has_chunks)
                         return upk_err(err, UPK_ERR_MANIFEST, -EINVAL,

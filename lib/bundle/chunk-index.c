@@ -33,6 +33,12 @@ void block_entry_serialise(const BlockEntry *e, uint8_t out[BLOCK_ENTRY_SIZE])
         memcpy(out + 3, e->match, BLOCK_MATCH_SIZE);
 }
 
+uint64_t chunk_index_payload_size(const ManifestPayload *p)
+{
+        /* Both counts are bounded by the manifest (installed_size < 2^47, sizes >= 4096): no overflow. */
+        return p->chunk_count * CHUNK_ENTRY_SIZE + manifest_block_count(p) * BLOCK_ENTRY_SIZE;
+}
+
 int chunk_index_content_size(const Manifest *m, size_t *ret, UpkErr *err)
 {
         uint64_t total = 0;
@@ -43,9 +49,8 @@ int chunk_index_content_size(const Manifest *m, size_t *ret, UpkErr *err)
                 const ManifestPayload *p = &m->payloads[i];
                 uint64_t need;
 
-                /* Both counts are bounded by the manifest (installed_size < 2^47, sizes >= 4096), so
-                 * this cannot overflow; the sum is checked at every step. */
-                need = p->chunk_count * CHUNK_ENTRY_SIZE + manifest_block_count(p) * BLOCK_ENTRY_SIZE;
+                /* The sum is checked at every step. */
+                need = chunk_index_payload_size(p);
                 if (need > CHUNK_INDEX_SIZE_MAX || total + need > CHUNK_INDEX_SIZE_MAX)
                         return upk_err(err, UPK_ERR_FORMAT, -EFBIG,
                                        "chunks.idx: payload \"%s\" needs more index than the %u bytes an "

@@ -51,6 +51,10 @@ typedef struct ChunkIndex {
         uint8_t (*identity)[32]; /* per payload: SHA-256 of its part of the index content */
 } ChunkIndex;
 
+/* The bytes of index content payload `p` needs, from its installed size and chunking: one entry per chunk
+ * and one per block. */
+uint64_t chunk_index_payload_size(const ManifestPayload *p);
+
 /* The number of bytes of the index content that the (format 2) manifest's payloads need, or -EFBIG
  * (UPK_ERR_FORMAT) when that is more than an index may hold. */
 int chunk_index_content_size(const Manifest *m, size_t *ret, UpkErr *err);

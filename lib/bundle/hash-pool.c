@@ -7,7 +7,10 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "util.h"
 
 #define HASH_POOL_THREADS_MAX 3u
 
@@ -61,6 +64,33 @@ static void *pool_thread(void *userdata)
         return NULL;
 }
 
+/* Test builds: UPKEEP_TEST_HASH_POOL_FAIL=thread:N, the pool's thread N (from 0) cannot be started
+ * (EAGAIN, as when the process is at its thread limit); =run, every hash_pool_run() reports a failure
+ * after its round, as when OpenSSL failed on one of the jobs. */
+static bool test_fail_thread(unsigned i)
+{
+#if HAVE_TEST_HOOKS
+        const char *s = secure_getenv("UPKEEP_TEST_HASH_POOL_FAIL");
+        uint64_t n;
+
+        return s && strneq(s, "thread:", 7) && safe_atou64(s + 7, &n) >= 0 && n == i;
+#else
+        (void)i;
+        return false;
+#endif
+}
+
+static bool test_fail_run(void)
+{
+#if HAVE_TEST_HOOKS
+        const char *s = secure_getenv("UPKEEP_TEST_HASH_POOL_FAIL");
+
+        return s && streq(s, "run");
+#else
+        return false;
+#endif
+}
+
 unsigned hash_pool_threads_default(void)
 {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -82,7 +112,9 @@ int hash_pool_new(unsigned threads, HashPool **ret)
         if (threads > HASH_POOL_THREADS_MAX)
                 threads = HASH_POOL_THREADS_MAX;
         for (; p->n_threads < threads; p->n_threads++) {
-                int r = pthread_create(&p->threads[p->n_threads], NULL, pool_thread, p);
+                int r = test_fail_thread(p->n_threads)
+                                ? EAGAIN
+                                : pthread_create(&p->threads[p->n_threads], NULL, pool_thread, p);
                 if (r != 0) {
                         hash_pool_free(p);
                         return -r;
@@ -128,5 +160,5 @@ int hash_pool_run(HashPool *p, HashJob *jobs, size_t n)
         p->jobs = NULL;
         p->n_jobs = 0;
         pthread_mutex_unlock(&p->lock);
-        return atomic_load(&p->failed) ? -EIO : 0;
+        return atomic_load(&p->failed) || test_fail_run() ? -EIO : 0;
 }

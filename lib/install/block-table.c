@@ -48,11 +48,6 @@ static int cmp_u64(const void *a, const void *b)
         return x < y ? -1 : x > y;
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-        return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
 /* One part of the slot, hashed by one thread: blocks [first, end) into entries from `first` on. */
 typedef struct TablePart {
         int fd;
@@ -123,7 +118,7 @@ static void *part_run(void *userdata)
                         size_t len = want - off < p->block_size ? want - off : p->block_size;
                         uint8_t digest[32];
 
-                        if (all_zero(buf + off, len))
+                        if (memeqzero(buf + off, len))
                                 continue;
                         if (!SHA256(buf + off, len, digest)) {
                                 part_fail(p,

@@ -445,6 +445,7 @@ static int plan_payloads(const Config *c, Bundle *b, Delta *d, const InstallOpti
                                 first = s;
                         else if (!streq(s->name, first->name))
                                 one_name = false;
+                        install_delta_stats_add_slot(st, s);
                 }
                 if (s && d->plans[i]->counts[DELTA_LOCAL] == 0) /* nothing to read there */
                         d->local_fd[i] = safe_close(d->local_fd[i]);

@@ -12,6 +12,9 @@
 size_t install_slot_bootnames(const Config *c, char **names, size_t max);
 const SlotConfig *install_other_slot(const Config *c, const char *class, const char *booted);
 int install_slot_capacity(const SlotConfig *s, uint64_t *ret, UpkErr *err);
+/* Add slot `s` (once) to the slots a delta took blocks from: st->slots lists them as CLASS.NAME, ", "
+ * between, ending with ", ..." when the rest do not fit; st->n_slots counts them. */
+void install_delta_stats_add_slot(InstallDeltaStats *st, const SlotConfig *s);
 
 /* target.c: may payload `payload` write to `target` (its manifest "target")? -EPERM/UPK_ERR_COMPATIBLE
  * naming the payload, the target and what it would hit (a slot, upkeep's data, configuration, keyring,

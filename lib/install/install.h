@@ -101,7 +101,9 @@ typedef struct InstallDeltaIo {
 } InstallDeltaIo;
 
 typedef struct InstallDeltaStats {
-        char slot[16];          /* the booted slot the blocks came from */
+        char slot[16];          /* the booted slot the blocks came from (named apart: the bootname) */
+        char slots[256];        /* each of them as "CLASS.NAME", ", " between, in payload order */
+        unsigned n_slots;       /* how many */
         uint64_t file_size;     /* the bundle file's */
         uint64_t head_bytes;    /* manifest, signature and index, fetched */
         uint64_t payload_bytes; /* the payloads' installed sizes */

@@ -6,6 +6,7 @@
 #include "install.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -179,6 +180,31 @@ const SlotConfig *install_other_slot(const Config *c, const char *class, const c
         if (streq(b->bootname, booted))
                 return a;
         return NULL;
+}
+
+void install_delta_stats_add_slot(InstallDeltaStats *st, const SlotConfig *s)
+{
+        static const char more[] = ", ...";
+        size_t len = strlen(st->slots), n;
+        char one[sizeof(st->slots)];
+
+        n = (size_t)snprintf(one, sizeof(one), "%s.%s", s->class, s->name);
+        for (const char *p = st->slots; *p;) {
+                size_t k = strcspn(p, ",");
+
+                if (k == n && strneq(p, one, n))
+                        return; /* listed */
+                p += k;
+                p += strspn(p, ", ");
+        }
+        st->n_slots++;
+        if (len >= strlen(more) && streq(st->slots + len - strlen(more), more))
+                return; /* full */
+        /* Room is kept for ", ..." after every name. */
+        if (len + 2 + n + strlen(more) < sizeof(st->slots))
+                snprintf(st->slots + len, sizeof(st->slots) - len, "%s%s", len > 0 ? ", " : "", one);
+        else
+                snprintf(st->slots + len, sizeof(st->slots) - len, "%s", len > 0 ? more : "...");
 }
 
 /* Bytes a slot can take: the configured size=, a block device's size, else no limit (UINT64_MAX). */

@@ -101,6 +101,12 @@ void fetch_attempt_done(Fetch *f, CURLcode code);
 int fetch_new_ranged(FetchEngine *e, const char *url, uint64_t total, const char *validator,
                      const FetchOptions *opts, const FetchRangeOps *ops, FetchDataFunc data,
                      FetchDoneFunc done, void *userdata, Fetch **ret, UpkErr *err);
+/* fetch.c: overwrite the string of each node of `l` with zeros (explicit_bzero()), for lists that hold
+ * request headers, among them an "Authorization:" line with a token; and that, then
+ * curl_slist_free_all(). Both accept NULL; slist_free_erase() returns NULL. Every list of request
+ * headers (Fetch.headers, Fetch.resume_headers) is freed with slist_free_erase(). */
+void slist_erase(struct curl_slist *l);
+struct curl_slist *slist_free_erase(struct curl_slist *l);
 /* fetch.c: a header of the current attempt's final response, or NULL. */
 const char *fetch_response_header(Fetch *f, const char *name);
 

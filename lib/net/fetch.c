@@ -646,6 +646,20 @@ static int fetch_setup_easy(Fetch *f, UpkErr *err)
         return 0;
 }
 
+void slist_erase(struct curl_slist *l)
+{
+        for (; l; l = l->next)
+                if (l->data)
+                        explicit_bzero(l->data, strlen(l->data));
+}
+
+struct curl_slist *slist_free_erase(struct curl_slist *l)
+{
+        slist_erase(l);
+        curl_slist_free_all(l);
+        return NULL;
+}
+
 static int slist_add(struct curl_slist **list, const char *s)
 {
         struct curl_slist *l = curl_slist_append(*list, s);
@@ -667,8 +681,7 @@ static int fetch_start_attempt(Fetch *f, UpkErr *err)
         f->attempt_retriable = false;
         upk_err_clear(&f->attempt_err);
         f->errbuf[0] = 0;
-        curl_slist_free_all(f->resume_headers);
-        f->resume_headers = NULL;
+        f->resume_headers = slist_free_erase(f->resume_headers);
         if ((f->offset > 0 || f->range_ops) && f->validator[0]) {
                 /* Only the version already begun: a changed file is answered with 200 and found out. */
                 char line[sizeof(f->validator) + 16];
@@ -678,8 +691,7 @@ static int fetch_start_attempt(Fetch *f, UpkErr *err)
                 for (struct curl_slist *i = f->headers; i && !oom; i = i->next)
                         oom = slist_add(&f->resume_headers, i->data) < 0;
                 if (oom || slist_add(&f->resume_headers, line) < 0) {
-                        curl_slist_free_all(f->resume_headers);
-                        f->resume_headers = NULL;
+                        f->resume_headers = slist_free_erase(f->resume_headers);
                         return upk_err(err, UPK_ERR_NETWORK, -ENOMEM, "%s: out of memory", f->url);
                 }
         }
@@ -956,8 +968,8 @@ Fetch *fetch_free(Fetch *f)
         free(f->client_cert);
         free(f->client_key);
         free(f->proxy);
-        curl_slist_free_all(f->headers);
-        curl_slist_free_all(f->resume_headers);
+        slist_free_erase(f->headers);
+        slist_free_erase(f->resume_headers);
         free(f->method);
         free(f->body);
         free(f);

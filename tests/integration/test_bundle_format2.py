@@ -24,7 +24,7 @@ from conftest import (BLOCK, EXIT_FORMAT, RUN_TIMEOUT, UPDATECTL, EXIT_MANIFEST,
                       assert_status,
                       block_entries, block_entry_at, chunk_entry_at, chunk_ranges, cut_blocks, decode_payload,
                       describe, index_content, index_frame, manifest2_for, manifest2_full, parse_tar,
-                      payload_identity, read_members, set_index, sha256, tar_member, ustar_member,
+                      payload_identity, read_members, run, set_index, sha256, tar_member, ustar_member,
                       zstd_raw_frame)
 
 # What `updatectl bundle create` writes unless told otherwise (chunk-index.h).
@@ -431,6 +431,52 @@ def test_block_larger_than_chunk_refused(env):
     refused naming the payload, no bundle written."""
     res = env.run(*env.create_args(out="b.upk", extra=["--chunk-size", "8192", BLOCK_OPT, "16384"]))
     assert_status(res, EXIT_MANIFEST, r'payload "rootfs"', r"block size 16384", r"chunk size 8192")
+    assert not env.path("b.upk").exists()
+
+
+def sparse_payloads(env, sizes):
+    """A template of raw payloads, one per (name, size), from sparse files (nothing written) in big/."""
+    d = env.tmp / "big"
+    d.mkdir()
+    t = json.loads(env.write_template().read_bytes())
+    t["payloads"] = []
+    for name, size in sizes:
+        with open(d / f"{name}.img", "wb") as f:
+            f.truncate(size)
+        t["payloads"].append({"name": name, "file": f"{name}.img", "handler": "raw", "slot_class": name})
+    return env.write_template(t, name="big.json"), d
+
+
+def test_index_too_large_refused(env):
+    """Two payloads of 2 GiB in 4 KiB chunks: 72 bytes of index per block, 36 MiB each, which alone would
+    fit, 72 MiB both, more than the 64 MiB an index may hold. Refused with the manifest's status, the
+    message naming the total, the limit, each payload's size, blocks, chunks and share, and what to
+    change; no bundle written."""
+    manifest, d = sparse_payloads(env, [("rootfs", 2 << 30), ("appfs", 2 << 30)])
+    res = env.run(*env.create_args(out="b.upk", manifest=manifest, payload_dir=d,
+                                   extra=["--chunk-size", "4096"]))
+    need = (2 << 30) // 4096 * (64 + 8)
+    assert_status(res, EXIT_MANIFEST,
+                  q(f"chunk index (chunks.idx) would be {2 * need} bytes, more than the {64 << 20} bytes"),
+                  q(f'payload "rootfs" ({2 << 30} bytes in 4096-byte blocks and 4096-byte chunks) needs '
+                    f'{need} bytes, payload "appfs" ({2 << 30} bytes in 4096-byte blocks and 4096-byte chunks) '
+                    f'needs {need} bytes'),
+                  q("use a larger --block-size or --chunk-size"))
+    assert not env.path("b.upk").exists()
+    assert sorted(os.listdir(env.tmp)) == ["big", "big.json", "manifest.json", "payloads"]
+
+
+def test_index_too_large_refused_before_reading(env):
+    """A payload of 1 TiB (sparse) needs 2.25 GiB of index with the defaults: refused from its size,
+    before a byte of it is read (reading it would take far longer than the timeout)."""
+    try:
+        manifest, d = sparse_payloads(env, [("rootfs", 1 << 40)])
+    except OSError as e:
+        pytest.skip(f"no sparse file of 1 TiB here: {e}")
+    res = run(*env.create_args(out="b.upk", manifest=manifest, payload_dir=d), cwd=env.tmp, timeout=30)
+    need = (1 << 40) // 262144 * 64 + (1 << 40) // 4096 * 8
+    assert_status(res, EXIT_MANIFEST, q(f"would be {need} bytes"),
+                  q(f'payload "rootfs" ({1 << 40} bytes in 4096-byte blocks and 262144-byte chunks)'))
     assert not env.path("b.upk").exists()
 
 

@@ -37,9 +37,11 @@ BUNDLE_PATH = "/delta/acme-gw-1.1.0.upk"
 INSTALLED = "installed version 1.1.0 into slot B"
 NO_AUTO_CHECK = {"UPKEEP_TEST_FIRST_CHECK_SEC": "3600", "TZ": "UTC"}
 
-# The one line of a delta install (the contract of the daemon's output); `table` says whether the booted
-# slot's block table was computed by the install or taken from the data folder.
-DELTA_RE = re.compile(r"delta: (?P<reused>\d+) of (?P<total>\d+) bytes of the payloads taken from slot A, "
+# The one line of a delta install (the contract of the daemon's output). The slots are "slot A", or for
+# blocks from several slot classes each slot as CLASS.NAME; `table` says whether the booted slot's block
+# table was computed by the install or taken from the data folder.
+DELTA_RE = re.compile(r"delta: (?P<reused>\d+) of (?P<total>\d+) bytes of the payloads taken from "
+                      r"(?P<slots>slot A|slots [\w-]+\.[AB](?:, [\w-]+\.[AB])+), "
                       r"(?P<fetched>\d+) bytes downloaded in (?P<requests>\d+) requests "
                       r"\((?P<pct>\d+\.\d)% of the bundle's (?P<size>\d+) bytes\); "
                       r"block table (?P<table>cached|computed)")
@@ -260,6 +262,16 @@ def assert_installed(w, finished, v1, v2):
     assert w.device.slot["A"].read_bytes() == v1
 
 
+def delta_fields(m):
+    """The numbers of a DELTA_RE match, its percentage, its slots ("slot A", "slots rootfs.A, ...") and
+    whether the block table was cached or computed."""
+    got = {k: int(v) for k, v in m.groupdict().items() if k not in ("pct", "slots", "table")}
+    got["pct"] = float(m["pct"])
+    got["slots"] = m["slots"]
+    got["table"] = m["table"]
+    return got
+
+
 def the_delta_line(w):
     """The one delta line of the daemon's output, parsed; fails with the whole output when there is none
     or more than one."""
@@ -268,10 +280,7 @@ def the_delta_line(w):
     assert len(lines) == 1, f"expected one delta: line, got {lines}:\n{log}"
     m = DELTA_RE.search(lines[0])
     assert m, f"not a delta summary: {lines[0]!r}\n{log}"
-    got = {k: int(v) for k, v in m.groupdict().items() if k not in ("pct", "table")}
-    got["pct"] = float(m["pct"])
-    got["table"] = m["table"]
-    return got
+    return delta_fields(m)
 
 
 def check_delta_numbers(w, got, v2):
@@ -410,24 +419,32 @@ def make_two_class_bundle(tmp, root, app):
     return out
 
 
-def add_appfs_slots(w, app_v1):
-    """Slot class appfs (files appA.img, booted A holding `app_v1`, and appB.img) in w's device."""
+def add_appfs_slots(w, app_v1, crossed=False):
+    """Slot class appfs (files appA.img, booted A holding `app_v1`, and appB.img) in w's device. `crossed`:
+    slot appfs.A has the bootname B and appfs.B the bootname A, so appfs.B (holding `app_v1`) is booted
+    with rootfs.A; the slots returned are then by bootname, {"A": appB.img, "B": appA.img}."""
     dev = w.device
-    slots = {"A": dev.root / "appA.img", "B": dev.root / "appB.img"}
+    files = {"A": dev.root / "appA.img", "B": dev.root / "appB.img"}
+    boot = {"A": "B", "B": "A"} if crossed else {"A": "A", "B": "B"}
+    slots = {boot[name]: f for name, f in files.items()}
     slots["A"].write_bytes(app_v1)
     slots["B"].write_bytes(b"")
     conf = dev.conf.read_text()
     assert "\n[policy]\n" in conf, conf
-    conf = conf.replace("\n[policy]\n", f"\n[slot.appfs.A]\ndevice = {slots['A']}\n\n"
-                        f"[slot.appfs.B]\ndevice = {slots['B']}\n\n[policy]\n", 1)
+    sections = "".join(f"[slot.appfs.{name}]\ndevice = {files[name]}\nbootname = {boot[name]}\n\n"
+                       for name in ("A", "B"))
+    conf = conf.replace("\n[policy]\n", f"\n{sections}[policy]\n", 1)
     dev.conf.write_text(conf)
     return slots
 
 
-def test_a_delta_reuses_the_booted_slots_of_two_classes(tmp_path, pair):
+@pytest.mark.parametrize("crossed", [False, True], ids=["same-names", "crossed-names"])
+def test_a_delta_reuses_the_booted_slots_of_two_classes(tmp_path, pair, crossed):
     """Two raw payloads into two A/B slot classes (rootfs and appfs): each is planned against the block
     table of the booted slot of its class, so both reuse their slot's blocks; both B slots end up byte
-    for byte the new images and only a small part of the bundle comes over the wire."""
+    for byte the new images and only a small part of the bundle comes over the wire. The summary names
+    each slot the blocks came from, also when the booted slots of the two classes are named apart
+    (crossed: appfs.B is booted with rootfs.A, under the bootname A)."""
     v1, v2, info = pair
     a1, a2, ainfo = make_pair(SEED + 1)
     bundle = make_two_class_bundle(tmp_path, v2, a2)
@@ -435,16 +452,18 @@ def test_a_delta_reuses_the_booted_slots_of_two_classes(tmp_path, pair):
     assert [p["slot_class"] for p in manifest["payloads"]] == ["rootfs", "appfs"], manifest
     w = World(tmp_path / "w", v1, bundle)
     try:
-        app = add_appfs_slots(w, a1)
+        app = add_appfs_slots(w, a1, crossed)
         w.start()
         finished = w.install()
         assert_installed(w, finished, v1, v2)
         log = w.log()
         assert app["B"].read_bytes() == a2, log
         assert app["A"].read_bytes() == a1, log
-        for table in ("blocks-rootfs-A.table", "blocks-appfs-A.table"):
+        app_booted = "B" if crossed else "A"
+        for table in ("blocks-rootfs-A.table", f"blocks-appfs-{app_booted}.table"):
             assert (w.device.data / table).stat().st_size > 0, (table, log)
         got = the_delta_line(w)
+        assert got["slots"] == f"slots rootfs.A, appfs.{app_booted}", got
         assert got["size"] == w.size, (got, w.size)
         assert got["total"] == len(v2) + len(a2), got
         # The blocks of both payloads that are neither new nor zeros came from the slots: more than one
@@ -583,10 +602,7 @@ def the_offline_delta_line(w, p):
     assert len(lines) == 1, f"expected one delta: line, got {lines}:\n{out}"
     m = DELTA_RE.fullmatch(lines[0])
     assert m, f"not a delta summary: {lines[0]!r}\n{out}"
-    got = {k: int(v) for k, v in m.groupdict().items() if k not in ("pct", "table")}
-    got["pct"] = float(m["pct"])
-    got["table"] = m["table"]
-    return got
+    return delta_fields(m)
 
 
 def assert_installed_offline(w, p, v1, v2):

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from device import make_bundle, payload_bytes
-from test_delta import BLOCK, DELTA_RE, FALLBACK_RE, bundle_head, delta_lines, make_pair
+from test_delta import BLOCK, DELTA_RE, FALLBACK_RE, bundle_head, delta_fields, delta_lines, make_pair
 from test_hawkbit import SOON, TOKEN, World as HawkbitWorld, pending, reboot_and_start
 
 FILENAME = "acme-gw-1.1.0.upk"
@@ -72,7 +72,7 @@ def the_delta_line(w):
     assert len(lines) == 1, f"expected one delta: line, got {lines}:\n{w.log()}"
     m = DELTA_RE.search(lines[0])
     assert m, f"not a delta summary: {lines[0]!r}\n{w.log()}"
-    return {k: int(v) for k, v in m.groupdict().items() if k not in ("pct", "table")}
+    return delta_fields(m)
 
 
 def the_fallback_line(w):

@@ -334,8 +334,9 @@ static void text_block(uint8_t *p, size_t j, unsigned version)
  * but its block 17 (fetched: its frame refers to the chunks before it), chunks 5-6 from the slot with a
  * zero block, chunks 7-9 new. Round 1: the slot's block 9 (chunk 2, inside the batch) changed after
  * the table was made: chunk 2 alone is fetched again, in its place, and block 17 still decodes against
- * the right content. */
-TEST(delta_read_slot_chunks_ahead)
+ * the right content. With `hash_pool_fail` set (UPKEEP_TEST_HASH_POOL_FAIL), the batches are hashed
+ * without the pool's threads, with the same result. */
+static void slot_chunks_ahead(const char *hash_pool_fail)
 {
         const size_t n = 40, size = n * B;
         _cleanup_free_ uint8_t *old = calloc(1, size), *img = calloc(1, size);
@@ -360,6 +361,8 @@ TEST(delta_read_slot_chunks_ahead)
         create_bundle2("manifest.json", "b.upk");
         file = file_contents("b.upk", &file_size);
 
+        if (hash_pool_fail)
+                ASSERT_EQ(setenv("UPKEEP_TEST_HASH_POOL_FAIL", hash_pool_fail, 1), 0);
         /* Batches of every size (0: the default for this machine's CPUs), with a slot block changed under
          * the table in the second round. */
         for (unsigned k = 0; k < 2 * (BUNDLE_DELTA_AHEAD_MAX + 1); k++) {
@@ -406,4 +409,21 @@ TEST(delta_read_slot_chunks_ahead)
                 ASSERT_EQ(st.local_bytes, (26u - 4u * round) * B);
                 ASSERT_EQ(st.zero_bytes, (uint64_t)B);
         }
+        ASSERT_EQ(unsetenv("UPKEEP_TEST_HASH_POOL_FAIL"), 0);
+}
+
+TEST(delta_read_slot_chunks_ahead)
+{
+        slot_chunks_ahead(NULL);
+}
+
+/* The pool's thread cannot be started (the reader hashes every batch itself), or the pool fails on a
+ * batch (that batch and the ones after it are hashed by the reader): the same bytes, the same chunks
+ * taken from the slot and the same chunk fetched again. */
+TEST(delta_read_slot_chunks_ahead_without_the_pool)
+{
+        if (!HAVE_TEST_HOOKS)
+                test_skip("a build without test hooks");
+        slot_chunks_ahead("thread:0");
+        slot_chunks_ahead("run");
 }

@@ -7,9 +7,43 @@
 #include <pthread.h>
 #include <sys/socket.h>
 
+#include "fetch-internal.h"
 #include "fetch-ranges.h"
 #include "fetch.h"
 #include "tests.h"
+
+/* The lists of request headers hold the hawkBit token: slist_erase() zeroes every node's string in place
+ * (what slist_free_erase() does before it frees them); both take NULL. */
+TEST(header_list_erased)
+{
+        static const char *const lines[] = { "Authorization: TargetToken s3cr3t", "Accept: */*",
+                                             "If-Range: \"abc\"" };
+        struct curl_slist *l = NULL;
+        size_t n = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(lines); i++) {
+                struct curl_slist *t = curl_slist_append(l, lines[i]);
+
+                ASSERT_TRUE(t);
+                l = t;
+        }
+        slist_erase(l);
+        for (struct curl_slist *i = l; i; i = i->next, n++) {
+                size_t len = strlen(lines[n]);
+
+                for (size_t k = 0; k < len; k++)
+                        ASSERT_EQ(i->data[k], 0);
+                ASSERT_EQ(i->data[len], 0);
+        }
+        ASSERT_EQ(n, ELEMENTSOF(lines));
+        ASSERT_TRUE(slist_free_erase(l) == NULL);
+
+        l = curl_slist_append(NULL, "Authorization: GatewayToken x");
+        ASSERT_TRUE(l);
+        ASSERT_TRUE(slist_free_erase(l) == NULL); /* a leak here shows under ASan */
+        slist_erase(NULL);
+        ASSERT_TRUE(slist_free_erase(NULL) == NULL);
+}
 
 TEST(content_range)
 {

@@ -36,3 +36,49 @@ TEST(digests_match)
         }
         ASSERT_TRUE(hash_pool_threads_default() <= 3);
 }
+
+static unsigned threads_now(void)
+{
+        _cleanup_free_ char *line = NULL;
+        size_t cap = 0;
+        unsigned n = 0;
+        FILE *f = fopen("/proc/self/status", "re");
+
+        ASSERT_TRUE(f);
+        while (getline(&line, &cap, f) > 0)
+                if (sscanf(line, "Threads: %u", &n) == 1)
+                        break;
+        fclose(f);
+        ASSERT_TRUE(n > 0);
+        return n;
+}
+
+/* The test hook UPKEEP_TEST_HASH_POOL_FAIL: a thread that cannot be started fails the pool with EAGAIN,
+ * the threads started before it are ended; "run" fails every round with -EIO. */
+TEST(failures)
+{
+        static uint8_t data[3][1000];
+        HashJob jobs[3];
+        HashPool *p = (HashPool *)&data; /* not touched on failure */
+        unsigned before = threads_now();
+
+        if (!HAVE_TEST_HOOKS)
+                test_skip("a build without test hooks");
+        ASSERT_EQ(setenv("UPKEEP_TEST_HASH_POOL_FAIL", "thread:2", 1), 0);
+        ASSERT_EQ(hash_pool_new(3, &p), -EAGAIN);
+        ASSERT_TRUE(p == (HashPool *)&data);
+        ASSERT_EQ(threads_now(), before);
+        ASSERT_EQ(setenv("UPKEEP_TEST_HASH_POOL_FAIL", "thread:0", 1), 0);
+        ASSERT_EQ(hash_pool_new(1, &p), -EAGAIN);
+        ASSERT_OK(hash_pool_new(0, &p)); /* no thread to start */
+        hash_pool_free(p);
+
+        ASSERT_EQ(setenv("UPKEEP_TEST_HASH_POOL_FAIL", "run", 1), 0);
+        ASSERT_OK(hash_pool_new(2, &p));
+        ASSERT_EQ(threads_now(), before + 2);
+        for (size_t i = 0; i < 3; i++)
+                jobs[i] = (HashJob){ .data = data[i], .size = sizeof(data[i]) };
+        ASSERT_EQ(hash_pool_run(p, jobs, 3), -EIO);
+        hash_pool_free(p);
+        ASSERT_EQ(threads_now(), before);
+}

@@ -269,6 +269,46 @@ TEST(cmdline_slot)
         }
 }
 
+/* The slots a delta took blocks from: each once, by class and name, in the order added; a list too long
+ * for the field ends with ", ..." and still counts every slot. */
+TEST(delta_stats_slots)
+{
+        SlotConfig root_a = { .class = (char *)"rootfs", .name = (char *)"A", .bootname = (char *)"A" },
+                   app_b = { .class = (char *)"appfs", .name = (char *)"B", .bootname = (char *)"A" },
+                   app_a = { .class = (char *)"appfs", .name = (char *)"A", .bootname = (char *)"B" };
+        char classes[40][66];
+        InstallDeltaStats st = {};
+        size_t len;
+
+        install_delta_stats_add_slot(&st, &root_a);
+        ASSERT_STREQ(st.slots, "rootfs.A");
+        ASSERT_EQ(st.n_slots, 1);
+        install_delta_stats_add_slot(&st, &app_b);
+        install_delta_stats_add_slot(&st, &root_a);
+        install_delta_stats_add_slot(&st, &app_b);
+        ASSERT_STREQ(st.slots, "rootfs.A, appfs.B");
+        ASSERT_EQ(st.n_slots, 2);
+        install_delta_stats_add_slot(&st, &app_a);
+        ASSERT_STREQ(st.slots, "rootfs.A, appfs.B, appfs.A");
+        ASSERT_EQ(st.n_slots, 3);
+
+        st = (InstallDeltaStats){};
+        for (size_t i = 0; i < ELEMENTSOF(classes); i++) {
+                SlotConfig s = { .class = classes[i], .name = (char *)"A" };
+
+                memset(classes[i], 'a' + (char)(i % 26), 64);
+                classes[i][64] = (char)('0' + i / 26);
+                classes[i][65] = 0;
+                install_delta_stats_add_slot(&st, &s);
+        }
+        ASSERT_EQ(st.n_slots, ELEMENTSOF(classes));
+        len = strlen(st.slots);
+        ASSERT_TRUE(len < sizeof(st.slots));
+        ASSERT_STREQ(st.slots + len - 5, ", ...");
+        ASSERT_TRUE(strneq(st.slots, classes[0], 65));
+        ASSERT_TRUE(strneq(st.slots + 65, ".A, ", 4));
+}
+
 TEST(version_file)
 {
         static const struct {

@@ -50,3 +50,49 @@ TEST(string_tables)
         ASSERT_EQ(string_table_lookup(table, ELEMENTSOF(table), ""), -EINVAL);
         ASSERT_EQ(string_table_lookup(table, ELEMENTSOF(table), NULL), -EINVAL);
 }
+
+/* All zeros for the lengths around the 16 bytes checked one by one and around a page, at every start
+ * modulo 8; and a non-zero byte found wherever it is. */
+TEST(memeqzero)
+{
+        static const size_t lengths[] = { 0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 4095, 4096 };
+        static uint8_t buf[4096 + 8];
+
+        for (size_t s = 0; s < 8; s++)
+                for (size_t i = 0; i < ELEMENTSOF(lengths); i++) {
+                        size_t n = lengths[i];
+
+                        memset(buf, 0, sizeof(buf));
+                        ASSERT_TRUE(memeqzero(buf + s, n));
+                        if (n == 0)
+                                continue;
+                        buf[s + n - 1] = 0x80; /* the last byte */
+                        ASSERT_FALSE(memeqzero(buf + s, n));
+                        ASSERT_TRUE(memeqzero(buf + s, n - 1));
+                        buf[s + n - 1] = 0;
+                        buf[s] = 1; /* the first */
+                        ASSERT_FALSE(memeqzero(buf + s, n));
+                        buf[s] = 0;
+                        buf[s + n / 2] = 0xff; /* the middle */
+                        ASSERT_FALSE(memeqzero(buf + s, n));
+                        if (n > 1)
+                                ASSERT_TRUE(memeqzero(buf + s, n / 2));
+                        if (s > 0) {
+                                buf[s + n / 2] = 0;
+                                buf[s - 1] = 1; /* bytes around the range do not count */
+                                buf[s + n] = 1;
+                                ASSERT_TRUE(memeqzero(buf + s, n));
+                                buf[s - 1] = buf[s + n] = 0;
+                        }
+                }
+
+        for (size_t at = 0; at < 64; at++) {
+                uint8_t b[64] = { 0 };
+
+                b[at] = (uint8_t)(1u << (at % 8));
+                ASSERT_FALSE(memeqzero(b, sizeof(b)));
+                ASSERT_TRUE(memeqzero(b, at));
+                if (at + 1 < sizeof(b))
+                        ASSERT_TRUE(memeqzero(b + at + 1, sizeof(b) - at - 1));
+        }
+}
