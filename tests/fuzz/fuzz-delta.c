@@ -22,7 +22,8 @@
  * error. u32 slot size, u32 patch offset, u16 patch length, the patch: the slot
  * is the true slot (each payload's content padded to whole blocks, one after
  * the other; zeros after it) cut to the slot size, with the patch written at
- * its offset. Reads past the slot's size are short. the rest: the pool. */
+ * its offset. Reads past the slot's size are short. u8 ahead: BundleDeltaSource.ahead
+ * (modulo BUNDLE_DELTA_AHEAD_MAX + 1; 0: the default). The rest: the pool. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -288,6 +289,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         UpkErr err = {};
         size_t n, i;
         uint64_t slot_size, patch_at;
+        unsigned ahead;
         const uint8_t *patch;
         int r;
 
@@ -327,6 +329,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         patch_at = take(&c, 4);
         n = (size_t)take(&c, 2);
         patch = take_bytes(&c, &n);
+        ahead = (unsigned)take(&c, 1) % (BUNDLE_DELTA_AHEAD_MAX + 1);
         io.pool = data + (c.pos < size ? c.pos : size);
         io.pool_size = size - (size_t)(io.pool - data);
 
@@ -348,6 +351,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 .next_fetched = io_next_fetched,
                 .fetch_range = io_fetch_range,
                 .userdata = &io,
+                .ahead = ahead,
         };
         r = bundle_set_delta(b, &src, &err);
         if (r < 0)

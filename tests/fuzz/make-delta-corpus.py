@@ -47,8 +47,9 @@ def payload_contents():
     return [("rootfs.img", bytes(p0), "zstd"), ("app.img", p1, "none")]
 
 
-def seed(blocks, pieces=(), refetch=(), slot_size=0, patch_off=0, patch=b"", pool=b""):
-    """blocks: (origin byte, local byte) per block of both payloads; pieces: (kind, len, adj)."""
+def seed(blocks, pieces=(), refetch=(), slot_size=0, patch_off=0, patch=b"", ahead=0, pool=b""):
+    """blocks: (origin byte, local byte) per block of both payloads; pieces: (kind, len, adj); ahead:
+    BundleDeltaSource.ahead (0: the reader's default)."""
     out = bytearray()
     for o, l in blocks:
         out += bytes([o, l & 0xFF])
@@ -56,7 +57,7 @@ def seed(blocks, pieces=(), refetch=(), slot_size=0, patch_off=0, patch=b"", poo
     for kind, n, adj in pieces:
         out += struct.pack("<BHh", kind, n, adj)
     out += bytes([len(refetch)]) + bytes(refetch)
-    out += struct.pack("<IIH", slot_size, patch_off, len(patch)) + patch
+    out += struct.pack("<IIH", slot_size, patch_off, len(patch)) + patch + bytes([ahead])
     return bytes(out + pool)
 
 
@@ -117,6 +118,12 @@ def main():
     # The slot's block 9 changed: its chunk is fetched again, the true bytes.
     (corpus / "mixed-slot-changed").write_bytes(
         seed(mixed, uneven(rest, [4096]), slot_size=slot, patch_off=9 * BLOCK + 100, patch=b"changed"))
+    # Every block local, the slot's block 9 changed, batches of one, two and four chunks assembled and
+    # hashed together: the changed block's chunk fetched again in its batch.
+    for ahead in (1, 2, 4):
+        (corpus / f"local-slot-changed-ahead{ahead}").write_bytes(
+            seed([(LOCAL, 0)] * n, uneven(rest, [4096]), slot_size=slot, patch_off=9 * BLOCK + 100,
+                 patch=b"changed", ahead=ahead))
     # The same, but the refetch returns garbage (then a flipped byte, then an error): the read fails.
     for label, mode in (("garbage", REFETCH_GARBAGE), ("flipped", REFETCH_FLIP), ("error", REFETCH_ERROR)):
         (corpus / f"refetch-{label}").write_bytes(
