@@ -182,7 +182,6 @@ TEST(a_slot_that_cannot_be_read)
 {
         static const char short_file[] = "/sys/devices/system/cpu/online"; /* 4096 bytes by stat, fewer */
         _cleanup_(config_freep) Config *c = NULL;
-        _cleanup_free_ char *extra = NULL;
         InstallPrepareStats st = {};
         struct stat s;
         UpkErr e = {};

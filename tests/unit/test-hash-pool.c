@@ -53,6 +53,13 @@ static unsigned threads_now(void)
         return n;
 }
 
+/* qemu-user runs threads of its own, which come and go: the count is checked on the host only. */
+#define ASSERT_THREADS(n)                              \
+        do {                                           \
+                if (!test_emulated())                  \
+                        ASSERT_EQ(threads_now(), (n)); \
+        } while (0)
+
 /* The test hook UPKEEP_TEST_HASH_POOL_FAIL: a thread that cannot be started fails the pool with EAGAIN,
  * the threads started before it are ended; "run" fails every round with -EIO. */
 TEST(failures)
@@ -67,7 +74,7 @@ TEST(failures)
         ASSERT_EQ(setenv("UPKEEP_TEST_HASH_POOL_FAIL", "thread:2", 1), 0);
         ASSERT_EQ(hash_pool_new(3, &p), -EAGAIN);
         ASSERT_TRUE(p == (HashPool *)&data);
-        ASSERT_EQ(threads_now(), before);
+        ASSERT_THREADS(before);
         ASSERT_EQ(setenv("UPKEEP_TEST_HASH_POOL_FAIL", "thread:0", 1), 0);
         ASSERT_EQ(hash_pool_new(1, &p), -EAGAIN);
         ASSERT_OK(hash_pool_new(0, &p)); /* no thread to start */
@@ -75,10 +82,10 @@ TEST(failures)
 
         ASSERT_EQ(setenv("UPKEEP_TEST_HASH_POOL_FAIL", "run", 1), 0);
         ASSERT_OK(hash_pool_new(2, &p));
-        ASSERT_EQ(threads_now(), before + 2);
+        ASSERT_THREADS(before + 2);
         for (size_t i = 0; i < 3; i++)
                 jobs[i] = (HashJob){ .data = data[i], .size = sizeof(data[i]) };
         ASSERT_EQ(hash_pool_run(p, jobs, 3), -EIO);
         hash_pool_free(p);
-        ASSERT_EQ(threads_now(), before);
+        ASSERT_THREADS(before);
 }
