@@ -725,7 +725,7 @@ def test_a_bundle_smaller_than_the_first_request_is_a_delta_too(tmp_path):
     v2 = bytearray(v1)
     v2[5 * BLOCK:6 * BLOCK] = bytes(rng.getrandbits(8) for _ in range(BLOCK))
     v2 = bytes(v2)
-    small = make_bundle(tmp_path, "1.1.0", v2, name="small")
+    small = make_bundle(tmp_path, "1.1.0", v2, name="small", create_args=["--chunk-size", "16384"])
     size = small.stat().st_size
     assert size < 64 * 1024, size  # smaller than the delta's first request (install-delta.c, HEAD_FIRST)
     w = World(tmp_path / "w", v1, small, bus=False)
@@ -741,5 +741,21 @@ def test_a_bundle_smaller_than_the_first_request_is_a_delta_too(tmp_path):
         st = w.stats()
         assert st["ranges"] == ["bytes=0-65535"] and st["bytes_sent"] == size, st
         assert got["requests"] == 1 and got["fetched"] == size, got
+        # Slot A's block 1 changed under its cached table: its chunk does not check out and is taken
+        # again from that same answer, not asked for.
+        a = w.device.slot["A"]
+        before = a.stat()
+        with open(a, "r+b") as f:
+            f.seek(BLOCK + 10)
+            f.write(b"changed")
+        os.utime(a, ns=(before.st_atime_ns, before.st_mtime_ns))
+        w.device.slot["B"].write_bytes(b"")
+        p = w.install_offline()
+        out = f"{p.stdout}\n{p.stderr}"
+        assert p.returncode == 0 and INSTALLED in p.stdout and not FALLBACK_RE.search(p.stdout), out
+        got = the_offline_delta_line(w, p)
+        assert got["table"] == "cached" and got["requests"] == 1 and got["reused"] < len(v1) - BLOCK, got
+        assert w.slot_b_holds(v2), out
+        assert w.stats()["ranges"] == ["bytes=0-65535"] * 2, w.stats()
     finally:
         w.close()
